@@ -1,0 +1,51 @@
+import type { AuditEvent, ChainedEvent } from '../../protocols/index.js';
+
+/** What the buffer does when `buffer.maxBytes` is reached (DESIGN §3.5). */
+export type WhenFull = 'block' | 'drop-oldest' | 'reject';
+
+export interface BufferState {
+  id: string;
+  epoch: string;
+  /** Last seq appended (0 when empty). */
+  head: number;
+  /** Last seq the gateway acknowledged, over a contiguous prefix. */
+  delivered: number;
+  /** Oldest seq still held (head + 1 when nothing is held). */
+  oldest: number;
+  /** Events held but not yet delivered. */
+  bufferedEvents: number;
+  /** Bytes held (all retained events, delivered or not). */
+  bufferedBytes: number;
+  /** Set when the store was recovered from corruption at open. */
+  recovered?: string;
+}
+
+/**
+ * The agent's durable buffer (LevelDB). Every intake appends through it;
+ * the push sink reads from `delivered` and acks; the pull API reads any range.
+ */
+export interface AgentBuffer {
+  open(): Promise<void>;
+  /** Finishes the commit in progress, then closes the database. Idempotent. */
+  close(): Promise<void>;
+  /**
+   * Assigns id (when absent), source (when absent: the agent id), time (when
+   * absent), agent, epoch, seq, prev and hash; resolves after the group commit
+   * holding these events is durable (synced, or written to the OS with
+   * durability `os`). Rejects with METEORZX_BUFFER_FULL (status 503, policy
+   * block) or METEORZX_BUFFER_REJECTED (status 507, policy reject) when full.
+   * `extra` ops (e.g. a file offset checkpoint) are written in the same batch.
+   */
+  append(events: readonly AuditEvent[], extra?: readonly { key: string; value: string }[]): Promise<ChainedEvent[]>;
+  /** Events with seq > after, in seq order, at most `limit` (and about `maxBytes`). */
+  read(after: number, limit: number, maxBytes?: number): Promise<ChainedEvent[]>;
+  /** Marks everything ≤ seq delivered (durably). Never moves backwards. */
+  ack(seq: number): Promise<void>;
+  state(): BufferState;
+  /** Resolves when space is available again (for sources that pause instead of failing). */
+  waitForSpace(): Promise<void>;
+  /** Called after every commit that appended events. Returns an unsubscribe function. */
+  onAppend(listener: (head: number) => void): () => void;
+  /** Reads a value the agent stored with `extra` (e.g. a file offset). */
+  getMeta(key: string): Promise<string | undefined>;
+}

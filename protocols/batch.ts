@@ -1,0 +1,112 @@
+import { DEFAULT_LIMITS, type Limits } from './limits.js';
+import { ProtocolErrors } from './errors.js';
+
+/**
+ * One item of a decoded batch: either a parsed JSON value with the size of its
+ * text, or the reason it could not be read. Index is its position in the batch.
+ */
+export type BatchItem =
+  | { index: number; value: unknown; bytes: number; error?: undefined }
+  | { index: number; value?: undefined; bytes: number; error: string };
+
+export type BodyFormat = 'json' | 'ndjson';
+
+const fatalUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** Which format a Content-Type names; undefined for one we do not take. */
+export function bodyFormat(contentType: string | undefined): BodyFormat | undefined {
+  const base = (contentType ?? 'application/json').split(';')[0]?.trim().toLowerCase() ?? '';
+  if (base === 'application/json' || base === '' || base === 'text/json') return 'json';
+  if (base === 'application/x-ndjson' || base === 'application/ndjson' || base === 'application/jsonl' || base === 'application/json-seq') {
+    return 'ndjson';
+  }
+  return undefined;
+}
+
+/**
+ * Decodes a body (already decompressed) into batch items. A JSON body is one
+ * event or an array of events; NDJSON is one event per line, and a bad line
+ * (malformed JSON, invalid UTF-8) rejects that line alone. Throws a typed
+ * error only when the body as a whole cannot be read or is over a limit.
+ */
+export function decodeBatch(body: Uint8Array, format: BodyFormat, limits: Limits = DEFAULT_LIMITS): BatchItem[] {
+  if (body.byteLength > limits.maxBodyBytes) {
+    throw ProtocolErrors.METEORZX_BODY_TOO_LARGE(`body is ${body.byteLength} bytes, over the limit of ${limits.maxBodyBytes} (maxBodyBytes)`);
+  }
+  const items = format === 'json' ? decodeJson(body) : decodeNdjson(body, limits);
+  if (items.length > limits.maxBatchEvents) {
+    throw ProtocolErrors.METEORZX_BATCH_TOO_LARGE(`batch has ${items.length} events, over the limit of ${limits.maxBatchEvents} (maxBatchEvents)`);
+  }
+  return items;
+}
+
+function decodeJson(body: Uint8Array): BatchItem[] {
+  let text: string;
+  try {
+    text = fatalUtf8.decode(body);
+  } catch {
+    throw ProtocolErrors.METEORZX_BODY_UNREADABLE('body is not valid UTF-8');
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw ProtocolErrors.METEORZX_BODY_UNREADABLE(`body is not valid JSON: ${(err as Error).message}`);
+  }
+  if (!Array.isArray(parsed)) return [{ index: 0, value: parsed, bytes: body.byteLength }];
+  return parsed.map((value: unknown, index) => ({ index, value, bytes: jsonBytes(value) }));
+}
+
+function jsonBytes(value: unknown): number {
+  const text = JSON.stringify(value);
+  return text === undefined ? 0 : Buffer.byteLength(text);
+}
+
+function decodeNdjson(body: Uint8Array, limits: Limits): BatchItem[] {
+  const items: BatchItem[] = [];
+  let start = 0;
+  let index = 0;
+  while (start <= body.byteLength) {
+    let end = body.indexOf(0x0a, start);
+    if (end === -1) end = body.byteLength;
+    let lineEnd = end;
+    if (lineEnd > start && body[lineEnd - 1] === 0x0d) lineEnd -= 1;
+    const line = body.subarray(start, lineEnd);
+    start = end + 1;
+    if (isBlank(line)) continue;
+    items.push(decodeLine(line, index, limits));
+    index += 1;
+    // Stop decoding past the batch limit: the caller rejects the whole body anyway.
+    if (index > limits.maxBatchEvents) break;
+  }
+  return items;
+}
+
+function isBlank(line: Uint8Array): boolean {
+  for (const b of line) if (b !== 0x20 && b !== 0x09 && b !== 0x0d) return false;
+  return true;
+}
+
+function decodeLine(line: Uint8Array, index: number, limits: Limits): BatchItem {
+  const bytes = line.byteLength;
+  if (bytes > limits.maxEventBytes) {
+    // Not parsed at all: an oversized line costs no more than its bytes.
+    return { index, bytes, error: `event is ${bytes} bytes, over the limit of ${limits.maxEventBytes} (maxEventBytes)` };
+  }
+  let text: string;
+  try {
+    text = fatalUtf8.decode(line);
+  } catch {
+    return { index, bytes, error: 'invalid UTF-8' };
+  }
+  try {
+    return { index, value: JSON.parse(text), bytes };
+  } catch (err) {
+    return { index, bytes, error: `malformed JSON: ${(err as Error).message}` };
+  }
+}
+
+/** Decodes an MQTT payload: one JSON event or a JSON array of events. */
+export function decodePayload(payload: Uint8Array, limits: Limits = DEFAULT_LIMITS): BatchItem[] {
+  return decodeBatch(payload, 'json', { ...limits, maxBodyBytes: Math.max(limits.maxBodyBytes, payload.byteLength) });
+}

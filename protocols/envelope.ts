@@ -1,0 +1,194 @@
+import { DEFAULT_LIMITS, jsonDepth, type Limits } from './limits.js';
+
+/** How the gateway judged an event's place in its agent's hash chain on arrival (DESIGN §4). */
+export type Integrity = 'verified' | 'unchained' | 'broken';
+
+export type Outcome = 'success' | 'failure' | 'unknown';
+
+export interface IngestInfo {
+  method: 'mqtt' | 'http' | 'pull';
+  peer: string;
+  receivedAt: string;
+  gateway: string;
+  integrity: Integrity;
+}
+
+/** The event envelope (DESIGN §2). Only `type` is required on input. */
+export interface AuditEvent {
+  id?: string;
+  source?: string;
+  time?: string;
+  type: string;
+  actor?: string | Record<string, unknown>;
+  action?: string;
+  target?: string | Record<string, unknown>;
+  outcome?: Outcome;
+  data?: Record<string, unknown>;
+  agent?: string;
+  epoch?: string;
+  seq?: number;
+  prev?: string;
+  hash?: string;
+}
+
+/** An event as the agent buffer holds it: every agent-assigned field present. */
+export interface ChainedEvent extends AuditEvent {
+  id: string;
+  source: string;
+  time: string;
+  agent: string;
+  epoch: string;
+  seq: number;
+  hash: string;
+}
+
+/** An event as the gateway stores it. */
+export interface StoredEvent extends AuditEvent {
+  id: string;
+  source: string;
+  time: string;
+  ingest: IngestInfo;
+  tags?: string[];
+}
+
+export interface ValidationIssue {
+  /** Dotted field path (`data.user`, `seq`); empty for the event as a whole. */
+  path: string;
+  message: string;
+}
+
+export type ValidationResult = { ok: true; event: AuditEvent } | { ok: false; errors: ValidationIssue[] };
+
+export const SOURCE_RE = /^[A-Za-z0-9._:-]{1,128}$/;
+const HEX64_RE = /^[0-9a-f]{64}$/;
+// RFC 3339 date-time: full date, 'T' (or space, as RFC 3339 §5.6 allows), time, optional fraction, zone.
+const RFC3339_RE = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
+const MAX_TYPE_LENGTH = 256;
+const MAX_TEXT_LENGTH = 1024;
+const OUTCOMES: ReadonlySet<string> = new Set(['success', 'failure', 'unknown']);
+
+const KNOWN_FIELDS: ReadonlySet<string> = new Set([
+  'id', 'source', 'time', 'type', 'actor', 'action', 'target', 'outcome', 'data', 'agent', 'epoch', 'seq', 'prev', 'hash',
+]);
+
+export function isRfc3339(value: string): boolean {
+  const m = RFC3339_RE.exec(value);
+  if (!m) return false;
+  const [, y, mo, d, h, mi, s] = m.map(Number) as number[];
+  if ((mo as number) < 1 || (mo as number) > 12 || (d as number) < 1 || (h as number) > 23 || (mi as number) > 59 || (s as number) > 60) {
+    return false;
+  }
+  const daysInMonth = new Date(Date.UTC(y as number, mo as number, 0)).getUTCDate();
+  return (d as number) <= daysInMonth && !Number.isNaN(Date.parse(value.replace(' ', 'T')));
+}
+
+/** True when a string holds a UTF-16 surrogate without its pair: JSON can carry it, UTF-8 cannot. */
+export function hasLoneSurrogate(value: string): boolean {
+  return /\p{Surrogate}/u.test(value);
+}
+
+function findLoneSurrogate(value: unknown, path: string, depthLeft: number): string | undefined {
+  if (typeof value === 'string') return hasLoneSurrogate(value) ? path : undefined;
+  if (value === null || typeof value !== 'object' || depthLeft <= 0) return undefined;
+  for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+    const p = path === '' ? k : `${path}.${k}`;
+    if (hasLoneSurrogate(k)) return p;
+    const found = findLoneSurrogate(v, p, depthLeft - 1);
+    if (found !== undefined) return found;
+  }
+  return undefined;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+function checkText(errors: ValidationIssue[], path: string, value: unknown, max: number): void {
+  if (typeof value !== 'string') errors.push({ path, message: `must be a string, got ${typeName(value)}` });
+  else if (value.length === 0) errors.push({ path, message: 'must not be empty' });
+  else if (value.length > max) errors.push({ path, message: `longer than ${max} characters` });
+}
+
+function checkTextOrObject(errors: ValidationIssue[], path: string, value: unknown): void {
+  if (isPlainObject(value)) return;
+  checkText(errors, path, value, MAX_TEXT_LENGTH);
+}
+
+export function typeName(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'array';
+  return typeof value;
+}
+
+/**
+ * Validates one event against the envelope and the limits, reporting every
+ * problem with its field path. `sizeBytes` is the size of the event's JSON
+ * text as received, when known (saves re-serialising it).
+ */
+export function validateEvent(value: unknown, limits: Limits = DEFAULT_LIMITS, sizeBytes?: number): ValidationResult {
+  const errors: ValidationIssue[] = [];
+  if (!isPlainObject(value)) {
+    return { ok: false, errors: [{ path: '', message: `an event must be a JSON object, got ${typeName(value)}` }] };
+  }
+  const depth = jsonDepth(value, limits.maxDepth);
+  if (depth > limits.maxDepth) {
+    // Nothing else is examined: walking a hostile tree is what the limit prevents.
+    return { ok: false, errors: [{ path: '', message: `nesting deeper than the limit of ${limits.maxDepth} (maxDepth)` }] };
+  }
+  const size = sizeBytes ?? Buffer.byteLength(JSON.stringify(value));
+  if (size > limits.maxEventBytes) {
+    errors.push({ path: '', message: `event is ${size} bytes, over the limit of ${limits.maxEventBytes} (maxEventBytes)` });
+  }
+  const lone = findLoneSurrogate(value, '', limits.maxDepth + 1);
+  if (lone !== undefined) errors.push({ path: lone, message: 'invalid Unicode: a lone surrogate cannot be encoded as UTF-8' });
+
+  for (const key of Object.keys(value)) {
+    if (!KNOWN_FIELDS.has(key)) errors.push({ path: key, message: 'unknown field (free-form values belong under data)' });
+  }
+  if (value.type === undefined) errors.push({ path: 'type', message: 'required' });
+  else checkText(errors, 'type', value.type, MAX_TYPE_LENGTH);
+
+  if (value.id !== undefined) checkText(errors, 'id', value.id, 128);
+  for (const key of ['source', 'agent', 'epoch'] as const) {
+    const v = value[key];
+    if (v === undefined) continue;
+    if (typeof v !== 'string' || !SOURCE_RE.test(v)) {
+      errors.push({ path: key, message: 'must match [A-Za-z0-9._:-]{1,128}' });
+    }
+  }
+  if (value.time !== undefined && (typeof value.time !== 'string' || !isRfc3339(value.time))) {
+    errors.push({ path: 'time', message: 'must be an RFC 3339 date-time, e.g. 2026-11-26T12:00:00Z' });
+  }
+  if (value.actor !== undefined) checkTextOrObject(errors, 'actor', value.actor);
+  if (value.target !== undefined) checkTextOrObject(errors, 'target', value.target);
+  if (value.action !== undefined) checkText(errors, 'action', value.action, MAX_TYPE_LENGTH);
+  if (value.outcome !== undefined && (typeof value.outcome !== 'string' || !OUTCOMES.has(value.outcome))) {
+    errors.push({ path: 'outcome', message: 'must be one of success, failure, unknown' });
+  }
+  if (value.data !== undefined && !isPlainObject(value.data)) {
+    errors.push({ path: 'data', message: `must be an object, got ${typeName(value.data)}` });
+  }
+  if (value.seq !== undefined && !(Number.isSafeInteger(value.seq) && (value.seq as number) >= 1)) {
+    errors.push({ path: 'seq', message: 'must be an integer ≥ 1' });
+  }
+  for (const key of ['prev', 'hash'] as const) {
+    const v = value[key];
+    if (v !== undefined && (typeof v !== 'string' || !HEX64_RE.test(v))) {
+      errors.push({ path: key, message: 'must be 64 lowercase hex digits (SHA-256)' });
+    }
+  }
+  const chainFields = ['agent', 'epoch', 'seq'].filter((k) => value[k] !== undefined);
+  if (chainFields.length > 0 && chainFields.length < 3) {
+    errors.push({ path: 'seq', message: 'agent, epoch and seq must be given together' });
+  }
+  if (value.hash !== undefined && value.seq === undefined) {
+    errors.push({ path: 'hash', message: 'a chained event needs agent, epoch and seq' });
+  }
+  if (errors.length > 0) return { ok: false, errors };
+  return { ok: true, event: value as unknown as AuditEvent };
+}
+
+/** One line for a rejection reason: `seq: must be an integer ≥ 1; time: ...`. */
+export function formatIssues(errors: readonly ValidationIssue[]): string {
+  return errors.map((e) => (e.path === '' ? e.message : `${e.path}: ${e.message}`)).join('; ');
+}

@@ -1,0 +1,100 @@
+/** HTTP request and response shapes shared by agent, gateway and CLI (DESIGN §5). */
+
+export interface RejectedItem {
+  index: number;
+  error: string;
+}
+
+/** Answer to `POST /v1/events` on both the gateway and the agent intake. */
+export interface IngestResponse {
+  accepted: number;
+  duplicates: number;
+  rejected: RejectedItem[];
+}
+
+/** An error answer: one clear line and the stable code. */
+export interface ErrorResponse {
+  error: string;
+  code: string;
+}
+
+export type PushState = 'idle' | 'sending' | 'backoff' | 'open' | 'half-open' | 'disabled';
+
+/** `GET /v1/status` on the agent's pull listener. */
+export interface AgentStatus {
+  id: string;
+  epoch: string;
+  head: number;
+  delivered: number;
+  oldest: number;
+  bufferedEvents: number;
+  bufferedBytes: number;
+  push: { state: PushState; lastError: string | null };
+  /** Set when the buffer had to be recovered (corruption); says what was done. */
+  recovered?: string;
+}
+
+export interface SeqGap {
+  /** First missing seq. */
+  from: number;
+  /** Last missing seq (inclusive). */
+  to: number;
+  since: string;
+}
+
+/** One (agent, epoch) in `GET /v1/sources`. */
+export interface EpochStatus {
+  agent: string;
+  epoch: string;
+  lastSeq: number;
+  lastSeen: string;
+  received: number;
+  gaps: SeqGap[];
+}
+
+export interface SourceStatus {
+  source: string;
+  lastSeen: string;
+  accepted: number;
+  duplicates: number;
+  rejected: number;
+}
+
+export interface SourcesResponse {
+  epochs: EpochStatus[];
+  sources: SourceStatus[];
+}
+
+export type CustodyOutcome = 'accepted' | 'duplicate' | 'rejected';
+
+/** One record of the gateway's hash-chained custody ledger (DESIGN §4). */
+export interface CustodyRecord {
+  /** Position in the ledger, 1, 2, 3… */
+  n: number;
+  at: string;
+  outcome: CustodyOutcome;
+  method: 'mqtt' | 'http' | 'pull';
+  peer: string;
+  id?: string;
+  source?: string;
+  reason?: string;
+  /** Hash of the event exactly as stored (accepted only). */
+  eventHash?: string;
+  prev?: string;
+  hash: string;
+}
+
+export interface PullRequest {
+  url: string;
+  after?: number;
+  until?: number;
+  token?: string;
+}
+
+/** Query parameters of `GET /v1/events` on the agent's pull API. */
+export interface AgentPullQuery {
+  after: number;
+  limit: number;
+}
+
+export const NDJSON = 'application/x-ndjson';
