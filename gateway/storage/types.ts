@@ -1,0 +1,99 @@
+import type {
+  CustodyOutcome,
+  CustodyRecord,
+  SourcesResponse,
+  StoredEvent,
+} from '../../protocols/index.js';
+
+/**
+ * Storage backends (LevelDB now, PostgreSQL next) implement this; one
+ * conformance suite (test/conformance/storage-suite.ts) runs against each.
+ * The pipeline's committer is the only writer: it calls `commit` once per
+ * group commit, so everything in a CommitBatch becomes durable together —
+ * a crash can never leave an id marked seen but not stored.
+ */
+
+/** A custody entry before the ledger numbers and chains it. */
+export type CustodyInput = Omit<CustodyRecord, 'n' | 'prev' | 'hash'> & { outcome: CustodyOutcome };
+
+/** A seq an agent's chain delivered (counted even when dedup dropped the event, DESIGN §4). */
+export interface SeqSeen {
+  agent: string;
+  epoch: string;
+  seq: number;
+  source: string;
+}
+
+export interface CommitBatch {
+  /** New events, after dedup, exactly as they are to be stored. */
+  events: readonly StoredEvent[];
+  /** One record per ingestion attempt, in arrival order. */
+  custody: readonly CustodyInput[];
+  /** Registry updates for every chained event that arrived (accepted or duplicate). */
+  seqs: readonly SeqSeen[];
+  /** Per-source counters for this batch. */
+  sourceCounts: readonly { source: string; accepted: number; duplicates: number; rejected: number; at: string }[];
+}
+
+export interface CommitResult {
+  /** The custody records as chained into the ledger, same order as the input. */
+  custody: CustodyRecord[];
+}
+
+export interface EventQuery {
+  source?: string;
+  type?: string;
+  /** Inclusive, RFC 3339 or ms epoch; compared with the receive time. */
+  since?: number;
+  /** Exclusive. */
+  until?: number;
+  limit: number;
+  /** Opaque, from a previous page's `nextCursor`. */
+  cursor?: string;
+}
+
+export interface EventPage {
+  events: StoredEvent[];
+  nextCursor?: string;
+}
+
+export interface CustodyQuery {
+  id?: string;
+  source?: string;
+  limit?: number;
+}
+
+export interface VerifyProblem {
+  /** `ledger` for the custody chain, `event` for a stored event. */
+  kind: 'ledger' | 'event';
+  /** Ledger position or event id. */
+  where: string;
+  detail: string;
+}
+
+export interface VerifyReport {
+  ok: boolean;
+  ledgerRecords: number;
+  events: number;
+  /** The first problems found, in storage order (capped). */
+  problems: VerifyProblem[];
+}
+
+export interface Storage {
+  open(): Promise<void>;
+  close(): Promise<void>;
+  /**
+   * Which of these ids are already stored and still inside the dedup window.
+   * Reads the on-disk index; the pipeline keeps a bounded cache in front.
+   */
+  seen(ids: readonly string[], windowMs: number): Promise<Set<string>>;
+  /** Writes the whole batch as one durable (synced) write. */
+  commit(batch: CommitBatch): Promise<CommitResult>;
+  query(q: EventQuery): Promise<EventPage>;
+  custody(q: CustodyQuery): Promise<CustodyRecord[]>;
+  sources(): Promise<SourcesResponse>;
+  /** Recomputes the ledger chain and every stored event's hash. */
+  verify(opts?: { source?: string; onProgress?: (done: number) => void }): Promise<VerifyReport>;
+  /** Deletes whole days of events received before `before` (ms epoch); returns events deleted. */
+  applyRetention(before: number): Promise<number>;
+}
