@@ -1,0 +1,83 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { bodyFormat, decodeBatch, decodePayload, DEFAULT_LIMITS, isMeteorError, parseCommand } from '../../../protocols/index.js';
+
+const enc = (s: string) => Buffer.from(s, 'utf8');
+
+describe('decodeBatch', () => {
+  it('reads one JSON event, a JSON array and NDJSON', () => {
+    expect(decodeBatch(enc('{"type":"a"}'), 'json').map((i) => i.value)).toEqual([{ type: 'a' }]);
+    expect(decodeBatch(enc('[{"type":"a"},{"type":"b"}]'), 'json').map((i) => i.index)).toEqual([0, 1]);
+    expect(decodeBatch(enc('{"type":"a"}\r\n\n{"type":"b"}\n'), 'ndjson').map((i) => i.value)).toEqual([{ type: 'a' }, { type: 'b' }]);
+  });
+
+  it('rejects a bad NDJSON line alone, keeping its neighbours', () => {
+    const body = Buffer.concat([enc('{"type":"a"}\n{oops\n'), Buffer.from([0xff, 0xfe, 0x0a]), enc(`{"type":"big","data":"${'x'.repeat(70_000)}"}\n{"type":"c"}`)]);
+    const items = decodeBatch(body, 'ndjson');
+    expect(items.map((i) => i.error === undefined)).toEqual([true, false, false, false, true]);
+    expect(items[1]?.error).toMatch(/malformed JSON/);
+    expect(items[2]?.error).toBe('invalid UTF-8');
+    expect(items[3]?.error).toMatch(/maxEventBytes/);
+    expect(items[4]?.value).toEqual({ type: 'c' });
+  });
+
+  it('throws typed errors for an unreadable or oversized body or batch', () => {
+    expect(() => decodeBatch(enc('{oops'), 'json')).toThrowError(/not valid JSON/);
+    expect(() => decodeBatch(Buffer.from([0x7b, 0xff, 0x7d]), 'json')).toThrowError(/UTF-8/);
+    expect(() => decodeBatch(enc('x'.repeat(100)), 'json', { ...DEFAULT_LIMITS, maxBodyBytes: 10 })).toThrowError(/maxBodyBytes/);
+    const many = Array.from({ length: 1001 }, () => '{"type":"a"}').join('\n');
+    expect(() => decodeBatch(enc(many), 'ndjson')).toThrowError(/maxBatchEvents/);
+    try {
+      decodeBatch(enc('{oops'), 'json');
+    } catch (err) {
+      expect(isMeteorError(err) && err.status).toBe(400);
+    }
+  });
+
+  it('decodes MQTT payloads like JSON bodies', () => {
+    expect(decodePayload(enc('[{"type":"a"},1]')).map((i) => i.value)).toEqual([{ type: 'a' }, 1]);
+  });
+
+  it('names formats by content type', () => {
+    expect(bodyFormat(undefined)).toBe('json');
+    expect(bodyFormat('application/json; charset=utf-8')).toBe('json');
+    expect(bodyFormat('application/x-ndjson')).toBe('ndjson');
+    expect(bodyFormat('text/plain')).toBeUndefined();
+  });
+
+  it('never throws anything but its typed error on random bytes', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 2000 }), fc.constantFrom('json' as const, 'ndjson' as const), (bytes, format) => {
+        try {
+          const items = decodeBatch(bytes, format);
+          for (const i of items) expect(typeof i.error === 'string' || 'value' in i).toBe(true);
+        } catch (err) {
+          expect(isMeteorError(err)).toBe(true);
+        }
+      }),
+      { numRuns: 1000 },
+    );
+  });
+});
+
+describe('parseCommand', () => {
+  it('parses a pull command', () => {
+    expect(parseCommand('{"op":"pull","after":120}')).toEqual({ op: 'pull', after: 120 });
+    expect(parseCommand('{"op":"pull","after":1,"until":5,"epoch":"e"}')).toEqual({ op: 'pull', after: 1, until: 5, epoch: 'e' });
+  });
+
+  it('rejects anything else with a typed error', () => {
+    for (const bad of ['', 'null', '[]', '{"op":"rm"}', '{"op":"pull"}', '{"op":"pull","after":-1}', '{"op":"pull","after":5,"until":5}']) {
+      expect(() => parseCommand(bad), bad).toThrowError(/invalid command/);
+    }
+    fc.assert(
+      fc.property(fc.string(), (s) => {
+        try {
+          parseCommand(s);
+        } catch (err) {
+          expect(isMeteorError(err)).toBe(true);
+        }
+      }),
+    );
+  });
+});

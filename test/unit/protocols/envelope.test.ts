@@ -1,0 +1,99 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { DEFAULT_LIMITS, formatIssues, isRfc3339, validateEvent } from '../../../protocols/index.js';
+
+function nested(depth: number): unknown {
+  let v: unknown = 1;
+  for (let i = 0; i < depth; i++) v = { a: v };
+  return v;
+}
+
+describe('validateEvent', () => {
+  it('accepts a minimal event and a full one', () => {
+    expect(validateEvent({ type: 'auth.login' }).ok).toBe(true);
+    const full = {
+      id: '01J000', source: 'host-17', time: '2026-11-26T12:00:00.123+01:00', type: 'auth.login',
+      actor: { id: 'u1' }, action: 'login', target: 'ssh', outcome: 'failure', data: { ip: '10.0.0.1' },
+      agent: 'host-17', epoch: 'ep', seq: 3, prev: 'a'.repeat(64), hash: 'b'.repeat(64),
+    };
+    expect(validateEvent(full)).toEqual({ ok: true, event: full });
+  });
+
+  it('reports every problem with its path', () => {
+    const r = validateEvent({ type: 5, source: 'bad source', time: 'yesterday', outcome: 'maybe', data: [], seq: -1, prev: 'XYZ', extra: 1 });
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    const paths = r.errors.map((e) => e.path);
+    expect(paths).toEqual(expect.arrayContaining(['type', 'source', 'time', 'outcome', 'data', 'seq', 'prev', 'extra']));
+    expect(formatIssues(r.errors)).toContain('type: must be a string, got number');
+  });
+
+  it('requires type', () => {
+    const r = validateEvent({ source: 'a' });
+    expect(r).toEqual({ ok: false, errors: [{ path: 'type', message: 'required' }] });
+  });
+
+  it('rejects non-objects', () => {
+    for (const v of [null, 1, 'x', [], true]) expect(validateEvent(v).ok).toBe(false);
+  });
+
+  it('enforces the size limit, naming it', () => {
+    const r = validateEvent({ type: 'x', data: { blob: 'a'.repeat(DEFAULT_LIMITS.maxEventBytes) } });
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(formatIssues(r.errors)).toContain('maxEventBytes');
+  });
+
+  it('enforces the depth limit, naming it, without walking further', () => {
+    expect(validateEvent({ type: 'x', data: nested(30) }).ok).toBe(true);
+    const r = validateEvent({ type: 'x', data: nested(100_000) });
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(formatIssues(r.errors)).toContain('maxDepth');
+  });
+
+  it('rejects lone surrogates (not encodable as UTF-8) with the path', () => {
+    const r = validateEvent({ type: 'x', data: { name: 'a\uD800b' } });
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.errors[0]?.path).toBe('data.name');
+  });
+
+  it('requires agent, epoch and seq together', () => {
+    expect(validateEvent({ type: 'x', seq: 1 }).ok).toBe(false);
+    expect(validateEvent({ type: 'x', agent: 'a', epoch: 'e', seq: 1 }).ok).toBe(true);
+  });
+
+  it('checks RFC 3339 strictly', () => {
+    expect(isRfc3339('2026-02-28T23:59:59Z')).toBe(true);
+    expect(isRfc3339('2026-02-30T00:00:00Z')).toBe(false);
+    expect(isRfc3339('2026-11-26')).toBe(false);
+    expect(isRfc3339('2026-11-26T25:00:00Z')).toBe(false);
+  });
+
+  it('never throws on hostile input and always answers', () => {
+    fc.assert(
+      fc.property(fc.oneof(fc.jsonValue({ maxDepth: 40 }), fc.anything({ maxDepth: 6 }), fc.object()), (value) => {
+        const r = validateEvent(value);
+        expect(typeof r.ok).toBe('boolean');
+        if (!r.ok) expect(r.errors.length).toBeGreaterThan(0);
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  it('accepts any event built from valid parts', () => {
+    const event = fc.record(
+      {
+        type: fc.string({ minLength: 1, maxLength: 50 }).filter((s) => !/\p{Surrogate}/u.test(s)),
+        source: fc.stringMatching(/^[A-Za-z0-9._:-]{1,20}$/),
+        outcome: fc.constantFrom('success', 'failure', 'unknown'),
+        data: fc.dictionary(fc.stringMatching(/^[a-z]{1,8}$/), fc.jsonValue({ maxDepth: 4 })),
+      },
+      { requiredKeys: ['type'] },
+    );
+    fc.assert(
+      fc.property(event, (e) => {
+        expect(validateEvent(e).ok).toBe(true);
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
