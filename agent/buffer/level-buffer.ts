@@ -1,0 +1,315 @@
+import { join } from 'node:path';
+import { type AuditEvent, type ChainedEvent } from '../../protocols/index.js';
+import { AgentErrors } from '../errors.js';
+import { BlockCache } from './block-cache.js';
+import { decodeBlock, encodeBlock, readBlockMeta, type BlockMeta } from './block-codec.js';
+import { ChainCursor } from './chain-cursor.js';
+import { CommitQueue, type CommitWork } from './commit-queue.js';
+import { BLOCK_END, BLOCK_PREFIX, blockKey, blockSeq, extraKey, META } from './keys.js';
+import { firstBlock, type BufferDb } from './level-store.js';
+import { openStore } from './open-store.js';
+import { resolveBufferOptions, type BufferOptions, type ResolvedBufferOptions } from './options.js';
+import { gapEvent, planRelease } from './space-plan.js';
+import type { AgentBuffer, BufferState } from './types.js';
+
+type BatchOp = { type: 'put'; key: string; value: Buffer } | { type: 'del'; key: string };
+
+// Reserved for the gap block a drop-oldest commit adds, so the bound holds with it.
+const GAP_BLOCK_RESERVE = 512;
+const MAX_EXTRA_KEY = 256;
+
+/**
+ * The agent's durable buffer on LevelDB: one deflated block per group commit
+ * keyed by its first seq, cursors in meta keys written in the same atomic
+ * batch (see docs/buffer.md). All writes go through one CommitQueue, so the
+ * chain, the byte count and the cursors change in exactly one place.
+ */
+export class LevelBuffer implements AgentBuffer {
+  private readonly opts: ResolvedBufferOptions;
+  private readonly cache: BlockCache;
+  private readonly queue: CommitQueue;
+  private readonly listeners = new Set<(head: number) => void>();
+  private spaceWaiters: (() => void)[] = [];
+  private db: BufferDb | undefined;
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private closing: Promise<void> | undefined;
+  private s = { epoch: '', head: 0, lastHash: undefined as string | undefined, delivered: 0, oldest: 1, bytes: 0 };
+  /** Last seq of the oldest stored block: whole delivered blocks can be evicted when ≤ delivered. */
+  private oldestBlockLast: number | undefined;
+  private recovered: string | undefined;
+
+  constructor(options: BufferOptions) {
+    this.opts = resolveBufferOptions(options);
+    this.cache = new BlockCache(this.opts.cacheEvents);
+    this.queue = new CommitQueue((work) => this.commit(work), this.opts.commitIntervalMs, this.opts.maxCommitEvents);
+  }
+
+  get location(): string {
+    return join(this.opts.dataDir, 'buffer');
+  }
+
+  async open(): Promise<void> {
+    if (this.db !== undefined) return;
+    const opened = await openStore(this.opts, this.location);
+    this.db = opened.db;
+    const { bufferedBytes, ...cursors } = opened.meta;
+    this.s = { ...cursors, bytes: bufferedBytes };
+    this.oldestBlockLast = (await firstBlock(opened.db))?.lastSeq;
+    this.sweepTimer = setInterval(() => void this.sweep().catch(() => undefined), this.opts.sweepIntervalMs);
+    this.sweepTimer.unref();
+    if (opened.lost !== undefined) {
+      this.recovered = opened.lost.message;
+      // The gap goes through the normal path: chained, durable, pushed like any event.
+      await this.append([gapEvent(opened.lost.data)]);
+    }
+  }
+
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      if (this.sweepTimer !== undefined) clearInterval(this.sweepTimer);
+      await this.queue.flush();
+      this.wakeSpaceWaiters(true);
+      const db = this.db;
+      this.db = undefined;
+      this.cache.clear();
+      await db?.close();
+    })();
+    return this.closing;
+  }
+
+  append(events: readonly AuditEvent[], extra?: readonly { key: string; value: string }[]): Promise<ChainedEvent[]> {
+    if (this.db === undefined || this.closing !== undefined) {
+      return Promise.reject(AgentErrors.METEORZX_BUFFER_CLOSED('the buffer is not open'));
+    }
+    if (this.isFull() && events.length > 0) {
+      const detail = `buffer holds ${this.s.bytes} bytes, limit ${this.opts.maxBytes} (buffer.maxBytes)`;
+      return Promise.reject(
+        this.opts.whenFull === 'reject'
+          ? AgentErrors.METEORZX_BUFFER_REJECTED(`${detail}; policy reject refuses new events`)
+          : AgentErrors.METEORZX_BUFFER_FULL(`${detail}; retry when the push sink has delivered`),
+      );
+    }
+    for (const op of extra ?? []) {
+      if (op.key.length === 0 || op.key.length > MAX_EXTRA_KEY) {
+        return Promise.reject(AgentErrors.METEORZX_BUFFER_INVALID_KEY(`extra key must be 1-${MAX_EXTRA_KEY} characters`));
+      }
+    }
+    if (events.length === 0 && (extra === undefined || extra.length === 0)) return Promise.resolve([]);
+    const receivedAt = new Date(this.opts.clock.now()).toISOString();
+    return new Promise((resolve, reject) => this.queue.append({ events, extra, receivedAt, resolve, reject }));
+  }
+
+  async read(after: number, limit: number, maxBytes = Number.POSITIVE_INFINITY): Promise<ChainedEvent[]> {
+    const out: ChainedEvent[] = [];
+    let seq = Math.max(after + 1, this.s.oldest);
+    let bytes = 0;
+    while (out.length < limit && seq <= this.s.head && bytes < maxBytes) {
+      const block = await this.blockHolding(seq);
+      if (block === undefined) break;
+      for (let i = seq - block.firstSeq; i < block.events.length && out.length < limit && bytes < maxBytes; i++) {
+        const event = block.events[i] as ChainedEvent;
+        // The first event always goes, so an event larger than maxBytes cannot stall a reader.
+        if (maxBytes !== Number.POSITIVE_INFINITY) {
+          bytes += JSON.stringify(event).length + 1;
+          if (bytes > maxBytes && out.length > 0) return out;
+        }
+        out.push(event);
+      }
+      seq = block.firstSeq + block.events.length;
+    }
+    return out;
+  }
+
+  async ack(seq: number): Promise<void> {
+    const target = Math.min(seq, this.s.head);
+    if (target <= this.s.delivered) return;
+    if (this.db === undefined) throw AgentErrors.METEORZX_BUFFER_CLOSED('the buffer is not open');
+    await this.queue.ack(target);
+  }
+
+  /** Runs the retention sweep now (the timer runs it every sweepIntervalMs). */
+  sweep(): Promise<void> {
+    if (this.db === undefined || this.closing !== undefined) return Promise.resolve();
+    return this.queue.sweep();
+  }
+
+  state(): BufferState {
+    const s = this.s;
+    const state: BufferState = {
+      id: this.opts.id,
+      epoch: s.epoch,
+      head: s.head,
+      delivered: s.delivered,
+      oldest: s.oldest,
+      bufferedEvents: s.head - Math.max(s.delivered, s.oldest - 1),
+      bufferedBytes: s.bytes,
+    };
+    if (this.recovered !== undefined) state.recovered = this.recovered;
+    return state;
+  }
+
+  waitForSpace(): Promise<void> {
+    if (!this.isFull() || this.db === undefined) return Promise.resolve();
+    return new Promise((resolve) => this.spaceWaiters.push(resolve));
+  }
+
+  onAppend(listener: (head: number) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  async getMeta(key: string): Promise<string | undefined> {
+    if (this.db === undefined) throw AgentErrors.METEORZX_BUFFER_CLOSED('the buffer is not open');
+    return (await this.db.get(extraKey(key)))?.toString('utf8');
+  }
+
+  /** Full = at the byte bound with nothing delivered left to evict. drop-oldest is never full. */
+  private isFull(): boolean {
+    if (this.opts.whenFull === 'drop-oldest' || this.s.bytes < this.opts.maxBytes) return false;
+    return !(this.oldestBlockLast !== undefined && this.oldestBlockLast <= this.s.delivered);
+  }
+
+  private async blockHolding(seq: number): Promise<{ firstSeq: number; events: readonly ChainedEvent[] } | undefined> {
+    const cached = this.cache.find(seq);
+    if (cached !== undefined) return cached;
+    const db = this.db;
+    if (db === undefined) throw AgentErrors.METEORZX_BUFFER_CLOSED('the buffer is not open');
+    for await (const [key, value] of db.iterator({ lte: blockKey(seq), gte: BLOCK_PREFIX, reverse: true, limit: 1 })) {
+      const firstSeq = blockSeq(key);
+      let events: ChainedEvent[];
+      try {
+        events = decodeBlock(firstSeq, value);
+      } catch (err) {
+        throw AgentErrors.METEORZX_BUFFER_CORRUPT(`block at seq ${firstSeq} cannot be decoded: ${(err as Error).message}`, { cause: err });
+      }
+      if (seq >= firstSeq + events.length) return undefined;
+      this.cache.put(firstSeq, events);
+      return { firstSeq, events };
+    }
+    return undefined;
+  }
+
+  private async *storedBlocks(db: BufferDb): AsyncGenerator<BlockMeta> {
+    for await (const [key, value] of db.iterator({ gte: blockKey(this.s.oldest), lt: BLOCK_END })) {
+      yield readBlockMeta(blockSeq(key), value);
+    }
+  }
+
+  /** One group commit: chain, make room, write one atomic batch, then acknowledge. */
+  private async commit(work: CommitWork): Promise<void> {
+    try {
+      await this.commitOrThrow(work);
+    } catch (err) {
+      const failure = AgentErrors.METEORZX_BUFFER_WRITE_FAILED(`group commit failed: ${(err as Error).message}`, { cause: err });
+      this.opts.logger?.error({ err }, 'buffer: group commit failed; nothing in it was acknowledged');
+      for (const a of work.appends) a.reject(failure);
+      for (const w of [...work.ackWaiters, ...work.sweepWaiters]) w.reject(failure);
+    }
+  }
+
+  private async commitOrThrow(work: CommitWork): Promise<void> {
+    const db = this.db;
+    if (db === undefined) throw AgentErrors.METEORZX_BUFFER_CLOSED('the buffer is not open');
+    const now = this.opts.clock.now();
+    const s = this.s;
+    const cursor = new ChainCursor({ agent: this.opts.id, epoch: s.epoch, head: s.head, lastHash: s.lastHash });
+    const ops: BatchOp[] = [];
+    const slices: [number, number][] = [];
+    for (const a of work.appends) {
+      const start = cursor.count;
+      for (const event of a.events) cursor.push(event, a.receivedAt, now);
+      slices.push([start, cursor.count]);
+      for (const x of a.extra ?? []) ops.push({ type: 'put', key: extraKey(x.key), value: Buffer.from(x.value, 'utf8') });
+    }
+    const blocks: { firstSeq: number; value: Buffer; events: ChainedEvent[] }[] = [];
+    if (cursor.count > 0) blocks.push({ firstSeq: s.head + 1, value: encodeBlock(cursor.lines, now), events: cursor.events });
+    const incoming = blocks.reduce((n, b) => n + b.value.length, 0);
+    const delivered = Math.max(s.delivered, Math.min(work.ackTo, s.head));
+    const dropUndelivered = this.opts.whenFull === 'drop-oldest';
+
+    let needBytes = s.bytes + incoming - this.opts.maxBytes + (dropUndelivered ? GAP_BLOCK_RESERVE : 0);
+    if (incoming === 0 && !work.sweep) needBytes = work.makeRoom ? s.bytes - this.opts.maxBytes + 1 : 0;
+    const evictable = this.oldestBlockLast !== undefined && (this.oldestBlockLast <= delivered || dropUndelivered);
+    const plan =
+      (needBytes > 0 && evictable) || work.sweep
+        ? await planRelease(this.storedBlocks(db), {
+            delivered,
+            needBytes,
+            dropUndelivered,
+            deliveredBefore: work.sweep ? now - this.opts.retainMs : undefined,
+            undeliveredBefore:
+              work.sweep && this.opts.maxUndeliveredAgeMs !== undefined ? now - this.opts.maxUndeliveredAgeMs : undefined,
+          })
+        : undefined;
+
+    let newDelivered = delivered;
+    let newOldest = s.oldest;
+    if (plan !== undefined && plan.deleted.length > 0) {
+      for (const b of plan.deleted) ops.push({ type: 'del', key: blockKey(b.firstSeq) });
+      const lastDeleted = plan.deleted[plan.deleted.length - 1] as BlockMeta;
+      newOldest = lastDeleted.lastSeq + 1;
+      newDelivered = Math.max(newDelivered, lastDeleted.lastSeq);
+      if (plan.lost.length > 0) {
+        // Gaps follow this commit's events, in a block of their own so the events' block needs no re-encoding.
+        const gapFirst = cursor.head + 1;
+        const gapStart = cursor.count;
+        for (const lost of plan.lost) {
+          cursor.push(gapEvent({ from: lost.from, to: lost.to, reason: lost.reason, count: lost.count }), new Date(now).toISOString(), now);
+          this.opts.logger?.warn({ ...lost, epoch: s.epoch }, 'buffer: undelivered events deleted; gap event appended');
+        }
+        const gapEvents = cursor.events.slice(gapStart);
+        blocks.push({ firstSeq: gapFirst, value: encodeBlock(cursor.lines.slice(gapStart), now), events: gapEvents });
+      }
+    }
+    const written = blocks.reduce((n, b) => n + b.value.length, 0);
+    const bytes = s.bytes - (plan?.freedBytes ?? 0) + written;
+    for (const b of blocks) ops.push({ type: 'put', key: blockKey(b.firstSeq), value: b.value });
+    const meta = (key: string, value: string | number): void => void ops.push({ type: 'put', key, value: Buffer.from(String(value)) });
+    meta(META.head, cursor.head);
+    meta(META.lastHash, cursor.lastHash ?? '');
+    meta(META.delivered, newDelivered);
+    meta(META.oldest, newOldest);
+    meta(META.bufferedBytes, bytes);
+
+    // Events are acknowledged only by a synced write (durability fsync); cursor-only batches need no sync:
+    // after a power cut the cursor may be behind, which replays events the gateway deduplicates.
+    await db.batch(ops, { sync: this.opts.durability === 'fsync' && blocks.length > 0 });
+
+    this.s = { epoch: s.epoch, head: cursor.head, lastHash: cursor.lastHash, delivered: newDelivered, oldest: newOldest, bytes };
+    if (plan !== undefined && plan.deleted.length > 0) {
+      this.cache.dropBefore(newOldest);
+      this.oldestBlockLast = plan.next?.lastSeq ?? blocks[0]?.events[blocks[0].events.length - 1]?.seq;
+    } else if (this.oldestBlockLast === undefined && blocks.length > 0) {
+      this.oldestBlockLast = blocks[0]?.events[blocks[0].events.length - 1]?.seq;
+    }
+    for (const b of blocks) this.cache.put(b.firstSeq, b.events);
+    work.appends.forEach((a, i) => {
+      const [start, end] = slices[i] as [number, number];
+      a.resolve(cursor.events.slice(start, end));
+    });
+    for (const w of [...work.ackWaiters, ...work.sweepWaiters]) w.resolve();
+    if (cursor.head > s.head) for (const listener of this.listeners) listener(cursor.head);
+    if (this.spaceWaiters.length > 0) {
+      if (!this.isFull()) this.wakeSpaceWaiters(false);
+    }
+    // An ack may have made delivered blocks evictable while appends are being refused.
+    if (this.s.bytes >= this.opts.maxBytes && this.oldestBlockLast !== undefined && this.oldestBlockLast <= this.s.delivered) {
+      this.queue.makeRoom();
+    }
+  }
+
+  private wakeSpaceWaiters(all: boolean): void {
+    if (!all && this.isFull()) return;
+    const waiters = this.spaceWaiters;
+    this.spaceWaiters = [];
+    for (const wake of waiters) wake();
+  }
+}
+
+/** Opens a LevelBuffer (the factory the agent runtime uses). */
+export async function openBuffer(options: BufferOptions): Promise<LevelBuffer> {
+  const buffer = new LevelBuffer(options);
+  await buffer.open();
+  return buffer;
+}
+

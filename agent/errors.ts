@@ -1,0 +1,50 @@
+import { defineErrors } from '../protocols/errors.js';
+
+/**
+ * The agent's error catalogue (STYLE §4). Codes are stable: intake answers,
+ * logs and docs/errors.md refer to them. Keep it one object literal; add codes
+ * at the end of their group.
+ */
+export const AgentErrors = defineErrors({
+  // Buffer (agent/buffer): the status is what the HTTP intake answers with.
+  METEORZX_BUFFER_FULL: {
+    description: 'The buffer holds buffer.maxBytes and the policy is `block`: retry after the push sink delivers (503 + Retry-After).',
+    status: 503,
+  },
+  METEORZX_BUFFER_REJECTED: {
+    description: 'The buffer holds buffer.maxBytes and the policy is `reject`: new events are refused, buffered ones are kept.',
+    status: 507,
+  },
+  METEORZX_BUFFER_CORRUPT: {
+    description: 'The buffer database is corrupt: at open it is moved aside and a new epoch starts; at read the range is unreadable.',
+    status: 500,
+  },
+  METEORZX_BUFFER_WRITE_FAILED: {
+    description: 'A group commit could not be written (disk full, I/O error): none of its events was acknowledged.',
+    status: 503,
+  },
+  METEORZX_BUFFER_CLOSED: { description: 'The buffer is not open (not yet opened, or closing).', status: 503 },
+  METEORZX_BUFFER_OPEN_FAILED: {
+    description: 'The buffer database cannot be opened for a reason other than corruption (locked by another process, permissions).',
+  },
+  METEORZX_BUFFER_INVALID_KEY: { description: 'An `extra` key passed to the buffer is empty or too long.' },
+  // Agent runtime (agent/intake, agent/push, agent/status, agent/agent.ts). HTTP codes match the gateway's.
+  METEORZX_INTAKE_BUSY: {
+    description: 'The HTTP intake is at its limit of concurrent requests or of body bytes held in memory; retry after Retry-After.',
+    status: 503,
+  },
+  METEORZX_INTAKE_CLOSING: { description: 'The agent is shutting down and takes no more events; retry against the restarted agent.', status: 503 },
+  METEORZX_UNAUTHORIZED: { description: 'An HTTP request has no bearer token or a wrong one.', status: 401 },
+  METEORZX_NOT_FOUND: { description: 'No such HTTP route.', status: 404 },
+  METEORZX_BAD_REQUEST: { description: 'A query parameter is missing or invalid (after, limit).', status: 400 },
+  METEORZX_METHOD_NOT_ALLOWED: { description: 'The HTTP route exists but not for this method.', status: 405 },
+  METEORZX_INTERNAL: { description: 'An unexpected error answered a request; the agent log has the details.', status: 500 },
+  METEORZX_PORT_IN_USE: { description: 'A listener cannot bind its port because another process holds it; the message names the config key.' },
+  METEORZX_LISTEN_FAILED: { description: 'A listener cannot bind its address (permission, unknown host); the message names the config key.' },
+  METEORZX_INSECURE_BIND: {
+    description:
+      'The pull listener binds a non-loopback address with no pull.token (set a token, bind 127.0.0.1, or pass --insecure), or the edge MQTT broker (intake.mqtt.listen) does with no intake.mqtt.users.',
+  },
+});
+
+export type AgentErrorCode = Exclude<keyof typeof AgentErrors, 'specs'>;

@@ -1,0 +1,146 @@
+import fc from 'fast-check';
+import { ClassicLevel } from 'classic-level';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { canonicalJson, computeHash, verifyChain, type AuditEvent } from '../../protocols/index.js';
+import { LevelBuffer } from '../../agent/buffer/index.js';
+import { fastCanonicalJson } from '../../agent/buffer/fast-canonical.js';
+import { decodeBlock, encodeBlock, readBlockMeta } from '../../agent/buffer/block-codec.js';
+import { BlockCache } from '../../agent/buffer/block-cache.js';
+import { ChainCursor } from '../../agent/buffer/chain-cursor.js';
+
+const ev = (i: number): AuditEvent => ({ type: 'unit.event', data: { i } });
+
+function outcome(f: () => string): { ok: string } | { err: string } {
+  try {
+    return { ok: f() };
+  } catch (err) {
+    return { err: (err as { code?: string }).code ?? 'unknown' };
+  }
+}
+
+describe('fastCanonicalJson', () => {
+  it('equals protocols canonicalJson on any JSON-ish value, failures included', () => {
+    const odd = fc.oneof(fc.constant(Number.NaN), fc.constant(Infinity), fc.constant('\ud800x'), fc.constant(undefined), fc.constant(-0));
+    const value = fc.letrec((tie) => ({
+      leaf: fc.oneof(fc.string({ unit: 'grapheme' }), fc.string({ unit: 'binary' }), fc.double(), fc.integer(), fc.boolean(), fc.constant(null), odd),
+      node: fc.oneof({ depthSize: 'small' }, tie('leaf'), fc.array(tie('node'), { maxLength: 4 }), fc.dictionary(fc.string({ unit: 'binary' }), tie('node'), { maxKeys: 5 })),
+    })).node;
+    fc.assert(fc.property(value, (v) => {
+      expect(outcome(() => fastCanonicalJson(v))).toEqual(outcome(() => canonicalJson(v)));
+    }), { numRuns: 3000 });
+  });
+});
+
+describe('ChainCursor', () => {
+  it('hashes any envelope exactly as protocols computeHash, and stores the same event it returns', () => {
+    const text = fc.string({ minLength: 1, maxLength: 12 });
+    const envelope = fc.record(
+      {
+        type: text,
+        id: text,
+        source: fc.constantFrom('dev-1', 'host.a'),
+        time: fc.constant('2026-01-01T00:00:00Z'),
+        actor: fc.oneof(text, fc.dictionary(text, fc.jsonValue({ maxDepth: 2 }), { maxKeys: 3 })),
+        action: text,
+        target: text,
+        outcome: fc.constantFrom('success', 'failure', 'unknown'),
+        data: fc.dictionary(fc.string(), fc.jsonValue({ maxDepth: 3 }), { maxKeys: 4 }),
+        hash: fc.constant('a'.repeat(64)),
+        extraField: text, // outside the envelope: takes the generic path
+      },
+      { requiredKeys: ['type'] },
+    );
+    fc.assert(fc.property(fc.array(envelope, { minLength: 1, maxLength: 5 }), (inputs) => {
+      const cursor = new ChainCursor({ agent: 'ag', epoch: 'ep', head: 0, lastHash: undefined });
+      for (const input of inputs) cursor.push(input as AuditEvent, '2026-02-02T00:00:00Z', Date.parse('2026-02-02T00:00:00Z'));
+      cursor.events.forEach((event, i) => {
+        expect(event.hash).toBe(computeHash(event));
+        expect(JSON.parse(cursor.lines[i] as string)).toEqual(JSON.parse(JSON.stringify(event))); // JSON has no -0
+      });
+      expect(verifyChain(cursor.events).breaks).toEqual([]);
+    }), { numRuns: 500 });
+  });
+});
+
+describe('block codec and cache', () => {
+  it('round-trips a block and reads its header without inflating', () => {
+    const lines = [JSON.stringify({ seq: 7, a: 1 }), JSON.stringify({ seq: 8, b: 'é' })];
+    const block = encodeBlock(lines, 1234.5);
+    expect(readBlockMeta(7, block)).toEqual({ firstSeq: 7, lastSeq: 8, count: 2, time: 1234.5, bytes: block.length });
+    expect(decodeBlock(7, block)).toEqual([{ seq: 7, a: 1 }, { seq: 8, b: 'é' }]);
+    expect(() => decodeBlock(6, block)).toThrow(/does not match/);
+    const damaged = Buffer.from(block);
+    damaged.fill(0x41, 20);
+    expect(() => decodeBlock(7, damaged)).toThrow();
+  });
+
+  it('evicts least recently used blocks beyond its event budget', () => {
+    const cache = new BlockCache(10);
+    const block = (first: number, n: number) => Array.from({ length: n }, (_, i) => ({ seq: first + i }) as never);
+    cache.put(1, block(1, 4));
+    cache.put(5, block(5, 4));
+    expect(cache.find(2)?.firstSeq).toBe(1); // 1 is now most recent
+    cache.put(9, block(9, 4)); // over budget: 5 goes
+    expect(cache.find(6)).toBeUndefined();
+    expect(cache.find(12)?.firstSeq).toBe(9);
+    cache.dropBefore(9);
+    expect(cache.find(3)).toBeUndefined();
+  });
+});
+
+describe('LevelBuffer group commit', () => {
+  let dir: string;
+  let buffer: LevelBuffer;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'meteorzx-buffer-unit-'));
+  });
+  afterEach(async () => {
+    vi.restoreAllMocks();
+    await buffer.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('writes concurrent appends as one synced batch (durability fsync)', async () => {
+    buffer = new LevelBuffer({ dataDir: dir, id: 'a', commitIntervalMs: 20 });
+    await buffer.open();
+    const batch = vi.spyOn(ClassicLevel.prototype, 'batch');
+    await Promise.all(Array.from({ length: 50 }, (_, i) => buffer.append([ev(i)])));
+    expect(batch).toHaveBeenCalledTimes(1);
+    expect((batch.mock.calls[0] as unknown[] | undefined)?.[1]).toMatchObject({ sync: true });
+  });
+
+  it('writes without sync for durability os', async () => {
+    buffer = new LevelBuffer({ dataDir: dir, id: 'a', durability: 'os' });
+    await buffer.open();
+    const batch = vi.spyOn(ClassicLevel.prototype, 'batch');
+    await buffer.append([ev(1)]);
+    expect((batch.mock.calls[0] as unknown[] | undefined)?.[1]).toMatchObject({ sync: false });
+  });
+
+  it('commits sooner than the interval once maxCommitEvents are pending', async () => {
+    buffer = new LevelBuffer({ dataDir: dir, id: 'a', commitIntervalMs: 60_000, maxCommitEvents: 10 });
+    await buffer.open();
+    await expect(buffer.append(Array.from({ length: 10 }, (_, i) => ev(i)))).resolves.toHaveLength(10);
+  });
+
+  it('fails every caller of a failed write and acknowledges nothing of it; the chain continues from the last durable event', async () => {
+    buffer = new LevelBuffer({ dataDir: dir, id: 'a', commitIntervalMs: 5 });
+    await buffer.open();
+    await buffer.append([ev(0), ev(1)]);
+    const before = buffer.state();
+    const batch = vi.spyOn(ClassicLevel.prototype, 'batch').mockRejectedValueOnce(new Error('EIO: disk on fire'));
+    const results = await Promise.allSettled([buffer.append([ev(2)]), buffer.append([ev(3), ev(4)]), buffer.append([ev(5)], [{ key: 'k', value: 'v' }])]);
+    expect(batch).toHaveBeenCalledTimes(1);
+    for (const r of results) expect(r).toMatchObject({ status: 'rejected', reason: { code: 'METEORZX_BUFFER_WRITE_FAILED', status: 503 } });
+    expect(buffer.state()).toEqual(before);
+    expect(await buffer.getMeta('k')).toBeUndefined();
+    await buffer.append([ev(6)]);
+    const stored = await buffer.read(0, 100);
+    expect(stored.map((e) => e.seq)).toEqual([1, 2, 3]);
+    expect(stored.map((e) => (e.data as { i: number }).i)).toEqual([0, 1, 6]);
+    expect(verifyChain(stored).breaks).toEqual([]);
+  });
+});
