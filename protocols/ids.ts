@@ -5,7 +5,8 @@ const ulid = monotonicFactory();
 
 /** A new ULID: time-ordered and unique; monotonic within one process. */
 export function newId(now: number = Date.now()): string {
-  return ulid(now);
+  // ulidx treats a seed time of 0 as absent and then fails; 1 ms after the epoch is as good.
+  return ulid(Math.max(1, now));
 }
 
 /**

@@ -1,4 +1,5 @@
 import type {
+  ChainPosition,
   CustodyOutcome,
   CustodyRecord,
   SourcesResponse,
@@ -22,12 +23,20 @@ export interface SeqSeen {
   epoch: string;
   seq: number;
   source: string;
+  /** The event's hash as it arrived; the registry keeps the highest seq's as the chain head. */
+  hash?: string;
+  /** When it arrived (RFC 3339); opens gaps and sets last seen. */
+  at?: string;
 }
 
 export interface CommitBatch {
   /** New events, after dedup, exactly as they are to be stored. */
   events: readonly StoredEvent[];
-  /** One record per ingestion attempt, in arrival order. */
+  /**
+   * One record per ingestion attempt, in arrival order. The `accepted` records
+   * appear in the same order as `events`, and the storage fills their
+   * `eventHash` from the bytes it stores (it is the authority on "as stored").
+   */
   custody: readonly CustodyInput[];
   /** Registry updates for every chained event that arrived (accepted or duplicate). */
   seqs: readonly SeqSeen[];
@@ -87,6 +96,11 @@ export interface Storage {
    * Reads the on-disk index; the pipeline keeps a bounded cache in front.
    */
   seen(ids: readonly string[], windowMs: number): Promise<Set<string>>;
+  /**
+   * Where an (agent, epoch) chain stood after the highest seq received, from
+   * the registry; seeds the pipeline's integrity check after a restart.
+   */
+  chainHead(agent: string, epoch: string): Promise<ChainPosition | undefined>;
   /** Writes the whole batch as one durable (synced) write. */
   commit(batch: CommitBatch): Promise<CommitResult>;
   query(q: EventQuery): Promise<EventPage>;
