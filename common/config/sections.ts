@@ -1,0 +1,38 @@
+import { z } from 'zod';
+import { int, secret, size, sourceId, sourcePattern, text, unique } from './fields.js';
+
+/**
+ * Sections both config files share. Defaults match protocols/limits.ts
+ * (DEFAULT_LIMITS), which code uses when no config is given.
+ */
+export const limitsSchema = z
+  .strictObject({
+    maxEventBytes: size({ min: 256 }).prefault('64KiB'), // bytes, one event's JSON text
+    maxDepth: int({ min: 1, max: 1000 }).prefault(32), // JSON nesting levels in one event
+    maxBatchEvents: int({ min: 1 }).prefault(1000), // events per HTTP body or MQTT payload
+    maxBodyBytes: size({ min: 1024 }).prefault('8MiB'), // bytes of an HTTP body after gunzip
+  })
+  .prefault({});
+
+/**
+ * An MQTT login: the gateway's `auth.mqtt` and the edge agent's
+ * `intake.mqtt.users`. `source` defaults to the username.
+ */
+export const mqttUserSchema = z
+  .strictObject({
+    username: text(),
+    password: secret(), // plain, or a `scrypt$...` hash (docs/mqtt.md); or passwordFile
+    source: sourceId().optional(),
+    relayFor: z.array(sourcePattern()).prefault([]), // other sources this login may publish for
+  })
+  .transform((user, ctx) => {
+    if (user.source !== undefined) return { ...user, source: user.source };
+    const parsed = sourceId().safeParse(user.username);
+    if (!parsed.success) {
+      ctx.addIssue({ code: 'custom', path: ['source'], message: 'required: the username is not a valid source id' });
+      return z.NEVER;
+    }
+    return { ...user, source: parsed.data };
+  });
+
+export const mqttUsersSchema = z.array(mqttUserSchema).superRefine(unique((u) => u.username, 'username')).prefault([]);

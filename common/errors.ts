@@ -1,0 +1,24 @@
+import { defineErrors } from '../protocols/errors.js';
+
+/**
+ * Errors of the shared helpers (config loading, logger, CLI plumbing).
+ * Codes are stable: scripts and docs/errors.md refer to them.
+ */
+export const CommonErrors = defineErrors({
+  METEORZX_CONFIG_NOT_FOUND: { description: 'The config file does not exist.' },
+  METEORZX_CONFIG_UNREADABLE: { description: 'The config file exists but cannot be read (permissions, a directory, too large).' },
+  METEORZX_CONFIG_SYNTAX: { description: 'The config file is not valid YAML or JSON.' },
+  METEORZX_CONFIG_INVALID: {
+    description: 'The config does not match its schema; the error lists every problem with its dotted path.',
+  },
+  METEORZX_CONFIG_ENV_MISSING: {
+    description: 'A `${VAR}` reference in the config names an unset environment variable and gives no `:-default`.',
+  },
+  METEORZX_CONFIG_SECRET_FILE: {
+    description: 'A secret file (`tokenFile`, `passwordFile`) cannot be read, is empty, or is given together with the inline secret.',
+  },
+  METEORZX_ENV_INVALID: { description: 'An environment variable read by MeteorZX (e.g. METEORZX_LOG_LEVEL) has an invalid value.' },
+  METEORZX_USAGE: { description: 'The command line is wrong: unknown command or option, missing or invalid argument.' },
+});
+
+export type CommonErrorCode = Exclude<keyof typeof CommonErrors, 'specs'>;

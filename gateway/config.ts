@@ -1,0 +1,246 @@
+import { hostname } from 'node:os';
+import { parse as parseCel } from '@marcbachmann/cel-js';
+import { z } from 'zod';
+import {
+  bool,
+  duration,
+  fieldPath,
+  int,
+  listen,
+  logLevel,
+  number,
+  oneOf,
+  secret,
+  sourceId,
+  text,
+  unique,
+  url,
+} from '../common/config/fields.js';
+import { isPlainObject } from '../common/config/env.js';
+import { loadConfig, parseConfig, type DeepReadonly, type LoadOptions, type ParseOptions } from '../common/config/load.js';
+import { limitsSchema, mqttUsersSchema } from '../common/config/sections.js';
+import { isMalformedHash } from './auth/password.js';
+import { Rules } from './pipeline/rules/rules.js';
+import { Transforms } from './pipeline/transforms/transforms.js';
+
+/**
+ * The gateway's config file (DESIGN §5, docs/config.md). Every default lives
+ * here, with its unit; sizes are bytes and durations milliseconds once parsed.
+ */
+
+/** The host name as the gateway's name in `ingest.gateway`, with characters outside [A-Za-z0-9._:-] replaced by "-". */
+export function defaultGatewayId(): string {
+  return hostname().replace(/[^A-Za-z0-9._:-]/g, '-').slice(0, 128) || 'gateway';
+}
+
+const tlsFields = {
+  cert: text(), // PEM file
+  key: text(), // PEM file
+  ca: text().optional(), // PEM file of the CA client certificates are checked against
+  requestClientCert: bool().prefault(false), // mutual TLS: clients must present a certificate signed by `ca`
+};
+
+const httpSchema = z
+  .strictObject({
+    listen: listen().prefault('127.0.0.1:7400'), // ingest, query, /metrics, /healthz
+    tls: z.strictObject(tlsFields).optional(),
+  })
+  .prefault({});
+
+const mqttSchema = z
+  .strictObject({
+    listen: listen().prefault('127.0.0.1:1883'), // plain MQTT 3.1.1
+    tls: z.strictObject({ listen: listen().prefault('127.0.0.1:8883'), ...tlsFields }).optional(),
+    ws: z.strictObject({ listen: listen().prefault('127.0.0.1:8083') }).optional(), // MQTT over WebSocket
+  })
+  .prefault({});
+
+export const SCOPES = ['ingest', 'query', 'admin'] as const;
+
+const tokenSchema = z.strictObject({
+  name: text(), // shown in logs and custody records instead of the token
+  token: secret(), // or tokenFile
+  scopes: z.array(z.enum(SCOPES)).min(1), // ingest: POST; query: GETs; admin: everything
+});
+
+const authSchema = z
+  .strictObject({
+    // Empty: the HTTP API is open, which is allowed on a loopback listener only (DESIGN §6).
+    tokens: z
+      .array(tokenSchema)
+      .superRefine(unique((t) => t.name, 'name'))
+      .superRefine(unique((t) => t.token, 'token', { hideValue: true }))
+      .prefault([]),
+    // Empty: anonymous MQTT clients, allowed on a loopback listener only.
+    mqtt: mqttUsersSchema.superRefine((users, ctx) => {
+      users.forEach((user, i) => {
+        if (isMalformedHash(user.password)) {
+          ctx.addIssue({ code: 'custom', path: [i, 'password'], message: 'malformed hash (expected scrypt$N=…,r=…,p=…$<salt>$<key>)' });
+        }
+      });
+    }),
+  })
+  .prefault({});
+
+/** A CEL expression over the event (`type == "auth.login" && outcome == "failure"`), checked for syntax here. */
+function celExpression() {
+  return text().superRefine((source, ctx) => {
+    try {
+      parseCel(source);
+    } catch (err) {
+      const first = (err instanceof Error ? err.message : String(err)).split('\n')[0];
+      ctx.addIssue({ code: 'custom', message: `not a valid CEL expression: ${first}` });
+    }
+  });
+}
+
+const TRANSFORM_KINDS = ['mask', 'hash', 'rename', 'drop', 'set'] as const;
+
+/** One pipeline transform: a mapping with exactly one of these keys, applied in list order. */
+export type TransformStep =
+  | { readonly mask: readonly string[] } // replace the fields' values with "***"
+  | { readonly hash: readonly string[] } // replace the fields' values with their SHA-256
+  | { readonly rename: Readonly<Record<string, string>> } // move field `from` to `to`
+  | { readonly drop: readonly string[] } // remove the fields
+  | { readonly set: Readonly<Record<string, z.core.util.JSONType>> }; // set fields to constant values
+
+const fieldList = () => z.array(fieldPath()).min(1);
+const fieldMap = <V extends z.ZodType>(value: V) =>
+  z.record(fieldPath(), value).refine((m) => Object.keys(m).length > 0, { error: 'must not be empty' });
+
+const transformSchema = z
+  .strictObject({
+    mask: fieldList().optional(),
+    hash: fieldList().optional(),
+    rename: fieldMap(fieldPath()).optional(),
+    drop: fieldList().optional(),
+    set: fieldMap(z.json()).optional(),
+  })
+  .superRefine(oneOf(TRANSFORM_KINDS, { required: true }))
+  .transform((step): TransformStep => {
+    if (step.mask) return { mask: step.mask };
+    if (step.hash) return { hash: step.hash };
+    if (step.rename) return { rename: step.rename };
+    if (step.drop) return { drop: step.drop };
+    if (step.set) return { set: step.set };
+    throw new Error('unreachable: oneOf guarantees one transform kind');
+  });
+
+const ruleSchema = z
+  .strictObject({
+    name: text(),
+    if: celExpression(),
+    tag: text().optional(), // added to the stored event's tags
+    alert: bool().prefault(false), // send an alert (webhook, log, metric)
+    drop: bool().prefault(false), // store a custody record, not the event
+  })
+  .superRefine((rule, ctx) => {
+    if (rule.tag === undefined && !rule.alert && !rule.drop) {
+      ctx.addIssue({ code: 'custom', message: 'the rule does nothing: give tag, alert or drop' });
+    }
+  });
+
+const pipelineSchema = z
+  .strictObject({
+    dedup: z
+      .strictObject({
+        window: duration({ min: 1000 }).prefault('7d'), // ms an id is remembered
+        cacheSize: int({ min: 0 }).prefault(100_000), // ids held in memory in front of the on-disk index
+      })
+      .prefault({}),
+    transforms: z.array(transformSchema).prefault([]),
+    rules: z.array(ruleSchema).superRefine(unique((r) => r.name, 'name')).prefault([]),
+  })
+  // Compiling each step and rule as the pipeline will catches what the shapes above cannot
+  // (a protected field, an unknown CEL variable), so `config check` fails where start would.
+  .superRefine((pipeline, ctx) => {
+    pipeline.transforms.forEach((step, i) => {
+      const problem = compileProblem(() => new Transforms([step]));
+      if (problem) ctx.addIssue({ code: 'custom', path: ['transforms', i], message: problem });
+    });
+    pipeline.rules.forEach((rule, i) => {
+      const problem = compileProblem(() => new Rules([rule]));
+      if (problem) ctx.addIssue({ code: 'custom', path: ['rules', i, 'if'], message: problem.replace(/^rule "[^"]*":? /, '') });
+    });
+  })
+  .prefault({});
+
+function compileProblem(compile: () => unknown): string | undefined {
+  try {
+    compile();
+    return undefined;
+  } catch (err) {
+    return (err instanceof Error ? err.message : String(err)).split('\n')[0];
+  }
+}
+
+const retention = () => duration({ min: 3_600_000 }).prefault('90d'); // ms events are kept
+
+const storageSchema = z
+  .preprocess(
+    (value) => (isPlainObject(value) && value.type === undefined ? { ...value, type: 'level' } : value),
+    z.discriminatedUnion('type', [
+      z.strictObject({ type: z.literal('level'), retention: retention() }), // LevelDB under dataDir
+      z.strictObject({ type: z.literal('postgres'), url: url(['postgres', 'postgresql']), retention: retention() }),
+    ]),
+  )
+  .prefault({});
+
+const pullFromSchema = z.strictObject({
+  url: url(['http', 'https']), // the agent's pull listener
+  every: duration({ min: 1000 }), // ms between pulls
+  token: secret().optional(), // the agent's pull.token; or tokenFile
+  ca: text().optional(), // PEM file of a private CA for https
+  retries: z
+    .strictObject({
+      tries: int({ min: 0 }).prefault(3), // further attempts after a failed pull
+      delay: duration().prefault('5m'), // ms between attempts
+    })
+    .prefault({}),
+});
+
+const alertsSchema = z
+  .strictObject({
+    webhook: url(['http', 'https']).optional(), // POSTed one JSON alert; alerts are always logged and counted
+    volumeDrop: z
+      .strictObject({
+        window: duration({ min: 1000 }).prefault('5m'), // ms compared with the window before it
+        below: number({ min: 0, max: 1 }).prefault(0.2), // alert when a source's volume falls under this fraction
+      })
+      .optional(),
+    gaps: bool().prefault(true), // alert on a seq gap in an agent's chain
+  })
+  .prefault({});
+
+export const gatewayConfigSchema = z.strictObject({
+  id: sourceId().default(defaultGatewayId), // recorded in each event's ingest.gateway
+  dataDir: text().default('./data/gateway'),
+  logLevel: logLevel().default('info'),
+  http: httpSchema,
+  mqtt: mqttSchema,
+  auth: authSchema,
+  pipeline: pipelineSchema,
+  storage: storageSchema,
+  pullFrom: z.array(pullFromSchema).superRefine(unique((p) => p.url, 'url')).prefault([]),
+  alerts: alertsSchema,
+  limits: limitsSchema,
+  commit: z
+    .strictObject({
+      maxEvents: int({ min: 1 }).prefault(1000), // events per synced write
+      maxWaitMs: duration().prefault(5), // ms a write waits for more events
+    })
+    .prefault({}),
+});
+
+/** The validated, frozen gateway config. */
+export type GatewayConfig = DeepReadonly<z.output<typeof gatewayConfigSchema>>;
+
+/** Validates a config already read (an object from YAML, JSON or code): `${VAR}`, secret files, schema. */
+export function parseGatewayConfig(raw: unknown, options: ParseOptions = {}): GatewayConfig {
+  return parseConfig(gatewayConfigSchema, raw, { kind: 'gateway', ...options });
+}
+
+/** Reads and validates a gateway config file; throws ConfigInvalidError listing every problem. */
+export function loadGatewayConfig(file: string, options: LoadOptions = {}): Promise<GatewayConfig> {
+  return loadConfig(gatewayConfigSchema, file, { kind: 'gateway', ...options });
+}

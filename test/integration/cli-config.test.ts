@@ -1,0 +1,128 @@
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+// Spawns the real CLI as a user runs it; `npm test` builds dist/ first.
+const BIN = 'bin/meteorzx.js';
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs meteorzx with a bare environment, so a developer's METEORZX_* variables do not change the outcome. */
+function meteorzx(args: string[], env: Record<string, string> = {}): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BIN, ...args], { env: { PATH: process.env.PATH ?? '', ...env } }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+const STACK_FRAME = /^\s+at /m;
+
+let dir: string;
+beforeAll(async () => {
+  if (!existsSync('dist/cli/main.js')) throw new Error('dist/ is missing: run `npm run build` (npm test does) before this test');
+  dir = await mkdtemp(join(tmpdir(), 'meteorzx-cli-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('meteorzx', () => {
+  it('prints help', async () => {
+    const run = await meteorzx(['--help']);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/^Usage: meteorzx/);
+    expect(run.stdout).toContain('config');
+  });
+
+  it('prints the version from package.json', async () => {
+    const pkg = JSON.parse(await readFile('package.json', 'utf8')) as { version: string };
+    const run = await meteorzx(['--version']);
+    expect(run).toMatchObject({ code: 0, stdout: `${pkg.version}\n` });
+  });
+
+  it('exits 2 with one line for a wrong command line', async () => {
+    for (const args of [['no-such-command'], ['config', 'check'], ['config', 'check', 'x.yaml', '--type', 'toaster']]) {
+      const run = await meteorzx(args);
+      expect(run.code, args.join(' ')).toBe(2);
+      expect(run.stderr, args.join(' ')).toMatch(/^meteorzx: [^\n]+\n$/);
+    }
+  });
+});
+
+describe('meteorzx config check', () => {
+  it('accepts the example configs', async () => {
+    const agent = await meteorzx(['config', 'check', 'examples/agent.yaml']);
+    expect(agent.code).toBe(0);
+    expect(agent.stdout).toBe('examples/agent.yaml: valid agent config\n');
+    expect(agent.stderr).toContain('assuming examples/agent.yaml is an agent config');
+
+    const gateway = await meteorzx(['config', 'check', 'examples/gateway.yaml', '--type', 'gateway']);
+    expect(gateway).toMatchObject({ code: 0, stdout: 'examples/gateway.yaml: valid gateway config\n', stderr: '' });
+  });
+
+  it('lists every error with its path and exits 1', async () => {
+    const file = join(dir, 'agent.yaml');
+    await writeFile(
+      file,
+      ['id: host-17', 'buffer:', '  retain: 7x', '  colour: blue', 'push:', '  http:', '    url: "htp:/gw"', ''].join('\n'),
+    );
+    const run = await meteorzx(['config', 'check', file, '--type', 'agent']);
+    expect(run.code).toBe(1);
+    expect(run.stdout).toBe('');
+    expect(run.stderr.split('\n')).toEqual([
+      `meteorzx: ${file}: invalid agent config (3 errors)`,
+      'buffer.retain: not a duration: "7x" (use e.g. 250ms, 30s, 5m, 1h, 7d)',
+      'buffer.colour: unknown key',
+      'push.http.url: expected a URL starting with http:// or https://, got "htp:/gw"',
+      '',
+    ]);
+  });
+
+  it('names all three problems of examples/bad-agent.yaml', async () => {
+    const run = await meteorzx(['config', 'check', 'examples/bad-agent.yaml']);
+    expect(run.code).toBe(1);
+    for (const path of ['bufer: unknown key', 'push.http.url: ', 'buffer.retain: not a duration']) expect(run.stderr).toContain(path);
+  });
+
+  it('reads JSON, ${VAR} and secret files next to the config', async () => {
+    await writeFile(join(dir, 'token'), 'abc\n');
+    const file = join(dir, 'gateway.json');
+    await writeFile(file, JSON.stringify({ auth: { tokens: [{ name: 'ops', tokenFile: 'token', scopes: ['admin'] }] }, dataDir: '${DATA}' }));
+    expect((await meteorzx(['config', 'check', file], { DATA: dir })).code).toBe(0);
+    const missing = await meteorzx(['config', 'check', file]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain('dataDir: environment variable DATA is not set');
+  });
+
+  it('reports a missing file in one line, without a stack trace', async () => {
+    const run = await meteorzx(['config', 'check', join(dir, 'nope.yaml')]);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toBe(`meteorzx: config file not found: ${join(dir, 'nope.yaml')}\n`);
+    expect(run.stderr).not.toMatch(STACK_FRAME);
+  });
+
+  it('reports a YAML syntax error in one line with its position', async () => {
+    const file = join(dir, 'broken.yaml');
+    await writeFile(file, 'buffer:\n  maxBytes: [1GiB\n');
+    const run = await meteorzx(['config', 'check', file, '--type', 'agent']);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(new RegExp(`^meteorzx: ${file.replace(/[.]/g, '\\.')}:\\d+:\\d+: not valid YAML: [^\\n]+\\n$`));
+  });
+
+  it('asks for --type when the keys do not tell', async () => {
+    const file = join(dir, 'plain.yaml');
+    await writeFile(file, 'dataDir: /tmp/x\n');
+    const run = await meteorzx(['config', 'check', file]);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain('pass --type agent or --type gateway');
+  });
+});
