@@ -1,0 +1,129 @@
+import type { Command } from 'commander';
+import type { IngestResponse } from '../../protocols/index.js';
+
+interface SendOptions {
+  token?: string;
+  batch: string;
+}
+
+// Keeps each body well under the 8 MiB default maxBodyBytes, whatever the events' size.
+const MAX_BATCH_BYTES = 4 * 1024 * 1024;
+const MAX_TRIES = 30;
+
+export function register(program: Command): void {
+  program
+    .command('send')
+    .description('POST events (NDJSON, or a JSON array) to an agent intake or a gateway, in batches; exit 1 if any is rejected')
+    .argument('<url>', 'agent intake or gateway, e.g. http://127.0.0.1:7400')
+    .argument('[file]', 'file of events; "-" or none reads standard input')
+    .option('--token <token>', 'bearer token with the ingest scope (default: $METEORZX_TOKEN)')
+    .option('--batch <n>', 'events per request, at most 1000', '1000')
+    .action(async (url: string, file: string | undefined, options: SendOptions) => {
+      await send(url, file, options);
+    });
+}
+
+interface Batch {
+  /** Index of the batch's first event in the whole input. */
+  offset: number;
+  lines: string[];
+}
+
+async function* batches(input: NodeJS.ReadableStream, size: number): AsyncGenerator<Batch> {
+  const { createInterface } = await import('node:readline');
+  const lines = createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY });
+  let first = true;
+  let jsonText: string[] | undefined;
+  let current: string[] = [];
+  let bytes = 0;
+  let offset = 0;
+  for await (const line of lines) {
+    if (first && line.trim() !== '') {
+      first = false;
+      // A JSON array is read whole, then split; anything else is NDJSON, one event per line.
+      if (line.trimStart().startsWith('[')) jsonText = [];
+    }
+    if (jsonText !== undefined) {
+      jsonText.push(line);
+      continue;
+    }
+    if (line.trim() === '') continue;
+    if (current.length >= size || (current.length > 0 && bytes + line.length > MAX_BATCH_BYTES)) {
+      yield { offset, lines: current };
+      offset += current.length;
+      current = [];
+      bytes = 0;
+    }
+    current.push(line);
+    bytes += line.length + 1;
+  }
+  if (jsonText !== undefined) {
+    yield* arrayBatches(jsonText.join('\n'), size);
+    return;
+  }
+  if (current.length > 0) yield { offset, lines: current };
+}
+
+async function* arrayBatches(text: string, size: number): AsyncGenerator<Batch> {
+  const { CommonErrors } = await import('../../common/errors.js');
+  let events: unknown;
+  try {
+    events = JSON.parse(text);
+  } catch (err) {
+    throw CommonErrors.METEORZX_USAGE(`input starts with "[" but is not a JSON array: ${(err as Error).message}`, { userError: true });
+  }
+  if (!Array.isArray(events)) throw CommonErrors.METEORZX_USAGE('input is not a JSON array', { userError: true });
+  for (let i = 0; i < events.length; i += size) {
+    yield { offset: i, lines: events.slice(i, i + size).map((e) => JSON.stringify(e)) };
+  }
+}
+
+async function send(url: string, file: string | undefined, options: SendOptions): Promise<void> {
+  const [{ baseUrl, call, answerError, tokenFrom }, { createReadStream }, { CommonErrors }, { GatewayErrors }] = await Promise.all([
+    import('../gateway-client.js'),
+    import('node:fs'),
+    import('../../common/errors.js'),
+    import('../../gateway/errors.js'),
+  ]);
+  const size = Number(options.batch);
+  if (!/^\d+$/.test(options.batch) || size < 1 || size > 1000) {
+    throw CommonErrors.METEORZX_USAGE(`--batch: expected 1 to 1000, got "${options.batch}"`, { userError: true });
+  }
+  const base = baseUrl(url);
+  const token = tokenFrom(options.token);
+  const input = file === undefined || file === '-' ? process.stdin : createReadStream(file);
+  const opened = new Promise<void>((resolve, reject) => {
+    if (input === process.stdin) return resolve();
+    input.once('open', () => resolve());
+    input.once('error', (err: NodeJS.ErrnoException) =>
+      reject(CommonErrors.METEORZX_USAGE(`cannot read ${file}: ${err.code === 'ENOENT' ? 'no such file' : err.message}`, { userError: true })),
+    );
+  });
+  await opened;
+
+  const total: IngestResponse = { accepted: 0, duplicates: 0, rejected: [] };
+  let n = 0;
+  for await (const batch of batches(input, size)) {
+    n += 1;
+    const body = `${batch.lines.join('\n')}\n`;
+    let res = await call(base, { method: 'POST', path: '/v1/events', token, body, contentType: 'application/x-ndjson' });
+    // Backpressure (DESIGN §3.5): wait as told and send the same batch again; ids make the retry harmless.
+    for (let tries = 1; (res.status === 503 || res.status === 429) && tries < MAX_TRIES; tries += 1) {
+      const after = Number(res.headers['retry-after']);
+      await new Promise((r) => setTimeout(r, (Number.isFinite(after) && after > 0 ? after : 1) * 1000));
+      res = await call(base, { method: 'POST', path: '/v1/events', token, body, contentType: 'application/x-ndjson' });
+    }
+    if (res.status !== 200) throw answerError(res, `batch ${n} (events ${batch.offset}-${batch.offset + batch.lines.length - 1})`);
+    const r = JSON.parse(res.body.toString('utf8')) as IngestResponse;
+    total.accepted += r.accepted;
+    total.duplicates += r.duplicates;
+    for (const item of r.rejected) total.rejected.push({ index: batch.offset + item.index, error: item.error });
+    process.stdout.write(`batch ${n}: ${batch.lines.length} events: accepted ${r.accepted}, duplicates ${r.duplicates}, rejected ${r.rejected.length}\n`);
+    for (const item of r.rejected) process.stdout.write(`  rejected event ${batch.offset + item.index}: ${item.error}\n`);
+  }
+  const sent = total.accepted + total.duplicates + total.rejected.length;
+  process.stdout.write(`total: ${sent} events in ${n} batches: accepted ${total.accepted}, duplicates ${total.duplicates}, rejected ${total.rejected.length}\n`);
+  if (total.rejected.length > 0) {
+    throw GatewayErrors.METEORZX_EVENTS_REJECTED(`${total.rejected.length} of ${sent} events rejected (listed above)`, { userError: true });
+  }
+}

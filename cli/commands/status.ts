@@ -1,0 +1,65 @@
+import type { Command } from 'commander';
+import type { AgentStatus, SourcesResponse } from '../../protocols/index.js';
+
+interface StatusOptions {
+  token?: string;
+  json?: boolean;
+}
+
+export function register(program: Command): void {
+  program
+    .command('status')
+    .description("show an agent's buffer and push state, or a gateway's health and sources")
+    .argument('<url>', "an agent's pull listener (http://127.0.0.1:7402) or a gateway (http://127.0.0.1:7400)")
+    .option('--token <token>', 'bearer token (default: $METEORZX_TOKEN)')
+    .option('--json', 'print the raw JSON answer', false)
+    .action(async (url: string, options: StatusOptions) => {
+      await status(url, options);
+    });
+}
+
+async function status(url: string, options: StatusOptions): Promise<void> {
+  const { baseUrl, call, answerError, tokenFrom } = await import('../gateway-client.js');
+  const base = baseUrl(url);
+  const token = tokenFrom(options.token);
+  // An agent answers /v1/status; a gateway has no such route and answers /healthz.
+  const agent = await call(base, { path: '/v1/status', token });
+  if (agent.status === 200) {
+    const s = JSON.parse(agent.body.toString('utf8')) as AgentStatus;
+    process.stdout.write(options.json ? `${JSON.stringify(s, null, 2)}\n` : formatAgent(s));
+    return;
+  }
+  const health = await call(base, { path: '/healthz' });
+  if (health.status !== 200) throw answerError(agent.status === 404 ? health : agent, `no agent or gateway status at ${base.origin}`);
+  const ready = await call(base, { path: '/readyz' });
+  const sources = await call(base, { path: '/v1/sources', token });
+  if (sources.status !== 200) throw answerError(sources, 'gateway is up, but /v1/sources failed');
+  const s = JSON.parse(sources.body.toString('utf8')) as SourcesResponse;
+  const isReady = ready.status === 200;
+  process.stdout.write(options.json ? `${JSON.stringify({ ready: isReady, ...s }, null, 2)}\n` : formatGateway(isReady, s));
+}
+
+function formatAgent(s: AgentStatus): string {
+  const lines = [
+    `agent ${s.id} (epoch ${s.epoch})`,
+    `  head seq        ${s.head}`,
+    `  delivered seq   ${s.delivered} (${s.head - s.delivered} waiting)`,
+    `  oldest seq      ${s.oldest}`,
+    `  buffered        ${s.bufferedEvents} events, ${s.bufferedBytes} bytes`,
+    `  push            ${s.push.state}${s.push.lastError ? ` (last error: ${s.push.lastError})` : ''}`,
+  ];
+  if (s.recovered) lines.push(`  recovered       ${s.recovered}`);
+  return `${lines.join('\n')}\n`;
+}
+
+function formatGateway(ready: boolean, s: SourcesResponse): string {
+  const lines = [`gateway ${ready ? 'ready' : 'NOT READY'}: ${s.sources.length} sources, ${s.epochs.length} agent epochs`];
+  for (const src of s.sources) {
+    lines.push(`  ${src.source.padEnd(24)} last seen ${src.lastSeen}  accepted ${src.accepted}  duplicates ${src.duplicates}  rejected ${src.rejected}`);
+  }
+  for (const e of s.epochs) {
+    const gaps = e.gaps.length === 0 ? 'no gaps' : `gaps ${e.gaps.map((g) => (g.from === g.to ? `${g.from}` : `${g.from}-${g.to}`)).join(', ')}`;
+    lines.push(`  agent ${e.agent} epoch ${e.epoch}: last seq ${e.lastSeq}, received ${e.received}, ${gaps}`);
+  }
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,92 @@
+import type { Command } from 'commander';
+import { CommonErrors } from '../../common/errors.js';
+import type { VerifyReport } from '../../gateway/storage/types.js';
+
+interface VerifyOptions {
+  dataDir?: string;
+  source?: string;
+  token?: string;
+}
+
+export function register(program: Command): void {
+  program
+    .command('verify')
+    .description("check the custody ledger's hash chain and every stored event's hash; exit 1 naming the first break")
+    .argument('[gateway-url]', 'a running gateway, e.g. http://127.0.0.1:7400 (needs the admin scope)')
+    .option('-d, --data-dir <dir>', "a stopped gateway's data directory, read directly")
+    .option('--source <source>', 'only events of this source (the ledger is always checked whole)')
+    .option('--token <token>', 'bearer token with the admin scope (default: $METEORZX_TOKEN)')
+    .action(async (url: string | undefined, options: VerifyOptions) => {
+      if ((url === undefined) === (options.dataDir === undefined)) {
+        throw CommonErrors.METEORZX_USAGE('give either a gateway URL or --data-dir DIR', { userError: true });
+      }
+      const report = url === undefined ? await verifyDir(options.dataDir as string, options.source) : await verifyUrl(url, options);
+      await judge(report);
+    });
+}
+
+async function verifyUrl(url: string, options: VerifyOptions): Promise<VerifyReport> {
+  const { baseUrl, call, answerError, tokenFrom } = await import('../gateway-client.js');
+  const query = options.source === undefined ? '' : `?source=${encodeURIComponent(options.source)}`;
+  // A whole-store check can take minutes on a large store.
+  const res = await call(baseUrl(url), { method: 'POST', path: `/v1/verify${query}`, token: tokenFrom(options.token), timeoutMs: 3_600_000 });
+  if (res.status !== 200) throw answerError(res, 'verify failed');
+  return JSON.parse(res.body.toString('utf8')) as VerifyReport;
+}
+
+async function verifyDir(dataDir: string, source: string | undefined): Promise<VerifyReport> {
+  const [{ existsSync }, { join }, { LevelStorage }, { GatewayErrors }] = await Promise.all([
+    import('node:fs'),
+    import('node:path'),
+    import('../../gateway/storage/level/index.js'),
+    import('../../gateway/errors.js'),
+  ]);
+  const storage = new LevelStorage({ dataDir });
+  if (!existsSync(join(dataDir, 'store'))) {
+    throw CommonErrors.METEORZX_USAGE(`${dataDir} holds no gateway store (no ${join(dataDir, 'store')})`, { userError: true });
+  }
+  try {
+    await storage.open();
+  } catch (err) {
+    // LevelDB's LOCK: only one process may open the store, and the gateway keeps it open while running.
+    const locked = /lock/i.test(`${String((err as Error).message)} ${String(((err as Error).cause as Error | undefined)?.message)}`);
+    const why = locked ? 'it is in use (stop the gateway first, or verify through its URL)' : (err as Error).message;
+    throw GatewayErrors.METEORZX_STORAGE_FAILED(`cannot open ${dataDir}: ${why}`, { userError: true, cause: err });
+  }
+  const progress = await progressBar();
+  try {
+    return await storage.verify({ ...(source === undefined ? {} : { source }), onProgress: (done) => progress.update(done) });
+  } finally {
+    progress.stop();
+    await storage.close();
+  }
+}
+
+interface Progress {
+  update(done: number): void;
+  stop(): void;
+}
+
+/** A counter on a TTY, nothing in a pipe (DESIGN §5). The total is unknown until the walk ends. */
+async function progressBar(): Promise<Progress> {
+  if (!process.stderr.isTTY) return { update: () => undefined, stop: () => undefined };
+  const { SingleBar } = await import('cli-progress');
+  const bar = new SingleBar({ format: 'verifying… {value} records checked', stream: process.stderr, hideCursor: true, fps: 5 });
+  bar.start(0, 0);
+  return { update: (done) => bar.update(done), stop: () => bar.stop() };
+}
+
+async function judge(report: VerifyReport): Promise<void> {
+  const summary = `${report.ledgerRecords} custody records, ${report.events} events`;
+  if (report.ok) {
+    process.stdout.write(`verify ok: ${summary}\n`);
+    return;
+  }
+  for (const p of report.problems) process.stdout.write(`${p.kind} ${p.where}: ${p.detail}\n`);
+  const first = report.problems[0];
+  const { GatewayErrors } = await import('../../gateway/errors.js');
+  const where = first === undefined ? 'unknown location' : `${first.kind === 'ledger' ? 'custody ledger record' : 'event'} ${first.where}: ${first.detail}`;
+  throw GatewayErrors.METEORZX_VERIFY_FAILED(`verify failed (${summary} checked; ${report.problems.length} problem(s)); first: ${where}`, {
+    userError: true,
+  });
+}

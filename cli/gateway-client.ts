@@ -1,0 +1,104 @@
+import { request } from 'undici';
+import { CommonErrors } from '../common/errors.js';
+import { MeteorError } from '../protocols/errors.js';
+import { GatewayErrors } from '../gateway/errors.js';
+
+/**
+ * The HTTP client of `meteorzx query|verify|status|send`: one place that
+ * turns a bad URL, a refused connection or an error answer into one line.
+ */
+
+export interface ApiResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+}
+
+export interface ApiRequest {
+  method?: 'GET' | 'POST';
+  /** Path under the base URL, with its query: `/v1/events?limit=10`. */
+  path: string;
+  token?: string | undefined;
+  body?: Buffer | string;
+  contentType?: string;
+  /** Per-request timeout, ms (default 60 s: verify of a large store takes a while). */
+  timeoutMs?: number;
+}
+
+/** A base URL (scheme, host, port, optional prefix) from what the user typed; `/v1/...` paths are stripped. */
+export function baseUrl(input: string): URL {
+  let url: URL;
+  try {
+    url = new URL(input);
+  } catch {
+    throw CommonErrors.METEORZX_USAGE(`not a URL: "${input}" (expected e.g. http://127.0.0.1:7400)`, { userError: true });
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw CommonErrors.METEORZX_USAGE(`not an http(s) URL: "${input}"`, { userError: true });
+  }
+  url.pathname = url.pathname.replace(/\/v1\/.*$/, '').replace(/\/+$/, '');
+  url.search = '';
+  return url;
+}
+
+const NETWORK_WHY: Record<string, string> = {
+  ECONNREFUSED: 'connection refused (is it running, and is this the right port?)',
+  ENOTFOUND: 'unknown host',
+  EAI_AGAIN: 'host name lookup failed',
+  ECONNRESET: 'connection reset',
+  EHOSTUNREACH: 'host unreachable',
+  UND_ERR_CONNECT_TIMEOUT: 'connect timed out',
+  UND_ERR_HEADERS_TIMEOUT: 'no answer in time',
+  UND_ERR_BODY_TIMEOUT: 'answer stalled',
+  UND_ERR_SOCKET: 'connection closed unexpectedly',
+};
+
+function networkError(err: unknown, target: string): MeteorError {
+  const code = (err as { code?: string }).code ?? ((err as { cause?: { code?: string } }).cause?.code);
+  const why = (code !== undefined && NETWORK_WHY[code]) || (err as Error).message;
+  return GatewayErrors.METEORZX_GATEWAY_UNREACHABLE(`cannot reach ${target}: ${why}`, { userError: true, cause: err });
+}
+
+export async function call(base: URL, req: ApiRequest): Promise<ApiResponse> {
+  const target = new URL(base.toString());
+  const [pathname, search] = req.path.split('?');
+  target.pathname = `${base.pathname.replace(/\/+$/, '')}${pathname ?? ''}`;
+  target.search = search ?? '';
+  const headers: Record<string, string> = {};
+  if (req.token) headers.authorization = `Bearer ${req.token}`;
+  if (req.contentType) headers['content-type'] = req.contentType;
+  try {
+    const timeout = req.timeoutMs ?? 60_000;
+    const res = await request(target, {
+      method: req.method ?? 'GET',
+      headers,
+      ...(req.body === undefined ? {} : { body: req.body }),
+      headersTimeout: timeout,
+      bodyTimeout: timeout,
+    });
+    const body = Buffer.from(await res.body.arrayBuffer());
+    return { status: res.statusCode, headers: res.headers, body };
+  } catch (err) {
+    throw networkError(err, target.origin);
+  }
+}
+
+/** The `{error, code}` of an error answer as a one-line user error. */
+export function answerError(res: ApiResponse, what: string): MeteorError {
+  let detail = res.body.toString('utf8').slice(0, 300).trim();
+  let code = 'METEORZX_HTTP_ERROR';
+  try {
+    const parsed = JSON.parse(detail) as { error?: unknown; code?: unknown };
+    if (typeof parsed.error === 'string') detail = parsed.error;
+    if (typeof parsed.code === 'string') code = parsed.code;
+  } catch {
+    // Not our JSON error shape (a proxy's page): show its start as it is.
+  }
+  const hint = res.status === 401 ? ' (pass --token or set METEORZX_TOKEN)' : '';
+  return new MeteorError(code, `${what}: HTTP ${res.status}: ${detail || 'no detail'}${hint}`, { userError: true, status: res.status });
+}
+
+/** The token from --token, else METEORZX_TOKEN. */
+export function tokenFrom(option: string | undefined): string | undefined {
+  return option ?? (process.env.METEORZX_TOKEN || undefined);
+}

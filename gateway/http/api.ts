@@ -1,0 +1,79 @@
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import type { AddressInfo } from 'node:net';
+import type { SecureContextOptions } from 'node:tls';
+import type { Logger } from 'pino';
+import { GatewayErrors } from '../errors.js';
+import type { ApiContext } from './api-context.js';
+import { registerAuth } from './auth-hook.js';
+import { sendError } from './reply-error.js';
+import { registerHealth } from './routes/health.js';
+import { registerIngest } from './routes/ingest.js';
+import { registerQuery } from './routes/query.js';
+import { registerVerify } from './routes/verify.js';
+
+export interface HttpApiOptions extends ApiContext {
+  logger: Logger;
+  /** Key and certificate (and `ca` + requestCert for mutual TLS): serve HTTPS instead of HTTP. */
+  tls?: SecureContextOptions & { requestCert?: boolean };
+}
+
+export interface BoundHttp {
+  host: string;
+  port: number;
+  protocol: 'http' | 'https';
+}
+
+/**
+ * The gateway's HTTP API on fastify. Bodies are read as raw buffers (any
+ * Content-Type, up to maxBodyBytes) and decoded by the ingest route itself,
+ * so NDJSON, gzip and the bad-input answers follow one code path.
+ */
+export function buildHttpApi(opts: HttpApiOptions): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: opts.logger,
+    // One log line per request would cost more than the request at ingest rates.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: opts.limits.maxBodyBytes,
+    // Keep-alive connections would hold close() open; they are closed when draining ends.
+    forceCloseConnections: 'idle',
+    ...(opts.tls === undefined ? {} : { https: opts.tls }),
+  }) as unknown as FastifyInstance;
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: opts.limits.maxBodyBytes }, (_req, body, done) => done(null, body));
+  app.setErrorHandler((err, req, reply) => {
+    if ((err as { statusCode?: number }).statusCode === undefined) req.log.error({ err }, 'request failed');
+    return sendError(reply, err);
+  });
+  app.setNotFoundHandler((req, reply) =>
+    sendError(reply, GatewayErrors.METEORZX_NOT_FOUND(`no route ${req.method} ${req.url.split('?')[0]?.slice(0, 100) ?? ''}`)),
+  );
+  registerAuth(app, opts);
+  registerIngest(app, opts);
+  registerQuery(app, opts);
+  registerVerify(app, opts);
+  registerHealth(app, opts);
+  return app;
+}
+
+/** HttpApi with an explicit lifecycle: listen in start(), drain in close(). */
+export class HttpApi {
+  readonly app: FastifyInstance;
+  private closing: Promise<void> | undefined;
+
+  constructor(private readonly opts: HttpApiOptions) {
+    this.app = buildHttpApi(opts);
+  }
+
+  /** Binds; the promise rejects with the raw listen error (EADDRINUSE...) for the caller to name its config key. */
+  async start(host: string, port: number): Promise<BoundHttp> {
+    await this.app.listen({ host, port });
+    const addr = this.app.server.address() as AddressInfo;
+    return { host: addr.address, port: addr.port, protocol: this.opts.tls === undefined ? 'http' : 'https' };
+  }
+
+  /** Stops accepting, waits for requests in progress (their ingests finish and answer). Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= this.app.close();
+    return this.closing;
+  }
+}

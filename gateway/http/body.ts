@@ -1,0 +1,44 @@
+import { gunzip, inflate } from 'node:zlib';
+import { promisify } from 'node:util';
+import { bodyFormat, ProtocolErrors, type BodyFormat } from '../../protocols/index.js';
+
+const gunzipAsync = promisify(gunzip);
+const inflateAsync = promisify(inflate);
+
+/**
+ * Decompresses a request body per Content-Encoding, never inflating past
+ * `maxBytes` (a 10 KB gzip bomb must not become gigabytes in memory).
+ */
+export async function decodeContent(raw: Buffer, encoding: string | undefined, maxBytes: number): Promise<Buffer> {
+  const enc = (encoding ?? 'identity').trim().toLowerCase();
+  if (enc === 'identity' || enc === '') return raw;
+  if (enc !== 'gzip' && enc !== 'x-gzip' && enc !== 'deflate') {
+    throw ProtocolErrors.METEORZX_UNSUPPORTED_MEDIA_TYPE(`unsupported Content-Encoding "${enc.slice(0, 40)}" (use gzip, deflate or none)`);
+  }
+  // One byte over the limit is enough to know it is too large.
+  const opts = { maxOutputLength: maxBytes + 1 };
+  let out: Buffer;
+  try {
+    out = enc === 'deflate' ? await inflateAsync(raw, opts) : await gunzipAsync(raw, opts);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
+      throw ProtocolErrors.METEORZX_BODY_TOO_LARGE(`decompressed body is over the limit of ${maxBytes} bytes (maxBodyBytes)`);
+    }
+    throw ProtocolErrors.METEORZX_BODY_UNREADABLE(`body is not valid ${enc}: ${(err as Error).message}`);
+  }
+  if (out.byteLength > maxBytes) {
+    throw ProtocolErrors.METEORZX_BODY_TOO_LARGE(`decompressed body is over the limit of ${maxBytes} bytes (maxBodyBytes)`);
+  }
+  return out;
+}
+
+/** The body format for a Content-Type, or a 415 naming the ones we take. */
+export function requireFormat(contentType: string | undefined): BodyFormat {
+  const format = bodyFormat(contentType);
+  if (format === undefined) {
+    throw ProtocolErrors.METEORZX_UNSUPPORTED_MEDIA_TYPE(
+      `unsupported Content-Type "${(contentType ?? '').slice(0, 80)}" (use application/json or application/x-ndjson)`,
+    );
+  }
+  return format;
+}

@@ -1,0 +1,69 @@
+import type { FastifyInstance } from 'fastify';
+import { NDJSON } from '../../../protocols/index.js';
+import type { EventQuery } from '../../storage/types.js';
+import { GatewayErrors } from '../../errors.js';
+import type { ApiContext } from '../api-context.js';
+import { sendError } from '../reply-error.js';
+import { intParam, one, timeParam, type QueryString } from './query-params.js';
+
+/** Page size when `limit` is not given, and the most one page may hold. */
+export const DEFAULT_PAGE = 1000;
+export const MAX_PAGE = 10_000;
+
+function ndjson(rows: readonly unknown[]): string {
+  let out = '';
+  for (const row of rows) out += `${JSON.stringify(row)}\n`;
+  return out;
+}
+
+/** GET /v1/events, /v1/sources, /v1/custody (DESIGN §5). */
+export function registerQuery(app: FastifyInstance, ctx: ApiContext): void {
+  app.get('/v1/events', async (req, reply) => {
+    try {
+      const q = req.query as QueryString;
+      const query: EventQuery = { limit: intParam(q, 'limit', DEFAULT_PAGE, MAX_PAGE) };
+      const source = one(q, 'source');
+      const type = one(q, 'type');
+      const since = timeParam(q, 'since');
+      const until = timeParam(q, 'until');
+      const cursor = one(q, 'cursor');
+      if (source !== undefined) query.source = source;
+      if (type !== undefined) query.type = type;
+      if (since !== undefined) query.since = since;
+      if (until !== undefined) query.until = until;
+      if (cursor !== undefined) query.cursor = cursor;
+      const page = await ctx.storage.query(query);
+      if (page.nextCursor !== undefined) void reply.header('X-Next-Cursor', page.nextCursor);
+      return reply.type(NDJSON).send(ndjson(page.events));
+    } catch (err) {
+      return sendError(reply, err);
+    }
+  });
+
+  app.get('/v1/sources', async (_req, reply) => {
+    try {
+      return reply.send(await ctx.storage.sources());
+    } catch (err) {
+      return sendError(reply, err);
+    }
+  });
+
+  app.get('/v1/custody', async (req, reply) => {
+    try {
+      const q = req.query as QueryString;
+      const id = one(q, 'id');
+      const source = one(q, 'source');
+      if (id === undefined && source === undefined) {
+        throw GatewayErrors.METEORZX_BAD_REQUEST('give id=<event id> or source=<source>');
+      }
+      const records = await ctx.storage.custody({
+        ...(id === undefined ? {} : { id }),
+        ...(source === undefined ? {} : { source }),
+        limit: intParam(q, 'limit', DEFAULT_PAGE, MAX_PAGE),
+      });
+      return reply.type(NDJSON).send(ndjson(records));
+    } catch (err) {
+      return sendError(reply, err);
+    }
+  });
+}

@@ -1,0 +1,30 @@
+import type { FastifyInstance } from 'fastify';
+import type { ApiContext } from '../api-context.js';
+import { sendError } from '../reply-error.js';
+import { one, type QueryString } from './query-params.js';
+
+/**
+ * POST /v1/verify[?source=S] (admin scope): recomputes the custody ledger
+ * chain and every stored event's hash, answering the VerifyReport; what
+ * `meteorzx verify GATEWAY_URL` calls. A POST, because it reads the whole
+ * store: no crawler or prefetcher should trigger it.
+ */
+export function registerVerify(app: FastifyInstance, ctx: ApiContext): void {
+  let running: Promise<unknown> | undefined;
+  app.post('/v1/verify', async (req, reply) => {
+    try {
+      const source = one(req.query as QueryString, 'source');
+      // One verify at a time: a second caller waits for the first instead of doubling the disk read.
+      while (running) await running.catch(() => undefined);
+      const work = ctx.storage.verify(source === undefined ? {} : { source });
+      running = work;
+      try {
+        return reply.send(await work);
+      } finally {
+        running = undefined;
+      }
+    } catch (err) {
+      return sendError(reply, err);
+    }
+  });
+}

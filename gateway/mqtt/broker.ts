@@ -1,0 +1,167 @@
+import { Aedes, type AuthenticateError, type Client } from 'aedes';
+import type { Logger } from 'pino';
+import type { Limits } from '../../protocols/index.js';
+import type { Ingestor } from '../pipeline/ingestor.js';
+import type { MqttIdentity, MqttUsers } from '../auth/mqtt-users.js';
+import { MqttListeners, type BoundListener, type MqttListenerSpecs } from './listeners.js';
+import { PublishGate, PublishRefused } from './publish-gate.js';
+import { clientPeer } from './peer.js';
+
+export interface MqttIngressOptions {
+  ingestor: Ingestor;
+  users: MqttUsers;
+  limits: Limits;
+  listeners: MqttListenerSpecs;
+  logger: Logger;
+  /** Broker id, shown in $SYS topics. */
+  id?: string;
+  /** See PublishGate: how long a publish waits out an overloaded pipeline (ms). */
+  maxWaitMs?: number;
+  /** Called whenever the number of connected clients changes (the metrics gauge). */
+  onClientCount?: (count: number) => void;
+}
+
+// Identity of each authenticated client; a WeakMap so a closed client takes its entry with it.
+type IdentityMap = WeakMap<Client, MqttIdentity>;
+
+const NOT_AUTHORIZED = 5;
+const BAD_CREDENTIALS = 4;
+
+function authError(message: string, returnCode: number): AuthenticateError {
+  return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
+}
+
+/**
+ * The embedded MQTT broker (aedes 1.x, MQTT 3.1.1) as an ingress: clients
+ * authenticate against `auth.mqtt`, publish events on audit/<source>/events,
+ * and get their PUBACK only once the events are durable (see PublishGate).
+ */
+export class MqttIngress {
+  private broker: Aedes | undefined;
+  private listeners: MqttListeners | undefined;
+  private readonly identities: IdentityMap = new WeakMap();
+  private readonly inflight = new Set<Promise<unknown>>();
+  private draining = false;
+  private closing: Promise<void> | undefined;
+
+  constructor(private readonly opts: MqttIngressOptions) {}
+
+  get connectedClients(): number {
+    return this.broker?.connectedClients ?? 0;
+  }
+
+  async start(): Promise<BoundListener[]> {
+    const { opts } = this;
+    const gate = new PublishGate({
+      ingestor: opts.ingestor,
+      limits: opts.limits,
+      ...(opts.maxWaitMs === undefined ? {} : { maxWaitMs: opts.maxWaitMs }),
+    });
+    const log = opts.logger;
+    const broker = await Aedes.createBroker({
+      ...(opts.id === undefined ? {} : { id: opts.id }),
+      // The default of 23 is MQTT 3.1's; 3.1.1 clients (mosquitto_pub, MQTT.js) send longer ids.
+      maxClientsIdLength: 256,
+      authenticate: (client, username, password, done) => {
+        opts.users.authenticate(username, password).then(
+          (identity) => {
+            if (identity === undefined) {
+              log.warn({ client: client.id, username, peer: clientPeer(client) }, 'mqtt authentication failed');
+              done(authError('bad user name or password', BAD_CREDENTIALS), false);
+              return;
+            }
+            this.identities.set(client, identity);
+            done(null, true);
+          },
+          (err: unknown) => done(authError(`authentication error: ${String(err)}`, NOT_AUTHORIZED), false),
+        );
+      },
+      authorizePublish: (client, packet, done) => {
+        if (client === null) {
+          // The broker's own publishes (wills of vanished clients) carry no events: pass.
+          done(null);
+          return;
+        }
+        if (this.draining) {
+          // Nothing is acknowledged after drain starts: the client reconnects and resends.
+          done(new Error('gateway is shutting down'));
+          return;
+        }
+        const identity = this.identities.get(client);
+        if (identity === undefined) {
+          done(new Error('not authenticated'));
+          return;
+        }
+        const work = gate.decide({ clientId: client.id, peer: clientPeer(client), identity }, packet.topic, packet.payload as Buffer);
+        this.track(work);
+        work.then(
+          (decision) => {
+            // Events are stored here, not by the broker: a retained event would pin its payload in memory.
+            if (decision.kind === 'ingested') packet.retain = false;
+            done(null);
+          },
+          (err: unknown) => {
+            const refused = err instanceof PublishRefused;
+            log[refused ? 'warn' : 'error'](
+              { client: client.id, topic: packet.topic.slice(0, 200), err: (err as Error).message },
+              refused ? 'mqtt publish refused, closing connection' : 'mqtt ingest failed, closing connection so the client retries',
+            );
+            done(err as Error);
+          },
+        );
+      },
+      authorizeSubscribe: (client, sub, done) => {
+        const identity = this.identities.get(client);
+        const own = identity?.source;
+        // An authenticated client hears only its own command and status topics; anonymous (loopback) hears anything.
+        if (own !== undefined && sub.topic !== `audit/${own}/cmd` && sub.topic !== `audit/${own}/status`) {
+          log.warn({ client: client.id, topic: sub.topic.slice(0, 200) }, 'mqtt subscription refused');
+          // A null subscription makes aedes answer SUBACK 0x80 (failure) and keep the connection.
+          done(null, null);
+          return;
+        }
+        done(null, sub);
+      },
+    });
+    broker.on('client', () => opts.onClientCount?.(broker.connectedClients));
+    broker.on('clientDisconnect', () => opts.onClientCount?.(broker.connectedClients));
+    broker.on('clientError', (client: Client, err: Error) => log.debug({ client: client.id, err: err.message }, 'mqtt client error'));
+    broker.on('connectionError', (client: Client, err: Error) => log.debug({ peer: clientPeer(client), err: err.message }, 'mqtt connection error'));
+    this.broker = broker;
+    this.listeners = new MqttListeners(opts.listeners, broker.handle);
+    try {
+      return await this.listeners.start();
+    } catch (err) {
+      await new Promise<void>((resolve) => broker.close(() => resolve()));
+      this.broker = undefined;
+      throw err;
+    }
+  }
+
+  private track(work: Promise<unknown>): void {
+    this.inflight.add(work);
+    const done = () => this.inflight.delete(work);
+    work.then(done, done);
+  }
+
+  /**
+   * Drains: stop accepting connections and publishes, let every publish
+   * already inside the pipeline finish (and its PUBACK go out), then
+   * disconnect clients. Idempotent.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.doClose();
+    return this.closing;
+  }
+
+  private async doClose(): Promise<void> {
+    this.draining = true;
+    const stopped = this.listeners?.close() ?? Promise.resolve();
+    await Promise.allSettled([...this.inflight]);
+    // Let the PUBACKs written by the last callbacks leave before sockets are destroyed.
+    await new Promise((resolve) => setImmediate(resolve));
+    const broker = this.broker;
+    if (broker) await new Promise<void>((resolve) => broker.close(() => resolve()));
+    await stopped;
+  }
+}

@@ -1,0 +1,101 @@
+import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
+import { createServer as createTlsServer, type TlsOptions } from 'node:tls';
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, createWebSocketStream } from 'ws';
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+/** The MQTT transports the gateway can offer; each is optional. */
+export interface MqttListenerSpecs {
+  tcp?: HostPort;
+  tls?: HostPort & { options: TlsOptions };
+  ws?: HostPort & { path?: string };
+}
+
+export type ListenerName = keyof MqttListenerSpecs;
+
+export interface BoundListener {
+  name: ListenerName;
+  host: string;
+  port: number;
+}
+
+/** A listen() failure, carrying which listener failed so the caller can name its config key. */
+export class ListenFailed extends Error {
+  override readonly name = 'ListenFailed';
+  constructor(
+    readonly listener: ListenerName,
+    readonly host: string,
+    readonly port: number,
+    readonly errno: string | undefined,
+    cause: unknown,
+  ) {
+    super(`cannot listen on ${host}:${port} (${errno ?? 'error'})`, { cause });
+  }
+}
+
+export type ConnectionHandler = (stream: Duplex | Socket, req?: IncomingMessage) => void;
+
+type Closable = NetServer | HttpServer;
+
+/** Starts every configured MQTT transport; `close` stops them (listeners only, not open connections). */
+export class MqttListeners {
+  private servers: { name: ListenerName; server: Closable; wss?: WebSocketServer }[] = [];
+
+  constructor(
+    private readonly specs: MqttListenerSpecs,
+    private readonly handle: ConnectionHandler,
+  ) {}
+
+  async start(): Promise<BoundListener[]> {
+    const bound: BoundListener[] = [];
+    try {
+      if (this.specs.tcp) bound.push(await this.listen('tcp', createNetServer(this.handle), this.specs.tcp));
+      if (this.specs.tls) bound.push(await this.listen('tls', createTlsServer(this.specs.tls.options, this.handle), this.specs.tls));
+      if (this.specs.ws) {
+        const http = createHttpServer();
+        const path = this.specs.ws.path ?? '/mqtt';
+        // MQTT over WebSocket carries binary frames; the subprotocol is "mqtt" (MQTT 3.1.1 §6).
+        const wss = new WebSocketServer({ server: http, path });
+        wss.on('connection', (socket, req) => this.handle(createWebSocketStream(socket), req));
+        bound.push(await this.listen('ws', http, this.specs.ws, wss));
+      }
+    } catch (err) {
+      await this.close();
+      throw err;
+    }
+    return bound;
+  }
+
+  private listen(name: ListenerName, server: Closable, at: HostPort, wss?: WebSocketServer): Promise<BoundListener> {
+    return new Promise((resolve, reject) => {
+      const onError = (err: NodeJS.ErrnoException) => reject(new ListenFailed(name, at.host, at.port, err.code, err));
+      server.once('error', onError);
+      server.listen(at.port, at.host, () => {
+        server.off('error', onError);
+        this.servers.push({ name, server, ...(wss === undefined ? {} : { wss }) });
+        const addr = server.address() as AddressInfo;
+        resolve({ name, host: addr.address, port: addr.port });
+      });
+    });
+  }
+
+  /** Stops accepting connections. Open connections are the broker's to close. */
+  async close(): Promise<void> {
+    const servers = this.servers;
+    this.servers = [];
+    await Promise.all(
+      servers.map(
+        ({ server, wss }) =>
+          new Promise<void>((resolve) => {
+            wss?.close();
+            server.close(() => resolve());
+          }),
+      ),
+    );
+  }
+}

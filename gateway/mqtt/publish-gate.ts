@@ -1,0 +1,115 @@
+import { decodePayload, isMeteorError, tryParseTopic, type BatchItem, type IngestResponse, type Limits } from '../../protocols/index.js';
+import type { Ingestor } from '../pipeline/ingestor.js';
+import type { MqttIdentity } from '../auth/mqtt-users.js';
+
+/** Why a publish was refused: aedes then closes the client's connection (MQTT 3.1.1 has no PUBACK error code). */
+export class PublishRefused extends Error {
+  override readonly name = 'PublishRefused';
+}
+
+export interface PublishContext {
+  clientId: string;
+  /** `clientId@ip:port`, recorded in custody records. */
+  peer: string;
+  identity: MqttIdentity;
+}
+
+export interface PublishGateOptions {
+  ingestor: Ingestor;
+  limits: Limits;
+  /**
+   * How long one publish may wait for an overloaded pipeline before the
+   * connection is closed so the client retries later (ms). While it waits,
+   * aedes reads nothing more from that client's socket: backpressure.
+   */
+  maxWaitMs?: number;
+  /** First delay between retries of an overloaded ingest (ms); doubles up to 1 s. */
+  retryDelayMs?: number;
+  sleep?: (ms: number) => Promise<void>;
+  now?: () => number;
+}
+
+export type GateDecision =
+  /** Events topic: the payload was durably ingested (stored or recorded as rejected). */
+  | { kind: 'ingested'; result: IngestResponse }
+  /** Presence or command traffic: passed through the broker, not stored. */
+  | { kind: 'pass' };
+
+const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Overload is worth waiting out (the pipeline's queue is full); a storage failure is not. */
+function isOverload(err: unknown): boolean {
+  return isMeteorError(err) && err.code === 'METEORZX_GATEWAY_OVERLOADED';
+}
+
+/**
+ * Decides every PUBLISH before aedes acks it. For an events topic the
+ * durable write happens here, because aedes sends the QoS 1 PUBACK right
+ * after authorizePublish calls back and before its `published` hook
+ * (DESIGN §3.3): calling back success is the acknowledgement.
+ */
+export class PublishGate {
+  private readonly maxWaitMs: number;
+  private readonly retryDelayMs: number;
+  private readonly sleep: (ms: number) => Promise<void>;
+  private readonly now: () => number;
+
+  constructor(private readonly opts: PublishGateOptions) {
+    this.maxWaitMs = opts.maxWaitMs ?? 30_000;
+    this.retryDelayMs = opts.retryDelayMs ?? 20;
+    this.sleep = opts.sleep ?? defaultSleep;
+    this.now = opts.now ?? Date.now;
+  }
+
+  /** Resolves when the publish may be acknowledged; throws PublishRefused or the ingest error otherwise. */
+  async decide(ctx: PublishContext, topic: string, payload: Buffer): Promise<GateDecision> {
+    const parsed = tryParseTopic(topic);
+    if (parsed === undefined) {
+      throw new PublishRefused(`topic "${topic.slice(0, 200)}" is not audit/<source>/events|status|cmd`);
+    }
+    const own = ctx.identity.source;
+    if (parsed.kind === 'cmd') {
+      // Commands go from the gateway to agents; an authenticated client may not forge them.
+      if (own !== undefined) throw new PublishRefused(`client may not publish commands (${topic})`);
+      return { kind: 'pass' };
+    }
+    if (own !== undefined && parsed.source !== own) {
+      throw new PublishRefused(`user "${ctx.identity.username ?? ''}" publishes as source "${own}", not "${parsed.source}"`);
+    }
+    if (parsed.kind === 'status') return { kind: 'pass' };
+
+    const items = this.decode(payload);
+    const mayUseSource = own === undefined ? undefined : ctx.identity.mayUseSource;
+    const result = await this.ingestWithBackpressure(items, {
+      method: 'mqtt',
+      peer: ctx.peer,
+      defaultSource: parsed.source,
+      ...(mayUseSource === undefined ? {} : { mayUseSource }),
+    });
+    return { kind: 'ingested', result };
+  }
+
+  private decode(payload: Buffer): BatchItem[] {
+    try {
+      return decodePayload(payload, this.opts.limits);
+    } catch (err) {
+      // An unreadable payload is still an ingestion attempt: it becomes one rejection record.
+      const reason = err instanceof Error ? err.message : String(err);
+      return [{ index: 0, bytes: payload.byteLength, error: reason }];
+    }
+  }
+
+  private async ingestWithBackpressure(items: BatchItem[], ctx: Parameters<Ingestor['ingest']>[1]): Promise<IngestResponse> {
+    const deadline = this.now() + this.maxWaitMs;
+    let delay = this.retryDelayMs;
+    for (;;) {
+      try {
+        return await this.opts.ingestor.ingest(items, ctx);
+      } catch (err) {
+        if (!isOverload(err) || this.now() + delay > deadline) throw err;
+        await this.sleep(delay);
+        delay = Math.min(delay * 2, 1000);
+      }
+    }
+  }
+}

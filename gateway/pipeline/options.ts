@@ -1,0 +1,47 @@
+import type { Logger } from 'pino';
+import type { AuditEvent, Limits, StoredEvent } from '../../protocols/index.js';
+import type { GatewayMetrics } from '../metrics.js';
+import type { Storage } from '../storage/types.js';
+import type { RuleConfig } from './rules/rules.js';
+import type { TransformConfig } from './transforms/transforms.js';
+
+/** The config sections the pipeline reads; a whole GatewayConfig fits. Durations are ms. */
+export interface PipelineConfig {
+  readonly pipeline: {
+    readonly dedup: { readonly window: number; readonly cacheSize: number };
+    readonly transforms: readonly TransformConfig[];
+    readonly rules: readonly RuleConfig[];
+  };
+  readonly commit: { readonly maxEvents: number; readonly maxWaitMs: number };
+  /** When given, retention runs hourly and once at start. */
+  readonly storage?: { readonly retention: number };
+}
+
+/** Something to tell an operator about: a rule with `alert: true` matched, or an agent's chain broke. */
+export interface PipelineAlert {
+  kind: 'rule' | 'chain-break';
+  /** The rule's name (kind `rule`). */
+  rule?: string;
+  detail?: string;
+  /** The event as stored, or as it was when a rule dropped it. */
+  event: StoredEvent | AuditEvent;
+  at: string;
+}
+
+export interface PipelineOptions {
+  storage: Storage;
+  config: PipelineConfig;
+  limits?: Limits;
+  /** Recorded in every stored event's `ingest.gateway`. */
+  gatewayName: string;
+  /** Wall clock, ms (receive times, dedup window, retention). */
+  clock?: () => number;
+  /** Alert sink; called after the event is durable. Default: a warning in the log. */
+  onAlert?: (alert: PipelineAlert) => void;
+  metrics?: GatewayMetrics | undefined;
+  logger?: Pick<Logger, 'warn' | 'error'>;
+  /** Events waiting for a commit before ingest answers overloaded (default 20 × commit.maxEvents). */
+  maxQueuedEvents?: number;
+  /** (agent, epoch) chain heads kept in memory (default 100,000; more are re-read from storage). */
+  maxChains?: number;
+}

@@ -1,0 +1,105 @@
+import { Environment } from '@marcbachmann/cel-js';
+import type { AuditEvent, IngestInfo } from '../../../protocols/index.js';
+import { GatewayErrors } from '../../errors.js';
+import { rewriteTypeIdentifier, TYPE_VARIABLE } from './cel-source.js';
+
+/** A rule as configured (DESIGN §5 `pipeline.rules`). */
+export interface RuleConfig {
+  readonly name: string;
+  /** CEL over the event's fields (`type == "auth.login" && outcome == "failure"`), plus `event`, `ingest`, `tags`. */
+  readonly if: string;
+  readonly tag?: string | undefined;
+  readonly alert?: boolean | undefined;
+  readonly drop?: boolean | undefined;
+}
+
+export interface RuleVerdict {
+  tags: string[];
+  /** Names of matched rules with `alert: true`. */
+  alerts: string[];
+  /** Name of the first matched rule with `drop: true`. */
+  droppedBy: string | undefined;
+  /** Rules whose evaluation failed for this event (a type mismatch): they count as not matched. */
+  errors: Array<{ rule: string; message: string }>;
+}
+
+type Program = (context: Record<string, unknown>) => unknown;
+
+interface CompiledRule {
+  config: RuleConfig;
+  program: Program;
+}
+
+const ENVELOPE_FIELDS = ['id', 'source', 'time', 'actor', 'action', 'target', 'outcome', 'data', 'agent', 'epoch', 'seq', 'prev', 'hash'] as const;
+
+function environment(): Environment {
+  const env = new Environment({ unlistedVariablesAreDyn: false });
+  for (const name of [...ENVELOPE_FIELDS, TYPE_VARIABLE, 'event', 'ingest', 'tags']) env.registerVariable(name, 'dyn');
+  return env;
+}
+
+/**
+ * The rules stage: every `if` compiles once at start (a bad one is a config
+ * error naming the rule); per event, every rule runs in order and its
+ * actions add up — tags accumulate, alerts are collected, and the first
+ * matching `drop` rule rejects the event (recorded in custody, never silent).
+ */
+export class Rules {
+  private readonly rules: CompiledRule[];
+
+  constructor(configs: readonly RuleConfig[]) {
+    const env = environment();
+    this.rules = configs.map((config) => {
+      let program: Program & { check(): { valid: boolean; error?: Error } };
+      try {
+        program = env.parse(rewriteTypeIdentifier(config.if)) as unknown as typeof program;
+      } catch (err) {
+        throw GatewayErrors.METEORZX_RULE_INVALID(`rule "${config.name}": ${firstLine(err)}`, { cause: err, userError: true });
+      }
+      const checked = program.check();
+      if (!checked.valid) {
+        throw GatewayErrors.METEORZX_RULE_INVALID(`rule "${config.name}": ${firstLine(checked.error)}`, { userError: true });
+      }
+      if (config.tag === undefined && config.alert !== true && config.drop !== true) {
+        throw GatewayErrors.METEORZX_RULE_INVALID(`rule "${config.name}" does nothing: give tag, alert or drop`, { userError: true });
+      }
+      return { config, program };
+    });
+  }
+
+  get size(): number {
+    return this.rules.length;
+  }
+
+  evaluate(event: AuditEvent, ingest: Pick<IngestInfo, 'method' | 'peer' | 'integrity'>): RuleVerdict {
+    const verdict: RuleVerdict = { tags: [], alerts: [], droppedBy: undefined, errors: [] };
+    if (this.rules.length === 0) return verdict;
+    const context = celContext(event, ingest, verdict.tags); // later rules see earlier rules' tags
+    for (const { config, program } of this.rules) {
+      let matched: unknown;
+      try {
+        matched = program(context);
+      } catch (err) {
+        verdict.errors.push({ rule: config.name, message: firstLine(err) });
+        continue;
+      }
+      if (matched !== true) continue;
+      if (config.tag !== undefined && !verdict.tags.includes(config.tag)) verdict.tags.push(config.tag);
+      if (config.alert === true) verdict.alerts.push(config.name);
+      if (config.drop === true && verdict.droppedBy === undefined) verdict.droppedBy = config.name;
+    }
+    return verdict;
+  }
+}
+
+/** Absent fields are null (not unknown variables), so `outcome == "failure"` is simply false without one. */
+function celContext(event: AuditEvent, ingest: Pick<IngestInfo, 'method' | 'peer' | 'integrity'>, tags: string[]): Record<string, unknown> {
+  const context: Record<string, unknown> = { event, ingest, tags, [TYPE_VARIABLE]: event.type };
+  for (const field of ENVELOPE_FIELDS) context[field] = event[field] ?? null;
+  if (context.data === null) context.data = {};
+  return context;
+}
+
+function firstLine(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).split('\n')[0] ?? 'unknown error';
+}

@@ -1,0 +1,118 @@
+import { formatIssues, validateEvent, type IngestResponse, type Limits, type StoredEvent } from '../../protocols/index.js';
+import type { CommitBatch, CustodyInput, SeqSeen } from '../storage/types.js';
+import type { Dedup } from './dedup/dedup.js';
+import type { IngestContext } from './ingestor.js';
+import type { ChainTracker } from './integrity/integrity.js';
+import type { PipelineItem } from './item.js';
+import type { Rules } from './rules/rules.js';
+import type { Transforms } from './transforms/transforms.js';
+
+/** One caller's `ingest` as it waits for its group commit. */
+export interface PendingIngest {
+  items: PipelineItem[];
+  ctx: IngestContext;
+  receivedAt: string;
+  receivedMs: number;
+  startedAt: number;
+}
+
+export interface Stages {
+  tracker: ChainTracker;
+  transforms: Transforms;
+  rules: Rules;
+  dedup: Dedup;
+  limits: Limits;
+  gatewayName: string;
+}
+
+/**
+ * Runs integrity → transforms → rules → dedup over one group commit's
+ * entries, in arrival order, marking each item; returns the batch for
+ * `storage.commit` and each caller's answer. Integrity comes first because
+ * it must judge the event as the agent hashed it.
+ */
+export async function runStages(entries: readonly PendingIngest[], s: Stages): Promise<{ batch: CommitBatch; responses: IngestResponse[] }> {
+  const all = entries.flatMap((e) => e.items.map((item) => ({ item, entry: e })));
+  await s.tracker.prepare(all.flatMap(({ item }) => (item.arrived === undefined ? [] : [item.arrived])));
+
+  for (const { item, entry } of all) {
+    if (item.event === undefined) continue;
+    // Judged on the event as it arrived: filling in `time` or `id` would change what the agent hashed.
+    const verdict = s.tracker.check(item.arrived ?? item.event);
+    item.integrity = verdict.integrity;
+    if (verdict.detail !== undefined) item.alerts = [{ kind: 'chain-break', detail: verdict.detail }];
+    if (s.transforms.size > 0) {
+      const changed = s.transforms.apply(item.event);
+      const check = validateEvent(changed, s.limits);
+      if (!check.ok) {
+        item.rejected = { stage: 'transform', reason: `after transforms: ${formatIssues(check.errors)}` };
+        continue;
+      }
+      item.event = changed;
+    }
+    if (s.rules.size > 0) {
+      const r = s.rules.evaluate(item.event, { method: entry.ctx.method, peer: entry.ctx.peer, integrity: verdict.integrity });
+      if (r.tags.length > 0) item.tags = r.tags;
+      if (r.alerts.length > 0) item.alerts = [...(item.alerts ?? []), ...r.alerts.map((rule) => ({ kind: 'rule' as const, rule }))];
+      if (r.droppedBy !== undefined) item.rejected = { stage: 'rule', reason: `dropped by rule ${r.droppedBy}` };
+    }
+  }
+
+  const candidates = all.filter(({ item }) => item.event !== undefined && item.rejected === undefined);
+  const dup = await s.dedup.duplicates(candidates.map(({ item }) => item.event?.id as string));
+  candidates.forEach(({ item }, i) => {
+    if (dup[i] === true) item.duplicate = true;
+  });
+
+  const events: StoredEvent[] = [];
+  const custody: CustodyInput[] = [];
+  const seqs: SeqSeen[] = [];
+  const counts = new Map<string, { source: string; accepted: number; duplicates: number; rejected: number; at: string }>();
+  const responses: IngestResponse[] = entries.map(() => ({ accepted: 0, duplicates: 0, rejected: [] }));
+
+  entries.forEach((entry, e) => {
+    const response = responses[e] as IngestResponse;
+    const { method, peer } = entry.ctx;
+    const at = entry.receivedAt;
+    for (const item of entry.items) {
+      const event = item.event;
+      const source = event?.source ?? item.source;
+      let outcome: 'accepted' | 'duplicate' | 'rejected';
+      let reason: string | undefined;
+      if (item.rejected !== undefined || event === undefined) {
+        outcome = 'rejected';
+        reason = item.rejected?.reason ?? 'rejected';
+        response.rejected.push({ index: item.index, error: reason });
+      } else if (item.duplicate === true) {
+        outcome = 'duplicate';
+        response.duplicates += 1;
+      } else {
+        outcome = 'accepted';
+        response.accepted += 1;
+        const stored: StoredEvent = { ...event, ingest: { method, peer, receivedAt: at, gateway: s.gatewayName, integrity: item.integrity ?? 'unchained' } };
+        if (item.tags !== undefined) stored.tags = item.tags;
+        item.stored = stored;
+        events.push(stored);
+      }
+      // One object shape for every record (undefined fields are not serialised) keeps the ledger's loop fast.
+      custody.push({ at, outcome, method, peer, id: item.id ?? event?.id, source, reason });
+      // A seq counts as received whatever became of its event (DESIGN §4), once it passed validation.
+      if (event?.agent !== undefined && event.epoch !== undefined && event.seq !== undefined) {
+        seqs.push({ agent: event.agent, epoch: event.epoch, seq: event.seq, source: event.source, at, hash: event.hash });
+      }
+      if (source !== undefined) {
+        let c = counts.get(source);
+        if (c === undefined) {
+          c = { source, accepted: 0, duplicates: 0, rejected: 0, at };
+          counts.set(source, c);
+        }
+        if (outcome === 'accepted') c.accepted += 1;
+        else if (outcome === 'duplicate') c.duplicates += 1;
+        else c.rejected += 1;
+        if (at > c.at) c.at = at;
+      }
+    }
+    response.rejected.sort((a, b) => a.index - b.index);
+  });
+  return { batch: { events, custody, seqs, sourceCounts: [...counts.values()] }, responses };
+}

@@ -1,0 +1,55 @@
+import {
+  deterministicId,
+  formatIssues,
+  SOURCE_RE,
+  validateEvent,
+  type BatchItem,
+  type Limits,
+} from '../../../protocols/index.js';
+import type { IngestContext } from '../ingestor.js';
+import type { PipelineItem } from '../item.js';
+
+/**
+ * The validate stage: envelope and limits (DESIGN §2), then the fields the
+ * gateway settles — `source` from the ingress default (the MQTT topic's),
+ * `time` defaulting to receipt, and a deterministic id for an event that has
+ * none, computed on the payload as it arrived so that a device's retry of
+ * the same payload gets the same id and dedups. An event naming a source
+ * this peer may not use is rejected with the reason (relayFor, DESIGN §5).
+ * The input value is never modified.
+ */
+export function validateItem(item: BatchItem, ctx: IngestContext, limits: Limits, receivedAt: string): PipelineItem {
+  if (item.error !== undefined) return { index: item.index, rejected: { stage: 'decode', reason: item.error } };
+  const value = item.value;
+  const result = validateEvent(value, limits, item.bytes);
+  if (!result.ok) {
+    return { index: item.index, ...readableIdentity(value, ctx), rejected: { stage: 'validate', reason: formatIssues(result.errors) } };
+  }
+  const input = result.event;
+  const source = input.source ?? ctx.defaultSource;
+  if (source === undefined) {
+    return { index: item.index, ...readableIdentity(value, ctx), rejected: { stage: 'validate', reason: 'source: required (this ingress gives no default source)' } };
+  }
+  if (ctx.mayUseSource !== undefined && !ctx.mayUseSource(source)) {
+    return {
+      index: item.index,
+      ...readableIdentity(value, ctx),
+      source,
+      rejected: { stage: 'validate', reason: `source: this client may not send events for "${source}"` },
+    };
+  }
+  const id = input.id ?? deterministicId(source, value);
+  return { index: item.index, id, source, arrived: input, event: { ...input, id, source, time: input.time ?? receivedAt } };
+}
+
+/** Id and source of an invalid event where they are well-formed, so custody can be searched by them. */
+function readableIdentity(value: unknown, ctx: IngestContext): { id?: string; source?: string } {
+  const out: { id?: string; source?: string } = {};
+  if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+    const v = value as Record<string, unknown>;
+    if (typeof v.id === 'string' && v.id.length > 0 && v.id.length <= 128) out.id = v.id;
+    if (typeof v.source === 'string' && SOURCE_RE.test(v.source)) out.source = v.source;
+  }
+  if (out.source === undefined && ctx.defaultSource !== undefined) out.source = ctx.defaultSource;
+  return out;
+}

@@ -1,0 +1,223 @@
+import { readFile } from 'node:fs/promises';
+import type { SecureContextOptions } from 'node:tls';
+import type { Logger } from 'pino';
+import { DEFAULT_LIMITS, type Limits } from '../protocols/index.js';
+import type { GatewayConfig } from './config.js';
+import { GatewayErrors } from './errors.js';
+import type { GatewayMetrics } from './metrics.js';
+import type { Ingestor } from './pipeline/ingestor.js';
+import type { Storage } from './storage/types.js';
+import { exposureProblem } from './auth/exposure.js';
+import { MqttUsers } from './auth/mqtt-users.js';
+import { TokenAuth } from './auth/tokens.js';
+import { HttpApi, type BoundHttp } from './http/api.js';
+import { MqttIngress } from './mqtt/broker.js';
+import { ListenFailed, type BoundListener, type MqttListenerSpecs } from './mqtt/listeners.js';
+
+/** The pipeline as the server drives it: an Ingestor with a lifecycle. */
+export interface RunningPipeline extends Ingestor {
+  start(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface PipelineArgs {
+  storage: Storage;
+  config: GatewayConfig;
+  limits: Limits;
+  gatewayName: string;
+  metrics: GatewayMetrics | undefined;
+  logger: Logger;
+}
+
+export interface GatewayOptions {
+  config: GatewayConfig;
+  logger: Logger;
+  /** Start even when a listener binds a non-loopback address with no auth (DESIGN §6). */
+  insecure?: boolean;
+  /** Injectable for tests; default: LevelStorage under config.dataDir. */
+  storage?: Storage;
+  /** Injectable for tests; default: the real pipeline. */
+  createPipeline?: (args: PipelineArgs) => RunningPipeline | Promise<RunningPipeline>;
+  metrics?: GatewayMetrics;
+  /** How long an MQTT publish waits out an overloaded pipeline before its connection is closed (ms). */
+  mqttMaxWaitMs?: number;
+  /** Most concurrent POST /v1/events; more answer 503 + Retry-After. */
+  maxInflightIngests?: number;
+}
+
+export interface GatewayAddresses {
+  http: BoundHttp;
+  mqtt: BoundListener[];
+}
+
+// Config key of each listener, named in every error about it.
+const MQTT_KEYS: Record<BoundListener['name'], string> = { tcp: 'mqtt.listen', tls: 'mqtt.tls.listen', ws: 'mqtt.ws.listen' };
+
+interface TlsFiles {
+  cert: string;
+  key: string;
+  ca?: string | undefined;
+  requestClientCert: boolean;
+}
+
+async function tlsOptions(files: TlsFiles): Promise<SecureContextOptions & { requestCert?: boolean; rejectUnauthorized?: boolean }> {
+  const [cert, key, ca] = await Promise.all([readFile(files.cert), readFile(files.key), files.ca === undefined ? undefined : readFile(files.ca)]);
+  return {
+    cert,
+    key,
+    ...(ca === undefined ? {} : { ca }),
+    ...(files.requestClientCert ? { requestCert: true, rejectUnauthorized: true } : {}),
+  };
+}
+
+/** One line naming the port and the config key to change, for the errors operators hit most. */
+function listenError(err: unknown, key: string, host: string, port: number): Error {
+  const code = err instanceof ListenFailed ? err.errno : (err as NodeJS.ErrnoException).code;
+  if (code === 'EADDRINUSE') {
+    return GatewayErrors.METEORZX_PORT_IN_USE(`port ${port} on ${host} is already in use: stop the other process or change ${key} in the config`, {
+      userError: true,
+      cause: err,
+    });
+  }
+  const why = code === 'EACCES' ? 'permission denied (ports below 1024 need privileges)' : code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND' ? 'no such local address' : (err as Error).message;
+  return GatewayErrors.METEORZX_LISTEN_FAILED(`cannot listen on ${host}:${port} (${key}): ${why}`, { userError: true, cause: err });
+}
+
+/**
+ * The gateway process: storage → pipeline → ingress (MQTT broker, HTTP API).
+ * `start()` opens them in that order and `close()` drains in reverse, so
+ * nothing is acknowledged that is not durable and nothing durable is lost.
+ */
+export class Gateway {
+  private storage: Storage | undefined;
+  private pipeline: RunningPipeline | undefined;
+  private mqtt: MqttIngress | undefined;
+  private http: HttpApi | undefined;
+  private ready = false;
+  private closing: Promise<void> | undefined;
+
+  constructor(private readonly opts: GatewayOptions) {}
+
+  get isReady(): boolean {
+    return this.ready;
+  }
+
+  async start(): Promise<GatewayAddresses> {
+    const { config, logger } = this.opts;
+    this.checkExposure();
+    const limits: Limits = { ...DEFAULT_LIMITS, ...config.limits };
+    try {
+      this.storage = this.opts.storage ?? (await defaultStorage(config.dataDir));
+      await this.storage.open();
+      const create = this.opts.createPipeline ?? (await defaultPipelineFactory());
+      this.pipeline = await create({ storage: this.storage, config, limits, gatewayName: config.id, metrics: this.opts.metrics, logger });
+      await this.pipeline.start();
+
+      const mqttAddrs = await this.startMqtt(limits);
+      const httpAddr = await this.startHttp(limits);
+      this.ready = true;
+      const addresses = { http: httpAddr, mqtt: mqttAddrs };
+      logger.info(
+        {
+          http: `${httpAddr.protocol}://${httpAddr.host}:${httpAddr.port}`,
+          httpPort: httpAddr.port,
+          mqtt: Object.fromEntries(mqttAddrs.map((l) => [l.name, `${l.host}:${l.port}`])),
+          mqttPort: mqttAddrs.find((l) => l.name === 'tcp')?.port,
+          dataDir: config.dataDir,
+        },
+        'listening',
+      );
+      return addresses;
+    } catch (err) {
+      await this.close().catch((closeErr: unknown) => logger.error({ err: closeErr }, 'close after a failed start failed'));
+      throw err;
+    }
+  }
+
+  private checkExposure(): void {
+    const { config } = this.opts;
+    const checks = [
+      { key: 'http.listen', host: config.http.listen.host, authConfigured: config.auth.tokens.length > 0, authKey: 'auth.tokens' },
+      { key: 'mqtt.listen', host: config.mqtt.listen.host, authConfigured: config.auth.mqtt.length > 0, authKey: 'auth.mqtt' },
+      ...(config.mqtt.tls ? [{ key: 'mqtt.tls.listen', host: config.mqtt.tls.listen.host, authConfigured: config.auth.mqtt.length > 0, authKey: 'auth.mqtt' }] : []),
+      ...(config.mqtt.ws ? [{ key: 'mqtt.ws.listen', host: config.mqtt.ws.listen.host, authConfigured: config.auth.mqtt.length > 0, authKey: 'auth.mqtt' }] : []),
+    ];
+    for (const check of checks) {
+      const problem = exposureProblem(check, this.opts.insecure ?? false);
+      if (problem !== undefined) throw GatewayErrors.METEORZX_INSECURE_BIND(problem, { userError: true });
+    }
+  }
+
+  private async startMqtt(limits: Limits): Promise<BoundListener[]> {
+    const { config, logger, metrics } = this.opts;
+    const specs: MqttListenerSpecs = { tcp: config.mqtt.listen };
+    if (config.mqtt.tls) specs.tls = { ...config.mqtt.tls.listen, options: await tlsOptions(config.mqtt.tls) };
+    if (config.mqtt.ws) specs.ws = { ...config.mqtt.ws.listen };
+    this.mqtt = new MqttIngress({
+      ingestor: this.pipeline as RunningPipeline,
+      users: new MqttUsers(config.auth.mqtt),
+      limits,
+      listeners: specs,
+      logger: logger.child({ component: 'mqtt' }),
+      id: config.id,
+      ...(this.opts.mqttMaxWaitMs === undefined ? {} : { maxWaitMs: this.opts.mqttMaxWaitMs }),
+      ...(metrics === undefined ? {} : { onClientCount: (n: number) => metrics.mqttClients.set(n) }),
+    });
+    try {
+      return await this.mqtt.start();
+    } catch (err) {
+      if (err instanceof ListenFailed) throw listenError(err, MQTT_KEYS[err.listener], err.host, err.port);
+      throw err;
+    }
+  }
+
+  private async startHttp(limits: Limits): Promise<BoundHttp> {
+    const { config, logger, metrics } = this.opts;
+    this.http = new HttpApi({
+      ingestor: this.pipeline as RunningPipeline,
+      storage: this.storage as Storage,
+      tokens: new TokenAuth(config.auth.tokens),
+      limits,
+      ...(metrics === undefined ? {} : { metrics: metrics.registry }),
+      isReady: () => this.ready,
+      maxInflightIngests: this.opts.maxInflightIngests ?? 64,
+      logger: logger.child({ component: 'http' }),
+      ...(config.http.tls ? { tls: await tlsOptions(config.http.tls) } : {}),
+    });
+    const { host, port } = config.http.listen;
+    try {
+      return await this.http.start(host, port);
+    } catch (err) {
+      throw listenError(err, 'http.listen', host, port);
+    }
+  }
+
+  /**
+   * Drains and stops, idempotently: readiness goes false, listeners stop
+   * accepting, requests and publishes already inside the pipeline finish and
+   * are answered, then the pipeline flushes and storage closes.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.doClose();
+    return this.closing;
+  }
+
+  private async doClose(): Promise<void> {
+    this.ready = false;
+    const ingress = await Promise.allSettled([this.http?.close(), this.mqtt?.close()]);
+    await this.pipeline?.close();
+    await this.storage?.close();
+    const failed = ingress.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  }
+}
+
+async function defaultStorage(dataDir: string): Promise<Storage> {
+  const { LevelStorage } = await import('./storage/level/index.js');
+  return new LevelStorage({ dataDir });
+}
+
+async function defaultPipelineFactory(): Promise<(args: PipelineArgs) => RunningPipeline> {
+  const { createPipeline } = await import('./pipeline/index.js');
+  return (args) => createPipeline(args);
+}

@@ -1,0 +1,82 @@
+import type { CustodyRecord } from '../../protocols/index.js';
+import { sha256 } from './sha256.js';
+import { custodyJson } from './custody-json.js';
+
+// String.prototype.isWellFormed exists in Node 20 but not in the ES2023 lib this project compiles against.
+const isWellFormed = (s: string): boolean => (s as unknown as { isWellFormed(): boolean }).isWellFormed();
+import type { CustodyInput } from './types.js';
+
+/**
+ * The custody ledger's chaining rule, shared by every backend so that
+ * `verify` means the same everywhere: each record's `hash` is the SHA-256 of
+ * the canonical JSON of the record without `hash`, and `prev` is the
+ * previous record's hash (absent on record 1).
+ */
+export interface LedgerHead {
+  /** Number of the last record, 0 for an empty ledger. */
+  n: number;
+  hash: string | undefined;
+}
+
+export function custodyHash(record: Omit<CustodyRecord, 'hash'> | CustodyRecord): string {
+  return sha256(custodyJson(record, true));
+}
+
+/**
+ * Numbers and chains custody inputs after `head`. `eventHashes` fills the
+ * `eventHash` of the accepted records, in order (the storage computes them
+ * from the bytes it writes). Returns the records, their canonical JSON lines
+ * (what a backend stores) and the new head.
+ */
+export function chainCustody(
+  inputs: readonly CustodyInput[],
+  head: LedgerHead,
+  eventHashes: readonly string[],
+): { records: CustodyRecord[]; lines: string[]; head: LedgerHead } {
+  const records: CustodyRecord[] = new Array(inputs.length);
+  const lines: string[] = new Array(inputs.length);
+  let { n, hash: prev } = head;
+  let accepted = 0;
+  for (let i = 0; i < inputs.length; i += 1) {
+    const input = inputs[i] as CustodyInput;
+    n += 1;
+    let eventHash: string | undefined;
+    if (input.outcome === 'accepted') {
+      eventHash = eventHashes[accepted];
+      accepted += 1;
+      if (eventHash === undefined) throw new Error('more accepted custody records than stored events');
+    }
+    // Keys in canonical (RFC 8785) order and one shape for every record: JSON.stringify of it is
+    // canonical once its strings are known to be well-formed (undefined fields are not written).
+    const record: CustodyRecord = {
+      at: input.at,
+      eventHash,
+      hash: undefined as unknown as string,
+      id: input.id,
+      method: input.method,
+      n,
+      outcome: input.outcome,
+      peer: input.peer,
+      prev,
+      reason: input.reason,
+      source: input.source,
+    };
+    const wellFormed = [input.at, input.peer, input.id, input.source, input.reason].every((v) => v === undefined || isWellFormed(v));
+    const hash = sha256(wellFormed ? JSON.stringify(record) : custodyJson(record, true));
+    record.hash = hash;
+    lines[i] = wellFormed ? JSON.stringify(record) : custodyJson(record);
+    records[i] = record;
+    prev = hash;
+  }
+  if (accepted !== eventHashes.length) throw new Error(`${eventHashes.length} stored events but ${accepted} accepted custody records`);
+  return { records, lines, head: { n, hash: prev } };
+}
+
+/** What is wrong with one record given the one before it, or undefined when it chains. */
+export function checkCustodyRecord(record: CustodyRecord, before: LedgerHead): string | undefined {
+  if (record.n !== before.n + 1) return `record number ${record.n} follows ${before.n}`;
+  if (record.prev !== before.hash) return 'prev does not match the previous record hash';
+  const expected = custodyHash(record);
+  if (expected !== record.hash) return `hash does not match content (expected ${expected})`;
+  return undefined;
+}

@@ -1,0 +1,118 @@
+import type { CustodyRecord, SourceStatus } from '../../../protocols/index.js';
+import { sha256 } from '../sha256.js';
+import { fastCanonicalJson } from '../fast-canonical.js';
+import { chainCustody, type LedgerHead } from '../ledger.js';
+import { newEpochState, recordSeq, type EpochState } from '../seq-gaps.js';
+import type { CommitBatch } from '../types.js';
+import { encodeLines } from './block-codec.js';
+import {
+  blockKey,
+  commitHex,
+  custodyKey,
+  dayOf,
+  encodePointer,
+  epochKey,
+  HEAD_KEY,
+  idKey,
+  indexKeys,
+  sourceKey,
+} from './keys.js';
+
+export interface LevelHead extends LedgerHead {
+  /** Number of the last commit, 0 before the first. */
+  commit: number;
+}
+
+export type PutOp = { type: 'put'; key: string; value: Buffer } | { type: 'del'; key: string };
+
+export interface CommitPlan {
+  ops: PutOp[];
+  records: CustodyRecord[];
+  head: LevelHead;
+  epochs: Map<string, EpochState>;
+  sources: Map<string, SourceStatus>;
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * Everything one commit writes, as one list of operations for one synced
+ * `db.batch`: the events once (compressed), small index keys pointing into
+ * them, the chained custody records (compressed), registry updates and the
+ * new head. Registry states are copies: the caller adopts them only after
+ * the write succeeded.
+ */
+export async function planCommit(
+  batch: CommitBatch,
+  head: LevelHead,
+  registry: { epochs: Map<string, EpochState>; sources: Map<string, SourceStatus> },
+  compressionLevel: number,
+): Promise<CommitPlan> {
+  const commit = head.commit + 1;
+  const ops: PutOp[] = [];
+  const lines = batch.events.map((e) => fastCanonicalJson(e));
+  const eventHashes = lines.map(sha256);
+
+  if (lines.length > 0) {
+    ops.push({ type: 'put', key: blockKey(commit), value: await encodeLines(lines, compressionLevel) });
+    let min = Number.POSITIVE_INFINITY;
+    let max = Number.NEGATIVE_INFINITY;
+    const sources = new Set<string>();
+    const types = new Set<string>();
+    batch.events.forEach((event, index) => {
+      const ms = Date.parse(event.ingest.receivedAt);
+      if (ms < min) min = ms;
+      if (ms > max) max = ms;
+      sources.add(event.source);
+      types.add(event.type);
+      ops.push({ type: 'put', key: idKey(event.id), value: Buffer.from(encodePointer({ commit, index, receivedMs: ms })) });
+    });
+    const range = Buffer.from(`${min},${max}`);
+    for (const key of indexKeys(dayOf(max), commit, sources, types)) ops.push({ type: 'put', key, value: range });
+  }
+
+  const chained = chainCustody(batch.custody, head, eventHashes);
+  if (chained.records.length > 0) {
+    ops.push({ type: 'put', key: custodyKey(commit), value: await encodeLines(chained.lines, compressionLevel) });
+    const hex = commitHex(commit);
+    const custodySources = new Set<string>();
+    for (const record of chained.records) {
+      if (record.source !== undefined) custodySources.add(record.source);
+      // Accepted records are found through the id! pointer; only the others need their own key.
+      if (record.id !== undefined && record.outcome !== 'accepted') ops.push({ type: 'put', key: `ci!${record.id}!${hex}`, value: EMPTY });
+    }
+    for (const s of custodySources) ops.push({ type: 'put', key: `cs!${s}!${hex}`, value: EMPTY });
+  }
+
+  const epochs = new Map<string, EpochState>();
+  for (const seen of batch.seqs) {
+    const key = epochKey(seen.agent, seen.epoch);
+    const at = seen.at ?? batch.custody[0]?.at ?? new Date().toISOString();
+    let state = epochs.get(key);
+    if (state === undefined) {
+      const known = registry.epochs.get(key);
+      state = known === undefined ? newEpochState(seen.agent, seen.epoch, at) : structuredClone(known);
+      epochs.set(key, state);
+    }
+    recordSeq(state, seen.seq, seen.hash, at);
+  }
+  for (const [key, state] of epochs) ops.push({ type: 'put', key, value: Buffer.from(JSON.stringify(state)) });
+
+  const sources = new Map<string, SourceStatus>();
+  for (const c of batch.sourceCounts) {
+    const prior = sources.get(c.source) ?? registry.sources.get(c.source);
+    const next: SourceStatus = {
+      source: c.source,
+      lastSeen: prior === undefined || c.at > prior.lastSeen ? c.at : prior.lastSeen,
+      accepted: (prior?.accepted ?? 0) + c.accepted,
+      duplicates: (prior?.duplicates ?? 0) + c.duplicates,
+      rejected: (prior?.rejected ?? 0) + c.rejected,
+    };
+    sources.set(c.source, next);
+  }
+  for (const [source, status] of sources) ops.push({ type: 'put', key: sourceKey(source), value: Buffer.from(JSON.stringify(status)) });
+
+  const newHead: LevelHead = { commit, n: chained.head.n, hash: chained.head.hash };
+  ops.push({ type: 'put', key: HEAD_KEY, value: Buffer.from(JSON.stringify(newHead)) });
+  return { ops, records: chained.records, head: newHead, epochs, sources };
+}

@@ -1,0 +1,114 @@
+import type { CustodyRecord, StoredEvent } from '../../../protocols/index.js';
+import { GatewayErrors } from '../../errors.js';
+import type { CustodyQuery, EventPage, EventQuery } from '../types.js';
+import { commitHex, dayOf, decodePointer, idKey, indexPrefix, nextDay, parseCommitHex, parseIndexTail } from './keys.js';
+import type { LevelContext } from './level-storage.js';
+
+interface Position {
+  day: string;
+  commit: number;
+  index: number;
+}
+
+function encodeCursor(p: Position): string {
+  return Buffer.from(`1:${p.day}:${p.commit}:${p.index}`).toString('base64url');
+}
+
+function decodeCursor(cursor: string): Position {
+  const m = /^1:(\d{8}):(\d+):(\d+)$/.exec(Buffer.from(cursor, 'base64url').toString());
+  if (m === null) throw GatewayErrors.METEORZX_INVALID_CURSOR('cursor is not one this gateway issued', { userError: true });
+  return { day: m[1] as string, commit: Number(m[2]), index: Number(m[3]) };
+}
+
+function matches(event: StoredEvent, q: EventQuery, receivedMs: number): boolean {
+  if (q.source !== undefined && event.source !== q.source) return false;
+  if (q.type !== undefined && event.type !== q.type) return false;
+  if (q.since !== undefined && receivedMs < q.since) return false;
+  if (q.until !== undefined && receivedMs >= q.until) return false;
+  return true;
+}
+
+/**
+ * Events oldest first: blocks in (day, commit) order — the order the gateway
+ * received them — through the narrowest index the filter allows. Each index
+ * entry carries its block's receive-time range, so blocks outside
+ * since/until are skipped without being read. A page ends when `limit` is
+ * reached; the cursor is given only when another match exists after it.
+ */
+export async function queryEvents(ctx: LevelContext, q: EventQuery): Promise<EventPage> {
+  const limit = Math.max(1, Math.floor(q.limit));
+  const prefix = indexPrefix(q);
+  const after = q.cursor === undefined ? undefined : decodeCursor(q.cursor);
+  let gte = prefix + (q.since === undefined ? '' : dayOf(q.since));
+  if (after !== undefined) {
+    const fromCursor = `${prefix}${after.day}!${commitHex(after.commit)}`;
+    if (fromCursor > gte) gte = fromCursor;
+  }
+  // A block belongs to the day of its latest event, so one straddling midnight after `until` sits a day later.
+  const lt = q.until === undefined ? `${prefix}~` : `${prefix}${nextDay(dayOf(q.until))}~`;
+  const events: StoredEvent[] = [];
+  let last: Position | undefined;
+  let more = false;
+  scan: for await (const [key, value] of ctx.db.iterator({ gte, lt })) {
+    const { day, commit } = parseIndexTail(key);
+    const [min, max] = value.toString().split(',').map(Number) as [number, number];
+    if (q.since !== undefined && max < q.since) continue;
+    if (q.until !== undefined && min >= q.until) continue;
+    const block = await ctx.eventBlock(commit);
+    if (block === undefined) continue; // removed by retention meanwhile
+    for (let index = 0; index < block.events.length; index += 1) {
+      if (after !== undefined && commit === after.commit && index <= after.index) continue;
+      const event = block.events[index] as StoredEvent;
+      if (!matches(event, q, Date.parse(event.ingest.receivedAt))) continue;
+      if (events.length === limit) {
+        more = true;
+        break scan;
+      }
+      events.push(event);
+      last = { day, commit, index };
+    }
+  }
+  return more && last !== undefined ? { events, nextCursor: encodeCursor(last) } : { events };
+}
+
+async function* commitsOf(ctx: LevelContext, prefix: string): AsyncIterable<number> {
+  for await (const key of ctx.db.keys({ gte: prefix, lt: `${prefix}~` })) {
+    // Another id may start with this one followed by `!`: its keys are longer.
+    if (key.length === prefix.length + 16) yield parseCommitHex(key.slice(-16));
+  }
+}
+
+/** Custody records oldest first, by id, by source, or all; at most `limit` (default 1000). */
+export async function queryCustody(ctx: LevelContext, q: CustodyQuery): Promise<CustodyRecord[]> {
+  const limit = q.limit ?? 1000;
+  const out: CustodyRecord[] = [];
+  const keep = (r: CustodyRecord): boolean =>
+    (q.id === undefined || r.id === q.id) && (q.source === undefined || r.source === q.source);
+
+  let commits: AsyncIterable<number> | number[];
+  if (q.id !== undefined) {
+    const set = new Set<number>();
+    for await (const commit of commitsOf(ctx, `ci!${q.id}!`)) set.add(commit);
+    const pointerValue = (await ctx.db.get(idKey(q.id))) as Buffer | undefined;
+    const pointer = pointerValue === undefined ? undefined : decodePointer(pointerValue.toString());
+    if (pointer !== undefined) set.add(pointer.commit);
+    commits = [...set].sort((a, b) => a - b);
+  } else if (q.source !== undefined) {
+    commits = commitsOf(ctx, `cs!${q.source}!`);
+  } else {
+    commits = allCustodyCommits(ctx);
+  }
+  for await (const commit of commits) {
+    const records = await ctx.custodyBlock(commit);
+    for (const r of records ?? []) {
+      if (!keep(r)) continue;
+      out.push(r);
+      if (out.length >= limit) return out;
+    }
+  }
+  return out;
+}
+
+async function* allCustodyCommits(ctx: LevelContext): AsyncIterable<number> {
+  for await (const key of ctx.db.keys({ gt: 'k!', lt: 'k"' })) yield parseCommitHex(key.slice(2));
+}

@@ -1,0 +1,235 @@
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { Level } from 'level';
+import { LRUCache } from 'lru-cache';
+import type { ChainPosition, CustodyRecord, SourceStatus, SourcesResponse } from '../../../protocols/index.js';
+import { GatewayErrors } from '../../errors.js';
+import { epochStatus, type EpochState } from '../seq-gaps.js';
+import type {
+  CommitBatch,
+  CommitResult,
+  CustodyQuery,
+  EventPage,
+  EventQuery,
+  Storage,
+  VerifyReport,
+} from '../types.js';
+import { decodeCustodyBlock, decodeEventBlock, type EventBlock } from './block-codec.js';
+import { planCommit, type LevelHead } from './level-commit.js';
+import { queryCustody, queryEvents } from './level-query.js';
+import { applyRetention } from './level-retention.js';
+import { verifyLevel } from './level-verify.js';
+import { blockKey, custodyKey, decodePointer, epochKey, HEAD_KEY, idKey, sourceKey } from './keys.js';
+
+export interface LevelStorageOptions {
+  /** The gateway's data directory; the database lives in `<dataDir>/store`. */
+  dataDir: string;
+  /** Wall clock in ms; the dedup window is measured against it. */
+  clock?: () => number;
+  /** LevelDB block cache, bytes (default 8 MiB: the gateway's own LRU holds decoded blocks). */
+  cacheSize?: number;
+  /** LevelDB open table files (default 128; each costs a file descriptor and ~ a few KB). */
+  maxOpenFiles?: number;
+  /** LevelDB memtable, bytes (default 8 MiB). */
+  writeBufferSize?: number;
+  /** Decoded blocks kept for queries, bytes of their JSON text (default 16 MiB). */
+  blockCacheBytes?: number;
+  /**
+   * zlib level for event and custody blocks, 1 (fast) – 9 (small); default 1: on
+   * audit events level 6 saves ~5% of the bytes for ~2× the CPU (custody records
+   * are mostly hashes, which do not compress).
+   */
+  compressionLevel?: number;
+}
+
+export type LevelDb = Level<string, Buffer>;
+
+/** What the query, verify and retention modules need from an open store. */
+export interface LevelContext {
+  db: LevelDb;
+  eventBlock(commit: number): Promise<EventBlock | undefined>;
+  custodyBlock(commit: number): Promise<CustodyRecord[] | undefined>;
+  forgetBlock(commit: number): void;
+}
+
+/**
+ * The gateway's embedded store (DESIGN §3): one synced LevelDB batch per
+ * group commit, events written once as a compressed block, every index a
+ * small key pointing into it. State needed at start (commit counter, ledger
+ * head) sits in one key, so opening costs no scan however much is stored.
+ */
+export class LevelStorage implements Storage {
+  readonly location: string;
+  private readonly opts: Required<Omit<LevelStorageOptions, 'dataDir'>>;
+  private db: LevelDb | undefined;
+  private head: LevelHead = { commit: 0, n: 0, hash: undefined };
+  private readonly epochs = new Map<string, EpochState>();
+  private readonly sourceStates = new Map<string, SourceStatus>();
+  private blocks: LRUCache<number, EventBlock>;
+  private custodyBlocks: LRUCache<number, { records: CustodyRecord[]; bytes: number }>;
+  /** Writes (commit, retention) run one at a time, in call order. */
+  private writeTail: Promise<unknown> = Promise.resolve();
+
+  constructor(options: LevelStorageOptions) {
+    this.location = path.join(options.dataDir, 'store');
+    this.opts = {
+      clock: options.clock ?? Date.now,
+      cacheSize: options.cacheSize ?? 8 * 1024 * 1024,
+      maxOpenFiles: options.maxOpenFiles ?? 128,
+      writeBufferSize: options.writeBufferSize ?? 8 * 1024 * 1024,
+      blockCacheBytes: options.blockCacheBytes ?? 16 * 1024 * 1024,
+      compressionLevel: options.compressionLevel ?? 1,
+    };
+    // Sized by text length: a block of 5,000 events and a block of one are not the same cost.
+    this.blocks = new LRUCache({ maxSize: this.opts.blockCacheBytes, sizeCalculation: (b) => Math.max(1, b.bytes) });
+    this.custodyBlocks = new LRUCache({ maxSize: this.opts.blockCacheBytes / 4, sizeCalculation: (b) => Math.max(1, b.bytes) });
+  }
+
+  async open(): Promise<void> {
+    if (this.db !== undefined) return;
+    await mkdir(this.location, { recursive: true });
+    const db: LevelDb = new Level<string, Buffer>(this.location, {
+      keyEncoding: 'utf8',
+      valueEncoding: 'buffer',
+      cacheSize: this.opts.cacheSize,
+      maxOpenFiles: this.opts.maxOpenFiles,
+      writeBufferSize: this.opts.writeBufferSize,
+    });
+    await db.open();
+    const raw = (await db.get(HEAD_KEY)) as Buffer | undefined;
+    this.head = raw === undefined ? { commit: 0, n: 0, hash: undefined } : (JSON.parse(raw.toString()) as LevelHead);
+    this.epochs.clear();
+    this.sourceStates.clear();
+    this.blocks.clear();
+    this.custodyBlocks.clear();
+    this.db = db;
+  }
+
+  async close(): Promise<void> {
+    const db = this.db;
+    if (db === undefined) return;
+    this.db = undefined;
+    await this.writeTail.catch(() => undefined);
+    await db.close();
+  }
+
+  private get openDb(): LevelDb {
+    if (this.db === undefined) throw GatewayErrors.METEORZX_STORAGE_CLOSED('storage is not open');
+    return this.db;
+  }
+
+  private serialWrite<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.writeTail.then(fn, fn);
+    this.writeTail = run.catch(() => undefined);
+    return run;
+  }
+
+  async seen(ids: readonly string[], windowMs: number): Promise<Set<string>> {
+    const out = new Set<string>();
+    if (ids.length === 0) return out;
+    const values = await this.openDb.getMany(ids.map(idKey));
+    const oldest = this.opts.clock() - windowMs;
+    values.forEach((value, i) => {
+      const pointer = value === undefined ? undefined : decodePointer(value.toString());
+      if (pointer !== undefined && pointer.receivedMs >= oldest) out.add(ids[i] as string);
+    });
+    return out;
+  }
+
+  async chainHead(agent: string, epoch: string): Promise<ChainPosition | undefined> {
+    const state = (await this.loadEpochs([epochKey(agent, epoch)])).get(epochKey(agent, epoch));
+    if (state === undefined || state.lastHash === undefined) return undefined;
+    return { seq: state.lastSeq, hash: state.lastHash };
+  }
+
+  commit(batch: CommitBatch): Promise<CommitResult> {
+    return this.serialWrite(async () => {
+      const db = this.openDb;
+      await this.loadEpochs(batch.seqs.map((s) => epochKey(s.agent, s.epoch)));
+      await this.loadSources(batch.sourceCounts.map((c) => c.source));
+      const plan = await planCommit(batch, this.head, { epochs: this.epochs, sources: this.sourceStates }, this.opts.compressionLevel);
+      try {
+        await db.batch(plan.ops, { sync: true });
+      } catch (err) {
+        throw GatewayErrors.METEORZX_STORAGE_FAILED(`commit failed: ${(err as Error).message}`, { cause: err });
+      }
+      // Adopt the new state only once it is durable: a failed write leaves memory as the disk is.
+      this.head = plan.head;
+      for (const [k, v] of plan.epochs) this.epochs.set(k, v);
+      for (const [k, v] of plan.sources) this.sourceStates.set(k, v);
+      return { custody: plan.records };
+    });
+  }
+
+  private async loadEpochs(keys: readonly string[]): Promise<Map<string, EpochState>> {
+    const missing = [...new Set(keys)].filter((k) => !this.epochs.has(k));
+    if (missing.length > 0) {
+      const values = await this.openDb.getMany(missing);
+      values.forEach((v, i) => {
+        if (v !== undefined) this.epochs.set(missing[i] as string, JSON.parse(v.toString()) as EpochState);
+      });
+    }
+    return this.epochs;
+  }
+
+  private async loadSources(sources: readonly string[]): Promise<void> {
+    const missing = [...new Set(sources)].filter((s) => !this.sourceStates.has(s));
+    if (missing.length === 0) return;
+    const values = await this.openDb.getMany(missing.map(sourceKey));
+    values.forEach((v, i) => {
+      if (v !== undefined) this.sourceStates.set(missing[i] as string, JSON.parse(v.toString()) as SourceStatus);
+    });
+  }
+
+  private context(): LevelContext {
+    const db = this.openDb;
+    return {
+      db,
+      eventBlock: async (commit) => {
+        const cached = this.blocks.get(commit);
+        if (cached !== undefined) return cached;
+        const raw = (await db.get(blockKey(commit))) as Buffer | undefined;
+        if (raw === undefined) return undefined;
+        const block = await decodeEventBlock(commit, raw);
+        this.blocks.set(commit, block);
+        return block;
+      },
+      custodyBlock: async (commit) => {
+        const cached = this.custodyBlocks.get(commit);
+        if (cached !== undefined) return cached.records;
+        const raw = (await db.get(custodyKey(commit))) as Buffer | undefined;
+        if (raw === undefined) return undefined;
+        const records = await decodeCustodyBlock(commit, raw);
+        this.custodyBlocks.set(commit, { records, bytes: raw.length * 4 });
+        return records;
+      },
+      forgetBlock: (commit) => {
+        this.blocks.delete(commit);
+      },
+    };
+  }
+
+  query(q: EventQuery): Promise<EventPage> {
+    return queryEvents(this.context(), q);
+  }
+
+  custody(q: CustodyQuery): Promise<CustodyRecord[]> {
+    return queryCustody(this.context(), q);
+  }
+
+  async sources(): Promise<SourcesResponse> {
+    const db = this.openDb;
+    const out: SourcesResponse = { epochs: [], sources: [] };
+    for await (const value of db.values({ gt: 'ra!', lt: 'ra"' })) out.epochs.push(epochStatus(JSON.parse(value.toString()) as EpochState));
+    for await (const value of db.values({ gt: 'rs!', lt: 'rs"' })) out.sources.push(JSON.parse(value.toString()) as SourceStatus);
+    return out;
+  }
+
+  verify(opts: { source?: string; onProgress?: (done: number) => void } = {}): Promise<VerifyReport> {
+    return verifyLevel(this.openDb, opts);
+  }
+
+  applyRetention(before: number): Promise<number> {
+    return this.serialWrite(() => applyRetention(this.context(), before));
+  }
+}

@@ -1,0 +1,291 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { canonicalJson, sha256Hex, type CustodyRecord, type StoredEvent } from '../../protocols/index.js';
+import type { CommitBatch, CustodyInput, SeqSeen, Storage } from '../../gateway/storage/types.js';
+
+/**
+ * The conformance suite every Storage backend runs (LevelDB now, PostgreSQL
+ * next), like abstract-level's `suite(options)`. A backend hands over an
+ * open storage on fresh data, a way to reopen the same data, and optionally
+ * a `tamper` capability that changes stored bytes behind the storage's back
+ * (called with the storage closed).
+ */
+export interface StorageHarness {
+  storage: Storage;
+  cleanup(): Promise<void>;
+  /** Closes the current storage if open and opens a new instance on the same data. */
+  reopen?(): Promise<Storage>;
+  tamper?: {
+    /** Changes one byte of the stored event with this id. */
+    event(id: string): Promise<void>;
+    /** Changes one byte of custody record n. */
+    custody(n: number): Promise<void>;
+  };
+}
+
+const DAY = 86_400_000;
+const WEEK = 7 * DAY;
+const T0 = Date.UTC(2026, 2, 10, 10, 0, 0); // a fixed past day: windows and retention are measured from receive times
+
+let counter = 0;
+function event(over: Partial<StoredEvent> & { at?: number } = {}): StoredEvent {
+  counter += 1;
+  const { at = T0, ...rest } = over;
+  return {
+    id: `ev-${counter}-${Math.random().toString(36).slice(2, 8)}`,
+    source: 'host-1',
+    time: new Date(at).toISOString(),
+    type: 'auth.login',
+    data: { n: counter },
+    ingest: { method: 'http', peer: '127.0.0.1:5000', receivedAt: new Date(at).toISOString(), gateway: 'gw-test', integrity: 'unchained' },
+    ...rest,
+  };
+}
+
+function accepted(e: StoredEvent): CustodyInput {
+  return { at: e.ingest.receivedAt, outcome: 'accepted', method: e.ingest.method, peer: e.ingest.peer, id: e.id, source: e.source };
+}
+
+function batchOf(events: StoredEvent[], extra: { custody?: CustodyInput[]; seqs?: SeqSeen[] } = {}): CommitBatch {
+  const counts = new Map<string, { source: string; accepted: number; duplicates: number; rejected: number; at: string }>();
+  const custody = [...events.map(accepted), ...(extra.custody ?? [])];
+  for (const c of custody) {
+    if (c.source === undefined) continue;
+    const entry = counts.get(c.source) ?? { source: c.source, accepted: 0, duplicates: 0, rejected: 0, at: c.at };
+    if (c.outcome === 'accepted') entry.accepted += 1;
+    else if (c.outcome === 'duplicate') entry.duplicates += 1;
+    else entry.rejected += 1;
+    counts.set(c.source, entry);
+  }
+  return { events, custody, seqs: extra.seqs ?? [], sourceCounts: [...counts.values()] };
+}
+
+function seqs(agent: string, epoch: string, list: number[]): SeqSeen[] {
+  return list.map((seq) => ({ agent, epoch, seq, source: agent, hash: sha256Hex(`${agent}${epoch}${seq}`), at: new Date(T0).toISOString() }));
+}
+
+async function allPages(storage: Storage, q: { source?: string; type?: string; since?: number; until?: number }, limit: number): Promise<{ ids: string[]; pages: number }> {
+  const ids: string[] = [];
+  let cursor: string | undefined;
+  let pages = 0;
+  do {
+    const page = await storage.query({ ...q, limit, ...(cursor === undefined ? {} : { cursor }) });
+    pages += 1;
+    expect(page.events.length).toBeLessThanOrEqual(limit);
+    ids.push(...page.events.map((e) => e.id));
+    cursor = page.nextCursor;
+    if (pages > 1000) throw new Error('pagination does not end');
+  } while (cursor !== undefined);
+  return { ids, pages };
+}
+
+export function storageSuite(name: string, makeStorage: () => Promise<StorageHarness>): void {
+  describe(`Storage conformance: ${name}`, () => {
+    let h: StorageHarness;
+    let storage: Storage;
+
+    beforeEach(async () => {
+      h = await makeStorage();
+      storage = h.storage;
+    });
+    afterEach(async () => {
+      await h.cleanup();
+    });
+
+    async function reopen(): Promise<void> {
+      if (h.reopen === undefined) return;
+      storage = await h.reopen();
+    }
+
+    it('starts empty', async () => {
+      expect(await storage.query({ limit: 10 })).toEqual({ events: [] });
+      expect(await storage.sources()).toEqual({ epochs: [], sources: [] });
+      expect(await storage.custody({})).toEqual([]);
+      const report = await storage.verify();
+      expect(report).toMatchObject({ ok: true, ledgerRecords: 0, events: 0, problems: [] });
+    });
+
+    it('remembers committed ids inside the dedup window only', async () => {
+      const recent = event({ at: Date.now() - DAY });
+      const old = event({ at: Date.now() - 10 * DAY });
+      await storage.commit(batchOf([recent, old]));
+      const seen = await storage.seen([recent.id, old.id, 'never-stored'], WEEK);
+      expect([...seen].sort()).toEqual([recent.id]);
+      expect(await storage.seen([old.id], 30 * DAY)).toEqual(new Set([old.id]));
+      expect(await storage.seen([], WEEK)).toEqual(new Set());
+    });
+
+    it('chains custody records across commits and hashes accepted events as stored', async () => {
+      const a = event();
+      const b = event();
+      const first = await storage.commit(
+        batchOf([a, b], { custody: [{ at: a.ingest.receivedAt, outcome: 'rejected', method: 'http', peer: 'p', reason: 'type: required', source: 'host-1' }] }),
+      );
+      expect(first.custody.map((r) => [r.n, r.outcome])).toEqual([[1, 'accepted'], [2, 'accepted'], [3, 'rejected']]);
+      expect(first.custody[0]?.prev).toBeUndefined();
+      expect(first.custody[0]?.eventHash).toBe(sha256Hex(canonicalJson(a)));
+      expect(first.custody[1]?.eventHash).toBe(sha256Hex(canonicalJson(b)));
+      expect(first.custody[2]?.eventHash).toBeUndefined();
+      expect(first.custody[2]?.reason).toBe('type: required');
+      for (const r of first.custody) {
+        const { hash, ...rest } = r;
+        expect(hash).toBe(sha256Hex(canonicalJson(rest)));
+      }
+      const dup: CustodyInput = { at: a.ingest.receivedAt, outcome: 'duplicate', method: 'mqtt', peer: 'dev', id: a.id, source: 'host-1' };
+      const second = await storage.commit(batchOf([], { custody: [dup] }));
+      expect(second.custody[0]).toMatchObject({ n: 4, prev: first.custody[2]?.hash, outcome: 'duplicate', id: a.id });
+
+      const byId = await storage.custody({ id: a.id });
+      expect(byId.map((r) => [r.n, r.outcome])).toEqual([[1, 'accepted'], [4, 'duplicate']]);
+      expect((await storage.custody({ source: 'host-1' })).map((r) => r.n)).toEqual([1, 2, 3, 4]);
+      expect((await storage.custody({ source: 'host-1', limit: 2 })).map((r) => r.n)).toEqual([1, 2]);
+      expect(await storage.custody({ source: 'nobody' })).toEqual([]);
+      const all: CustodyRecord[] = await storage.custody({});
+      expect(all).toEqual([...first.custody, ...second.custody]);
+      expect(await storage.verify()).toMatchObject({ ok: true, ledgerRecords: 4, events: 2 });
+    });
+
+    it('queries oldest first with source, type and time filters and pages with a cursor', async () => {
+      const made: StoredEvent[] = [];
+      for (let c = 0; c < 4; c += 1) {
+        const events: StoredEvent[] = [];
+        for (let i = 0; i < 6; i += 1) {
+          events.push(event({ at: T0 + c * 60_000 + i, source: i % 2 === 0 ? 'host-a' : 'host-b', type: i % 3 === 0 ? 'file.read' : 'auth.login' }));
+        }
+        made.push(...events);
+        await storage.commit(batchOf(events));
+      }
+      const ids = (pred: (e: StoredEvent) => boolean): string[] => made.filter(pred).map((e) => e.id);
+      const all = await storage.query({ limit: 100 });
+      expect(all.events.map((e) => e.id)).toEqual(ids(() => true));
+      expect(all.nextCursor).toBeUndefined();
+      expect(all.events[0]).toEqual(made[0]);
+
+      expect((await storage.query({ source: 'host-a', limit: 100 })).events.map((e) => e.id)).toEqual(ids((e) => e.source === 'host-a'));
+      expect((await storage.query({ type: 'file.read', limit: 100 })).events.map((e) => e.id)).toEqual(ids((e) => e.type === 'file.read'));
+      expect((await storage.query({ source: 'host-b', type: 'file.read', limit: 100 })).events.map((e) => e.id)).toEqual(
+        ids((e) => e.source === 'host-b' && e.type === 'file.read'),
+      );
+      const since = T0 + 60_000 + 3;
+      const until = T0 + 3 * 60_000 + 2;
+      const inRange = (e: StoredEvent): boolean => Date.parse(e.ingest.receivedAt) >= since && Date.parse(e.ingest.receivedAt) < until;
+      expect((await storage.query({ since, until, limit: 100 })).events.map((e) => e.id)).toEqual(ids(inRange));
+      expect((await storage.query({ since, until, source: 'host-a', limit: 100 })).events.map((e) => e.id)).toEqual(
+        ids((e) => inRange(e) && e.source === 'host-a'),
+      );
+      expect((await storage.query({ source: 'nobody', limit: 5 })).events).toEqual([]);
+
+      for (const limit of [1, 5, 6, 7, 24]) {
+        const paged = await allPages(storage, {}, limit);
+        expect(paged.ids).toEqual(ids(() => true));
+        expect(paged.pages).toBe(Math.ceil(24 / limit));
+      }
+      const pagedA = await allPages(storage, { source: 'host-a', since }, 4);
+      expect(pagedA.ids).toEqual(ids((e) => e.source === 'host-a' && Date.parse(e.ingest.receivedAt) >= since));
+    });
+
+    it('rejects a cursor it did not issue', async () => {
+      await expect(storage.query({ limit: 5, cursor: 'not-a-cursor' })).rejects.toMatchObject({ code: 'METEORZX_INVALID_CURSOR' });
+    });
+
+    it('keeps the sources registry: gaps open, split and close, repeats count as received', async () => {
+      await storage.commit(batchOf([], { seqs: seqs('agent-1', 'e1', [1, 2, 3, 6, 7]) }));
+      let epoch = (await storage.sources()).epochs[0];
+      expect(epoch).toMatchObject({ agent: 'agent-1', epoch: 'e1', lastSeq: 7, received: 5 });
+      expect(epoch?.gaps.map((g) => [g.from, g.to])).toEqual([[4, 5]]);
+
+      await storage.commit(batchOf([], { seqs: seqs('agent-1', 'e1', [12, 9, 2]) }));
+      epoch = (await storage.sources()).epochs[0];
+      expect(epoch).toMatchObject({ lastSeq: 12, received: 8 });
+      expect(epoch?.gaps.map((g) => [g.from, g.to])).toEqual([[4, 5], [8, 8], [10, 11]]);
+
+      await storage.commit(batchOf([], { seqs: seqs('agent-1', 'e1', [4, 5, 8, 11, 10]) }));
+      epoch = (await storage.sources()).epochs[0];
+      expect(epoch).toMatchObject({ lastSeq: 12, received: 13, gaps: [] });
+
+      await storage.commit(batchOf([], { seqs: [...seqs('agent-1', 'e2', [3]), ...seqs('dev-9', 'x', [1])] }));
+      const { epochs } = await storage.sources();
+      expect(epochs).toHaveLength(3);
+      const e2 = epochs.find((e) => e.epoch === 'e2');
+      expect(e2?.gaps.map((g) => [g.from, g.to])).toEqual([[1, 2]]);
+      expect(await storage.chainHead('agent-1', 'e1')).toEqual({ seq: 12, hash: sha256Hex('agent-1e112') });
+      expect(await storage.chainHead('agent-1', 'nope')).toBeUndefined();
+    });
+
+    it('counts per source', async () => {
+      const a = event({ source: 'host-a' });
+      await storage.commit(
+        batchOf([a, event({ source: 'host-b' })], {
+          custody: [
+            { at: a.ingest.receivedAt, outcome: 'duplicate', method: 'http', peer: 'p', id: 'x', source: 'host-a' },
+            { at: a.ingest.receivedAt, outcome: 'rejected', method: 'http', peer: 'p', reason: 'bad', source: 'host-a' },
+          ],
+        }),
+      );
+      await storage.commit(batchOf([event({ source: 'host-a', at: T0 + 5000 })]));
+      const sources = (await storage.sources()).sources.sort((x, y) => x.source.localeCompare(y.source));
+      expect(sources).toEqual([
+        { source: 'host-a', lastSeen: new Date(T0 + 5000).toISOString(), accepted: 2, duplicates: 1, rejected: 1 },
+        { source: 'host-b', lastSeen: new Date(T0).toISOString(), accepted: 1, duplicates: 0, rejected: 0 },
+      ]);
+    });
+
+    it('deletes whole days by retention and still verifies', async () => {
+      const day1 = [event({ at: T0 }), event({ at: T0 + 1 })];
+      const day2 = [event({ at: T0 + DAY, source: 'host-z' })];
+      const day3 = [event({ at: T0 + 2 * DAY })];
+      for (const d of [day1, day2, day3]) await storage.commit(batchOf(d));
+      const startOfDay3 = Date.UTC(2026, 2, 12);
+      expect(await storage.applyRetention(startOfDay3 - 1)).toBe(2); // day 2 has not ended yet
+      expect(await storage.applyRetention(startOfDay3)).toBe(1);
+      expect(await storage.applyRetention(startOfDay3)).toBe(0);
+      expect((await storage.query({ limit: 10 })).events.map((e) => e.id)).toEqual(day3.map((e) => e.id));
+      expect((await storage.query({ source: 'host-z', limit: 10 })).events).toEqual([]);
+      expect(await storage.seen([...day1, ...day2].map((e) => e.id), 3650 * DAY)).toEqual(new Set());
+      expect(await storage.custody({})).toHaveLength(4); // the ledger is append-only
+      expect(await storage.verify()).toMatchObject({ ok: true, ledgerRecords: 4, events: 1 });
+    });
+
+    it('keeps everything across close and reopen', async (ctx) => {
+      if (h.reopen === undefined) ctx.skip();
+      const events = [event({ source: 'host-a' }), event({ source: 'host-b' })];
+      const first = await storage.commit(batchOf(events, { seqs: seqs('agent-1', 'e1', [1, 3]) }));
+      await storage.close();
+      await storage.close(); // idempotent
+      await reopen();
+      expect((await storage.query({ limit: 10 })).events).toEqual(events);
+      expect(await storage.seen([events[0]?.id as string], 3650 * DAY)).toEqual(new Set([events[0]?.id]));
+      expect(await storage.custody({})).toEqual(first.custody);
+      expect((await storage.sources()).epochs[0]?.gaps.map((g) => [g.from, g.to])).toEqual([[2, 2]]);
+      expect(await storage.chainHead('agent-1', 'e1')).toEqual({ seq: 3, hash: sha256Hex('agent-1e13') });
+      const next = await storage.commit(batchOf([event()], { seqs: seqs('agent-1', 'e1', [2]) }));
+      expect(next.custody[0]).toMatchObject({ n: 3, prev: first.custody[1]?.hash });
+      expect((await storage.sources()).epochs[0]?.gaps).toEqual([]);
+      expect(await storage.verify()).toMatchObject({ ok: true, ledgerRecords: 3, events: 3 });
+    });
+
+    it('verify locates one changed byte in a stored event', async (ctx) => {
+      if (h.tamper === undefined || h.reopen === undefined) ctx.skip();
+      const events = [event(), event(), event()];
+      await storage.commit(batchOf(events));
+      await storage.commit(batchOf([event()]));
+      await storage.close();
+      await h.tamper?.event(events[1]?.id as string);
+      await reopen();
+      const report = await storage.verify();
+      expect(report.ok).toBe(false);
+      expect(report.problems).toEqual([expect.objectContaining({ kind: 'event', where: events[1]?.id })]);
+    });
+
+    it('verify locates one changed byte in a custody record', async (ctx) => {
+      if (h.tamper === undefined || h.reopen === undefined) ctx.skip();
+      await storage.commit(batchOf([event(), event()]));
+      await storage.commit(batchOf([event(), event()]));
+      await storage.close();
+      await h.tamper?.custody(3);
+      await reopen();
+      const report = await storage.verify();
+      expect(report.ok).toBe(false);
+      expect(report.problems).toEqual([expect.objectContaining({ kind: 'ledger', where: '3' })]);
+    });
+  });
+}

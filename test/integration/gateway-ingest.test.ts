@@ -1,0 +1,113 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ndjson, removeDir, runCli, runProcess, startGateway, tempDir, type RunningGateway } from './gateway-harness.js';
+
+/**
+ * Issue 3, done-when 1: real peers (mosquitto_pub, curl) against the real
+ * CLI; `meteorzx query` reads back what they sent.
+ */
+let dir: string;
+let gw: RunningGateway;
+
+beforeAll(async () => {
+  dir = await tempDir();
+  gw = await startGateway({ dir });
+});
+
+afterAll(async () => {
+  await gw?.stop();
+  await removeDir(dir);
+});
+
+interface Stored {
+  id: string;
+  source: string;
+  type: string;
+  ingest: { method: string; peer: string; integrity: string };
+}
+
+describe('gateway ingest with real peers', () => {
+  it('stores 1,000 events mosquitto_pub publishes at QoS 1, and query returns each once with method mqtt', async () => {
+    const lines = Array.from({ length: 1000 }, (_, i) => JSON.stringify({ id: `mq-${i}`, type: 'door.open', data: { n: i } })).join('\n');
+    const pub = await runProcess('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(gw.mqttPort), '-q', '1', '-t', 'audit/door-7/events', '-l', '-i', 'door-7'], {
+      input: `${lines}\n`,
+    });
+    expect(pub.code, pub.stderr).toBe(0);
+
+    const q = await runCli(['query', gw.httpUrl, '--source', 'door-7']);
+    expect(q.code, q.stderr).toBe(0);
+    const events = ndjson<Stored>(q.stdout);
+    expect(events).toHaveLength(1000);
+    expect(new Set(events.map((e) => e.id)).size).toBe(1000);
+    expect(events.every((e) => e.ingest.method === 'mqtt' && e.source === 'door-7' && e.type === 'door.open')).toBe(true);
+    expect(events[0]?.ingest.peer).toMatch(/^door-7@127\.0\.0\.1:\d+$/);
+
+    // Paging: --limit below the total stops early; the table format has a header and one row per event.
+    const some = await runCli(['query', gw.httpUrl, '--source', 'door-7', '--limit', '3', '--format', 'table']);
+    expect(some.code, some.stderr).toBe(0);
+    expect(some.stdout.trim().split('\n')).toHaveLength(4);
+    expect(some.stdout).toMatch(/^RECEIVED\s+SOURCE\s+TYPE/);
+  });
+
+  it('counts accepted, duplicates and rejected exactly for a curl batch, and records the rejection in custody', async () => {
+    const batch = [
+      { id: 'c-1', source: 'app-1', type: 'auth.login', outcome: 'success' },
+      { id: 'c-2', source: 'app-1', type: 'auth.login', outcome: 'failure' },
+      { id: 'c-1', source: 'app-1', type: 'auth.login', outcome: 'success' },
+      { id: 'c-bad', source: 'app-1', type: 'auth.login', outcome: 'maybe' },
+      { id: 'c-3', source: 'app-1', type: 'auth.logout' },
+      { id: 'c-2', source: 'app-1', type: 'auth.login', outcome: 'failure' },
+    ];
+    const res = await runProcess('curl', ['-sS', '-X', 'POST', '-H', 'Content-Type: application/json', '--data-binary', '@-', `${gw.httpUrl}/v1/events`], {
+      input: JSON.stringify(batch),
+    });
+    expect(res.code, res.stderr).toBe(0);
+    const answer = JSON.parse(res.stdout) as { accepted: number; duplicates: number; rejected: { index: number; error: string }[] };
+    expect(answer.accepted).toBe(3);
+    expect(answer.duplicates).toBe(2);
+    expect(answer.rejected).toHaveLength(1);
+    expect(answer.rejected[0]?.index).toBe(3);
+    expect(answer.rejected[0]?.error).toMatch(/outcome/);
+
+    const custody = await runProcess('curl', ['-sS', `${gw.httpUrl}/v1/custody?source=app-1`]);
+    const records = ndjson<{ outcome: string; id?: string; reason?: string; method: string }>(custody.stdout);
+    const rejected = records.filter((r) => r.outcome === 'rejected');
+    expect(rejected).toHaveLength(1);
+    expect(rejected[0]?.reason).toMatch(/outcome: must be one of success, failure, unknown/);
+    expect(rejected[0]?.method).toBe('http');
+    expect(records.filter((r) => r.outcome === 'accepted').map((r) => r.id).sort()).toEqual(['c-1', 'c-2', 'c-3']);
+    expect(records.filter((r) => r.outcome === 'duplicate')).toHaveLength(2);
+
+    const q = await runCli(['query', gw.httpUrl, '--source', 'app-1']);
+    expect(ndjson<Stored>(q.stdout).map((e) => e.id).sort()).toEqual(['c-1', 'c-2', 'c-3']);
+  });
+
+  it('send posts a file in batches and exits 1 naming rejected events; status reports the gateway', async () => {
+    const lines = [...Array.from({ length: 2500 }, (_, i) => JSON.stringify({ id: `s-${i}`, source: 'sender', type: 't' })), '{"type": broken'];
+    const sent = await runCli(['send', gw.httpUrl, '-'], { input: `${lines.join('\n')}\n` });
+    expect(sent.code).toBe(1);
+    expect(sent.stdout).toMatch(/^batch 1: 1000 events: accepted 1000, duplicates 0, rejected 0$/m);
+    expect(sent.stdout).toMatch(/^batch 3: 501 events: accepted 500, duplicates 0, rejected 1$/m);
+    expect(sent.stdout).toMatch(/rejected event 2500: malformed JSON/);
+    expect(sent.stderr.trim()).toBe('meteorzx: 1 of 2501 events rejected (listed above)');
+
+    const again = await runCli(['send', gw.httpUrl], { input: `${lines.slice(0, 10).join('\n')}\n` });
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout).toMatch(/total: 10 events in 1 batches: accepted 0, duplicates 10, rejected 0/);
+
+    const status = await runCli(['status', gw.httpUrl]);
+    expect(status.code, status.stderr).toBe(0);
+    expect(status.stdout).toMatch(/^gateway ready: \d+ sources/);
+    expect(status.stdout).toMatch(/sender .*accepted 2500/);
+  });
+
+  it('prints one line and exits non-zero for a user mistake', async () => {
+    const refused = await runCli(['query', 'http://127.0.0.1:1']);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr.trim().split('\n')).toHaveLength(1);
+    expect(refused.stderr).toMatch(/cannot reach http:\/\/127\.0\.0\.1:1: connection refused/);
+
+    const badUrl = await runCli(['query', 'not a url']);
+    expect(badUrl.code).not.toBe(0);
+    expect(badUrl.stderr.trim()).toBe('meteorzx: not a URL: "not a url" (expected e.g. http://127.0.0.1:7400)');
+  });
+});

@@ -1,0 +1,119 @@
+import path from 'node:path';
+import { deflateSync, inflateSync } from 'node:zlib';
+import { Level } from 'level';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { removeDir, runCli, startGateway, tempDir } from './gateway-harness.js';
+
+/**
+ * Issue 3, done-when 5: `meteorzx verify --data-dir` finds one changed byte
+ * in stored data and names where it is; untouched data passes.
+ */
+let dir: string;
+let dataDir: string;
+const EVENTS = 300;
+
+async function withDb<T>(fn: (db: Level<string, Buffer>) => Promise<T>): Promise<T> {
+  const db = new Level<string, Buffer>(path.join(dataDir, 'store'), { keyEncoding: 'utf8', valueEncoding: 'buffer' });
+  await db.open();
+  try {
+    return await fn(db);
+  } finally {
+    await db.close();
+  }
+}
+
+/** The key of the first stored event block (`b!<commit>`, gateway/storage/level/keys.ts). */
+async function firstBlockKey(db: Level<string, Buffer>): Promise<string> {
+  for await (const key of db.keys({ gt: 'b!', lt: 'b"', limit: 1 })) return key;
+  throw new Error('no event block stored');
+}
+
+beforeAll(async () => {
+  dir = await tempDir();
+  const gw = await startGateway({ dir });
+  dataDir = gw.dataDir;
+  const lines = Array.from({ length: EVENTS }, (_, i) => JSON.stringify({ id: `v-${i}`, source: 'vsrc', type: 'door.open', actor: 'alice' }));
+  const sent = await runCli(['send', gw.httpUrl], { input: lines.join('\n') });
+  expect(sent.code, sent.stderr).toBe(0);
+
+  // Through the running gateway (POST /v1/verify), and refusing the locked directory meanwhile.
+  const online = await runCli(['verify', gw.httpUrl]);
+  expect(online.code, online.stderr).toBe(0);
+  expect(online.stdout).toMatch(/^verify ok: \d+ custody records, 300 events$/m);
+  const locked = await runCli(['verify', '--data-dir', dataDir]);
+  expect(locked.code).toBe(1);
+  expect(locked.stderr.trim()).toMatch(/^meteorzx: cannot open .*: it is in use \(stop the gateway first/);
+
+  expect(await gw.stop()).toBe(0);
+});
+
+afterAll(async () => {
+  await removeDir(dir);
+});
+
+describe('meteorzx verify --data-dir', () => {
+  it('passes on untouched data', async () => {
+    const r = await runCli(['verify', '--data-dir', dataDir]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toMatch(/^verify ok: \d+ custody records, 300 events$/);
+    const bySource = await runCli(['verify', '--data-dir', dataDir, '--source', 'vsrc']);
+    expect(bySource.code, bySource.stderr).toBe(0);
+  });
+
+  it('finds one changed byte inside a stored event and names the event', async () => {
+    const { key, original } = await withDb(async (db) => {
+      const key = await firstBlockKey(db);
+      const original = (await db.get(key)) as Buffer;
+      const text = inflateSync(original);
+      // Change one byte of the first event: "alice" → "alicf".
+      const at = text.indexOf('alice');
+      expect(at).toBeGreaterThan(-1);
+      text[at + 4] = 'f'.charCodeAt(0);
+      await db.put(key, deflateSync(text));
+      return { key, original };
+    });
+    const r = await runCli(['verify', '--data-dir', dataDir]);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/^meteorzx: verify failed .*first: event v-\d+: stored event differs from its hash in ledger record \d+/);
+    await withDb((db) => db.put(key, original));
+    expect((await runCli(['verify', '--data-dir', dataDir])).code).toBe(0);
+  });
+
+  it('finds a flipped byte in the raw stored block', async () => {
+    const { key, original } = await withDb(async (db) => {
+      const key = await firstBlockKey(db);
+      const original = (await db.get(key)) as Buffer;
+      const flipped = Buffer.from(original);
+      const i = Math.floor(flipped.length / 2);
+      flipped[i] = (flipped[i] as number) ^ 0x01;
+      await db.put(key, flipped);
+      return { key, original };
+    });
+    const r = await runCli(['verify', '--data-dir', dataDir]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/verify failed .*first: event v-\d+: event block \d+ cannot be decoded/);
+    await withDb((db) => db.put(key, original));
+  });
+
+  it('finds a changed custody record and names its ledger position', async () => {
+    const { key, original } = await withDb(async (db) => {
+      let key = '';
+      for await (const k of db.keys({ gt: 'k!', lt: 'k"', limit: 1 })) key = k;
+      const original = (await db.get(key)) as Buffer;
+      const text = inflateSync(original).toString('utf8').replace('"accepted"', '"rejected"');
+      await db.put(key, deflateSync(Buffer.from(text)));
+      return { key, original };
+    });
+    const r = await runCli(['verify', '--data-dir', dataDir]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/first: custody ledger record \d+:/);
+    await withDb((db) => db.put(key, original));
+  });
+
+  it('says so in one line when the directory holds no store', async () => {
+    const r = await runCli(['verify', '--data-dir', path.join(dir, 'nothing-here')]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr.trim()).toMatch(/^meteorzx: .*holds no gateway store/);
+  });
+});

@@ -1,0 +1,211 @@
+import { gzipSync } from 'node:zlib';
+import pino from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { DEFAULT_LIMITS } from '../../protocols/index.js';
+import { buildHttpApi, type HttpApiOptions } from '../../gateway/http/api.js';
+import { TokenAuth } from '../../gateway/auth/tokens.js';
+import { GatewayErrors } from '../../gateway/errors.js';
+import { FakeGatewayCore } from './gateway-ingress-fakes.js';
+
+const limits = { ...DEFAULT_LIMITS, maxEventBytes: 1024, maxBodyBytes: 64 * 1024, maxBatchEvents: 50 };
+
+function setup(over: Partial<HttpApiOptions> = {}) {
+  const core = new FakeGatewayCore(limits);
+  const app = buildHttpApi({
+    ingestor: core,
+    storage: core,
+    tokens: new TokenAuth([]),
+    limits,
+    isReady: () => true,
+    maxInflightIngests: 8,
+    logger: pino({ level: 'silent' }),
+    ...over,
+  });
+  return { core, app };
+}
+
+let apps: { close(): Promise<unknown> }[] = [];
+afterEach(async () => {
+  await Promise.all(apps.map((a) => a.close()));
+  apps = [];
+});
+
+function make(over: Partial<HttpApiOptions> = {}) {
+  const s = setup(over);
+  apps.push(s.app);
+  return s;
+}
+
+describe('POST /v1/events', () => {
+  it('takes a JSON array and counts accepted, duplicates and rejected by index', async () => {
+    const { app, core } = make();
+    const body = [
+      { id: 'a', type: 't', source: 's' },
+      { id: 'a', type: 't', source: 's' },
+      { id: 'b', type: 7 },
+      { id: 'c', type: 't', source: 's' },
+    ];
+    const res = await app.inject({ method: 'POST', url: '/v1/events', payload: body });
+    expect(res.statusCode).toBe(200);
+    const json = res.json();
+    expect(json.accepted).toBe(2);
+    expect(json.duplicates).toBe(1);
+    expect(json.rejected).toHaveLength(1);
+    expect(json.rejected[0].index).toBe(2);
+    expect(json.rejected[0].error).toMatch(/type/);
+    expect(core.events.map((e) => e.id)).toEqual(['a', 'c']);
+    expect(core.contexts[0]).toMatchObject({ method: 'http' });
+  });
+
+  it('takes NDJSON with a gzip body and rejects a bad line alone', async () => {
+    const { app, core } = make();
+    const lines = Buffer.concat([
+      Buffer.from('{"id":"n1","type":"t","source":"s"}\n'),
+      Buffer.from([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x7d, 0x0a]), // invalid UTF-8
+      Buffer.from('{"id":"n2","type":\n'),
+      Buffer.from('{"id":"n3","type":"t","source":"s"}\n'),
+    ]);
+    const res = await app.inject({
+      method: 'POST',
+      url: '/v1/events',
+      headers: { 'content-type': 'application/x-ndjson', 'content-encoding': 'gzip' },
+      payload: gzipSync(lines),
+    });
+    expect(res.statusCode).toBe(200);
+    expect(res.json().accepted).toBe(2);
+    expect(res.json().rejected.map((r: { index: number; error: string }) => [r.index, r.error.split(':')[0]])).toEqual([
+      [1, 'invalid UTF-8'],
+      [2, 'malformed JSON'],
+    ]);
+    expect(core.events.map((e) => e.id)).toEqual(['n1', 'n3']);
+  });
+
+  it('answers 400 for an unreadable body, 415 for an unknown type, 413 over the limits', async () => {
+    const { app } = make();
+    const bad = await app.inject({ method: 'POST', url: '/v1/events', headers: { 'content-type': 'application/json' }, payload: '{"type":' });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().code).toBe('METEORZX_BODY_UNREADABLE');
+
+    const xml = await app.inject({ method: 'POST', url: '/v1/events', headers: { 'content-type': 'text/xml' }, payload: '<e/>' });
+    expect(xml.statusCode).toBe(415);
+    expect(xml.json()).toMatchObject({ code: 'METEORZX_UNSUPPORTED_MEDIA_TYPE' });
+    expect(xml.json().error).toMatch(/application\/x-ndjson/);
+
+    const big = await app.inject({
+      method: 'POST',
+      url: '/v1/events',
+      headers: { 'content-type': 'application/json' },
+      payload: JSON.stringify({ type: 't', data: { pad: 'x'.repeat(70 * 1024) } }),
+    });
+    expect(big.statusCode).toBe(413);
+    expect(big.json().code).toBe('METEORZX_BODY_TOO_LARGE');
+
+    const bomb = await app.inject({
+      method: 'POST',
+      url: '/v1/events',
+      headers: { 'content-type': 'application/x-ndjson', 'content-encoding': 'gzip' },
+      payload: gzipSync(Buffer.alloc(1024 * 1024, 0x20)),
+    });
+    expect(bomb.statusCode).toBe(413);
+
+    const many = await app.inject({ method: 'POST', url: '/v1/events', payload: Array.from({ length: 51 }, () => ({ type: 't' })) });
+    expect(many.statusCode).toBe(413);
+    expect(many.json().code).toBe('METEORZX_BATCH_TOO_LARGE');
+  });
+
+  it('rejects an oversized or too deep event but keeps its neighbours', async () => {
+    const { app, core } = make();
+    let deep: unknown = 1;
+    for (let i = 0; i < 40; i++) deep = { d: deep };
+    const res = await app.inject({
+      method: 'POST',
+      url: '/v1/events',
+      payload: [{ id: 'ok1', type: 't' }, { type: 't', data: { pad: 'x'.repeat(2000) } }, { type: 't', data: deep }, { id: 'ok2', type: 't' }],
+    });
+    expect(res.statusCode).toBe(200);
+    const rejected = res.json().rejected as { index: number; error: string }[];
+    expect(rejected.map((r) => r.index)).toEqual([1, 2]);
+    expect(rejected[0]?.error).toMatch(/maxEventBytes/);
+    expect(rejected[1]?.error).toMatch(/maxDepth/);
+    expect(core.events.map((e) => e.id)).toEqual(['ok1', 'ok2']);
+  });
+
+  it('answers 503 with Retry-After when the pipeline is overloaded', async () => {
+    const { app, core } = make();
+    core.failNext = { count: 1, error: () => GatewayErrors.METEORZX_GATEWAY_OVERLOADED('queue full') };
+    const res = await app.inject({ method: 'POST', url: '/v1/events', payload: { type: 't' } });
+    expect(res.statusCode).toBe(503);
+    expect(res.headers['retry-after']).toBe('1');
+    expect(res.json().code).toBe('METEORZX_GATEWAY_OVERLOADED');
+  });
+
+  it('answers 500 without internals for an unexpected error', async () => {
+    const { app, core } = make();
+    core.failNext = { count: 1, error: () => new Error('secret path /var/x') };
+    const res = await app.inject({ method: 'POST', url: '/v1/events', payload: { type: 't' } });
+    expect(res.statusCode).toBe(500);
+    expect(res.body).not.toMatch(/secret/);
+  });
+});
+
+describe('auth', () => {
+  const tokens = new TokenAuth([
+    { name: 'in', token: 'tin', scopes: ['ingest'] },
+    { name: 'q', token: 'tq', scopes: ['query'] },
+  ]);
+
+  it('needs the ingest scope to POST and the query scope to GET; probes are open', async () => {
+    const { app } = make({ tokens });
+    const post = (auth?: string) =>
+      app.inject({ method: 'POST', url: '/v1/events', payload: { type: 't' }, headers: auth ? { authorization: auth } : {} });
+    expect((await post()).statusCode).toBe(401);
+    expect((await post()).json().code).toBe('METEORZX_UNAUTHORIZED');
+    expect((await post('Bearer tq')).statusCode).toBe(403);
+    expect((await post('Bearer tin')).statusCode).toBe(200);
+    expect((await app.inject({ url: '/v1/events', headers: { authorization: 'Bearer tin' } })).statusCode).toBe(403);
+    expect((await app.inject({ url: '/v1/events', headers: { authorization: 'Bearer tq' } })).statusCode).toBe(200);
+    expect((await app.inject({ url: '/healthz' })).statusCode).toBe(200);
+    expect((await app.inject({ url: '/metrics' })).statusCode).toBe(401);
+  });
+});
+
+describe('queries', () => {
+  it('pages /v1/events with X-Next-Cursor and validates parameters', async () => {
+    const { app } = make();
+    await app.inject({ method: 'POST', url: '/v1/events', payload: [1, 2, 3, 4, 5].map((i) => ({ id: `e${i}`, type: 't', source: 's' })) });
+    const first = await app.inject({ url: '/v1/events?limit=2' });
+    expect(first.headers['content-type']).toMatch(/application\/x-ndjson/);
+    expect(first.body.trim().split('\n').map((l) => JSON.parse(l).id)).toEqual(['e1', 'e2']);
+    const cursor = first.headers['x-next-cursor'];
+    expect(typeof cursor).toBe('string');
+    const second = await app.inject({ url: `/v1/events?limit=10&cursor=${String(cursor)}` });
+    expect(second.body.trim().split('\n')).toHaveLength(3);
+    expect(second.headers['x-next-cursor']).toBeUndefined();
+
+    expect((await app.inject({ url: '/v1/events?limit=0' })).statusCode).toBe(400);
+    expect((await app.inject({ url: '/v1/events?since=yesterday' })).json().code).toBe('METEORZX_BAD_REQUEST');
+    expect((await app.inject({ url: '/v1/events?since=2026-01-01T00:00:00Z&until=1700000000000' })).statusCode).toBe(200);
+  });
+
+  it('serves custody records by id and needs a filter', async () => {
+    const { app } = make();
+    await app.inject({ method: 'POST', url: '/v1/events', payload: [{ id: 'x1', type: 't', source: 's' }, { id: 'x2', type: 5, source: 's' }] });
+    const res = await app.inject({ url: '/v1/custody?id=x1' });
+    expect(res.statusCode).toBe(200);
+    const rows = res.body.trim().split('\n').map((l) => JSON.parse(l));
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ id: 'x1', outcome: 'accepted', method: 'http' });
+    expect((await app.inject({ url: '/v1/custody' })).statusCode).toBe(400);
+  });
+
+  it('answers JSON errors for unknown routes and readiness', async () => {
+    let ready = false;
+    const { app } = make({ isReady: () => ready });
+    const nf = await app.inject({ url: '/nope' });
+    expect(nf.statusCode).toBe(404);
+    expect(nf.json().code).toBe('METEORZX_NOT_FOUND');
+    expect((await app.inject({ url: '/readyz' })).statusCode).toBe(503);
+    ready = true;
+    expect((await app.inject({ url: '/readyz' })).statusCode).toBe(200);
+  });
+});

@@ -1,0 +1,144 @@
+import mqtt, { type MqttClient } from 'mqtt';
+import pino from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { DEFAULT_LIMITS } from '../../protocols/index.js';
+import { MqttIngress } from '../../gateway/mqtt/broker.js';
+import { MqttUsers, type MqttUserEntry } from '../../gateway/auth/mqtt-users.js';
+import { GatewayErrors } from '../../gateway/errors.js';
+import { FakeGatewayCore } from './gateway-ingress-fakes.js';
+
+const closers: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  while (closers.length > 0) await closers.pop()?.();
+});
+
+async function startBroker(users: MqttUserEntry[] = []) {
+  const core = new FakeGatewayCore();
+  let clients = 0;
+  const ingress = new MqttIngress({
+    ingestor: core,
+    users: new MqttUsers(users),
+    limits: DEFAULT_LIMITS,
+    listeners: { tcp: { host: '127.0.0.1', port: 0 } },
+    logger: pino({ level: 'silent' }),
+    maxWaitMs: 2000,
+    onClientCount: (n) => (clients = n),
+  });
+  const bound = await ingress.start();
+  closers.push(() => ingress.close());
+  const port = bound[0]?.port ?? 0;
+  return { core, ingress, port, clientCount: () => clients };
+}
+
+async function connect(port: number, opts: mqtt.IClientOptions = {}): Promise<MqttClient> {
+  const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { reconnectPeriod: 0, protocolVersion: 4, ...opts });
+  closers.push(() => client.endAsync(true));
+  return client;
+}
+
+/** Resolves with 'closed' when the broker drops the connection before acking. */
+function publishOrClose(client: MqttClient, topic: string, payload: string): Promise<'acked' | 'closed'> {
+  return new Promise((resolve) => {
+    client.once('close', () => resolve('closed'));
+    client.publish(topic, payload, { qos: 1 }, (err) => resolve(err ? 'closed' : 'acked'));
+  });
+}
+
+describe('MQTT ingress', () => {
+  it('stores events before the PUBACK, taking the source from the topic', async () => {
+    const { core, port, clientCount } = await startBroker();
+    const client = await connect(port, { clientId: 'device-with-a-client-id-longer-than-23' });
+    expect(clientCount()).toBe(1);
+    await client.publishAsync('audit/dev-1/events', JSON.stringify({ id: 'm1', type: 'door.open' }), { qos: 1 });
+    // The PUBACK has arrived: the event must already be in storage.
+    expect(core.events.map((e) => [e.id, e.source, e.ingest.method])).toEqual([['m1', 'dev-1', 'mqtt']]);
+    expect(core.contexts[0]?.peer).toMatch(/^device-with-a-client-id-longer-than-23@127\.0\.0\.1:\d+$/);
+    await client.publishAsync('audit/dev-1/events', JSON.stringify([{ id: 'm2', type: 't' }, { id: 'm3', type: 't' }]), { qos: 1 });
+    expect(core.events).toHaveLength(3);
+  });
+
+  it('records an unreadable payload as a rejection and keeps the client connected', async () => {
+    const { core, port } = await startBroker();
+    const client = await connect(port);
+    await client.publishAsync('audit/dev-1/events', '{"type": nope', { qos: 1 });
+    await client.publishAsync('audit/dev-1/events', Buffer.from([0x7b, 0xff, 0x7d]), { qos: 1 });
+    await client.publishAsync('audit/dev-1/events', JSON.stringify({ id: 'after', type: 't' }), { qos: 1 });
+    expect(core.records.filter((r) => r.outcome === 'rejected').map((r) => r.reason)).toEqual([
+      expect.stringMatching(/not valid JSON/),
+      expect.stringMatching(/UTF-8/),
+    ]);
+    expect(core.events.map((e) => e.id)).toEqual(['after']);
+    expect(client.connected).toBe(true);
+  });
+
+  it('closes the connection on a topic outside the layout, or with a wildcard', async () => {
+    const { core, port } = await startBroker();
+    expect(await publishOrClose(await connect(port), 'other/topic', '{"type":"t"}')).toBe('closed');
+    expect(await publishOrClose(await connect(port), 'audit/+/events', '{"type":"t"}')).toBe('closed');
+    expect(core.contexts).toHaveLength(0);
+  });
+
+  it('with users: refuses a wrong password and another source topic; relayFor limits named sources', async () => {
+    const { core, port } = await startBroker([
+      { username: 'edge-7', password: 'pw7', source: 'edge-7', relayFor: ['dev-*'] },
+      { username: 'dev-1', password: 'pw1', source: 'dev-1' },
+    ]);
+    await expect(connect(port, { username: 'edge-7', password: 'bad' })).rejects.toThrow(/Bad username or password/i);
+    await expect(connect(port)).rejects.toThrow(/Bad username or password/i);
+
+    const edge = await connect(port, { username: 'edge-7', password: 'pw7' });
+    const payload = [
+      { id: 'r1', type: 't' },
+      { id: 'r2', type: 't', source: 'dev-9' },
+      { id: 'r3', type: 't', source: 'plc-1' },
+    ];
+    await edge.publishAsync('audit/edge-7/events', JSON.stringify(payload), { qos: 1 });
+    expect(core.events.map((e) => [e.id, e.source])).toEqual([
+      ['r1', 'edge-7'],
+      ['r2', 'dev-9'],
+    ]);
+    expect(core.records.find((r) => r.outcome === 'rejected')?.reason).toMatch(/plc-1/);
+    expect(await publishOrClose(edge, 'audit/dev-1/events', JSON.stringify({ id: 'x', type: 't' }))).toBe('closed');
+    expect(core.events.map((e) => e.id)).not.toContain('x');
+
+    const dev = await connect(port, { username: 'dev-1', password: 'pw1' });
+    expect(await publishOrClose(dev, 'audit/dev-1/cmd', '{"op":"pull"}')).toBe('closed');
+  });
+
+  it('waits out an overloaded pipeline, then acks', async () => {
+    const { core, port } = await startBroker();
+    core.failNext = { count: 3, error: () => GatewayErrors.METEORZX_GATEWAY_OVERLOADED('full') };
+    const client = await connect(port);
+    await client.publishAsync('audit/dev-1/events', JSON.stringify({ id: 'o1', type: 't' }), { qos: 1 });
+    expect(core.events.map((e) => e.id)).toEqual(['o1']);
+    expect(core.contexts.length).toBe(4);
+  });
+
+  it('does not ack when the write fails: the connection closes so the client resends', async () => {
+    const { core, port } = await startBroker();
+    core.failNext = { count: 1, error: () => GatewayErrors.METEORZX_STORAGE_FAILED('disk full') };
+    const client = await connect(port);
+    expect(await publishOrClose(client, 'audit/dev-1/events', JSON.stringify({ id: 'f1', type: 't' }))).toBe('closed');
+    expect(core.events).toHaveLength(0);
+  });
+
+  it('close() drains: a publish already in the pipeline is acked, then clients are disconnected', async () => {
+    const { core, ingress, port } = await startBroker();
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (release = r));
+    const original = core.ingest.bind(core);
+    core.ingest = async (items, ctx) => {
+      await gate;
+      return original(items, ctx);
+    };
+    const client = await connect(port);
+    const acked = publishOrClose(client, 'audit/dev-1/events', JSON.stringify({ id: 'd1', type: 't' }));
+    await new Promise((r) => setTimeout(r, 50));
+    const closing = ingress.close();
+    release();
+    expect(await acked).toBe('acked');
+    await closing;
+    expect(core.events.map((e) => e.id)).toEqual(['d1']);
+    await ingress.close(); // idempotent
+  });
+});

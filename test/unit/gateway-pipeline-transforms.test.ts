@@ -1,0 +1,52 @@
+import { describe, expect, it } from 'vitest';
+import { sha256Hex, canonicalJson, type AuditEvent } from '../../protocols/index.js';
+import { Transforms } from '../../gateway/pipeline/transforms/transforms.js';
+
+const base = (): AuditEvent => ({
+  id: 'a',
+  source: 's',
+  type: 't',
+  actor: 'alice',
+  data: { card: '4111', user: 'bob', debug: { trace: 1 }, nested: { deep: { x: 1 } } },
+});
+
+describe('transforms stage', () => {
+  it('masks, hashes, renames, drops and sets dotted paths in order, on a copy', () => {
+    const t = new Transforms([
+      { mask: ['data.card', 'data.missing'] },
+      { hash: ['actor', 'data.nested'] },
+      { rename: { 'data.user': 'target', 'data.none': 'data.other' } },
+      { drop: ['data.debug'] },
+      { set: { 'data.site': 'eu-1', 'data.meta.v': 2 } },
+    ]);
+    const input = base();
+    const out = t.apply(input);
+    expect(out).toEqual({
+      id: 'a',
+      source: 's',
+      type: 't',
+      actor: sha256Hex('alice'),
+      target: 'bob',
+      data: { card: '***', nested: sha256Hex(canonicalJson({ deep: { x: 1 } })), site: 'eu-1', meta: { v: 2 } },
+    });
+    expect(input).toEqual(base());
+  });
+
+  it('returns the same event when there is nothing to do', () => {
+    const e = base();
+    expect(new Transforms([]).apply(e)).toBe(e);
+  });
+
+  it('does not create paths through scalars', () => {
+    const out = new Transforms([{ set: { 'data.card.x': 1 } }, { mask: ['data.card.x'] }]).apply(base());
+    expect(out.data?.card).toBe('4111');
+  });
+
+  it('refuses fields the gateway owns and malformed paths', () => {
+    expect(() => new Transforms([{ drop: ['id'] }])).toThrow(expect.objectContaining({ code: 'METEORZX_TRANSFORM_INVALID' }));
+    expect(() => new Transforms([{ rename: { 'data.x': 'seq' } }])).toThrow(/seq/);
+    expect(() => new Transforms([{ mask: ['ingest.peer'] }])).toThrow(/owns/);
+    expect(() => new Transforms([{ mask: ['data..x'] }])).toThrow(/dotted/);
+    expect(() => new Transforms([{ bogus: ['x'] } as never])).toThrow(/unknown transform/);
+  });
+});

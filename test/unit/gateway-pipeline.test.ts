@@ -1,0 +1,230 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { chainEvent, type AuditEvent, type BatchItem, type StoredEvent } from '../../protocols/index.js';
+import { GatewayMetrics } from '../../gateway/metrics.js';
+import { createPipeline, type Pipeline, type PipelineAlert, type PipelineConfig } from '../../gateway/pipeline/index.js';
+import type { IngestContext } from '../../gateway/pipeline/ingestor.js';
+import { LevelStorage } from '../../gateway/storage/level/index.js';
+import type { CommitBatch, Storage } from '../../gateway/storage/types.js';
+
+const WEEK = 7 * 86_400_000;
+const http: IngestContext = { method: 'http', peer: '127.0.0.1:4000' };
+const items = (...values: unknown[]): BatchItem[] => values.map((value, index) => ({ index, value, bytes: JSON.stringify(value).length }));
+
+function config(over: Partial<PipelineConfig['pipeline']> = {}, commit = { maxEvents: 1000, maxWaitMs: 5 }): PipelineConfig {
+  return { pipeline: { dedup: { window: WEEK, cacheSize: 1000 }, transforms: [], rules: [], ...over }, commit };
+}
+
+/** LevelStorage that counts commits and can be told to fail or stall. */
+class CountingStorage extends LevelStorage {
+  commits: CommitBatch[] = [];
+  failNext = false;
+  stall: Promise<void> | undefined;
+  override async commit(batch: CommitBatch) {
+    if (this.stall !== undefined) await this.stall;
+    if (this.failNext) {
+      this.failNext = false;
+      throw new Error('disk full');
+    }
+    this.commits.push(batch);
+    return super.commit(batch);
+  }
+}
+
+describe('pipeline', () => {
+  let dir: string;
+  let storage: CountingStorage;
+  let pipeline: Pipeline | undefined;
+  let alerts: PipelineAlert[];
+  let metrics: GatewayMetrics;
+
+  async function open(cfg: PipelineConfig = config(), extra: { maxQueuedEvents?: number } = {}): Promise<Pipeline> {
+    storage = new CountingStorage({ dataDir: dir });
+    await storage.open();
+    metrics = new GatewayMetrics();
+    alerts = [];
+    pipeline = createPipeline({ storage, config: cfg, gatewayName: 'gw-1', metrics, onAlert: (a) => alerts.push(a), ...extra });
+    await pipeline.start();
+    return pipeline;
+  }
+  async function closeAll(): Promise<void> {
+    await pipeline?.close();
+    await storage?.close();
+    pipeline = undefined;
+  }
+  const stored = async (s: Storage = storage): Promise<StoredEvent[]> => (await s.query({ limit: 10_000 })).events;
+  const counter = async (c: { get(): Promise<{ values: Array<{ value: number; labels: object }> }> }) =>
+    (await c.get()).values.reduce((n, v) => n + v.value, 0);
+
+  beforeEach(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'meteorzx-pipe-'));
+  });
+  afterEach(async () => {
+    await closeAll();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('group-commits many concurrent callers into one write and answers each exactly', async () => {
+    const p = await open();
+    const calls = Array.from({ length: 200 }, (_, c) =>
+      p.ingest(items(...[0, 1, 2].map((i) => ({ id: `c${c}-${i}`, source: `host-${c % 5}`, type: 'auth.login' }))), { ...http, peer: `peer-${c}` }),
+    );
+    const answers = await Promise.all(calls);
+    expect(answers.every((a) => a.accepted === 3 && a.duplicates === 0 && a.rejected.length === 0)).toBe(true);
+    expect(storage.commits).toHaveLength(1); // all 200 calls queued before the 5 ms timer fired
+    const events = await stored();
+    expect(events).toHaveLength(600);
+    expect(events[0]).toMatchObject({ id: 'c0-0', ingest: { method: 'http', peer: 'peer-0', gateway: 'gw-1', integrity: 'unchained' } });
+    expect(Date.parse(events[0]?.ingest.receivedAt as string)).not.toBeNaN();
+    expect(await storage.custody({ limit: 10_000 })).toHaveLength(600);
+    expect(await counter(metrics.accepted)).toBe(600);
+    expect(await counter(metrics.received)).toBe(600);
+    expect((await metrics.commitBatchSize.get()).values.find((v) => v.metricName?.endsWith('_count'))?.value).toBe(1);
+  });
+
+  it('drops duplicates within a call, within a commit, across commits and across a restart', async () => {
+    let p = await open();
+    const [one, two] = await Promise.all([
+      p.ingest(items({ id: 'a', source: 's', type: 't' }, { id: 'a', source: 's', type: 't' }, { id: 'b', source: 's', type: 't' }), http),
+      p.ingest(items({ id: 'b', source: 's', type: 't' }, { id: 'c', source: 's', type: 't' }), http),
+    ]);
+    expect(one).toEqual({ accepted: 2, duplicates: 1, rejected: [] });
+    expect(two).toEqual({ accepted: 1, duplicates: 1, rejected: [] });
+    expect(await p.ingest(items({ id: 'c', source: 's', type: 't' }), http)).toEqual({ accepted: 0, duplicates: 1, rejected: [] });
+    expect(await counter(metrics.dedupCacheHits)).toBe(1);
+    await closeAll();
+    p = await open();
+    expect(await p.ingest(items({ id: 'a', source: 's', type: 't' }, { id: 'd', source: 's', type: 't' }), http)).toEqual({
+      accepted: 1,
+      duplicates: 1,
+      rejected: [],
+    });
+    expect((await stored()).map((e) => e.id)).toEqual(['a', 'b', 'c', 'd']);
+    expect((await storage.custody({ id: 'a' })).map((r) => r.outcome)).toEqual(['accepted', 'duplicate', 'duplicate']);
+    expect((await storage.sources()).sources).toEqual([expect.objectContaining({ source: 's', accepted: 4, duplicates: 4, rejected: 0 })]);
+  });
+
+  it('records every rejection with its reason and index, and keeps the rest of the batch', async () => {
+    const p = await open();
+    const batch: BatchItem[] = [
+      { index: 0, value: { id: 'ok1', source: 's', type: 't' }, bytes: 10 },
+      { index: 1, bytes: 5, error: 'malformed JSON: Unexpected token' },
+      { index: 2, value: { id: 'bad1', source: 's' }, bytes: 10 },
+      { index: 3, value: { id: 'ok2', source: 's', type: 't' }, bytes: 10 },
+    ];
+    expect(await p.ingest(batch, http)).toEqual({
+      accepted: 2,
+      duplicates: 0,
+      rejected: [
+        { index: 1, error: 'malformed JSON: Unexpected token' },
+        { index: 2, error: 'type: required' },
+      ],
+    });
+    const custody = await storage.custody({});
+    expect(custody.map((r) => [r.outcome, r.id, r.reason])).toEqual([
+      ['accepted', 'ok1', undefined],
+      ['rejected', undefined, 'malformed JSON: Unexpected token'],
+      ['rejected', 'bad1', 'type: required'],
+      ['accepted', 'ok2', undefined],
+    ]);
+    expect(await storage.custody({ id: 'bad1' })).toHaveLength(1);
+    expect(await metrics.rejected.get()).toMatchObject({
+      values: expect.arrayContaining([
+        { value: 1, labels: { method: 'http', stage: 'decode' } },
+        { value: 1, labels: { method: 'http', stage: 'validate' } },
+      ]),
+    });
+  });
+
+  it('stores and flags a broken chain event, alerts on it, and tracks seqs and gaps', async () => {
+    const p = await open();
+    const chain: Array<AuditEvent & { hash: string }> = [];
+    for (let seq = 1; seq <= 5; seq += 1) {
+      chain.push(chainEvent({ id: `e${seq}`, type: 't', source: 'ag', agent: 'ag', epoch: 'ep1', seq, time: '2026-01-01T00:00:00Z' }, chain.at(-1)?.hash));
+    }
+    const altered = { ...chain[1], type: 'edited' };
+    const first = await p.ingest(items(chain[0], altered, chain[2]), http);
+    expect(first).toEqual({ accepted: 3, duplicates: 0, rejected: [] });
+    // seq 5 arrives before 4 (a gap, then filled), and seq 3 is retried (a duplicate, still counted as received).
+    await p.ingest(items(chain[4], chain[2]), http);
+    await p.ingest(items(chain[3]), http);
+    const byId = new Map((await stored()).map((e) => [e.id, e]));
+    expect([1, 2, 3, 4, 5].map((n) => byId.get(`e${n}`)?.ingest.integrity)).toEqual(['verified', 'broken', 'verified', 'verified', 'verified']);
+    expect(byId.get('e2')?.type).toBe('edited');
+    expect(alerts).toEqual([expect.objectContaining({ kind: 'chain-break', detail: expect.stringContaining('seq 2'), event: byId.get('e2') })]);
+    expect(await counter(metrics.chainBreaks)).toBe(1);
+    const epoch = (await storage.sources()).epochs[0];
+    expect(epoch).toMatchObject({ agent: 'ag', epoch: 'ep1', lastSeq: 5, received: 6, gaps: [] });
+
+    // After a restart the chain head comes from storage: seq 6 still links.
+    await closeAll();
+    const p2 = await open();
+    const six = chainEvent({ id: 'e6', type: 't', source: 'ag', agent: 'ag', epoch: 'ep1', seq: 6, time: '2026-01-01T00:00:00Z' }, chain[4]?.hash);
+    await p2.ingest(items(six), http);
+    expect((await stored()).find((e) => e.id === 'e6')?.ingest.integrity).toBe('verified');
+  });
+
+  it('applies transforms after the integrity check and rules after transforms', async () => {
+    const p = await open(
+      config({
+        transforms: [{ mask: ['data.card'] }, { rename: { 'data.user': 'actor' } }],
+        rules: [
+          { name: 'root-fail', if: 'type == "auth.login" && outcome == "failure" && actor == "root"', tag: 'security', alert: true },
+          { name: 'noisy', if: 'type == "heartbeat"', drop: true },
+          { name: 'bad-actor', if: 'true', tag: 'checked' },
+        ],
+      }),
+    );
+    const signed = chainEvent({ id: 'x1', type: 'auth.login', source: 'ag', agent: 'ag', epoch: 'e', seq: 1, outcome: 'failure', data: { card: '4111', user: 'root' } }, undefined);
+    const answer = await p.ingest(items(signed, { id: 'hb', source: 'ag', type: 'heartbeat' }, { id: 'y', source: 'ag', type: 'x', data: { user: 42 } }), http);
+    expect(answer).toEqual({
+      accepted: 1,
+      duplicates: 0,
+      rejected: [
+        { index: 1, error: 'dropped by rule noisy' },
+        { index: 2, error: expect.stringMatching(/^after transforms: actor/) },
+      ],
+    });
+    const [event] = await stored();
+    expect(event).toMatchObject({ id: 'x1', actor: 'root', data: { card: '***' }, tags: ['security', 'checked'], ingest: { integrity: 'verified' } });
+    expect(alerts).toEqual([expect.objectContaining({ kind: 'rule', rule: 'root-fail', event })]);
+    expect((await storage.custody({ id: 'hb' }))[0]).toMatchObject({ outcome: 'rejected', reason: 'dropped by rule noisy' });
+    expect((await storage.sources()).epochs[0]).toMatchObject({ lastSeq: 1, received: 1 });
+  });
+
+  it('refuses a bad rule at creation, naming it', async () => {
+    storage = new CountingStorage({ dataDir: dir });
+    expect(() => createPipeline({ storage, config: config({ rules: [{ name: 'oops', if: 'type ==', tag: 'x' }] }), gatewayName: 'g' })).toThrow(/rule "oops"/);
+  });
+
+  it('answers overloaded when the queue is full, and fails a batch whose commit fails without acknowledging it', async () => {
+    const p = await open(config({}, { maxEvents: 2, maxWaitMs: 1 }), { maxQueuedEvents: 4 });
+    let release!: () => void;
+    storage.stall = new Promise((r) => (release = r));
+    const inFlight = p.ingest(items({ id: 'a', source: 's', type: 't' }, { id: 'b', source: 's', type: 't' }), http);
+    await new Promise((r) => setTimeout(r, 5));
+    const queued = p.ingest(items(...['c', 'd', 'e'].map((id) => ({ id, source: 's', type: 't' }))), http);
+    await expect(p.ingest(items({ id: 'f', source: 's', type: 't' }, { id: 'g', source: 's', type: 't' }), http)).rejects.toMatchObject({
+      code: 'METEORZX_GATEWAY_OVERLOADED',
+      status: 503,
+    });
+    storage.failNext = true;
+    release();
+    storage.stall = undefined;
+    await expect(inFlight).rejects.toThrow('disk full');
+    await expect(queued).resolves.toEqual({ accepted: 3, duplicates: 0, rejected: [] });
+    // The failed batch was never acknowledged, so its retry is stored, not called a duplicate.
+    await expect(p.ingest(items({ id: 'a', source: 's', type: 't' }), http)).resolves.toEqual({ accepted: 1, duplicates: 0, rejected: [] });
+    expect((await stored()).map((e) => e.id)).toEqual(['c', 'd', 'e', 'a']);
+  });
+
+  it('drains on close and refuses afterwards', async () => {
+    const p = await open(config({}, { maxEvents: 1000, maxWaitMs: 60_000 }));
+    const pending = p.ingest(items({ id: 'a', source: 's', type: 't' }), http);
+    await p.close();
+    await expect(pending).resolves.toEqual({ accepted: 1, duplicates: 0, rejected: [] });
+    await expect(p.ingest(items({ id: 'b', source: 's', type: 't' }), http)).rejects.toMatchObject({ code: 'METEORZX_PIPELINE_CLOSED' });
+  });
+});

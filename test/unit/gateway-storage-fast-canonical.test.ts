@@ -1,0 +1,43 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { canonicalJson } from '../../protocols/index.js';
+import { fastCanonicalJson } from '../../gateway/storage/fast-canonical.js';
+
+function outcome(fn: () => string): string {
+  try {
+    return fn();
+  } catch (err) {
+    return `threw ${(err as { code?: string }).code}`;
+  }
+}
+
+const same = (v: unknown): void => {
+  expect(outcome(() => fastCanonicalJson(v))).toBe(outcome(() => canonicalJson(v)));
+};
+
+describe('fast canonical JSON', () => {
+  it('equals the generic RFC 8785 serialisation on any JSON value', () => {
+    fc.assert(fc.property(fc.jsonValue(), same), { numRuns: 2000 });
+    fc.assert(fc.property(fc.object({ key: fc.string({ unit: 'binary' }), values: [fc.string({ unit: 'binary' }), fc.double(), fc.integer()] }), same), {
+      numRuns: 2000,
+    });
+  });
+
+  it('agrees on the unusual cases, including the failing ones', () => {
+    for (const v of [
+      { b: 1, a: [1, undefined, 'x'], c: undefined },
+      { '\ud800': 1 },
+      ['\udc00'],
+      { n: Number.NaN },
+      { n: -0, big: 1e21, small: 1e-7 },
+      { d: new Date(0) },
+      { é: 1, e: 2, E: 3, '😀': 4, '\u2028': 5 },
+      { 10: 'a', 9: 'b', a: { 0: 1, '01': 2 } },
+      JSON.parse('{"__proto__": {"x": 1}, "a": 1}'),
+      { f: () => 1, s: Symbol('s'), a: [() => 1, Symbol('t')] },
+      { n: 10n },
+    ]) {
+      same(v);
+    }
+  });
+});
