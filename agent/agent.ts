@@ -1,0 +1,195 @@
+import type { Logger } from 'pino';
+import type { AgentStatus, Limits } from '../protocols/index.js';
+import type { BufferOptions } from './buffer/options.js';
+import type { AgentBuffer } from './buffer/types.js';
+import type { AgentConfig } from './config.js';
+import type { ListenAddress } from './http-helpers.js';
+import { HttpIntake } from './intake/http.js';
+import type { Intake } from './intake/types.js';
+import { AgentMetrics } from './metrics.js';
+import { createTransport } from './push/create-transport.js';
+import { Sender } from './push/sender.js';
+import { StatusServer } from './status/server.js';
+
+export type BufferFactory = (options: BufferOptions) => AgentBuffer | Promise<AgentBuffer>;
+
+export interface AgentDeps {
+  logger: Logger;
+  /** Builds the (unopened) buffer; default: the LevelDB buffer. */
+  createBuffer?: BufferFactory;
+  /** Allow the pull listener on a non-loopback address without a token. */
+  insecure?: boolean;
+  /** Injectable for tests: jitter source and clock of the push sender. */
+  random?: () => number;
+  now?: () => number;
+}
+
+export interface AgentAddresses {
+  intake: ListenAddress | undefined;
+  pull: ListenAddress;
+}
+
+/**
+ * One running agent: the durable buffer, the intakes feeding it, the push
+ * sender draining it and the status/pull server. `start()` brings them up in
+ * dependency order (buffer first: everything else reads or writes it);
+ * `close()` takes them down in reverse so nothing acknowledged is lost:
+ * intakes stop (appends in progress finish and are answered), the sender
+ * finishes its in-flight sends and records their acks, then the buffer
+ * finishes its commit and closes.
+ */
+export class Agent {
+  private buffer: AgentBuffer | undefined;
+  private sender: Sender | undefined;
+  private statusServer: StatusServer | undefined;
+  private readonly intakes: Intake[] = [];
+  private httpIntake: HttpIntake | undefined;
+  private closed: Promise<void> | undefined;
+  readonly metrics: AgentMetrics;
+
+  constructor(
+    readonly config: AgentConfig,
+    private readonly deps: AgentDeps,
+  ) {
+    this.metrics = new AgentMetrics({ buffer: () => this.requireBuffer().state(), push: () => this.status().push.state });
+  }
+
+  async start(): Promise<AgentAddresses> {
+    const { config, deps } = this;
+    const log = deps.logger;
+    try {
+      const createBuffer = deps.createBuffer ?? (await defaultBufferFactory());
+      this.buffer = await createBuffer(this.bufferOptions());
+      await this.buffer.open();
+      const state = this.buffer.state();
+      if (state.recovered !== undefined) log.warn({ recovered: state.recovered, epoch: state.epoch }, 'buffer was recovered');
+      log.info({ id: state.id, epoch: state.epoch, head: state.head, delivered: state.delivered }, 'buffer open');
+
+      this.statusServer = new StatusServer({
+        listen: config.pull.listen,
+        ...(config.pull.token === undefined ? {} : { token: config.pull.token }),
+        insecure: deps.insecure ?? false,
+        status: () => this.status(),
+        metrics: this.metrics,
+        buffer: this.buffer,
+        maxPullEvents: config.limits.maxBatchEvents * 10,
+        logger: log,
+      });
+      await this.statusServer.start();
+
+      const transport = await createTransport(config, state.epoch);
+      if (transport !== undefined) {
+        this.sender = new Sender(this.buffer, transport, {
+          maxEvents: config.push.batch.maxEvents,
+          maxWaitMs: config.push.batch.maxWaitMs,
+          // Half the body limit: the gateway's limit is usually ours, and JSON framing adds a little.
+          maxBytes: Math.floor(config.limits.maxBodyBytes / 2),
+          backoff: config.push.backoff,
+          breaker: config.push.breaker,
+          logger: log.child({ component: 'push', sink: transport.name }),
+          metrics: this.metrics,
+          ...(deps.random ? { random: deps.random } : {}),
+          ...(deps.now ? { now: deps.now } : {}),
+        });
+        await this.sender.start();
+      }
+
+      if (config.intake.http !== undefined) {
+        this.httpIntake = new HttpIntake({
+          listen: config.intake.http.listen,
+          limits: { ...config.limits, maxBodyBytes: config.intake.http.maxBodyBytes } satisfies Limits,
+          buffer: this.buffer,
+          metrics: this.metrics,
+          logger: log.child({ component: 'intake', intake: 'http' }),
+        });
+        this.intakes.push(this.httpIntake);
+      }
+      const { files, syslog, serial, mqtt } = config.intake;
+      if (files.length > 0 || serial.length > 0 || syslog !== undefined || mqtt !== undefined) {
+        // Loaded only when configured: an HTTP-only agent never pays for aedes or serialport.
+        const { createIntakes } = await import('./intake/create-intakes.js');
+        this.intakes.push(...createIntakes({ config, buffer: this.buffer, logger: log, metrics: this.metrics }));
+      }
+      for (const intake of this.intakes) await intake.start();
+
+      const addresses: AgentAddresses = { intake: this.httpIntake?.address(), pull: this.statusServer.address() };
+      log.info(
+        {
+          intake: addresses.intake && `${addresses.intake.host}:${addresses.intake.port}`,
+          pull: `${addresses.pull.host}:${addresses.pull.port}`,
+          intakes: this.intakes.map((i) => i.describe()),
+          push: transport?.name ?? 'none',
+          epoch: state.epoch,
+        },
+        'listening',
+      );
+      return addresses;
+    } catch (err) {
+      await this.close().catch((closeErr: unknown) => log.error({ err: closeErr }, 'cleanup after a failed start failed'));
+      throw err;
+    }
+  }
+
+  status(): AgentStatus {
+    const state = this.requireBuffer().state();
+    const push = this.sender?.status() ?? { state: 'disabled' as const, lastError: null };
+    return {
+      id: state.id,
+      epoch: state.epoch,
+      head: state.head,
+      delivered: state.delivered,
+      oldest: state.oldest,
+      bufferedEvents: state.bufferedEvents,
+      bufferedBytes: state.bufferedBytes,
+      push,
+      ...(state.recovered === undefined ? {} : { recovered: state.recovered }),
+    };
+  }
+
+  /** Graceful stop (SIGTERM): intakes, then the sender, then the status server, then the buffer. Idempotent. */
+  close(): Promise<void> {
+    this.closed ??= this.shutdown();
+    return this.closed;
+  }
+
+  private async shutdown(): Promise<void> {
+    const log = this.deps.logger;
+    const step = async (what: string, run: () => Promise<void>) => {
+      try {
+        await run();
+      } catch (err) {
+        log.error({ err }, `closing ${what} failed`);
+      }
+    };
+    for (const intake of this.intakes) await step(`intake ${intake.name}`, () => intake.close());
+    if (this.sender) await step('push sender', () => (this.sender as Sender).close());
+    if (this.statusServer) await step('status server', () => (this.statusServer as StatusServer).close());
+    if (this.buffer) await step('buffer', () => (this.buffer as AgentBuffer).close());
+    log.info('agent stopped');
+  }
+
+  private requireBuffer(): AgentBuffer {
+    if (this.buffer === undefined) throw new Error('agent not started');
+    return this.buffer;
+  }
+
+  private bufferOptions(): BufferOptions {
+    const { config } = this;
+    return {
+      dataDir: config.dataDir,
+      id: config.id,
+      maxBytes: config.buffer.maxBytes,
+      whenFull: config.buffer.whenFull,
+      retainMs: config.buffer.retain,
+      // The config's `retain` bounds undelivered events too: older ones are dropped with a gap event.
+      maxUndeliveredAgeMs: config.buffer.retain,
+      durability: config.buffer.durability,
+      logger: this.deps.logger.child({ component: 'buffer' }),
+    };
+  }
+}
+
+async function defaultBufferFactory(): Promise<BufferFactory> {
+  const { LevelBuffer } = await import('./buffer/index.js');
+  return (options) => new LevelBuffer(options);
+}

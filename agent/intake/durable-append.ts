@@ -1,0 +1,79 @@
+import { setTimeout as delay } from 'node:timers/promises';
+import type { Logger } from 'pino';
+import { isMeteorError, type AuditEvent, type ChainedEvent } from '../../protocols/index.js';
+import type { AgentBuffer } from '../buffer/types.js';
+import type { IntakeMeter } from './intake-meter.js';
+
+export interface DurableAppendOptions {
+  buffer: AgentBuffer;
+  meter: IntakeMeter;
+  /** Aborted when the intake closes: the wait ends and the append is given up (nothing was acknowledged). */
+  signal: AbortSignal;
+  logger?: Logger;
+  /** Pause before retrying after a failed write (disk full, I/O error), ms. */
+  retryMs?: number;
+}
+
+/** Raised when the intake closed (or the buffer did) before the events became durable. */
+export class AppendAbortedError extends Error {
+  constructor(message = 'intake closed before the events were durable') {
+    super(message);
+    this.name = 'AppendAbortedError';
+  }
+}
+
+/**
+ * Appends one batch for a source that cannot be told "503, retry later"
+ * (a file, a TCP stream): when the buffer is full it waits for space and
+ * tries again, so the caller simply stops reading meanwhile — backpressure
+ * (DESIGN §3.5). A failed write is retried after a pause; the source's
+ * checkpoint has not moved, so nothing is lost or repeated. Resolves only
+ * once the events (and `extra`, e.g. a file offset) are durable; rejects
+ * with AppendAbortedError when the intake or the buffer closes first.
+ */
+export async function durableAppend(
+  events: readonly AuditEvent[],
+  extra: readonly { key: string; value: string }[] | undefined,
+  options: DurableAppendOptions,
+): Promise<ChainedEvent[]> {
+  const { buffer, meter, signal } = options;
+  let blocked = false;
+  try {
+    for (;;) {
+      if (signal.aborted) throw new AppendAbortedError();
+      try {
+        return await meter.timeAppend(events.length, () => buffer.append(events, extra));
+      } catch (err) {
+        const code = isMeteorError(err) ? err.code : undefined;
+        if (code === 'METEORZX_BUFFER_FULL' || code === 'METEORZX_BUFFER_REJECTED') {
+          if (!blocked) options.logger?.info({ code }, 'buffer full: reading paused until there is space');
+          blocked = true;
+          meter.blocked(true);
+          await waitOrAbort(buffer.waitForSpace(), signal);
+          continue;
+        }
+        if (code === 'METEORZX_BUFFER_CLOSED') throw new AppendAbortedError('the buffer closed before the events were durable');
+        meter.error('append');
+        options.logger?.error({ err }, 'append failed; retrying (the checkpoint has not moved)');
+        await delay(options.retryMs ?? 1000, undefined, { signal }).catch(() => undefined);
+      }
+    }
+  } finally {
+    if (blocked) {
+      meter.blocked(false);
+      options.logger?.info('buffer has space again: reading resumed');
+    }
+  }
+}
+
+function waitOrAbort(wait: Promise<void>, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    signal.addEventListener('abort', done, { once: true });
+    wait.then(done, done);
+  });
+}

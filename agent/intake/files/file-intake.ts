@@ -1,0 +1,326 @@
+import { watch, type FSWatcher } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import type { Logger } from 'pino';
+import type { AuditEvent, Limits } from '../../../protocols/index.js';
+import type { AgentBuffer } from '../../buffer/types.js';
+import { AppendAbortedError, durableAppend } from '../durable-append.js';
+import { createIntakeMeter, type IntakeMeter } from '../intake-meter.js';
+import type { Intake } from '../types.js';
+import { fileIdOf, fileKey, parsePathRecord, pathKey, type FileId } from './checkpoint.js';
+import { discover } from './discover.js';
+import type { FileSpec } from './file-spec.js';
+import { linesToEvents } from './line-events.js';
+import type { Line } from './line-splitter.js';
+import { adoptUnseenRotations, markSiblingsSeen, openCurrent, openTruncatedCopy, reopenRotated, type ResumeContext } from './resume.js';
+import type { TrackedFile } from './tracked-file.js';
+import { INDEX_KEY, PathIndex } from './path-index.js';
+import { WatchedPath } from './watched-path.js';
+
+export interface FileIntakeOptions {
+  files: readonly FileSpec[];
+  buffer: AgentBuffer;
+  limits: Limits;
+  logger?: Logger;
+  meter?: IntakeMeter;
+  /** Where relative paths start. Default: process.cwd(). */
+  cwd?: string;
+  /** How often each followed path is stat'ed for growth, rotation and truncation, ms (fs.watch only hurries it). */
+  pollMs?: number;
+  /** How often globs are expanded again to find new files, ms. */
+  discoverMs?: number;
+  /** How long a rotated-away file is still read after it stopped growing, ms (a writer may not have reopened yet). */
+  rotateWaitMs?: number;
+  /** Most lines per append (one group commit, one checkpoint). */
+  maxBatchLines?: number;
+  /** Most bytes read from one file before appending what was read. */
+  maxBatchBytes?: number;
+  now?: () => number;
+}
+
+const READ_CHUNK = 64 * 1024;
+
+/**
+ * Follows log files (DESIGN §3, issue 6): each line becomes an event, and
+ * the file's read offset — keyed by identity (dev+inode), not name — is
+ * written in the same buffer batch as the events it produced, so a crash
+ * neither loses nor repeats a line. Rotation by rename (the old file is read
+ * to its end through its open handle), by copytruncate (the copy is read
+ * from our offset, the truncated file from 0), deletion and re-creation are
+ * followed by polling; fs.watch only wakes the poll early. When the buffer is
+ * full, reading stops until there is space. See docs/intake-files.md.
+ */
+export class FileIntake implements Intake {
+  readonly name = 'files';
+  private readonly paths = new Map<string, WatchedPath>();
+  private readonly openFiles = new Map<FileId, TrackedFile>();
+  private readonly notices: AuditEvent[] = [];
+  private readonly watchers = new Map<string, FSWatcher>();
+  private readonly abort = new AbortController();
+  private readonly meter: IntakeMeter;
+  private readonly now: () => number;
+  private readonly resume: ResumeContext;
+  private readonly index = new PathIndex();
+  private loop: Promise<void> | undefined;
+  private closed: Promise<void> | undefined;
+  private wakeUp: (() => void) | undefined;
+  private lastDiscover = 0;
+
+  constructor(private readonly options: FileIntakeOptions) {
+    this.meter = options.meter ?? createIntakeMeter(undefined, this.name);
+    this.now = options.now ?? Date.now;
+    this.resume = {
+      intake: this.name,
+      getMeta: (key) => options.buffer.getMeta(key),
+      open: this.openFiles,
+      now: this.now,
+      notice: (event) => this.notices.push(event),
+    };
+  }
+
+  async start(): Promise<void> {
+    this.index.load(await this.options.buffer.getMeta(INDEX_KEY));
+    await this.scan(true);
+    // Checkpoints for every file now followed (rotated ones adopted at start included), so a crash before
+    // their first batch still finds them listed with a record.
+    await this.commitMeta([...this.paths.values()], [...this.paths.values()].flatMap((wp) => wp.files()));
+    this.loop = this.run();
+  }
+
+  describe(): Record<string, unknown> {
+    return { intake: this.name, paths: this.options.files.map((f) => f.path), following: [...this.paths.keys()] };
+  }
+
+  /** Stops reading; an append in progress finishes (or is given up, unacknowledged); handles are closed. Idempotent. */
+  close(): Promise<void> {
+    this.closed ??= (async () => {
+      this.abort.abort();
+      this.wakeUp?.();
+      await this.loop;
+      for (const w of this.watchers.values()) w.close();
+      await Promise.all([...this.openFiles.values()].map((f) => f.close()));
+      this.openFiles.clear();
+    })();
+    return this.closed;
+  }
+
+  private get closing(): boolean {
+    return this.abort.signal.aborted;
+  }
+
+  private async run(): Promise<void> {
+    const pollMs = this.options.pollMs ?? 250;
+    while (!this.closing) {
+      let busy = false;
+      try {
+        if (this.now() - this.lastDiscover >= (this.options.discoverMs ?? 1000)) await this.scan(false);
+        for (const wp of [...this.paths.values()]) {
+          await this.checkPath(wp);
+          for (const file of wp.files()) if (await this.pump(wp, file)) busy = true;
+          await this.finishDrained(wp);
+        }
+        if (this.notices.length > 0 || this.index.changed) await this.commitMeta([]);
+      } catch (err) {
+        if (this.closing || err instanceof AppendAbortedError) break;
+        this.meter.error('read');
+        this.options.logger?.error({ err }, 'file intake: poll failed; retrying');
+      }
+      if (!busy) await this.sleep(pollMs);
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wakeUp = done;
+    });
+  }
+
+  /** Expands the globs; starts following paths not followed yet (and, at start, paths of the index). */
+  private async scan(firstScan: boolean): Promise<void> {
+    this.lastDiscover = this.now();
+    const cwd = this.options.cwd ?? process.cwd();
+    const found = await discover(
+      this.options.files.map((f) => f.path),
+      cwd,
+    );
+    if (firstScan) {
+      // Paths followed before the restart keep their spec only if a pattern still names them literally or matched them before.
+      for (const path of this.index) if (!found.has(path)) found.set(path, this.specIndexFor(path));
+    }
+    for (const [path, index] of found) {
+      if (this.paths.has(path) || index < 0) continue;
+      const spec = this.options.files[index] as FileSpec;
+      const wp = new WatchedPath(path, spec);
+      const record = parsePathRecord(await this.options.buffer.getMeta(pathKey(path)));
+      const st = await stat(path, { bigint: true }).catch(() => undefined);
+      if (record !== undefined) await reopenRotated(this.resume, wp, record, st && fileIdOf(st));
+      if (st !== undefined) wp.current = await openCurrent(this.resume, wp, record !== undefined, firstScan);
+      if (record !== undefined && firstScan) await adoptUnseenRotations(this.resume, wp, record);
+      for (const f of wp.files()) this.openFiles.set(f.id, f);
+      if (wp.idle) continue;
+      this.paths.set(path, wp);
+      this.watchDir(dirname(path));
+      this.index.add(path);
+      if (record === undefined) await this.commitMeta([wp], [], await markSiblingsSeen(this.resume, path));
+      this.options.logger?.info({ path, files: wp.files().map((f) => ({ id: f.id, offset: f.offset, draining: f.draining })) }, 'following file');
+    }
+  }
+
+  /** The first spec whose literal path is `path`, else the first glob spec (a path once matched by a glob). */
+  private specIndexFor(path: string): number {
+    const literal = this.options.files.findIndex((f) => f.path === path);
+    if (literal >= 0) return literal;
+    return this.options.files.findIndex((f) => /[*?[{]/.test(f.path));
+  }
+
+  /** Notices a rename, a deletion, a new file at the path, or a truncation of the current file. */
+  private async checkPath(wp: WatchedPath): Promise<void> {
+    const st = await stat(wp.path, { bigint: true }).catch(() => undefined);
+    const id = st && fileIdOf(st);
+    const current = wp.current;
+    if (current !== undefined && current.id !== id) {
+      wp.retire(this.now());
+      this.options.logger?.info({ path: wp.path, id: current.id, reason: id === undefined ? 'gone' : 'replaced' }, 'file rotated: reading it to its end');
+      // Other generations present now were seen live: a restart must not take them for missed ones.
+      await this.commitMeta([wp], wp.files(), await markSiblingsSeen(this.resume, wp.path));
+    }
+    if (st === undefined || id === undefined) return;
+    if (wp.current === undefined) {
+      if (this.openFiles.has(id)) return;
+      const file = await openCurrent(this.resume, wp, true, false);
+      if (file === undefined) return;
+      wp.current = file;
+      this.openFiles.set(file.id, file);
+      for (const f of wp.draining) this.openFiles.set(f.id, f);
+      await this.commitMeta([wp], wp.files());
+      return;
+    }
+    const size = Number(st.size);
+    const file = wp.current;
+    if (!(await file.unchanged(size))) {
+      await this.truncated(wp, file, size);
+    } else if (size > file.size) {
+      file.size = size;
+    }
+  }
+
+  private async truncated(wp: WatchedPath, file: TrackedFile, size: number): Promise<void> {
+    this.options.logger?.info({ path: wp.path, offset: file.offset, size }, 'file truncated (copytruncate?): reading it from 0');
+    const copy = await openTruncatedCopy(this.resume, wp, file.record(file.offset), new Set(this.openFiles.keys()));
+    if (copy !== undefined) {
+      wp.draining.push(copy);
+      this.openFiles.set(copy.id, copy);
+      this.options.logger?.info({ path: copy.path, from: copy.offset }, 'reading the rest of the lines from the rotated copy');
+    }
+    file.seek(0);
+    file.size = size;
+    await file.resetFingerprint();
+    await this.commitMeta([wp], wp.files(), await markSiblingsSeen(this.resume, wp.path));
+  }
+
+  /** Reads one batch from `file` and appends it with its checkpoint. True when bytes were read. */
+  private async pump(wp: WatchedPath, file: TrackedFile): Promise<boolean> {
+    const maxLines = this.options.maxBatchLines ?? 1000;
+    const maxBytes = this.options.maxBatchBytes ?? 1024 * 1024;
+    const { lines, bytes } = await file.readBatch(maxLines, maxBytes, READ_CHUNK, this.now(), () => this.closing);
+    // Read, then check: a copytruncate between the last poll and this read would have given us the new
+    // content at the old offset. What was read before a truncation is valid; what was read after is caught here.
+    if (bytes > 0 && file === wp.current && !(await file.unchanged((await file.stat()).size))) {
+      file.rewind();
+      await this.truncated(wp, file, (await file.stat()).size);
+      return true;
+    }
+    if (file.draining && bytes === 0 && this.drained(file)) {
+      const last = file.flushPartial();
+      if (last !== undefined) lines.push(last);
+    }
+    for (let i = 0; i < lines.length && !this.closing; i += maxLines) await this.append(wp, file, lines.slice(i, i + maxLines));
+    return bytes > 0;
+  }
+
+  private drained(file: TrackedFile): boolean {
+    return file.complete || this.now() - file.lastGrowth >= (this.options.rotateWaitMs ?? 5000);
+  }
+
+  private async append(wp: WatchedPath, file: TrackedFile, lines: readonly Line[]): Promise<void> {
+    // data.file is the followed path, also for lines read from its rotated copy.
+    const { events, invalid } = linesToEvents(lines, { ...wp.spec, limits: this.options.limits }, { intake: this.name, file: wp.path });
+    const end = (lines[lines.length - 1] as Line).end;
+    const notices = this.notices.splice(0);
+    try {
+      await this.durable([...notices, ...events], [{ key: fileKey(file.id), value: JSON.stringify(file.record(end)) }, wp.extra(this.now()), ...this.index.extra()]);
+    } catch (err) {
+      // Not durable: forget what was read so it is read again (after a restart, from the checkpoint).
+      file.rewind();
+      this.notices.unshift(...notices);
+      throw err;
+    }
+    file.offset = end;
+    this.meter.eventsIn(events.length + notices.length);
+    if (invalid > 0) this.meter.invalid(invalid);
+  }
+
+  /** Closes rotated files that were read to the end and stopped growing; records that they are done. */
+  private async finishDrained(wp: WatchedPath): Promise<void> {
+    const done = wp.draining.filter((f) => f.atEof && f.readPos === f.offset && !f.hasPartial && this.drained(f));
+    if (done.length === 0 && !(wp.idle && this.paths.has(wp.path))) return;
+    for (const f of done) wp.remove(f);
+    await this.commitMeta([wp], done);
+    for (const f of done) {
+      this.openFiles.delete(f.id);
+      await f.close();
+      this.options.logger?.info({ path: f.path, id: f.id, offset: f.offset }, 'rotated file read to its end: closed');
+    }
+    if (wp.idle) {
+      this.paths.delete(wp.path);
+      this.index.delete(wp.path);
+    }
+  }
+
+  /** Writes path records, file records and pending notices without lines (a rotation seen, a truncation). */
+  private async commitMeta(paths: readonly WatchedPath[], files: readonly TrackedFile[] = [], more: readonly { key: string; value: string }[] = []): Promise<void> {
+    const notices = this.notices.splice(0);
+    const extra = [
+      ...more,
+      ...files.map((f) => ({ key: fileKey(f.id), value: JSON.stringify(f.record(f.offset)) })),
+      ...paths.map((wp) => wp.extra(this.now())),
+      ...this.index.extra(),
+    ];
+    if (extra.length === 0 && notices.length === 0) return;
+    try {
+      await this.durable(notices, extra);
+    } catch (err) {
+      this.notices.unshift(...notices);
+      throw err;
+    }
+    if (notices.length > 0) this.meter.eventsIn(notices.length);
+  }
+
+  private async durable(events: readonly AuditEvent[], extra: readonly { key: string; value: string }[]): Promise<void> {
+    const writesIndex = extra.some((x) => x.key === INDEX_KEY);
+    await durableAppend(events, extra, {
+      buffer: this.options.buffer,
+      meter: this.meter,
+      signal: this.abort.signal,
+      ...(this.options.logger ? { logger: this.options.logger } : {}),
+    });
+    if (writesIndex) this.index.written();
+  }
+
+  private watchDir(dir: string): void {
+    if (this.watchers.has(dir)) return;
+    try {
+      // Only a hint to poll now; polling stays the source of truth (fs.watch misses events on some filesystems).
+      const w = watch(dir, { persistent: false }, () => this.wakeUp?.());
+      w.on('error', () => w.close());
+      this.watchers.set(dir, w);
+    } catch {
+      // Directory gone or no inotify watches left: polling alone still works.
+    }
+  }
+}

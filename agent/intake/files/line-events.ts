@@ -1,0 +1,86 @@
+import { formatIssues, validateEvent, type AuditEvent, type Limits } from '../../../protocols/index.js';
+import { intakeErrorEvent } from '../intake-error.js';
+import { completeUtf8Length, type Line } from './line-splitter.js';
+
+export { INTAKE_ERROR_TYPE } from '../intake-error.js';
+
+// Room left for what the buffer adds (id, source, time, agent, epoch, seq, prev, hash ≈ 330 bytes).
+const ENVELOPE_RESERVE = 512;
+
+export interface LineFormat {
+  format: 'json' | 'line';
+  /** Event type of `line` events. */
+  type: string;
+  limits: Limits;
+}
+
+export interface LineOrigin {
+  intake: string;
+  file: string;
+}
+
+export type LineResult = { ok: true; event: AuditEvent } | { ok: false; event: AuditEvent; reason: string };
+
+/**
+ * Turns one line into an event. `json`: the line is an event (validated like
+ * the HTTP intake's). `line`: the text goes into `data.line`. Whatever cannot
+ * become an event becomes a `meteorzx.intake.error` event carrying the reason
+ * and the start of the raw line, so the operator sees it at the gateway.
+ */
+export function lineToEvent(line: Line, format: LineFormat, origin: LineOrigin): LineResult {
+  if (format.format === 'line') return { ok: true, event: textEvent(line, format, origin) };
+  const text = line.bytes.toString('utf8');
+  if (line.truncated) {
+    return errorResult(line, origin, text, `line of ${line.originalBytes} bytes is over the limit of ${line.bytes.length} (maxLineBytes)`);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    return errorResult(line, origin, text, `not JSON: ${(err as Error).message}`);
+  }
+  const result = validateEvent(value, format.limits, line.bytes.length);
+  if (!result.ok) return errorResult(line, origin, text, formatIssues(result.errors));
+  return { ok: true, event: result.event };
+}
+
+/** Events for a batch of lines: blank lines give none (the checkpoint still moves past them); `invalid` counts error events. */
+export function linesToEvents(lines: readonly Line[], format: LineFormat, origin: LineOrigin): { events: AuditEvent[]; invalid: number } {
+  const events: AuditEvent[] = [];
+  let invalid = 0;
+  for (const line of lines) {
+    if (line.bytes.length === 0 || (format.format === 'json' && line.bytes.toString('latin1').trim() === '')) continue;
+    const result = lineToEvent(line, format, origin);
+    if (!result.ok) invalid += 1;
+    events.push(result.event);
+  }
+  return { events, invalid };
+}
+
+function errorResult(line: Line, origin: LineOrigin, text: string, reason: string): LineResult {
+  const event = intakeErrorEvent(
+    { intake: origin.intake, file: origin.file, offset: line.start, bytes: line.originalBytes, reason: reason.slice(0, 1024) },
+    text,
+  );
+  return { ok: false, event, reason };
+}
+
+function textEvent(line: Line, format: LineFormat, origin: LineOrigin): AuditEvent {
+  let bytes = line.bytes;
+  let truncated = line.truncated;
+  const budget = format.limits.maxEventBytes - ENVELOPE_RESERVE;
+  for (;;) {
+    const data: Record<string, unknown> = { line: bytes.toString('utf8'), file: origin.file, offset: line.start };
+    if (truncated) {
+      data.truncated = true;
+      data.originalBytes = line.originalBytes;
+    }
+    const event: AuditEvent = { type: format.type, data };
+    const size = Buffer.byteLength(JSON.stringify(event));
+    if (size <= budget || bytes.length === 0) return event;
+    // JSON escaping makes the text longer than its bytes; cutting by the excess always shrinks it enough in a few rounds.
+    const cut = bytes.subarray(0, Math.max(0, bytes.length - (size - budget)));
+    bytes = cut.subarray(0, completeUtf8Length(cut));
+    truncated = true;
+  }
+}

@@ -1,0 +1,199 @@
+import { dirname } from 'node:path';
+import type { AuditEvent } from '../../../protocols/index.js';
+import { open } from 'node:fs/promises';
+import { fileKey, fingerprint, fingerprintMatches, parseFileRecord, type FileId, type FileRecord, type PathRecord } from './checkpoint.js';
+
+// File mtimes come from a coarse kernel clock: a file written just after a commit can look a little older.
+const MTIME_SLACK_MS = 1000;
+import { intakeErrorEvent } from '../intake-error.js';
+import { findByIdentity, findCopy, rotatedSiblings } from './rotation.js';
+import { TrackedFile } from './tracked-file.js';
+import type { WatchedPath } from './watched-path.js';
+
+/** What resuming needs from the intake. */
+export interface ResumeContext {
+  intake: string;
+  getMeta(key: string): Promise<string | undefined>;
+  /** Identities already open (a file is read through one handle only). */
+  open: ReadonlyMap<FileId, TrackedFile>;
+  now(): number;
+  /** Queues an event to go with the next commit (a loss that must not be silent). */
+  notice(event: AuditEvent): void;
+}
+
+async function fileRecord(ctx: ResumeContext, id: FileId): Promise<FileRecord | undefined> {
+  return parseFileRecord(await ctx.getMeta(fileKey(id)));
+}
+
+/**
+ * Opens the file now at `wp.path` and decides where to read from: its own
+ * checkpoint when it is the file we read before (same identity, same first
+ * bytes); 0 when it was truncated meanwhile (after draining the copy
+ * copytruncate left, if found) or when it follows a rotation; `startAt` for
+ * a file never seen, on the first scan only (a file appearing later is new
+ * and read whole).
+ */
+export async function openCurrent(ctx: ResumeContext, wp: WatchedPath, hadPath: boolean, firstScan: boolean): Promise<TrackedFile | undefined> {
+  const file = await TrackedFile.open(wp.path, wp.spec.maxLineBytes, ctx.now()).catch(() => undefined);
+  if (file === undefined) return undefined;
+  if (ctx.open.has(file.id)) {
+    // Already followed under another name (a glob matched a rotated file we are draining).
+    await file.close();
+    return undefined;
+  }
+  const record = await fileRecord(ctx, file.id);
+  if (record !== undefined) {
+    if (file.size >= record.offset && (await fingerprintMatches(file.handle, record.fp))) {
+      file.seek(record.offset);
+      return file;
+    }
+    const copy = await openTruncatedCopy(ctx, wp, record, new Set([...ctx.open.keys(), ...wp.files().map((f) => f.id), file.id]));
+    if (copy !== undefined) wp.draining.push(copy);
+    file.seek(0);
+    return file;
+  }
+  if (hadPath || !firstScan || wp.spec.startAt === 'beginning') file.seek(0);
+  else file.seek(file.size);
+  return file;
+}
+
+/**
+ * Reopens the rotated-away identities a path record lists (renamed to
+ * app.log.1 while the agent was down, or still being drained when it
+ * stopped), found by inode next to the path, each at its checkpoint.
+ */
+export async function reopenRotated(ctx: ResumeContext, wp: WatchedPath, record: PathRecord, currentId: FileId | undefined): Promise<void> {
+  const ids = [...(record.current === undefined ? [] : [record.current]), ...record.draining];
+  for (const id of new Set(ids)) {
+    if (id === currentId || ctx.open.has(id) || wp.draining.some((f) => f.id === id)) continue;
+    const saved = await fileRecord(ctx, id);
+    const found = await findByIdentity(saved === undefined ? [dirname(wp.path)] : [dirname(wp.path), dirname(saved.path)], id);
+    const file = found === undefined ? undefined : await TrackedFile.open(found, wp.spec.maxLineBytes, ctx.now()).catch(() => undefined);
+    if (file !== undefined && file.id === id && saved === undefined) {
+      // Listed but never checkpointed: nothing of it was ever appended (every batch writes the checkpoint).
+      file.seek(0);
+      file.draining = true;
+      wp.draining.push(file);
+      continue;
+    }
+    if (file !== undefined && file.id === id && saved !== undefined) {
+      if (file.size >= saved.offset && (await fingerprintMatches(file.handle, saved.fp))) {
+        file.seek(saved.offset);
+      } else {
+        // Truncated (copytruncate) and then renamed while the agent was away: its old lines are in the copy.
+        const exclude = new Set([...ctx.open.keys(), ...wp.files().map((f) => f.id), file.id]);
+        const copy = await openTruncatedCopy(ctx, wp, saved, exclude);
+        if (copy !== undefined) wp.draining.push(copy);
+        file.seek(0);
+      }
+      file.draining = true;
+      wp.draining.push(file);
+      continue;
+    }
+    await file?.close();
+    if (saved !== undefined && saved.size > saved.offset) {
+      ctx.notice(
+        intakeErrorEvent({
+          intake: ctx.intake,
+          file: saved.path,
+          offset: saved.offset,
+          bytes: saved.size - saved.offset,
+          reason: 'a rotated file with unread lines is gone (deleted, compressed or moved out of its directory) before it was read to its end',
+        }),
+      );
+    }
+  }
+}
+
+/**
+ * After a truncation (copytruncate), the lines between our checkpoint and
+ * the truncation live only in the copy logrotate made: find it by its first
+ * bytes and read it from our checkpoint. Returns it opened as draining; when
+ * there is none but lines were known unread, queues a loss notice.
+ */
+export async function openTruncatedCopy(
+  ctx: ResumeContext,
+  wp: WatchedPath,
+  record: Pick<FileRecord, 'offset' | 'size' | 'fp' | 'path'>,
+  exclude: ReadonlySet<FileId>,
+): Promise<TrackedFile | undefined> {
+  // Also at offset 0: the fingerprint taken when the file was opened names its first bytes all the same.
+  const copyPath = await findCopy(wp.path, record.fp, record.offset + 1, exclude);
+  const copy = copyPath === undefined ? undefined : await TrackedFile.open(copyPath, wp.spec.maxLineBytes, ctx.now()).catch(() => undefined);
+  if (copy !== undefined && !exclude.has(copy.id)) {
+    copy.seek(record.offset);
+    copy.draining = true;
+    // A copy never grows: it is closed as soon as it is read to its end.
+    copy.complete = true;
+    return copy;
+  }
+  await copy?.close();
+  if (record.size > record.offset) {
+    ctx.notice(
+      intakeErrorEvent({
+        intake: ctx.intake,
+        file: record.path,
+        offset: record.offset,
+        bytes: record.size - record.offset,
+        reason: 'the file was truncated before these bytes were read, and no rotated copy of it was found',
+      }),
+    );
+  }
+  return undefined;
+}
+
+/**
+ * Rotated files the agent never saw: a rotation just before a crash, then
+ * another one while it was down (rename then copytruncate) leaves a
+ * generation whose identity no checkpoint names. At start, a sibling of the
+ * path (`<name>…`, not compressed) with no checkpoint of its own that changed
+ * after the path record was last written is read: from the offset of a known
+ * file it is a copy of (same first bytes), else from its start.
+ */
+export async function adoptUnseenRotations(ctx: ResumeContext, wp: WatchedPath, record: PathRecord): Promise<void> {
+  if (record.checkedAt === undefined) return;
+  const known: FileRecord[] = [];
+  for (const id of new Set([...(record.current === undefined ? [] : [record.current]), ...record.draining])) {
+    const saved = await fileRecord(ctx, id);
+    if (saved !== undefined) known.push(saved);
+  }
+  const taken = new Set([...ctx.open.keys(), ...wp.files().map((f) => f.id)]);
+  for (const sibling of await rotatedSiblings(wp.path)) {
+    if (taken.has(sibling.id) || sibling.mtimeMs < record.checkedAt - MTIME_SLACK_MS) continue;
+    if ((await ctx.getMeta(fileKey(sibling.id))) !== undefined) continue;
+    const file = await TrackedFile.open(sibling.path, wp.spec.maxLineBytes, ctx.now()).catch(() => undefined);
+    if (file === undefined || taken.has(file.id)) {
+      await file?.close();
+      continue;
+    }
+    let from = 0;
+    for (const k of known) {
+      if (k.offset > 0 && k.offset <= file.size && (await fingerprintMatches(file.handle, k.fp))) from = Math.max(from, k.offset);
+    }
+    file.seek(from);
+    file.draining = true;
+    wp.draining.push(file);
+    taken.add(file.id);
+  }
+}
+
+/**
+ * Checkpoints at their end the rotated generations already next to a path
+ * followed for the first time: they predate the agent and are not read, and
+ * with a checkpoint they are never taken for generations it missed.
+ */
+export async function markSiblingsSeen(ctx: ResumeContext, path: string): Promise<{ key: string; value: string }[]> {
+  const out: { key: string; value: string }[] = [];
+  for (const sibling of await rotatedSiblings(path)) {
+    if (ctx.open.has(sibling.id) || (await ctx.getMeta(fileKey(sibling.id))) !== undefined) continue;
+    const fh = await open(sibling.path, 'r').catch(() => undefined);
+    if (fh === undefined) continue;
+    try {
+      const record: FileRecord = { path: sibling.path, offset: sibling.size, size: sibling.size, fp: await fingerprint(fh, sibling.size) };
+      out.push({ key: fileKey(sibling.id), value: JSON.stringify(record) });
+    } finally {
+      await fh.close();
+    }
+  }
+  return out;
+}

@@ -1,0 +1,86 @@
+import { open, readdir, stat } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { fileIdOf, fingerprintMatches, type FileId, type Fingerprint } from './checkpoint.js';
+
+/**
+ * Finding where a followed file went when the agent did not see it happen
+ * (it was down, or the truncation came between two polls). Rotated files
+ * are looked for in the directory of the watched path, where logrotate puts
+ * them unless `olddir` says otherwise (docs/intake-files.md).
+ */
+
+// Compressed generations cannot be read as text; they are never the file we want.
+const COMPRESSED = /\.(gz|bz2|xz|zst|lz4|z|zip)$/i;
+
+/** The path of the regular file with identity `id` in one of `dirs`, if any. */
+export async function findByIdentity(dirs: readonly string[], id: FileId): Promise<string | undefined> {
+  for (const dir of new Set(dirs)) {
+    for (const name of await listDir(dir)) {
+      const path = join(dir, name);
+      const st = await stat(path, { bigint: true }).catch(() => undefined);
+      if (st?.isFile() && fileIdOf(st) === id) return path;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * The copy copytruncate made of `path` before truncating it: a sibling named
+ * `<basename>…` (app.log.1, app.log-20260101), not compressed, other than
+ * the identities in `exclude`, at least `minSize` bytes long, that starts
+ * with the bytes `fp` was taken from. Newest first when several match.
+ */
+export async function findCopy(path: string, fp: Fingerprint, minSize: number, exclude: ReadonlySet<FileId>): Promise<string | undefined> {
+  // An empty fingerprint matches anything: no way to know which file is the copy.
+  if (fp.len === 0) return undefined;
+  const dir = dirname(path);
+  const base = basename(path);
+  const candidates: { path: string; mtime: number }[] = [];
+  for (const name of await listDir(dir)) {
+    if (name === base || !name.startsWith(base) || COMPRESSED.test(name)) continue;
+    const candidate = join(dir, name);
+    const st = await stat(candidate, { bigint: true }).catch(() => undefined);
+    if (!st?.isFile() || Number(st.size) < minSize || exclude.has(fileIdOf(st))) continue;
+    candidates.push({ path: candidate, mtime: Number(st.mtimeMs) });
+  }
+  candidates.sort((a, b) => b.mtime - a.mtime);
+  for (const c of candidates) {
+    const fh = await open(c.path, 'r').catch(() => undefined);
+    if (fh === undefined) continue;
+    try {
+      if (await fingerprintMatches(fh, fp)) return c.path;
+    } finally {
+      await fh.close();
+    }
+  }
+  return undefined;
+}
+
+export interface Sibling {
+  path: string;
+  id: FileId;
+  size: number;
+  mtimeMs: number;
+}
+
+/** Rotated generations of `path` next to it: `<basename>…`, regular, not compressed, the path itself excluded. */
+export async function rotatedSiblings(path: string): Promise<Sibling[]> {
+  const dir = dirname(path);
+  const base = basename(path);
+  const out: Sibling[] = [];
+  for (const name of await listDir(dir)) {
+    if (name === base || !name.startsWith(base) || COMPRESSED.test(name)) continue;
+    const candidate = join(dir, name);
+    const st = await stat(candidate, { bigint: true }).catch(() => undefined);
+    if (st?.isFile()) out.push({ path: candidate, id: fileIdOf(st), size: Number(st.size), mtimeMs: Number(st.mtimeMs) });
+  }
+  return out;
+}
+
+async function listDir(dir: string): Promise<string[]> {
+  try {
+    return await readdir(dir);
+  } catch {
+    return [];
+  }
+}

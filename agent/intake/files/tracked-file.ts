@@ -1,0 +1,153 @@
+import { open, type FileHandle } from 'node:fs/promises';
+import { checkFingerprint, fileIdOf, fingerprint, type FileId, type FileRecord, type Fingerprint } from './checkpoint.js';
+import { LineSplitter, type Line } from './line-splitter.js';
+
+/** What was read in one go: complete lines and the checkpoint they lead to. */
+export interface ReadResult {
+  lines: Line[];
+  /** Bytes that came from the file (0: nothing new). */
+  bytesRead: number;
+}
+
+/**
+ * One open file being followed, by identity. The handle stays open across a
+ * rename or unlink, so a rotated file is read to its end through it.
+ * `offset` only moves when the caller says the lines before it are durable;
+ * `readPos` runs ahead of it by what has been read but not yet committed.
+ */
+export class TrackedFile {
+  /** Checkpoint: every line before it is durable. */
+  offset: number;
+  /** Next byte to read from the file. */
+  readPos: number;
+  /** Size last seen by stat or read. */
+  size: number;
+  fp: Fingerprint;
+  /** Rotated away (renamed, deleted, or a copytruncate copy): read to the end, then close. */
+  draining = false;
+  /** Known not to grow (a copytruncate copy): closed as soon as it is read to its end. */
+  complete = false;
+  /** The last read found nothing new (only then can a rotated file be closed). */
+  atEof = false;
+  /** Clock ms when the file last gave bytes (or was opened). */
+  lastGrowth: number;
+  private splitter: LineSplitter;
+
+  private constructor(
+    readonly id: FileId,
+    /** The path it was found under (kept for events and logs after a rename). */
+    readonly path: string,
+    private readonly fh: FileHandle,
+    offset: number,
+    size: number,
+    fp: Fingerprint,
+    private readonly maxLineBytes: number,
+    now: number,
+  ) {
+    this.offset = offset;
+    this.readPos = offset;
+    this.size = size;
+    this.fp = fp;
+    this.lastGrowth = now;
+    this.splitter = new LineSplitter(maxLineBytes, offset);
+  }
+
+  /** Opens a path read-only; the identity is that of what was opened, whatever the path points to afterwards. */
+  static async open(path: string, maxLineBytes: number, now: number): Promise<TrackedFile> {
+    const fh = await open(path, 'r');
+    try {
+      const st = await fh.stat({ bigint: true });
+      const size = Number(st.size);
+      return new TrackedFile(fileIdOf(st), path, fh, 0, size, await fingerprint(fh, size), maxLineBytes, now);
+    } catch (err) {
+      await fh.close();
+      throw err;
+    }
+  }
+
+  get handle(): FileHandle {
+    return this.fh;
+  }
+
+  /** Moves both positions to `offset` (a checkpoint, `end`, or 0 after a truncation) and drops what was read. */
+  seek(offset: number): void {
+    this.offset = offset;
+    this.readPos = offset;
+    this.atEof = false;
+    this.splitter = new LineSplitter(this.maxLineBytes, offset);
+  }
+
+  /** Forgets read-but-uncommitted bytes (the append for them was given up): they are read again. */
+  rewind(): void {
+    this.seek(this.offset);
+  }
+
+  /** Reads up to `maxBytes` from readPos; returns the complete lines among them. */
+  async read(maxBytes: number, now: number): Promise<ReadResult> {
+    const buf = Buffer.allocUnsafe(maxBytes);
+    const { bytesRead } = await this.fh.read(buf, 0, maxBytes, this.readPos);
+    this.atEof = bytesRead === 0;
+    if (bytesRead === 0) return { lines: [], bytesRead: 0 };
+    this.readPos += bytesRead;
+    if (this.readPos > this.size) this.size = this.readPos;
+    this.lastGrowth = now;
+    return { lines: this.splitter.push(buf.subarray(0, bytesRead)), bytesRead };
+  }
+
+  /** True while a line without its newline has been read. */
+  get hasPartial(): boolean {
+    return this.splitter.hasPartial;
+  }
+
+  /** Reads chunks until `maxLines` lines or `maxBytes` bytes, the end of the file, or `stop()`. */
+  async readBatch(maxLines: number, maxBytes: number, chunkBytes: number, now: number, stop: () => boolean): Promise<{ lines: Line[]; bytes: number }> {
+    const lines: Line[] = [];
+    let bytes = 0;
+    while (lines.length < maxLines && bytes < maxBytes && !stop()) {
+      const got = await this.read(chunkBytes, now);
+      if (got.bytesRead === 0) break;
+      bytes += got.bytesRead;
+      lines.push(...got.lines);
+    }
+    return { lines, bytes };
+  }
+
+  /** The partial last line, once the file is known not to grow any more. */
+  flushPartial(): Line | undefined {
+    return this.splitter.flush();
+  }
+
+  /** Current size and link count of the open file (nlink 0: deleted). */
+  async stat(): Promise<{ size: number; nlink: number }> {
+    const st = await this.fh.stat();
+    return { size: st.size, nlink: st.nlink };
+  }
+
+  /**
+   * True when the file is still the one read so far: not shorter than what
+   * was read, and starting with the fingerprinted bytes. While the
+   * fingerprint is shorter than FINGERPRINT_BYTES it is extended, by the
+   * same read that checks it, so a rewritten start is never taken as known.
+   */
+  async unchanged(size: number): Promise<boolean> {
+    if (size < this.readPos) return false;
+    const fp = await checkFingerprint(this.fh, this.fp, size);
+    if (fp === undefined) return false;
+    this.fp = fp;
+    return true;
+  }
+
+  /** Takes the fingerprint again from the start (after a truncation the file has new first bytes). */
+  async resetFingerprint(): Promise<void> {
+    this.fp = await fingerprint(this.fh, this.size);
+  }
+
+  /** The checkpoint record for `offset` (what the caller commits with the events before it). */
+  record(offset: number): FileRecord {
+    return { path: this.path, offset, size: Math.max(this.size, offset), fp: this.fp };
+  }
+
+  close(): Promise<void> {
+    return this.fh.close().catch(() => undefined);
+  }
+}

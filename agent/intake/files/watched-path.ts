@@ -1,0 +1,51 @@
+import { pathKey, type PathRecord } from './checkpoint.js';
+import type { FileSpec } from './file-spec.js';
+import type { TrackedFile } from './tracked-file.js';
+
+/**
+ * A path being followed (a literal config path, or one a glob matched) and
+ * the files that came from it: the one now at the path, and rotated-away
+ * ones still being read to their end.
+ */
+export class WatchedPath {
+  current: TrackedFile | undefined;
+  readonly draining: TrackedFile[] = [];
+
+  constructor(
+    readonly path: string,
+    readonly spec: FileSpec,
+  ) {}
+
+  /** Every open file of this path, the rotated ones first (they hold the older lines). */
+  files(): TrackedFile[] {
+    return this.current === undefined ? [...this.draining] : [...this.draining, this.current];
+  }
+
+  /** Moves the current file to the draining list (it was renamed, deleted or replaced). */
+  retire(now: number): TrackedFile | undefined {
+    const file = this.current;
+    if (file === undefined) return undefined;
+    file.draining = true;
+    file.lastGrowth = now;
+    this.draining.push(file);
+    this.current = undefined;
+    return file;
+  }
+
+  remove(file: TrackedFile): void {
+    const i = this.draining.indexOf(file);
+    if (i >= 0) this.draining.splice(i, 1);
+    if (this.current === file) this.current = undefined;
+  }
+
+  get idle(): boolean {
+    return this.current === undefined && this.draining.length === 0;
+  }
+
+  /** The `path!` checkpoint: written with every batch from this path, so it always matches the file records. */
+  extra(now: number): { key: string; value: string } {
+    const record: PathRecord = { draining: this.draining.map((f) => f.id), checkedAt: now };
+    if (this.current !== undefined) record.current = this.current.id;
+    return { key: pathKey(this.path), value: JSON.stringify(record) };
+  }
+}

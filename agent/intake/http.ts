@@ -1,0 +1,228 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { promisify } from 'node:util';
+import { gunzip as gunzipCb, inflate as inflateCb } from 'node:zlib';
+import type { Logger } from 'pino';
+import {
+  bodyFormat,
+  decodeBatch,
+  formatIssues,
+  isMeteorError,
+  ProtocolErrors,
+  validateEvent,
+  type AuditEvent,
+  type IngestResponse,
+  type Limits,
+  type RejectedItem,
+} from '../../protocols/index.js';
+import type { AgentBuffer } from '../buffer/types.js';
+import { AgentErrors } from '../errors.js';
+import { closeServer, listen, sendError, sendJson, type ListenAddress } from '../http-helpers.js';
+import type { AgentMetrics } from '../metrics.js';
+import type { Intake } from './types.js';
+
+const gunzip = promisify(gunzipCb);
+const inflate = promisify(inflateCb);
+
+export interface HttpIntakeOptions {
+  listen: ListenAddress;
+  /** Event, depth, batch and body limits; `maxBodyBytes` applies after decompression (and to the raw body). */
+  limits: Limits;
+  buffer: AgentBuffer;
+  metrics?: AgentMetrics;
+  logger?: Logger;
+  /** Requests being read, validated or appended at once; more get 503. */
+  maxConcurrent?: number;
+  /** Raw body bytes held in memory across all requests; past it new chunks get 503. */
+  maxPendingBytes?: number;
+  /** Retry-After on a 503, seconds. */
+  retryAfterSeconds?: number;
+  /** Longest close() waits for requests in progress, ms. */
+  closeTimeoutMs?: number;
+}
+
+const ENCODINGS: ReadonlySet<string> = new Set(['identity', 'gzip', 'x-gzip', 'deflate']);
+
+/**
+ * `POST /v1/events` on the agent (DESIGN §5): the same body formats, limits
+ * and per-event errors as the gateway's ingest, but the 2xx means "durable in
+ * this agent's buffer" — it is sent only after `buffer.append` resolved, so a
+ * producer that got it may forget the events (§3.1). All valid events of one
+ * request go to the buffer in one append, which shares a group commit.
+ *
+ * Memory is bounded twice: by the number of requests in progress and by the
+ * raw body bytes they hold, so a burst of large bodies meets a 503, not an
+ * out-of-memory kill.
+ */
+export class HttpIntake implements Intake {
+  readonly name = 'http';
+  private readonly server: Server;
+  private bound: ListenAddress | undefined;
+  private active = 0;
+  private pendingBytes = 0;
+  private closing = false;
+  private closed: Promise<void> | undefined;
+  private readonly maxConcurrent: number;
+  private readonly maxPendingBytes: number;
+  private readonly retryAfter: string;
+
+  constructor(private readonly options: HttpIntakeOptions) {
+    this.maxConcurrent = options.maxConcurrent ?? 64;
+    this.maxPendingBytes = options.maxPendingBytes ?? 64 * 1024 * 1024;
+    this.retryAfter = String(options.retryAfterSeconds ?? 1);
+    // A slow or stalled client must not hold a request slot for ever.
+    this.server = createServer({ requestTimeout: 60_000, headersTimeout: 30_000, keepAliveTimeout: 5_000 }, (req, res) => {
+      void this.handle(req, res);
+    });
+  }
+
+  async start(): Promise<void> {
+    this.bound = await listen(this.server, this.options.listen, 'intake.http.listen');
+  }
+
+  /** The bound address (the real port when configured with port 0). */
+  address(): ListenAddress {
+    if (this.bound === undefined) throw new Error('HttpIntake.address() before start()');
+    return this.bound;
+  }
+
+  describe(): Record<string, unknown> {
+    return { intake: this.name, listen: this.bound === undefined ? undefined : `${this.bound.host}:${this.bound.port}` };
+  }
+
+  /** Stops accepting; requests already appending finish and are answered (bounded by closeTimeoutMs). */
+  close(): Promise<void> {
+    this.closing = true;
+    this.closed ??= closeServer(this.server, this.options.closeTimeoutMs ?? 10_000);
+    return this.closed;
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    let holding = 0;
+    try {
+      const path = (req.url ?? '/').split('?')[0];
+      if (path !== '/v1/events') throw AgentErrors.METEORZX_NOT_FOUND(`no route ${req.method ?? ''} ${path ?? ''}`);
+      if (req.method !== 'POST') {
+        sendError(res, AgentErrors.METEORZX_METHOD_NOT_ALLOWED(`${req.method ?? ''} not allowed on /v1/events; use POST`), { allow: 'POST' });
+        return;
+      }
+      if (this.closing) throw AgentErrors.METEORZX_INTAKE_CLOSING('the agent is shutting down');
+      const format = bodyFormat(req.headers['content-type']);
+      if (format === undefined) {
+        throw ProtocolErrors.METEORZX_UNSUPPORTED_MEDIA_TYPE(
+          `content type "${req.headers['content-type'] ?? ''}" is not taken; use application/json or application/x-ndjson`,
+        );
+      }
+      const encoding = (req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
+      if (!ENCODINGS.has(encoding)) {
+        throw ProtocolErrors.METEORZX_UNSUPPORTED_MEDIA_TYPE(`content encoding "${encoding}" is not taken; use gzip or none`);
+      }
+      const limit = this.options.limits.maxBodyBytes;
+      const declared = Number(req.headers['content-length'] ?? 0);
+      if (declared > limit) throw tooLarge(declared, limit);
+      if (this.active >= this.maxConcurrent) {
+        throw AgentErrors.METEORZX_INTAKE_BUSY(`${this.active} requests in progress (the limit is ${this.maxConcurrent})`);
+      }
+      this.active += 1;
+      try {
+        const raw = await this.readBody(req, limit, (n) => {
+          holding += n;
+        });
+        const body = await decompress(raw, encoding, limit);
+        const answer = await this.ingest(body, format);
+        sendJson(res, 200, answer);
+      } finally {
+        this.active -= 1;
+      }
+    } catch (err) {
+      this.answerError(req, res, err);
+    } finally {
+      this.pendingBytes -= holding;
+    }
+  }
+
+  private async ingest(body: Uint8Array, format: 'json' | 'ndjson'): Promise<IngestResponse> {
+    const { limits, buffer, metrics } = this.options;
+    const items = decodeBatch(body, format, limits);
+    const rejected: RejectedItem[] = [];
+    const valid: AuditEvent[] = [];
+    for (const item of items) {
+      if (item.error !== undefined) {
+        rejected.push({ index: item.index, error: item.error });
+        continue;
+      }
+      const result = validateEvent(item.value, limits, item.bytes);
+      if (result.ok) valid.push(result.event);
+      else rejected.push({ index: item.index, error: formatIssues(result.errors) });
+    }
+    if (valid.length > 0) {
+      // The answer waits for this: 2xx means durable (DESIGN §3.1).
+      if (metrics) await metrics.timeAppend(valid.length, () => buffer.append(valid));
+      else await buffer.append(valid);
+    }
+    metrics?.eventsIn.inc({ intake: this.name }, valid.length);
+    if (rejected.length > 0) metrics?.eventsInvalid.inc({ intake: this.name }, rejected.length);
+    return { accepted: valid.length, duplicates: 0, rejected };
+  }
+
+  /** Reads the raw body, failing fast past the body limit or the shared in-memory budget. */
+  private readBody(req: IncomingMessage, limit: number, hold: (bytes: number) => void): Promise<Buffer> {
+    return new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      let total = 0;
+      const fail = (err: unknown) => {
+        req.off('data', onData);
+        // Stop reading the rest: the answer closes the connection.
+        req.pause();
+        reject(err);
+      };
+      const onData = (chunk: Buffer) => {
+        total += chunk.byteLength;
+        if (total > limit) return fail(tooLarge(total, limit));
+        if (this.pendingBytes + chunk.byteLength > this.maxPendingBytes) {
+          return fail(AgentErrors.METEORZX_INTAKE_BUSY('too many request bytes held in memory; retry shortly'));
+        }
+        this.pendingBytes += chunk.byteLength;
+        hold(chunk.byteLength);
+        chunks.push(chunk);
+      };
+      req.on('data', onData);
+      req.once('end', () => resolve(Buffer.concat(chunks, total)));
+      req.once('error', reject);
+      req.once('close', () => {
+        if (!req.complete) reject(new Error('client closed the connection before the body ended'));
+      });
+    });
+  }
+
+  private answerError(req: IncomingMessage, res: ServerResponse, err: unknown): void {
+    const headers: Record<string, string> = {};
+    const status = isMeteorError(err) ? err.status : undefined;
+    if (status === 503) headers['retry-after'] = this.retryAfter;
+    // An unread body cannot be skipped on a keep-alive connection: close it after the answer.
+    if (!req.complete) headers.connection = 'close';
+    if (status === undefined || status >= 500) {
+      const log = this.options.logger;
+      if (status === undefined) log?.error({ err }, 'intake request failed');
+      else log?.debug({ code: (err as { code?: string }).code }, 'intake answered 5xx');
+    }
+    if (res.destroyed) return;
+    sendError(res, err, headers);
+  }
+}
+
+function tooLarge(bytes: number, limit: number) {
+  return ProtocolErrors.METEORZX_BODY_TOO_LARGE(`body is at least ${bytes} bytes, over the limit of ${limit} (maxBodyBytes)`);
+}
+
+async function decompress(raw: Buffer, encoding: string, limit: number): Promise<Buffer> {
+  if (encoding === 'identity') return raw;
+  try {
+    // maxOutputLength bounds a gzip bomb to the body limit.
+    return encoding === 'deflate' ? await inflate(raw, { maxOutputLength: limit }) : await gunzip(raw, { maxOutputLength: limit });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
+      throw ProtocolErrors.METEORZX_BODY_TOO_LARGE(`decompressed body is over the limit of ${limit} bytes (maxBodyBytes)`);
+    }
+    throw ProtocolErrors.METEORZX_BODY_UNREADABLE(`body is not valid ${encoding}: ${(err as Error).message}`);
+  }
+}

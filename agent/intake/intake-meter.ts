@@ -1,0 +1,85 @@
+import { Counter, Gauge, type Registry } from 'prom-client';
+import type { AgentMetrics } from '../metrics.js';
+
+/**
+ * What a reading intake (files, syslog, serial, edge MQTT) reports, per
+ * intake name: events in, invalid records, drops with their reason, I/O
+ * errors, and whether it is paused because the buffer is full. The counters
+ * of AgentMetrics carry the first two; the others are registered here in the
+ * agent's registry (once per registry, shared by every intake).
+ */
+export interface IntakeMeter {
+  /** Events durably appended. */
+  eventsIn(count: number): void;
+  /** Records turned into `meteorzx.intake.error` events or refused (unparseable, over a limit). */
+  invalid(count: number): void;
+  /** Records lost before the buffer (UDP while full, oversize datagram, refused connection). */
+  dropped(reason: string, count?: number): void;
+  /** I/O failures (a file unreadable, a socket error). */
+  error(kind: string): void;
+  /** True while reading is paused because the buffer is full. */
+  blocked(on: boolean): void;
+  /** Times one append (records latency and batch size when metrics are on). */
+  timeAppend<T extends { length: number }>(events: number, append: () => Promise<T>): Promise<T>;
+}
+
+interface ExtraMetrics {
+  dropped: Counter<'intake' | 'reason'>;
+  errors: Counter<'intake' | 'kind'>;
+  blocked: Gauge<'intake'>;
+}
+
+const extras = new WeakMap<Registry, ExtraMetrics>();
+
+function extraMetrics(registry: Registry): ExtraMetrics {
+  let found = extras.get(registry);
+  if (found === undefined) {
+    const registers = [registry];
+    found = {
+      dropped: new Counter({
+        name: 'meteorzx_agent_intake_dropped_total',
+        help: 'Records an intake lost before the buffer, by reason (e.g. UDP syslog while the buffer is full)',
+        labelNames: ['intake', 'reason'],
+        registers,
+      }),
+      errors: new Counter({
+        name: 'meteorzx_agent_intake_errors_total',
+        help: 'I/O errors in an intake, by kind',
+        labelNames: ['intake', 'kind'],
+        registers,
+      }),
+      blocked: new Gauge({
+        name: 'meteorzx_agent_intake_blocked',
+        help: '1 while the intake has stopped reading because the buffer is full (backpressure)',
+        labelNames: ['intake'],
+        registers,
+      }),
+    };
+    extras.set(registry, found);
+  }
+  return found;
+}
+
+/** A meter labelled `intake`; without metrics every call is a no-op. */
+export function createIntakeMeter(metrics: AgentMetrics | undefined, intake: string): IntakeMeter {
+  if (metrics === undefined) {
+    return {
+      eventsIn: () => undefined,
+      invalid: () => undefined,
+      dropped: () => undefined,
+      error: () => undefined,
+      blocked: () => undefined,
+      timeAppend: (_events, append) => append(),
+    };
+  }
+  const extra = extraMetrics(metrics.registry);
+  extra.blocked.set({ intake }, 0);
+  return {
+    eventsIn: (count) => metrics.eventsIn.inc({ intake }, count),
+    invalid: (count) => metrics.eventsInvalid.inc({ intake }, count),
+    dropped: (reason, count = 1) => extra.dropped.inc({ intake, reason }, count),
+    error: (kind) => extra.errors.inc({ intake, kind }),
+    blocked: (on) => extra.blocked.set({ intake }, on ? 1 : 0),
+    timeAppend: (events, append) => metrics.timeAppend(events, append),
+  };
+}

@@ -1,0 +1,241 @@
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import type { Aedes, AuthenticateError, Client } from 'aedes';
+import type { Logger } from 'pino';
+import { isMeteorError, type Limits } from '../../../protocols/index.js';
+import type { AgentBuffer } from '../../buffer/types.js';
+import { AgentErrors } from '../../errors.js';
+import { isLoopback, type ListenAddress } from '../../http-helpers.js';
+import type { AgentMetrics } from '../../metrics.js';
+import type { Intake } from '../types.js';
+import { AppendAbortedError, durableAppend } from '../durable-append.js';
+import { createIntakeMeter, type IntakeMeter } from '../intake-meter.js';
+import { DeviceLogins, type DeviceIdentity, type DeviceLogin } from './device-logins.js';
+import { decideEdgePublish, PublishRefused } from './edge-publish.js';
+
+export interface EdgeBrokerOptions {
+  /** `intake.mqtt.listen`; port 0 picks a free one. */
+  listen: ListenAddress;
+  /** `intake.mqtt.users`; empty: anonymous devices, allowed on a loopback address only. */
+  users: readonly DeviceLogin[];
+  limits: Limits;
+  buffer: AgentBuffer;
+  metrics?: AgentMetrics;
+  logger?: Logger;
+  /** Broker id (the agent id), shown in $SYS topics. */
+  id?: string;
+}
+
+const BAD_CREDENTIALS = 4;
+const NOT_AUTHORIZED = 5;
+
+function authError(message: string, returnCode: number): AuthenticateError {
+  return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
+}
+
+/**
+ * `intake.mqtt`: an embedded aedes broker (MQTT 3.1.1) on an edge box, so
+ * local devices publish `audit/<device>/events` to the agent, which buffers
+ * and forwards them under its own chain.
+ *
+ * The append happens inside `authorizePublish`, before the PUBACK: aedes sends
+ * the QoS 1 PUBACK right after that hook calls back, before its `published`
+ * hook (DESIGN §3.3), so calling back is the acknowledgement. While the
+ * buffer is full the hook simply does not call back: aedes reads nothing more
+ * from that device's socket, so the device is slowed (its in-flight window
+ * fills), not dropped.
+ */
+export class EdgeBrokerIntake implements Intake {
+  readonly name = 'mqtt';
+  private broker: Aedes | undefined;
+  private server: Server | undefined;
+  private bound: ListenAddress | undefined;
+  private readonly logins: DeviceLogins;
+  private readonly identities = new WeakMap<Client, DeviceIdentity>();
+  private readonly inflight = new Set<Promise<unknown>>();
+  private readonly sockets = new Set<Socket>();
+  private readonly abort = new AbortController();
+  private readonly meter: IntakeMeter;
+  /** Publishes waiting for buffer space: the intake is blocked while any does. */
+  private waiting = 0;
+  private draining = false;
+  private closed: Promise<void> | undefined;
+
+  constructor(private readonly options: EdgeBrokerOptions) {
+    this.logins = new DeviceLogins(options.users);
+    const meter = createIntakeMeter(options.metrics, this.name);
+    this.meter = {
+      ...meter,
+      blocked: (on) => {
+        this.waiting += on ? 1 : -1;
+        meter.blocked(this.waiting > 0);
+      },
+    };
+  }
+
+  async start(): Promise<void> {
+    const { listen } = this.options;
+    if (!this.logins.enabled && !isLoopback(listen.host)) {
+      throw AgentErrors.METEORZX_INSECURE_BIND(
+        `refusing to start: intake.mqtt.listen binds ${listen.host}, a non-loopback address, with no intake.mqtt.users; add users or bind 127.0.0.1`,
+        { userError: true },
+      );
+    }
+    // Loaded here: an agent without intake.mqtt never pays for the broker.
+    const { Aedes: AedesBroker } = await import('aedes');
+    const broker = await AedesBroker.createBroker({
+      ...(this.options.id === undefined ? {} : { id: this.options.id }),
+      // The default of 23 is MQTT 3.1's; 3.1.1 clients (mosquitto_pub, MQTT.js) send longer ids.
+      maxClientsIdLength: 256,
+      authenticate: (client, username, password, done) => this.authenticate(client, username, password, done),
+      authorizePublish: (client, packet, done) => this.authorizePublish(client, packet, done),
+      authorizeSubscribe: (client, sub, done) => {
+        const own = this.identities.get(client)?.source;
+        // A device with a login hears only its own command and status topics; anonymous (loopback) hears anything.
+        if (own !== undefined && sub.topic !== `audit/${own}/cmd` && sub.topic !== `audit/${own}/status`) {
+          done(null, null);
+          return;
+        }
+        done(null, sub);
+      },
+    });
+    const log = this.options.logger;
+    broker.on('clientError', (client: Client, err: Error) => log?.debug({ client: client.id, err: err.message }, 'edge mqtt client error'));
+    broker.on('connectionError', (_client: Client, err: Error) => log?.debug({ err: err.message }, 'edge mqtt connection error'));
+    this.broker = broker;
+    const server = createServer((socket) => {
+      this.sockets.add(socket);
+      socket.once('close', () => this.sockets.delete(socket));
+      broker.handle(socket);
+    });
+    try {
+      this.bound = await bind(server, listen);
+      this.server = server;
+    } catch (err) {
+      await new Promise<void>((resolve) => broker.close(() => resolve()));
+      this.broker = undefined;
+      throw err;
+    }
+  }
+
+  /** The bound address (the real port when configured with port 0). */
+  address(): ListenAddress {
+    if (this.bound === undefined) throw new Error('EdgeBrokerIntake.address() before start()');
+    return this.bound;
+  }
+
+  describe(): Record<string, unknown> {
+    return { intake: this.name, listen: this.bound && `${this.bound.host}:${this.bound.port}`, auth: this.logins.enabled ? 'users' : 'anonymous' };
+  }
+
+  /**
+   * Drains: no new connections or publishes, publishes already appending
+   * finish and get their PUBACK; those still waiting for buffer space are
+   * refused (the device resends to the restarted agent). Idempotent.
+   */
+  close(): Promise<void> {
+    this.closed ??= this.shutdown();
+    return this.closed;
+  }
+
+  private async shutdown(): Promise<void> {
+    this.draining = true;
+    const server = this.server;
+    const stopped = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
+    this.abort.abort();
+    await Promise.allSettled([...this.inflight]);
+    // Let the PUBACKs written by the last callbacks leave before the sockets go.
+    await new Promise((resolve) => setImmediate(resolve));
+    const broker = this.broker;
+    if (broker) await new Promise<void>((resolve) => broker.close(() => resolve()));
+    for (const socket of this.sockets) socket.destroy();
+    await stopped;
+  }
+
+  private authenticate(
+    client: Client,
+    username: string | undefined,
+    password: Buffer | undefined,
+    done: (err: AuthenticateError | null, success: boolean | null) => void,
+  ): void {
+    this.logins.authenticate(username, password).then(
+      (identity) => {
+        if (identity === undefined) {
+          this.meter.error('auth');
+          this.options.logger?.warn({ client: client.id, username }, 'edge mqtt login refused');
+          done(authError('bad user name or password', BAD_CREDENTIALS), false);
+          return;
+        }
+        this.identities.set(client, identity);
+        done(null, true);
+      },
+      (err: unknown) => done(authError(`authentication error: ${String(err)}`, NOT_AUTHORIZED), false),
+    );
+  }
+
+  private authorizePublish(client: Client | null, packet: { topic: string; payload: string | Buffer; retain: boolean }, done: (err?: Error | null) => void): void {
+    // The broker's own publishes (wills of vanished devices) carry no events.
+    if (client === null) return done(null);
+    if (this.draining) return done(new Error('agent is shutting down'));
+    const identity = this.identities.get(client);
+    if (identity === undefined) return done(new Error('not authenticated'));
+    const work = this.takePublish(identity, packet);
+    this.inflight.add(work);
+    work.then(
+      () => {
+        this.inflight.delete(work);
+        done(null);
+      },
+      (err: unknown) => {
+        this.inflight.delete(work);
+        const refused = err instanceof PublishRefused;
+        if (refused) this.meter.error('refused');
+        this.options.logger?.[refused ? 'warn' : 'error'](
+          { client: client.id, topic: packet.topic.slice(0, 200), err: (err as Error).message, code: isMeteorError(err) ? err.code : undefined },
+          refused ? 'edge mqtt publish refused, closing connection' : 'edge mqtt publish not buffered, closing connection so the device retries',
+        );
+        done(err as Error);
+      },
+    );
+  }
+
+  /** Resolves once the publish's events are durable (or it carries none); the PUBACK follows. */
+  private async takePublish(identity: DeviceIdentity, packet: { topic: string; payload: string | Buffer; retain: boolean }): Promise<void> {
+    const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
+    const decision = decideEdgePublish(identity, packet.topic, payload, this.options.limits);
+    if (decision.kind === 'pass') return;
+    // Events are buffered here, not kept by the broker: a retained event would pin its payload in memory.
+    packet.retain = false;
+    if (decision.invalid.length > 0) {
+      this.meter.invalid(decision.invalid.length);
+      this.options.logger?.debug({ topic: packet.topic.slice(0, 200), errors: decision.invalid.slice(0, 5) }, 'edge mqtt events invalid; buffered as intake errors');
+    }
+    try {
+      await durableAppend(decision.events, undefined, { buffer: this.options.buffer, meter: this.meter, signal: this.abort.signal });
+    } catch (err) {
+      // Not acknowledged: the device still holds the message and resends it (QoS 1), so nothing is lost.
+      if (err instanceof AppendAbortedError) throw new Error('agent is shutting down', { cause: err });
+      throw err;
+    }
+    this.meter.eventsIn(decision.events.length);
+  }
+}
+
+/** Binds the broker's TCP listener; a busy port or bad address becomes a typed error naming the config key. */
+function bind(server: Server, address: ListenAddress): Promise<ListenAddress> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException) => {
+      const where = `intake.mqtt.listen ${address.host}:${address.port}`;
+      reject(
+        err.code === 'EADDRINUSE'
+          ? AgentErrors.METEORZX_PORT_IN_USE(`${where}: port already in use`, { cause: err, userError: true })
+          : AgentErrors.METEORZX_LISTEN_FAILED(`${where}: ${err.message}`, { cause: err, userError: true }),
+      );
+    };
+    server.once('error', onError);
+    server.listen(address.port, address.host, () => {
+      server.off('error', onError);
+      const bound = server.address() as AddressInfo;
+      resolve({ host: bound.address, port: bound.port });
+    });
+  });
+}

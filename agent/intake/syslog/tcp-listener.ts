@@ -1,0 +1,108 @@
+import { createServer, type Server, type Socket } from 'node:net';
+import type { AgentBuffer } from '../../buffer/types.js';
+import { AppendAbortedError, durableAppend } from '../durable-append.js';
+import { bindError, type BoundAddress } from './bind-error.js';
+import { FrameDecoder } from './frame-decoder.js';
+import { peerOf, type SyslogSink } from './syslog-sink.js';
+
+export interface TcpListenerOptions {
+  host: string;
+  port: number;
+  buffer: AgentBuffer;
+  sink: SyslogSink;
+  /** Connections at once; more are refused (closed at once) and counted. */
+  maxConnections: number;
+  /** A connection with no data for this long is closed, ms. */
+  idleTimeoutMs?: number;
+}
+
+/**
+ * Syslog over TCP (RFC 6587), newline or octet-counted framing detected per
+ * frame. Each chunk read becomes one append, and the socket is paused until
+ * that append is durable: when the buffer is full the socket stays paused,
+ * the kernel's window fills and the sender blocks — backpressure without
+ * memory growth. Plain TCP syslog has no application-level ack, so what a
+ * sender wrote but the agent had not yet made durable is lost if the agent
+ * dies (RELP would close that gap; see docs/intake-syslog.md).
+ */
+export class TcpListener {
+  private readonly server: Server;
+  private readonly sockets = new Set<Socket>();
+  private readonly work = new Set<Promise<void>>();
+  private readonly abort = new AbortController();
+  private bound: BoundAddress | undefined;
+
+  constructor(private readonly options: TcpListenerOptions) {
+    this.server = createServer((socket) => this.onConnection(socket));
+    this.server.maxConnections = options.maxConnections;
+    // Node closes connections past maxConnections itself and reports each one here.
+    this.server.on('drop', (data) => options.sink.dropped('connection-refused', 1, { peer: peerOf(data?.remoteAddress, data?.remotePort), limit: options.maxConnections }));
+  }
+
+  async start(): Promise<BoundAddress> {
+    const { host, port } = this.options;
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', (err) => reject(bindError(err, `tcp://${host}:${port}`)));
+      this.server.listen(port, host, () => resolve());
+    });
+    const address = this.server.address();
+    this.bound = { protocol: 'tcp', host: typeof address === 'object' && address ? address.address : host, port: typeof address === 'object' && address ? address.port : port };
+    return this.bound;
+  }
+
+  get address(): BoundAddress | undefined {
+    return this.bound;
+  }
+
+  /** Stops accepting, lets appends in progress finish (one waiting for space gives up), then closes connections. */
+  async close(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.abort.abort();
+    await Promise.all([...this.work]);
+    for (const s of this.sockets) s.destroy();
+    await closed;
+  }
+
+  private onConnection(socket: Socket): void {
+    const { sink } = this.options;
+    const peer = peerOf(socket.remoteAddress, socket.remotePort);
+    const decoder = new FrameDecoder(sink.options.maxMessageBytes);
+    this.sockets.add(socket);
+    socket.setTimeout(this.options.idleTimeoutMs ?? 10 * 60_000, () => socket.destroy());
+    socket.on('error', () => undefined);
+    socket.on('close', () => this.sockets.delete(socket));
+    const take = (messages: Buffer[], oversize: number) => {
+      if (oversize > 0) sink.dropped('oversize', oversize, { peer, limit: sink.options.maxMessageBytes });
+      const events = sink.toEvents(messages, { transport: 'tcp', peer });
+      if (events.length === 0) return;
+      // No more reads from this socket until these events are durable.
+      socket.pause();
+      const done = durableAppend(events, undefined, {
+        buffer: this.options.buffer,
+        meter: sink.options.meter,
+        signal: this.abort.signal,
+        ...(sink.options.logger ? { logger: sink.options.logger } : {}),
+      })
+        .then(
+          () => sink.options.meter.eventsIn(events.length),
+          (err: unknown) => {
+            if (!(err instanceof AppendAbortedError)) sink.options.logger?.error({ err, peer }, 'syslog tcp append failed');
+            socket.destroy();
+          },
+        )
+        .finally(() => {
+          this.work.delete(done);
+          if (!socket.destroyed) socket.resume();
+        });
+      this.work.add(done);
+    };
+    socket.on('data', (chunk: Buffer) => {
+      const frames = decoder.push(chunk);
+      take(frames.messages, frames.oversize);
+    });
+    socket.on('end', () => {
+      const last = decoder.end();
+      if (last !== undefined) take([last], 0);
+    });
+  }
+}

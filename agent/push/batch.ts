@@ -1,0 +1,38 @@
+import type { AuditEvent, ChainedEvent } from '../../protocols/index.js';
+
+export type BatchStatus = 'pending' | 'inflight' | 'acked' | 'failed' | 'permanent';
+
+/** A run of consecutive buffered events the sender pushes as one unit. */
+export interface Batch {
+  events: readonly ChainedEvent[];
+  first: number;
+  last: number;
+  status: BatchStatus;
+  error?: string;
+  /** Failure round current when this send started (see Sender.onOutcome). */
+  round: number;
+}
+
+/** Halves a permanently refused batch: a 413 or a 400 on one bad event must not sink its neighbours. */
+export function splitBatch(batch: Batch, round: number): [Batch, Batch] {
+  const half = Math.ceil(batch.events.length / 2);
+  const part = (events: readonly ChainedEvent[]): Batch => ({
+    events,
+    first: (events[0] as ChainedEvent).seq,
+    last: (events.at(-1) as ChainedEvent).seq,
+    status: 'pending',
+    round,
+  });
+  return [part(batch.events.slice(0, half)), part(batch.events.slice(half))];
+}
+
+/**
+ * The gap event for an event the gateway refuses for good: same shape as the
+ * buffer's own gap events (from, to, count, reason), plus what and why.
+ */
+export function refusedGap(event: ChainedEvent, error: string): AuditEvent {
+  return {
+    type: 'meteorzx.gap',
+    data: { from: event.seq, to: event.seq, count: 1, reason: 'gateway-refused', epoch: event.epoch, id: event.id, error },
+  };
+}

@@ -1,0 +1,157 @@
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import type { ChainedEvent } from '../../protocols/index.js';
+import { TOPIC_ROOT } from '../../protocols/index.js';
+import type { PushTransport, SendOutcome } from './types.js';
+
+export interface MqttTransportOptions {
+  /** Broker URL: mqtt://, mqtts://, ws://, wss://. */
+  url: string;
+  /** Agent id: topics are <topicPrefix>/<id>/events and <topicPrefix>/<id>/status. */
+  id: string;
+  epoch?: string;
+  /** Default `audit`. */
+  topicPrefix?: string;
+  /** Default `meteorzx-agent-<id>`. */
+  clientId?: string;
+  username?: string;
+  password?: string;
+  /** PEM of a private CA for mqtts/wss. */
+  ca?: string | Buffer;
+  /** Longest wait for one PUBACK, ms; past it the connection is dropped and everything unacked is resent. */
+  timeoutMs?: number;
+  /** Unacknowledged QoS 1 publishes (one batch each) at once. */
+  maxInFlight?: number;
+  connectTimeoutMs?: number;
+  keepaliveSeconds?: number;
+}
+
+/**
+ * Pushes batches as QoS 1 JSON-array publishes on audit/<id>/events; the
+ * PUBACK is the ack. Our LevelDB buffer is the queue, not MQTT.js's store:
+ * the session is clean (`clean: true`) and MQTT.js never reconnects by itself
+ * (`reconnectPeriod: 0`). When the link drops, every unacked publish fails,
+ * the client is thrown away, and the sender reconnects on its own backoff
+ * and resends from the delivered cursor with a fresh client — packet ids of
+ * an old session can then never be confused with new ones.
+ */
+export class MqttTransport implements PushTransport {
+  readonly name = 'mqtt';
+  readonly maxInFlight: number;
+  private client: MqttClient | undefined;
+  private connecting: Promise<MqttClient> | undefined;
+  private readonly pending = new Set<(error: string) => void>();
+  private closed: Promise<void> | undefined;
+  private readonly eventsTopic: string;
+  private readonly statusTopic: string;
+
+  constructor(private readonly options: MqttTransportOptions) {
+    this.maxInFlight = options.maxInFlight ?? 4;
+    const prefix = options.topicPrefix ?? TOPIC_ROOT;
+    this.eventsTopic = `${prefix}/${options.id}/events`;
+    this.statusTopic = `${prefix}/${options.id}/status`;
+  }
+
+  async start(): Promise<void> {}
+
+  async send(events: readonly ChainedEvent[]): Promise<SendOutcome> {
+    if (this.closed !== undefined) return { kind: 'retry', error: 'transport closed' };
+    let client: MqttClient;
+    try {
+      client = await this.connect();
+    } catch (err) {
+      return { kind: 'retry', error: `${this.options.url}: ${(err as Error).message}` };
+    }
+    return new Promise<SendOutcome>((resolve) => {
+      const fail = (error: string) => {
+        clearTimeout(timer);
+        this.pending.delete(fail);
+        resolve({ kind: 'retry', error });
+      };
+      // A broker that stops acking is as good as gone: drop the link, so every unacked batch is resent on a fresh one.
+      const timer = setTimeout(() => {
+        fail(`no PUBACK within ${this.options.timeoutMs ?? 30_000} ms`);
+        client.end(true);
+      }, this.options.timeoutMs ?? 30_000);
+      this.pending.add(fail);
+      client.publish(this.eventsTopic, JSON.stringify(events), { qos: 1 }, (err) => {
+        if (!this.pending.delete(fail)) return; // already failed by a close or the timeout
+        clearTimeout(timer);
+        resolve(err ? { kind: 'retry', error: `publish: ${err.message}` } : { kind: 'acked', rejected: [] });
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    this.closed ??= this.shutdown();
+    return this.closed;
+  }
+
+  private async shutdown(): Promise<void> {
+    const client = this.client ?? (await this.connecting?.catch(() => undefined));
+    if (client === undefined || !client.connected) {
+      client?.end(true);
+      this.failAll('transport closed');
+      return;
+    }
+    // A clean disconnect suppresses the will, so say "offline" ourselves.
+    await client.publishAsync(this.statusTopic, this.statusPayload('offline'), { qos: 1, retain: true }).catch(() => undefined);
+    await client.endAsync().catch(() => undefined);
+    this.failAll('transport closed');
+  }
+
+  private statusPayload(state: 'online' | 'offline'): string {
+    return JSON.stringify({ state, id: this.options.id, ...(this.options.epoch ? { epoch: this.options.epoch } : {}), at: new Date().toISOString() });
+  }
+
+  private connect(): Promise<MqttClient> {
+    if (this.client?.connected) return Promise.resolve(this.client);
+    this.connecting ??= this.open().finally(() => {
+      this.connecting = undefined;
+    });
+    return this.connecting;
+  }
+
+  private open(): Promise<MqttClient> {
+    const options: IClientOptions = {
+      protocolVersion: 4,
+      clean: true,
+      reconnectPeriod: 0,
+      clientId: this.options.clientId ?? `meteorzx-agent-${this.options.id}`,
+      connectTimeout: this.options.connectTimeoutMs ?? 10_000,
+      keepalive: this.options.keepaliveSeconds ?? 30,
+      will: { topic: this.statusTopic, payload: Buffer.from(this.statusPayload('offline')), qos: 1, retain: true },
+      ...(this.options.username === undefined ? {} : { username: this.options.username }),
+      ...(this.options.password === undefined ? {} : { password: this.options.password }),
+      ...(this.options.ca === undefined ? {} : { ca: this.options.ca }),
+    };
+    return new Promise<MqttClient>((resolve, reject) => {
+      const client = mqtt.connect(this.options.url, options);
+      let settled = false;
+      client.on('connect', () => {
+        settled = true;
+        this.client = client;
+        client.publish(this.statusTopic, this.statusPayload('online'), { qos: 1, retain: true });
+        resolve(client);
+      });
+      client.on('error', (err) => {
+        if (!settled) {
+          settled = true;
+          client.end(true);
+          reject(err);
+        }
+      });
+      client.on('close', () => {
+        if (!settled) {
+          settled = true;
+          reject(new Error('connection closed before CONNACK'));
+        }
+        if (this.client === client) this.client = undefined;
+        this.failAll('connection to the broker closed');
+      });
+    });
+  }
+
+  private failAll(error: string): void {
+    for (const fail of [...this.pending]) fail(error);
+  }
+}

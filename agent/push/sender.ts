@@ -1,0 +1,326 @@
+import type { Logger } from 'pino';
+import type { ChainedEvent, PushState } from '../../protocols/index.js';
+import type { AgentBuffer } from '../buffer/types.js';
+import type { AgentMetrics } from '../metrics.js';
+import { Backoff } from './backoff.js';
+import { refusedGap, splitBatch, type Batch } from './batch.js';
+import { CircuitBreaker } from './circuit-breaker.js';
+import type { PushTransport, SendOutcome } from './types.js';
+import { Wakeup } from './wakeup.js';
+
+export interface SenderOptions {
+  /** Most events per batch. */
+  maxEvents: number;
+  /** How long a partial batch may wait for more events before it goes, ms. */
+  maxWaitMs: number;
+  /** About how many bytes one batch may hold (passed to buffer.read). */
+  maxBytes?: number;
+  /** Retry delays (full jitter), ms. */
+  backoff: { initialMs: number; maxMs: number };
+  /** Consecutive failed rounds that open the circuit, and how long it stays open (ms). */
+  breaker: { threshold: number; cooldownMs: number };
+  /** Largest Retry-After honoured, ms (a gateway asking for an hour is not obeyed blindly). */
+  maxRetryAfterMs?: number;
+  /** Longest close() waits for in-flight sends, ms. */
+  closeTimeoutMs?: number;
+  random?: () => number;
+  now?: () => number;
+  logger?: Logger;
+  metrics?: AgentMetrics;
+}
+
+export interface SenderStatus {
+  state: PushState;
+  lastError: string | null;
+}
+
+/**
+ * The push core shared by every transport. It reads batches from the buffer
+ * after the delivered cursor, keeps at most `transport.maxInFlight` batches
+ * in memory, and advances the delivered cursor only over a contiguous prefix
+ * of acknowledged batches — a later batch acked before an earlier one waits,
+ * so a crash at any moment resends from the first unacknowledged event
+ * (duplicates are dropped by the gateway's dedup on `id`).
+ *
+ * Failures: a failed batch is resent after an exponential backoff with full
+ * jitter (or the gateway's Retry-After, when longer); `breaker.threshold`
+ * consecutive failed rounds open a circuit breaker, after which one probe per
+ * cool-down is sent. A "round" is all sends started before the latest
+ * counted failure: when the gateway dies with four batches in flight, that is
+ * one failure, not four.
+ *
+ * A permanent refusal (a 400 or 413 for the bytes themselves) is not retried
+ * as is, since it would loop forever: the batch is split in halves, and a
+ * single event still refused is skipped, logged, counted and recorded in the
+ * buffer as a `meteorzx.gap` event naming its seq, so the loss is not silent.
+ */
+export class Sender {
+  private readonly window: Batch[] = [];
+  private inflight = 0;
+  private delivered = 0;
+  private backoffUntil = 0;
+  private failureRound = 0;
+  private lingerSince: number | undefined;
+  private stuckAt: number | undefined;
+  private current: PushState = 'idle';
+  private lastError: string | null = null;
+  private closing = false;
+  private loop: Promise<void> | undefined;
+  private closed: Promise<void> | undefined;
+  private unsubscribe: (() => void) | undefined;
+  private readonly wake = new Wakeup();
+  private readonly backoff: Backoff;
+  private readonly breaker: CircuitBreaker;
+  private readonly now: () => number;
+
+  constructor(
+    private readonly buffer: AgentBuffer,
+    private readonly transport: PushTransport,
+    private readonly options: SenderOptions,
+  ) {
+    this.now = options.now ?? Date.now;
+    this.backoff = new Backoff({ ...options.backoff, ...(options.random ? { random: options.random } : {}) });
+    this.breaker = new CircuitBreaker({ ...options.breaker, now: this.now });
+  }
+
+  async start(): Promise<void> {
+    if (this.loop !== undefined) return;
+    this.delivered = this.buffer.state().delivered;
+    await this.transport.start();
+    this.unsubscribe = this.buffer.onAppend(() => this.wake.notify());
+    this.loop = this.run();
+  }
+
+  status(): SenderStatus {
+    return { state: this.current, lastError: this.lastError };
+  }
+
+  /** Stops reading, lets in-flight sends finish (bounded), records their acks, closes the transport. Idempotent. */
+  close(): Promise<void> {
+    this.closed ??= this.shutdown();
+    return this.closed;
+  }
+
+  private async shutdown(): Promise<void> {
+    this.closing = true;
+    this.unsubscribe?.();
+    this.wake.notify();
+    await this.loop;
+    const deadline = this.now() + (this.options.closeTimeoutMs ?? 5000);
+    while (this.inflight > 0 && this.now() < deadline) await this.wake.wait(deadline - this.now());
+    try {
+      await this.ackPrefix();
+    } catch (err) {
+      this.options.logger?.warn({ err }, 'could not record the last acks on close; they will be resent');
+    }
+    await this.transport.close();
+  }
+
+  private async run(): Promise<void> {
+    while (!this.closing) {
+      try {
+        await this.step();
+      } catch (err) {
+        // A buffer read or ack failing is not a gateway failure: log it and try again shortly.
+        this.lastError = `buffer: ${(err as Error).message}`;
+        this.setState('backoff');
+        this.options.logger?.error({ err }, 'push sender step failed');
+        if (!this.closing) await this.wake.wait(1000);
+      }
+    }
+  }
+
+  private async step(): Promise<void> {
+    await this.resolvePermanent();
+    await this.ackPrefix();
+    if (this.closing) return;
+    const now = this.now();
+    if (now < this.backoffUntil) {
+      this.setState(this.breaker.state === 'open' ? 'open' : 'backoff');
+      await this.wake.wait(this.backoffUntil - now);
+      return;
+    }
+    const breaker = this.breaker.state;
+    if (breaker === 'open') {
+      this.setState('open');
+      await this.wake.wait(Math.max(1, this.breaker.remainingMs()));
+      return;
+    }
+    // Half-open: exactly one probe in flight until it succeeds.
+    const limit = breaker === 'half-open' ? 1 : this.transport.maxInFlight;
+    let lingerMs: number | undefined;
+    // A batch goes out at most once per step: a send that fails at once (a closed
+    // transport) must wait for the next step's backoff check, not spin here.
+    const launched = new Set<Batch>();
+    while (this.inflight < limit && !this.closing) {
+      if (this.failedSince(launched)) break;
+      const retry = this.window.find((b) => (b.status === 'failed' || b.status === 'pending') && !launched.has(b));
+      if (retry !== undefined) {
+        launched.add(retry);
+        if (retry.status === 'failed') await this.reload(retry);
+        if (retry.events.length === 0) retry.status = 'acked';
+        else this.launch(retry);
+        continue;
+      }
+      if (this.window.length >= this.transport.maxInFlight) break;
+      const next = await this.readNext();
+      if (next === undefined) break;
+      if (typeof next === 'number') {
+        lingerMs = next;
+        break;
+      }
+      this.window.push(next);
+      launched.add(next);
+      this.launch(next);
+    }
+    if (this.inflight > 0) this.setState(breaker === 'half-open' ? 'half-open' : 'sending');
+    else this.setState('idle');
+    await this.wake.wait(lingerMs);
+  }
+
+  /** True when a send started in this step has already failed (then the backoff decides what happens next). */
+  private failedSince(launched: ReadonlySet<Batch>): boolean {
+    for (const b of launched) if (b.status === 'failed' || b.status === 'permanent') return true;
+    return false;
+  }
+
+  /** The next batch after the newest one in the window; a number = wait that long for a fuller batch. */
+  private async readNext(): Promise<Batch | number | undefined> {
+    const cursor = this.window.at(-1)?.last ?? this.delivered;
+    const pending = this.buffer.state().head - cursor;
+    if (pending <= 0) {
+      this.lingerSince = undefined;
+      return undefined;
+    }
+    if (pending < this.options.maxEvents && this.options.maxWaitMs > 0) {
+      const now = this.now();
+      this.lingerSince ??= now;
+      const left = this.lingerSince + this.options.maxWaitMs - now;
+      if (left > 0) return left;
+    }
+    this.lingerSince = undefined;
+    const events = await this.buffer.read(cursor, this.options.maxEvents, this.options.maxBytes);
+    const first = events[0];
+    const last = events.at(-1);
+    if (first === undefined || last === undefined) {
+      // The buffer claims events after the cursor but yields none: an unreadable range. Say so once;
+      // nothing here can skip it safely (only the buffer knows what was lost and can record the gap).
+      this.lastError = `buffer: no readable event after seq ${cursor} though head is ${this.buffer.state().head}`;
+      if (this.stuckAt !== cursor) {
+        this.stuckAt = cursor;
+        this.options.logger?.error({ after: cursor, head: this.buffer.state().head }, 'push stalled: the buffer returns no events after the cursor');
+      }
+      return undefined;
+    }
+    this.stuckAt = undefined;
+    return { events, first: first.seq, last: last.seq, status: 'pending', round: this.failureRound };
+  }
+
+  /**
+   * A retry sends what the buffer holds now, not the copy read before the
+   * failure: while the gateway was away, drop-oldest or retention may have
+   * deleted some of these events and recorded them in a gap event, and
+   * sending them anyway would contradict that gap.
+   */
+  private async reload(batch: Batch): Promise<void> {
+    const events = await this.buffer.read(batch.first - 1, batch.last - batch.first + 1);
+    batch.events = events.filter((e) => e.seq <= batch.last);
+    batch.first = batch.events[0]?.seq ?? batch.last;
+  }
+
+  private launch(batch: Batch): void {
+    batch.status = 'inflight';
+    batch.round = this.failureRound;
+    this.inflight += 1;
+    void this.transport
+      .send(batch.events)
+      .catch((err: unknown): SendOutcome => ({ kind: 'retry', error: (err as Error).message }))
+      .then((outcome) => this.onOutcome(batch, outcome));
+  }
+
+  private onOutcome(batch: Batch, outcome: SendOutcome): void {
+    this.inflight -= 1;
+    const log = this.options.logger;
+    this.options.metrics?.sends.inc({ result: outcome.kind });
+    if (outcome.kind === 'acked') {
+      batch.status = 'acked';
+      this.breaker.onSuccess();
+      this.backoff.reset();
+      this.options.metrics?.eventsOut.inc(batch.events.length);
+      if (outcome.rejected.length > 0) {
+        this.options.metrics?.eventsRejectedByGateway.inc(outcome.rejected.length);
+        for (const r of outcome.rejected.slice(0, 10)) {
+          const ev = batch.events[r.index];
+          log?.warn({ seq: ev?.seq, id: ev?.id, reason: r.error }, 'gateway recorded an event as rejected');
+        }
+      }
+    } else if (outcome.kind === 'permanent') {
+      batch.status = 'permanent';
+      batch.error = outcome.error;
+      this.lastError = outcome.error;
+    } else {
+      batch.status = 'failed';
+      batch.error = outcome.error;
+      this.lastError = outcome.error;
+      // Only the first failure of a round counts: the others were in flight at the same moment.
+      if (batch.round === this.failureRound) {
+        this.failureRound += 1;
+        this.breaker.onFailure();
+        const jittered = this.backoff.next();
+        const retryAfter = Math.min(outcome.retryAfterMs ?? 0, this.options.maxRetryAfterMs ?? 300_000);
+        // At least 1 ms: a timer, not a microtask, so a transport failing instantly cannot starve the event loop.
+        const delay = Math.max(1, jittered, retryAfter);
+        this.backoffUntil = Math.max(this.backoffUntil, this.now() + delay);
+        log?.warn(
+          { seqs: [batch.first, batch.last], failures: this.backoff.consecutiveFailures, delayMs: delay, breaker: this.breaker.state, error: outcome.error },
+          'push failed; backing off',
+        );
+      }
+    }
+    this.wake.notify();
+  }
+
+  /** Splits permanently refused batches; skips (with a gap event) a single refused event. */
+  private async resolvePermanent(): Promise<void> {
+    for (let i = 0; i < this.window.length; i += 1) {
+      const batch = this.window[i] as Batch;
+      if (batch.status !== 'permanent') continue;
+      if (batch.events.length > 1) {
+        this.options.logger?.warn({ seqs: [batch.first, batch.last], error: batch.error }, 'gateway refused a batch; splitting it');
+        this.window.splice(i, 1, ...splitBatch(batch, this.failureRound));
+        i += 1;
+        continue;
+      }
+      const event = batch.events[0] as ChainedEvent;
+      this.options.metrics?.eventsSkipped.inc();
+      this.options.logger?.error({ seq: event.seq, id: event.id, error: batch.error }, 'gateway permanently refused an event; skipping it');
+      try {
+        await this.buffer.append([refusedGap(event, batch.error ?? 'unknown')]);
+      } catch (err) {
+        this.options.logger?.error({ err, seq: event.seq }, 'could not record the gap event for a skipped event');
+      }
+      batch.status = 'acked';
+    }
+  }
+
+  /** Moves the delivered cursor over the acknowledged prefix of the window. */
+  private async ackPrefix(): Promise<void> {
+    let upTo = this.delivered;
+    let n = 0;
+    while (n < this.window.length && this.window[n]?.status === 'acked') {
+      upTo = (this.window[n] as Batch).last;
+      n += 1;
+    }
+    if (n === 0) return;
+    // Durable first, then forget: if ack fails the batches stay and are resent.
+    await this.buffer.ack(upTo);
+    this.window.splice(0, n);
+    this.delivered = upTo;
+  }
+
+  private setState(state: PushState): void {
+    if (state === this.current) return;
+    this.current = state;
+    this.options.logger?.debug({ state }, 'push state');
+  }
+}

@@ -1,0 +1,25 @@
+import type { ChainedEvent, RejectedItem } from '../../protocols/index.js';
+
+/**
+ * What a transport reports for one batch. The sender owns retries, ordering
+ * and the delivered cursor; a transport only says what became of one send.
+ */
+export type SendOutcome =
+  /** The gateway durably took the batch (some events may have been recorded as rejected there). */
+  | { kind: 'acked'; rejected: readonly RejectedItem[] }
+  /** Worth retrying later: network, timeout, 5xx, 408, 429, auth. `retryAfterMs` from a Retry-After header. */
+  | { kind: 'retry'; error: string; retryAfterMs?: number }
+  /** Retrying the same bytes cannot succeed (400, 413, …): the sender splits the batch or skips the event. */
+  | { kind: 'permanent'; error: string };
+
+/** One way to push to the gateway (HTTP, MQTT). Exactly one runs per agent. */
+export interface PushTransport {
+  readonly name: string;
+  /** Most batches this transport may have in flight at once. */
+  readonly maxInFlight: number;
+  start(): Promise<void>;
+  /** Sends one batch, in seq order. Never throws: failures are outcomes. */
+  send(events: readonly ChainedEvent[]): Promise<SendOutcome>;
+  /** Stops sending; in-flight sends resolve (possibly as `retry`). Idempotent. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,126 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import { NDJSON, type AgentStatus } from '../../protocols/index.js';
+import type { AgentBuffer } from '../buffer/types.js';
+import { AgentErrors } from '../errors.js';
+import { bearerMatches, closeServer, isLoopback, listen, sendError, sendJson, type ListenAddress } from '../http-helpers.js';
+import type { AgentMetrics } from '../metrics.js';
+
+export interface StatusServerOptions {
+  listen: ListenAddress;
+  /** Bearer token every request must carry; required on a non-loopback bind. */
+  token?: string;
+  /** Allow a non-loopback bind without a token (`--insecure`). */
+  insecure?: boolean;
+  status: () => AgentStatus;
+  metrics: AgentMetrics;
+  /** For `GET /v1/events` (pull); without it the route answers 404. */
+  buffer?: AgentBuffer;
+  /** Most events one pull answer holds. */
+  maxPullEvents?: number;
+  logger?: Logger;
+}
+
+/**
+ * The agent's own small HTTP API on `pull.listen`: status, Prometheus
+ * metrics and the pull of buffered events. Plain node:http on purpose: the
+ * agent must stay light and never load the gateway's fastify.
+ */
+export class StatusServer {
+  private readonly server: Server;
+  private bound: ListenAddress | undefined;
+  private closed: Promise<void> | undefined;
+
+  constructor(private readonly options: StatusServerOptions) {
+    this.server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000 }, (req, res) => {
+      this.handle(req, res).catch((err: unknown) => {
+        options.logger?.error({ err, url: req.url }, 'status request failed');
+        sendError(res, err);
+      });
+    });
+  }
+
+  async start(): Promise<void> {
+    const { listen: address, token, insecure } = this.options;
+    if (!isLoopback(address.host) && token === undefined && insecure !== true) {
+      throw AgentErrors.METEORZX_INSECURE_BIND(
+        `pull.listen ${address.host}:${address.port} is not a loopback address and pull.token is not set; set a token, bind 127.0.0.1, or pass --insecure`,
+        { userError: true },
+      );
+    }
+    this.bound = await listen(this.server, address, 'pull.listen');
+  }
+
+  address(): ListenAddress {
+    if (this.bound === undefined) throw new Error('StatusServer.address() before start()');
+    return this.bound;
+  }
+
+  close(): Promise<void> {
+    this.closed ??= closeServer(this.server, 5_000);
+    return this.closed;
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://agent');
+    const token = this.options.token;
+    if (token !== undefined && !bearerMatches(req.headers.authorization, token)) {
+      sendError(res, AgentErrors.METEORZX_UNAUTHORIZED('missing or wrong bearer token'), { 'www-authenticate': 'Bearer' });
+      return;
+    }
+    const route = ROUTES.has(url.pathname) ? url.pathname : undefined;
+    if (route === undefined || (route === '/v1/events' && this.options.buffer === undefined)) {
+      sendError(res, AgentErrors.METEORZX_NOT_FOUND(`no route ${req.method ?? ''} ${url.pathname}`));
+      return;
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      sendError(res, AgentErrors.METEORZX_METHOD_NOT_ALLOWED(`${req.method ?? ''} not allowed on ${route}; use GET`), { allow: 'GET' });
+      return;
+    }
+    switch (route) {
+      case '/v1/status':
+        sendJson(res, 200, this.options.status());
+        return;
+      case '/healthz':
+        sendJson(res, 200, { ok: true });
+        return;
+      case '/metrics': {
+        const registry = this.options.metrics.registry;
+        const text = await registry.metrics();
+        res.writeHead(200, { 'content-type': registry.contentType });
+        res.end(text);
+        return;
+      }
+      default:
+        await this.pull(url, res);
+    }
+  }
+
+  /** `GET /v1/events?after=SEQ&limit=N`: buffered events with seq > after, delivered-but-retained included. */
+  private async pull(url: URL, res: ServerResponse): Promise<void> {
+    const max = this.options.maxPullEvents ?? 10_000;
+    const after = intParam(url, 'after', 0);
+    const limit = intParam(url, 'limit', 1000);
+    if (after === undefined || limit === undefined || limit < 1) {
+      sendError(res, AgentErrors.METEORZX_BAD_REQUEST('after and limit must be integers ≥ 0 (limit ≥ 1)'));
+      return;
+    }
+    const events = await (this.options.buffer as AgentBuffer).read(after, Math.min(limit, max));
+    const last = events.at(-1);
+    res.writeHead(200, {
+      'content-type': NDJSON,
+      ...(last === undefined ? {} : { 'x-last-seq': String(last.seq) }),
+    });
+    res.end(events.map((e) => `${JSON.stringify(e)}\n`).join(''));
+  }
+}
+
+const ROUTES: ReadonlySet<string> = new Set(['/v1/status', '/metrics', '/healthz', '/v1/events']);
+
+function intParam(url: URL, name: string, fallback: number): number | undefined {
+  const raw = url.searchParams.get(name);
+  if (raw === null || raw === '') return fallback;
+  if (!/^\d+$/.test(raw)) return undefined;
+  const n = Number(raw);
+  return Number.isSafeInteger(n) ? n : undefined;
+}

@@ -1,0 +1,98 @@
+import { randomBytes } from 'node:crypto';
+import { open, readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ChainedEvent } from '../../protocols/index.js';
+import { freePort, gatewayEvents, killAll, postEvents, removeDir, startAgent, startGateway, tempDir, waitFor } from './agent-harness.js';
+
+/**
+ * Issue 4 done-when: bytes of a LevelDB table file overwritten between runs
+ * do not stop the agent. It starts, says `recovered` in its status, records a
+ * gap event, and keeps taking events.
+ */
+
+let dir: string;
+beforeAll(async () => {
+  dir = await tempDir('agent-corrupt');
+});
+afterAll(async () => {
+  await killAll();
+  await removeDir(dir);
+});
+
+async function tableFiles(db: string): Promise<Array<{ file: string; size: number }>> {
+  const names = (await readdir(db)).filter((n) => n.endsWith('.ldb') || n.endsWith('.sst'));
+  return Promise.all(names.map(async (n) => ({ file: join(db, n), size: (await stat(join(db, n))).size })));
+}
+
+/** Fills a buffer over two agent lives (the second flushes LevelDB's log into a table file), then damages its tables. */
+async function corruptBuffer(sub: string, config: Record<string, unknown>, damage: (size: number) => { at: number; length: number }) {
+  let agent = await startAgent(sub, config);
+  for (let n = 0; n < 20; n += 1) {
+    const events = Array.from({ length: 100 }, (_, i) => ({ id: `corrupt-${n}-${i}`, type: 'corrupt.test', data: { n, i, pad: randomBytes(200).toString('hex') } }));
+    expect((await postEvents(agent.intakeUrl, events)).status).toBe(200);
+  }
+  const before = await agent.status();
+  expect(await agent.stop()).toBe(0);
+  agent = await startAgent(sub, config);
+  expect(await agent.stop()).toBe(0);
+  const tables = await tableFiles(join(sub, 'agent-data', 'buffer'));
+  expect(tables.length).toBeGreaterThan(0);
+  for (const { file, size } of tables) {
+    const { at, length } = damage(size);
+    const fh = await open(file, 'r+');
+    await fh.write(randomBytes(length), 0, length, at);
+    await fh.close();
+  }
+  return before;
+}
+
+async function pull(pullUrl: string): Promise<ChainedEvent[]> {
+  const text = (await (await fetch(`${pullUrl}/v1/events?after=0&limit=10000`)).text()).trim();
+  return text === '' ? [] : text.split('\n').map((l) => JSON.parse(l) as ChainedEvent);
+}
+
+describe('agent with a corrupted buffer', () => {
+  it('a table overwritten whole: the agent starts, shows `recovered`, records a gap and keeps accepting', async () => {
+    const sub = await tempDir('agent-corrupt-whole');
+    const config = { id: 'corrupt-whole' };
+    const before = await corruptBuffer(sub, config, (size) => ({ at: 0, length: size }));
+    const agent = await startAgent(sub, config);
+    const status = await agent.status();
+    expect(status.recovered).toBeTruthy();
+    expect(status.epoch).not.toBe(before.epoch);
+    const res = await postEvents(agent.intakeUrl, [{ type: 'after.recovery' }]);
+    expect(res.status).toBe(200);
+    expect(res.body.accepted).toBe(1);
+    const pulled = await pull(agent.pullUrl);
+    const gap = pulled.find((e) => e.type === 'meteorzx.gap');
+    // lostEpoch names the old epoch when LevelDB's repair could still read it; with every table destroyed it cannot.
+    expect(gap?.data).toMatchObject({ reason: 'buffer-corrupt' });
+    expect(pulled.some((e) => e.type === 'after.recovery')).toBe(true);
+    expect(await agent.stop()).toBe(0);
+    await removeDir(sub);
+  });
+
+  it('bytes in the middle of a table overwritten: the agent keeps accepting and pushing past the damage', async () => {
+    const sub = await tempDir('agent-corrupt-middle');
+    const port = await freePort();
+    const config = { id: 'corrupt-middle', push: { http: { url: `http://127.0.0.1:${port}/v1/events` }, backoff: { initialMs: 50, maxMs: 200 } } };
+    await corruptBuffer(sub, config, (size) => ({ at: Math.floor(size / 4), length: Math.floor(size / 2) }));
+    const agent = await startAgent(sub, config);
+    const res = await postEvents(agent.intakeUrl, [{ id: 'corrupt-after', type: 'after.recovery' }]);
+    expect(res.status).toBe(200);
+    const gateway = await startGateway(sub, port);
+    // Whatever the damage cost must be named by a gap event; what follows it must arrive.
+    const stored = await waitFor(async () => {
+      const events = await gatewayEvents(gateway.url, 'corrupt-middle');
+      return events.some((e) => e.id === 'corrupt-after') ? events : undefined;
+    }, 'the event appended after the damage reached the gateway', 30_000).catch(async (err: Error) => {
+      const status = await agent.status();
+      throw new Error(`${err.message}; agent status ${JSON.stringify(status)}`);
+    });
+    expect(stored.some((e) => e.type === 'meteorzx.gap' && (e.data as { reason?: string }).reason === 'buffer-corrupt')).toBe(true);
+    expect(await agent.stop()).toBe(0);
+    await gateway.stop();
+    await removeDir(sub);
+  });
+});

@@ -1,0 +1,124 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ChainedEvent } from '../../protocols/index.js';
+import {
+  freePort,
+  gatewayEvents,
+  holesPerEpoch,
+  killAll,
+  postEvents,
+  removeDir,
+  startAgent,
+  startGateway,
+  tempDir,
+  waitFor,
+  type Gateway,
+} from './agent-harness.js';
+
+/** Agent → real gateway over HTTP and over MQTT, and agent → Mosquitto; each event checked on arrival. */
+
+let dir: string;
+let gateway: Gateway;
+let mqttPort: number;
+
+beforeAll(async () => {
+  dir = await tempDir('agent-e2e');
+  mqttPort = await freePort();
+  gateway = await startGateway(dir, await freePort(), { mqtt: { listen: `127.0.0.1:${mqttPort}` } });
+});
+
+afterAll(async () => {
+  await killAll();
+  await removeDir(dir);
+});
+
+function batch(prefix: string, n: number, from = 0) {
+  return Array.from({ length: n }, (_, i) => ({ id: `${prefix}-${from + i}`, type: 'e2e.test', actor: 'alice', data: { i: from + i } }));
+}
+
+async function produce(url: string, prefix: string, batches: number, size: number): Promise<string[]> {
+  const ids: string[] = [];
+  for (let b = 0; b < batches; b += 1) {
+    const events = batch(prefix, size, b * size);
+    const res = await postEvents(url, events);
+    expect(res.status).toBe(200);
+    expect(res.body.accepted).toBe(size);
+    ids.push(...events.map((e) => e.id));
+  }
+  return ids;
+}
+
+describe('agent end to end', () => {
+  it('HTTP push: every acknowledged event is stored at the gateway exactly once, chained and verified', async () => {
+    const sub = await tempDir('agent-e2e-http');
+    const id = 'e2e-http';
+    const agent = await startAgent(sub, { id, push: { http: { url: `${gateway.url}/v1/events` }, batch: { maxEvents: 200, maxWaitMs: 20 } } });
+    const ids = await produce(agent.intakeUrl, id, 20, 100);
+    await waitFor(async () => {
+      const s = await agent.status();
+      return s.head === 2000 && s.delivered === 2000 && s.push.state === 'idle';
+    }, 'agent delivered 2000');
+    const stored = await gatewayEvents(gateway.url, id);
+    expect(stored.map((e) => e.id).sort()).toEqual([...ids].sort());
+    expect([...holesPerEpoch(stored).values()]).toEqual([[]]);
+    expect(stored.every((e) => e.ingest.integrity === 'verified' && e.ingest.method === 'http')).toBe(true);
+    expect(await agent.metric('meteorzx_agent_events_out_total')).toBe(2000);
+    expect(await agent.stop()).toBe(0);
+    await removeDir(sub);
+  });
+
+  it('MQTT push to the gateway broker: every event arrives once, and SIGTERM exits 0 keeping the cursor', async () => {
+    const sub = await tempDir('agent-e2e-mqtt');
+    const id = 'e2e-mqtt';
+    const config = { id, push: { mqtt: { url: `mqtt://127.0.0.1:${mqttPort}` }, batch: { maxEvents: 100, maxWaitMs: 20 } } };
+    let agent = await startAgent(sub, config);
+    const ids = await produce(agent.intakeUrl, id, 10, 100);
+    await waitFor(async () => (await agent.status()).delivered === 1000, 'agent delivered 1000');
+    expect(await agent.stop()).toBe(0);
+    // Restarted: head and delivered come back from the buffer's keys, nothing is resent.
+    agent = await startAgent(sub, config);
+    const status = await agent.status();
+    expect(status).toMatchObject({ head: 1000, delivered: 1000 });
+    ids.push(...(await produce(agent.intakeUrl, `${id}-after-restart`, 1, 50)));
+    await waitFor(async () => (await agent.status()).delivered === 1050, 'agent delivered 1050');
+    const stored = await gatewayEvents(gateway.url, id);
+    expect(stored.map((e) => e.id).sort()).toEqual([...ids].sort());
+    expect(stored.every((e) => e.ingest.method === 'mqtt' && e.ingest.integrity === 'verified')).toBe(true);
+    expect([...holesPerEpoch(stored).values()]).toEqual([[]]);
+    expect(await agent.stop()).toBe(0);
+    await removeDir(sub);
+  });
+
+  it('MQTT push to Mosquitto: mosquitto_sub sees every seq, the retained online status and the offline will', async () => {
+    const sub = await tempDir('agent-e2e-mosq');
+    const id = `e2e-mosq-${process.pid}`;
+    const lines: string[] = [];
+    const subscriber = spawn('mosquitto_sub', ['-h', '127.0.0.1', '-p', '1883', '-v', '-q', '1', '-t', `audit/${id}/#`]);
+    let partial = '';
+    subscriber.stdout.on('data', (c: Buffer) => {
+      const parts = (partial + c.toString()).split('\n');
+      partial = parts.pop() ?? '';
+      lines.push(...parts);
+    });
+    try {
+      await waitFor(() => {
+        spawnSync('mosquitto_pub', ['-h', '127.0.0.1', '-q', '1', '-t', `audit/${id}/cmd`, '-m', 'marker']);
+        return lines.length > 0;
+      }, 'mosquitto_sub ready');
+      const agent = await startAgent(sub, { id, push: { mqtt: { url: 'mqtt://127.0.0.1:1883' }, batch: { maxEvents: 50, maxWaitMs: 10 } } });
+      await produce(agent.intakeUrl, id, 5, 100);
+      await waitFor(async () => (await agent.status()).delivered === 500, 'delivered 500 to Mosquitto');
+      const prefix = `audit/${id}/events `;
+      const seqs = lines.filter((l) => l.startsWith(prefix)).flatMap((l) => (JSON.parse(l.slice(prefix.length)) as ChainedEvent[]).map((e) => e.seq));
+      expect([...new Set(seqs)].sort((a, b) => a - b)).toEqual(Array.from({ length: 500 }, (_, i) => i + 1));
+      expect(lines.some((l) => l.startsWith(`audit/${id}/status `) && l.includes('"online"'))).toBe(true);
+      // SIGKILL: no clean disconnect, so the broker publishes the will.
+      await agent.kill();
+      await waitFor(() => lines.some((l) => l.startsWith(`audit/${id}/status `) && l.includes('"offline"')), 'offline will', 90_000);
+    } finally {
+      subscriber.kill('SIGTERM');
+      spawnSync('mosquitto_pub', ['-h', '127.0.0.1', '-t', `audit/${id}/status`, '-r', '-n']);
+      await removeDir(sub);
+    }
+  });
+});

@@ -1,0 +1,77 @@
+import { chainEvent, newId, type AuditEvent, type ChainedEvent } from '../../protocols/index.js';
+import type { AgentBuffer, BufferState } from '../../agent/buffer/types.js';
+
+/**
+ * An in-memory AgentBuffer for the runtime's unit tests: same contract as
+ * the LevelDB one (seq, chain, delivered cursor, onAppend), no disk. Tests
+ * steer it with `failAppend` and `holdAppends`.
+ */
+export class FakeBuffer implements AgentBuffer {
+  readonly events: ChainedEvent[] = [];
+  delivered = 0;
+  acks: number[] = [];
+  /** When set, append rejects with it. */
+  failAppend: Error | undefined;
+  /** When set, appends wait for it before resolving. */
+  holdAppends: Promise<void> | undefined;
+  appendCalls = 0;
+  /** Events with seq ≤ this are gone (as drop-oldest would leave them). */
+  droppedUpTo = 0;
+  private readonly listeners = new Set<(head: number) => void>();
+  private lastHash: string | undefined;
+
+  constructor(
+    readonly id = 'fake-agent',
+    readonly epoch = 'EPOCH1',
+  ) {}
+
+  async open(): Promise<void> {}
+  async close(): Promise<void> {}
+
+  async append(events: readonly AuditEvent[]): Promise<ChainedEvent[]> {
+    this.appendCalls += 1;
+    if (this.failAppend) throw this.failAppend;
+    if (this.holdAppends) await this.holdAppends;
+    const out: ChainedEvent[] = [];
+    for (const e of events) {
+      const seq = this.events.length + 1;
+      const base = { ...e, id: e.id ?? newId(), source: e.source ?? this.id, time: e.time ?? new Date().toISOString(), agent: this.id, epoch: this.epoch, seq };
+      const chained = chainEvent(base, this.lastHash) as ChainedEvent;
+      this.lastHash = chained.hash;
+      this.events.push(chained);
+      out.push(chained);
+    }
+    for (const l of this.listeners) l(this.events.length);
+    return out;
+  }
+
+  /** Appends n events of type `t.<i>` (test convenience). */
+  async fill(n: number): Promise<ChainedEvent[]> {
+    return this.append(Array.from({ length: n }, (_, i) => ({ type: `t.${i}` })));
+  }
+
+  async read(after: number, limit: number): Promise<ChainedEvent[]> {
+    return this.events.filter((e) => e.seq > Math.max(after, this.droppedUpTo)).slice(0, limit);
+  }
+
+  async ack(seq: number): Promise<void> {
+    this.acks.push(seq);
+    if (seq > this.delivered) this.delivered = seq;
+  }
+
+  state(): BufferState {
+    const head = this.events.length;
+    return { id: this.id, epoch: this.epoch, head, delivered: this.delivered, oldest: 1, bufferedEvents: head - this.delivered, bufferedBytes: head * 100 };
+  }
+
+  async waitForSpace(): Promise<void> {}
+
+  onAppend(listener: (head: number) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  async getMeta(): Promise<string | undefined> {
+    return undefined;
+  }
+}

@@ -1,0 +1,95 @@
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { gunzipSync } from 'node:zlib';
+import { afterEach, describe, expect, it } from 'vitest';
+import { chainEvent, type ChainedEvent } from '../../protocols/index.js';
+import { HttpTransport } from '../../agent/push/http-transport.js';
+
+function events(n: number, agent = 'unit-agent', pad = 0): ChainedEvent[] {
+  let prev: string | undefined;
+  return Array.from({ length: n }, (_, i) => {
+    const e = chainEvent(
+      { id: `${agent}-${i + 1}`, type: 't', source: agent, time: '2026-01-01T00:00:00Z', agent, epoch: 'E1', seq: i + 1, data: { pad: 'x'.repeat(pad) } },
+      prev,
+    ) as ChainedEvent;
+    prev = e.hash;
+    return e;
+  });
+}
+
+interface Seen {
+  headers: IncomingMessage['headers'];
+  body: string;
+}
+
+const cleanup: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const fn of cleanup.splice(0).reverse()) await fn();
+});
+
+async function gateway(answer: (seen: Seen) => { status: number; body?: unknown; headers?: Record<string, string> }) {
+  const seen: Seen[] = [];
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const raw = Buffer.concat(chunks);
+      const body = (req.headers['content-encoding'] === 'gzip' ? gunzipSync(raw) : raw).toString();
+      const s = { headers: req.headers, body };
+      seen.push(s);
+      const a = answer(s);
+      res.writeHead(a.status, { 'content-type': 'application/json', ...a.headers });
+      res.end(JSON.stringify(a.body ?? {}));
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  cleanup.push(() => new Promise<void>((r) => server.close(() => r())));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/events`, seen };
+}
+
+function transport(url: string, extra: Partial<ConstructorParameters<typeof HttpTransport>[0]> = {}) {
+  const t = new HttpTransport({ url, token: 'tok', gzipAboveBytes: 1024, ...extra });
+  cleanup.push(() => t.close());
+  return t;
+}
+
+describe('HTTP push transport', () => {
+  it('POSTs NDJSON with the bearer token, gzips above the threshold, and a 2xx is an ack listing rejections', async () => {
+    const gw = await gateway(() => ({ status: 200, body: { accepted: 2, duplicates: 0, rejected: [{ index: 1, error: 'bad' }] } }));
+    const t = transport(gw.url);
+    const small = events(2);
+    expect(await t.send(small)).toEqual({ kind: 'acked', rejected: [{ index: 1, error: 'bad' }] });
+    const big = events(20, 'unit-agent', 200);
+    await t.send(big);
+    expect(gw.seen[0]?.headers.authorization).toBe('Bearer tok');
+    expect(gw.seen[0]?.headers['content-type']).toBe('application/x-ndjson');
+    expect(gw.seen[0]?.headers['content-encoding']).toBeUndefined();
+    expect(gw.seen[1]?.headers['content-encoding']).toBe('gzip');
+    expect(gw.seen[1]?.body.trim().split('\n').map((l) => (JSON.parse(l) as ChainedEvent).seq)).toEqual(big.map((e) => e.seq));
+  });
+
+  it('classifies answers: 429/503 retry with Retry-After, 5xx/401 retry, 400/413 permanent, refused connection retry', async () => {
+    const plan = [
+      { status: 503, headers: { 'retry-after': '2' } },
+      { status: 429, headers: { 'retry-after': '1' } },
+      { status: 500 },
+      { status: 401, body: { error: 'no token', code: 'METEORZX_UNAUTHORIZED' } },
+      { status: 413, body: { error: 'too big', code: 'METEORZX_BODY_TOO_LARGE' } },
+      { status: 400 },
+    ];
+    let n = 0;
+    const gw = await gateway(() => plan[n++] ?? { status: 200 });
+    const t = transport(gw.url);
+    const outcomes = [];
+    for (let i = 0; i < plan.length; i += 1) outcomes.push(await t.send(events(1)));
+    expect(outcomes.map((o) => o.kind)).toEqual(['retry', 'retry', 'retry', 'retry', 'permanent', 'permanent']);
+    expect(outcomes[0]).toMatchObject({ retryAfterMs: 2000 });
+    expect(outcomes[1]).toMatchObject({ retryAfterMs: 1000 });
+    expect(outcomes[3]).toMatchObject({ error: 'gateway answered 401: no token' });
+    const dead = transport('http://127.0.0.1:9/v1/events', { timeoutMs: 2000 });
+    const refused = await dead.send(events(1));
+    expect(refused.kind).toBe('retry');
+    expect(refused.kind === 'retry' && refused.error).toMatch(/ECONNREFUSED/);
+  });
+});
+

@@ -1,0 +1,159 @@
+import { request } from 'node:http';
+import { gzipSync } from 'node:zlib';
+import { afterEach, describe, expect, it } from 'vitest';
+import { DEFAULT_LIMITS, type Limits } from '../../protocols/index.js';
+import { AgentErrors } from '../../agent/errors.js';
+import { HttpIntake } from '../../agent/intake/http.js';
+import { AgentMetrics } from '../../agent/metrics.js';
+import { FakeBuffer } from './agent-fake-buffer.js';
+
+interface Answer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Record<string, unknown>;
+}
+
+function post(port: number, body: Buffer | string, headers: Record<string, string> = {}, path = '/v1/events', method = 'POST'): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, method, headers: { 'content-type': 'application/json', ...headers } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString();
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} });
+      });
+    });
+    // The server may answer 413 and close before the whole body is written.
+    req.on('error', (err: NodeJS.ErrnoException) => (err.code === 'EPIPE' || err.code === 'ECONNRESET' ? undefined : reject(err)));
+    req.end(body);
+  });
+}
+
+const intakes: HttpIntake[] = [];
+async function startIntake(buffer: FakeBuffer, options: { limits?: Partial<Limits>; maxConcurrent?: number } = {}) {
+  const metrics = new AgentMetrics({ buffer: () => buffer.state(), push: () => 'disabled' }, { processMetrics: false });
+  const intake = new HttpIntake({
+    listen: { host: '127.0.0.1', port: 0 },
+    limits: { ...DEFAULT_LIMITS, ...options.limits },
+    buffer,
+    metrics,
+    ...(options.maxConcurrent ? { maxConcurrent: options.maxConcurrent } : {}),
+  });
+  intakes.push(intake);
+  await intake.start();
+  return { port: intake.address().port, metrics };
+}
+
+afterEach(async () => {
+  await Promise.all(intakes.splice(0).map((i) => i.close()));
+});
+
+const ndjson = { 'content-type': 'application/x-ndjson' };
+
+describe('agent HTTP intake', () => {
+  it('buffers valid events in one append and names each bad one, keeping its valid neighbours', async () => {
+    const buffer = new FakeBuffer();
+    const { port, metrics } = await startIntake(buffer, { limits: { maxEventBytes: 1024, maxDepth: 4 } });
+    const deep = { type: 'deep', data: { a: { b: { c: { d: 1 } } } } };
+    const lines = [
+      JSON.stringify({ type: 'ok.1' }),
+      '{"type": ',
+      JSON.stringify({ type: 'big', data: { x: 'y'.repeat(2000) } }),
+      JSON.stringify(deep),
+      JSON.stringify({ type: 42, outcome: 'maybe' }),
+      JSON.stringify({ type: 'ok.2', actor: 'alice' }),
+    ];
+    const body = Buffer.concat([Buffer.from(lines.join('\n') + '\n'), Buffer.from([0xff, 0xfe, 0x0a]), Buffer.from(JSON.stringify({ type: 'ok.3' }))]);
+    const answer = await post(port, body, ndjson);
+    expect(answer.status).toBe(200);
+    expect(answer.body.accepted).toBe(3);
+    expect(answer.body.duplicates).toBe(0);
+    const rejected = answer.body.rejected as Array<{ index: number; error: string }>;
+    expect(rejected.map((r) => r.index)).toEqual([1, 2, 3, 4, 6]);
+    expect(rejected[0]?.error).toMatch(/malformed JSON/);
+    expect(rejected[1]?.error).toMatch(/maxEventBytes/);
+    expect(rejected[2]?.error).toMatch(/maxDepth/);
+    expect(rejected[3]?.error).toMatch(/type: must be a string/);
+    expect(rejected[3]?.error).toMatch(/outcome/);
+    expect(rejected[4]?.error).toMatch(/UTF-8/);
+    expect(buffer.events.map((e) => e.type)).toEqual(['ok.1', 'ok.2', 'ok.3']);
+    expect(buffer.appendCalls).toBe(1);
+    const text = await metrics.registry.metrics();
+    expect(text).toMatch(/meteorzx_agent_events_in_total\{intake="http"\} 3/);
+    expect(text).toMatch(/meteorzx_agent_events_invalid_total\{intake="http"\} 5/);
+  });
+
+  it('takes a JSON array, a single JSON event and gzip bodies', async () => {
+    const buffer = new FakeBuffer();
+    const { port } = await startIntake(buffer);
+    expect((await post(port, JSON.stringify([{ type: 'a' }, { type: 'b' }]))).body.accepted).toBe(2);
+    expect((await post(port, JSON.stringify({ type: 'c' }))).body.accepted).toBe(1);
+    const gz = gzipSync(Buffer.from('{"type":"d"}\n{"type":"e"}\n'));
+    expect((await post(port, gz, { ...ndjson, 'content-encoding': 'gzip' })).body.accepted).toBe(2);
+    expect(buffer.events.map((e) => e.type)).toEqual(['a', 'b', 'c', 'd', 'e']);
+  });
+
+  it('answers 2xx only after the append is durable', async () => {
+    const buffer = new FakeBuffer();
+    let release!: () => void;
+    buffer.holdAppends = new Promise<void>((r) => (release = r));
+    const { port } = await startIntake(buffer);
+    let answered = false;
+    const answer = post(port, JSON.stringify({ type: 'a' })).then((a) => {
+      answered = true;
+      return a;
+    });
+    while (buffer.appendCalls === 0) await new Promise((r) => setTimeout(r, 2));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(answered).toBe(false);
+    release();
+    expect((await answer).status).toBe(200);
+  });
+
+  it('answers 400 for an unreadable body, 413 over the body limit, 415 for an unknown type or encoding', async () => {
+    const buffer = new FakeBuffer();
+    const { port } = await startIntake(buffer, { limits: { maxBodyBytes: 2048 } });
+    const bad = await post(port, '{"type": "a"');
+    expect(bad.status).toBe(400);
+    expect(bad.body.code).toBe('METEORZX_BODY_UNREADABLE');
+    const big = await post(port, '{"type":"a"}\n'.repeat(400), ndjson);
+    expect(big.status).toBe(413);
+    expect(big.body.error).toMatch(/maxBodyBytes/);
+    const bomb = await post(port, gzipSync(Buffer.from(`{"type":"a","data":{"x":"${'z'.repeat(100_000)}"}}`)), { 'content-encoding': 'gzip' });
+    expect(bomb.status).toBe(413);
+    expect((await post(port, 'type=a', { 'content-type': 'text/plain' })).status).toBe(415);
+    expect((await post(port, '{"type":"a"}', { 'content-encoding': 'br' })).status).toBe(415);
+    expect((await post(port, 'not gzip', { 'content-encoding': 'gzip' })).status).toBe(400);
+    expect((await post(port, '{}', {}, '/nope')).status).toBe(404);
+    expect((await post(port, '', {}, '/v1/events', 'GET')).status).toBe(405);
+    expect(buffer.events).toHaveLength(0);
+  });
+
+  it('answers 503 + Retry-After when the buffer is full (block) and 507 when it rejects', async () => {
+    const buffer = new FakeBuffer();
+    const { port } = await startIntake(buffer);
+    buffer.failAppend = AgentErrors.METEORZX_BUFFER_FULL('buffer full');
+    const full = await post(port, JSON.stringify({ type: 'a' }));
+    expect(full.status).toBe(503);
+    expect(full.headers['retry-after']).toBe('1');
+    expect(full.body.code).toBe('METEORZX_BUFFER_FULL');
+    buffer.failAppend = AgentErrors.METEORZX_BUFFER_REJECTED('buffer full, policy reject');
+    const rejected = await post(port, JSON.stringify({ type: 'a' }));
+    expect(rejected.status).toBe(507);
+    expect(rejected.body.code).toBe('METEORZX_BUFFER_REJECTED');
+  });
+
+  it('bounds concurrent requests: past the limit it answers 503 instead of queueing in memory', async () => {
+    const buffer = new FakeBuffer();
+    let release!: () => void;
+    buffer.holdAppends = new Promise<void>((r) => (release = r));
+    const { port } = await startIntake(buffer, { maxConcurrent: 1 });
+    const first = post(port, JSON.stringify({ type: 'a' }));
+    while (buffer.appendCalls === 0) await new Promise((r) => setTimeout(r, 2));
+    const second = await post(port, JSON.stringify({ type: 'b' }));
+    expect(second.status).toBe(503);
+    expect(second.body.code).toBe('METEORZX_INTAKE_BUSY');
+    release();
+    expect((await first).status).toBe(200);
+  });
+});

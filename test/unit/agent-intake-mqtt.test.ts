@@ -1,0 +1,214 @@
+import { randomBytes, scryptSync } from 'node:crypto';
+import mqtt, { type MqttClient } from 'mqtt';
+import { afterEach, describe, expect, it } from 'vitest';
+import { DEFAULT_LIMITS, deterministicId, isMeteorError, type AuditEvent, type ChainedEvent } from '../../protocols/index.js';
+import { AgentErrors } from '../../agent/errors.js';
+import { AgentMetrics } from '../../agent/metrics.js';
+import { EdgeBrokerIntake } from '../../agent/intake/mqtt/edge-broker.js';
+import { decideEdgePublish, PublishRefused } from '../../agent/intake/mqtt/edge-publish.js';
+import type { DeviceLogin } from '../../agent/intake/mqtt/device-logins.js';
+import { FakeBuffer } from './agent-fake-buffer.js';
+
+/** A FakeBuffer that can be made full (append rejects METEORZX_BUFFER_FULL) until `makeSpace()`. */
+class BlockableBuffer extends FakeBuffer {
+  full = false;
+  private waiters: (() => void)[] = [];
+
+  override async append(events: readonly AuditEvent[]): Promise<ChainedEvent[]> {
+    if (this.full) throw AgentErrors.METEORZX_BUFFER_FULL('full (test)');
+    return super.append(events);
+  }
+
+  override waitForSpace(): Promise<void> {
+    return this.full ? new Promise((resolve) => this.waiters.push(resolve)) : Promise.resolve();
+  }
+
+  makeSpace(): void {
+    this.full = false;
+    for (const w of this.waiters.splice(0)) w();
+  }
+}
+
+const closers: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  while (closers.length > 0) await closers.pop()?.();
+});
+
+async function startEdge(users: DeviceLogin[] = [], buffer: FakeBuffer = new FakeBuffer()) {
+  const metrics = new AgentMetrics({ buffer: () => buffer.state(), push: () => 'disabled' }, { processMetrics: false });
+  const intake = new EdgeBrokerIntake({ listen: { host: '127.0.0.1', port: 0 }, users, limits: DEFAULT_LIMITS, buffer, metrics });
+  await intake.start();
+  closers.push(() => intake.close());
+  return { intake, buffer, metrics, port: intake.address().port };
+}
+
+async function connect(port: number, opts: mqtt.IClientOptions = {}): Promise<MqttClient> {
+  const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { reconnectPeriod: 0, protocolVersion: 4, ...opts });
+  closers.push(() => client.endAsync(true));
+  return client;
+}
+
+function publishOrClose(client: MqttClient, topic: string, payload: string): Promise<'acked' | 'closed'> {
+  return new Promise((resolve) => {
+    client.once('close', () => resolve('closed'));
+    client.publish(topic, payload, { qos: 1 }, (err) => resolve(err ? 'closed' : 'acked'));
+  });
+}
+
+const metricValue = async (metrics: AgentMetrics, name: string, labels: Record<string, string>) => {
+  const metric = await metrics.registry.getSingleMetric(name)?.get();
+  return metric?.values.find((v) => Object.entries(labels).every(([k, val]) => v.labels[k] === val))?.value ?? 0;
+};
+
+/** A scrypt hash in the documented format, with a small N so the test stays fast. */
+function scryptHash(password: string): string {
+  const salt = randomBytes(16);
+  const key = scryptSync(password, salt, 32, { N: 1024, r: 8, p: 1 });
+  return `scrypt$N=1024,r=8,p=1$${salt.toString('base64')}$${key.toString('base64')}`;
+}
+
+describe('edge MQTT broker intake', () => {
+  it('buffers events before the PUBACK, with the device as source and the gateway’s deterministic id', async () => {
+    const { port, buffer, metrics } = await startEdge();
+    const client = await connect(port, { clientId: 'a-device-client-id-longer-than-twenty-three' });
+    await client.publishAsync('audit/dev-1/events', JSON.stringify({ type: 'door.open', data: { n: 1 } }), { qos: 1 });
+    // The PUBACK has arrived: the event must already be in the buffer.
+    expect(buffer.events).toHaveLength(1);
+    expect(buffer.events[0]).toMatchObject({ type: 'door.open', source: 'dev-1', id: deterministicId('dev-1', { type: 'door.open', data: { n: 1 } }), agent: 'fake-agent' });
+
+    await client.publishAsync('audit/dev-1/events', JSON.stringify([{ id: 'e2', type: 't' }, { type: 7 }, { id: 'e3', type: 't' }]), { qos: 1 });
+    expect(buffer.events.map((e) => [e.id, e.type, e.source])).toEqual([
+      [expect.any(String), 'door.open', 'dev-1'],
+      ['e2', 't', 'dev-1'],
+      [expect.stringMatching(/^d:/), 'meteorzx.intake.error', 'dev-1'],
+      ['e3', 't', 'dev-1'],
+    ]);
+    expect(buffer.events[2]?.data).toMatchObject({ intake: 'mqtt', topic: 'audit/dev-1/events', index: 1, reason: expect.stringMatching(/^type:/) });
+    // One append per publish: its events share a group commit.
+    expect(buffer.appendCalls).toBe(2);
+    expect(await metricValue(metrics, 'meteorzx_agent_events_in_total', { intake: 'mqtt' })).toBe(4);
+    expect(await metricValue(metrics, 'meteorzx_agent_events_invalid_total', { intake: 'mqtt' })).toBe(1);
+  });
+
+  it('buffers an unreadable payload as one intake error event and keeps the device connected', async () => {
+    const { port, buffer } = await startEdge();
+    const client = await connect(port);
+    expect(await publishOrClose(client, 'audit/dev-2/events', '{"type": nope')).toBe('acked');
+    expect(buffer.events[0]).toMatchObject({ type: 'meteorzx.intake.error', source: 'dev-2', data: { raw: '{"type": nope' } });
+    expect(client.connected).toBe(true);
+  });
+
+  it('authenticates devices (plain and scrypt), pins the topic to the login and applies relayFor', async () => {
+    const users: DeviceLogin[] = [
+      { username: 'dev-1', password: 'plain-secret', source: 'dev-1' },
+      { username: 'gw-9', password: scryptHash('hashed-secret'), source: 'gw-9', relayFor: ['sensor-*'] },
+    ];
+    const { port, buffer, metrics } = await startEdge(users);
+    await expect(connect(port, { username: 'dev-1', password: 'wrong' })).rejects.toThrow(/Bad username or password|Not authorized/i);
+    await expect(connect(port)).rejects.toThrow();
+
+    const dev1 = await connect(port, { username: 'dev-1', password: 'plain-secret' });
+    expect(await publishOrClose(dev1, 'audit/dev-1/events', '{"type":"a"}')).toBe('acked');
+    expect(await publishOrClose(dev1, 'audit/gw-9/events', '{"type":"b"}')).toBe('closed');
+
+    const relay = await connect(port, { username: 'gw-9', password: 'hashed-secret' });
+    const payload = [{ type: 'c', source: 'sensor-4' }, { type: 'd', source: 'dev-1' }];
+    expect(await publishOrClose(relay, 'audit/gw-9/events', JSON.stringify(payload))).toBe('acked');
+    expect(buffer.events.map((e) => [e.type, e.source])).toEqual([
+      ['a', 'dev-1'],
+      ['c', 'sensor-4'],
+      ['meteorzx.intake.error', 'gw-9'],
+    ]);
+    expect(await metricValue(metrics, 'meteorzx_agent_intake_errors_total', { intake: 'mqtt', kind: 'refused' })).toBe(1);
+    expect(await metricValue(metrics, 'meteorzx_agent_intake_errors_total', { intake: 'mqtt', kind: 'auth' })).toBe(2);
+  });
+
+  it('holds the PUBACK while the buffer is full and sends it once there is space', async () => {
+    const buffer = new BlockableBuffer();
+    const { port, metrics } = await startEdge([], buffer);
+    const client = await connect(port);
+    buffer.full = true;
+    let acked = false;
+    const publish = client.publishAsync('audit/dev-3/events', '{"type":"slow"}', { qos: 1 }).then(() => (acked = true));
+    const deadline = Date.now() + 5000;
+    while ((await metricValue(metrics, 'meteorzx_agent_intake_blocked', { intake: 'mqtt' })) !== 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    expect(await metricValue(metrics, 'meteorzx_agent_intake_blocked', { intake: 'mqtt' })).toBe(1);
+    expect(acked).toBe(false);
+    expect(buffer.events).toHaveLength(0);
+    expect(client.connected).toBe(true);
+
+    buffer.makeSpace();
+    await publish;
+    expect(buffer.events.map((e) => e.type)).toEqual(['slow']);
+    expect(await metricValue(metrics, 'meteorzx_agent_intake_blocked', { intake: 'mqtt' })).toBe(0);
+  });
+
+  it('closes without waiting for space: the held publish gets no PUBACK', async () => {
+    const buffer = new BlockableBuffer();
+    const { intake, port } = await startEdge([], buffer);
+    const client = await connect(port);
+    buffer.full = true;
+    const outcome = publishOrClose(client, 'audit/dev-4/events', '{"type":"t"}');
+    await new Promise((r) => setTimeout(r, 50));
+    await intake.close();
+    expect(await outcome).toBe('closed');
+    expect(buffer.events).toHaveLength(0);
+  });
+
+  it('refuses to start anonymous on a non-loopback address', async () => {
+    const intake = new EdgeBrokerIntake({ listen: { host: '0.0.0.0', port: 0 }, users: [], limits: DEFAULT_LIMITS, buffer: new FakeBuffer() });
+    const err: unknown = await intake.start().catch((e: unknown) => e);
+    expect(isMeteorError(err) && err.code).toBe('METEORZX_INSECURE_BIND');
+  });
+});
+
+describe('edge publish rules', () => {
+  const anonymous = { username: undefined, source: undefined, mayUseSource: () => true };
+  const device = { username: 'dev-1', source: 'dev-1', mayUseSource: (s: string) => s === 'dev-1' };
+  const buf = (v: unknown) => Buffer.from(JSON.stringify(v));
+
+  it('passes status and (anonymous) command traffic without buffering it', () => {
+    expect(decideEdgePublish(device, 'audit/dev-1/status', Buffer.from('online'), DEFAULT_LIMITS)).toEqual({ kind: 'pass' });
+    expect(decideEdgePublish(anonymous, 'audit/dev-1/cmd', buf({ op: 'pull' }), DEFAULT_LIMITS)).toEqual({ kind: 'pass' });
+  });
+
+  it('refuses other topics, commands from a device, and another device’s topic', () => {
+    expect(() => decideEdgePublish(anonymous, 'sensors/temp', buf({}), DEFAULT_LIMITS)).toThrow(PublishRefused);
+    expect(() => decideEdgePublish(device, 'audit/dev-1/cmd', buf({}), DEFAULT_LIMITS)).toThrow(PublishRefused);
+    expect(() => decideEdgePublish(device, 'audit/dev-2/events', buf({ type: 't' }), DEFAULT_LIMITS)).toThrow(PublishRefused);
+  });
+
+  it('gives a retried payload the same ids, valid or not', () => {
+    const payload = buf([{ type: 'a' }, { type: 'b', outcome: 'maybe' }]);
+    const first = decideEdgePublish(device, 'audit/dev-1/events', payload, DEFAULT_LIMITS);
+    const again = decideEdgePublish(device, 'audit/dev-1/events', payload, DEFAULT_LIMITS);
+    expect(first.kind === 'events' && first.invalid).toHaveLength(1);
+    const ids = (d: typeof first) => (d.kind === 'events' ? d.events.map((e) => e.id) : []);
+    expect(ids(first)).toEqual(ids(again));
+    expect(new Set(ids(first)).size).toBe(2);
+  });
+
+  it('turns a payload over the batch limit into one error event', () => {
+    const out = decideEdgePublish(device, 'audit/dev-1/events', buf([{ type: 'a' }, { type: 'b' }]), { ...DEFAULT_LIMITS, maxBatchEvents: 1 });
+    expect(out.kind === 'events' && out.events.map((e) => e.type)).toEqual(['meteorzx.intake.error']);
+  });
+});
+
+describe('intake.mqtt and intake.serial config', () => {
+  it('refuses anonymous devices on a non-loopback listen and names a malformed hash', async () => {
+    const { parseAgentConfig } = await import('../../agent/config.js');
+    expect(() => parseAgentConfig({ intake: { mqtt: { listen: '0.0.0.0:1883' } } })).toThrow(/intake\.mqtt\.users/);
+    expect(() => parseAgentConfig({ intake: { mqtt: { listen: '127.0.0.1:1883', users: [{ username: 'd', password: 'scrypt$N=3$x$y' }] } } })).toThrow(
+      /intake\.mqtt\.users\.0\.password.*malformed hash/,
+    );
+    const ok = parseAgentConfig({ intake: { mqtt: { listen: '0.0.0.0:1883', users: [{ username: 'dev-1', password: 'p' }] } } });
+    expect(ok.intake.mqtt?.users[0]?.source).toBe('dev-1');
+  });
+
+  it('gives serial ports their defaults and takes type, source and maxLineBytes', async () => {
+    const { parseAgentConfig } = await import('../../agent/config.js');
+    const config = parseAgentConfig({ intake: { serial: [{ path: '/dev/ttyUSB0' }, { path: '/dev/ttyS1', type: 'plc.line', source: 'plc-2', maxLineBytes: '4KiB' }] } });
+    expect(config.intake.serial[0]).toEqual({ path: '/dev/ttyUSB0', baudRate: 9600, delimiter: '\n', format: 'line', type: 'serial.line' });
+    expect(config.intake.serial[1]).toMatchObject({ type: 'plc.line', source: 'plc-2', maxLineBytes: 4096 });
+  });
+});

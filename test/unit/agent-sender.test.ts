@@ -1,0 +1,232 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import type { ChainedEvent } from '../../protocols/index.js';
+import { Sender, type SenderOptions } from '../../agent/push/sender.js';
+import type { PushTransport, SendOutcome } from '../../agent/push/types.js';
+import { FakeBuffer } from './agent-fake-buffer.js';
+
+/** A transport whose answer to each send the test decides. */
+class ScriptedTransport implements PushTransport {
+  readonly name = 'scripted';
+  readonly sent: ChainedEvent[][] = [];
+  closed = false;
+  constructor(
+    readonly maxInFlight: number,
+    public answer: (events: readonly ChainedEvent[], n: number) => SendOutcome | Promise<SendOutcome> = () => ({ kind: 'acked', rejected: [] }),
+  ) {}
+  async start(): Promise<void> {}
+  async send(events: readonly ChainedEvent[]): Promise<SendOutcome> {
+    this.sent.push([...events]);
+    return this.answer(events, this.sent.length);
+  }
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+}
+
+async function waitFor(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+function deferred<T>() {
+  let resolve!: (v: T) => void;
+  const promise = new Promise<T>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+const warnings: Array<Record<string, unknown>> = [];
+const logger = {
+  warn: (obj: Record<string, unknown>) => warnings.push(obj),
+  error: () => undefined,
+  info: () => undefined,
+  debug: () => undefined,
+  child: () => logger,
+} as unknown as NonNullable<SenderOptions['logger']>;
+
+const base: SenderOptions = {
+  maxEvents: 10,
+  maxWaitMs: 0,
+  backoff: { initialMs: 1, maxMs: 4 },
+  breaker: { threshold: 3, cooldownMs: 20 },
+  random: () => 0.5,
+  logger,
+};
+
+const senders: Sender[] = [];
+function makeSender(buffer: FakeBuffer, transport: PushTransport, options: Partial<SenderOptions> = {}): Sender {
+  const sender = new Sender(buffer, transport, { ...base, ...options });
+  senders.push(sender);
+  return sender;
+}
+
+afterEach(async () => {
+  await Promise.all(senders.splice(0).map((s) => s.close()));
+  warnings.length = 0;
+});
+
+describe('push sender', () => {
+  it('delivers every event once, in order, in batches of at most maxEvents, and acks up to head', async () => {
+    const buffer = new FakeBuffer();
+    const transport = new ScriptedTransport(3);
+    await makeSender(buffer, transport).start();
+    await buffer.fill(95);
+    await waitFor(() => buffer.delivered === 95, 'delivered 95');
+    const seqs = transport.sent.flat().map((e) => e.seq);
+    expect(seqs).toEqual(Array.from({ length: 95 }, (_, i) => i + 1));
+    expect(Math.max(...transport.sent.map((b) => b.length))).toBeLessThanOrEqual(10);
+    // Acks only ever move forward.
+    expect([...buffer.acks].sort((a, b) => a - b)).toEqual(buffer.acks);
+  });
+
+  it('advances delivered only over a contiguous acknowledged prefix', async () => {
+    const buffer = new FakeBuffer();
+    await buffer.fill(30);
+    const answers = [deferred<SendOutcome>(), deferred<SendOutcome>(), deferred<SendOutcome>()];
+    const transport = new ScriptedTransport(3, (_e, n) => answers[n - 1]?.promise ?? { kind: 'acked', rejected: [] });
+    await makeSender(buffer, transport).start();
+    await waitFor(() => transport.sent.length === 3, 'three batches in flight');
+    const ok: SendOutcome = { kind: 'acked', rejected: [] };
+    answers[2]?.resolve(ok); // seqs 21-30 first
+    answers[1]?.resolve(ok); // then 11-20
+    await new Promise((r) => setTimeout(r, 20));
+    expect(buffer.delivered).toBe(0); // 1-10 still unacknowledged
+    answers[0]?.resolve(ok);
+    await waitFor(() => buffer.delivered === 30, 'delivered 30');
+    expect(buffer.acks).toEqual([30]);
+  });
+
+  it('resumes after the delivered cursor (restart) and never resends acked events', async () => {
+    const buffer = new FakeBuffer();
+    await buffer.fill(20);
+    buffer.delivered = 12;
+    const transport = new ScriptedTransport(2);
+    await makeSender(buffer, transport).start();
+    await waitFor(() => buffer.delivered === 20, 'delivered 20');
+    expect(transport.sent.flat().map((e) => e.seq)).toEqual([13, 14, 15, 16, 17, 18, 19, 20]);
+  });
+
+  it('retries a failed batch with backoff and honours Retry-After', async () => {
+    const buffer = new FakeBuffer();
+    await buffer.fill(5);
+    const transport = new ScriptedTransport(1, (_e, n) =>
+      n === 1 ? { kind: 'retry', error: 'gateway answered 503', retryAfterMs: 30 } : { kind: 'acked', rejected: [] },
+    );
+    const sender = makeSender(buffer, transport);
+    await sender.start();
+    await waitFor(() => buffer.delivered === 5, 'delivered 5');
+    expect(transport.sent.map((b) => b.map((e) => e.seq))).toEqual([[1, 2, 3, 4, 5], [1, 2, 3, 4, 5]]);
+    // Jitter would give 0.5 ms; the gateway's Retry-After wins.
+    expect(warnings.find((w) => w.delayMs !== undefined)?.delayMs).toBe(30);
+    expect(sender.status().lastError).toBe('gateway answered 503');
+  });
+
+  it('a retry sends what the buffer holds now: events dropped meanwhile (with their gap event) are not resent', async () => {
+    const buffer = new FakeBuffer();
+    await buffer.fill(10);
+    const transport = new ScriptedTransport(1, (_e, n) => {
+      if (n > 1) return { kind: 'acked', rejected: [] };
+      buffer.droppedUpTo = 6; // drop-oldest ran while the gateway was away
+      return { kind: 'retry', error: 'down' };
+    });
+    await makeSender(buffer, transport).start();
+    await waitFor(() => buffer.delivered === 10, 'delivered 10');
+    expect(transport.sent.map((b) => b.map((e) => e.seq))).toEqual([[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [7, 8, 9, 10]]);
+  });
+
+  it('says so in lastError when the buffer has events after the cursor but yields none (unreadable range)', async () => {
+    const buffer = new FakeBuffer();
+    await buffer.fill(10);
+    buffer.droppedUpTo = 1000; // nothing readable, though head is 10
+    const transport = new ScriptedTransport(1);
+    const sender = makeSender(buffer, transport);
+    await sender.start();
+    await waitFor(() => sender.status().lastError !== null, 'lastError set');
+    expect(sender.status().lastError).toBe('buffer: no readable event after seq 0 though head is 10');
+    expect(transport.sent).toEqual([]);
+  });
+
+  it('backs off exponentially with full jitter: delays follow random() × min(max, initial × 2^n)', async () => {
+    const buffer = new FakeBuffer();
+    await buffer.fill(1);
+    const transport = new ScriptedTransport(1, (_e, n) => (n <= 4 ? { kind: 'retry', error: 'down' } : { kind: 'acked', rejected: [] }));
+    await makeSender(buffer, transport, { backoff: { initialMs: 8, maxMs: 40 }, breaker: { threshold: 100, cooldownMs: 1 }, random: () => 0.5 }).start();
+    await waitFor(() => buffer.delivered === 1, 'delivered 1');
+    expect(warnings.map((w) => w.delayMs)).toEqual([4, 8, 16, 20]);
+  });
+
+  it('opens the circuit after `threshold` failed rounds, probes one batch when half-open, closes on success', async () => {
+    const buffer = new FakeBuffer();
+    await buffer.fill(40);
+    let up = false;
+    const transport = new ScriptedTransport(4, () => (up ? { kind: 'acked', rejected: [] } : { kind: 'retry', error: 'ECONNREFUSED' }));
+    const sender = makeSender(buffer, transport, { breaker: { threshold: 3, cooldownMs: 40 } });
+    await sender.start();
+    await waitFor(() => sender.status().state === 'open', 'circuit open');
+    const atOpen = transport.sent.length;
+    // Concurrent failures of one round count once: 3 rounds of at most 4 sends.
+    expect(atOpen).toBeLessThanOrEqual(3 * 4);
+    // While open and then half-open with failing probes, at most one send per cool-down.
+    await new Promise((r) => setTimeout(r, 130));
+    expect(transport.sent.length - atOpen).toBeLessThanOrEqual(4);
+    up = true;
+    await waitFor(() => buffer.delivered === 40, 'delivered 40 after the gateway came back');
+    await waitFor(() => sender.status().state === 'idle', 'idle');
+  });
+
+  it('splits a permanently refused batch and skips a single refused event with a gap event', async () => {
+    const buffer = new FakeBuffer();
+    await buffer.fill(8);
+    const poison = buffer.events[5]?.id;
+    const transport = new ScriptedTransport(2, (events) =>
+      events.some((e) => e.id === poison) ? { kind: 'permanent', error: 'gateway answered 413: too large' } : { kind: 'acked', rejected: [] },
+    );
+    await makeSender(buffer, transport, { maxEvents: 8 }).start();
+    await waitFor(() => buffer.delivered >= 9, 'delivered past the gap event');
+    const delivered = new Set(transport.sent.filter((b) => !b.some((e) => e.id === poison)).flat().map((e) => e.seq));
+    expect([...delivered].sort((a, b) => a - b)).toEqual([1, 2, 3, 4, 5, 7, 8, 9]);
+    const gap = buffer.events[8];
+    expect(gap?.type).toBe('meteorzx.gap');
+    expect(gap?.data).toMatchObject({ from: 6, to: 6, count: 1, reason: 'gateway-refused', id: poison });
+  });
+
+  it('treats a 2xx with rejected events as acked (they are recorded at the gateway)', async () => {
+    const buffer = new FakeBuffer();
+    await buffer.fill(3);
+    const transport = new ScriptedTransport(1, () => ({ kind: 'acked', rejected: [{ index: 1, error: 'bad' }] }));
+    await makeSender(buffer, transport).start();
+    await waitFor(() => buffer.delivered === 3, 'delivered 3');
+    expect(transport.sent).toHaveLength(1);
+    expect(warnings.some((w) => w.seq === 2 && w.reason === 'bad')).toBe(true);
+  });
+
+  it('waits up to maxWaitMs to fill a batch, but sends a full batch at once', async () => {
+    const buffer = new FakeBuffer();
+    const transport = new ScriptedTransport(1);
+    await makeSender(buffer, transport, { maxEvents: 5, maxWaitMs: 60_000 }).start();
+    await buffer.fill(3);
+    await new Promise((r) => setTimeout(r, 30));
+    expect(transport.sent).toHaveLength(0); // lingering for a fuller batch
+    await buffer.fill(2);
+    await waitFor(() => buffer.delivered === 5, 'full batch sent');
+    expect(transport.sent.map((b) => b.length)).toEqual([5]);
+  });
+
+  it('close() lets the in-flight send finish, records its ack, closes the transport; idempotent', async () => {
+    const buffer = new FakeBuffer();
+    await buffer.fill(4);
+    const answer = deferred<SendOutcome>();
+    const transport = new ScriptedTransport(1, () => answer.promise);
+    const sender = makeSender(buffer, transport);
+    await sender.start();
+    await waitFor(() => transport.sent.length === 1, 'in flight');
+    const closing = sender.close();
+    answer.resolve({ kind: 'acked', rejected: [] });
+    await closing;
+    await sender.close();
+    expect(buffer.delivered).toBe(4);
+    expect(transport.closed).toBe(true);
+  });
+});

@@ -1,0 +1,77 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import type { AgentStatus } from '../../protocols/index.js';
+import { AgentMetrics } from '../../agent/metrics.js';
+import { StatusServer } from '../../agent/status/server.js';
+import { FakeBuffer } from './agent-fake-buffer.js';
+
+const servers: StatusServer[] = [];
+async function start(buffer: FakeBuffer, options: { token?: string; host?: string; insecure?: boolean } = {}) {
+  const metrics = new AgentMetrics({ buffer: () => buffer.state(), push: () => 'backoff' });
+  const status = (): AgentStatus => ({ ...buffer.state(), push: { state: 'backoff', lastError: 'ECONNREFUSED' } });
+  const server = new StatusServer({
+    listen: { host: options.host ?? '127.0.0.1', port: 0 },
+    status,
+    metrics,
+    buffer,
+    ...(options.token ? { token: options.token } : {}),
+    ...(options.insecure ? { insecure: true } : {}),
+  });
+  servers.push(server);
+  await server.start();
+  return `http://127.0.0.1:${server.address().port}`;
+}
+
+afterEach(async () => {
+  await Promise.all(servers.splice(0).map((s) => s.close()));
+});
+
+describe('agent status server', () => {
+  it('serves /v1/status as AgentStatus and /metrics in Prometheus text', async () => {
+    const buffer = new FakeBuffer();
+    await buffer.fill(7);
+    buffer.delivered = 3;
+    const url = await start(buffer);
+    const status = (await (await fetch(`${url}/v1/status`)).json()) as AgentStatus;
+    expect(status).toMatchObject({ id: 'fake-agent', epoch: 'EPOCH1', head: 7, delivered: 3, bufferedEvents: 4, push: { state: 'backoff', lastError: 'ECONNREFUSED' } });
+    const res = await fetch(`${url}/metrics`);
+    expect(res.headers.get('content-type')).toMatch(/text\/plain/);
+    const text = await res.text();
+    expect(text).toMatch(/^meteorzx_agent_buffered_events 4$/m);
+    expect(text).toMatch(/^meteorzx_agent_head_seq 7$/m);
+    expect(text).toMatch(/^meteorzx_agent_delivered_seq 3$/m);
+    expect(text).toMatch(/^meteorzx_agent_push_state\{state="backoff"\} 1$/m);
+    expect(text).toMatch(/^meteorzx_agent_push_state\{state="idle"\} 0$/m);
+    expect(text).toMatch(/^meteorzx_agent_process_resident_memory_bytes /m);
+  });
+
+  it('serves the pull range GET /v1/events?after=&limit= as NDJSON', async () => {
+    const buffer = new FakeBuffer();
+    await buffer.fill(10);
+    const url = await start(buffer);
+    const res = await fetch(`${url}/v1/events?after=4&limit=3`);
+    const lines = (await res.text()).trim().split('\n').map((l) => JSON.parse(l) as { seq: number });
+    expect(lines.map((e) => e.seq)).toEqual([5, 6, 7]);
+    expect(res.headers.get('x-last-seq')).toBe('7');
+    expect((await fetch(`${url}/v1/events?after=-1`)).status).toBe(400);
+  });
+
+  it('requires the bearer token when one is configured', async () => {
+    const buffer = new FakeBuffer();
+    const url = await start(buffer, { token: 's3cret' });
+    expect((await fetch(`${url}/v1/status`)).status).toBe(401);
+    expect((await fetch(`${url}/v1/status`, { headers: { authorization: 'Bearer wrong' } })).status).toBe(401);
+    expect((await fetch(`${url}/metrics`, { headers: { authorization: 'Bearer s3cret' } })).status).toBe(200);
+  });
+
+  it('refuses a non-loopback bind without a token unless insecure', async () => {
+    const buffer = new FakeBuffer();
+    await expect(start(buffer, { host: '0.0.0.0' })).rejects.toMatchObject({ code: 'METEORZX_INSECURE_BIND' });
+    await expect(start(buffer, { host: '0.0.0.0', insecure: true })).resolves.toMatch(/^http:/);
+  });
+
+  it('answers 404 for an unknown route and 405 for a wrong method', async () => {
+    const url = await start(new FakeBuffer());
+    expect((await fetch(`${url}/nope`)).status).toBe(404);
+    expect((await fetch(`${url}/v1/status`, { method: 'POST' })).status).toBe(405);
+  });
+});
