@@ -1,0 +1,94 @@
+// What gets packaged, in one place: the two products, the target
+// architectures and the Node.js runtime they ship with.
+import { readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The repository root. */
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const PACKAGING = join(ROOT, 'packaging');
+
+/** package.json's version, the default version of every artefact. */
+export const PACKAGE_VERSION = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version;
+
+/**
+ * Packages with compiled (.node) parts. They stay out of the bundle: their JS
+ * finds its binary by path (node-gyp-build) and so has to sit in a real
+ * node_modules folder, shipped with the prebuilds of one platform only.
+ */
+export const NATIVE_PACKAGES = ['classic-level', '@serialport/bindings-cpp'];
+
+/**
+ * The Node.js runtime inside the tarballs, from the npm registry's
+ * node-linux-<arch> packages. 22.x is a maintained LTS line (security fixes
+ * until April 2027); the bundles target node20, so any later line works too.
+ * METEORZX_NODE_VERSION overrides it (e.g. a 24.x release).
+ */
+export const NODE_VERSION = process.env.METEORZX_NODE_VERSION || '22.23.3';
+
+/** Our architecture names (Node's) → Debian's. */
+export const ARCHES = { x64: { deb: 'amd64' }, arm64: { deb: 'arm64' } };
+
+/**
+ * @typedef {object} Product
+ * @property {string} name        package / tarball / unit name
+ * @property {'agent' | 'gateway'} bundle   which bundle (packaging/bundle.mjs)
+ * @property {string} bundleFile  the bundle's file name
+ * @property {string} bin         the launcher in bin/
+ * @property {string} command     the subcommand the service runs
+ * @property {string} config      default config, under packaging/etc/, installed as /etc/meteorzx/<config>
+ * @property {string} dataDir     the service's data directory (systemd StateDirectory)
+ * @property {string} summary     one line for the .deb and the docs
+ */
+
+/** @type {Record<'agent' | 'gateway', Product>} */
+export const PRODUCTS = {
+  agent: {
+    name: 'meteorzx-agent',
+    bundle: 'agent',
+    bundleFile: 'meteorzx-agent.mjs',
+    bin: 'meteorzx-agent',
+    command: 'agent',
+    config: 'agent.yaml',
+    dataDir: '/var/lib/meteorzx/agent',
+    summary: 'MeteorZX audit-event agent: local intake, durable buffer, push to the gateway',
+  },
+  gateway: {
+    name: 'meteorzx-gateway',
+    bundle: 'gateway',
+    bundleFile: 'meteorzx.mjs',
+    bin: 'meteorzx',
+    command: 'gateway',
+    config: 'gateway.yaml',
+    dataDir: '/var/lib/meteorzx/gateway',
+    summary: 'MeteorZX gateway: MQTT and HTTP ingest, validation, dedup, storage and custody ledger',
+  },
+};
+
+/** Where a product is installed, by the tarball's install.sh and by the .deb alike. */
+export function installPrefix(product) {
+  return `/opt/${product.name}`;
+}
+
+/** The strings the templates under packaging/ use (@NAME@ …). */
+export function templateValues(product, version) {
+  return {
+    NAME: product.name,
+    BIN: product.bin,
+    BUNDLE: product.bundleFile,
+    COMMAND: product.command,
+    CONFIG: product.config,
+    DATA_DIR: product.dataDir,
+    PREFIX: installPrefix(product),
+    VERSION: version,
+    SUMMARY: product.summary,
+  };
+}
+
+/** Replaces every @KEY@ in text; a placeholder without a value is a packaging bug, so it throws. */
+export function fillTemplate(text, values) {
+  return text.replace(/@([A-Z_]+)@/g, (whole, key) => {
+    if (!(key in values)) throw new Error(`template placeholder ${whole} has no value`);
+    return values[key];
+  });
+}

@@ -1,0 +1,12 @@
+#!/bin/sh
+# @BIN@ @VERSION@: runs the Node.js runtime shipped in this package on the
+# bundle, so the host needs no Node.js of its own (and one on PATH is ignored).
+# Works from any install prefix and through a symlink (/usr/bin/@BIN@).
+self=$0
+if resolved=$(readlink -f -- "$0" 2>/dev/null) && [ -n "$resolved" ]; then self=$resolved; fi
+case $self in
+  */*) bindir=${self%/*} ;;
+  *) bindir=. ;;
+esac
+base=$(cd -- "$bindir/.." && pwd -P) || exit 1
+exec "$base/runtime/node" "$base/lib/@BUNDLE@" "$@"
