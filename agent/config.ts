@@ -52,8 +52,27 @@ const fileIntakeSchema = z.strictObject({
   maxLineBytes: size({ min: 256 }).optional(), // bytes; longer lines are cut and flagged; default: limits.maxEventBytes
 });
 
+/**
+ * A value or a non-empty list of them. Not z.union: its error for a bad
+ * single value would be "does not match any allowed form" instead of the
+ * value's own message.
+ */
+function oneOrMany<T extends z.ZodType>(item: T) {
+  const many = z.array(item).min(1);
+  return z.unknown().transform((input, ctx): z.output<T> | z.output<T>[] => {
+    const result = Array.isArray(input) ? many.safeParse(input) : item.safeParse(input);
+    if (result.success) return result.data as z.output<T> | z.output<T>[];
+    for (const { message, ...issue } of result.error.issues) {
+      // Built-in issues are re-raised without zod's default wording, so the config's error map words them.
+      const at = issue.path.reduce<unknown>((v, k) => (v as Record<PropertyKey, unknown> | undefined)?.[k as PropertyKey], input);
+      ctx.addIssue({ ...issue, input: at, ...(issue.code === 'custom' ? { message } : {}) } as z.core.$ZodRawIssue);
+    }
+    return z.NEVER;
+  });
+}
+
 const syslogIntakeSchema = z.strictObject({
-  listen: z.union([socketListen(), z.array(socketListen()).min(1)]), // one address or a list (e.g. udp and tcp)
+  listen: oneOrMany(socketListen()), // one address or a list (e.g. udp and tcp)
   maxMessageBytes: size({ min: 480 }).prefault('8KiB'), // bytes per message (frame); longer ones are dropped and counted
   maxConnections: int({ min: 1 }).prefault(256), // TCP connections at once; more are refused
   type: z.string().min(1).max(128).optional(), // event type; default syslog.<facility>.<severity>

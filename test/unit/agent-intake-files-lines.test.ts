@@ -1,0 +1,101 @@
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_LIMITS } from '../../protocols/index.js';
+import { INTAKE_ERROR_TYPE, lineToEvent } from '../../agent/intake/files/line-events.js';
+import { completeUtf8Length, LineSplitter, type Line } from '../../agent/intake/files/line-splitter.js';
+
+const origin = { intake: 'files', file: '/var/log/app.log' };
+
+function line(text: string, extra: Partial<Line> = {}): Line {
+  const bytes = Buffer.from(text);
+  return { bytes, start: 0, end: bytes.length + 1, originalBytes: bytes.length, truncated: false, ...extra };
+}
+
+describe('LineSplitter', () => {
+  it('cuts lines across chunks with the offset after each newline', () => {
+    const s = new LineSplitter(100, 10);
+    expect(s.push(Buffer.from('ab\ncd'))).toEqual([{ bytes: Buffer.from('ab'), start: 10, end: 13, originalBytes: 2, truncated: false }]);
+    expect(s.hasPartial).toBe(true);
+    const lines = s.push(Buffer.from('e\n\nf'));
+    expect(lines.map((l) => [l.bytes.toString(), l.start, l.end])).toEqual([
+      ['cde', 13, 17],
+      ['', 17, 18],
+    ]);
+    expect(s.flush()).toMatchObject({ start: 18, end: 19, bytes: Buffer.from('f') });
+    expect(s.flush()).toBeUndefined();
+  });
+
+  it('drops the \\r of a CRLF ending but keeps the offset exact', () => {
+    const [l] = new LineSplitter(100, 0).push(Buffer.from('hi\r\n'));
+    expect(l).toMatchObject({ bytes: Buffer.from('hi'), end: 4, originalBytes: 2 });
+  });
+
+  it('keeps at most maxLineBytes of a line that never ends, then flags it when it does', () => {
+    const s = new LineSplitter(1024, 0);
+    const mib = Buffer.alloc(1024 * 1024, 0x61);
+    for (let i = 0; i < 10; i++) {
+      expect(s.push(mib)).toEqual([]);
+      expect(s.pendingBytes).toBeLessThanOrEqual(1024);
+    }
+    const [l, next] = s.push(Buffer.from('\nok\n'));
+    expect(l?.truncated).toBe(true);
+    expect(l?.bytes.length).toBe(1024);
+    expect(l?.originalBytes).toBe(10 * 1024 * 1024);
+    expect(l?.end).toBe(10 * 1024 * 1024 + 1);
+    expect(next).toMatchObject({ bytes: Buffer.from('ok'), start: 10 * 1024 * 1024 + 1, truncated: false });
+  });
+
+  it('never cuts a UTF-8 character in two', () => {
+    const s = new LineSplitter(5, 0);
+    const [l] = s.push(Buffer.from('abcdé€\n')); // é is 2 bytes at offsets 4-5: the limit falls inside it
+    expect(l?.bytes.toString()).toBe('abcd');
+    expect(completeUtf8Length(Buffer.from('€').subarray(0, 2))).toBe(0);
+    expect(completeUtf8Length(Buffer.from('a€'))).toBe(4);
+  });
+});
+
+describe('lineToEvent', () => {
+  const json = { format: 'json' as const, type: 'log.line', limits: DEFAULT_LIMITS };
+  const text = { format: 'line' as const, type: 'app.log', limits: DEFAULT_LIMITS };
+
+  it('takes a JSON line as the event', () => {
+    expect(lineToEvent(line('{"type":"auth.login","actor":"bob"}'), json, origin)).toEqual({ ok: true, event: { type: 'auth.login', actor: 'bob' } });
+  });
+
+  it('turns a bad JSON line into an intake error event with the reason and the raw text', () => {
+    const r = lineToEvent(line('{"type": oops'), json, origin);
+    expect(r.ok).toBe(false);
+    expect(r.event.type).toBe(INTAKE_ERROR_TYPE);
+    expect(r.event.data).toMatchObject({ intake: 'files', file: origin.file, raw: '{"type": oops' });
+    expect(String(r.event.data?.reason)).toMatch(/not JSON/);
+  });
+
+  it('turns an invalid event into an intake error naming the field', () => {
+    const r = lineToEvent(line('{"type":"x","outcome":"maybe"}'), json, origin);
+    expect(r.ok).toBe(false);
+    expect(String(r.event.data?.reason)).toMatch(/outcome/);
+  });
+
+  it('rejects a cut JSON line (it cannot be parsed) and caps the raw excerpt', () => {
+    const r = lineToEvent(line('{"type":"' + 'a'.repeat(5000), { truncated: true, originalBytes: 900_000 }), json, origin);
+    expect(r.ok).toBe(false);
+    expect(String(r.event.data?.reason)).toMatch(/maxLineBytes/);
+    expect(String(r.event.data?.raw).length).toBe(1024);
+    expect(r.event.data?.bytes).toBe(900_000);
+  });
+
+  it('wraps a text line with its file and offset', () => {
+    expect(lineToEvent(line('hello', { start: 42 }), text, origin)).toEqual({
+      ok: true,
+      event: { type: 'app.log', data: { line: 'hello', file: origin.file, offset: 42 } },
+    });
+  });
+
+  it('cuts a text line whose escaped JSON would exceed the event limit, and flags it', () => {
+    const limits = { ...DEFAULT_LIMITS, maxEventBytes: 4096 };
+    // Control characters take 6 bytes each once escaped.
+    const r = lineToEvent(line('\u0001'.repeat(4000)), { ...text, limits }, origin);
+    expect(r.ok).toBe(true);
+    expect(Buffer.byteLength(JSON.stringify(r.event))).toBeLessThanOrEqual(4096);
+    expect(r.event.data).toMatchObject({ truncated: true, originalBytes: 4000 });
+  });
+});

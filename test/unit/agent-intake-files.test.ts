@@ -1,0 +1,340 @@
+import { appendFile, copyFile, mkdtemp, open, rename, rm, stat, truncate, unlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DEFAULT_LIMITS, type AuditEvent, type ChainedEvent } from '../../protocols/index.js';
+import { LevelBuffer } from '../../agent/buffer/index.js';
+import type { AgentBuffer } from '../../agent/buffer/types.js';
+import { AgentErrors } from '../../agent/errors.js';
+import { fileIdOf, fileKey, parseFileRecord } from '../../agent/intake/files/checkpoint.js';
+import { FileIntake, type FileIntakeOptions } from '../../agent/intake/files/file-intake.js';
+import type { FileSpec } from '../../agent/intake/files/file-spec.js';
+import type { IntakeMeter } from '../../agent/intake/intake-meter.js';
+import { TrackedFile } from '../../agent/intake/files/tracked-file.js';
+
+let dir: string;
+let buffer: LevelBuffer;
+const intakes: FileIntake[] = [];
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'meteorzx-files-'));
+  buffer = newBuffer();
+  await buffer.open();
+});
+
+afterEach(async () => {
+  for (const i of intakes.splice(0)) await i.close();
+  await buffer.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+function newBuffer(): LevelBuffer {
+  return new LevelBuffer({ dataDir: join(dir, 'data'), id: 'host-1', durability: 'os', commitIntervalMs: 1 });
+}
+
+function spec(path: string, over: Partial<FileSpec> = {}): FileSpec {
+  return { path, format: 'line', startAt: 'beginning', type: 'log.line', maxLineBytes: 64 * 1024, ...over };
+}
+
+async function startIntake(files: FileSpec[], over: Partial<FileIntakeOptions> = {}, buf: AgentBuffer = buffer): Promise<FileIntake> {
+  const intake = new FileIntake({ files, buffer: buf, limits: DEFAULT_LIMITS, pollMs: 10, discoverMs: 20, rotateWaitMs: 100, cwd: dir, ...over });
+  intakes.push(intake);
+  await intake.start();
+  return intake;
+}
+
+async function stopIntake(intake: FileIntake): Promise<void> {
+  await intake.close();
+  intakes.splice(intakes.indexOf(intake), 1);
+}
+
+async function events(): Promise<ChainedEvent[]> {
+  return buffer.read(0, 1_000_000);
+}
+
+async function lines(): Promise<string[]> {
+  return (await events()).filter((e) => e.type === 'log.line').map((e) => String(e.data?.line));
+}
+
+async function waitFor(probe: () => Promise<boolean> | boolean, what: string, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await probe())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+async function waitForLines(n: number): Promise<string[]> {
+  await waitFor(async () => (await lines()).length >= n, `${n} lines`);
+  return lines();
+}
+
+const numbered = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => `line ${from + i}\n`).join('');
+const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => `line ${from + i}`);
+
+describe('FileIntake', () => {
+  it('reads a file from the beginning and checkpoints the offset by identity in the same batch', async () => {
+    const log = join(dir, 'app.log');
+    await writeFile(log, numbered(1, 3));
+    await startIntake([spec(log)]);
+    expect(await waitForLines(3)).toEqual(range(1, 3));
+    const st = await stat(log, { bigint: true });
+    await waitFor(async () => parseFileRecord(await buffer.getMeta(fileKey(fileIdOf(st))))?.offset === Number(st.size), 'checkpoint');
+    const [first] = await events();
+    expect(first).toMatchObject({ source: 'host-1', data: { file: log, offset: 0 } });
+  });
+
+  it('starts at the end of a file seen for the first time when startAt is end', async () => {
+    const log = join(dir, 'app.log');
+    await writeFile(log, numbered(1, 3));
+    await startIntake([spec(log, { startAt: 'end' })]);
+    await appendFile(log, numbered(4, 5));
+    expect(await waitForLines(2)).toEqual(range(4, 5));
+  });
+
+  it('waits for the newline of a partial last line', async () => {
+    const log = join(dir, 'app.log');
+    await writeFile(log, 'complete\npart');
+    await startIntake([spec(log)]);
+    await waitForLines(1);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(await lines()).toEqual(['complete']);
+    await appendFile(log, 'ial\n');
+    expect(await waitForLines(2)).toEqual(['complete', 'partial']);
+  });
+
+  it('resumes at its checkpoint after a restart: no line lost, none repeated', async () => {
+    const log = join(dir, 'app.log');
+    await writeFile(log, numbered(1, 100));
+    const first = await startIntake([spec(log)]);
+    await waitForLines(100);
+    await stopIntake(first);
+    await appendFile(log, numbered(101, 150));
+    await startIntake([spec(log, { startAt: 'end' })]);
+    expect(await waitForLines(150)).toEqual(range(1, 150));
+    await new Promise((r) => setTimeout(r, 100));
+    expect((await lines()).length).toBe(150);
+  });
+
+  it('follows a rename-and-create rotation, reading lines written to the old file after the rename', async () => {
+    const log = join(dir, 'app.log');
+    await writeFile(log, numbered(1, 10));
+    await startIntake([spec(log)]);
+    await waitForLines(10);
+    const writer = await open(log, 'a');
+    await rename(log, `${log}.1`);
+    await writer.write(numbered(11, 12)); // a writer that has not reopened yet
+    await writer.close();
+    await writeFile(log, numbered(13, 20));
+    const got = await waitForLines(20);
+    expect([...got].sort()).toEqual(range(1, 20).sort());
+    expect(got.slice(0, 12)).toEqual(range(1, 12));
+  });
+
+  it('finds a file renamed while the agent was down by its inode and reads the rest of it', async () => {
+    const log = join(dir, 'app.log');
+    await writeFile(log, numbered(1, 5));
+    const first = await startIntake([spec(log)]);
+    await waitForLines(5);
+    await stopIntake(first);
+    await appendFile(log, numbered(6, 8));
+    await rename(log, `${log}.1`);
+    await writeFile(log, numbered(9, 10));
+    await startIntake([spec(log)]);
+    const got = await waitForLines(10);
+    expect([...got].sort()).toEqual(range(1, 10).sort());
+  });
+
+  it('handles copytruncate: the unread tail comes from the copy, the truncated file from 0', async () => {
+    const log = join(dir, 'app.log');
+    await writeFile(log, numbered(1, 50));
+    const first = await startIntake([spec(log)]);
+    await waitForLines(50);
+    await stopIntake(first);
+    await appendFile(log, numbered(51, 60)); // not read before the rotation
+    await copyFile(log, `${log}.1`);
+    await truncate(log, 0);
+    await appendFile(log, numbered(61, 200)); // more than the old offset: only the first bytes tell
+    await startIntake([spec(log)]);
+    const got = await waitForLines(200);
+    expect([...got].sort()).toEqual(range(1, 200).sort());
+    await new Promise((r) => setTimeout(r, 150));
+    expect((await lines()).length).toBe(200);
+  });
+
+  it('reads a generation it never saw: renamed just before a crash, then copytruncated while down', async () => {
+    const log = join(dir, 'app.log');
+    await writeFile(log, numbered(1, 10));
+    const first = await startIntake([spec(log)]);
+    await waitForLines(10);
+    await stopIntake(first);
+    await new Promise((r) => setTimeout(r, 20));
+    await rename(log, `${log}.1`); // rotation 1 (create), unseen
+    await writeFile(log, numbered(11, 20));
+    await rename(`${log}.1`, `${log}.2`); // rotation 2 (copytruncate) while down
+    await copyFile(log, `${log}.1`);
+    await truncate(log, 0);
+    await appendFile(log, numbered(21, 30));
+    await startIntake([spec(log)]);
+    const got = await waitForLines(30);
+    expect([...got].sort()).toEqual(range(1, 30).sort());
+    await new Promise((r) => setTimeout(r, 150));
+    expect((await lines()).length).toBe(30);
+  });
+
+  it('reads a file copytruncated and then renamed while the agent was down', async () => {
+    const log = join(dir, 'app.log');
+    await writeFile(log, numbered(1, 10));
+    const first = await startIntake([spec(log)]);
+    await waitForLines(10);
+    await stopIntake(first);
+    await appendFile(log, numbered(11, 12)); // unread when the copy is made
+    await copyFile(log, `${log}.1`);
+    await truncate(log, 0);
+    await appendFile(log, numbered(13, 15));
+    await rename(`${log}.1`, `${log}.2`);
+    await rename(log, `${log}.1`);
+    await writeFile(log, numbered(16, 18));
+    await startIntake([spec(log)]);
+    const got = await waitForLines(18);
+    expect([...got].sort()).toEqual(range(1, 18).sort());
+    await new Promise((r) => setTimeout(r, 150));
+    expect((await lines()).length).toBe(18);
+    expect((await events()).filter((e) => e.type === 'meteorzx.intake.error')).toEqual([]);
+  });
+
+  it('does not read old rotated generations at the first start, nor again after a restart', async () => {
+    const log = join(dir, 'app.log');
+    await writeFile(`${log}.1`, numbered(100, 105));
+    await writeFile(log, numbered(1, 3));
+    const first = await startIntake([spec(log)]);
+    await waitForLines(3);
+    await stopIntake(first);
+    await startIntake([spec(log)]);
+    await appendFile(log, numbered(4, 4));
+    expect(await waitForLines(4)).toEqual(range(1, 4));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(await lines()).toEqual(range(1, 4));
+  });
+
+  it('handles copytruncate while running', async () => {
+    const log = join(dir, 'app.log');
+    await writeFile(log, numbered(1, 20));
+    await startIntake([spec(log)]);
+    await waitForLines(20);
+    await copyFile(log, `${log}.1`);
+    await truncate(log, 0);
+    await appendFile(log, numbered(21, 25));
+    expect(await waitForLines(25)).toEqual(range(1, 25));
+    await new Promise((r) => setTimeout(r, 150));
+    expect((await lines()).length).toBe(25);
+  });
+
+  it('reads a file deleted and created again (a new inode) from its start', async () => {
+    const log = join(dir, 'app.log');
+    await writeFile(log, numbered(1, 3));
+    await startIntake([spec(log)]);
+    await waitForLines(3);
+    await unlink(log);
+    await new Promise((r) => setTimeout(r, 50));
+    await writeFile(log, numbered(4, 6));
+    expect(await waitForLines(6)).toEqual(range(1, 6));
+  });
+
+  it('follows every file a glob matches, and files that appear later', async () => {
+    await writeFile(join(dir, 'a.log'), numbered(1, 2));
+    await writeFile(join(dir, 'b.txt'), numbered(100, 100));
+    await startIntake([spec('*.log')]);
+    await waitForLines(2);
+    await writeFile(join(dir, 'c.log'), numbered(3, 4));
+    expect((await waitForLines(4)).sort()).toEqual(range(1, 4).sort());
+  });
+
+  it('json format: events as written, bad lines as intake error events', async () => {
+    const log = join(dir, 'audit.log');
+    await writeFile(log, '{"type":"auth.login","actor":"bob"}\nnot json\n\n{"type":"auth.logout"}\n');
+    await startIntake([spec(log, { format: 'json' })]);
+    await waitFor(async () => (await events()).length >= 3, '3 events');
+    expect((await events()).map((e) => e.type)).toEqual(['auth.login', 'meteorzx.intake.error', 'auth.logout']);
+  });
+
+  it('cuts and flags a 10 MB line without holding it in memory', async () => {
+    const log = join(dir, 'app.log');
+    const fh = await open(log, 'w');
+    for (let i = 0; i < 10; i++) await fh.write(Buffer.alloc(1024 * 1024, 0x61));
+    await fh.write('\nnext\n');
+    await fh.close();
+    await startIntake([spec(log, { maxLineBytes: 1000 })]);
+    const got = await waitForLines(2);
+    expect(got[0]).toBe('a'.repeat(1000));
+    expect(got[1]).toBe('next');
+    expect((await events())[0]?.data).toMatchObject({ truncated: true, originalBytes: 10 * 1024 * 1024 });
+  });
+
+  it('stops reading while the buffer is full and resumes when it has space', async () => {
+    const log = join(dir, 'app.log');
+    await writeFile(log, numbered(1, 5));
+    let full = true;
+    let release: () => void = () => undefined;
+    const space = new Promise<void>((r) => (release = r));
+    let rejected = 0;
+    const gated: AgentBuffer = Object.assign(Object.create(buffer) as AgentBuffer, {
+      append: (evs: readonly AuditEvent[], extra?: readonly { key: string; value: string }[]) => {
+        if (full && evs.length > 0) {
+          rejected += 1;
+          return Promise.reject(AgentErrors.METEORZX_BUFFER_FULL('full'));
+        }
+        return buffer.append(evs, extra);
+      },
+      waitForSpace: () => (full ? space : Promise.resolve()),
+    });
+    const blocked: boolean[] = [];
+    const meter: IntakeMeter = {
+      eventsIn: () => undefined,
+      invalid: () => undefined,
+      dropped: () => undefined,
+      error: () => undefined,
+      blocked: (on) => blocked.push(on),
+      timeAppend: (_n, fn) => fn(),
+    };
+    await startIntake([spec(log)], { meter }, gated);
+    await waitFor(() => rejected === 1, 'first rejection');
+    await appendFile(log, numbered(6, 7));
+    await new Promise((r) => setTimeout(r, 100));
+    // One attempt, then it waits: no polling of the full buffer, nothing appended.
+    expect(rejected).toBe(1);
+    expect(blocked).toEqual([true]);
+    expect(await lines()).toEqual([]);
+    full = false;
+    release();
+    expect(await waitForLines(7)).toEqual(range(1, 7));
+    expect(blocked).toEqual([true, false]);
+  });
+});
+
+describe('TrackedFile.unchanged', () => {
+  it('tells a file truncated and rewritten past the read position from one that grew', async () => {
+    const log = join(dir, 'app.log');
+    await writeFile(log, numbered(1, 10));
+    const file = await TrackedFile.open(log, 1024, Date.now());
+    await file.read(1 << 16, Date.now());
+    await appendFile(log, numbered(11, 12));
+    expect(await file.unchanged((await stat(log)).size)).toBe(true);
+    await truncate(log, 0);
+    await appendFile(log, numbered(100, 200)); // longer than what was read: only the first bytes tell
+    expect(await file.unchanged((await stat(log)).size)).toBe(false);
+    await file.close();
+  });
+
+  it('extends a short fingerprint only while the start is unchanged', async () => {
+    const log = join(dir, 'app.log');
+    await writeFile(log, 'ab');
+    const file = await TrackedFile.open(log, 1024, Date.now());
+    await appendFile(log, 'cdef\n');
+    expect(await file.unchanged(7)).toBe(true);
+    expect(file.fp.len).toBe(7);
+    await writeFile(log, 'abXXXXX\n');
+    expect(await file.unchanged(8)).toBe(false);
+    await file.close();
+  });
+});

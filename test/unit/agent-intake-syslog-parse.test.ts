@@ -1,0 +1,144 @@
+import { describe, expect, it } from 'vitest';
+import { FrameDecoder } from '../../agent/intake/syslog/frame-decoder.js';
+import { parseSyslog } from '../../agent/intake/syslog/parse.js';
+import { decodePriority, readPriority } from '../../agent/intake/syslog/priority.js';
+
+const NOW = new Date(2026, 10, 26, 13, 0, 0); // 26 Nov 2026, local time
+
+describe('syslog priority', () => {
+  it('decodes facility and severity', () => {
+    expect(decodePriority(165)).toEqual({ priority: 165, facility: 'local4', severity: 'notice' });
+    expect(decodePriority(34)).toEqual({ priority: 34, facility: 'auth', severity: 'crit' });
+  });
+
+  it('refuses values outside 0-191 and leading zeros', () => {
+    expect(readPriority('<192>x')).toBeUndefined();
+    expect(readPriority('<013>x')).toBeUndefined();
+    expect(readPriority('<0>x')).toEqual({ priority: 0, rest: 3 });
+  });
+});
+
+describe('RFC 5424', () => {
+  it('parses the RFC example with structured data, escapes and a BOM', () => {
+    const m = parseSyslog(
+      '<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 [exampleSDID@32473 iut="3" eventSource="Application" eventID="1011"][x@1 a="b\\"c\\]d\\\\"] \uFEFFAn application event',
+    );
+    expect(m).toEqual({
+      priority: 165,
+      facility: 'local4',
+      severity: 'notice',
+      format: 'rfc5424',
+      time: '2003-10-11T22:14:15.003Z',
+      host: 'mymachine.example.com',
+      app: 'evntslog',
+      msgid: 'ID47',
+      structuredData: { 'exampleSDID@32473': { iut: '3', eventSource: 'Application', eventID: '1011' }, 'x@1': { a: 'b"c]d\\' } },
+      message: 'An application event',
+    });
+  });
+
+  it('normalises the time to UTC and omits nil fields', () => {
+    const m = parseSyslog('<13>1 2026-01-02T03:04:05.123456+01:00 host app 99 - - hi there\n');
+    expect(m).toMatchObject({ time: '2026-01-02T02:04:05.123Z', host: 'host', app: 'app', procid: '99', message: 'hi there' });
+    expect(m.msgid).toBeUndefined();
+    expect(m.structuredData).toBeUndefined();
+  });
+
+  it('takes the all-nil message', () => {
+    expect(parseSyslog('<14>1 - - - - - -')).toEqual({ priority: 14, facility: 'user', severity: 'info', format: 'rfc5424', message: '' });
+  });
+
+  it('collects a repeated param into an array', () => {
+    expect(parseSyslog('<14>1 - h a - - [m@1 k="1" k="2"] x').structuredData).toEqual({ 'm@1': { k: ['1', '2'] } });
+  });
+
+  it('falls back to a lenient reading when the header breaks the grammar, keeping the text', () => {
+    const m = parseSyslog('<14>1 yesterday host app - - - hello');
+    expect(m.format).toBe('rfc3164');
+    expect(m.message).toBe('1 yesterday host app - - - hello');
+    const unterminated = parseSyslog('<14>1 - h a - - [m@1 k="open');
+    expect(unterminated.format).toBe('rfc3164');
+  });
+});
+
+describe('RFC 3164', () => {
+  it('parses the RFC example', () => {
+    const m = parseSyslog("<34>Oct 11 22:14:15 mymachine su: 'su root' failed for lonvick on /dev/pts/8", NOW);
+    expect(m).toEqual({
+      priority: 34,
+      facility: 'auth',
+      severity: 'crit',
+      format: 'rfc3164',
+      time: new Date(2026, 9, 11, 22, 14, 15).toISOString(),
+      host: 'mymachine',
+      app: 'su',
+      message: "'su root' failed for lonvick on /dev/pts/8",
+    });
+  });
+
+  it('reads a pid, a space-padded day, and no host', () => {
+    const m = parseSyslog('<13>Nov  6 02:03:04 app[123]: hello', NOW);
+    expect(m).toMatchObject({ app: 'app', procid: '123', message: 'hello', time: new Date(2026, 10, 6, 2, 3, 4).toISOString() });
+    expect(m.host).toBeUndefined();
+  });
+
+  it('puts a December message read in early January in the previous year', () => {
+    const m = parseSyslog('<13>Dec 31 23:59:59 h a: x', new Date(2027, 0, 1, 0, 0, 5));
+    expect(m.time).toBe(new Date(2026, 11, 31, 23, 59, 59).toISOString());
+  });
+
+  it('accepts an RFC 3339 time in place of the BSD one', () => {
+    expect(parseSyslog('<13>2026-11-26T13:15:16.5Z gw sshd[7]: ok', NOW)).toMatchObject({ time: '2026-11-26T13:15:16.500Z', host: 'gw', app: 'sshd', procid: '7' });
+  });
+
+  it('keeps a message with no PRI, taken as user.notice', () => {
+    expect(parseSyslog('just text', NOW)).toMatchObject({ priority: 13, facility: 'user', severity: 'notice', noPriority: true, message: 'just text' });
+  });
+
+  it('refuses an impossible date and keeps the text', () => {
+    const m = parseSyslog('<13>Feb 31 10:00:00 h a: x', NOW);
+    expect(m.time).toBeUndefined();
+    expect(m.message).toBe('Feb 31 10:00:00 h a: x');
+  });
+});
+
+describe('FrameDecoder', () => {
+  const text = (f: { messages: Buffer[] }) => f.messages.map((m) => m.toString());
+
+  it('splits newline frames across chunks', () => {
+    const d = new FrameDecoder(100);
+    expect(text(d.push(Buffer.from('<13>a\r\n<13>b')))).toEqual(['<13>a']);
+    expect(text(d.push(Buffer.from('c\n')))).toEqual(['<13>bc']);
+  });
+
+  it('reads octet-counted frames, detected per frame and mixed with newline frames', () => {
+    const d = new FrameDecoder(100);
+    const msg = '<13>1 - - - - - - a\nb'; // an octet-counted message may contain LF
+    expect(text(d.push(Buffer.from(`${Buffer.byteLength(msg)} ${msg}<13>plain\n5 <13>x`)))).toEqual([msg, '<13>plain', '<13>x']);
+  });
+
+  it('waits for the rest of an octet-counted frame split anywhere, the count included', () => {
+    const d = new FrameDecoder(100);
+    expect(text(d.push(Buffer.from('1')))).toEqual([]);
+    expect(text(d.push(Buffer.from('1 <13>hello')))).toEqual([]);
+    expect(text(d.push(Buffer.from(' w')))).toEqual(['<13>hello w']);
+  });
+
+  it('skips oversize frames of both kinds without holding them, and goes on', () => {
+    const d = new FrameDecoder(10);
+    let r = d.push(Buffer.from(`500 ${'x'.repeat(100)}`));
+    expect(r).toEqual({ messages: [], oversize: 1 });
+    r = d.push(Buffer.from(`${'x'.repeat(400)}3 abc`));
+    expect(text(r)).toEqual(['abc']);
+    r = d.push(Buffer.alloc(1000, 0x61));
+    expect(r.oversize).toBe(1);
+    r = d.push(Buffer.from('aaa\nok\n'));
+    expect(text(r)).toEqual(['ok']);
+  });
+
+  it('gives the unterminated last message at the end of the stream', () => {
+    const d = new FrameDecoder(100);
+    d.push(Buffer.from('<13>last'));
+    expect(d.end()?.toString()).toBe('<13>last');
+  });
+});
