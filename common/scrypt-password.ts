@@ -1,4 +1,4 @@
-import { createHash, scrypt, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
 
 /**
  * Checking an MQTT login's password, shared by the gateway's `auth.mqtt`
@@ -31,6 +31,18 @@ function scryptAsync(password: Buffer, salt: Buffer, keylen: number, params: Scr
     const maxmem = 128 * params.N * params.r * 2 + 1024 * 1024;
     scrypt(password, salt, keylen, { N: params.N, r: params.r, p: params.p, maxmem }, (err, key) => (err ? reject(err) : resolve(key)));
   });
+}
+
+// OWASP's minimum for scrypt; one check costs ~16 MiB and ~30 ms, paid once per CONNECT.
+const DEFAULT_PARAMS: ScryptParams = { N: 16384, r: 8, p: 1 };
+const KEY_BYTES = 32;
+const SALT_BYTES = 16;
+
+/** Hashes a password into the stored format above (for operators writing configs, and tests). */
+export async function hashPassword(password: string, params: ScryptParams = DEFAULT_PARAMS): Promise<string> {
+  const salt = randomBytes(SALT_BYTES);
+  const key = await scryptAsync(Buffer.from(password, 'utf8'), salt, KEY_BYTES, params);
+  return `${SCRYPT_PREFIX}N=${params.N},r=${params.r},p=${params.p}$${salt.toString('base64')}$${key.toString('base64')}`;
 }
 
 /** Parses a stored scrypt hash; undefined when the text is not one (then it is a plain password). */
