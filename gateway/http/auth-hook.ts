@@ -16,13 +16,24 @@ export function scopeFor(req: FastifyRequest): Scope | undefined {
   return 'admin';
 }
 
+// Which token a request was authenticated with; its name is the default source of the events it posts.
+const identities = new WeakMap<FastifyRequest, string>();
+
+/** The name of the token the request was authenticated with; undefined when auth is off. */
+export function identityOf(req: FastifyRequest): string | undefined {
+  return identities.get(req);
+}
+
 /** Checks the bearer token before the body is read, so an unauthenticated upload costs nothing. */
 export function registerAuth(app: FastifyInstance, ctx: ApiContext): void {
   app.addHook('onRequest', async (req, reply) => {
     const scope = scopeFor(req);
     if (scope === undefined) return;
     const check = ctx.tokens.check(req.headers.authorization, scope);
-    if (check.ok) return;
+    if (check.ok) {
+      if (check.name !== 'anonymous') identities.set(req, check.name);
+      return;
+    }
     const err = check.status === 401 ? GatewayErrors.METEORZX_UNAUTHORIZED(check.reason) : GatewayErrors.METEORZX_FORBIDDEN(check.reason);
     if (check.status === 401) void reply.header('WWW-Authenticate', 'Bearer');
     return sendError(reply, err);

@@ -167,6 +167,16 @@ describe('auth', () => {
     expect((await app.inject({ url: '/healthz' })).statusCode).toBe(200);
     expect((await app.inject({ url: '/metrics' })).statusCode).toBe(401);
   });
+
+  it("gives events without a source the token's name, and none without auth", async () => {
+    const { app, core } = make({ tokens });
+    const res = await app.inject({ method: 'POST', url: '/v1/events', payload: { type: 't' }, headers: { authorization: 'Bearer tin' } });
+    expect(res.statusCode).toBe(200);
+    expect(core.contexts[0]).toMatchObject({ method: 'http', defaultSource: 'in' });
+    const open = make();
+    await open.app.inject({ method: 'POST', url: '/v1/events', payload: { type: 't', source: 's' } });
+    expect(open.core.contexts[0]?.defaultSource).toBeUndefined();
+  });
 });
 
 describe('queries', () => {

@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { decodeBatch, type IngestResponse } from '../../../protocols/index.js';
+import { decodeBatch, isValidSource, type IngestResponse } from '../../../protocols/index.js';
+import { identityOf } from '../auth-hook.js';
 import { GatewayErrors } from '../../errors.js';
 import type { ApiContext } from '../api-context.js';
 import { decodeContent, requireFormat } from '../body.js';
@@ -37,7 +38,10 @@ export function registerIngest(app: FastifyInstance, ctx: ApiContext): void {
       const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
       const body = await decodeContent(raw, req.headers['content-encoding'], ctx.limits.maxBodyBytes);
       const items = decodeBatch(body, format, ctx.limits);
-      const result: IngestResponse = await ctx.ingestor.ingest(items, { method: 'http', peer: peerOf(req) });
+      // An event that names no source takes the token's name (as an MQTT event takes its topic's).
+      const identity = identityOf(req);
+      const defaultSource = identity !== undefined && isValidSource(identity) ? { defaultSource: identity } : {};
+      const result: IngestResponse = await ctx.ingestor.ingest(items, { method: 'http', peer: peerOf(req), ...defaultSource });
       return reply.code(200).send(result);
     } catch (err) {
       if (!(err as { status?: number }).status) req.log.error({ err }, 'ingest failed');
