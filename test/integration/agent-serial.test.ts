@@ -13,6 +13,9 @@ import { freePort, gatewayEvents, killAll, removeDir, rssBytes, startAgent, star
  */
 
 const socats = new Set<ChildProcess>();
+
+// The gateway answers in receive order; the agent may have several batches in flight, so order by seq.
+const bySeq = <T extends { seq?: number }>(events: T[]): T[] => [...events].sort((a, b) => (a.seq ?? 0) - (b.seq ?? 0));
 let dir: string;
 let gateway: Gateway;
 
@@ -77,11 +80,11 @@ describe('agent serial intake over real pty pairs (socat)', () => {
     await waitFor(async () => (await gatewayEvents(gateway.url, 'meter-1')).length === 51, 'meter-1 events at the gateway');
     await waitFor(async () => (await gatewayEvents(gateway.url, 'plc-2')).length === 2, 'plc-2 lines at the gateway');
 
-    const meter = await gatewayEvents(gateway.url, 'meter-1');
+    const meter = bySeq(await gatewayEvents(gateway.url, 'meter-1'));
     expect(meter.slice(0, 50).map((e) => e.id)).toEqual(jsonLines.map((_, i) => `m-${i}`));
     expect(meter[50]).toMatchObject({ type: 'meteorzx.intake.error', data: { intake: 'serial', port: json.device, raw: 'this is not json' } });
     expect(meter.every((e) => e.agent === 'serial-agent' && e.ingest.integrity === 'verified')).toBe(true);
-    expect((await gatewayEvents(gateway.url, 'plc-2')).map((e) => [e.type, e.data?.line])).toEqual([
+    expect(bySeq(await gatewayEvents(gateway.url, 'plc-2')).map((e) => [e.type, e.data?.line])).toEqual([
       ['plc.line', 'PUMP ON'],
       ['plc.line', 'PUMP OFF'],
     ]);
@@ -92,7 +95,7 @@ describe('agent serial intake over real pty pairs (socat)', () => {
     await writePeer(plain.peer, Array.from({ length: 10 }, () => mb));
     await waitFor(async () => (await gatewayEvents(gateway.url, 'plc-2')).length === 3, 'the flagged long line', 60_000);
     const rssAfter = (await rssBytes(agent.pid)) ?? Number.POSITIVE_INFINITY;
-    const long = (await gatewayEvents(gateway.url, 'plc-2'))[2];
+    const long = bySeq(await gatewayEvents(gateway.url, 'plc-2'))[2];
     expect(long?.data).toMatchObject({ truncated: true, originalBytes: 10 * 1024 * 1024, complete: false });
     expect(Buffer.byteLength(JSON.stringify(long))).toBeLessThanOrEqual(64 * 1024 + 1024);
     console.log(`serial 10 MB line: agent VmRSS ${(rssBefore / 2 ** 20).toFixed(1)} MB before, ${(rssAfter / 2 ** 20).toFixed(1)} MB after`);
