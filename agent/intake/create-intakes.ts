@@ -2,11 +2,7 @@ import type { Logger } from 'pino';
 import type { AgentBuffer } from '../buffer/types.js';
 import type { AgentConfig } from '../config.js';
 import type { AgentMetrics } from '../metrics.js';
-import { FileIntake } from './files/file-intake.js';
 import { createIntakeMeter } from './intake-meter.js';
-import { EdgeBrokerIntake } from './mqtt/edge-broker.js';
-import { SerialIntake } from './serial/serial-intake.js';
-import { SyslogIntake } from './syslog/syslog-intake.js';
 import type { Intake } from './types.js';
 
 export interface CreateIntakesOptions {
@@ -17,80 +13,120 @@ export interface CreateIntakesOptions {
 }
 
 /**
- * Builds every intake the config asks for except HTTP (the Agent builds that
- * one, since it reports its address). Nothing is started here: the Agent
- * starts them after the buffer is open and closes them before it.
+ * One intake the config asks for, not built yet. `key` names it across
+ * reloads (`files`, `syslog`, `serial:<path>`, `mqtt`) and `spec` is the
+ * config it is built from: a reload restarts an intake only when its spec
+ * changed (see IntakeSet).
  */
-export function createIntakes({ config, buffer, logger, metrics }: CreateIntakesOptions): Intake[] {
-  const intakes: Intake[] = [];
+export interface IntakePlan {
+  readonly key: string;
+  readonly spec: unknown;
+  create(): Promise<Intake>;
+}
+
+/**
+ * What to build for every intake the config asks for except HTTP (the Agent
+ * builds that one, since it reports its address). Each module is loaded
+ * with `import()` only when its intake is configured: a files-only agent
+ * never loads aedes, serialport or the syslog parsers.
+ */
+export function planIntakes({ config, buffer, logger, metrics }: CreateIntakesOptions): IntakePlan[] {
+  const plans: IntakePlan[] = [];
   const { intake, limits } = config;
   const child = (name: string) => logger.child({ component: 'intake', intake: name });
 
   if (intake.files.length > 0) {
-    intakes.push(
-      new FileIntake({
-        files: intake.files.map((f) => ({
-          path: f.path,
-          format: f.format,
-          startAt: f.startAt,
-          type: f.type,
-          maxLineBytes: f.maxLineBytes ?? limits.maxEventBytes,
-        })),
-        buffer,
-        limits,
-        logger: child('files'),
-        meter: createIntakeMeter(metrics, 'files'),
-      }),
-    );
+    plans.push({
+      key: 'files',
+      spec: intake.files,
+      async create() {
+        const { FileIntake } = await import('./files/file-intake.js');
+        return new FileIntake({
+          files: intake.files.map((f) => ({
+            path: f.path,
+            format: f.format,
+            startAt: f.startAt,
+            type: f.type,
+            maxLineBytes: f.maxLineBytes ?? limits.maxEventBytes,
+          })),
+          buffer,
+          limits,
+          logger: child('files'),
+          meter: createIntakeMeter(metrics, 'files', ['read', 'append']),
+        });
+      },
+    });
   }
 
-  if (intake.syslog !== undefined) {
-    const { listen, maxMessageBytes, maxConnections, type } = intake.syslog;
-    intakes.push(
-      new SyslogIntake({
-        listen: Array.isArray(listen) ? listen : [listen],
-        buffer,
-        limits,
-        maxMessageBytes,
-        maxConnections,
-        ...(type === undefined ? {} : { type }),
-        logger: child('syslog'),
-        meter: createIntakeMeter(metrics, 'syslog'),
-      }),
-    );
+  const syslog = intake.syslog;
+  if (syslog !== undefined) {
+    plans.push({
+      key: 'syslog',
+      spec: syslog,
+      async create() {
+        const { SyslogIntake } = await import('./syslog/syslog-intake.js');
+        const { listen, maxMessageBytes, maxConnections, type } = syslog;
+        return new SyslogIntake({
+          listen: Array.isArray(listen) ? listen : [listen],
+          buffer,
+          limits,
+          maxMessageBytes,
+          maxConnections,
+          ...(type === undefined ? {} : { type }),
+          logger: child('syslog'),
+          meter: createIntakeMeter(metrics, 'syslog', ['append']),
+        });
+      },
+    });
   }
 
   for (const port of intake.serial) {
-    intakes.push(
-      new SerialIntake({
-        path: port.path,
-        baudRate: port.baudRate,
-        delimiter: port.delimiter,
-        format: port.format,
-        type: port.type,
-        ...(port.source === undefined ? {} : { source: port.source }),
-        maxLineBytes: port.maxLineBytes ?? limits.maxEventBytes,
-        limits,
-        buffer,
-        ...(metrics === undefined ? {} : { metrics }),
-        logger: logger.child({ component: 'intake', intake: 'serial', path: port.path }),
-      }),
-    );
+    plans.push({
+      key: `serial:${port.path}`,
+      spec: port,
+      async create() {
+        const { SerialIntake } = await import('./serial/serial-intake.js');
+        return new SerialIntake({
+          path: port.path,
+          baudRate: port.baudRate,
+          delimiter: port.delimiter,
+          format: port.format,
+          type: port.type,
+          ...(port.source === undefined ? {} : { source: port.source }),
+          maxLineBytes: port.maxLineBytes ?? limits.maxEventBytes,
+          limits,
+          buffer,
+          ...(metrics === undefined ? {} : { metrics }),
+          logger: logger.child({ component: 'intake', intake: 'serial', path: port.path }),
+        });
+      },
+    });
   }
 
-  if (intake.mqtt !== undefined) {
-    intakes.push(
-      new EdgeBrokerIntake({
-        listen: intake.mqtt.listen,
-        users: intake.mqtt.users,
-        limits,
-        buffer,
-        id: config.id,
-        ...(metrics === undefined ? {} : { metrics }),
-        logger: child('mqtt'),
-      }),
-    );
+  const mqtt = intake.mqtt;
+  if (mqtt !== undefined) {
+    plans.push({
+      key: 'mqtt',
+      spec: mqtt,
+      async create() {
+        const { EdgeBrokerIntake } = await import('./mqtt/edge-broker.js');
+        return new EdgeBrokerIntake({
+          listen: mqtt.listen,
+          users: mqtt.users,
+          limits,
+          buffer,
+          id: config.id,
+          ...(metrics === undefined ? {} : { metrics }),
+          logger: child('mqtt'),
+        });
+      },
+    });
   }
 
-  return intakes;
+  return plans;
+}
+
+/** Builds (does not start) every intake of `planIntakes`. */
+export async function createIntakes(options: CreateIntakesOptions): Promise<Intake[]> {
+  return Promise.all(planIntakes(options).map((plan) => plan.create()));
 }

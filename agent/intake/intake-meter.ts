@@ -60,8 +60,13 @@ function extraMetrics(registry: Registry): ExtraMetrics {
   return found;
 }
 
-/** A meter labelled `intake`; without metrics every call is a no-op. */
-export function createIntakeMeter(metrics: AgentMetrics | undefined, intake: string): IntakeMeter {
+/**
+ * A meter labelled `intake`; without metrics every call is a no-op. Its
+ * series exist from the start at 0 (events in, invalid, blocked, and errors
+ * of each kind in `errorKinds`), so a scrape shows every configured intake
+ * before anything happens and `rate()` sees the first increment.
+ */
+export function createIntakeMeter(metrics: AgentMetrics | undefined, intake: string, errorKinds: readonly string[] = []): IntakeMeter {
   if (metrics === undefined) {
     return {
       eventsIn: () => undefined,
@@ -74,6 +79,9 @@ export function createIntakeMeter(metrics: AgentMetrics | undefined, intake: str
   }
   const extra = extraMetrics(metrics.registry);
   extra.blocked.set({ intake }, 0);
+  metrics.eventsIn.inc({ intake }, 0);
+  metrics.eventsInvalid.inc({ intake }, 0);
+  for (const kind of errorKinds) extra.errors.inc({ intake, kind }, 0);
   return {
     eventsIn: (count) => metrics.eventsIn.inc({ intake }, count),
     invalid: (count) => metrics.eventsInvalid.inc({ intake }, count),
@@ -82,4 +90,14 @@ export function createIntakeMeter(metrics: AgentMetrics | undefined, intake: str
     blocked: (on) => extra.blocked.set({ intake }, on ? 1 : 0),
     timeAppend: (events, append) => metrics.timeAppend(events, append),
   };
+}
+
+/**
+ * Drops the backpressure series of an intake that a reload removed: a stale
+ * `blocked 1` would page someone about an intake that no longer runs. The
+ * counters stay (Prometheus expects counters not to vanish and reappear).
+ */
+export function releaseIntakeMeter(metrics: AgentMetrics | undefined, intake: string): void {
+  if (metrics === undefined) return;
+  extras.get(metrics.registry)?.blocked.remove({ intake });
 }

@@ -20,7 +20,7 @@ export function register(program: Command): void {
     });
 }
 
-/** Runs until SIGTERM or SIGINT, then drains and closes (a second signal exits at once). */
+/** Runs until SIGTERM or SIGINT, then drains and closes (cli/service-loop.ts: signals, reload, systemd notify). */
 async function runAgent(options: AgentCliOptions): Promise<void> {
   // Loaded here, not at the top: other commands must not pay for them, and the agent never loads the gateway.
   const [{ readConfigFile }, { parseAgentConfig }, { createLogger }, { Agent }] = await Promise.all([
@@ -46,52 +46,18 @@ async function runAgent(options: AgentCliOptions): Promise<void> {
   const config = await loadConfig();
   const logger = createLogger({ name: 'agent', level: config.logLevel });
   const deps = { logger, insecure: options.insecure === true };
-  let agent = new Agent(config, deps);
-
-  const stopped = new Promise<NodeJS.Signals>((resolve) => {
-    const onSignal = (signal: NodeJS.Signals) => {
-      process.off('SIGTERM', onSignal);
-      process.off('SIGINT', onSignal);
-      // A second signal means "now": the buffer's acked data is durable anyway, only in-flight sends are resent.
-      process.once('SIGTERM', () => process.exit(1));
-      process.once('SIGINT', () => process.exit(1));
-      resolve(signal);
-    };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
+  const { runService } = await import('../service-loop.js');
+  // SIGHUP (systemctl reload): a config that changes only the reading intakes (files, syslog, serial, mqtt)
+  // is applied in place; any other change restarts the agent on the same buffer (docs/agent.md, "Reload").
+  await runService({
+    config,
+    load: loadConfig,
+    create: (next) => new Agent(next, deps),
+    // systemd Type=notify hears READY=1 only after this: the buffer open and every intake listening.
+    start: async (agent) => {
+      await agent.start();
+    },
+    reloadInPlace: async (agent, next) => (await agent.reload(next)) !== undefined,
+    logger,
   });
-  await agent.start();
-  // systemd Type=notify: ready only now, with the buffer open and every intake listening.
-  const { notifySystemd } = await import('../../common/systemd-notify.js');
-  const notify = { warn: (message: string) => logger.warn(message) };
-  await notifySystemd('READY=1', notify);
-
-  // SIGHUP (systemctl reload): a valid new config replaces the running agent
-  // (drained like on SIGTERM, then started anew on the same buffer); an
-  // invalid one is logged and the agent runs on unchanged.
-  let reloading = Promise.resolve();
-  const reloadFailed = new Promise<never>((_resolve, reject) => {
-    process.on('SIGHUP', () => {
-      reloading = reloading.then(async () => {
-        await notifySystemd('RELOADING=1', notify);
-        let next: Awaited<ReturnType<typeof loadConfig>>;
-        try {
-          next = await loadConfig();
-        } catch (err) {
-          logger.error({ err }, 'reload: config rejected, running on with the current one');
-          await notifySystemd('READY=1', notify);
-          return;
-        }
-        logger.info('reload: restarting with the new config');
-        await agent.close();
-        agent = new Agent(next, deps);
-        await agent.start();
-        await notifySystemd('READY=1', notify);
-      }).catch(reject);
-    });
-  });
-  const signal = await Promise.race([stopped, reloadFailed]);
-  logger.info({ signal }, 'stopping');
-  await reloading;
-  await agent.close();
 }

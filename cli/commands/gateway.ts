@@ -37,64 +37,19 @@ async function runGateway(options: GatewayOptions): Promise<void> {
   };
   const config = await loadConfig();
   const logger = createLogger({ name: 'gateway', level: config.logLevel });
-  let gateway = new Gateway({ config, logger, insecure: options.insecure === true, metrics: createGatewayMetrics() });
-  let reloading = Promise.resolve();
-
-  // Registered before start so a signal during start still drains what was opened.
-  const stopped = new Promise<void>((resolve, reject) => {
-    let signals = 0;
-    const onSignal = (signal: NodeJS.Signals) => {
-      signals += 1;
-      if (signals > 1) {
-        // A second signal: the operator will not wait for the drain.
-        logger.warn({ signal }, 'second signal, exiting without draining');
-        process.exit(130);
-      }
-      logger.info({ signal }, 'draining');
-      // After a reload in progress: it may be replacing the gateway being closed.
-      reloading.then(() => gateway.close()).then(() => {
-        logger.info('stopped');
-        resolve();
-      }, reject);
-    };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
+  const { runService } = await import('../service-loop.js');
+  // SIGHUP (systemctl reload): a valid new config replaces the running gateway (drained, then started
+  // anew on the same store); an invalid one is logged and the gateway runs on unchanged.
+  await runService({
+    config,
+    load: loadConfig,
+    create: (next) => new Gateway({ config: next, logger, insecure: options.insecure === true, metrics: createGatewayMetrics() }),
+    // The ready line on stdout, whatever the log level; systemd hears READY=1 after it (storage open, listeners bound).
+    start: async (gateway) => {
+      const addrs = await gateway.start();
+      const mqtt = addrs.mqtt.map((l) => `${l.name === 'tcp' ? 'mqtt' : l.name === 'tls' ? 'mqtts' : 'ws'}://${l.host}:${l.port}`);
+      process.stdout.write(`meteorzx gateway ready: ${addrs.http.protocol}://${addrs.http.host}:${addrs.http.port} ${mqtt.join(' ')}\n`);
+    },
+    logger,
   });
-
-  const announce = (addrs: Awaited<ReturnType<typeof gateway.start>>) => {
-    const mqtt = addrs.mqtt.map((l) => `${l.name === 'tcp' ? 'mqtt' : l.name === 'tls' ? 'mqtts' : 'ws'}://${l.host}:${l.port}`);
-    process.stdout.write(`meteorzx gateway ready: ${addrs.http.protocol}://${addrs.http.host}:${addrs.http.port} ${mqtt.join(' ')}\n`);
-  };
-  announce(await gateway.start());
-  // systemd Type=notify: ready only now, with storage open and every listener bound.
-  const { notifySystemd } = await import('../../common/systemd-notify.js');
-  const notify = { warn: (message: string) => logger.warn(message) };
-  await notifySystemd('READY=1', notify);
-
-  // SIGHUP (systemctl reload): a valid new config replaces the running gateway
-  // (drained, then started anew on the same store); an invalid one is logged
-  // and the gateway runs on unchanged. A failed restart ends the process.
-  const reloadFailed = new Promise<never>((_resolve, reject) => {
-    process.on('SIGHUP', () => {
-      reloading = reloading
-        .then(async () => {
-          await notifySystemd('RELOADING=1', notify);
-          let next: Awaited<ReturnType<typeof loadConfig>>;
-          try {
-            next = await loadConfig();
-          } catch (err) {
-            logger.error({ err }, 'reload: config rejected, running on with the current one');
-            await notifySystemd('READY=1', notify);
-            return;
-          }
-          logger.info('reload: restarting with the new config');
-          await gateway.close();
-          gateway = new Gateway({ config: next, logger, insecure: options.insecure === true, metrics: createGatewayMetrics() });
-          announce(await gateway.start());
-          await notifySystemd('READY=1', notify);
-        })
-        .catch(reject);
-    });
-  });
-  await Promise.race([stopped, reloadFailed]);
 }

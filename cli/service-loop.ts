@@ -1,0 +1,134 @@
+import { constants } from 'node:os';
+import type { SystemdState } from '../common/systemd-notify.js';
+
+/** What the loop needs from a service (the Agent, the Gateway). */
+export interface Closable {
+  close(): Promise<void>;
+}
+
+/** The part of pino's logger the loop uses. */
+export interface LoopLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+/** Where signals come from and how to leave at once; `process` by default, fakes in tests. */
+export interface SignalSource {
+  on(event: NodeJS.Signals, listener: (signal: NodeJS.Signals) => void): unknown;
+  off(event: NodeJS.Signals, listener: (signal: NodeJS.Signals) => void): unknown;
+  exit(code: number): void;
+}
+
+export interface ServiceLoopOptions<C, S extends Closable> {
+  /** The config the service starts with (already loaded: the logger was built from it). */
+  config: C;
+  /** Reads and validates the config file again (SIGHUP); throws when it is invalid. */
+  load(): Promise<C>;
+  /** Builds a service, not started. */
+  create(config: C): S;
+  /** Starts a service and announces it (ready line, addresses); on every (re)start. */
+  start(service: S): Promise<void>;
+  /** Applies a new config to the running service without a restart when it can; false: restart it. */
+  reloadInPlace?(service: S, next: C): Promise<boolean>;
+  logger: LoopLogger;
+  /** sd_notify (Type=notify units); default: common/systemd-notify. */
+  notify?(state: SystemdState): Promise<unknown>;
+  signals?: SignalSource;
+}
+
+/**
+ * Runs a service until SIGTERM or SIGINT, then drains and closes it; a
+ * second signal exits at once (128 + its number), since what was
+ * acknowledged is durable anyway. SIGHUP (`systemctl reload`) reads the
+ * config again: an invalid one is logged and the service runs on unchanged;
+ * a valid one is applied in place when the service can, otherwise the
+ * service is drained and started anew with it (same data dir). Reloads and
+ * the stop are serialised, so a stop during a reload closes whichever
+ * service the reload left running. A failed (re)start rejects, after
+ * closing what is left: the CLI exits 1 and systemd restarts the unit.
+ * systemd hears READY=1 once started, RELOADING=1 … READY=1 around a reload.
+ */
+export async function runService<C, S extends Closable>(options: ServiceLoopOptions<C, S>): Promise<NodeJS.Signals> {
+  const { logger } = options;
+  const signals = options.signals ?? process;
+  const notify = options.notify ?? (await defaultNotify(logger));
+  let service = options.create(options.config);
+  let stopping = false;
+  // Every lifecycle step runs after the previous one: start, each reload, the stop.
+  let queue: Promise<void> = options.start(service).then(() => notify('READY=1').then(() => undefined));
+
+  const reload = async () => {
+    await notify('RELOADING=1');
+    let next: C;
+    try {
+      next = await options.load();
+    } catch (err) {
+      logger.error({ err }, 'reload: config rejected, running on with the current one');
+      await notify('READY=1');
+      return;
+    }
+    if (options.reloadInPlace !== undefined && (await options.reloadInPlace(service, next))) {
+      logger.info({}, 'reload: applied in place');
+    } else {
+      logger.info({}, 'reload: restarting with the new config');
+      await service.close();
+      service = options.create(next);
+      await options.start(service);
+    }
+    await notify('READY=1');
+  };
+
+  let onHup: (() => void) | undefined;
+  let onStop: ((signal: NodeJS.Signals) => void) | undefined;
+  let onSecond: ((signal: NodeJS.Signals) => void) | undefined;
+  try {
+    const signal = await new Promise<NodeJS.Signals>((resolve, reject) => {
+      const fail = (err: unknown) => {
+        stopping = true;
+        reject(err);
+      };
+      onHup = () => {
+        if (stopping) return;
+        queue = queue.then(reload).catch(fail);
+      };
+      onStop = (signal) => {
+        if (stopping) return;
+        stopping = true;
+        onSecond = (again) => {
+          logger.warn({ signal: again }, 'second signal, exiting without draining');
+          signals.exit(128 + (constants.signals[again] ?? 1));
+        };
+        signals.on('SIGTERM', onSecond);
+        signals.on('SIGINT', onSecond);
+        logger.info({ signal }, 'stopping');
+        queue.then(() => resolve(signal), reject);
+      };
+      signals.on('SIGHUP', onHup);
+      signals.on('SIGTERM', onStop);
+      signals.on('SIGINT', onStop);
+      queue = queue.catch(fail);
+    });
+    await service.close();
+    logger.info({ signal }, 'stopped');
+    return signal;
+  } catch (err) {
+    await service.close().catch((closeErr: unknown) => logger.error({ err: closeErr }, 'closing after a failure failed'));
+    throw err;
+  } finally {
+    for (const [event, listener] of [
+      ['SIGHUP', onHup],
+      ['SIGTERM', onStop],
+      ['SIGINT', onStop],
+      ['SIGTERM', onSecond],
+      ['SIGINT', onSecond],
+    ] as const) {
+      if (listener !== undefined) signals.off(event, listener);
+    }
+  }
+}
+
+async function defaultNotify(logger: LoopLogger): Promise<(state: SystemdState) => Promise<boolean>> {
+  const { notifySystemd } = await import('../common/systemd-notify.js');
+  return (state) => notifySystemd(state, { warn: (message) => logger.warn({}, message) });
+}
