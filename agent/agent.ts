@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { AgentStatus, Limits } from '../protocols/index.js';
 import type { BufferOptions } from './buffer/options.js';
@@ -5,8 +6,10 @@ import type { AgentBuffer } from './buffer/types.js';
 import type { AgentConfig } from './config.js';
 import type { ListenAddress } from './http-helpers.js';
 import { HttpIntake } from './intake/http.js';
+import type { IntakeChanges, IntakeSet } from './intake/intake-set.js';
 import type { Intake } from './intake/types.js';
 import { AgentMetrics } from './metrics.js';
+import type { CommandRunner } from './push/commands.js';
 import { createTransport } from './push/create-transport.js';
 import { Sender } from './push/sender.js';
 import { StatusServer } from './status/server.js';
@@ -41,14 +44,18 @@ export interface AgentAddresses {
 export class Agent {
   private buffer: AgentBuffer | undefined;
   private sender: Sender | undefined;
+  private commands: CommandRunner | undefined;
   private statusServer: StatusServer | undefined;
   private readonly intakes: Intake[] = [];
   private httpIntake: HttpIntake | undefined;
+  /** Files, syslog, serial, edge broker: the intakes a reload may change in place. */
+  private readers: IntakeSet | undefined;
   private closed: Promise<void> | undefined;
   readonly metrics: AgentMetrics;
 
   constructor(
-    readonly config: AgentConfig,
+    /** Replaced by an in-place reload. */
+    public config: AgentConfig,
     private readonly deps: AgentDeps,
   ) {
     this.metrics = new AgentMetrics({ buffer: () => this.requireBuffer().state(), push: () => this.status().push.state });
@@ -68,6 +75,7 @@ export class Agent {
       this.statusServer = new StatusServer({
         listen: config.pull.listen,
         ...(config.pull.token === undefined ? {} : { token: config.pull.token }),
+        ...(config.pull.tls === undefined ? {} : { tls: { cert: readFileSync(config.pull.tls.cert), key: readFileSync(config.pull.tls.key) } }),
         insecure: deps.insecure ?? false,
         status: () => this.status(),
         metrics: this.metrics,
@@ -92,6 +100,18 @@ export class Agent {
           ...(deps.now ? { now: deps.now } : {}),
         });
         await this.sender.start();
+        if (transport.onCommand !== undefined) {
+          // On-demand pull over the push link (MQTT): re-push a range the gateway asks for.
+          const { CommandRunner } = await import('./push/commands.js');
+          this.commands = new CommandRunner({
+            buffer: this.buffer,
+            transport,
+            batchEvents: config.push.batch.maxEvents,
+            batchBytes: Math.floor(config.limits.maxBodyBytes / 2),
+            logger: log.child({ component: 'commands' }),
+          });
+          this.commands.attach();
+        }
       }
 
       if (config.intake.http !== undefined) {
@@ -104,20 +124,15 @@ export class Agent {
         });
         this.intakes.push(this.httpIntake);
       }
-      const { files, syslog, serial, mqtt } = config.intake;
-      if (files.length > 0 || serial.length > 0 || syslog !== undefined || mqtt !== undefined) {
-        // Loaded only when configured: an HTTP-only agent never pays for aedes or serialport.
-        const { createIntakes } = await import('./intake/create-intakes.js');
-        this.intakes.push(...createIntakes({ config, buffer: this.buffer, logger: log, metrics: this.metrics }));
-      }
       for (const intake of this.intakes) await intake.start();
+      await this.applyReaders(config);
 
       const addresses: AgentAddresses = { intake: this.httpIntake?.address(), pull: this.statusServer.address() };
       log.info(
         {
           intake: addresses.intake && `${addresses.intake.host}:${addresses.intake.port}`,
           pull: `${addresses.pull.host}:${addresses.pull.port}`,
-          intakes: this.intakes.map((i) => i.describe()),
+          intakes: [...this.intakes, ...(this.readers?.intakes() ?? [])].map((i) => i.describe()),
           push: transport?.name ?? 'none',
           epoch: state.epoch,
         },
@@ -162,10 +177,38 @@ export class Agent {
       }
     };
     for (const intake of this.intakes) await step(`intake ${intake.name}`, () => intake.close());
+    await this.readers?.close((intake, err) => log.error({ err }, `closing intake ${intake.name} failed`));
+    this.commands?.close();
     if (this.sender) await step('push sender', () => (this.sender as Sender).close());
     if (this.statusServer) await step('status server', () => (this.statusServer as StatusServer).close());
     if (this.buffer) await step('buffer', () => (this.buffer as AgentBuffer).close());
     log.info('agent stopped');
+  }
+
+  /**
+   * SIGHUP: applies `next` in place when only the reading intakes differ
+   * (files, syslog, serial, mqtt): unchanged ones keep running, changed ones
+   * are restarted (see IntakeSet). Undefined, with nothing touched, when
+   * anything else differs: the caller then restarts the whole agent.
+   */
+  async reload(next: AgentConfig): Promise<IntakeChanges | undefined> {
+    const { onlyReadingIntakesDiffer } = await import('./intake/intake-set.js');
+    if (this.closed !== undefined || !onlyReadingIntakesDiffer(this.config, next)) return undefined;
+    const changes = await this.applyReaders(next);
+    this.config = next;
+    this.deps.logger.info({ ...changes, intakes: [...this.intakes, ...(this.readers?.intakes() ?? [])].map((i) => i.describe()) }, 'intakes reloaded');
+    return changes;
+  }
+
+  private async applyReaders(config: AgentConfig): Promise<IntakeChanges> {
+    const { files, syslog, serial, mqtt } = config.intake;
+    if (this.readers === undefined && files.length === 0 && serial.length === 0 && syslog === undefined && mqtt === undefined) {
+      return { started: [], stopped: [], kept: [] };
+    }
+    // Loaded only when configured: an HTTP-only agent never pays for them (nor for aedes or serialport).
+    const [{ planIntakes }, { IntakeSet }] = await Promise.all([import('./intake/create-intakes.js'), import('./intake/intake-set.js')]);
+    this.readers ??= new IntakeSet({ metrics: this.metrics });
+    return this.readers.apply(planIntakes({ config, buffer: this.requireBuffer(), logger: this.deps.logger, metrics: this.metrics }));
   }
 
   private requireBuffer(): AgentBuffer {

@@ -171,6 +171,7 @@ const pullSchema = z
   .strictObject({
     listen: listen().prefault('127.0.0.1:7402'), // GET /v1/events, /v1/status, /metrics
     token: secret().optional(), // required to bind a non-loopback address; or tokenFile
+    tls: z.strictObject({ cert: text(), key: text() }).optional(), // PEM files: serve HTTPS (docs/pull.md)
   })
   .prefault({});
 

@@ -45,6 +45,11 @@ export const AgentErrors = defineErrors({
     description:
       'The pull listener binds a non-loopback address with no pull.token (set a token, bind 127.0.0.1, or pass --insecure), or the edge MQTT broker (intake.mqtt.listen) does with no intake.mqtt.users.',
   },
+  // Pull API (agent/pull).
+  METEORZX_PULL_GONE: {
+    description: 'A pull asked for seqs retention already deleted, or for an epoch the buffer no longer is (410); the answer names the oldest seq still held.',
+    status: 410,
+  },
 });
 
 export type AgentErrorCode = Exclude<keyof typeof AgentErrors, 'specs'>;

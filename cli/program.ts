@@ -3,6 +3,7 @@ import pkg from '../package.json' with { type: 'json' };
 import * as agent from './commands/agent.js';
 import * as config from './commands/config.js';
 import * as gateway from './commands/gateway.js';
+import * as pull from './commands/pull.js';
 import * as query from './commands/query.js';
 import * as send from './commands/send.js';
 import * as status from './commands/status.js';
@@ -14,7 +15,7 @@ import * as verify from './commands/verify.js';
  * `meteorzx agent` never loads the gateway's dependencies. To add a command,
  * write commands/<name>.ts exporting `register(program)` and list it here.
  */
-const COMMANDS: readonly { register(program: Command): void }[] = [gateway, agent, send, query, verify, status, config];
+const COMMANDS: readonly { register(program: Command): void }[] = [gateway, agent, send, pull, query, verify, status, config];
 
 export function buildProgram(): Command {
   const program = new Command('meteorzx')

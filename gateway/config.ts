@@ -222,6 +222,15 @@ export const gatewayConfigSchema = z.strictObject({
   pipeline: pipelineSchema,
   storage: storageSchema,
   pullFrom: z.array(pullFromSchema).superRefine(unique((p) => p.url, 'url')).prefault([]),
+  // Gap backfill (docs/pull.md): a hole in an agent's seqs older than `grace` is pulled again.
+  backfill: z
+    .strictObject({
+      enabled: bool().prefault(true),
+      grace: duration().prefault('30s'), // ms a hole may stay open before it is asked for (pushes in flight fill most)
+      every: duration({ min: 10 }).prefault('10s'), // ms between scans of the registry for holes
+      tries: int({ min: 1 }).prefault(5), // command-channel requests for one hole before it is recorded as lost
+    })
+    .prefault({}),
   alerts: alertsSchema,
   limits: limitsSchema,
   commit: z

@@ -28,6 +28,12 @@ export class GatewayMetrics {
   /** Ingestion attempts waiting for a group commit. */
   readonly queueDepth: Gauge;
   readonly alerts: Counter<'rule'>;
+  /** Pull connector runs per agent URL and result (ok, failed) — issue 5, gateway/pull. */
+  readonly pullRuns: Counter<'url' | 'result'>;
+  /** 1 while a pull connector's last run failed after all its retries, else 0. */
+  readonly pullFailed: Gauge<'url'>;
+  /** Seq ranges recorded as lost because no agent could serve them any more. */
+  readonly gapsLost: Counter;
 
   constructor(prefix = 'meteorzx_gateway_') {
     const registry = new Registry();
@@ -70,6 +76,9 @@ export class GatewayMetrics {
     this.dedupCacheHits = new Counter({ name: `${prefix}dedup_cache_hits_total`, help: 'Dedup lookups answered from memory', registers });
     this.queueDepth = new Gauge({ name: `${prefix}ingest_queue_depth`, help: 'Events waiting for a group commit', registers });
     this.alerts = new Counter({ name: `${prefix}alerts_total`, help: 'Alerts raised by rules', labelNames: ['rule'], registers });
+    this.pullRuns = new Counter({ name: `${prefix}pull_runs_total`, help: 'Pull connector runs', labelNames: ['url', 'result'], registers });
+    this.pullFailed = new Gauge({ name: `${prefix}pull_failed`, help: 'Pull connector failed after its retries (1) or not (0)', labelNames: ['url'], registers });
+    this.gapsLost = new Counter({ name: `${prefix}gaps_lost_total`, help: 'Seq ranges recorded as lost (meteorzx.gap)', registers });
   }
 }
 

@@ -13,6 +13,7 @@ import { TokenAuth } from './auth/tokens.js';
 import { HttpApi, type BoundHttp } from './http/api.js';
 import { MqttIngress } from './mqtt/broker.js';
 import { ListenFailed, type BoundListener, type MqttListenerSpecs } from './mqtt/listeners.js';
+import type { PullService } from './pull/pull-service.js';
 
 /** The pipeline as the server drives it: an Ingestor with a lifecycle. */
 export interface RunningPipeline extends Ingestor {
@@ -93,6 +94,7 @@ export class Gateway {
   private pipeline: RunningPipeline | undefined;
   private mqtt: MqttIngress | undefined;
   private http: HttpApi | undefined;
+  private pulls: PullService | undefined;
   private ready = false;
   private closing: Promise<void> | undefined;
 
@@ -114,7 +116,9 @@ export class Gateway {
       await this.pipeline.start();
 
       const mqttAddrs = await this.startMqtt(limits);
+      await this.createPulls(limits);
       const httpAddr = await this.startHttp(limits);
+      await this.pulls?.start();
       this.ready = true;
       const addresses = { http: httpAddr, mqtt: mqttAddrs };
       logger.info(
@@ -171,6 +175,24 @@ export class Gateway {
     }
   }
 
+  /** Pull connectors, on-demand pulls and gap backfill (gateway/pull, docs/pull.md). */
+  private async createPulls(limits: Limits): Promise<void> {
+    const { config, logger, metrics } = this.opts;
+    const { PullService } = await import('./pull/pull-service.js');
+    const storage = this.storage as Storage;
+    const mqtt = this.mqtt as MqttIngress;
+    this.pulls = new PullService({
+      config,
+      ingestor: this.pipeline as RunningPipeline,
+      sources: () => storage.sources(),
+      limits,
+      command: (agent, command) => mqtt.publishCommand(agent, JSON.stringify(command)),
+      online: (agent) => mqtt.agentOnline(agent),
+      metrics,
+      logger: logger.child({ component: 'pull' }),
+    });
+  }
+
   private async startHttp(limits: Limits): Promise<BoundHttp> {
     const { config, logger, metrics } = this.opts;
     this.http = new HttpApi({
@@ -181,6 +203,7 @@ export class Gateway {
       ...(metrics === undefined ? {} : { metrics: metrics.registry }),
       isReady: () => this.ready,
       maxInflightIngests: this.opts.maxInflightIngests ?? 64,
+      ...(this.pulls === undefined ? {} : { pulls: this.pulls }),
       logger: logger.child({ component: 'http' }),
       ...(config.http.tls ? { tls: await tlsOptions(config.http.tls) } : {}),
     });
@@ -204,6 +227,8 @@ export class Gateway {
 
   private async doClose(): Promise<void> {
     this.ready = false;
+    // Pulls stop first: a run in progress finishes its page while the pipeline still takes it.
+    await this.pulls?.close().catch((err: unknown) => this.opts.logger.error({ err }, 'closing pulls failed'));
     const ingress = await Promise.allSettled([this.http?.close(), this.mqtt?.close()]);
     await this.pipeline?.close();
     await this.storage?.close();

@@ -1,6 +1,7 @@
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { ChainedEvent } from '../../protocols/index.js';
 import { TOPIC_ROOT } from '../../protocols/index.js';
+import { jsonArrayOf } from '../buffer/event-line.js';
 import type { PushTransport, SendOutcome } from './types.js';
 
 export interface MqttTransportOptions {
@@ -43,15 +44,34 @@ export class MqttTransport implements PushTransport {
   private closed: Promise<void> | undefined;
   private readonly eventsTopic: string;
   private readonly statusTopic: string;
+  private readonly cmdTopic: string;
+  private commandListener: ((payload: Buffer) => void) | undefined;
+  private keeper: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: MqttTransportOptions) {
     this.maxInFlight = options.maxInFlight ?? 4;
     const prefix = options.topicPrefix ?? TOPIC_ROOT;
     this.eventsTopic = `${prefix}/${options.id}/events`;
     this.statusTopic = `${prefix}/${options.id}/status`;
+    this.cmdTopic = `${prefix}/${options.id}/cmd`;
   }
 
   async start(): Promise<void> {}
+
+  /**
+   * Takes commands from <prefix>/<id>/cmd (QoS 1): the gateway's on-demand
+   * pull for an agent it cannot reach (NAT). Commands need a live link even
+   * when nothing is pushed, so from here on the link is kept up.
+   */
+  onCommand(listener: (payload: Buffer) => void, keepAliveMs = 5_000): void {
+    this.commandListener = listener;
+    const keep = () => {
+      if (this.closed === undefined && !this.client?.connected) this.connect().catch(() => undefined);
+    };
+    keep();
+    this.keeper = setInterval(keep, keepAliveMs);
+    this.keeper.unref();
+  }
 
   async send(events: readonly ChainedEvent[]): Promise<SendOutcome> {
     if (this.closed !== undefined) return { kind: 'retry', error: 'transport closed' };
@@ -73,7 +93,7 @@ export class MqttTransport implements PushTransport {
         client.end(true);
       }, this.options.timeoutMs ?? 30_000);
       this.pending.add(fail);
-      client.publish(this.eventsTopic, JSON.stringify(events), { qos: 1 }, (err) => {
+      client.publish(this.eventsTopic, jsonArrayOf(events), { qos: 1 }, (err) => {
         if (!this.pending.delete(fail)) return; // already failed by a close or the timeout
         clearTimeout(timer);
         resolve(err ? { kind: 'retry', error: `publish: ${err.message}` } : { kind: 'acked', rejected: [] });
@@ -87,6 +107,7 @@ export class MqttTransport implements PushTransport {
   }
 
   private async shutdown(): Promise<void> {
+    clearInterval(this.keeper);
     const client = this.client ?? (await this.connecting?.catch(() => undefined));
     if (client === undefined || !client.connected) {
       client?.end(true);
@@ -130,6 +151,15 @@ export class MqttTransport implements PushTransport {
       client.on('connect', () => {
         settled = true;
         this.client = client;
+        // Subscribe before announcing "online": the broker handles one connection's packets in
+        // order, so a gateway that sees us online knows a command now reaches us.
+        if (this.commandListener !== undefined) {
+          const listener = this.commandListener;
+          client.on('message', (topic, payload) => {
+            if (topic === this.cmdTopic) listener(payload);
+          });
+          client.subscribe(this.cmdTopic, { qos: 1 });
+        }
         client.publish(this.statusTopic, this.statusPayload('online'), { qos: 1, retain: true });
         resolve(client);
       });

@@ -20,6 +20,8 @@ export interface PushTransport {
   start(): Promise<void>;
   /** Sends one batch, in seq order. Never throws: failures are outcomes. */
   send(events: readonly ChainedEvent[]): Promise<SendOutcome>;
+  /** Transports with a command channel (MQTT) deliver `audit/<id>/cmd` payloads here; see agent/push/commands.ts. */
+  onCommand?(listener: (payload: Buffer) => void): void;
   /** Stops sending; in-flight sends resolve (possibly as `retry`). Idempotent. */
   close(): Promise<void>;
 }

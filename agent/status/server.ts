@@ -1,10 +1,12 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { Logger } from 'pino';
-import { NDJSON, type AgentStatus } from '../../protocols/index.js';
+import type { AgentStatus } from '../../protocols/index.js';
 import type { AgentBuffer } from '../buffer/types.js';
 import { AgentErrors } from '../errors.js';
 import { bearerMatches, closeServer, isLoopback, listen, sendError, sendJson, type ListenAddress } from '../http-helpers.js';
 import type { AgentMetrics } from '../metrics.js';
+import { servePull } from '../pull/pull-handler.js';
 
 export interface StatusServerOptions {
   listen: ListenAddress;
@@ -16,6 +18,8 @@ export interface StatusServerOptions {
   metrics: AgentMetrics;
   /** For `GET /v1/events` (pull); without it the route answers 404. */
   buffer?: AgentBuffer;
+  /** PEM key and certificate: serve HTTPS instead of HTTP. */
+  tls?: { cert: Buffer | string; key: Buffer | string };
   /** Most events one pull answer holds. */
   maxPullEvents?: number;
   logger?: Logger;
@@ -32,12 +36,14 @@ export class StatusServer {
   private closed: Promise<void> | undefined;
 
   constructor(private readonly options: StatusServerOptions) {
-    this.server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000 }, (req, res) => {
+    const handler = (req: IncomingMessage, res: ServerResponse) => {
       this.handle(req, res).catch((err: unknown) => {
         options.logger?.error({ err, url: req.url }, 'status request failed');
         sendError(res, err);
       });
-    });
+    };
+    const timeouts = { requestTimeout: 30_000, headersTimeout: 10_000 };
+    this.server = options.tls === undefined ? createServer(timeouts, handler) : createHttpsServer({ ...timeouts, ...options.tls }, handler);
   }
 
   async start(): Promise<void> {
@@ -92,35 +98,14 @@ export class StatusServer {
         return;
       }
       default:
-        await this.pull(url, res);
+        await this.pull(url, req.method ?? 'GET', res);
     }
   }
 
-  /** `GET /v1/events?after=SEQ&limit=N`: buffered events with seq > after, delivered-but-retained included. */
-  private async pull(url: URL, res: ServerResponse): Promise<void> {
-    const max = this.options.maxPullEvents ?? 10_000;
-    const after = intParam(url, 'after', 0);
-    const limit = intParam(url, 'limit', 1000);
-    if (after === undefined || limit === undefined || limit < 1) {
-      sendError(res, AgentErrors.METEORZX_BAD_REQUEST('after and limit must be integers ≥ 0 (limit ≥ 1)'));
-      return;
-    }
-    const events = await (this.options.buffer as AgentBuffer).read(after, Math.min(limit, max));
-    const last = events.at(-1);
-    res.writeHead(200, {
-      'content-type': NDJSON,
-      ...(last === undefined ? {} : { 'x-last-seq': String(last.seq) }),
-    });
-    res.end(events.map((e) => `${JSON.stringify(e)}\n`).join(''));
+  /** `GET /v1/events?after=SEQ&limit=N`: see agent/pull/pull-handler.ts. */
+  private pull(url: URL, method: string, res: ServerResponse): Promise<void> {
+    return servePull(url, method, res, { buffer: this.options.buffer as AgentBuffer, maxLimit: this.options.maxPullEvents ?? 10_000 });
   }
 }
 
 const ROUTES: ReadonlySet<string> = new Set(['/v1/status', '/metrics', '/healthz', '/v1/events']);
-
-function intParam(url: URL, name: string, fallback: number): number | undefined {
-  const raw = url.searchParams.get(name);
-  if (raw === null || raw === '') return fallback;
-  if (!/^\d+$/.test(raw)) return undefined;
-  const n = Number(raw);
-  return Number.isSafeInteger(n) ? n : undefined;
-}

@@ -1,7 +1,9 @@
-import type { Limits } from '../../protocols/index.js';
+import type { Limits, PullRequest } from '../../protocols/index.js';
 import type { Ingestor } from '../pipeline/ingestor.js';
 import type { Storage } from '../storage/types.js';
 import type { TokenAuth } from '../auth/tokens.js';
+import type { PullResult } from '../pull/connector.js';
+import type { PullsSection } from '../pull/pull-service.js';
 
 /** A Prometheus registry as `GET /metrics` needs it (prom-client's Registry fits). */
 export interface MetricsSource {
@@ -21,4 +23,6 @@ export interface ApiContext {
   isReady: () => boolean;
   /** Most POST /v1/events bodies being read or ingested at once; more answer 503 + Retry-After. */
   maxInflightIngests: number;
+  /** Pull connectors and backfill (POST /v1/pull, `pulls` in GET /v1/sources); absent in tests that build the API alone. */
+  pulls?: { pull(request: PullRequest): Promise<PullResult>; section(): Promise<PullsSection> };
 }

@@ -8,6 +8,7 @@ import { registerAuth } from './auth-hook.js';
 import { sendError } from './reply-error.js';
 import { registerHealth } from './routes/health.js';
 import { registerIngest } from './routes/ingest.js';
+import { registerPull } from './routes/pull.js';
 import { registerQuery } from './routes/query.js';
 import { registerVerify } from './routes/verify.js';
 
@@ -51,6 +52,7 @@ export function buildHttpApi(opts: HttpApiOptions): FastifyInstance {
   registerIngest(app, opts);
   registerQuery(app, opts);
   registerVerify(app, opts);
+  registerPull(app, opts);
   registerHealth(app, opts);
   return app;
 }

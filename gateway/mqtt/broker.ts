@@ -40,6 +40,8 @@ export class MqttIngress {
   private broker: Aedes | undefined;
   private listeners: MqttListeners | undefined;
   private readonly identities: IdentityMap = new WeakMap();
+  /** `clientId@ip:port` per client, built once rather than on every publish. */
+  private readonly peers = new WeakMap<Client, string>();
   private readonly inflight = new Set<Promise<unknown>>();
   private draining = false;
   private closing: Promise<void> | undefined;
@@ -92,7 +94,12 @@ export class MqttIngress {
           done(new Error('not authenticated'));
           return;
         }
-        const work = gate.decide({ clientId: client.id, peer: clientPeer(client), identity }, packet.topic, packet.payload as Buffer);
+        let peer = this.peers.get(client);
+        if (peer === undefined) {
+          peer = clientPeer(client);
+          this.peers.set(client, peer);
+        }
+        const work = gate.decide({ clientId: client.id, peer, identity }, packet.topic, packet.payload as Buffer);
         this.track(work);
         work.then(
           (decision) => {
@@ -152,6 +159,40 @@ export class MqttIngress {
   close(): Promise<void> {
     this.closing ??= this.doClose();
     return this.closing;
+  }
+
+  /**
+   * Publishes a command to audit/<agent>/cmd at QoS 1 (issue 5: the gateway
+   * asks an agent behind NAT to re-push a range over its own link).
+   */
+  publishCommand(agent: string, payload: string): Promise<void> {
+    const broker = this.broker;
+    if (broker === undefined || this.draining) return Promise.reject(new Error('MQTT broker not running'));
+    return new Promise((resolve, reject) => {
+      broker.publish(
+        { cmd: 'publish', topic: `audit/${agent}/cmd`, payload: Buffer.from(payload), qos: 1, retain: false, dup: false },
+        (err) => (err ? reject(err) : resolve()),
+      );
+    });
+  }
+
+  /**
+   * Whether the agent's retained presence (audit/<agent>/status, issue 5)
+   * says online. An agent subscribes to its cmd topic before it announces
+   * itself, so "online" means a command published now has a listener.
+   */
+  async agentOnline(agent: string): Promise<boolean> {
+    const broker = this.broker as (Aedes & { persistence?: { createRetainedStream(pattern: string): AsyncIterable<{ payload: Buffer }> } }) | undefined;
+    const stream = broker?.persistence?.createRetainedStream(`audit/${agent}/status`);
+    if (stream === undefined) return false;
+    for await (const packet of stream) {
+      try {
+        return (JSON.parse(packet.payload.toString('utf8')) as { state?: unknown }).state === 'online';
+      } catch {
+        return false;
+      }
+    }
+    return false;
   }
 
   private async doClose(): Promise<void> {

@@ -42,7 +42,8 @@ export function registerQuery(app: FastifyInstance, ctx: ApiContext): void {
 
   app.get('/v1/sources', async (_req, reply) => {
     try {
-      return reply.send(await ctx.storage.sources());
+      const sources = await ctx.storage.sources();
+      return reply.send(ctx.pulls === undefined ? sources : { ...sources, pulls: await ctx.pulls.section() });
     } catch (err) {
       return sendError(reply, err);
     }

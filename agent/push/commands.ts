@@ -1,0 +1,87 @@
+import type { Logger } from 'pino';
+import { parseCommand, type PullCommand } from '../../protocols/index.js';
+import type { AgentBuffer } from '../buffer/types.js';
+import type { PushTransport } from './types.js';
+
+export interface CommandRunnerOptions {
+  buffer: AgentBuffer;
+  transport: PushTransport;
+  /** Events per re-pushed batch. */
+  batchEvents: number;
+  /** About how many bytes per batch. */
+  batchBytes: number;
+  /** Attempts per batch before the command is given up (the gateway asks again if the hole stays). */
+  tries?: number;
+  retryDelayMs?: number;
+  logger?: Logger;
+}
+
+/**
+ * Answers `{"op":"pull","after":A,"until":B}` on audit/<id>/cmd (DESIGN §5)
+ * by re-pushing that range as ordinary events through the push transport.
+ * It reads the buffer directly and never touches the delivered cursor: the
+ * range is usually below it already, and the sender's own progress must not
+ * move backwards or forwards because of a repair. Commands run one at a
+ * time, so a gateway repeating a request cannot fan out into parallel floods.
+ */
+export class CommandRunner {
+  private chain: Promise<void> = Promise.resolve();
+  private closed = false;
+
+  constructor(private readonly options: CommandRunnerOptions) {}
+
+  /** Wires the transport's command channel; a transport without one is left alone. */
+  attach(): void {
+    this.options.transport.onCommand?.((payload) => this.receive(payload));
+  }
+
+  receive(payload: Buffer | string): void {
+    let command: PullCommand;
+    try {
+      command = parseCommand(payload);
+    } catch (err) {
+      this.options.logger?.warn({ err: (err as Error).message }, 'ignored an invalid command');
+      return;
+    }
+    this.chain = this.chain.then(() => this.run(command)).catch((err: unknown) => this.options.logger?.warn({ err, command }, 'command failed'));
+  }
+
+  /** Resolves when every command received so far has finished. */
+  idle(): Promise<void> {
+    return this.chain;
+  }
+
+  close(): void {
+    this.closed = true;
+  }
+
+  private async run(command: PullCommand): Promise<void> {
+    const { buffer, batchEvents, batchBytes, logger } = this.options;
+    const state = buffer.state();
+    if (command.epoch !== undefined && command.epoch !== state.epoch) {
+      logger?.warn({ command, epoch: state.epoch }, 'pull command for an epoch this buffer no longer is; ignored');
+      return;
+    }
+    const until = Math.min(command.until ?? state.head, state.head);
+    let cursor = command.after;
+    let sent = 0;
+    while (cursor < until && !this.closed) {
+      const events = await buffer.read(cursor, Math.min(batchEvents, until - cursor), batchBytes);
+      if (events.length === 0) break;
+      await this.sendWithRetry(events);
+      sent += events.length;
+      cursor = (events.at(-1) as (typeof events)[number]).seq;
+    }
+    logger?.info({ after: command.after, until, sent, oldest: state.oldest }, 'pull command answered');
+  }
+
+  private async sendWithRetry(events: Parameters<PushTransport['send']>[0]): Promise<void> {
+    const tries = this.options.tries ?? 5;
+    for (let attempt = 1; ; attempt += 1) {
+      const outcome = await this.options.transport.send(events);
+      if (outcome.kind !== 'retry') return;
+      if (attempt >= tries || this.closed) throw new Error(`re-push failed: ${outcome.error}`);
+      await new Promise((r) => setTimeout(r, this.options.retryDelayMs ?? 1000));
+    }
+  }
+}

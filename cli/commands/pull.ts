@@ -1,0 +1,190 @@
+import type { Command } from 'commander';
+import type { AgentStatus } from '../../protocols/index.js';
+
+interface PullOptions {
+  after?: string;
+  limit?: string;
+  out?: string;
+  into?: string;
+  token?: string;
+  gatewayToken?: string;
+  pageSize: string;
+}
+
+export function register(program: Command): void {
+  program
+    .command('pull')
+    .description("fetch an agent's buffered events (NDJSON, in seq order), or have a gateway pull and store them (--into)")
+    .argument('<agent-url>', "the agent's pull listener, e.g. http://127.0.0.1:7402")
+    .option('--after <seq>', 'start after this seq (default 0, or where --out stops when it exists)')
+    .option('--limit <n>', 'at most this many events (default: up to the agent head)')
+    .option('-o, --out <file>', 'write NDJSON here (appends and resumes when the file exists) instead of stdout')
+    .option('--into <gateway-url>', 'ask this gateway to pull and store the range itself (POST /v1/pull; needs the admin scope)')
+    .option('--token <token>', "the agent's pull.token (default: $METEORZX_PULL_TOKEN)")
+    .option('--gateway-token <token>', 'bearer token for --into (default: $METEORZX_TOKEN)')
+    .option('--page-size <n>', 'events per request to the agent (at most 10000)', '1000')
+    .action(async (url: string, options: PullOptions) => {
+      if (options.into !== undefined) await pullInto(url, options);
+      else await pullOut(url, options);
+    });
+}
+
+function seqOption(value: string | undefined, name: string, min: number): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d+$/.test(value) || Number(value) < min || !Number.isSafeInteger(Number(value))) {
+    throw new Error(`${name} must be an integer ≥ ${min}, not "${value}"`);
+  }
+  return Number(value);
+}
+
+async function usage(fn: () => number | undefined): Promise<number | undefined> {
+  try {
+    return fn();
+  } catch (err) {
+    const { CommonErrors } = await import('../../common/errors.js');
+    throw CommonErrors.METEORZX_USAGE((err as Error).message, { userError: true });
+  }
+}
+
+async function pullInto(url: string, options: PullOptions): Promise<void> {
+  const { baseUrl, call, answerError, tokenFrom } = await import('../gateway-client.js');
+  const after = await usage(() => seqOption(options.after, '--after', 0));
+  const limit = await usage(() => seqOption(options.limit, '--limit', 1));
+  baseUrl(url);
+  const body = {
+    url,
+    ...(after === undefined && limit === undefined ? {} : { after: after ?? 0 }),
+    ...(limit === undefined ? {} : { until: (after ?? 0) + limit }),
+    ...(options.token === undefined && !process.env.METEORZX_PULL_TOKEN ? {} : { token: options.token ?? process.env.METEORZX_PULL_TOKEN }),
+  };
+  const res = await call(baseUrl(options.into as string), {
+    method: 'POST',
+    path: '/v1/pull',
+    token: tokenFrom(options.gatewayToken),
+    body: JSON.stringify(body),
+    contentType: 'application/json',
+    timeoutMs: 3_600_000,
+  });
+  if (res.status !== 200) throw answerError(res, 'gateway pull failed');
+  process.stdout.write(`${JSON.stringify(JSON.parse(res.body.toString('utf8')), null, 2)}\n`);
+}
+
+/** Where an earlier, interrupted `--out` stopped: its last complete line. A partial last line is cut off. */
+async function resumePoint(file: string): Promise<{ seq: number; epoch: string | undefined } | undefined> {
+  const { open } = await import('node:fs/promises');
+  const fh = await open(file, 'r+').catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return undefined;
+    throw err;
+  });
+  if (fh === undefined) return undefined;
+  try {
+    const { size } = await fh.stat();
+    // An event is at most 64 KiB by default: the last complete line lies in the last few hundred KiB.
+    const span = Math.min(size, 1 << 20);
+    const tail = Buffer.alloc(span);
+    await fh.read(tail, 0, span, size - span);
+    const end = tail.lastIndexOf(0x0a);
+    if (end < 0) {
+      await fh.truncate(0);
+      return undefined;
+    }
+    if (end !== span - 1) await fh.truncate(size - span + end + 1);
+    const start = tail.lastIndexOf(0x0a, end - 1) + 1;
+    const last = JSON.parse(tail.subarray(start, end).toString('utf8')) as { seq?: number; epoch?: string };
+    if (typeof last.seq !== 'number') throw new Error(`the last line of ${file} has no seq; not a pull output`);
+    return { seq: last.seq, epoch: last.epoch };
+  } finally {
+    await fh.close();
+  }
+}
+
+async function pullOut(url: string, options: PullOptions): Promise<void> {
+  const [{ baseUrl, call, answerError }, { request }, { createWriteStream }, { CommonErrors }] = await Promise.all([
+    import('../gateway-client.js'),
+    import('undici'),
+    import('node:fs'),
+    import('../../common/errors.js'),
+  ]);
+  const base = baseUrl(url);
+  const token = options.token ?? (process.env.METEORZX_PULL_TOKEN || undefined);
+  const pageSize = Math.min((await usage(() => seqOption(options.pageSize, '--page-size', 1))) ?? 1000, 10_000);
+  const limit = await usage(() => seqOption(options.limit, '--limit', 1));
+  const statusRes = await call(base, { path: '/v1/status', token });
+  if (statusRes.status !== 200) throw answerError(statusRes, `no agent at ${base.origin}`);
+  const status = JSON.parse(statusRes.body.toString('utf8')) as AgentStatus;
+
+  const resumed = options.out === undefined ? undefined : await resumePoint(options.out);
+  if (resumed?.epoch !== undefined && resumed.epoch !== status.epoch) {
+    throw CommonErrors.METEORZX_USAGE(`${options.out} holds epoch ${resumed.epoch} but the agent is now at epoch ${status.epoch}; write to another --out`, { userError: true });
+  }
+  const first = (await usage(() => seqOption(options.after, '--after', 0))) ?? 0;
+  let after = Math.max(first, resumed?.seq ?? 0);
+  const until = limit === undefined ? status.head : Math.min(status.head, first + limit);
+  const out: NodeJS.WritableStream = options.out === undefined ? process.stdout : createWriteStream(options.out, { flags: 'a' });
+  const bar = await progressBar(until - after);
+  let done = 0;
+  let bytes = 0;
+  try {
+    while (after < until) {
+      const q = new URLSearchParams({ after: String(after), limit: String(Math.min(pageSize, until - after)), epoch: status.epoch });
+      const res = await request(`${base.toString().replace(/\/+$/, '')}/v1/events?${q.toString()}`, {
+        headers: token === undefined ? {} : { authorization: `Bearer ${token}` },
+      });
+      if (res.statusCode !== 200) {
+        const body = Buffer.from(await res.body.arrayBuffer());
+        throw answerError({ status: res.statusCode, headers: res.headers, body }, `pull after seq ${after} failed`);
+      }
+      let pending = '';
+      let lastLine = '';
+      let lines = 0;
+      for await (const chunk of res.body) {
+        const buf = chunk as Buffer;
+        bytes += buf.length;
+        if (!out.write(buf)) await new Promise<void>((r) => out.once('drain', () => r()));
+        const text = pending + buf.toString('utf8');
+        const nl = text.lastIndexOf('\n');
+        if (nl < 0) {
+          pending = text;
+          continue;
+        }
+        for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) lines += 1;
+        lastLine = text.slice(text.lastIndexOf('\n', nl - 1) + 1, nl);
+        pending = text.slice(nl + 1);
+      }
+      if (lines === 0) break; // the agent has nothing more (retention moved, or head shrank)
+      const seq = (JSON.parse(lastLine) as { seq: number }).seq;
+      done += lines;
+      after = seq;
+      bar?.update(done, { bytes: formatBytes(bytes) });
+    }
+  } finally {
+    bar?.stop();
+    if (out !== process.stdout) await new Promise<void>((r) => out.end(() => r()));
+  }
+  if (bar === undefined && options.out !== undefined && process.stderr.isTTY) process.stderr.write(`pulled ${done} events\n`);
+}
+
+/** A bar on stderr only when it is a terminal: a pipe or a log file gets no escape codes. */
+async function progressBar(total: number): Promise<{ update(value: number, payload: { bytes: string }): void; stop(): void } | undefined> {
+  if (!process.stderr.isTTY) return undefined;
+  const { SingleBar, Presets } = await import('cli-progress');
+  const bar = new SingleBar(
+    { stream: process.stderr, format: 'pull [{bar}] {value}/{total} events | {bytes} | {speed} ev/s | ETA {eta_formatted}', fps: 5 },
+    Presets.shades_classic,
+  );
+  const started = Date.now();
+  bar.start(total, 0, { bytes: '0 B', speed: '0' });
+  return {
+    update(value, payload) {
+      const seconds = Math.max((Date.now() - started) / 1000, 0.001);
+      bar.update(value, { ...payload, speed: String(Math.round(value / seconds)) });
+    },
+    stop: () => bar.stop(),
+  };
+}
+
+function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1 << 20) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / (1 << 20)).toFixed(1)} MiB`;
+}

@@ -1,0 +1,52 @@
+import type { FastifyInstance } from 'fastify';
+import type { PullRequest } from '../../../protocols/index.js';
+import { GatewayErrors } from '../../errors.js';
+import type { ApiContext } from '../api-context.js';
+import { sendError } from '../reply-error.js';
+
+function isSeq(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
+
+/** Validates `POST /v1/pull`'s body: `{url, after?, until?, token?}`. */
+export function parsePullRequest(body: unknown): PullRequest {
+  let value = body;
+  if (Buffer.isBuffer(body)) {
+    try {
+      value = JSON.parse(body.toString('utf8'));
+    } catch {
+      throw GatewayErrors.METEORZX_BAD_REQUEST('body must be JSON: {"url": "http://agent:7402", "after"?: n, "until"?: n, "token"?: "..."}');
+    }
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw GatewayErrors.METEORZX_BAD_REQUEST('body must be a JSON object');
+  const v = value as Record<string, unknown>;
+  if (typeof v.url !== 'string' || !/^https?:\/\/./.test(v.url)) throw GatewayErrors.METEORZX_BAD_REQUEST('url must be the http(s) URL of an agent pull listener');
+  if (v.after !== undefined && !isSeq(v.after)) throw GatewayErrors.METEORZX_BAD_REQUEST('after must be an integer ≥ 0');
+  if (v.until !== undefined && (!isSeq(v.until) || v.until <= ((v.after as number | undefined) ?? 0))) {
+    throw GatewayErrors.METEORZX_BAD_REQUEST('until must be an integer > after');
+  }
+  if (v.token !== undefined && typeof v.token !== 'string') throw GatewayErrors.METEORZX_BAD_REQUEST('token must be a string');
+  return {
+    url: v.url,
+    ...(v.after === undefined ? {} : { after: v.after as number }),
+    ...(v.until === undefined ? {} : { until: v.until as number }),
+    ...(v.token === undefined ? {} : { token: v.token as string }),
+  };
+}
+
+/**
+ * POST /v1/pull (admin scope, DESIGN §5): the gateway pulls from an agent
+ * itself, so the events' provenance says `pull`. Answers when the pull is
+ * stored, with what it did.
+ */
+export function registerPull(app: FastifyInstance, ctx: ApiContext): void {
+  app.post('/v1/pull', async (req, reply) => {
+    try {
+      if (ctx.pulls === undefined) throw GatewayErrors.METEORZX_NOT_FOUND('pulling is not enabled on this gateway');
+      const result = await ctx.pulls.pull(parsePullRequest(req.body));
+      return reply.code(200).send(result);
+    } catch (err) {
+      return sendError(reply, err);
+    }
+  });
+}

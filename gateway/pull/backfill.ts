@@ -1,0 +1,155 @@
+import type { Logger } from 'pino';
+import type { AuditEvent, PullCommand, SourcesResponse } from '../../protocols/index.js';
+import type { GatewayMetrics } from '../metrics.js';
+import type { Ingestor } from '../pipeline/ingestor.js';
+import type { Alerter } from './alerter.js';
+import type { GoneRange, PullConnector } from './connector.js';
+import type { LostRange, PullStore } from './pull-store.js';
+
+export interface BackfillOptions {
+  sources: () => Promise<SourcesResponse>;
+  store: PullStore;
+  ingestor: Ingestor;
+  /** The configured HTTP connectors; a hole goes to the one whose agent id matches. */
+  connectors: () => readonly PullConnector[];
+  /** Publishes a command on audit/<agent>/cmd (the gateway's broker); absent without MQTT. */
+  command?: (agent: string, command: PullCommand) => Promise<void>;
+  /** Whether the agent is connected and listening for commands; a hole is only asked for (and a try counted) then. */
+  online?: (agent: string) => Promise<boolean>;
+  /** ms a hole stays open before it is asked for. */
+  graceMs: number;
+  /** Command-channel requests for one hole before it is recorded as lost. */
+  tries: number;
+  alerter: Alerter;
+  metrics?: GatewayMetrics | undefined;
+  logger: Logger;
+  now?: () => number;
+}
+
+interface Asked {
+  times: number;
+  last: number;
+}
+
+/**
+ * Repairs holes in agents' seqs (DESIGN §4, issue 5). Each scan reads the
+ * registry's open gaps; a gap older than the grace period is pulled again —
+ * over HTTP when a `pullFrom` connector serves that agent, else by a pull
+ * command on the agent's own MQTT link. Events that arrive close the gap in
+ * the registry by themselves. A range the agent can no longer serve (410,
+ * or an answer without it, or no re-send after `tries` commands) becomes one
+ * stored `meteorzx.gap` event with a deterministic id — recorded twice, it
+ * is still one — plus an alert, and is never asked for again.
+ */
+export class Backfill {
+  private readonly asked = new Map<string, Asked>();
+  private scanning: Promise<void> | undefined;
+  private readonly now: () => number;
+
+  constructor(private readonly options: BackfillOptions) {
+    this.now = options.now ?? Date.now;
+  }
+
+  /** One pass over the registry; concurrent calls share the pass in progress. */
+  scan(): Promise<void> {
+    this.scanning ??= this.doScan().finally(() => {
+      this.scanning = undefined;
+    });
+    return this.scanning;
+  }
+
+  /** Resolves when the scan in progress (if any) has finished. */
+  idle(): Promise<void> {
+    return this.scanning?.catch(() => undefined) ?? Promise.resolve();
+  }
+
+  private async doScan(): Promise<void> {
+    const { graceMs, logger } = this.options;
+    const [sources, lost] = await Promise.all([this.options.sources(), this.options.store.lost()]);
+    const now = this.now();
+    for (const epoch of sources.epochs) {
+      for (const gap of epoch.gaps) {
+        if (now - Date.parse(gap.since) < graceMs) continue;
+        for (const [from, to] of subtract([gap.from, gap.to], lost.filter((l) => l.agent === epoch.agent && l.epoch === epoch.epoch))) {
+          try {
+            await this.repair(epoch.agent, epoch.epoch, from, to);
+          } catch (err) {
+            // The agent is down or unreachable: not a loss yet, the next scan asks again.
+            logger.warn({ agent: epoch.agent, epoch: epoch.epoch, from, to, err: (err as Error).message }, 'backfill failed; will retry');
+          }
+        }
+      }
+    }
+  }
+
+  private async repair(agent: string, epoch: string, from: number, to: number): Promise<void> {
+    const connector = await this.connectorFor(agent);
+    if (connector !== undefined) {
+      const result = await connector.pullRange({ after: from - 1, until: to, epoch });
+      this.options.logger.info({ agent, epoch, from, to, pulled: result.pulled, gone: result.gone.length }, 'backfilled over HTTP');
+      for (const gone of result.gone) await this.recordLoss(agent, gone);
+      return;
+    }
+    const command = this.options.command;
+    if (command === undefined) return;
+    // An offline agent cannot answer: asking it would only count down to a false loss.
+    if (this.options.online !== undefined && !(await this.options.online(agent))) return;
+    const key = `${agent}\u0000${epoch}\u0000${from}\u0000${to}`;
+    const asked = this.asked.get(key);
+    if (asked !== undefined && this.now() - asked.last < this.options.graceMs) return;
+    if (asked !== undefined && asked.times >= this.options.tries) {
+      this.asked.delete(key);
+      await this.recordLoss(agent, { epoch, from, to, reason: `not re-sent after ${asked.times} pull command(s) on audit/${agent}/cmd` });
+      return;
+    }
+    await command(agent, { op: 'pull', after: from - 1, until: to, epoch });
+    this.asked.set(key, { times: (asked?.times ?? 0) + 1, last: this.now() });
+    this.options.logger.info({ agent, epoch, from, to }, 'backfill requested over the command channel');
+  }
+
+  private async connectorFor(agent: string): Promise<PullConnector | undefined> {
+    const connectors = this.options.connectors();
+    const known = connectors.find((c) => c.agentId === agent);
+    if (known !== undefined) return known;
+    for (const c of connectors) if (c.agentId === null && (await c.identify()) === agent) return c;
+    return undefined;
+  }
+
+  /** Stores one `meteorzx.gap` event for the range, marks it lost, alerts. */
+  async recordLoss(agent: string, gone: GoneRange): Promise<void> {
+    const { epoch, from, to, reason } = gone;
+    const at = new Date(this.now()).toISOString();
+    const event: AuditEvent = {
+      // Deterministic: a loss recorded again (a crash between store and mark) dedups to one record.
+      id: `meteorzx.gap:${agent}:${epoch}:${from}-${to}`,
+      type: 'meteorzx.gap',
+      source: agent,
+      time: at,
+      outcome: 'failure',
+      data: { agent, epoch, from, to, count: to - from + 1, reason, detectedBy: 'gateway-backfill' },
+    };
+    const answer = await this.options.ingestor.ingest([{ index: 0, value: event, bytes: JSON.stringify(event).length }], { method: 'pull', peer: 'backfill' });
+    if (answer.rejected.length > 0) throw new Error(`gap record rejected: ${answer.rejected[0]?.error ?? ''}`);
+    const lost: LostRange = { agent, epoch, from, to, reason, at };
+    await this.options.store.addLost(lost);
+    this.options.metrics?.gapsLost.inc();
+    this.options.alerter.raise({ kind: 'gap-lost', agent, epoch, from, to, detail: `agent ${agent} epoch ${epoch}: seqs ${from}..${to} lost (${reason})`, at });
+  }
+}
+
+/** [from, to] minus the lost ranges, as disjoint sub-ranges. */
+export function subtract(range: [number, number], lost: readonly { from: number; to: number }[]): [number, number][] {
+  let parts: [number, number][] = [range];
+  for (const l of lost) {
+    const next: [number, number][] = [];
+    for (const [a, b] of parts) {
+      if (l.to < a || l.from > b) next.push([a, b]);
+      else {
+        if (l.from > a) next.push([a, l.from - 1]);
+        if (l.to < b) next.push([l.to + 1, b]);
+      }
+    }
+    parts = next;
+  }
+  return parts;
+}

@@ -1,0 +1,288 @@
+import type { Logger } from 'pino';
+import type { IngestResponse, Limits } from '../../protocols/index.js';
+import type { GatewayMetrics } from '../metrics.js';
+import type { Ingestor } from '../pipeline/ingestor.js';
+import { AgentClient, RangeGone } from './agent-client.js';
+import type { Alerter } from './alerter.js';
+import type { Checkpoint, PullStore } from './pull-store.js';
+
+export type ConnectorState = 'idle' | 'running' | 'retrying' | 'ok' | 'failed';
+
+/** One connector in `GET /v1/sources` → `pulls`. */
+export interface PullStatus {
+  url: string;
+  /** Agent id from the agent's /v1/status, once seen. */
+  agent: string | null;
+  state: ConnectorState;
+  lastError: string | null;
+  lastSuccess: string | null;
+  lastAttempt: string | null;
+  checkpoint: Checkpoint | null;
+}
+
+/** A seq range the agent could not serve. */
+export interface GoneRange {
+  epoch: string;
+  from: number;
+  to: number;
+  reason: string;
+}
+
+export interface PullResult extends IngestResponse {
+  url: string;
+  agent: string | null;
+  epoch: string;
+  /** Events fetched from the agent (accepted + duplicates + rejected). */
+  pulled: number;
+  lastSeq: number;
+  gone: GoneRange[];
+}
+
+export interface RangeRequest {
+  /** Pull seqs > after… */
+  after: number;
+  /** …up to and including until (default: the agent's head). */
+  until?: number;
+  /** Only from this epoch (default: the agent's current one). */
+  epoch?: string;
+}
+
+export interface ConnectorOptions {
+  url: string;
+  token?: string | undefined;
+  ca?: string | Buffer | undefined;
+  retries: { tries: number; delay: number };
+  limits: Limits;
+  ingestor: Ingestor;
+  /** Where checkpoints live; an ad-hoc connector (POST /v1/pull for an unconfigured URL) has none. */
+  store?: PullStore;
+  /** Events per page asked of the agent. Default 1000. */
+  pageEvents?: number;
+  alerter?: Alerter;
+  metrics?: GatewayMetrics | undefined;
+  logger: Logger;
+  sleep?: (ms: number) => Promise<void>;
+  now?: () => number;
+}
+
+/**
+ * Pulls one agent's buffer into the pipeline (method `pull`). Every
+ * operation on a connector — scheduled run, manual rerun, range repair —
+ * goes through one lock, so two never run at once against one agent; a
+ * scheduled run requested while another waits joins it (coalesced).
+ * A run pages from the checkpoint to the head the agent had when the run
+ * began, and saves the checkpoint after each page is durably stored.
+ */
+export class PullConnector {
+  readonly url: string;
+  private readonly client: AgentClient;
+  private lock: Promise<unknown> = Promise.resolve();
+  private queuedRun: Promise<PullResult | undefined> | undefined;
+  private agent: string | null = null;
+  private st: ConnectorState = 'idle';
+  private lastError: string | null = null;
+  private lastSuccess: string | null = null;
+  private lastAttempt: string | null = null;
+  private cp: Checkpoint | null = null;
+  private active = 0;
+  /** Most operations ever seen running at once (1 unless the lock is broken; tests read it). */
+  maxConcurrent = 0;
+  private readonly sleep: (ms: number) => Promise<void>;
+  private readonly now: () => number;
+  private closed = false;
+  private wakeSleeper: (() => void) | undefined;
+
+  constructor(private readonly options: ConnectorOptions) {
+    this.url = options.url;
+    this.client = new AgentClient({ url: options.url, token: options.token, ca: options.ca, limits: options.limits });
+    // close() cuts a retry wait short: a 5-minute delay must not hold a gateway's shutdown.
+    this.sleep =
+      options.sleep ??
+      ((ms) =>
+        new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, ms);
+          this.wakeSleeper = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        }));
+    this.now = options.now ?? Date.now;
+  }
+
+  get agentId(): string | null {
+    return this.agent;
+  }
+
+  status(): PullStatus {
+    return {
+      url: this.url,
+      agent: this.agent,
+      state: this.st,
+      lastError: this.lastError,
+      lastSuccess: this.lastSuccess,
+      lastAttempt: this.lastAttempt,
+      checkpoint: this.cp,
+    };
+  }
+
+  /** Loads the saved checkpoint (so status shows it before the first run). */
+  async init(): Promise<void> {
+    const cp = await this.options.store?.checkpoint(this.url);
+    if (cp !== undefined) {
+      this.cp = cp;
+      this.agent = cp.agent ?? null;
+    }
+  }
+
+  /** Learns the agent id from its /v1/status (for backfill matching); undefined when unreachable. */
+  async identify(): Promise<string | undefined> {
+    try {
+      this.agent = (await this.client.status()).id;
+      return this.agent;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * A scheduled (or manual) run: from the checkpoint to the head, retried per
+   * policy (`retries.tries` further attempts, `retries.delay` apart). Resolves
+   * undefined when every attempt failed (the state says failed and an alert went out).
+   */
+  run(options: { retry?: boolean } = {}): Promise<PullResult | undefined> {
+    if (this.queuedRun !== undefined) return this.queuedRun;
+    const queued = this.exclusive(async () => {
+      if (this.queuedRun === queued) this.queuedRun = undefined;
+      return this.runWithRetries(options.retry ?? true);
+    });
+    this.queuedRun = queued;
+    return queued;
+  }
+
+  /** Pulls exactly one range (backfill, POST /v1/pull with after/until); no checkpoint, no retries. */
+  pullRange(range: RangeRequest): Promise<PullResult> {
+    return this.exclusive(() => this.fetchRange(range));
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.wakeSleeper?.();
+    await this.lock.catch(() => undefined);
+    await this.client.close();
+  }
+
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const guarded = async () => {
+      this.active += 1;
+      this.maxConcurrent = Math.max(this.maxConcurrent, this.active);
+      try {
+        return await fn();
+      } finally {
+        this.active -= 1;
+      }
+    };
+    const next = this.lock.then(guarded, guarded);
+    this.lock = next.catch(() => undefined);
+    return next;
+  }
+
+  private async runWithRetries(retry: boolean): Promise<PullResult | undefined> {
+    const { retries, metrics, logger } = this.options;
+    const attempts = retry ? 1 + retries.tries : 1;
+    for (let attempt = 1; attempt <= attempts; attempt += 1) {
+      this.st = attempt === 1 ? 'running' : 'retrying';
+      this.lastAttempt = new Date(this.now()).toISOString();
+      try {
+        const result = await this.fetchFromCheckpoint();
+        this.st = 'ok';
+        this.lastError = null;
+        this.lastSuccess = new Date(this.now()).toISOString();
+        metrics?.pullRuns.inc({ url: this.url, result: 'ok' });
+        metrics?.pullFailed.set({ url: this.url }, 0);
+        return result;
+      } catch (err) {
+        this.lastError = (err as Error).message;
+        logger.warn({ url: this.url, attempt, of: attempts, err: this.lastError }, 'pull failed');
+        if (attempt < attempts) {
+          this.st = 'retrying';
+          await this.sleep(retries.delay);
+          if (this.closed) return undefined;
+        }
+      }
+    }
+    this.st = 'failed';
+    metrics?.pullRuns.inc({ url: this.url, result: 'failed' });
+    metrics?.pullFailed.set({ url: this.url }, 1);
+    this.options.alerter?.raise({
+      kind: 'pull-failed',
+      url: this.url,
+      ...(this.agent === null ? {} : { agent: this.agent }),
+      detail: `pull from ${this.url} failed after ${attempts} attempt(s): ${this.lastError ?? 'unknown error'}`,
+      at: new Date(this.now()).toISOString(),
+    });
+    return undefined;
+  }
+
+  private async fetchFromCheckpoint(): Promise<PullResult> {
+    const status = await this.client.status();
+    this.agent = status.id;
+    const saved = this.cp ?? (await this.options.store?.checkpoint(this.url)) ?? null;
+    // A new epoch at the agent (a wiped buffer) starts from its seq 0.
+    const after = saved !== null && saved.epoch === status.epoch ? saved.seq : 0;
+    return this.page({ after, until: status.head, epoch: status.epoch }, true);
+  }
+
+  private async fetchRange(range: RangeRequest): Promise<PullResult> {
+    let { epoch, until } = range;
+    if (epoch === undefined || until === undefined) {
+      const status = await this.client.status();
+      this.agent = status.id;
+      epoch ??= status.epoch;
+      until ??= status.head;
+    }
+    return this.page({ after: range.after, until, epoch }, false);
+  }
+
+  private async page(range: Required<RangeRequest>, checkpoint: boolean): Promise<PullResult> {
+    const pageEvents = this.options.pageEvents ?? 1000;
+    const result: PullResult = { url: this.url, agent: this.agent, epoch: range.epoch, pulled: 0, accepted: 0, duplicates: 0, rejected: [], lastSeq: range.after, gone: [] };
+    let after = range.after;
+    while (after < range.until) {
+      if (this.closed) throw new Error('pull connector closed');
+      let page;
+      try {
+        page = await this.client.page(after, Math.min(pageEvents, range.until - after), range.epoch);
+      } catch (err) {
+        if (!(err instanceof RangeGone)) throw err;
+        if (err.epoch !== range.epoch || err.oldest > range.until) {
+          result.gone.push({ epoch: range.epoch, from: after + 1, to: range.until, reason: err.message });
+          break;
+        }
+        result.gone.push({ epoch: range.epoch, from: after + 1, to: err.oldest - 1, reason: err.message });
+        after = err.oldest - 1;
+        continue;
+      }
+      if (page.items.length === 0) {
+        result.gone.push({ epoch: range.epoch, from: after + 1, to: range.until, reason: `the agent answered without seqs ${after + 1}..${range.until}` });
+        break;
+      }
+      const answer = await this.options.ingestor.ingest(page.items, { method: 'pull', peer: this.url });
+      result.pulled += page.items.length;
+      result.accepted += answer.accepted;
+      result.duplicates += answer.duplicates;
+      for (const r of answer.rejected) result.rejected.push({ index: result.pulled - page.items.length + r.index, error: r.error });
+      after = page.lastSeq;
+      result.lastSeq = after;
+      if (checkpoint) await this.saveCheckpoint({ epoch: range.epoch, seq: after, ...(this.agent === null ? {} : { agent: this.agent }) });
+    }
+    if (checkpoint && after === range.after && this.cp?.epoch !== range.epoch) {
+      await this.saveCheckpoint({ epoch: range.epoch, seq: after, ...(this.agent === null ? {} : { agent: this.agent }) });
+    }
+    return result;
+  }
+
+  private async saveCheckpoint(cp: Checkpoint): Promise<void> {
+    this.cp = cp;
+    await this.options.store?.saveCheckpoint(this.url, cp);
+  }
+}

@@ -1,0 +1,143 @@
+import { readFileSync } from 'node:fs';
+import type { Logger } from 'pino';
+import type { Limits, PullCommand, PullRequest, SourcesResponse } from '../../protocols/index.js';
+import type { GatewayConfig } from '../config.js';
+import { GatewayErrors } from '../errors.js';
+import type { GatewayMetrics } from '../metrics.js';
+import type { Ingestor } from '../pipeline/ingestor.js';
+import { Alerter } from './alerter.js';
+import { Backfill } from './backfill.js';
+import { PullConnector, type PullResult, type PullStatus } from './connector.js';
+import { PullStore, type LostRange } from './pull-store.js';
+import { PullScheduler, type Timers } from './scheduler.js';
+
+export interface PullServiceOptions {
+  config: Pick<GatewayConfig, 'dataDir' | 'pullFrom' | 'alerts' | 'backfill'>;
+  ingestor: Ingestor;
+  sources: () => Promise<SourcesResponse>;
+  limits: Limits;
+  /** Publishes on audit/<agent>/cmd through the gateway's broker. */
+  command?: (agent: string, command: PullCommand) => Promise<void>;
+  /** Whether the agent is connected to the gateway's broker (its retained status says online). */
+  online?: (agent: string) => Promise<boolean>;
+  metrics?: GatewayMetrics | undefined;
+  logger: Logger;
+  timers?: Timers;
+}
+
+/** The `pulls` section added to `GET /v1/sources`. */
+export interface PullsSection {
+  connectors: PullStatus[];
+  lost: LostRange[];
+}
+
+/**
+ * Everything the gateway pulls (issue 5): the `pullFrom` connectors and
+ * their schedule, on-demand pulls (`POST /v1/pull`) and gap backfill.
+ * start() after the pipeline is up, close() before it drains.
+ */
+export class PullService {
+  private readonly store: PullStore;
+  private readonly alerter: Alerter;
+  private readonly connectors: PullConnector[];
+  private readonly scheduler: PullScheduler;
+  private readonly backfill: Backfill;
+  private backfillTimer: NodeJS.Timeout | undefined;
+  private closing: Promise<void> | undefined;
+
+  constructor(private readonly options: PullServiceOptions) {
+    const { config, logger, metrics } = options;
+    this.store = new PullStore(config.dataDir);
+    this.alerter = new Alerter({ webhook: config.alerts.webhook, metrics, logger });
+    this.connectors = config.pullFrom.map((p) => this.connector(p.url, p.token, p.ca === undefined ? undefined : readFileSync(p.ca), p.retries, true));
+    this.scheduler = new PullScheduler(
+      config.pullFrom.map((p, i) => ({ connector: this.connectors[i] as PullConnector, every: p.every })),
+      options.timers,
+    );
+    this.backfill = new Backfill({
+      sources: options.sources,
+      store: this.store,
+      ingestor: options.ingestor,
+      connectors: () => this.connectors,
+      ...(options.command === undefined ? {} : { command: options.command }),
+      ...(options.online === undefined ? {} : { online: options.online }),
+      graceMs: config.backfill.grace,
+      tries: config.backfill.tries,
+      alerter: this.alerter,
+      metrics,
+      logger: logger.child({ component: 'backfill' }),
+    });
+  }
+
+  async start(): Promise<void> {
+    await this.store.open();
+    for (const c of this.connectors) await c.init();
+    this.scheduler.start();
+    const { backfill } = this.options.config;
+    if (backfill.enabled) {
+      this.backfillTimer = setInterval(() => {
+        this.backfill.scan().catch((err: unknown) => this.options.logger.warn({ err }, 'backfill scan failed'));
+      }, backfill.every);
+      this.backfillTimer.unref();
+    }
+  }
+
+  /** `POST /v1/pull`: a configured URL reruns its connector (or pulls the given range); any other URL is pulled once. */
+  async pull(request: PullRequest): Promise<PullResult> {
+    const configured = this.connectors.find((c) => sameUrl(c.url, request.url));
+    const ranged = request.after !== undefined || request.until !== undefined;
+    if (configured !== undefined && !ranged) {
+      const result = await configured.run({ retry: false });
+      if (result === undefined) throw GatewayErrors.METEORZX_PULL_FAILED(`pull from ${request.url} failed: ${configured.status().lastError ?? ''}`);
+      return result;
+    }
+    const connector = configured ?? this.connector(request.url, request.token, undefined, { tries: 0, delay: 0 }, false);
+    try {
+      return await connector.pullRange({ after: request.after ?? 0, ...(request.until === undefined ? {} : { until: request.until }) });
+    } catch (err) {
+      throw GatewayErrors.METEORZX_PULL_FAILED(`pull from ${request.url} failed: ${(err as Error).message}`, { cause: err });
+    } finally {
+      if (connector !== configured) await connector.close();
+    }
+  }
+
+  async section(): Promise<PullsSection> {
+    return { connectors: this.connectors.map((c) => c.status()), lost: await this.store.lost() };
+  }
+
+  /** One backfill pass now (tests, and operators via future tooling). */
+  scanGaps(): Promise<void> {
+    return this.backfill.scan();
+  }
+
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.scheduler.close();
+      clearInterval(this.backfillTimer);
+      await this.backfill.idle();
+      await Promise.all(this.connectors.map((c) => c.close()));
+      await this.alerter.drain();
+      await this.store.close();
+    })();
+    return this.closing;
+  }
+
+  private connector(url: string, token: string | undefined, ca: Buffer | undefined, retries: { tries: number; delay: number }, durable: boolean): PullConnector {
+    return new PullConnector({
+      url,
+      token,
+      ca,
+      retries,
+      limits: this.options.limits,
+      ingestor: this.options.ingestor,
+      ...(durable ? { store: this.store } : {}),
+      alerter: this.alerter,
+      metrics: this.options.metrics,
+      logger: this.options.logger.child({ component: 'pull', url }),
+    });
+  }
+}
+
+function sameUrl(a: string, b: string): boolean {
+  return a.replace(/\/+$/, '') === b.replace(/\/+$/, '');
+}

@@ -1,0 +1,104 @@
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { gunzipSync } from 'node:zlib';
+
+/** Small real servers the pull tests put around the agent and gateway. */
+
+export interface Receiver {
+  url: string;
+  bodies: Record<string, unknown>[];
+  close(): Promise<void>;
+}
+
+function readBody(req: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+function listen(server: Server): Promise<number> {
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)));
+}
+
+function closeServer(server: Server): Promise<void> {
+  server.closeAllConnections();
+  return new Promise((resolve) => server.close(() => resolve()));
+}
+
+/** An alerts webhook: records every JSON body POSTed to it. */
+export async function webhookReceiver(): Promise<Receiver> {
+  const bodies: Record<string, unknown>[] = [];
+  const server = createServer((req, res) => {
+    void readBody(req).then((body) => {
+      bodies.push(JSON.parse(body.toString('utf8')) as Record<string, unknown>);
+      res.writeHead(204).end();
+    });
+  });
+  const port = await listen(server);
+  return { url: `http://127.0.0.1:${port}/alerts`, bodies, close: () => closeServer(server) };
+}
+
+export interface DroppingProxy {
+  url: string;
+  /** POST bodies seen, in order (1-based index = position). */
+  posts: number;
+  dropped: number[];
+  /** Events inside the swallowed bodies. */
+  droppedEvents: number;
+  /** Their seqs. */
+  droppedSeqs: number[];
+  close(): Promise<void>;
+}
+
+/**
+ * Sits between an agent's HTTP push and the gateway: forwards every POST,
+ * except the chosen ones (1-based), which it swallows while answering the
+ * agent 200 as if they were stored — events lost in transit.
+ */
+export async function droppingProxy(target: string, drop: ReadonlySet<number>): Promise<DroppingProxy> {
+  const state = { posts: 0, dropped: [] as number[], droppedEvents: 0, droppedSeqs: [] as number[] };
+  const server = createServer((req, res) => {
+    void readBody(req).then(async (body) => {
+      state.posts += 1;
+      const n = state.posts;
+      if (req.method === 'POST' && drop.has(n)) {
+        state.dropped.push(n);
+        const text = (req.headers['content-encoding'] === 'gzip' ? gunzipSync(body) : body).toString('utf8');
+        const lines = text.split('\n').filter((l) => l.trim() !== '');
+        state.droppedEvents += lines.length;
+        for (const line of lines) state.droppedSeqs.push((JSON.parse(line) as { seq: number }).seq);
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ accepted: 0, duplicates: 0, rejected: [] }));
+        return;
+      }
+      const headers: Record<string, string> = {};
+      for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string' && k !== 'host' && k !== 'content-length') headers[k] = v;
+      try {
+        const answer = await fetch(`${target}${req.url ?? ''}`, { method: req.method ?? 'GET', headers, ...(req.method === 'POST' ? { body } : {}) });
+        const text = Buffer.from(await answer.arrayBuffer());
+        res.writeHead(answer.status, { 'content-type': answer.headers.get('content-type') ?? 'application/json' }).end(text);
+      } catch {
+        res.writeHead(502).end();
+      }
+    });
+  });
+  const port = await listen(server);
+  return {
+    url: `http://127.0.0.1:${port}`,
+    get posts() {
+      return state.posts;
+    },
+    get dropped() {
+      return state.dropped;
+    },
+    get droppedEvents() {
+      return state.droppedEvents;
+    },
+    get droppedSeqs() {
+      return state.droppedSeqs;
+    },
+    close: () => closeServer(server),
+  };
+}

@@ -1,0 +1,192 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { BufferState } from '../../agent/buffer/types.js';
+import { CommandRunner } from '../../agent/push/commands.js';
+import type { PushTransport, SendOutcome } from '../../agent/push/types.js';
+import { servePull } from '../../agent/pull/pull-handler.js';
+import type { ChainedEvent } from '../../protocols/index.js';
+import { FakeBuffer } from './agent-fake-buffer.js';
+
+/** The agent's side of issue 5: the pull API handler and the command runner. */
+
+class RetainingBuffer extends FakeBuffer {
+  reads: { after: number; limit: number }[] = [];
+  override async read(after: number, limit: number): Promise<ChainedEvent[]> {
+    this.reads.push({ after, limit });
+    return super.read(after, limit);
+  }
+  override state(): BufferState {
+    return { ...super.state(), oldest: this.droppedUpTo + 1 };
+  }
+}
+
+let server: Server | undefined;
+
+async function serve(buffer: RetainingBuffer, maxLimit = 10_000): Promise<string> {
+  server = createServer((req, res) => {
+    void servePull(new URL(req.url ?? '/', 'http://agent'), req.method ?? 'GET', res, { buffer, maxLimit, chunkEvents: 100 });
+  });
+  await new Promise<void>((r) => (server as Server).listen(0, '127.0.0.1', () => r()));
+  return `http://127.0.0.1:${((server as Server).address() as AddressInfo).port}`;
+}
+
+afterEach(async () => {
+  const s = server;
+  server = undefined;
+  if (s === undefined) return;
+  s.closeAllConnections();
+  await new Promise((r) => s.close(r));
+});
+
+function seqs(text: string): number[] {
+  return text
+    .trim()
+    .split('\n')
+    .filter((l) => l)
+    .map((l) => (JSON.parse(l) as { seq: number }).seq);
+}
+
+describe('agent pull API (GET /v1/events)', () => {
+  it('streams seq > after in order, in bounded chunks, with epoch and head headers', async () => {
+    const buffer = new RetainingBuffer();
+    await buffer.fill(1000);
+    await buffer.ack(1000); // delivered-but-retained events are served too
+    const url = await serve(buffer);
+    const res = await fetch(`${url}/v1/events?after=10&limit=950`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('x-meteorzx-epoch')).toBe(buffer.state().epoch);
+    expect(res.headers.get('x-meteorzx-head')).toBe('1000');
+    expect(res.headers.get('x-last-seq')).toBe('960');
+    expect(seqs(await res.text())).toEqual(Array.from({ length: 950 }, (_, i) => 11 + i));
+    // Never one read for the whole page: chunks of at most chunkEvents.
+    expect(Math.max(...buffer.reads.map((r) => r.limit))).toBeLessThanOrEqual(100);
+    expect(buffer.reads.length).toBeGreaterThanOrEqual(10);
+  });
+
+  it('caps limit', async () => {
+    const buffer = new RetainingBuffer();
+    await buffer.fill(50);
+    const url = await serve(buffer, 20);
+    expect(seqs(await (await fetch(`${url}/v1/events?after=0&limit=1000`)).text())).toHaveLength(20);
+  });
+
+  it('answers 410 naming the oldest seq held when the range was deleted, and for another epoch', async () => {
+    const buffer = new RetainingBuffer();
+    await buffer.fill(30);
+    buffer.droppedUpTo = 10;
+    const url = await serve(buffer);
+    const gone = await fetch(`${url}/v1/events?after=5`);
+    expect(gone.status).toBe(410);
+    expect(await gone.json()).toMatchObject({ code: 'METEORZX_PULL_GONE', oldest: 11, head: 30 });
+    // after = oldest - 1 is fine: nothing before it is asked for.
+    expect(seqs(await (await fetch(`${url}/v1/events?after=10&limit=5`)).text())).toEqual([11, 12, 13, 14, 15]);
+    expect((await fetch(`${url}/v1/events?after=10&epoch=other`)).status).toBe(410);
+    expect((await fetch(`${url}/v1/events?after=x`)).status).toBe(400);
+  });
+
+  it('answers an empty 200 past the head', async () => {
+    const buffer = new RetainingBuffer();
+    await buffer.fill(3);
+    const url = await serve(buffer);
+    const res = await fetch(`${url}/v1/events?after=3`);
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe('');
+  });
+});
+
+class RecordingTransport implements PushTransport {
+  readonly name = 'fake';
+  readonly maxInFlight = 1;
+  sent: number[][] = [];
+  failNext = 0;
+  listener: ((payload: Buffer) => void) | undefined;
+  async start(): Promise<void> {}
+  async send(events: readonly ChainedEvent[]): Promise<SendOutcome> {
+    if (this.failNext > 0) {
+      this.failNext -= 1;
+      return { kind: 'retry', error: 'down' };
+    }
+    this.sent.push(events.map((e) => e.seq));
+    return { kind: 'acked', rejected: [] };
+  }
+  onCommand(listener: (payload: Buffer) => void): void {
+    this.listener = listener;
+  }
+  async close(): Promise<void> {}
+}
+
+describe('agent command channel (audit/<id>/cmd)', () => {
+  it('re-pushes exactly the asked range through the transport, leaving the delivered cursor alone', async () => {
+    const buffer = new RetainingBuffer();
+    await buffer.fill(100);
+    await buffer.ack(100);
+    const transport = new RecordingTransport();
+    transport.failNext = 1;
+    const runner = new CommandRunner({ buffer, transport, batchEvents: 10, batchBytes: 1 << 20, retryDelayMs: 1 });
+    runner.attach();
+    transport.listener?.(Buffer.from(JSON.stringify({ op: 'pull', after: 20, until: 45, epoch: buffer.state().epoch })));
+    await runner.idle();
+    expect(transport.sent.flat()).toEqual(Array.from({ length: 25 }, (_, i) => 21 + i));
+    expect(Math.max(...transport.sent.map((b) => b.length))).toBeLessThanOrEqual(10);
+    expect(buffer.state().delivered).toBe(100);
+  });
+
+  it('ignores invalid commands and pulls for another epoch', async () => {
+    const buffer = new RetainingBuffer();
+    await buffer.fill(10);
+    const transport = new RecordingTransport();
+    const runner = new CommandRunner({ buffer, transport, batchEvents: 10, batchBytes: 1 << 20 });
+    runner.receive('not json');
+    runner.receive(JSON.stringify({ op: 'pull', after: 0, epoch: 'old-epoch' }));
+    await runner.idle();
+    expect(transport.sent).toEqual([]);
+  });
+});
+
+describe('pull API over TLS with a token (agent StatusServer + gateway AgentClient)', () => {
+  it('serves HTTPS when pull.tls is set, and the gateway side pulls through it with its CA and token', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const { mkdtempSync, readFileSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { StatusServer } = await import('../../agent/status/server.js');
+    const { AgentMetrics } = await import('../../agent/metrics.js');
+    const { AgentClient } = await import('../../gateway/pull/agent-client.js');
+    const { DEFAULT_LIMITS } = await import('../../protocols/index.js');
+    const dir = mkdtempSync(join(tmpdir(), 'meteorzx-pull-tls-'));
+    try {
+      const key = join(dir, 'key.pem');
+      const cert = join(dir, 'cert.pem');
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1'], {
+        stdio: 'ignore',
+      });
+      const buffer = new RetainingBuffer();
+      await buffer.fill(12);
+      const status = new StatusServer({
+        listen: { host: '127.0.0.1', port: 0 },
+        token: 'pull-secret',
+        tls: { cert: readFileSync(cert), key: readFileSync(key) },
+        status: () => ({ ...buffer.state(), push: { state: 'disabled', lastError: null } }),
+        metrics: new AgentMetrics({ buffer: () => buffer.state(), push: () => 'disabled' }),
+        buffer,
+      });
+      await status.start();
+      const url = `https://127.0.0.1:${status.address().port}`;
+      try {
+        const client = new AgentClient({ url, token: 'pull-secret', ca: readFileSync(cert), limits: DEFAULT_LIMITS });
+        const page = await client.page(2, 5);
+        expect(page.items.map((i) => (i.value as { seq: number }).seq)).toEqual([3, 4, 5, 6, 7]);
+        expect(page.head).toBe(12);
+        await client.close();
+        const wrong = new AgentClient({ url, token: 'nope', ca: readFileSync(cert), limits: DEFAULT_LIMITS });
+        await expect(wrong.page(0, 1)).rejects.toThrow(/401/);
+        await wrong.close();
+      } finally {
+        await status.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

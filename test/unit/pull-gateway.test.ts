@@ -1,0 +1,199 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Alerter } from '../../gateway/pull/alerter.js';
+import { subtract } from '../../gateway/pull/backfill.js';
+import { PullConnector } from '../../gateway/pull/connector.js';
+import { PullStore } from '../../gateway/pull/pull-store.js';
+import { PullScheduler, staggerOffset, type Timers } from '../../gateway/pull/scheduler.js';
+import { parsePullRequest } from '../../gateway/http/routes/pull.js';
+import type { IngestContext, Ingestor } from '../../gateway/pipeline/ingestor.js';
+import { DEFAULT_LIMITS, type BatchItem, type IngestResponse } from '../../protocols/index.js';
+
+/** Gateway side of issue 5: connector lock, checkpoints, retries, schedule, backfill ranges. */
+
+const logger = pino({ level: 'silent' });
+
+/** A fake agent pull API that is slow on purpose and records whether two requests ever overlap. */
+class FakeAgent {
+  server: Server;
+  epoch = 'E1';
+  head = 250;
+  down = false;
+  inflight = 0;
+  maxInflight = 0;
+  requests: string[] = [];
+  url = '';
+
+  constructor() {
+    this.server = createServer((req, res) => {
+      if (this.down) {
+        req.socket.destroy();
+        return;
+      }
+      this.inflight += 1;
+      this.maxInflight = Math.max(this.maxInflight, this.inflight);
+      this.requests.push(req.url ?? '');
+      setTimeout(() => {
+        this.inflight -= 1;
+        const url = new URL(req.url ?? '/', 'http://a');
+        const headers = { 'x-meteorzx-epoch': this.epoch, 'x-meteorzx-head': String(this.head), 'x-meteorzx-oldest': '1' };
+        if (url.pathname === '/v1/status') {
+          res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ id: 'agent-x', epoch: this.epoch, head: this.head, oldest: 1 }));
+          return;
+        }
+        const after = Number(url.searchParams.get('after'));
+        const limit = Number(url.searchParams.get('limit'));
+        let body = '';
+        for (let s = after + 1; s <= Math.min(this.head, after + limit); s += 1) body += `${JSON.stringify({ id: `${this.epoch}-${s}`, type: 't', agent: 'agent-x', epoch: this.epoch, seq: s })}\n`;
+        res.writeHead(200, { 'content-type': 'application/x-ndjson', ...headers }).end(body);
+      }, 5);
+    });
+  }
+
+  async start(): Promise<void> {
+    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', () => r()));
+    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+
+  async close(): Promise<void> {
+    this.server.closeAllConnections();
+    await new Promise((r) => this.server.close(r));
+  }
+}
+
+class RecordingIngestor implements Ingestor {
+  seqs: number[] = [];
+  contexts: IngestContext[] = [];
+  async ingest(items: readonly BatchItem[], ctx: IngestContext): Promise<IngestResponse> {
+    this.contexts.push(ctx);
+    for (const item of items) this.seqs.push((item.value as { seq: number }).seq);
+    return { accepted: items.length, duplicates: 0, rejected: [] };
+  }
+}
+
+let dir: string;
+let agent: FakeAgent;
+let store: PullStore;
+let ingestor: RecordingIngestor;
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'meteorzx-pull-unit-'));
+  agent = new FakeAgent();
+  await agent.start();
+  store = new PullStore(dir);
+  await store.open();
+  ingestor = new RecordingIngestor();
+});
+
+afterEach(async () => {
+  await agent.close();
+  await store.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+function connector(extra: Partial<ConstructorParameters<typeof PullConnector>[0]> = {}): PullConnector {
+  return new PullConnector({ url: agent.url, retries: { tries: 2, delay: 1 }, limits: DEFAULT_LIMITS, ingestor, store, pageEvents: 100, logger, ...extra });
+}
+
+describe('PullConnector', () => {
+  it('never runs two operations at once, coalesces queued runs, and pages with a checkpoint per page', async () => {
+    const c = connector();
+    const first = c.run();
+    // Once it is running, four more requests queue as one follow-up run.
+    while (agent.requests.length === 0) await new Promise((r) => setTimeout(r, 1));
+    const runs = [first, ...Array.from({ length: 4 }, () => c.run())];
+    expect(runs[1]).not.toBe(first);
+    const ranges = [c.pullRange({ after: 0, until: 30 }), c.pullRange({ after: 100, until: 120 })];
+    const results = await Promise.all([...runs, ...ranges]);
+    expect(agent.maxInflight).toBe(1);
+    expect(c.maxConcurrent).toBe(1);
+    // The first run started at once; the four asked while it ran became one more run (which found nothing new).
+    expect(new Set(runs.slice(1)).size).toBe(1);
+    expect(results[0]?.pulled).toBe(250);
+    expect(results[1]?.pulled).toBe(0);
+    expect(ingestor.contexts.every((ctx) => ctx.method === 'pull' && ctx.peer === agent.url)).toBe(true);
+    expect(agent.requests.filter((r) => r.startsWith('/v1/events')).every((r) => Number(new URL(r, 'http://a').searchParams.get('limit')) <= 100)).toBe(true);
+    expect(await store.checkpoint(agent.url)).toEqual({ epoch: 'E1', seq: 250, agent: 'agent-x' });
+    await c.close();
+  });
+
+  it('resumes from the checkpoint, and starts from 0 of a new epoch', async () => {
+    await store.saveCheckpoint(agent.url, { epoch: 'E1', seq: 200 });
+    const c = connector();
+    expect((await c.run())?.pulled).toBe(50);
+    expect(ingestor.seqs[0]).toBe(201);
+    agent.epoch = 'E2';
+    agent.head = 40;
+    ingestor.seqs = [];
+    expect((await c.run())?.pulled).toBe(40);
+    expect(ingestor.seqs[0]).toBe(1);
+    expect(await store.checkpoint(agent.url)).toMatchObject({ epoch: 'E2', seq: 40 });
+    await c.close();
+  });
+
+  it('retries per policy, then shows failed with the error and raises an alert; recovers on a later run', async () => {
+    agent.down = true;
+    const sleeps: number[] = [];
+    const raised: string[] = [];
+    const alerter = new Alerter({ logger });
+    alerter.raise = (a) => void raised.push(a.kind);
+    const c = connector({ retries: { tries: 3, delay: 42 }, sleep: async (ms) => void sleeps.push(ms), alerter });
+    expect(await c.run()).toBeUndefined();
+    expect(sleeps).toEqual([42, 42, 42]);
+    expect(c.status().state).toBe('failed');
+    expect(c.status().lastError).toBeTruthy();
+    expect(raised).toEqual(['pull-failed']);
+    agent.down = false;
+    expect((await c.run())?.pulled).toBe(250);
+    expect(c.status()).toMatchObject({ state: 'ok', lastError: null });
+    await c.close();
+  });
+});
+
+describe('PullScheduler', () => {
+  it('staggers first runs by a stable hashed offset inside the interval, then runs every interval after the previous run', async () => {
+    const every = 60_000;
+    const a = staggerOffset('http://a:7402', every);
+    expect(a).toBe(staggerOffset('http://a:7402', every));
+    expect(a).toBeGreaterThanOrEqual(0);
+    expect(a).toBeLessThan(every);
+    const offsets = new Set(['http://a:7402', 'http://b:7402', 'http://c:7402', 'http://d:7402'].map((u) => staggerOffset(u, every)));
+    expect(offsets.size).toBe(4);
+
+    const armed: { ms: number; fn: () => void }[] = [];
+    const timers: Timers = { setTimeout: (fn, ms) => armed.push({ fn, ms }), clearTimeout: () => undefined };
+    let ran = 0;
+    const scheduler = new PullScheduler([{ connector: { url: 'http://a:7402', run: async () => void (ran += 1) }, every }], timers);
+    scheduler.start();
+    expect(armed[0]?.ms).toBe(a);
+    armed[0]?.fn();
+    await new Promise((r) => setImmediate(r));
+    expect(ran).toBe(1);
+    expect(armed[1]?.ms).toBe(every);
+    scheduler.close();
+  });
+});
+
+describe('backfill ranges and POST /v1/pull bodies', () => {
+  it('subtracts lost ranges from a hole', () => {
+    expect(subtract([10, 20], [])).toEqual([[10, 20]]);
+    expect(subtract([10, 20], [{ from: 12, to: 14 }])).toEqual([
+      [10, 11],
+      [15, 20],
+    ]);
+    expect(subtract([10, 20], [{ from: 1, to: 30 }])).toEqual([]);
+    expect(subtract([10, 20], [{ from: 10, to: 10 }, { from: 20, to: 25 }])).toEqual([[11, 19]]);
+  });
+
+  it('validates POST /v1/pull', () => {
+    expect(parsePullRequest(Buffer.from('{"url":"http://a:7402","after":5,"until":9}'))).toEqual({ url: 'http://a:7402', after: 5, until: 9 });
+    expect(() => parsePullRequest(Buffer.from('{"url":"ftp://x"}'))).toThrow(/url/);
+    expect(() => parsePullRequest(Buffer.from('{"url":"http://a","after":5,"until":5}'))).toThrow(/until/);
+    expect(() => parsePullRequest(Buffer.from('nope'))).toThrow(/JSON/);
+  });
+});
