@@ -30,6 +30,13 @@ export class BlockCache {
     return undefined;
   }
 
+  /** The lowest cached block start after `seq`, if any. */
+  firstAfter(seq: number): number | undefined {
+    let best: number | undefined;
+    for (const block of this.blocks.values()) if (block.firstSeq > seq && (best === undefined || block.firstSeq < best)) best = block.firstSeq;
+    return best;
+  }
+
   put(firstSeq: number, events: readonly ChainedEvent[]): void {
     if (events.length > this.maxEvents) return;
     this.delete(firstSeq);

@@ -1,5 +1,6 @@
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import type { ChainedEvent } from '../../protocols/index.js';
+import { attachLine } from './event-line.js';
 
 /**
  * One group commit is stored as one block: a small header, then the events
@@ -7,14 +8,20 @@ import type { ChainedEvent } from '../../protocols/index.js';
  * operation rate, limits durable intake (DESIGN §3): compression shrinks
  * ~300-byte audit events ≈8×, and level 1 costs ~2 µs per event.
  *
- *   byte 0      format version (1)
+ *   byte 0      format version (2); bit 0x80 set when the block holds a gap
+ *               event, so a drop can find the gaps it deletes without inflating
  *   bytes 1-4   event count, uint32 BE
  *   bytes 5-12  commit time, ms since the epoch, float64 BE (for retention)
- *   bytes 13-   deflateRaw(`[` + event JSON, comma-separated + `]`)
+ *   bytes 13-   deflateRaw(event JSON lines joined by `\n`)   (version 1: a JSON array)
+ *
+ * Version 2 keeps each event's line separable, so an event read back from
+ * disk carries its stored text and is pushed without serialising it again.
  */
-const VERSION = 1;
+const VERSION = 2;
+const LEGACY_VERSION = 1;
 const HEADER_BYTES = 13;
 const DEFLATE_LEVEL = 1;
+const GAP_FLAG = 0x80;
 
 export interface BlockMeta {
   firstSeq: number;
@@ -24,12 +31,14 @@ export interface BlockMeta {
   time: number;
   /** Stored bytes of the block value (what `maxBytes` counts). */
   bytes: number;
+  /** The block holds at least one `meteorzx.gap` event. */
+  gaps: boolean;
 }
 
-export function encodeBlock(lines: readonly string[], time: number): Buffer {
-  const body = deflateRawSync(`[${lines.join(',')}]`, { level: DEFLATE_LEVEL });
+export function encodeBlock(lines: readonly string[], time: number, gaps = false): Buffer {
+  const body = deflateRawSync(lines.join('\n'), { level: DEFLATE_LEVEL });
   const out = Buffer.allocUnsafe(HEADER_BYTES + body.length);
-  out.writeUInt8(VERSION, 0);
+  out.writeUInt8(gaps ? VERSION | GAP_FLAG : VERSION, 0);
   out.writeUInt32BE(lines.length, 1);
   out.writeDoubleBE(time, 5);
   body.copy(out, HEADER_BYTES);
@@ -39,17 +48,27 @@ export function encodeBlock(lines: readonly string[], time: number): Buffer {
 /** Reads the header only: retention and drop-oldest decide without inflating. */
 export function readBlockMeta(firstSeq: number, value: Uint8Array): BlockMeta {
   const buf = Buffer.from(value.buffer, value.byteOffset, value.byteLength);
-  if (buf.length < HEADER_BYTES || buf.readUInt8(0) !== VERSION) {
+  const version = buf.length > 0 ? buf.readUInt8(0) & ~GAP_FLAG : 0;
+  if (buf.length < HEADER_BYTES || (version !== VERSION && version !== LEGACY_VERSION)) {
     throw new Error(`block ${firstSeq}: unknown format (version ${buf.length > 0 ? buf.readUInt8(0) : 'none'})`);
   }
   const count = buf.readUInt32BE(1);
-  return { firstSeq, lastSeq: firstSeq + count - 1, count, time: buf.readDoubleBE(5), bytes: buf.length };
+  const gaps = (buf.readUInt8(0) & GAP_FLAG) !== 0;
+  return { firstSeq, lastSeq: firstSeq + count - 1, count, time: buf.readDoubleBE(5), bytes: buf.length, gaps };
 }
 
 export function decodeBlock(firstSeq: number, value: Uint8Array): ChainedEvent[] {
   const meta = readBlockMeta(firstSeq, value);
   const buf = Buffer.from(value.buffer, value.byteOffset, value.byteLength);
-  const events = JSON.parse(inflateRawSync(buf.subarray(HEADER_BYTES)).toString('utf8')) as ChainedEvent[];
+  const text = inflateRawSync(buf.subarray(HEADER_BYTES)).toString('utf8');
+  let events: ChainedEvent[];
+  if ((buf.readUInt8(0) & ~GAP_FLAG) === LEGACY_VERSION) {
+    events = JSON.parse(text) as ChainedEvent[];
+  } else {
+    const lines = text.split('\n');
+    events = lines.map((l) => JSON.parse(l) as ChainedEvent);
+    events.forEach((e, i) => attachLine(e, lines[i] as string));
+  }
   if (!Array.isArray(events) || events.length !== meta.count || events[0]?.seq !== firstSeq) {
     throw new Error(`block ${firstSeq}: content does not match its header`);
   }

@@ -1,6 +1,7 @@
 import { hash as oneShotHash } from 'node:crypto';
 import { newId, type AuditEvent, type ChainedEvent } from '../../protocols/index.js';
 import { buildChained } from './envelope-canonical.js';
+import { attachLine } from './event-line.js';
 
 /** Where an epoch's chain stands: the last seq written and its hash. */
 export interface ChainHead {
@@ -45,7 +46,9 @@ export class ChainCursor {
     });
     const hash = oneShotHash('sha256', `${open}}`, 'hex');
     event.hash = hash;
-    this.lines.push(`${open},"hash":"${hash}"}`);
+    const line = `${open},"hash":"${hash}"}`;
+    this.lines.push(line);
+    attachLine(event as ChainedEvent, line);
     this.events.push(event as ChainedEvent);
     this.head = seq;
     this.lastHash = hash;

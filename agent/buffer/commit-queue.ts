@@ -1,4 +1,5 @@
 import type { AuditEvent, ChainedEvent } from '../../protocols/index.js';
+import type { UnreadableRange } from './corrupt-read.js';
 
 export interface PendingAppend {
   events: readonly AuditEvent[];
@@ -25,6 +26,9 @@ export interface CommitWork {
   sweepWaiters: Waiter[];
   /** Free space even without incoming events (an ack made delivered blocks evictable). */
   makeRoom: boolean;
+  /** Unreadable ranges found by reads: recorded as holes with a gap event. */
+  repairs: UnreadableRange[];
+  repairWaiters: Waiter[];
 }
 
 /**
@@ -49,7 +53,7 @@ export class CommitQueue {
   ) {}
 
   private static empty(): CommitWork {
-    return { appends: [], ackTo: 0, ackWaiters: [], sweep: false, sweepWaiters: [], makeRoom: false };
+    return { appends: [], ackTo: 0, ackWaiters: [], sweep: false, sweepWaiters: [], makeRoom: false, repairs: [], repairWaiters: [] };
   }
 
   append(item: PendingAppend): void {
@@ -74,6 +78,14 @@ export class CommitQueue {
     });
   }
 
+  repair(range: UnreadableRange): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.work.repairs.push(range);
+      this.work.repairWaiters.push({ resolve, reject });
+      this.schedule(true);
+    });
+  }
+
   makeRoom(): void {
     this.work.makeRoom = true;
     this.schedule(true);
@@ -87,7 +99,7 @@ export class CommitQueue {
 
   private hasWork(): boolean {
     const w = this.work;
-    return w.appends.length > 0 || w.ackWaiters.length > 0 || w.sweep || w.makeRoom;
+    return w.appends.length > 0 || w.ackWaiters.length > 0 || w.sweep || w.makeRoom || w.repairs.length > 0;
   }
 
   private schedule(now: boolean): void {
@@ -104,12 +116,30 @@ export class CommitQueue {
     }
   }
 
+  /**
+   * The next commit's work: everything pending, except that appends beyond
+   * about `maxEvents` wait for the following commit. Bounded blocks keep
+   * the decoded-block cache useful (a block larger than it is never cached)
+   * and keep each commit's working set small for the garbage collector.
+   */
+  private take(): CommitWork {
+    const work = this.work;
+    this.work = CommitQueue.empty();
+    this.pendingEvents = 0;
+    let events = 0;
+    let cut = 0;
+    while (cut < work.appends.length && events < this.maxEvents) events += (work.appends[cut++] as PendingAppend).events.length;
+    if (cut < work.appends.length) {
+      this.work.appends = work.appends.splice(cut);
+      for (const a of this.work.appends) this.pendingEvents += a.events.length;
+    }
+    return work;
+  }
+
   private async run(): Promise<void> {
     try {
       while (this.hasWork()) {
-        const work = this.work;
-        this.work = CommitQueue.empty();
-        this.pendingEvents = 0;
+        const work = this.take();
         // `commit` settles every promise in `work` itself; a throw here is a bug, not a write failure.
         await this.commit(work);
       }

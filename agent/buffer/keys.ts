@@ -17,6 +17,10 @@ export const META = {
   delivered: 'm!delivered',
   oldest: 'm!oldest',
   bufferedBytes: 'm!bufferedBytes',
+  /** Unreadable seq ranges found after open (JSON); read apart from META_KEYS, absent in most stores. */
+  holes: 'm!holes',
+  /** Ranges named by the buffer's undelivered gap events (JSON, see gap-fold.ts); read apart from META_KEYS. */
+  gaps: 'm!gaps',
 } as const;
 
 export const META_KEYS = [META.epoch, META.head, META.lastHash, META.delivered, META.oldest, META.bufferedBytes] as const;

@@ -5,8 +5,12 @@ import { BlockCache } from './block-cache.js';
 import { decodeBlock, encodeBlock, readBlockMeta, type BlockMeta } from './block-codec.js';
 import { ChainCursor } from './chain-cursor.js';
 import { CommitQueue, type CommitWork } from './commit-queue.js';
+import { applyRepairs, unreadableFrom } from './corrupt-read.js';
+import { eventLine } from './event-line.js';
+import { droppedGaps, foldGaps, gapData, parseLedger, type GapLedger } from './gap-fold.js';
+import { Holes } from './holes.js';
 import { BLOCK_END, BLOCK_PREFIX, blockKey, blockSeq, extraKey, META } from './keys.js';
-import { firstBlock, type BufferDb } from './level-store.js';
+import { firstBlock, isCorruption, type BufferDb } from './level-store.js';
 import { openStore } from './open-store.js';
 import { resolveBufferOptions, type BufferOptions, type ResolvedBufferOptions } from './options.js';
 import { gapEvent, planRelease } from './space-plan.js';
@@ -17,6 +21,9 @@ type BatchOp = { type: 'put'; key: string; value: Buffer } | { type: 'del'; key:
 // Reserved for the gap block a drop-oldest commit adds, so the bound holds with it.
 const GAP_BLOCK_RESERVE = 512;
 const MAX_EXTRA_KEY = 256;
+const GAP_TYPE = 'meteorzx.gap';
+
+const holdsGap = (events: readonly ChainedEvent[]): boolean => events.some((e) => e.type === GAP_TYPE);
 
 /**
  * The agent's durable buffer on LevelDB: one deflated block per group commit
@@ -37,6 +44,8 @@ export class LevelBuffer implements AgentBuffer {
   /** Last seq of the oldest stored block: whole delivered blocks can be evicted when ≤ delivered. */
   private oldestBlockLast: number | undefined;
   private recovered: string | undefined;
+  private holes = new Holes();
+  private gapLedger: GapLedger = { seq: 0, ranges: [] };
 
   constructor(options: BufferOptions) {
     this.opts = resolveBufferOptions(options);
@@ -55,6 +64,9 @@ export class LevelBuffer implements AgentBuffer {
     const { bufferedBytes, ...cursors } = opened.meta;
     this.s = { ...cursors, bytes: bufferedBytes };
     this.oldestBlockLast = (await firstBlock(opened.db))?.lastSeq;
+    const [holes, ledger] = await opened.db.getMany([META.holes, META.gaps]);
+    this.holes = new Holes(holes?.toString('utf8'));
+    this.gapLedger = parseLedger(ledger?.toString('utf8'));
     this.sweepTimer = setInterval(() => void this.sweep().catch(() => undefined), this.opts.sweepIntervalMs);
     this.sweepTimer.unref();
     if (opened.lost !== undefined) {
@@ -101,16 +113,29 @@ export class LevelBuffer implements AgentBuffer {
 
   async read(after: number, limit: number, maxBytes = Number.POSITIVE_INFINITY): Promise<ChainedEvent[]> {
     const out: ChainedEvent[] = [];
-    let seq = Math.max(after + 1, this.s.oldest);
+    let seq = after + 1;
     let bytes = 0;
-    while (out.length < limit && seq <= this.s.head && bytes < maxBytes) {
-      const block = await this.blockHolding(seq);
-      if (block === undefined) break;
+    while (out.length < limit && bytes < maxBytes) {
+      seq = this.holes.skip(Math.max(seq, this.s.oldest));
+      if (seq > this.s.head) break;
+      let block: { firstSeq: number; events: readonly ChainedEvent[] } | undefined;
+      let cause: unknown;
+      try {
+        block = await this.blockHolding(seq);
+      } catch (err) {
+        if (!isCorruption(err)) throw err;
+        cause = err;
+      }
+      if (block === undefined) {
+        // Inside [oldest, head] every seq has a block: none (or one that does not decode) is damage.
+        await this.recoverUnreadable(seq, cause);
+        continue;
+      }
       for (let i = seq - block.firstSeq; i < block.events.length && out.length < limit && bytes < maxBytes; i++) {
         const event = block.events[i] as ChainedEvent;
         // The first event always goes, so an event larger than maxBytes cannot stall a reader.
         if (maxBytes !== Number.POSITIVE_INFINITY) {
-          bytes += JSON.stringify(event).length + 1;
+          bytes += eventLine(event).length + 1;
           if (bytes > maxBytes && out.length > 0) return out;
         }
         out.push(event);
@@ -122,7 +147,8 @@ export class LevelBuffer implements AgentBuffer {
 
   async ack(seq: number): Promise<void> {
     const target = Math.min(seq, this.s.head);
-    if (target <= this.s.delivered) return;
+    // A drop moves `delivered` past what it deleted; an ack still matters when it passes the newest gap event.
+    if (target <= this.s.delivered && (this.gapLedger.seq === 0 || target < this.gapLedger.seq)) return;
     if (this.db === undefined) throw AgentErrors.METEORZX_BUFFER_CLOSED('the buffer is not open');
     await this.queue.ack(target);
   }
@@ -189,9 +215,27 @@ export class LevelBuffer implements AgentBuffer {
     return undefined;
   }
 
+  /**
+   * Records the damaged run holding `seq` as a hole with a `buffer-corrupt`
+   * gap (through the commit queue, so it is durable and ordered with drops),
+   * so readers step past it and delivery continues.
+   */
+  private async recoverUnreadable(seq: number, cause: unknown): Promise<void> {
+    const db = this.db;
+    if (db === undefined) throw AgentErrors.METEORZX_BUFFER_CLOSED('the buffer is not open');
+    const range = await unreadableFrom(db, this.cache, seq, { head: this.s.head, nextHole: this.holes.nextStart(seq) }, cause);
+    await this.queue.repair(range);
+  }
+
   private async *storedBlocks(db: BufferDb): AsyncGenerator<BlockMeta> {
-    for await (const [key, value] of db.iterator({ gte: blockKey(this.s.oldest), lt: BLOCK_END })) {
-      yield readBlockMeta(blockSeq(key), value);
+    try {
+      for await (const [key, value] of db.iterator({ gte: blockKey(this.s.oldest), lt: BLOCK_END })) {
+        yield readBlockMeta(blockSeq(key), value);
+      }
+    } catch (err) {
+      // LevelDB reports skipped damaged table blocks at the end of a scan: release what was seen.
+      if (!isCorruption(err)) throw err;
+      this.opts.logger?.error({ err }, 'buffer: damaged blocks met while planning a release; they stay until read');
     }
   }
 
@@ -203,7 +247,7 @@ export class LevelBuffer implements AgentBuffer {
       const failure = AgentErrors.METEORZX_BUFFER_WRITE_FAILED(`group commit failed: ${(err as Error).message}`, { cause: err });
       this.opts.logger?.error({ err }, 'buffer: group commit failed; nothing in it was acknowledged');
       for (const a of work.appends) a.reject(failure);
-      for (const w of [...work.ackWaiters, ...work.sweepWaiters]) w.reject(failure);
+      for (const w of [...work.ackWaiters, ...work.sweepWaiters, ...work.repairWaiters]) w.reject(failure);
     }
   }
 
@@ -222,7 +266,9 @@ export class LevelBuffer implements AgentBuffer {
       for (const x of a.extra ?? []) ops.push({ type: 'put', key: extraKey(x.key), value: Buffer.from(x.value, 'utf8') });
     }
     const blocks: { firstSeq: number; value: Buffer; events: ChainedEvent[] }[] = [];
-    if (cursor.count > 0) blocks.push({ firstSeq: s.head + 1, value: encodeBlock(cursor.lines, now), events: cursor.events });
+    if (cursor.count > 0) {
+      blocks.push({ firstSeq: s.head + 1, value: encodeBlock(cursor.lines, now, holdsGap(cursor.events)), events: cursor.events });
+    }
     const incoming = blocks.reduce((n, b) => n + b.value.length, 0);
     const delivered = Math.max(s.delivered, Math.min(work.ackTo, s.head));
     const dropUndelivered = this.opts.whenFull === 'drop-oldest';
@@ -244,25 +290,42 @@ export class LevelBuffer implements AgentBuffer {
 
     let newDelivered = delivered;
     let newOldest = s.oldest;
+    let freed = plan?.freedBytes ?? 0;
+    const gaps: Record<string, unknown>[] = [];
     if (plan !== undefined && plan.deleted.length > 0) {
       for (const b of plan.deleted) ops.push({ type: 'del', key: blockKey(b.firstSeq) });
       const lastDeleted = plan.deleted[plan.deleted.length - 1] as BlockMeta;
       newOldest = lastDeleted.lastSeq + 1;
       newDelivered = Math.max(newDelivered, lastDeleted.lastSeq);
-      if (plan.lost.length > 0) {
-        // Gaps follow this commit's events, in a block of their own so the events' block needs no re-encoding.
-        const gapFirst = cursor.head + 1;
-        const gapStart = cursor.count;
-        for (const lost of plan.lost) {
-          cursor.push(gapEvent({ from: lost.from, to: lost.to, reason: lost.reason, count: lost.count }), new Date(now).toISOString(), now);
-          this.opts.logger?.warn({ ...lost, epoch: s.epoch }, 'buffer: undelivered events deleted; gap event appended');
-        }
-        const gapEvents = cursor.events.slice(gapStart);
-        blocks.push({ firstSeq: gapFirst, value: encodeBlock(cursor.lines.slice(gapStart), now), events: gapEvents });
-      }
     }
+    // The gateway has the newest gap event: the ranges it named need no repeating.
+    let ledger: GapLedger = this.gapLedger.seq > 0 && work.ackTo >= this.gapLedger.seq ? { seq: 0, ranges: [] } : this.gapLedger;
+    let ledgerChanged = ledger !== this.gapLedger;
+    if (plan !== undefined && plan.lost.length > 0) {
+      for (const lost of plan.lost) this.opts.logger?.warn({ ...lost, epoch: s.epoch }, 'buffer: undelivered events deleted; gap event appended');
+      const folded = foldGaps(plan.lost, ledger.ranges, await droppedGaps(db, this.cache, plan.deleted, delivered, this.opts.logger));
+      gaps.push(...folded.ranges.map(gapData), ...folded.verbatim);
+      ledger = { seq: cursor.head + folded.ranges.length, ranges: folded.ranges };
+      ledgerChanged = true;
+    }
+    // Damaged ranges found by reads: a hole readers step over, and a gap for the part not yet delivered.
+    const repaired = applyRepairs(work.repairs, this.holes, { oldest: newOldest, delivered: newDelivered, epoch: s.epoch });
+    const { holes, holesChanged } = repaired;
+    newOldest = repaired.oldest;
+    newDelivered = repaired.delivered;
+    freed += repaired.freedBytes;
+    gaps.push(...repaired.gaps);
+    if (gaps.length > 0) {
+      // Gaps follow this commit's events, in a block of their own so the events' block needs no re-encoding.
+      const gapFirst = cursor.head + 1;
+      const gapStart = cursor.count;
+      for (const data of gaps) cursor.push(gapEvent(data as Parameters<typeof gapEvent>[0]), new Date(now).toISOString(), now);
+      blocks.push({ firstSeq: gapFirst, value: encodeBlock(cursor.lines.slice(gapStart), now, true), events: cursor.events.slice(gapStart) });
+    }
+    if (ledgerChanged) ops.push({ type: 'put', key: META.gaps, value: Buffer.from(JSON.stringify(ledger)) });
+    if (holesChanged) ops.push({ type: 'put', key: META.holes, value: Buffer.from(holes.toJSON()) });
     const written = blocks.reduce((n, b) => n + b.value.length, 0);
-    const bytes = s.bytes - (plan?.freedBytes ?? 0) + written;
+    const bytes = Math.max(0, s.bytes - freed + written);
     for (const b of blocks) ops.push({ type: 'put', key: blockKey(b.firstSeq), value: b.value });
     const meta = (key: string, value: string | number): void => void ops.push({ type: 'put', key, value: Buffer.from(String(value)) });
     meta(META.head, cursor.head);
@@ -276,6 +339,12 @@ export class LevelBuffer implements AgentBuffer {
     await db.batch(ops, { sync: this.opts.durability === 'fsync' && blocks.length > 0 });
 
     this.s = { epoch: s.epoch, head: cursor.head, lastHash: cursor.lastHash, delivered: newDelivered, oldest: newOldest, bytes };
+    this.holes = holes;
+    this.gapLedger = ledger;
+    for (const r of repaired.recorded) {
+      this.recovered = `buffer blocks for seq ${r.from}-${r.to} are unreadable (${r.error}); skipped with a gap event`;
+      this.opts.logger?.error({ from: r.from, to: r.to, epoch: s.epoch, error: r.error }, `buffer: ${this.recovered}`);
+    }
     if (plan !== undefined && plan.deleted.length > 0) {
       this.cache.dropBefore(newOldest);
       this.oldestBlockLast = plan.next?.lastSeq ?? blocks[0]?.events[blocks[0].events.length - 1]?.seq;
@@ -287,7 +356,7 @@ export class LevelBuffer implements AgentBuffer {
       const [start, end] = slices[i] as [number, number];
       a.resolve(cursor.events.slice(start, end));
     });
-    for (const w of [...work.ackWaiters, ...work.sweepWaiters]) w.resolve();
+    for (const w of [...work.ackWaiters, ...work.sweepWaiters, ...work.repairWaiters]) w.resolve();
     if (cursor.head > s.head) for (const listener of this.listeners) listener(cursor.head);
     if (this.spaceWaiters.length > 0) {
       if (!this.isFull()) this.wakeSpaceWaiters(false);

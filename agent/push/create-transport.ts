@@ -5,7 +5,7 @@ import type { PushTransport } from './types.js';
 /**
  * The push transport the config names (`push.http` or `push.mqtt`), or
  * undefined when it names none. Each is imported only when configured:
- * undici and MQTT.js cost about 7 MB of RSS each, and the agent is budgeted.
+ * MQTT.js costs several MB of RSS, and the agent is budgeted.
  */
 export async function createTransport(config: AgentConfig, epoch: string): Promise<PushTransport | undefined> {
   const { http, mqtt } = config.push;

@@ -60,7 +60,9 @@ async function drain(agent: Agent) {
   return waitFor(async () => {
     const s = await agent.status();
     return s.delivered === s.head && s.push.state === 'idle' ? s : undefined;
-  }, 'agent drained', 60_000);
+  }, 'agent drained', 40_000).catch(async (err: Error) => {
+    throw new Error(`${err.message}; agent status ${JSON.stringify(await agent.status())}`);
+  });
 }
 
 const isGap = (e: StoredEvent) => e.type === 'meteorzx.gap';

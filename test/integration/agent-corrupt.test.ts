@@ -83,7 +83,11 @@ describe('agent with a corrupted buffer', () => {
     expect(res.status).toBe(200);
     const gateway = await startGateway(sub, port);
     // Whatever the damage cost must be named by a gap event; what follows it must arrive.
+    // Wait for the whole buffer to be delivered: the gap is appended when the push reaches the damage,
+    // after the event posted above, and batches in flight may be stored in any order.
     const stored = await waitFor(async () => {
+      const status = await agent.status();
+      if (status.delivered !== status.head) return undefined;
       const events = await gatewayEvents(gateway.url, 'corrupt-middle');
       return events.some((e) => e.id === 'corrupt-after') ? events : undefined;
     }, 'the event appended after the damage reached the gateway', 30_000).catch(async (err: Error) => {

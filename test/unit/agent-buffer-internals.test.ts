@@ -1,3 +1,4 @@
+import { deflateRawSync } from 'node:zlib';
 import fc from 'fast-check';
 import { ClassicLevel } from 'classic-level';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -8,6 +9,7 @@ import { canonicalJson, computeHash, verifyChain, type AuditEvent } from '../../
 import { LevelBuffer } from '../../agent/buffer/index.js';
 import { fastCanonicalJson } from '../../agent/buffer/fast-canonical.js';
 import { decodeBlock, encodeBlock, readBlockMeta } from '../../agent/buffer/block-codec.js';
+import { eventLine } from '../../agent/buffer/event-line.js';
 import { BlockCache } from '../../agent/buffer/block-cache.js';
 import { ChainCursor } from '../../agent/buffer/chain-cursor.js';
 
@@ -69,8 +71,15 @@ describe('block codec and cache', () => {
   it('round-trips a block and reads its header without inflating', () => {
     const lines = [JSON.stringify({ seq: 7, a: 1 }), JSON.stringify({ seq: 8, b: 'é' })];
     const block = encodeBlock(lines, 1234.5);
-    expect(readBlockMeta(7, block)).toEqual({ firstSeq: 7, lastSeq: 8, count: 2, time: 1234.5, bytes: block.length });
-    expect(decodeBlock(7, block)).toEqual([{ seq: 7, a: 1 }, { seq: 8, b: 'é' }]);
+    expect(readBlockMeta(7, block)).toEqual({ firstSeq: 7, lastSeq: 8, count: 2, time: 1234.5, bytes: block.length, gaps: false });
+    expect(readBlockMeta(7, encodeBlock(lines, 1234.5, true)).gaps).toBe(true);
+    const decoded = decodeBlock(7, block);
+    expect(JSON.parse(JSON.stringify(decoded))).toEqual([{ seq: 7, a: 1 }, { seq: 8, b: 'é' }]);
+    // Each decoded event carries its stored line, so the push path does not serialise it again.
+    expect(decoded.map((e) => eventLine(e))).toEqual(lines);
+    // Blocks written before the line format (version 1: a JSON array) still decode.
+    const legacy = Buffer.concat([Buffer.from([1, 0, 0, 0, 2]), Buffer.alloc(8), deflateRawSync(`[${lines.join(',')}]`)]);
+    expect(JSON.parse(JSON.stringify(decodeBlock(7, legacy)))).toEqual([{ seq: 7, a: 1 }, { seq: 8, b: 'é' }]);
     expect(() => decodeBlock(6, block)).toThrow(/does not match/);
     const damaged = Buffer.from(block);
     damaged.fill(0x41, 20);
