@@ -1,7 +1,6 @@
-import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { promisify } from 'node:util';
 import { gzip as gzipCb, constants as zlibConstants } from 'node:zlib';
+import { Pool } from 'undici';
 import type { ChainedEvent, IngestResponse } from '../../protocols/index.js';
 import { NDJSON } from '../../protocols/index.js';
 import { ndjsonOf } from '../buffer/event-line.js';
@@ -18,7 +17,7 @@ export interface HttpTransportOptions {
   maxInFlight?: number;
   /** Bodies larger than this are gzipped, bytes. */
   gzipAboveBytes?: number;
-  /** Longest wait for the gateway's answer, ms (it answers after its durable write). */
+  /** Longest wait for the gateway's answer headers, ms (it answers after its durable write). */
   timeoutMs?: number;
   /** PEM of a private CA for https. */
   ca?: string | Buffer;
@@ -30,32 +29,34 @@ function isRetryable(status: number): boolean {
 }
 
 /**
- * Pushes batches as NDJSON POSTs over keep-alive connections (node:http's
- * own Agent: the intake has loaded node:http already, while undici would add
- * ≈15 MB of RSS to an agent budgeted at 60). A 2xx is an ack even when the
- * answer lists rejected events: the gateway has durably recorded those as
- * rejected (DESIGN §3.2), so resending would only repeat the rejection.
- * 401/403 are retried (with backoff) rather than dropped: a wrong token is an
- * operator's mistake to fix, not a reason to lose data.
+ * Pushes batches as NDJSON POSTs over an undici keep-alive pool (undici is
+ * the project's HTTP client; node:http would save ≈11 MB of RSS, measured,
+ * but the agent is over its memory budget for other reasons: docs/performance.md). A 2xx is an
+ * ack even when the answer lists rejected events: the gateway has durably
+ * recorded those as rejected (DESIGN §3.2), so resending would only repeat
+ * the rejection. 401/403 are retried (with backoff) rather than dropped: a
+ * wrong token is an operator's mistake to fix, not a reason to lose data.
  */
 export class HttpTransport implements PushTransport {
   readonly name = 'http';
   readonly maxInFlight: number;
-  private readonly url: URL;
-  private readonly agent: HttpAgent;
+  private readonly pool: Pool;
+  private readonly path: string;
   private readonly headers: Record<string, string>;
-  private readonly timeoutMs: number;
   private closed: Promise<void> | undefined;
 
   constructor(private readonly options: HttpTransportOptions) {
-    this.url = new URL(options.url);
+    const url = new URL(options.url);
     this.maxInFlight = options.maxInFlight ?? 4;
-    this.timeoutMs = options.timeoutMs ?? 30_000;
-    const agentOptions = { keepAlive: true, maxSockets: this.maxInFlight, maxFreeSockets: this.maxInFlight, scheduling: 'lifo' as const };
-    this.agent =
-      this.url.protocol === 'https:'
-        ? new HttpsAgent({ ...agentOptions, ...(options.ca === undefined ? {} : { ca: options.ca }) })
-        : new HttpAgent(agentOptions);
+    this.path = `${url.pathname}${url.search}`;
+    const timeout = options.timeoutMs ?? 30_000;
+    this.pool = new Pool(url.origin, {
+      connections: this.maxInFlight,
+      keepAliveTimeout: 30_000,
+      headersTimeout: timeout,
+      bodyTimeout: timeout,
+      connect: { timeout: Math.min(timeout, 10_000), ...(options.ca === undefined ? {} : { ca: options.ca }) },
+    });
     this.headers = { 'content-type': NDJSON };
     if (options.token !== undefined) this.headers.authorization = `Bearer ${options.token}`;
   }
@@ -64,6 +65,7 @@ export class HttpTransport implements PushTransport {
 
   async send(events: readonly ChainedEvent[]): Promise<SendOutcome> {
     if (this.closed !== undefined) return { kind: 'retry', error: 'transport closed' };
+    // The lines the buffer hashed and stored: no second serialisation.
     let body: Buffer = Buffer.from(ndjsonOf(events));
     const headers = { ...this.headers };
     if (body.byteLength > (this.options.gzipAboveBytes ?? 4096)) {
@@ -71,15 +73,15 @@ export class HttpTransport implements PushTransport {
       body = await gzip(body, { level: zlibConstants.Z_BEST_SPEED });
       headers['content-encoding'] = 'gzip';
     }
-    headers['content-length'] = String(body.byteLength);
     try {
-      const { status, text, retryAfter } = await this.post(body, headers);
-      if (status >= 200 && status < 300) {
+      const res = await this.pool.request({ method: 'POST', path: this.path, headers, body });
+      const text = await res.body.text();
+      if (res.statusCode >= 200 && res.statusCode < 300) {
         return { kind: 'acked', rejected: parseRejected(text) };
       }
-      const error = `gateway answered ${status}: ${summarize(text)}`;
-      if (!isRetryable(status)) return { kind: 'permanent', error };
-      const retryAfterMs = status === 429 || status === 503 ? parseRetryAfter(retryAfter) : undefined;
+      const error = `gateway answered ${res.statusCode}: ${summarize(text)}`;
+      if (!isRetryable(res.statusCode)) return { kind: 'permanent', error };
+      const retryAfterMs = res.statusCode === 429 || res.statusCode === 503 ? parseRetryAfter(res.headers['retry-after']) : undefined;
       return retryAfterMs === undefined ? { kind: 'retry', error } : { kind: 'retry', error, retryAfterMs };
     } catch (err) {
       return { kind: 'retry', error: `${this.options.url}: ${describe(err)}` };
@@ -87,31 +89,8 @@ export class HttpTransport implements PushTransport {
   }
 
   close(): Promise<void> {
-    this.closed ??= Promise.resolve().then(() => this.agent.destroy());
+    this.closed ??= this.pool.close().catch(() => this.pool.destroy());
     return this.closed;
-  }
-
-  private post(body: Buffer, headers: Record<string, string>): Promise<{ status: number; text: string; retryAfter: string | undefined }> {
-    return new Promise((resolve, reject) => {
-      const request = this.url.protocol === 'https:' ? httpsRequest : httpRequest;
-      const req = request(
-        this.url,
-        { method: 'POST', agent: this.agent, headers, timeout: this.timeoutMs },
-        (res: IncomingMessage) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.once('error', reject);
-          res.once('end', () => {
-            const retryAfter = res.headers['retry-after'];
-            resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8'), retryAfter });
-          });
-        },
-      );
-      // `timeout` is socket inactivity: the gateway answers only after its durable write, so this bounds that wait.
-      req.once('timeout', () => req.destroy(Object.assign(new Error(`no answer within ${this.timeoutMs} ms`), { code: 'ETIMEDOUT' })));
-      req.once('error', reject);
-      req.end(body);
-    });
   }
 }
 
