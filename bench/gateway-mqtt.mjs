@@ -9,7 +9,9 @@
 //
 //   node bench/gateway-mqtt.mjs [--clients 1000] [--seconds 10] [--warmup 2]
 //        [--mosquitto mqtt://127.0.0.1:1883] [--http-clients 8] [--http-batch 500]
+//        [--gateway-node-args "--cpu-prof --cpu-prof-dir=/tmp/prof"] [--no-http] [--no-mosquitto]
 import { spawn } from 'node:child_process';
+import { readFileSync, readdirSync } from 'node:fs';
 import { mkdtemp, rm, mkdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -17,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import mqtt from 'mqtt';
-import { Pool } from 'undici';
+import { Pool, request } from 'undici';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
@@ -29,6 +31,10 @@ const { values: args } = parseArgs({
     mosquitto: { type: 'string', default: 'mqtt://127.0.0.1:1883' },
     'http-clients': { type: 'string', default: '8' },
     'http-batch': { type: 'string', default: '500' },
+    // Extra node flags for the gateway process (profiling: NODE_OPTIONS may not carry --cpu-prof).
+    'gateway-node-args': { type: 'string', default: '' },
+    'no-http': { type: 'boolean', default: false },
+    'no-mosquitto': { type: 'boolean', default: false },
   },
 });
 const CLIENTS = Number(args.clients);
@@ -52,6 +58,34 @@ function percentile(sorted, p) {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
+/** CPU seconds (user + system) a process has used so far, from /proc (Linux); undefined elsewhere. */
+function cpuSeconds(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in USER_HZ (100/s on Linux)
+  } catch {
+    return undefined;
+  }
+}
+
+/** The pid of the local Mosquitto broker, to report its CPU per message beside ours (read-only). */
+function mosquittoPid() {
+  try {
+    for (const entry of readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      try {
+        if (readFileSync(`/proc/${entry}/comm`, 'utf8').trim() === 'mosquitto') return Number(entry);
+      } catch {
+        // gone meanwhile
+      }
+    }
+  } catch {
+    // no /proc
+  }
+  return undefined;
+}
+
 /** Connects `CLIENTS` devices in waves (a SYN flood would measure the kernel, not the broker). */
 async function connectAll(url, tag) {
   const clients = [];
@@ -66,7 +100,7 @@ async function connectAll(url, tag) {
 }
 
 /** The closed-loop load: every device keeps exactly one publish in flight. */
-async function mqttLoad(url, tag) {
+async function mqttLoad(url, tag, brokerPid) {
   const clients = await connectAll(url, tag);
   const latencies = [];
   let acked = 0;
@@ -93,10 +127,14 @@ async function mqttLoad(url, tag) {
   });
   await new Promise((r) => setTimeout(r, WARMUP * 1000));
   measuring = true;
+  const brokerCpu0 = brokerPid === undefined ? undefined : cpuSeconds(brokerPid);
+  const genCpu0 = process.cpuUsage();
   const started = performance.now();
   await new Promise((r) => setTimeout(r, SECONDS * 1000));
   measuring = false;
   const seconds = (performance.now() - started) / 1000;
+  const genCpu = process.cpuUsage(genCpu0);
+  const brokerCpu1 = brokerPid === undefined ? undefined : cpuSeconds(brokerPid);
   running = false;
   await Promise.race([Promise.all(loops), new Promise((r) => setTimeout(r, 5000))]);
   await Promise.all(clients.map((c) => c.endAsync(true).catch(() => undefined)));
@@ -109,6 +147,10 @@ async function mqttLoad(url, tag) {
     p50ms: Number(percentile(latencies, 50).toFixed(2)),
     p99ms: Number(percentile(latencies, 99).toFixed(2)),
     errors,
+    // CPU per acknowledged message: the broker's (from /proc) and the load generator's (this process).
+    brokerCpuMicrosPerMsg:
+      brokerCpu0 === undefined || brokerCpu1 === undefined || acked === 0 ? undefined : Math.round(((brokerCpu1 - brokerCpu0) * 1e6) / acked),
+    generatorCpuMicrosPerMsg: acked === 0 ? undefined : Math.round((genCpu.user + genCpu.system) / acked),
   };
 }
 
@@ -141,10 +183,37 @@ async function httpLoad(baseUrl) {
   return { connections: conns, batch, seconds, events, perSecond: Math.round(events / seconds) };
 }
 
+/** Commit count, summed commit seconds and summed batch sizes, from the gateway's /metrics. */
+async function commitStats(httpPort) {
+  try {
+    const text = await (await request(`http://127.0.0.1:${httpPort}/metrics`)).body.text();
+    const read = (name) => Number(new RegExp(`^${name} ([0-9.e+-]+)$`, 'm').exec(text)?.[1] ?? NaN);
+    return {
+      commits: read('meteorzx_gateway_store_commit_latency_seconds_count'),
+      seconds: read('meteorzx_gateway_store_commit_latency_seconds_sum'),
+      attempts: read('meteorzx_gateway_store_commit_batch_size_sum'),
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Commits during the load (warm-up included): how many, mean attempts per commit, mean ms from hand-over to durable. */
+function diffStats(a, b) {
+  if (a === undefined || b === undefined) return undefined;
+  const commits = b.commits - a.commits;
+  return {
+    commits,
+    meanBatch: Math.round((b.attempts - a.attempts) / commits),
+    meanCommitMs: Number((((b.seconds - a.seconds) * 1000) / commits).toFixed(1)),
+  };
+}
+
 async function startGateway(dir) {
   const config = join(dir, 'gateway.json');
   await writeFile(config, JSON.stringify({ dataDir: join(dir, 'data'), logLevel: 'warn', http: { listen: '127.0.0.1:0' }, mqtt: { listen: '127.0.0.1:0' } }));
-  const proc = spawn(process.execPath, [join(root, 'bin/meteorzx.js'), 'gateway', '--config', config], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const nodeArgs = args['gateway-node-args'].split(' ').filter((a) => a !== '');
+  const proc = spawn(process.execPath, [...nodeArgs, join(root, 'bin/meteorzx.js'), 'gateway', '--config', config], { stdio: ['ignore', 'pipe', 'inherit'] });
   const ports = await new Promise((resolve, reject) => {
     let out = '';
     proc.stdout.on('data', (b) => {
@@ -169,7 +238,7 @@ async function main() {
   try {
     let mosquitto;
     try {
-      mosquitto = await mqttLoad(args.mosquitto, 'mosq');
+      mosquitto = args['no-mosquitto'] ? { error: 'skipped (--no-mosquitto)' } : await mqttLoad(args.mosquitto, 'mosq', mosquittoPid());
     } catch (err) {
       mosquitto = { error: `Mosquitto reference unavailable at ${args.mosquitto}: ${err.message}` };
     }
@@ -177,8 +246,10 @@ async function main() {
 
     const gw = await startGateway(dir);
     try {
-      results.gatewayMqtt = await mqttLoad(`mqtt://127.0.0.1:${gw.mqtt}`, 'gw');
-      results.gatewayHttp = await httpLoad(`http://127.0.0.1:${gw.http}`);
+      const before = await commitStats(gw.http);
+      results.gatewayMqtt = await mqttLoad(`mqtt://127.0.0.1:${gw.mqtt}`, 'gw', gw.proc.pid);
+      results.gatewayMqtt.commits = diffStats(before, await commitStats(gw.http));
+      results.gatewayHttp = args['no-http'] ? { perSecond: '-', connections: 0, batch: 0 } : await httpLoad(`http://127.0.0.1:${gw.http}`);
     } finally {
       await stop(gw.proc);
     }
@@ -192,15 +263,36 @@ async function main() {
   }
 
   const rows = [
-    ['target', 'events/s', 'p50 ms', 'p99 ms', 'note'],
-    ['Mosquitto (bare broker, reference)', results.mosquitto.perSecond ?? '-', results.mosquitto.p50ms ?? '-', results.mosquitto.p99ms ?? '-', results.mosquitto.error ?? `${CLIENTS} clients, QoS 1`],
-    ['gateway MQTT (stored before PUBACK)', results.gatewayMqtt.perSecond, results.gatewayMqtt.p50ms, results.gatewayMqtt.p99ms, `ratio ${results.ratio ?? '-'}, p99 ratio ${results.p99Ratio ?? '-'}`],
-    ['gateway HTTP ingest (NDJSON)', results.gatewayHttp.perSecond, '-', '-', `${results.gatewayHttp.connections} conns × ${results.gatewayHttp.batch}/batch`],
+    ['target', 'events/s', 'p50 ms', 'p99 ms', 'broker CPU µs/msg', 'generator CPU µs/msg', 'note'],
+    [
+      'Mosquitto (bare broker, reference)',
+      results.mosquitto.perSecond ?? '-',
+      results.mosquitto.p50ms ?? '-',
+      results.mosquitto.p99ms ?? '-',
+      results.mosquitto.brokerCpuMicrosPerMsg ?? '-',
+      results.mosquitto.generatorCpuMicrosPerMsg ?? '-',
+      results.mosquitto.error ?? `${CLIENTS} clients, QoS 1`,
+    ],
+    [
+      'gateway MQTT (stored before PUBACK)',
+      results.gatewayMqtt.perSecond,
+      results.gatewayMqtt.p50ms,
+      results.gatewayMqtt.p99ms,
+      results.gatewayMqtt.brokerCpuMicrosPerMsg ?? '-',
+      results.gatewayMqtt.generatorCpuMicrosPerMsg ?? '-',
+      `ratio ${results.ratio ?? '-'}, p99 ratio ${results.p99Ratio ?? '-'}` +
+        (results.gatewayMqtt.commits === undefined
+          ? ''
+          : `; ${results.gatewayMqtt.commits.commits} commits, mean ${results.gatewayMqtt.commits.meanBatch} events, ${results.gatewayMqtt.commits.meanCommitMs} ms`),
+    ],
+    ['gateway HTTP ingest (NDJSON)', results.gatewayHttp.perSecond, '-', '-', '-', '-', `${results.gatewayHttp.connections} conns × ${results.gatewayHttp.batch}/batch`],
   ];
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => String(r[i]).length)));
   for (const r of rows) console.log(r.map((c, i) => String(c).padEnd(widths[i])).join('  '));
-  await mkdir(join(here, 'results'), { recursive: true });
-  await writeFile(join(here, 'results', 'gateway-mqtt.json'), `${JSON.stringify(results, null, 2)}\n`);
+  // bench/run.mjs names the result file; run by hand, it goes to bench/results/.
+  const out = process.env.METEORZX_BENCH_RESULT || join(here, 'results', 'gateway-mqtt.json');
+  await mkdir(dirname(out), { recursive: true });
+  await writeFile(out, `${JSON.stringify(results, null, 2)}\n`);
 }
 
 await main();

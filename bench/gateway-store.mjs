@@ -5,7 +5,11 @@
 // run, a raw LevelDB synced batch put of one key per event. ≈300-byte events.
 // Needs `npm run build` first.
 //
+// A third row runs the MQTT shape: many callers with one event each (1,000
+// devices, one PUBLISH in flight each), where per-call overhead shows.
+//
 //   node bench/gateway-store.mjs [--events N] [--producers P] [--batch B] [--compression L]
+//        [--max-events M (commit.maxEvents, default the gateway's 1000)] [--single-producers 1000 (0: skip that row)]
 import { mkdtemp, rm, mkdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -20,7 +24,8 @@ const { values: args } = parseArgs({
     producers: { type: 'string', default: '32' },
     batch: { type: 'string', default: '100' },
     compression: { type: 'string', default: '1' },
-    'max-events': { type: 'string', default: '5000' },
+    'max-events': { type: 'string', default: '1000' },
+    'single-producers': { type: 'string', default: '1000' },
   },
 });
 const total = Number(args.events);
@@ -66,7 +71,7 @@ async function raw(dir) {
   };
 }
 
-async function pipeline(dir) {
+async function pipeline(dir, producers, batch, total) {
   const { LevelStorage } = await import('../dist/gateway/storage/level/index.js');
   const { createPipeline } = await import('../dist/gateway/pipeline/index.js');
   const storage = new LevelStorage({ dataDir: dir, compressionLevel: Number(args.compression) });
@@ -128,7 +133,9 @@ async function pipeline(dir) {
 
 const dir = await mkdtemp(join(tmpdir(), 'meteorzx-bench-gw-'));
 try {
-  const rows = [await raw(dir), await pipeline(join(dir, 'gw'))];
+  const rows = [await raw(dir), await pipeline(join(dir, 'gw'), producers, batch, total)];
+  const single = Number(args['single-producers']);
+  if (single > 0) rows.push(await pipeline(join(dir, 'gw1'), single, 1, Math.ceil(total / 2)));
   const ratio = rows[1].perSecond / rows[0].perSecond;
   console.log('\nGateway store (≈300 B events, synced writes, same disk, same run)\n');
   // CPU per event (all threads of this process) is the number that survives a busy machine; events/s does not.
@@ -136,8 +143,10 @@ try {
   console.log('|---|---:|---:|---:|---:|');
   for (const r of rows) console.log(`| ${r.name} | ${r.events} | ${r.seconds.toFixed(2)} | ${r.perSecond} | ${r.cpuMicrosPerEvent} |`);
   console.log(`\npipeline / raw = ${ratio.toFixed(2)}×; pipeline max RSS ${rows[1].maxRssMB} MB`);
-  await mkdir(join(here, 'results'), { recursive: true });
-  await writeFile(join(here, 'results', 'gateway-store.json'), JSON.stringify({ at: new Date().toISOString(), rows, ratio }, null, 2));
+  // bench/run.mjs names the result file; run by hand, it goes to bench/results/.
+  const out = process.env.METEORZX_BENCH_RESULT || join(here, 'results', 'gateway-store.json');
+  await mkdir(dirname(out), { recursive: true });
+  await writeFile(out, JSON.stringify({ at: new Date().toISOString(), rows, ratio }, null, 2));
 } finally {
   await rm(dir, { recursive: true, force: true });
 }

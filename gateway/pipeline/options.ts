@@ -44,4 +44,6 @@ export interface PipelineOptions {
   maxQueuedEvents?: number;
   /** (agent, epoch) chain heads kept in memory (default 100,000; more are re-read from storage). */
   maxChains?: number;
+  /** Commits under way at once: one written while the next is prepared (default 2; 1 = one at a time). */
+  maxInFlightCommits?: number;
 }

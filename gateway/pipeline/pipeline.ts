@@ -1,12 +1,15 @@
 import { performance } from 'node:perf_hooks';
 import { DEFAULT_LIMITS, type BatchItem, type IngestResponse } from '../../protocols/index.js';
 import { GatewayErrors } from '../errors.js';
-import { GroupCommitter } from './committer/group-committer.js';
+import type { CommitBatch } from '../storage/types.js';
+import { GroupCommitter, type Prepared } from './committer/group-committer.js';
+import { anyFailed, InFlightCommits, pendingIn, type InFlightCommit } from './committer/in-flight.js';
 import { Dedup } from './dedup/dedup.js';
 import type { IngestContext, Ingestor } from './ingestor.js';
 import { ChainTracker } from './integrity/integrity.js';
 import type { PipelineAlert, PipelineOptions } from './options.js';
 import { Rules } from './rules/rules.js';
+import { reportCommit } from './report.js';
 import { runStages, type PendingIngest } from './run-stages.js';
 import { Transforms } from './transforms/transforms.js';
 import { validateItem } from './validate/validate.js';
@@ -22,7 +25,9 @@ const HOUR = 3_600_000;
 /**
  * The gateway pipeline: validate (on the caller's turn, so bad input costs
  * no queue space) → group commit queue → integrity → transforms → rules →
- * dedup → one synced `storage.commit` → each caller's answer. Every
+ * dedup → one synced `storage.commit` → each caller's answer. Commits are
+ * pipelined: batch k+1 runs its stages while batch k's write is in flight
+ * (dedup sees k's ids as pending; if k fails, k+1 fails too). Every
  * attempt — accepted, duplicate, rejected — gets a custody record in the
  * same write as the events, so an answer is only ever given for what is
  * durable. Rules and transforms compile here: a bad one throws a config
@@ -44,50 +49,73 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
   const onAlert =
     opts.onAlert ?? ((a: PipelineAlert) => opts.logger?.warn({ alert: a.kind, rule: a.rule, detail: a.detail, id: a.event.id, source: a.event.source }, 'alert'));
   const stages = { tracker, transforms, rules, dedup, limits, gatewayName: opts.gatewayName };
+  const sinks = { metrics, onAlert, logger: opts.logger };
 
-  async function process(entries: PendingIngest[]): Promise<IngestResponse[]> {
-    const { batch, responses } = await runStages(entries, stages);
-    const began = performance.now();
+  const inFlight = new InFlightCommits();
+
+  /**
+   * Stage one of a commit, run in arrival order: the stages, then the write
+   * is handed to storage (which plans it in call order and writes it after
+   * the previous one). Returns while that write is in flight, so the
+   * committer can prepare the next batch meanwhile.
+   */
+  async function prepare(entries: PendingIngest[]): Promise<Prepared<IngestResponse>> {
+    const earlier = inFlight.snapshot();
+    let staged: Awaited<ReturnType<typeof runStages>>;
     try {
-      await storage.commit(batch);
+      staged = await runStages(entries, { ...stages, pending: pendingIn(earlier) });
     } catch (err) {
       tracker.reset(); // its positions moved past what storage holds
       throw err;
     }
-    metrics?.commitLatency.observe((performance.now() - began) / 1000);
-    metrics?.commitBatchSize.observe(batch.custody.length);
-    const now = performance.now();
-    entries.forEach((entry, i) => {
-      dedup.remember(
-        entry.items.flatMap((item) => (item.stored === undefined ? [] : [item.stored.id])),
-        entry.receivedMs,
-      );
-      report(entry, responses[i] as IngestResponse, now);
-    });
-    return responses;
+    if (anyFailed(earlier)) {
+      // This batch may have called that commit's ids duplicates, and its chain positions followed it.
+      tracker.reset();
+      throw GatewayErrors.METEORZX_STORAGE_FAILED('an earlier commit failed while this one was being prepared; nothing of it was stored');
+    }
+    const { batch, responses } = staged;
+    const commit = inFlight.begin(new Set(batch.events.map((e) => e.id)));
+    const began = performance.now();
+    const write = storage.commit(batch);
+    return { done: finish(entries, batch, responses, { commit, earlier, write, began }) };
   }
 
-  function report(entry: PendingIngest, response: IngestResponse, now: number): void {
-    const method = entry.ctx.method;
-    if (metrics !== undefined) {
-      metrics.accepted.inc({ method }, response.accepted);
-      metrics.duplicates.inc({ method }, response.duplicates);
-      for (const item of entry.items) if (item.rejected !== undefined) metrics.rejected.inc({ method, stage: item.rejected.stage });
-      metrics.pipelineLatency.observe((now - entry.startedAt) / 1000);
+  async function finish(
+    entries: PendingIngest[],
+    batch: CommitBatch,
+    responses: IngestResponse[],
+    w: { commit: InFlightCommit; earlier: readonly InFlightCommit[]; write: Promise<unknown>; began: number },
+  ): Promise<IngestResponse[]> {
+    try {
+      await w.write;
+    } catch (err) {
+      // Not durable: whatever was prepared on top of it must fail too (see InFlightCommits).
+      w.commit.fail();
+      tracker.reset(); // its positions moved past what storage holds
+      w.commit.end();
+      throw err;
     }
-    for (const item of entry.items) {
-      for (const alert of item.alerts ?? []) {
-        if (alert.kind === 'chain-break') metrics?.chainBreaks.inc();
-        else metrics?.alerts.inc({ rule: alert.rule ?? '' });
-        const event = item.stored ?? item.event;
-        if (event === undefined) continue;
-        try {
-          onAlert({ ...alert, event, at: entry.receivedAt });
-        } catch (err) {
-          opts.logger?.error({ err }, 'alert sink failed');
-        }
+    // Storage settles commits in call order, so the earlier ones are settled by now; this guards a
+    // backend that settles out of order. If one failed, this commit is durable but may have called
+    // that one's ids duplicates: answer an error (the callers retry; dedup makes that harmless), but
+    // do not mark it failed — what was built on it is sound, and a failure must not cascade.
+    if (w.earlier.length > 0) {
+      await Promise.all(w.earlier.map((c) => c.settled));
+      if (anyFailed(w.earlier)) {
+        tracker.reset();
+        w.commit.end();
+        throw GatewayErrors.METEORZX_STORAGE_FAILED('an earlier commit failed, and this one was prepared on top of it; retry');
       }
     }
+    metrics?.commitLatency.observe((performance.now() - w.began) / 1000);
+    metrics?.commitBatchSize.observe(batch.custody.length);
+    for (const entry of entries) {
+      for (const item of entry.items) if (item.stored !== undefined) dedup.rememberId(item.stored.id, entry.receivedMs);
+    }
+    reportCommit(entries, responses, performance.now(), sinks);
+    // Only now, with its ids in the dedup cache, does the next preparation stop seeing it as in flight.
+    w.commit.end();
+    return responses;
   }
 
   const committer = new GroupCommitter<PendingIngest, IngestResponse>(
@@ -95,10 +123,11 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
       maxEvents: config.commit.maxEvents,
       maxWaitMs: config.commit.maxWaitMs,
       maxQueuedEvents: opts.maxQueuedEvents ?? 20 * config.commit.maxEvents,
+      ...(opts.maxInFlightCommits === undefined ? {} : { maxInFlight: opts.maxInFlightCommits }),
       ...(metrics === undefined ? {} : { onDepth: (n: number) => metrics.queueDepth.set(n) }),
     },
     (entry) => entry.items.length,
-    process,
+    prepare,
   );
 
   let retentionTimer: ReturnType<typeof setInterval> | undefined;

@@ -1,4 +1,4 @@
-import { formatIssues, validateEvent, type IngestResponse, type Limits, type StoredEvent } from '../../protocols/index.js';
+import { formatIssues, validateEvent, type AuditEvent, type IngestResponse, type Limits, type StoredEvent } from '../../protocols/index.js';
 import type { CommitBatch, CustodyInput, SeqSeen } from '../storage/types.js';
 import type { Dedup } from './dedup/dedup.js';
 import type { IngestContext } from './ingestor.js';
@@ -23,6 +23,8 @@ export interface Stages {
   dedup: Dedup;
   limits: Limits;
   gatewayName: string;
+  /** Ids stored by commits still in flight: duplicates, unless that commit fails (then this one fails too). */
+  pending?: ((id: string) => boolean) | undefined;
 }
 
 /**
@@ -59,7 +61,10 @@ export async function runStages(entries: readonly PendingIngest[], s: Stages): P
   }
 
   const candidates = all.filter(({ item }) => item.event !== undefined && item.rejected === undefined);
-  const dup = await s.dedup.duplicates(candidates.map(({ item }) => item.event?.id as string));
+  const dup = await s.dedup.duplicates(
+    candidates.map(({ item }) => item.event?.id as string),
+    s.pending,
+  );
   candidates.forEach(({ item }, i) => {
     if (dup[i] === true) item.duplicate = true;
   });
@@ -89,9 +94,10 @@ export async function runStages(entries: readonly PendingIngest[], s: Stages): P
       } else {
         outcome = 'accepted';
         response.accepted += 1;
-        const stored: StoredEvent = { ...event, ingest: { method, peer, receivedAt: at, gateway: s.gatewayName, integrity: item.integrity ?? 'unchained' } };
-        if (item.tags !== undefined) stored.tags = item.tags;
+        const ingest = { gateway: s.gatewayName, integrity: item.integrity ?? 'unchained', method, peer, receivedAt: at } as const;
+        const stored = storedEvent(event, ingest, item.tags);
         item.stored = stored;
+        item.arrived = undefined; // only the integrity check needed it; the commit need not hold it
         events.push(stored);
       }
       // One object shape for every record (undefined fields are not serialised) keeps the ledger's loop fast.
@@ -115,4 +121,21 @@ export async function runStages(entries: readonly PendingIngest[], s: Stages): P
     response.rejected.sort((a, b) => a.index - b.index);
   });
   return { batch: { events, custody, seqs, sourceCounts: [...counts.values()] }, responses };
+}
+
+/**
+ * The event as stored, its keys inserted in canonical (sorted) order — so
+ * is `ingest`'s — so that the storage's canonical serialisation can write
+ * it without copying it first (fastCanonicalJson reuses objects already in
+ * order). The gateway's own `ingest` and `tags` replace any the event had.
+ */
+function storedEvent(event: AuditEvent, ingest: StoredEvent['ingest'], tags: string[] | undefined): StoredEvent {
+  const keys = Object.keys(event).filter((k) => k !== 'ingest' && k !== 'tags');
+  keys.push('ingest');
+  if (tags !== undefined) keys.push('tags');
+  keys.sort();
+  const source = event as unknown as Record<string, unknown>;
+  const out: Record<string, unknown> = {};
+  for (const key of keys) out[key] = key === 'ingest' ? ingest : key === 'tags' ? tags : source[key];
+  return out as unknown as StoredEvent;
 }

@@ -40,27 +40,50 @@ function sortedCopy(value: unknown, depth: number): unknown {
   if (value === null) return null;
   if (depth > MAX_DEPTH) return UNUSUAL;
   if (Array.isArray(value)) {
-    const out: unknown[] = new Array(value.length);
+    // Copied only from the first item that changes: an array of canonical items is reused as it is.
+    let out: unknown[] | undefined;
     for (let i = 0; i < value.length; i += 1) {
       const item: unknown = value[i];
       // Undefined in an array is written as null, as canonicalJson does.
       const copy = item === undefined ? null : sortedCopy(item, depth + 1);
       if (copy === UNUSUAL) return UNUSUAL;
-      out[i] = copy;
+      if (out === undefined && copy !== item) out = value.slice(0, i);
+      if (out !== undefined) out[i] = copy;
     }
-    return out;
+    return out ?? value;
   }
   if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return UNUSUAL;
   const obj = value as Record<string, unknown>;
-  const out: Record<string, unknown> = {};
-  for (const key of Object.keys(obj).sort()) {
-    // Assigning "__proto__" would set the prototype, not a property (JSON.parse does make it a property).
-    if (INTEGER_KEY.test(key) || key === '__proto__' || !isWellFormed(key)) return UNUSUAL;
-    const item = obj[key];
-    if (item === undefined || typeof item === 'symbol') continue;
-    const copy = sortedCopy(item, depth + 1);
-    if (copy === UNUSUAL) return UNUSUAL;
-    out[key] = copy;
+  const keys = Object.keys(obj);
+  let inOrder = true;
+  for (let i = 1; i < keys.length; i += 1) {
+    if ((keys[i - 1] as string) > (keys[i] as string)) {
+      inOrder = false;
+      break;
+    }
   }
-  return out;
+  // An object whose keys are already in order, holding only canonical values, is written as it is: no
+  // copy (the gateway builds its stored events that way). Otherwise a copy with the keys inserted in order.
+  let out: Record<string, unknown> | undefined;
+  if (!inOrder) {
+    keys.sort();
+    out = {};
+  }
+  for (let i = 0; i < keys.length; i += 1) {
+    const key = keys[i] as string;
+    const first = key.charCodeAt(0);
+    // Assigning "__proto__" would set the prototype, not a property (JSON.parse does make it a property).
+    // The digit test first: the regex runs only for the rare key that starts with one.
+    if ((first >= 48 && first <= 57 && INTEGER_KEY.test(key)) || key === '__proto__' || !isWellFormed(key)) return UNUSUAL;
+    const item = obj[key];
+    const skip = item === undefined || typeof item === 'symbol';
+    const copy = skip ? undefined : sortedCopy(item, depth + 1);
+    if (copy === UNUSUAL) return UNUSUAL;
+    if (out === undefined && (skip || copy !== item)) {
+      out = {};
+      for (let j = 0; j < i; j += 1) out[keys[j] as string] = obj[keys[j] as string];
+    }
+    if (out !== undefined && !skip) out[key] = copy;
+  }
+  return out ?? obj;
 }

@@ -46,8 +46,7 @@ export function chainCustody(
       accepted += 1;
       if (eventHash === undefined) throw new Error('more accepted custody records than stored events');
     }
-    // Keys in canonical (RFC 8785) order and one shape for every record: JSON.stringify of it is
-    // canonical once its strings are known to be well-formed (undefined fields are not written).
+    // Keys in canonical (RFC 8785) order and one shape for every record (undefined fields are not written).
     const record: CustodyRecord = {
       at: input.at,
       eventHash,
@@ -62,11 +61,24 @@ export function chainCustody(
       source: input.source,
     };
     const wellFormed = [input.at, input.peer, input.id, input.source, input.reason].every((v) => v === undefined || isWellFormed(v));
-    const hash = sha256(wellFormed ? JSON.stringify(record) : custodyJson(record, true));
-    record.hash = hash;
-    lines[i] = wellFormed ? JSON.stringify(record) : custodyJson(record);
+    if (wellFormed && typeof input.at === 'string' && typeof input.peer === 'string') {
+      // The hot path: the canonical text written once, in two halves around "hash" (which sorts after
+      // "eventHash" and before "id"), so the hashed text and the stored line share all their pieces.
+      const head = `{"at":${JSON.stringify(input.at)}${eventHash === undefined ? '' : `,"eventHash":${JSON.stringify(eventHash)}`}`;
+      const tail =
+        `${input.id === undefined ? '' : `,"id":${JSON.stringify(input.id)}`},"method":${JSON.stringify(input.method)},"n":${n}` +
+        `,"outcome":${JSON.stringify(input.outcome)},"peer":${JSON.stringify(input.peer)}${prev === undefined ? '' : `,"prev":${JSON.stringify(prev)}`}` +
+        `${input.reason === undefined ? '' : `,"reason":${JSON.stringify(input.reason)}`}${input.source === undefined ? '' : `,"source":${JSON.stringify(input.source)}`}}`;
+      const hash = sha256(head + tail);
+      record.hash = hash;
+      lines[i] = `${head},"hash":"${hash}"${tail}`;
+    } else {
+      const hash = sha256(custodyJson(record, true));
+      record.hash = hash;
+      lines[i] = custodyJson(record);
+    }
     records[i] = record;
-    prev = hash;
+    prev = record.hash;
   }
   if (accepted !== eventHashes.length) throw new Error(`${eventHashes.length} stored events but ${accepted} accepted custody records`);
   return { records, lines, head: { n, hash: prev } };

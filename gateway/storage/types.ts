@@ -101,7 +101,14 @@ export interface Storage {
    * the registry; seeds the pipeline's integrity check after a restart.
    */
   chainHead(agent: string, epoch: string): Promise<ChainPosition | undefined>;
-  /** Writes the whole batch as one durable (synced) write. */
+  /**
+   * Writes the whole batch as one durable (synced) write. The pipeline may
+   * call it again before the previous call settled (it prepares commit k+1
+   * while k is written): commits are applied and settle in call order, and
+   * a backend that plans a commit on top of an unsettled one (ledger chain,
+   * registry) must fail it when that one fails. A backend that cannot
+   * overlap simply runs them one after another.
+   */
   commit(batch: CommitBatch): Promise<CommitResult>;
   query(q: EventQuery): Promise<EventPage>;
   custody(q: CustodyQuery): Promise<CustodyRecord[]>;

@@ -10,6 +10,10 @@ import { LevelStorage } from '../../gateway/storage/level/index.js';
 import type { CommitBatch, Storage } from '../../gateway/storage/types.js';
 
 const WEEK = 7 * 86_400_000;
+
+async function until(condition: () => boolean): Promise<void> {
+  while (!condition()) await new Promise((r) => setTimeout(r, 1));
+}
 const http: IngestContext = { method: 'http', peer: '127.0.0.1:4000' };
 const items = (...values: unknown[]): BatchItem[] => values.map((value, index) => ({ index, value, bytes: JSON.stringify(value).length }));
 
@@ -20,9 +24,11 @@ function config(over: Partial<PipelineConfig['pipeline']> = {}, commit = { maxEv
 /** LevelStorage that counts commits and can be told to fail or stall. */
 class CountingStorage extends LevelStorage {
   commits: CommitBatch[] = [];
+  calls = 0;
   failNext = false;
   stall: Promise<void> | undefined;
   override async commit(batch: CommitBatch) {
+    this.calls += 1;
     if (this.stall !== undefined) await this.stall;
     if (this.failNext) {
       this.failNext = false;
@@ -200,24 +206,28 @@ describe('pipeline', () => {
   });
 
   it('answers overloaded when the queue is full, and fails a batch whose commit fails without acknowledging it', async () => {
-    const p = await open(config({}, { maxEvents: 2, maxWaitMs: 1 }), { maxQueuedEvents: 4 });
+    const p = await open(config({}, { maxEvents: 2, maxWaitMs: 1 }), { maxQueuedEvents: 2 });
     let release!: () => void;
     storage.stall = new Promise((r) => (release = r));
-    const inFlight = p.ingest(items({ id: 'a', source: 's', type: 't' }, { id: 'b', source: 's', type: 't' }), http);
-    await new Promise((r) => setTimeout(r, 5));
-    const queued = p.ingest(items(...['c', 'd', 'e'].map((id) => ({ id, source: 's', type: 't' }))), http);
-    await expect(p.ingest(items({ id: 'f', source: 's', type: 't' }, { id: 'g', source: 's', type: 't' }), http)).rejects.toMatchObject({
-      code: 'METEORZX_GATEWAY_OVERLOADED',
-      status: 503,
-    });
+    const ev = (id: string) => ({ id, source: 's', type: 't' });
+    // Commit 1 is written (stalled) while commit 2 is prepared on top of it; both are under way.
+    const first = p.ingest(items(ev('a'), ev('b')), http);
+    await until(() => storage.calls === 1);
+    const second = p.ingest(items(ev('c'), ev('d'), ev('e')), http);
+    await until(() => storage.calls === 2);
+    const queued = p.ingest(items(ev('h')), http); // waits for a slot
+    await expect(p.ingest(items(ev('f'), ev('g')), http)).rejects.toMatchObject({ code: 'METEORZX_GATEWAY_OVERLOADED', status: 503 });
     storage.failNext = true;
     release();
     storage.stall = undefined;
-    await expect(inFlight).rejects.toThrow('disk full');
-    await expect(queued).resolves.toEqual({ accepted: 3, duplicates: 0, rejected: [] });
+    await expect(first).rejects.toThrow('disk full');
+    // Commit 2 was prepared on top of the failed one (this storage still wrote it): never acknowledged.
+    await expect(second).rejects.toMatchObject({ code: 'METEORZX_STORAGE_FAILED' });
+    await expect(queued).resolves.toEqual({ accepted: 1, duplicates: 0, rejected: [] });
     // The failed batch was never acknowledged, so its retry is stored, not called a duplicate.
-    await expect(p.ingest(items({ id: 'a', source: 's', type: 't' }), http)).resolves.toEqual({ accepted: 1, duplicates: 0, rejected: [] });
-    expect((await stored()).map((e) => e.id)).toEqual(['c', 'd', 'e', 'a']);
+    await expect(p.ingest(items(ev('a')), http)).resolves.toEqual({ accepted: 1, duplicates: 0, rejected: [] });
+    await expect(p.ingest(items(ev('c'), ev('d'), ev('e')), http)).resolves.toEqual({ accepted: 0, duplicates: 3, rejected: [] });
+    expect((await stored()).map((e) => e.id)).toEqual(['c', 'd', 'e', 'h', 'a']);
   });
 
   it('drains on close and refuses afterwards', async () => {

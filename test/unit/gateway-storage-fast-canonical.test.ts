@@ -36,6 +36,10 @@ describe('fast canonical JSON', () => {
       JSON.parse('{"__proto__": {"x": 1}, "a": 1}'),
       { f: () => 1, s: Symbol('s'), a: [() => 1, Symbol('t')] },
       { n: 10n },
+      // Keys already in order (written without a copy) around children that need one, or that are skipped.
+      { a: 1, b: { d: 1, c: 2 }, c: [1, { y: 1, x: 2 }, 3] },
+      { a: 1, b: undefined, c: { e: 1, f: Symbol('s') } },
+      [1, [2, { b: 1, a: 2 }], undefined, 'z'],
     ]) {
       same(v);
     }

@@ -1,5 +1,5 @@
-import { LRUCache } from 'lru-cache';
 import type { Storage } from '../../storage/types.js';
+import { RecentIds } from './recent-ids.js';
 
 export interface DedupOptions {
   /** How long an id is remembered, ms (pipeline.dedup.window). */
@@ -13,24 +13,28 @@ export interface DedupOptions {
 
 /**
  * The dedup stage. The on-disk index (`storage.seen`) is the truth and keeps
- * a whole window (10M ids do not live in RAM, DESIGN §7); a bounded LRU of
- * recently stored ids answers the common case — a retry arriving soon after
+ * a whole window (10M ids do not live in RAM, DESIGN §7); a bounded cache of
+ * recently stored ids (RecentIds) answers the common case — a retry arriving soon after
  * the original — without a read. Repeats inside one commit are caught by
  * the caller passing the batch's ids in arrival order: the first occurrence
  * wins.
  */
 export class Dedup {
-  private readonly cache: LRUCache<string, number> | undefined;
+  private readonly cache: RecentIds | undefined;
 
   constructor(
     private readonly storage: Pick<Storage, 'seen'>,
     private readonly opts: DedupOptions,
   ) {
-    this.cache = opts.cacheSize > 0 ? new LRUCache({ max: opts.cacheSize }) : undefined;
+    this.cache = opts.cacheSize > 0 ? new RecentIds(opts.cacheSize) : undefined;
   }
 
-  /** Which of `ids` (in arrival order) are duplicates: stored inside the window, or repeated earlier in the list. */
-  async duplicates(ids: readonly string[]): Promise<boolean[]> {
+  /**
+   * Which of `ids` (in arrival order) are duplicates: stored inside the
+   * window, stored by a commit still in flight (`pending`), or repeated
+   * earlier in the list.
+   */
+  async duplicates(ids: readonly string[], pending?: (id: string) => boolean): Promise<boolean[]> {
     const oldest = this.opts.clock() - this.opts.windowMs;
     const out = new Array<boolean>(ids.length).fill(false);
     const firstSeen = new Set<string>();
@@ -46,7 +50,8 @@ export class Dedup {
       if (storedAt !== undefined && storedAt >= oldest) {
         out[i] = true;
         hits += 1;
-      } else ask.push(id);
+      } else if (pending?.(id) === true) out[i] = true;
+      else ask.push(id);
     });
     if (hits > 0) this.opts.onCacheHits?.(hits);
     if (ask.length > 0) {
@@ -69,5 +74,10 @@ export class Dedup {
   remember(ids: readonly string[], receivedMs: number): void {
     if (this.cache === undefined) return;
     for (const id of ids) this.cache.set(id, receivedMs);
+  }
+
+  /** Records one id that is now durably stored. */
+  rememberId(id: string, receivedMs: number): void {
+    this.cache?.set(id, receivedMs);
   }
 }

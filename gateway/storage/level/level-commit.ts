@@ -53,14 +53,28 @@ export async function planCommit(
   const lines = batch.events.map((e) => fastCanonicalJson(e));
   const eventHashes = lines.map(sha256);
 
-  if (lines.length > 0) {
-    ops.push({ type: 'put', key: blockKey(commit), value: await encodeLines(lines, compressionLevel) });
+  const chained = chainCustody(batch.custody, head, eventHashes);
+  // Both blocks compress at once: under CPU contention every trip to the thread pool costs a wait.
+  const [eventBlock, custodyBlock] = await Promise.all([
+    lines.length > 0 ? encodeLines(lines, compressionLevel) : undefined,
+    chained.records.length > 0 ? encodeLines(chained.lines, compressionLevel) : undefined,
+  ]);
+
+  if (eventBlock !== undefined) {
+    ops.push({ type: 'put', key: blockKey(commit), value: eventBlock });
     let min = Number.POSITIVE_INFINITY;
     let max = Number.NEGATIVE_INFINITY;
     const sources = new Set<string>();
     const types = new Set<string>();
+    // Events of one caller share a receive time: parse each distinct one once.
+    let lastAt = '';
+    let lastMs = Number.NaN;
     batch.events.forEach((event, index) => {
-      const ms = Date.parse(event.ingest.receivedAt);
+      if (event.ingest.receivedAt !== lastAt) {
+        lastAt = event.ingest.receivedAt;
+        lastMs = Date.parse(lastAt);
+      }
+      const ms = lastMs;
       if (ms < min) min = ms;
       if (ms > max) max = ms;
       sources.add(event.source);
@@ -71,9 +85,8 @@ export async function planCommit(
     for (const key of indexKeys(dayOf(max), commit, sources, types)) ops.push({ type: 'put', key, value: range });
   }
 
-  const chained = chainCustody(batch.custody, head, eventHashes);
-  if (chained.records.length > 0) {
-    ops.push({ type: 'put', key: custodyKey(commit), value: await encodeLines(chained.lines, compressionLevel) });
+  if (custodyBlock !== undefined) {
+    ops.push({ type: 'put', key: custodyKey(commit), value: custodyBlock });
     const hex = commitHex(commit);
     const custodySources = new Set<string>();
     for (const record of chained.records) {

@@ -15,7 +15,8 @@ import type {
   VerifyReport,
 } from '../types.js';
 import { decodeCustodyBlock, decodeEventBlock, type EventBlock } from './block-codec.js';
-import { planCommit, type LevelHead } from './level-commit.js';
+import type { LevelHead } from './level-commit.js';
+import { LevelWriter } from './level-writer.js';
 import { queryCustody, queryEvents } from './level-query.js';
 import { applyRetention } from './level-retention.js';
 import { verifyLevel } from './level-verify.js';
@@ -62,13 +63,11 @@ export class LevelStorage implements Storage {
   readonly location: string;
   private readonly opts: Required<Omit<LevelStorageOptions, 'dataDir'>>;
   private db: LevelDb | undefined;
-  private head: LevelHead = { commit: 0, n: 0, hash: undefined };
+  private writer: LevelWriter | undefined;
   private readonly epochs = new Map<string, EpochState>();
   private readonly sourceStates = new Map<string, SourceStatus>();
   private blocks: LRUCache<number, EventBlock>;
   private custodyBlocks: LRUCache<number, { records: CustodyRecord[]; bytes: number }>;
-  /** Writes (commit, retention) run one at a time, in call order. */
-  private writeTail: Promise<unknown> = Promise.resolve();
 
   constructor(options: LevelStorageOptions) {
     this.location = path.join(options.dataDir, 'store');
@@ -97,19 +96,27 @@ export class LevelStorage implements Storage {
     });
     await db.open();
     const raw = (await db.get(HEAD_KEY)) as Buffer | undefined;
-    this.head = raw === undefined ? { commit: 0, n: 0, hash: undefined } : (JSON.parse(raw.toString()) as LevelHead);
+    const head = raw === undefined ? { commit: 0, n: 0, hash: undefined } : (JSON.parse(raw.toString()) as LevelHead);
     this.epochs.clear();
     this.sourceStates.clear();
     this.blocks.clear();
     this.custodyBlocks.clear();
     this.db = db;
+    this.writer = new LevelWriter(db, head, { epochs: this.epochs, sources: this.sourceStates }, {
+      compressionLevel: this.opts.compressionLevel,
+      load: async (batch) => {
+        await Promise.all([this.loadEpochs(batch.seqs.map((s) => epochKey(s.agent, s.epoch))), this.loadSources(batch.sourceCounts.map((c) => c.source))]);
+      },
+    });
   }
 
   async close(): Promise<void> {
     const db = this.db;
     if (db === undefined) return;
+    const writer = this.writer;
     this.db = undefined;
-    await this.writeTail.catch(() => undefined);
+    this.writer = undefined;
+    await writer?.idle();
     await db.close();
   }
 
@@ -118,10 +125,9 @@ export class LevelStorage implements Storage {
     return this.db;
   }
 
-  private serialWrite<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.writeTail.then(fn, fn);
-    this.writeTail = run.catch(() => undefined);
-    return run;
+  private get openWriter(): LevelWriter {
+    if (this.writer === undefined) throw GatewayErrors.METEORZX_STORAGE_CLOSED('storage is not open');
+    return this.writer;
   }
 
   async seen(ids: readonly string[], windowMs: number): Promise<Set<string>> {
@@ -142,23 +148,13 @@ export class LevelStorage implements Storage {
     return { seq: state.lastSeq, hash: state.lastHash };
   }
 
+  /** Pipelined: may be called again before the previous commit settled (see LevelWriter). */
   commit(batch: CommitBatch): Promise<CommitResult> {
-    return this.serialWrite(async () => {
-      const db = this.openDb;
-      await this.loadEpochs(batch.seqs.map((s) => epochKey(s.agent, s.epoch)));
-      await this.loadSources(batch.sourceCounts.map((c) => c.source));
-      const plan = await planCommit(batch, this.head, { epochs: this.epochs, sources: this.sourceStates }, this.opts.compressionLevel);
-      try {
-        await db.batch(plan.ops, { sync: true });
-      } catch (err) {
-        throw GatewayErrors.METEORZX_STORAGE_FAILED(`commit failed: ${(err as Error).message}`, { cause: err });
-      }
-      // Adopt the new state only once it is durable: a failed write leaves memory as the disk is.
-      this.head = plan.head;
-      for (const [k, v] of plan.epochs) this.epochs.set(k, v);
-      for (const [k, v] of plan.sources) this.sourceStates.set(k, v);
-      return { custody: plan.records };
-    });
+    try {
+      return this.openWriter.commit(batch);
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
   private async loadEpochs(keys: readonly string[]): Promise<Map<string, EpochState>> {
@@ -230,6 +226,11 @@ export class LevelStorage implements Storage {
   }
 
   applyRetention(before: number): Promise<number> {
-    return this.serialWrite(() => applyRetention(this.context(), before));
+    try {
+      const ctx = this.context();
+      return this.openWriter.serial(() => applyRetention(ctx, before));
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 }
