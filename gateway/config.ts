@@ -236,7 +236,7 @@ export const gatewayConfigSchema = z.strictObject({
   commit: z
     .strictObject({
       maxEvents: int({ min: 1 }).prefault(1000), // events per synced write
-      maxWaitMs: duration().prefault(5), // ms a write waits for more events
+      maxWaitMs: duration().prefault(5), // ms a write waits for more events, when no commit is in flight
     })
     .prefault({}),
 });
