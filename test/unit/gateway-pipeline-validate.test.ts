@@ -31,6 +31,12 @@ describe('validate stage', () => {
       index: 2,
       rejected: { stage: 'decode', reason: 'malformed JSON: x' },
     });
+    // Over MQTT the topic's source is kept even when nothing of the payload could be read.
+    expect(validateItem({ index: 0, bytes: 3, error: 'malformed JSON: x' }, mqtt, DEFAULT_LIMITS, AT)).toEqual({
+      index: 0,
+      source: mqtt.defaultSource,
+      rejected: { stage: 'decode', reason: 'malformed JSON: x' },
+    });
     const bad = validateItem(item({ id: 'x1', source: 'host-1', seq: 0 }), http, DEFAULT_LIMITS, AT);
     expect(bad).toMatchObject({ id: 'x1', source: 'host-1', rejected: { stage: 'validate' } });
     expect(bad.rejected?.reason).toContain('type: required');

@@ -19,7 +19,11 @@ import type { PipelineItem } from '../item.js';
  * The input value is never modified.
  */
 export function validateItem(item: BatchItem, ctx: IngestContext, limits: Limits, receivedAt: string): PipelineItem {
-  if (item.error !== undefined) return { index: item.index, rejected: { stage: 'decode', reason: item.error } };
+  if (item.error !== undefined) {
+    // Nothing of the payload is readable, but the ingress's source is known (the MQTT topic's): keep it for custody search.
+    const source = ctx.defaultSource === undefined ? {} : { source: ctx.defaultSource };
+    return { index: item.index, ...source, rejected: { stage: 'decode', reason: item.error } };
+  }
   const value = item.value;
   const result = validateEvent(value, limits, item.bytes);
   if (!result.ok) {
