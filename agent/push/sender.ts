@@ -173,6 +173,11 @@ export class Sender {
       launched.add(next);
       this.launch(next);
     }
+    // A retry whose events were all dropped meanwhile (drop-oldest, retention) is settled without a
+    // send, so no outcome will wake this loop, and a full window stops it reading on. When that leaves
+    // an acked prefix, go round at once: ackPrefix moves past it and the next batch is read. Waiting
+    // here would sleep until the next append, i.e. forever once the producers have stopped.
+    if (this.window[0]?.status === 'acked') return;
     if (this.inflight > 0) this.setState(breaker === 'half-open' ? 'half-open' : 'sending');
     else this.setState('idle');
     await this.wake.wait(lingerMs);

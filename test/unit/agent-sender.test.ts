@@ -136,6 +136,20 @@ describe('push sender', () => {
     expect(transport.sent.map((b) => b.map((e) => e.seq))).toEqual([[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [7, 8, 9, 10]]);
   });
 
+  it('moves on when a retry finds its whole batch dropped meanwhile, with no new append to wake it', async () => {
+    const buffer = new FakeBuffer();
+    await buffer.fill(20);
+    const transport = new ScriptedTransport(1, (_e, n) => {
+      if (n > 1) return { kind: 'acked', rejected: [] };
+      buffer.droppedUpTo = 10; // drop-oldest took every event of the failed batch while the gateway was away
+      return { kind: 'retry', error: 'down' };
+    });
+    const sender = makeSender(buffer, transport);
+    await sender.start();
+    await waitFor(() => buffer.delivered === 20 && sender.status().state === 'idle', 'delivered 20', 2000);
+    expect(transport.sent.map((b) => b.map((e) => e.seq))).toEqual([Array.from({ length: 10 }, (_, i) => i + 1), Array.from({ length: 10 }, (_, i) => i + 11)]);
+  });
+
   it('says so in lastError when the buffer has events after the cursor but yields none (unreadable range)', async () => {
     const buffer = new FakeBuffer();
     await buffer.fill(10);
