@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, gatewayEvents, killAll, removeDir, rssBytes, startAgent, startGateway, tempDir, waitFor, type Gateway } from './agent-harness.js';
@@ -107,6 +107,10 @@ describe('agent serial intake over real pty pairs (socat)', () => {
 
     // The device vanishes (socat killed) and comes back on the same path: the agent reopens it.
     await stopSocat(json.proc);
+    // SIGKILL leaves socat's links dangling at /dev/pts/N, a number the kernel hands out again (to the
+    // next pair, or another test's): drop them as udev drops an unplugged device's node, so neither the
+    // agent's reopen nor ptyPair's wait can follow a stale link to someone else's pty.
+    await Promise.all([rm(json.device, { force: true }), rm(json.peer, { force: true })]);
     await waitFor(async () => (await agent.metric('meteorzx_agent_intake_errors_total{intake="serial",kind="disconnect"}')) >= 1, 'disconnect seen');
     const again = await ptyPair('json');
     await waitFor(async () => {
