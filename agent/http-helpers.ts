@@ -1,8 +1,10 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Server, ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Server as NetServer } from 'node:net';
 import { isMeteorError, type ErrorResponse } from '../protocols/index.js';
 import { AgentErrors } from './errors.js';
+
+export { isLoopback } from '../common/loopback.js';
 
 /** What the agent's node:http listeners share: binding, JSON answers, bearer tokens. */
 
@@ -12,7 +14,7 @@ export interface ListenAddress {
 }
 
 /** Binds a server; a busy port or bad address becomes a typed error naming the config key. */
-export function listen(server: Server, address: ListenAddress, configKey: string): Promise<ListenAddress> {
+export function listen(server: NetServer, address: ListenAddress, configKey: string): Promise<ListenAddress> {
   return new Promise((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException) => {
       const where = `${configKey} ${address.host}:${address.port}`;
@@ -31,9 +33,6 @@ export function listen(server: Server, address: ListenAddress, configKey: string
   });
 }
 
-export function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
-}
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);

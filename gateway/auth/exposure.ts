@@ -1,17 +1,9 @@
-import { isIP } from 'node:net';
+import { isLoopback } from '../../common/loopback.js';
 
-/**
- * DESIGN §6: a listener bound to a non-loopback address without auth
- * refuses to start, unless the operator says --insecure (like Mosquitto 2's
- * local-only mode).
- */
-export function isLoopback(host: string): boolean {
-  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
-  if (h === 'localhost' || h === '::1') return true;
-  if (isIP(h) === 4) return h.startsWith('127.');
-  // IPv4-mapped IPv6 loopback.
-  return h.startsWith('::ffff:127.');
-}
+export { isLoopback };
+
+// DESIGN §6: a listener bound to a non-loopback address without auth refuses
+// to start, unless the operator says --insecure (like Mosquitto 2's local-only mode).
 
 export interface ExposureCheck {
   /** The config key of the listener, named in the message: `http.listen`, `mqtt.listen`, `mqtt.tls.listen`. */

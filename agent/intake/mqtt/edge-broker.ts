@@ -1,10 +1,10 @@
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import type { Aedes, AuthenticateError, Client } from 'aedes';
 import type { Logger } from 'pino';
 import { isMeteorError, type Limits } from '../../../protocols/index.js';
 import type { AgentBuffer } from '../../buffer/types.js';
 import { AgentErrors } from '../../errors.js';
-import { isLoopback, type ListenAddress } from '../../http-helpers.js';
+import { isLoopback, listen as listenOn, type ListenAddress } from '../../http-helpers.js';
 import type { AgentMetrics } from '../../metrics.js';
 import type { Intake } from '../types.js';
 import { AppendAbortedError, durableAppend } from '../durable-append.js';
@@ -108,7 +108,7 @@ export class EdgeBrokerIntake implements Intake {
       broker.handle(socket);
     });
     try {
-      this.bound = await bind(server, listen);
+      this.bound = await listenOn(server, listen, 'intake.mqtt.listen');
       this.server = server;
     } catch (err) {
       await new Promise<void>((resolve) => broker.close(() => resolve()));
@@ -220,22 +220,3 @@ export class EdgeBrokerIntake implements Intake {
   }
 }
 
-/** Binds the broker's TCP listener; a busy port or bad address becomes a typed error naming the config key. */
-function bind(server: Server, address: ListenAddress): Promise<ListenAddress> {
-  return new Promise((resolve, reject) => {
-    const onError = (err: NodeJS.ErrnoException) => {
-      const where = `intake.mqtt.listen ${address.host}:${address.port}`;
-      reject(
-        err.code === 'EADDRINUSE'
-          ? AgentErrors.METEORZX_PORT_IN_USE(`${where}: port already in use`, { cause: err, userError: true })
-          : AgentErrors.METEORZX_LISTEN_FAILED(`${where}: ${err.message}`, { cause: err, userError: true }),
-      );
-    };
-    server.once('error', onError);
-    server.listen(address.port, address.host, () => {
-      server.off('error', onError);
-      const bound = server.address() as AddressInfo;
-      resolve({ host: bound.address, port: bound.port });
-    });
-  });
-}
