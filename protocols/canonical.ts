@@ -1,5 +1,5 @@
 import canonicalize from 'canonicalize';
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { defineErrors } from './errors.js';
 
 export const CanonicalErrors = defineErrors({
@@ -20,6 +20,7 @@ export function canonicalJson(value: unknown): string {
   return out;
 }
 
+// One-shot crypto.hash (Node ≥ 20.12): about twice as fast as a Hash object for the small inputs hashed per event.
 export function sha256Hex(text: string | Uint8Array): string {
-  return createHash('sha256').update(text).digest('hex');
+  return hash('sha256', text, 'hex');
 }

@@ -3,6 +3,7 @@ export * from './units.js';
 export * from './limits.js';
 export * from './envelope.js';
 export * from './canonical.js';
+export * from './fast-canonical.js';
 export * from './hash-chain.js';
 export * from './ids.js';
 export * from './topics.js';

@@ -1,5 +1,4 @@
-import { hash as oneShotHash } from 'node:crypto';
-import { newId, type AuditEvent, type ChainedEvent } from '../../protocols/index.js';
+import { newId, sha256Hex, type AuditEvent, type ChainedEvent } from '../../protocols/index.js';
 import { buildChained } from './envelope-canonical.js';
 import { attachLine } from './event-line.js';
 
@@ -44,7 +43,7 @@ export class ChainCursor {
       seq,
       prev: this.lastHash,
     });
-    const hash = oneShotHash('sha256', `${open}}`, 'hex');
+    const hash = sha256Hex(`${open}}`);
     event.hash = hash;
     const line = `${open},"hash":"${hash}"}`;
     this.lines.push(line);

@@ -1,5 +1,5 @@
 import type { AuditEvent } from '../../protocols/index.js';
-import { fastCanonicalJson } from './fast-canonical.js';
+import { fastCanonicalJson } from '../../protocols/index.js';
 
 /** The envelope's fields in RFC 8785 order (UTF-16 code-unit sort), `hash` left out: it is never hashed. */
 const FIELDS = ['action', 'actor', 'agent', 'data', 'epoch', 'id', 'outcome', 'prev', 'seq', 'source', 'target', 'time', 'type'] as const;

@@ -1,5 +1,5 @@
 import type { CustodyRecord } from '../../protocols/index.js';
-import { sha256 } from './sha256.js';
+import { sha256Hex as sha256 } from '../../protocols/index.js';
 import { custodyJson } from './custody-json.js';
 
 // String.prototype.isWellFormed exists in Node 20 but not in the ES2023 lib this project compiles against.

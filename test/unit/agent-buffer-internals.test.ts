@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { canonicalJson, computeHash, verifyChain, type AuditEvent } from '../../protocols/index.js';
 import { LevelBuffer } from '../../agent/buffer/index.js';
-import { fastCanonicalJson } from '../../agent/buffer/fast-canonical.js';
+import { fastCanonicalJson } from '../../protocols/index.js';
 import { decodeBlock, encodeBlock, readBlockMeta } from '../../agent/buffer/block-codec.js';
 import { eventLine } from '../../agent/buffer/event-line.js';
 import { BlockCache } from '../../agent/buffer/block-cache.js';

@@ -1,6 +1,6 @@
 import type { CustodyRecord, SourceStatus } from '../../../protocols/index.js';
-import { sha256 } from '../sha256.js';
-import { fastCanonicalJson } from '../fast-canonical.js';
+import { sha256Hex as sha256 } from '../../../protocols/index.js';
+import { fastCanonicalJson } from '../../../protocols/index.js';
 import { chainCustody, type LedgerHead } from '../ledger.js';
 import { newEpochState, recordSeq, type EpochState } from '../seq-gaps.js';
 import type { CommitBatch } from '../types.js';

@@ -1,5 +1,5 @@
 import type { CustodyRecord } from '../../../protocols/index.js';
-import { sha256 } from '../sha256.js';
+import { sha256Hex as sha256 } from '../../../protocols/index.js';
 import { checkCustodyRecord, custodyHash, type LedgerHead } from '../ledger.js';
 import type { VerifyProblem, VerifyReport } from '../types.js';
 import { decodeCustodyBlock, decodeLines } from './block-codec.js';

@@ -1,7 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { canonicalJson } from '../../protocols/index.js';
-import { fastCanonicalJson } from '../../gateway/storage/fast-canonical.js';
+import { canonicalJson, fastCanonicalJson } from '../../../protocols/index.js';
 
 function outcome(fn: () => string): string {
   try {

@@ -1,8 +1,8 @@
-import { canonicalJson } from '../../protocols/index.js';
+import { canonicalJson } from './canonical.js';
 
 /**
- * RFC 8785 canonical JSON for the commit hot path, where every stored event
- * is serialised once. RFC 8785 writes strings and numbers exactly as
+ * RFC 8785 canonical JSON for the hot paths (the agent's append, the
+ * gateway's commit), where every event is serialised once. RFC 8785 writes strings and numbers exactly as
  * JSON.stringify does; what it adds is key order (UTF-16 code units, what
  * `Array.prototype.sort` gives). So this copies the value with its keys
  * inserted in sorted order and lets the native JSON.stringify write it —
