@@ -11,8 +11,9 @@ import { runCli } from './run.js';
  * - `config check` of cli/commands/config.ts also knows gateway configs, so
  *   it would pull gateway/config.ts and cel-js in; an agent-only check is
  *   registered below instead;
- * - `send` and `status` go through cli/gateway-client.ts, which imports
- *   gateway/errors.ts; on an edge host `curl` reaches the same endpoints.
+ * - `send` and `status`: on an edge host `curl` reaches the same endpoints
+ *   (their client, cli/gateway-client.ts, needs only common/ now, so they
+ *   could be added).
  */
 function buildAgentProgram(): Command {
   const program = new Command('meteorzx-agent')

@@ -1,7 +1,6 @@
 import { request } from 'undici';
 import { CommonErrors } from '../common/errors.js';
 import { MeteorError } from '../protocols/errors.js';
-import { GatewayErrors } from '../gateway/errors.js';
 
 /**
  * The HTTP client of `meteorzx query|verify|status|send`: one place that
@@ -56,7 +55,7 @@ const NETWORK_WHY: Record<string, string> = {
 function networkError(err: unknown, target: string): MeteorError {
   const code = (err as { code?: string }).code ?? ((err as { cause?: { code?: string } }).cause?.code);
   const why = (code !== undefined && NETWORK_WHY[code]) || (err as Error).message;
-  return GatewayErrors.METEORZX_GATEWAY_UNREACHABLE(`cannot reach ${target}: ${why}`, { userError: true, cause: err });
+  return CommonErrors.METEORZX_GATEWAY_UNREACHABLE(`cannot reach ${target}: ${why}`, { userError: true, cause: err });
 }
 
 export async function call(base: URL, req: ApiRequest): Promise<ApiResponse> {

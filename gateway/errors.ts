@@ -32,9 +32,6 @@ export const GatewayErrors = defineErrors({
   METEORZX_INSECURE_BIND: {
     description: 'A listener binds a non-loopback address with no auth configured; add auth, bind 127.0.0.1, or pass --insecure.',
   },
-  METEORZX_GATEWAY_UNREACHABLE: { description: 'The CLI cannot reach the URL it was given (refused, unknown host, timeout).' },
-  METEORZX_VERIFY_FAILED: { description: '`meteorzx verify` found a broken ledger link or a stored event whose hash does not match.' },
-  METEORZX_EVENTS_REJECTED: { description: '`meteorzx send` finished, but the receiver rejected some events (each is listed with its reason).' },
   // Pull (gateway/pull, issue 5).
   METEORZX_PULL_FAILED: { description: 'An on-demand pull (POST /v1/pull, `meteorzx pull --into`) could not reach the agent or was refused by it.', status: 502 },
 });

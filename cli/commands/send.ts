@@ -79,11 +79,10 @@ async function* arrayBatches(text: string, size: number): AsyncGenerator<Batch> 
 }
 
 async function send(url: string, file: string | undefined, options: SendOptions): Promise<void> {
-  const [{ baseUrl, call, answerError, tokenFrom }, { createReadStream }, { CommonErrors }, { GatewayErrors }] = await Promise.all([
+  const [{ baseUrl, call, answerError, tokenFrom }, { createReadStream }, { CommonErrors }] = await Promise.all([
     import('../gateway-client.js'),
     import('node:fs'),
     import('../../common/errors.js'),
-    import('../../gateway/errors.js'),
   ]);
   const size = Number(options.batch);
   if (!/^\d+$/.test(options.batch) || size < 1 || size > 1000) {
@@ -124,6 +123,6 @@ async function send(url: string, file: string | undefined, options: SendOptions)
   const sent = total.accepted + total.duplicates + total.rejected.length;
   process.stdout.write(`total: ${sent} events in ${n} batches: accepted ${total.accepted}, duplicates ${total.duplicates}, rejected ${total.rejected.length}\n`);
   if (total.rejected.length > 0) {
-    throw GatewayErrors.METEORZX_EVENTS_REJECTED(`${total.rejected.length} of ${sent} events rejected (listed above)`, { userError: true });
+    throw CommonErrors.METEORZX_EVENTS_REJECTED(`${total.rejected.length} of ${sent} events rejected (listed above)`, { userError: true });
   }
 }

@@ -84,9 +84,8 @@ async function judge(report: VerifyReport): Promise<void> {
   }
   for (const p of report.problems) process.stdout.write(`${p.kind} ${p.where}: ${p.detail}\n`);
   const first = report.problems[0];
-  const { GatewayErrors } = await import('../../gateway/errors.js');
   const where = first === undefined ? 'unknown location' : `${first.kind === 'ledger' ? 'custody ledger record' : 'event'} ${first.where}: ${first.detail}`;
-  throw GatewayErrors.METEORZX_VERIFY_FAILED(`verify failed (${summary} checked; ${report.problems.length} problem(s)); first: ${where}`, {
+  throw CommonErrors.METEORZX_VERIFY_FAILED(`verify failed (${summary} checked; ${report.problems.length} problem(s)); first: ${where}`, {
     userError: true,
   });
 }
