@@ -1,4 +1,4 @@
-import { globMatcher } from './glob.js';
+import { globMatcher } from '../../common/source-glob.js';
 import { verifyPassword } from './password.js';
 
 export interface MqttUserEntry {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { hashPassword, isMalformedHash, parseScryptHash, verifyPassword } from '../../gateway/auth/password.js';
-import { globMatcher } from '../../gateway/auth/glob.js';
+import { globMatcher } from '../../common/source-glob.js';
 import { TokenAuth } from '../../gateway/auth/tokens.js';
 import { MqttUsers } from '../../gateway/auth/mqtt-users.js';
 import { exposureProblem, isLoopback } from '../../gateway/auth/exposure.js';

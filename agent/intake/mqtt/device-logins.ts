@@ -1,4 +1,5 @@
 import { verifyScryptPassword } from '../../../common/scrypt-password.js';
+import { globMatcher } from '../../../common/source-glob.js';
 
 /** One `intake.mqtt.users` entry (same form as the gateway's `auth.mqtt`). */
 export interface DeviceLogin {
@@ -24,16 +25,6 @@ const ANYONE = (): boolean => true;
 // Compared when the username is unknown, so a wrong name costs what a wrong password costs.
 const DUMMY = 'scrypt$N=16384,r=8,p=1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=';
 
-/** `*` any run of characters, `?` one; source ids have no separators, so nothing path-like applies. */
-function globToRegExp(pattern: string): RegExp {
-  let re = '^';
-  for (const ch of pattern) {
-    if (ch === '*') re += '.*';
-    else if (ch === '?') re += '.';
-    else re += ch.replace(/[.+^${}()|[\]\\-]/g, '\\$&');
-  }
-  return new RegExp(`${re}$`);
-}
 
 /** The edge broker's device logins; with none configured every device is anonymous. */
 export class DeviceLogins {
@@ -54,7 +45,7 @@ export class DeviceLogins {
     const user = this.users.get(username);
     const ok = await verifyScryptPassword(user?.password ?? DUMMY, password);
     if (!ok || user === undefined) return undefined;
-    const relay = (user.relayFor ?? []).map(globToRegExp);
-    return { username, source: user.source, mayUseSource: (s) => s === user.source || relay.some((re) => re.test(s)) };
+    const relay = globMatcher(user.relayFor ?? []);
+    return { username, source: user.source, mayUseSource: (s) => s === user.source || relay(s) };
   }
 }
