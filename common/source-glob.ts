@@ -1,8 +1,9 @@
 /**
  * `relayFor` patterns (DESIGN §5), for the gateway's MQTT users and the edge
- * broker's devices: `*` matches any run of characters, `?` one character; everything else is literal. Source ids have no separators
- * (they match [A-Za-z0-9._:-]), so a path-aware glob library would add
- * nothing but rules that do not apply here.
+ * broker's devices: `*` matches any run of characters, `?` one character;
+ * everything else is literal. Source ids have no separators (they match
+ * [A-Za-z0-9._:-]), so a path-aware glob library would add nothing but rules
+ * that do not apply here.
  */
 export function globToRegExp(pattern: string): RegExp {
   let re = '^';
