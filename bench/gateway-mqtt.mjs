@@ -5,12 +5,12 @@
 // gateway CLI (every event validated, deduplicated and durably stored before
 // its PUBACK) and, in the same run with the same generator, against the bare
 // Mosquitto broker at 127.0.0.1:1883 as the reference. Also HTTP ingest
-// events/s (NDJSON batches). Needs `npm run build` first.
+// events/s (NDJSON batches). The gateway runs with the node flags it ships
+// with (packaging/lib/products.mjs GATEWAY_NODE_FLAGS). Needs `npm run build` first.
 //
 //   node bench/gateway-mqtt.mjs [--clients 1000] [--seconds 10] [--warmup 2]
 //        [--mosquitto mqtt://127.0.0.1:1883] [--http-clients 8] [--http-batch 500]
 //        [--gateway-node-args "--cpu-prof --cpu-prof-dir=/tmp/prof"] [--no-http] [--no-mosquitto]
-import { spawn } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { mkdtemp, rm, mkdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -20,9 +20,9 @@ import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import mqtt from 'mqtt';
 import { Pool, request } from 'undici';
+import { startGateway } from './lib/processes.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const root = join(here, '..');
 const { values: args } = parseArgs({
   options: {
     clients: { type: 'string', default: process.env.METEORZX_BENCH_CLIENTS ?? '1000' },
@@ -209,29 +209,6 @@ function diffStats(a, b) {
   };
 }
 
-async function startGateway(dir) {
-  const config = join(dir, 'gateway.json');
-  await writeFile(config, JSON.stringify({ dataDir: join(dir, 'data'), logLevel: 'warn', http: { listen: '127.0.0.1:0' }, mqtt: { listen: '127.0.0.1:0' } }));
-  const nodeArgs = args['gateway-node-args'].split(' ').filter((a) => a !== '');
-  const proc = spawn(process.execPath, [...nodeArgs, join(root, 'bin/meteorzx.js'), 'gateway', '--config', config], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const ports = await new Promise((resolve, reject) => {
-    let out = '';
-    proc.stdout.on('data', (b) => {
-      out += b;
-      const m = /ready: http:\/\/[^\s]+:(\d+) mqtt:\/\/[^\s]+:(\d+)/.exec(out);
-      if (m) resolve({ http: Number(m[1]), mqtt: Number(m[2]) });
-    });
-    proc.once('exit', (code) => reject(new Error(`gateway exited with ${code}`)));
-  });
-  return { proc, ...ports };
-}
-
-async function stop(proc) {
-  if (proc.exitCode !== null) return;
-  proc.kill('SIGTERM');
-  await new Promise((r) => proc.once('exit', r));
-}
-
 async function main() {
   const dir = await mkdtemp(join(tmpdir(), 'meteorzx-bench-gw-'));
   const results = { bench: 'gateway-mqtt', at: new Date().toISOString(), node: process.version, clients: CLIENTS, seconds: SECONDS };
@@ -244,14 +221,14 @@ async function main() {
     }
     results.mosquitto = mosquitto;
 
-    const gw = await startGateway(dir);
+    const gw = await startGateway({ dir, nodeArgs: args['gateway-node-args'].split(' ').filter((a) => a !== '') });
     try {
       const before = await commitStats(gw.http);
       results.gatewayMqtt = await mqttLoad(`mqtt://127.0.0.1:${gw.mqtt}`, 'gw', gw.proc.pid);
       results.gatewayMqtt.commits = diffStats(before, await commitStats(gw.http));
       results.gatewayHttp = args['no-http'] ? { perSecond: '-', connections: 0, batch: 0 } : await httpLoad(`http://127.0.0.1:${gw.http}`);
     } finally {
-      await stop(gw.proc);
+      await gw.stop();
     }
     if (mosquitto.perSecond) {
       results.ratio = Number((results.gatewayMqtt.perSecond / mosquitto.perSecond).toFixed(3));

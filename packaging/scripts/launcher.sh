@@ -9,4 +9,4 @@ case $self in
   *) bindir=. ;;
 esac
 base=$(cd -- "$bindir/.." && pwd -P) || exit 1
-exec "$base/runtime/node" "$base/lib/@BUNDLE@" "$@"
+exec "$base/runtime/node" @NODE_FLAGS@ "$base/lib/@BUNDLE@" "$@"

@@ -1,0 +1,18 @@
+// Types for the parts of products.mjs that tests import.
+export interface Product {
+  name: string;
+  bundle: 'agent' | 'gateway';
+  bundleFile: string;
+  bin: string;
+  command: string;
+  config: string;
+  dataDir: string;
+  summary: string;
+  nodeFlags: readonly string[];
+}
+export const ROOT: string;
+export const PACKAGING: string;
+export const GATEWAY_NODE_FLAGS: readonly string[];
+export const PRODUCTS: Record<'agent' | 'gateway', Product>;
+export function templateValues(product: Product, version: string): Record<string, string>;
+export function fillTemplate(text: string, values: Record<string, string>): string;
