@@ -26,7 +26,7 @@ import { fileURLToPath, URLSearchParams } from 'node:url';
 import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import { fetch, Pool } from 'undici';
-import { GATEWAY_NODE_FLAGS } from '../packaging/lib/products.mjs';
+import { GATEWAY_NODE_FLAGS, gatewayEnv } from '../packaging/lib/products.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const BIN = join(here, '..', 'bin', 'meteorzx.js');
@@ -106,8 +106,8 @@ async function waitFor(probe, what, ms = 30_000) {
 }
 
 const children = new Set();
-function spawnNode(argv, nodeArgs = []) {
-  const p = spawn(process.execPath, [...nodeArgs, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] });
+function spawnNode(argv, nodeArgs = [], env = process.env) {
+  const p = spawn(process.execPath, [...nodeArgs, ...argv], { stdio: ['ignore', 'pipe', 'pipe'], env });
   children.add(p);
   const logs = [];
   let partial = '';
@@ -134,7 +134,7 @@ function spawnNode(argv, nodeArgs = []) {
 async function startGateway(dir, httpPort, mqttPort) {
   const config = join(dir, 'gateway.json');
   await writeFile(config, JSON.stringify({ dataDir: join(dir, 'gateway-data'), logLevel: 'warn', http: { listen: `127.0.0.1:${httpPort}` }, mqtt: { listen: `127.0.0.1:${mqttPort}` } }));
-  const g = spawnNode([BIN, 'gateway', '--config', config], GATEWAY_NODE_FLAGS);
+  const g = spawnNode([BIN, 'gateway', '--config', config], GATEWAY_NODE_FLAGS, gatewayEnv());
   const url = `http://127.0.0.1:${httpPort}`;
   await waitFor(async () => {
     if (g.p.exitCode !== null) throw new Error(`gateway exited: ${g.logs.slice(-5).join('\n')}`);

@@ -77,7 +77,13 @@ function dedupMemory(r) {
     { id: 'dedup.rss.10', label: `gateway RSS after 10% of ${n} distinct ids`, value: r.rssAt10MB, unit: 'MB' },
     { id: 'dedup.rss.50', label: `gateway RSS after 50% of ${n} distinct ids`, value: r.rssAt50MB, unit: 'MB' },
     { id: 'dedup.rss.100', label: `gateway RSS after 100% of ${n} distinct ids`, value: r.rssAt100MB, unit: 'MB' },
-    { id: 'dedup.slope', label: 'gateway RSS growth per id, second half of the window', value: r.bytesPerIdSecondHalf, unit: 'B/id', budget: 'dedup.slope' },
+    { id: 'dedup.slope', label: `gateway RSS growth per id, second half of the window (${r.allocator ?? 'glibc malloc'})`, value: r.bytesPerIdSecondHalf, unit: 'B/id', budget: 'dedup.slope' },
+    ...(r.heapBytesPerIdSecondHalf === undefined
+      ? []
+      : [
+          { id: 'dedup.slope.heap', label: '  of which JS heap (where a cache of ids would be)', value: r.heapBytesPerIdSecondHalf, unit: 'B/id' },
+          { id: 'dedup.slope.native', label: '  of which native memory outside V8 (LevelDB, allocator)', value: r.nativeBytesPerIdSecondHalf, unit: 'B/id' },
+        ]),
     { id: 'dedup.rate', label: 'pipeline ingest of small distinct ids (in-process)', value: r.idsPerSecond, unit: 'ids/s' },
   ];
 }

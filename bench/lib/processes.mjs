@@ -6,20 +6,20 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from './ports.mjs';
 import { waitFor } from './wait.mjs';
-import { GATEWAY_NODE_FLAGS } from '../../packaging/lib/products.mjs';
+import { GATEWAY_NODE_FLAGS, gatewayEnv } from '../../packaging/lib/products.mjs';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CLI = join(ROOT, 'bin', 'meteorzx.js');
 
 /**
  * Starts `meteorzx gateway` on ports 0 with `config` merged over a minimal
- * one, with the node flags the packaged launcher and `npm start` use (plus
+ * one, with the node flags and allocator the packaged launcher uses (plus
  * `nodeArgs`); resolves once it printed its ready line, with the ports it bound.
  */
 export async function startGateway({ dir, config = {}, nodeArgs = [] }) {
   const file = join(dir, 'gateway.json');
   await writeFile(file, JSON.stringify({ dataDir: join(dir, 'gateway-data'), logLevel: 'warn', http: { listen: '127.0.0.1:0' }, mqtt: { listen: '127.0.0.1:0' }, ...config }));
-  const proc = spawn(process.execPath, [...GATEWAY_NODE_FLAGS, ...nodeArgs, CLI, 'gateway', '--config', file], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const proc = spawn(process.execPath, [...GATEWAY_NODE_FLAGS, ...nodeArgs, CLI, 'gateway', '--config', file], { stdio: ['ignore', 'pipe', 'inherit'], env: gatewayEnv() });
   const ports = await new Promise((resolve, reject) => {
     let out = '';
     proc.stdout.on('data', (b) => {

@@ -57,7 +57,8 @@ export async function buildDeb({ product, version, arch, tree, stageRoot, outDir
       'Section: admin',
       'Priority: optional',
       // useradd (passwd) and systemctl are used when present; nothing else is needed: node ships inside.
-      'Recommends: systemd',
+      // The gateway's launcher preloads jemalloc when it is there (products.mjs GATEWAY_ALLOCATOR).
+      `Recommends: ${product.preloadAllocator ? 'systemd, libjemalloc2' : 'systemd'}`,
       `Description: ${product.summary}`,
       ' Self-contained: ships its own Node.js runtime and native modules.',
       ' Runs as the system service ' + `${product.name}.service under the user meteorzx;`,

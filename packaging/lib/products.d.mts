@@ -9,6 +9,7 @@ export interface Product {
   dataDir: string;
   summary: string;
   nodeFlags: readonly string[];
+  preloadAllocator: boolean;
 }
 export const ROOT: string;
 export const PACKAGING: string;
@@ -16,3 +17,6 @@ export const GATEWAY_NODE_FLAGS: readonly string[];
 export const PRODUCTS: Record<'agent' | 'gateway', Product>;
 export function templateValues(product: Product, version: string): Record<string, string>;
 export function fillTemplate(text: string, values: Record<string, string>): string;
+export const GATEWAY_ALLOCATOR: string;
+export function multiarchTriplet(machine: string): string;
+export function gatewayEnv(env?: NodeJS.ProcessEnv, exists?: (path: string) => boolean): NodeJS.ProcessEnv;

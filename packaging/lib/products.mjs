@@ -1,6 +1,6 @@
 // What gets packaged, in one place: the two products, the target
 // architectures and the Node.js runtime they ship with.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -40,6 +40,7 @@ export const ARCHES = { x64: { deb: 'amd64' }, arm64: { deb: 'arm64' } };
  * @property {string} dataDir     the service's data directory (systemd StateDirectory)
  * @property {string} summary     one line for the .deb and the docs
  * @property {readonly string[]} nodeFlags  V8/Node flags the launcher passes (they must be set before the heap exists)
+ * @property {boolean} preloadAllocator  the launcher preloads GATEWAY_ALLOCATOR when the host has it
  */
 
 /**
@@ -54,6 +55,35 @@ export const ARCHES = { x64: { deb: 'amd64' }, arm64: { deb: 'arm64' } };
  */
 export const GATEWAY_NODE_FLAGS = Object.freeze(['--max-semi-space-size=64']);
 
+/**
+ * The gateway's memory allocator. Under glibc malloc the gateway's RSS
+ * creeps up with the events it stores (≈30 B per event at 10M events)
+ * while the memory it has allocated stays flat (heaptrack: 23–25 MB of
+ * malloc in use throughout): LevelDB's table and compaction buffers, zlib
+ * streams and Buffers are freed between allocations that stay, and glibc
+ * keeps the holes. jemalloc returns them (bench/dedup-memory.mjs,
+ * docs/performance.md). The launcher preloads it when the host has it
+ * (Debian: libjemalloc2, which the .deb recommends) unless
+ * METEORZX_SYSTEM_MALLOC is set; without it the gateway runs on glibc.
+ */
+export const GATEWAY_ALLOCATOR = 'libjemalloc.so.2';
+
+/** Debian's multiarch directory for an architecture, by `uname -m` (x86_64, aarch64) or Node's name (x64, arm64). */
+export function multiarchTriplet(machine) {
+  return `${{ x64: 'x86_64', arm64: 'aarch64' }[machine] ?? machine}-linux-gnu`;
+}
+
+/**
+ * The environment the gateway runs with, as the launcher builds it:
+ * jemalloc preloaded when present (see GATEWAY_ALLOCATOR). Benches use it so
+ * they measure what ships.
+ */
+export function gatewayEnv(env = process.env, exists = existsSync) {
+  const lib = `/usr/lib/${multiarchTriplet(process.arch)}/${GATEWAY_ALLOCATOR}`;
+  if (env.METEORZX_SYSTEM_MALLOC || !exists(lib)) return { ...env };
+  return { ...env, LD_PRELOAD: env.LD_PRELOAD ? `${lib}:${env.LD_PRELOAD}` : lib };
+}
+
 /** @type {Record<'agent' | 'gateway', Product>} */
 export const PRODUCTS = {
   agent: {
@@ -67,6 +97,7 @@ export const PRODUCTS = {
     summary: 'MeteorZX audit-event agent: local intake, durable buffer, push to the gateway',
     // The agent keeps V8's small young generation (bin/meteorzx.js holds it there): RSS matters more on an edge box.
     nodeFlags: [],
+    preloadAllocator: false,
   },
   gateway: {
     name: 'meteorzx-gateway',
@@ -78,6 +109,7 @@ export const PRODUCTS = {
     dataDir: '/var/lib/meteorzx/gateway',
     summary: 'MeteorZX gateway: MQTT and HTTP ingest, validation, dedup, storage and custody ledger',
     nodeFlags: GATEWAY_NODE_FLAGS,
+    preloadAllocator: true,
   },
 };
 
@@ -99,6 +131,7 @@ export function templateValues(product, version) {
     VERSION: version,
     SUMMARY: product.summary,
     NODE_FLAGS: product.nodeFlags.join(' '),
+    ALLOCATOR: product.preloadAllocator ? GATEWAY_ALLOCATOR : '',
   };
 }
 

@@ -9,4 +9,14 @@ case $self in
   *) bindir=. ;;
 esac
 base=$(cd -- "$bindir/.." && pwd -P) || exit 1
+# An allocator to preload when the host has it (packaging/lib/products.mjs
+# GATEWAY_ALLOCATOR: glibc malloc lets a long-running gateway's RSS creep).
+allocator="@ALLOCATOR@"
+if [ -n "$allocator" ] && [ -z "${METEORZX_SYSTEM_MALLOC:-}" ]; then
+  lib="/usr/lib/$(uname -m)-linux-gnu/$allocator"
+  if [ -r "$lib" ]; then
+    LD_PRELOAD="$lib${LD_PRELOAD:+:$LD_PRELOAD}"
+    export LD_PRELOAD
+  fi
+fi
 exec "$base/runtime/node" @NODE_FLAGS@ "$base/lib/@BUNDLE@" "$@"
