@@ -6,6 +6,7 @@ import type { MqttIdentity, MqttUsers } from '../auth/mqtt-users.js';
 import { MqttListeners, type BoundListener, type MqttListenerSpecs } from './listeners.js';
 import { PublishGate, PublishRefused } from './publish-gate.js';
 import { clientPeer } from './peer.js';
+import { cappedHandle, maxPacketBytes } from '../../common/mqtt-packet-cap.js';
 
 export interface MqttIngressOptions {
   ingestor: Ingestor;
@@ -135,7 +136,10 @@ export class MqttIngress {
     broker.on('clientError', (client: Client, err: Error) => log.debug({ client: client.id, err: err.message }, 'mqtt client error'));
     broker.on('connectionError', (client: Client, err: Error) => log.debug({ peer: clientPeer(client), err: err.message }, 'mqtt connection error'));
     this.broker = broker;
-    this.listeners = new MqttListeners(opts.listeners, broker.handle);
+    const handle = cappedHandle<Parameters<typeof broker.handle>[0]>(broker, maxPacketBytes(opts.limits.maxBodyBytes), (client, err) =>
+      log.warn({ client: client.id, peer: clientPeer(client), err: err.message }, 'mqtt packet too large'),
+    );
+    this.listeners = new MqttListeners(opts.listeners, handle);
     try {
       return await this.listeners.start();
     } catch (err) {

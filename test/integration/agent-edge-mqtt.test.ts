@@ -1,4 +1,6 @@
 import { spawn } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, gatewayEvents, killAll, removeDir, startAgent, startGateway, tempDir, waitFor } from './agent-harness.js';
 
@@ -46,6 +48,7 @@ describe('agent edge MQTT broker with mosquitto_pub', () => {
     const agentId = 'edge-box-1';
     const agent = await startAgent(dir, {
       id: agentId,
+      limits: { maxBodyBytes: '64KiB' },
       intake: {
         http: { listen: '127.0.0.1:0' },
         mqtt: {
@@ -73,6 +76,11 @@ describe('agent edge MQTT broker with mosquitto_pub', () => {
       '-m', JSON.stringify([{ type: 'door.open', actor: 'badge-7' }, { type: 'door.close', outcome: 'perhaps' }, { type: 'door.lock' }]),
     ]);
     expect(pub2.code).toBe(0);
+    // A payload over the body limit: the broker hangs up once it has read the packet's length, buffering nothing of it.
+    const big = join(dir, 'too-big.json');
+    await writeFile(big, JSON.stringify({ type: 'too.big', data: { pad: 'x'.repeat(512 * 1024) } }));
+    const pub3 = await mosquittoPub(['-p', String(edgePort), '-u', 'dev-2', '-P', 'dev-2-secret', '-t', 'audit/dev-2/events', '-f', big]);
+    expect(pub3.code).not.toBe(0);
 
     // Every PUBACK came after the append: the agent holds them all, none delivered.
     const status = await agent.status();
@@ -88,7 +96,8 @@ describe('agent edge MQTT broker with mosquitto_pub', () => {
     expect(dev1.map((e) => e.id).sort()).toEqual(lines.map((l) => (JSON.parse(l) as { id: string }).id).sort());
     expect(dev1.every((e) => e.source === 'dev-1' && e.agent === agentId && e.ingest.integrity === 'verified')).toBe(true);
 
-    const dev2 = await gatewayEvents(gateway.url, 'dev-2');
+    // In the agent's order (seq): pushes of several batches in flight may be stored in either order.
+    const dev2 = (await gatewayEvents(gateway.url, 'dev-2')).sort((a, b) => (a.seq ?? 0) - (b.seq ?? 0));
     expect(dev2.map((e) => e.type)).toEqual(['door.open', 'meteorzx.intake.error', 'door.lock']);
     expect(dev2[0]?.id).toMatch(/^d:[0-9a-f]{64}$/);
     expect(dev2[1]?.data).toMatchObject({ intake: 'mqtt', topic: 'audit/dev-2/events', index: 1, reason: expect.stringMatching(/outcome/) });

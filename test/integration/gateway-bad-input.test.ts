@@ -1,8 +1,11 @@
 import mqtt, { type MqttClient } from 'mqtt';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ndjson, removeDir, runCli, startGateway, tempDir, type RunningGateway } from './gateway-harness.js';
-import { publishQos1, rawSession } from './gateway-mqtt-packets.js';
+import { ndjson, removeDir, runCli, runProcess, startGateway, tempDir, type RunningGateway } from './gateway-harness.js';
+import { connect } from 'node:net';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { connectPacket, publishHeader, publishQos1, rawSession } from './gateway-mqtt-packets.js';
 
 /**
  * Issue 3, done-when 4 / DESIGN §6: every kind of bad input gets a clear
@@ -146,5 +149,52 @@ describe('bad input over MQTT', () => {
     const health = await request(`${gw.httpUrl}/healthz`);
     expect(health.statusCode).toBe(200);
     await health.body.dump();
+  });
+
+  it('closes a connection whose packet declares more than the body limit, without buffering it; neighbours go on', async () => {
+    // A PUBLISH that claims 200 MiB: the broker must hang up once it has read the fixed header,
+    // not buffer the packet waiting for the rest (MQTT allows 256 MiB per packet).
+    const declared = 200 * 1024 * 1024;
+    const chunk = Buffer.alloc(1024 * 1024, 0x61);
+    const outcome = await new Promise<{ closed: boolean; offered: number }>((resolve) => {
+      let offered = 0;
+      let closed = false;
+      const sock = connect(gw.mqttPort, '127.0.0.1', () => {
+        sock.write(connectPacket('oversize'));
+        sock.write(publishHeader('audit/m4/events', 1, declared));
+        const pump = (): void => {
+          // Up to 64 MiB, a third of the claim: without a cap the broker waits for the rest and never hangs up.
+          while (!closed && offered < 64 * 1024 * 1024) {
+            offered += chunk.length;
+            if (!sock.write(chunk)) {
+              sock.once('drain', pump);
+              return;
+            }
+          }
+        };
+        pump();
+      });
+      sock.on('error', () => undefined);
+      sock.once('close', () => {
+        closed = true;
+        resolve({ closed, offered });
+      });
+      setTimeout(() => {
+        sock.destroy();
+        resolve({ closed, offered });
+      }, 10_000).unref();
+    });
+    expect(outcome.closed).toBe(true);
+    expect(gw.logs.some((l) => l.includes('mqtt packet too large') && l.includes(`${declared} bytes`))).toBe(true);
+
+    // mosquitto_pub with a payload over the limit (maxBodyBytes 64 KiB here) is cut off the same way.
+    const big = join(dir, 'big-payload.json');
+    await writeFile(big, JSON.stringify({ id: 'm4-big', type: 't', data: { pad: 'x'.repeat(512 * 1024) } }));
+    const pub = await runProcess('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(gw.mqttPort), '-q', '1', '-t', 'audit/m4/events', '-i', 'm4-big', '-f', big]);
+    expect(pub.code).not.toBe(0);
+
+    // A neighbour on its own connection is unaffected, and the oversized event was never stored.
+    await client.publishAsync('audit/m4/events', JSON.stringify({ id: 'm4-ok', type: 't' }), { qos: 1 });
+    expect(await ids('m4')).toEqual(['m4-ok']);
   });
 });

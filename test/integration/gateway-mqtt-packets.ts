@@ -34,6 +34,16 @@ export function publishQos1(topic: string, messageId: number, payload: Buffer | 
   return Buffer.concat([Buffer.from([0x32]), remainingLength(body.length), body]);
 }
 
+/**
+ * The start of a QoS 1 PUBLISH whose fixed header declares `declared` bytes
+ * of remaining length; the caller streams (some of) the rest.
+ */
+export function publishHeader(topic: string, messageId: number, declared: number): Buffer {
+  const id = Buffer.alloc(2);
+  id.writeUInt16BE(messageId);
+  return Buffer.concat([Buffer.from([0x32]), remainingLength(declared), str(topic), id]);
+}
+
 export interface RawOutcome {
   /** Packet types received, by their first byte's high nibble: 2 CONNACK, 4 PUBACK. */
   received: number[];

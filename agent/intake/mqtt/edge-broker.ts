@@ -1,5 +1,6 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Aedes, AuthenticateError, Client } from 'aedes';
+import { cappedHandle, maxPacketBytes } from '../../../common/mqtt-packet-cap.js';
 import type { Logger } from 'pino';
 import { isMeteorError, type Limits } from '../../../protocols/index.js';
 import type { AgentBuffer } from '../../buffer/types.js';
@@ -102,10 +103,13 @@ export class EdgeBrokerIntake implements Intake {
     broker.on('clientError', (client: Client, err: Error) => log?.debug({ client: client.id, err: err.message }, 'edge mqtt client error'));
     broker.on('connectionError', (_client: Client, err: Error) => log?.debug({ err: err.message }, 'edge mqtt connection error'));
     this.broker = broker;
+    const handle = cappedHandle<Socket>(broker, maxPacketBytes(this.options.limits.maxBodyBytes), (client, err) =>
+      log?.warn({ client: client.id, err: err.message }, 'edge mqtt packet too large'),
+    );
     const server = createServer((socket) => {
       this.sockets.add(socket);
       socket.once('close', () => this.sockets.delete(socket));
-      broker.handle(socket);
+      handle(socket);
     });
     try {
       this.bound = await listenOn(server, listen, 'intake.mqtt.listen');

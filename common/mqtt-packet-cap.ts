@@ -1,0 +1,58 @@
+import type { Aedes, Client } from 'aedes';
+
+/**
+ * The largest MQTT packet a broker of ours reads: a batch body at the
+ * limit (maxBodyBytes) plus room for the fixed header, a topic and the
+ * packet id. MQTT 3.1.1 allows 256 MiB per packet, and aedes buffers a
+ * packet whole before anyone sees it, so without a cap one client could
+ * make the broker hold 256 MiB — and a thousand clients, 256 GiB.
+ */
+export function maxPacketBytes(maxBodyBytes: number): number {
+  return maxBodyBytes + 64 * 1024;
+}
+
+/** What a connection handler sees of aedes' client: its mqtt-packet parser (not part of aedes' typings). */
+interface ParserInternals {
+  packet: { cmd?: string; length: number };
+  _parseLength(): boolean;
+  _emitError(err: Error): void;
+}
+
+/**
+ * Makes a connection handler that refuses any packet whose declared length
+ * is over `maxBytes`, as soon as its fixed header has been read: the
+ * parser reports an error, aedes closes the connection (MQTT 3.1.1 has no
+ * way to refuse one packet and keep the connection), and at most the bytes
+ * of that one socket read were ever buffered. `onOversize` hears of it
+ * first (for a warning in the log).
+ *
+ * aedes 1.x exposes no packet size limit, so this wraps the `_parseLength`
+ * step of the client's mqtt-packet parser; a test fails if a new aedes or
+ * mqtt-packet changes those internals.
+ */
+export function cappedHandle<S>(
+  broker: Aedes,
+  maxBytes: number,
+  onOversize?: (client: Client, err: Error) => void,
+): (stream: S, req?: unknown) => Client {
+  const handle = broker.handle as unknown as (stream: S, req?: unknown) => Client;
+  return (stream, req) => {
+    const client = handle(stream, req);
+    const parser = (client as unknown as { _parser?: ParserInternals })._parser;
+    if (parser === undefined || typeof parser._parseLength !== 'function') {
+      throw new Error('aedes client has no mqtt-packet parser to cap: the packet size limit cannot be enforced with this aedes version');
+    }
+    const parseLength = parser._parseLength;
+    parser._parseLength = function capped(this: ParserInternals): boolean {
+      if (!parseLength.call(this)) return false;
+      if (this.packet.length > maxBytes) {
+        const err = new Error(`${this.packet.cmd ?? 'MQTT'} packet of ${this.packet.length} bytes is over the limit of ${maxBytes} bytes; closing the connection`);
+        onOversize?.(client, err);
+        this._emitError(err);
+        return false;
+      }
+      return true;
+    };
+    return client;
+  };
+}
