@@ -85,7 +85,7 @@ try {
   // and two full GCs run — so a point shows what the gateway holds at that window size, not a commit in flight.
   const settle = async () => {
     globalThis.gc();
-    await new Promise((r) => setTimeout(r, 500));
+    await new Promise((r) => setTimeout(r, 1500));
     globalThis.gc();
   };
   await settle();
