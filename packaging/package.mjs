@@ -104,7 +104,7 @@ async function nativesOf(metafile) {
  */
 async function stageTree({ product, version, arch, tree, bundleFile, natives, runtime }) {
   const values = {
-    ...templateValues(product, version),
+    ...templateValues(product, version, arch),
     SERVICE_FUNCTIONS: await readFile(join(PACKAGING, 'scripts', 'service-functions.sh'), 'utf8'),
   };
   const fill = async (from, to, mode) => {

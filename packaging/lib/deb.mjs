@@ -67,7 +67,7 @@ export async function buildDeb({ product, version, arch, tree, stageRoot, outDir
     ].join('\n'),
   );
   await writeFile(join(debian, 'conffiles'), `/etc/meteorzx/${product.config}\n`);
-  const values = { ...templateValues(product, version), SERVICE_FUNCTIONS: await readFile(join(PACKAGING, 'scripts', 'service-functions.sh'), 'utf8') };
+  const values = { ...templateValues(product, version, arch), SERVICE_FUNCTIONS: await readFile(join(PACKAGING, 'scripts', 'service-functions.sh'), 'utf8') };
   for (const script of ['postinst', 'prerm', 'postrm']) {
     const to = join(debian, script);
     await writeFile(to, fillTemplate(await readFile(join(PACKAGING, 'debian', script), 'utf8'), values));

@@ -73,13 +73,18 @@ export function multiarchTriplet(machine) {
   return `${{ x64: 'x86_64', arm64: 'aarch64' }[machine] ?? machine}-linux-gnu`;
 }
 
+/** Where Debian puts GATEWAY_ALLOCATOR for an architecture. */
+export function allocatorPath(arch) {
+  return `/usr/lib/${multiarchTriplet(arch)}/${GATEWAY_ALLOCATOR}`;
+}
+
 /**
  * The environment the gateway runs with, as the launcher builds it:
  * jemalloc preloaded when present (see GATEWAY_ALLOCATOR). Benches use it so
  * they measure what ships.
  */
 export function gatewayEnv(env = process.env, exists = existsSync) {
-  const lib = `/usr/lib/${multiarchTriplet(process.arch)}/${GATEWAY_ALLOCATOR}`;
+  const lib = allocatorPath(process.arch);
   if (env.METEORZX_SYSTEM_MALLOC || !exists(lib)) return { ...env };
   return { ...env, LD_PRELOAD: env.LD_PRELOAD ? `${lib}:${env.LD_PRELOAD}` : lib };
 }
@@ -119,7 +124,7 @@ export function installPrefix(product) {
 }
 
 /** The strings the templates under packaging/ use (@NAME@ …). */
-export function templateValues(product, version) {
+export function templateValues(product, version, arch = process.arch) {
   return {
     NAME: product.name,
     BIN: product.bin,
@@ -131,7 +136,8 @@ export function templateValues(product, version) {
     VERSION: version,
     SUMMARY: product.summary,
     NODE_FLAGS: product.nodeFlags.join(' '),
-    ALLOCATOR: product.preloadAllocator ? GATEWAY_ALLOCATOR : '',
+    // The tarball is built for one architecture, so the allocator's path is known here (no uname at run time).
+    ALLOCATOR_PATH: product.preloadAllocator ? allocatorPath(arch) : '',
   };
 }
 

@@ -11,12 +11,9 @@ esac
 base=$(cd -- "$bindir/.." && pwd -P) || exit 1
 # An allocator to preload when the host has it (packaging/lib/products.mjs
 # GATEWAY_ALLOCATOR: glibc malloc lets a long-running gateway's RSS creep).
-allocator="@ALLOCATOR@"
-if [ -n "$allocator" ] && [ -z "${METEORZX_SYSTEM_MALLOC:-}" ]; then
-  lib="/usr/lib/$(uname -m)-linux-gnu/$allocator"
-  if [ -r "$lib" ]; then
-    LD_PRELOAD="$lib${LD_PRELOAD:+:$LD_PRELOAD}"
-    export LD_PRELOAD
-  fi
+allocator="@ALLOCATOR_PATH@"
+if [ -n "$allocator" ] && [ -z "${METEORZX_SYSTEM_MALLOC:-}" ] && [ -r "$allocator" ]; then
+  LD_PRELOAD="$allocator${LD_PRELOAD:+:$LD_PRELOAD}"
+  export LD_PRELOAD
 fi
 exec "$base/runtime/node" @NODE_FLAGS@ "$base/lib/@BUNDLE@" "$@"

@@ -1,6 +1,8 @@
 import { spawn } from 'node:child_process';
 import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { allocatorPath, GATEWAY_NODE_FLAGS } from '../../packaging/lib/products.mjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pkg from '../../package.json' with { type: 'json' };
 import { startGateway, tempDir, type RunningGateway } from './gateway-harness.js';
@@ -114,6 +116,12 @@ describe.skipIf(!ENABLED)('packaging (METEORZX_PACKAGING_TESTS=1)', () => {
     const config = join(dir, 'gw', 'gateway.json');
     await writeFile(config, JSON.stringify({ dataDir: join(dir, 'gw', 'data'), http: { listen: '127.0.0.1:0' }, mqtt: { listen: '127.0.0.1:0' } }));
     const gw = await startPackagedGateway(launcher, config, { PATH: path });
+    // The launcher exec's node with the gateway's flags and, where the host has it, jemalloc preloaded.
+    const pid = gw.proc.pid as number;
+    const cmdline = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
+    for (const flag of GATEWAY_NODE_FLAGS) expect(cmdline).toContain(flag);
+    const maps = await readFile(`/proc/${pid}/maps`, 'utf8');
+    expect(maps.includes(allocatorPath('x64'))).toBe(existsSync(allocatorPath('x64')));
     const source = `pkg-gw-${process.pid}`;
     expect((await postEvents(gw.httpUrl, [{ id: `${source}-1`, source, type: 'test.packaging' }])).accepted).toBe(1);
     expect((await getNdjson(`${gw.httpUrl}/v1/events?source=${source}`)).map((e) => e.id)).toEqual([`${source}-1`]);

@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { fillTemplate, GATEWAY_ALLOCATOR, GATEWAY_NODE_FLAGS, gatewayEnv, multiarchTriplet, PACKAGING, PRODUCTS, ROOT, templateValues } from '../../packaging/lib/products.mjs';
+import { allocatorPath, fillTemplate, GATEWAY_ALLOCATOR, GATEWAY_NODE_FLAGS, gatewayEnv, multiarchTriplet, PACKAGING, PRODUCTS, ROOT, templateValues } from '../../packaging/lib/products.mjs';
 
 const launcher = (product: keyof typeof PRODUCTS): string =>
   fillTemplate(readFileSync(join(PACKAGING, 'scripts', 'launcher.sh'), 'utf8'), templateValues(PRODUCTS[product], '1.2.3'));
@@ -29,15 +29,20 @@ describe('node flags and allocator the gateway runs with', () => {
     const script = (product: keyof typeof PRODUCTS, env: Record<string, string>): string => {
       // Run the launcher's allocator lines with `exec` replaced by printing LD_PRELOAD.
       const body = launcher(product).replace(/^exec .*$/m, 'printf %s "${LD_PRELOAD:-}"');
-      return execFileSync('sh', ['-c', body, 'launcher'], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env } });
+      // No PATH: the launcher must not need any tool to choose the allocator.
+      return execFileSync('/bin/sh', ['-c', body, 'launcher'], { encoding: 'utf8', env });
     };
-    const lib = `/usr/lib/${multiarchTriplet(execFileSync('uname', ['-m'], { encoding: 'utf8' }).trim())}/${GATEWAY_ALLOCATOR}`;
+    const lib = allocatorPath(process.arch);
     const present = existsSync(lib);
     expect(script('gateway', {})).toBe(present ? lib : '');
     // An LD_PRELOAD already set is kept after ours (a library that exists, so ld.so has nothing to complain about).
     if (present) expect(script('gateway', { LD_PRELOAD: lib })).toBe(`${lib}:${lib}`);
     expect(script('gateway', { METEORZX_SYSTEM_MALLOC: '1' })).toBe('');
     expect(script('agent', {})).toBe('');
+    // The arm64 tarball's launcher names the arm64 library.
+    expect(fillTemplate(readFileSync(join(PACKAGING, 'scripts', 'launcher.sh'), 'utf8'), templateValues(PRODUCTS.gateway, '1', 'arm64'))).toContain(
+      `allocator="/usr/lib/aarch64-linux-gnu/${GATEWAY_ALLOCATOR}"`,
+    );
   });
 
   it('gatewayEnv (what the benches start the gateway with) matches the launcher', () => {
