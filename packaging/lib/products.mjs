@@ -68,7 +68,7 @@ export const GATEWAY_NODE_FLAGS = Object.freeze(['--max-semi-space-size=64']);
  */
 export const GATEWAY_ALLOCATOR = 'libjemalloc.so.2';
 
-/** Debian's multiarch directory for an architecture, by `uname -m` (x86_64, aarch64) or Node's name (x64, arm64). */
+/** Debian's multiarch directory for an architecture: Node's name (x64, arm64) or the machine's (x86_64, aarch64). */
 export function multiarchTriplet(machine) {
   return `${{ x64: 'x86_64', arm64: 'aarch64' }[machine] ?? machine}-linux-gnu`;
 }

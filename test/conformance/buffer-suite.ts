@@ -4,18 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { verifyChain, type AuditEvent, type ChainedEvent } from '../../protocols/index.js';
-import type { AgentBuffer, WhenFull } from '../../agent/buffer/types.js';
+import type { AgentBuffer } from '../../agent/buffer/types.js';
+import type { BufferOptions } from '../../agent/buffer/options.js';
 
-/** What a buffer implementation is built from in these tests. */
-export interface SuiteBufferOptions {
-  dataDir: string;
-  id: string;
-  maxBytes?: number;
-  whenFull?: WhenFull;
-  retainMs?: number;
-  maxUndeliveredAgeMs?: number;
-  clock?: { now(): number };
-}
+/** What a buffer implementation is built from in these tests: the options the suite varies. */
+export type SuiteBufferOptions = Pick<BufferOptions, 'dataDir' | 'id' | 'maxBytes' | 'whenFull' | 'retainMs' | 'maxUndeliveredAgeMs' | 'clock'>;
 
 /**
  * How the suite drives one implementation (abstract-level style: optional

@@ -1,5 +1,6 @@
 import { chainEvent, newId, type AuditEvent, type ChainedEvent } from '../../protocols/index.js';
 import type { AgentBuffer, BufferState } from '../../agent/buffer/types.js';
+import { AgentErrors } from '../../agent/errors.js';
 
 /**
  * An in-memory AgentBuffer for the runtime's unit tests: same contract as
@@ -73,5 +74,28 @@ export class FakeBuffer implements AgentBuffer {
 
   async getMeta(): Promise<string | undefined> {
     return undefined;
+  }
+}
+
+/** A FakeBuffer that can be made full: append rejects METEORZX_BUFFER_FULL (and counts the call) until `makeSpace()`. */
+export class BlockableBuffer extends FakeBuffer {
+  full = false;
+  private waiters: (() => void)[] = [];
+
+  override async append(events: readonly AuditEvent[]): Promise<ChainedEvent[]> {
+    if (this.full) {
+      this.appendCalls += 1;
+      throw AgentErrors.METEORZX_BUFFER_FULL('full (test)');
+    }
+    return super.append(events);
+  }
+
+  override waitForSpace(): Promise<void> {
+    return this.full ? new Promise((resolve) => this.waiters.push(resolve)) : Promise.resolve();
+  }
+
+  makeSpace(): void {
+    this.full = false;
+    for (const w of this.waiters.splice(0)) w();
   }
 }

@@ -1,33 +1,13 @@
 import { randomBytes, scryptSync } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
+import { connectClient, publishOrClose } from './mqtt-test-client.js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DEFAULT_LIMITS, deterministicId, isMeteorError, type AuditEvent, type ChainedEvent } from '../../protocols/index.js';
-import { AgentErrors } from '../../agent/errors.js';
+import { DEFAULT_LIMITS, deterministicId, isMeteorError } from '../../protocols/index.js';
 import { AgentMetrics } from '../../agent/metrics.js';
 import { EdgeBrokerIntake } from '../../agent/intake/mqtt/edge-broker.js';
 import { decideEdgePublish, PublishRefused } from '../../agent/intake/mqtt/edge-publish.js';
 import type { DeviceLogin } from '../../agent/intake/mqtt/device-logins.js';
-import { FakeBuffer } from './agent-fake-buffer.js';
-
-/** A FakeBuffer that can be made full (append rejects METEORZX_BUFFER_FULL) until `makeSpace()`. */
-class BlockableBuffer extends FakeBuffer {
-  full = false;
-  private waiters: (() => void)[] = [];
-
-  override async append(events: readonly AuditEvent[]): Promise<ChainedEvent[]> {
-    if (this.full) throw AgentErrors.METEORZX_BUFFER_FULL('full (test)');
-    return super.append(events);
-  }
-
-  override waitForSpace(): Promise<void> {
-    return this.full ? new Promise((resolve) => this.waiters.push(resolve)) : Promise.resolve();
-  }
-
-  makeSpace(): void {
-    this.full = false;
-    for (const w of this.waiters.splice(0)) w();
-  }
-}
+import { BlockableBuffer, FakeBuffer } from './agent-fake-buffer.js';
 
 const closers: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -42,17 +22,8 @@ async function startEdge(users: DeviceLogin[] = [], buffer: FakeBuffer = new Fak
   return { intake, buffer, metrics, port: intake.address().port };
 }
 
-async function connect(port: number, opts: mqtt.IClientOptions = {}): Promise<MqttClient> {
-  const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { reconnectPeriod: 0, protocolVersion: 4, ...opts });
-  closers.push(() => client.endAsync(true));
-  return client;
-}
-
-function publishOrClose(client: MqttClient, topic: string, payload: string): Promise<'acked' | 'closed'> {
-  return new Promise((resolve) => {
-    client.once('close', () => resolve('closed'));
-    client.publish(topic, payload, { qos: 1 }, (err) => resolve(err ? 'closed' : 'acked'));
-  });
+function connect(port: number, opts: mqtt.IClientOptions = {}): Promise<MqttClient> {
+  return connectClient(closers, port, opts);
 }
 
 const metricValue = async (metrics: AgentMetrics, name: string, labels: Record<string, string>) => {

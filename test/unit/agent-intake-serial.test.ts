@@ -1,37 +1,13 @@
 import { SerialPortMock } from 'serialport';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DEFAULT_LIMITS, type AuditEvent, type ChainedEvent } from '../../protocols/index.js';
-import { AgentErrors } from '../../agent/errors.js';
+import { DEFAULT_LIMITS } from '../../protocols/index.js';
 import { AgentMetrics } from '../../agent/metrics.js';
 import { SerialIntake, type SerialIntakeOptions } from '../../agent/intake/serial/serial-intake.js';
 import type { SerialPortLike } from '../../agent/intake/serial/serial-port.js';
-import { FakeBuffer } from './agent-fake-buffer.js';
+import { BlockableBuffer, FakeBuffer } from './agent-fake-buffer.js';
 
 // serialport (CommonJS) and an ESM import of @serialport/binding-mock are two module instances: use the one SerialPortMock holds.
 const MockBinding = SerialPortMock.binding;
-
-/** A FakeBuffer that can be made full: append rejects METEORZX_BUFFER_FULL until `makeSpace()`. */
-class BlockableBuffer extends FakeBuffer {
-  full = false;
-  private waiters: (() => void)[] = [];
-
-  override async append(events: readonly AuditEvent[]): Promise<ChainedEvent[]> {
-    if (this.full) {
-      this.appendCalls += 1;
-      throw AgentErrors.METEORZX_BUFFER_FULL('full (test)');
-    }
-    return super.append(events);
-  }
-
-  override waitForSpace(): Promise<void> {
-    return this.full ? new Promise((resolve) => this.waiters.push(resolve)) : Promise.resolve();
-  }
-
-  makeSpace(): void {
-    this.full = false;
-    for (const w of this.waiters.splice(0)) w();
-  }
-}
 
 const intakes: SerialIntake[] = [];
 afterEach(async () => {

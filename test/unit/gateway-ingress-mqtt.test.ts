@@ -1,5 +1,6 @@
 import mqtt, { type MqttClient } from 'mqtt';
 import pino from 'pino';
+import { connectClient, publishOrClose } from './mqtt-test-client.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS } from '../../protocols/index.js';
 import { MqttIngress } from '../../gateway/mqtt/broker.js';
@@ -30,18 +31,8 @@ async function startBroker(users: MqttUserEntry[] = []) {
   return { core, ingress, port, clientCount: () => clients };
 }
 
-async function connect(port: number, opts: mqtt.IClientOptions = {}): Promise<MqttClient> {
-  const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { reconnectPeriod: 0, protocolVersion: 4, ...opts });
-  closers.push(() => client.endAsync(true));
-  return client;
-}
-
-/** Resolves with 'closed' when the broker drops the connection before acking. */
-function publishOrClose(client: MqttClient, topic: string, payload: string): Promise<'acked' | 'closed'> {
-  return new Promise((resolve) => {
-    client.once('close', () => resolve('closed'));
-    client.publish(topic, payload, { qos: 1 }, (err) => resolve(err ? 'closed' : 'acked'));
-  });
+function connect(port: number, opts: mqtt.IClientOptions = {}): Promise<MqttClient> {
+  return connectClient(closers, port, opts);
 }
 
 describe('MQTT ingress', () => {

@@ -40,6 +40,16 @@ class WriteControl {
   gate: Promise<void> | undefined;
   readonly started: number[] = [];
 
+  /** Holds every write at a gate from now on; the returned function opens it. */
+  hold(): () => void {
+    let open!: () => void;
+    this.gate = new Promise((r) => (open = r));
+    return () => {
+      this.gate = undefined;
+      open();
+    };
+  }
+
   constructor(storage: LevelStorage) {
     const db = (storage as unknown as { db: DbLike }).db;
     const original = db.batch.bind(db);
@@ -100,16 +110,33 @@ describe('pipelined commits', () => {
 
   const storedIds = async (): Promise<string[]> => (await storage.query({ limit: 100_000 })).events.map((e) => e.id);
 
+  /** A started pipeline on `storage`, with commits of at most `maxEvents` events. */
+  async function startPipeline(maxEvents = 2): Promise<Pipeline> {
+    const started = createPipeline({
+      storage,
+      gatewayName: 'gw',
+      config: { pipeline: { dedup: { window: WEEK, cacheSize: 1000 }, transforms: [], rules: [] }, commit: { maxEvents, maxWaitMs: 1 } },
+    });
+    await started.start();
+    return started;
+  }
+
+  /** Counts the calls of `storage.commit` from now on. */
+  function countCommits(): () => number {
+    const commit = storage.commit.bind(storage);
+    let commits = 0;
+    storage.commit = (b) => ((commits += 1), commit(b));
+    return () => commits;
+  }
+
   it('storage: a commit planned on top of a failed one fails too, and the ledger goes on from what is durable', async () => {
     const control = new WriteControl(storage);
     await storage.commit(batchOf(['a']));
-    let open!: () => void;
-    control.gate = new Promise((r) => (open = r));
+    const open = control.hold();
     control.failAt.add(2);
     const k = storage.commit(batchOf(['b']));
     const k1 = storage.commit(batchOf(['c'])); // planned on b's custody hash while b is written
     await until(() => control.started.length === 2);
-    control.gate = undefined;
     open();
     await expect(k).rejects.toMatchObject({ code: 'METEORZX_STORAGE_FAILED' });
     await expect(k1).rejects.toMatchObject({ code: 'METEORZX_STORAGE_FAILED', message: expect.stringMatching(/earlier commit failed/) });
@@ -123,11 +150,9 @@ describe('pipelined commits', () => {
 
   it('storage: overlapping commits that succeed land in call order with one unbroken chain', async () => {
     const control = new WriteControl(storage);
-    let open!: () => void;
-    control.gate = new Promise((r) => (open = r));
+    const open = control.hold();
     const all = ['a', 'b', 'c', 'd'].map((id) => storage.commit(batchOf([id])));
     await until(() => control.started.length === 1);
-    control.gate = undefined;
     open();
     const results = await Promise.all(all);
     expect(results.map((r) => r.custody[0]?.n)).toEqual([1, 2, 3, 4]);
@@ -137,23 +162,14 @@ describe('pipelined commits', () => {
 
   it('pipeline: an id stored by a commit still in flight is a duplicate for the next one', async () => {
     const control = new WriteControl(storage);
-    pipeline = createPipeline({
-      storage,
-      gatewayName: 'gw',
-      config: { pipeline: { dedup: { window: WEEK, cacheSize: 1000 }, transforms: [], rules: [] }, commit: { maxEvents: 2, maxWaitMs: 1 } },
-    });
-    await pipeline.start();
-    let openWrite!: () => void;
-    control.gate = new Promise((r) => (openWrite = r));
-    const commit = storage.commit.bind(storage);
-    let commits = 0;
-    storage.commit = (b) => ((commits += 1), commit(b));
+    pipeline = await startPipeline();
+    const openWrites = control.hold();
+    const commits = countCommits();
     const k = pipeline.ingest(items('a', 'b'), http);
     await until(() => control.started.length === 1);
     const k1 = pipeline.ingest(items('a', 'c'), http);
-    await until(() => commits === 2); // prepared while 'a' was not yet on disk
-    control.gate = undefined;
-    openWrite();
+    await until(() => commits() === 2); // prepared while 'a' was not yet on disk
+    openWrites();
     await expect(k).resolves.toEqual({ accepted: 2, duplicates: 0, rejected: [] });
     await expect(k1).resolves.toEqual({ accepted: 1, duplicates: 1, rejected: [] });
     expect(await storedIds()).toEqual(['a', 'b', 'c']);
@@ -161,14 +177,8 @@ describe('pipelined commits', () => {
 
   it('pipeline: when commit k fails while k+1 is being prepared, k+1 fails without being written, and the retries are stored once', async () => {
     const control = new WriteControl(storage);
-    pipeline = createPipeline({
-      storage,
-      gatewayName: 'gw',
-      config: { pipeline: { dedup: { window: WEEK, cacheSize: 1000 }, transforms: [], rules: [] }, commit: { maxEvents: 2, maxWaitMs: 1 } },
-    });
-    await pipeline.start();
-    let openWrite!: () => void;
-    control.gate = new Promise((r) => (openWrite = r));
+    pipeline = await startPipeline();
+    const openWrites = control.hold();
     control.failAt.add(1);
     // Hold k+1's dedup read, so k's write fails while k+1 is still in its stages.
     const seen = storage.seen.bind(storage);
@@ -186,8 +196,7 @@ describe('pipelined commits', () => {
     // 'a' again: a duplicate of k's pending id — only as long as k succeeds.
     const k1 = pipeline.ingest(items('a', 'c'), http);
     await until(() => seenCalls === 2);
-    control.gate = undefined;
-    openWrite();
+    openWrites();
     await expect(k).rejects.toThrow(/injected write failure 1/);
     openSeen();
     await expect(k1).rejects.toMatchObject({ code: 'METEORZX_STORAGE_FAILED' });
@@ -202,25 +211,16 @@ describe('pipelined commits', () => {
 
   it('pipeline: when commit k fails after k+1 was handed to storage, k+1 fails too and the ledger stays whole', async () => {
     const control = new WriteControl(storage);
-    pipeline = createPipeline({
-      storage,
-      gatewayName: 'gw',
-      config: { pipeline: { dedup: { window: WEEK, cacheSize: 1000 }, transforms: [], rules: [] }, commit: { maxEvents: 2, maxWaitMs: 1 } },
-    });
-    await pipeline.start();
-    let openWrite!: () => void;
-    control.gate = new Promise((r) => (openWrite = r));
+    pipeline = await startPipeline();
+    const openWrites = control.hold();
     control.failAt.add(1);
-    const commit = storage.commit.bind(storage);
-    let commits = 0;
-    storage.commit = (b) => ((commits += 1), commit(b));
+    const commits = countCommits();
 
     const k = pipeline.ingest(items('a', 'b'), http);
     await until(() => control.started.length === 1);
     const k1 = pipeline.ingest(items('a', 'c'), http);
-    await until(() => commits === 2); // k+1 is planned in storage, waiting behind k's write
-    control.gate = undefined;
-    openWrite();
+    await until(() => commits() === 2); // k+1 is planned in storage, waiting behind k's write
+    openWrites();
     const answers = await Promise.allSettled([k, k1]);
     expect(answers.map((a) => a.status)).toEqual(['rejected', 'rejected']);
     expect(control.writes).toBe(1);
@@ -240,12 +240,7 @@ describe('pipelined commits', () => {
       return (seed >>> 0) / 0x1_0000_0000;
     };
     control.failIf = () => random() < 0.2;
-    pipeline = createPipeline({
-      storage,
-      gatewayName: 'gw',
-      config: { pipeline: { dedup: { window: WEEK, cacheSize: 1000 }, transforms: [], rules: [] }, commit: { maxEvents: 20, maxWaitMs: 1 } },
-    });
-    await pipeline.start();
+    pipeline = await startPipeline(20);
     const p = pipeline;
     const producers = 8;
     const perProducer = 60;
