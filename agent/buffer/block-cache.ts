@@ -18,6 +18,11 @@ export class BlockCache {
 
   constructor(private readonly maxEvents: number) {}
 
+  /** Events held in cached blocks. */
+  get events(): number {
+    return this.held;
+  }
+
   /** The cached block holding `seq`, if any. */
   find(seq: number): CachedBlock | undefined {
     for (const block of this.blocks.values()) {
@@ -49,7 +54,7 @@ export class BlockCache {
     }
   }
 
-  /** Forgets every block whose events all precede `seq` (deleted from the store). */
+  /** Forgets every block whose events all precede `seq` (deleted from the store, or read to its end). */
   dropBefore(seq: number): void {
     for (const block of [...this.blocks.values()]) {
       if (block.firstSeq + block.events.length <= seq) this.delete(block.firstSeq);

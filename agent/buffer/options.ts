@@ -61,7 +61,7 @@ export const DEFAULT_BUFFER_OPTIONS = {
   commitIntervalMs: 2, // ms: short enough for interactive latency, long enough to share an fsync
   maxCommitEvents: 2000, // events: ~0.9 MB of chained JSON, one ~100 KB compressed block
   sweepIntervalMs: 60_000, // ms
-  cacheEvents: 4096, // events: ≈4 MB of decoded objects at ~1 KB each
+  cacheEvents: 4096, // events: ≈4 MB of decoded objects at ~1 KB each, held only for a reader near the head
   level: {
     maxOpenFiles: 64,
     cacheSize: 4 * MiB, // bytes of LevelDB block cache

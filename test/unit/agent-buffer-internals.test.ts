@@ -100,6 +100,46 @@ describe('block codec and cache', () => {
   });
 });
 
+describe('LevelBuffer decoded-block cache', () => {
+  let dir: string;
+  let buffer: LevelBuffer;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'meteorzx-buffer-cache-'));
+  });
+  afterEach(async () => {
+    await buffer.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  const cached = (): number => (buffer as unknown as { cache: BlockCache }).cache.events;
+
+  it('keeps a new block only while a reader is near the head, and drops it once read to its end', async () => {
+    buffer = new LevelBuffer({ dataDir: dir, id: 'a', commitIntervalMs: 1, cacheEvents: 20 });
+    await buffer.open();
+    // No reader yet, but the head is within the budget of seq 0: cached.
+    await buffer.append(Array.from({ length: 15 }, (_, i) => ev(i)));
+    expect(cached()).toBe(15);
+    // Head 15, nobody has read: 15 ≤ 20 still near. Head 30 next: nobody is near any more.
+    await buffer.append(Array.from({ length: 15 }, (_, i) => ev(15 + i)));
+    await buffer.append(Array.from({ length: 15 }, (_, i) => ev(30 + i)));
+    expect(cached()).toBe(15); // the second block (the first was evicted for it); the third was not cached
+    await buffer.append([ev(45)]);
+    expect(cached()).toBe(15); // far from any reader: not cached
+    // A reader catches up: everything it read to the end of a block leaves the cache.
+    expect((await buffer.read(0, 1000)).map((e) => e.seq)).toEqual(Array.from({ length: 46 }, (_, i) => i + 1));
+    expect(cached()).toBe(0);
+    // Reader at the head: the next block is cached for it, then dropped when it is read.
+    await buffer.append([ev(46), ev(47)]);
+    expect(cached()).toBe(2);
+    const partial = await buffer.read(46, 1);
+    expect(partial.map((e) => e.seq)).toEqual([47]);
+    expect(cached()).toBe(2); // read partly: kept
+    expect((await buffer.read(47, 10)).map((e) => e.seq)).toEqual([48]);
+    expect(cached()).toBe(0);
+    // What left the cache is still read correctly, from disk.
+    expect((await buffer.read(40, 3)).map((e) => e.seq)).toEqual([41, 42, 43]);
+  });
+});
+
 describe('LevelBuffer group commit', () => {
   let dir: string;
   let buffer: LevelBuffer;
