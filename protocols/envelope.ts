@@ -1,4 +1,5 @@
 import { DEFAULT_LIMITS, jsonDepth, type Limits } from './limits.js';
+import { isWellFormed } from './unicode.js';
 
 /** How the gateway judged an event's place in its agent's hash chain on arrival (DESIGN §4). */
 export type Integrity = 'verified' | 'unchained' | 'broken';
@@ -82,19 +83,27 @@ export function isRfc3339(value: string): boolean {
   return (d as number) <= daysInMonth && !Number.isNaN(Date.parse(value.replace(' ', 'T')));
 }
 
-/** True when a string holds a UTF-16 surrogate without its pair: JSON can carry it, UTF-8 cannot. */
-export function hasLoneSurrogate(value: string): boolean {
-  return /\p{Surrogate}/u.test(value);
-}
-
-function findLoneSurrogate(value: unknown, path: string, depthLeft: number): string | undefined {
-  if (typeof value === 'string') return hasLoneSurrogate(value) ? path : undefined;
+/**
+ * Path of the first string (key or value) holding a lone surrogate, or
+ * undefined. The path is built only on the way back from a find: walking a
+ * valid event allocates nothing. Callers have bounded the depth already.
+ */
+function findLoneSurrogate(value: unknown, depthLeft: number): string[] | undefined {
+  if (typeof value === 'string') return isWellFormed(value) ? undefined : [];
   if (value === null || typeof value !== 'object' || depthLeft <= 0) return undefined;
-  for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
-    const p = path === '' ? k : `${path}.${k}`;
-    if (hasLoneSurrogate(k)) return p;
-    const found = findLoneSurrogate(v, p, depthLeft - 1);
-    if (found !== undefined) return found;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i += 1) {
+      const found = findLoneSurrogate(value[i], depthLeft - 1);
+      if (found !== undefined) return [String(i), ...found];
+    }
+    return undefined;
+  }
+  const obj = value as Record<string, unknown>;
+  for (const k in obj) {
+    if (!Object.hasOwn(obj, k)) continue;
+    if (!isWellFormed(k)) return [k];
+    const found = findLoneSurrogate(obj[k], depthLeft - 1);
+    if (found !== undefined) return [k, ...found];
   }
   return undefined;
 }
@@ -139,8 +148,8 @@ export function validateEvent(value: unknown, limits: Limits = DEFAULT_LIMITS, s
   if (size > limits.maxEventBytes) {
     errors.push({ path: '', message: `event is ${size} bytes, over the limit of ${limits.maxEventBytes} (maxEventBytes)` });
   }
-  const lone = findLoneSurrogate(value, '', limits.maxDepth + 1);
-  if (lone !== undefined) errors.push({ path: lone, message: 'invalid Unicode: a lone surrogate cannot be encoded as UTF-8' });
+  const lone = findLoneSurrogate(value, limits.maxDepth + 1);
+  if (lone !== undefined) errors.push({ path: lone.join('.'), message: 'invalid Unicode: a lone surrogate cannot be encoded as UTF-8' });
 
   for (const key of Object.keys(value)) {
     if (!KNOWN_FIELDS.has(key)) errors.push({ path: key, message: 'unknown field (free-form values belong under data)' });

@@ -1,4 +1,5 @@
 import { canonicalJson } from './canonical.js';
+import { isWellFormed } from './unicode.js';
 
 /**
  * RFC 8785 canonical JSON for the hot paths (the agent's append, the
@@ -21,8 +22,6 @@ const UNUSUAL = Symbol('unusual');
 const MAX_DEPTH = 64;
 const INTEGER_KEY = /^(?:0|[1-9][0-9]*)$/;
 
-// String.prototype.isWellFormed exists in Node 20 but not in the ES2023 lib this project compiles against.
-const isWellFormed = (s: string): boolean => (s as unknown as { isWellFormed(): boolean }).isWellFormed();
 
 function sortedCopy(value: unknown, depth: number): unknown {
   switch (typeof value) {

@@ -1,6 +1,7 @@
 export * from './errors.js';
 export * from './units.js';
 export * from './limits.js';
+export * from './unicode.js';
 export * from './envelope.js';
 export * from './canonical.js';
 export * from './fast-canonical.js';

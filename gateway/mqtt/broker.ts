@@ -2,9 +2,9 @@ import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import type { Logger } from 'pino';
 import type { Limits } from '../../protocols/index.js';
 import type { Ingestor } from '../pipeline/ingestor.js';
-import type { MqttIdentity, MqttUsers } from '../auth/mqtt-users.js';
+import type { MqttUsers } from '../auth/mqtt-users.js';
 import { MqttListeners, type BoundListener, type MqttListenerSpecs } from './listeners.js';
-import { PublishGate, PublishRefused } from './publish-gate.js';
+import { PublishGate, PublishRefused, type PublishContext, type PublishRoute } from './publish-gate.js';
 import { clientPeer } from './peer.js';
 import { cappedHandle, maxPacketBytes } from '../../common/mqtt-packet-cap.js';
 
@@ -22,8 +22,17 @@ export interface MqttIngressOptions {
   onClientCount?: (count: number) => void;
 }
 
-// Identity of each authenticated client; a WeakMap so a closed client takes its entry with it.
-type IdentityMap = WeakMap<Client, MqttIdentity>;
+/**
+ * What the broker keeps per authenticated client: who it is, its peer
+ * string (built once, not per PUBLISH) and the route of the topic it last
+ * published on — a device publishes on one topic, so parsing and checking
+ * it once is enough.
+ */
+interface ClientState {
+  ctx: PublishContext;
+  topic?: string;
+  route?: PublishRoute;
+}
 
 const NOT_AUTHORIZED = 5;
 const BAD_CREDENTIALS = 4;
@@ -40,10 +49,11 @@ function authError(message: string, returnCode: number): AuthenticateError {
 export class MqttIngress {
   private broker: Aedes | undefined;
   private listeners: MqttListeners | undefined;
-  private readonly identities: IdentityMap = new WeakMap();
-  /** `clientId@ip:port` per client, built once rather than on every publish. */
-  private readonly peers = new WeakMap<Client, string>();
-  private readonly inflight = new Set<Promise<unknown>>();
+  /** Per authenticated client; a WeakMap so a closed client takes its entry with it. */
+  private readonly clients = new WeakMap<Client, ClientState>();
+  /** Publishes inside the pipeline, and what close() waits on to see them all answered. */
+  private inflight = 0;
+  private onIdle: (() => void) | undefined;
   private draining = false;
   private closing: Promise<void> | undefined;
 
@@ -73,7 +83,7 @@ export class MqttIngress {
               done(authError('bad user name or password', BAD_CREDENTIALS), false);
               return;
             }
-            this.identities.set(client, identity);
+            this.clients.set(client, { ctx: { clientId: client.id, peer: clientPeer(client), identity } });
             done(null, true);
           },
           (err: unknown) => done(authError(`authentication error: ${String(err)}`, NOT_AUTHORIZED), false),
@@ -90,37 +100,50 @@ export class MqttIngress {
           done(new Error('gateway is shutting down'));
           return;
         }
-        const identity = this.identities.get(client);
-        if (identity === undefined) {
+        const state = this.clients.get(client);
+        if (state === undefined) {
           done(new Error('not authenticated'));
           return;
         }
-        let peer = this.peers.get(client);
-        if (peer === undefined) {
-          peer = clientPeer(client);
-          this.peers.set(client, peer);
+        const refuse = (err: unknown): void => {
+          const refused = err instanceof PublishRefused;
+          log[refused ? 'warn' : 'error'](
+            { client: client.id, topic: packet.topic.slice(0, 200), err: (err as Error).message },
+            refused ? 'mqtt publish refused, closing connection' : 'mqtt ingest failed, closing connection so the client retries',
+          );
+          done(err as Error);
+        };
+        let route = state.route;
+        if (state.topic !== packet.topic || route === undefined) {
+          try {
+            route = gate.route(state.ctx, packet.topic);
+          } catch (err) {
+            refuse(err);
+            return;
+          }
+          state.topic = packet.topic;
+          state.route = route;
         }
-        const work = gate.decide({ clientId: client.id, peer, identity }, packet.topic, packet.payload as Buffer);
-        this.track(work);
-        work.then(
-          (decision) => {
+        if (route.kind === 'pass') {
+          done(null);
+          return;
+        }
+        this.inflight += 1;
+        gate.ingest(state.ctx, route.source, packet.payload as Buffer).then(
+          () => {
+            this.settled();
             // Events are stored here, not by the broker: a retained event would pin its payload in memory.
-            if (decision.kind === 'ingested') packet.retain = false;
+            packet.retain = false;
             done(null);
           },
           (err: unknown) => {
-            const refused = err instanceof PublishRefused;
-            log[refused ? 'warn' : 'error'](
-              { client: client.id, topic: packet.topic.slice(0, 200), err: (err as Error).message },
-              refused ? 'mqtt publish refused, closing connection' : 'mqtt ingest failed, closing connection so the client retries',
-            );
-            done(err as Error);
+            this.settled();
+            refuse(err);
           },
         );
       },
       authorizeSubscribe: (client, sub, done) => {
-        const identity = this.identities.get(client);
-        const own = identity?.source;
+        const own = this.clients.get(client)?.ctx.identity.source;
         // An authenticated client hears only its own command and status topics; anonymous (loopback) hears anything.
         if (own !== undefined && sub.topic !== `audit/${own}/cmd` && sub.topic !== `audit/${own}/status`) {
           log.warn({ client: client.id, topic: sub.topic.slice(0, 200) }, 'mqtt subscription refused');
@@ -149,10 +172,9 @@ export class MqttIngress {
     }
   }
 
-  private track(work: Promise<unknown>): void {
-    this.inflight.add(work);
-    const done = () => this.inflight.delete(work);
-    work.then(done, done);
+  private settled(): void {
+    this.inflight -= 1;
+    if (this.inflight === 0) this.onIdle?.();
   }
 
   /**
@@ -202,7 +224,7 @@ export class MqttIngress {
   private async doClose(): Promise<void> {
     this.draining = true;
     const stopped = this.listeners?.close() ?? Promise.resolve();
-    await Promise.allSettled([...this.inflight]);
+    if (this.inflight > 0) await new Promise<void>((resolve) => (this.onIdle = resolve));
     // Let the PUBACKs written by the last callbacks leave before sockets are destroyed.
     await new Promise((resolve) => setImmediate(resolve));
     const broker = this.broker;

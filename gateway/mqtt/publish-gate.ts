@@ -1,5 +1,5 @@
 import { decodePayload, isMeteorError, tryParseTopic, type BatchItem, type IngestResponse, type Limits } from '../../protocols/index.js';
-import type { Ingestor } from '../pipeline/ingestor.js';
+import type { IngestContext, Ingestor } from '../pipeline/ingestor.js';
 import type { MqttIdentity } from '../auth/mqtt-users.js';
 
 /** Why a publish was refused: aedes then closes the client's connection (MQTT 3.1.1 has no PUBACK error code). */
@@ -29,11 +29,12 @@ export interface PublishGateOptions {
   now?: () => number;
 }
 
-export type GateDecision =
-  /** Events topic: the payload was durably ingested (stored or recorded as rejected). */
-  | { kind: 'ingested'; result: IngestResponse }
-  /** Presence or command traffic: passed through the broker, not stored. */
-  | { kind: 'pass' };
+/**
+ * Where a publish goes, decided from its topic and the client alone (so a
+ * client's route can be reused while it keeps publishing on one topic):
+ * `ingest` for its source's events topic, `pass` for presence and commands.
+ */
+export type PublishRoute = { kind: 'ingest'; source: string } | { kind: 'pass' };
 
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -61,8 +62,8 @@ export class PublishGate {
     this.now = opts.now ?? Date.now;
   }
 
-  /** Resolves when the publish may be acknowledged; throws PublishRefused or the ingest error otherwise. */
-  async decide(ctx: PublishContext, topic: string, payload: Buffer): Promise<GateDecision> {
+  /** Routes a publish by its topic; throws PublishRefused when the client may not publish there. */
+  route(ctx: PublishContext, topic: string): PublishRoute {
     const parsed = tryParseTopic(topic);
     if (parsed === undefined) {
       throw new PublishRefused(`topic "${topic.slice(0, 200)}" is not audit/<source>/events|status|cmd`);
@@ -76,17 +77,29 @@ export class PublishGate {
     if (own !== undefined && parsed.source !== own) {
       throw new PublishRefused(`user "${ctx.identity.username ?? ''}" publishes as source "${own}", not "${parsed.source}"`);
     }
-    if (parsed.kind === 'status') return { kind: 'pass' };
+    return parsed.kind === 'status' ? { kind: 'pass' } : { kind: 'ingest', source: parsed.source };
+  }
 
+  /**
+   * Ingests an events payload; resolves once it is durable (stored, or
+   * recorded as rejected), when the publish may be acknowledged. Rejects
+   * with the ingest error otherwise.
+   */
+  ingest(ctx: PublishContext, source: string, payload: Buffer): Promise<IngestResponse> {
     const items = this.decode(payload);
+    const own = ctx.identity.source;
     const mayUseSource = own === undefined ? undefined : ctx.identity.mayUseSource;
-    const result = await this.ingestWithBackpressure(items, {
+    const ingestCtx: IngestContext = {
       method: 'mqtt',
       peer: ctx.peer,
-      defaultSource: parsed.source,
+      defaultSource: source,
       ...(mayUseSource === undefined ? {} : { mayUseSource }),
+    };
+    // The first attempt directly: the retry loop's promises are paid only under overload.
+    return this.opts.ingestor.ingest(items, ingestCtx).catch((err: unknown) => {
+      if (!isOverload(err)) throw err;
+      return this.retryOverloaded(items, ingestCtx, err);
     });
-    return { kind: 'ingested', result };
   }
 
   private decode(payload: Buffer): BatchItem[] {
@@ -99,16 +112,18 @@ export class PublishGate {
     }
   }
 
-  private async ingestWithBackpressure(items: BatchItem[], ctx: Parameters<Ingestor['ingest']>[1]): Promise<IngestResponse> {
+  private async retryOverloaded(items: BatchItem[], ctx: IngestContext, first: unknown): Promise<IngestResponse> {
     const deadline = this.now() + this.maxWaitMs;
     let delay = this.retryDelayMs;
+    let err = first;
     for (;;) {
+      if (!isOverload(err) || this.now() + delay > deadline) throw err;
+      await this.sleep(delay);
+      delay = Math.min(delay * 2, 1000);
       try {
         return await this.opts.ingestor.ingest(items, ctx);
-      } catch (err) {
-        if (!isOverload(err) || this.now() + delay > deadline) throw err;
-        await this.sleep(delay);
-        delay = Math.min(delay * 2, 1000);
+      } catch (next) {
+        err = next;
       }
     }
   }

@@ -139,6 +139,16 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
   };
   let started = false;
   let closed = false;
+  // Receive times repeat within a millisecond (one MQTT event per ingest, thousands a second): format each once.
+  let lastMs = Number.NaN;
+  let lastIso = '';
+  const isoAt = (ms: number): string => {
+    if (ms !== lastMs) {
+      lastMs = ms;
+      lastIso = new Date(ms).toISOString();
+    }
+    return lastIso;
+  };
 
   return {
     async start() {
@@ -155,7 +165,7 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
       if (closed) throw GatewayErrors.METEORZX_PIPELINE_CLOSED('the pipeline is closed');
       const startedAt = performance.now();
       const receivedMs = clock();
-      const receivedAt = new Date(receivedMs).toISOString();
+      const receivedAt = isoAt(receivedMs);
       metrics?.received.inc({ method: ctx.method }, items.length);
       if (items.length === 0) return { accepted: 0, duplicates: 0, rejected: [] };
       const prepared = items.map((item) => validateItem(item, ctx, limits, receivedAt));

@@ -34,40 +34,25 @@ export interface Stages {
  * it must judge the event as the agent hashed it.
  */
 export async function runStages(entries: readonly PendingIngest[], s: Stages): Promise<{ batch: CommitBatch; responses: IngestResponse[] }> {
-  const all = entries.flatMap((e) => e.items.map((item) => ({ item, entry: e })));
-  await s.tracker.prepare(all.flatMap(({ item }) => (item.arrived === undefined ? [] : [item.arrived])));
+  const arrived: AuditEvent[] = [];
+  for (const entry of entries) for (const item of entry.items) if (item.arrived !== undefined) arrived.push(item.arrived);
+  await s.tracker.prepare(arrived);
 
-  for (const { item, entry } of all) {
-    if (item.event === undefined) continue;
-    // Judged on the event as it arrived: filling in `time` or `id` would change what the agent hashed.
-    const verdict = s.tracker.check(item.arrived ?? item.event);
-    item.integrity = verdict.integrity;
-    if (verdict.detail !== undefined) item.alerts = [{ kind: 'chain-break', detail: verdict.detail }];
-    if (s.transforms.size > 0) {
-      const changed = s.transforms.apply(item.event);
-      const check = validateEvent(changed, s.limits);
-      if (!check.ok) {
-        item.rejected = { stage: 'transform', reason: `after transforms: ${formatIssues(check.errors)}` };
-        continue;
+  // Dedup candidates, in arrival order: every event that got through the stages.
+  const candidates: PipelineItem[] = [];
+  const candidateIds: string[] = [];
+  for (const entry of entries) {
+    for (const item of entry.items) {
+      if (item.event === undefined) continue;
+      runItemStages(item, entry, s);
+      if (item.rejected === undefined) {
+        candidates.push(item);
+        candidateIds.push(item.event.id);
       }
-      item.event = changed;
-    }
-    if (s.rules.size > 0) {
-      const r = s.rules.evaluate(item.event, { method: entry.ctx.method, peer: entry.ctx.peer, integrity: verdict.integrity });
-      if (r.tags.length > 0) item.tags = r.tags;
-      if (r.alerts.length > 0) item.alerts = [...(item.alerts ?? []), ...r.alerts.map((rule) => ({ kind: 'rule' as const, rule }))];
-      if (r.droppedBy !== undefined) item.rejected = { stage: 'rule', reason: `dropped by rule ${r.droppedBy}` };
     }
   }
-
-  const candidates = all.filter(({ item }) => item.event !== undefined && item.rejected === undefined);
-  const dup = await s.dedup.duplicates(
-    candidates.map(({ item }) => item.event?.id as string),
-    s.pending,
-  );
-  candidates.forEach(({ item }, i) => {
-    if (dup[i] === true) item.duplicate = true;
-  });
+  const dup = await s.dedup.duplicates(candidateIds, s.pending);
+  for (let i = 0; i < candidates.length; i += 1) if (dup[i] === true) (candidates[i] as PipelineItem).duplicate = true;
 
   const events: StoredEvent[] = [];
   const custody: CustodyInput[] = [];
@@ -121,6 +106,30 @@ export async function runStages(entries: readonly PendingIngest[], s: Stages): P
     response.rejected.sort((a, b) => a.index - b.index);
   });
   return { batch: { events, custody, seqs, sourceCounts: [...counts.values()] }, responses };
+}
+
+/** Integrity → transforms → rules for one validated item (`item.event` is set). */
+function runItemStages(item: PipelineItem, entry: PendingIngest, s: Stages): void {
+  const event = item.event as NonNullable<PipelineItem['event']>;
+  // Judged on the event as it arrived: filling in `time` or `id` would change what the agent hashed.
+  const verdict = s.tracker.check(item.arrived ?? event);
+  item.integrity = verdict.integrity;
+  if (verdict.detail !== undefined) item.alerts = [{ kind: 'chain-break', detail: verdict.detail }];
+  if (s.transforms.size > 0) {
+    const changed = s.transforms.apply(event);
+    const check = validateEvent(changed, s.limits);
+    if (!check.ok) {
+      item.rejected = { stage: 'transform', reason: `after transforms: ${formatIssues(check.errors)}` };
+      return;
+    }
+    item.event = changed;
+  }
+  if (s.rules.size > 0) {
+    const r = s.rules.evaluate(item.event as AuditEvent, { method: entry.ctx.method, peer: entry.ctx.peer, integrity: verdict.integrity });
+    if (r.tags.length > 0) item.tags = r.tags;
+    if (r.alerts.length > 0) item.alerts = [...(item.alerts ?? []), ...r.alerts.map((rule) => ({ kind: 'rule' as const, rule }))];
+    if (r.droppedBy !== undefined) item.rejected = { stage: 'rule', reason: `dropped by rule ${r.droppedBy}` };
+  }
 }
 
 /**

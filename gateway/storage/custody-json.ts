@@ -1,4 +1,4 @@
-import { canonicalJson, type CustodyRecord } from '../../protocols/index.js';
+import { canonicalJson, isWellFormed, type CustodyRecord } from '../../protocols/index.js';
 
 /**
  * RFC 8785 canonical JSON of a custody record, built directly: the record's
@@ -12,8 +12,6 @@ import { canonicalJson, type CustodyRecord } from '../../protocols/index.js';
 const KEYS = ['at', 'eventHash', 'hash', 'id', 'method', 'n', 'outcome', 'peer', 'prev', 'reason', 'source'] as const;
 const KNOWN: ReadonlySet<string> = new Set(KEYS);
 
-// String.prototype.isWellFormed exists in Node 20 but not in the ES2023 lib this project compiles against.
-const isWellFormed = (s: string): boolean => (s as unknown as { isWellFormed(): boolean }).isWellFormed();
 
 export function custodyJson(record: Partial<CustodyRecord>, omitHash = false): string {
   const r = record as Record<string, unknown>;

@@ -1,9 +1,6 @@
 import type { CustodyRecord } from '../../protocols/index.js';
-import { sha256Hex as sha256 } from '../../protocols/index.js';
+import { isWellFormed, sha256Hex as sha256 } from '../../protocols/index.js';
 import { custodyJson } from './custody-json.js';
-
-// String.prototype.isWellFormed exists in Node 20 but not in the ES2023 lib this project compiles against.
-const isWellFormed = (s: string): boolean => (s as unknown as { isWellFormed(): boolean }).isWellFormed();
 import type { CustodyInput } from './types.js';
 
 /**
