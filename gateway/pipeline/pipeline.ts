@@ -124,7 +124,7 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
       maxWaitMs: config.commit.maxWaitMs,
       maxQueuedEvents: opts.maxQueuedEvents ?? 20 * config.commit.maxEvents,
       ...(opts.maxInFlightCommits === undefined ? {} : { maxInFlight: opts.maxInFlightCommits }),
-      ...(metrics === undefined ? {} : { onDepth: (n: number) => metrics.queueDepth.set(n) }),
+      ...(metrics === undefined ? {} : { onDepth: (n: number) => metrics.setQueueDepth(n) }),
     },
     (entry) => entry.items.length,
     prepare,
@@ -166,7 +166,7 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
       const startedAt = performance.now();
       const receivedMs = clock();
       const receivedAt = isoAt(receivedMs);
-      metrics?.received.inc({ method: ctx.method }, items.length);
+      metrics?.countReceived(ctx.method, items.length);
       if (items.length === 0) return { accepted: 0, duplicates: 0, rejected: [] };
       const prepared = items.map((item) => validateItem(item, ctx, limits, receivedAt));
       return committer.submit({ items: prepared, ctx, receivedAt, receivedMs, startedAt });

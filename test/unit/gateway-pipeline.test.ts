@@ -77,7 +77,10 @@ describe('pipeline', () => {
     const calls = Array.from({ length: 200 }, (_, c) =>
       p.ingest(items(...[0, 1, 2].map((i) => ({ id: `c${c}-${i}`, source: `host-${c % 5}`, type: 'auth.login' }))), { ...http, peer: `peer-${c}` }),
     );
+    // Queued, not yet committed: the depth gauge reads what waits when it is collected.
+    expect((await metrics.queueDepth.get()).values[0]?.value).toBe(600);
     const answers = await Promise.all(calls);
+    expect((await metrics.queueDepth.get()).values[0]?.value).toBe(0);
     expect(answers.every((a) => a.accepted === 3 && a.duplicates === 0 && a.rejected.length === 0)).toBe(true);
     expect(storage.commits).toHaveLength(1); // all 200 calls queued before the 5 ms timer fired
     const events = await stored();

@@ -43,7 +43,10 @@ export function validateItem(item: BatchItem, ctx: IngestContext, limits: Limits
     };
   }
   const id = input.id ?? deterministicId(source, value);
-  return { index: item.index, id, source, arrived: input, event: { ...input, id, source, time: input.time ?? receivedAt } };
+  // An event that brings id, source and time (an agent's always does) is used as it is: no copy.
+  const complete = input.id !== undefined && input.source !== undefined && input.time !== undefined;
+  const event = complete ? (input as PipelineItem['event'] & object) : { ...input, id, source, time: input.time ?? receivedAt };
+  return { index: item.index, id, source, arrived: input, event };
 }
 
 /** Id and source of an invalid event where they are well-formed, so custody can be searched by them. */
