@@ -23,12 +23,15 @@ import {
  */
 
 let dir: string;
+/** Each case's own data directory, removed with the shared one. */
+const subs: string[] = [];
 beforeAll(async () => {
   dir = await tempDir('agent-full');
 });
 afterAll(async () => {
   await killAll();
   await removeDir(dir);
+  for (const sub of subs) await removeDir(sub);
 });
 
 // Random payloads barely compress, so a few hundred events fill 32 KiB of blocks.
@@ -46,6 +49,7 @@ async function post(agent: Agent, ids: string[]) {
 
 async function setup(name: string, whenFull: string) {
   const sub = await tempDir(`agent-full-${name}`);
+  subs.push(sub);
   const port = await freePort();
   const agent = await startAgent(sub, {
     id: `full-${name}`,
