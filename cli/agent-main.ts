@@ -2,18 +2,19 @@ import { dirname } from 'node:path';
 import { Command } from 'commander';
 import pkg from '../package.json' with { type: 'json' };
 import * as agent from './commands/agent.js';
+import * as send from './commands/send.js';
+import * as status from './commands/status.js';
 import { runCli } from './run.js';
 
 /**
  * Entry of the agent bundle (`meteorzx-agent`, packaging/bundle.mjs): the
  * agent-side commands only, so esbuild never reaches the gateway's code or
  * dependencies (fastify, cel-js). Kept out on purpose:
- * - `config check` of cli/commands/config.ts also knows gateway configs, so
- *   it would pull gateway/config.ts and cel-js in; an agent-only check is
- *   registered below instead;
- * - `send` and `status`: on an edge host `curl` reaches the same endpoints
- *   (their client, cli/gateway-client.ts, needs only common/ now, so they
- *   could be added).
+ * `config check` of cli/commands/config.ts also knows gateway configs, so
+ * it would pull gateway/config.ts and cel-js in; an agent-only check is
+ * registered below instead. `send` (to the local intake or a gateway) and
+ * `status` (this agent's, or a gateway's) need only their HTTP client
+ * (cli/gateway-client.ts, undici and common/), so they ship too.
  */
 function buildAgentProgram(): Command {
   const program = new Command('meteorzx-agent')
@@ -23,6 +24,8 @@ function buildAgentProgram(): Command {
     .helpCommand(false)
     .showSuggestionAfterError(true);
   agent.register(program);
+  send.register(program);
+  status.register(program);
   program
     .command('config')
     .description('work with config files')

@@ -49,6 +49,8 @@ describe('agent bundle', () => {
   it('is built from cli/agent-main.ts and holds no gateway code or gateway dependency', () => {
     expect(Object.keys(agent.inputs)).toContain('cli/agent-main.ts');
     expect(Object.keys(agent.inputs)).toContain('agent/agent.ts');
+    // The operator's tools on an edge host: send to the intake, read the agent's status.
+    expect(Object.keys(agent.inputs)).toEqual(expect.arrayContaining(['cli/commands/send.ts', 'cli/commands/status.ts']));
     expect(forbidden(agent)).toEqual([]);
   });
 

@@ -96,7 +96,12 @@ describe.skipIf(!ENABLED)('packaging (METEORZX_PACKAGING_TESTS=1)', () => {
     const env = { PATH: await pathWithoutNode(join(dir, 'deliver')) };
     const agent = await startPackagedAgent(join(x64, 'bin/meteorzx-agent'), ['--config', config], env);
     const events = Array.from({ length: EVENTS }, (_, i) => ({ id: `pkg-deliver-${i}`, type: 'test.packaging', data: { i } }));
-    expect((await postEvents(agent.intakeUrl, events)).accepted).toBe(EVENTS);
+    // Half through the packaged `send` (what an operator on the host runs), half over plain HTTP.
+    const file = join(dir, 'deliver.ndjson');
+    await writeFile(file, events.slice(0, EVENTS / 2).map((e) => JSON.stringify(e)).join('\n'));
+    const sent = await sh(join(x64, 'bin/meteorzx-agent'), ['send', agent.intakeUrl, file], { env });
+    expect(sent.code, sent.stderr).toBe(0);
+    expect((await postEvents(agent.intakeUrl, events.slice(EVENTS / 2))).accepted).toBe(EVENTS / 2);
 
     let stored: Record<string, unknown>[] = [];
     for (let tries = 0; tries < 300 && stored.length < EVENTS; tries += 1) {
@@ -105,6 +110,16 @@ describe.skipIf(!ENABLED)('packaging (METEORZX_PACKAGING_TESTS=1)', () => {
     }
     expect(stored.map((e) => e.id).sort()).toEqual(events.map((e) => e.id).sort());
     expect(stored.every((e) => (e.ingest as { integrity?: string }).integrity === 'verified')).toBe(true);
+    // The packaged `status` reads the agent's own status: everything buffered is delivered (the
+    // gateway's answer reaches the agent just after the events are stored, so ask until it has).
+    let status: Record<string, unknown> = {};
+    for (let tries = 0; tries < 50 && status.delivered !== EVENTS; tries += 1) {
+      const st = await sh(join(x64, 'bin/meteorzx-agent'), ['status', agent.pullUrl, '--json'], { env });
+      expect(st.code, st.stderr).toBe(0);
+      status = JSON.parse(st.stdout) as Record<string, unknown>;
+      if (status.delivered !== EVENTS) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(status).toMatchObject({ id, head: EVENTS, delivered: EVENTS });
     expect(await agent.stop()).toBe(0);
   });
 
