@@ -72,6 +72,26 @@ describe('pipeline', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
+  it('an id accepted again after its dedup window: both accepted records are found by id in custody', async () => {
+    let now = Date.UTC(2026, 10, 1, 12, 0, 0);
+    const clock = () => now;
+    storage = new CountingStorage({ dataDir: dir, clock });
+    await storage.open();
+    pipeline = createPipeline({ storage, config: config(), gatewayName: 'gw-1', clock });
+    await pipeline.start();
+    const event = { id: 'again-1', source: 'host-1', type: 'auth.login' };
+    expect(await pipeline.ingest(items(event), http)).toMatchObject({ accepted: 1 });
+    now += WEEK / 2;
+    expect(await pipeline.ingest(items(event), http)).toMatchObject({ accepted: 0, duplicates: 1 });
+    now += WEEK; // past the window: accepted again
+    expect(await pipeline.ingest(items(event), http)).toMatchObject({ accepted: 1 });
+    const records = await storage.custody({ id: 'again-1' });
+    expect(records.map((r) => r.outcome)).toEqual(['accepted', 'duplicate', 'accepted']);
+    expect(new Set(records.map((r) => r.at)).size).toBe(3);
+    // A neighbour's lookup is unaffected, and the newest pointer answers a query by id.
+    expect((await storage.query({ limit: 10 })).events.filter((e) => e.id === 'again-1')).toHaveLength(2);
+  });
+
   it('group-commits many concurrent callers into one write and answers each exactly', async () => {
     const p = await open();
     const calls = Array.from({ length: 200 }, (_, c) =>

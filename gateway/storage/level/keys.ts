@@ -11,7 +11,8 @@
  *   y!<type>!<day>!<commit>         same, per type present in the block
  *   id!<id>                         dedup index: "<commit36>,<index>,<receivedMs36>"
  *   cs!<source>!<commit>            custody blocks holding records of this source
- *   ci!<id>!<commit>                custody blocks holding a duplicate/rejected record of this id
+ *   ci!<id>!<commit>                custody blocks holding a duplicate/rejected record of this id,
+ *                                   or an accepted one whose id! pointer a later accept replaced
  *   ra!<agent>!<epoch>              registry: seqs, gaps, chain head (JSON)
  *   rs!<source>                     registry: per-source counts (JSON)
  *   r!<commit>                      the event block was deleted by retention (verify expects it gone)

@@ -47,6 +47,12 @@ export async function planCommit(
   head: LevelHead,
   registry: { epochs: Map<string, EpochState>; sources: Map<string, SourceStatus> },
   compressionLevel: number,
+  /**
+   * For an id accepted again after its dedup window: the commit holding its
+   * earlier accepted record, whose `id!` pointer this commit replaces. That
+   * commit gets a `ci!` key, so custody by id still finds the earlier record.
+   */
+  superseded?: (id: string) => number | undefined,
 ): Promise<CommitPlan> {
   const commit = head.commit + 1;
   const ops: PutOp[] = [];
@@ -80,6 +86,8 @@ export async function planCommit(
       sources.add(event.source);
       types.add(event.type);
       ops.push({ type: 'put', key: idKey(event.id), value: Buffer.from(encodePointer({ commit, index, receivedMs: ms })) });
+      const earlier = superseded?.(event.id);
+      if (earlier !== undefined && earlier !== commit) ops.push({ type: 'put', key: `ci!${event.id}!${commitHex(earlier)}`, value: EMPTY });
     });
     const range = Buffer.from(`${min},${max}`);
     for (const key of indexKeys(dayOf(max), commit, sources, types)) ops.push({ type: 'put', key, value: range });

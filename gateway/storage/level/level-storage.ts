@@ -45,6 +45,9 @@ export interface LevelStorageOptions {
 
 export type LevelDb = Level<string, Buffer>;
 
+/** Bound on remembered expired ids (LevelStorage.expired): a flood of repeats costs memory up to this. */
+const MAX_EXPIRED = 100_000;
+
 /** What the query, verify and retention modules need from an open store. */
 export interface LevelContext {
   db: LevelDb;
@@ -66,6 +69,15 @@ export class LevelStorage implements Storage {
   private writer: LevelWriter | undefined;
   private readonly epochs = new Map<string, EpochState>();
   private readonly sourceStates = new Map<string, SourceStatus>();
+  /**
+   * Ids `seen` found stored, but before the dedup window, with the commit of
+   * that record: accepting one again replaces its `id!` pointer, and the
+   * commit that does so indexes the earlier record under `ci!` instead
+   * (custody by id finds both). The pipeline asks `seen` about every id it
+   * is about to accept, so this is filled exactly when it matters; it is
+   * rare (a repeat after a whole window) and bounded.
+   */
+  private readonly expired = new Map<string, number>();
   private blocks: LRUCache<number, EventBlock>;
   private custodyBlocks: LRUCache<number, { records: CustodyRecord[]; bytes: number }>;
 
@@ -101,11 +113,17 @@ export class LevelStorage implements Storage {
     this.sourceStates.clear();
     this.blocks.clear();
     this.custodyBlocks.clear();
+    this.expired.clear();
     this.db = db;
     this.writer = new LevelWriter(db, head, { epochs: this.epochs, sources: this.sourceStates }, {
       compressionLevel: this.opts.compressionLevel,
       load: async (batch) => {
         await Promise.all([this.loadEpochs(batch.seqs.map((s) => epochKey(s.agent, s.epoch))), this.loadSources(batch.sourceCounts.map((c) => c.source))]);
+      },
+      superseded: (id) => {
+        const commit = this.expired.get(id);
+        if (commit !== undefined) this.expired.delete(id);
+        return commit;
       },
     });
   }
@@ -137,7 +155,12 @@ export class LevelStorage implements Storage {
     const oldest = this.opts.clock() - windowMs;
     values.forEach((value, i) => {
       const pointer = value === undefined ? undefined : decodePointer(value.toString());
-      if (pointer !== undefined && pointer.receivedMs >= oldest) out.add(ids[i] as string);
+      if (pointer === undefined) return;
+      if (pointer.receivedMs >= oldest) out.add(ids[i] as string);
+      else {
+        if (this.expired.size >= MAX_EXPIRED) this.expired.clear();
+        this.expired.set(ids[i] as string, pointer.commit);
+      }
     });
     return out;
   }

@@ -15,6 +15,8 @@ export interface LevelWriterOptions {
   compressionLevel: number;
   /** Loads into the cache the registry entries a batch touches that it does not hold yet (from disk). */
   load: (batch: CommitBatch) => Promise<void>;
+  /** See planCommit: the earlier commit of an id accepted again after its dedup window. */
+  superseded?: (id: string) => number | undefined;
 }
 
 /**
@@ -81,7 +83,7 @@ export class LevelWriter {
   private async plan(batch: CommitBatch, generation: number) {
     this.assertCurrent(generation);
     await this.opts.load(batch);
-    const plan = await planCommit(batch, this.planned, this.registry, this.opts.compressionLevel);
+    const plan = await planCommit(batch, this.planned, this.registry, this.opts.compressionLevel, this.opts.superseded);
     // A write failed while this was planned: it built on state that is gone, and must not become the base of the next.
     this.assertCurrent(generation);
     this.planned = plan.head;
