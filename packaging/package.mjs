@@ -7,10 +7,13 @@
 // Writes into packaging/out/ (git-ignored):
 //   meteorzx-agent-<v>-linux-<arch>.tar.gz    meteorzx-agent_<v>_<amd64|arm64>.deb
 //   meteorzx-gateway-<v>-linux-<arch>.tar.gz  meteorzx-gateway_<v>_<amd64|arm64>.deb
+//   SHA256SUMS                                this run's artefacts, for `sha256sum -c SHA256SUMS`
 // Layouts: docs/packaging.md.
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { chmod, cp, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { bundle } from './bundle.mjs';
@@ -84,7 +87,17 @@ export async function buildPackages(options = {}) {
       await rm(tree, { recursive: true, force: true });
     }
   }
-  return { version, nodeVersion: NODE_VERSION, bundles, artefacts };
+  const checksums = join(outDir, 'SHA256SUMS');
+  await writeFile(checksums, (await Promise.all(artefacts.map(async (a) => `${await sha256(a.file)}  ${basename(a.file)}\n`))).join(''));
+  log(`${checksums} (${artefacts.length} artefacts)`);
+  return { version, nodeVersion: NODE_VERSION, bundles, artefacts, checksums };
+}
+
+/** SHA-256 of a file, hex, read as a stream (artefacts are tens of MiB). */
+async function sha256(file) {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(file)) hash.update(chunk);
+  return hash.digest('hex');
 }
 
 /** The native packages a bundle imports, read from its metafile. */

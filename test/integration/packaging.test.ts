@@ -67,6 +67,25 @@ describe.skipIf(!ENABLED)('packaging (METEORZX_PACKAGING_TESTS=1)', () => {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
+  it('lists every artefact in SHA256SUMS, which sha256sum -c accepts and a changed byte fails', async () => {
+    const n = join(dir, 'n');
+    const listed = (await readFile(join(n, 'SHA256SUMS'), 'utf8')).trim().split('\n').map((l) => l.split('  ')[1]);
+    const built = (await readdir(n)).filter((f) => f.endsWith('.tar.gz') || f.endsWith('.deb'));
+    expect(listed.sort()).toEqual(built.sort());
+    expect(built).toHaveLength(4); // agent tarball and .deb, x64 and arm64
+    await must('sha256sum', ['-c', 'SHA256SUMS'], { cwd: n });
+    const copy = join(dir, 'sums-check');
+    await must('cp', ['-r', n, copy]);
+    const victim = join(copy, `meteorzx-agent_${N}_amd64.deb`);
+    const bytes = await readFile(victim);
+    const middle = bytes.length >> 1;
+    bytes[middle] = (bytes[middle] as number) ^ 0xff;
+    await writeFile(victim, bytes);
+    const r = await sh('sha256sum', ['-c', 'SHA256SUMS'], { cwd: copy });
+    expect(r.code).not.toBe(0);
+    expect(r.stdout).toMatch(new RegExp(`meteorzx-agent_${N.replace(/\./g, '\\.')}_amd64\\.deb: FAILED`));
+  });
+
   it('the x64 tarball runs --version with no node on PATH', async () => {
     const path = await pathWithoutNode(dir);
     expect((await sh('sh', ['-c', 'command -v node'], { env: { PATH: path } })).code).not.toBe(0);
