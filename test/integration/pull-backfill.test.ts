@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chainEvent, newId, type AuditEvent } from '../../protocols/index.js';
-import { freePort, gatewayEvents, holesPerEpoch, killAll, postEvents, removeDir, startAgent, tempDir, waitFor, type Agent } from './agent-harness.js';
+import { gatewayEvents, holesPerEpoch, killAll, postEvents, removeDir, startAgent, tempDir, waitFor, type Agent } from './agent-harness.js';
 import { startGateway, type RunningGateway } from './gateway-harness.js';
 import { droppingProxy, webhookReceiver, type DroppingProxy, type Receiver } from './pull-helpers.js';
 
@@ -32,18 +32,17 @@ describe('backfill of events lost in transit, over the HTTP pull connector', () 
 
   beforeAll(async () => {
     dir = await tempDir('pull-backfill');
-    const gwPort = await freePort();
-    proxy = await droppingProxy(`http://127.0.0.1:${gwPort}`, new Set([2, 4, 5]));
+    proxy = await droppingProxy(undefined, new Set([2, 4, 5]));
     agent = await startAgent(dir, { id: 'bf-http', push: { http: { url: `${proxy.url}/v1/events` }, batch: { maxEvents: 50, maxWaitMs: 10 } } });
     gateway = await startGateway({
       dir,
       config: {
-        http: { listen: `127.0.0.1:${gwPort}` },
         // The schedule is far off: any repair seen here is the backfill's.
         pullFrom: [{ url: agent.pullUrl, every: '24h' }],
         backfill: { grace: '300ms', every: '200ms' },
       },
     });
+    proxy.retarget(gateway.httpUrl);
   }, 60_000);
 
   afterAll(async () => {
@@ -184,11 +183,11 @@ describe('backfill over the command channel (agent behind NAT: no pullFrom)', ()
 
   it('asks the agent on audit/<id>/cmd and it re-pushes exactly the holes over MQTT', async () => {
     // Phase 1: push over HTTP through a proxy that loses two batches; no backfill yet.
-    const gwPort = await freePort();
-    proxy = await droppingProxy(`http://127.0.0.1:${gwPort}`, new Set([2, 4]));
+    proxy = await droppingProxy(undefined, new Set([2, 4]));
     const base = { id: 'bf-cmd', push: { http: { url: `${proxy.url}/v1/events` }, batch: { maxEvents: 50, maxWaitMs: 10 } } };
     agent = await startAgent(dir, base);
-    gateway = await startGateway({ dir, config: { http: { listen: `127.0.0.1:${gwPort}` }, backfill: { enabled: false } } });
+    gateway = await startGateway({ dir, config: { backfill: { enabled: false } } });
+    proxy.retarget(gateway.httpUrl);
     for (let round = 1; round <= TOTAL / 50; round += 1) {
       await postEvents(agent.intakeUrl, Array.from({ length: 50 }, (_, i) => ({ type: 'test.cmd', data: { round, i } })));
       await waitFor(async () => (await agent.status()).delivered >= round * 50, `round ${round} delivered`);
@@ -200,7 +199,7 @@ describe('backfill over the command channel (agent behind NAT: no pullFrom)', ()
     await gateway.stop();
 
     // Phase 2: the agent now talks MQTT to the gateway's broker; the gateway cannot reach its pull API.
-    gateway = await startGateway({ dir, config: { http: { listen: `127.0.0.1:${gwPort}` }, backfill: { grace: '200ms', every: '200ms' } } });
+    gateway = await startGateway({ dir, config: { backfill: { grace: '200ms', every: '200ms' } } });
     const { push: _http, ...rest } = base;
     agent = await startAgent(dir, { ...rest, push: { mqtt: { url: `mqtt://127.0.0.1:${gateway.mqttPort}` } } });
     const gw = gateway;
@@ -233,15 +232,15 @@ describe('a hole the real agent has already deleted (drop-oldest)', () => {
   });
 
   it('becomes exactly one meteorzx.gap record naming the dropped seqs, and no repair loop', async () => {
-    const gwPort = await freePort();
-    proxy = await droppingProxy(`http://127.0.0.1:${gwPort}`, new Set([2]));
+    proxy = await droppingProxy(undefined, new Set([2]));
     agent = await startAgent(dir, {
       id: 'bf-deleted',
       // A tiny buffer that deletes its oldest (already delivered) blocks to make room.
       buffer: { maxBytes: '80KiB', whenFull: 'drop-oldest' },
       push: { http: { url: `${proxy.url}/v1/events` }, batch: { maxEvents: 50, maxWaitMs: 10 } },
     });
-    gateway = await startGateway({ dir, config: { http: { listen: `127.0.0.1:${gwPort}` }, backfill: { enabled: false } } });
+    gateway = await startGateway({ dir, config: { backfill: { enabled: false } } });
+    proxy.retarget(gateway.httpUrl);
     let round = 0;
     const pad = 'y'.repeat(300);
     // Keep writing until the agent no longer holds the swallowed batch.
@@ -268,12 +267,12 @@ describe('a hole the real agent has already deleted (drop-oldest)', () => {
       gateway = await startGateway({
         dir,
         config: {
-          http: { listen: `127.0.0.1:${gwPort}` },
           pullFrom: [{ url: agent.pullUrl, every: '24h' }],
           backfill: { grace: '200ms', every: '100ms' },
           alerts: { webhook: hook.url },
         },
       });
+      proxy.retarget(gateway.httpUrl); // the agent's pushes reach the restarted gateway, as before
       const gw = gateway;
       const gaps = await waitFor(async () => {
         const found = (await gatewayEvents(gw.httpUrl, 'bf-deleted')).filter((e) => e.type === 'meteorzx.gap');

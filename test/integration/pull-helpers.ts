@@ -50,6 +50,12 @@ export interface DroppingProxy {
   droppedEvents: number;
   /** Their seqs. */
   droppedSeqs: number[];
+  /**
+   * Points the proxy at a (re)started gateway. The gateway listens on port 0
+   * and is known only once it runs: choosing a "free" port beforehand races
+   * with every other test binding ports in parallel.
+   */
+  retarget(target: string): void;
   close(): Promise<void>;
 }
 
@@ -58,7 +64,8 @@ export interface DroppingProxy {
  * except the chosen ones (1-based), which it swallows while answering the
  * agent 200 as if they were stored — events lost in transit.
  */
-export async function droppingProxy(target: string, drop: ReadonlySet<number>): Promise<DroppingProxy> {
+export async function droppingProxy(target: string | undefined, drop: ReadonlySet<number>): Promise<DroppingProxy> {
+  let upstream = target;
   const state = { posts: 0, dropped: [] as number[], droppedEvents: 0, droppedSeqs: [] as number[] };
   const server = createServer((req, res) => {
     void readBody(req).then(async (body) => {
@@ -76,7 +83,9 @@ export async function droppingProxy(target: string, drop: ReadonlySet<number>): 
       const headers: Record<string, string> = {};
       for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string' && k !== 'host' && k !== 'content-length') headers[k] = v;
       try {
-        const answer = await fetch(`${target}${req.url ?? ''}`, { method: req.method ?? 'GET', headers, ...(req.method === 'POST' ? { body } : {}) });
+        // No gateway yet: the same answer as a gateway that is down.
+        if (upstream === undefined) throw new Error('no upstream yet');
+        const answer = await fetch(`${upstream}${req.url ?? ''}`, { method: req.method ?? 'GET', headers, ...(req.method === 'POST' ? { body } : {}) });
         const text = Buffer.from(await answer.arrayBuffer());
         res.writeHead(answer.status, { 'content-type': answer.headers.get('content-type') ?? 'application/json' }).end(text);
       } catch {
@@ -98,6 +107,9 @@ export async function droppingProxy(target: string, drop: ReadonlySet<number>): 
     },
     get droppedSeqs() {
       return state.droppedSeqs;
+    },
+    retarget(next: string) {
+      upstream = next;
     },
     close: () => closeServer(server),
   };
