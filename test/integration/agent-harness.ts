@@ -1,6 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { AgentStatus, StoredEvent } from '../../protocols/index.js';
@@ -24,30 +23,8 @@ export async function removeDir(dir: string): Promise<void> {
 }
 
 /** A port the OS says is free now (for listeners that must keep their port across restarts). */
-/**
- * A TCP port on 127.0.0.1 that is free now, for a listener a test must name
- * before it starts. Picked at random below Linux's ephemeral range
- * (32768–60999): a port the kernel handed out for `listen(0)` is the kernel's
- * to hand out again — to another test's `listen(0)` or as the source port of
- * any outgoing connection — before this test binds it, which made parallel
- * tests fail now and then with "port … is already in use". Here only another
- * random pick of the same number can collide, and each pick is checked.
- */
-export async function freePort(): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt += 1) {
-    const port = 20_000 + Math.floor(Math.random() * 12_700);
-    if (await canListen(port)) return port;
-  }
-  throw new Error('no free port found below the ephemeral range after 50 tries');
-}
-
-function canListen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.once('error', () => resolve(false));
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-  });
-}
+/** A free TCP port on 127.0.0.1, picked below the kernel's ephemeral range (see bench/lib/ports.mjs). */
+export { freePort } from '../../bench/lib/ports.mjs';
 
 export async function waitFor<T>(probe: () => T | undefined | false | Promise<T | undefined | false>, what: string, ms = 30_000): Promise<T> {
   const deadline = Date.now() + ms;
