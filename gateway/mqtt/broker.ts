@@ -105,20 +105,12 @@ export class MqttIngress {
           done(new Error('not authenticated'));
           return;
         }
-        const refuse = (err: unknown): void => {
-          const refused = err instanceof PublishRefused;
-          log[refused ? 'warn' : 'error'](
-            { client: client.id, topic: packet.topic.slice(0, 200), err: (err as Error).message },
-            refused ? 'mqtt publish refused, closing connection' : 'mqtt ingest failed, closing connection so the client retries',
-          );
-          done(err as Error);
-        };
         let route = state.route;
         if (state.topic !== packet.topic || route === undefined) {
           try {
             route = gate.route(state.ctx, packet.topic);
           } catch (err) {
-            refuse(err);
+            this.refuse(client, packet.topic, err, done);
             return;
           }
           state.topic = packet.topic;
@@ -138,7 +130,7 @@ export class MqttIngress {
           },
           (err: unknown) => {
             this.settled();
-            refuse(err);
+            this.refuse(client, packet.topic, err, done);
           },
         );
       },
@@ -170,6 +162,16 @@ export class MqttIngress {
       this.broker = undefined;
       throw err;
     }
+  }
+
+  /** A publish refused (PublishRefused) or failed in the pipeline: logged, and `done` closes the client's connection. */
+  private refuse(client: Client, topic: string, err: unknown, done: (err: Error) => void): void {
+    const refused = err instanceof PublishRefused;
+    this.opts.logger[refused ? 'warn' : 'error'](
+      { client: client.id, topic: topic.slice(0, 200), err: (err as Error).message },
+      refused ? 'mqtt publish refused, closing connection' : 'mqtt ingest failed, closing connection so the client retries',
+    );
+    done(err as Error);
   }
 
   private settled(): void {

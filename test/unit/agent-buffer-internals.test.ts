@@ -100,47 +100,7 @@ describe('block codec and cache', () => {
   });
 });
 
-describe('LevelBuffer decoded-block cache', () => {
-  let dir: string;
-  let buffer: LevelBuffer;
-  beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'meteorzx-buffer-cache-'));
-  });
-  afterEach(async () => {
-    await buffer.close();
-    await rm(dir, { recursive: true, force: true });
-  });
-  const cached = (): number => (buffer as unknown as { cache: BlockCache }).cache.events;
-
-  it('keeps a new block only while a reader is near the head, and drops it once read to its end', async () => {
-    buffer = new LevelBuffer({ dataDir: dir, id: 'a', commitIntervalMs: 1, cacheEvents: 20 });
-    await buffer.open();
-    // No reader yet, but the head is within the budget of seq 0: cached.
-    await buffer.append(Array.from({ length: 15 }, (_, i) => ev(i)));
-    expect(cached()).toBe(15);
-    // Head 15, nobody has read: 15 ≤ 20 still near. Head 30 next: nobody is near any more.
-    await buffer.append(Array.from({ length: 15 }, (_, i) => ev(15 + i)));
-    await buffer.append(Array.from({ length: 15 }, (_, i) => ev(30 + i)));
-    expect(cached()).toBe(15); // the second block (the first was evicted for it); the third was not cached
-    await buffer.append([ev(45)]);
-    expect(cached()).toBe(15); // far from any reader: not cached
-    // A reader catches up: everything it read to the end of a block leaves the cache.
-    expect((await buffer.read(0, 1000)).map((e) => e.seq)).toEqual(Array.from({ length: 46 }, (_, i) => i + 1));
-    expect(cached()).toBe(0);
-    // Reader at the head: the next block is cached for it, then dropped when it is read.
-    await buffer.append([ev(46), ev(47)]);
-    expect(cached()).toBe(2);
-    const partial = await buffer.read(46, 1);
-    expect(partial.map((e) => e.seq)).toEqual([47]);
-    expect(cached()).toBe(2); // read partly: kept
-    expect((await buffer.read(47, 10)).map((e) => e.seq)).toEqual([48]);
-    expect(cached()).toBe(0);
-    // What left the cache is still read correctly, from disk.
-    expect((await buffer.read(40, 3)).map((e) => e.seq)).toEqual([41, 42, 43]);
-  });
-});
-
-describe('LevelBuffer group commit', () => {
+describe('LevelBuffer', () => {
   let dir: string;
   let buffer: LevelBuffer;
   beforeEach(async () => {
@@ -152,44 +112,78 @@ describe('LevelBuffer group commit', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('writes concurrent appends as one synced batch (durability fsync)', async () => {
-    buffer = new LevelBuffer({ dataDir: dir, id: 'a', commitIntervalMs: 20 });
-    await buffer.open();
-    const batch = vi.spyOn(ClassicLevel.prototype, 'batch');
-    await Promise.all(Array.from({ length: 50 }, (_, i) => buffer.append([ev(i)])));
-    expect(batch).toHaveBeenCalledTimes(1);
-    expect((batch.mock.calls[0] as unknown[] | undefined)?.[1]).toMatchObject({ sync: true });
+  describe('decoded-block cache', () => {
+    const cached = (): number => (buffer as unknown as { cache: BlockCache }).cache.events;
+
+    it('keeps a new block only while a reader is near the head, and drops it once read to its end', async () => {
+      buffer = new LevelBuffer({ dataDir: dir, id: 'a', commitIntervalMs: 1, cacheEvents: 20 });
+      await buffer.open();
+      // No reader yet, but the head is within the budget of seq 0: cached.
+      await buffer.append(Array.from({ length: 15 }, (_, i) => ev(i)));
+      expect(cached()).toBe(15);
+      // Head 15, nobody has read: 15 ≤ 20 still near. Head 30 next: nobody is near any more.
+      await buffer.append(Array.from({ length: 15 }, (_, i) => ev(15 + i)));
+      await buffer.append(Array.from({ length: 15 }, (_, i) => ev(30 + i)));
+      expect(cached()).toBe(15); // the second block (the first was evicted for it); the third was not cached
+      await buffer.append([ev(45)]);
+      expect(cached()).toBe(15); // far from any reader: not cached
+      // A reader catches up: everything it read to the end of a block leaves the cache.
+      expect((await buffer.read(0, 1000)).map((e) => e.seq)).toEqual(Array.from({ length: 46 }, (_, i) => i + 1));
+      expect(cached()).toBe(0);
+      // Reader at the head: the next block is cached for it, then dropped when it is read.
+      await buffer.append([ev(46), ev(47)]);
+      expect(cached()).toBe(2);
+      const partial = await buffer.read(46, 1);
+      expect(partial.map((e) => e.seq)).toEqual([47]);
+      expect(cached()).toBe(2); // read partly: kept
+      expect((await buffer.read(47, 10)).map((e) => e.seq)).toEqual([48]);
+      expect(cached()).toBe(0);
+      // What left the cache is still read correctly, from disk.
+      expect((await buffer.read(40, 3)).map((e) => e.seq)).toEqual([41, 42, 43]);
+    });
   });
 
-  it('writes without sync for durability os', async () => {
-    buffer = new LevelBuffer({ dataDir: dir, id: 'a', durability: 'os' });
-    await buffer.open();
-    const batch = vi.spyOn(ClassicLevel.prototype, 'batch');
-    await buffer.append([ev(1)]);
-    expect((batch.mock.calls[0] as unknown[] | undefined)?.[1]).toMatchObject({ sync: false });
-  });
+  describe('group commit', () => {
 
-  it('commits sooner than the interval once maxCommitEvents are pending', async () => {
-    buffer = new LevelBuffer({ dataDir: dir, id: 'a', commitIntervalMs: 60_000, maxCommitEvents: 10 });
-    await buffer.open();
-    await expect(buffer.append(Array.from({ length: 10 }, (_, i) => ev(i)))).resolves.toHaveLength(10);
-  });
+    it('writes concurrent appends as one synced batch (durability fsync)', async () => {
+      buffer = new LevelBuffer({ dataDir: dir, id: 'a', commitIntervalMs: 20 });
+      await buffer.open();
+      const batch = vi.spyOn(ClassicLevel.prototype, 'batch');
+      await Promise.all(Array.from({ length: 50 }, (_, i) => buffer.append([ev(i)])));
+      expect(batch).toHaveBeenCalledTimes(1);
+      expect((batch.mock.calls[0] as unknown[] | undefined)?.[1]).toMatchObject({ sync: true });
+    });
 
-  it('fails every caller of a failed write and acknowledges nothing of it; the chain continues from the last durable event', async () => {
-    buffer = new LevelBuffer({ dataDir: dir, id: 'a', commitIntervalMs: 5 });
-    await buffer.open();
-    await buffer.append([ev(0), ev(1)]);
-    const before = buffer.state();
-    const batch = vi.spyOn(ClassicLevel.prototype, 'batch').mockRejectedValueOnce(new Error('EIO: disk on fire'));
-    const results = await Promise.allSettled([buffer.append([ev(2)]), buffer.append([ev(3), ev(4)]), buffer.append([ev(5)], [{ key: 'k', value: 'v' }])]);
-    expect(batch).toHaveBeenCalledTimes(1);
-    for (const r of results) expect(r).toMatchObject({ status: 'rejected', reason: { code: 'METEORZX_BUFFER_WRITE_FAILED', status: 503 } });
-    expect(buffer.state()).toEqual(before);
-    expect(await buffer.getMeta('k')).toBeUndefined();
-    await buffer.append([ev(6)]);
-    const stored = await buffer.read(0, 100);
-    expect(stored.map((e) => e.seq)).toEqual([1, 2, 3]);
-    expect(stored.map((e) => (e.data as { i: number }).i)).toEqual([0, 1, 6]);
-    expect(verifyChain(stored).breaks).toEqual([]);
+    it('writes without sync for durability os', async () => {
+      buffer = new LevelBuffer({ dataDir: dir, id: 'a', durability: 'os' });
+      await buffer.open();
+      const batch = vi.spyOn(ClassicLevel.prototype, 'batch');
+      await buffer.append([ev(1)]);
+      expect((batch.mock.calls[0] as unknown[] | undefined)?.[1]).toMatchObject({ sync: false });
+    });
+
+    it('commits sooner than the interval once maxCommitEvents are pending', async () => {
+      buffer = new LevelBuffer({ dataDir: dir, id: 'a', commitIntervalMs: 60_000, maxCommitEvents: 10 });
+      await buffer.open();
+      await expect(buffer.append(Array.from({ length: 10 }, (_, i) => ev(i)))).resolves.toHaveLength(10);
+    });
+
+    it('fails every caller of a failed write and acknowledges nothing of it; the chain continues from the last durable event', async () => {
+      buffer = new LevelBuffer({ dataDir: dir, id: 'a', commitIntervalMs: 5 });
+      await buffer.open();
+      await buffer.append([ev(0), ev(1)]);
+      const before = buffer.state();
+      const batch = vi.spyOn(ClassicLevel.prototype, 'batch').mockRejectedValueOnce(new Error('EIO: disk on fire'));
+      const results = await Promise.allSettled([buffer.append([ev(2)]), buffer.append([ev(3), ev(4)]), buffer.append([ev(5)], [{ key: 'k', value: 'v' }])]);
+      expect(batch).toHaveBeenCalledTimes(1);
+      for (const r of results) expect(r).toMatchObject({ status: 'rejected', reason: { code: 'METEORZX_BUFFER_WRITE_FAILED', status: 503 } });
+      expect(buffer.state()).toEqual(before);
+      expect(await buffer.getMeta('k')).toBeUndefined();
+      await buffer.append([ev(6)]);
+      const stored = await buffer.read(0, 100);
+      expect(stored.map((e) => e.seq)).toEqual([1, 2, 3]);
+      expect(stored.map((e) => (e.data as { i: number }).i)).toEqual([0, 1, 6]);
+      expect(verifyChain(stored).breaks).toEqual([]);
+    });
   });
 });
