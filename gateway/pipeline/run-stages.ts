@@ -57,7 +57,6 @@ export async function runStages(entries: readonly PendingIngest[], s: Stages): P
   const events: StoredEvent[] = [];
   const custody: CustodyInput[] = [];
   const seqs: SeqSeen[] = [];
-  const counts = new Map<string, { source: string; accepted: number; duplicates: number; rejected: number; at: string }>();
   const responses: IngestResponse[] = entries.map(() => ({ accepted: 0, duplicates: 0, rejected: [] }));
 
   entries.forEach((entry, e) => {
@@ -91,21 +90,10 @@ export async function runStages(entries: readonly PendingIngest[], s: Stages): P
       if (event?.agent !== undefined && event.epoch !== undefined && event.seq !== undefined) {
         seqs.push({ agent: event.agent, epoch: event.epoch, seq: event.seq, source: event.source, at, hash: event.hash });
       }
-      if (source !== undefined) {
-        let c = counts.get(source);
-        if (c === undefined) {
-          c = { source, accepted: 0, duplicates: 0, rejected: 0, at };
-          counts.set(source, c);
-        }
-        if (outcome === 'accepted') c.accepted += 1;
-        else if (outcome === 'duplicate') c.duplicates += 1;
-        else c.rejected += 1;
-        if (at > c.at) c.at = at;
-      }
     }
     response.rejected.sort((a, b) => a.index - b.index);
   });
-  return { batch: { events, custody, seqs, sourceCounts: [...counts.values()] }, responses };
+  return { batch: { events, custody, seqs }, responses };
 }
 
 /** Integrity → transforms → rules for one validated item (`item.event` is set). */

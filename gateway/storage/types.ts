@@ -40,8 +40,7 @@ export interface CommitBatch {
   custody: readonly CustodyInput[];
   /** Registry updates for every chained event that arrived (accepted or duplicate). */
   seqs: readonly SeqSeen[];
-  /** Per-source counters for this batch. */
-  sourceCounts: readonly { source: string; accepted: number; duplicates: number; rejected: number; at: string }[];
+  // The per-source registry is counted from `custody` (tallySources), so it cannot disagree with the ledger.
 }
 
 export interface CommitResult {

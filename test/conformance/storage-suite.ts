@@ -46,17 +46,7 @@ function accepted(e: StoredEvent): CustodyInput {
 }
 
 function batchOf(events: StoredEvent[], extra: { custody?: CustodyInput[]; seqs?: SeqSeen[] } = {}): CommitBatch {
-  const counts = new Map<string, { source: string; accepted: number; duplicates: number; rejected: number; at: string }>();
-  const custody = [...events.map(accepted), ...(extra.custody ?? [])];
-  for (const c of custody) {
-    if (c.source === undefined) continue;
-    const entry = counts.get(c.source) ?? { source: c.source, accepted: 0, duplicates: 0, rejected: 0, at: c.at };
-    if (c.outcome === 'accepted') entry.accepted += 1;
-    else if (c.outcome === 'duplicate') entry.duplicates += 1;
-    else entry.rejected += 1;
-    counts.set(c.source, entry);
-  }
-  return { events, custody, seqs: extra.seqs ?? [], sourceCounts: [...counts.values()] };
+  return { events, custody: [...events.map(accepted), ...(extra.custody ?? [])], seqs: extra.seqs ?? [] };
 }
 
 function seqs(agent: string, epoch: string, list: number[]): SeqSeen[] {

@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { cp, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Level } from 'level';
@@ -90,12 +90,11 @@ describe('LevelStorage specifics', () => {
     type: 'auth.login',
     ingest: { method: 'http', peer: 'p', receivedAt: '2026-03-10T10:00:00.000Z', gateway: 'gw', integrity: 'unchained' },
   });
-  const commitOf = (events: StoredEvent[]) =>
-    h!.storage.commit({
+  const commitOf = (events: StoredEvent[], storage: Pick<LevelStorage, 'commit'> = h!.storage) =>
+    storage.commit({
       events,
       custody: events.map((e) => ({ at: e.ingest.receivedAt, outcome: 'accepted' as const, method: 'http' as const, peer: 'p', id: e.id, source: e.source })),
       seqs: [],
-      sourceCounts: [],
     });
 
   it('reports a flipped byte in a compressed block against each event in it', async () => {
@@ -137,6 +136,87 @@ describe('LevelStorage specifics', () => {
     await h.storage.close();
     await withRaw(h.location, async (db) => {
       expect(JSON.parse(((await db.get('m!head')) as Buffer).toString())).toMatchObject({ commit: 1, n: 1 });
+    });
+  });
+
+  describe('per-source registry checkpoints', () => {
+    const dirs: string[] = [];
+    afterEach(async () => {
+      await Promise.all(dirs.splice(0).map((d) => rm(d, { recursive: true, force: true })));
+    });
+
+    /** The store as a crash would leave it: a copy of the open database's files (every commit is synced), without close. */
+    async function crashCopy(storage: LevelStorage): Promise<string> {
+      const copy = await mkdtemp(path.join(os.tmpdir(), 'meteorzx-store-crash-'));
+      dirs.push(copy);
+      await cp(storage.location, path.join(copy, 'store'), { recursive: true });
+      return copy;
+    }
+    const rawSources = (dataDir: string) =>
+      new Promise<{ head: Record<string, unknown>; rs: Record<string, unknown> }>((resolve, reject) => {
+        const out = { head: {} as Record<string, unknown>, rs: {} as Record<string, unknown> };
+        withRaw(path.join(dataDir, 'store'), async (db) => {
+          out.head = JSON.parse(((await db.get('m!head')) as Buffer).toString()) as Record<string, unknown>;
+          for await (const [k, v] of db.iterator({ gt: 'rs!', lt: 'rs"' })) out.rs[k] = JSON.parse(v.toString());
+        }).then(() => resolve(out), reject);
+      });
+    const at = (id: string, source: string, ms: number): StoredEvent => {
+      const e = stored(id);
+      const when = new Date(Date.UTC(2026, 2, 10, 10) + ms).toISOString();
+      return { ...e, source, ingest: { ...e.ingest, receivedAt: when } };
+    };
+
+    it('writes the rs! keys only at a checkpoint, and counts the commits after it again from the ledger after a crash', async () => {
+      let now = 0;
+      const dir = await mkdtemp(path.join(os.tmpdir(), 'meteorzx-store-'));
+      dirs.push(dir);
+      const storage = new LevelStorage({ dataDir: dir, clock: () => now, registryCheckpointMs: 1000 });
+      await storage.open();
+      try {
+        await commitOf([at('a1', 'host-a', 0), at('b1', 'host-b', 1)], storage);
+        await commitOf([at('a2', 'host-a', 2)], storage);
+        // No checkpoint yet: the registry is served from memory, and a crash now leaves no rs! key at all.
+        const early = await crashCopy(storage);
+        expect((await rawSources(early)).rs).toEqual({});
+        expect((await rawSources(early)).head).toMatchObject({ commit: 2, sourcesAt: 0 });
+
+        now = 1000; // the next commit is a checkpoint: it writes every source changed since the last one
+        await commitOf([at('c1', 'host-c', 3)], storage);
+        await commitOf([at('a3', 'host-a', 4), at('c2', 'host-c', 5)], storage);
+        const late = await crashCopy(storage);
+        const raw = await rawSources(late);
+        expect(raw.head).toMatchObject({ commit: 4, sourcesAt: 3 });
+        expect(Object.keys(raw.rs).sort()).toEqual(['rs!host-a', 'rs!host-b', 'rs!host-c']);
+        expect(raw.rs['rs!host-a']).toMatchObject({ accepted: 2 }); // as of the checkpoint: a3 came after it
+
+        const state = (source: string, accepted: number, lastMs: number) => ({
+          source,
+          lastSeen: new Date(Date.UTC(2026, 2, 10, 10) + lastMs).toISOString(),
+          accepted,
+          duplicates: 0,
+          rejected: 0,
+        });
+        const atEarly = [state('host-a', 2, 2), state('host-b', 1, 1)];
+        const atLate = [state('host-a', 3, 4), state('host-b', 1, 1), state('host-c', 2, 5)];
+        expect((await storage.sources()).sources).toEqual(atLate);
+        for (const [crashed, want] of [[early, atEarly], [late, atLate]] as const) {
+          const reopened = new LevelStorage({ dataDir: crashed, clock: () => now, registryCheckpointMs: 1000 });
+          await reopened.open();
+          try {
+            expect((await reopened.sources()).sources).toEqual(want);
+            // Counting goes on from the replayed state.
+            await commitOf([at('a9', 'host-a', 9)], reopened);
+            expect((await reopened.sources()).sources[0]).toEqual(state('host-a', (want[0]?.accepted ?? 0) + 1, 9));
+          } finally {
+            await reopened.close();
+          }
+          // A clean close checkpoints: nothing is left to replay.
+          const closed = await rawSources(crashed);
+          expect(closed.head.sourcesAt).toBe(closed.head.commit);
+        }
+      } finally {
+        await storage.close();
+      }
     });
   });
 });

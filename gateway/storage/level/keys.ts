@@ -14,7 +14,7 @@
  *   ci!<id>!<commit>                custody blocks holding a duplicate/rejected record of this id,
  *                                   or an accepted one whose id! pointer a later accept replaced
  *   ra!<agent>!<epoch>              registry: seqs, gaps, chain head (JSON)
- *   rs!<source>                     registry: per-source counts (JSON)
+ *   rs!<source>                     registry: per-source counts (JSON), as of the checkpoint in m!head's `sourcesAt`
  *   r!<commit>                      the event block was deleted by retention (verify expects it gone)
  *
  * A day is the UTC date (yyyymmdd) of the latest receive time in the block:

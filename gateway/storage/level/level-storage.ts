@@ -5,8 +5,10 @@ import { LRUCache } from 'lru-cache';
 import type { ChainPosition, CustodyRecord, SourceStatus, SourcesResponse } from '../../../protocols/index.js';
 import { GatewayErrors } from '../../errors.js';
 import { epochStatus, type EpochState } from '../seq-gaps.js';
+import { tallySources } from '../source-counts.js';
 import type {
   CommitBatch,
+  CustodyInput,
   CommitResult,
   CustodyQuery,
   EventPage,
@@ -41,6 +43,12 @@ export interface LevelStorageOptions {
    * are mostly hashes, which do not compress).
    */
   compressionLevel?: number;
+  /**
+   * Least time between two checkpoints of the per-source registry, ms
+   * (default 1000). Between them the `rs!` keys lag; a crash costs a replay
+   * of the custody records written since the last one, at open.
+   */
+  registryCheckpointMs?: number;
 }
 
 export type LevelDb = Level<string, Buffer>;
@@ -90,6 +98,7 @@ export class LevelStorage implements Storage {
       writeBufferSize: options.writeBufferSize ?? 8 * 1024 * 1024,
       blockCacheBytes: options.blockCacheBytes ?? 16 * 1024 * 1024,
       compressionLevel: options.compressionLevel ?? 1,
+      registryCheckpointMs: options.registryCheckpointMs ?? 1000,
     };
     // Sized by text length: a block of 5,000 events and a block of one are not the same cost.
     this.blocks = new LRUCache({ maxSize: this.opts.blockCacheBytes, sizeCalculation: (b) => Math.max(1, b.bytes) });
@@ -118,14 +127,25 @@ export class LevelStorage implements Storage {
     this.writer = new LevelWriter(db, head, { epochs: this.epochs, sources: this.sourceStates }, {
       compressionLevel: this.opts.compressionLevel,
       load: async (batch) => {
-        await Promise.all([this.loadEpochs(batch.seqs.map((s) => epochKey(s.agent, s.epoch))), this.loadSources(batch.sourceCounts.map((c) => c.source))]);
+        await Promise.all([this.loadEpochs(batch.seqs.map((s) => epochKey(s.agent, s.epoch))), this.loadSources(sourcesOf(batch.custody))]);
       },
       superseded: (id) => {
         const commit = this.expired.get(id);
         if (commit !== undefined) this.expired.delete(id);
         return commit;
       },
+      clock: this.opts.clock,
+      checkpointMs: this.opts.registryCheckpointMs,
+      replaySources: (after, upTo) => this.replaySources(db, after, upTo),
     });
+    try {
+      await this.writer.recover();
+    } catch (err) {
+      this.db = undefined;
+      this.writer = undefined;
+      await db.close();
+      throw err;
+    }
   }
 
   async close(): Promise<void> {
@@ -134,8 +154,12 @@ export class LevelStorage implements Storage {
     const writer = this.writer;
     this.db = undefined;
     this.writer = undefined;
-    await writer?.idle();
-    await db.close();
+    try {
+      await writer?.idle();
+      await writer?.checkpoint();
+    } finally {
+      await db.close();
+    }
   }
 
   private get openDb(): LevelDb {
@@ -200,6 +224,19 @@ export class LevelStorage implements Storage {
     });
   }
 
+  private async replaySources(db: LevelDb, after: number, upTo: number): Promise<Map<string, SourceStatus>> {
+    const states = new Map<string, SourceStatus>();
+    for (let commit = after + 1; commit <= upTo; commit += 1) {
+      const raw = (await db.get(custodyKey(commit))) as Buffer | undefined;
+      if (raw === undefined) continue;
+      // An unreadable block is not counted here; `verify` names it.
+      const records = await decodeCustodyBlock(commit, raw).catch(() => []);
+      await this.loadSources(sourcesOf(records));
+      for (const [source, state] of tallySources(records, (s) => states.get(s) ?? this.sourceStates.get(s))) states.set(source, state);
+    }
+    return states;
+  }
+
   private context(): LevelContext {
     const db = this.openDb;
     return {
@@ -240,7 +277,19 @@ export class LevelStorage implements Storage {
     const db = this.openDb;
     const out: SourcesResponse = { epochs: [], sources: [] };
     for await (const value of db.values({ gt: 'ra!', lt: 'ra"' })) out.epochs.push(epochStatus(JSON.parse(value.toString()) as EpochState));
-    for await (const value of db.values({ gt: 'rs!', lt: 'rs"' })) out.sources.push(JSON.parse(value.toString()) as SourceStatus);
+    // The registry's `rs!` keys lag up to a checkpoint behind; the writer holds what is newer. Counters only
+    // grow, so of two states of a source the one with more attempts is the later (a checkpoint may land meanwhile).
+    const newer = new Map(this.openWriter.durableSources);
+    for await (const value of db.values({ gt: 'rs!', lt: 'rs"' })) {
+      const stored = JSON.parse(value.toString()) as SourceStatus;
+      const held = newer.get(stored.source);
+      newer.delete(stored.source);
+      out.sources.push(held !== undefined && attempts(held) > attempts(stored) ? held : stored);
+    }
+    if (newer.size > 0) {
+      out.sources.push(...newer.values());
+      out.sources.sort((a, b) => (a.source < b.source ? -1 : a.source > b.source ? 1 : 0));
+    }
     return out;
   }
 
@@ -256,4 +305,14 @@ export class LevelStorage implements Storage {
       return Promise.reject(err);
     }
   }
+}
+
+function sourcesOf(records: readonly Pick<CustodyInput, 'source'>[]): string[] {
+  const out: string[] = [];
+  for (const r of records) if (r.source !== undefined) out.push(r.source);
+  return out;
+}
+
+function attempts(s: SourceStatus): number {
+  return s.accepted + s.duplicates + s.rejected;
 }

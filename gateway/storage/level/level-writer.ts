@@ -2,7 +2,8 @@ import type { SourceStatus } from '../../../protocols/index.js';
 import { GatewayErrors } from '../../errors.js';
 import type { EpochState } from '../seq-gaps.js';
 import type { CommitBatch, CommitResult } from '../types.js';
-import { planCommit, type LevelHead, type PutOp } from './level-commit.js';
+import { planCommit, sourcePut, type LevelHead, type PutOp } from './level-commit.js';
+import { HEAD_KEY } from './keys.js';
 import type { LevelDb } from './level-storage.js';
 
 /** Registry states as of the last planned commit (speculative: ahead of the disk while writes are in flight). */
@@ -17,6 +18,16 @@ export interface LevelWriterOptions {
   load: (batch: CommitBatch) => Promise<void>;
   /** See planCommit: the earlier commit of an id accepted again after its dedup window. */
   superseded?: (id: string) => number | undefined;
+  /** Wall clock, ms. */
+  clock: () => number;
+  /** The least time between two registry checkpoints (see planCommit's `checkpoint`), ms. */
+  checkpointMs: number;
+  /**
+   * The state of every source named by the custody records of commits
+   * `after` + 1 … `upTo`, counted onto its `rs!` key (a replay of the
+   * ledger since the last checkpoint).
+   */
+  replaySources: (after: number, upTo: number) => Promise<Map<string, SourceStatus>>;
 }
 
 /**
@@ -39,6 +50,14 @@ export class LevelWriter {
   private generation = 0;
   private planTail: Promise<unknown> = Promise.resolve();
   private writeTail: Promise<unknown> = Promise.resolve();
+  /** Sources whose planned state is newer than their `rs!` key: the next checkpoint writes them. */
+  private dirty = new Set<string>();
+  private lastCheckpoint: number;
+  /**
+   * Durable source states that their `rs!` key may not hold yet (written by
+   * a commit since the last durable checkpoint, or replayed at open).
+   */
+  readonly durableSources = new Map<string, SourceStatus>();
 
   constructor(
     private readonly db: LevelDb,
@@ -48,6 +67,42 @@ export class LevelWriter {
   ) {
     this.durable = head;
     this.planned = head;
+    this.lastCheckpoint = opts.clock();
+  }
+
+  /**
+   * Brings the source registry up to the durable head after a crash: the
+   * commits after the last checkpoint are counted again from their custody
+   * records. Called once, at open, before the first commit.
+   */
+  async recover(): Promise<void> {
+    const after = this.durable.sourcesAt ?? this.durable.commit;
+    if (after >= this.durable.commit) return;
+    const states = await this.opts.replaySources(after, this.durable.commit);
+    for (const [source, state] of states) {
+      this.registry.sources.set(source, state);
+      this.durableSources.set(source, state);
+      this.dirty.add(source);
+    }
+  }
+
+  /** Writes the `rs!` keys that are behind (at close), so that the next open has nothing to replay. */
+  checkpoint(): Promise<void> {
+    return this.serial(async () => {
+      if (this.dirty.size === 0 && (this.durable.sourcesAt ?? this.durable.commit) === this.durable.commit) return;
+      const head: LevelHead = { ...this.durable, sourcesAt: this.durable.commit };
+      const ops: PutOp[] = [];
+      for (const source of this.dirty) {
+        const state = this.registry.sources.get(source);
+        if (state !== undefined) ops.push(sourcePut(state));
+      }
+      ops.push({ type: 'put', key: HEAD_KEY, value: Buffer.from(JSON.stringify(head)) });
+      await writeOps(this.db, ops);
+      this.durable = head;
+      this.planned = head;
+      this.dirty.clear();
+      this.durableSources.clear();
+    });
   }
 
   commit(batch: CommitBatch): Promise<CommitResult> {
@@ -64,6 +119,9 @@ export class LevelWriter {
         throw GatewayErrors.METEORZX_STORAGE_FAILED(`commit failed: ${(err as Error).message}`, { cause: err });
       }
       this.durable = plan.head;
+      for (const [source, state] of plan.sources) this.durableSources.set(source, state);
+      // A checkpoint's write holds every source state up to it, and writes land in order.
+      if (plan.head.sourcesAt === plan.head.commit) this.durableSources.clear();
       return { custody: plan.records };
     });
   }
@@ -83,12 +141,24 @@ export class LevelWriter {
   private async plan(batch: CommitBatch, generation: number) {
     this.assertCurrent(generation);
     await this.opts.load(batch);
-    const plan = await planCommit(batch, this.planned, this.registry, this.opts.compressionLevel, this.opts.superseded);
+    const now = this.opts.clock();
+    const checkpoint = now - this.lastCheckpoint >= this.opts.checkpointMs ? this.dirty : undefined;
+    const plan = await planCommit(batch, this.planned, this.registry, {
+      compressionLevel: this.opts.compressionLevel,
+      superseded: this.opts.superseded,
+      checkpoint,
+    });
     // A write failed while this was planned: it built on state that is gone, and must not become the base of the next.
     this.assertCurrent(generation);
     this.planned = plan.head;
     for (const [k, v] of plan.epochs) this.registry.epochs.set(k, v);
     for (const [k, v] of plan.sources) this.registry.sources.set(k, v);
+    if (checkpoint !== undefined) {
+      this.dirty = new Set();
+      this.lastCheckpoint = now;
+    } else {
+      for (const source of plan.sources.keys()) this.dirty.add(source);
+    }
     return plan;
   }
 
@@ -101,9 +171,12 @@ export class LevelWriter {
   private fallBack(): void {
     this.generation += 1;
     this.planned = this.durable;
-    // The caches hold states of commits that will now never be written; reload them from disk.
+    // The caches hold states of commits that will now never be written; reload them from disk,
+    // except the source states that are durable but not yet checkpointed.
     this.registry.epochs.clear();
     this.registry.sources.clear();
+    for (const [source, state] of this.durableSources) this.registry.sources.set(source, state);
+    this.dirty = new Set(this.durableSources.keys());
   }
 }
 
