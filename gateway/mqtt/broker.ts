@@ -34,6 +34,17 @@ interface ClientState {
   route?: PublishRoute;
 }
 
+/** Marks a PUBLISH whose events the pipeline stored (see `forwardStored`). */
+const STORED = Symbol('meteorzx.stored');
+
+/**
+ * Could a subscription with this filter hear an audit/<source>/events
+ * publish? Conservative: any wildcard, or an `…/events` topic.
+ */
+function mayHearEvents(filter: string): boolean {
+  return filter.includes('+') || filter.includes('#') || filter.endsWith('/events');
+}
+
 const NOT_AUTHORIZED = 5;
 const BAD_CREDENTIALS = 4;
 
@@ -56,6 +67,14 @@ export class MqttIngress {
   private onIdle: (() => void) | undefined;
   private draining = false;
   private closing: Promise<void> | undefined;
+  /**
+   * Set for good once any client subscribed to a filter that may hear
+   * stored events (an anonymous loopback client may subscribe to anything).
+   * Until then the broker does not forward stored events: nobody could
+   * receive them, and aedes' publish path (an offline-queue lookup, two
+   * topic matches, hooks) runs on every message for nothing.
+   */
+  private eventListeners = false;
 
   constructor(private readonly opts: MqttIngressOptions) {}
 
@@ -126,6 +145,7 @@ export class MqttIngress {
             this.settled();
             // Events are stored here, not by the broker: a retained event would pin its payload in memory.
             packet.retain = false;
+            (packet as { [STORED]?: true })[STORED] = true;
             done(null);
           },
           (err: unknown) => {
@@ -143,9 +163,11 @@ export class MqttIngress {
           done(null, null);
           return;
         }
+        if (mayHearEvents(sub.topic)) this.eventListeners = true;
         done(null, sub);
       },
     });
+    this.forwardStored(broker);
     broker.on('client', () => opts.onClientCount?.(broker.connectedClients));
     broker.on('clientDisconnect', () => opts.onClientCount?.(broker.connectedClients));
     broker.on('clientError', (client: Client, err: Error) => log.debug({ client: client.id, err: err.message }, 'mqtt client error'));
@@ -162,6 +184,23 @@ export class MqttIngress {
       this.broker = undefined;
       throw err;
     }
+  }
+
+  /**
+   * After the PUBACK, aedes hands every QoS 1 publish to its own publish
+   * path for delivery to subscribers. A stored event skips it while no
+   * subscription could hear it (`eventListeners`); everything else (status,
+   * commands, wills) takes it as before.
+   */
+  private forwardStored(broker: Aedes): void {
+    const publish = broker.publish.bind(broker) as (packet: object, client: unknown, done?: (err?: Error | null) => void) => void;
+    (broker as { publish: typeof publish }).publish = (packet, client, done) => {
+      if ((packet as { [STORED]?: true })[STORED] === true && !this.eventListeners) {
+        done?.(null);
+        return;
+      }
+      publish(packet, client, done);
+    };
   }
 
   /** A publish refused (PublishRefused) or failed in the pipeline: logged, and `done` closes the client's connection. */

@@ -1,3 +1,4 @@
+import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ndjson, removeDir, runCli, runProcess, startGateway, tempDir, type RunningGateway } from './gateway-harness.js';
 
@@ -46,6 +47,26 @@ describe('gateway ingest with real peers', () => {
     expect(some.code, some.stderr).toBe(0);
     expect(some.stdout.trim().split('\n')).toHaveLength(4);
     expect(some.stdout).toMatch(/^RECEIVED\s+SOURCE\s+TYPE/);
+  });
+
+  it('forwards stored events to an anonymous loopback subscriber once one subscribes to them', async () => {
+    const sub = await mqtt.connectAsync(`mqtt://127.0.0.1:${gw.mqttPort}`, { reconnectPeriod: 0, protocolVersion: 4 });
+    try {
+      const heard: string[] = [];
+      sub.on('message', (topic, payload) => heard.push(`${topic} ${payload.toString()}`));
+      await sub.subscribeAsync('audit/+/events', { qos: 1 });
+      const lines = [0, 1, 2].map((i) => JSON.stringify({ id: `fwd-${i}`, type: 'door.open' }));
+      const pub = await runProcess('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(gw.mqttPort), '-q', '1', '-t', 'audit/door-9/events', '-l', '-i', 'door-9'], {
+        input: `${lines.join('\n')}\n`,
+      });
+      expect(pub.code, pub.stderr).toBe(0);
+      for (let waited = 0; heard.length < 3 && waited < 5000; waited += 20) await new Promise((r) => setTimeout(r, 20));
+      expect(heard).toEqual(lines.map((l) => `audit/door-9/events ${l}`));
+      const q = await runCli(['query', gw.httpUrl, '--source', 'door-9']);
+      expect(ndjson<Stored>(q.stdout).map((e) => e.id)).toEqual(['fwd-0', 'fwd-1', 'fwd-2']);
+    } finally {
+      await sub.endAsync();
+    }
   });
 
   it('counts accepted, duplicates and rejected exactly for a curl batch, and records the rejection in custody', async () => {

@@ -54,7 +54,8 @@ export interface PlanOptions {
    * the last one (besides this commit's own), whose `rs!` keys it writes
    * from the registry, with this commit's sources. Other commits write no
    * `rs!` key: with a source per device, rewriting every source's counters
-   * in every commit was a quarter of the keys and ≈10% of the gateway's CPU.
+   * in every commit was a quarter of the keys and 5–10% of the gateway's
+   * CPU per MQTT message.
    */
   checkpoint?: ReadonlySet<string> | undefined;
 }
