@@ -1,11 +1,27 @@
 // Free TCP ports for processes that cannot report the port they bound (the
 // agent's pull listener, rsyslog's imtcp, a gateway a proxy must name first).
 // Shared with the integration tests (test/integration/agent-harness.ts).
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 
-/** Linux's default ephemeral range starts here (/proc/sys/net/ipv4/ip_local_port_range). */
-const EPHEMERAL_START = 32_768;
 const LOWEST = 20_000;
+
+/**
+ * Where the kernel's ephemeral range starts: read from Linux's
+ * ip_local_port_range; its default (32768) elsewhere, or when the range
+ * leaves less than 1,000 ports above LOWEST.
+ */
+export function ephemeralStart(read = () => readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')) {
+  try {
+    const low = Number(read().trim().split(/\s+/)[0]);
+    if (Number.isInteger(low) && low >= LOWEST + 1000 && low <= 65_535) return low;
+  } catch {
+    // not Linux
+  }
+  return 32_768;
+}
+
+const EPHEMERAL_START = ephemeralStart();
 
 /**
  * A TCP port on 127.0.0.1 that is free now. Picked at random below the
