@@ -152,14 +152,15 @@ describe('LevelStorage specifics', () => {
       await cp(storage.location, path.join(copy, 'store'), { recursive: true });
       return copy;
     }
-    const rawSources = (dataDir: string) =>
-      new Promise<{ head: Record<string, unknown>; rs: Record<string, unknown> }>((resolve, reject) => {
-        const out = { head: {} as Record<string, unknown>, rs: {} as Record<string, unknown> };
-        withRaw(path.join(dataDir, 'store'), async (db) => {
-          out.head = JSON.parse(((await db.get('m!head')) as Buffer).toString()) as Record<string, unknown>;
-          for await (const [k, v] of db.iterator({ gt: 'rs!', lt: 'rs"' })) out.rs[k] = JSON.parse(v.toString());
-        }).then(() => resolve(out), reject);
+    /** The head and the `rs!` keys as they are on disk. */
+    async function rawSources(dataDir: string): Promise<{ head: Record<string, unknown>; rs: Record<string, unknown> }> {
+      const out = { head: {} as Record<string, unknown>, rs: {} as Record<string, unknown> };
+      await withRaw(path.join(dataDir, 'store'), async (db) => {
+        out.head = JSON.parse(((await db.get('m!head')) as Buffer).toString()) as Record<string, unknown>;
+        for await (const [k, v] of db.iterator({ gt: 'rs!', lt: 'rs"' })) out.rs[k] = JSON.parse(v.toString());
       });
+      return out;
+    }
     const at = (id: string, source: string, ms: number): StoredEvent => {
       const e = stored(id);
       const when = new Date(Date.UTC(2026, 2, 10, 10) + ms).toISOString();
