@@ -104,6 +104,22 @@ export function storageSuite(name: string, makeStorage: () => Promise<StorageHar
       expect(await storage.seen([], WEEK)).toEqual(new Set());
     });
 
+    it('lists every accepted record of an id by custody, also one accepted again after its dedup window', async () => {
+      // The pipeline asks `seen` before it accepts: past the window the id is not a duplicate, and is stored again.
+      const first = event({ at: Date.now() - 10 * DAY });
+      await storage.commit(batchOf([first]));
+      expect(await storage.seen([first.id], WEEK)).toEqual(new Set());
+      const again = event({ id: first.id, at: Date.now() });
+      await storage.commit(batchOf([again]));
+      const byId = await storage.custody({ id: first.id });
+      expect(byId.map((r) => [r.n, r.outcome, r.at])).toEqual([
+        [1, 'accepted', first.ingest.receivedAt],
+        [2, 'accepted', again.ingest.receivedAt],
+      ]);
+      expect(byId.map((r) => r.eventHash)).toEqual([sha256Hex(canonicalJson(first)), sha256Hex(canonicalJson(again))]);
+      expect(await storage.seen([first.id], WEEK)).toEqual(new Set([first.id]));
+    });
+
     it('chains custody records across commits and hashes accepted events as stored', async () => {
       const a = event();
       const b = event();
