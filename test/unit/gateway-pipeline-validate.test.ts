@@ -26,6 +26,18 @@ describe('validate stage', () => {
     expect(validateItem(item({ type: 'door.open', data: { door: 4 } }), mqtt, DEFAULT_LIMITS, AT).event?.id).not.toBe(out.event?.id);
   });
 
+  it('rejects a top-level "__proto__" key, and keeps one under data as data, not as a prototype', () => {
+    const top = validateItem(item(JSON.parse('{"type":"t","__proto__":{"polluted":true}}')), mqtt, DEFAULT_LIMITS, AT);
+    expect(top.rejected?.reason).toMatch(/^__proto__: unknown field/);
+    const value = JSON.parse('{"type":"t","data":{"__proto__":{"polluted":true}}}') as Record<string, unknown>;
+    const event = validateItem(item(value), mqtt, DEFAULT_LIMITS, AT).event as unknown as Record<string, unknown> & { data: object };
+    expect(Object.getPrototypeOf(event)).toBe(Object.prototype);
+    expect(event.polluted).toBeUndefined();
+    expect(Object.keys(event)).toEqual(['type', 'data', 'id', 'source', 'time']);
+    expect(Object.getOwnPropertyDescriptor(event.data, '__proto__')?.value).toEqual({ polluted: true });
+    expect(Object.keys(value)).toEqual(['type', 'data']); // the input is not changed
+  });
+
   it('rejects with the reason: decode errors, envelope errors, no source, forbidden source', () => {
     expect(validateItem({ index: 2, bytes: 3, error: 'malformed JSON: x' }, http, DEFAULT_LIMITS, AT)).toEqual({
       index: 2,
