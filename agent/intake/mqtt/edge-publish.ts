@@ -4,6 +4,7 @@ import {
   formatIssues,
   tryParseTopic,
   validateEvent,
+  withFields,
   type AuditEvent,
   type BatchItem,
   type Limits,
@@ -59,7 +60,7 @@ export function decideEdgePublish(identity: DeviceIdentity, topic: string, paylo
     );
     event.source = device;
     // Deterministic too: a retried bad payload is one record at the gateway, not one per retry.
-    events.push({ ...event, id: deterministicId(device, event) });
+    events.push(withFields(event, { id: deterministicId(device, event) }));
   };
 
   let items: BatchItem[];
@@ -85,7 +86,7 @@ export function decideEdgePublish(identity: DeviceIdentity, topic: string, paylo
       reject(`source: this device may not send events for "${source}"`, JSON.stringify(item.value), item.bytes, item.index);
       continue;
     }
-    events.push({ ...input, source, id: input.id ?? deterministicId(source, item.value) });
+    events.push(withFields(input, { source, id: input.id ?? deterministicId(source, item.value) }));
   }
   return { kind: 'events', events, invalid };
 }

@@ -1,4 +1,4 @@
-import { formatIssues, validateEvent, type AuditEvent, type Limits } from '../../../protocols/index.js';
+import { formatIssues, validateEvent, withFields, type AuditEvent, type Limits } from '../../../protocols/index.js';
 import { intakeErrorEvent, RAW_EXCERPT_CHARS } from '../intake-error.js';
 import type { SplitRecord } from './line-splitter.js';
 
@@ -72,7 +72,7 @@ export function recordToEvent(record: SplitRecord, ctx: RecordContext): RecordEv
   const result = validateEvent(value, ctx.limits, bytes.length);
   if (!result.ok) return invalid(formatIssues(result.errors));
   const event = result.event;
-  if (event.source === undefined && ctx.source !== undefined) return { event: { ...event, source: ctx.source } };
+  if (event.source === undefined && ctx.source !== undefined) return { event: withFields(event, { source: ctx.source }) };
   return { event };
 }
 

@@ -3,6 +3,7 @@ import {
   formatIssues,
   SOURCE_RE,
   validateEvent,
+  withFields,
   type BatchItem,
   type Limits,
 } from '../../../protocols/index.js';
@@ -45,25 +46,9 @@ export function validateItem(item: BatchItem, ctx: IngestContext, limits: Limits
   const id = input.id ?? deterministicId(source, value);
   // An event that brings id, source and time (an agent's always does) is used as it is: no copy.
   const complete = input.id !== undefined && input.source !== undefined && input.time !== undefined;
-  const event = complete ? (input as PipelineItem['event'] & object) : filledIn(input, id, source, input.time ?? receivedAt);
+  const event = complete ? (input as PipelineItem['event'] & object) : withFields(input, { id, source, time: input.time ?? receivedAt });
   return { index: item.index, id, source, arrived: input, event };
 }
-
-/**
- * A copy of `input` with id, source and time set. `Object.assign` and three
- * assignments take ≈0.1 µs where an object spread of a `JSON.parse` result
- * took ≈1.3 µs (V8 12, Node 20). `Object.assign` would set a top-level
- * `__proto__` key as the copy's prototype, but the envelope has already
- * rejected it as an unknown field; nested ones (under `data`) are not copied.
- */
-function filledIn<T extends object>(input: T, id: string, source: string, time: string): T & { id: string; source: string; time: string } {
-  const out = Object.assign({}, input) as T & { id: string; source: string; time: string };
-  out.id = id;
-  out.source = source;
-  out.time = time;
-  return out;
-}
-
 /** Id and source of an invalid event where they are well-formed, so custody can be searched by them. */
 function readableIdentity(value: unknown, ctx: IngestContext): { id?: string; source?: string } {
   const out: { id?: string; source?: string } = {};
