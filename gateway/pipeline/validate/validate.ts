@@ -49,6 +49,7 @@ export function validateItem(item: BatchItem, ctx: IngestContext, limits: Limits
   const event = complete ? (input as PipelineItem['event'] & object) : withFields(input, { id, source, time: input.time ?? receivedAt });
   return { index: item.index, id, source, arrived: input, event };
 }
+
 /** Id and source of an invalid event where they are well-formed, so custody can be searched by them. */
 function readableIdentity(value: unknown, ctx: IngestContext): { id?: string; source?: string } {
   const out: { id?: string; source?: string } = {};

@@ -62,9 +62,19 @@ export interface PlanOptions {
 
 const EMPTY = Buffer.alloc(0);
 
-/** The `rs!` write of one source's registry state. */
-export function sourcePut(status: SourceStatus): PutOp {
-  return { type: 'put', key: sourceKey(status.source), value: Buffer.from(JSON.stringify(status)) };
+/** The `rs!` writes of the named sources' registry states (`state` gives each; a source it does not know is skipped). */
+export function sourcePuts(names: Iterable<string>, state: (source: string) => SourceStatus | undefined): PutOp[] {
+  const ops: PutOp[] = [];
+  for (const source of names) {
+    const status = state(source);
+    if (status !== undefined) ops.push({ type: 'put', key: sourceKey(source), value: Buffer.from(JSON.stringify(status)) });
+  }
+  return ops;
+}
+
+/** The `m!head` write. */
+export function headPut(head: LevelHead): PutOp {
+  return { type: 'put', key: HEAD_KEY, value: Buffer.from(JSON.stringify(head)) };
 }
 
 /**
@@ -147,15 +157,12 @@ export async function planCommit(
 
   const sources = tallySources(batch.custody, (source) => registry.sources.get(source));
   if (checkpoint !== undefined) {
-    for (const status of sources.values()) ops.push(sourcePut(status));
-    for (const source of checkpoint) {
-      const status = sources.has(source) ? undefined : registry.sources.get(source);
-      if (status !== undefined) ops.push(sourcePut(status));
-    }
+    const names = new Set([...sources.keys(), ...checkpoint]);
+    ops.push(...sourcePuts(names, (source) => sources.get(source) ?? registry.sources.get(source)));
   }
 
   const sourcesAt = checkpoint !== undefined ? commit : (head.sourcesAt ?? head.commit);
   const newHead: LevelHead = { commit, n: chained.head.n, hash: chained.head.hash, sourcesAt };
-  ops.push({ type: 'put', key: HEAD_KEY, value: Buffer.from(JSON.stringify(newHead)) });
+  ops.push(headPut(newHead));
   return { ops, records: chained.records, head: newHead, epochs, sources };
 }

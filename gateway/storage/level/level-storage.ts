@@ -127,7 +127,7 @@ export class LevelStorage implements Storage {
     this.writer = new LevelWriter(db, head, { epochs: this.epochs, sources: this.sourceStates }, {
       compressionLevel: this.opts.compressionLevel,
       load: async (batch) => {
-        await Promise.all([this.loadEpochs(batch.seqs.map((s) => epochKey(s.agent, s.epoch))), this.loadSources(sourcesOf(batch.custody))]);
+        await Promise.all([this.loadEpochs(batch.seqs.map((s) => epochKey(s.agent, s.epoch))), this.loadSources(batch.custody)]);
       },
       superseded: (id) => {
         const commit = this.expired.get(id);
@@ -215,14 +215,18 @@ export class LevelStorage implements Storage {
     return this.epochs;
   }
 
-  private async loadSources(sources: readonly string[]): Promise<void> {
-    const missing = [...new Set(sources)].filter((s) => !this.sourceStates.has(s));
-    if (missing.length === 0) return;
+  /** Loads into the cache the registry state of every source `records` name that it does not hold yet. */
+  private async loadSources(records: readonly Pick<CustodyInput, 'source'>[]): Promise<void> {
+    const wanted = new Set<string>();
+    for (const r of records) if (r.source !== undefined && !this.sourceStates.has(r.source)) wanted.add(r.source);
+    if (wanted.size === 0) return;
+    const missing = [...wanted];
     const values = await this.openDb.getMany(missing.map(sourceKey));
     values.forEach((v, i) => {
       if (v !== undefined) this.sourceStates.set(missing[i] as string, JSON.parse(v.toString()) as SourceStatus);
     });
   }
+
 
   private async replaySources(db: LevelDb, after: number, upTo: number): Promise<Map<string, SourceStatus>> {
     const states = new Map<string, SourceStatus>();
@@ -231,7 +235,7 @@ export class LevelStorage implements Storage {
       if (raw === undefined) continue;
       // An unreadable block is not counted here; `verify` names it.
       const records = await decodeCustodyBlock(commit, raw).catch(() => []);
-      await this.loadSources(sourcesOf(records));
+      await this.loadSources(records);
       for (const [source, state] of tallySources(records, (s) => states.get(s) ?? this.sourceStates.get(s))) states.set(source, state);
     }
     return states;
@@ -305,12 +309,6 @@ export class LevelStorage implements Storage {
       return Promise.reject(err);
     }
   }
-}
-
-function sourcesOf(records: readonly Pick<CustodyInput, 'source'>[]): string[] {
-  const out: string[] = [];
-  for (const r of records) if (r.source !== undefined) out.push(r.source);
-  return out;
 }
 
 function attempts(s: SourceStatus): number {

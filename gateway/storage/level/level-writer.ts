@@ -2,8 +2,7 @@ import type { SourceStatus } from '../../../protocols/index.js';
 import { GatewayErrors } from '../../errors.js';
 import type { EpochState } from '../seq-gaps.js';
 import type { CommitBatch, CommitResult } from '../types.js';
-import { planCommit, sourcePut, type LevelHead, type PutOp } from './level-commit.js';
-import { HEAD_KEY } from './keys.js';
+import { headPut, planCommit, sourcePuts, type LevelHead, type PutOp } from './level-commit.js';
 import type { LevelDb } from './level-storage.js';
 
 /** Registry states as of the last planned commit (speculative: ahead of the disk while writes are in flight). */
@@ -91,12 +90,8 @@ export class LevelWriter {
     return this.serial(async () => {
       if (this.dirty.size === 0 && (this.durable.sourcesAt ?? this.durable.commit) === this.durable.commit) return;
       const head: LevelHead = { ...this.durable, sourcesAt: this.durable.commit };
-      const ops: PutOp[] = [];
-      for (const source of this.dirty) {
-        const state = this.registry.sources.get(source);
-        if (state !== undefined) ops.push(sourcePut(state));
-      }
-      ops.push({ type: 'put', key: HEAD_KEY, value: Buffer.from(JSON.stringify(head)) });
+      const ops = sourcePuts(this.dirty, (source) => this.registry.sources.get(source));
+      ops.push(headPut(head));
       await writeOps(this.db, ops);
       this.durable = head;
       this.planned = head;
