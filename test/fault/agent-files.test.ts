@@ -35,6 +35,8 @@ const run = promisify(execFile);
 
 let dir: string;
 let gateway: Gateway;
+/** Set when delivery times out: the dir (agent logs, inode trail) is kept for the post-mortem, even in CI. */
+let keep = false;
 
 beforeAll(async () => {
   dir = await tempDir('agent-files-fault');
@@ -43,7 +45,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await killAll();
-  if (process.env.METEORZX_KEEP_DIRS) console.log(`kept ${dir}`);
+  if (process.env.METEORZX_KEEP_DIRS || keep) console.log(`kept ${dir}`);
   else await removeDir(dir);
 });
 
@@ -124,6 +126,7 @@ describe('file intake under logrotate and SIGKILL', () => {
       `the agent to read and deliver ${expected} lines`,
       60_000 + ROUNDS * 10_000,
     ).catch(async (err: unknown) => {
+      keep = true;
       await saveLogs();
       throw err;
     });
