@@ -18,12 +18,23 @@ export function fastCanonicalJson(value: unknown): string {
   return sorted === UNUSUAL ? canonicalJson(value) : JSON.stringify(sorted);
 }
 
+/**
+ * `fastCanonicalJson` of an object without one of its top-level keys (an
+ * event without its `hash`), with no copy of the object made to drop it.
+ */
+export function fastCanonicalJsonWithout(value: Record<string, unknown>, omit: string): string {
+  const sorted = sortedCopy(value, 0, omit);
+  if (sorted !== UNUSUAL) return JSON.stringify(sorted);
+  const { [omit]: _omitted, ...rest } = value;
+  return canonicalJson(rest);
+}
+
 const UNUSUAL = Symbol('unusual');
 const MAX_DEPTH = 64;
 const INTEGER_KEY = /^(?:0|[1-9][0-9]*)$/;
 
 
-function sortedCopy(value: unknown, depth: number): unknown {
+function sortedCopy(value: unknown, depth: number, omit?: string): unknown {
   switch (typeof value) {
     case 'string':
       return isWellFormed(value) ? value : UNUSUAL;
@@ -75,7 +86,7 @@ function sortedCopy(value: unknown, depth: number): unknown {
     // The digit test first: the regex runs only for the rare key that starts with one.
     if ((first >= 48 && first <= 57 && INTEGER_KEY.test(key)) || key === '__proto__' || !isWellFormed(key)) return UNUSUAL;
     const item = obj[key];
-    const skip = item === undefined || typeof item === 'symbol';
+    const skip = item === undefined || typeof item === 'symbol' || key === omit;
     const copy = skip ? undefined : sortedCopy(item, depth + 1);
     if (copy === UNUSUAL) return UNUSUAL;
     if (out === undefined && (skip || copy !== item)) {

@@ -1,4 +1,5 @@
-import { canonicalJson, sha256Hex } from './canonical.js';
+import { sha256Hex } from './canonical.js';
+import { fastCanonicalJson, fastCanonicalJsonWithout } from './fast-canonical.js';
 import type { AuditEvent } from './envelope.js';
 
 /**
@@ -6,9 +7,8 @@ import type { AuditEvent } from './envelope.js';
  * `hash`; it covers `prev`, so each hash commits to the whole chain before it.
  */
 export function computeHash(event: AuditEvent): string {
-  if (event.hash === undefined) return sha256Hex(canonicalJson(event));
-  const { hash: _omit, ...rest } = event;
-  return sha256Hex(canonicalJson(rest));
+  if (event.hash === undefined) return sha256Hex(fastCanonicalJson(event));
+  return sha256Hex(fastCanonicalJsonWithout(event as unknown as Record<string, unknown>, 'hash'));
 }
 
 /** Sets `prev` (when there is a previous hash) and `hash` on a copy of the event. */

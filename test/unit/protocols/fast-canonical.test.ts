@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { canonicalJson, fastCanonicalJson } from '../../../protocols/index.js';
+import { canonicalJson, computeHash, fastCanonicalJson, fastCanonicalJsonWithout, sha256Hex, type AuditEvent } from '../../../protocols/index.js';
 
 function outcome(fn: () => string): string {
   try {
@@ -42,5 +42,28 @@ describe('fast canonical JSON', () => {
     ]) {
       same(v);
     }
+  });
+
+  it('leaves out one top-level key exactly as canonicalising a copy without it does', () => {
+    const without = (v: Record<string, unknown>, key: string): void => {
+      const { [key]: _dropped, ...rest } = v;
+      expect(outcome(() => fastCanonicalJsonWithout(v, key))).toBe(outcome(() => canonicalJson(rest)));
+    };
+    fc.assert(
+      fc.property(fc.dictionary(fc.string(), fc.jsonValue()), fc.string(), (v, key) => without(v, key)),
+      { numRuns: 1000 },
+    );
+    for (const v of [{ b: 1, hash: 'x', a: 2 }, { hash: 'x', n: Number.NaN }, { a: { hash: 'inner' }, hash: 'outer' }, { '\ud800': 1, hash: 'x' }]) {
+      without(v, 'hash');
+    }
+    // A nested key of the same name stays.
+    expect(fastCanonicalJsonWithout({ a: { hash: 'inner' }, hash: 'outer' }, 'hash')).toBe('{"a":{"hash":"inner"}}');
+  });
+
+  it('hashes an event without its own hash field', () => {
+    const event = { type: 't', seq: 2, prev: 'p', id: 'x' } as AuditEvent;
+    const expected = sha256Hex(canonicalJson(event));
+    expect(computeHash(event)).toBe(expected);
+    expect(computeHash({ ...event, hash: 'anything' })).toBe(expected);
   });
 });
