@@ -15,6 +15,7 @@
 //   node bench/agent-e2e.mjs [--seconds 10] [--producers 4] [--batch 1000]
 //        [--cases http-gateway,mqtt-gateway,http-fake,mqtt-fake] [--runs 1]
 //        [--agent-node-args="--cpu-prof --cpu-prof-dir=/tmp/prof"]
+//        [--gateway-node-args="--cpu-prof --cpu-prof-dir=/tmp/prof-gw"]
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, mkdir, writeFile } from 'node:fs/promises';
@@ -41,6 +42,7 @@ const { values: args } = parseArgs({
     runs: { type: 'string', default: '1' },
     mosquitto: { type: 'string', default: 'mqtt://127.0.0.1:1883' },
     'agent-node-args': { type: 'string', default: '' },
+    'gateway-node-args': { type: 'string', default: '' },
     'push-events': { type: 'string', default: '' },
     'in-flight': { type: 'string', default: '' },
   },
@@ -134,7 +136,8 @@ function spawnNode(argv, nodeArgs = [], env = process.env) {
 async function startGateway(dir, httpPort, mqttPort) {
   const config = join(dir, 'gateway.json');
   await writeFile(config, JSON.stringify({ dataDir: join(dir, 'gateway-data'), logLevel: 'warn', http: { listen: `127.0.0.1:${httpPort}` }, mqtt: { listen: `127.0.0.1:${mqttPort}` } }));
-  const g = spawnNode([BIN, 'gateway', '--config', config], GATEWAY_NODE_FLAGS, gatewayEnv());
+  const extra = args['gateway-node-args'] ? args['gateway-node-args'].split(' ') : [];
+  const g = spawnNode([BIN, 'gateway', '--config', config], [...GATEWAY_NODE_FLAGS, ...extra], gatewayEnv());
   const url = `http://127.0.0.1:${httpPort}`;
   await waitFor(async () => {
     if (g.p.exitCode !== null) throw new Error(`gateway exited: ${g.logs.slice(-5).join('\n')}`);

@@ -1,19 +1,20 @@
-import type { ChainedEvent } from '../../protocols/index.js';
-
-interface CachedBlock {
+/** A block's stored lines, one per event, the first being `firstSeq`'s. */
+export interface LineBlock {
   firstSeq: number;
-  events: readonly ChainedEvent[];
+  lines: readonly string[];
 }
 
 /**
- * Decoded blocks, least recently used evicted first, bounded by the number of
- * events held (≈1 KB of heap each). The push sink reads right behind the
- * head: each commit's block is put here as it is written, so a sink that
- * keeps up never inflates anything. Few blocks fit, so lookup is a scan.
+ * Inflated blocks, least recently used evicted first, bounded by the number
+ * of events held (one string of ≈300 B each). The push sink reads right
+ * behind the head: each commit's block is put here as it is written, so a
+ * sink that keeps up never inflates anything. Only the lines are kept, not
+ * the parsed events: one string per event is what a young-generation GC
+ * copies while the block waits for its reader. Few blocks fit, so lookup is a scan.
  */
 export class BlockCache {
   // Map iteration order is insertion order: re-inserting on a hit makes it an LRU.
-  private readonly blocks = new Map<number, CachedBlock>();
+  private readonly blocks = new Map<number, LineBlock>();
   private held = 0;
 
   constructor(private readonly maxEvents: number) {}
@@ -24,9 +25,9 @@ export class BlockCache {
   }
 
   /** The cached block holding `seq`, if any. */
-  find(seq: number): CachedBlock | undefined {
+  find(seq: number): LineBlock | undefined {
     for (const block of this.blocks.values()) {
-      if (seq >= block.firstSeq && seq < block.firstSeq + block.events.length) {
+      if (seq >= block.firstSeq && seq < block.firstSeq + block.lines.length) {
         this.blocks.delete(block.firstSeq);
         this.blocks.set(block.firstSeq, block);
         return block;
@@ -42,22 +43,22 @@ export class BlockCache {
     return best;
   }
 
-  put(firstSeq: number, events: readonly ChainedEvent[]): void {
-    if (events.length > this.maxEvents) return;
+  put(firstSeq: number, lines: readonly string[]): void {
+    if (lines.length > this.maxEvents) return;
     this.delete(firstSeq);
-    this.blocks.set(firstSeq, { firstSeq, events });
-    this.held += events.length;
+    this.blocks.set(firstSeq, { firstSeq, lines });
+    this.held += lines.length;
     for (const [key, block] of this.blocks) {
       if (this.held <= this.maxEvents) break;
       this.blocks.delete(key);
-      this.held -= block.events.length;
+      this.held -= block.lines.length;
     }
   }
 
   /** Forgets every block whose events all precede `seq` (deleted from the store, or read to its end). */
   dropBefore(seq: number): void {
     for (const block of [...this.blocks.values()]) {
-      if (block.firstSeq + block.events.length <= seq) this.delete(block.firstSeq);
+      if (block.firstSeq + block.lines.length <= seq) this.delete(block.firstSeq);
     }
   }
 
@@ -70,6 +71,6 @@ export class BlockCache {
     const old = this.blocks.get(firstSeq);
     if (old === undefined) return;
     this.blocks.delete(firstSeq);
-    this.held -= old.events.length;
+    this.held -= old.lines.length;
   }
 }

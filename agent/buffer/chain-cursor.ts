@@ -1,6 +1,5 @@
 import { newId, sha256Hex, type AuditEvent, type ChainedEvent } from '../../protocols/index.js';
 import { buildChained } from './envelope-canonical.js';
-import { attachLine } from './event-line.js';
 
 /** Where an epoch's chain stands: the last seq written and its hash. */
 export interface ChainHead {
@@ -47,7 +46,6 @@ export class ChainCursor {
     event.hash = hash;
     const line = `${open},"hash":"${hash}"}`;
     this.lines.push(line);
-    attachLine(event as ChainedEvent, line);
     this.events.push(event as ChainedEvent);
     this.head = seq;
     this.lastHash = hash;

@@ -1,6 +1,5 @@
-import type { ChainedEvent } from '../../protocols/index.js';
 import type { BlockCache } from './block-cache.js';
-import { decodeBlock } from './block-codec.js';
+import { decodeBlockLines } from './block-codec.js';
 import { Holes } from './holes.js';
 import { BLOCK_END, blockKey, blockSeq } from './keys.js';
 import { isCorruption, type BufferDb } from './level-store.js';
@@ -27,8 +26,7 @@ async function nextReadable(db: BufferDb, cache: BlockCache, seq: number): Promi
       const firstSeq = blockSeq(key);
       if (best !== undefined && firstSeq >= best) break;
       try {
-        const events: ChainedEvent[] = decodeBlock(firstSeq, value);
-        if (events.length > 0) {
+        if (decodeBlockLines(firstSeq, value).length > 0) {
           best = firstSeq;
           break;
         }

@@ -1,6 +1,6 @@
 import type { ChainedEvent } from '../../protocols/index.js';
 import type { BlockCache } from './block-cache.js';
-import { decodeBlock, type BlockMeta } from './block-codec.js';
+import { decodeBlockLines, type BlockMeta } from './block-codec.js';
 import { blockKey } from './keys.js';
 import type { BufferDb } from './level-store.js';
 import type { BufferLogger } from './options.js';
@@ -89,17 +89,20 @@ export async function droppedGaps(
   for (const b of deleted) {
     // Only flagged blocks hold gap events: the others are never inflated here.
     if (!b.gaps || b.lastSeq <= delivered) continue;
-    let events = cache.find(b.firstSeq)?.events;
-    if (events === undefined) {
+    let lines = cache.find(b.firstSeq)?.lines;
+    if (lines === undefined) {
       try {
         const value = await db.get(blockKey(b.firstSeq));
-        events = value === undefined ? [] : decodeBlock(b.firstSeq, value);
+        lines = value === undefined ? [] : decodeBlockLines(b.firstSeq, value);
       } catch (err) {
         logger?.error({ err, firstSeq: b.firstSeq }, 'buffer: a dropped block with gap events cannot be read; their ranges are lost');
-        events = [];
+        lines = [];
       }
     }
-    for (const e of events) if (e.type === 'meteorzx.gap' && e.seq > delivered) out.push(e);
+    for (const line of lines) {
+      const e = JSON.parse(line) as ChainedEvent;
+      if (e.type === 'meteorzx.gap' && e.seq > delivered) out.push(e);
+    }
   }
   return out;
 }

@@ -1,12 +1,11 @@
 import { join } from 'node:path';
 import { type AuditEvent, type ChainedEvent } from '../../protocols/index.js';
 import { AgentErrors } from '../errors.js';
-import { BlockCache } from './block-cache.js';
-import { decodeBlock, encodeBlock, readBlockMeta, type BlockMeta } from './block-codec.js';
+import { BlockCache, type LineBlock } from './block-cache.js';
+import { decodeBlockLines, encodeBlock, readBlockMeta, type BlockMeta } from './block-codec.js';
 import { ChainCursor } from './chain-cursor.js';
 import { CommitQueue, type CommitWork } from './commit-queue.js';
 import { applyRepairs, unreadableFrom } from './corrupt-read.js';
-import { eventLine } from './event-line.js';
 import { droppedGaps, foldGaps, gapData, parseLedger, type GapLedger } from './gap-fold.js';
 import { Holes } from './holes.js';
 import { BLOCK_END, BLOCK_PREFIX, blockKey, blockSeq, extraKey, META } from './keys.js';
@@ -14,7 +13,7 @@ import { firstBlock, isCorruption, type BufferDb } from './level-store.js';
 import { openStore } from './open-store.js';
 import { resolveBufferOptions, type BufferOptions, type ResolvedBufferOptions } from './options.js';
 import { gapEvent, planRelease } from './space-plan.js';
-import type { AgentBuffer, BufferState } from './types.js';
+import type { AgentBuffer, BufferState, StoredLine } from './types.js';
 
 type BatchOp = { type: 'put'; key: string; value: Buffer } | { type: 'del'; key: string };
 
@@ -118,13 +117,17 @@ export class LevelBuffer implements AgentBuffer {
   }
 
   async read(after: number, limit: number, maxBytes = Number.POSITIVE_INFINITY): Promise<ChainedEvent[]> {
-    const out: ChainedEvent[] = [];
+    return (await this.readLines(after, limit, maxBytes)).map((l) => JSON.parse(l.line) as ChainedEvent);
+  }
+
+  async readLines(after: number, limit: number, maxBytes = Number.POSITIVE_INFINITY): Promise<StoredLine[]> {
+    const out: StoredLine[] = [];
     let seq = after + 1;
     let bytes = 0;
     while (out.length < limit && bytes < maxBytes) {
       seq = this.holes.skip(Math.max(seq, this.s.oldest));
       if (seq > this.s.head) break;
-      let block: { firstSeq: number; events: readonly ChainedEvent[] } | undefined;
+      let block: LineBlock | undefined;
       let cause: unknown;
       try {
         block = await this.blockHolding(seq);
@@ -137,16 +140,15 @@ export class LevelBuffer implements AgentBuffer {
         await this.recoverUnreadable(seq, cause);
         continue;
       }
-      for (let i = seq - block.firstSeq; i < block.events.length && out.length < limit && bytes < maxBytes; i++) {
-        const event = block.events[i] as ChainedEvent;
+      const { firstSeq, lines } = block;
+      for (let i = seq - firstSeq; i < lines.length && out.length < limit && bytes < maxBytes; i++) {
+        const line = lines[i] as string;
         // The first event always goes, so an event larger than maxBytes cannot stall a reader.
-        if (maxBytes !== Number.POSITIVE_INFINITY) {
-          bytes += eventLine(event).length + 1;
-          if (bytes > maxBytes && out.length > 0) return this.consumed(out);
-        }
-        out.push(event);
+        bytes += line.length + 1;
+        if (bytes > maxBytes && out.length > 0) return this.consumed(out);
+        out.push({ seq: firstSeq + i, line });
       }
-      seq = block.firstSeq + block.events.length;
+      seq = firstSeq + lines.length;
     }
     if (out.length === 0) this.readFrontier = Math.max(this.readFrontier, after);
     return this.consumed(out);
@@ -160,7 +162,7 @@ export class LevelBuffer implements AgentBuffer {
    * copied by the young-generation GC and promoted: that cost durable intake
    * a third of its rate in bench/agent-buffer.mjs.
    */
-  private consumed(out: ChainedEvent[]): ChainedEvent[] {
+  private consumed(out: StoredLine[]): StoredLine[] {
     const last = out.at(-1);
     if (last !== undefined) {
       this.readFrontier = Math.max(this.readFrontier, last.seq);
@@ -220,9 +222,9 @@ export class LevelBuffer implements AgentBuffer {
    * sink that is down or far behind — nobody would read it from memory, and
    * holding it would only make every event outlive a young-generation GC.
    */
-  private cacheNewBlocks(blocks: readonly { firstSeq: number; events: ChainedEvent[] }[], headBefore: number): void {
+  private cacheNewBlocks(blocks: readonly { firstSeq: number; lines: string[] }[], headBefore: number): void {
     if (headBefore - this.readFrontier > this.opts.cacheEvents) return;
-    for (const b of blocks) this.cache.put(b.firstSeq, b.events);
+    for (const b of blocks) this.cache.put(b.firstSeq, b.lines);
   }
 
   /** Full = at the byte bound with nothing delivered left to evict. drop-oldest is never full. */
@@ -231,22 +233,22 @@ export class LevelBuffer implements AgentBuffer {
     return !(this.oldestBlockLast !== undefined && this.oldestBlockLast <= this.s.delivered);
   }
 
-  private async blockHolding(seq: number): Promise<{ firstSeq: number; events: readonly ChainedEvent[] } | undefined> {
+  private async blockHolding(seq: number): Promise<LineBlock | undefined> {
     const cached = this.cache.find(seq);
     if (cached !== undefined) return cached;
     const db = this.db;
     if (db === undefined) throw AgentErrors.METEORZX_BUFFER_CLOSED('the buffer is not open');
     for await (const [key, value] of db.iterator({ lte: blockKey(seq), gte: BLOCK_PREFIX, reverse: true, limit: 1 })) {
       const firstSeq = blockSeq(key);
-      let events: ChainedEvent[];
+      let lines: string[];
       try {
-        events = decodeBlock(firstSeq, value);
+        lines = decodeBlockLines(firstSeq, value);
       } catch (err) {
         throw AgentErrors.METEORZX_BUFFER_CORRUPT(`block at seq ${firstSeq} cannot be decoded: ${(err as Error).message}`, { cause: err });
       }
-      if (seq >= firstSeq + events.length) return undefined;
-      this.cache.put(firstSeq, events);
-      return { firstSeq, events };
+      if (seq >= firstSeq + lines.length) return undefined;
+      this.cache.put(firstSeq, lines);
+      return { firstSeq, lines };
     }
     return undefined;
   }
@@ -301,9 +303,9 @@ export class LevelBuffer implements AgentBuffer {
       slices.push([start, cursor.count]);
       for (const x of a.extra ?? []) ops.push({ type: 'put', key: extraKey(x.key), value: Buffer.from(x.value, 'utf8') });
     }
-    const blocks: { firstSeq: number; value: Buffer; events: ChainedEvent[] }[] = [];
+    const blocks: { firstSeq: number; value: Buffer; lines: string[] }[] = [];
     if (cursor.count > 0) {
-      blocks.push({ firstSeq: s.head + 1, value: encodeBlock(cursor.lines, now, holdsGap(cursor.events)), events: cursor.events });
+      blocks.push({ firstSeq: s.head + 1, value: encodeBlock(cursor.lines, now, holdsGap(cursor.events)), lines: cursor.lines });
     }
     const incoming = blocks.reduce((n, b) => n + b.value.length, 0);
     const delivered = Math.max(s.delivered, Math.min(work.ackTo, s.head));
@@ -356,7 +358,8 @@ export class LevelBuffer implements AgentBuffer {
       const gapFirst = cursor.head + 1;
       const gapStart = cursor.count;
       for (const data of gaps) cursor.push(gapEvent(data as Parameters<typeof gapEvent>[0]), new Date(now).toISOString(), now);
-      blocks.push({ firstSeq: gapFirst, value: encodeBlock(cursor.lines.slice(gapStart), now, true), events: cursor.events.slice(gapStart) });
+      const gapLines = cursor.lines.slice(gapStart);
+      blocks.push({ firstSeq: gapFirst, value: encodeBlock(gapLines, now, true), lines: gapLines });
     }
     if (ledgerChanged) ops.push({ type: 'put', key: META.gaps, value: Buffer.from(JSON.stringify(ledger)) });
     if (holesChanged) ops.push({ type: 'put', key: META.holes, value: Buffer.from(holes.toJSON()) });
@@ -383,9 +386,9 @@ export class LevelBuffer implements AgentBuffer {
     }
     if (plan !== undefined && plan.deleted.length > 0) {
       this.cache.dropBefore(newOldest);
-      this.oldestBlockLast = plan.next?.lastSeq ?? blocks[0]?.events[blocks[0].events.length - 1]?.seq;
+      this.oldestBlockLast = plan.next?.lastSeq ?? lastSeqOf(blocks[0]);
     } else if (this.oldestBlockLast === undefined && blocks.length > 0) {
-      this.oldestBlockLast = blocks[0]?.events[blocks[0].events.length - 1]?.seq;
+      this.oldestBlockLast = lastSeqOf(blocks[0]);
     }
     this.cacheNewBlocks(blocks, s.head);
     work.appends.forEach((a, i) => {
@@ -409,6 +412,10 @@ export class LevelBuffer implements AgentBuffer {
     this.spaceWaiters = [];
     for (const wake of waiters) wake();
   }
+}
+
+function lastSeqOf(block: { firstSeq: number; lines: readonly string[] } | undefined): number | undefined {
+  return block === undefined ? undefined : block.firstSeq + block.lines.length - 1;
 }
 
 /** Opens a LevelBuffer (the factory the agent runtime uses). */

@@ -20,6 +20,12 @@ export interface BufferState {
   recovered?: string;
 }
 
+/** One buffered event as stored: its seq and its canonical JSON line, the exact text its hash covers plus `hash`. */
+export interface StoredLine {
+  seq: number;
+  line: string;
+}
+
 /**
  * The agent's durable buffer (LevelDB). Every intake appends through it;
  * the push sink reads from `delivered` and acks; the pull API reads any range.
@@ -39,6 +45,11 @@ export interface AgentBuffer {
   append(events: readonly AuditEvent[], extra?: readonly { key: string; value: string }[]): Promise<ChainedEvent[]>;
   /** Events with seq > after, in seq order, at most `limit` (and about `maxBytes`). */
   read(after: number, limit: number, maxBytes?: number): Promise<ChainedEvent[]>;
+  /**
+   * The same events as `read`, as their stored lines: what push and pull
+   * send, with no event parsed or serialised on the way.
+   */
+  readLines(after: number, limit: number, maxBytes?: number): Promise<StoredLine[]>;
   /** Marks everything ≤ seq delivered (durably). Never moves backwards. */
   ack(seq: number): Promise<void>;
   state(): BufferState;

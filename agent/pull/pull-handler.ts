@@ -74,12 +74,12 @@ async function stream(res: ServerResponse, buffer: AgentBuffer, after: number, c
   let cursor = after;
   let left = count;
   while (left > 0 && !res.destroyed) {
-    const events = await buffer.read(cursor, Math.min(chunkEvents, left), chunkBytes);
+    const events = await buffer.readLines(cursor, Math.min(chunkEvents, left), chunkBytes);
     const first = events[0];
     // Retention moved past the cursor while streaming: stop short rather than skip; the next pull gets the 410.
     if (first === undefined || first.seq !== cursor + 1) break;
     let text = '';
-    for (const event of events) text += `${JSON.stringify(event)}\n`;
+    for (const event of events) text += `${event.line}\n`;
     cursor = (events.at(-1) as (typeof events)[number]).seq;
     left -= events.length;
     if (!res.write(text)) await drained(res);

@@ -1,10 +1,12 @@
 import type { AuditEvent, ChainedEvent } from '../../protocols/index.js';
+import type { StoredLine } from '../buffer/types.js';
 
 export type BatchStatus = 'pending' | 'inflight' | 'acked' | 'failed' | 'permanent';
 
 /** A run of consecutive buffered events the sender pushes as one unit. */
 export interface Batch {
-  events: readonly ChainedEvent[];
+  /** Stored lines, sent as they are. */
+  events: readonly StoredLine[];
   first: number;
   last: number;
   status: BatchStatus;
@@ -16,10 +18,10 @@ export interface Batch {
 /** Halves a permanently refused batch: a 413 or a 400 on one bad event must not sink its neighbours. */
 export function splitBatch(batch: Batch, round: number): [Batch, Batch] {
   const half = Math.ceil(batch.events.length / 2);
-  const part = (events: readonly ChainedEvent[]): Batch => ({
+  const part = (events: readonly StoredLine[]): Batch => ({
     events,
-    first: (events[0] as ChainedEvent).seq,
-    last: (events.at(-1) as ChainedEvent).seq,
+    first: (events[0] as StoredLine).seq,
+    last: (events.at(-1) as StoredLine).seq,
     status: 'pending',
     round,
   });
@@ -30,7 +32,8 @@ export function splitBatch(batch: Batch, round: number): [Batch, Batch] {
  * The gap event for an event the gateway refuses for good: same shape as the
  * buffer's own gap events (from, to, count, reason), plus what and why.
  */
-export function refusedGap(event: ChainedEvent, error: string): AuditEvent {
+export function refusedGap(item: StoredLine, error: string): AuditEvent {
+  const event = JSON.parse(item.line) as ChainedEvent;
   return {
     type: 'meteorzx.gap',
     data: { from: event.seq, to: event.seq, count: 1, reason: 'gateway-refused', epoch: event.epoch, id: event.id, error },

@@ -66,7 +66,7 @@ export class CommandRunner {
     let cursor = command.after;
     let sent = 0;
     while (cursor < until && !this.closed) {
-      const events = await buffer.read(cursor, Math.min(batchEvents, until - cursor), batchBytes);
+      const events = await buffer.readLines(cursor, Math.min(batchEvents, until - cursor), batchBytes);
       if (events.length === 0) break;
       await this.sendWithRetry(events);
       sent += events.length;

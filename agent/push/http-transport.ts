@@ -1,7 +1,8 @@
 import { promisify } from 'node:util';
 import { gzip as gzipCb, constants as zlibConstants } from 'node:zlib';
 import { Pool } from 'undici';
-import type { ChainedEvent, IngestResponse } from '../../protocols/index.js';
+import type { IngestResponse } from '../../protocols/index.js';
+import type { StoredLine } from '../buffer/types.js';
 import { NDJSON } from '../../protocols/index.js';
 import { ndjsonOf } from '../buffer/event-line.js';
 import { parseRetryAfter } from './retry-after.js';
@@ -63,7 +64,7 @@ export class HttpTransport implements PushTransport {
 
   async start(): Promise<void> {}
 
-  async send(events: readonly ChainedEvent[]): Promise<SendOutcome> {
+  async send(events: readonly StoredLine[]): Promise<SendOutcome> {
     if (this.closed !== undefined) return { kind: 'retry', error: 'transport closed' };
     // The lines the buffer hashed and stored: no second serialisation.
     let body: Buffer = Buffer.from(ndjsonOf(events));

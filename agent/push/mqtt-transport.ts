@@ -1,5 +1,5 @@
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
-import type { ChainedEvent } from '../../protocols/index.js';
+import type { StoredLine } from '../buffer/types.js';
 import { TOPIC_ROOT } from '../../protocols/index.js';
 import { jsonArrayOf } from '../buffer/event-line.js';
 import type { PushTransport, SendOutcome } from './types.js';
@@ -73,7 +73,7 @@ export class MqttTransport implements PushTransport {
     this.keeper.unref();
   }
 
-  async send(events: readonly ChainedEvent[]): Promise<SendOutcome> {
+  async send(events: readonly StoredLine[]): Promise<SendOutcome> {
     if (this.closed !== undefined) return { kind: 'retry', error: 'transport closed' };
     let client: MqttClient;
     try {

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { ChainedEvent, PushState } from '../../protocols/index.js';
-import type { AgentBuffer } from '../buffer/types.js';
+import type { AgentBuffer, StoredLine } from '../buffer/types.js';
 import type { AgentMetrics } from '../metrics.js';
 import { Backoff } from './backoff.js';
 import { refusedGap, splitBatch, type Batch } from './batch.js';
@@ -204,7 +204,7 @@ export class Sender {
       if (left > 0) return left;
     }
     this.lingerSince = undefined;
-    const events = await this.buffer.read(cursor, this.options.maxEvents, this.options.maxBytes);
+    const events = await this.buffer.readLines(cursor, this.options.maxEvents, this.options.maxBytes);
     const first = events[0];
     const last = events.at(-1);
     if (first === undefined || last === undefined) {
@@ -228,7 +228,7 @@ export class Sender {
    * sending them anyway would contradict that gap.
    */
   private async reload(batch: Batch): Promise<void> {
-    const events = await this.buffer.read(batch.first - 1, batch.last - batch.first + 1);
+    const events = await this.buffer.readLines(batch.first - 1, batch.last - batch.first + 1);
     batch.events = events.filter((e) => e.seq <= batch.last);
     batch.first = batch.events[0]?.seq ?? batch.last;
   }
@@ -255,8 +255,8 @@ export class Sender {
       if (outcome.rejected.length > 0) {
         this.options.metrics?.eventsRejectedByGateway.inc(outcome.rejected.length);
         for (const r of outcome.rejected.slice(0, 10)) {
-          const ev = batch.events[r.index];
-          log?.warn({ seq: ev?.seq, id: ev?.id, reason: r.error }, 'gateway recorded an event as rejected');
+          const item = batch.events[r.index];
+          log?.warn({ seq: item?.seq, id: item === undefined ? undefined : idOf(item), reason: r.error }, 'gateway recorded an event as rejected');
         }
       }
     } else if (outcome.kind === 'permanent') {
@@ -296,13 +296,13 @@ export class Sender {
         i += 1;
         continue;
       }
-      const event = batch.events[0] as ChainedEvent;
+      const item = batch.events[0] as StoredLine;
       this.options.metrics?.eventsSkipped.inc();
-      this.options.logger?.error({ seq: event.seq, id: event.id, error: batch.error }, 'gateway permanently refused an event; skipping it');
+      this.options.logger?.error({ seq: item.seq, id: idOf(item), error: batch.error }, 'gateway permanently refused an event; skipping it');
       try {
-        await this.buffer.append([refusedGap(event, batch.error ?? 'unknown')]);
+        await this.buffer.append([refusedGap(item, batch.error ?? 'unknown')]);
       } catch (err) {
-        this.options.logger?.error({ err, seq: event.seq }, 'could not record the gap event for a skipped event');
+        this.options.logger?.error({ err, seq: item.seq }, 'could not record the gap event for a skipped event');
       }
       batch.status = 'acked';
     }
@@ -328,4 +328,9 @@ export class Sender {
     this.current = state;
     this.options.logger?.debug({ state }, 'push state');
   }
+}
+
+/** A stored event's id, for a log line (parsed only on these rare paths). */
+function idOf(item: StoredLine): string | undefined {
+  return (JSON.parse(item.line) as ChainedEvent).id;
 }

@@ -1,4 +1,5 @@
-import type { ChainedEvent, RejectedItem } from '../../protocols/index.js';
+import type { RejectedItem } from '../../protocols/index.js';
+import type { StoredLine } from '../buffer/types.js';
 
 /**
  * What a transport reports for one batch. The sender owns retries, ordering
@@ -18,8 +19,8 @@ export interface PushTransport {
   /** Most batches this transport may have in flight at once. */
   readonly maxInFlight: number;
   start(): Promise<void>;
-  /** Sends one batch, in seq order. Never throws: failures are outcomes. */
-  send(events: readonly ChainedEvent[]): Promise<SendOutcome>;
+  /** Sends one batch of stored lines, in seq order. Never throws: failures are outcomes. */
+  send(events: readonly StoredLine[]): Promise<SendOutcome>;
   /** Transports with a command channel (MQTT) deliver `audit/<id>/cmd` payloads here; see agent/push/commands.ts. */
   onCommand?(listener: (payload: Buffer) => void): void;
   /** Stops sending; in-flight sends resolve (possibly as `retry`). Idempotent. */

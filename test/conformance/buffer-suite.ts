@@ -3,7 +3,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { verifyChain, type AuditEvent, type ChainedEvent } from '../../protocols/index.js';
+import { sha256Hex, verifyChain, type AuditEvent, type ChainedEvent } from '../../protocols/index.js';
 import type { AgentBuffer } from '../../agent/buffer/types.js';
 import type { BufferOptions } from '../../agent/buffer/options.js';
 
@@ -123,6 +123,22 @@ export function bufferSuite(name: string, harness: BufferHarness): void {
         const small = await b.read(0, 100, 1500);
         expect(small.length).toBeGreaterThan(0);
         expect(small.length).toBeLessThan(50);
+        // The stored lines (what push and pull send): the same events, each line the exact text its hash covers.
+        for (const after of [0, 7, 8, 22, 49]) {
+          const lines = await b.readLines(after, 13);
+          expect(lines.map((l) => l.seq)).toEqual(full.slice(after, after + 13).map((e) => e.seq));
+          lines.forEach((l, i) => {
+            const event = full[after + i] as ChainedEvent;
+            expect(JSON.parse(l.line)).toEqual(event);
+            const tail = `,"hash":"${event.hash}"}`;
+            expect(l.line.endsWith(tail)).toBe(true);
+            expect(sha256Hex(`${l.line.slice(0, -tail.length)}}`)).toBe(event.hash);
+          });
+        }
+        const capped = await b.readLines(0, 100, 1500);
+        expect(capped.length).toBeGreaterThan(1);
+        expect(capped.reduce((n, l) => n + l.line.length + 1, 0)).toBeLessThanOrEqual(1500);
+        expect(capped.length).toBeLessThan(50);
       };
       await check(buffer);
       await buffer.close();

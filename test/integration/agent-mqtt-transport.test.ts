@@ -2,13 +2,15 @@ import { spawn, spawnSync } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import { chainEvent, type ChainedEvent } from '../../protocols/index.js';
 import { MqttTransport } from '../../agent/push/mqtt-transport.js';
+import type { StoredLine } from '../../agent/buffer/types.js';
+import { storedLine } from '../unit/agent-fake-buffer.js';
 
-function events(n: number, agent: string): ChainedEvent[] {
+function events(n: number, agent: string): StoredLine[] {
   let prev: string | undefined;
   return Array.from({ length: n }, (_, i) => {
     const e = chainEvent({ id: `${agent}-${i + 1}`, type: 't', source: agent, time: '2026-01-01T00:00:00Z', agent, epoch: 'E1', seq: i + 1 }, prev) as ChainedEvent;
     prev = e.hash;
-    return e;
+    return storedLine(e);
   });
 }
 

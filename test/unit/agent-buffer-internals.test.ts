@@ -8,8 +8,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { canonicalJson, computeHash, verifyChain, type AuditEvent } from '../../protocols/index.js';
 import { LevelBuffer } from '../../agent/buffer/index.js';
 import { fastCanonicalJson } from '../../protocols/index.js';
-import { decodeBlock, encodeBlock, readBlockMeta } from '../../agent/buffer/block-codec.js';
-import { eventLine } from '../../agent/buffer/event-line.js';
+import { decodeBlock, decodeBlockLines, encodeBlock, readBlockMeta } from '../../agent/buffer/block-codec.js';
 import { BlockCache } from '../../agent/buffer/block-cache.js';
 import { ChainCursor } from '../../agent/buffer/chain-cursor.js';
 
@@ -75,20 +74,39 @@ describe('block codec and cache', () => {
     expect(readBlockMeta(7, encodeBlock(lines, 1234.5, true)).gaps).toBe(true);
     const decoded = decodeBlock(7, block);
     expect(JSON.parse(JSON.stringify(decoded))).toEqual([{ seq: 7, a: 1 }, { seq: 8, b: 'é' }]);
-    // Each decoded event carries its stored line, so the push path does not serialise it again.
-    expect(decoded.map((e) => eventLine(e))).toEqual(lines);
-    // Blocks written before the line format (version 1: a JSON array) still decode.
-    const legacy = Buffer.concat([Buffer.from([1, 0, 0, 0, 2]), Buffer.alloc(8), deflateRawSync(`[${lines.join(',')}]`)]);
-    expect(JSON.parse(JSON.stringify(decodeBlock(7, legacy)))).toEqual([{ seq: 7, a: 1 }, { seq: 8, b: 'é' }]);
+    // The push and pull paths take the stored lines as they are.
+    expect(decodeBlockLines(7, block)).toEqual(lines);
+    // Blocks written before the zlib wrapper (version 2: raw deflate of the lines) and before the line
+    // format (version 1: a JSON array) still decode.
+    const older = (version: number, text: string) => Buffer.concat([Buffer.from([version, 0, 0, 0, 2]), Buffer.alloc(8), deflateRawSync(text)]);
+    expect(decodeBlockLines(7, older(2, lines.join('\n')))).toEqual(lines);
+    expect(JSON.parse(JSON.stringify(decodeBlock(7, older(1, `[${lines.join(',')}]`))))).toEqual([{ seq: 7, a: 1 }, { seq: 8, b: 'é' }]);
     expect(() => decodeBlock(6, block)).toThrow(/does not match/);
     const damaged = Buffer.from(block);
     damaged.fill(0x41, 20);
     expect(() => decodeBlock(7, damaged)).toThrow();
   });
 
+  it('finds any changed byte in a block body (its checksum), without parsing a line', () => {
+    const lines = Array.from({ length: 50 }, (_, i) => JSON.stringify({ seq: 7 + i, type: 'auth.login', data: { n: i, pad: 'abcdefgh'.repeat(4) } }));
+    const block = encodeBlock(lines, 1);
+    // Each byte of the deflated body, changed in turn: a wrong byte must fail to decode, never yield other lines.
+    for (let at = 13; at < block.length; at += 1) {
+      const damaged = Buffer.from(block);
+      damaged[at] = (damaged[at] as number) ^ 0x10;
+      let outcome: string[] | Error;
+      try {
+        outcome = decodeBlockLines(7, damaged);
+      } catch (err) {
+        outcome = err as Error;
+      }
+      expect(outcome instanceof Error ? 'failed' : outcome.join('\n') === lines.join('\n') ? 'same' : 'different', `byte ${at}`).not.toBe('different');
+    }
+  });
+
   it('evicts least recently used blocks beyond its event budget', () => {
     const cache = new BlockCache(10);
-    const block = (first: number, n: number) => Array.from({ length: n }, (_, i) => ({ seq: first + i }) as never);
+    const block = (first: number, n: number) => Array.from({ length: n }, (_, i) => JSON.stringify({ seq: first + i }));
     cache.put(1, block(1, 4));
     cache.put(5, block(5, 4));
     expect(cache.find(2)?.firstSeq).toBe(1); // 1 is now most recent

@@ -1,6 +1,11 @@
-import { chainEvent, newId, type AuditEvent, type ChainedEvent } from '../../protocols/index.js';
-import type { AgentBuffer, BufferState } from '../../agent/buffer/types.js';
+import { chainEvent, fastCanonicalJson, newId, type AuditEvent, type ChainedEvent } from '../../protocols/index.js';
+import type { AgentBuffer, BufferState, StoredLine } from '../../agent/buffer/types.js';
 import { AgentErrors } from '../../agent/errors.js';
+
+/** An event as the buffer stores it: its seq and canonical line. */
+export function storedLine(event: ChainedEvent): StoredLine {
+  return { seq: event.seq, line: fastCanonicalJson(event) };
+}
 
 /**
  * An in-memory AgentBuffer for the runtime's unit tests: same contract as
@@ -53,6 +58,10 @@ export class FakeBuffer implements AgentBuffer {
 
   async read(after: number, limit: number): Promise<ChainedEvent[]> {
     return this.events.filter((e) => e.seq > Math.max(after, this.droppedUpTo)).slice(0, limit);
+  }
+
+  async readLines(after: number, limit: number): Promise<StoredLine[]> {
+    return (await this.read(after, limit)).map(storedLine);
   }
 
   async ack(seq: number): Promise<void> {

@@ -4,8 +4,10 @@ import { gunzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { chainEvent, type ChainedEvent } from '../../protocols/index.js';
 import { HttpTransport } from '../../agent/push/http-transport.js';
+import type { StoredLine } from '../../agent/buffer/types.js';
+import { storedLine } from './agent-fake-buffer.js';
 
-function events(n: number, agent = 'unit-agent', pad = 0): ChainedEvent[] {
+function events(n: number, agent = 'unit-agent', pad = 0): StoredLine[] {
   let prev: string | undefined;
   return Array.from({ length: n }, (_, i) => {
     const e = chainEvent(
@@ -13,7 +15,7 @@ function events(n: number, agent = 'unit-agent', pad = 0): ChainedEvent[] {
       prev,
     ) as ChainedEvent;
     prev = e.hash;
-    return e;
+    return storedLine(e);
   });
 }
 

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import type { ChainedEvent } from '../../protocols/index.js';
+import type { StoredLine } from '../../agent/buffer/types.js';
 import { Sender, type SenderOptions } from '../../agent/push/sender.js';
 import type { PushTransport, SendOutcome } from '../../agent/push/types.js';
 import { FakeBuffer } from './agent-fake-buffer.js';
@@ -7,14 +7,14 @@ import { FakeBuffer } from './agent-fake-buffer.js';
 /** A transport whose answer to each send the test decides. */
 class ScriptedTransport implements PushTransport {
   readonly name = 'scripted';
-  readonly sent: ChainedEvent[][] = [];
+  readonly sent: StoredLine[][] = [];
   closed = false;
   constructor(
     readonly maxInFlight: number,
-    public answer: (events: readonly ChainedEvent[], n: number) => SendOutcome | Promise<SendOutcome> = () => ({ kind: 'acked', rejected: [] }),
+    public answer: (events: readonly StoredLine[], n: number) => SendOutcome | Promise<SendOutcome> = () => ({ kind: 'acked', rejected: [] }),
   ) {}
   async start(): Promise<void> {}
-  async send(events: readonly ChainedEvent[]): Promise<SendOutcome> {
+  async send(events: readonly StoredLine[]): Promise<SendOutcome> {
     this.sent.push([...events]);
     return this.answer(events, this.sent.length);
   }
@@ -194,12 +194,13 @@ describe('push sender', () => {
     const buffer = new FakeBuffer();
     await buffer.fill(8);
     const poison = buffer.events[5]?.id;
+    const idOf = (e: StoredLine) => (JSON.parse(e.line) as { id: string }).id;
     const transport = new ScriptedTransport(2, (events) =>
-      events.some((e) => e.id === poison) ? { kind: 'permanent', error: 'gateway answered 413: too large' } : { kind: 'acked', rejected: [] },
+      events.some((e) => idOf(e) === poison) ? { kind: 'permanent', error: 'gateway answered 413: too large' } : { kind: 'acked', rejected: [] },
     );
     await makeSender(buffer, transport, { maxEvents: 8 }).start();
     await waitFor(() => buffer.delivered >= 9, 'delivered past the gap event');
-    const delivered = new Set(transport.sent.filter((b) => !b.some((e) => e.id === poison)).flat().map((e) => e.seq));
+    const delivered = new Set(transport.sent.filter((b) => !b.some((e) => idOf(e) === poison)).flat().map((e) => e.seq));
     expect([...delivered].sort((a, b) => a - b)).toEqual([1, 2, 3, 4, 5, 7, 8, 9]);
     const gap = buffer.events[8];
     expect(gap?.type).toBe('meteorzx.gap');

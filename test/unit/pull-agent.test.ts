@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { BufferState } from '../../agent/buffer/types.js';
+import type { BufferState, StoredLine } from '../../agent/buffer/types.js';
 import { CommandRunner } from '../../agent/push/commands.js';
 import type { PushTransport, SendOutcome } from '../../agent/push/types.js';
 import { servePull } from '../../agent/pull/pull-handler.js';
@@ -102,7 +102,7 @@ class RecordingTransport implements PushTransport {
   failNext = 0;
   listener: ((payload: Buffer) => void) | undefined;
   async start(): Promise<void> {}
-  async send(events: readonly ChainedEvent[]): Promise<SendOutcome> {
+  async send(events: readonly StoredLine[]): Promise<SendOutcome> {
     if (this.failNext > 0) {
       this.failNext -= 1;
       return { kind: 'retry', error: 'down' };
