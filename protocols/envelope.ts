@@ -72,7 +72,18 @@ const KNOWN_FIELDS: ReadonlySet<string> = new Set([
   'id', 'source', 'time', 'type', 'actor', 'action', 'target', 'outcome', 'data', 'agent', 'epoch', 'seq', 'prev', 'hash',
 ]);
 
+// The last time string found valid. Events of one batch mostly share their time (an agent stamps a
+// whole append with one receipt time), so most checks end at this comparison.
+let lastValidTime = '';
+
 export function isRfc3339(value: string): boolean {
+  if (value === lastValidTime) return true;
+  if (!checkRfc3339(value)) return false;
+  lastValidTime = value;
+  return true;
+}
+
+function checkRfc3339(value: string): boolean {
   const m = RFC3339_RE.exec(value);
   if (!m) return false;
   const [, y, mo, d, h, mi, s] = m.map(Number) as number[];

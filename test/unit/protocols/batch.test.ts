@@ -38,6 +38,26 @@ describe('decodeBatch', () => {
     expect(decodePayload(enc('[{"type":"a"},1]')).map((i) => i.value)).toEqual([{ type: 'a' }, 1]);
   });
 
+  it('sizes each item of a JSON array by its bytes as sent, whatever strings and spacing it holds', () => {
+    const blank = fc.constantFrom('', ' ', '\n', ' \t\r\n ');
+    const tricky = fc.oneof(fc.jsonValue(), fc.string({ unit: 'binary' }), fc.constantFrom('a,b]', '\\', '"', '\\"]', '{"x":[1,2]}', 'é😀'));
+    fc.assert(
+      fc.property(fc.array(tricky, { maxLength: 20 }), blank, blank, (values, a, b) => {
+        const texts = values.map((v) => JSON.stringify(v) as string);
+        const body = enc(`${a}[${a}${texts.join(`${a},${b}`)}${b}]${a}`);
+        const items = decodeBatch(body, 'json');
+        expect(items.map((i) => i.bytes)).toEqual(texts.map((t) => Buffer.byteLength(t)));
+      }),
+      { numRuns: 1000 },
+    );
+    // Pretty-printed items count their inner whitespace too: the bytes the sender spent.
+    const pretty = JSON.stringify([{ type: 'a', data: { k: [1, 2] } }, 'x'], null, 2);
+    expect(decodeBatch(enc(pretty), 'json').map((i) => i.bytes)).toEqual([JSON.stringify({ type: 'a', data: { k: [1, 2] } }, null, 2).replace(/\n/g, '\n  ').length, 3]);
+    // An item over maxEventBytes inside a batch is refused alone by validation, sized without re-serialising it.
+    const big = `{"type":"big","data":"${'x'.repeat(70_000)}"}`;
+    expect(decodePayload(enc(`[{"type":"a"},${big}]`)).map((i) => i.bytes)).toEqual([12, big.length]);
+  });
+
   it('names formats by content type', () => {
     expect(bodyFormat(undefined)).toBe('json');
     expect(bodyFormat('application/json; charset=utf-8')).toBe('json');

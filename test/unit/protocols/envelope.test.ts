@@ -66,6 +66,10 @@ describe('validateEvent', () => {
     expect(isRfc3339('2026-02-30T00:00:00Z')).toBe(false);
     expect(isRfc3339('2026-11-26')).toBe(false);
     expect(isRfc3339('2026-11-26T25:00:00Z')).toBe(false);
+    // The same answers when asked again, in any order (the last valid string is remembered).
+    for (const t of ['2026-02-28T23:59:59Z', '2026-02-28T23:59:59Z', '2026-02-29T00:00:00Z', '2024-02-29T00:00:00.5+01:00', '2024-02-29T00:00:00.5+01:00', '2026-02-30T00:00:00Z']) {
+      expect(isRfc3339(t)).toBe(t !== '2026-02-29T00:00:00Z' && t !== '2026-02-30T00:00:00Z');
+    }
   });
 
   it('never throws on hostile input and always answers', () => {
