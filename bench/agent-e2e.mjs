@@ -14,6 +14,7 @@
 //
 //   node bench/agent-e2e.mjs [--seconds 10] [--producers 4] [--batch 1000]
 //        [--cases http-gateway,mqtt-gateway,http-fake,mqtt-fake] [--runs 1]
+//        [--push-events 1000] [--in-flight 4] [--gzip-above BYTES]
 //        [--agent-node-args="--cpu-prof --cpu-prof-dir=/tmp/prof"]
 //        [--gateway-node-args="--cpu-prof --cpu-prof-dir=/tmp/prof-gw"]
 import { spawn } from 'node:child_process';
@@ -45,6 +46,7 @@ const { values: args } = parseArgs({
     'gateway-node-args': { type: 'string', default: '' },
     'push-events': { type: 'string', default: '' },
     'in-flight': { type: 'string', default: '' },
+    'gzip-above': { type: 'string', default: '' },
   },
 });
 
@@ -165,8 +167,9 @@ async function runCase(name, seconds) {
     else if (transport === 'http') sink = await startFakeHttp(httpPort);
     const batchCfg = { maxEvents: Number(args['push-events'] || 1000), maxWaitMs: 20 };
     const inFlight = args['in-flight'] ? { maxInFlight: Number(args['in-flight']) } : {};
+    const gzip = args['gzip-above'] ? { gzipAboveBytes: Number(args['gzip-above']) } : {};
     const push = transport === 'http'
-      ? { http: { url: `http://127.0.0.1:${httpPort}/v1/events`, ...inFlight }, batch: batchCfg }
+      ? { http: { url: `http://127.0.0.1:${httpPort}/v1/events`, ...inFlight, ...gzip }, batch: batchCfg }
       : { mqtt: { url: sinkKind === 'gateway' ? `mqtt://127.0.0.1:${mqttPort}` : args.mosquitto, ...(sinkKind === 'gateway' ? {} : { topicPrefix: `bench${process.pid}${Date.now() % 100000}` }), ...inFlight }, batch: batchCfg };
     const config = join(dir, 'agent.json');
     await writeFile(config, JSON.stringify({

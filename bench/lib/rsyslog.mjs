@@ -52,7 +52,13 @@ export async function startRsyslog({ dir, name, config }) {
   await writeFile(conf, config);
   const proc = spawn(RSYSLOGD, ['-n', '-f', conf, '-i', join(dir, `${name}.pid`)], { stdio: ['ignore', 'inherit', 'inherit'] });
   await new Promise((resolve, reject) => {
-    proc.once('error', reject);
+    proc.once('error', (err) =>
+      reject(
+        err.code === 'ENOENT'
+          ? new Error(`rsyslogd not found at ${RSYSLOGD}: install Debian's rsyslog (.ci/run does), or set RSYSLOGD to its path`)
+          : err,
+      ),
+    );
     proc.once('exit', (code) => reject(new Error(`rsyslogd ${name} exited with ${code} (config ${conf})`)));
     // rsyslogd -n prints nothing when ready; an error exits at once, so a quiet second means it runs.
     setTimeout(resolve, 1000);
