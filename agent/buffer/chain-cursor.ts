@@ -33,7 +33,7 @@ export class ChainCursor {
   /** Chains one event; `receivedAt` (RFC 3339) is its time when it has none. */
   push(input: AuditEvent, receivedAt: string, now: number): ChainedEvent {
     const seq = this.head + 1;
-    const { event, open } = buildChained(input, {
+    const { event, text } = buildChained(input, {
       id: input.id ?? newId(now),
       source: input.source ?? this.chain.agent,
       time: input.time ?? receivedAt,
@@ -42,9 +42,10 @@ export class ChainCursor {
       seq,
       prev: this.lastHash,
     });
-    const hash = sha256Hex(`${open}}`);
+    const hash = sha256Hex(text);
     event.hash = hash;
-    const line = `${open},"hash":"${hash}"}`;
+    // The canonical text with `hash` appended last: a slice and a concatenation, no copy of the text.
+    const line = `${text.slice(0, -1)},"hash":"${hash}"}`;
     this.lines.push(line);
     this.events.push(event as ChainedEvent);
     this.head = seq;

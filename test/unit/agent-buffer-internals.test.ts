@@ -46,9 +46,10 @@ describe('ChainCursor', () => {
         time: fc.constant('2026-01-01T00:00:00Z'),
         actor: fc.oneof(text, fc.dictionary(text, fc.jsonValue({ maxDepth: 2 }), { maxKeys: 3 })),
         action: text,
-        target: text,
+        // Any UTF-16, lone surrogates included: those take the generic path.
+        target: fc.oneof(text, fc.string({ unit: 'binary', maxLength: 6 })),
         outcome: fc.constantFrom('success', 'failure', 'unknown'),
-        data: fc.dictionary(fc.string(), fc.jsonValue({ maxDepth: 3 }), { maxKeys: 4 }),
+        data: fc.dictionary(fc.oneof(fc.string(), fc.string({ unit: 'binary', maxLength: 4 })), fc.jsonValue({ maxDepth: 3 }), { maxKeys: 6 }),
         hash: fc.constant('a'.repeat(64)),
         extraField: text, // outside the envelope: takes the generic path
       },

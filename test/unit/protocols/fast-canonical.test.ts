@@ -31,6 +31,10 @@ describe('fast canonical JSON', () => {
       { n: -0, big: 1e21, small: 1e-7 },
       { d: new Date(0) },
       { é: 1, e: 2, E: 3, '😀': 4, '\u2028': 5 },
+      // Keys sorted by insertion (≤ 16 keys) and by Array.prototype.sort (more), in code-unit order.
+      { '\uffff': 1, '😀': 2, z: 3, a: 4 },
+      Object.fromEntries(Array.from({ length: 16 }, (_, i) => [`k${String.fromCharCode(122 - i)}`, i])),
+      Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`k${(i * 7919) % 40}`, i])),
       { 10: 'a', 9: 'b', a: { 0: 1, '01': 2 } },
       JSON.parse('{"__proto__": {"x": 1}, "a": 1}'),
       { f: () => 1, s: Symbol('s'), a: [() => 1, Symbol('t')] },
