@@ -67,7 +67,7 @@ export class HttpTransport implements PushTransport {
   async send(events: readonly StoredLine[]): Promise<SendOutcome> {
     if (this.closed !== undefined) return { kind: 'retry', error: 'transport closed' };
     // The lines the buffer hashed and stored: no second serialisation.
-    let body: Buffer = Buffer.from(ndjsonOf(events));
+    let body: Buffer = ndjsonOf(events);
     const headers = { ...this.headers };
     if (body.byteLength > (this.options.gzipAboveBytes ?? 4096)) {
       // Fastest level: the link is rarely the bottleneck, the CPU on both ends is.

@@ -10,6 +10,7 @@ import { LevelBuffer } from '../../agent/buffer/index.js';
 import { fastCanonicalJson } from '../../protocols/index.js';
 import { decodeBlock, decodeBlockLines, encodeBlock, readBlockMeta } from '../../agent/buffer/block-codec.js';
 import { BlockCache } from '../../agent/buffer/block-cache.js';
+import { jsonArrayOf, ndjsonOf } from '../../agent/buffer/event-line.js';
 import { ChainCursor } from '../../agent/buffer/chain-cursor.js';
 
 const ev = (i: number): AuditEvent => ({ type: 'unit.event', data: { i } });
@@ -86,6 +87,21 @@ describe('block codec and cache', () => {
     const damaged = Buffer.from(block);
     damaged.fill(0x41, 20);
     expect(() => decodeBlock(7, damaged)).toThrow();
+  });
+
+  it('round-trips blocks larger than its scratch space, in any UTF-8 width', () => {
+    const wide = Array.from({ length: 3 }, (_, i) => JSON.stringify({ seq: 1 + i, data: 'é😀\u2028x'.repeat(150_000 + i) }));
+    expect(decodeBlockLines(1, encodeBlock(wide, 1))).toEqual(wide);
+    const small = [JSON.stringify({ seq: 1, a: 'ü' })];
+    expect(decodeBlockLines(1, encodeBlock(small, 1))).toEqual(small);
+  });
+
+  it('writes push bodies from stored lines byte for byte', () => {
+    const items = [{ seq: 1, line: '{"a":"é😀"}' }, { seq: 2, line: '{}' }];
+    expect(ndjsonOf(items).toString()).toBe('{"a":"é😀"}\n{}\n');
+    expect(jsonArrayOf(items).toString()).toBe('[{"a":"é😀"},{}]');
+    expect(ndjsonOf([]).length).toBe(0);
+    expect(jsonArrayOf([]).toString()).toBe('[]');
   });
 
   it('finds any changed byte in a block body (its checksum), without parsing a line', () => {
