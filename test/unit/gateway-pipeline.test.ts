@@ -218,6 +218,12 @@ describe('pipeline', () => {
     });
     const [event] = await stored();
     expect(event).toMatchObject({ id: 'x1', actor: 'root', data: { card: '***' }, tags: ['security', 'checked'], ingest: { integrity: 'verified' } });
+    // The stored event is handed to storage with its keys in canonical order (its line is then written without a copy).
+    const committed = storage.commits.flatMap((b) => b.events);
+    expect(committed).toHaveLength(1);
+    const keys = Object.keys(committed[0] as object);
+    expect(keys).toEqual([...keys].sort());
+    expect(keys).toEqual(['actor', 'agent', 'data', 'epoch', 'hash', 'id', 'ingest', 'outcome', 'seq', 'source', 'tags', 'time', 'type']);
     expect(alerts).toEqual([expect.objectContaining({ kind: 'rule', rule: 'root-fail', event })]);
     expect((await storage.custody({ id: 'hb' }))[0]).toMatchObject({ outcome: 'rejected', reason: 'dropped by rule noisy' });
     expect((await storage.sources()).epochs[0]).toMatchObject({ lastSeq: 1, received: 1 });
