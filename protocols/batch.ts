@@ -73,7 +73,7 @@ function decodeJson(body: Uint8Array): BatchItem[] {
  * JSON.parse accepted as an array, so the structure is known to be valid;
  * bytes ≥ 0x80 are never structural in UTF-8, so they need no decoding.
  */
-export function arrayItemBytes(body: Uint8Array, count: number): number[] {
+function arrayItemBytes(body: Uint8Array, count: number): number[] {
   const sizes: number[] = new Array<number>(count);
   let i = body.indexOf(0x5b) + 1; // past '['
   let n = 0;

@@ -29,19 +29,7 @@ export function fastCanonicalJsonWithout(value: Record<string, unknown>, omit: s
   return canonicalJson(rest);
 }
 
-/** What `canonicalCopy` returns for a value JSON.stringify would not write as RFC 8785 does. */
-export const NOT_CANONICAL: unique symbol = Symbol('not canonical');
-const UNUSUAL = NOT_CANONICAL;
-
-/**
- * The value with every object's keys in canonical order (the value itself
- * when they already are), ready for JSON.stringify to write as RFC 8785
- * does; NOT_CANONICAL when it holds anything that needs the generic
- * serialiser (a lone surrogate, a non-finite number, an integer-like key…).
- */
-export function canonicalCopy(value: unknown): unknown {
-  return sortedCopy(value, 1);
-}
+const UNUSUAL = Symbol('unusual');
 const MAX_DEPTH = 64;
 const INTEGER_KEY = /^(?:0|[1-9][0-9]*)$/;
 

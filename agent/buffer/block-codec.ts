@@ -1,5 +1,6 @@
 import { deflateSync, inflateRawSync, inflateSync } from 'node:zlib';
 import type { ChainedEvent } from '../../protocols/index.js';
+import { linesBuffer } from './event-line.js';
 
 /**
  * One group commit is stored as one block: a small header, then the events
@@ -46,35 +47,8 @@ export interface BlockMeta {
   gaps: boolean;
 }
 
-/**
- * The block's text is written into one Buffer kept for the next commit
- * (deflate is synchronous here), not joined into a string: a commit's text
- * is hundreds of KB, and as a string it would be allocated straight into
- * V8's old generation for every commit and copied once more into bytes.
- */
-const SCRATCH_BYTES = 1 << 20;
-let scratch = Buffer.allocUnsafe(SCRATCH_BYTES);
-
-function linesText(lines: readonly string[]): Buffer {
-  let at = 0;
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i] as string;
-    // UTF-8 needs at most 3 bytes per UTF-16 code unit; write() would cut a line short silently.
-    if (at + line.length * 3 + 1 > scratch.length) {
-      const grown = Buffer.allocUnsafe(Math.max(scratch.length * 2, at + line.length * 3 + 1));
-      scratch.copy(grown, 0, 0, at);
-      scratch = grown;
-    }
-    if (i > 0) scratch[at++] = 0x0a;
-    at += scratch.write(line, at);
-  }
-  return scratch.subarray(0, at);
-}
-
 export function encodeBlock(lines: readonly string[], time: number, gaps = false): Buffer {
-  const body = deflateSync(linesText(lines), DEFLATE_OPTIONS);
-  // A rare huge commit (large events) does not keep its scratch space for ever.
-  if (scratch.length > 8 * SCRATCH_BYTES) scratch = Buffer.allocUnsafe(SCRATCH_BYTES);
+  const body = deflateSync(linesBuffer(lines), DEFLATE_OPTIONS);
   const out = Buffer.allocUnsafe(HEADER_BYTES + body.length);
   out.writeUInt8(gaps ? VERSION | GAP_FLAG : VERSION, 0);
   out.writeUInt32BE(lines.length, 1);

@@ -1,5 +1,5 @@
 import type { AuditEvent } from '../../protocols/index.js';
-import { canonicalCopy, fastCanonicalJson, NOT_CANONICAL } from '../../protocols/index.js';
+import { fastCanonicalJson } from '../../protocols/index.js';
 
 /** The envelope's fields in RFC 8785 order (UTF-16 code-unit sort), `hash` left out: it is never hashed. */
 const FIELDS = ['action', 'actor', 'agent', 'data', 'epoch', 'id', 'outcome', 'prev', 'seq', 'source', 'target', 'time', 'type'] as const;
@@ -9,15 +9,15 @@ export type ChainFields = Pick<Required<AuditEvent>, 'id' | 'source' | 'time' | 
 
 /**
  * Builds the chained event and its canonical JSON (without `hash`): the
- * event object is built with its keys in canonical order and every value
- * already canonical (`canonicalCopy`: nested keys sorted, strings checked),
- * so one native JSON.stringify writes the RFC 8785 text. No per-field
- * strings, no string concatenation: this is the append hot path (DESIGN §7:
- * ≥ 100k events/s on 2 cores), and what it allocated per event was most of
- * what the agent's garbage collector had to copy. An event with a field
- * outside the envelope (validation normally refuses those), or a value
- * canonical JSON writes differently from JSON.stringify, goes the generic
- * way, so the result is always the text protocols' computeHash hashes.
+ * event object is built with its keys already in canonical order, so
+ * `fastCanonicalJson` only checks it (copying a nested object whose keys
+ * are out of order) and one native JSON.stringify writes the RFC 8785 text.
+ * No per-field strings, no string concatenation: this is the append hot
+ * path (DESIGN §7: ≥ 100k events/s on 2 cores), and what it allocated per
+ * event was most of what the agent's garbage collector had to copy. An
+ * event with a field outside the envelope (validation normally refuses
+ * those) goes the generic way; either way the result is the text
+ * protocols' computeHash hashes.
  */
 export function buildChained(input: AuditEvent, fields: ChainFields): { event: AuditEvent; text: string } {
   const source = input as unknown as Record<string, unknown>;
@@ -27,12 +27,9 @@ export function buildChained(input: AuditEvent, fields: ChainFields): { event: A
   const event: Record<string, unknown> = {};
   for (const key of FIELDS) {
     const value = fieldValue(key, input, fields);
-    if (value === undefined) continue;
-    const copy = canonicalCopy(value);
-    if (copy === NOT_CANONICAL) return generic(input, fields);
-    event[key] = copy;
+    if (value !== undefined) event[key] = value;
   }
-  return { event: event as unknown as AuditEvent, text: JSON.stringify(event) };
+  return { event: event as unknown as AuditEvent, text: fastCanonicalJson(event) };
 }
 
 function fieldValue(key: (typeof FIELDS)[number], input: AuditEvent, fields: ChainFields): unknown {

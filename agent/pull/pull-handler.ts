@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import { NDJSON } from '../../protocols/index.js';
+import { ndjsonOf } from '../buffer/event-line.js';
 import type { AgentBuffer } from '../buffer/types.js';
 import { AgentErrors } from '../errors.js';
 import { sendError, sendJson } from '../http-helpers.js';
@@ -78,11 +79,9 @@ async function stream(res: ServerResponse, buffer: AgentBuffer, after: number, c
     const first = events[0];
     // Retention moved past the cursor while streaming: stop short rather than skip; the next pull gets the 410.
     if (first === undefined || first.seq !== cursor + 1) break;
-    let text = '';
-    for (const event of events) text += `${event.line}\n`;
     cursor = (events.at(-1) as (typeof events)[number]).seq;
     left -= events.length;
-    if (!res.write(text)) await drained(res);
+    if (!res.write(ndjsonOf(events))) await drained(res);
   }
   res.end();
 }

@@ -89,7 +89,7 @@ describe('block codec and cache', () => {
     expect(() => decodeBlock(7, damaged)).toThrow();
   });
 
-  it('round-trips blocks larger than its scratch space, in any UTF-8 width', () => {
+  it('round-trips blocks of megabytes, in any UTF-8 width', () => {
     const wide = Array.from({ length: 3 }, (_, i) => JSON.stringify({ seq: 1 + i, data: 'é😀\u2028x'.repeat(150_000 + i) }));
     expect(decodeBlockLines(1, encodeBlock(wide, 1))).toEqual(wide);
     const small = [JSON.stringify({ seq: 1, a: 'ü' })];
