@@ -12,10 +12,11 @@ import {
   startAgent,
   startGateway,
   tempDir,
-  waitFor,
+  waitWhileProgressing,
   type Agent,
   type Gateway,
 } from '../integration/agent-harness.js';
+import type { AgentStatus } from '../../protocols/index.js';
 
 /**
  * Issue 6 done-when: a log file written at speed and rotated by Debian's
@@ -31,6 +32,8 @@ import {
  */
 const ROUNDS = Number(process.env.METEORZX_FAULT_ROUNDS ?? 3);
 const LINES_PER_CHUNK = 50;
+/** How long the agent may make no progress at all before the test calls it stuck. */
+const STALL_MS = 30_000;
 const run = promisify(execFile);
 
 let dir: string;
@@ -118,17 +121,21 @@ describe('file intake under logrotate and SIGKILL', () => {
     const saveLogs = () => writeFile(join(dir, 'agent-logs.txt'), lives.map((a, i) => `--- life ${i}\n${a.logs.join('\n')}`).join('\n'));
     // The agent's own counters say when it has read every line and the gateway acknowledged them all;
     // polling the gateway's whole event list instead would load the machine it measures.
-    await waitFor(
+    // A stall fails the test; a slow but moving agent on a loaded machine does not (the test's own timeout bounds it).
+    let last: AgentStatus | undefined;
+    await waitWhileProgressing(
       async () => {
-        const s = await agent.status();
-        return s.head >= expected && s.delivered === s.head;
+        last = await agent.status();
+        return { done: last.head >= expected && last.delivered === last.head, progress: `head ${last.head}, delivered ${last.delivered}` };
       },
       `the agent to read and deliver ${expected} lines`,
-      60_000 + ROUNDS * 10_000,
+      STALL_MS,
     ).catch(async (err: unknown) => {
       keep = true;
       await saveLogs();
-      throw err;
+      // CI keeps nothing but its output: say there what the agent was doing.
+      const tail = agent.logs.slice(-15).join('\n');
+      throw new Error(`${String(err)}\nlast status: ${JSON.stringify(last)}\nlast agent log lines:\n${tail}`);
     });
     if (process.env.METEORZX_KEEP_DIRS) await saveLogs();
     const stored = await gatewayEvents(gateway.url, id);

@@ -41,6 +41,30 @@ export async function waitFor<T>(probe: () => T | undefined | false | Promise<T 
   }
 }
 
+/**
+ * Polls `probe` until it reports done. Fails only when its progress mark has not changed for `stallMs`:
+ * a loaded CI machine may be slow, and slowness is not the failure such a wait looks for; a stall is.
+ */
+export async function waitWhileProgressing(
+  probe: () => Promise<{ done: boolean; progress: string }>,
+  what: string,
+  stallMs = 30_000,
+): Promise<void> {
+  let mark: string | undefined;
+  let since = Date.now();
+  for (;;) {
+    const { done, progress } = await probe();
+    if (done) return;
+    if (progress !== mark) {
+      mark = progress;
+      since = Date.now();
+    } else if (Date.now() - since > stallMs) {
+      throw new Error(`timed out waiting for ${what}: no progress for ${stallMs} ms at ${progress}`);
+    }
+    await sleep(20);
+  }
+}
+
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
