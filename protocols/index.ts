@@ -9,5 +9,6 @@ export * from './hash-chain.js';
 export * from './ids.js';
 export * from './topics.js';
 export * from './batch.js';
+export * from './lines.js';
 export * from './commands.js';
 export * from './http.js';

@@ -1,6 +1,5 @@
 import { deflateSync, inflateRawSync, inflateSync } from 'node:zlib';
-import type { ChainedEvent } from '../../protocols/index.js';
-import { linesBuffer } from './event-line.js';
+import { bufferLines, linesBuffer, type ChainedEvent } from '../../protocols/index.js';
 
 /**
  * One group commit is stored as one block: a small header, then the events
@@ -85,10 +84,10 @@ export function decodeBlockLines(firstSeq: number, value: Uint8Array): string[] 
     const events: unknown = JSON.parse(inflateRawSync(body).toString('utf8'));
     lines = Array.isArray(events) ? events.map((e) => JSON.stringify(e)) : [];
   } else if (version === RAW_LINES_VERSION) {
-    lines = inflateRawSync(body).toString('utf8').split('\n');
+    lines = bufferLines(inflateRawSync(body));
     for (const line of lines) JSON.parse(line);
   } else {
-    lines = inflateSync(body).toString('utf8').split('\n');
+    lines = bufferLines(inflateSync(body));
   }
   if (lines.length !== meta.count || (JSON.parse(lines[0] as string) as { seq?: unknown }).seq !== firstSeq) {
     throw new Error(`block ${firstSeq}: content does not match its header`);

@@ -1,6 +1,6 @@
 import { promisify } from 'node:util';
 import { deflate, deflateSync, inflate, type ZlibOptions } from 'node:zlib';
-import type { CustodyRecord, StoredEvent } from '../../../protocols/index.js';
+import { bufferLines, linesBuffer, type CustodyRecord, type StoredEvent } from '../../../protocols/index.js';
 import { GatewayErrors } from '../../errors.js';
 
 const deflateAsync = promisify(deflate);
@@ -14,7 +14,7 @@ const inflateAsync = promisify(inflate);
  * Compression of all but small blocks runs on libuv's thread pool, off the event loop.
  */
 export async function encodeLines(lines: readonly string[], level: number): Promise<Buffer> {
-  const text = Buffer.from(lines.join('\n'));
+  const text = linesBuffer(lines);
   const options = DEFLATE_OPTIONS[level] ?? deflateOptions(level);
   // A small block compresses in less time than a trip through the thread pool costs (its stream set-up
   // alone is ~100 µs, and under CPU contention the wait for a thread is longer still).
@@ -38,13 +38,13 @@ function deflateOptions(level: number): ZlibOptions {
 const DEFLATE_OPTIONS: readonly ZlibOptions[] = Array.from({ length: 10 }, (_, level) => deflateOptions(level));
 
 export async function decodeLines(block: Uint8Array, what: string): Promise<string[]> {
-  let text: string;
+  let text: Buffer;
   try {
-    text = (await inflateAsync(block)).toString('utf8');
+    text = await inflateAsync(block);
   } catch (err) {
     throw GatewayErrors.METEORZX_STORAGE_CORRUPT(`${what} cannot be decoded: ${(err as Error).message}`, { cause: err });
   }
-  return text === '' ? [] : text.split('\n');
+  return text.length === 0 ? [] : bufferLines(text);
 }
 
 /** A decoded event block, kept in the query LRU. */
