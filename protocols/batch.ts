@@ -52,8 +52,10 @@ export function decodeBatch(body: Uint8Array, format: BodyFormat, limits: Limits
 }
 
 function decodeJson(body: Uint8Array): BatchItem[] {
-  const text = utf8Text(body);
-  if (text === undefined) throw ProtocolErrors.METEORZX_BODY_UNREADABLE('body is not valid UTF-8');
+  if (!isUtf8(body)) throw ProtocolErrors.METEORZX_BODY_UNREADABLE('body is not valid UTF-8');
+  const items = decodeArrayByItem(body);
+  if (items !== undefined) return items;
+  const text = utf8Text(body) as string;
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
@@ -61,22 +63,57 @@ function decodeJson(body: Uint8Array): BatchItem[] {
     throw ProtocolErrors.METEORZX_BODY_UNREADABLE(`body is not valid JSON: ${(err as Error).message}`);
   }
   if (!Array.isArray(parsed)) return [{ index: 0, value: parsed, bytes: body.byteLength }];
-  const sizes = arrayItemBytes(body, parsed.length);
-  return parsed.map((value: unknown, index) => ({ index, value, bytes: sizes[index] as number }));
+  // Not reached for a valid array (the item scan reads every one); sized by its JSON text if it were.
+  return parsed.map((value: unknown, index) => ({ index, value, bytes: Buffer.byteLength(JSON.stringify(value) ?? '') }));
 }
 
 /**
- * The size of each item of a top-level JSON array as sent: its bytes in the
- * body, without the whitespace around it — what an NDJSON line of it would
- * count. A scan of the bytes, not a JSON.stringify of every parsed item (that
- * was ≈3 µs per event for an agent's batch). Only called on a body that
- * JSON.parse accepted as an array, so the structure is known to be valid;
- * bytes ≥ 0x80 are never structural in UTF-8, so they need no decoding.
+ * A top-level JSON array parsed item by item: each item's bytes are decoded
+ * and parsed on their own, so an agent's batch (hundreds of KB) never
+ * becomes one string in V8's large-object space (see protocols/lines.ts),
+ * and each item is sized by its bytes as sent — what an NDJSON line of it
+ * would count — without re-serialising it. Undefined when the body is not
+ * an array or not valid JSON: the caller then parses it whole, and so
+ * answers with JSON.parse's own error. Every item passing JSON.parse, with
+ * only commas and blanks between them inside one `[…]`, is a valid array.
  */
-function arrayItemBytes(body: Uint8Array, count: number): number[] {
-  const sizes: number[] = new Array<number>(count);
-  let i = body.indexOf(0x5b) + 1; // past '['
-  let n = 0;
+function decodeArrayByItem(body: Uint8Array): BatchItem[] | undefined {
+  const ranges = arrayItemRanges(body);
+  if (ranges === undefined) return undefined;
+  const buf = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+  const items: BatchItem[] = new Array<BatchItem>(ranges.length / 2);
+  for (let n = 0; n < ranges.length; n += 2) {
+    const start = ranges[n] as number;
+    const end = ranges[n + 1] as number;
+    let value: unknown;
+    try {
+      value = JSON.parse(buf.toString('utf8', start, end));
+    } catch {
+      return undefined;
+    }
+    items[n / 2] = { index: n / 2, value, bytes: end - start };
+  }
+  return items;
+}
+
+const isBlankByte = (b: number | undefined): boolean => b === 0x20 || b === 0x09 || b === 0x0a || b === 0x0d;
+
+/**
+ * Where each item of a top-level JSON array starts and ends (flat pairs,
+ * without the blanks around items), by a scan of the bytes that follows
+ * strings and nesting; undefined unless the body is `[`, items separated by
+ * single commas, `]`, with blanks (and a leading byte-order mark) allowed
+ * around them. The items themselves are not validated here. Bytes ≥ 0x80
+ * are never structural in UTF-8, so they need no decoding.
+ */
+function arrayItemRanges(body: Uint8Array): number[] | undefined {
+  let i = body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf ? 3 : 0;
+  while (isBlankByte(body[i])) i += 1;
+  if (body[i] !== 0x5b) return undefined; // '['
+  i += 1;
+  while (isBlankByte(body[i])) i += 1;
+  const ranges: number[] = [];
+  if (body[i] === 0x5d) return restIsBlank(body, i + 1) ? ranges : undefined; // '[]'
   let depth = 0;
   let inString = false;
   let start = -1; // first non-blank byte of the current item
@@ -89,10 +126,11 @@ function arrayItemBytes(body: Uint8Array, count: number): number[] {
       last = i;
       continue;
     }
-    if (b === 0x20 || b === 0x09 || b === 0x0a || b === 0x0d) continue;
+    if (isBlankByte(b)) continue;
     if (depth === 0 && (b === 0x2c || b === 0x5d)) {
-      if (start >= 0) sizes[n++] = last - start + 1;
-      if (b === 0x5d) break;
+      if (start < 0) return undefined; // an empty item: '[,' or ',,' or ',]'
+      ranges.push(start, last + 1);
+      if (b === 0x5d) return restIsBlank(body, i + 1) ? ranges : undefined;
       start = -1;
       continue;
     }
@@ -100,9 +138,17 @@ function arrayItemBytes(body: Uint8Array, count: number): number[] {
     last = i;
     if (b === 0x22) inString = true;
     else if (b === 0x5b || b === 0x7b) depth += 1;
-    else if (b === 0x5d || b === 0x7d) depth -= 1;
+    else if (b === 0x5d || b === 0x7d) {
+      depth -= 1;
+      if (depth < 0) return undefined;
+    }
   }
-  return sizes;
+  return undefined; // no closing ']'
+}
+
+function restIsBlank(body: Uint8Array, from: number): boolean {
+  for (let i = from; i < body.length; i++) if (!isBlankByte(body[i])) return false;
+  return true;
 }
 
 function decodeNdjson(body: Uint8Array, limits: Limits): BatchItem[] {

@@ -58,6 +58,46 @@ describe('decodeBatch', () => {
     expect(decodePayload(enc(`[{"type":"a"},${big}]`)).map((i) => i.bytes)).toEqual([12, big.length]);
   });
 
+  it('parses a JSON array item by item exactly as JSON.parse reads the whole body, errors included', () => {
+    // What decoding the whole body at once gives: the values, or JSON.parse's error message.
+    const whole = (body: Buffer): unknown => {
+      let text = body.toString('utf8');
+      if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+      try {
+        const v: unknown = JSON.parse(text);
+        return Array.isArray(v) ? v : [v];
+      } catch (err) {
+        return `body is not valid JSON: ${(err as Error).message}`;
+      }
+    };
+    const ours = (body: Buffer): unknown => {
+      try {
+        return decodeBatch(body, 'json').map((i) => i.value);
+      } catch (err) {
+        return (err as Error).message;
+      }
+    };
+    const structural = fc.constantFrom('[', ']', '{', '}', ',', '"', '\\', ' ', '\n', ':', '1', '\ufeff');
+    // Valid arrays, then the same texts with a structural character inserted or removed somewhere.
+    const arrays = fc.tuple(fc.array(fc.jsonValue({ maxDepth: 3 }), { maxLength: 8 }), fc.constantFrom('', ' ', '\n ')).map(([vs, sp]) => `${sp}[${vs.map((v) => JSON.stringify(v)).join(`${sp},`)}]${sp}`);
+    const mutated = fc.tuple(arrays, fc.nat(), structural, fc.boolean()).map(([t, at, ch, insert]) => {
+      const k = t.length === 0 ? 0 : at % t.length;
+      return insert ? t.slice(0, k) + ch + t.slice(k) : t.slice(0, k) + t.slice(k + 1);
+    });
+    for (const gen of [arrays, mutated]) {
+      fc.assert(
+        fc.property(gen, (text) => {
+          const body = enc(text);
+          expect(ours(body)).toEqual(whole(body));
+        }),
+        { numRuns: 3000 },
+      );
+    }
+    for (const text of ['[', ']', '[]', ' [ ] ', '[,]', '[1,]', '[,1]', '[1,,2]', '[1 2]', '[1]x', '[}', '[{]}', '["a\\"]', '["\\"]', '\ufeff[1]', '[[]]]', '[1] [2]']) {
+      expect(ours(enc(text)), text).toEqual(whole(enc(text)));
+    }
+  });
+
   it('names formats by content type', () => {
     expect(bodyFormat(undefined)).toBe('json');
     expect(bodyFormat('application/json; charset=utf-8')).toBe('json');
