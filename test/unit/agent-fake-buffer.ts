@@ -60,8 +60,16 @@ export class FakeBuffer implements AgentBuffer {
     return this.events.filter((e) => e.seq > Math.max(after, this.droppedUpTo)).slice(0, limit);
   }
 
-  async readLines(after: number, limit: number): Promise<StoredLine[]> {
-    return (await this.read(after, limit)).map(storedLine);
+  /** As LevelBuffer's: at most `limit` lines and about `maxBytes` (each line counted with its newline), the first always. */
+  async readLines(after: number, limit: number, maxBytes = Number.POSITIVE_INFINITY): Promise<StoredLine[]> {
+    const out: StoredLine[] = [];
+    let bytes = 0;
+    for (const line of (await this.read(after, limit)).map(storedLine)) {
+      bytes += line.line.length + 1;
+      if (bytes > maxBytes && out.length > 0) break;
+      out.push(line);
+    }
+    return out;
   }
 
   async ack(seq: number): Promise<void> {
