@@ -44,16 +44,21 @@ export function decodeBatch(body: Uint8Array, format: BodyFormat, limits: Limits
   if (body.byteLength > limits.maxBodyBytes) {
     throw ProtocolErrors.METEORZX_BODY_TOO_LARGE(`body is ${body.byteLength} bytes, over the limit of ${limits.maxBodyBytes} (maxBodyBytes)`);
   }
-  const items = format === 'json' ? decodeJson(body) : decodeNdjson(body, limits);
-  if (items.length > limits.maxBatchEvents) {
-    throw ProtocolErrors.METEORZX_BATCH_TOO_LARGE(`batch has ${items.length} events, over the limit of ${limits.maxBatchEvents} (maxBatchEvents)`);
-  }
+  const items = format === 'json' ? decodeJson(body, limits.maxBatchEvents) : decodeNdjson(body, limits);
+  if (items.length > limits.maxBatchEvents) throw batchTooLarge(limits.maxBatchEvents);
   return items;
 }
 
-function decodeJson(body: Uint8Array): BatchItem[] {
+/** Counting stops past the limit (what is beyond it is not read at all), so the message cannot say how many there were. */
+function batchTooLarge(max: number): Error {
+  return ProtocolErrors.METEORZX_BATCH_TOO_LARGE(`batch has more than ${max} events (maxBatchEvents)`);
+}
+
+function decodeJson(body: Uint8Array, maxItems: number): BatchItem[] {
   if (!isUtf8(body)) throw ProtocolErrors.METEORZX_BODY_UNREADABLE('body is not valid UTF-8');
-  const items = decodeArrayByItem(body);
+  const ranges = arrayItemRanges(body, maxItems);
+  if (ranges === TOO_MANY) throw batchTooLarge(maxItems);
+  const items = ranges === undefined ? undefined : parseItems(body, ranges);
   if (items !== undefined) return items;
   const text = utf8Text(body) as string;
   let parsed: unknown;
@@ -68,7 +73,8 @@ function decodeJson(body: Uint8Array): BatchItem[] {
 }
 
 /**
- * A top-level JSON array parsed item by item: each item's bytes are decoded
+ * The items of a top-level JSON array (`ranges` from arrayItemRanges) parsed
+ * one by one: each item's bytes are decoded
  * and parsed on their own, so an agent's batch (hundreds of KB) never
  * becomes one string in V8's large-object space (see protocols/lines.ts),
  * and each item is sized by its bytes as sent — what an NDJSON line of it
@@ -77,9 +83,7 @@ function decodeJson(body: Uint8Array): BatchItem[] {
  * answers with JSON.parse's own error. Every item passing JSON.parse, with
  * only commas and blanks between them inside one `[…]`, is a valid array.
  */
-function decodeArrayByItem(body: Uint8Array): BatchItem[] | undefined {
-  const ranges = arrayItemRanges(body);
-  if (ranges === undefined) return undefined;
+function parseItems(body: Uint8Array, ranges: readonly number[]): BatchItem[] | undefined {
   const buf = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
   const items: BatchItem[] = new Array<BatchItem>(ranges.length / 2);
   for (let n = 0; n < ranges.length; n += 2) {
@@ -96,6 +100,8 @@ function decodeArrayByItem(body: Uint8Array): BatchItem[] | undefined {
   return items;
 }
 
+const TOO_MANY = Symbol('too many items');
+
 const isBlankByte = (b: number | undefined): boolean => b === 0x20 || b === 0x09 || b === 0x0a || b === 0x0d;
 
 /**
@@ -103,10 +109,11 @@ const isBlankByte = (b: number | undefined): boolean => b === 0x20 || b === 0x09
  * without the blanks around items), by a scan of the bytes that follows
  * strings and nesting; undefined unless the body is `[`, items separated by
  * single commas, `]`, with blanks (and a leading byte-order mark) allowed
- * around them. The items themselves are not validated here. Bytes ≥ 0x80
+ * around them; TOO_MANY as soon as it counts more than `maxItems` (the rest
+ * is not read). The items themselves are not validated here. Bytes ≥ 0x80
  * are never structural in UTF-8, so they need no decoding.
  */
-function arrayItemRanges(body: Uint8Array): number[] | undefined {
+function arrayItemRanges(body: Uint8Array, maxItems: number): number[] | typeof TOO_MANY | undefined {
   let i = body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf ? 3 : 0;
   while (isBlankByte(body[i])) i += 1;
   if (body[i] !== 0x5b) return undefined; // '['
@@ -130,6 +137,7 @@ function arrayItemRanges(body: Uint8Array): number[] | undefined {
     if (depth === 0 && (b === 0x2c || b === 0x5d)) {
       if (start < 0) return undefined; // an empty item: '[,' or ',,' or ',]'
       ranges.push(start, last + 1);
+      if (ranges.length > 2 * maxItems) return TOO_MANY;
       if (b === 0x5d) return restIsBlank(body, i + 1) ? ranges : undefined;
       start = -1;
       continue;

@@ -27,6 +27,10 @@ describe('decodeBatch', () => {
     expect(() => decodeBatch(enc('x'.repeat(100)), 'json', { ...DEFAULT_LIMITS, maxBodyBytes: 10 })).toThrowError(/maxBodyBytes/);
     const many = Array.from({ length: 1001 }, () => '{"type":"a"}').join('\n');
     expect(() => decodeBatch(enc(many), 'ndjson')).toThrowError(/maxBatchEvents/);
+    // A JSON array is counted as it is scanned, and nothing past the limit is read: not even the garbage there.
+    const manyArray = `[${Array.from({ length: 1001 }, () => '{"type":"a"}').join(',')},${'{oops'.repeat(1000)}`;
+    expect(() => decodeBatch(enc(manyArray), 'json')).toThrowError(/more than 1000 events \(maxBatchEvents\)/);
+    expect(decodeBatch(enc(`[${Array.from({ length: 1000 }, () => '1').join(',')}]`), 'json')).toHaveLength(1000);
     try {
       decodeBatch(enc('{oops'), 'json');
     } catch (err) {
