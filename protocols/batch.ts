@@ -73,13 +73,12 @@ function decodeJson(body: Uint8Array, maxItems: number): BatchItem[] {
 }
 
 /**
- * The items of a top-level JSON array (`ranges` from arrayItemRanges) parsed
- * one by one: each item's bytes are decoded
- * and parsed on their own, so an agent's batch (hundreds of KB) never
- * becomes one string in V8's large-object space (see protocols/lines.ts),
- * and each item is sized by its bytes as sent — what an NDJSON line of it
- * would count — without re-serialising it. Undefined when the body is not
- * an array or not valid JSON: the caller then parses it whole, and so
+ * The items of a top-level JSON array (`ranges` from arrayItemRanges), each
+ * decoded and parsed from its own bytes, so an agent's batch (hundreds of
+ * KB) never becomes one string in V8's large-object space (see
+ * protocols/lines.ts), and each item is sized by its bytes as sent — what an
+ * NDJSON line of it would count — without re-serialising it. Undefined when
+ * an item is not valid JSON: the caller then parses the body whole, and so
  * answers with JSON.parse's own error. Every item passing JSON.parse, with
  * only commas and blanks between them inside one `[…]`, is a valid array.
  */
