@@ -41,7 +41,8 @@ async function verifyDir(dataDir: string, source: string | undefined): Promise<V
     import('../../gateway/storage/level/index.js'),
     import('../../gateway/errors.js'),
   ]);
-  const storage = new LevelStorage({ dataDir });
+  // Read-only: verifying must not change what it verifies (no registry checkpoint after a crash).
+  const storage = new LevelStorage({ dataDir, readOnly: true });
   if (!existsSync(join(dataDir, 'store'))) {
     throw CommonErrors.METEORZX_USAGE(`${dataDir} holds no gateway store (no ${join(dataDir, 'store')})`, { userError: true });
   }

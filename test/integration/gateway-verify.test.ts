@@ -1,7 +1,9 @@
+import { cp } from 'node:fs/promises';
 import path from 'node:path';
 import { deflateSync, inflateSync } from 'node:zlib';
 import { Level } from 'level';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LevelStorage } from '../../gateway/storage/level/index.js';
 import { removeDir, runCli, startGateway, tempDir } from './gateway-harness.js';
 
 /**
@@ -109,6 +111,40 @@ describe('meteorzx verify --data-dir', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/first: custody ledger record \d+:/);
     await withDb((db) => db.put(key, original));
+  });
+
+  it('changes nothing in a store a crash left behind (no registry checkpoint written on the way out)', async () => {
+    // A crash image: the files of an open store whose last commit came before its registry checkpoint.
+    const live = path.join(dir, 'live');
+    const crashed = path.join(dir, 'crashed');
+    const storage = new LevelStorage({ dataDir: live, registryCheckpointMs: 3_600_000 });
+    await storage.open();
+    try {
+      const at = '2026-03-10T10:00:00.000Z';
+      const ingest = { method: 'http', peer: 'p', receivedAt: at, gateway: 'gw', integrity: 'unchained' } as const;
+      const events = ['c-1', 'c-2'].map((id) => ({ id, source: 'crash-src', time: at, type: 'door.open', ingest }));
+      await storage.commit({ events, custody: events.map((e) => ({ at, outcome: 'accepted' as const, method: 'http' as const, peer: 'p', id: e.id, source: e.source })), seqs: [] });
+      await cp(path.join(live, 'store'), path.join(crashed, 'store'), { recursive: true });
+    } finally {
+      await storage.close();
+    }
+    const dump = async (): Promise<Record<string, string>> => {
+      const db = new Level<string, Buffer>(path.join(crashed, 'store'), { keyEncoding: 'utf8', valueEncoding: 'buffer' });
+      await db.open();
+      const out: Record<string, string> = {};
+      try {
+        for await (const [k, v] of db.iterator()) out[k] = v.toString('hex');
+      } finally {
+        await db.close();
+      }
+      return out;
+    };
+    const before = await dump();
+    expect(JSON.parse(Buffer.from(before['m!head'] as string, 'hex').toString())).toMatchObject({ commit: 1, sourcesAt: 0 });
+    const r = await runCli(['verify', '--data-dir', crashed]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toMatch(/^verify ok: 2 custody records, 2 events$/);
+    expect(await dump()).toEqual(before);
   });
 
   it('says so in one line when the directory holds no store', async () => {

@@ -219,5 +219,39 @@ describe('LevelStorage specifics', () => {
         await storage.close();
       }
     });
+
+    it('a read-only open (verify --data-dir) of a crashed store verifies it, refuses writes and leaves it as it was', async () => {
+      const dir = await mkdtemp(path.join(os.tmpdir(), 'meteorzx-store-'));
+      dirs.push(dir);
+      const storage = new LevelStorage({ dataDir: dir, clock: () => 0, registryCheckpointMs: 1000 });
+      await storage.open();
+      let crashed: string;
+      try {
+        await commitOf([at('a1', 'host-a', 0), at('b1', 'host-b', 1)], storage);
+        crashed = await crashCopy(storage);
+      } finally {
+        await storage.close();
+      }
+      const before = await rawSources(crashed);
+      expect(before.head).toMatchObject({ commit: 1, sourcesAt: 0 });
+
+      const reader = new LevelStorage({ dataDir: crashed, readOnly: true });
+      await reader.open();
+      try {
+        expect((await reader.verify()).problems).toEqual([]);
+        expect((await reader.sources()).sources.map((x) => [x.source, x.accepted])).toEqual([['host-a', 1], ['host-b', 1]]);
+        await expect(commitOf([at('a2', 'host-a', 2)], reader)).rejects.toThrow(/read-only/);
+        await expect(reader.applyRetention(Date.now())).rejects.toThrow(/read-only/);
+      } finally {
+        await reader.close();
+      }
+      expect(await rawSources(crashed)).toEqual(before);
+
+      // The same open without readOnly checkpoints at close: what the read-only one must not do.
+      const writer = new LevelStorage({ dataDir: crashed });
+      await writer.open();
+      await writer.close();
+      expect((await rawSources(crashed)).head.sourcesAt).toBe(1);
+    });
   });
 });

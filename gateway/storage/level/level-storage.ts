@@ -49,6 +49,14 @@ export interface LevelStorageOptions {
    * of the custody records written since the last one, at open.
    */
   registryCheckpointMs?: number;
+  /**
+   * Open to read only (`meteorzx verify --data-dir`): commits and retention
+   * are refused and nothing is written at close — in particular no registry
+   * checkpoint, so verifying a store that a crash left behind does not change
+   * it. (LevelDB itself still replays its own log at open, as any open does;
+   * that keeps the content as it was.)
+   */
+  readOnly?: boolean;
 }
 
 export type LevelDb = Level<string, Buffer>;
@@ -99,6 +107,7 @@ export class LevelStorage implements Storage {
       blockCacheBytes: options.blockCacheBytes ?? 16 * 1024 * 1024,
       compressionLevel: options.compressionLevel ?? 1,
       registryCheckpointMs: options.registryCheckpointMs ?? 1000,
+      readOnly: options.readOnly ?? false,
     };
     // Sized by text length: a block of 5,000 events and a block of one are not the same cost.
     this.blocks = new LRUCache({ maxSize: this.opts.blockCacheBytes, sizeCalculation: (b) => Math.max(1, b.bytes) });
@@ -156,7 +165,7 @@ export class LevelStorage implements Storage {
     this.writer = undefined;
     try {
       await writer?.idle();
-      await writer?.checkpoint();
+      if (!this.opts.readOnly) await writer?.checkpoint();
     } finally {
       await db.close();
     }
@@ -170,6 +179,13 @@ export class LevelStorage implements Storage {
   private get openWriter(): LevelWriter {
     if (this.writer === undefined) throw GatewayErrors.METEORZX_STORAGE_CLOSED('storage is not open');
     return this.writer;
+  }
+
+  /** The writer, for what writes (commit, retention): refused on a store opened read-only. */
+  private get writingWriter(): LevelWriter {
+    const writer = this.openWriter;
+    if (this.opts.readOnly) throw GatewayErrors.METEORZX_STORAGE_FAILED('storage is open read-only (meteorzx verify): nothing is written');
+    return writer;
   }
 
   async seen(ids: readonly string[], windowMs: number): Promise<Set<string>> {
@@ -198,7 +214,7 @@ export class LevelStorage implements Storage {
   /** Pipelined: may be called again before the previous commit settled (see LevelWriter). */
   commit(batch: CommitBatch): Promise<CommitResult> {
     try {
-      return this.openWriter.commit(batch);
+      return this.writingWriter.commit(batch);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -304,7 +320,7 @@ export class LevelStorage implements Storage {
   applyRetention(before: number): Promise<number> {
     try {
       const ctx = this.context();
-      return this.openWriter.serial(() => applyRetention(ctx, before));
+      return this.writingWriter.serial(() => applyRetention(ctx, before));
     } catch (err) {
       return Promise.reject(err);
     }
