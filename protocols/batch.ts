@@ -18,9 +18,12 @@ export type BodyFormat = 'json' | 'ndjson';
  * than a fatal TextDecoder, and one MQTT event is one payload.
  */
 function utf8Text(bytes: Uint8Array): string | undefined {
-  if (!isUtf8(bytes)) return undefined;
+  return isUtf8(bytes) ? decodedText(bytes) : undefined;
+}
+
+/** The text of bytes already known to be valid UTF-8; a leading byte-order mark is dropped, as TextDecoder does. */
+function decodedText(bytes: Uint8Array): string {
   const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8');
-  // A leading byte-order mark is dropped, as TextDecoder does.
   return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
 }
 
@@ -60,16 +63,14 @@ function decodeJson(body: Uint8Array, maxItems: number): BatchItem[] {
   if (ranges === TOO_MANY) throw batchTooLarge(maxItems);
   const items = ranges === undefined ? undefined : parseItems(body, ranges);
   if (items !== undefined) return items;
-  const text = utf8Text(body) as string;
+  // One event, or a body that is not valid JSON (a valid array was read item by item above).
   let parsed: unknown;
   try {
-    parsed = JSON.parse(text);
+    parsed = JSON.parse(decodedText(body));
   } catch (err) {
     throw ProtocolErrors.METEORZX_BODY_UNREADABLE(`body is not valid JSON: ${(err as Error).message}`);
   }
-  if (!Array.isArray(parsed)) return [{ index: 0, value: parsed, bytes: body.byteLength }];
-  // Not reached for a valid array (the item scan reads every one); sized by its JSON text if it were.
-  return parsed.map((value: unknown, index) => ({ index, value, bytes: Buffer.byteLength(JSON.stringify(value) ?? '') }));
+  return [{ index: 0, value: parsed, bytes: body.byteLength }];
 }
 
 /**

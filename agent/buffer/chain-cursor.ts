@@ -44,7 +44,7 @@ export class ChainCursor {
     });
     const hash = sha256Hex(text);
     event.hash = hash;
-    // The canonical text with `hash` appended last: a slice and a concatenation, no copy of the text.
+    // The canonical text with `hash` appended last, as a slice and a concatenation (flattened once, when the block is written).
     const line = `${text.slice(0, -1)},"hash":"${hash}"}`;
     this.lines.push(line);
     this.events.push(event as ChainedEvent);
