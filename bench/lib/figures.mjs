@@ -11,6 +11,8 @@ function agentBuffer(r) {
   const raw = (label, v) => ({ label, value: v.eventsPerSec });
   const figs = [
     { id: 'agent.intake.fsync', label: `agent buffer durable intake, fsync (${r.params.producers} producers × ${r.params.batch})`, value: x.bufferFsync.eventsPerSec, unit: 'ev/s', budget: 'agent.intake.fsync', reference: raw('raw LevelDB batch put, sync', x.rawSync) },
+    // The same append path over the untimed warm-up before it: what a freshly started agent does in its first second.
+    ...(x.bufferFsync.warmup?.events > 0 ? [{ id: 'agent.intake.fsync.warmup', label: `agent buffer durable intake, fsync, first ${x.bufferFsync.warmup.events.toLocaleString('en-US')} events (warm-up)`, value: x.bufferFsync.warmup.eventsPerSec, unit: 'ev/s', reference: raw('raw LevelDB batch put, sync, warm-up', x.rawSync.warmup) }] : []),
     { id: 'agent.intake.fsync.vs-nosync', label: 'agent buffer durable intake, fsync — vs no-sync LevelDB', value: x.bufferFsync.eventsPerSec, unit: 'ev/s', reference: raw('raw LevelDB batch put, no sync', x.rawNoSync) },
     { id: 'agent.intake.fsync.single', label: `agent buffer durable intake, fsync (${r.params.producers} producers × 1)`, value: x.bufferFsyncSingle.eventsPerSec, unit: 'ev/s', reference: raw('raw LevelDB batch put, sync', x.rawSync) },
     { id: 'agent.intake.fsync.sink', label: 'agent buffer fsync intake + push-sink read/ack', value: x.bufferFsyncWithSink.eventsPerSec, unit: 'ev/s', reference: raw('raw LevelDB batch put, sync', x.rawSync) },

@@ -7,7 +7,7 @@
 
 /** @type {readonly BenchSpec[]} */
 export const SUITE = Object.freeze([
-  { name: 'agent-buffer', full: ['--events', '100000', '--restart-events', '1000000'], quick: ['--events', '20000', '--restart-events', '100000'] },
+  { name: 'agent-buffer', full: ['--events', '100000', '--warmup', '100000', '--restart-events', '1000000'], quick: ['--events', '20000', '--warmup', '5000', '--restart-events', '100000'] },
   { name: 'gateway-store', full: ['--events', '100000'], quick: ['--events', '20000'] },
   { name: 'gateway-mqtt', full: ['--clients', '1000', '--seconds', '10', '--warmup', '2'], quick: ['--clients', '100', '--seconds', '2', '--warmup', '1', '--http-clients', '4'] },
   // 1,000 devices are gateway-mqtt's run; fan-in adds 5,000 (the same generator).

@@ -95,6 +95,19 @@ describe('extractFigures', () => {
     expect(extractFigures('agent-buffer', r(100_000)).find((f) => f.id === 'agent.restart')?.budget).toBeUndefined();
   });
 
+  it('judges durable intake on the timed events after the warm-up, and reports the warm-up beside it without a budget', () => {
+    const rate = (eventsPerSec: number, warmup?: number) => ({ eventsPerSec, rssMaxMB: 1, idleRssMB: 1, ...(warmup === undefined ? {} : { warmup: { events: 100_000, eventsPerSec: warmup } }) });
+    const results = (fsync: ReturnType<typeof rate>) => ({ rawSync: rate(80_000, 70_000), rawNoSync: rate(90_000), bufferFsync: fsync, bufferFsyncSingle: rate(1), bufferFsyncWithSink: rate(1), bufferOs: rate(1), restart: { head: 0, openToFirstReadMs: 1 } });
+    const figs = extractFigures('agent-buffer', { params: { producers: '64', batch: '10' }, results: results(rate(110_000, 95_000)) });
+    expect(figs.find((f) => f.id === 'agent.intake.fsync')).toMatchObject({ value: 110_000, budget: 'agent.intake.fsync' });
+    const warm = figs.find((f) => f.id === 'agent.intake.fsync.warmup');
+    expect(warm).toMatchObject({ value: 95_000, reference: { value: 70_000 } });
+    expect(warm?.budget).toBeUndefined();
+    // A result file from before warm-ups existed still prints.
+    const old = extractFigures('agent-buffer', { params: { producers: '64', batch: '10' }, results: results(rate(98_000)) });
+    expect(old.map((f) => f.id)).not.toContain('agent.intake.fsync.warmup');
+  });
+
   it('throws on a result without the fields the table needs, and passes a bench’s own figures through', () => {
     expect(() => extractFigures('gateway-store', {})).toThrow();
     const own: Figure[] = [{ id: 'e2e.http', label: 'HTTP', value: 1, unit: 'ev/s', budget: 'e2e.http' }];
