@@ -12,3 +12,4 @@ export * from './batch.js';
 export * from './lines.js';
 export * from './commands.js';
 export * from './http.js';
+export * from './canonical-line.js';
