@@ -7,8 +7,17 @@ import { ProtocolErrors } from './errors.js';
  * text, or the reason it could not be read. Index is its position in the batch.
  */
 export type BatchItem =
-  | { index: number; value: unknown; bytes: number; error?: undefined }
-  | { index: number; value?: undefined; bytes: number; error: string };
+  | { index: number; value: unknown; bytes: number; error?: undefined; text?: string }
+  | { index: number; value?: undefined; bytes: number; error: string; text?: undefined };
+
+export interface DecodeOptions {
+  /**
+   * Keep each parsed item's JSON text as `text` (the string JSON.parse read).
+   * The gateway reads an agent's stored line from it (readCanonicalLine)
+   * instead of serialising the event again; others let it go at once.
+   */
+  keepText?: boolean;
+}
 
 export type BodyFormat = 'json' | 'ndjson';
 
@@ -43,11 +52,12 @@ export function bodyFormat(contentType: string | undefined): BodyFormat | undefi
  * (malformed JSON, invalid UTF-8) rejects that line alone. Throws a typed
  * error only when the body as a whole cannot be read or is over a limit.
  */
-export function decodeBatch(body: Uint8Array, format: BodyFormat, limits: Limits = DEFAULT_LIMITS): BatchItem[] {
+export function decodeBatch(body: Uint8Array, format: BodyFormat, limits: Limits = DEFAULT_LIMITS, options: DecodeOptions = {}): BatchItem[] {
   if (body.byteLength > limits.maxBodyBytes) {
     throw ProtocolErrors.METEORZX_BODY_TOO_LARGE(`body is ${body.byteLength} bytes, over the limit of ${limits.maxBodyBytes} (maxBodyBytes)`);
   }
-  const items = format === 'json' ? decodeJson(body, limits.maxBatchEvents) : decodeNdjson(body, limits);
+  const keepText = options.keepText === true;
+  const items = format === 'json' ? decodeJson(body, limits.maxBatchEvents, keepText) : decodeNdjson(body, limits, keepText);
   if (items.length > limits.maxBatchEvents) throw batchTooLarge(limits.maxBatchEvents);
   return items;
 }
@@ -57,20 +67,21 @@ function batchTooLarge(max: number): Error {
   return ProtocolErrors.METEORZX_BATCH_TOO_LARGE(`batch has more than ${max} events (maxBatchEvents)`);
 }
 
-function decodeJson(body: Uint8Array, maxItems: number): BatchItem[] {
+function decodeJson(body: Uint8Array, maxItems: number, keepText: boolean): BatchItem[] {
   if (!isUtf8(body)) throw ProtocolErrors.METEORZX_BODY_UNREADABLE('body is not valid UTF-8');
   const ranges = arrayItemRanges(body, maxItems);
   if (ranges === TOO_MANY) throw batchTooLarge(maxItems);
-  const items = ranges === undefined ? undefined : parseItems(body, ranges);
+  const items = ranges === undefined ? undefined : parseItems(body, ranges, keepText);
   if (items !== undefined) return items;
   // One event, or a body that is not valid JSON (a valid array was read item by item above).
+  const text = decodedText(body);
   let parsed: unknown;
   try {
-    parsed = JSON.parse(decodedText(body));
+    parsed = JSON.parse(text);
   } catch (err) {
     throw ProtocolErrors.METEORZX_BODY_UNREADABLE(`body is not valid JSON: ${(err as Error).message}`);
   }
-  return [{ index: 0, value: parsed, bytes: body.byteLength }];
+  return [keepText ? { index: 0, value: parsed, bytes: body.byteLength, text } : { index: 0, value: parsed, bytes: body.byteLength }];
 }
 
 /**
@@ -83,19 +94,20 @@ function decodeJson(body: Uint8Array, maxItems: number): BatchItem[] {
  * answers with JSON.parse's own error. Every item passing JSON.parse, with
  * only commas and blanks between them inside one `[…]`, is a valid array.
  */
-function parseItems(body: Uint8Array, ranges: readonly number[]): BatchItem[] | undefined {
+function parseItems(body: Uint8Array, ranges: readonly number[], keepText: boolean): BatchItem[] | undefined {
   const buf = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
   const items: BatchItem[] = new Array<BatchItem>(ranges.length / 2);
   for (let n = 0; n < ranges.length; n += 2) {
     const start = ranges[n] as number;
     const end = ranges[n + 1] as number;
+    const text = buf.toString('utf8', start, end);
     let value: unknown;
     try {
-      value = JSON.parse(buf.toString('utf8', start, end));
+      value = JSON.parse(text);
     } catch {
       return undefined;
     }
-    items[n / 2] = { index: n / 2, value, bytes: end - start };
+    items[n / 2] = keepText ? { index: n / 2, value, bytes: end - start, text } : { index: n / 2, value, bytes: end - start };
   }
   return items;
 }
@@ -159,7 +171,7 @@ function restIsBlank(body: Uint8Array, from: number): boolean {
   return true;
 }
 
-function decodeNdjson(body: Uint8Array, limits: Limits): BatchItem[] {
+function decodeNdjson(body: Uint8Array, limits: Limits, keepText: boolean): BatchItem[] {
   const items: BatchItem[] = [];
   let start = 0;
   let index = 0;
@@ -171,7 +183,7 @@ function decodeNdjson(body: Uint8Array, limits: Limits): BatchItem[] {
     const line = body.subarray(start, lineEnd);
     start = end + 1;
     if (isBlank(line)) continue;
-    items.push(decodeLine(line, index, limits));
+    items.push(decodeLine(line, index, limits, keepText));
     index += 1;
     // Stop decoding past the batch limit: the caller rejects the whole body anyway.
     if (index > limits.maxBatchEvents) break;
@@ -184,7 +196,7 @@ function isBlank(line: Uint8Array): boolean {
   return true;
 }
 
-function decodeLine(line: Uint8Array, index: number, limits: Limits): BatchItem {
+function decodeLine(line: Uint8Array, index: number, limits: Limits, keepText: boolean): BatchItem {
   const bytes = line.byteLength;
   if (bytes > limits.maxEventBytes) {
     // Not parsed at all: an oversized line costs no more than its bytes.
@@ -193,13 +205,14 @@ function decodeLine(line: Uint8Array, index: number, limits: Limits): BatchItem 
   const text = utf8Text(line);
   if (text === undefined) return { index, bytes, error: 'invalid UTF-8' };
   try {
-    return { index, value: JSON.parse(text), bytes };
+    const value: unknown = JSON.parse(text);
+    return keepText ? { index, value, bytes, text } : { index, value, bytes };
   } catch (err) {
     return { index, bytes, error: `malformed JSON: ${(err as Error).message}` };
   }
 }
 
 /** Decodes an MQTT payload: one JSON event or a JSON array of events. */
-export function decodePayload(payload: Uint8Array, limits: Limits = DEFAULT_LIMITS): BatchItem[] {
-  return decodeBatch(payload, 'json', { ...limits, maxBodyBytes: Math.max(limits.maxBodyBytes, payload.byteLength) });
+export function decodePayload(payload: Uint8Array, limits: Limits = DEFAULT_LIMITS, options: DecodeOptions = {}): BatchItem[] {
+  return decodeBatch(payload, 'json', { ...limits, maxBodyBytes: Math.max(limits.maxBodyBytes, payload.byteLength) }, options);
 }

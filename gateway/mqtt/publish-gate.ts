@@ -104,7 +104,7 @@ export class PublishGate {
 
   private decode(payload: Buffer): BatchItem[] {
     try {
-      return decodePayload(payload, this.opts.limits);
+      return decodePayload(payload, this.opts.limits, { keepText: true });
     } catch (err) {
       // An unreadable payload is still an ingestion attempt: it becomes one rejection record.
       const reason = err instanceof Error ? err.message : String(err);

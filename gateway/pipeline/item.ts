@@ -1,4 +1,4 @@
-import type { AuditEvent, Integrity, StoredEvent } from '../../protocols/index.js';
+import type { AuditEvent, CanonicalLine, Integrity, StoredEvent } from '../../protocols/index.js';
 
 /** Where in the pipeline an attempt was rejected (a metric label and the custody reason's origin). */
 export type RejectStage = 'decode' | 'validate' | 'transform' | 'rule';
@@ -14,6 +14,14 @@ export interface PipelineItem {
   event?: AuditEvent & { id: string; source: string; time: string };
   /** The event exactly as it arrived, before defaults were filled: what the agent's hash covers. */
   arrived?: AuditEvent;
+  /**
+   * The JSON text the event was parsed from, kept only for a chained event
+   * used as it arrived (id, source and time its own): the integrity check
+   * reads it as an agent's stored line, then lets it go.
+   */
+  text?: string | undefined;
+  /** That text read as an agent's line, kept for the stored line while nothing changes the event. */
+  line?: CanonicalLine | undefined;
   rejected?: { stage: RejectStage; reason: string };
   /** For custody when rejected: the id and source as far as they could be read. */
   id?: string;

@@ -1,4 +1,16 @@
-import { formatIssues, validateEvent, type AuditEvent, type IngestResponse, type Limits, type StoredEvent } from '../../protocols/index.js';
+import {
+  fastCanonicalJson,
+  formatIssues,
+  readCanonicalLine,
+  validateEvent,
+  withMembers,
+  type AuditEvent,
+  type CanonicalLine,
+  type IngestResponse,
+  type Integrity,
+  type Limits,
+  type StoredEvent,
+} from '../../protocols/index.js';
 import type { CommitBatch, CustodyInput, SeqSeen } from '../storage/types.js';
 import type { Dedup } from './dedup/dedup.js';
 import type { IngestContext } from './ingestor.js';
@@ -55,6 +67,8 @@ export async function runStages(entries: readonly PendingIngest[], s: Stages): P
   for (let i = 0; i < candidates.length; i += 1) if (dup[i] === true) (candidates[i] as PipelineItem).duplicate = true;
 
   const events: StoredEvent[] = [];
+  // The canonical JSON of events[i] where it was read from the agent's line (see storedLine), else undefined.
+  const lines: (string | undefined)[] = [];
   const custody: CustodyInput[] = [];
   const seqs: SeqSeen[] = [];
   const responses: IngestResponse[] = entries.map(() => ({ accepted: 0, duplicates: 0, rejected: [] }));
@@ -63,6 +77,8 @@ export async function runStages(entries: readonly PendingIngest[], s: Stages): P
     const response = responses[e] as IngestResponse;
     const { method, peer } = entry.ctx;
     const at = entry.receivedAt;
+    // `ingest` differs between this caller's events only by integrity: its canonical JSON is written once per verdict.
+    const ingestJson: Partial<Record<Integrity, string>> = {};
     for (const item of entry.items) {
       const event = item.event;
       const source = event?.source ?? item.source;
@@ -78,11 +94,14 @@ export async function runStages(entries: readonly PendingIngest[], s: Stages): P
       } else {
         outcome = 'accepted';
         response.accepted += 1;
-        const ingest = { gateway: s.gatewayName, integrity: item.integrity ?? 'unchained', method, peer, receivedAt: at } as const;
+        const integrity = item.integrity ?? 'unchained';
+        const ingest = { gateway: s.gatewayName, integrity, method, peer, receivedAt: at } as const;
         const stored = storedEvent(event, ingest, item.tags);
         item.stored = stored;
         item.arrived = undefined; // only the integrity check needed it; the commit need not hold it
         events.push(stored);
+        lines.push(item.line === undefined ? undefined : storedLine(item.line, (ingestJson[integrity] ??= fastCanonicalJson(ingest)), item.tags));
+        item.line = undefined;
       }
       // One object shape for every record (undefined fields are not serialised) keeps the ledger's loop fast.
       custody.push({ at, outcome, method, peer, id: item.id ?? event?.id, source, reason });
@@ -93,14 +112,19 @@ export async function runStages(entries: readonly PendingIngest[], s: Stages): P
     }
     response.rejected.sort((a, b) => a.index - b.index);
   });
-  return { batch: { events, custody, seqs }, responses };
+  return { batch: { events, lines, custody, seqs }, responses };
 }
 
 /** Integrity → transforms → rules for one validated item (`item.event` is set). */
 function runItemStages(item: PipelineItem, entry: PendingIngest, s: Stages): void {
   const event = item.event as NonNullable<PipelineItem['event']>;
+  // An agent's line holds the canonical JSON its hash covers: read, not rebuilt (protocols/canonical-line.ts).
+  const line = item.text === undefined ? undefined : readCanonicalLine(item.text);
+  item.text = undefined;
   // Judged on the event as it arrived: filling in `time` or `id` would change what the agent hashed.
-  const verdict = s.tracker.check(item.arrived ?? event);
+  const verdict = s.tracker.check(item.arrived ?? event, line?.unhashed);
+  // The stored line can be spliced from it only while no transform changes the event.
+  if (s.transforms.size === 0) item.line = line;
   item.integrity = verdict.integrity;
   if (verdict.detail !== undefined) item.alerts = [{ kind: 'chain-break', detail: verdict.detail }];
   if (s.transforms.size > 0) {
@@ -118,6 +142,22 @@ function runItemStages(item: PipelineItem, entry: PendingIngest, s: Stages): voi
     if (r.alerts.length > 0) item.alerts = [...(item.alerts ?? []), ...r.alerts.map((rule) => ({ kind: 'rule' as const, rule }))];
     if (r.droppedBy !== undefined) item.rejected = { stage: 'rule', reason: `dropped by rule ${r.droppedBy}` };
   }
+}
+
+/**
+ * The canonical JSON of `storedEvent(event, ingest, tags)` for an event read
+ * from an agent's line: the line's text with `hash`, `ingest` and `tags`
+ * spliced in, instead of serialising the stored event whole. Undefined when
+ * the event brought an `ingest` or `tags` of its own (replaced, not added):
+ * the storage then serialises it.
+ */
+function storedLine(line: CanonicalLine, ingestJson: string, tags: string[] | undefined): string | undefined {
+  const members: [string, string][] = [
+    ['hash', `"${line.hash}"`],
+    ['ingest', ingestJson],
+  ];
+  if (tags !== undefined) members.push(['tags', fastCanonicalJson(tags)]);
+  return withMembers(line, members);
 }
 
 /**

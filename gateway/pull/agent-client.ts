@@ -64,7 +64,7 @@ export class AgentClient {
       const body = safeJson(res.body) as { error?: string; oldest?: number; epoch?: string; head?: number } | undefined;
       throw new RangeGone(body?.error ?? 'range gone', body?.oldest ?? oldest, body?.epoch ?? pageEpoch, body?.head ?? head);
     }
-    const items = decodeBatch(Buffer.from(res.body, 'utf8'), 'ndjson', { ...this.options.limits, maxBatchEvents: Math.max(limit, this.options.limits.maxBatchEvents) });
+    const items = decodeBatch(Buffer.from(res.body, 'utf8'), 'ndjson', { ...this.options.limits, maxBatchEvents: Math.max(limit, this.options.limits.maxBatchEvents) }, { keepText: true });
     let firstSeq: number | undefined;
     let lastSeq = after;
     for (const item of items) {

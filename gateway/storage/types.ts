@@ -33,6 +33,13 @@ export interface CommitBatch {
   /** New events, after dedup, exactly as they are to be stored. */
   events: readonly StoredEvent[];
   /**
+   * The RFC 8785 canonical JSON of `events[i]`, where the pipeline already
+   * has it (read from an agent's line, protocols/canonical-line.ts); the
+   * storage writes it as it is. Undefined entries (or no array) are
+   * serialised by the storage.
+   */
+  lines?: readonly (string | undefined)[];
+  /**
    * One record per ingestion attempt, in arrival order. The `accepted` records
    * appear in the same order as `events`, and the storage fills their
    * `eventHash` from the bytes it stores (it is the authority on "as stored").

@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { chainEvent, type AuditEvent, type BatchItem, type StoredEvent } from '../../protocols/index.js';
+import { chainEvent, decodeBatch, fastCanonicalJson, sha256Hex, type AuditEvent, type BatchItem, type StoredEvent } from '../../protocols/index.js';
 import { GatewayMetrics } from '../../gateway/metrics.js';
 import { createPipeline, type Pipeline, type PipelineAlert, type PipelineConfig } from '../../gateway/pipeline/index.js';
 import type { IngestContext } from '../../gateway/pipeline/ingestor.js';
@@ -193,6 +193,46 @@ describe('pipeline', () => {
     const six = chainEvent({ id: 'e6', type: 't', source: 'ag', agent: 'ag', epoch: 'ep1', seq: 6, time: '2026-01-01T00:00:00Z' }, chain[4]?.hash);
     await p2.ingest(items(six), http);
     expect((await stored()).find((e) => e.id === 'e6')?.ingest.integrity).toBe('verified');
+  });
+
+  it('reads an agent line as text: the verdicts and stored lines the generic path gives, without serialising the event', async () => {
+    // Lines as an agent sends them (canonical JSON without hash, then hash), and the same texts altered.
+    const agentLine = (e: AuditEvent & { hash: string }): string => {
+      const { hash, ...rest } = e;
+      return `${fastCanonicalJson(rest).slice(0, -1)},"hash":"${hash}"}`;
+    };
+    const chain: Array<AuditEvent & { hash: string }> = [];
+    for (let seq = 1; seq <= 6; seq += 1) {
+      // seq 4: escapes and non-ASCII in a string; seq 5: a fraction, outside the subset the text path reads.
+      const data = seq === 4 ? { note: 'tab\there "quoted" \\ é 😀', n: -12 } : seq === 5 ? { n: 1.5 } : { n: seq };
+      chain.push(chainEvent({ id: `t${seq}`, type: 't', source: 'ag', agent: 'ag', epoch: 'ep', seq, time: '2026-01-01T00:00:00Z', data }, chain.at(-1)?.hash));
+    }
+    const texts = chain.map(agentLine);
+    // seq 2: content changed, hash kept. seq 6: re-hashed over a non-canonical text (a blank): the generic
+    // path hashes the canonical form and finds a mismatch, so must the text path.
+    texts[1] = (texts[1] as string).replace('"type":"t"', '"type":"x"');
+    const spaced = (texts[5] as string).replace(/,"hash":.*$/, '}').replace('"type":"t"', '"type": "t"');
+    texts[5] = `${spaced.slice(0, -1)},"hash":"${sha256Hex(spaced)}"}`;
+    const body = Buffer.from(texts.join('\n'));
+
+    const run = async (keepText: boolean) => {
+      const p = await open(config({ rules: [{ name: 'four', if: 'seq == 4', tag: 'marked' }] }));
+      expect(await p.ingest(decodeBatch(body, 'ndjson', undefined, { keepText }), http)).toEqual({ accepted: 6, duplicates: 0, rejected: [] });
+      const batch = storage.commits.flatMap((b) => b.events.map((event, i) => ({ event, line: b.lines?.[i] })));
+      const verdicts = (await stored()).map((e) => [e.id, e.ingest.integrity]);
+      await closeAll();
+      await rm(dir, { recursive: true, force: true });
+      return { batch, verdicts };
+    };
+    const generic = await run(false);
+    const text = await run(true);
+    expect(text.verdicts).toEqual(generic.verdicts);
+    expect(text.verdicts).toEqual([['t1', 'verified'], ['t2', 'broken'], ['t3', 'verified'], ['t4', 'verified'], ['t5', 'verified'], ['t6', 'broken']]);
+    expect(generic.batch.every((b) => b.line === undefined)).toBe(true);
+    // Read from the text wherever the event arrived canonical; each is the canonical JSON of the stored event, tags included.
+    expect(text.batch.map((b) => b.line !== undefined)).toEqual([true, true, true, true, false, false]);
+    for (const b of text.batch) if (b.line !== undefined) expect(b.line).toBe(fastCanonicalJson(b.event));
+    expect(text.batch[3]?.event.tags).toEqual(['marked']);
   });
 
   it('applies transforms after the integrity check and rules after transforms', async () => {

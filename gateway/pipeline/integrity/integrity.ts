@@ -54,7 +54,8 @@ export class ChainTracker {
     );
   }
 
-  check(event: AuditEvent): IntegrityVerdict {
+  /** `unhashed`: the event's canonical JSON without `hash`, when the caller read it from the text (readCanonicalLine). */
+  check(event: AuditEvent, unhashed?: string): IntegrityVerdict {
     if (event.hash === undefined || event.seq === undefined || event.agent === undefined || event.epoch === undefined) {
       return { integrity: 'unchained' };
     }
@@ -62,7 +63,7 @@ export class ChainTracker {
     const head = this.heads.get(k);
     // Out of order (a gap being filled, a resend) or after a gap: only the content can be checked.
     const linkable = head !== undefined && event.seq === head.seq + 1;
-    const problem = checkLink(event, linkable ? head : undefined);
+    const problem = checkLink(event, linkable ? head : undefined, unhashed);
     if (head === undefined || event.seq > head.seq) {
       this.heads.set(k, { seq: event.seq, hash: event.hash });
       this.absent.delete(k);

@@ -47,7 +47,9 @@ export function validateItem(item: BatchItem, ctx: IngestContext, limits: Limits
   // An event that brings id, source and time (an agent's always does) is used as it is: no copy.
   const complete = input.id !== undefined && input.source !== undefined && input.time !== undefined;
   const event = complete ? (input as PipelineItem['event'] & object) : withFields(input, { id, source, time: input.time ?? receivedAt });
-  return { index: item.index, id, source, arrived: input, event };
+  // The text is what the agent's hash covers only while the event is the one parsed from it.
+  const text = complete && input.hash !== undefined ? item.text : undefined;
+  return { index: item.index, id, source, arrived: input, event, text, line: undefined };
 }
 
 /** Id and source of an invalid event where they are well-formed, so custody can be searched by them. */

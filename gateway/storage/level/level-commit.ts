@@ -92,7 +92,7 @@ export async function planCommit(
 ): Promise<CommitPlan> {
   const commit = head.commit + 1;
   const ops: PutOp[] = [];
-  const lines = batch.events.map((e) => fastCanonicalJson(e));
+  const lines = batch.events.map((e, i) => batch.lines?.[i] ?? fastCanonicalJson(e));
   const eventHashes = lines.map(sha256);
 
   const chained = chainCustody(batch.custody, head, eventHashes);
