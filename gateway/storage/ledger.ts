@@ -25,6 +25,21 @@ export function custodyHash(record: Omit<CustodyRecord, 'hash'> | CustodyRecord)
  * from the bytes it writes). Returns the records, their canonical JSON lines
  * (what a backend stores) and the new head.
  */
+const wellFormedOrAbsent = (v: string | undefined): boolean => v === undefined || isWellFormed(v);
+
+/** JSON.stringify that remembers its last answer: for values that repeat in runs. */
+function jsonOnce(): (value: string) => string {
+  let last: string | undefined;
+  let text = '';
+  return (value) => {
+    if (value !== last) {
+      last = value;
+      text = JSON.stringify(value);
+    }
+    return text;
+  };
+}
+
 export function chainCustody(
   inputs: readonly CustodyInput[],
   head: LedgerHead,
@@ -34,6 +49,10 @@ export function chainCustody(
   const lines: string[] = new Array(inputs.length);
   let { n, hash: prev } = head;
   let accepted = 0;
+  // The records of one caller share at, method and peer: each is written as JSON once per run of equal values.
+  const json = { at: jsonOnce(), method: jsonOnce(), peer: jsonOnce(), source: jsonOnce() };
+  // The head's hash comes from storage: written as JSON; every later prev is a hash this loop made.
+  let prevJson = prev === undefined ? undefined : JSON.stringify(prev);
   for (let i = 0; i < inputs.length; i += 1) {
     const input = inputs[i] as CustodyInput;
     n += 1;
@@ -57,15 +76,18 @@ export function chainCustody(
       reason: input.reason,
       source: input.source,
     };
-    const wellFormed = [input.at, input.peer, input.id, input.source, input.reason].every((v) => v === undefined || isWellFormed(v));
-    if (wellFormed && typeof input.at === 'string' && typeof input.peer === 'string') {
+    const plain =
+      typeof input.at === 'string' && typeof input.peer === 'string' && isWellFormed(input.at) && isWellFormed(input.peer) &&
+      wellFormedOrAbsent(input.id) && wellFormedOrAbsent(input.source) && wellFormedOrAbsent(input.reason);
+    if (plain) {
       // The hot path: the canonical text written once, in two halves around "hash" (which sorts after
       // "eventHash" and before "id"), so the hashed text and the stored line share all their pieces.
-      const head = `{"at":${JSON.stringify(input.at)}${eventHash === undefined ? '' : `,"eventHash":${JSON.stringify(eventHash)}`}`;
+      // eventHash is SHA-256 hex (the storage's own), outcome one of three words: nothing in them to escape.
+      const head = `{"at":${json.at(input.at)}${eventHash === undefined ? '' : `,"eventHash":"${eventHash}"`}`;
       const tail =
-        `${input.id === undefined ? '' : `,"id":${JSON.stringify(input.id)}`},"method":${JSON.stringify(input.method)},"n":${n}` +
-        `,"outcome":${JSON.stringify(input.outcome)},"peer":${JSON.stringify(input.peer)}${prev === undefined ? '' : `,"prev":${JSON.stringify(prev)}`}` +
-        `${input.reason === undefined ? '' : `,"reason":${JSON.stringify(input.reason)}`}${input.source === undefined ? '' : `,"source":${JSON.stringify(input.source)}`}}`;
+        `${input.id === undefined ? '' : `,"id":${JSON.stringify(input.id)}`},"method":${json.method(input.method)},"n":${n}` +
+        `,"outcome":"${input.outcome}","peer":${json.peer(input.peer)}${prevJson === undefined ? '' : `,"prev":${prevJson}`}` +
+        `${input.reason === undefined ? '' : `,"reason":${JSON.stringify(input.reason)}`}${input.source === undefined ? '' : `,"source":${json.source(input.source)}`}}`;
       const hash = sha256(head + tail);
       record.hash = hash;
       lines[i] = `${head},"hash":"${hash}"${tail}`;
@@ -76,6 +98,7 @@ export function chainCustody(
     }
     records[i] = record;
     prev = record.hash;
+    prevJson = `"${record.hash}"`;
   }
   if (accepted !== eventHashes.length) throw new Error(`${eventHashes.length} stored events but ${accepted} accepted custody records`);
   return { records, lines, head: { n, hash: prev } };

@@ -12,6 +12,22 @@ describe('lines to one Buffer and back', () => {
     );
   });
 
+  it('linesBuffer is exact on both of its ways: ASCII with a few wide characters (one pass), mostly wide ones (measured)', () => {
+    const mostlyAscii = fc.array(
+      fc.tuple(fc.string({ unit: fc.constantFrom('a', 'b', '"', '{', '0'), minLength: 40, maxLength: 80 }), fc.constantFrom('', 'é', '😀', '\u2028')).map(([a, w]) => a.slice(0, 7) + w + a.slice(7) + String(a.length)),
+      { maxLength: 50 },
+    );
+    const wide = fc.array(fc.string({ unit: fc.constantFrom('é', '😀', '中', 'a'), maxLength: 30 }), { minLength: 1, maxLength: 20 });
+    for (const gen of [mostlyAscii, wide]) {
+      fc.assert(
+        fc.property(gen, (lines) => {
+          expect(linesBuffer(lines).equals(Buffer.from(lines.join('\n')))).toBe(true);
+        }),
+        { numRuns: 500 },
+      );
+    }
+  });
+
   it('bufferLines decodes as toString + split would, invalid UTF-8 and lone bytes around newlines included', () => {
     const bytes = fc.uint8Array({ maxLength: 200 }).map((a) => Buffer.from(a));
     const text = fc.array(fc.string({ unit: 'binary' })).map((ls) => Buffer.from(ls.join('\n')));
