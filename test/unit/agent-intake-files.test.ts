@@ -1,3 +1,4 @@
+import { renameSync, writeFileSync } from 'node:fs';
 import { appendFile, copyFile, mkdtemp, open, rename, rm, stat, truncate, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -129,6 +130,28 @@ describe('FileIntake', () => {
     const got = await waitForLines(20);
     expect([...got].sort()).toEqual(range(1, 20).sort());
     expect(got.slice(0, 12)).toEqual(range(1, 12));
+  });
+
+  it('reads a file logrotate moved aside as <name>-<date>.backup while it ran, once, also after a restart', async () => {
+    // logrotate `create` renames the log, and finds it recreated by a writer that appends by path before it
+    // could create the new one: it moves the writer's file aside (`<name>-YYYYMMDDHH.backup`), then creates.
+    // All between two polls (synchronous), so the agent never sees that file at the path.
+    const log = join(dir, 'app.log');
+    await writeFile(log, numbered(1, 10));
+    const intake = await startIntake([spec(log)]);
+    await waitForLines(10);
+    renameSync(log, `${log}.1`);
+    writeFileSync(log, numbered(11, 15));
+    renameSync(log, `${log}-2026112703.backup`);
+    writeFileSync(log, numbered(16, 20));
+    const got = await waitForLines(20);
+    expect([...got].sort()).toEqual(range(1, 20).sort());
+    await stopIntake(intake);
+    await startIntake([spec(log)]);
+    await appendFile(log, numbered(21, 21));
+    await waitForLines(21);
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await lines()).sort()).toEqual(range(1, 21).sort());
   });
 
   it('finds a file renamed while the agent was down by its inode and reads the rest of it', async () => {

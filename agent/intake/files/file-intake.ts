@@ -12,7 +12,7 @@ import { discover } from './discover.js';
 import type { FileSpec } from './file-spec.js';
 import { linesToEvents } from './line-events.js';
 import type { Line } from './line-splitter.js';
-import { adoptUnseenRotations, markSiblingsSeen, openCurrent, openTruncatedCopy, reopenRotated, type ResumeContext } from './resume.js';
+import { adoptRecentSiblings, adoptUnseenRotations, markSiblingsSeen, openCurrent, openTruncatedCopy, reopenRotated, type ResumeContext } from './resume.js';
 import type { TrackedFile } from './tracked-file.js';
 import { INDEX_KEY, PathIndex } from './path-index.js';
 import { WatchedPath } from './watched-path.js';
@@ -156,6 +156,8 @@ export class FileIntake implements Intake {
       if (this.paths.has(path) || index < 0) continue;
       const spec = this.options.files[index] as FileSpec;
       const wp = new WatchedPath(path, spec);
+      // What changed beside the path before now is for the start's own checks (adoptUnseenRotations, markSiblingsSeen).
+      wp.checkedAt = this.now();
       const record = parsePathRecord(await this.options.buffer.getMeta(pathKey(path)));
       const st = await stat(path, { bigint: true }).catch(() => undefined);
       if (record !== undefined) await reopenRotated(this.resume, wp, record, st && fileIdOf(st));
@@ -180,12 +182,22 @@ export class FileIntake implements Intake {
 
   /** Notices a rename, a deletion, a new file at the path, or a truncation of the current file. */
   private async checkPath(wp: WatchedPath): Promise<void> {
+    const since = wp.checkedAt;
+    wp.checkedAt = this.now();
     const st = await stat(wp.path, { bigint: true }).catch(() => undefined);
     const id = st && fileIdOf(st);
     const current = wp.current;
     if (current !== undefined && current.id !== id) {
+      const known = wp.files().map((f) => f.record(f.offset));
       wp.retire(this.now());
       this.options.logger?.info({ path: wp.path, id: current.id, reason: id === undefined ? 'gone' : 'replaced' }, 'file rotated: reading it to its end');
+      // A generation that appeared since the last look and that no poll saw at the path holds lines nobody
+      // read: logrotate's `create`, finding the log recreated by a writer before it could create it, moves
+      // that file aside as `<name>-YYYYMMDDHH.backup`.
+      for (const f of await adoptRecentSiblings(this.resume, wp, known, since)) {
+        this.openFiles.set(f.id, f);
+        this.options.logger?.warn({ path: f.path, id: f.id, from: f.offset }, 'a rotated file no poll saw at the path: reading it');
+      }
       // Other generations present now were seen live: a restart must not take them for missed ones.
       await this.commitMeta([wp], wp.files(), await markSiblingsSeen(this.resume, wp.path));
     }

@@ -157,9 +157,21 @@ export async function adoptUnseenRotations(ctx: ResumeContext, wp: WatchedPath, 
     const saved = await fileRecord(ctx, id);
     if (saved !== undefined) known.push(saved);
   }
+  await adoptRecentSiblings(ctx, wp, known, record.checkedAt);
+}
+
+/**
+ * Opens, as rotated files of `wp` to read to their end, its siblings
+ * (`<name>…`, not compressed) that no checkpoint names, that no file open
+ * now is, and that changed since `since` (ms): generations the agent never
+ * saw at the path. Each is read from the offset of a `known` file it is a
+ * copy of (same first bytes), else from its start. Returns them.
+ */
+export async function adoptRecentSiblings(ctx: ResumeContext, wp: WatchedPath, known: readonly FileRecord[], since: number): Promise<TrackedFile[]> {
+  const adopted: TrackedFile[] = [];
   const taken = new Set([...ctx.open.keys(), ...wp.files().map((f) => f.id)]);
   for (const sibling of await rotatedSiblings(wp.path)) {
-    if (taken.has(sibling.id) || sibling.mtimeMs < record.checkedAt - MTIME_SLACK_MS) continue;
+    if (taken.has(sibling.id) || sibling.mtimeMs < since - MTIME_SLACK_MS) continue;
     if ((await ctx.getMeta(fileKey(sibling.id))) !== undefined) continue;
     const file = await TrackedFile.open(sibling.path, wp.spec.maxLineBytes, ctx.now()).catch(() => undefined);
     if (file === undefined || taken.has(file.id)) {
@@ -174,7 +186,9 @@ export async function adoptUnseenRotations(ctx: ResumeContext, wp: WatchedPath, 
     file.draining = true;
     wp.draining.push(file);
     taken.add(file.id);
+    adopted.push(file);
   }
+  return adopted;
 }
 
 /**

@@ -10,6 +10,8 @@ import type { TrackedFile } from './tracked-file.js';
 export class WatchedPath {
   current: TrackedFile | undefined;
   readonly draining: TrackedFile[] = [];
+  /** When the path was last looked at (ms): a file that appeared beside it since then was never seen at it. */
+  checkedAt = 0;
 
   constructor(
     readonly path: string,
