@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS } from '../../protocols/index.js';
 import { INTAKE_ERROR_TYPE, lineToEvent } from '../../agent/intake/files/line-events.js';
@@ -88,6 +89,27 @@ describe('lineToEvent', () => {
       ok: true,
       event: { type: 'app.log', data: { line: 'hello', file: origin.file, offset: 42 } },
     });
+  });
+
+  it('keeps a text line whole exactly when its event fits the limit, and cuts it to fit otherwise', () => {
+    // Short lines take the bound (no serialising), long or escape-heavy ones the exact measure.
+    const limits = { ...DEFAULT_LIMITS, maxEventBytes: 4096 };
+    const budget = 4096 - 512;
+    const chars = fc.constantFrom('a', ' ', '"', '\\', '\u0001', '\n', 'é', '中', '😀', '\u2028');
+    fc.assert(
+      // Escape-heavy lines too: mostly control characters, the 6-bytes-per-byte worst case.
+      fc.property(fc.oneof(fc.array(chars, { maxLength: 1500, size: 'max' }), fc.array(fc.constantFrom('\u0001', '\u0001', '\u0001', 'a'), { maxLength: 800, size: 'max' })).map((cs) => cs.join('')), (textLine) => {
+        const raw = Buffer.from(textLine);
+        const r = lineToEvent({ bytes: raw, start: 0, end: raw.length + 1, truncated: false, originalBytes: raw.length }, { ...text, limits }, origin);
+        const whole = { type: text.type, data: { line: textLine, file: origin.file, offset: 0 } };
+        const fits = Buffer.byteLength(JSON.stringify(whole)) <= budget;
+        expect(Buffer.byteLength(JSON.stringify(r.event))).toBeLessThanOrEqual(budget);
+        if (fits) expect(r.event).toEqual(whole);
+        else expect(r.event.data).toMatchObject({ truncated: true, originalBytes: raw.length });
+      }),
+      // Shrinking arrays this long takes minutes: the first counterexample is reported as found.
+      { numRuns: 500, endOnFailure: true },
+    );
   });
 
   it('cuts a text line whose escaped JSON would exceed the event limit, and flags it', () => {

@@ -69,6 +69,9 @@ function textEvent(line: Line, format: LineFormat, origin: LineOrigin): AuditEve
   let bytes = line.bytes;
   let truncated = line.truncated;
   const budget = format.limits.maxEventBytes - ENVELOPE_RESERVE;
+  // JSON writes a byte of text as at most 6 bytes (\u00xx) and a UTF-16 unit as at most 18 (3 bytes, each
+  // escaped): an event under this bound needs no serialising to know it fits, which is nearly every line.
+  const mostBesidesLine = 18 * (origin.file.length + format.type.length) + 128;
   for (;;) {
     const data: Record<string, unknown> = { line: bytes.toString('utf8'), file: origin.file, offset: line.start };
     if (truncated) {
@@ -76,6 +79,7 @@ function textEvent(line: Line, format: LineFormat, origin: LineOrigin): AuditEve
       data.originalBytes = line.originalBytes;
     }
     const event: AuditEvent = { type: format.type, data };
+    if (mostBesidesLine + 6 * bytes.length <= budget) return event;
     const size = Buffer.byteLength(JSON.stringify(event));
     if (size <= budget || bytes.length === 0) return event;
     // JSON escaping makes the text longer than its bytes; cutting by the excess always shrinks it enough in a few rounds.
