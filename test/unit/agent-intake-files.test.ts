@@ -154,6 +154,24 @@ describe('FileIntake', () => {
     expect((await lines()).sort()).toEqual(range(1, 21).sort());
   });
 
+  it('does not take another file whose name starts with the same letters for a rotated generation', async () => {
+    const log = join(dir, 'app.log');
+    const other = join(dir, 'app.logger.txt');
+    await writeFile(log, numbered(1, 5));
+    await startIntake([spec(log)]);
+    await waitForLines(5);
+    // Created after the agent started (no checkpoint names it), and changed since the last poll when the
+    // log rotates: only true generations are looked at.
+    await writeFile(other, 'not a line of app.log\n');
+    await new Promise((r) => setTimeout(r, 50));
+    renameSync(log, `${log}.1`);
+    writeFileSync(other, 'still not a line of app.log\n', { flag: 'a' });
+    writeFileSync(log, numbered(6, 8));
+    await waitForLines(8);
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await lines()).sort()).toEqual(range(1, 8).sort());
+  });
+
   it('finds a file renamed while the agent was down by its inode and reads the rest of it', async () => {
     const log = join(dir, 'app.log');
     await writeFile(log, numbered(1, 5));

@@ -12,6 +12,17 @@ import { fileIdOf, fingerprintMatches, type FileId, type Fingerprint } from './c
 // Compressed generations cannot be read as text; they are never the file we want.
 const COMPRESSED = /\.(gz|bz2|xz|zst|lz4|z|zip)$/i;
 
+/**
+ * Whether `name` can be a rotated generation of the file named `base`: the
+ * name, then `.`, `-` or `_` (app.log.1, app.log-20260101,
+ * app.log-2026010112.backup), not compressed. app.logger.txt is another file.
+ */
+function isGenerationName(name: string, base: string): boolean {
+  if (name.length <= base.length || !name.startsWith(base) || COMPRESSED.test(name)) return false;
+  const sep = name.charCodeAt(base.length);
+  return sep === 0x2e || sep === 0x2d || sep === 0x5f;
+}
+
 /** The path of the regular file with identity `id` in one of `dirs`, if any. */
 export async function findByIdentity(dirs: readonly string[], id: FileId): Promise<string | undefined> {
   for (const dir of new Set(dirs)) {
@@ -25,8 +36,8 @@ export async function findByIdentity(dirs: readonly string[], id: FileId): Promi
 }
 
 /**
- * The copy copytruncate made of `path` before truncating it: a sibling named
- * `<basename>…` (app.log.1, app.log-20260101), not compressed, other than
+ * The copy copytruncate made of `path` before truncating it: a generation
+ * name (app.log.1, app.log-20260101; see isGenerationName), other than
  * the identities in `exclude`, at least `minSize` bytes long, that starts
  * with the bytes `fp` was taken from. Newest first when several match.
  */
@@ -37,7 +48,7 @@ export async function findCopy(path: string, fp: Fingerprint, minSize: number, e
   const base = basename(path);
   const candidates: { path: string; mtime: number }[] = [];
   for (const name of await listDir(dir)) {
-    if (name === base || !name.startsWith(base) || COMPRESSED.test(name)) continue;
+    if (!isGenerationName(name, base)) continue;
     const candidate = join(dir, name);
     const st = await stat(candidate, { bigint: true }).catch(() => undefined);
     if (!st?.isFile() || Number(st.size) < minSize || exclude.has(fileIdOf(st))) continue;
@@ -63,13 +74,13 @@ export interface Sibling {
   mtimeMs: number;
 }
 
-/** Rotated generations of `path` next to it: `<basename>…`, regular, not compressed, the path itself excluded. */
+/** Rotated generations of `path` next to it (see isGenerationName), regular files. */
 export async function rotatedSiblings(path: string): Promise<Sibling[]> {
   const dir = dirname(path);
   const base = basename(path);
   const out: Sibling[] = [];
   for (const name of await listDir(dir)) {
-    if (name === base || !name.startsWith(base) || COMPRESSED.test(name)) continue;
+    if (!isGenerationName(name, base)) continue;
     const candidate = join(dir, name);
     const st = await stat(candidate, { bigint: true }).catch(() => undefined);
     if (st?.isFile()) out.push({ path: candidate, id: fileIdOf(st), size: Number(st.size), mtimeMs: Number(st.mtimeMs) });
