@@ -44,6 +44,7 @@ let debN: string;
 let debN1: string;
 let arm64Tarball: string;
 let gateway: RunningGateway | undefined;
+let gatewayDir: string | undefined;
 
 describe.skipIf(!ENABLED)('packaging (METEORZX_PACKAGING_TESTS=1)', () => {
   beforeAll(async () => {
@@ -65,6 +66,8 @@ describe.skipIf(!ENABLED)('packaging (METEORZX_PACKAGING_TESTS=1)', () => {
     await gateway?.stop();
     killAll();
     if (dir) await rm(dir, { recursive: true, force: true });
+    // The gateway's store is in a dir of its own, left behind in /tmp by every run before this.
+    if (gatewayDir) await rm(gatewayDir, { recursive: true, force: true });
   });
 
   it('lists every artefact in SHA256SUMS, which sha256sum -c accepts and a changed byte fails', async () => {
@@ -98,7 +101,8 @@ describe.skipIf(!ENABLED)('packaging (METEORZX_PACKAGING_TESTS=1)', () => {
   });
 
   it('the x64 tarball runs a full agent that delivers its events to a gateway', async () => {
-    gateway = await startGateway({ dir: await tempDir('meteorzx-pkg-gw-') });
+    gatewayDir = await tempDir('meteorzx-pkg-gw-');
+    gateway = await startGateway({ dir: gatewayDir });
     const id = `pkg-${process.pid}`;
     const config = join(dir, 'deliver.json');
     const data = join(dir, 'deliver-data');
