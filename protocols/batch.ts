@@ -81,7 +81,7 @@ function decodeJson(body: Uint8Array, maxItems: number, keepText: boolean): Batc
   } catch (err) {
     throw ProtocolErrors.METEORZX_BODY_UNREADABLE(`body is not valid JSON: ${(err as Error).message}`);
   }
-  return [keepText ? { index: 0, value: parsed, bytes: body.byteLength, text } : { index: 0, value: parsed, bytes: body.byteLength }];
+  return [{ index: 0, value: parsed, bytes: body.byteLength, text: keepText ? text : undefined }];
 }
 
 /**
@@ -107,7 +107,7 @@ function parseItems(body: Uint8Array, ranges: readonly number[], keepText: boole
     } catch {
       return undefined;
     }
-    items[n / 2] = keepText ? { index: n / 2, value, bytes: end - start, text } : { index: n / 2, value, bytes: end - start };
+    items[n / 2] = { index: n / 2, value, bytes: end - start, text: keepText ? text : undefined };
   }
   return items;
 }
@@ -206,7 +206,7 @@ function decodeLine(line: Uint8Array, index: number, limits: Limits, keepText: b
   if (text === undefined) return { index, bytes, error: 'invalid UTF-8' };
   try {
     const value: unknown = JSON.parse(text);
-    return keepText ? { index, value, bytes, text } : { index, value, bytes };
+    return { index, value, bytes, text: keepText ? text : undefined };
   } catch (err) {
     return { index, bytes, error: `malformed JSON: ${(err as Error).message}` };
   }

@@ -44,11 +44,11 @@ const MAX_DEPTH = 32;
 const MAX_DIGITS = 15;
 
 /**
- * `text` (exactly what JSON.parse read into the event: the scan relies on it
- * being valid JSON) read as an agent's line;
- * undefined unless it is one, in the subset above. When it answers, the
- * event JSON.parse made of `text`, without `hash`, has `unhashed` as its
- * RFC 8785 canonical JSON, and `hash` is the event's `hash`.
+ * `text` read as an agent's line; undefined unless it is one, in the subset
+ * above. `text` must be exactly what JSON.parse read into the event (the
+ * scan relies on it being valid JSON). When it answers, the event without
+ * `hash` has `unhashed` as its RFC 8785 canonical JSON, and `hash` is the
+ * event's `hash`.
  */
 export function readCanonicalLine(text: string): CanonicalLine | undefined {
   const n = text.length;
@@ -86,7 +86,7 @@ export function withMembers(line: CanonicalLine, members: readonly (readonly [st
   let next = 0; // the first member of the line not yet written
   for (const [key, json] of members) {
     let at = next;
-    while (at < count && compareKey(unhashed, keys[2 * at] as number, keys[2 * at + 1] as number, key) < 0) at += 1;
+    while (at < count && compareRanges(unhashed, keys[2 * at] as number, keys[2 * at + 1] as number, key, 0, key.length) < 0) at += 1;
     if (at < count && keyIs(unhashed, keys[2 * at] as number, keys[2 * at + 1] as number, key)) return undefined;
     if (at > next) {
       out += (first ? '' : ',') + unhashed.slice(start(next), end(at - 1));
@@ -96,7 +96,7 @@ export function withMembers(line: CanonicalLine, members: readonly (readonly [st
     out += `${first ? '' : ','}"${key}":${json}`;
     first = false;
   }
-  if (next < count) out += (first ? '' : ',') + unhashed.slice(start(next), unhashed.length - 1);
+  if (next < count) out += (first ? '' : ',') + unhashed.slice(start(next), end(count - 1));
   return `${out}}`;
 }
 
@@ -104,21 +104,11 @@ function keyIs(s: string, from: number, to: number, key: string): boolean {
   return to - from === key.length && s.startsWith(key, from);
 }
 
-/** s[from, to) against `key`, in UTF-16 code units. */
-function compareKey(s: string, from: number, to: number, key: string): number {
-  const len = Math.min(to - from, key.length);
-  for (let k = 0; k < len; k += 1) {
-    const d = s.charCodeAt(from + k) - key.charCodeAt(k);
-    if (d !== 0) return d;
-  }
-  return to - from - key.length;
-}
-
-/** s[a0, a1) against s[b0, b1), in UTF-16 code units. */
-function compareRanges(s: string, a0: number, a1: number, b0: number, b1: number): number {
+/** a[a0, a1) against b[b0, b1), in UTF-16 code units (RFC 8785's key order). */
+function compareRanges(a: string, a0: number, a1: number, b: string, b0: number, b1: number): number {
   const len = Math.min(a1 - a0, b1 - b0);
   for (let k = 0; k < len; k += 1) {
-    const d = s.charCodeAt(a0 + k) - s.charCodeAt(b0 + k);
+    const d = a.charCodeAt(a0 + k) - b.charCodeAt(b0 + k);
     if (d !== 0) return d;
   }
   return a1 - a0 - (b1 - b0);
@@ -173,7 +163,7 @@ class Scan {
       const from = i + 1;
       const to = this.key(from);
       if (to < 0) return -1;
-      if (prevFrom >= 0 && compareRanges(s, prevFrom, prevTo, from, to) >= 0) return -1;
+      if (prevFrom >= 0 && compareRanges(s, prevFrom, prevTo, s, from, to) >= 0) return -1;
       keys?.push(from, to);
       prevFrom = from;
       prevTo = to;

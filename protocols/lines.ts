@@ -22,30 +22,24 @@
 export function linesBuffer(lines: readonly string[], open = '', separator = '\n', close = ''): Buffer {
   let units = open.length + close.length + Math.max(0, lines.length - 1) * separator.length;
   for (const line of lines) units += line.length;
-  const out = Buffer.allocUnsafe(units + (units >> 3) + 16);
+  const guessed = writeLines(Buffer.allocUnsafe(units + (units >> 3) + 16), lines, open, separator, close);
+  if (guessed !== undefined) return guessed;
+  let size = Buffer.byteLength(open) + Buffer.byteLength(close) + Math.max(0, lines.length - 1) * Buffer.byteLength(separator);
+  for (const line of lines) size += Buffer.byteLength(line);
+  // Measured, plus the one character's room the check wants: this always fits.
+  return writeLines(Buffer.allocUnsafe(size + 4), lines, open, separator, close) as Buffer;
+}
+
+/** The part of `out` written, or undefined when a write may have been cut short (less than one character's room left after it). */
+function writeLines(out: Buffer, lines: readonly string[], open: string, separator: string, close: string): Buffer | undefined {
   let at = 0;
-  // Room for the largest character (4 bytes) after a write means nothing of it was left out.
   const put = (text: string): boolean => {
     at += out.write(text, at);
     return out.length - at >= 4;
   };
   let fits = put(open);
   for (let i = 0; i < lines.length && fits; i++) fits = (i === 0 || put(separator)) && put(lines[i] as string);
-  if (fits && put(close)) return out.subarray(0, at);
-  return measuredLinesBuffer(lines, open, separator, close);
-}
-
-function measuredLinesBuffer(lines: readonly string[], open: string, separator: string, close: string): Buffer {
-  let size = Buffer.byteLength(open) + Buffer.byteLength(close) + Math.max(0, lines.length - 1) * Buffer.byteLength(separator);
-  for (const line of lines) size += Buffer.byteLength(line);
-  const out = Buffer.allocUnsafe(size);
-  let at = out.write(open, 0);
-  for (let i = 0; i < lines.length; i++) {
-    if (i > 0) at += out.write(separator, at);
-    at += out.write(lines[i] as string, at);
-  }
-  out.write(close, at);
-  return out;
+  return fits && put(close) ? out.subarray(0, at) : undefined;
 }
 
 /**

@@ -19,12 +19,6 @@ export function custodyHash(record: Omit<CustodyRecord, 'hash'> | CustodyRecord)
   return sha256(custodyJson(record, true));
 }
 
-/**
- * Numbers and chains custody inputs after `head`. `eventHashes` fills the
- * `eventHash` of the accepted records, in order (the storage computes them
- * from the bytes it writes). Returns the records, their canonical JSON lines
- * (what a backend stores) and the new head.
- */
 const wellFormedOrAbsent = (v: string | undefined): boolean => v === undefined || isWellFormed(v);
 
 /** JSON.stringify that remembers its last answer: for values that repeat in runs. */
@@ -40,6 +34,12 @@ function jsonOnce(): (value: string) => string {
   };
 }
 
+/**
+ * Numbers and chains custody inputs after `head`. `eventHashes` fills the
+ * `eventHash` of the accepted records, in order (the storage computes them
+ * from the bytes it writes). Returns the records, their canonical JSON lines
+ * (what a backend stores) and the new head.
+ */
 export function chainCustody(
   inputs: readonly CustodyInput[],
   head: LedgerHead,

@@ -145,10 +145,11 @@ export async function openTruncatedCopy(
 /**
  * Rotated files the agent never saw: a rotation just before a crash, then
  * another one while it was down (rename then copytruncate) leaves a
- * generation whose identity no checkpoint names. At start, a sibling of the
- * path (`<name>…`, not compressed) with no checkpoint of its own that changed
- * after the path record was last written is read: from the offset of a known
- * file it is a copy of (same first bytes), else from its start.
+ * generation whose identity no checkpoint names. At start, a rotated
+ * generation of the path (see rotatedSiblings) with no checkpoint of its own
+ * that changed after the path record was last written is read: from the
+ * offset of a known file it is a copy of (same first bytes), else from its
+ * start.
  */
 export async function adoptUnseenRotations(ctx: ResumeContext, wp: WatchedPath, record: PathRecord): Promise<void> {
   if (record.checkedAt === undefined) return;
@@ -161,8 +162,8 @@ export async function adoptUnseenRotations(ctx: ResumeContext, wp: WatchedPath, 
 }
 
 /**
- * Opens, as rotated files of `wp` to read to their end, its siblings
- * (`<name>…`, not compressed) that no checkpoint names, that no file open
+ * Opens, as rotated files of `wp` to read to their end, its rotated
+ * generations (rotatedSiblings) that no checkpoint names, that no file open
  * now is, and that changed since `since` (ms): generations the agent never
  * saw at the path. Each is read from the offset of a `known` file it is a
  * copy of (same first bytes), else from its start. Returns them.
