@@ -22,6 +22,8 @@ export function register(program: Command): void {
 
 /** Runs until SIGTERM or SIGINT, then drains and closes (cli/service-loop.ts: signals, reload, systemd notify). */
 async function runAgent(options: AgentCliOptions): Promise<void> {
+  // First, before the buffer and the intakes allocate: the young generation's size (agent/v8-flags.ts).
+  (await import('../../agent/v8-flags.js')).applyAgentV8Flags();
   // Loaded here, not at the top: other commands must not pay for them, and the agent never loads the gateway.
   const [{ readConfigFile }, { parseAgentConfig }, { createLogger }, { Agent }] = await Promise.all([
     import('../../common/config/load.js'),

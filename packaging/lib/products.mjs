@@ -100,7 +100,8 @@ export const PRODUCTS = {
     config: 'agent.yaml',
     dataDir: '/var/lib/meteorzx/agent',
     summary: 'MeteorZX audit-event agent: local intake, durable buffer, push to the gateway',
-    // The agent keeps V8's small young generation (bin/meteorzx.js holds it there): RSS matters more on an edge box.
+    // The agent keeps V8's young generation small; `meteorzx agent` sets that on itself (agent/v8-flags.ts),
+    // as the flag has no effect on node's command line. RSS matters more on an edge box.
     nodeFlags: [],
     preloadAllocator: false,
   },

@@ -169,13 +169,13 @@ export interface Agent extends Proc {
 }
 
 /** Writes the agent config (intake and pull on port 0 unless given) and starts `meteorzx agent`. */
-export async function startAgent(dir: string, config: Record<string, unknown>): Promise<Agent> {
+export async function startAgent(dir: string, config: Record<string, unknown>, env: Record<string, string> = {}): Promise<Agent> {
   const file = join(dir, 'agent.json');
   await writeFile(
     file,
     JSON.stringify({ dataDir: join(dir, 'agent-data'), intake: { http: { listen: '127.0.0.1:0' } }, pull: { listen: '127.0.0.1:0' }, ...config }),
   );
-  const p = spawnCli(['agent', '--config', file]);
+  const p = spawnCli(['agent', '--config', file], env);
   const line = await waitFor(
     () => {
       if (p.proc.exitCode !== null) throw new Error(`agent exited ${p.proc.exitCode}: ${p.logs.slice(-5).join('\n')}`);
@@ -261,4 +261,22 @@ export function holesPerEpoch(events: readonly StoredEvent[]): Map<string, numbe
     holes.set(epoch, missing);
   }
   return holes;
+}
+
+/**
+ * The size of V8's young generation (bytes, from the agent's /metrics) after
+ * 8 × 1,000 events of ≈250 B through its intake: enough that V8's defaults
+ * grow it to 32 MB, while agent/v8-flags.ts holds it at 2–4 MB.
+ */
+export async function youngGenerationAfterLoad(eventsUrl: string, pullUrl: string): Promise<number> {
+  for (let b = 0; b < 8; b++) {
+    const body = Array.from({ length: 1000 }, (_, k) => JSON.stringify({ type: 'test.heap', actor: `user-${k}`, data: { i: b * 1000 + k, pad: 'x'.repeat(150) } }));
+    const res = await fetch(eventsUrl, { method: 'POST', headers: { 'content-type': 'application/x-ndjson' }, body: body.join('\n') });
+    if (res.status !== 200) throw new Error(`POST ${eventsUrl}: ${res.status} ${await res.text()}`);
+    await res.arrayBuffer();
+  }
+  const metrics = await (await fetch(`${pullUrl}/metrics`)).text();
+  const line = metrics.split('\n').find((l) => l.startsWith('meteorzx_agent_nodejs_heap_space_size_total_bytes{space="new"} '));
+  if (line === undefined) throw new Error('no new-space size in the agent metrics');
+  return Number(line.split(' ').at(-1));
 }

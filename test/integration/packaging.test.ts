@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { allocatorPath, GATEWAY_NODE_FLAGS } from '../../packaging/lib/products.mjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pkg from '../../package.json' with { type: 'json' };
+import { youngGenerationAfterLoad } from './agent-harness.js';
 import { startGateway, tempDir, type RunningGateway } from './gateway-harness.js';
 import {
   accountEntry,
@@ -143,6 +144,18 @@ describe.skipIf(!ENABLED)('packaging (METEORZX_PACKAGING_TESTS=1)', () => {
       if (status.delivered !== EVENTS) await new Promise((r) => setTimeout(r, 100));
     }
     expect(status).toMatchObject({ id, head: EVENTS, delivered: EVENTS });
+    expect(await agent.stop()).toBe(0);
+  });
+
+  it('the packaged agent holds its young generation small under load, as the CLI does (agent/v8-flags.ts)', async () => {
+    const config = join(dir, 'heap.json');
+    await writeFile(
+      config,
+      JSON.stringify({ id: `pkg-heap-${process.pid}`, dataDir: join(dir, 'heap-data'), buffer: { durability: 'os' }, intake: { http: { listen: '127.0.0.1:0' } }, pull: { listen: '127.0.0.1:0' } }),
+    );
+    const agent = await startPackagedAgent(join(x64, 'bin/meteorzx-agent'), ['--config', config], { PATH: await pathWithoutNode(join(dir, 'heap')) });
+    // V8's defaults grow it to 32 MB under this load (agent-heap.test.ts shows it through the CLI).
+    expect(await youngGenerationAfterLoad(`${agent.intakeUrl}/v1/events`, agent.pullUrl)).toBeLessThanOrEqual(4 * 1024 * 1024);
     expect(await agent.stop()).toBe(0);
   });
 
