@@ -34,6 +34,14 @@ const { values: args } = parseArgs({
   },
 });
 
+// Every measuring child runs with the V8 flags `meteorzx agent` sets on itself (agent/v8-flags.ts),
+// the raw LevelDB references too, so the buffer is measured as the agent runs it and the ratio
+// compares like with like. (`node --semi-space-growth-factor=1` would not do: see that file.)
+if (args.mode !== 'main') {
+  const { applyAgentV8Flags } = await import('../dist/agent/v8-flags.js');
+  applyAgentV8Flags();
+}
+
 // ≈300 bytes of JSON once id and time are filled in, like a typical audit line.
 function makeEvent(i) {
   return {
