@@ -11,12 +11,14 @@
 //
 //   node bench/agent-buffer.mjs [--events N] [--warmup N] [--producers P] [--batch B] [--restart-events N]
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, mkdir, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
+import { rssFromStatus } from './lib/proc-stat.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const { values: args } = parseArgs({
@@ -55,14 +57,31 @@ function makeEvent(i) {
 }
 
 let maxHeap = { heapTotal: 0, heapUsed: 0, external: 0 };
+
+/**
+ * This process's VmRSS and RssAnon, MB. RssAnon leaves out file pages: the
+ * node binary's (≈43 MB, shared by every Node process) and those of the
+ * table files LevelDB maps to read them, which grow with what it has written.
+ */
+function memoryNow() {
+  const status = readFileSync('/proc/self/status', 'utf8');
+  return { rssMB: rssFromStatus(status), anonMB: rssFromStatus(status, 'RssAnon') };
+}
+
+/** Samples every 20 ms until stopped; `stop()` gives the maxima `{rssMB, anonMB}`. */
 function rssSampler() {
-  let max = process.memoryUsage().rss;
+  const max = memoryNow();
+  const sample = () => {
+    const now = memoryNow();
+    max.rssMB = Math.max(max.rssMB, now.rssMB);
+    max.anonMB = Math.max(max.anonMB, now.anonMB);
+  };
   const t = setInterval(() => {
+    sample();
     const m = process.memoryUsage();
-    max = Math.max(max, m.rss);
     for (const k of Object.keys(maxHeap)) maxHeap[k] = Math.max(maxHeap[k], m[k] / MB);
   }, 20);
-  return () => { clearInterval(t); return Math.max(max, process.memoryUsage().rss); };
+  return () => { clearInterval(t); sample(); return max; };
 }
 
 const MB = 1024 * 1024;
@@ -74,7 +93,7 @@ async function runBuffer() {
   const batch = Number(args.batch);
   const buffer = new LevelBuffer({ dataDir: args.dir, id: 'bench-agent', durability: args.durability, maxBytes: 8 * 1024 * MB });
   await buffer.open();
-  const idleRss = process.memoryUsage().rss;
+  const idle = memoryNow();
   // The push sink's share of the work: read right behind the head and ack.
   let delivered = 0;
   let sinkRunning = args.sink === 'true';
@@ -101,10 +120,10 @@ async function runBuffer() {
   const run = await timed(() => produce(Number(args.warmup) + total), () => buffer.state().head - warm.events);
   sinkRunning = false;
   await sink;
-  const rss = stopRss();
+  const max = stopRss();
   const state = buffer.state();
   await buffer.close();
-  return { ...run, warmup: warm, rssMaxMB: rss / MB, idleRssMB: idleRss / MB, storedBytes: state.bufferedBytes, maxHeap };
+  return { ...run, warmup: warm, rssMaxMB: max.rssMB, anonMaxMB: max.anonMB, idleRssMB: idle.rssMB, idleAnonMB: idle.anonMB, storedBytes: state.bufferedBytes, maxHeap };
 }
 
 /** Runs `work`, then `{events, seconds, eventsPerSec, cpuUsPerEvent}` with `count()` as the events it did. */
@@ -141,9 +160,9 @@ async function runRaw() {
   };
   const warm = await timed(() => put(0, warmup), () => warmup);
   const run = await timed(() => put(warmup, warmup + total), () => total);
-  const rss = stopRss();
+  const max = stopRss();
   await db.close();
-  return { ...run, warmup: warm, rssMaxMB: rss / MB, avgEventBytes: bytes / (warmup + total) };
+  return { ...run, warmup: warm, rssMaxMB: max.rssMB, anonMaxMB: max.anonMB, avgEventBytes: bytes / (warmup + total) };
 }
 
 async function runFill() {
@@ -178,7 +197,7 @@ async function runRestart() {
   const tRead = performance.now();
   const state = buffer.state();
   await new Promise((r) => setTimeout(r, 200));
-  const idleRss = process.memoryUsage().rss;
+  const idle = memoryNow();
   await buffer.close();
   return {
     bufferedEvents: state.bufferedEvents,
@@ -187,7 +206,8 @@ async function runRestart() {
     importMs: tImport - t0,
     openMs: tOpen - tImport,
     openToFirstReadMs: tRead - tImport,
-    idleRssMB: idleRss / MB,
+    idleRssMB: idle.rssMB,
+    idleAnonMB: idle.anonMB,
   };
 }
 
@@ -218,24 +238,22 @@ async function main() {
 
     const ratio = results.bufferFsync.eventsPerSec / results.rawSync.eventsPerSec;
     const rows = [
-      ['raw LevelDB, 1 key/event, 1000/batch, no sync', results.rawNoSync.eventsPerSec, results.rawNoSync.rssMaxMB],
-      ['raw LevelDB, 1 key/event, 1000/batch, sync', results.rawSync.eventsPerSec, results.rawSync.rssMaxMB],
-      [`buffer fsync, ${args.producers} producers x ${args.batch} events`, results.bufferFsync.eventsPerSec, results.bufferFsync.rssMaxMB],
-      [`buffer fsync, ${args.producers} producers x 1 event`, results.bufferFsyncSingle.eventsPerSec, results.bufferFsyncSingle.rssMaxMB],
-      [`buffer os, ${args.producers} producers x ${args.batch} events`, results.bufferOs.eventsPerSec, results.bufferOs.rssMaxMB],
-      [`buffer fsync, ${args.producers}x${args.batch}, + push sink read/ack`, results.bufferFsyncWithSink.eventsPerSec, results.bufferFsyncWithSink.rssMaxMB],
+      ['raw LevelDB, 1 key/event, 1000/batch, no sync', results.rawNoSync],
+      ['raw LevelDB, 1 key/event, 1000/batch, sync', results.rawSync],
+      [`buffer fsync, ${args.producers} producers x ${args.batch} events`, results.bufferFsync],
+      [`buffer fsync, ${args.producers} producers x 1 event`, results.bufferFsyncSingle],
+      [`buffer os, ${args.producers} producers x ${args.batch} events`, results.bufferOs],
+      [`buffer fsync, ${args.producers}x${args.batch}, + push sink read/ack`, results.bufferFsyncWithSink],
     ];
     console.log(`\nAgent buffer — ${args.events} events of ~${Math.round(results.rawSync.avgEventBytes)} B timed after ${args.warmup} untimed (warm-up), same disk, same run`);
-    console.log('case'.padEnd(58) + 'events/s'.padStart(12) + 'max RSS MB'.padStart(12) + 'CPU µs/event'.padStart(14) + 'warm-up ev/s'.padStart(14));
-    const cases = [results.rawNoSync, results.rawSync, results.bufferFsync, results.bufferFsyncSingle, results.bufferOs, results.bufferFsyncWithSink];
-    rows.forEach(([name, eps, rss], i) => {
-      const c = cases[i];
-      console.log(name.padEnd(58) + Math.round(eps).toString().padStart(12) + rss.toFixed(1).padStart(12) + c.cpuUsPerEvent.toFixed(1).padStart(14) + (c.warmup.events > 0 ? Math.round(c.warmup.eventsPerSec).toString() : '-').padStart(14));
-    });
+    console.log('case'.padEnd(58) + 'events/s'.padStart(12) + 'max RSS MB'.padStart(12) + 'max anon MB'.padStart(13) + 'CPU µs/event'.padStart(14) + 'warm-up ev/s'.padStart(14));
+    for (const [name, c] of rows) {
+      console.log(name.padEnd(58) + Math.round(c.eventsPerSec).toString().padStart(12) + c.rssMaxMB.toFixed(1).padStart(12) + c.anonMaxMB.toFixed(1).padStart(13) + c.cpuUsPerEvent.toFixed(1).padStart(14) + (c.warmup.events > 0 ? Math.round(c.warmup.eventsPerSec).toString() : '-').padStart(14));
+    }
     console.log(`load average at the end: ${loadavg().map((l) => l.toFixed(1)).join(' ')} on ${cpus().length} cores (a loaded box slows every row alike)`);
     console.log(`durable buffer / raw synced LevelDB: ${ratio.toFixed(2)}x   (budget: >= 100000 events/s durable, RSS <= 60 MB)`);
     const r = results.restart;
-    console.log(`restart with ${r.bufferedEvents} undelivered of ${r.head} buffered: open ${r.openMs.toFixed(1)} ms, open -> first read ${r.openToFirstReadMs.toFixed(1)} ms (budget < 1000 ms), idle RSS ${r.idleRssMB.toFixed(1)} MB (budget <= 40 MB)\n`);
+    console.log(`restart with ${r.bufferedEvents} undelivered of ${r.head} buffered: open ${r.openMs.toFixed(1)} ms, open -> first read ${r.openToFirstReadMs.toFixed(1)} ms (budget < 1000 ms), idle RSS ${r.idleRssMB.toFixed(1)} MB (budget <= 40 MB), of it private (RssAnon) ${r.idleAnonMB.toFixed(1)} MB\n`);
     const report = {
       bench: 'agent-buffer', at: new Date().toISOString(), node: process.version, params: { ...common, restartEvents: args['restart-events'] },
       results, ratioDurableToRawSync: ratio,

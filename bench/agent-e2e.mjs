@@ -29,6 +29,7 @@ import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import { fetch, Pool } from 'undici';
 import { GATEWAY_NODE_FLAGS, gatewayEnv } from '../packaging/lib/products.mjs';
+import { rssFromStatus } from './lib/proc-stat.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const BIN = join(here, '..', 'bin', 'meteorzx.js');
@@ -84,10 +85,10 @@ function cpuSeconds(pid) {
   }
 }
 
-function rssMB(pid) {
+/** VmRSS, or another field of /proc/<pid>/status such as RssAnon (private memory: no file pages), in MB. */
+function rssMB(pid, field = 'VmRSS') {
   try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) / 1024 : NaN;
+    return rssFromStatus(readFileSync(`/proc/${pid}/status`, 'utf8'), field);
   } catch {
     return NaN;
   }
@@ -187,6 +188,7 @@ async function runCase(name, seconds) {
     }, 'agent status');
     await sleep(1000);
     const idleRss = rssMB(agent.p.pid);
+    const idleAnon = rssMB(agent.p.pid, 'RssAnon');
 
     const producers = Number(args.producers);
     const batch = Number(args.batch);
@@ -196,7 +198,11 @@ async function runCase(name, seconds) {
     const marks = new Map();
     let running = true;
     let maxRss = idleRss;
-    const rssTimer = setInterval(() => { maxRss = Math.max(maxRss, rssMB(agent.p.pid)); }, 100);
+    let maxAnon = idleAnon;
+    const rssTimer = setInterval(() => {
+      maxRss = Math.max(maxRss, rssMB(agent.p.pid));
+      maxAnon = Math.max(maxAnon, rssMB(agent.p.pid, 'RssAnon'));
+    }, 100);
     const cpu0 = { agent: cpuSeconds(agent.p.pid), sink: sink ? cpuSeconds(sink.p.pid) : NaN };
     const t0 = performance.now();
     await Promise.all(Array.from({ length: producers }, async (_, p) => {
@@ -250,7 +256,7 @@ async function runCase(name, seconds) {
       e2ePerSec: events / ((tDrained - t0) / 1000),
       agentCpuSecPerM: ((cpu1.agent - cpu0.agent) / events) * 1e6,
       sinkCpuSecPerM: ((cpu1.sink - cpu0.sink) / events) * 1e6,
-      agentIdleRssMB: idleRss, agentMaxRssMB: maxRss, agentSettledRssMB: settledRss,
+      agentIdleRssMB: idleRss, agentMaxRssMB: maxRss, agentSettledRssMB: settledRss, agentIdleAnonMB: idleAnon, agentMaxAnonMB: maxAnon,
       latencyMs: latency,
     };
   } finally {
@@ -290,13 +296,14 @@ async function main() {
     const m = (f) => median(rs.map(f));
     return { case: c, runs: rs.length, intakePerSec: m((r) => r.intakePerSec), e2ePerSec: m((r) => r.e2ePerSec), agentCpuSecPerM: m((r) => r.agentCpuSecPerM),
       sinkCpuSecPerM: m((r) => r.sinkCpuSecPerM), agentIdleRssMB: m((r) => r.agentIdleRssMB), agentMaxRssMB: m((r) => r.agentMaxRssMB),
+      agentIdleAnonMB: m((r) => r.agentIdleAnonMB), agentMaxAnonMB: m((r) => r.agentMaxAnonMB),
       p50ms: m((r) => r.latencyMs.p50), p99ms: m((r) => r.latencyMs.p99) };
   });
   const f = (x, d = 0) => (Number.isNaN(x) ? '-' : x.toFixed(d));
   console.log(`\nAgent → gateway, ${args.producers} producers × NDJSON batches of ${args.batch}, ${args.seconds} s per run, medians of ${runs} run(s); durability fsync on both sides`);
-  console.log(['case', 'intake ev/s', 'e2e ev/s', 'agent CPU s/M', 'sink CPU s/M', 'RSS idle', 'RSS max', 'p50 ms', 'p99 ms'].map((h, i) => (i === 0 ? h.padEnd(14) : h.padStart(13))).join(''));
+  console.log(['case', 'intake ev/s', 'e2e ev/s', 'agent CPU s/M', 'sink CPU s/M', 'RSS idle', 'RSS max', 'anon max', 'p50 ms', 'p99 ms'].map((h, i) => (i === 0 ? h.padEnd(14) : h.padStart(13))).join(''));
   for (const r of rows) {
-    console.log([r.case.padEnd(14), f(r.intakePerSec), f(r.e2ePerSec), f(r.agentCpuSecPerM, 1), f(r.sinkCpuSecPerM, 1), f(r.agentIdleRssMB, 1), f(r.agentMaxRssMB, 1), f(r.p50ms), f(r.p99ms)].map((v, i) => (i === 0 ? v : v.padStart(13))).join(''));
+    console.log([r.case.padEnd(14), f(r.intakePerSec), f(r.e2ePerSec), f(r.agentCpuSecPerM, 1), f(r.sinkCpuSecPerM, 1), f(r.agentIdleRssMB, 1), f(r.agentMaxRssMB, 1), f(r.agentMaxAnonMB, 1), f(r.p50ms), f(r.p99ms)].map((v, i) => (i === 0 ? v : v.padStart(13))).join(''));
   }
   const load1 = loadavg()[0];
   console.log(`load average (1 min) ${load0.toFixed(1)} → ${load1.toFixed(1)} on ${cpus().length} cores; budgets: e2e ≥ 50k/s HTTP, ≥ 30k/s MQTT; agent RSS ≤ 60 MB load, ≤ 40 MB idle\n`);

@@ -108,6 +108,29 @@ describe('extractFigures', () => {
     expect(old.map((f) => f.id)).not.toContain('agent.intake.fsync.warmup');
   });
 
+  it('reports the buffer process’s private memory (RssAnon) beside its RSS, without a budget; older result files print without it', () => {
+    const rate = (anon?: number) => ({ eventsPerSec: 1, rssMaxMB: 120, idleRssMB: 66, ...(anon === undefined ? {} : { anonMaxMB: anon, idleAnonMB: anon / 2 }) });
+    const r = (fsync: ReturnType<typeof rate>) => ({ params: { producers: '64', batch: '10' }, results: { rawSync: rate(30), rawNoSync: rate(), bufferFsync: fsync, bufferFsyncSingle: rate(), bufferFsyncWithSink: rate(), bufferOs: rate(), restart: { head: 0, openToFirstReadMs: 1 } } });
+    const figs = extractFigures('agent-buffer', r(rate(52)));
+    expect(figs.find((f) => f.id === 'agent.buffer.rss.load')).toMatchObject({ value: 120, budget: 'agent.rss.load' });
+    const load = figs.find((f) => f.id === 'agent.buffer.anon.load');
+    expect(load).toMatchObject({ value: 52, reference: { value: 30 } });
+    expect(load?.budget).toBeUndefined();
+    expect(figs.find((f) => f.id === 'agent.buffer.anon.idle')).toMatchObject({ value: 26 });
+    expect(extractFigures('agent-buffer', r(rate())).map((f) => f.id)).not.toContain('agent.buffer.anon.load');
+  });
+
+  it('reports the agent’s private memory (RssAnon) from agent-e2e beside its RSS, without a budget', () => {
+    const row = (c: string, anon?: number) => ({ case: c, runs: 1, e2ePerSec: 1, p99ms: 1, agentCpuSecPerM: 1, sinkCpuSecPerM: 1, agentMaxRssMB: 170, agentIdleRssMB: 70, ...(anon === undefined ? {} : { agentMaxAnonMB: anon, agentIdleAnonMB: 25 }) });
+    const figs = extractFigures('agent-e2e', { rows: [row('http-gateway', 120), row('mqtt-gateway', 110)] });
+    expect(figs.find((f) => f.id === 'e2e.mqtt.rss.load')).toMatchObject({ value: 170, budget: 'agent.rss.load' });
+    expect(figs.find((f) => f.id === 'e2e.mqtt.anon.load')).toMatchObject({ value: 110 });
+    expect(figs.find((f) => f.id === 'e2e.http.anon.load')?.budget).toBeUndefined();
+    expect(figs.find((f) => f.id === 'e2e.anon.idle')).toMatchObject({ value: 25 });
+    const old = extractFigures('agent-e2e', { rows: [row('http-gateway'), row('mqtt-gateway')] });
+    expect(old.map((f) => f.id).filter((id) => id.includes('anon'))).toEqual([]);
+  });
+
   it('throws on a result without the fields the table needs, and passes a bench’s own figures through', () => {
     expect(() => extractFigures('gateway-store', {})).toThrow();
     const own: Figure[] = [{ id: 'e2e.http', label: 'HTTP', value: 1, unit: 'ev/s', budget: 'e2e.http' }];
