@@ -11,14 +11,13 @@
 //
 //   node bench/agent-buffer.mjs [--events N] [--warmup N] [--producers P] [--batch B] [--restart-events N]
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, mkdir, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
-import { rssFromStatus } from './lib/proc-stat.mjs';
+import { memorySync } from './lib/proc-stat.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const { values: args } = parseArgs({
@@ -63,10 +62,7 @@ let maxHeap = { heapTotal: 0, heapUsed: 0, external: 0 };
  * node binary's (≈43 MB, shared by every Node process) and those of the
  * table files LevelDB maps to read them, which grow with what it has written.
  */
-function memoryNow() {
-  const status = readFileSync('/proc/self/status', 'utf8');
-  return { rssMB: rssFromStatus(status), anonMB: rssFromStatus(status, 'RssAnon') };
-}
+const memoryNow = () => memorySync('self');
 
 /** Samples every 20 ms until stopped; `stop()` gives the maxima `{rssMB, anonMB}`. */
 function rssSampler() {

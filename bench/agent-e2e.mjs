@@ -29,7 +29,7 @@ import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import { fetch, Pool } from 'undici';
 import { GATEWAY_NODE_FLAGS, gatewayEnv } from '../packaging/lib/products.mjs';
-import { rssFromStatus } from './lib/proc-stat.mjs';
+import { cpuFromStat, memorySync } from './lib/proc-stat.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const BIN = join(here, '..', 'bin', 'meteorzx.js');
@@ -77,18 +77,7 @@ function freePort() {
 
 function cpuSeconds(pid) {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / 100;
-  } catch {
-    return NaN;
-  }
-}
-
-/** VmRSS, or another field of /proc/<pid>/status such as RssAnon (private memory: no file pages), in MB. */
-function rssMB(pid, field = 'VmRSS') {
-  try {
-    return rssFromStatus(readFileSync(`/proc/${pid}/status`, 'utf8'), field);
+    return cpuFromStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
   } catch {
     return NaN;
   }
@@ -187,8 +176,7 @@ async function runCase(name, seconds) {
       return (await status()).head !== undefined;
     }, 'agent status');
     await sleep(1000);
-    const idleRss = rssMB(agent.p.pid);
-    const idleAnon = rssMB(agent.p.pid, 'RssAnon');
+    const { rssMB: idleRss, anonMB: idleAnon } = memorySync(agent.p.pid);
 
     const producers = Number(args.producers);
     const batch = Number(args.batch);
@@ -200,8 +188,9 @@ async function runCase(name, seconds) {
     let maxRss = idleRss;
     let maxAnon = idleAnon;
     const rssTimer = setInterval(() => {
-      maxRss = Math.max(maxRss, rssMB(agent.p.pid));
-      maxAnon = Math.max(maxAnon, rssMB(agent.p.pid, 'RssAnon'));
+      const now = memorySync(agent.p.pid);
+      maxRss = Math.max(maxRss, now.rssMB);
+      maxAnon = Math.max(maxAnon, now.anonMB);
     }, 100);
     const cpu0 = { agent: cpuSeconds(agent.p.pid), sink: sink ? cpuSeconds(sink.p.pid) : NaN };
     const t0 = performance.now();
@@ -246,7 +235,7 @@ async function runCase(name, seconds) {
       latency = { p50: pct(0.5), p99: pct(0.99), samples: lat.length };
     }
     await sleep(1500);
-    const settledRss = rssMB(agent.p.pid);
+    const settledRss = memorySync(agent.p.pid).rssMB;
     await agent.stop();
     if (sink) await sink.stop();
     const events = acked;

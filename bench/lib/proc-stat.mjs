@@ -1,5 +1,6 @@
 // CPU seconds and RSS of any process (ours, rsyslogd, Mosquitto) from /proc,
 // so peers are measured the same way as our own processes.
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 
 const TICKS = 100; // USER_HZ: /proc/<pid>/stat counts CPU in 1/100 s on Linux
@@ -24,6 +25,20 @@ export function cpuFromStat(stat) {
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // fields[0] is field 3 (state), so utime (14) is fields[11] and stime (15) fields[12].
   return (Number(fields[11]) + Number(fields[12])) / TICKS;
+}
+
+/**
+ * `{rssMB, anonMB}` (VmRSS, RssAnon) of `pid`, or of this process with
+ * 'self', from one synchronous read of its status: for samplers on a short
+ * timer. NaN for both once the process exited.
+ */
+export function memorySync(pid = 'self') {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    return { rssMB: rssFromStatus(status), anonMB: rssFromStatus(status, 'RssAnon') };
+  } catch {
+    return { rssMB: Number.NaN, anonMB: Number.NaN };
+  }
 }
 
 /** VmRSS (or another `field` in kB, e.g. RssAnon) in MB (MiB) from /proc/<pid>/status. */
