@@ -5,11 +5,8 @@ import type { AuditEvent } from './envelope.js';
 /**
  * `hash` = SHA-256 (hex) of the RFC 8785 canonical JSON of the event without
  * `hash`; it covers `prev`, so each hash commits to the whole chain before it.
- * `unhashed`, when the caller has it already (readCanonicalLine), is that
- * canonical JSON, and is hashed as it is.
  */
-export function computeHash(event: AuditEvent, unhashed?: string): string {
-  if (unhashed !== undefined) return sha256Hex(unhashed);
+export function computeHash(event: AuditEvent): string {
   if (event.hash === undefined) return sha256Hex(fastCanonicalJson(event));
   return sha256Hex(fastCanonicalJsonWithout(event as unknown as Record<string, unknown>, 'hash'));
 }
@@ -41,7 +38,9 @@ export interface ChainPosition {
  * Checks one event against the position of its predecessor in the same
  * (agent, epoch). `after` undefined means nothing earlier is known: the event
  * is then checked on its own (its hash), and its link only when it is seq 1.
- * `unhashed`: the event's canonical JSON without `hash`, when already known.
+ * `unhashed`: the event's canonical JSON without `hash`, when the caller read
+ * it from the event's text (readCanonicalLine): hashed as it is, instead of
+ * serialising the event again (computeHash).
  */
 export function checkLink(
   event: AuditEvent,
@@ -49,7 +48,7 @@ export function checkLink(
   unhashed?: string,
 ): { reason: ChainBreakReason; detail: string } | undefined {
   if (event.hash === undefined || event.seq === undefined) return { reason: 'unchained', detail: 'no hash or seq' };
-  const expected = computeHash(event, unhashed);
+  const expected = unhashed === undefined ? computeHash(event) : sha256Hex(unhashed);
   if (expected !== event.hash) return { reason: 'hash-mismatch', detail: `hash does not match content (expected ${expected})` };
   if (after === undefined) {
     if (event.seq === 1 && event.prev !== undefined) return { reason: 'prev-mismatch', detail: 'seq 1 must have no prev' };
