@@ -6,7 +6,7 @@ import type { MqttUsers } from '../auth/mqtt-users.js';
 import { MqttListeners, type BoundListener, type MqttListenerSpecs } from './listeners.js';
 import { PublishGate, PublishRefused, type PublishContext, type PublishRoute } from './publish-gate.js';
 import { clientPeer } from './peer.js';
-import { cappedHandle, maxPacketBytes } from '../../common/mqtt-packet-cap.js';
+import { cappedHandle, maxPacketBytes, noPacketIdCache } from '../../common/mqtt-packet-cap.js';
 
 export interface MqttIngressOptions {
   ingestor: Ingestor;
@@ -90,6 +90,7 @@ export class MqttIngress {
       ...(opts.maxWaitMs === undefined ? {} : { maxWaitMs: opts.maxWaitMs }),
     });
     const log = opts.logger;
+    noPacketIdCache();
     const broker = await Aedes.createBroker({
       ...(opts.id === undefined ? {} : { id: opts.id }),
       // The default of 23 is MQTT 3.1's; 3.1.1 clients (mosquitto_pub, MQTT.js) send longer ids.

@@ -1,6 +1,6 @@
 import { randomBytes, scryptSync } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
-import { connectClient, publishOrClose } from './mqtt-test-client.js';
+import { connectClient, packetIdCacheSize, publishOrClose } from './mqtt-test-client.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS, deterministicId, isMeteorError } from '../../protocols/index.js';
 import { AgentMetrics } from '../../agent/metrics.js';
@@ -59,6 +59,8 @@ describe('edge MQTT broker intake', () => {
     expect(buffer.appendCalls).toBe(2);
     expect(await metricValue(metrics, 'meteorzx_agent_events_in_total', { intake: 'mqtt' })).toBe(4);
     expect(await metricValue(metrics, 'meteorzx_agent_events_invalid_total', { intake: 'mqtt' })).toBe(1);
+    // The edge broker wrote a CONNACK and two PUBACKs without building mqtt-packet's 6 MB id cache.
+    expect(packetIdCacheSize()).toBe(0);
   });
 
   it('buffers an unreadable payload as one intake error event and keeps the device connected', async () => {

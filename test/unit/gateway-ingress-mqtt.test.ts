@@ -1,6 +1,6 @@
 import mqtt, { type MqttClient } from 'mqtt';
 import pino from 'pino';
-import { connectClient, publishOrClose } from './mqtt-test-client.js';
+import { connectClient, packetIdCacheSize, publishOrClose } from './mqtt-test-client.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS } from '../../protocols/index.js';
 import { MqttIngress } from '../../gateway/mqtt/broker.js';
@@ -46,6 +46,8 @@ describe('MQTT ingress', () => {
     expect(core.contexts[0]?.peer).toMatch(/^device-with-a-client-id-longer-than-23@127\.0\.0\.1:\d+$/);
     await client.publishAsync('audit/dev-1/events', JSON.stringify([{ id: 'm2', type: 't' }, { id: 'm3', type: 't' }]), { qos: 1 });
     expect(core.events).toHaveLength(3);
+    // The broker wrote a CONNACK and two PUBACKs without building mqtt-packet's 6 MB id cache.
+    expect(packetIdCacheSize()).toBe(0);
   });
 
   it('records an unreadable payload as a rejection and keeps the client connected', async () => {

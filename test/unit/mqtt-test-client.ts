@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module';
 import mqtt, { type MqttClient } from 'mqtt';
 
 /** Connects an MQTT 3.1.1 client (no reconnects) and registers its close with `closers`. */
@@ -13,4 +14,13 @@ export function publishOrClose(client: MqttClient, topic: string, payload: strin
     client.once('close', () => resolve('closed'));
     client.publish(topic, payload, { qos: 1 }, (err) => resolve(err ? 'closed' : 'acked'));
   });
+}
+
+/**
+ * How many packet-id Buffers mqtt-packet has cached: 65,536 once anything wrote
+ * a packet with its default (cacheNumbers), 0 while a broker of ours has it off.
+ */
+export function packetIdCacheSize(): number {
+  const numbers = createRequire(createRequire(import.meta.url).resolve('aedes'))('mqtt-packet/numbers.js') as { cache: Record<number, Buffer> };
+  return Object.keys(numbers.cache).length;
 }

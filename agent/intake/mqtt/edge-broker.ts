@@ -1,6 +1,6 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Aedes, AuthenticateError, Client } from 'aedes';
-import { cappedHandle, maxPacketBytes } from '../../../common/mqtt-packet-cap.js';
+import { cappedHandle, maxPacketBytes, noPacketIdCache } from '../../../common/mqtt-packet-cap.js';
 import type { Logger } from 'pino';
 import { isMeteorError, type Limits } from '../../../protocols/index.js';
 import type { AgentBuffer } from '../../buffer/types.js';
@@ -83,6 +83,7 @@ export class EdgeBrokerIntake implements Intake {
     }
     // Loaded here: an agent without intake.mqtt never pays for the broker.
     const { Aedes: AedesBroker } = await import('aedes');
+    noPacketIdCache();
     const broker = await AedesBroker.createBroker({
       ...(this.options.id === undefined ? {} : { id: this.options.id }),
       // The default of 23 is MQTT 3.1's; 3.1.1 clients (mosquitto_pub, MQTT.js) send longer ids.
