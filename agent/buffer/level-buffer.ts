@@ -9,8 +9,8 @@ import { applyRepairs, unreadableFrom } from './corrupt-read.js';
 import { droppedGaps, foldGaps, gapData, parseLedger, type GapLedger } from './gap-fold.js';
 import { Holes } from './holes.js';
 import { BLOCK_END, BLOCK_PREFIX, blockKey, blockSeq, extraKey, META } from './keys.js';
-import { firstBlock, isCorruption, type BufferDb } from './level-store.js';
-import { openStore } from './open-store.js';
+import { firstBlock, isCorruption, repairInPlace, type BufferDb } from './level-store.js';
+import { openStore, type OpenedStore } from './open-store.js';
 import { resolveBufferOptions, type BufferOptions, type ResolvedBufferOptions } from './options.js';
 import { gapEvent, planRelease } from './space-plan.js';
 import type { AgentBuffer, BufferState, StoredLine } from './types.js';
@@ -20,9 +20,17 @@ type BatchOp = { type: 'put'; key: string; value: Buffer } | { type: 'del'; key:
 // Reserved for the gap block a drop-oldest commit adds, so the bound holds with it.
 const GAP_BLOCK_RESERVE = 512;
 const MAX_EXTRA_KEY = 256;
+const REPAIR_AGAIN_AFTER_MS = 10 * 60_000;
 const GAP_TYPE = 'meteorzx.gap';
 
 const holdsGap = (events: readonly ChainedEvent[]): boolean => events.some((e) => e.type === GAP_TYPE);
+
+/** A group commit's write that LevelDB refused as corruption (see LevelBuffer.repairStore). */
+class WriteCorruption extends Error {
+  constructor(cause: unknown) {
+    super((cause as Error).message, { cause });
+  }
+}
 
 /**
  * The agent's durable buffer on LevelDB: one deflated block per group commit
@@ -43,6 +51,8 @@ export class LevelBuffer implements AgentBuffer {
   /** Last seq of the oldest stored block: whole delivered blocks can be evicted when ≤ delivered. */
   private oldestBlockLast: number | undefined;
   private recovered: string | undefined;
+  /** When the store was last repaired in place (repairStore). */
+  private repairedAt: number | undefined;
   private holes = new Holes();
   private gapLedger: GapLedger = { seq: 0, ranges: [] };
   /**
@@ -65,13 +75,7 @@ export class LevelBuffer implements AgentBuffer {
   async open(): Promise<void> {
     if (this.db !== undefined) return;
     const opened = await openStore(this.opts, this.location);
-    this.db = opened.db;
-    const { bufferedBytes, ...cursors } = opened.meta;
-    this.s = { ...cursors, bytes: bufferedBytes };
-    this.oldestBlockLast = (await firstBlock(opened.db))?.lastSeq;
-    const [holes, ledger] = await opened.db.getMany([META.holes, META.gaps]);
-    this.holes = new Holes(holes?.toString('utf8'));
-    this.gapLedger = parseLedger(ledger?.toString('utf8'));
+    await this.adopt(opened);
     this.sweepTimer = setInterval(() => void this.sweep().catch(() => undefined), this.opts.sweepIntervalMs);
     this.sweepTimer.unref();
     if (opened.lost !== undefined) {
@@ -79,6 +83,17 @@ export class LevelBuffer implements AgentBuffer {
       // The gap goes through the normal path: chained, durable, pushed like any event.
       await this.append([gapEvent(opened.lost.data)]);
     }
+  }
+
+  /** Takes an opened store's database and cursors as the buffer's own. */
+  private async adopt(opened: OpenedStore): Promise<void> {
+    const { bufferedBytes, ...cursors } = opened.meta;
+    this.s = { ...cursors, bytes: bufferedBytes };
+    this.oldestBlockLast = (await firstBlock(opened.db))?.lastSeq;
+    const [holes, ledger] = await opened.db.getMany([META.holes, META.gaps]);
+    this.holes = new Holes(holes?.toString('utf8'));
+    this.gapLedger = parseLedger(ledger?.toString('utf8'));
+    this.db = opened.db;
   }
 
   close(): Promise<void> {
@@ -277,15 +292,68 @@ export class LevelBuffer implements AgentBuffer {
     }
   }
 
-  /** One group commit: chain, make room, write one atomic batch, then acknowledge. */
+  /**
+   * One group commit: chain, make room, write one atomic batch, then
+   * acknowledge. A write refused as corruption is retried once on the
+   * store repaired in place (see repairStore).
+   */
   private async commit(work: CommitWork): Promise<void> {
     try {
-      await this.commitOrThrow(work);
+      try {
+        await this.commitOrThrow(work);
+      } catch (err) {
+        if (!(err instanceof WriteCorruption) || this.closing !== undefined || !this.mayRepair()) throw err;
+        await this.repairStore(err, work);
+        await this.commitOrThrow(work);
+      }
     } catch (err) {
       const failure = AgentErrors.METEORZX_BUFFER_WRITE_FAILED(`group commit failed: ${(err as Error).message}`, { cause: err });
       this.opts.logger?.error({ err }, 'buffer: group commit failed; nothing in it was acknowledged');
       for (const a of work.appends) a.reject(failure);
       for (const w of [...work.ackWaiters, ...work.sweepWaiters, ...work.repairWaiters]) w.reject(failure);
+    }
+  }
+
+  /** Once per REPAIR_AGAIN_AFTER_MS at most: a repair that did not help is not run in a loop. */
+  private mayRepair(): boolean {
+    return this.repairedAt === undefined || this.opts.clock.now() - this.repairedAt >= REPAIR_AGAIN_AFTER_MS;
+  }
+
+  /**
+   * LevelDB refused a write as corruption: a compaction met a damaged table,
+   * and from then on LevelDB refuses every write — after a restart too, as
+   * the reopened database schedules the same compaction. This closes the
+   * database, repairs it in place (repairInPlace: the damaged files are kept
+   * aside, every entry LevelDB can still read stays, the epoch and cursors
+   * with it) and reopens it. Blocks lost with the damage are then met by
+   * reads as missing and become holes with `buffer-corrupt` gaps, like any
+   * damage found by reading. Meanwhile appends and reads see
+   * METEORZX_BUFFER_CLOSED (503), and the commit queue waits.
+   */
+  private async repairStore(err: WriteCorruption, work: CommitWork): Promise<void> {
+    const db = this.db;
+    this.db = undefined;
+    this.cache.clear();
+    await db?.close().catch(() => undefined);
+    this.repairedAt = this.opts.clock.now();
+    let repaired: string;
+    try {
+      repaired = `repaired in place, damaged files kept in ${await repairInPlace(this.opts.dataDir, this.location, this.repairedAt)}`;
+    } catch (repairErr) {
+      // Reopened all the same: a store that still refuses writes is better than none (reads and pull go on).
+      repaired = `the repair failed (${(repairErr as Error).message})`;
+    }
+    const opened = await openStore(this.opts, this.location);
+    await this.adopt(opened);
+    this.recovered =
+      opened.lost?.message ?? `buffer writes failed as corrupt (${err.message}): LevelDB's compaction met a damaged table; ${repaired}`;
+    this.opts.logger?.error({ err: err.cause, epoch: this.s.epoch }, `buffer: ${this.recovered}`);
+    if (opened.lost !== undefined) {
+      // The repaired store did not open cleanly, and openStore replaced it: a new epoch, whose seqs the
+      // pending ack does not name (the push sender follows the epoch: see Sender.followEpoch). Its gap
+      // goes in the next commit: this one is running.
+      work.ackTo = 0;
+      void this.append([gapEvent(opened.lost.data)]).catch(() => undefined);
     }
   }
 
@@ -375,7 +443,9 @@ export class LevelBuffer implements AgentBuffer {
 
     // Events are acknowledged only by a synced write (durability fsync); cursor-only batches need no sync:
     // after a power cut the cursor may be behind, which replays events the gateway deduplicates.
-    await db.batch(ops, { sync: this.opts.durability === 'fsync' && blocks.length > 0 });
+    await db.batch(ops, { sync: this.opts.durability === 'fsync' && blocks.length > 0 }).catch((err: unknown) => {
+      throw isCorruption(err) ? new WriteCorruption(err) : err;
+    });
 
     this.s = { epoch: s.epoch, head: cursor.head, lastHash: cursor.lastHash, delivered: newDelivered, oldest: newOldest, bytes };
     this.holes = holes;

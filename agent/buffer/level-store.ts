@@ -1,5 +1,5 @@
 import { ClassicLevel } from 'classic-level';
-import { mkdir, rename } from 'node:fs/promises';
+import { copyFile, link, mkdir, readdir, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AgentErrors } from '../errors.js';
 import { BLOCK_END, BLOCK_PREFIX, blockKey, blockSeq, META, META_KEYS } from './keys.js';
@@ -106,19 +106,48 @@ export function isCorruption(err: unknown): boolean {
   return false;
 }
 
-/** Moves a damaged database out of the way, never deleting it: it is the evidence. */
-export async function moveAside(dataDir: string, location: string, now: number): Promise<string> {
+/**
+ * Finds a free `<dataDir>/buffer.corrupt-<timestamp>[-n]` name and hands it to
+ * `claim`, which fails with EEXIST or ENOTEMPTY when the name is taken.
+ */
+async function claimAside(dataDir: string, now: number, claim: (target: string) => Promise<void>): Promise<string> {
   const stamp = new Date(now).toISOString().replace(/[:.]/g, '-');
   let target = join(dataDir, `buffer.corrupt-${stamp}`);
   for (let n = 1; ; n++) {
     try {
-      await rename(location, target);
+      await claim(target);
       return target;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOTEMPTY' && (err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       target = join(dataDir, `buffer.corrupt-${stamp}-${n}`);
     }
   }
+}
+
+/** Moves a damaged database out of the way, never deleting it: it is the evidence. */
+export function moveAside(dataDir: string, location: string, now: number): Promise<string> {
+  return claimAside(dataDir, now, (target) => rename(location, target));
+}
+
+/**
+ * Repairs a closed database in place with LevelDB's repair, which keeps every
+ * entry it can still read and writes a damaged table's readable entries over
+ * the table. First every file is hard-linked (copied where links fail) into a
+ * `buffer.corrupt-*` directory beside it: LevelDB never rewrites a file in
+ * place, so that directory keeps the damaged bytes — the evidence — at the
+ * cost of directory entries. Resolves with that directory.
+ */
+export async function repairInPlace(dataDir: string, location: string, now: number): Promise<string> {
+  const kept = await claimAside(dataDir, now, async (target) => {
+    await mkdir(target);
+  });
+  for (const entry of await readdir(location, { withFileTypes: true })) {
+    if (!entry.isFile() || entry.name === 'LOCK') continue;
+    const from = join(location, entry.name);
+    await link(from, join(kept, entry.name)).catch(() => copyFile(from, join(kept, entry.name)));
+  }
+  await ClassicLevel.repair(location);
+  return kept;
 }
 
 /**

@@ -58,6 +58,8 @@ export class Sender {
   private readonly window: Batch[] = [];
   private inflight = 0;
   private delivered = 0;
+  /** The buffer epoch the window's seqs belong to (see followEpoch). */
+  private epoch = '';
   private backoffUntil = 0;
   private failureRound = 0;
   private lingerSince: number | undefined;
@@ -85,7 +87,9 @@ export class Sender {
 
   async start(): Promise<void> {
     if (this.loop !== undefined) return;
-    this.delivered = this.buffer.state().delivered;
+    const { delivered, epoch } = this.buffer.state();
+    this.delivered = delivered;
+    this.epoch = epoch;
     await this.transport.start();
     this.unsubscribe = this.buffer.onAppend(() => this.wake.notify());
     this.loop = this.run();
@@ -131,6 +135,7 @@ export class Sender {
   }
 
   private async step(): Promise<void> {
+    this.followEpoch();
     await this.resolvePermanent();
     await this.ackPrefix();
     if (this.closing) return;
@@ -308,8 +313,27 @@ export class Sender {
     }
   }
 
+  /**
+   * A buffer that had to replace a damaged store mid-run starts a new epoch,
+   * with seqs from 1 again: the window's batches and the cursor belong to the
+   * old one. Forget them (sends still in flight finish unheeded) and start
+   * from the new epoch's cursor; acking an old seq would mark new events
+   * delivered. True when the epoch changed.
+   */
+  private followEpoch(): boolean {
+    const { epoch, delivered } = this.buffer.state();
+    if (epoch === this.epoch) return false;
+    this.options.logger?.warn({ from: this.epoch, to: epoch, dropped: this.window.length }, 'buffer started a new epoch; push restarts from its cursor');
+    this.window.length = 0;
+    this.delivered = delivered;
+    this.epoch = epoch;
+    return true;
+  }
+
   /** Moves the delivered cursor over the acknowledged prefix of the window. */
   private async ackPrefix(): Promise<void> {
+    // Checked in the same turn as the ack is queued: the buffer's epoch cannot change in between.
+    if (this.followEpoch()) return;
     let upTo = this.delivered;
     let n = 0;
     while (n < this.window.length && this.window[n]?.status === 'acked') {

@@ -99,4 +99,41 @@ describe('agent with a corrupted buffer', () => {
     await gateway.stop();
     await removeDir(sub);
   });
+
+  it('damage met by a LevelDB compaction at run time: writes go on after an in-place repair, every acked event arrives', async () => {
+    const sub = await tempDir('agent-corrupt-compaction');
+    const port = await freePort();
+    const config = { id: 'corrupt-compaction', push: { http: { url: `http://127.0.0.1:${port}/v1/events` }, backoff: { initialMs: 50, maxMs: 200 } } };
+    await corruptBuffer(sub, config, (size) => ({ at: Math.floor(size / 4), length: Math.floor(size / 4) }));
+    // Each agent life leaves its log as one more level-0 table; at four, LevelDB compacts them all, the
+    // damaged one too. Before the repair, every write after that failed, in every later life as well.
+    const acked: string[] = [];
+    let agent: Awaited<ReturnType<typeof startAgent>> | undefined;
+    for (let life = 0; life < 6 && agent === undefined; life++) {
+      const running = await startAgent(sub, config);
+      for (let i = 0; i < 20; i++) {
+        const id = `compaction-${life}-${i}`;
+        const res = await postEvents(running.intakeUrl, [{ id, type: 'after.damage' }]);
+        // 503 while the store is being repaired; the producer retries, as any would.
+        if (res.status === 503) await waitFor(async () => (await postEvents(running.intakeUrl, [{ id, type: 'after.damage' }])).status === 200, `${id} accepted`, 10_000);
+        else expect(res.status).toBe(200);
+        acked.push(id);
+      }
+      if (/repaired in place/.test(String((await running.status()).recovered))) agent = running;
+      else expect(await running.stop()).toBe(0);
+    }
+    if (agent === undefined) throw new Error('no compaction met the damage in six agent lives');
+    const gateway = await startGateway(sub, port);
+    const stored = await waitFor(async () => {
+      const status = await (agent as NonNullable<typeof agent>).status();
+      if (status.delivered !== status.head) return undefined;
+      const events = await gatewayEvents(gateway.url, 'corrupt-compaction');
+      return acked.every((id) => events.some((e) => e.id === id)) ? events : undefined;
+    }, 'every event acked after the damage reached the gateway', 30_000);
+    expect(stored.some((e) => e.type === 'meteorzx.gap' && (e.data as { reason?: string }).reason === 'buffer-corrupt')).toBe(true);
+    expect((await readdir(sub)).concat(await readdir(join(sub, 'agent-data'))).some((e) => e.startsWith('buffer.corrupt-'))).toBe(true);
+    expect(await agent.stop()).toBe(0);
+    await gateway.stop();
+    await removeDir(sub);
+  });
 });

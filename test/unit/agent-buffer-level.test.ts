@@ -1,30 +1,35 @@
 import { ClassicLevel } from 'classic-level';
-import { open, readdir, writeFile, stat } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, open, readdir, readFile, rm, writeFile, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { ChainedEvent } from '../../protocols/index.js';
 import { LevelBuffer } from '../../agent/buffer/index.js';
 import { bufferSuite } from '../conformance/buffer-suite.js';
+
+async function corrupt(dataDir: string, how: 'table' | 'manifest' | 'table-middle'): Promise<void> {
+  const dbDir = join(dataDir, 'buffer');
+  const files = await readdir(dbDir);
+  const victims = files.filter((f) => (how === 'manifest' ? /^MANIFEST-/.test(f) : /\.(ldb|sst)$/.test(f)));
+  if (victims.length === 0) throw new Error(`no ${how} file to corrupt in ${files.join(', ')}`);
+  for (const f of victims) {
+    const { size } = await stat(join(dbDir, f));
+    if (how === 'table-middle') {
+      // The second quarter of the file: data blocks, with the index and footer at the end intact.
+      const fh = await open(join(dbDir, f), 'r+');
+      await fh.write(Buffer.alloc(Math.floor(size / 4), 0x5a), 0, Math.floor(size / 4), Math.floor(size / 4));
+      await fh.close();
+    } else {
+      await writeFile(join(dbDir, f), Buffer.alloc(Math.max(size, 64), 0x5a));
+    }
+  }
+}
 
 bufferSuite('LevelBuffer', {
   create: (options) => new LevelBuffer({ ...options, commitIntervalMs: 1 }),
   sweep: (buffer) => (buffer as LevelBuffer).sweep(),
-  async corrupt(dataDir, how) {
-    const dbDir = join(dataDir, 'buffer');
-    const files = await readdir(dbDir);
-    const victims = files.filter((f) => (how === 'manifest' ? /^MANIFEST-/.test(f) : /\.(ldb|sst)$/.test(f)));
-    if (victims.length === 0) throw new Error(`no ${how} file to corrupt in ${files.join(', ')}`);
-    for (const f of victims) {
-      const { size } = await stat(join(dbDir, f));
-      if (how === 'table-middle') {
-        // The second quarter of the file: data blocks, with the index and footer at the end intact.
-        const fh = await open(join(dbDir, f), 'r+');
-        await fh.write(Buffer.alloc(Math.floor(size / 4), 0x5a), 0, Math.floor(size / 4), Math.floor(size / 4));
-        await fh.close();
-      } else {
-        await writeFile(join(dbDir, f), Buffer.alloc(Math.max(size, 64), 0x5a));
-      }
-    }
-  },
+  corrupt,
   async measureOpenReads(open) {
     // Each iterator opened during open() may read at most `limit` entries; one without a limit is a scan.
     const spy = vi.spyOn(ClassicLevel.prototype, 'iterator');
@@ -35,4 +40,85 @@ bufferSuite('LevelBuffer', {
       spy.mockRestore();
     }
   },
+});
+
+describe('LevelBuffer: damage met by a LevelDB compaction', () => {
+  let dir: string;
+  const open: LevelBuffer[] = [];
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'meteorzx-buffer-compaction-'));
+  });
+  afterEach(async () => {
+    for (const b of open.splice(0)) await b.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  async function make(): Promise<LevelBuffer> {
+    const buffer = new LevelBuffer({ dataDir: dir, id: 'agent-1', commitIntervalMs: 1 });
+    await buffer.open();
+    open.push(buffer);
+    return buffer;
+  }
+  const pad = () => ({ type: 'test.event', data: { pad: randomBytes(200).toString('hex') } });
+
+  /**
+   * A damaged data block that no read meets stays unnoticed until LevelDB
+   * compacts its table. The compaction then fails, and LevelDB refuses every
+   * write from then on — after a restart too, since the reopened database
+   * schedules the same compaction. This damages a buffer of 2,000 events
+   * (50 delivered), then runs it over new lives, one append at a time, until
+   * it reports a recovery; each life leaves its log as one more level-0 table,
+   * and at four LevelDB compacts them all, the damaged one too.
+   */
+  async function damagedUntilRecovered(): Promise<{ buffer: LevelBuffer; epoch: string; appended: number }> {
+    let buffer = await make();
+    for (let n = 0; n < 20; n++) await buffer.append(Array.from({ length: 100 }, pad));
+    await buffer.ack(50);
+    const { epoch } = buffer.state();
+    await buffer.close();
+    buffer = await make(); // reopening turns the write-ahead log into a level-0 table
+    await buffer.close();
+    await corrupt(dir, 'table-middle');
+    let appended = 0;
+    for (let life = 0; life < 6 && buffer.state().recovered === undefined; life++) {
+      buffer = await make();
+      for (let i = 0; i < 40 && buffer.state().recovered === undefined; i++) {
+        await buffer.append([pad()]);
+        appended += 1;
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      if (buffer.state().recovered === undefined) await buffer.close();
+    }
+    return { buffer, epoch, appended };
+  }
+
+  it('repairs the database in place and keeps accepting: the damaged run becomes a gap, the rest is kept', async () => {
+    const damaged = await damagedUntilRecovered();
+    const { epoch, appended } = damaged;
+    let { buffer } = damaged;
+    expect(buffer.state().recovered).toMatch(/compaction met a damaged table; repaired in place/);
+    // The damaged bytes are kept, beside the repaired store.
+    const [kept] = (await readdir(dir)).filter((e) => e.startsWith('buffer.corrupt-'));
+    expect(buffer.state().recovered).toContain(join(dir, kept ?? '?'));
+    const keptTables = (await readdir(join(dir, kept ?? '?'))).filter((f) => f.endsWith('.ldb'));
+    const keptDamage = await Promise.all(keptTables.map(async (f) => (await readFile(join(dir, kept ?? '?', f))).includes(Buffer.alloc(64, 0x5a))));
+    expect(keptDamage).toContain(true);
+    const read: ChainedEvent[] = await buffer.read(50, 1_000_000);
+    const { head } = buffer.state(); // the read appended the gap events
+    const gaps = read.filter((e) => e.type === 'meteorzx.gap').map((e) => e.data as { from: number; to: number; reason: string });
+    expect(gaps.length).toBeGreaterThan(0);
+    expect(gaps.every((g) => g.reason === 'buffer-corrupt')).toBe(true);
+    // Same epoch; what was read and what the gaps name are disjoint and together exactly 51 … the head.
+    expect(read.every((e) => e.epoch === epoch)).toBe(true);
+    const covered = read.filter((e) => e.type !== 'meteorzx.gap').map((e) => e.seq);
+    for (const g of gaps) for (let s = g.from; s <= g.to; s++) covered.push(s);
+    const gapSeqs = read.filter((e) => e.type === 'meteorzx.gap').map((e) => e.seq);
+    expect([...covered, ...gapSeqs].sort((a, b) => a - b)).toEqual(Array.from({ length: head - 50 }, (_, i) => i + 51));
+    // Only the damaged run is lost: every append made after the damage is there.
+    expect(read.filter((e) => e.type === 'test.event' && e.seq > 2000)).toHaveLength(appended);
+    await buffer.append([pad()]);
+    await buffer.close();
+    buffer = await make();
+    await buffer.append([pad()]);
+    expect(buffer.state()).toMatchObject({ epoch, head: head + 2 });
+  });
 });

@@ -28,8 +28,17 @@ export class FakeBuffer implements AgentBuffer {
 
   constructor(
     readonly id = 'fake-agent',
-    readonly epoch = 'EPOCH1',
+    public epoch = 'EPOCH1',
   ) {}
+
+  /** What LevelBuffer does when it replaces a damaged store: a new epoch, empty, seqs from 1. */
+  replaceStore(epoch: string): void {
+    this.events.length = 0;
+    this.delivered = 0;
+    this.droppedUpTo = 0;
+    this.lastHash = undefined;
+    this.epoch = epoch;
+  }
 
   async open(): Promise<void> {}
   async close(): Promise<void> {}

@@ -98,6 +98,24 @@ describe('push sender', () => {
     expect(buffer.acks).toEqual([30]);
   });
 
+  it('follows a new buffer epoch: forgets the old window, never acks an old seq into it, sends the new events', async () => {
+    const buffer = new FakeBuffer();
+    await buffer.fill(20);
+    const held = [deferred<SendOutcome>(), deferred<SendOutcome>()];
+    const transport = new ScriptedTransport(2, (_e, n) => held[n - 1]?.promise ?? { kind: 'acked', rejected: [] });
+    await makeSender(buffer, transport).start();
+    await waitFor(() => transport.sent.length === 2, 'two old batches in flight');
+    buffer.replaceStore('EPOCH2');
+    await buffer.fill(5);
+    const ok: SendOutcome = { kind: 'acked', rejected: [] };
+    for (const d of held) d.resolve(ok); // the old epoch's seqs 1-20 acked after the switch
+    await waitFor(() => buffer.delivered === 5, 'the new epoch delivered');
+    expect(buffer.acks).toEqual([5]);
+    const sentNew = transport.sent.slice(2).flat();
+    expect(sentNew.map((e) => [e.seq, (JSON.parse(e.line) as { epoch: string }).epoch])).toEqual([1, 2, 3, 4, 5].map((seq) => [seq, 'EPOCH2']));
+    expect(warnings).toContainEqual(expect.objectContaining({ from: 'EPOCH1', to: 'EPOCH2', dropped: 2 }));
+  });
+
   it('resumes after the delivered cursor (restart) and never resends acked events', async () => {
     const buffer = new FakeBuffer();
     await buffer.fill(20);
