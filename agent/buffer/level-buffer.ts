@@ -10,7 +10,7 @@ import { droppedGaps, foldGaps, gapData, parseLedger, type GapLedger } from './g
 import { Holes } from './holes.js';
 import { BLOCK_END, BLOCK_PREFIX, blockKey, blockSeq, extraKey, META } from './keys.js';
 import { firstBlock, isCorruption, repairInPlace, type BufferDb } from './level-store.js';
-import { openStore, type OpenedStore } from './open-store.js';
+import { openStore, replaceStore, type OpenedStore } from './open-store.js';
 import { resolveBufferOptions, type BufferOptions, type ResolvedBufferOptions } from './options.js';
 import { gapEvent, planRelease } from './space-plan.js';
 import type { AgentBuffer, BufferState, StoredLine } from './types.js';
@@ -25,7 +25,7 @@ const GAP_TYPE = 'meteorzx.gap';
 
 const holdsGap = (events: readonly ChainedEvent[]): boolean => events.some((e) => e.type === GAP_TYPE);
 
-/** A group commit's write that LevelDB refused as corruption (see LevelBuffer.repairStore). */
+/** A group commit's write that LevelDB refused as corruption (see LevelBuffer.recoverStore). */
 class WriteCorruption extends Error {
   constructor(cause: unknown) {
     super((cause as Error).message, { cause });
@@ -51,7 +51,7 @@ export class LevelBuffer implements AgentBuffer {
   /** Last seq of the oldest stored block: whole delivered blocks can be evicted when ≤ delivered. */
   private oldestBlockLast: number | undefined;
   private recovered: string | undefined;
-  /** When the store was last repaired in place (repairStore). */
+  /** When the store was last repaired in place (recoverStore). */
   private repairedAt: number | undefined;
   private holes = new Holes();
   private gapLedger: GapLedger = { seq: 0, ranges: [] };
@@ -294,67 +294,74 @@ export class LevelBuffer implements AgentBuffer {
 
   /**
    * One group commit: chain, make room, write one atomic batch, then
-   * acknowledge. A write refused as corruption is retried once on the
-   * store repaired in place (see repairStore).
+   * acknowledge. A write refused as corruption is retried on the store
+   * repaired in place and, should that fail too, on a new store (see
+   * recoverStore).
    */
   private async commit(work: CommitWork): Promise<void> {
-    try {
+    let err: unknown;
+    // A store repaired in place a short while ago that fails again is replaced at once: no repair loop.
+    const repairedLately = this.repairedAt !== undefined && this.opts.clock.now() - this.repairedAt < REPAIR_AGAIN_AFTER_MS;
+    const attempts = repairedLately ? (['write', 'replace'] as const) : (['write', 'repair', 'replace'] as const);
+    for (const attempt of attempts) {
       try {
+        if (attempt !== 'write') await this.recoverStore(attempt, err as WriteCorruption, work);
         await this.commitOrThrow(work);
-      } catch (err) {
-        if (!(err instanceof WriteCorruption) || this.closing !== undefined || !this.mayRepair()) throw err;
-        await this.repairStore(err, work);
-        await this.commitOrThrow(work);
+        return;
+      } catch (e) {
+        err = e;
+        if (!(e instanceof WriteCorruption) || this.closing !== undefined) break;
       }
-    } catch (err) {
-      const failure = AgentErrors.METEORZX_BUFFER_WRITE_FAILED(`group commit failed: ${(err as Error).message}`, { cause: err });
-      this.opts.logger?.error({ err }, 'buffer: group commit failed; nothing in it was acknowledged');
-      for (const a of work.appends) a.reject(failure);
-      for (const w of [...work.ackWaiters, ...work.sweepWaiters, ...work.repairWaiters]) w.reject(failure);
     }
-  }
-
-  /** Once per REPAIR_AGAIN_AFTER_MS at most: a repair that did not help is not run in a loop. */
-  private mayRepair(): boolean {
-    return this.repairedAt === undefined || this.opts.clock.now() - this.repairedAt >= REPAIR_AGAIN_AFTER_MS;
+    const failure = AgentErrors.METEORZX_BUFFER_WRITE_FAILED(`group commit failed: ${(err as Error).message}`, { cause: err });
+    this.opts.logger?.error({ err }, 'buffer: group commit failed; nothing in it was acknowledged');
+    for (const a of work.appends) a.reject(failure);
+    for (const w of [...work.ackWaiters, ...work.sweepWaiters, ...work.repairWaiters]) w.reject(failure);
   }
 
   /**
    * LevelDB refused a write as corruption: a compaction met a damaged table,
    * and from then on LevelDB refuses every write — after a restart too, as
-   * the reopened database schedules the same compaction. This closes the
-   * database, repairs it in place (repairInPlace: the damaged files are kept
+   * the reopened database schedules the same compaction. Both ways close
+   * the database first; appends and reads see METEORZX_BUFFER_CLOSED (503)
+   * meanwhile, and the commit queue waits.
+   *
+   * `repair` repairs it in place (repairInPlace: the damaged files are kept
    * aside, every entry LevelDB can still read stays, the epoch and cursors
    * with it) and reopens it. Blocks lost with the damage are then met by
    * reads as missing and become holes with `buffer-corrupt` gaps, like any
-   * damage found by reading. Meanwhile appends and reads see
-   * METEORZX_BUFFER_CLOSED (503), and the commit queue waits.
+   * damage found by reading. `replace`, for a store a repair did not mend,
+   * moves it aside and starts a new epoch, as at open.
    */
-  private async repairStore(err: WriteCorruption, work: CommitWork): Promise<void> {
+  private async recoverStore(how: 'repair' | 'replace', err: WriteCorruption, work: CommitWork): Promise<void> {
     const db = this.db;
     this.db = undefined;
     this.cache.clear();
     await db?.close().catch(() => undefined);
-    this.repairedAt = this.opts.clock.now();
-    let repaired: string;
-    try {
-      repaired = `repaired in place, damaged files kept in ${await repairInPlace(this.opts.dataDir, this.location, this.repairedAt)}`;
-    } catch (repairErr) {
-      // Reopened all the same: a store that still refuses writes is better than none (reads and pull go on).
-      repaired = `the repair failed (${(repairErr as Error).message})`;
+    let opened: OpenedStore;
+    if (how === 'repair') {
+      this.repairedAt = this.opts.clock.now();
+      let repaired: string;
+      try {
+        repaired = `repaired in place, damaged files kept in ${await repairInPlace(this.opts.dataDir, this.location, this.repairedAt)}`;
+      } catch (repairErr) {
+        repaired = `the repair failed (${(repairErr as Error).message})`;
+      }
+      opened = await openStore(this.opts, this.location);
+      this.recovered = `buffer writes failed as corrupt (${err.message}): LevelDB's compaction met a damaged table; ${repaired}`;
+    } else {
+      opened = await replaceStore(this.opts, this.location, err.cause);
     }
-    const opened = await openStore(this.opts, this.location);
     await this.adopt(opened);
-    this.recovered =
-      opened.lost?.message ?? `buffer writes failed as corrupt (${err.message}): LevelDB's compaction met a damaged table; ${repaired}`;
-    this.opts.logger?.error({ err: err.cause, epoch: this.s.epoch }, `buffer: ${this.recovered}`);
     if (opened.lost !== undefined) {
-      // The repaired store did not open cleanly, and openStore replaced it: a new epoch, whose seqs the
-      // pending ack does not name (the push sender follows the epoch: see Sender.followEpoch). Its gap
-      // goes in the next commit: this one is running.
+      this.recovered = opened.lost.message;
+      // A new epoch, whose seqs the pending ack does not name (the push sender follows the epoch: see
+      // Sender.followEpoch). Its gap goes in the next commit: this one is running.
       work.ackTo = 0;
       void this.append([gapEvent(opened.lost.data)]).catch(() => undefined);
     }
+    // (replaceStore has said so already.)
+    else this.opts.logger?.error({ err: err.cause, epoch: this.s.epoch }, `buffer: ${this.recovered}`);
   }
 
   private async commitOrThrow(work: CommitWork): Promise<void> {

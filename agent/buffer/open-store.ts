@@ -45,9 +45,8 @@ async function initialise(db: BufferDb): Promise<StoredMeta> {
 
 /**
  * Opens the buffer database and reads its cursors. A corrupt database is
- * moved aside (never deleted), its cursors salvaged where LevelDB's repair
- * can still read them, and a fresh database with a new epoch takes its place:
- * the agent keeps accepting events, and the loss is reported as a gap.
+ * replaced (replaceStore): the agent keeps accepting events, and the loss is
+ * reported as a gap.
  */
 export async function openStore(opts: ResolvedBufferOptions, location: string): Promise<OpenedStore> {
   let opened: { db: BufferDb; meta: StoredMeta | undefined };
@@ -57,29 +56,38 @@ export async function openStore(opts: ResolvedBufferOptions, location: string): 
     if (!isCorruption(err)) {
       throw AgentErrors.METEORZX_BUFFER_OPEN_FAILED(`cannot open the buffer at ${location}: ${(err as Error).message}`, { cause: err });
     }
-    const movedTo = await moveAside(opts.dataDir, location, opts.clock.now());
-    const old = await salvageMeta(movedTo, opts.level);
-    const db = await openLevel(location, opts.level);
-    const meta = await initialise(db);
-    const from = old?.delivered !== undefined ? old.delivered + 1 : undefined;
-    const to = old?.head;
-    const known = from !== undefined && to !== undefined && to >= from;
-    const data = {
-      reason: 'buffer-corrupt' as const,
-      lostEpoch: old?.epoch ?? null,
-      // The undelivered range of the lost epoch, when the damaged store still told us.
-      from: known ? from : null,
-      to: known ? to : null,
-      count: known ? to - from + 1 : null,
-      movedTo,
-      error: (err as Error).message,
-    };
-    const message =
-      `buffer was corrupt (${(err as Error).message}); moved to ${movedTo}, new epoch ${meta.epoch}` +
-      (known ? `, lost undelivered seq ${from}-${to} of epoch ${old?.epoch}` : ', lost range unknown');
-    opts.logger?.error({ err, movedTo, lostEpoch: data.lostEpoch, from: data.from, to: data.to }, `buffer: ${message}`);
-    return { db, meta, lost: { message, data } };
+    return replaceStore(opts, location, err);
   }
   const meta = opened.meta ?? (await initialise(opened.db));
   return { db: opened.db, meta };
+}
+
+/**
+ * Replaces a corrupt, closed database: it is moved aside (never deleted), its
+ * cursors salvaged where LevelDB's repair can still read them, and a fresh
+ * database with a new epoch takes its place.
+ */
+export async function replaceStore(opts: ResolvedBufferOptions, location: string, err: unknown): Promise<OpenedStore> {
+  const movedTo = await moveAside(opts.dataDir, location, opts.clock.now());
+  const old = await salvageMeta(movedTo, opts.level);
+  const db = await openLevel(location, opts.level);
+  const meta = await initialise(db);
+  const from = old?.delivered !== undefined ? old.delivered + 1 : undefined;
+  const to = old?.head;
+  const known = from !== undefined && to !== undefined && to >= from;
+  const data = {
+    reason: 'buffer-corrupt' as const,
+    lostEpoch: old?.epoch ?? null,
+    // The undelivered range of the lost epoch, when the damaged store still told us.
+    from: known ? from : null,
+    to: known ? to : null,
+    count: known ? to - from + 1 : null,
+    movedTo,
+    error: (err as Error).message,
+  };
+  const message =
+    `buffer was corrupt (${(err as Error).message}); moved to ${movedTo}, new epoch ${meta.epoch}` +
+    (known ? `, lost undelivered seq ${from}-${to} of epoch ${old?.epoch}` : ', lost range unknown');
+  opts.logger?.error({ err, movedTo, lostEpoch: data.lostEpoch, from: data.from, to: data.to }, `buffer: ${message}`);
+  return { db, meta, lost: { message, data } };
 }

@@ -121,4 +121,29 @@ describe('LevelBuffer: damage met by a LevelDB compaction', () => {
     await buffer.append([pad()]);
     expect(buffer.state()).toMatchObject({ epoch, head: head + 2 });
   });
+
+  it('replaces the store with a new epoch when the repair does not stop the failures', async () => {
+    // A repair that mends nothing: the reopened store meets the same damage.
+    const repair = vi.spyOn(ClassicLevel, 'repair').mockResolvedValue(undefined);
+    try {
+      const { buffer, epoch } = await damagedUntilRecovered();
+      await vi.waitFor(
+        async () => {
+          await buffer.append([pad()]);
+          expect(buffer.state().epoch).not.toBe(epoch);
+        },
+        { timeout: 10_000, interval: 20 },
+      );
+      expect(buffer.state().recovered).toMatch(/moved to .*buffer\.corrupt-.*, new epoch/);
+      await buffer.append([pad()]);
+      const events = await buffer.read(0, 1_000_000);
+      expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => i + 1));
+      expect(events.every((e) => e.epoch === buffer.state().epoch)).toBe(true);
+      expect(events.filter((e) => e.type === 'meteorzx.gap').map((e) => e.data)).toEqual([
+        expect.objectContaining({ reason: 'buffer-corrupt', lostEpoch: epoch }),
+      ]);
+    } finally {
+      repair.mockRestore();
+    }
+  });
 });
