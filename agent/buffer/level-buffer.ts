@@ -9,7 +9,7 @@ import { applyRepairs, unreadableFrom } from './corrupt-read.js';
 import { droppedGaps, foldGaps, gapData, parseLedger, type GapLedger } from './gap-fold.js';
 import { Holes } from './holes.js';
 import { BLOCK_END, BLOCK_PREFIX, blockKey, blockSeq, extraKey, META } from './keys.js';
-import { firstBlock, isCorruption, repairInPlace, type BufferDb } from './level-store.js';
+import { firstBlock, isCorruption, isIoError, repairInPlace, type BufferDb } from './level-store.js';
 import { openStore, replaceStore, type OpenedStore } from './open-store.js';
 import { resolveBufferOptions, type BufferOptions, type ResolvedBufferOptions } from './options.js';
 import { gapEvent, planRelease } from './space-plan.js';
@@ -25,12 +25,22 @@ const GAP_TYPE = 'meteorzx.gap';
 
 const holdsGap = (events: readonly ChainedEvent[]): boolean => events.some((e) => e.type === GAP_TYPE);
 
-/** A group commit's write that LevelDB refused as corruption (see LevelBuffer.recoverStore). */
-class WriteCorruption extends Error {
-  constructor(cause: unknown) {
+/**
+ * A group commit's write that LevelDB refused for good: once a write or a
+ * background flush or compaction fails, LevelDB refuses every later write on
+ * that handle (see LevelBuffer.recoverStore). `corrupt`: a compaction met a
+ * damaged table. `io`: the disk failed or was full.
+ */
+class RefusedWrite extends Error {
+  constructor(
+    readonly kind: 'corrupt' | 'io',
+    cause: unknown,
+  ) {
     super((cause as Error).message, { cause });
   }
 }
+
+type Recovery = 'reopen' | 'repair' | 'replace';
 
 /**
  * The agent's durable buffer on LevelDB: one deflated block per group commit
@@ -53,6 +63,7 @@ export class LevelBuffer implements AgentBuffer {
   private recovered: string | undefined;
   /** When the store was last repaired in place (recoverStore). */
   private repairedAt: number | undefined;
+  private reopenTimer: NodeJS.Timeout | undefined;
   private holes = new Holes();
   private gapLedger: GapLedger = { seq: 0, ranges: [] };
   /**
@@ -99,6 +110,7 @@ export class LevelBuffer implements AgentBuffer {
   close(): Promise<void> {
     this.closing ??= (async () => {
       if (this.sweepTimer !== undefined) clearInterval(this.sweepTimer);
+      if (this.reopenTimer !== undefined) clearTimeout(this.reopenTimer);
       await this.queue.flush();
       this.wakeSpaceWaiters(true);
       const db = this.db;
@@ -294,23 +306,28 @@ export class LevelBuffer implements AgentBuffer {
 
   /**
    * One group commit: chain, make room, write one atomic batch, then
-   * acknowledge. A write refused as corruption is retried on the store
-   * repaired in place and, should that fail too, on a new store (see
-   * recoverStore).
+   * acknowledge. A write LevelDB refused for good is retried on the store
+   * recovered (see recoverStore).
    */
   private async commit(work: CommitWork): Promise<void> {
     let err: unknown;
-    // A store repaired in place a short while ago that fails again is replaced at once: no repair loop.
-    const repairedLately = this.repairedAt !== undefined && this.opts.clock.now() - this.repairedAt < REPAIR_AGAIN_AFTER_MS;
-    const attempts = repairedLately ? (['write', 'replace'] as const) : (['write', 'repair', 'replace'] as const);
-    for (const attempt of attempts) {
+    let plan: readonly Recovery[] | undefined;
+    for (let attempt = 0; ; attempt++) {
       try {
-        if (attempt !== 'write') await this.recoverStore(attempt, err as WriteCorruption, work);
         await this.commitOrThrow(work);
         return;
       } catch (e) {
         err = e;
-        if (!(e instanceof WriteCorruption) || this.closing !== undefined) break;
+        if (!(e instanceof RefusedWrite) || this.closing !== undefined) break;
+        plan ??= this.recoveries(e);
+        const next = plan[attempt];
+        if (next === undefined) break;
+        try {
+          await this.recoverStore(next, e, work);
+        } catch (recoverErr) {
+          err = recoverErr;
+          break;
+        }
       }
     }
     const failure = AgentErrors.METEORZX_BUFFER_WRITE_FAILED(`group commit failed: ${(err as Error).message}`, { cause: err });
@@ -319,49 +336,106 @@ export class LevelBuffer implements AgentBuffer {
     for (const w of [...work.ackWaiters, ...work.sweepWaiters, ...work.repairWaiters]) w.reject(failure);
   }
 
+  /** What to try, in order, after a refused write; each is followed by the write again. */
+  private recoveries(refused: RefusedWrite): readonly Recovery[] {
+    if (refused.kind === 'io') return ['reopen'];
+    // A store repaired in place a short while ago that fails again is replaced at once: no repair loop.
+    const repairedLately = this.repairedAt !== undefined && this.opts.clock.now() - this.repairedAt < REPAIR_AGAIN_AFTER_MS;
+    return repairedLately ? ['replace'] : ['repair', 'replace'];
+  }
+
   /**
-   * LevelDB refused a write as corruption: a compaction met a damaged table,
-   * and from then on LevelDB refuses every write — after a restart too, as
-   * the reopened database schedules the same compaction. Both ways close
-   * the database first; appends and reads see METEORZX_BUFFER_CLOSED (503)
-   * meanwhile, and the commit queue waits.
+   * Once a write, flush or compaction fails, LevelDB refuses every later
+   * write on that handle, even after the cause is gone. Each way here closes
+   * the database and opens it again; appends and reads see
+   * METEORZX_BUFFER_CLOSED (503) meanwhile, and the commit queue waits.
    *
-   * `repair` repairs it in place (repairInPlace: the damaged files are kept
-   * aside, every entry LevelDB can still read stays, the epoch and cursors
-   * with it) and reopens it. Blocks lost with the damage are then met by
-   * reads as missing and become holes with `buffer-corrupt` gaps, like any
-   * damage found by reading. `replace`, for a store a repair did not mend,
-   * moves it aside and starts a new epoch, as at open.
+   * - `reopen`, after an I/O error (a full disk, most likely): nothing is
+   *   wrong with the data, and a new handle writes once there is room again.
+   * - `repair`, after corruption: a compaction met a damaged table, and the
+   *   reopened database would schedule the same compaction. Repaired in
+   *   place (repairInPlace: the damaged files are kept aside, every entry
+   *   LevelDB can still read stays, the epoch and cursors with it). Blocks
+   *   lost with the damage are then met by reads as missing and become holes
+   *   with `buffer-corrupt` gaps, like any damage found by reading.
+   * - `replace`, for a store a repair did not mend: moved aside, new epoch,
+   *   as at open.
+   *
+   * A store that cannot be opened again (the disk still full) is retried in
+   * the background until it opens (scheduleReopen).
    */
-  private async recoverStore(how: 'repair' | 'replace', err: WriteCorruption, work: CommitWork): Promise<void> {
+  private async recoverStore(how: Recovery, refused: RefusedWrite, work: CommitWork): Promise<void> {
     const db = this.db;
     this.db = undefined;
     this.cache.clear();
     await db?.close().catch(() => undefined);
-    let opened: OpenedStore;
-    if (how === 'repair') {
-      this.repairedAt = this.opts.clock.now();
-      let repaired: string;
-      try {
-        repaired = `repaired in place, damaged files kept in ${await repairInPlace(this.opts.dataDir, this.location, this.repairedAt)}`;
-      } catch (repairErr) {
-        repaired = `the repair failed (${(repairErr as Error).message})`;
+    let opened: OpenedStore | undefined;
+    let said: string;
+    try {
+      if (how === 'replace') {
+        opened = await replaceStore(this.opts, this.location, refused.cause);
+        said = opened.lost?.message ?? '';
+      } else if (how === 'repair') {
+        this.repairedAt = this.opts.clock.now();
+        let repaired: string;
+        try {
+          repaired = `repaired in place, damaged files kept in ${await repairInPlace(this.opts.dataDir, this.location, this.repairedAt)}`;
+        } catch (repairErr) {
+          repaired = `the repair failed (${(repairErr as Error).message})`;
+        }
+        opened = await openStore(this.opts, this.location);
+        said = `buffer writes failed as corrupt (${refused.message}): LevelDB's compaction met a damaged table; ${repaired}`;
+        this.recovered = said;
+      } else {
+        opened = await openStore(this.opts, this.location);
+        said = `buffer writes failed (${refused.message}); the database was reopened`;
       }
-      opened = await openStore(this.opts, this.location);
-      this.recovered = `buffer writes failed as corrupt (${err.message}): LevelDB's compaction met a damaged table; ${repaired}`;
-    } else {
-      opened = await replaceStore(this.opts, this.location, err.cause);
+      await this.adopt(opened);
+    } catch (err) {
+      await opened?.db.close().catch(() => undefined);
+      this.scheduleReopen(err);
+      throw err;
     }
-    await this.adopt(opened);
     if (opened.lost !== undefined) {
       this.recovered = opened.lost.message;
       // A new epoch, whose seqs the pending ack does not name (the push sender follows the epoch: see
-      // Sender.followEpoch). Its gap goes in the next commit: this one is running.
+      // Sender.followEpoch). Its gap goes in the next commit: this one is running. replaceStore has logged it.
       work.ackTo = 0;
       void this.append([gapEvent(opened.lost.data)]).catch(() => undefined);
+    } else {
+      this.opts.logger?.error({ err: refused.cause, epoch: this.s.epoch }, `buffer: ${said}`);
     }
-    // (replaceStore has said so already.)
-    else this.opts.logger?.error({ err: err.cause, epoch: this.s.epoch }, `buffer: ${this.recovered}`);
+  }
+
+  /**
+   * The database could not be opened again after a refused write: try again
+   * every few seconds (doubling up to a minute) until it opens. Meanwhile the
+   * buffer answers as closed (503), and close() stops the retries.
+   */
+  private scheduleReopen(cause: unknown, delayMs = 1000): void {
+    this.opts.logger?.error({ err: cause, retryInMs: delayMs }, 'buffer: the database cannot be opened again; retrying');
+    this.reopenTimer = setTimeout(() => {
+      this.reopenTimer = undefined;
+      if (this.closing !== undefined || this.db !== undefined) return;
+      void (async () => {
+        let opened: OpenedStore | undefined;
+        try {
+          opened = await openStore(this.opts, this.location);
+          if (this.closing !== undefined) return void (await opened.db.close());
+          await this.adopt(opened);
+        } catch (err) {
+          await opened?.db.close().catch(() => undefined);
+          this.scheduleReopen(err, Math.min(delayMs * 2, 60_000));
+          return;
+        }
+        this.opts.logger?.warn({ epoch: this.s.epoch }, 'buffer: the database is open again');
+        if (opened.lost !== undefined) {
+          this.recovered = opened.lost.message;
+          await this.append([gapEvent(opened.lost.data)]).catch(() => undefined);
+        }
+      })();
+    }, delayMs);
+    this.reopenTimer.unref();
   }
 
   private async commitOrThrow(work: CommitWork): Promise<void> {
@@ -451,7 +525,7 @@ export class LevelBuffer implements AgentBuffer {
     // Events are acknowledged only by a synced write (durability fsync); cursor-only batches need no sync:
     // after a power cut the cursor may be behind, which replays events the gateway deduplicates.
     await db.batch(ops, { sync: this.opts.durability === 'fsync' && blocks.length > 0 }).catch((err: unknown) => {
-      throw isCorruption(err) ? new WriteCorruption(err) : err;
+      throw isCorruption(err) ? new RefusedWrite('corrupt', err) : isIoError(err) ? new RefusedWrite('io', err) : err;
     });
 
     this.s = { epoch: s.epoch, head: cursor.head, lastHash: cursor.lastHash, delivered: newDelivered, oldest: newOldest, bytes };

@@ -4,7 +4,7 @@ import { mkdtemp, open, readdir, readFile, rm, writeFile, stat } from 'node:fs/p
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import type { ChainedEvent } from '../../protocols/index.js';
+import { verifyChain, type ChainedEvent } from '../../protocols/index.js';
 import { LevelBuffer } from '../../agent/buffer/index.js';
 import { bufferSuite } from '../conformance/buffer-suite.js';
 
@@ -145,5 +145,88 @@ describe('LevelBuffer: damage met by a LevelDB compaction', () => {
     } finally {
       repair.mockRestore();
     }
+  });
+});
+
+describe('LevelBuffer: a write refused for an I/O error (a full disk)', () => {
+  let dir: string;
+  const open: LevelBuffer[] = [];
+  const restore: (() => void)[] = [];
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'meteorzx-buffer-io-'));
+  });
+  afterEach(async () => {
+    for (const r of restore.splice(0)) r();
+    for (const b of open.splice(0)) await b.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  async function make(): Promise<LevelBuffer> {
+    const buffer = new LevelBuffer({ dataDir: dir, id: 'agent-1', commitIntervalMs: 1 });
+    await buffer.open();
+    open.push(buffer);
+    return buffer;
+  }
+  const evs = (n: number) => Array.from({ length: n }, (_, i) => ({ type: 'test.event', data: { i } }));
+  const ioError = () => Object.assign(new Error('IO error: /x/000013.ldb: No space left on device'), { code: 'LEVEL_IO_ERROR' });
+
+  /**
+   * As LevelDB does: once a write fails, that handle refuses every later
+   * write, even after the disk has room again; a newly opened handle writes.
+   * `failWrites()` makes the next write fail; `failOpensFor(ms)` every open for that long.
+   */
+  function stickyFailures() {
+    const broken = new WeakSet<object>();
+    let failNext = false;
+    let opensFailUntil = 0;
+    const batch = ClassicLevel.prototype.batch;
+    const openDb = ClassicLevel.prototype.open;
+    const batchSpy = vi.spyOn(ClassicLevel.prototype, 'batch').mockImplementation(function (this: ClassicLevel, ...args: unknown[]) {
+      if (args.length > 0 && failNext) {
+        failNext = false;
+        broken.add(this);
+      }
+      if (args.length > 0 && broken.has(this)) return Promise.reject(ioError());
+      return (batch as (...a: unknown[]) => unknown).apply(this, args);
+    } as typeof batch);
+    const openSpy = vi.spyOn(ClassicLevel.prototype, 'open').mockImplementation(function (this: ClassicLevel, ...args: unknown[]) {
+      if (Date.now() < opensFailUntil) return Promise.reject(ioError());
+      return (openDb as (...a: unknown[]) => unknown).apply(this, args);
+    } as typeof openDb);
+    restore.push(() => batchSpy.mockRestore(), () => openSpy.mockRestore());
+    return {
+      failWrites: () => void (failNext = true),
+      failOpensFor: (ms: number) => void (opensFailUntil = Date.now() + ms),
+    };
+  }
+
+  it('retries the write on a reopened database: the append succeeds, seqs and chain go on', async () => {
+    const disk = stickyFailures();
+    const buffer = await make();
+    await buffer.append(evs(5));
+    disk.failWrites();
+    const appended = await buffer.append(evs(3));
+    expect(appended.map((e) => e.seq)).toEqual([6, 7, 8]);
+    await buffer.append(evs(2));
+    const events = await buffer.read(0, 100);
+    expect(events.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    expect(verifyChain(events).breaks).toEqual([]);
+    expect(buffer.state().recovered).toBeUndefined(); // nothing was lost or damaged
+  });
+
+  it('a database that cannot be opened again (the disk still full) is retried in the background until it opens', async () => {
+    const disk = stickyFailures();
+    const buffer = await make();
+    await buffer.append(evs(5));
+    disk.failWrites();
+    disk.failOpensFor(1500);
+    const since = Date.now();
+    await expect(buffer.append(evs(3))).rejects.toMatchObject({ code: 'METEORZX_BUFFER_WRITE_FAILED' });
+    await expect(buffer.append(evs(1))).rejects.toMatchObject({ code: 'METEORZX_BUFFER_CLOSED' });
+    // Retries after 1 s (fails: the disk is still full), then 2 s later (opens).
+    await vi.waitFor(() => expect(buffer.append(evs(3))).resolves.toHaveLength(3), { timeout: 8000, interval: 100 });
+    expect(Date.now() - since).toBeGreaterThanOrEqual(2500);
+    const events = await buffer.read(0, 100);
+    expect(events.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(verifyChain(events).breaks).toEqual([]);
   });
 });
