@@ -109,7 +109,7 @@ export class Gateway {
     this.checkExposure();
     const limits: Limits = { ...DEFAULT_LIMITS, ...config.limits };
     try {
-      this.storage = this.opts.storage ?? (await defaultStorage(config.dataDir));
+      this.storage = this.opts.storage ?? (await defaultStorage(config.dataDir, logger));
       await this.storage.open();
       const create = this.opts.createPipeline ?? (await defaultPipelineFactory());
       this.pipeline = await create({ storage: this.storage, config, limits, gatewayName: config.id, metrics: this.opts.metrics, logger });
@@ -237,9 +237,9 @@ export class Gateway {
   }
 }
 
-async function defaultStorage(dataDir: string): Promise<Storage> {
+async function defaultStorage(dataDir: string, logger: Logger): Promise<Storage> {
   const { LevelStorage } = await import('./storage/level/index.js');
-  return new LevelStorage({ dataDir });
+  return new LevelStorage({ dataDir, logger });
 }
 
 async function defaultPipelineFactory(): Promise<(args: PipelineArgs) => RunningPipeline> {

@@ -2,7 +2,7 @@ import { cp, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Level } from 'level';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { CustodyRecord, StoredEvent } from '../../protocols/index.js';
 import { decodeLines, encodeLines } from '../../gateway/storage/level/block-codec.js';
 import { blockKey, decodePointer, idKey } from '../../gateway/storage/level/keys.js';
@@ -96,6 +96,37 @@ describe('LevelStorage specifics', () => {
       custody: events.map((e) => ({ at: e.ingest.receivedAt, outcome: 'accepted' as const, method: 'http' as const, peer: 'p', id: e.id, source: e.source })),
       seqs: [],
     });
+
+  it('a write failing with an I/O error (a full disk) reopens the database: later commits are stored again', async () => {
+    h = await makeLevel();
+    await commitOf([stored('before')]);
+    // As LevelDB does: once a write fails, that handle refuses every later write, even once the disk has
+    // room again; a newly opened handle writes. The chained batches' write is where the store writes.
+    const probe = new Level<string, Buffer>(path.join(h.dir, 'probe'));
+    await probe.open();
+    const proto = Object.getPrototypeOf(probe.batch()) as { write: (...a: unknown[]) => Promise<void> };
+    await probe.close();
+    const write = proto.write;
+    const broken = new WeakSet<object>();
+    let failNext = true;
+    const spy = vi.spyOn(proto, 'write').mockImplementation(function (this: { db: object }, ...args: unknown[]) {
+      if (failNext) {
+        failNext = false;
+        broken.add(this.db);
+      }
+      if (broken.has(this.db)) return Promise.reject(Object.assign(new Error('IO error: 000013.ldb: No space left on device'), { code: 'LEVEL_IO_ERROR' }));
+      return write.apply(this, args);
+    });
+    try {
+      await expect(commitOf([stored('failed')])).rejects.toMatchObject({ code: 'METEORZX_STORAGE_FAILED' });
+      // While it reopens, commits get METEORZX_STORAGE_CLOSED (503); then they are stored.
+      await vi.waitFor(() => expect(commitOf([stored('after')])).resolves.toBeDefined(), { timeout: 5000, interval: 20 });
+      const page = await h.storage.query({ source: 'host-1', limit: 10 });
+      expect(page.events.map((e) => e.id)).toEqual(['before', 'after']);
+    } finally {
+      spy.mockRestore();
+    }
+  });
 
   it('reports a flipped byte in a compressed block against each event in it', async () => {
     h = await makeLevel();

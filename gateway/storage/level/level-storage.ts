@@ -2,6 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { Level } from 'level';
 import { LRUCache } from 'lru-cache';
+import type { Logger } from 'pino';
 import type { ChainPosition, CustodyRecord, SourceStatus, SourcesResponse } from '../../../protocols/index.js';
 import { GatewayErrors } from '../../errors.js';
 import { epochStatus, type EpochState } from '../seq-gaps.js';
@@ -57,12 +58,25 @@ export interface LevelStorageOptions {
    * that keeps the content as it was.)
    */
   readOnly?: boolean;
+  /** Where the store says that it reopened its database after a failed write (see LevelStorage.reopen). */
+  logger?: Pick<Logger, 'error' | 'warn'>;
 }
 
 export type LevelDb = Level<string, Buffer>;
 
 /** Bound on remembered expired ids (LevelStorage.expired): a flood of repeats costs memory up to this. */
 const MAX_EXPIRED = 100_000;
+/** Retries of a reopen that failed (LevelStorage.reopen): from 1 s, doubling, up to a minute. */
+const REOPEN_FIRST_MS = 1000;
+const REOPEN_MAX_MS = 60_000;
+
+/** True when LevelDB reports an I/O error (a full or failing disk) anywhere in an error's causes. */
+function isIoError(err: unknown): boolean {
+  for (let e = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+    if ((e as { code?: unknown }).code === 'LEVEL_IO_ERROR') return true;
+  }
+  return false;
+}
 
 /** What the query, verify and retention modules need from an open store. */
 export interface LevelContext {
@@ -80,8 +94,12 @@ export interface LevelContext {
  */
 export class LevelStorage implements Storage {
   readonly location: string;
-  private readonly opts: Required<Omit<LevelStorageOptions, 'dataDir'>>;
+  private readonly opts: Required<Omit<LevelStorageOptions, 'dataDir' | 'logger'>>;
+  private readonly logger: LevelStorageOptions['logger'];
   private db: LevelDb | undefined;
+  /** Set by close(): a reopen in progress stops. */
+  private closed = false;
+  private reopening: Promise<void> | undefined;
   private writer: LevelWriter | undefined;
   private readonly epochs = new Map<string, EpochState>();
   private readonly sourceStates = new Map<string, SourceStatus>();
@@ -109,6 +127,7 @@ export class LevelStorage implements Storage {
       registryCheckpointMs: options.registryCheckpointMs ?? 1000,
       readOnly: options.readOnly ?? false,
     };
+    this.logger = options.logger;
     // Sized by text length: a block of 5,000 events and a block of one are not the same cost.
     this.blocks = new LRUCache({ maxSize: this.opts.blockCacheBytes, sizeCalculation: (b) => Math.max(1, b.bytes) });
     this.custodyBlocks = new LRUCache({ maxSize: this.opts.blockCacheBytes / 4, sizeCalculation: (b) => Math.max(1, b.bytes) });
@@ -116,6 +135,7 @@ export class LevelStorage implements Storage {
 
   async open(): Promise<void> {
     if (this.db !== undefined) return;
+    this.closed = false;
     await mkdir(this.location, { recursive: true });
     const db: LevelDb = new Level<string, Buffer>(this.location, {
       keyEncoding: 'utf8',
@@ -158,6 +178,8 @@ export class LevelStorage implements Storage {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
+    await this.reopening;
     const db = this.db;
     if (db === undefined) return;
     const writer = this.writer;
@@ -214,9 +236,44 @@ export class LevelStorage implements Storage {
   /** Pipelined: may be called again before the previous commit settled (see LevelWriter). */
   commit(batch: CommitBatch): Promise<CommitResult> {
     try {
-      return this.writingWriter.commit(batch);
+      return this.writingWriter.commit(batch).catch((err: unknown) => {
+        if (isIoError(err)) this.reopening ??= this.reopen(err).finally(() => (this.reopening = undefined));
+        throw err;
+      });
     } catch (err) {
       return Promise.reject(err);
+    }
+  }
+
+  /**
+   * Once a write, or a flush of its memtable, fails with an I/O error (a
+   * full disk, most likely), LevelDB refuses every later write on that
+   * handle, even after room is made: the store would refuse commits until
+   * the gateway restarts. So the database is closed and opened again, as at
+   * start (the head is read from disk: a write whose sync failed may have
+   * landed after all, and its ids are then found by dedup when the client
+   * sends them again). Commits and queries meanwhile get
+   * METEORZX_STORAGE_CLOSED (503); an open that fails (the disk still full)
+   * is retried after 1 s, doubling up to a minute, until close().
+   */
+  private async reopen(cause: unknown): Promise<void> {
+    const db = this.db;
+    const writer = this.writer;
+    if (db === undefined) return;
+    this.db = undefined;
+    this.writer = undefined;
+    this.logger?.error({ err: cause }, 'store: a write failed with an I/O error; reopening the database (LevelDB refuses all writes after one)');
+    await writer?.idle();
+    await db.close().catch(() => undefined);
+    for (let delay = REOPEN_FIRST_MS; !this.closed; delay = Math.min(delay * 2, REOPEN_MAX_MS)) {
+      try {
+        await this.open();
+        this.logger?.warn('store: the database is open again');
+        return;
+      } catch (err) {
+        this.logger?.error({ err, retryInMs: delay }, 'store: the database cannot be opened again; retrying');
+        await new Promise((resolve) => setTimeout(resolve, delay).unref());
+      }
     }
   }
 
