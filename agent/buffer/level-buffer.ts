@@ -398,9 +398,11 @@ export class LevelBuffer implements AgentBuffer {
     }
     if (opened.lost !== undefined) {
       this.recovered = opened.lost.message;
-      // A new epoch, whose seqs the pending ack does not name (the push sender follows the epoch: see
-      // Sender.followEpoch). Its gap goes in the next commit: this one is running. replaceStore has logged it.
+      // A new epoch, whose seqs the pending ack and unreadable ranges do not name (the push sender follows
+      // the epoch: see Sender.followEpoch). Its gap goes in the next commit: this one is running.
+      // replaceStore has logged it.
       work.ackTo = 0;
+      work.repairs.length = 0;
       void this.append([gapEvent(opened.lost.data)]).catch(() => undefined);
     } else {
       this.opts.logger?.error({ err: refused.cause, epoch: this.s.epoch }, `buffer: ${said}`);
@@ -421,8 +423,12 @@ export class LevelBuffer implements AgentBuffer {
         let opened: OpenedStore | undefined;
         try {
           opened = await openStore(this.opts, this.location);
-          if (this.closing !== undefined) return void (await opened.db.close());
-          await this.adopt(opened);
+          if (this.closing === undefined) await this.adopt(opened);
+          if (this.closing !== undefined) {
+            // close() ran meanwhile, and found nothing open to close.
+            this.db = undefined;
+            return void (await opened.db.close());
+          }
         } catch (err) {
           await opened?.db.close().catch(() => undefined);
           this.scheduleReopen(err, Math.min(delayMs * 2, 60_000));
