@@ -9,7 +9,8 @@ import { applyRepairs, unreadableFrom } from './corrupt-read.js';
 import { droppedGaps, foldGaps, gapData, parseLedger, type GapLedger } from './gap-fold.js';
 import { Holes } from './holes.js';
 import { BLOCK_END, BLOCK_PREFIX, blockKey, blockSeq, extraKey, META } from './keys.js';
-import { firstBlock, isCorruption, isIoError, repairInPlace, type BufferDb } from './level-store.js';
+import { isLevelIoError } from '../../common/level-errors.js';
+import { firstBlock, isCorruption, repairInPlace, type BufferDb } from './level-store.js';
 import { openStore, replaceStore, type OpenedStore } from './open-store.js';
 import { resolveBufferOptions, type BufferOptions, type ResolvedBufferOptions } from './options.js';
 import { gapEvent, planRelease } from './space-plan.js';
@@ -531,7 +532,7 @@ export class LevelBuffer implements AgentBuffer {
     // Events are acknowledged only by a synced write (durability fsync); cursor-only batches need no sync:
     // after a power cut the cursor may be behind, which replays events the gateway deduplicates.
     await db.batch(ops, { sync: this.opts.durability === 'fsync' && blocks.length > 0 }).catch((err: unknown) => {
-      throw isCorruption(err) ? new RefusedWrite('corrupt', err) : isIoError(err) ? new RefusedWrite('io', err) : err;
+      throw isCorruption(err) ? new RefusedWrite('corrupt', err) : isLevelIoError(err) ? new RefusedWrite('io', err) : err;
     });
 
     this.s = { epoch: s.epoch, head: cursor.head, lastHash: cursor.lastHash, delivered: newDelivered, oldest: newOldest, bytes };

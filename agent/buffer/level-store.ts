@@ -124,11 +124,6 @@ async function claimAside(dataDir: string, now: number, claim: (target: string) 
   }
 }
 
-/** True when LevelDB reports an I/O error (a full or failing disk): the data is not known to be damaged. */
-export function isIoError(err: unknown): boolean {
-  return (err as { code?: unknown } | undefined)?.code === 'LEVEL_IO_ERROR';
-}
-
 /** Moves a damaged database out of the way, never deleting it: it is the evidence. */
 export function moveAside(dataDir: string, location: string, now: number): Promise<string> {
   return claimAside(dataDir, now, (target) => rename(location, target));

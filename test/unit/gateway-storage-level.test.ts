@@ -128,6 +128,28 @@ describe('LevelStorage specifics', () => {
     }
   });
 
+  it('close() does not wait out the pause between two reopen attempts (the disk still full)', async () => {
+    h = await makeLevel();
+    const probe = new Level<string, Buffer>(path.join(h.dir, 'probe'));
+    await probe.open();
+    const proto = Object.getPrototypeOf(probe.batch()) as { write: (...a: unknown[]) => Promise<void> };
+    await probe.close();
+    const ioError = () => Object.assign(new Error('IO error: No space left on device'), { code: 'LEVEL_IO_ERROR' });
+    const writes = vi.spyOn(proto, 'write').mockImplementation(() => Promise.reject(ioError()));
+    const opens = vi.spyOn(Level.prototype, 'open').mockImplementation(() => Promise.reject(ioError()));
+    try {
+      await expect(commitOf([stored('failed')])).rejects.toMatchObject({ code: 'METEORZX_STORAGE_FAILED' });
+      await new Promise((r) => setTimeout(r, 50)); // the first reopen failed; the next is 1 s away
+      const started = Date.now();
+      await h.storage.close();
+      // A hang check, not a speed budget: without the wake-up, close() waits out the rest of that second.
+      expect(Date.now() - started).toBeLessThan(500);
+    } finally {
+      writes.mockRestore();
+      opens.mockRestore();
+    }
+  });
+
   it('reports a flipped byte in a compressed block against each event in it', async () => {
     h = await makeLevel();
     await commitOf([stored('a'), stored('b')]);

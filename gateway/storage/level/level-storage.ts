@@ -4,6 +4,7 @@ import { Level } from 'level';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import type { ChainPosition, CustodyRecord, SourceStatus, SourcesResponse } from '../../../protocols/index.js';
+import { isLevelIoError } from '../../../common/level-errors.js';
 import { GatewayErrors } from '../../errors.js';
 import { epochStatus, type EpochState } from '../seq-gaps.js';
 import { tallySources } from '../source-counts.js';
@@ -70,13 +71,6 @@ const MAX_EXPIRED = 100_000;
 const REOPEN_FIRST_MS = 1000;
 const REOPEN_MAX_MS = 60_000;
 
-/** True when LevelDB reports an I/O error (a full or failing disk) anywhere in an error's causes. */
-function isIoError(err: unknown): boolean {
-  for (let e = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
-    if ((e as { code?: unknown }).code === 'LEVEL_IO_ERROR') return true;
-  }
-  return false;
-}
 
 /** What the query, verify and retention modules need from an open store. */
 export interface LevelContext {
@@ -100,6 +94,8 @@ export class LevelStorage implements Storage {
   /** Set by close(): a reopen in progress stops. */
   private closed = false;
   private reopening: Promise<void> | undefined;
+  /** Ends the wait between two reopen attempts (close() does not wait out a minute). */
+  private wakeReopen: (() => void) | undefined;
   private writer: LevelWriter | undefined;
   private readonly epochs = new Map<string, EpochState>();
   private readonly sourceStates = new Map<string, SourceStatus>();
@@ -179,6 +175,7 @@ export class LevelStorage implements Storage {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.wakeReopen?.();
     await this.reopening;
     const db = this.db;
     if (db === undefined) return;
@@ -237,7 +234,7 @@ export class LevelStorage implements Storage {
   commit(batch: CommitBatch): Promise<CommitResult> {
     try {
       return this.writingWriter.commit(batch).catch((err: unknown) => {
-        if (isIoError(err)) this.reopening ??= this.reopen(err).finally(() => (this.reopening = undefined));
+        if (isLevelIoError(err)) this.reopening ??= this.reopen(err).finally(() => (this.reopening = undefined));
         throw err;
       });
     } catch (err) {
@@ -272,7 +269,11 @@ export class LevelStorage implements Storage {
         return;
       } catch (err) {
         this.logger?.error({ err, retryInMs: delay }, 'store: the database cannot be opened again; retrying');
-        await new Promise((resolve) => setTimeout(resolve, delay).unref());
+        await new Promise<void>((resolve) => {
+          this.wakeReopen = resolve;
+          setTimeout(resolve, delay).unref();
+        });
+        this.wakeReopen = undefined;
       }
     }
   }
