@@ -48,37 +48,46 @@ async function fillDisk(file: string, leaveMiB: number): Promise<void> {
   await truncate(file, (await stat(file)).size - leaveMiB * 1024 * 1024);
 }
 
-/** A batch of `n` events of ≈ 1.1 KB each, ids `<tag>-<i>`. */
-function batchOf(tag: string, n: number): { ids: string[]; events: object[] } {
-  const ids = Array.from({ length: n }, (_, i) => `${tag}-${i}`);
-  return { ids, events: ids.map((id) => ({ id, type: 'disk.test', data: { pad: randomBytes(512).toString('hex') } })) };
+/**
+ * Posts batches of `n` events of ≈ 1.1 KB each (ids `<tag>-<i>`, `extra`
+ * members added) to `url`; `acked` collects the ids of every batch that got 200.
+ */
+function poster(url: string, n: number, extra: Record<string, unknown> = {}) {
+  const acked: string[] = [];
+  const post = async (tag: string): Promise<number> => {
+    const ids = Array.from({ length: n }, (_, i) => `${tag}-${i}`);
+    const res = await postEvents(url, ids.map((id) => ({ id, type: 'disk.test', data: { pad: randomBytes(512).toString('hex') }, ...extra })));
+    if (res.status === 200) acked.push(...ids);
+    return res.status;
+  };
+  return { acked, post };
+}
+
+/**
+ * Fills the disk under `dir` but `leaveMiB`, posts until the answer is 503,
+ * frees the disk, and waits until a post is answered 200 again.
+ */
+async function fullThenFreed(dir: string, leaveMiB: number, post: (tag: string) => Promise<number>, what: string): Promise<void> {
+  const filler = join(dir, 'filler');
+  await fillDisk(filler, leaveMiB);
+  let status = 200;
+  for (let n = 0; n < 400 && status === 200; n++) status = await post(`full-${n}`);
+  expect(status).toBe(503);
+  await rm(filler);
+  let n = 0;
+  await waitFor(async () => (await post(`freed-${n++}`)) === 200, what, 20_000);
 }
 
 describe.runIf(mountable)('on a disk that fills up and is freed again', () => {
   it('the agent answers 503 while the disk is full, accepts again once there is room, without a restart; every 2xx event is kept', async () => {
     const dir = await smallDisk('agent-disk-full', 32);
     const agent = await startAgent(dir, { id: 'disk-full' });
-    const acked: string[] = [];
-    const post = async (tag: string) => {
-      const { ids, events } = batchOf(tag, 50);
-      const res = await postEvents(agent.intakeUrl, events);
-      if (res.status === 200) acked.push(...ids);
-      return res.status;
-    };
+    const { acked, post } = poster(agent.intakeUrl, 50);
     expect(await post('before')).toBe(200);
-
     // Room for 6 MiB more: LevelDB's log grows to its 4 MiB memtable, then the flush of that memtable
     // into a table file runs out of room. A failed flush is what LevelDB never forgives: a failed log
     // append alone only fails that write.
-    const filler = join(dir, 'filler');
-    await fillDisk(filler, 6);
-    let status = 200;
-    for (let n = 0; n < 400 && status === 200; n++) status = await post(`full-${n}`);
-    expect(status).toBe(503);
-
-    await rm(filler);
-    let n = 0;
-    await waitFor(async () => (await post(`freed-${n++}`)) === 200, 'the intake accepting again once the disk has room', 20_000);
+    await fullThenFreed(dir, 6, post, 'the intake accepting again once the disk has room');
     expect(agent.proc.exitCode).toBeNull();
 
     // Every event that got a 2xx is in the buffer, once; the seqs run without a hole.
@@ -94,24 +103,10 @@ describe.runIf(mountable)('on a disk that fills up and is freed again', () => {
   it('the gateway answers 503 while the disk is full, stores again once there is room, without a restart; every 2xx event is stored once', async () => {
     const dir = await smallDisk('gateway-disk-full', 48);
     const gateway = await startGateway(dir, await freePort());
-    const acked: string[] = [];
-    const post = async (tag: string) => {
-      const { ids, events } = batchOf(tag, 100);
-      const res = await postEvents(`${gateway.url}/v1/events`, events.map((e) => ({ ...e, source: 'disk-full' })));
-      if (res.status === 200) acked.push(...ids);
-      return res.status;
-    };
+    const { acked, post } = poster(`${gateway.url}/v1/events`, 100, { source: 'disk-full' });
     expect(await post('before')).toBe(200);
     // The store's memtable is 8 MiB: room for 12 MiB more lets it fill, and its flush fail.
-    const filler = join(dir, 'filler');
-    await fillDisk(filler, 12);
-    let status = 200;
-    for (let n = 0; n < 400 && status === 200; n++) status = await post(`full-${n}`);
-    expect(status).toBe(503);
-
-    await rm(filler);
-    let n = 0;
-    await waitFor(async () => (await post(`freed-${n++}`)) === 200, 'the gateway storing again once the disk has room', 20_000);
+    await fullThenFreed(dir, 12, post, 'the gateway storing again once the disk has room');
     expect(gateway.proc.exitCode).toBeNull();
     const stored = (await gatewayEvents(gateway.url, 'disk-full')).map((e) => e.id);
     expect(new Set(stored).size).toBe(stored.length);

@@ -42,22 +42,32 @@ bufferSuite('LevelBuffer', {
   },
 });
 
-describe('LevelBuffer: damage met by a LevelDB compaction', () => {
-  let dir: string;
-  const open: LevelBuffer[] = [];
+/**
+ * For the tests below: a temp dir per test, `make()` opens a LevelBuffer on
+ * it; after each test the `restore` hooks run (mocks), then the buffers close
+ * and the dir goes.
+ */
+function bufferFixture(prefix: string) {
+  const fx = { dir: '', open: [] as LevelBuffer[], restore: [] as (() => void)[] };
   beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'meteorzx-buffer-compaction-'));
+    fx.dir = await mkdtemp(join(tmpdir(), prefix));
   });
   afterEach(async () => {
-    for (const b of open.splice(0)) await b.close();
-    await rm(dir, { recursive: true, force: true });
+    for (const r of fx.restore.splice(0)) r();
+    for (const b of fx.open.splice(0)) await b.close();
+    await rm(fx.dir, { recursive: true, force: true });
   });
-  async function make(): Promise<LevelBuffer> {
-    const buffer = new LevelBuffer({ dataDir: dir, id: 'agent-1', commitIntervalMs: 1 });
+  const make = async (): Promise<LevelBuffer> => {
+    const buffer = new LevelBuffer({ dataDir: fx.dir, id: 'agent-1', commitIntervalMs: 1 });
     await buffer.open();
-    open.push(buffer);
+    fx.open.push(buffer);
     return buffer;
-  }
+  };
+  return { fx, make };
+}
+
+describe('LevelBuffer: damage met by a LevelDB compaction', () => {
+  const { fx, make } = bufferFixture('meteorzx-buffer-compaction-');
   const pad = () => ({ type: 'test.event', data: { pad: randomBytes(200).toString('hex') } });
 
   /**
@@ -77,7 +87,7 @@ describe('LevelBuffer: damage met by a LevelDB compaction', () => {
     await buffer.close();
     buffer = await make(); // reopening turns the write-ahead log into a level-0 table
     await buffer.close();
-    await corrupt(dir, 'table-middle');
+    await corrupt(fx.dir, 'table-middle');
     let appended = 0;
     for (let life = 0; life < 6 && buffer.state().recovered === undefined; life++) {
       buffer = await make();
@@ -97,10 +107,10 @@ describe('LevelBuffer: damage met by a LevelDB compaction', () => {
     let { buffer } = damaged;
     expect(buffer.state().recovered).toMatch(/compaction met a damaged table; repaired in place/);
     // The damaged bytes are kept, beside the repaired store.
-    const [kept] = (await readdir(dir)).filter((e) => e.startsWith('buffer.corrupt-'));
-    expect(buffer.state().recovered).toContain(join(dir, kept ?? '?'));
-    const keptTables = (await readdir(join(dir, kept ?? '?'))).filter((f) => f.endsWith('.ldb'));
-    const keptDamage = await Promise.all(keptTables.map(async (f) => (await readFile(join(dir, kept ?? '?', f))).includes(Buffer.alloc(64, 0x5a))));
+    const [kept] = (await readdir(fx.dir)).filter((e) => e.startsWith('buffer.corrupt-'));
+    expect(buffer.state().recovered).toContain(join(fx.dir, kept ?? '?'));
+    const keptTables = (await readdir(join(fx.dir, kept ?? '?'))).filter((f) => f.endsWith('.ldb'));
+    const keptDamage = await Promise.all(keptTables.map(async (f) => (await readFile(join(fx.dir, kept ?? '?', f))).includes(Buffer.alloc(64, 0x5a))));
     expect(keptDamage).toContain(true);
     const read: ChainedEvent[] = await buffer.read(50, 1_000_000);
     const { head } = buffer.state(); // the read appended the gap events
@@ -149,23 +159,7 @@ describe('LevelBuffer: damage met by a LevelDB compaction', () => {
 });
 
 describe('LevelBuffer: a write refused for an I/O error (a full disk)', () => {
-  let dir: string;
-  const open: LevelBuffer[] = [];
-  const restore: (() => void)[] = [];
-  beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'meteorzx-buffer-io-'));
-  });
-  afterEach(async () => {
-    for (const r of restore.splice(0)) r();
-    for (const b of open.splice(0)) await b.close();
-    await rm(dir, { recursive: true, force: true });
-  });
-  async function make(): Promise<LevelBuffer> {
-    const buffer = new LevelBuffer({ dataDir: dir, id: 'agent-1', commitIntervalMs: 1 });
-    await buffer.open();
-    open.push(buffer);
-    return buffer;
-  }
+  const { fx, make } = bufferFixture('meteorzx-buffer-io-');
   const evs = (n: number) => Array.from({ length: n }, (_, i) => ({ type: 'test.event', data: { i } }));
   const ioError = () => Object.assign(new Error('IO error: /x/000013.ldb: No space left on device'), { code: 'LEVEL_IO_ERROR' });
 
@@ -192,7 +186,7 @@ describe('LevelBuffer: a write refused for an I/O error (a full disk)', () => {
       if (Date.now() < opensFailUntil) return Promise.reject(ioError());
       return (openDb as (...a: unknown[]) => unknown).apply(this, args);
     } as typeof openDb);
-    restore.push(() => batchSpy.mockRestore(), () => openSpy.mockRestore());
+    fx.restore.push(() => batchSpy.mockRestore(), () => openSpy.mockRestore());
     return {
       failWrites: () => void (failNext = true),
       failOpensFor: (ms: number) => void (opensFailUntil = Date.now() + ms),
