@@ -47,8 +47,11 @@ export class MqttTransport implements PushTransport {
   private readonly cmdTopic: string;
   private commandListener: ((payload: Buffer) => void) | undefined;
   private keeper: NodeJS.Timeout | undefined;
+  /** Announced in the retained status; see epochChanged. */
+  private epoch: string | undefined;
 
   constructor(private readonly options: MqttTransportOptions) {
+    this.epoch = options.epoch;
     this.maxInFlight = options.maxInFlight ?? 4;
     const prefix = options.topicPrefix ?? TOPIC_ROOT;
     this.eventsTopic = `${prefix}/${options.id}/events`;
@@ -57,6 +60,15 @@ export class MqttTransport implements PushTransport {
   }
 
   async start(): Promise<void> {}
+
+  /**
+   * Republishes the retained "online" status with the new epoch. The last
+   * will, fixed at connect, names the new epoch from the next connection on.
+   */
+  epochChanged(epoch: string): void {
+    this.epoch = epoch;
+    if (this.client?.connected) this.client.publish(this.statusTopic, this.statusPayload('online'), { qos: 1, retain: true });
+  }
 
   /**
    * Takes commands from <prefix>/<id>/cmd (QoS 1): the gateway's on-demand
@@ -121,7 +133,7 @@ export class MqttTransport implements PushTransport {
   }
 
   private statusPayload(state: 'online' | 'offline'): string {
-    return JSON.stringify({ state, id: this.options.id, ...(this.options.epoch ? { epoch: this.options.epoch } : {}), at: new Date().toISOString() });
+    return JSON.stringify({ state, id: this.options.id, ...(this.epoch ? { epoch: this.epoch } : {}), at: new Date().toISOString() });
   }
 
   private connect(): Promise<MqttClient> {

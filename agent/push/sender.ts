@@ -327,6 +327,7 @@ export class Sender {
     this.window.length = 0;
     this.delivered = delivered;
     this.epoch = epoch;
+    this.transport.epochChanged?.(epoch);
     return true;
   }
 

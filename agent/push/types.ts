@@ -21,6 +21,11 @@ export interface PushTransport {
   start(): Promise<void>;
   /** Sends one batch of stored lines, in seq order. Never throws: failures are outcomes. */
   send(events: readonly StoredLine[]): Promise<SendOutcome>;
+  /**
+   * The buffer replaced a damaged store and began a new epoch (Sender.followEpoch):
+   * a transport that announces the epoch (MQTT's retained status) says the new one.
+   */
+  epochChanged?(epoch: string): void;
   /** Transports with a command channel (MQTT) deliver `audit/<id>/cmd` payloads here; see agent/push/commands.ts. */
   onCommand?(listener: (payload: Buffer) => void): void;
   /** Stops sending; in-flight sends resolve (possibly as `retry`). Idempotent. */

@@ -65,7 +65,10 @@ describe('MQTT push transport (against Mosquitto on 127.0.0.1:1883)', () => {
     // each of the 65,536 packet ids at the first publish: 6 MB of the agent's heap.
     const numbers = createRequire(createRequire(import.meta.url).resolve('mqtt'))('mqtt-packet/numbers.js') as { cache: Record<number, Buffer> };
     expect(Object.keys(numbers.cache)).toHaveLength(0);
-    expect(lines.some((l) => l.startsWith(`audit/${id}/status `) && l.includes('"online"'))).toBe(true);
+    expect(lines.some((l) => l.startsWith(`audit/${id}/status `) && l.includes('"online"') && l.includes('"epoch":"E1"'))).toBe(true);
+    // The buffer began a new epoch (a replaced store): the retained status says so.
+    t.epochChanged('E2');
+    await waitFor(() => lines.some((l) => l.startsWith(`audit/${id}/status `) && l.includes('"online"') && l.includes('"epoch":"E2"')), 'status naming the new epoch');
     await t.close();
     await waitFor(() => lines.some((l) => l.startsWith(`audit/${id}/status `) && l.includes('"offline"')), 'offline status');
     // Clear the retained status so the broker does not keep test litter.

@@ -8,6 +8,7 @@ import { FakeBuffer } from './agent-fake-buffer.js';
 class ScriptedTransport implements PushTransport {
   readonly name = 'scripted';
   readonly sent: StoredLine[][] = [];
+  readonly epochs: string[] = [];
   closed = false;
   constructor(
     readonly maxInFlight: number,
@@ -20,6 +21,9 @@ class ScriptedTransport implements PushTransport {
   }
   async close(): Promise<void> {
     this.closed = true;
+  }
+  epochChanged(epoch: string): void {
+    this.epochs.push(epoch);
   }
 }
 
@@ -114,6 +118,7 @@ describe('push sender', () => {
     const sentNew = transport.sent.slice(2).flat();
     expect(sentNew.map((e) => [e.seq, (JSON.parse(e.line) as { epoch: string }).epoch])).toEqual([1, 2, 3, 4, 5].map((seq) => [seq, 'EPOCH2']));
     expect(warnings).toContainEqual(expect.objectContaining({ from: 'EPOCH1', to: 'EPOCH2', dropped: 2 }));
+    expect(transport.epochs).toEqual(['EPOCH2']);
   });
 
   it('resumes after the delivered cursor (restart) and never resends acked events', async () => {
