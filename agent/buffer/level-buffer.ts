@@ -385,6 +385,9 @@ export class LevelBuffer implements AgentBuffer {
           repaired = `the repair failed (${(repairErr as Error).message})`;
         }
         opened = await openStore(this.opts, this.location);
+        // A block deleted before `oldest` comes back when its delete was in the damaged table: no read
+        // or sweep would ever look there again, so it goes now.
+        if (opened.lost === undefined) await opened.db.clear({ gte: BLOCK_PREFIX, lt: blockKey(opened.meta.oldest) });
         said = `buffer writes failed as corrupt (${refused.message}): LevelDB's compaction met a damaged table; ${repaired}`;
         this.recovered = said;
       } else {

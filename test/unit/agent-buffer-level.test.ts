@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { verifyChain, type ChainedEvent } from '../../protocols/index.js';
 import { LevelBuffer } from '../../agent/buffer/index.js';
+import { blockKey } from '../../agent/buffer/keys.js';
 import { bufferSuite } from '../conformance/buffer-suite.js';
 
 async function corrupt(dataDir: string, how: 'table' | 'manifest' | 'table-middle'): Promise<void> {
@@ -88,6 +89,10 @@ describe('LevelBuffer: damage met by a LevelDB compaction', () => {
     buffer = await make(); // reopening turns the write-ahead log into a level-0 table
     await buffer.close();
     await corrupt(fx.dir, 'table-middle');
+    // A block below `oldest`, as a repair leaves one whose delete was in the damaged table.
+    const raw = new ClassicLevel<string, Buffer>(join(fx.dir, 'buffer'), { valueEncoding: 'buffer' });
+    await raw.put(blockKey(0), Buffer.from('released long ago'));
+    await raw.close();
     let appended = 0;
     for (let life = 0; life < 6 && buffer.state().recovered === undefined; life++) {
       buffer = await make();
@@ -130,6 +135,11 @@ describe('LevelBuffer: damage met by a LevelDB compaction', () => {
     buffer = await make();
     await buffer.append([pad()]);
     expect(buffer.state()).toMatchObject({ epoch, head: head + 2 });
+    // The block below `oldest` is gone with the repair.
+    await buffer.close();
+    const raw = new ClassicLevel<string, Buffer>(join(fx.dir, 'buffer'), { valueEncoding: 'buffer' });
+    expect(await raw.get(blockKey(0))).toBeUndefined();
+    await raw.close();
   });
 
   it('replaces the store with a new epoch when the repair does not stop the failures', async () => {
