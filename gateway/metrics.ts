@@ -19,6 +19,8 @@ export class GatewayMetrics {
   readonly commitLatency: Histogram;
   /** Ingestion attempts per group commit. */
   readonly commitBatchSize: Histogram;
+  /** Storage commits that failed (nothing of them stored; their callers retry), by error code. */
+  readonly commitFailures: Counter<'code'>;
   /** Events whose agent hash chain did not verify on arrival (stored, flagged). */
   readonly chainBreaks: Counter;
   /** Set by the MQTT ingress. */
@@ -88,6 +90,12 @@ export class GatewayMetrics {
       name: `${prefix}store_commit_batch_size`,
       help: 'Ingestion attempts per group commit',
       buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000],
+      registers,
+    });
+    this.commitFailures = new Counter({
+      name: `${prefix}store_commit_failures_total`,
+      help: 'Storage commits that failed: nothing of them was stored, their callers retry (a full disk, a broken database)',
+      labelNames: ['code'],
       registers,
     });
     this.chainBreaks = new Counter({ name: `${prefix}chain_breaks_total`, help: 'Events whose agent chain was broken on arrival', registers });

@@ -89,6 +89,7 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
     try {
       await w.write;
     } catch (err) {
+      metrics?.commitFailures.inc({ code: String((err as { code?: unknown }).code ?? 'unknown') });
       // Not durable: whatever was prepared on top of it must fail too (see InFlightCommits).
       w.commit.fail();
       tracker.reset(); // its positions moved past what storage holds

@@ -108,6 +108,9 @@ describe.runIf(mountable)('on a disk that fills up and is freed again', () => {
     // The store's memtable is 8 MiB: room for 12 MiB more lets it fill, and its flush fail.
     await fullThenFreed(dir, 12, post, 'the gateway storing again once the disk has room');
     expect(gateway.proc.exitCode).toBeNull();
+    // Operators see it: the failed commits are counted by error code.
+    const metrics = await (await fetch(`${gateway.url}/metrics`)).text();
+    expect(metrics).toMatch(/^meteorzx_gateway_store_commit_failures_total\{code="METEORZX_STORAGE_FAILED"\} [1-9]/m);
     const stored = (await gatewayEvents(gateway.url, 'disk-full')).map((e) => e.id);
     expect(new Set(stored).size).toBe(stored.length);
     expect(acked.every((id) => stored.includes(id))).toBe(true);

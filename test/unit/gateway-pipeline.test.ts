@@ -297,6 +297,9 @@ describe('pipeline', () => {
     await expect(p.ingest(items(ev('a')), http)).resolves.toEqual({ accepted: 1, duplicates: 0, rejected: [] });
     await expect(p.ingest(items(ev('c'), ev('d'), ev('e')), http)).resolves.toEqual({ accepted: 0, duplicates: 3, rejected: [] });
     expect((await stored()).map((e) => e.id)).toEqual(['c', 'd', 'e', 'h', 'a']);
+    // One write failed (an error without a code); commit 2's write did not fail, its answer did.
+    const failures = await metrics.registry.getSingleMetric('meteorzx_gateway_store_commit_failures_total')?.get();
+    expect(failures?.values.map((v) => [v.labels.code, v.value])).toEqual([['unknown', 1]]);
   });
 
   it('drains on close and refuses afterwards', async () => {
