@@ -33,6 +33,8 @@ export class AgentMetrics {
   readonly appendEvents: Histogram;
   /** Time from append call to durable (group commit incl. fsync), seconds. */
   readonly appendSeconds: Histogram;
+  /** Appends the buffer refused, by error code. */
+  readonly appendFailures: Counter<'code'>;
 
   constructor(sources: MetricsSources, options: { processMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -46,6 +48,12 @@ export class AgentMetrics {
       name: 'meteorzx_agent_append_events',
       help: 'Events per buffer append call',
       buckets: [1, 10, 50, 100, 250, 500, 1000],
+      registers,
+    });
+    this.appendFailures = new Counter({
+      name: 'meteorzx_agent_append_failures_total',
+      help: 'Buffer appends refused, by error code (full, a failed write, closed while the database reopens); the intake answered 503/507',
+      labelNames: ['code'],
       registers,
     });
     this.appendSeconds = new Histogram({
@@ -84,7 +92,13 @@ export class AgentMetrics {
   /** Times one append and records it; returns what append returned. */
   async timeAppend<T extends { length: number }>(events: number, append: () => Promise<T>): Promise<T> {
     const start = process.hrtime.bigint();
-    const out = await append();
+    let out: T;
+    try {
+      out = await append();
+    } catch (err) {
+      this.appendFailures.inc({ code: String((err as { code?: unknown }).code ?? 'unknown') });
+      throw err;
+    }
     this.appendSeconds.observe(Number(process.hrtime.bigint() - start) / 1e9);
     this.appendEvents.observe(events);
     return out;

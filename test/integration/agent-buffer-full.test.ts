@@ -160,6 +160,7 @@ describe('agent buffer full', () => {
       }
     }
     expect(refused).toBe(3);
+    expect(await agent.metric('meteorzx_agent_append_failures_total{code="METEORZX_BUFFER_REJECTED"}')).toBe(3);
     const gateway = await startGateway(sub, port);
     await drain(agent);
     await sleep(200);

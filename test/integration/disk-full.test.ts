@@ -89,6 +89,8 @@ describe.runIf(mountable)('on a disk that fills up and is freed again', () => {
     // append alone only fails that write.
     await fullThenFreed(dir, 6, post, 'the intake accepting again once the disk has room');
     expect(agent.proc.exitCode).toBeNull();
+    // Operators see it: the refused appends are counted by error code.
+    expect(await agent.metric('meteorzx_agent_append_failures_total{code="METEORZX_BUFFER_WRITE_FAILED"}')).toBeGreaterThan(0);
 
     // Every event that got a 2xx is in the buffer, once; the seqs run without a hole.
     const text = (await (await fetch(`${agent.pullUrl}/v1/events?after=0&limit=100000`)).text()).trim();
