@@ -9,11 +9,11 @@ import { applyRepairs, unreadableFrom } from './corrupt-read.js';
 import { droppedGaps, foldGaps, gapData, parseLedger, type GapLedger } from './gap-fold.js';
 import { Holes } from './holes.js';
 import { BLOCK_END, BLOCK_PREFIX, blockKey, blockSeq, extraKey, META } from './keys.js';
-import { isLevelIoError } from '../../common/level-errors.js';
-import { firstBlock, isCorruption, repairInPlace, type BufferDb } from './level-store.js';
-import { openStore, replaceStore, type OpenedStore } from './open-store.js';
+import { firstBlock, isCorruption, type BufferDb } from './level-store.js';
+import { openStore, type OpenedStore } from './open-store.js';
 import { resolveBufferOptions, type BufferOptions, type ResolvedBufferOptions } from './options.js';
 import { gapEvent, planRelease } from './space-plan.js';
+import { recoveries, RefusedWrite, refusedWrite, reopenStore, type Recovery } from './store-recovery.js';
 import type { AgentBuffer, BufferState, StoredLine } from './types.js';
 
 type BatchOp = { type: 'put'; key: string; value: Buffer } | { type: 'del'; key: string };
@@ -21,27 +21,9 @@ type BatchOp = { type: 'put'; key: string; value: Buffer } | { type: 'del'; key:
 // Reserved for the gap block a drop-oldest commit adds, so the bound holds with it.
 const GAP_BLOCK_RESERVE = 512;
 const MAX_EXTRA_KEY = 256;
-const REPAIR_AGAIN_AFTER_MS = 10 * 60_000;
 const GAP_TYPE = 'meteorzx.gap';
 
 const holdsGap = (events: readonly ChainedEvent[]): boolean => events.some((e) => e.type === GAP_TYPE);
-
-/**
- * A group commit's write that LevelDB refused for good: once a write or a
- * background flush or compaction fails, LevelDB refuses every later write on
- * that handle (see LevelBuffer.recoverStore). `corrupt`: a compaction met a
- * damaged table. `io`: the disk failed or was full.
- */
-class RefusedWrite extends Error {
-  constructor(
-    readonly kind: 'corrupt' | 'io',
-    cause: unknown,
-  ) {
-    super((cause as Error).message, { cause });
-  }
-}
-
-type Recovery = 'reopen' | 'repair' | 'replace';
 
 /**
  * The agent's durable buffer on LevelDB: one deflated block per group commit
@@ -320,7 +302,7 @@ export class LevelBuffer implements AgentBuffer {
       } catch (e) {
         err = e;
         if (!(e instanceof RefusedWrite) || this.closing !== undefined) break;
-        plan ??= this.recoveries(e);
+        plan ??= recoveries(e, this.repairedAt, this.opts.clock.now());
         const next = plan[attempt];
         if (next === undefined) break;
         try {
@@ -337,63 +319,23 @@ export class LevelBuffer implements AgentBuffer {
     for (const w of [...work.ackWaiters, ...work.sweepWaiters, ...work.repairWaiters]) w.reject(failure);
   }
 
-  /** What to try, in order, after a refused write; each is followed by the write again. */
-  private recoveries(refused: RefusedWrite): readonly Recovery[] {
-    if (refused.kind === 'io') return ['reopen'];
-    // A store repaired in place a short while ago that fails again is replaced at once: no repair loop.
-    const repairedLately = this.repairedAt !== undefined && this.opts.clock.now() - this.repairedAt < REPAIR_AGAIN_AFTER_MS;
-    return repairedLately ? ['replace'] : ['repair', 'replace'];
-  }
-
   /**
-   * Once a write, flush or compaction fails, LevelDB refuses every later
-   * write on that handle, even after the cause is gone. Each way here closes
-   * the database and opens it again; appends and reads see
-   * METEORZX_BUFFER_CLOSED (503) meanwhile, and the commit queue waits.
-   *
-   * - `reopen`, after an I/O error (a full disk, most likely): nothing is
-   *   wrong with the data, and a new handle writes once there is room again.
-   * - `repair`, after corruption: a compaction met a damaged table, and the
-   *   reopened database would schedule the same compaction. Repaired in
-   *   place (repairInPlace: the damaged files are kept aside, every entry
-   *   LevelDB can still read stays, the epoch and cursors with it). Blocks
-   *   lost with the damage are then met by reads as missing and become holes
-   *   with `buffer-corrupt` gaps, like any damage found by reading.
-   * - `replace`, for a store a repair did not mend: moved aside, new epoch,
-   *   as at open.
-   *
-   * A store that cannot be opened again (the disk still full) is retried in
-   * the background until it opens (scheduleReopen).
+   * Closes the database and opens it again the way `how` says (see
+   * store-recovery.ts). Appends and reads see METEORZX_BUFFER_CLOSED (503)
+   * meanwhile, and the commit queue waits. A store that cannot be opened
+   * again (the disk still full) is retried in the background until it opens
+   * (scheduleReopen).
    */
   private async recoverStore(how: Recovery, refused: RefusedWrite, work: CommitWork): Promise<void> {
     const db = this.db;
     this.db = undefined;
     this.cache.clear();
     await db?.close().catch(() => undefined);
+    if (how === 'repair') this.repairedAt = this.opts.clock.now();
     let opened: OpenedStore | undefined;
     let said: string;
     try {
-      if (how === 'replace') {
-        opened = await replaceStore(this.opts, this.location, refused.cause);
-        said = opened.lost?.message ?? '';
-      } else if (how === 'repair') {
-        this.repairedAt = this.opts.clock.now();
-        let repaired: string;
-        try {
-          repaired = `repaired in place, damaged files kept in ${await repairInPlace(this.opts.dataDir, this.location, this.repairedAt)}`;
-        } catch (repairErr) {
-          repaired = `the repair failed (${(repairErr as Error).message})`;
-        }
-        opened = await openStore(this.opts, this.location);
-        // A block deleted before `oldest` comes back when its delete was in the damaged table: no read
-        // or sweep would ever look there again, so it goes now.
-        if (opened.lost === undefined) await opened.db.clear({ gte: BLOCK_PREFIX, lt: blockKey(opened.meta.oldest) });
-        said = `buffer writes failed as corrupt (${refused.message}): LevelDB's compaction met a damaged table; ${repaired}`;
-        this.recovered = said;
-      } else {
-        opened = await openStore(this.opts, this.location);
-        said = `buffer writes failed (${refused.message}); the database was reopened`;
-      }
+      ({ opened, said } = await reopenStore(this.opts, this.location, how, refused));
       await this.adopt(opened);
     } catch (err) {
       await opened?.db.close().catch(() => undefined);
@@ -408,9 +350,10 @@ export class LevelBuffer implements AgentBuffer {
       work.ackTo = 0;
       work.repairs.length = 0;
       void this.append([gapEvent(opened.lost.data)]).catch(() => undefined);
-    } else {
-      this.opts.logger?.error({ err: refused.cause, epoch: this.s.epoch }, `buffer: ${said}`);
+      return;
     }
+    if (how === 'repair') this.recovered = said;
+    this.opts.logger?.error({ err: refused.cause, epoch: this.s.epoch }, `buffer: ${said}`);
   }
 
   /**
@@ -535,7 +478,7 @@ export class LevelBuffer implements AgentBuffer {
     // Events are acknowledged only by a synced write (durability fsync); cursor-only batches need no sync:
     // after a power cut the cursor may be behind, which replays events the gateway deduplicates.
     await db.batch(ops, { sync: this.opts.durability === 'fsync' && blocks.length > 0 }).catch((err: unknown) => {
-      throw isCorruption(err) ? new RefusedWrite('corrupt', err) : isLevelIoError(err) ? new RefusedWrite('io', err) : err;
+      throw refusedWrite(err);
     });
 
     this.s = { epoch: s.epoch, head: cursor.head, lastHash: cursor.lastHash, delivered: newDelivered, oldest: newOldest, bytes };
