@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { PushState } from '../protocols/index.js';
+import { errorCode, type PushState } from '../protocols/index.js';
 import type { BufferState } from './buffer/types.js';
 
 const PUSH_STATES: readonly PushState[] = ['idle', 'sending', 'backoff', 'open', 'half-open', 'disabled'];
@@ -96,7 +96,7 @@ export class AgentMetrics {
     try {
       out = await append();
     } catch (err) {
-      this.appendFailures.inc({ code: String((err as { code?: unknown }).code ?? 'unknown') });
+      this.appendFailures.inc({ code: errorCode(err) });
       throw err;
     }
     this.appendSeconds.observe(Number(process.hrtime.bigint() - start) / 1e9);

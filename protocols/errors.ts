@@ -43,6 +43,12 @@ export function isMeteorError(err: unknown): err is MeteorError {
   return err instanceof MeteorError;
 }
 
+/** The `code` of an error (ours, Node's, LevelDB's), as a metric label; 'unknown' when it has none. */
+export function errorCode(err: unknown): string {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return code === undefined ? 'unknown' : String(code);
+}
+
 export const ProtocolErrors = defineErrors({
   METEORZX_INVALID_SIZE: { description: 'A size is not a number with an optional unit (B, KB, KiB, MB, MiB, GB, GiB, TB, TiB).' },
   METEORZX_INVALID_DURATION: { description: 'A duration is not a number with a unit (ms, s, m, h, d, w).' },

@@ -72,15 +72,17 @@ export class LevelBuffer implements AgentBuffer {
     await this.adopt(opened);
     this.sweepTimer = setInterval(() => void this.sweep().catch(() => undefined), this.opts.sweepIntervalMs);
     this.sweepTimer.unref();
-    if (opened.lost !== undefined) {
-      this.recovered = opened.lost.message;
-      // The gap goes through the normal path: chained, durable, pushed like any event.
-      await this.append([gapEvent(opened.lost.data)]);
-    }
+    // The gap goes through the normal path: chained, durable, pushed like any event.
+    if (opened.lost !== undefined) await this.append([gapEvent(opened.lost.data)]);
   }
 
-  /** Takes an opened store's database and cursors as the buffer's own. */
+  /**
+   * Takes an opened store's database and cursors as the buffer's own (a
+   * replaced store's loss goes into `state().recovered`; its gap event is the
+   * caller's to append).
+   */
   private async adopt(opened: OpenedStore): Promise<void> {
+    if (opened.lost !== undefined) this.recovered = opened.lost.message;
     const { bufferedBytes, ...cursors } = opened.meta;
     this.s = { ...cursors, bytes: bufferedBytes };
     this.oldestBlockLast = (await firstBlock(opened.db))?.lastSeq;
@@ -343,7 +345,6 @@ export class LevelBuffer implements AgentBuffer {
       throw err;
     }
     if (opened.lost !== undefined) {
-      this.recovered = opened.lost.message;
       // A new epoch, whose seqs the pending ack and unreadable ranges do not name (the push sender follows
       // the epoch: see Sender.followEpoch). Its gap goes in the next commit: this one is running.
       // replaceStore has logged it.
@@ -382,10 +383,7 @@ export class LevelBuffer implements AgentBuffer {
           return;
         }
         this.opts.logger?.warn({ epoch: this.s.epoch }, 'buffer: the database is open again');
-        if (opened.lost !== undefined) {
-          this.recovered = opened.lost.message;
-          await this.append([gapEvent(opened.lost.data)]).catch(() => undefined);
-        }
+        if (opened.lost !== undefined) await this.append([gapEvent(opened.lost.data)]).catch(() => undefined);
       })();
     }, delayMs);
     this.reopenTimer.unref();

@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { DEFAULT_LIMITS, type BatchItem, type IngestResponse } from '../../protocols/index.js';
+import { DEFAULT_LIMITS, errorCode, type BatchItem, type IngestResponse } from '../../protocols/index.js';
 import { GatewayErrors } from '../errors.js';
 import type { CommitBatch } from '../storage/types.js';
 import { GroupCommitter, type Prepared } from './committer/group-committer.js';
@@ -89,7 +89,7 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
     try {
       await w.write;
     } catch (err) {
-      metrics?.commitFailures.inc({ code: String((err as { code?: unknown }).code ?? 'unknown') });
+      metrics?.commitFailures.inc({ code: errorCode(err) });
       // Not durable: whatever was prepared on top of it must fail too (see InFlightCommits).
       w.commit.fail();
       tracker.reset(); // its positions moved past what storage holds

@@ -97,15 +97,22 @@ describe('LevelStorage specifics', () => {
       seqs: [],
     });
 
+  /** The prototype of classic-level's chained batches, whose `write` is where the store writes (from a probe database in `dir`). */
+  async function chainedBatchProto(dir: string): Promise<{ write: (...a: unknown[]) => Promise<void> }> {
+    const probe = new Level<string, Buffer>(path.join(dir, 'probe'));
+    await probe.open();
+    const proto = Object.getPrototypeOf(probe.batch()) as { write: (...a: unknown[]) => Promise<void> };
+    await probe.close();
+    return proto;
+  }
+  const ioError = () => Object.assign(new Error('IO error: 000013.ldb: No space left on device'), { code: 'LEVEL_IO_ERROR' });
+
   it('a write failing with an I/O error (a full disk) reopens the database: later commits are stored again', async () => {
     h = await makeLevel();
     await commitOf([stored('before')]);
     // As LevelDB does: once a write fails, that handle refuses every later write, even once the disk has
-    // room again; a newly opened handle writes. The chained batches' write is where the store writes.
-    const probe = new Level<string, Buffer>(path.join(h.dir, 'probe'));
-    await probe.open();
-    const proto = Object.getPrototypeOf(probe.batch()) as { write: (...a: unknown[]) => Promise<void> };
-    await probe.close();
+    // room again; a newly opened handle writes.
+    const proto = await chainedBatchProto(h.dir);
     const write = proto.write;
     const broken = new WeakSet<object>();
     let failNext = true;
@@ -114,7 +121,7 @@ describe('LevelStorage specifics', () => {
         failNext = false;
         broken.add(this.db);
       }
-      if (broken.has(this.db)) return Promise.reject(Object.assign(new Error('IO error: 000013.ldb: No space left on device'), { code: 'LEVEL_IO_ERROR' }));
+      if (broken.has(this.db)) return Promise.reject(ioError());
       return write.apply(this, args);
     });
     try {
@@ -130,11 +137,7 @@ describe('LevelStorage specifics', () => {
 
   it('close() does not wait out the pause between two reopen attempts (the disk still full)', async () => {
     h = await makeLevel();
-    const probe = new Level<string, Buffer>(path.join(h.dir, 'probe'));
-    await probe.open();
-    const proto = Object.getPrototypeOf(probe.batch()) as { write: (...a: unknown[]) => Promise<void> };
-    await probe.close();
-    const ioError = () => Object.assign(new Error('IO error: No space left on device'), { code: 'LEVEL_IO_ERROR' });
+    const proto = await chainedBatchProto(h.dir);
     const writes = vi.spyOn(proto, 'write').mockImplementation(() => Promise.reject(ioError()));
     const opens = vi.spyOn(Level.prototype, 'open').mockImplementation(() => Promise.reject(ioError()));
     try {
