@@ -1,29 +1,21 @@
 import { join } from 'node:path';
 import { type AuditEvent, type ChainedEvent } from '../../protocols/index.js';
 import { AgentErrors } from '../errors.js';
-import { BlockCache, type LineBlock } from './block-cache.js';
-import { decodeBlockLines, encodeBlock, readBlockMeta, type BlockMeta } from './block-codec.js';
-import { ChainCursor } from './chain-cursor.js';
+import { BlockCache } from './block-cache.js';
+import { planCommit, type BufferCursors } from './commit-plan.js';
 import { CommitQueue, type CommitWork } from './commit-queue.js';
-import { applyRepairs, unreadableFrom } from './corrupt-read.js';
-import { droppedGaps, foldGaps, gapData, parseLedger, type GapLedger } from './gap-fold.js';
+import { parseLedger, type GapLedger } from './gap-fold.js';
 import { Holes } from './holes.js';
-import { BLOCK_END, BLOCK_PREFIX, blockKey, blockSeq, extraKey, META } from './keys.js';
-import { firstBlock, isCorruption, type BufferDb } from './level-store.js';
+import { extraKey, META } from './keys.js';
+import { firstBlock, type BufferDb } from './level-store.js';
+import { LineReader, type ReadView } from './line-reader.js';
 import { openStore, type OpenedStore } from './open-store.js';
 import { resolveBufferOptions, type BufferOptions, type ResolvedBufferOptions } from './options.js';
-import { gapEvent, planRelease } from './space-plan.js';
+import { gapEvent } from './space-plan.js';
 import { recoveries, RefusedWrite, refusedWrite, reopenStore, type Recovery } from './store-recovery.js';
 import type { AgentBuffer, BufferState, StoredLine } from './types.js';
 
-type BatchOp = { type: 'put'; key: string; value: Buffer } | { type: 'del'; key: string };
-
-// Reserved for the gap block a drop-oldest commit adds, so the bound holds with it.
-const GAP_BLOCK_RESERVE = 512;
 const MAX_EXTRA_KEY = 256;
-const GAP_TYPE = 'meteorzx.gap';
-
-const holdsGap = (events: readonly ChainedEvent[]): boolean => events.some((e) => e.type === GAP_TYPE);
 
 /**
  * The agent's durable buffer on LevelDB: one deflated block per group commit
@@ -34,13 +26,14 @@ const holdsGap = (events: readonly ChainedEvent[]): boolean => events.some((e) =
 export class LevelBuffer implements AgentBuffer {
   private readonly opts: ResolvedBufferOptions;
   private readonly cache: BlockCache;
+  private readonly reader: LineReader;
   private readonly queue: CommitQueue;
   private readonly listeners = new Set<(head: number) => void>();
   private spaceWaiters: (() => void)[] = [];
   private db: BufferDb | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
   private closing: Promise<void> | undefined;
-  private s = { epoch: '', head: 0, lastHash: undefined as string | undefined, delivered: 0, oldest: 1, bytes: 0 };
+  private s: BufferCursors = { epoch: '', head: 0, lastHash: undefined, delivered: 0, oldest: 1, bytes: 0 };
   /** Last seq of the oldest stored block: whole delivered blocks can be evicted when ≤ delivered. */
   private oldestBlockLast: number | undefined;
   private recovered: string | undefined;
@@ -49,16 +42,12 @@ export class LevelBuffer implements AgentBuffer {
   private reopenTimer: NodeJS.Timeout | undefined;
   private holes = new Holes();
   private gapLedger: GapLedger = { seq: 0, ranges: [] };
-  /**
-   * The furthest any reader has got (the last seq a read returned, or the
-   * cursor of a read that found nothing after it). A new block is cached for
-   * the push sink only when a reader is this close to the head; see cacheNewBlocks.
-   */
-  private readFrontier = 0;
 
   constructor(options: BufferOptions) {
     this.opts = resolveBufferOptions(options);
     this.cache = new BlockCache(this.opts.cacheEvents);
+    const view = (): ReadView => ({ db: this.db, oldest: this.s.oldest, head: this.s.head, holes: this.holes });
+    this.reader = new LineReader(this.cache, this.opts.cacheEvents, view, (range) => this.queue.repair(range));
     this.queue = new CommitQueue((work) => this.commit(work), this.opts.commitIntervalMs, this.opts.maxCommitEvents);
   }
 
@@ -132,55 +121,8 @@ export class LevelBuffer implements AgentBuffer {
     return (await this.readLines(after, limit, maxBytes)).map((l) => JSON.parse(l.line) as ChainedEvent);
   }
 
-  async readLines(after: number, limit: number, maxBytes = Number.POSITIVE_INFINITY): Promise<StoredLine[]> {
-    const out: StoredLine[] = [];
-    let seq = after + 1;
-    let bytes = 0;
-    while (out.length < limit && bytes < maxBytes) {
-      seq = this.holes.skip(Math.max(seq, this.s.oldest));
-      if (seq > this.s.head) break;
-      let block: LineBlock | undefined;
-      let cause: unknown;
-      try {
-        block = await this.blockHolding(seq);
-      } catch (err) {
-        if (!isCorruption(err)) throw err;
-        cause = err;
-      }
-      if (block === undefined) {
-        // Inside [oldest, head] every seq has a block: none (or one that does not decode) is damage.
-        await this.recoverUnreadable(seq, cause);
-        continue;
-      }
-      const { firstSeq, lines } = block;
-      for (let i = seq - firstSeq; i < lines.length && out.length < limit && bytes < maxBytes; i++) {
-        const line = lines[i] as string;
-        // The first event always goes, so an event larger than maxBytes cannot stall a reader.
-        bytes += line.length + 1;
-        if (bytes > maxBytes && out.length > 0) return this.consumed(out);
-        out.push({ seq: firstSeq + i, line });
-      }
-      seq = firstSeq + lines.length;
-    }
-    if (out.length === 0) this.readFrontier = Math.max(this.readFrontier, after);
-    return this.consumed(out);
-  }
-
-  /**
-   * Bookkeeping after a read: moves the read frontier, and drops from the
-   * cache every block the read took to its end. A reader rarely comes back
-   * for what it has read (the push sink re-reads only after a failure, from
-   * disk), and a decoded block kept after its read lives long enough to be
-   * copied by the young-generation GC and promoted: that cost durable intake
-   * a third of its rate in bench/agent-buffer.mjs.
-   */
-  private consumed(out: StoredLine[]): StoredLine[] {
-    const last = out.at(-1);
-    if (last !== undefined) {
-      this.readFrontier = Math.max(this.readFrontier, last.seq);
-      this.cache.dropBefore(last.seq + 1);
-    }
-    return out;
+  readLines(after: number, limit: number, maxBytes = Number.POSITIVE_INFINITY): Promise<StoredLine[]> {
+    return this.reader.readLines(after, limit, maxBytes);
   }
 
   async ack(seq: number): Promise<void> {
@@ -227,66 +169,10 @@ export class LevelBuffer implements AgentBuffer {
     return (await this.db.get(extraKey(key)))?.toString('utf8');
   }
 
-  /**
-   * Keeps a commit's decoded block for the push sink when a reader is near
-   * the head (within the cache's budget) and so will read it in a moment
-   * without inflating anything. With no reader near — a pull-only agent, a
-   * sink that is down or far behind — nobody would read it from memory, and
-   * holding it would only make every event outlive a young-generation GC.
-   */
-  private cacheNewBlocks(blocks: readonly { firstSeq: number; lines: string[] }[], headBefore: number): void {
-    if (headBefore - this.readFrontier > this.opts.cacheEvents) return;
-    for (const b of blocks) this.cache.put(b.firstSeq, b.lines);
-  }
-
   /** Full = at the byte bound with nothing delivered left to evict. drop-oldest is never full. */
   private isFull(): boolean {
     if (this.opts.whenFull === 'drop-oldest' || this.s.bytes < this.opts.maxBytes) return false;
     return !(this.oldestBlockLast !== undefined && this.oldestBlockLast <= this.s.delivered);
-  }
-
-  private async blockHolding(seq: number): Promise<LineBlock | undefined> {
-    const cached = this.cache.find(seq);
-    if (cached !== undefined) return cached;
-    const db = this.db;
-    if (db === undefined) throw AgentErrors.METEORZX_BUFFER_CLOSED('the buffer is not open');
-    for await (const [key, value] of db.iterator({ lte: blockKey(seq), gte: BLOCK_PREFIX, reverse: true, limit: 1 })) {
-      const firstSeq = blockSeq(key);
-      let lines: string[];
-      try {
-        lines = decodeBlockLines(firstSeq, value);
-      } catch (err) {
-        throw AgentErrors.METEORZX_BUFFER_CORRUPT(`block at seq ${firstSeq} cannot be decoded: ${(err as Error).message}`, { cause: err });
-      }
-      if (seq >= firstSeq + lines.length) return undefined;
-      this.cache.put(firstSeq, lines);
-      return { firstSeq, lines };
-    }
-    return undefined;
-  }
-
-  /**
-   * Records the damaged run holding `seq` as a hole with a `buffer-corrupt`
-   * gap (through the commit queue, so it is durable and ordered with drops),
-   * so readers step past it and delivery continues.
-   */
-  private async recoverUnreadable(seq: number, cause: unknown): Promise<void> {
-    const db = this.db;
-    if (db === undefined) throw AgentErrors.METEORZX_BUFFER_CLOSED('the buffer is not open');
-    const range = await unreadableFrom(db, this.cache, seq, { head: this.s.head, nextHole: this.holes.nextStart(seq) }, cause);
-    await this.queue.repair(range);
-  }
-
-  private async *storedBlocks(db: BufferDb): AsyncGenerator<BlockMeta> {
-    try {
-      for await (const [key, value] of db.iterator({ gte: blockKey(this.s.oldest), lt: BLOCK_END })) {
-        yield readBlockMeta(blockSeq(key), value);
-      }
-    } catch (err) {
-      // LevelDB reports skipped damaged table blocks at the end of a scan: release what was seen.
-      if (!isCorruption(err)) throw err;
-      this.opts.logger?.error({ err }, 'buffer: damaged blocks met while planning a release; they stay until read');
-    }
   }
 
   /**
@@ -389,116 +275,38 @@ export class LevelBuffer implements AgentBuffer {
     this.reopenTimer.unref();
   }
 
+  /** Plans the commit (commit-plan.ts), writes it as one atomic batch, then adopts it and answers its callers. */
   private async commitOrThrow(work: CommitWork): Promise<void> {
     const db = this.db;
     if (db === undefined) throw AgentErrors.METEORZX_BUFFER_CLOSED('the buffer is not open');
-    const now = this.opts.clock.now();
-    const s = this.s;
-    const cursor = new ChainCursor({ agent: this.opts.id, epoch: s.epoch, head: s.head, lastHash: s.lastHash });
-    const ops: BatchOp[] = [];
-    const slices: [number, number][] = [];
-    for (const a of work.appends) {
-      const start = cursor.count;
-      for (const event of a.events) cursor.push(event, a.receivedAt, now);
-      slices.push([start, cursor.count]);
-      for (const x of a.extra ?? []) ops.push({ type: 'put', key: extraKey(x.key), value: Buffer.from(x.value, 'utf8') });
-    }
-    const blocks: { firstSeq: number; value: Buffer; lines: string[] }[] = [];
-    if (cursor.count > 0) {
-      blocks.push({ firstSeq: s.head + 1, value: encodeBlock(cursor.lines, now, holdsGap(cursor.events)), lines: cursor.lines });
-    }
-    const incoming = blocks.reduce((n, b) => n + b.value.length, 0);
-    const delivered = Math.max(s.delivered, Math.min(work.ackTo, s.head));
-    const dropUndelivered = this.opts.whenFull === 'drop-oldest';
-
-    let needBytes = s.bytes + incoming - this.opts.maxBytes + (dropUndelivered ? GAP_BLOCK_RESERVE : 0);
-    if (incoming === 0 && !work.sweep) needBytes = work.makeRoom ? s.bytes - this.opts.maxBytes + 1 : 0;
-    const evictable = this.oldestBlockLast !== undefined && (this.oldestBlockLast <= delivered || dropUndelivered);
-    const plan =
-      (needBytes > 0 && evictable) || work.sweep
-        ? await planRelease(this.storedBlocks(db), {
-            delivered,
-            needBytes,
-            dropUndelivered,
-            deliveredBefore: work.sweep ? now - this.opts.retainMs : undefined,
-            undeliveredBefore:
-              work.sweep && this.opts.maxUndeliveredAgeMs !== undefined ? now - this.opts.maxUndeliveredAgeMs : undefined,
-          })
-        : undefined;
-
-    let newDelivered = delivered;
-    let newOldest = s.oldest;
-    let freed = plan?.freedBytes ?? 0;
-    const gaps: Record<string, unknown>[] = [];
-    if (plan !== undefined && plan.deleted.length > 0) {
-      for (const b of plan.deleted) ops.push({ type: 'del', key: blockKey(b.firstSeq) });
-      const lastDeleted = plan.deleted[plan.deleted.length - 1] as BlockMeta;
-      newOldest = lastDeleted.lastSeq + 1;
-      newDelivered = Math.max(newDelivered, lastDeleted.lastSeq);
-    }
-    // The gateway has the newest gap event: the ranges it named need no repeating.
-    let ledger: GapLedger = this.gapLedger.seq > 0 && work.ackTo >= this.gapLedger.seq ? { seq: 0, ranges: [] } : this.gapLedger;
-    let ledgerChanged = ledger !== this.gapLedger;
-    if (plan !== undefined && plan.lost.length > 0) {
-      for (const lost of plan.lost) this.opts.logger?.warn({ ...lost, epoch: s.epoch }, 'buffer: undelivered events deleted; gap event appended');
-      const folded = foldGaps(plan.lost, ledger.ranges, await droppedGaps(db, this.cache, plan.deleted, delivered, this.opts.logger));
-      gaps.push(...folded.ranges.map(gapData), ...folded.verbatim);
-      ledger = { seq: cursor.head + folded.ranges.length, ranges: folded.ranges };
-      ledgerChanged = true;
-    }
-    // Damaged ranges found by reads: a hole readers step over, and a gap for the part not yet delivered.
-    const repaired = applyRepairs(work.repairs, this.holes, { oldest: newOldest, delivered: newDelivered, epoch: s.epoch });
-    const { holes, holesChanged } = repaired;
-    newOldest = repaired.oldest;
-    newDelivered = repaired.delivered;
-    freed += repaired.freedBytes;
-    gaps.push(...repaired.gaps);
-    if (gaps.length > 0) {
-      // Gaps follow this commit's events, in a block of their own so the events' block needs no re-encoding.
-      const gapFirst = cursor.head + 1;
-      const gapStart = cursor.count;
-      for (const data of gaps) cursor.push(gapEvent(data as Parameters<typeof gapEvent>[0]), new Date(now).toISOString(), now);
-      const gapLines = cursor.lines.slice(gapStart);
-      blocks.push({ firstSeq: gapFirst, value: encodeBlock(gapLines, now, true), lines: gapLines });
-    }
-    if (ledgerChanged) ops.push({ type: 'put', key: META.gaps, value: Buffer.from(JSON.stringify(ledger)) });
-    if (holesChanged) ops.push({ type: 'put', key: META.holes, value: Buffer.from(holes.toJSON()) });
-    const written = blocks.reduce((n, b) => n + b.value.length, 0);
-    const bytes = Math.max(0, s.bytes - freed + written);
-    for (const b of blocks) ops.push({ type: 'put', key: blockKey(b.firstSeq), value: b.value });
-    const meta = (key: string, value: string | number): void => void ops.push({ type: 'put', key, value: Buffer.from(String(value)) });
-    meta(META.head, cursor.head);
-    meta(META.lastHash, cursor.lastHash ?? '');
-    meta(META.delivered, newDelivered);
-    meta(META.oldest, newOldest);
-    meta(META.bufferedBytes, bytes);
-
-    // Events are acknowledged only by a synced write (durability fsync); cursor-only batches need no sync:
-    // after a power cut the cursor may be behind, which replays events the gateway deduplicates.
-    await db.batch(ops, { sync: this.opts.durability === 'fsync' && blocks.length > 0 }).catch((err: unknown) => {
+    const base = { db, opts: this.opts, cursors: this.s, holes: this.holes, gapLedger: this.gapLedger, cache: this.cache, oldestBlockLast: this.oldestBlockLast };
+    const plan = await planCommit(base, work, this.opts.clock.now());
+    await db.batch(plan.ops, { sync: plan.sync }).catch((err: unknown) => {
       throw refusedWrite(err);
     });
 
-    this.s = { epoch: s.epoch, head: cursor.head, lastHash: cursor.lastHash, delivered: newDelivered, oldest: newOldest, bytes };
-    this.holes = holes;
-    this.gapLedger = ledger;
-    for (const r of repaired.recorded) {
+    const headBefore = base.cursors.head;
+    this.s = plan.cursors;
+    this.holes = plan.holes;
+    this.gapLedger = plan.gapLedger;
+    for (const r of plan.recorded) {
       this.recovered = `buffer blocks for seq ${r.from}-${r.to} are unreadable (${r.error}); skipped with a gap event`;
-      this.opts.logger?.error({ from: r.from, to: r.to, epoch: s.epoch, error: r.error }, `buffer: ${this.recovered}`);
+      this.opts.logger?.error({ from: r.from, to: r.to, epoch: this.s.epoch, error: r.error }, `buffer: ${this.recovered}`);
     }
-    if (plan !== undefined && plan.deleted.length > 0) {
-      this.cache.dropBefore(newOldest);
-      this.oldestBlockLast = plan.next?.lastSeq ?? lastSeqOf(blocks[0]);
+    const { release, blocks } = plan;
+    if (release !== undefined && release.deleted.length > 0) {
+      this.cache.dropBefore(this.s.oldest);
+      this.oldestBlockLast = release.next?.lastSeq ?? lastSeqOf(blocks[0]);
     } else if (this.oldestBlockLast === undefined && blocks.length > 0) {
       this.oldestBlockLast = lastSeqOf(blocks[0]);
     }
-    this.cacheNewBlocks(blocks, s.head);
+    this.reader.cacheNewBlocks(blocks, headBefore);
     work.appends.forEach((a, i) => {
-      const [start, end] = slices[i] as [number, number];
-      a.resolve(cursor.events.slice(start, end));
+      const [start, end] = plan.slices[i] as [number, number];
+      a.resolve(plan.events.slice(start, end));
     });
     for (const w of [...work.ackWaiters, ...work.sweepWaiters, ...work.repairWaiters]) w.resolve();
-    if (cursor.head > s.head) for (const listener of this.listeners) listener(cursor.head);
+    if (this.s.head > headBefore) for (const listener of this.listeners) listener(this.s.head);
     if (this.spaceWaiters.length > 0) {
       if (!this.isFull()) this.wakeSpaceWaiters(false);
     }

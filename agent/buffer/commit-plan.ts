@@ -1,0 +1,183 @@
+import type { ChainedEvent } from '../../protocols/index.js';
+import type { BlockCache } from './block-cache.js';
+import { encodeBlock, readBlockMeta, type BlockMeta } from './block-codec.js';
+import { ChainCursor } from './chain-cursor.js';
+import type { CommitWork } from './commit-queue.js';
+import { applyRepairs, type UnreadableRange } from './corrupt-read.js';
+import { droppedGaps, foldGaps, gapData, type GapLedger } from './gap-fold.js';
+import type { Holes } from './holes.js';
+import { BLOCK_END, blockKey, blockSeq, extraKey, META } from './keys.js';
+import { isCorruption, type BufferDb } from './level-store.js';
+import type { ResolvedBufferOptions } from './options.js';
+import { gapEvent, planRelease, type ReleasePlan } from './space-plan.js';
+
+export type BatchOp = { type: 'put'; key: string; value: Buffer } | { type: 'del'; key: string };
+
+/** The buffer's cursors, as kept in meta keys (see keys.ts). */
+export interface BufferCursors {
+  epoch: string;
+  head: number;
+  lastHash: string | undefined;
+  delivered: number;
+  oldest: number;
+  bytes: number;
+}
+
+/** A block this commit writes, with its lines for the cache. */
+export interface NewBlock {
+  firstSeq: number;
+  value: Buffer;
+  lines: string[];
+}
+
+/** What the buffer holds when a commit is planned; planCommit changes none of it. */
+export interface CommitBase {
+  db: BufferDb;
+  opts: ResolvedBufferOptions;
+  cursors: BufferCursors;
+  holes: Holes;
+  gapLedger: GapLedger;
+  cache: BlockCache;
+  /** Last seq of the oldest stored block. */
+  oldestBlockLast: number | undefined;
+}
+
+/** One group commit, ready to write: the batch, and what the buffer adopts once it is durable. */
+export interface CommitPlan {
+  ops: BatchOp[];
+  /** Whether the batch must be synced (it holds events, and durability is fsync). */
+  sync: boolean;
+  blocks: NewBlock[];
+  /** The chained events, in commit order; `slices[i]` is append i's share of them. */
+  events: ChainedEvent[];
+  slices: [number, number][];
+  cursors: BufferCursors;
+  holes: Holes;
+  gapLedger: GapLedger;
+  /** Unreadable ranges this commit records as holes. */
+  recorded: UnreadableRange[];
+  /** Blocks deleted to make room or by the retention sweep, and the oldest one left. */
+  release: ReleasePlan | undefined;
+}
+
+// Reserved for the gap block a drop-oldest commit adds, so the bound holds with it.
+const GAP_BLOCK_RESERVE = 512;
+const GAP_TYPE = 'meteorzx.gap';
+
+const holdsGap = (events: readonly ChainedEvent[]): boolean => events.some((e) => e.type === GAP_TYPE);
+
+/**
+ * Plans one group commit: chains the appended events, makes room (deleting
+ * delivered blocks, or undelivered ones under drop-oldest, with a gap event
+ * naming them), runs the retention sweep when asked, records unreadable
+ * ranges as holes, and moves the cursors — all into one atomic batch. It
+ * reads the store but writes nothing, so a failed write leaves nothing to
+ * roll back.
+ */
+export async function planCommit(base: CommitBase, work: CommitWork, now: number): Promise<CommitPlan> {
+  const { db, opts, cursors: s } = base;
+  const cursor = new ChainCursor({ agent: opts.id, epoch: s.epoch, head: s.head, lastHash: s.lastHash });
+  const ops: BatchOp[] = [];
+  const slices: [number, number][] = [];
+  for (const a of work.appends) {
+    const start = cursor.count;
+    for (const event of a.events) cursor.push(event, a.receivedAt, now);
+    slices.push([start, cursor.count]);
+    for (const x of a.extra ?? []) ops.push({ type: 'put', key: extraKey(x.key), value: Buffer.from(x.value, 'utf8') });
+  }
+  const blocks: NewBlock[] = [];
+  if (cursor.count > 0) {
+    blocks.push({ firstSeq: s.head + 1, value: encodeBlock(cursor.lines, now, holdsGap(cursor.events)), lines: cursor.lines });
+  }
+  const incoming = blocks.reduce((n, b) => n + b.value.length, 0);
+  const delivered = Math.max(s.delivered, Math.min(work.ackTo, s.head));
+  const dropUndelivered = opts.whenFull === 'drop-oldest';
+
+  let needBytes = s.bytes + incoming - opts.maxBytes + (dropUndelivered ? GAP_BLOCK_RESERVE : 0);
+  if (incoming === 0 && !work.sweep) needBytes = work.makeRoom ? s.bytes - opts.maxBytes + 1 : 0;
+  const evictable = base.oldestBlockLast !== undefined && (base.oldestBlockLast <= delivered || dropUndelivered);
+  const release =
+    (needBytes > 0 && evictable) || work.sweep
+      ? await planRelease(storedBlocks(db, s.oldest, opts), {
+          delivered,
+          needBytes,
+          dropUndelivered,
+          deliveredBefore: work.sweep ? now - opts.retainMs : undefined,
+          undeliveredBefore: work.sweep && opts.maxUndeliveredAgeMs !== undefined ? now - opts.maxUndeliveredAgeMs : undefined,
+        })
+      : undefined;
+
+  let newDelivered = delivered;
+  let newOldest = s.oldest;
+  let freed = release?.freedBytes ?? 0;
+  const gaps: Record<string, unknown>[] = [];
+  if (release !== undefined && release.deleted.length > 0) {
+    for (const b of release.deleted) ops.push({ type: 'del', key: blockKey(b.firstSeq) });
+    const lastDeleted = release.deleted[release.deleted.length - 1] as BlockMeta;
+    newOldest = lastDeleted.lastSeq + 1;
+    newDelivered = Math.max(newDelivered, lastDeleted.lastSeq);
+  }
+  // The gateway has the newest gap event: the ranges it named need no repeating.
+  let ledger: GapLedger = base.gapLedger.seq > 0 && work.ackTo >= base.gapLedger.seq ? { seq: 0, ranges: [] } : base.gapLedger;
+  let ledgerChanged = ledger !== base.gapLedger;
+  if (release !== undefined && release.lost.length > 0) {
+    for (const lost of release.lost) opts.logger?.warn({ ...lost, epoch: s.epoch }, 'buffer: undelivered events deleted; gap event appended');
+    const folded = foldGaps(release.lost, ledger.ranges, await droppedGaps(db, base.cache, release.deleted, delivered, opts.logger));
+    gaps.push(...folded.ranges.map(gapData), ...folded.verbatim);
+    ledger = { seq: cursor.head + folded.ranges.length, ranges: folded.ranges };
+    ledgerChanged = true;
+  }
+  // Damaged ranges found by reads: a hole readers step over, and a gap for the part not yet delivered.
+  const repaired = applyRepairs(work.repairs, base.holes, { oldest: newOldest, delivered: newDelivered, epoch: s.epoch });
+  newOldest = repaired.oldest;
+  newDelivered = repaired.delivered;
+  freed += repaired.freedBytes;
+  gaps.push(...repaired.gaps);
+  if (gaps.length > 0) {
+    // Gaps follow this commit's events, in a block of their own so the events' block needs no re-encoding.
+    const gapFirst = cursor.head + 1;
+    const gapStart = cursor.count;
+    for (const data of gaps) cursor.push(gapEvent(data as Parameters<typeof gapEvent>[0]), new Date(now).toISOString(), now);
+    const gapLines = cursor.lines.slice(gapStart);
+    blocks.push({ firstSeq: gapFirst, value: encodeBlock(gapLines, now, true), lines: gapLines });
+  }
+  if (ledgerChanged) ops.push({ type: 'put', key: META.gaps, value: Buffer.from(JSON.stringify(ledger)) });
+  if (repaired.holesChanged) ops.push({ type: 'put', key: META.holes, value: Buffer.from(repaired.holes.toJSON()) });
+  const written = blocks.reduce((n, b) => n + b.value.length, 0);
+  const bytes = Math.max(0, s.bytes - freed + written);
+  for (const b of blocks) ops.push({ type: 'put', key: blockKey(b.firstSeq), value: b.value });
+  const meta = (key: string, value: string | number): void => void ops.push({ type: 'put', key, value: Buffer.from(String(value)) });
+  meta(META.head, cursor.head);
+  meta(META.lastHash, cursor.lastHash ?? '');
+  meta(META.delivered, newDelivered);
+  meta(META.oldest, newOldest);
+  meta(META.bufferedBytes, bytes);
+
+  return {
+    ops,
+    // Events are acknowledged only by a synced write (durability fsync); cursor-only batches need no sync:
+    // after a power cut the cursor may be behind, which replays events the gateway deduplicates.
+    sync: opts.durability === 'fsync' && blocks.length > 0,
+    blocks,
+    events: cursor.events,
+    slices,
+    cursors: { epoch: s.epoch, head: cursor.head, lastHash: cursor.lastHash, delivered: newDelivered, oldest: newOldest, bytes },
+    holes: repaired.holes,
+    gapLedger: ledger,
+    recorded: repaired.recorded,
+    release,
+  };
+}
+
+/** The stored blocks from `oldest` on, as planRelease walks them. */
+async function* storedBlocks(db: BufferDb, oldest: number, opts: ResolvedBufferOptions): AsyncGenerator<BlockMeta> {
+  try {
+    for await (const [key, value] of db.iterator({ gte: blockKey(oldest), lt: BLOCK_END })) {
+      yield readBlockMeta(blockSeq(key), value);
+    }
+  } catch (err) {
+    // LevelDB reports skipped damaged table blocks at the end of a scan: release what was seen.
+    if (!isCorruption(err)) throw err;
+    opts.logger?.error({ err }, 'buffer: damaged blocks met while planning a release; they stay until read');
+  }
+}
