@@ -90,7 +90,10 @@ export async function planCommit(base: CommitBase, work: CommitWork, now: number
     blocks.push({ firstSeq: s.head + 1, value: encodeBlock(cursor.lines, now, holdsGap(cursor.events)), lines: cursor.lines });
   }
   const incoming = blocks.reduce((n, b) => n + b.value.length, 0);
-  const delivered = Math.max(s.delivered, Math.min(work.ackTo, s.head));
+  // Acks and unreadable ranges name seqs of the epoch they were queued in: a store replaced since makes them moot.
+  const ackTo = work.ackEpoch === s.epoch ? work.ackTo : 0;
+  const repairs = work.repairs.filter((r) => r.epoch === s.epoch);
+  const delivered = Math.max(s.delivered, Math.min(ackTo, s.head));
   const dropUndelivered = opts.whenFull === 'drop-oldest';
 
   let needBytes = s.bytes + incoming - opts.maxBytes + (dropUndelivered ? GAP_BLOCK_RESERVE : 0);
@@ -118,7 +121,7 @@ export async function planCommit(base: CommitBase, work: CommitWork, now: number
     newDelivered = Math.max(newDelivered, lastDeleted.lastSeq);
   }
   // The gateway has the newest gap event: the ranges it named need no repeating.
-  let ledger: GapLedger = base.gapLedger.seq > 0 && work.ackTo >= base.gapLedger.seq ? { seq: 0, ranges: [] } : base.gapLedger;
+  let ledger: GapLedger = base.gapLedger.seq > 0 && ackTo >= base.gapLedger.seq ? { seq: 0, ranges: [] } : base.gapLedger;
   let ledgerChanged = ledger !== base.gapLedger;
   if (release !== undefined && release.lost.length > 0) {
     for (const lost of release.lost) opts.logger?.warn({ ...lost, epoch: s.epoch }, 'buffer: undelivered events deleted; gap event appended');
@@ -128,7 +131,7 @@ export async function planCommit(base: CommitBase, work: CommitWork, now: number
     ledgerChanged = true;
   }
   // Damaged ranges found by reads: a hole readers step over, and a gap for the part not yet delivered.
-  const repaired = applyRepairs(work.repairs, base.holes, { oldest: newOldest, delivered: newDelivered, epoch: s.epoch });
+  const repaired = applyRepairs(repairs, base.holes, { oldest: newOldest, delivered: newDelivered, epoch: s.epoch });
   newOldest = repaired.oldest;
   newDelivered = repaired.delivered;
   freed += repaired.freedBytes;

@@ -18,8 +18,9 @@ interface Waiter {
 /** Everything one group commit writes. */
 export interface CommitWork {
   appends: PendingAppend[];
-  /** Highest seq acked since the last commit (0: none). */
+  /** Highest seq acked since the last commit (0: none), of epoch `ackEpoch`. */
   ackTo: number;
+  ackEpoch: string | undefined;
   ackWaiters: Waiter[];
   /** Run the retention sweep in this commit. */
   sweep: boolean;
@@ -53,7 +54,7 @@ export class CommitQueue {
   ) {}
 
   private static empty(): CommitWork {
-    return { appends: [], ackTo: 0, ackWaiters: [], sweep: false, sweepWaiters: [], makeRoom: false, repairs: [], repairWaiters: [] };
+    return { appends: [], ackTo: 0, ackEpoch: undefined, ackWaiters: [], sweep: false, sweepWaiters: [], makeRoom: false, repairs: [], repairWaiters: [] };
   }
 
   append(item: PendingAppend): void {
@@ -62,9 +63,11 @@ export class CommitQueue {
     this.schedule(this.pendingEvents >= this.maxEvents);
   }
 
-  ack(seq: number): Promise<void> {
+  /** Queues an ack of `seq` in `epoch`; one in a newer epoch replaces an older epoch's (epochs only move on). */
+  ack(seq: number, epoch: string): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.work.ackTo = Math.max(this.work.ackTo, seq);
+      this.work.ackTo = this.work.ackEpoch === epoch ? Math.max(this.work.ackTo, seq) : seq;
+      this.work.ackEpoch = epoch;
       this.work.ackWaiters.push({ resolve, reject });
       this.schedule(true);
     });

@@ -11,6 +11,8 @@ export interface UnreadableRange {
   /** Estimated stored bytes of the damaged blocks (LevelDB's own estimate; 0 when unknown). */
   bytes: number;
   error: string;
+  /** The epoch whose seqs these are: a store replaced meanwhile makes the range moot. */
+  epoch: string;
 }
 
 /**
@@ -50,7 +52,7 @@ export async function unreadableFrom(
   db: BufferDb,
   cache: BlockCache,
   seq: number,
-  limits: { head: number; nextHole: number },
+  limits: { head: number; nextHole: number; epoch: string },
   cause: unknown,
 ): Promise<UnreadableRange> {
   const next = await nextReadable(db, cache, seq);
@@ -62,7 +64,7 @@ export async function unreadableFrom(
     // Only an estimate for the byte count; unknown is fine.
   }
   const error = cause instanceof Error ? cause.message : `no block holds seq ${seq}`;
-  return { from: seq, to, bytes, error };
+  return { from: seq, to, bytes, error, epoch: limits.epoch };
 }
 
 export interface RepairOutcome {

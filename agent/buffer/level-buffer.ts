@@ -46,7 +46,7 @@ export class LevelBuffer implements AgentBuffer {
   constructor(options: BufferOptions) {
     this.opts = resolveBufferOptions(options);
     this.cache = new BlockCache(this.opts.cacheEvents);
-    const view = (): ReadView => ({ db: this.db, oldest: this.s.oldest, head: this.s.head, holes: this.holes });
+    const view = (): ReadView => ({ db: this.db, epoch: this.s.epoch, oldest: this.s.oldest, head: this.s.head, holes: this.holes });
     this.reader = new LineReader(this.cache, this.opts.cacheEvents, view, (range) => this.queue.repair(range));
     this.queue = new CommitQueue((work) => this.commit(work), this.opts.commitIntervalMs, this.opts.maxCommitEvents);
   }
@@ -125,12 +125,13 @@ export class LevelBuffer implements AgentBuffer {
     return this.reader.readLines(after, limit, maxBytes);
   }
 
-  async ack(seq: number): Promise<void> {
+  /** An ack names its epoch (by default the current one): planCommit ignores one whose epoch the store no longer holds. */
+  async ack(seq: number, epoch = this.s.epoch): Promise<void> {
     const target = Math.min(seq, this.s.head);
     // A drop moves `delivered` past what it deleted; an ack still matters when it passes the newest gap event.
     if (target <= this.s.delivered && (this.gapLedger.seq === 0 || target < this.gapLedger.seq)) return;
     if (this.db === undefined) throw AgentErrors.METEORZX_BUFFER_CLOSED('the buffer is not open');
-    await this.queue.ack(target);
+    await this.queue.ack(target, epoch);
   }
 
   /** Runs the retention sweep now (the timer runs it every sweepIntervalMs). */
@@ -194,7 +195,7 @@ export class LevelBuffer implements AgentBuffer {
         const next = plan[attempt];
         if (next === undefined) break;
         try {
-          await this.recoverStore(next, e, work);
+          await this.recoverStore(next, e);
         } catch (recoverErr) {
           err = recoverErr;
           break;
@@ -214,7 +215,7 @@ export class LevelBuffer implements AgentBuffer {
    * again (the disk still full) is retried in the background until it opens
    * (scheduleReopen).
    */
-  private async recoverStore(how: Recovery, refused: RefusedWrite, work: CommitWork): Promise<void> {
+  private async recoverStore(how: Recovery, refused: RefusedWrite): Promise<void> {
     const db = this.db;
     this.db = undefined;
     this.cache.clear();
@@ -231,11 +232,10 @@ export class LevelBuffer implements AgentBuffer {
       throw err;
     }
     if (opened.lost !== undefined) {
-      // A new epoch, whose seqs the pending ack and unreadable ranges do not name (the push sender follows
-      // the epoch: see Sender.followEpoch). Its gap goes in the next commit: this one is running.
+      // A new epoch, whose seqs the acks and unreadable ranges queued so far do not name: planCommit
+      // drops them by their epoch, in this commit's retry and in the next (the push sender follows the
+      // epoch: see Sender.followEpoch). Its gap goes in the next commit: this one is running.
       // replaceStore has logged it.
-      work.ackTo = 0;
-      work.repairs.length = 0;
       void this.append([gapEvent(opened.lost.data)]).catch(() => undefined);
       return;
     }

@@ -10,6 +10,7 @@ import type { StoredLine } from './types.js';
 /** The buffer as a read sees it: taken afresh at every step, since a commit or a reopen may change it meanwhile. */
 export interface ReadView {
   db: BufferDb | undefined;
+  epoch: string;
   oldest: number;
   head: number;
   holes: Holes;
@@ -127,8 +128,8 @@ export class LineReader {
    */
   private async recoverUnreadable(seq: number, cause: unknown): Promise<void> {
     const db = this.openDb();
-    const { head, holes } = this.view();
-    await this.repair(await unreadableFrom(db, this.cache, seq, { head, nextHole: holes.nextStart(seq) }, cause));
+    const { epoch, head, holes } = this.view();
+    await this.repair(await unreadableFrom(db, this.cache, seq, { head, nextHole: holes.nextStart(seq), epoch }, cause));
   }
 
   private openDb(): BufferDb {

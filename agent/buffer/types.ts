@@ -50,8 +50,13 @@ export interface AgentBuffer {
    * send, with no event parsed or serialised on the way.
    */
   readLines(after: number, limit: number, maxBytes?: number): Promise<StoredLine[]>;
-  /** Marks everything ≤ seq delivered (durably). Never moves backwards. */
-  ack(seq: number): Promise<void>;
+  /**
+   * Marks everything ≤ seq delivered (durably). Never moves backwards. With
+   * `epoch`, the seq is that epoch's: an ack for an epoch the buffer no
+   * longer holds (its store was replaced) changes nothing. Without it, the
+   * epoch current at the call.
+   */
+  ack(seq: number, epoch?: string): Promise<void>;
   state(): BufferState;
   /** Resolves when space is available again (for sources that pause instead of failing). */
   waitForSpace(): Promise<void>;

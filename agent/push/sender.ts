@@ -333,7 +333,6 @@ export class Sender {
 
   /** Moves the delivered cursor over the acknowledged prefix of the window. */
   private async ackPrefix(): Promise<void> {
-    // Checked in the same turn as the ack is queued: the buffer's epoch cannot change in between.
     if (this.followEpoch()) return;
     let upTo = this.delivered;
     let n = 0;
@@ -342,8 +341,9 @@ export class Sender {
       n += 1;
     }
     if (n === 0) return;
-    // Durable first, then forget: if ack fails the batches stay and are resent.
-    await this.buffer.ack(upTo);
+    // Durable first, then forget: if ack fails the batches stay and are resent. The ack names its epoch:
+    // should the buffer replace its store before the ack is written, it changes nothing in the new one.
+    await this.buffer.ack(upTo, this.epoch);
     this.window.splice(0, n);
     this.delivered = upTo;
   }

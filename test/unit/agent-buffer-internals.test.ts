@@ -12,6 +12,7 @@ import { decodeBlock, decodeBlockLines, encodeBlock, readBlockMeta } from '../..
 import { BlockCache } from '../../agent/buffer/block-cache.js';
 import { jsonArrayOf, ndjsonOf } from '../../agent/buffer/event-line.js';
 import { ChainCursor } from '../../agent/buffer/chain-cursor.js';
+import { CommitQueue, type CommitWork } from '../../agent/buffer/commit-queue.js';
 
 const ev = (i: number): AuditEvent => ({ type: 'unit.event', data: { i } });
 
@@ -65,6 +66,33 @@ describe('ChainCursor', () => {
       });
       expect(verifyChain(cursor.events).breaks).toEqual([]);
     }), { numRuns: 500 });
+  });
+});
+
+describe('CommitQueue', () => {
+  it('keeps the highest ack of an epoch; an ack in a newer epoch replaces an older epoch\'s', async () => {
+    const seen: Pick<CommitWork, 'ackTo' | 'ackEpoch'>[] = [];
+    let release = (): void => undefined;
+    const queue = new CommitQueue(async (work) => {
+      seen.push({ ackTo: work.ackTo, ackEpoch: work.ackEpoch });
+      await new Promise<void>((r) => (release = r)); // held, so the next acks pile up into one work
+      for (const w of work.ackWaiters) w.resolve();
+    }, 1, 100);
+    const acks = [queue.ack(1, 'A')];
+    await vi.waitFor(() => expect(seen).toHaveLength(1));
+    acks.push(queue.ack(3, 'A'), queue.ack(10, 'A'), queue.ack(7, 'A'));
+    release();
+    await vi.waitFor(() => expect(seen).toHaveLength(2));
+    acks.push(queue.ack(10, 'A'), queue.ack(3, 'B'), queue.ack(2, 'B'));
+    release();
+    await vi.waitFor(() => expect(seen).toHaveLength(3));
+    release();
+    await Promise.all(acks);
+    expect(seen).toEqual([
+      { ackTo: 1, ackEpoch: 'A' },
+      { ackTo: 10, ackEpoch: 'A' },
+      { ackTo: 3, ackEpoch: 'B' },
+    ]);
   });
 });
 

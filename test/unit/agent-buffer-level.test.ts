@@ -168,6 +168,78 @@ describe('LevelBuffer: damage met by a LevelDB compaction', () => {
   });
 });
 
+describe('LevelBuffer: acks and damage reports queued while a commit replaces the store', () => {
+  const { fx, make } = bufferFixture('meteorzx-buffer-epoch-race-');
+  const evs = (n: number) => Array.from({ length: n }, (_, i) => ({ type: 'test.event', data: { i } }));
+  const corruption = () => Object.assign(new Error('Corruption: bad block type'), { code: 'LEVEL_CORRUPTION' });
+
+  /**
+   * The next two writes fail as corruption, and LevelDB's repair mends
+   * nothing, so the running commit ends in a new epoch (repair, then
+   * replace). `during` runs while that commit is in its first write, before
+   * the epoch changes: what it queues goes into the next commit.
+   */
+  function replacedDuring(during: () => void) {
+    let failures = 2;
+    const batch = ClassicLevel.prototype.batch;
+    const batchSpy = vi.spyOn(ClassicLevel.prototype, 'batch').mockImplementation(function (this: ClassicLevel, ...args: unknown[]) {
+      if (args.length > 0 && failures > 0) {
+        if (failures-- === 2) during();
+        return Promise.reject(corruption());
+      }
+      return (batch as (...a: unknown[]) => unknown).apply(this, args);
+    } as typeof batch);
+    const repairSpy = vi.spyOn(ClassicLevel, 'repair').mockResolvedValue(undefined);
+    fx.restore.push(() => batchSpy.mockRestore(), () => repairSpy.mockRestore());
+  }
+
+  it('an ack of the old epoch is not applied to the new one: its events stay undelivered', async () => {
+    const buffer = await make();
+    await buffer.append(evs(20));
+    const { epoch } = buffer.state();
+    let ack: Promise<void> | undefined;
+    replacedDuring(() => void (ack = buffer.ack(15)));
+    const [first] = await buffer.append(evs(1));
+    await ack;
+    await buffer.append(evs(3));
+    expect(buffer.state().epoch).not.toBe(epoch);
+    expect(first?.epoch).toBe(buffer.state().epoch);
+    // Seq 15 of the old epoch was acked; in the new one nothing has been sent.
+    expect(buffer.state().delivered).toBe(0);
+    const events = await buffer.read(0, 100);
+    expect(events.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5]);
+    expect(events.filter((e) => e.type === 'meteorzx.gap').map((e) => e.data)).toEqual([
+      expect.objectContaining({ reason: 'buffer-corrupt', lostEpoch: epoch, from: 1, to: 20 }),
+    ]);
+  });
+
+  it('an ack that names another epoch changes nothing', async () => {
+    const buffer = await make();
+    await buffer.append(evs(20));
+    await buffer.ack(5, 'some-earlier-epoch');
+    expect(buffer.state().delivered).toBe(0);
+    await buffer.ack(5, buffer.state().epoch);
+    expect(buffer.state().delivered).toBe(5);
+  });
+
+  it('an unreadable range found in the old epoch does not punch a hole in the new one', async () => {
+    const buffer = await make();
+    await buffer.append(evs(20));
+    const { epoch } = buffer.state();
+    let repair: Promise<void> | undefined;
+    const queue = (buffer as unknown as { queue: { repair(r: object): Promise<void> } }).queue;
+    replacedDuring(() => void (repair = queue.repair({ from: 1, to: 3, bytes: 0, error: 'bad block', epoch })));
+    await buffer.append(evs(1));
+    await repair;
+    await buffer.append(evs(3));
+    expect(buffer.state().epoch).not.toBe(epoch);
+    const events = await buffer.read(0, 100);
+    expect(events.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5]);
+    expect(events.filter((e) => e.type === 'meteorzx.gap')).toHaveLength(1);
+    expect(buffer.state()).toMatchObject({ delivered: 0, oldest: 1 });
+  });
+});
+
 describe('LevelBuffer: a write refused for an I/O error (a full disk)', () => {
   const { fx, make } = bufferFixture('meteorzx-buffer-io-');
   const evs = (n: number) => Array.from({ length: n }, (_, i) => ({ type: 'test.event', data: { i } }));

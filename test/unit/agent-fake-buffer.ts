@@ -81,7 +81,13 @@ export class FakeBuffer implements AgentBuffer {
     return out;
   }
 
-  async ack(seq: number): Promise<void> {
+  /** The epoch each call to ack named (undefined: none). */
+  ackEpochs: (string | undefined)[] = [];
+
+  async ack(seq: number, epoch?: string): Promise<void> {
+    this.ackEpochs.push(epoch);
+    // As LevelBuffer: an ack for an epoch no longer held changes nothing.
+    if (epoch !== undefined && epoch !== this.epoch) return;
     this.acks.push(seq);
     if (seq > this.delivered) this.delivered = seq;
   }

@@ -115,6 +115,7 @@ describe('push sender', () => {
     for (const d of held) d.resolve(ok); // the old epoch's seqs 1-20 acked after the switch
     await waitFor(() => buffer.delivered === 5, 'the new epoch delivered');
     expect(buffer.acks).toEqual([5]);
+    expect(buffer.ackEpochs).toEqual(['EPOCH2']); // named, so the buffer can refuse it should the epoch change meanwhile
     const sentNew = transport.sent.slice(2).flat();
     expect(sentNew.map((e) => [e.seq, (JSON.parse(e.line) as { epoch: string }).epoch])).toEqual([1, 2, 3, 4, 5].map((seq) => [seq, 'EPOCH2']));
     expect(warnings).toContainEqual(expect.objectContaining({ from: 'EPOCH1', to: 'EPOCH2', dropped: 2 }));
