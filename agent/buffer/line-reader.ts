@@ -38,8 +38,14 @@ export class LineReader {
     private readonly repair: (range: UnreadableRange) => Promise<void>,
   ) {}
 
+  /**
+   * Lines of one epoch: should the store be replaced while the read waits on
+   * LevelDB, it ends with what it read before (the seqs after `after` name
+   * other events in the new epoch).
+   */
   async readLines(after: number, limit: number, maxBytes = Number.POSITIVE_INFINITY): Promise<StoredLine[]> {
     const out: StoredLine[] = [];
+    const { epoch } = this.view();
     let seq = after + 1;
     let bytes = 0;
     while (out.length < limit && bytes < maxBytes) {
@@ -54,6 +60,7 @@ export class LineReader {
         if (!isCorruption(err)) throw err;
         cause = err;
       }
+      if (this.view().epoch !== epoch) break;
       if (block === undefined) {
         // Inside [oldest, head] every seq has a block: none (or one that does not decode) is damage.
         await this.recoverUnreadable(seq, cause);

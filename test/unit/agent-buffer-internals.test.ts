@@ -13,6 +13,10 @@ import { BlockCache } from '../../agent/buffer/block-cache.js';
 import { jsonArrayOf, ndjsonOf } from '../../agent/buffer/event-line.js';
 import { ChainCursor } from '../../agent/buffer/chain-cursor.js';
 import { CommitQueue, type CommitWork } from '../../agent/buffer/commit-queue.js';
+import { LineReader, type ReadView } from '../../agent/buffer/line-reader.js';
+import { Holes } from '../../agent/buffer/holes.js';
+import { blockKey } from '../../agent/buffer/keys.js';
+import type { BufferDb } from '../../agent/buffer/level-store.js';
 
 const ev = (i: number): AuditEvent => ({ type: 'unit.event', data: { i } });
 
@@ -93,6 +97,28 @@ describe('CommitQueue', () => {
       { ackTo: 10, ackEpoch: 'A' },
       { ackTo: 3, ackEpoch: 'B' },
     ]);
+  });
+});
+
+describe('LineReader', () => {
+  it('reads one epoch: a store replaced while the read waits on LevelDB ends the read with what came before', async () => {
+    const line = (seq: number) => `{"epoch":"A","seq":${seq}}`;
+    const cache = new BlockCache(100);
+    cache.put(1, [1, 2, 3].map(line));
+    const view: ReadView = { db: undefined, epoch: 'A', oldest: 1, head: 6, holes: new Holes() };
+    // Block 4-6 is on disk; while its read is awaited, a commit replaces the store (new epoch, head 6 again).
+    view.db = {
+      async *iterator(options: { lte: string }) {
+        expect(options.lte).toBe(blockKey(4));
+        Object.assign(view, { epoch: 'B', db: undefined });
+        yield [blockKey(4), encodeBlock([4, 5, 6].map(line), 1)];
+      },
+    } as unknown as BufferDb;
+    const repairs: unknown[] = [];
+    const reader = new LineReader(cache, 100, () => ({ ...view }), async (r) => void repairs.push(r));
+    const read = await reader.readLines(0, 100);
+    expect(read.map((l) => l.seq)).toEqual([1, 2, 3]);
+    expect(repairs).toEqual([]);
   });
 });
 
