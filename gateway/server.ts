@@ -201,7 +201,9 @@ export class Gateway {
       tokens: new TokenAuth(config.auth.tokens),
       limits,
       ...(metrics === undefined ? {} : { metrics: metrics.registry }),
-      isReady: () => this.ready,
+      // Not ready while the store cannot write either (its database reopening after a full disk, say):
+      // the reopen goes on by itself, so readiness comes back without traffic.
+      isReady: () => this.ready && this.storage?.writable?.() !== false,
       maxInflightIngests: this.opts.maxInflightIngests ?? 64,
       ...(this.pulls === undefined ? {} : { pulls: this.pulls }),
       logger: logger.child({ component: 'http' }),

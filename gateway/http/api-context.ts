@@ -19,7 +19,7 @@ export interface ApiContext {
   tokens: TokenAuth;
   limits: Limits;
   metrics?: MetricsSource;
-  /** False while starting or draining: `/readyz` answers 503 then. */
+  /** False while starting, draining, or while storage cannot write: `/readyz` answers 503 then. */
   isReady: () => boolean;
   /** Most POST /v1/events bodies being read or ingested at once; more answer 503 + Retry-After. */
   maxInflightIngests: number;

@@ -123,4 +123,10 @@ export interface Storage {
   verify(opts?: { source?: string; onProgress?: (done: number) => void }): Promise<VerifyReport>;
   /** Deletes whole days of events received before `before` (ms epoch); returns events deleted. */
   applyRetention(before: number): Promise<number>;
+  /**
+   * False while the store cannot take a commit: its database is closed and
+   * being opened again after a failed write (LevelStorage.reopen).
+   * `/readyz` answers 503 meanwhile. A backend without it is always writable.
+   */
+  writable?(): boolean;
 }

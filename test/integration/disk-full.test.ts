@@ -67,12 +67,19 @@ function poster(url: string, n: number, extra: Record<string, unknown> = {}) {
  * Fills the disk under `dir` but `leaveMiB`, posts until the answer is 503,
  * frees the disk, and waits until a post is answered 200 again.
  */
-async function fullThenFreed(dir: string, leaveMiB: number, post: (tag: string) => Promise<number>, what: string): Promise<void> {
+async function fullThenFreed(
+  dir: string,
+  leaveMiB: number,
+  post: (tag: string) => Promise<number>,
+  what: string,
+  whileFull?: () => Promise<void>,
+): Promise<void> {
   const filler = join(dir, 'filler');
   await fillDisk(filler, leaveMiB);
   let status = 200;
   for (let n = 0; n < 400 && status === 200; n++) status = await post(`full-${n}`);
   expect(status).toBe(503);
+  await whileFull?.();
   await rm(filler);
   let n = 0;
   await waitFor(async () => (await post(`freed-${n++}`)) === 200, what, 20_000);
@@ -108,7 +115,14 @@ describe.runIf(mountable)('on a disk that fills up and is freed again', () => {
     const { acked, post } = poster(`${gateway.url}/v1/events`, 100, { source: 'disk-full' });
     expect(await post('before')).toBe(200);
     // The store's memtable is 8 MiB: room for 12 MiB more lets it fill, and its flush fail.
-    await fullThenFreed(dir, 12, post, 'the gateway storing again once the disk has room');
+    const readyz = async (): Promise<number> => (await fetch(`${gateway.url}/readyz`)).status;
+    const whileFull: number[] = [];
+    await fullThenFreed(dir, 12, post, 'the gateway storing again once the disk has room', async () => {
+      for (let i = 0; i < 10; i++, await new Promise((r) => setTimeout(r, 100))) whileFull.push(await readyz());
+    });
+    // Not ready while the store cannot write, ready again once it can: no restart, no traffic needed.
+    expect(whileFull).toContain(503);
+    await waitFor(async () => (await readyz()) === 200, '/readyz answering 200 again', 5_000);
     expect(gateway.proc.exitCode).toBeNull();
     // Operators see it: the failed commits are counted by error code.
     const metrics = await (await fetch(`${gateway.url}/metrics`)).text();

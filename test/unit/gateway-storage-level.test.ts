@@ -128,6 +128,7 @@ describe('LevelStorage specifics', () => {
       await expect(commitOf([stored('failed')])).rejects.toMatchObject({ code: 'METEORZX_STORAGE_FAILED' });
       // While it reopens, commits get METEORZX_STORAGE_CLOSED (503); then they are stored.
       await vi.waitFor(() => expect(commitOf([stored('after')])).resolves.toBeDefined(), { timeout: 5000, interval: 20 });
+      expect((h.storage as LevelStorage).writable()).toBe(true);
       const page = await h.storage.query({ source: 'host-1', limit: 10 });
       expect(page.events.map((e) => e.id)).toEqual(['before', 'after']);
     } finally {
@@ -141,8 +142,10 @@ describe('LevelStorage specifics', () => {
     const writes = vi.spyOn(proto, 'write').mockImplementation(() => Promise.reject(ioError()));
     const opens = vi.spyOn(Level.prototype, 'open').mockImplementation(() => Promise.reject(ioError()));
     try {
+      expect((h.storage as LevelStorage).writable()).toBe(true);
       await expect(commitOf([stored('failed')])).rejects.toMatchObject({ code: 'METEORZX_STORAGE_FAILED' });
       await new Promise((r) => setTimeout(r, 50)); // the first reopen failed; the next is 1 s away
+      expect((h.storage as LevelStorage).writable()).toBe(false); // what /readyz answers 503 on
       const started = Date.now();
       await h.storage.close();
       // A hang check, not a speed budget: without the wake-up, close() waits out the rest of that second.

@@ -230,6 +230,10 @@ export class LevelStorage implements Storage {
     return { seq: state.lastSeq, hash: state.lastHash };
   }
 
+  writable(): boolean {
+    return this.db !== undefined;
+  }
+
   /** Pipelined: may be called again before the previous commit settled (see LevelWriter). */
   commit(batch: CommitBatch): Promise<CommitResult> {
     try {
