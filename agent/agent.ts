@@ -158,6 +158,7 @@ export class Agent {
       bufferedBytes: state.bufferedBytes,
       push,
       ...(state.recovered === undefined ? {} : { recovered: state.recovered }),
+      ...(state.writeError === undefined ? {} : { writeError: state.writeError }),
     };
   }
 

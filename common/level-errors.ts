@@ -10,3 +10,16 @@ export function isLevelIoError(err: unknown): boolean {
   }
   return false;
 }
+
+/**
+ * An error's message followed by those of the causes under it that add
+ * something: abstract-level wraps what LevelDB said ("IO error: …: No space
+ * left on device") under its own "Database failed to open".
+ */
+export function levelMessage(err: unknown): string {
+  const parts: string[] = [];
+  for (let e = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+    if (!parts.some((p) => p.includes(e.message))) parts.push(e.message);
+  }
+  return parts.length === 0 ? String(err) : parts.join(': ');
+}

@@ -40,6 +40,8 @@ export class LevelBuffer implements AgentBuffer {
   /** When the store was last repaired in place (recoverStore). */
   private repairedAt: number | undefined;
   private reopenTimer: NodeJS.Timeout | undefined;
+  /** Why the buffer cannot write, while it cannot (see BufferState.writeError). */
+  private writeError: string | undefined;
   private holes = new Holes();
   private gapLedger: GapLedger = { seq: 0, ranges: [] };
 
@@ -152,6 +154,7 @@ export class LevelBuffer implements AgentBuffer {
       bufferedBytes: s.bytes,
     };
     if (this.recovered !== undefined) state.recovered = this.recovered;
+    if (this.writeError !== undefined) state.writeError = this.writeError;
     return state;
   }
 
@@ -203,6 +206,7 @@ export class LevelBuffer implements AgentBuffer {
       }
     }
     const failure = AgentErrors.METEORZX_BUFFER_WRITE_FAILED(`group commit failed: ${(err as Error).message}`, { cause: err });
+    this.writeError = failure.message;
     this.opts.logger?.error({ err }, 'buffer: group commit failed; nothing in it was acknowledged');
     for (const a of work.appends) a.reject(failure);
     for (const w of [...work.ackWaiters, ...work.sweepWaiters, ...work.repairWaiters]) w.reject(failure);
@@ -268,6 +272,7 @@ export class LevelBuffer implements AgentBuffer {
           this.scheduleReopen(err, Math.min(delayMs * 2, 60_000));
           return;
         }
+        this.writeError = undefined;
         this.opts.logger?.warn({ epoch: this.s.epoch }, 'buffer: the database is open again');
         if (opened.lost !== undefined) await this.append([gapEvent(opened.lost.data)]).catch(() => undefined);
       })();
@@ -286,6 +291,7 @@ export class LevelBuffer implements AgentBuffer {
     });
 
     const headBefore = base.cursors.head;
+    this.writeError = undefined;
     this.s = plan.cursors;
     this.holes = plan.holes;
     this.gapLedger = plan.gapLedger;

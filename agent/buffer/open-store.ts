@@ -1,3 +1,4 @@
+import { levelMessage } from '../../common/level-errors.js';
 import { newId } from '../../protocols/index.js';
 import { AgentErrors } from '../errors.js';
 import { META } from './keys.js';
@@ -54,7 +55,7 @@ export async function openStore(opts: ResolvedBufferOptions, location: string): 
     opened = await tryOpen(opts, location);
   } catch (err) {
     if (!isCorruption(err)) {
-      throw AgentErrors.METEORZX_BUFFER_OPEN_FAILED(`cannot open the buffer at ${location}: ${(err as Error).message}`, { cause: err });
+      throw AgentErrors.METEORZX_BUFFER_OPEN_FAILED(`cannot open the buffer at ${location}: ${levelMessage(err)}`, { cause: err });
     }
     return replaceStore(opts, location, err);
   }

@@ -18,6 +18,12 @@ export interface BufferState {
   bufferedBytes: number;
   /** Set when the store was recovered from corruption at open. */
   recovered?: string;
+  /**
+   * Set while the buffer cannot write: why the last group commit failed (a
+   * full disk, say) or that the database is being opened again. Cleared by
+   * the next commit that is written.
+   */
+  writeError?: string;
 }
 
 /** One buffered event as stored: its seq and its canonical JSON line, the exact text its hash covers plus `hash`. */

@@ -94,7 +94,12 @@ describe.runIf(mountable)('on a disk that fills up and is freed again', () => {
     // Room for 6 MiB more: LevelDB's log grows to its 4 MiB memtable, then the flush of that memtable
     // into a table file runs out of room. A failed flush is what LevelDB never forgives: a failed log
     // append alone only fails that write.
-    await fullThenFreed(dir, 6, post, 'the intake accepting again once the disk has room');
+    const status = async (): Promise<{ writeError?: string }> => (await fetch(`${agent.pullUrl}/v1/status`)).json() as Promise<{ writeError?: string }>;
+    let whileFull: { writeError?: string } = {};
+    await fullThenFreed(dir, 6, post, 'the intake accepting again once the disk has room', async () => void (whileFull = await status()));
+    // The status says why appends fail while they do, and no more once one is written.
+    expect(whileFull.writeError).toMatch(/No space left on device/);
+    expect((await status()).writeError).toBeUndefined();
     expect(agent.proc.exitCode).toBeNull();
     // Operators see it: the refused appends are counted by error code.
     expect(await agent.metric('meteorzx_agent_append_failures_total{code="METEORZX_BUFFER_WRITE_FAILED"}')).toBeGreaterThan(0);

@@ -298,9 +298,12 @@ describe('LevelBuffer: a write refused for an I/O error (a full disk)', () => {
     const since = Date.now();
     await expect(buffer.append(evs(3))).rejects.toMatchObject({ code: 'METEORZX_BUFFER_WRITE_FAILED' });
     await expect(buffer.append(evs(1))).rejects.toMatchObject({ code: 'METEORZX_BUFFER_CLOSED' });
-    // Retries after 1 s (fails: the disk is still full), then 2 s later (opens).
-    await vi.waitFor(() => expect(buffer.append(evs(3))).resolves.toHaveLength(3), { timeout: 8000, interval: 100 });
+    // The status says why (GET /v1/status), until the database is open again.
+    expect(buffer.state().writeError).toMatch(/^group commit failed: .*No space left on device/);
+    // Retries after 1 s (fails: the disk is still full), then 2 s later (opens): no append needed.
+    await vi.waitFor(() => expect(buffer.state().writeError).toBeUndefined(), { timeout: 8000, interval: 50 });
     expect(Date.now() - since).toBeGreaterThanOrEqual(2500);
+    await expect(buffer.append(evs(3))).resolves.toHaveLength(3);
     const events = await buffer.read(0, 100);
     expect(events.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
     expect(verifyChain(events).breaks).toEqual([]);
