@@ -266,9 +266,11 @@ describe('LevelBuffer', () => {
       const results = await Promise.allSettled([buffer.append([ev(2)]), buffer.append([ev(3), ev(4)]), buffer.append([ev(5)], [{ key: 'k', value: 'v' }])]);
       expect(batch).toHaveBeenCalledTimes(1);
       for (const r of results) expect(r).toMatchObject({ status: 'rejected', reason: { code: 'METEORZX_BUFFER_WRITE_FAILED', status: 503 } });
-      expect(buffer.state()).toEqual(before);
+      // Nothing moved; the status says why the write failed, until the next one is written.
+      expect(buffer.state()).toEqual({ ...before, writeError: 'group commit failed: EIO: disk on fire' });
       expect(await buffer.getMeta('k')).toBeUndefined();
       await buffer.append([ev(6)]);
+      expect(buffer.state().writeError).toBeUndefined();
       const stored = await buffer.read(0, 100);
       expect(stored.map((e) => e.seq)).toEqual([1, 2, 3]);
       expect(stored.map((e) => (e.data as { i: number }).i)).toEqual([0, 1, 6]);
