@@ -20,8 +20,8 @@ export interface BufferState {
   recovered?: string;
   /**
    * Set while the buffer cannot write: why the last group commit failed (a
-   * full disk, say) or that the database is being opened again. Cleared by
-   * the next commit that is written.
+   * full disk, say, or a database that could not be opened again). Cleared
+   * by the next commit that is written, or once the database is open again.
    */
   writeError?: string;
 }
