@@ -5,10 +5,14 @@
  * both the agent's buffer and the gateway's store reopen their database then.
  */
 export function isLevelIoError(err: unknown): boolean {
-  for (let e = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
-    if ((e as { code?: unknown }).code === 'LEVEL_IO_ERROR') return true;
-  }
-  return false;
+  return causeChain(err).some((e) => (e as { code?: unknown }).code === 'LEVEL_IO_ERROR');
+}
+
+/** An error and the causes under it (at most 8: a cycle cannot loop), as abstract-level nests LevelDB's own. */
+export function causeChain(err: unknown): Error[] {
+  const chain: Error[] = [];
+  for (let e = err; e instanceof Error && chain.length < 8; e = e.cause) chain.push(e);
+  return chain;
 }
 
 /**
@@ -18,8 +22,6 @@ export function isLevelIoError(err: unknown): boolean {
  */
 export function levelMessage(err: unknown): string {
   const parts: string[] = [];
-  for (let e = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
-    if (!parts.some((p) => p.includes(e.message))) parts.push(e.message);
-  }
+  for (const e of causeChain(err)) if (!parts.some((p) => p.includes(e.message))) parts.push(e.message);
   return parts.length === 0 ? String(err) : parts.join(': ');
 }

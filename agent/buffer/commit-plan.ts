@@ -7,21 +7,11 @@ import { applyRepairs, type UnreadableRange } from './corrupt-read.js';
 import { droppedGaps, foldGaps, gapData, type GapLedger } from './gap-fold.js';
 import type { Holes } from './holes.js';
 import { BLOCK_END, blockKey, blockSeq, extraKey, META } from './keys.js';
-import { isCorruption, type BufferDb } from './level-store.js';
+import { isCorruption, type BufferDb, type StoredMeta } from './level-store.js';
 import type { ResolvedBufferOptions } from './options.js';
-import { gapEvent, planRelease, type ReleasePlan } from './space-plan.js';
+import { GAP_TYPE, gapEvent, planRelease, type ReleasePlan } from './space-plan.js';
 
 export type BatchOp = { type: 'put'; key: string; value: Buffer } | { type: 'del'; key: string };
-
-/** The buffer's cursors, as kept in meta keys (see keys.ts). */
-export interface BufferCursors {
-  epoch: string;
-  head: number;
-  lastHash: string | undefined;
-  delivered: number;
-  oldest: number;
-  bytes: number;
-}
 
 /** A block this commit writes, with its lines for the cache. */
 export interface NewBlock {
@@ -34,7 +24,7 @@ export interface NewBlock {
 export interface CommitBase {
   db: BufferDb;
   opts: ResolvedBufferOptions;
-  cursors: BufferCursors;
+  cursors: StoredMeta;
   holes: Holes;
   gapLedger: GapLedger;
   cache: BlockCache;
@@ -51,7 +41,7 @@ export interface CommitPlan {
   /** The chained events, in commit order; `slices[i]` is append i's share of them. */
   events: ChainedEvent[];
   slices: [number, number][];
-  cursors: BufferCursors;
+  cursors: StoredMeta;
   holes: Holes;
   gapLedger: GapLedger;
   /** Unreadable ranges this commit records as holes. */
@@ -62,7 +52,6 @@ export interface CommitPlan {
 
 // Reserved for the gap block a drop-oldest commit adds, so the bound holds with it.
 const GAP_BLOCK_RESERVE = 512;
-const GAP_TYPE = 'meteorzx.gap';
 
 const holdsGap = (events: readonly ChainedEvent[]): boolean => events.some((e) => e.type === GAP_TYPE);
 
@@ -96,8 +85,8 @@ export async function planCommit(base: CommitBase, work: CommitWork, now: number
   const delivered = Math.max(s.delivered, Math.min(ackTo, s.head));
   const dropUndelivered = opts.whenFull === 'drop-oldest';
 
-  let needBytes = s.bytes + incoming - opts.maxBytes + (dropUndelivered ? GAP_BLOCK_RESERVE : 0);
-  if (incoming === 0 && !work.sweep) needBytes = work.makeRoom ? s.bytes - opts.maxBytes + 1 : 0;
+  let needBytes = s.bufferedBytes + incoming - opts.maxBytes + (dropUndelivered ? GAP_BLOCK_RESERVE : 0);
+  if (incoming === 0 && !work.sweep) needBytes = work.makeRoom ? s.bufferedBytes - opts.maxBytes + 1 : 0;
   const evictable = base.oldestBlockLast !== undefined && (base.oldestBlockLast <= delivered || dropUndelivered);
   const release =
     (needBytes > 0 && evictable) || work.sweep
@@ -147,14 +136,14 @@ export async function planCommit(base: CommitBase, work: CommitWork, now: number
   if (ledgerChanged) ops.push({ type: 'put', key: META.gaps, value: Buffer.from(JSON.stringify(ledger)) });
   if (repaired.holesChanged) ops.push({ type: 'put', key: META.holes, value: Buffer.from(repaired.holes.toJSON()) });
   const written = blocks.reduce((n, b) => n + b.value.length, 0);
-  const bytes = Math.max(0, s.bytes - freed + written);
+  const bufferedBytes = Math.max(0, s.bufferedBytes - freed + written);
   for (const b of blocks) ops.push({ type: 'put', key: blockKey(b.firstSeq), value: b.value });
   const meta = (key: string, value: string | number): void => void ops.push({ type: 'put', key, value: Buffer.from(String(value)) });
   meta(META.head, cursor.head);
   meta(META.lastHash, cursor.lastHash ?? '');
   meta(META.delivered, newDelivered);
   meta(META.oldest, newOldest);
-  meta(META.bufferedBytes, bytes);
+  meta(META.bufferedBytes, bufferedBytes);
 
   return {
     ops,
@@ -164,7 +153,7 @@ export async function planCommit(base: CommitBase, work: CommitWork, now: number
     blocks,
     events: cursor.events,
     slices,
-    cursors: { epoch: s.epoch, head: cursor.head, lastHash: cursor.lastHash, delivered: newDelivered, oldest: newOldest, bytes },
+    cursors: { epoch: s.epoch, head: cursor.head, lastHash: cursor.lastHash, delivered: newDelivered, oldest: newOldest, bufferedBytes },
     holes: repaired.holes,
     gapLedger: ledger,
     recorded: repaired.recorded,

@@ -4,7 +4,7 @@ import { decodeBlockLines, type BlockMeta } from './block-codec.js';
 import { blockKey } from './keys.js';
 import type { BufferDb } from './level-store.js';
 import type { BufferLogger } from './options.js';
-import type { GapReason, LostRange } from './space-plan.js';
+import { GAP_TYPE, type GapReason, type LostRange } from './space-plan.js';
 
 type GapData = Record<string, unknown>;
 
@@ -101,7 +101,7 @@ export async function droppedGaps(
     }
     for (const line of lines) {
       const e = JSON.parse(line) as ChainedEvent;
-      if (e.type === 'meteorzx.gap' && e.seq > delivered) out.push(e);
+      if (e.type === GAP_TYPE && e.seq > delivered) out.push(e);
     }
   }
   return out;

@@ -2,12 +2,12 @@ import { join } from 'node:path';
 import { type AuditEvent, type ChainedEvent } from '../../protocols/index.js';
 import { AgentErrors } from '../errors.js';
 import { BlockCache } from './block-cache.js';
-import { planCommit, type BufferCursors } from './commit-plan.js';
+import { planCommit } from './commit-plan.js';
 import { CommitQueue, type CommitWork } from './commit-queue.js';
 import { parseLedger, type GapLedger } from './gap-fold.js';
 import { Holes } from './holes.js';
 import { extraKey, META } from './keys.js';
-import { firstBlock, type BufferDb } from './level-store.js';
+import { firstBlock, type BufferDb, type StoredMeta } from './level-store.js';
 import { LineReader, type ReadView } from './line-reader.js';
 import { openStore, type OpenedStore } from './open-store.js';
 import { resolveBufferOptions, type BufferOptions, type ResolvedBufferOptions } from './options.js';
@@ -33,7 +33,7 @@ export class LevelBuffer implements AgentBuffer {
   private db: BufferDb | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
   private closing: Promise<void> | undefined;
-  private s: BufferCursors = { epoch: '', head: 0, lastHash: undefined, delivered: 0, oldest: 1, bytes: 0 };
+  private s: StoredMeta = { epoch: '', head: 0, lastHash: undefined, delivered: 0, oldest: 1, bufferedBytes: 0 };
   /** Last seq of the oldest stored block: whole delivered blocks can be evicted when ≤ delivered. */
   private oldestBlockLast: number | undefined;
   private recovered: string | undefined;
@@ -74,8 +74,7 @@ export class LevelBuffer implements AgentBuffer {
    */
   private async adopt(opened: OpenedStore): Promise<void> {
     if (opened.lost !== undefined) this.recovered = opened.lost.message;
-    const { bufferedBytes, ...cursors } = opened.meta;
-    this.s = { ...cursors, bytes: bufferedBytes };
+    this.s = { ...opened.meta };
     this.oldestBlockLast = (await firstBlock(opened.db))?.lastSeq;
     const [holes, ledger] = await opened.db.getMany([META.holes, META.gaps]);
     this.holes = new Holes(holes?.toString('utf8'));
@@ -102,7 +101,7 @@ export class LevelBuffer implements AgentBuffer {
       return Promise.reject(AgentErrors.METEORZX_BUFFER_CLOSED('the buffer is not open'));
     }
     if (this.isFull() && events.length > 0) {
-      const detail = `buffer holds ${this.s.bytes} bytes, limit ${this.opts.maxBytes} (buffer.maxBytes)`;
+      const detail = `buffer holds ${this.s.bufferedBytes} bytes, limit ${this.opts.maxBytes} (buffer.maxBytes)`;
       return Promise.reject(
         this.opts.whenFull === 'reject'
           ? AgentErrors.METEORZX_BUFFER_REJECTED(`${detail}; policy reject refuses new events`)
@@ -151,7 +150,7 @@ export class LevelBuffer implements AgentBuffer {
       delivered: s.delivered,
       oldest: s.oldest,
       bufferedEvents: s.head - Math.max(s.delivered, s.oldest - 1),
-      bufferedBytes: s.bytes,
+      bufferedBytes: s.bufferedBytes,
     };
     if (this.recovered !== undefined) state.recovered = this.recovered;
     if (this.writeError !== undefined) state.writeError = this.writeError;
@@ -175,7 +174,7 @@ export class LevelBuffer implements AgentBuffer {
 
   /** Full = at the byte bound with nothing delivered left to evict. drop-oldest is never full. */
   private isFull(): boolean {
-    if (this.opts.whenFull === 'drop-oldest' || this.s.bytes < this.opts.maxBytes) return false;
+    if (this.opts.whenFull === 'drop-oldest' || this.s.bufferedBytes < this.opts.maxBytes) return false;
     return !(this.oldestBlockLast !== undefined && this.oldestBlockLast <= this.s.delivered);
   }
 
@@ -317,7 +316,7 @@ export class LevelBuffer implements AgentBuffer {
       if (!this.isFull()) this.wakeSpaceWaiters(false);
     }
     // An ack may have made delivered blocks evictable while appends are being refused.
-    if (this.s.bytes >= this.opts.maxBytes && this.oldestBlockLast !== undefined && this.oldestBlockLast <= this.s.delivered) {
+    if (this.s.bufferedBytes >= this.opts.maxBytes && this.oldestBlockLast !== undefined && this.oldestBlockLast <= this.s.delivered) {
       this.queue.makeRoom();
     }
   }

@@ -1,6 +1,7 @@
 import { ClassicLevel } from 'classic-level';
 import { copyFile, link, mkdir, readdir, rename } from 'node:fs/promises';
 import { join } from 'node:path';
+import { causeChain } from '../../common/level-errors.js';
 import { AgentErrors } from '../errors.js';
 import { BLOCK_END, BLOCK_PREFIX, blockKey, blockSeq, META, META_KEYS } from './keys.js';
 import { decodeBlock, readBlockMeta, type BlockMeta } from './block-codec.js';
@@ -95,15 +96,12 @@ export async function checkHead(db: BufferDb, meta: StoredMeta): Promise<void> {
 
 /** True when an error (or any cause under it) reports a damaged database. */
 export function isCorruption(err: unknown): boolean {
-  for (let e = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+  return causeChain(err).some((e) => {
     const code = (e as { code?: unknown }).code;
     if (code === 'LEVEL_CORRUPTION' || code === 'METEORZX_BUFFER_CORRUPT' || code === 'Z_DATA_ERROR' || code === 'Z_BUF_ERROR') return true;
     // A block that inflates to garbage fails in JSON.parse (a SyntaxError) or in decodeBlock's own checks.
-    if (e instanceof SyntaxError || /corrupt|bad magic|checksum mismatch|unknown format|does not match its header/i.test(e.message)) {
-      return true;
-    }
-  }
-  return false;
+    return e instanceof SyntaxError || /corrupt|bad magic|checksum mismatch|unknown format|does not match its header/i.test(e.message);
+  });
 }
 
 /**

@@ -1,6 +1,9 @@
 import type { AuditEvent } from '../../protocols/index.js';
 import type { BlockMeta } from './block-codec.js';
 
+/** The type of the event that names seqs the buffer lost (DESIGN §3). */
+export const GAP_TYPE = 'meteorzx.gap';
+
 export type GapReason = 'buffer-full-drop-oldest' | 'retention-undelivered' | 'buffer-corrupt';
 
 /** Why a block is deleted: delivered (nothing lost) or one of the gap reasons. */
@@ -77,5 +80,5 @@ export async function planRelease(blocks: AsyncIterable<BlockMeta>, rules: Relea
 
 /** The event that makes a loss visible downstream (DESIGN §3.4). */
 export function gapEvent(data: Record<string, unknown> & { reason: GapReason }): AuditEvent {
-  return { type: 'meteorzx.gap', data };
+  return { type: GAP_TYPE, data };
 }

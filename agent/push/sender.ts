@@ -333,6 +333,7 @@ export class Sender {
 
   /** Moves the delivered cursor over the acknowledged prefix of the window. */
   private async ackPrefix(): Promise<void> {
+    // A new epoch: this window's acks name the old one, which the buffer would ignore; skip that commit.
     if (this.followEpoch()) return;
     let upTo = this.delivered;
     let n = 0;
