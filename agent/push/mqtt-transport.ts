@@ -26,6 +26,9 @@ export interface MqttTransportOptions {
   keepaliveSeconds?: number;
 }
 
+/** Longest close() waits for the "offline" status's PUBACK, and then for the disconnect, ms. */
+const CLOSE_WAIT_MS = 5_000;
+
 /**
  * Pushes batches as QoS 1 JSON-array publishes on audit/<id>/events; the
  * PUBACK is the ack. Our LevelDB buffer is the queue, not MQTT.js's store:
@@ -77,6 +80,8 @@ export class MqttTransport implements PushTransport {
    */
   onCommand(listener: (payload: Buffer) => void, keepAliveMs = 5_000): void {
     this.commandListener = listener;
+    // A link the sender opened before this call was wired without commands.
+    if (this.client?.connected) this.listenForCommands(this.client);
     const keep = () => {
       if (this.closed === undefined && !this.client?.connected) this.connect().catch(() => undefined);
     };
@@ -118,18 +123,28 @@ export class MqttTransport implements PushTransport {
     return this.closed;
   }
 
+  /**
+   * Every wait here is bounded. The buffer is the queue: a batch still
+   * unacked now is resent after a restart (the sender has already given its
+   * sends closeTimeoutMs), so MQTT.js's store is not drained — `end()` would
+   * wait for each outstanding PUBACK, and MQTT.js never calls back a QoS 1
+   * publish whose link the peer closed.
+   */
   private async shutdown(): Promise<void> {
     clearInterval(this.keeper);
     const client = this.client ?? (await this.connecting?.catch(() => undefined));
+    this.failAll('transport closed');
     if (client === undefined || !client.connected) {
       client?.end(true);
-      this.failAll('transport closed');
       return;
     }
-    // A clean disconnect suppresses the will, so say "offline" ourselves.
-    await client.publishAsync(this.statusTopic, this.statusPayload('offline'), { qos: 1, retain: true }).catch(() => undefined);
-    await client.endAsync().catch(() => undefined);
-    this.failAll('transport closed');
+    for (const id of Object.keys(client.outgoing)) client.removeOutgoingMessage(Number(id));
+    const waitMs = Math.min(this.options.timeoutMs ?? 30_000, CLOSE_WAIT_MS);
+    // A clean disconnect suppresses the will, so say "offline" ourselves. Unacked, drop the link
+    // instead: the broker then publishes the will, which says "offline" too.
+    const offline = client.publishAsync(this.statusTopic, this.statusPayload('offline'), { qos: 1, retain: true });
+    if (await settlesWithin(client, offline, waitMs)) await settlesWithin(client, client.endAsync(), waitMs);
+    if (!client.disconnected) client.end(true);
   }
 
   private statusPayload(state: 'online' | 'offline'): string {
@@ -169,13 +184,7 @@ export class MqttTransport implements PushTransport {
         this.client = client;
         // Subscribe before announcing "online": the broker handles one connection's packets in
         // order, so a gateway that sees us online knows a command now reaches us.
-        if (this.commandListener !== undefined) {
-          const listener = this.commandListener;
-          client.on('message', (topic, payload) => {
-            if (topic === this.cmdTopic) listener(payload);
-          });
-          client.subscribe(this.cmdTopic, { qos: 1 });
-        }
+        if (this.commandListener !== undefined) this.listenForCommands(client);
         client.publish(this.statusTopic, this.statusPayload('online'), { qos: 1, retain: true });
         resolve(client);
       });
@@ -197,7 +206,36 @@ export class MqttTransport implements PushTransport {
     });
   }
 
+  private listenForCommands(client: MqttClient): void {
+    const listener = this.commandListener;
+    if (listener === undefined) return;
+    client.on('message', (topic, payload) => {
+      if (topic === this.cmdTopic) listener(payload);
+    });
+    client.subscribe(this.cmdTopic, { qos: 1 });
+  }
+
   private failAll(error: string): void {
     for (const fail of [...this.pending]) fail(error);
+  }
+}
+
+/**
+ * True when `p` resolves within `ms`; false when it rejects, the time passes,
+ * or the client's link closes first (a QoS 1 callback MQTT.js then never makes).
+ */
+async function settlesWithin(client: MqttClient, p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  let onClose: (() => void) | undefined;
+  const lost = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+    onClose = () => resolve(false);
+    client.once('close', onClose);
+  });
+  try {
+    return await Promise.race([p.then(() => true, () => false), lost]);
+  } finally {
+    clearTimeout(timer);
+    if (onClose) client.removeListener('close', onClose);
   }
 }
