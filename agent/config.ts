@@ -130,7 +130,7 @@ const mqttPushSchema = z.strictObject({
   url: url(['mqtt', 'mqtts', 'ws', 'wss']),
   username: text().optional(),
   password: secret().optional(), // or passwordFile
-  clientId: text().optional(), // default: the agent id
+  clientId: text().optional(), // default: meteorzx-agent-<id>
   ca: text().optional(), // PEM file of a private CA for mqtts/wss
   topicPrefix: z
     .string()

@@ -89,8 +89,14 @@ export class HttpTransport implements PushTransport {
     }
   }
 
+  /**
+   * Abandons requests still in flight: the sender has given them its
+   * closeTimeoutMs, and the buffer resends them after a restart. A graceful
+   * `pool.close()` would wait for their answers, up to `timeoutMs`, from a
+   * gateway that may never give one.
+   */
   close(): Promise<void> {
-    this.closed ??= this.pool.close().catch(() => this.pool.destroy());
+    this.closed ??= this.pool.destroy().catch(() => undefined);
     return this.closed;
   }
 }

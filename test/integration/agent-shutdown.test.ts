@@ -1,0 +1,73 @@
+import { mkdir } from 'node:fs/promises';
+import { createServer, type AddressInfo, type Server } from 'node:net';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { killAll, postEvents, removeDir, startAgent, tempDir, waitFor } from './agent-harness.js';
+import { FakeMqttBroker } from './fake-mqtt-broker.js';
+
+/**
+ * SIGTERM while the gateway holds every answer: the sender gives its
+ * in-flight batches 5 s, then drops the link; the stop must not wait for the
+ * push timeout (30 s by default, longer than systemd's stop timeout when an
+ * operator raises it). Every acknowledged event is still in the buffer after
+ * the restart, undelivered.
+ */
+
+let dir: string;
+const servers: Server[] = [];
+beforeAll(async () => {
+  dir = await tempDir('agent-shutdown');
+});
+afterAll(async () => {
+  await killAll();
+  for (const s of servers) s.close();
+  await removeDir(dir);
+});
+
+/** A TCP peer that takes connections and bytes and never answers. */
+async function silentPeer(): Promise<number> {
+  const server = createServer((socket) => {
+    socket.on('data', () => undefined);
+    socket.on('error', () => undefined);
+  });
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return (server.address() as AddressInfo).port;
+}
+
+async function stopTakesAndKeeps(name: string, push: Record<string, unknown>): Promise<number> {
+  const sub = join(dir, name);
+  await mkdir(sub);
+  const config = { id: name, push: { ...push, batch: { maxEvents: 50, maxWaitMs: 0 } } };
+  const agent = await startAgent(sub, config);
+  const events = Array.from({ length: 100 }, (_, i) => ({ id: `${name}-${i}`, type: 'shutdown.test' }));
+  expect((await postEvents(agent.intakeUrl, events)).status).toBe(200);
+  await waitFor(async () => (await agent.status()).push.state === 'sending', 'a push in flight');
+  const started = Date.now();
+  expect(await agent.stop(60_000)).toBe(0);
+  const took = Date.now() - started;
+  const again = await startAgent(sub, config);
+  const status = await again.status();
+  expect({ head: status.head, delivered: status.delivered }).toEqual({ head: 100, delivered: 0 });
+  await again.kill();
+  return took;
+}
+
+describe('agent SIGTERM against a gateway that never answers', () => {
+  it('HTTP: exits 0 after the in-flight grace, not after the 60 s push timeout', async () => {
+    const port = await silentPeer();
+    const took = await stopTakesAndKeeps('silent-http', { http: { url: `http://127.0.0.1:${port}/v1/events`, timeoutMs: '60s' } });
+    expect(took).toBeLessThan(20_000);
+  });
+
+  it('MQTT: a broker that acks nothing after CONNECT holds the stop for the grace and the status wait only', async () => {
+    const broker = new FakeMqttBroker(() => 'ignore');
+    const port = await broker.start();
+    try {
+      const took = await stopTakesAndKeeps('silent-mqtt', { mqtt: { url: `mqtt://127.0.0.1:${port}`, timeoutMs: '60s' } });
+      expect(took).toBeLessThan(25_000);
+    } finally {
+      await broker.stop();
+    }
+  });
+});
