@@ -94,27 +94,46 @@ function checkRfc3339(value: string): boolean {
   return (d as number) <= daysInMonth && !Number.isNaN(Date.parse(value.replace(' ', 'T')));
 }
 
+const LONE_SURROGATE = 'invalid Unicode: a lone surrogate cannot be encoded as UTF-8';
+const NOT_FINITE = 'number out of range: JSON has no Infinity (the value is beyond ±1.8e308)';
+
+/** A value no canonical JSON can hold, and where it is. */
+interface Unencodable {
+  path: string[];
+  message: string;
+}
+
 /**
- * Path of the first string (key or value) holding a lone surrogate, or
- * undefined. The path is built only on the way back from a find: walking a
- * valid event allocates nothing. Callers have bounded the depth already.
+ * The first value that cannot be written as (canonical) JSON: a string, key
+ * or value, holding a lone surrogate, or a number `JSON.parse` turned into
+ * ±Infinity (`1e400`). Found here, it is one event's error; found at the
+ * commit, it would fail every event that shares the commit. The path is
+ * built only on the way back from a find: walking a valid event allocates
+ * nothing. Callers have bounded the depth already.
  */
-function findLoneSurrogate(value: unknown, depthLeft: number): string[] | undefined {
-  if (typeof value === 'string') return isWellFormed(value) ? undefined : [];
+function findUnencodable(value: unknown, depthLeft: number): Unencodable | undefined {
+  if (typeof value === 'string') return isWellFormed(value) ? undefined : { path: [], message: LONE_SURROGATE };
+  if (typeof value === 'number') return Number.isFinite(value) ? undefined : { path: [], message: NOT_FINITE };
   if (value === null || typeof value !== 'object' || depthLeft <= 0) return undefined;
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i += 1) {
-      const found = findLoneSurrogate(value[i], depthLeft - 1);
-      if (found !== undefined) return [String(i), ...found];
+      const found = findUnencodable(value[i], depthLeft - 1);
+      if (found !== undefined) {
+        found.path.unshift(String(i));
+        return found;
+      }
     }
     return undefined;
   }
   const obj = value as Record<string, unknown>;
   for (const k in obj) {
     if (!Object.hasOwn(obj, k)) continue;
-    if (!isWellFormed(k)) return [k];
-    const found = findLoneSurrogate(obj[k], depthLeft - 1);
-    if (found !== undefined) return [k, ...found];
+    if (!isWellFormed(k)) return { path: [k], message: LONE_SURROGATE };
+    const found = findUnencodable(obj[k], depthLeft - 1);
+    if (found !== undefined) {
+      found.path.unshift(k);
+      return found;
+    }
   }
   return undefined;
 }
@@ -171,8 +190,8 @@ export function validateEvent(value: unknown, limits: Limits = DEFAULT_LIMITS, s
   if (size > limits.maxEventBytes) {
     errors.push({ path: '', message: `event is ${size} bytes, over the limit of ${limits.maxEventBytes} (maxEventBytes)` });
   }
-  const lone = findLoneSurrogate(value, limits.maxDepth + 1);
-  if (lone !== undefined) errors.push({ path: lone.join('.'), message: 'invalid Unicode: a lone surrogate cannot be encoded as UTF-8' });
+  const unencodable = findUnencodable(value, limits.maxDepth + 1);
+  if (unencodable !== undefined) errors.push({ path: unencodable.path.join('.'), message: unencodable.message });
 
   for (const key of Object.keys(value)) {
     if (!KNOWN_FIELDS.has(key)) errors.push({ path: key, message: 'unknown field (free-form values belong under data)' });

@@ -43,6 +43,7 @@ describe('agent intake, bad input', () => {
       Buffer.from(`${JSON.stringify({ type: 'deep', data: deep })}\n`),
       Buffer.from(`${JSON.stringify({ type: ['not', 'a', 'string'], time: 'yesterday', seq: -1 })}\n`),
       Buffer.from([0x7b, 0x22, 0x74, 0x79, 0x70, 0x65, 0x22, 0x3a, 0x22, 0xc3, 0x28, 0x22, 0x7d, 0x0a]), // {"type":"\xc3(" — invalid UTF-8
+      Buffer.from('{"type":"huge","data":{"m":1e400}}\n'), // Infinity once parsed: no JSON can hold it
       Buffer.from(`${JSON.stringify({ type: 'good.2' })}\n`),
     ]);
     const res = await curl(body, 'application/x-ndjson');
@@ -56,6 +57,7 @@ describe('agent intake, bad input', () => {
     expect(errors[4]).toMatch(/time: must be an RFC 3339/);
     expect(errors[4]).toMatch(/seq: must be an integer/);
     expect(errors[5]).toMatch(/invalid UTF-8/);
+    expect(errors[6]).toMatch(/^data\.m: number out of range/);
     expect((await buffered()).map((e) => e.type)).toEqual(['good.1', 'good.2']);
   });
 

@@ -63,19 +63,22 @@ describe('bad input over HTTP', () => {
       Buffer.from(`${JSON.stringify({ id: 'h-big', source: 'h', type: 't', data: { pad: 'x'.repeat(3000) } })}\n`),
       Buffer.from(`${JSON.stringify({ id: 'h-deep', source: 'h', type: 't', data: deep(12) })}\n`),
       Buffer.from(`${JSON.stringify({ id: 'h-types', source: 'h', type: 't', seq: 'one', data: [] })}\n`),
+      // JSON.parse reads 1e400 as Infinity, which no JSON can hold: one event's error, not the commit's.
+      Buffer.from('{"id":"h-huge","source":"h","type":"t","data":{"m":[1,-1e400]}}\n'),
       Buffer.from('{"id":"h-ok-2","source":"h","type":"t"}\n'),
     ];
     const r = await post(Buffer.concat(lines), 'application/x-ndjson');
     expect(r.status).toBe(200);
     expect(r.json.accepted).toBe(2);
     const rejected = r.json.rejected as { index: number; error: string }[];
-    expect(rejected.map((x) => x.index)).toEqual([1, 2, 3, 4, 5]);
+    expect(rejected.map((x) => x.index)).toEqual([1, 2, 3, 4, 5, 6]);
     expect(rejected[0]?.error).toMatch(/^malformed JSON/);
     expect(rejected[1]?.error).toBe('invalid UTF-8');
     expect(rejected[2]?.error).toMatch(/over the limit of 2048 \(maxEventBytes\)/);
     expect(rejected[3]?.error).toMatch(/maxDepth/);
     expect(rejected[4]?.error).toMatch(/seq: must be an integer/);
     expect(rejected[4]?.error).toMatch(/data: must be an object/);
+    expect(rejected[5]?.error).toMatch(/^data\.m\.1: number out of range/);
     expect(await ids('h')).toEqual(['h-ok-1', 'h-ok-2']);
   });
 

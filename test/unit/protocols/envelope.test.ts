@@ -56,6 +56,13 @@ describe('validateEvent', () => {
     if (!r.ok) expect(r.errors[0]?.path).toBe('data.name');
   });
 
+  it('rejects numbers JSON.parse turned into Infinity, with the path', () => {
+    const r = validateEvent(JSON.parse('{"type":"x","data":{"list":[1,{"m":-1e400}]}}'));
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.errors[0]).toEqual({ path: 'data.list.1.m', message: expect.stringMatching(/^number out of range/) });
+    expect(validateEvent({ type: 'x', data: { m: 1.7e308 } }).ok).toBe(true);
+  });
+
   it('requires agent, epoch and seq together', () => {
     expect(validateEvent({ type: 'x', seq: 1 }).ok).toBe(false);
     expect(validateEvent({ type: 'x', agent: 'a', epoch: 'e', seq: 1 }).ok).toBe(true);
