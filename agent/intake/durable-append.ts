@@ -14,7 +14,7 @@ export interface DurableAppendOptions {
   retryMs?: number;
 }
 
-/** Raised when the intake closed (or the buffer did) before the events became durable. */
+/** Raised when the intake closed before the events became durable. */
 export class AppendAbortedError extends Error {
   constructor(message = 'intake closed before the events were durable') {
     super(message);
@@ -29,7 +29,9 @@ export class AppendAbortedError extends Error {
  * (DESIGN §3.5). A failed write is retried after a pause; the source's
  * checkpoint has not moved, so nothing is lost or repeated. Resolves only
  * once the events (and `extra`, e.g. a file offset) are durable; rejects
- * with AppendAbortedError when the intake or the buffer closes first.
+ * with AppendAbortedError only when the intake closes first (`signal`): a
+ * buffer that is not open may be reopening its database (the intake closes
+ * before the buffer at shutdown).
  */
 export async function durableAppend(
   events: readonly AuditEvent[],
@@ -52,9 +54,13 @@ export async function durableAppend(
           await waitOrAbort(buffer.waitForSpace(), signal);
           continue;
         }
-        if (code === 'METEORZX_BUFFER_CLOSED') throw new AppendAbortedError('the buffer closed before the events were durable');
-        meter.error('append');
-        options.logger?.error({ err }, 'append failed; retrying (the checkpoint has not moved)');
+        // Not open is not closed for good: after a refused write the buffer reopens its database,
+        // and until then says BUFFER_CLOSED. Only the intake's own signal ends the wait.
+        if (code === 'METEORZX_BUFFER_CLOSED') options.logger?.warn({ code }, 'buffer not open; retrying (the checkpoint has not moved)');
+        else {
+          meter.error('append');
+          options.logger?.error({ err }, 'append failed; retrying (the checkpoint has not moved)');
+        }
         await delay(options.retryMs ?? 1000, undefined, { signal }).catch(() => undefined);
       }
     }

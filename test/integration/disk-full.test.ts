@@ -1,10 +1,10 @@
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { open, rm, stat, truncate } from 'node:fs/promises';
+import { appendFile, open, rm, stat, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { ChainedEvent } from '../../protocols/index.js';
-import { freePort, gatewayEvents, killAll, postEvents, removeDir, startAgent, startGateway, tempDir, waitFor } from './agent-harness.js';
+import { freePort, gatewayEvents, killAll, postEvents, removeDir, sleep, startAgent, startGateway, tempDir, waitFor } from './agent-harness.js';
 
 /**
  * A full disk, for real: the data directory on a small tmpfs that a filler
@@ -17,12 +17,14 @@ import { freePort, gatewayEvents, killAll, postEvents, removeDir, startAgent, st
 const mountable = process.getuid?.() === 0 && spawnSync('mount', ['--version']).status === 0;
 
 const mounted: string[] = [];
+const plain: string[] = [];
 afterAll(async () => {
   await killAll();
   for (const dir of mounted) {
     spawnSync('umount', [dir]);
     await removeDir(dir);
   }
+  for (const dir of plain) await removeDir(dir);
 });
 
 /** A temp dir with a tmpfs of `mib` MiB mounted on it. */
@@ -88,7 +90,18 @@ async function fullThenFreed(
 describe.runIf(mountable)('on a disk that fills up and is freed again', () => {
   it('the agent answers 503 while the disk is full, accepts again once there is room, without a restart; every 2xx event is kept', async () => {
     const dir = await smallDisk('agent-disk-full', 32);
-    const agent = await startAgent(dir, { id: 'disk-full' });
+    // A file intake too (the log it follows is off the small disk): it cannot be answered 503, so
+    // it must wait out the full disk and the database's reopening, then read on by itself.
+    const logDir = await tempDir('agent-disk-full-log');
+    plain.push(logDir);
+    const logFile = join(logDir, 'audit.log');
+    let fileLines = 0;
+    const writeLines = async (n: number) => {
+      const lines = Array.from({ length: n }, () => JSON.stringify({ id: `file-${fileLines++}`, type: 'disk.file', data: { pad: randomBytes(128).toString('hex') } }));
+      await appendFile(logFile, `${lines.join('\n')}\n`);
+    };
+    await writeLines(10);
+    const agent = await startAgent(dir, { id: 'disk-full', intake: { http: { listen: '127.0.0.1:0' }, files: [{ path: logFile }] } });
     const { acked, post } = poster(agent.intakeUrl, 50);
     expect(await post('before')).toBe(200);
     // Room for 6 MiB more: LevelDB's log grows to its 4 MiB memtable, then the flush of that memtable
@@ -96,7 +109,14 @@ describe.runIf(mountable)('on a disk that fills up and is freed again', () => {
     // append alone only fails that write.
     const status = async (): Promise<{ writeError?: string }> => (await fetch(`${agent.pullUrl}/v1/status`)).json() as Promise<{ writeError?: string }>;
     let whileFull: { writeError?: string } = {};
-    await fullThenFreed(dir, 6, post, 'the intake accepting again once the disk has room', async () => void (whileFull = await status()));
+    await fullThenFreed(dir, 6, post, 'the intake accepting again once the disk has room', async () => {
+      whileFull = await status();
+      // Lines keep coming while the database is refused and reopened.
+      for (let i = 0; i < 30; i++) {
+        await writeLines(5);
+        await sleep(100);
+      }
+    });
     // The status says why appends fail while they do, and no more once one is written.
     expect(whileFull.writeError).toMatch(/No space left on device/);
     expect((await status()).writeError).toBeUndefined();
@@ -104,9 +124,15 @@ describe.runIf(mountable)('on a disk that fills up and is freed again', () => {
     // Operators see it: the refused appends are counted by error code.
     expect(await agent.metric('meteorzx_agent_append_failures_total{code="METEORZX_BUFFER_WRITE_FAILED"}')).toBeGreaterThan(0);
 
-    // Every event that got a 2xx is in the buffer, once; the seqs run without a hole.
-    const text = (await (await fetch(`${agent.pullUrl}/v1/events?after=0&limit=100000`)).text()).trim();
-    const pulled = text.split('\n').map((l) => JSON.parse(l) as ChainedEvent);
+    // Every event that got a 2xx is in the buffer, once; the seqs run without a hole. The file intake
+    // read on by itself: every line, those written after the disk was freed too.
+    await writeLines(10);
+    const pull = async () => {
+      const text = (await (await fetch(`${agent.pullUrl}/v1/events?after=0&limit=100000`)).text()).trim();
+      return text.split('\n').map((l) => JSON.parse(l) as ChainedEvent);
+    };
+    await waitFor(async () => (await pull()).filter((e) => e.type === 'disk.file').length === fileLines, `all ${fileLines} file lines buffered`, 20_000);
+    const pulled = await pull();
     expect(pulled.map((e) => e.seq)).toEqual(pulled.map((_, i) => i + 1));
     const ids = pulled.map((e) => e.id);
     expect(new Set(ids).size).toBe(ids.length);
