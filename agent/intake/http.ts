@@ -1,6 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { promisify } from 'node:util';
-import { gunzip as gunzipCb, inflate as inflateCb } from 'node:zlib';
+import { createGunzip, createInflate } from 'node:zlib';
 import type { Logger } from 'pino';
 import {
   bodyFormat,
@@ -20,9 +19,6 @@ import { closeServer, listen, sendError, sendJson, type ListenAddress } from '..
 import type { AgentMetrics } from '../metrics.js';
 import type { Intake } from './types.js';
 
-const gunzip = promisify(gunzipCb);
-const inflate = promisify(inflateCb);
-
 export interface HttpIntakeOptions {
   listen: ListenAddress;
   /** Event, depth, batch and body limits; `maxBodyBytes` applies after decompression (and to the raw body). */
@@ -32,7 +28,7 @@ export interface HttpIntakeOptions {
   logger?: Logger;
   /** Requests being read, validated or appended at once; more get 503. */
   maxConcurrent?: number;
-  /** Raw body bytes held in memory across all requests; past it new chunks get 503. */
+  /** Body bytes held in memory across all requests, raw and decompressed; past it new chunks get 503. */
   maxPendingBytes?: number;
   /** Retry-After on a 503, seconds. */
   retryAfterSeconds?: number;
@@ -50,8 +46,9 @@ const ENCODINGS: ReadonlySet<string> = new Set(['identity', 'gzip', 'x-gzip', 'd
  * request go to the buffer in one append, which shares a group commit.
  *
  * Memory is bounded twice: by the number of requests in progress and by the
- * raw body bytes they hold, so a burst of large bodies meets a 503, not an
- * out-of-memory kill.
+ * body bytes they hold, raw and decompressed (a 14 KB gzip body can be an
+ * 8 MiB one), so a burst of large bodies meets a 503, not an out-of-memory
+ * kill.
  */
 export class HttpIntake implements Intake {
   readonly name = 'http';
@@ -112,7 +109,7 @@ export class HttpIntake implements Intake {
           `content type "${req.headers['content-type'] ?? ''}" is not taken; use application/json or application/x-ndjson`,
         );
       }
-      const encoding = (req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
+      const encoding = (req.headers['content-encoding'] ?? '').trim().toLowerCase() || 'identity';
       if (!ENCODINGS.has(encoding)) {
         throw ProtocolErrors.METEORZX_UNSUPPORTED_MEDIA_TYPE(`content encoding "${encoding}" is not taken; use gzip or none`);
       }
@@ -124,10 +121,15 @@ export class HttpIntake implements Intake {
       }
       this.active += 1;
       try {
-        const raw = await this.readBody(req, limit, (n) => {
+        const hold = (n: number) => {
+          if (this.pendingBytes + n > this.maxPendingBytes) {
+            throw AgentErrors.METEORZX_INTAKE_BUSY('too many request bytes held in memory; retry shortly');
+          }
+          this.pendingBytes += n;
           holding += n;
-        });
-        const body = await decompress(raw, encoding, limit);
+        };
+        const raw = await this.readBody(req, limit, hold);
+        const body = encoding === 'identity' ? raw : await decompress(raw, encoding, limit, hold);
         const answer = await this.ingest(body, format);
         sendJson(res, 200, answer);
       } finally {
@@ -164,7 +166,7 @@ export class HttpIntake implements Intake {
     return { accepted: valid.length, duplicates: 0, rejected };
   }
 
-  /** Reads the raw body, failing fast past the body limit or the shared in-memory budget. */
+  /** Reads the raw body, failing fast past the body limit or the shared in-memory budget (`hold` throws). */
   private readBody(req: IncomingMessage, limit: number, hold: (bytes: number) => void): Promise<Buffer> {
     return new Promise((resolve, reject) => {
       const chunks: Buffer[] = [];
@@ -178,11 +180,11 @@ export class HttpIntake implements Intake {
       const onData = (chunk: Buffer) => {
         total += chunk.byteLength;
         if (total > limit) return fail(tooLarge(total, limit));
-        if (this.pendingBytes + chunk.byteLength > this.maxPendingBytes) {
-          return fail(AgentErrors.METEORZX_INTAKE_BUSY('too many request bytes held in memory; retry shortly'));
+        try {
+          hold(chunk.byteLength);
+        } catch (err) {
+          return fail(err);
         }
-        this.pendingBytes += chunk.byteLength;
-        hold(chunk.byteLength);
         chunks.push(chunk);
       };
       req.on('data', onData);
@@ -214,15 +216,33 @@ function tooLarge(bytes: number, limit: number) {
   return ProtocolErrors.METEORZX_BODY_TOO_LARGE(`body is at least ${bytes} bytes, over the limit of ${limit} (maxBodyBytes)`);
 }
 
-async function decompress(raw: Buffer, encoding: string, limit: number): Promise<Buffer> {
-  if (encoding === 'identity') return raw;
-  try {
-    // maxOutputLength bounds a gzip bomb to the body limit.
-    return encoding === 'deflate' ? await inflate(raw, { maxOutputLength: limit }) : await gunzip(raw, { maxOutputLength: limit });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
-      throw ProtocolErrors.METEORZX_BODY_TOO_LARGE(`decompressed body is over the limit of ${limit} bytes (maxBodyBytes)`);
-    }
-    throw ProtocolErrors.METEORZX_BODY_UNREADABLE(`body is not valid ${encoding}: ${(err as Error).message}`);
-  }
+/**
+ * Inflates a gzip or deflate body as a stream, so each piece is counted
+ * against the body limit and the shared budget (`hold` throws past it)
+ * before the next is made: a gzip bomb stops at the limit, and many small
+ * compressed bodies cannot together inflate past the budget.
+ */
+function decompress(raw: Buffer, encoding: string, limit: number, hold: (bytes: number) => void): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const stream = encoding === 'deflate' ? createInflate() : createGunzip();
+    const chunks: Buffer[] = [];
+    let total = 0;
+    const fail = (err: unknown) => {
+      stream.destroy();
+      reject(err);
+    };
+    stream.on('data', (chunk: Buffer) => {
+      total += chunk.byteLength;
+      if (total > limit) return fail(ProtocolErrors.METEORZX_BODY_TOO_LARGE(`decompressed body is over the limit of ${limit} bytes (maxBodyBytes)`));
+      try {
+        hold(chunk.byteLength);
+      } catch (err) {
+        return fail(err);
+      }
+      chunks.push(chunk);
+    });
+    stream.once('end', () => resolve(Buffer.concat(chunks, total)));
+    stream.once('error', (err) => fail(ProtocolErrors.METEORZX_BODY_UNREADABLE(`body is not valid ${encoding}: ${err.message}`)));
+    stream.end(raw);
+  });
 }

@@ -30,7 +30,7 @@ function post(port: number, body: Buffer | string, headers: Record<string, strin
 }
 
 const intakes: HttpIntake[] = [];
-async function startIntake(buffer: FakeBuffer, options: { limits?: Partial<Limits>; maxConcurrent?: number } = {}) {
+async function startIntake(buffer: FakeBuffer, options: { limits?: Partial<Limits>; maxConcurrent?: number; maxPendingBytes?: number } = {}) {
   const metrics = new AgentMetrics({ buffer: () => buffer.state(), push: () => 'disabled' }, { processMetrics: false });
   const intake = new HttpIntake({
     listen: { host: '127.0.0.1', port: 0 },
@@ -38,6 +38,7 @@ async function startIntake(buffer: FakeBuffer, options: { limits?: Partial<Limit
     buffer,
     metrics,
     ...(options.maxConcurrent ? { maxConcurrent: options.maxConcurrent } : {}),
+    ...(options.maxPendingBytes ? { maxPendingBytes: options.maxPendingBytes } : {}),
   });
   intakes.push(intake);
   await intake.start();
@@ -155,5 +156,41 @@ describe('agent HTTP intake', () => {
     expect(second.body.code).toBe('METEORZX_INTAKE_BUSY');
     release();
     expect((await first).status).toBe(200);
+  });
+
+  it('counts decompressed bytes against the in-memory budget: small gzip bodies cannot inflate past it together', async () => {
+    const buffer = new FakeBuffer();
+    let release!: () => void;
+    buffer.holdAppends = new Promise<void>((r) => (release = r));
+    // 100 events of ≈ 3 KB: 300 KB once inflated, ≈ 2 KB as sent. The budget holds three of them.
+    const plain = Array.from({ length: 100 }, (_, i) => JSON.stringify({ type: 'gz', data: { i, pad: 'x'.repeat(3000) } })).join('\n');
+    const body = gzipSync(plain);
+    expect(body.byteLength).toBeLessThan(10_000);
+    const { port } = await startIntake(buffer, { maxPendingBytes: 1024 * 1024 });
+    const held = [post(port, body, { ...ndjson, 'content-encoding': 'gzip' })];
+    while (buffer.appendCalls === 0) await new Promise((r) => setTimeout(r, 2));
+    held.push(post(port, body, { ...ndjson, 'content-encoding': 'gzip' }), post(port, body, { ...ndjson, 'content-encoding': 'gzip' }));
+    while (buffer.appendCalls < 3) await new Promise((r) => setTimeout(r, 2));
+    // Three inflated bodies are held while their appends wait: the fourth would pass the budget.
+    const fourth = await Promise.race([
+      post(port, body, { ...ndjson, 'content-encoding': 'gzip' }),
+      new Promise<Answer>((resolve) => setTimeout(() => resolve({ status: 0, headers: {}, body: { code: 'held: taken into memory' } }), 5000)),
+    ]);
+    expect(fourth.status).toBe(503);
+    expect(fourth.body.code).toBe('METEORZX_INTAKE_BUSY');
+    release();
+    expect((await Promise.all(held)).map((a) => [a.status, a.body.accepted])).toEqual([
+      [200, 100],
+      [200, 100],
+      [200, 100],
+    ]);
+    // The budget is given back: the same body is taken again.
+    expect((await post(port, body, { ...ndjson, 'content-encoding': 'gzip' })).status).toBe(200);
+  });
+
+  it('takes an empty Content-Encoding as none, as the gateway does', async () => {
+    const buffer = new FakeBuffer();
+    const { port } = await startIntake(buffer);
+    expect((await post(port, '{"type":"a"}', { 'content-encoding': '' })).status).toBe(200);
   });
 });
