@@ -36,7 +36,7 @@ export const AgentErrors = defineErrors({
   METEORZX_INTAKE_CLOSING: { description: 'The agent is shutting down and takes no more events; retry against the restarted agent.', status: 503 },
   METEORZX_UNAUTHORIZED: { description: 'An HTTP request has no bearer token or a wrong one.', status: 401 },
   METEORZX_NOT_FOUND: { description: 'No such HTTP route.', status: 404 },
-  METEORZX_BAD_REQUEST: { description: 'A query parameter is missing or invalid (after, limit).', status: 400 },
+  METEORZX_BAD_REQUEST: { description: 'A query parameter is missing or invalid (after, limit), or the request target is not a URL path.', status: 400 },
   METEORZX_METHOD_NOT_ALLOWED: { description: 'The HTTP route exists but not for this method.', status: 405 },
   METEORZX_INTERNAL: { description: 'An unexpected error answered a request; the agent log has the details.', status: 500 },
   METEORZX_PORT_IN_USE: { description: 'A listener cannot bind its port because another process holds it; the message names the config key.' },

@@ -189,9 +189,11 @@ export class HttpIntake implements Intake {
       };
       req.on('data', onData);
       req.once('end', () => resolve(Buffer.concat(chunks, total)));
-      req.once('error', reject);
+      // A client that goes away mid-body is its own business, not an error of ours to log with a stack.
+      const gone = () => reject(ProtocolErrors.METEORZX_BODY_UNREADABLE('the client closed the connection before the body ended'));
+      req.once('error', gone);
       req.once('close', () => {
-        if (!req.complete) reject(new Error('client closed the connection before the body ended'));
+        if (!req.complete) gone();
       });
     });
   }

@@ -68,7 +68,11 @@ export class StatusServer {
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://agent');
+    const url = URL.parse(req.url ?? '/', 'http://agent');
+    if (url === null) {
+      sendError(res, AgentErrors.METEORZX_BAD_REQUEST(`the request target ${JSON.stringify((req.url ?? '').slice(0, 80))} is not a URL path`));
+      return;
+    }
     const token = this.options.token;
     if (token !== undefined && !bearerMatches(req.headers.authorization, token)) {
       sendError(res, AgentErrors.METEORZX_UNAUTHORIZED('missing or wrong bearer token'), { 'www-authenticate': 'Bearer' });

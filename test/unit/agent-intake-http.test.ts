@@ -1,4 +1,6 @@
 import { request } from 'node:http';
+import { connect } from 'node:net';
+import pino from 'pino';
 import { gzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS, type Limits } from '../../protocols/index.js';
@@ -30,7 +32,10 @@ function post(port: number, body: Buffer | string, headers: Record<string, strin
 }
 
 const intakes: HttpIntake[] = [];
-async function startIntake(buffer: FakeBuffer, options: { limits?: Partial<Limits>; maxConcurrent?: number; maxPendingBytes?: number } = {}) {
+async function startIntake(
+  buffer: FakeBuffer,
+  options: { limits?: Partial<Limits>; maxConcurrent?: number; maxPendingBytes?: number; logger?: pino.Logger } = {},
+) {
   const metrics = new AgentMetrics({ buffer: () => buffer.state(), push: () => 'disabled' }, { processMetrics: false });
   const intake = new HttpIntake({
     listen: { host: '127.0.0.1', port: 0 },
@@ -39,6 +44,7 @@ async function startIntake(buffer: FakeBuffer, options: { limits?: Partial<Limit
     metrics,
     ...(options.maxConcurrent ? { maxConcurrent: options.maxConcurrent } : {}),
     ...(options.maxPendingBytes ? { maxPendingBytes: options.maxPendingBytes } : {}),
+    ...(options.logger ? { logger: options.logger } : {}),
   });
   intakes.push(intake);
   await intake.start();
@@ -192,5 +198,21 @@ describe('agent HTTP intake', () => {
     const buffer = new FakeBuffer();
     const { port } = await startIntake(buffer);
     expect((await post(port, '{"type":"a"}', { 'content-encoding': '' })).status).toBe(200);
+  });
+
+  it('a client that goes away mid-body costs nothing: no error logged, the next request is served', async () => {
+    const buffer = new FakeBuffer();
+    const logged: { level: number; msg: string }[] = [];
+    const logger = pino({ level: 'debug' }, { write: (line: string) => void logged.push(JSON.parse(line) as { level: number; msg: string }) });
+    const { port } = await startIntake(buffer, { logger });
+    const socket = connect(port, '127.0.0.1');
+    await new Promise((r) => socket.once('connect', r));
+    socket.write('POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"type":');
+    await new Promise((r) => setTimeout(r, 50));
+    socket.destroy();
+    await new Promise((r) => setTimeout(r, 50));
+    expect((await post(port, JSON.stringify({ type: 'after' }))).status).toBe(200);
+    expect(logged.filter((l) => l.level >= 40)).toEqual([]);
+    expect(buffer.events.map((e) => e.type)).toEqual(['after']);
   });
 });

@@ -1,3 +1,4 @@
+import { connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { AgentStatus } from '../../protocols/index.js';
 import { AgentMetrics } from '../../agent/metrics.js';
@@ -73,5 +74,15 @@ describe('agent status server', () => {
     const url = await start(new FakeBuffer());
     expect((await fetch(`${url}/nope`)).status).toBe(404);
     expect((await fetch(`${url}/v1/status`, { method: 'POST' })).status).toBe(405);
+  });
+
+  it('answers 400 to a request target that is not a URL path, before the token check', async () => {
+    const url = await start(new FakeBuffer(), { token: 'secret' });
+    const socket = connect(Number(new URL(url).port), '127.0.0.1');
+    socket.end('GET //[ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    let answer = '';
+    for await (const chunk of socket) answer += String(chunk);
+    expect(answer).toMatch(/^HTTP\/1\.1 400 /);
+    expect(answer).toContain('METEORZX_BAD_REQUEST');
   });
 });
