@@ -85,7 +85,9 @@ export async function planCommit(base: CommitBase, work: CommitWork, now: number
   const delivered = Math.max(s.delivered, Math.min(ackTo, s.head));
   const dropUndelivered = opts.whenFull === 'drop-oldest';
 
-  let needBytes = s.bufferedBytes + incoming - opts.maxBytes + (dropUndelivered ? GAP_BLOCK_RESERVE : 0);
+  // Only a commit that brings events needs the gap reserve: after any drop the buffer sits within it of
+  // the bound, and a sweep reserving it there deleted an undelivered block every interval.
+  let needBytes = s.bufferedBytes + incoming - opts.maxBytes + (dropUndelivered && incoming > 0 ? GAP_BLOCK_RESERVE : 0);
   if (incoming === 0 && !work.sweep) needBytes = work.makeRoom ? s.bufferedBytes - opts.maxBytes + 1 : 0;
   const evictable = base.oldestBlockLast !== undefined && (base.oldestBlockLast <= delivered || dropUndelivered);
   const release =

@@ -297,6 +297,21 @@ export function bufferSuite(name: string, harness: BufferHarness): void {
       expect(gapsOf(left)).toEqual([]);
     });
 
+    it.runIf(harness.sweep !== undefined)('retention sweeps of an idle drop-oldest buffer at its bound delete nothing undelivered', async () => {
+      // Drop-oldest leaves the buffer just under maxBytes; a sweep with nothing arriving needs no room.
+      const buffer = await make({ maxBytes: 3000, whenFull: 'drop-oldest', retainMs: 3_600_000 });
+      for (let i = 0; i < 30; i++) await buffer.append(evs(1, i));
+      const before = buffer.state();
+      expect(before.oldest).toBeGreaterThan(1);
+      const stored = (await all(buffer)).map((e) => e.seq);
+      for (let n = 0; n < 5; n++) {
+        now += 60_000;
+        await harness.sweep?.(buffer);
+      }
+      expect(buffer.state()).toMatchObject({ oldest: before.oldest, head: before.head });
+      expect((await all(buffer)).map((e) => e.seq)).toEqual(stored);
+    });
+
     it.runIf(harness.sweep !== undefined)('retention of undelivered data appends a gap naming the deleted range', async () => {
       const buffer = await make({ retainMs: 60_000, maxUndeliveredAgeMs: 3_600_000 });
       await buffer.append(evs(5));
