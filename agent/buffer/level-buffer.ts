@@ -11,7 +11,6 @@ import { firstBlock, type BufferDb, type StoredMeta } from './level-store.js';
 import { LineReader, type ReadView } from './line-reader.js';
 import { openStore, type OpenedStore } from './open-store.js';
 import { resolveBufferOptions, type BufferOptions, type ResolvedBufferOptions } from './options.js';
-import { gapEvent } from './space-plan.js';
 import { recoveries, RefusedWrite, refusedWrite, reopenStore, type Recovery } from './store-recovery.js';
 import type { AgentBuffer, BufferState, StoredLine } from './types.js';
 
@@ -63,14 +62,13 @@ export class LevelBuffer implements AgentBuffer {
     await this.adopt(opened);
     this.sweepTimer = setInterval(() => void this.sweep().catch(() => undefined), this.opts.sweepIntervalMs);
     this.sweepTimer.unref();
-    // The gap goes through the normal path: chained, durable, pushed like any event.
-    if (opened.lost !== undefined) await this.append([gapEvent(opened.lost.data)]);
   }
 
   /**
-   * Takes an opened store's database and cursors as the buffer's own (a
-   * replaced store's loss goes into `state().recovered`; its gap event is the
-   * caller's to append).
+   * Takes an opened store's database and cursors as the buffer's own. A
+   * replaced store's loss goes into `state().recovered`; its gap event is
+   * already stored, as the new epoch's first event (see initialise), and the
+   * listeners hear of it like of any append.
    */
   private async adopt(opened: OpenedStore): Promise<void> {
     if (opened.lost !== undefined) this.recovered = opened.lost.message;
@@ -80,6 +78,7 @@ export class LevelBuffer implements AgentBuffer {
     this.holes = new Holes(holes?.toString('utf8'));
     this.gapLedger = parseLedger(ledger?.toString('utf8'));
     this.db = opened.db;
+    if (opened.lost !== undefined) for (const listener of this.listeners) listener(this.s.head);
   }
 
   close(): Promise<void> {
@@ -237,9 +236,7 @@ export class LevelBuffer implements AgentBuffer {
     if (opened.lost !== undefined) {
       // A new epoch, whose seqs the acks and unreadable ranges queued so far do not name: planCommit
       // drops them by their epoch, in this commit's retry and in the next (the push sender follows the
-      // epoch: see Sender.followEpoch). Its gap goes in the next commit: this one is running.
-      // replaceStore has logged it.
-      void this.append([gapEvent(opened.lost.data)]).catch(() => undefined);
+      // epoch: see Sender.followEpoch). Its gap event is its first; replaceStore has logged it.
       return;
     }
     if (how === 'repair') this.recovered = said;
@@ -273,7 +270,6 @@ export class LevelBuffer implements AgentBuffer {
         }
         this.writeError = undefined;
         this.opts.logger?.warn({ epoch: this.s.epoch }, 'buffer: the database is open again');
-        if (opened.lost !== undefined) await this.append([gapEvent(opened.lost.data)]).catch(() => undefined);
       })();
     }, delayMs);
     this.reopenTimer.unref();

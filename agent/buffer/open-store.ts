@@ -1,7 +1,10 @@
 import { levelMessage } from '../../common/level-errors.js';
 import { newId } from '../../protocols/index.js';
 import { AgentErrors } from '../errors.js';
-import { META } from './keys.js';
+import { encodeBlock } from './block-codec.js';
+import { ChainCursor } from './chain-cursor.js';
+import type { BatchOp } from './commit-plan.js';
+import { blockKey, META } from './keys.js';
 import {
   checkHead,
   isCorruption,
@@ -13,12 +16,13 @@ import {
   type StoredMeta,
 } from './level-store.js';
 import type { ResolvedBufferOptions } from './options.js';
+import { gapEvent } from './space-plan.js';
 
 export interface OpenedStore {
   db: BufferDb;
   meta: StoredMeta;
-  /** Set when a corrupt store was moved aside: what to say in the gap event and in state().recovered. */
-  lost?: { message: string; data: { reason: 'buffer-corrupt' } & Record<string, unknown> };
+  /** Set when a corrupt store was moved aside (the new epoch's first event is its gap): what state().recovered says. */
+  lost?: { message: string };
 }
 
 async function tryOpen(opts: ResolvedBufferOptions, location: string): Promise<{ db: BufferDb; meta: StoredMeta | undefined }> {
@@ -33,14 +37,34 @@ async function tryOpen(opts: ResolvedBufferOptions, location: string): Promise<{
   }
 }
 
-async function initialise(db: BufferDb): Promise<StoredMeta> {
+/**
+ * Writes a new epoch's meta keys in one synced batch. A replaced store's gap
+ * event is chained into that batch as the epoch's first block: written in a
+ * later commit, a crash between the two left a sound empty store and the
+ * loss unrecorded (DESIGN §3.4).
+ */
+async function initialise(db: BufferDb, opts: ResolvedBufferOptions, gap?: Parameters<typeof gapEvent>[0]): Promise<StoredMeta> {
   // A new epoch: ULIDs are random enough that two buffer lives never share one.
-  const meta: StoredMeta = { epoch: newId(), head: 0, lastHash: undefined, delivered: 0, oldest: 1, bufferedBytes: 0 };
-  const put = (key: string, value: string | number) => ({ type: 'put' as const, key, value: Buffer.from(String(value)) });
-  await db.batch(
-    [put(META.epoch, meta.epoch), put(META.head, 0), put(META.lastHash, ''), put(META.delivered, 0), put(META.oldest, 1), put(META.bufferedBytes, 0)],
-    { sync: true },
+  const epoch = newId();
+  const cursor = new ChainCursor({ agent: opts.id, epoch, head: 0, lastHash: undefined });
+  const ops: BatchOp[] = [];
+  if (gap !== undefined) {
+    const now = opts.clock.now();
+    cursor.push(gapEvent(gap), new Date(now).toISOString(), now);
+    ops.push({ type: 'put', key: blockKey(1), value: encodeBlock(cursor.lines, now, true) });
+  }
+  const bufferedBytes = ops.reduce((n, op) => n + (op.type === 'put' ? op.value.length : 0), 0);
+  const meta: StoredMeta = { epoch, head: cursor.head, lastHash: cursor.lastHash, delivered: 0, oldest: 1, bufferedBytes };
+  const put = (key: string, value: string | number): BatchOp => ({ type: 'put', key, value: Buffer.from(String(value)) });
+  ops.push(
+    put(META.epoch, epoch),
+    put(META.head, meta.head),
+    put(META.lastHash, meta.lastHash ?? ''),
+    put(META.delivered, 0),
+    put(META.oldest, 1),
+    put(META.bufferedBytes, bufferedBytes),
   );
+  await db.batch(ops, { sync: true });
   return meta;
 }
 
@@ -59,24 +83,23 @@ export async function openStore(opts: ResolvedBufferOptions, location: string): 
     }
     return replaceStore(opts, location, err);
   }
-  const meta = opened.meta ?? (await initialise(opened.db));
+  const meta = opened.meta ?? (await initialise(opened.db, opts));
   return { db: opened.db, meta };
 }
 
 /**
  * Replaces a corrupt, closed database: it is moved aside (never deleted), its
  * cursors salvaged where LevelDB's repair can still read them, and a fresh
- * database with a new epoch takes its place.
+ * database with a new epoch takes its place, its first event the
+ * `buffer-corrupt` gap naming what was lost.
  */
 export async function replaceStore(opts: ResolvedBufferOptions, location: string, err: unknown): Promise<OpenedStore> {
   const movedTo = await moveAside(opts.dataDir, location, opts.clock.now());
   const old = await salvageMeta(movedTo, opts.level);
-  const db = await openLevel(location, opts.level);
-  const meta = await initialise(db);
   const from = old?.delivered !== undefined ? old.delivered + 1 : undefined;
   const to = old?.head;
   const known = from !== undefined && to !== undefined && to >= from;
-  const data = {
+  const gap = {
     reason: 'buffer-corrupt' as const,
     lostEpoch: old?.epoch ?? null,
     // The undelivered range of the lost epoch, when the damaged store still told us.
@@ -86,9 +109,11 @@ export async function replaceStore(opts: ResolvedBufferOptions, location: string
     movedTo,
     error: (err as Error).message,
   };
+  const db = await openLevel(location, opts.level);
+  const meta = await initialise(db, opts, gap);
   const message =
     `buffer was corrupt (${(err as Error).message}); moved to ${movedTo}, new epoch ${meta.epoch}` +
     (known ? `, lost undelivered seq ${from}-${to} of epoch ${old?.epoch}` : ', lost range unknown');
-  opts.logger?.error({ err, movedTo, lostEpoch: data.lostEpoch, from: data.from, to: data.to }, `buffer: ${message}`);
-  return { db, meta, lost: { message, data } };
+  opts.logger?.error({ err, movedTo, lostEpoch: gap.lostEpoch, from: gap.from, to: gap.to }, `buffer: ${message}`);
+  return { db, meta, lost: { message } };
 }

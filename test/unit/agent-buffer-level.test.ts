@@ -7,6 +7,8 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { verifyChain, type ChainedEvent } from '../../protocols/index.js';
 import { LevelBuffer } from '../../agent/buffer/index.js';
 import { blockKey } from '../../agent/buffer/keys.js';
+import { openStore } from '../../agent/buffer/open-store.js';
+import { resolveBufferOptions } from '../../agent/buffer/options.js';
 import { bufferSuite } from '../conformance/buffer-suite.js';
 
 async function corrupt(dataDir: string, how: 'table' | 'manifest' | 'table-middle'): Promise<void> {
@@ -165,6 +167,30 @@ describe('LevelBuffer: damage met by a LevelDB compaction', () => {
     } finally {
       repair.mockRestore();
     }
+  });
+});
+
+describe('LevelBuffer: a crash while a corrupt store is replaced', () => {
+  const { fx, make } = bufferFixture('meteorzx-buffer-replace-crash-');
+
+  it('the new epoch is created with its buffer-corrupt gap: a crash right after the replacement cannot lose it', async () => {
+    let buffer = await make();
+    await buffer.append(Array.from({ length: 20 }, (_, i) => ({ type: 'test.event', data: { i } })));
+    await buffer.ack(5);
+    await buffer.close();
+    buffer = await make(); // reopening turns the write-ahead log into a table file
+    await buffer.close();
+    await corrupt(fx.dir, 'table');
+    // What LevelBuffer.open() does first; the process dies right after it, before anything else is written.
+    const opened = await openStore(resolveBufferOptions({ dataDir: fx.dir, id: 'agent-1' }), join(fx.dir, 'buffer'));
+    expect(opened.lost).toBeDefined();
+    await opened.db.close();
+    buffer = await make();
+    const events = await buffer.read(0, 100);
+    expect(events.map((e) => e.type)).toEqual(['meteorzx.gap']);
+    const [movedTo] = (await readdir(fx.dir)).filter((e) => e.startsWith('buffer.corrupt-'));
+    expect(events[0]).toMatchObject({ seq: 1, epoch: buffer.state().epoch, data: { reason: 'buffer-corrupt', movedTo: join(fx.dir, movedTo ?? '?') } });
+    expect(buffer.state().recovered).toBeUndefined(); // this life found a sound store
   });
 });
 
