@@ -6,7 +6,7 @@ import { planCommit } from './commit-plan.js';
 import { CommitQueue, type CommitWork } from './commit-queue.js';
 import { parseLedger, type GapLedger } from './gap-fold.js';
 import { Holes } from './holes.js';
-import { extraKey, META } from './keys.js';
+import { blockKey, extraKey, META } from './keys.js';
 import { firstBlock, type BufferDb, type StoredMeta } from './level-store.js';
 import { LineReader, type ReadView } from './line-reader.js';
 import { openStore, type OpenedStore } from './open-store.js';
@@ -73,7 +73,8 @@ export class LevelBuffer implements AgentBuffer {
   private async adopt(opened: OpenedStore): Promise<void> {
     if (opened.lost !== undefined) this.recovered = opened.lost.message;
     this.s = { ...opened.meta };
-    this.oldestBlockLast = (await firstBlock(opened.db))?.lastSeq;
+    // From `oldest`: a block below it (a damaged one a hole stepped over) is no longer the buffer's.
+    this.oldestBlockLast = (await firstBlock(opened.db, opened.meta.oldest))?.lastSeq;
     const [holes, ledger] = await opened.db.getMany([META.holes, META.gaps]);
     this.holes = new Holes(holes?.toString('utf8'));
     this.gapLedger = parseLedger(ledger?.toString('utf8'));
@@ -295,12 +296,15 @@ export class LevelBuffer implements AgentBuffer {
       this.opts.logger?.error({ from: r.from, to: r.to, epoch: this.s.epoch, error: r.error }, `buffer: ${this.recovered}`);
     }
     const { release, blocks } = plan;
-    if (release !== undefined && release.deleted.length > 0) {
+    const released = release !== undefined && release.deleted.length > 0;
+    const releasedTo = released ? (release.deleted.at(-1)?.lastSeq ?? 0) + 1 : base.cursors.oldest;
+    if (released) {
       this.cache.dropBefore(this.s.oldest);
       this.oldestBlockLast = release.next?.lastSeq ?? lastSeqOf(blocks[0]);
     } else if (this.oldestBlockLast === undefined && blocks.length > 0) {
       this.oldestBlockLast = lastSeqOf(blocks[0]);
     }
+    if (this.s.oldest > releasedTo) await this.afterFrontHole(db, releasedTo);
     this.reader.cacheNewBlocks(blocks, headBefore);
     work.appends.forEach((a, i) => {
       const [start, end] = plan.slices[i] as [number, number];
@@ -311,10 +315,24 @@ export class LevelBuffer implements AgentBuffer {
     if (this.spaceWaiters.length > 0) {
       if (!this.isFull()) this.wakeSpaceWaiters(false);
     }
-    // An ack may have made delivered blocks evictable while appends are being refused.
-    if (this.s.bufferedBytes >= this.opts.maxBytes && this.oldestBlockLast !== undefined && this.oldestBlockLast <= this.s.delivered) {
+    // An ack may have made delivered blocks evictable while appends are being refused. A makeRoom
+    // commit that released nothing would release nothing again: asking once more would spin.
+    const evictable = this.oldestBlockLast !== undefined && this.oldestBlockLast <= this.s.delivered;
+    if (this.s.bufferedBytes >= this.opts.maxBytes && evictable && !(work.makeRoom && !released)) {
       this.queue.makeRoom();
     }
+  }
+
+  /**
+   * A hole recorded at the front moved `oldest` past blocks no release
+   * deleted: the oldest block is found again from `oldest` (a stale one, at
+   * or below `delivered`, made isFull() take a full buffer for evictable),
+   * and the damaged blocks left below it are deleted, since no read or
+   * release looks there again. Both best effort: the commit is durable.
+   */
+  private async afterFrontHole(db: BufferDb, from: number): Promise<void> {
+    await db.clear({ gte: blockKey(from), lt: blockKey(this.s.oldest) }).catch(() => undefined);
+    this.oldestBlockLast = (await firstBlock(db, this.s.oldest).catch(() => undefined))?.lastSeq;
   }
 
   private wakeSpaceWaiters(all: boolean): void {

@@ -8,7 +8,7 @@ import { verifyChain, type ChainedEvent } from '../../protocols/index.js';
 import { LevelBuffer } from '../../agent/buffer/index.js';
 import { blockKey } from '../../agent/buffer/keys.js';
 import { openStore } from '../../agent/buffer/open-store.js';
-import { resolveBufferOptions } from '../../agent/buffer/options.js';
+import { resolveBufferOptions, type BufferOptions } from '../../agent/buffer/options.js';
 import { bufferSuite } from '../conformance/buffer-suite.js';
 
 async function corrupt(dataDir: string, how: 'table' | 'manifest' | 'table-middle'): Promise<void> {
@@ -60,8 +60,8 @@ function bufferFixture(prefix: string) {
     for (const b of fx.open.splice(0)) await b.close();
     await rm(fx.dir, { recursive: true, force: true });
   });
-  const make = async (): Promise<LevelBuffer> => {
-    const buffer = new LevelBuffer({ dataDir: fx.dir, id: 'agent-1', commitIntervalMs: 1 });
+  const make = async (options: Partial<BufferOptions> = {}): Promise<LevelBuffer> => {
+    const buffer = new LevelBuffer({ dataDir: fx.dir, id: 'agent-1', commitIntervalMs: 1, ...options });
     await buffer.open();
     fx.open.push(buffer);
     return buffer;
@@ -191,6 +191,57 @@ describe('LevelBuffer: a crash while a corrupt store is replaced', () => {
     const [movedTo] = (await readdir(fx.dir)).filter((e) => e.startsWith('buffer.corrupt-'));
     expect(events[0]).toMatchObject({ seq: 1, epoch: buffer.state().epoch, data: { reason: 'buffer-corrupt', movedTo: join(fx.dir, movedTo ?? '?') } });
     expect(buffer.state().recovered).toBeUndefined(); // this life found a sound store
+  });
+});
+
+describe('LevelBuffer: damage at the front of a full buffer', () => {
+  const { fx, make } = bufferFixture('meteorzx-buffer-front-hole-');
+  const maxBytes = 3000;
+  const pad = (i: number) => ({ type: 'test.event', data: { i, pad: randomBytes(60).toString('hex') } });
+  const appendUntilRefused = async (buffer: LevelBuffer): Promise<string | undefined> => {
+    for (let i = 0; i < 100; i++) {
+      const code = await buffer.append([pad(i)]).then(() => undefined, (e: { code?: string }) => e.code ?? 'no code');
+      if (code !== undefined) return code;
+    }
+    return undefined;
+  };
+  /** Runs `fn` on the database of the closed buffer. */
+  async function raw<T>(fn: (db: ClassicLevel<string, Buffer>) => Promise<T>): Promise<T> {
+    const db = new ClassicLevel<string, Buffer>(join(fx.dir, 'buffer'), { keyEncoding: 'utf8', valueEncoding: 'buffer' });
+    try {
+      return await fn(db);
+    } finally {
+      await db.close();
+    }
+  }
+
+  it('a full block-policy buffer still refuses once its front block is a hole, and no commit loop spins', async () => {
+    let buffer = await make({ maxBytes, whenFull: 'block' });
+    await buffer.append([pad(0), pad(1), pad(2)]);
+    expect(await appendUntilRefused(buffer)).toBe('METEORZX_BUFFER_FULL');
+    await buffer.close();
+    // Block 1-3's body overwritten, its header intact: it is there, but does not inflate.
+    const damaged = Buffer.from((await raw((db) => db.get(blockKey(1)))) ?? []).fill(0x5a, 20);
+    await raw((db) => db.put(blockKey(1), damaged));
+    buffer = await make({ maxBytes, whenFull: 'block' });
+    fx.open.pop(); // closed below, within a deadline: a spinning commit queue never lets close() resolve
+    await buffer.read(0, 10); // meets block 1-3: a hole with a gap; oldest and delivered move past it
+    expect(buffer.state()).toMatchObject({ oldest: 4, delivered: 3 });
+    const batch = vi.spyOn(ClassicLevel.prototype, 'batch');
+    fx.restore.push(() => batch.mockRestore());
+    const refused = await appendUntilRefused(buffer);
+    const batches = batch.mock.calls.length;
+    await new Promise((r) => setTimeout(r, 300));
+    const idleBatches = batch.mock.calls.length - batches;
+    const closed = await Promise.race([buffer.close().then(() => 'closed'), new Promise((r) => setTimeout(() => r('close() hangs'), 2000))]);
+    expect({ refused, idleBatches, closed }).toEqual({ refused: 'METEORZX_BUFFER_FULL', idleBatches: 0, closed: 'closed' });
+    // The damaged block, now below oldest, was deleted once its hole was recorded. Should one still be
+    // there (a repair brings it back), a restart seeks the oldest block from oldest, not from seq 1.
+    expect(await raw((db) => db.get(blockKey(1)))).toBeUndefined();
+    await raw((db) => db.put(blockKey(1), damaged));
+    buffer = await make({ maxBytes, whenFull: 'block' });
+    expect(buffer.state().oldest).toBe(4);
+    expect(await appendUntilRefused(buffer)).toBe('METEORZX_BUFFER_FULL');
   });
 });
 
