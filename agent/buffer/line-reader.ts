@@ -122,7 +122,9 @@ export class LineReader {
         throw AgentErrors.METEORZX_BUFFER_CORRUPT(`block at seq ${firstSeq} cannot be decoded: ${(err as Error).message}`, { cause: err });
       }
       if (seq >= firstSeq + lines.length) return undefined;
-      this.cache.put(firstSeq, lines);
+      // Not from a store replaced while this read waited (LevelDB lets a pending read finish after close):
+      // the cache was cleared for the new store, whose seqs start again at 1, and would serve these lines as its own.
+      if (this.view().db === db) this.cache.put(firstSeq, lines);
       return { firstSeq, lines };
     }
     return undefined;

@@ -120,6 +120,24 @@ describe('LineReader', () => {
     expect(read.map((l) => l.seq)).toEqual([1, 2, 3]);
     expect(repairs).toEqual([]);
   });
+
+  it('caches no block read from a store replaced meanwhile: the new epoch, whose seqs start again at 1, reads its own', async () => {
+    const line = (epoch: string, seq: number) => `{"epoch":"${epoch}","seq":${seq}}`;
+    const storeOf = (epoch: string, onRead = () => {}) =>
+      ({
+        async *iterator() {
+          onRead();
+          yield [blockKey(1), encodeBlock([1, 2, 3].map((seq) => line(epoch, seq)), 1)];
+        },
+      }) as unknown as BufferDb;
+    const cache = new BlockCache(100);
+    // A's block is still being read when the store is replaced: LevelDB lets a pending read finish after close.
+    const view: ReadView = { db: undefined, epoch: 'A', oldest: 1, head: 3, holes: new Holes() };
+    view.db = storeOf('A', () => Object.assign(view, { epoch: 'B', db: storeOf('B') }));
+    const reader = new LineReader(cache, 100, () => ({ ...view }), async () => {});
+    expect(await reader.readLines(0, 100)).toEqual([]);
+    expect((await reader.readLines(0, 100)).map((l) => l.line)).toEqual([1, 2, 3].map((seq) => line('B', seq)));
+  });
 });
 
 describe('block codec and cache', () => {
