@@ -77,7 +77,8 @@ export async function reopenStore(
   }
   const opened = await openStore(opts, location);
   // A block deleted before `oldest` comes back when its delete was in the damaged table: no read or
-  // sweep would ever look there again, so it goes now.
-  if (opened.lost === undefined) await opened.db.clear({ gte: BLOCK_PREFIX, lt: blockKey(opened.meta.oldest) });
+  // sweep would ever look there again, so it goes now. Best effort: a store whose compaction already
+  // failed again refuses this write, and then the retried commit too, which replaces the store.
+  if (opened.lost === undefined) await opened.db.clear({ gte: BLOCK_PREFIX, lt: blockKey(opened.meta.oldest) }).catch(() => undefined);
   return { opened, said: `buffer writes failed as corrupt (${refused.message}): LevelDB's compaction met a damaged table; ${repaired}` };
 }

@@ -290,6 +290,20 @@ describe('LevelBuffer: acks and damage reports queued while a commit replaces th
     ]);
   });
 
+  it('a repaired store that refuses even the deletion of blocks below oldest is replaced: the commit lands in the new epoch', async () => {
+    const buffer = await make();
+    await buffer.append(evs(20));
+    const { epoch } = buffer.state();
+    replacedDuring(() => {});
+    // The reopened store's compaction has already failed by the time the repair deletes below oldest.
+    const clear = vi.spyOn(ClassicLevel.prototype, 'clear').mockRejectedValueOnce(corruption());
+    fx.restore.push(() => clear.mockRestore());
+    const [first] = await buffer.append(evs(1));
+    expect(clear).toHaveBeenCalled();
+    expect(first?.epoch).not.toBe(epoch);
+    expect(buffer.state()).toMatchObject({ epoch: first?.epoch, head: 2 });
+  });
+
   it('an ack that names another epoch changes nothing', async () => {
     const buffer = await make();
     await buffer.append(evs(20));
