@@ -181,7 +181,13 @@ const storageSchema = z
     (value) => (isPlainObject(value) && value.type === undefined ? { ...value, type: 'level' } : value),
     z.discriminatedUnion('type', [
       z.strictObject({ type: z.literal('level'), retention: retention() }), // LevelDB under dataDir
-      z.strictObject({ type: z.literal('postgres'), url: url(['postgres', 'postgresql']), retention: retention() }),
+      // Parsed so a config naming it is checked, then refused: the PostgreSQL store (DESIGN §8) is not
+      // built yet, and silently storing in LevelDB instead would break global dedup between replicas.
+      z
+        .strictObject({ type: z.literal('postgres'), url: url(['postgres', 'postgresql']), retention: retention() })
+        .superRefine((_storage, ctx) => {
+          ctx.addIssue({ code: 'custom', path: ['type'], message: 'postgres is not available in this version: the gateway stores in LevelDB only (type: level)' });
+        }),
     ]),
   )
   .prefault({});

@@ -103,6 +103,17 @@ describe('meteorzx config check', () => {
     expect(missing.stderr).toContain('dataDir: environment variable DATA is not set');
   });
 
+  it('refuses storage.type postgres, in config check and at gateway start (no silent LevelDB instead)', async () => {
+    const file = join(dir, 'gateway-pg.json');
+    await writeFile(file, JSON.stringify({ dataDir: dir, storage: { type: 'postgres', url: 'postgres://postgres@127.0.0.1:5432/test' } }));
+    const expected = 'storage.type: postgres is not available in this version: the gateway stores in LevelDB only (type: level)';
+    for (const run of [await meteorzx(['config', 'check', file]), await meteorzx(['gateway', '--config', file])]) {
+      expect(run.code).toBe(1);
+      expect(run.stderr).toContain(expected);
+    }
+    expect(existsSync(join(dir, 'store'))).toBe(false);
+  });
+
   it('reports a missing file in one line, without a stack trace', async () => {
     const run = await meteorzx(['config', 'check', join(dir, 'nope.yaml')]);
     expect(run.code).toBe(1);

@@ -103,13 +103,19 @@ describe('defaults', () => {
   it('parses the gateway storage and transform forms', () => {
     const config = parseGatewayConfig(
       {
-        storage: { type: 'postgres', url: 'postgres://meteorzx@db/audit', retention: '365d' },
+        storage: { type: 'level', retention: '365d' },
         pipeline: { transforms: [{ mask: ['data.card'] }, { rename: { 'data.user': 'actor' } }, { set: { 'data.site': { n: 1 } } }] },
       },
       { env: NO_ENV },
     );
-    expect(config.storage).toEqual({ type: 'postgres', url: 'postgres://meteorzx@db/audit', retention: 365 * 86_400_000 });
+    expect(config.storage).toEqual({ type: 'level', retention: 365 * 86_400_000 });
     expect(config.pipeline.transforms).toEqual([{ mask: ['data.card'] }, { rename: { 'data.user': 'actor' } }, { set: { 'data.site': { n: 1 } } }]);
+  });
+
+  it('refuses storage.type postgres (not built yet) rather than storing in LevelDB unasked', () => {
+    expect(issuesOf(() => parseGatewayConfig({ storage: { type: 'postgres', url: 'postgres://meteorzx@db/audit' } }, { env: NO_ENV }))).toEqual([
+      'storage.type: postgres is not available in this version: the gateway stores in LevelDB only (type: level)',
+    ]);
   });
 });
 
