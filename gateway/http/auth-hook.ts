@@ -8,8 +8,17 @@ import { sendError } from './reply-error.js';
 const OPEN_PATHS: ReadonlySet<string> = new Set(['/healthz', '/readyz']);
 
 /** The scope a request needs: POST /v1/events is ingest, other writes admin, reads query. */
+/**
+ * The route a request was matched to (`/v1/%65vents` is `/v1/events`), or
+ * its raw path when none matched. Hooks that judge a request by its path
+ * must use this: the router decodes the path, a string compare does not.
+ */
+export function routeOf(req: FastifyRequest): string {
+  return req.routeOptions.url ?? req.url.split('?')[0] ?? '';
+}
+
 export function scopeFor(req: FastifyRequest): Scope | undefined {
-  const path = req.url.split('?')[0] ?? '';
+  const path = routeOf(req);
   if (OPEN_PATHS.has(path)) return undefined;
   if (req.method === 'GET' || req.method === 'HEAD') return 'query';
   if (req.method === 'POST' && path === '/v1/events') return 'ingest';

@@ -166,6 +166,30 @@ describe('auth', () => {
     expect((await app.inject({ url: '/v1/events', headers: { authorization: 'Bearer tq' } })).statusCode).toBe(200);
     expect((await app.inject({ url: '/healthz' })).statusCode).toBe(200);
     expect((await app.inject({ url: '/metrics' })).statusCode).toBe(401);
+    // The router decodes the path: an encoded one is the same route, with the same scope.
+    const encoded = (auth: string) => app.inject({ method: 'POST', url: '/v1/%65vents', payload: { type: 't' }, headers: { authorization: auth } });
+    expect((await encoded('Bearer tin')).statusCode).toBe(200);
+    expect((await encoded('Bearer tq')).statusCode).toBe(403);
+    expect((await app.inject({ url: '/health%7A' })).statusCode).toBe(200);
+  });
+
+  it('bounds ingests in flight, whichever spelling of the path reaches the route', async () => {
+    const stalled: (() => void)[] = [];
+    const ingestor = {
+      ingest: () => new Promise<{ accepted: number; duplicates: number; rejected: [] }>((resolve) => stalled.push(() => resolve({ accepted: 1, duplicates: 0, rejected: [] }))),
+    };
+    const { app } = make({ ingestor, maxInflightIngests: 2 });
+    const post = (url: string) => app.inject({ method: 'POST', url, payload: { type: 't', source: 's' } });
+    const held = [post('/v1/events'), post('/v1/%65vents')];
+    while (stalled.length < 2) await new Promise((r) => setTimeout(r, 5));
+    for (const url of ['/v1/events', '/v1/%65vents', '/v1/event%73?x=1']) {
+      // Let in, it would stall like the others: 'held' after 2 s.
+      const res = await Promise.race([post(url), new Promise<'held'>((r) => setTimeout(() => r('held'), 2000))]);
+      expect(res === 'held' ? res : res.json().code).toBe('METEORZX_GATEWAY_OVERLOADED');
+    }
+    expect(stalled).toHaveLength(2);
+    for (const release of stalled) release();
+    expect((await Promise.all(held)).map((r) => r.statusCode)).toEqual([200, 200]);
   });
 
   it("gives events without a source the token's name, and none without auth", async () => {

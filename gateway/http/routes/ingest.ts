@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { decodeBatch, isValidSource, type IngestResponse } from '../../../protocols/index.js';
-import { identityOf } from '../auth-hook.js';
+import { identityOf, routeOf } from '../auth-hook.js';
 import { GatewayErrors } from '../../errors.js';
 import type { ApiContext } from '../api-context.js';
 import { decodeContent, requireFormat } from '../body.js';
@@ -20,7 +20,7 @@ export function registerIngest(app: FastifyInstance, ctx: ApiContext): void {
 
   // Refuse before reading the body: under overload the cheapest answer is the early one.
   app.addHook('onRequest', async (req, reply) => {
-    if (req.method !== 'POST' || req.url.split('?')[0] !== '/v1/events') return;
+    if (req.method !== 'POST' || routeOf(req) !== '/v1/events') return;
     if (inflight >= ctx.maxInflightIngests) {
       return sendError(reply, GatewayErrors.METEORZX_GATEWAY_OVERLOADED(`${inflight} ingest requests in progress; retry later`));
     }
