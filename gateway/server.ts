@@ -164,6 +164,7 @@ export class Gateway {
       listeners: specs,
       logger: logger.child({ component: 'mqtt' }),
       id: config.id,
+      forwardEvents: config.pipeline.transforms.length === 0 && !config.pipeline.rules.some((rule) => rule.drop === true),
       ...(this.opts.mqttMaxWaitMs === undefined ? {} : { maxWaitMs: this.opts.mqttMaxWaitMs }),
       ...(metrics === undefined ? {} : { onClientCount: (n: number) => metrics.mqttClients.set(n) }),
     });

@@ -20,7 +20,17 @@ export interface MqttIngressOptions {
   maxWaitMs?: number;
   /** Called whenever the number of connected clients changes (the metrics gauge). */
   onClientCount?: (count: number) => void;
+  /**
+   * Whether a subscriber may hear event publishes as their client sent them
+   * (default true). The server says false while the pipeline transforms or
+   * drops events: what was sent is then not what was stored, and a
+   * subscription must not undo a mask.
+   */
+  forwardEvents?: boolean;
 }
+
+/** Largest retained presence payload (an agent's is ≈ 150 B): aedes keeps each in memory. */
+export const MAX_STATUS_BYTES = 4096;
 
 /**
  * What the broker keeps per authenticated client: who it is, its peer
@@ -137,6 +147,13 @@ export class MqttIngress {
           state.route = route;
         }
         if (route.kind === 'pass') {
+          if (route.topic === 'cmd') {
+            // A retained command would be replayed to the agent at every resubscribe.
+            packet.retain = false;
+          } else if (packet.payload.length > MAX_STATUS_BYTES) {
+            this.refuse(client, packet.topic, new PublishRefused(`status payload of ${packet.payload.length} bytes is over ${MAX_STATUS_BYTES}`), done);
+            return;
+          }
           done(null);
           return;
         }
@@ -190,13 +207,14 @@ export class MqttIngress {
   /**
    * After the PUBACK, aedes hands every QoS 1 publish to its own publish
    * path for delivery to subscribers. A stored event skips it while no
-   * subscription could hear it (`eventListeners`); everything else (status,
-   * commands, wills) takes it as before.
+   * subscription could hear it (`eventListeners`), and always when the
+   * pipeline changes events (`forwardEvents` false); everything else
+   * (status, commands, wills) takes it as before.
    */
   private forwardStored(broker: Aedes): void {
     const publish = broker.publish.bind(broker) as (packet: object, client: unknown, done?: (err?: Error | null) => void) => void;
     (broker as { publish: typeof publish }).publish = (packet, client, done) => {
-      if ((packet as { [STORED]?: true })[STORED] === true && !this.eventListeners) {
+      if ((packet as { [STORED]?: true })[STORED] === true && (!this.eventListeners || this.opts.forwardEvents === false)) {
         done?.(null);
         return;
       }

@@ -34,7 +34,7 @@ export interface PublishGateOptions {
  * client's route can be reused while it keeps publishing on one topic):
  * `ingest` for its source's events topic, `pass` for presence and commands.
  */
-export type PublishRoute = { kind: 'ingest'; source: string } | { kind: 'pass' };
+export type PublishRoute = { kind: 'ingest'; source: string } | { kind: 'pass'; topic: 'status' | 'cmd' };
 
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -72,12 +72,12 @@ export class PublishGate {
     if (parsed.kind === 'cmd') {
       // Commands go from the gateway to agents; an authenticated client may not forge them.
       if (own !== undefined) throw new PublishRefused(`client may not publish commands (${topic})`);
-      return { kind: 'pass' };
+      return { kind: 'pass', topic: 'cmd' };
     }
     if (own !== undefined && parsed.source !== own) {
       throw new PublishRefused(`user "${ctx.identity.username ?? ''}" publishes as source "${own}", not "${parsed.source}"`);
     }
-    return parsed.kind === 'status' ? { kind: 'pass' } : { kind: 'ingest', source: parsed.source };
+    return parsed.kind === 'status' ? { kind: 'pass', topic: 'status' } : { kind: 'ingest', source: parsed.source };
   }
 
   /**

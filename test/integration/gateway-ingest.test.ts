@@ -132,3 +132,51 @@ describe('gateway ingest with real peers', () => {
     expect(badUrl.stderr.trim()).toBe('meteorzx: not a URL: "not a url" (expected e.g. http://127.0.0.1:7400)');
   });
 });
+
+describe('gateway broker: what subscribers hear, and what it keeps', () => {
+  it('forwards no event publish while the pipeline masks or drops events: a subscription must not undo a mask', async () => {
+    const own = await tempDir();
+    const masked = await startGateway({
+      dir: own,
+      config: { pipeline: { transforms: [{ mask: ['data.card'] }], rules: [{ name: 'no-test', if: 'data.test == true', drop: true }] } },
+    });
+    const sub = await mqtt.connectAsync(`mqtt://127.0.0.1:${masked.mqttPort}`, { reconnectPeriod: 0, protocolVersion: 4 });
+    try {
+      const heard: string[] = [];
+      sub.on('message', (topic, payload) => heard.push(`${topic} ${payload.toString()}`));
+      await sub.subscribeAsync('audit/#', { qos: 1 });
+      const lines = [JSON.stringify({ id: 'm-1', type: 'pay', data: { card: '4111111111111111' } }), JSON.stringify({ id: 'm-2', type: 'pay', data: { test: true } })];
+      const pub = await runProcess('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(masked.mqttPort), '-q', '1', '-t', 'audit/pos-1/events', '-l'], { input: `${lines.join('\n')}\n` });
+      expect(pub.code, pub.stderr).toBe(0);
+      // A status publish after the events still reaches the subscriber: by then the events would have.
+      await runProcess('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(masked.mqttPort), '-q', '1', '-t', 'audit/pos-1/status', '-m', '{"state":"online"}']);
+      for (let waited = 0; !heard.some((h) => h.startsWith('audit/pos-1/status')) && waited < 5000; waited += 20) await new Promise((r) => setTimeout(r, 20));
+      expect(heard).toEqual(['audit/pos-1/status {"state":"online"}']);
+      const stored = ndjson<Stored & { data: { card?: string } }>((await runCli(['query', masked.httpUrl, '--source', 'pos-1'])).stdout);
+      expect(stored.map((e) => [e.id, e.data.card])).toEqual([['m-1', '***']]);
+    } finally {
+      await sub.endAsync();
+      await masked.stop();
+      await removeDir(own);
+    }
+  });
+
+  it('refuses a status payload over 4 KiB (retained payloads live in memory) and never retains a command', async () => {
+    const big = 'x'.repeat(5000);
+    const refused = await runProcess('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(gw.mqttPort), '-q', '1', '-r', '-t', 'audit/big-1/status', '-m', big]);
+    expect(refused.code).not.toBe(0);
+    await runProcess('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(gw.mqttPort), '-q', '1', '-r', '-t', 'audit/small-1/status', '-m', '{"state":"online"}']);
+    await runProcess('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(gw.mqttPort), '-q', '1', '-r', '-t', 'audit/small-1/cmd', '-m', '{"op":"pull","after":0}']);
+    // A late subscriber gets what is retained: the small status, neither the big one nor the command.
+    const sub = await mqtt.connectAsync(`mqtt://127.0.0.1:${gw.mqttPort}`, { reconnectPeriod: 0, protocolVersion: 4 });
+    try {
+      const heard: string[] = [];
+      sub.on('message', (topic) => heard.push(topic));
+      await sub.subscribeAsync(['audit/big-1/#', 'audit/small-1/#'], { qos: 1 });
+      await new Promise((r) => setTimeout(r, 300));
+      expect(heard).toEqual(['audit/small-1/status']);
+    } finally {
+      await sub.endAsync();
+    }
+  });
+});
