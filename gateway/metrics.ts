@@ -30,6 +30,7 @@ export class GatewayMetrics {
   /** Ingestion attempts waiting for a group commit. */
   readonly queueDepth: Gauge;
   readonly alerts: Counter<'rule'>;
+  readonly ruleErrors: Counter<'rule'>;
   /** Pull connector runs per agent URL and result (ok, failed) — issue 5, gateway/pull. */
   readonly pullRuns: Counter<'url' | 'result'>;
   /** 1 while a pull connector's last run failed after all its retries, else 0. */
@@ -111,6 +112,12 @@ export class GatewayMetrics {
       },
     });
     this.alerts = new Counter({ name: `${prefix}alerts_total`, help: 'Alerts raised by rules', labelNames: ['rule'], registers });
+    this.ruleErrors = new Counter({
+      name: `${prefix}rule_errors_total`,
+      help: 'Events on which a rule condition failed (taken as no match)',
+      labelNames: ['rule'],
+      registers,
+    });
     this.pullRuns = new Counter({ name: `${prefix}pull_runs_total`, help: 'Pull connector runs', labelNames: ['url', 'result'], registers });
     this.pullFailed = new Gauge({ name: `${prefix}pull_failed`, help: 'Pull connector failed after its retries (1) or not (0)', labelNames: ['url'], registers });
     this.gapsLost = new Counter({ name: `${prefix}gaps_lost_total`, help: 'Seq ranges recorded as lost (meteorzx.gap)', registers });

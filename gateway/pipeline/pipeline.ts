@@ -48,7 +48,7 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
   });
   const onAlert =
     opts.onAlert ?? ((a: PipelineAlert) => opts.logger?.warn({ alert: a.kind, rule: a.rule, detail: a.detail, id: a.event.id, source: a.event.source }, 'alert'));
-  const stages = { tracker, transforms, rules, dedup, limits, gatewayName: opts.gatewayName };
+  const stages = { tracker, transforms, rules, dedup, limits, gatewayName: opts.gatewayName, onRuleError: ruleErrorSink(metrics, opts.logger) };
   const sinks = { metrics, onAlert, logger: opts.logger };
 
   const inFlight = new InFlightCommits();
@@ -179,5 +179,22 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
       await committer.close();
       await retentionRun;
     },
+  };
+}
+
+/**
+ * A rule whose condition fails on an event (`data.n > 5` on a string) does
+ * not match it: a drop rule that always fails never drops. Each failure is
+ * counted per rule (`meteorzx_gateway_rule_errors_total`), and logged at
+ * most once a minute per rule, with the first line of the reason.
+ */
+function ruleErrorSink(metrics: PipelineOptions['metrics'], logger: PipelineOptions['logger'], now: () => number = Date.now): (rule: string, message: string) => void {
+  const loggedAt = new Map<string, number>();
+  return (rule, message) => {
+    metrics?.ruleErrors.inc({ rule });
+    const t = now();
+    if (t - (loggedAt.get(rule) ?? -Infinity) < 60_000) return;
+    loggedAt.set(rule, t);
+    logger?.warn({ rule, error: message }, 'rule condition failed on an event; taken as no match');
   };
 }

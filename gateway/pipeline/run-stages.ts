@@ -37,6 +37,8 @@ export interface Stages {
   gatewayName: string;
   /** Ids stored by commits still in flight: duplicates, unless that commit fails (then this one fails too). */
   pending?: ((id: string) => boolean) | undefined;
+  /** A rule's condition failed on an event (taken as "no match"): told here so it is not silent. */
+  onRuleError?: ((rule: string, message: string) => void) | undefined;
 }
 
 /**
@@ -141,6 +143,7 @@ function runItemStages(item: PipelineItem, entry: PendingIngest, s: Stages): voi
     if (r.tags.length > 0) item.tags = r.tags;
     if (r.alerts.length > 0) item.alerts = [...(item.alerts ?? []), ...r.alerts.map((rule) => ({ kind: 'rule' as const, rule }))];
     if (r.droppedBy !== undefined) item.rejected = { stage: 'rule', reason: `dropped by rule ${r.droppedBy}` };
+    for (const e of r.errors) s.onRuleError?.(e.rule, e.message);
   }
 }
 

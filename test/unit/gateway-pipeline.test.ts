@@ -235,6 +235,22 @@ describe('pipeline', () => {
     expect(text.batch[3]?.event.tags).toEqual(['marked']);
   });
 
+  it('counts and logs (once a minute per rule) a rule condition that fails on an event; the event is stored as not matched', async () => {
+    storage = new CountingStorage({ dataDir: dir });
+    await storage.open();
+    metrics = new GatewayMetrics();
+    const warnings: unknown[] = [];
+    const logger = { warn: (obj: unknown) => void warnings.push(obj), error: () => undefined };
+    const cfg = config({ rules: [{ name: 'big', if: 'data.n > 5', drop: true }] });
+    pipeline = createPipeline({ storage, config: cfg, gatewayName: 'gw-1', metrics, logger });
+    await pipeline.start();
+    // `data.n > 5` on a string has no overload: the drop rule cannot match, so these are stored.
+    const answer = await pipeline.ingest(items({ id: 'r1', source: 's', type: 't', data: { n: 'x' } }, { id: 'r2', source: 's', type: 't', data: { n: 'y' } }, { id: 'r3', source: 's', type: 't', data: { n: 9 } }), http);
+    expect(answer).toEqual({ accepted: 2, duplicates: 0, rejected: [{ index: 2, error: 'dropped by rule big' }] });
+    expect((await metrics.ruleErrors.get()).values.map((v) => [v.labels.rule, v.value])).toEqual([['big', 2]]);
+    expect(warnings).toEqual([{ rule: 'big', error: expect.stringMatching(/overload/) }]);
+  });
+
   it('applies transforms after the integrity check and rules after transforms', async () => {
     const p = await open(
       config({
