@@ -1,4 +1,4 @@
-import { renameSync, writeFileSync } from 'node:fs';
+import { appendFileSync, copyFileSync, renameSync, truncateSync, writeFileSync } from 'node:fs';
 import { appendFile, copyFile, mkdtemp, open, rename, rm, stat, truncate, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +16,7 @@ import { TrackedFile } from '../../agent/intake/files/tracked-file.js';
 let dir: string;
 let buffer: LevelBuffer;
 const intakes: FileIntake[] = [];
+const realReadBatch = TrackedFile.prototype.readBatch;
 
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'meteorzx-files-'));
@@ -24,6 +25,7 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
+  TrackedFile.prototype.readBatch = realReadBatch;
   for (const i of intakes.splice(0)) await i.close();
   await buffer.close();
   await rm(dir, { recursive: true, force: true });
@@ -72,6 +74,31 @@ async function waitForLines(n: number): Promise<string[]> {
 
 const numbered = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => `line ${from + i}\n`).join('');
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => `line ${from + i}`);
+
+/** Runs `rotate` (synchronous, so no poll comes between its steps) just before the next read of `path`. */
+function beforeNextRead(path: string, rotate: () => void): void {
+  let armed = true;
+  TrackedFile.prototype.readBatch = function (this: TrackedFile, ...args: Parameters<TrackedFile['readBatch']>) {
+    if (armed && this.path === path) {
+      armed = false;
+      rotate();
+    }
+    return realReadBatch.apply(this, args);
+  };
+}
+
+/** What the buffer holds against lines from..to: how many lines, which are missing or repeated, other events. */
+async function tally(from: number, to: number): Promise<{ count: number; missing: number; repeated: number; others: unknown[] }> {
+  const all = await events();
+  const got = all.filter((e) => e.type === 'log.line').map((e) => String(e.data?.line));
+  const want = new Set(range(from, to));
+  return {
+    count: got.length,
+    missing: [...want].filter((l) => !got.includes(l)).length,
+    repeated: got.length - new Set(got).size,
+    others: all.filter((e) => e.type !== 'log.line').map((e) => e.data),
+  };
+}
 
 describe('FileIntake', () => {
   it('reads a file from the beginning and checkpoints the offset by identity in the same batch', async () => {
@@ -269,6 +296,27 @@ describe('FileIntake', () => {
     expect(await waitForLines(25)).toEqual(range(1, 25));
     await new Promise((r) => setTimeout(r, 150));
     expect((await lines()).length).toBe(25);
+  });
+
+  it('reads both generations of two copytruncates that came between two polls (the agent was not polling)', async () => {
+    // The agent polls only between reads, and not at all while the buffer is full: logrotate can run twice
+    // meanwhile. The first copy (A) is now app.log.2, the second (B, never seen at the path) app.log.1.
+    const log = join(dir, 'app.log');
+    await writeFile(log, numbered(1, 100));
+    await startIntake([spec(log)]);
+    await waitForLines(100);
+    beforeNextRead(log, () => {
+      copyFileSync(log, `${log}.1`);
+      truncateSync(log, 0);
+      appendFileSync(log, numbered(101, 150));
+      renameSync(`${log}.1`, `${log}.2`);
+      copyFileSync(log, `${log}.1`);
+      truncateSync(log, 0);
+      appendFileSync(log, numbered(151, 160));
+    });
+    await waitFor(async () => (await lines()).length >= 160, '160 lines', 3000).catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 150));
+    expect(await tally(1, 160)).toEqual({ count: 160, missing: 0, repeated: 0, others: [] });
   });
 
   it('reads a file deleted and created again (a new inode) from its start', async () => {

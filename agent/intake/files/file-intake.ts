@@ -204,7 +204,7 @@ export class FileIntake implements Intake {
     if (st === undefined || id === undefined) return;
     if (wp.current === undefined) {
       if (this.openFiles.has(id)) return;
-      const file = await openCurrent(this.resume, wp, true, false);
+      const file = await openCurrent(this.resume, wp, true, false, since);
       if (file === undefined) return;
       wp.current = file;
       this.openFiles.set(file.id, file);
@@ -215,19 +215,28 @@ export class FileIntake implements Intake {
     const size = Number(st.size);
     const file = wp.current;
     if (!(await file.unchanged(size))) {
-      await this.truncated(wp, file, size);
+      await this.truncated(wp, file, size, since);
     } else if (size > file.size) {
       file.size = size;
     }
   }
 
-  private async truncated(wp: WatchedPath, file: TrackedFile, size: number): Promise<void> {
+  /** `since`: when the path was last looked at (ms); a generation that changed since then was never seen at it. */
+  private async truncated(wp: WatchedPath, file: TrackedFile, size: number, since: number): Promise<void> {
     this.options.logger?.info({ path: wp.path, offset: file.offset, size }, 'file truncated (copytruncate?): reading it from 0');
+    const known = wp.files().map((f) => f.record(f.offset));
     const copy = await openTruncatedCopy(this.resume, wp, file.record(file.offset), new Set(this.openFiles.keys()));
     if (copy !== undefined) {
       wp.draining.push(copy);
       this.openFiles.set(copy.id, copy);
       this.options.logger?.info({ path: copy.path, from: copy.offset }, 'reading the rest of the lines from the rotated copy');
+    }
+    // Two copytruncates between two looks (no poll while a read waits for buffer space): the second copy
+    // holds a generation that never was at the path while we looked. It must be read before the
+    // siblings are marked seen below, or it would be checkpointed at its end unread.
+    for (const f of await adoptRecentSiblings(this.resume, wp, known, since)) {
+      this.openFiles.set(f.id, f);
+      this.options.logger?.warn({ path: f.path, id: f.id, from: f.offset }, 'a rotated file no poll saw at the path: reading it');
     }
     file.seek(0);
     file.size = size;
@@ -244,7 +253,7 @@ export class FileIntake implements Intake {
     // content at the old offset. What was read before a truncation is valid; what was read after is caught here.
     if (bytes > 0 && file === wp.current && !(await file.unchanged((await file.stat()).size))) {
       file.rewind();
-      await this.truncated(wp, file, (await file.stat()).size);
+      await this.truncated(wp, file, (await file.stat()).size, wp.checkedAt);
       return true;
     }
     if (file.draining && bytes === 0 && this.drained(file)) {

@@ -31,9 +31,10 @@ async function fileRecord(ctx: ResumeContext, id: FileId): Promise<FileRecord | 
  * bytes); 0 when it was truncated meanwhile (after draining the copy
  * copytruncate left, if found) or when it follows a rotation; `startAt` for
  * a file never seen, on the first scan only (a file appearing later is new
- * and read whole).
+ * and read whole). With `since` (when the path was last looked at, ms), a
+ * truncation also adopts the generations no look saw (adoptRecentSiblings).
  */
-export async function openCurrent(ctx: ResumeContext, wp: WatchedPath, hadPath: boolean, firstScan: boolean): Promise<TrackedFile | undefined> {
+export async function openCurrent(ctx: ResumeContext, wp: WatchedPath, hadPath: boolean, firstScan: boolean, since?: number): Promise<TrackedFile | undefined> {
   const file = await TrackedFile.open(wp.path, wp.spec.maxLineBytes, ctx.now()).catch(() => undefined);
   if (file === undefined) return undefined;
   if (ctx.open.has(file.id)) {
@@ -47,8 +48,11 @@ export async function openCurrent(ctx: ResumeContext, wp: WatchedPath, hadPath: 
       file.seek(record.offset);
       return file;
     }
+    const known = [record, ...wp.files().map((f) => f.record(f.offset))];
     const copy = await openTruncatedCopy(ctx, wp, record, new Set([...ctx.open.keys(), ...wp.files().map((f) => f.id), file.id]));
     if (copy !== undefined) wp.draining.push(copy);
+    // A second copytruncate before this look left a generation in between; see FileIntake.truncated.
+    if (since !== undefined) await adoptRecentSiblings(ctx, wp, known, since);
     file.seek(0);
     return file;
   }
