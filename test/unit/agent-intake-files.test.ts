@@ -1,5 +1,5 @@
 import { appendFileSync, copyFileSync, renameSync, truncateSync, writeFileSync } from 'node:fs';
-import { appendFile, copyFile, mkdtemp, open, rename, rm, stat, truncate, unlink, writeFile } from 'node:fs/promises';
+import { appendFile, copyFile, mkdir, mkdtemp, open, rename, rm, stat, truncate, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -269,6 +269,35 @@ describe('FileIntake', () => {
     await new Promise((r) => setTimeout(r, 150));
     expect((await lines()).length).toBe(18);
     expect((await events()).filter((e) => e.type === 'meteorzx.intake.error')).toEqual([]);
+  });
+
+  it('reads a generation whose inode once held a file it checkpointed (a reused inode is not a known file)', async () => {
+    const gen = (tag: string, n: number) => Array.from({ length: n }, (_, i) => `${tag} ${i + 1}\n`).join('');
+    const count = async (tag: string) => (await events()).filter((e) => String(e.data?.line).startsWith(`${tag} `)).length;
+    const log = join(dir, 'app.log');
+    const gone = join(dir, 'gone');
+    await mkdir(gone);
+    await writeFile(`${log}.1`, gen('Z', 10)); // present at the first start: checkpointed as seen
+    await writeFile(log, gen('A', 10));
+    const first = await startIntake([spec(log)]);
+    await waitFor(async () => (await count('A')) === 10, 'A');
+    await stopIntake(first);
+    const zIno = (await stat(`${log}.1`)).ino;
+    // While the agent is down: Z is deleted and its inode comes back as the next generation B (ext4 reuses
+    // inode numbers; here the same inode is moved and truncated), which is then rotated to app.log.1.
+    await rename(`${log}.1`, join(gone, 'Z'));
+    await rename(log, `${log}.1`);
+    await truncate(join(gone, 'Z'), 0);
+    await rename(join(gone, 'Z'), log);
+    await appendFile(log, gen('B', 20));
+    await rename(`${log}.1`, join(gone, 'A'));
+    await rename(log, `${log}.1`);
+    await writeFile(log, gen('C', 5));
+    expect((await stat(`${log}.1`)).ino).toBe(zIno);
+    await startIntake([spec(log)]);
+    await waitFor(async () => (await count('B')) >= 20 && (await count('C')) >= 5, 'B and C', 1000).catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 100));
+    expect({ B: await count('B'), C: await count('C') }).toEqual({ B: 20, C: 5 });
   });
 
   it('does not read old rotated generations at the first start, nor again after a restart', async () => {

@@ -1,6 +1,6 @@
 import { dirname } from 'node:path';
 import type { AuditEvent } from '../../../protocols/index.js';
-import { open } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { fileKey, fingerprint, fingerprintMatches, parseFileRecord, type FileId, type FileRecord, type PathRecord } from './checkpoint.js';
 
 // File mtimes come from a coarse kernel clock: a file written just after a commit can look a little older.
@@ -23,6 +23,17 @@ export interface ResumeContext {
 
 async function fileRecord(ctx: ResumeContext, id: FileId): Promise<FileRecord | undefined> {
   return parseFileRecord(await ctx.getMeta(fileKey(id)));
+}
+
+/**
+ * Whether the file open as `fh` (identity `id`, `size` bytes) is the one its
+ * checkpoint was written for. A record alone is not enough: records are
+ * never deleted and filesystems reuse inode numbers, so it may name an
+ * earlier file that had this identity.
+ */
+async function checkpointed(ctx: ResumeContext, id: FileId, fh: FileHandle, size: number): Promise<boolean> {
+  const record = await fileRecord(ctx, id);
+  return record !== undefined && size >= record.offset && (await fingerprintMatches(fh, record.fp));
 }
 
 /**
@@ -167,9 +178,9 @@ export async function adoptUnseenRotations(ctx: ResumeContext, wp: WatchedPath, 
 
 /**
  * Opens, as rotated files of `wp` to read to their end, its rotated
- * generations (rotatedSiblings) that no checkpoint names, that no file open
- * now is, and that changed since `since` (ms): generations the agent never
- * saw at the path. Each is read from the offset of a `known` file it is a
+ * generations (rotatedSiblings) that no checkpoint is of (see
+ * checkpointed), that no file open now is, and that changed since `since`
+ * (ms): generations the agent never saw at the path. Each is read from the offset of a `known` file it is a
  * copy of (same first bytes), else from its start. Returns them.
  */
 export async function adoptRecentSiblings(ctx: ResumeContext, wp: WatchedPath, known: readonly FileRecord[], since: number): Promise<TrackedFile[]> {
@@ -177,9 +188,8 @@ export async function adoptRecentSiblings(ctx: ResumeContext, wp: WatchedPath, k
   const taken = new Set([...ctx.open.keys(), ...wp.files().map((f) => f.id)]);
   for (const sibling of await rotatedSiblings(wp.path)) {
     if (taken.has(sibling.id) || sibling.mtimeMs < since - MTIME_SLACK_MS) continue;
-    if ((await ctx.getMeta(fileKey(sibling.id))) !== undefined) continue;
     const file = await TrackedFile.open(sibling.path, wp.spec.maxLineBytes, ctx.now()).catch(() => undefined);
-    if (file === undefined || taken.has(file.id)) {
+    if (file === undefined || taken.has(file.id) || (await checkpointed(ctx, file.id, file.handle, file.size))) {
       await file?.close();
       continue;
     }
@@ -204,10 +214,12 @@ export async function adoptRecentSiblings(ctx: ResumeContext, wp: WatchedPath, k
 export async function markSiblingsSeen(ctx: ResumeContext, path: string): Promise<{ key: string; value: string }[]> {
   const out: { key: string; value: string }[] = [];
   for (const sibling of await rotatedSiblings(path)) {
-    if (ctx.open.has(sibling.id) || (await ctx.getMeta(fileKey(sibling.id))) !== undefined) continue;
+    if (ctx.open.has(sibling.id)) continue;
     const fh = await open(sibling.path, 'r').catch(() => undefined);
     if (fh === undefined) continue;
     try {
+      // A record of an earlier file with this (reused) inode is replaced, so it cannot hide this one later.
+      if (await checkpointed(ctx, sibling.id, fh, sibling.size)) continue;
       const record: FileRecord = { path: sibling.path, offset: sibling.size, size: sibling.size, fp: await fingerprint(fh, sibling.size) };
       out.push({ key: fileKey(sibling.id), value: JSON.stringify(record) });
     } finally {
