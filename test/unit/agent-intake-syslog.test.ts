@@ -12,6 +12,9 @@ import type { AgentBuffer } from '../../agent/buffer/types.js';
 import { AgentErrors } from '../../agent/errors.js';
 import type { IntakeMeter } from '../../agent/intake/intake-meter.js';
 import { SyslogIntake, type SyslogIntakeOptions } from '../../agent/intake/syslog/syslog-intake.js';
+import { SyslogSink } from '../../agent/intake/syslog/syslog-sink.js';
+import { TcpListener } from '../../agent/intake/syslog/tcp-listener.js';
+import { BlockableBuffer } from './agent-fake-buffer.js';
 
 const run = promisify(execFile);
 
@@ -202,6 +205,33 @@ describe('SyslogIntake backpressure', () => {
     expect(got.length).toBe(written);
     expect(meter.blockedStates).toEqual([true, false]);
     s.destroy();
+  });
+
+  it('TCP: a connection paused while the buffer is full is not closed as idle (the kernel holds its data)', async () => {
+    const buf = new BlockableBuffer();
+    buf.full = true;
+    const sink = new SyslogSink({ limits: DEFAULT_LIMITS, maxMessageBytes: 8192, meter });
+    const listener = new TcpListener({ host: '127.0.0.1', port: 0, buffer: buf, sink, maxConnections: 4, idleTimeoutMs: 300 });
+    const { port } = await listener.start();
+    const s = connect(port, '127.0.0.1');
+    try {
+      s.on('error', () => undefined);
+      let closed = false;
+      s.on('close', () => (closed = true));
+      const write = (text: string) => new Promise<void>((resolve, reject) => s.write(text, (err) => (err ? reject(err) : resolve())));
+      await write('<13>1 - - - - - - first\n');
+      await new Promise((r) => setTimeout(r, 100));
+      // Accepted by the kernel while the intake is paused: the sender has done its part.
+      for (let i = 0; i < 100; i++) await write(`<13>1 - - - - - - more ${i}\n`);
+      await new Promise((r) => setTimeout(r, 900));
+      buf.makeSpace();
+      const deadline = Date.now() + 2000;
+      while (buf.events.length < 101 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      expect({ buffered: buf.events.length, closed }).toEqual({ buffered: 101, closed: false });
+    } finally {
+      s.destroy();
+      await listener.close();
+    }
   });
 
   it('UDP: drops and counts while the buffer is full (a datagram cannot be slowed down)', async () => {

@@ -12,7 +12,7 @@ export interface TcpListenerOptions {
   sink: SyslogSink;
   /** Connections at once; more are refused (closed at once) and counted. */
   maxConnections: number;
-  /** A connection with no data for this long is closed, ms. */
+  /** A connection with no data for this long is closed, ms (not while it is paused for an append). */
   idleTimeoutMs?: number;
 }
 
@@ -68,15 +68,21 @@ export class TcpListener {
     const peer = peerOf(socket.remoteAddress, socket.remotePort);
     const decoder = new FrameDecoder(sink.options.maxMessageBytes);
     this.sockets.add(socket);
-    socket.setTimeout(this.options.idleTimeoutMs ?? 10 * 60_000, () => socket.destroy());
+    const idleMs = this.options.idleTimeoutMs ?? 10 * 60_000;
+    // Appends of this connection not yet durable: while there are any, the socket is paused on purpose.
+    let pending = 0;
+    socket.setTimeout(idleMs);
+    socket.on('timeout', () => socket.destroy());
     socket.on('error', () => undefined);
     socket.on('close', () => this.sockets.delete(socket));
     const take = (messages: Buffer[], oversize: number) => {
       if (oversize > 0) sink.dropped('oversize', oversize, { peer, limit: sink.options.maxMessageBytes });
       const events = sink.toEvents(messages, { transport: 'tcp', peer });
       if (events.length === 0) return;
-      // No more reads from this socket until these events are durable.
+      // No more reads from this socket until these events are durable. Nor an idle timeout meanwhile: it is
+      // we who do not read, and closing would lose what the kernel already accepted from the sender.
       socket.pause();
+      if (pending++ === 0) socket.setTimeout(0);
       const done = durableAppend(events, undefined, {
         buffer: this.options.buffer,
         meter: sink.options.meter,
@@ -92,7 +98,9 @@ export class TcpListener {
         )
         .finally(() => {
           this.work.delete(done);
-          if (!socket.destroyed) socket.resume();
+          if (--pending > 0 || socket.destroyed) return;
+          socket.setTimeout(idleMs);
+          socket.resume();
         });
       this.work.add(done);
     };
