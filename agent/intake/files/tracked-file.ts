@@ -20,7 +20,12 @@ export class TrackedFile {
   offset: number;
   /** Next byte to read from the file. */
   readPos: number;
-  /** Size last seen by stat or read. */
+  /**
+   * Size last seen by stat. Reads do not raise it: a read may take bytes of
+   * a new generation at the old offset (a copytruncate since the last stat),
+   * and after such a read is rewound this still tells how long the file we
+   * followed was (record() adds what reads kept).
+   */
   size: number;
   fp: Fingerprint;
   /** Rotated away (renamed, deleted, or a copytruncate copy): read to the end, then close. */
@@ -89,7 +94,6 @@ export class TrackedFile {
     this.atEof = bytesRead === 0;
     if (bytesRead === 0) return { lines: [], bytesRead: 0 };
     this.readPos += bytesRead;
-    if (this.readPos > this.size) this.size = this.readPos;
     this.lastGrowth = now;
     return { lines: this.splitter.push(buf.subarray(0, bytesRead)), bytesRead };
   }
@@ -144,7 +148,8 @@ export class TrackedFile {
 
   /** The checkpoint record for `offset` (what the caller commits with the events before it). */
   record(offset: number): FileRecord {
-    return { path: this.path, offset, size: Math.max(this.size, offset), fp: this.fp };
+    // Bytes known to exist: as stat'ed, or as read (and not rewound) since.
+    return { path: this.path, offset, size: Math.max(this.size, this.readPos, offset), fp: this.fp };
   }
 
   close(): Promise<void> {
