@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { createSocket } from 'node:dgram';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StoredEvent } from '../../protocols/index.js';
@@ -57,6 +58,15 @@ describe('syslog intake → gateway, with util-linux logger', () => {
     expect(e.data?.procid).toMatch(/^\d+$/);
     expect(typeof e.data?.host).toBe('string');
     expect(String(e.data?.peer)).toMatch(/^127\.0\.0\.1:\d+$/);
+    expect(e.ingest?.integrity).toBe('verified');
+  });
+
+  it('RFC 5424 structured data with the SD-ID __proto__ reaches the gateway, its chain verified', async () => {
+    const sock = createSocket('udp4');
+    await new Promise<void>((r) => sock.send('<13>1 - - - - - [__proto__ a="b"][x y="1"] 5424-sd-proto', udp, '127.0.0.1', () => r()));
+    sock.close();
+    const e = await stored('5424-sd-proto');
+    expect(JSON.stringify(e.data?.structuredData)).toBe('{"__proto__":{"a":"b"},"x":{"y":"1"}}');
     expect(e.ingest?.integrity).toBe('verified');
   });
 

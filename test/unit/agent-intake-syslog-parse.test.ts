@@ -52,6 +52,12 @@ describe('RFC 5424', () => {
     expect(parseSyslog('<14>1 - h a - - [m@1 k="1" k="2"] x').structuredData).toEqual({ 'm@1': { k: ['1', '2'] } });
   });
 
+  it('keeps an SD-ID or a param named __proto__ as data, not as a prototype', () => {
+    const sd = parseSyslog('<13>1 - - - - - [__proto__ a="b"][x __proto__="1" y="2"][__proto__ c="d"] sd proto').structuredData;
+    expect(JSON.stringify(sd)).toBe('{"__proto__":{"a":"b","c":"d"},"x":{"__proto__":"1","y":"2"}}');
+    expect(Object.getPrototypeOf(sd)).toBe(Object.prototype);
+  });
+
   it('falls back to a lenient reading when the header breaks the grammar, keeping the text', () => {
     const m = parseSyslog('<14>1 yesterday host app - - - hello');
     expect(m.format).toBe('rfc3164');

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DEFAULT_LIMITS, type AuditEvent, type ChainedEvent } from '../../protocols/index.js';
+import { DEFAULT_LIMITS, verifyChain, type AuditEvent, type ChainedEvent } from '../../protocols/index.js';
 import { LevelBuffer } from '../../agent/buffer/index.js';
 import type { AgentBuffer } from '../../agent/buffer/types.js';
 import { AgentErrors } from '../../agent/errors.js';
@@ -127,6 +127,21 @@ describe('SyslogIntake with util-linux logger', () => {
     const { udp } = await start({ type: 'host.syslog' });
     await logger(udp, ['--rfc5424', '-d', 'x']);
     expect((await events(1))[0]?.type).toBe('host.syslog');
+  });
+});
+
+describe('SyslogIntake structured data', () => {
+  it('stores an SD element with the SD-ID __proto__ (canonical line, hash chain and read back)', async () => {
+    const { udp } = await start();
+    const sock = createSocket('udp4');
+    await new Promise<void>((r) => sock.send('<13>1 - - - - - [__proto__ a="b"][x y="1"] sd proto', udp, '127.0.0.1', () => r()));
+    sock.close();
+    const [e] = await events(1);
+    expect(e?.data?.message).toBe('sd proto');
+    expect(JSON.stringify(e?.data?.structuredData)).toBe('{"__proto__":{"a":"b"},"x":{"y":"1"}}');
+    const [line] = await buffer.readLines(0, 1);
+    expect(line?.line).toContain('"structuredData":{"__proto__":{"a":"b"},"x":{"y":"1"}}');
+    expect(verifyChain(await buffer.read(0, 10)).ok).toBe(true);
   });
 });
 

@@ -40,12 +40,14 @@ export function parse5424(text: string, from: number): (SyslogHeader & { format:
 export function parseStructuredData(text: string, at: number): { data: StructuredData | undefined; rest: number } | undefined {
   if (text[at] === '-' && (at + 1 === text.length || text[at + 1] === ' ')) return { data: undefined, rest: at + 1 };
   if (text[at] !== '[') return undefined;
-  const data: StructuredData = {};
+  // Maps, made objects at the end with Object.fromEntries (which defines keys): assigning `obj[name]` with a
+  // sender's name `__proto__` would set the object's prototype instead, and the element would vanish.
+  const data = new Map<string, Map<string, string | string[]>>();
   let i = at;
   while (text[i] === '[') {
     const id = /^[^\s=\]"]{1,32}/.exec(text.slice(i + 1, i + 34));
     if (!id) return undefined;
-    const params: Record<string, string | string[]> = {};
+    const params = new Map<string, string | string[]>();
     i += 1 + id[0].length;
     while (text[i] === ' ') {
       const name = /^[^\s=\]"]{1,32}/.exec(text.slice(i + 1, i + 34));
@@ -64,13 +66,14 @@ export function parseStructuredData(text: string, at: number): { data: Structure
         if (c === '"') break;
         value += c;
       }
-      const prev = params[name[0]];
-      params[name[0]] = prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [prev, value];
+      const prev = params.get(name[0]);
+      params.set(name[0], prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [prev, value]);
     }
     if (text[i] !== ']') return undefined;
     i += 1;
     // §6.3.2: an SD-ID appears once; a repeat is merged rather than dropped.
-    data[id[0]] = { ...data[id[0]], ...params };
+    data.set(id[0], new Map([...(data.get(id[0]) ?? []), ...params]));
   }
-  return { data, rest: i };
+  const out: StructuredData = Object.fromEntries([...data].map(([id, params]) => [id, Object.fromEntries(params)]));
+  return { data: out, rest: i };
 }
