@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS } from '../../protocols/index.js';
-import { INTAKE_ERROR_TYPE, lineToEvent } from '../../agent/intake/files/line-events.js';
+import { INTAKE_ERROR_TYPE, lineToEvent, linesToEvents } from '../../agent/intake/files/line-events.js';
 import { completeUtf8Length, LineSplitter, type Line } from '../../agent/intake/files/line-splitter.js';
 
 const origin = { intake: 'files', file: '/var/log/app.log' };
@@ -28,6 +28,20 @@ describe('LineSplitter', () => {
   it('drops the \\r of a CRLF ending but keeps the offset exact', () => {
     const [l] = new LineSplitter(100, 0).push(Buffer.from('hi\r\n'));
     expect(l).toMatchObject({ bytes: Buffer.from('hi'), end: 4, originalBytes: 2 });
+  });
+
+  it('does not count the \\r of a CRLF ending against maxLineBytes', () => {
+    const json = '{"type":"door.open","data":{"n":1}}';
+    const crlf = new LineSplitter(json.length, 0).push(Buffer.from(`${json}\r\n`));
+    expect(crlf).toEqual([{ bytes: Buffer.from(json), start: 0, end: json.length + 2, originalBytes: json.length, truncated: false }]);
+    expect(linesToEvents(crlf, { format: 'json', type: 'log.line', limits: DEFAULT_LIMITS }, { intake: 'files', file: '/x' }).events[0]).toMatchObject({ type: 'door.open' });
+    // The \r and the \n in different chunks; and one byte more is a cut line, its length without the \r.
+    const s = new LineSplitter(2, 0);
+    expect(s.push(Buffer.from('hi\r'))).toEqual([]);
+    expect(s.push(Buffer.from('\nhey\r\n'))).toEqual([
+      { bytes: Buffer.from('hi'), start: 0, end: 4, originalBytes: 2, truncated: false },
+      { bytes: Buffer.from('he'), start: 4, end: 9, originalBytes: 3, truncated: true },
+    ]);
   });
 
   it('keeps at most maxLineBytes of a line that never ends, then flags it when it does', () => {

@@ -57,6 +57,23 @@ describe('serial line splitter', () => {
     ]);
   });
 
+  it('does not count the \\r before a "\\n" delimiter against maxLineBytes (CRLF devices)', () => {
+    const json = '{"type":"door.open","data":{"n":1}}';
+    const ctx: RecordContext = { format: 'json', type: 'serial.line', source: undefined, port: '/dev/ttyX', stripCr: true, limits: DEFAULT_LIMITS };
+    const [record] = new LineSplitter('\n', json.length, { crlf: true }).push(Buffer.from(`${json}\r\n`));
+    expect(recordToEvent(record as SplitRecord, ctx)).toEqual({ event: { type: 'door.open', data: { n: 1 } } });
+    // The \r and the \n in different chunks; one byte more is a cut record.
+    const s = new LineSplitter('\n', 2, { crlf: true });
+    expect(s.push(Buffer.from('hi\r'))).toEqual([]);
+    expect(s.push(Buffer.from('\nhey\r\nab\r'))).toEqual([
+      { kind: 'line', bytes: Buffer.from('hi\r') },
+      { kind: 'truncated', bytes: Buffer.from('he'), bytesSeen: 4, complete: true },
+    ]);
+    expect(s.push(Buffer.from('c\n'))).toEqual([{ kind: 'truncated', bytes: Buffer.from('ab'), bytesSeen: 4, complete: true }]);
+    // Without crlf the \r is a byte like any other.
+    expect(new LineSplitter('\n', 2).push(Buffer.from('hi\r\n'))).toEqual([{ kind: 'truncated', bytes: Buffer.from('hi'), bytesSeen: 3, complete: true }]);
+  });
+
   it('equals a plain split for any chunking, and never holds more than max + one chunk (property)', () => {
     const line = fc.string({ unit: fc.constantFrom('a', 'b', '\u00e9', '|'), maxLength: 30 });
     fc.assert(

@@ -6,7 +6,7 @@ export interface Line {
   start: number;
   /** File offset just past its `\n`: the checkpoint once this line is durable. */
   end: number;
-  /** Bytes the line really had (without the newline); larger than bytes.length when truncated. */
+  /** Bytes the line really had (without its `\n`, and a `\r` before it); larger than bytes.length when truncated. */
   originalBytes: number;
   truncated: boolean;
 }
@@ -25,6 +25,8 @@ export class LineSplitter {
   private parts: Buffer[] = [];
   private kept = 0;
   private seen = 0;
+  /** The last byte of the line so far (-1: none): a \r there, before the \n, is part of the line ending. */
+  private lastByte = -1;
   private lineStart: number;
 
   constructor(
@@ -69,6 +71,7 @@ export class LineSplitter {
   private take(piece: Buffer): void {
     if (piece.length === 0) return;
     this.seen += piece.length;
+    this.lastByte = piece[piece.length - 1] as number;
     const room = this.maxLineBytes - this.kept;
     if (room <= 0) return;
     // Copied: the caller may reuse or drop the chunk, and a slice would pin it.
@@ -79,18 +82,17 @@ export class LineSplitter {
 
   private finish(end: number): Line {
     let bytes = this.parts.length === 1 ? (this.parts[0] as Buffer) : Buffer.concat(this.parts, this.kept);
-    let original = this.seen;
-    const truncated = this.seen > this.maxLineBytes;
+    // CRLF: the \r belongs to the line ending, not to the text, so it counts neither in the line's length nor
+    // against maxLineBytes (a line of exactly maxLineBytes is whole: its \r was simply not kept).
+    const original = this.lastByte === CR && end > this.lineStart + this.seen ? this.seen - 1 : this.seen;
+    if (bytes.length > original) bytes = bytes.subarray(0, original);
+    const truncated = original > this.maxLineBytes;
     if (truncated) bytes = bytes.subarray(0, completeUtf8Length(bytes));
-    else if (bytes.length > 0 && bytes[bytes.length - 1] === CR && end > this.lineStart + this.seen) {
-      // CRLF: the \r belongs to the line ending, not to the text.
-      bytes = bytes.subarray(0, bytes.length - 1);
-      original -= 1;
-    }
     const line: Line = { bytes, start: this.lineStart, end, originalBytes: original, truncated };
     this.parts = [];
     this.kept = 0;
     this.seen = 0;
+    this.lastByte = -1;
     this.lineStart = end;
     return line;
   }

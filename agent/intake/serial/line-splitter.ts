@@ -24,8 +24,20 @@ interface Overflow {
   seen: number;
 }
 
+const CR = 0x0d;
+
+export interface LineSplitterOptions {
+  /**
+   * A `\r` just before the delimiter is the caller's to strip (CRLF devices
+   * with the `\n` delimiter): it is not counted against maxLineBytes, so a
+   * record of exactly maxLineBytes plus that `\r` is whole (still ending in `\r`).
+   */
+  crlf?: boolean;
+}
+
 export class LineSplitter {
   private readonly delimiter: Buffer;
+  private readonly crlf: boolean;
   /** Unscanned bytes: a partial record (≤ maxLineBytes) or, in overflow, a possible delimiter prefix. */
   private pending: Buffer = Buffer.alloc(0);
   private overflow: Overflow | undefined;
@@ -33,13 +45,15 @@ export class LineSplitter {
   constructor(
     delimiter: string | Buffer,
     private readonly maxLineBytes: number,
+    options: LineSplitterOptions = {},
   ) {
     this.delimiter = typeof delimiter === 'string' ? Buffer.from(delimiter, 'utf8') : delimiter;
+    this.crlf = options.crlf ?? false;
     if (this.delimiter.length === 0) throw new RangeError('delimiter must not be empty');
     if (!(maxLineBytes >= 1)) throw new RangeError('maxLineBytes must be at least 1');
   }
 
-  /** Bytes held (partial record plus a kept head): at most maxLineBytes + delimiter length - 1 between pushes. */
+  /** Bytes held (partial record plus a kept head): at most maxLineBytes + delimiter length - 1 between pushes (+1 with crlf). */
   get heldBytes(): number {
     return this.pending.length + (this.overflow?.head?.length ?? 0);
   }
@@ -102,18 +116,23 @@ export class LineSplitter {
       const bytesSeen = o.seen + length;
       return o.head === undefined ? { kind: 'discarded', bytesSeen } : { kind: 'truncated', bytes: o.head, bytesSeen, complete: true };
     }
-    if (length > this.maxLineBytes) {
+    if (length > this.maxLineBytes + this.crAllowance(buf, start)) {
       return { kind: 'truncated', bytes: Buffer.from(buf.subarray(start, start + this.maxLineBytes)), bytesSeen: length, complete: true };
     }
     // A copy, so a record does not pin the whole read chunk in memory.
     return { kind: 'line', bytes: Buffer.from(buf.subarray(start, at)) };
   }
 
+  /** 1 when the byte just past maxLineBytes of the record starting at `start` is a \r to be stripped (see crlf). */
+  private crAllowance(buf: Buffer, start: number): number {
+    return this.crlf && buf[start + this.maxLineBytes] === CR ? 1 : 0;
+  }
+
   /** Holds the bytes after the last delimiter, entering overflow when they pass the limit. */
   private keepRest(rest: Buffer): void {
     const carryMax = this.delimiter.length - 1;
     // The last dlen-1 bytes may be a delimiter's start: they do not make a record overlong yet.
-    if (this.overflow === undefined && rest.length <= this.maxLineBytes + carryMax) {
+    if (this.overflow === undefined && rest.length <= this.maxLineBytes + carryMax + this.crAllowance(rest, 0)) {
       this.pending = rest.length === 0 ? Buffer.alloc(0) : Buffer.from(rest);
       return;
     }

@@ -78,7 +78,7 @@ export class SerialIntake implements Intake {
 
   constructor(private readonly options: SerialIntakeOptions) {
     const delimiter = options.delimiter ?? '\n';
-    this.splitter = new LineSplitter(delimiter, options.maxLineBytes ?? options.limits.maxEventBytes);
+    this.splitter = new LineSplitter(delimiter, options.maxLineBytes ?? options.limits.maxEventBytes, { crlf: delimiter === '\n' });
     this.context = {
       format: options.format,
       type: options.type ?? 'serial.line',
