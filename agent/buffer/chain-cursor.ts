@@ -56,4 +56,12 @@ export class ChainCursor {
   get count(): number {
     return this.events.length;
   }
+
+  /** Forgets every event after the first `count` (an append that could not be chained whole). */
+  truncate(count: number): void {
+    this.events.length = count;
+    this.lines.length = count;
+    this.head = this.chain.head + count;
+    this.lastHash = count === 0 ? this.chain.lastHash : this.events[count - 1]?.hash;
+  }
 }

@@ -41,6 +41,8 @@ export interface CommitPlan {
   /** The chained events, in commit order; `slices[i]` is append i's share of them. */
   events: ChainedEvent[];
   slices: [number, number][];
+  /** `refused[i]`: why append i could not be chained (it is not in the batch; the others are). */
+  refused: unknown[];
   cursors: StoredMeta;
   holes: Holes;
   gapLedger: GapLedger;
@@ -68,9 +70,19 @@ export async function planCommit(base: CommitBase, work: CommitWork, now: number
   const cursor = new ChainCursor({ agent: opts.id, epoch: s.epoch, head: s.head, lastHash: s.lastHash });
   const ops: BatchOp[] = [];
   const slices: [number, number][] = [];
+  const refused: unknown[] = [];
   for (const a of work.appends) {
     const start = cursor.count;
-    for (const event of a.events) cursor.push(event, a.receivedAt, now);
+    try {
+      for (const event of a.events) cursor.push(event, a.receivedAt, now);
+    } catch (err) {
+      // An event no canonical JSON can hold (validation lets none through): its append alone fails,
+      // not every caller that shares the commit.
+      cursor.truncate(start);
+      refused[slices.length] = err;
+      slices.push([start, start]);
+      continue;
+    }
     slices.push([start, cursor.count]);
     for (const x of a.extra ?? []) ops.push({ type: 'put', key: extraKey(x.key), value: Buffer.from(x.value, 'utf8') });
   }
@@ -155,6 +167,7 @@ export async function planCommit(base: CommitBase, work: CommitWork, now: number
     blocks,
     events: cursor.events,
     slices,
+    refused,
     cursors: { epoch: s.epoch, head: cursor.head, lastHash: cursor.lastHash, delivered: newDelivered, oldest: newOldest, bufferedBytes },
     holes: repaired.holes,
     gapLedger: ledger,

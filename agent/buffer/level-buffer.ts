@@ -308,7 +308,8 @@ export class LevelBuffer implements AgentBuffer {
     this.reader.cacheNewBlocks(blocks, headBefore);
     work.appends.forEach((a, i) => {
       const [start, end] = plan.slices[i] as [number, number];
-      a.resolve(plan.events.slice(start, end));
+      if (i in plan.refused) a.reject(plan.refused[i]);
+      else a.resolve(plan.events.slice(start, end));
     });
     for (const w of [...work.ackWaiters, ...work.sweepWaiters, ...work.repairWaiters]) w.resolve();
     if (this.s.head > headBefore) for (const listener of this.listeners) listener(this.s.head);

@@ -400,3 +400,27 @@ describe('LevelBuffer: a write refused for an I/O error (a full disk)', () => {
     expect(verifyChain(events).breaks).toEqual([]);
   });
 });
+
+describe('LevelBuffer: an append that cannot be chained', () => {
+  const { make } = bufferFixture('meteorzx-buffer-unchainable-');
+
+  it('fails alone: the appends sharing its group commit are stored, and the chain runs on without it', async () => {
+    const buffer = await make({ commitIntervalMs: 50 });
+    // Infinity has no JSON form; validation keeps it out, so only a caller that skips validation can send one.
+    const settled = await Promise.allSettled([
+      buffer.append([{ type: 'a' }]),
+      buffer.append([{ type: 'b.1' }, { type: 'b.2', data: { n: Infinity } }]),
+      buffer.append([{ type: 'c' }], [{ key: 'cursor', value: '7' }]),
+    ]);
+    expect(settled.map((s) => (s.status === 'fulfilled' ? s.value.map((e) => e.seq) : (s.reason as { code?: string }).code))).toEqual([
+      [1],
+      'METEORZX_NOT_CANONICALIZABLE',
+      [2],
+    ]);
+    const stored = await buffer.read(0, 100);
+    expect(stored.map((e) => e.type)).toEqual(['a', 'c']);
+    expect(verifyChain(stored).breaks).toEqual([]);
+    expect(await buffer.getMeta('cursor')).toBe('7');
+    expect(buffer.state().head).toBe(2);
+  });
+});
