@@ -30,6 +30,11 @@ export interface LevelHead extends LedgerHead {
   sourcesAt?: number;
 }
 
+/** The registry state of a key as of the last planned commit: every key the batch names must be loaded. */
+export interface RegistryView<V> {
+  get(key: string): V | undefined;
+}
+
 export type PutOp = { type: 'put'; key: string; value: Buffer } | { type: 'del'; key: string };
 
 export interface CommitPlan {
@@ -87,7 +92,7 @@ export function headPut(head: LevelHead): PutOp {
 export async function planCommit(
   batch: CommitBatch,
   head: LevelHead,
-  registry: { epochs: Map<string, EpochState>; sources: Map<string, SourceStatus> },
+  registry: { epochs: RegistryView<EpochState>; sources: RegistryView<SourceStatus> },
   { compressionLevel, superseded, checkpoint }: PlanOptions,
 ): Promise<CommitPlan> {
   const commit = head.commit + 1;

@@ -21,6 +21,7 @@ import type {
 import { decodeCustodyBlock, decodeEventBlock, type EventBlock } from './block-codec.js';
 import type { LevelHead } from './level-commit.js';
 import { LevelWriter } from './level-writer.js';
+import { RegistryCache } from './registry-cache.js';
 import { queryCustody, queryEvents } from './level-query.js';
 import { applyRetention } from './level-retention.js';
 import { verifyLevel } from './level-verify.js';
@@ -51,6 +52,15 @@ export interface LevelStorageOptions {
    * of the custody records written since the last one, at open.
    */
   registryCheckpointMs?: number;
+  /**
+   * Registry entries held in memory (LRU; a miss reads the `ra!`/`rs!` key
+   * again, batched per commit). Epochs, default 25,000 (≈0.4 KB each without gaps).
+   */
+  registryMaxEpochs?: number;
+  /** Open gaps held in memory over all those epochs, default 250,000 (≈0.1 KB each; an epoch holds up to 1,000). */
+  registryMaxGaps?: number;
+  /** Sources, default 25,000 (≈0.2 KB each). */
+  registryMaxSources?: number;
   /**
    * Open to read only (`meteorzx verify --data-dir`): commits and retention
    * are refused and nothing is written at close — in particular no registry
@@ -97,8 +107,8 @@ export class LevelStorage implements Storage {
   /** Ends the wait between two reopen attempts (close() does not wait out a minute). */
   private wakeReopen: (() => void) | undefined;
   private writer: LevelWriter | undefined;
-  private readonly epochs = new Map<string, EpochState>();
-  private readonly sourceStates = new Map<string, SourceStatus>();
+  private readonly epochs: RegistryCache<EpochState>;
+  private readonly sourceStates: RegistryCache<SourceStatus>;
   /**
    * Ids `seen` found stored, but before the dedup window, with the commit of
    * that record: accepting one again replaces its `id!` pointer, and the
@@ -121,12 +131,23 @@ export class LevelStorage implements Storage {
       blockCacheBytes: options.blockCacheBytes ?? 16 * 1024 * 1024,
       compressionLevel: options.compressionLevel ?? 1,
       registryCheckpointMs: options.registryCheckpointMs ?? 1000,
+      registryMaxEpochs: options.registryMaxEpochs ?? 25_000,
+      registryMaxGaps: options.registryMaxGaps ?? 250_000,
+      registryMaxSources: options.registryMaxSources ?? 25_000,
       readOnly: options.readOnly ?? false,
     };
     this.logger = options.logger;
     // Sized by text length: a block of 5,000 events and a block of one are not the same cost.
     this.blocks = new LRUCache({ maxSize: this.opts.blockCacheBytes, sizeCalculation: (b) => Math.max(1, b.bytes) });
     this.custodyBlocks = new LRUCache({ maxSize: this.opts.blockCacheBytes / 4, sizeCalculation: (b) => Math.max(1, b.bytes) });
+    // Bounded, or any producer could grow the heap by varying source, epoch or seq (one entry each, up to 1,000 gaps per epoch).
+    this.epochs = new RegistryCache({ max: this.opts.registryMaxEpochs, maxWeight: this.opts.registryMaxGaps, weigh: (e) => e.gaps.length });
+    this.sourceStates = new RegistryCache({ max: this.opts.registryMaxSources });
+  }
+
+  /** What the registry holds in memory (its bounds are registryMax*): for tests and diagnostics. */
+  registryHeld(): { epochs: number; gaps: number; sources: number } {
+    return { epochs: this.epochs.size, gaps: this.epochs.weight, sources: this.sourceStates.size };
   }
 
   async open(): Promise<void> {
@@ -152,7 +173,8 @@ export class LevelStorage implements Storage {
     this.writer = new LevelWriter(db, head, { epochs: this.epochs, sources: this.sourceStates }, {
       compressionLevel: this.opts.compressionLevel,
       load: async (batch) => {
-        await Promise.all([this.loadEpochs(batch.seqs.map((s) => epochKey(s.agent, s.epoch))), this.loadSources(batch.custody)]);
+        const held = this.writer?.durableSources;
+        await Promise.all([this.loadEpochs(batch.seqs.map((s) => epochKey(s.agent, s.epoch))), this.loadSources(batch.custody, held)]);
       },
       superseded: (id) => {
         const commit = this.expired.get(id);
@@ -225,7 +247,10 @@ export class LevelStorage implements Storage {
   }
 
   async chainHead(agent: string, epoch: string): Promise<ChainPosition | undefined> {
-    const state = (await this.loadEpochs([epochKey(agent, epoch)])).get(epochKey(agent, epoch));
+    const key = epochKey(agent, epoch);
+    const read = await this.loadEpochs([key]);
+    // The cache first: a commit planned meanwhile holds a newer state than the one read.
+    const state = this.epochs.get(key) ?? read.get(key);
     if (state === undefined || state.lastHash === undefined) return undefined;
     return { seq: state.lastSeq, hash: state.lastHash };
   }
@@ -282,30 +307,50 @@ export class LevelStorage implements Storage {
     }
   }
 
+  /**
+   * Loads into the cache the epochs of `keys` that it does not hold, with one
+   * `getMany` for all of them; returns those it read (the cache may evict
+   * them again at the next commit's plan).
+   */
   private async loadEpochs(keys: readonly string[]): Promise<Map<string, EpochState>> {
+    const read = new Map<string, EpochState>();
     const missing = [...new Set(keys)].filter((k) => !this.epochs.has(k));
-    if (missing.length > 0) {
-      const values = await this.openDb.getMany(missing);
-      values.forEach((v, i) => {
-        if (v !== undefined) this.epochs.set(missing[i] as string, JSON.parse(v.toString()) as EpochState);
-      });
-    }
-    return this.epochs;
+    if (missing.length === 0) return read;
+    const values = await this.openDb.getMany(missing);
+    values.forEach((v, i) => {
+      if (v === undefined) return;
+      const key = missing[i] as string;
+      const state = JSON.parse(v.toString()) as EpochState;
+      read.set(key, state);
+      // A plan may have set it while this read was under way: that state is newer.
+      this.epochs.setIfAbsent(key, state);
+    });
+    return read;
   }
 
-  /** Loads into the cache the registry state of every source `records` name that it does not hold yet. */
-  private async loadSources(records: readonly Pick<CustodyInput, 'source'>[]): Promise<void> {
+  /**
+   * Loads into the cache the registry state of every source `records` name
+   * that it does not hold: from `held` (the writer's durable states not yet
+   * checkpointed, newer than their `rs!` key), else from the key. Copied, not
+   * just looked up there at plan time: a checkpoint landing meanwhile empties `held`.
+   */
+  private async loadSources(records: readonly Pick<CustodyInput, 'source'>[], held?: ReadonlyMap<string, SourceStatus>): Promise<void> {
     const wanted = new Set<string>();
-    for (const r of records) if (r.source !== undefined && !this.sourceStates.has(r.source)) wanted.add(r.source);
+    for (const r of records) {
+      if (r.source === undefined || this.sourceStates.has(r.source)) continue;
+      const state = held?.get(r.source);
+      if (state !== undefined) this.sourceStates.set(r.source, state);
+      else wanted.add(r.source);
+    }
     if (wanted.size === 0) return;
     const missing = [...wanted];
     const values = await this.openDb.getMany(missing.map(sourceKey));
     values.forEach((v, i) => {
-      if (v !== undefined) this.sourceStates.set(missing[i] as string, JSON.parse(v.toString()) as SourceStatus);
+      if (v !== undefined) this.sourceStates.setIfAbsent(missing[i] as string, JSON.parse(v.toString()) as SourceStatus);
     });
   }
 
-
+  /** Counts the custody records of commits `after` + 1 … `upTo` onto the `rs!` keys (at open, after a crash). */
   private async replaySources(db: LevelDb, after: number, upTo: number): Promise<Map<string, SourceStatus>> {
     const states = new Map<string, SourceStatus>();
     for (let commit = after + 1; commit <= upTo; commit += 1) {
@@ -313,8 +358,12 @@ export class LevelStorage implements Storage {
       if (raw === undefined) continue;
       // An unreadable block is not counted here; `verify` names it.
       const records = await decodeCustodyBlock(commit, raw).catch(() => []);
-      await this.loadSources(records);
-      for (const [source, state] of tallySources(records, (s) => states.get(s) ?? this.sourceStates.get(s))) states.set(source, state);
+      const unread = [...new Set(records.flatMap((r) => (r.source !== undefined && !states.has(r.source) ? [r.source] : [])))];
+      const stored = new Map<string, SourceStatus>();
+      (await db.getMany(unread.map(sourceKey))).forEach((v, i) => {
+        if (v !== undefined) stored.set(unread[i] as string, JSON.parse(v.toString()) as SourceStatus);
+      });
+      for (const [source, state] of tallySources(records, (s) => states.get(s) ?? stored.get(s))) states.set(source, state);
     }
     return states;
   }

@@ -4,11 +4,17 @@ import type { EpochState } from '../seq-gaps.js';
 import type { CommitBatch, CommitResult } from '../types.js';
 import { headPut, planCommit, sourcePuts, type LevelHead, type PutOp } from './level-commit.js';
 import type { LevelDb } from './level-storage.js';
+import type { RegistryCache } from './registry-cache.js';
 
-/** Registry states as of the last planned commit (speculative: ahead of the disk while writes are in flight). */
-export interface RegistryCache {
-  epochs: Map<string, EpochState>;
-  sources: Map<string, SourceStatus>;
+/**
+ * Registry states as of the last planned commit (speculative: ahead of the
+ * disk while writes are in flight), bounded: an entry that is not held is
+ * read from its key (epochs), or from `durableSources` and then its key
+ * (sources).
+ */
+export interface Registry {
+  epochs: RegistryCache<EpochState>;
+  sources: RegistryCache<SourceStatus>;
 }
 
 export interface LevelWriterOptions {
@@ -54,14 +60,20 @@ export class LevelWriter {
   private lastCheckpoint: number;
   /**
    * Durable source states that their `rs!` key may not hold yet (written by
-   * a commit since the last durable checkpoint, or replayed at open).
+   * a commit since the last durable checkpoint, or replayed at open). Bounded
+   * by the sources of one checkpoint interval; it is what a source evicted
+   * from the registry is read from before its `rs!` key.
    */
   readonly durableSources = new Map<string, SourceStatus>();
+  /** The planned state of a source, also when the registry evicted it (see Registry). */
+  private readonly sourceView = {
+    get: (source: string): SourceStatus | undefined => this.registry.sources.get(source) ?? this.durableSources.get(source),
+  };
 
   constructor(
     private readonly db: LevelDb,
     head: LevelHead,
-    private readonly registry: RegistryCache,
+    private readonly registry: Registry,
     private readonly opts: LevelWriterOptions,
   ) {
     this.durable = head;
@@ -79,7 +91,6 @@ export class LevelWriter {
     if (after >= this.durable.commit) return;
     const states = await this.opts.replaySources(after, this.durable.commit);
     for (const [source, state] of states) {
-      this.registry.sources.set(source, state);
       this.durableSources.set(source, state);
       this.dirty.add(source);
     }
@@ -90,7 +101,7 @@ export class LevelWriter {
     return this.serial(async () => {
       if (this.dirty.size === 0 && (this.durable.sourcesAt ?? this.durable.commit) === this.durable.commit) return;
       const head: LevelHead = { ...this.durable, sourcesAt: this.durable.commit };
-      const ops = sourcePuts(this.dirty, (source) => this.registry.sources.get(source));
+      const ops = sourcePuts(this.dirty, this.sourceView.get);
       ops.push(headPut(head));
       await writeOps(this.db, ops);
       this.durable = head;
@@ -138,7 +149,7 @@ export class LevelWriter {
     await this.opts.load(batch);
     const now = this.opts.clock();
     const checkpoint = now - this.lastCheckpoint >= this.opts.checkpointMs ? this.dirty : undefined;
-    const plan = await planCommit(batch, this.planned, this.registry, {
+    const plan = await planCommit(batch, this.planned, { epochs: this.registry.epochs, sources: this.sourceView }, {
       compressionLevel: this.opts.compressionLevel,
       superseded: this.opts.superseded,
       checkpoint,
@@ -146,8 +157,12 @@ export class LevelWriter {
     // A write failed while this was planned: it built on state that is gone, and must not become the base of the next.
     this.assertCurrent(generation);
     this.planned = plan.head;
-    for (const [k, v] of plan.epochs) this.registry.epochs.set(k, v);
-    for (const [k, v] of plan.sources) this.registry.sources.set(k, v);
+    const commit = plan.head.commit;
+    for (const [k, v] of plan.epochs) this.registry.epochs.set(k, v, commit);
+    for (const [k, v] of plan.sources) this.registry.sources.set(k, v, commit);
+    // Here, between two plans: the entries the next plan loads are not evicted before it reads them.
+    this.registry.epochs.trim(this.durable.commit);
+    this.registry.sources.trim(this.durable.commit);
     if (checkpoint !== undefined) {
       this.dirty = new Set();
       this.lastCheckpoint = now;
@@ -167,10 +182,9 @@ export class LevelWriter {
     this.generation += 1;
     this.planned = this.durable;
     // The caches hold states of commits that will now never be written; reload them from disk,
-    // except the source states that are durable but not yet checkpointed.
+    // except the source states that are durable but not yet checkpointed (durableSources keeps them).
     this.registry.epochs.clear();
     this.registry.sources.clear();
-    for (const [source, state] of this.durableSources) this.registry.sources.set(source, state);
     this.dirty = new Set(this.durableSources.keys());
   }
 }
