@@ -113,6 +113,20 @@ describe('meteorzx verify --data-dir', () => {
     await withDb((db) => db.put(key, original));
   });
 
+  it('finds a custody block added past the ledger head', async () => {
+    const added = await withDb(async (db) => {
+      let last = '';
+      for await (const k of db.keys({ gt: 'k!', lt: 'k"', reverse: true, limit: 1 })) last = k;
+      const next = `k!${(BigInt(`0x${last.slice(2)}`) + 1n).toString(16).padStart(last.length - 2, '0')}`;
+      await db.put(next, (await db.get(last)) as Buffer);
+      return next;
+    });
+    const r = await runCli(['verify', '--data-dir', dataDir]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/custody block past the ledger head/);
+    await withDb((db) => db.del(added));
+  });
+
   it('changes nothing in a store a crash left behind (no registry checkpoint written on the way out)', async () => {
     // A crash image: the files of an open store whose last commit came before its registry checkpoint.
     const live = path.join(dir, 'live');
@@ -151,5 +165,34 @@ describe('meteorzx verify --data-dir', () => {
     const r = await runCli(['verify', '--data-dir', path.join(dir, 'nothing-here')]);
     expect(r.code).not.toBe(0);
     expect(r.stderr.trim()).toMatch(/^meteorzx: .*holds no gateway store/);
+  });
+});
+
+describe('meteorzx verify against a running gateway', () => {
+  it('passes while events are being ingested: it checks the ledger up to the head it read first', async () => {
+    const own = await tempDir();
+    const gw = await startGateway({ dir: own });
+    let stop = false;
+    let posted = 0;
+    const ingest = (async () => {
+      while (!stop) {
+        const res = await fetch(`${gw.httpUrl}/v1/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ id: `live-${posted}`, source: 'live', type: 'x' }) });
+        expect(res.status).toBe(200);
+        posted += 1;
+      }
+    })();
+    try {
+      while (posted < 200) await new Promise((r) => setTimeout(r, 20));
+      for (let i = 0; i < 3; i += 1) {
+        const r = await runCli(['verify', gw.httpUrl]);
+        expect(r.stderr).toBe('');
+        expect(r.code).toBe(0);
+      }
+    } finally {
+      stop = true;
+      await ingest;
+      await gw.stop();
+      await removeDir(own);
+    }
   });
 });

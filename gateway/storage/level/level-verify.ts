@@ -3,7 +3,7 @@ import { sha256Hex as sha256 } from '../../../protocols/index.js';
 import { checkCustodyRecord, custodyHash, type LedgerHead } from '../ledger.js';
 import type { VerifyProblem, VerifyReport } from '../types.js';
 import { decodeCustodyBlock, decodeLines } from './block-codec.js';
-import { blockKey, HEAD_KEY, parseCommitHex, retainedKey } from './keys.js';
+import { blockKey, custodyKey, HEAD_KEY, parseCommitHex, retainedKey } from './keys.js';
 import type { LevelHead } from './level-commit.js';
 import type { LevelDb } from './level-storage.js';
 
@@ -32,7 +32,11 @@ export async function verifyLevel(
   let ledgerRecords = 0;
   let events = 0;
 
-  for await (const [key, value] of db.iterator({ gt: 'k!', lt: 'k"' })) {
+  // The head first, and the walk up to its commit: on a running gateway, commits land while the ledger
+  // is walked, and a head read afterwards would name records the walk never reached.
+  const rawHead = (await db.get(HEAD_KEY)) as Buffer | undefined;
+  const stored = rawHead === undefined ? { commit: 0, n: 0, hash: undefined } : (JSON.parse(rawHead.toString()) as LevelHead);
+  for await (const [key, value] of db.iterator({ gt: 'k!', lte: custodyKey(stored.commit) })) {
     const commit = parseCommitHex(key.slice(2));
     let records: CustodyRecord[];
     try {
@@ -57,10 +61,15 @@ export async function verifyLevel(
     opts.onProgress?.(ledgerRecords);
   }
 
-  const rawHead = (await db.get(HEAD_KEY)) as Buffer | undefined;
-  const stored = rawHead === undefined ? { commit: 0, n: 0, hash: undefined } : (JSON.parse(rawHead.toString()) as LevelHead);
   if (head !== undefined && (stored.n !== head.n || stored.hash !== head.hash)) {
     report({ kind: 'ledger', where: String(head.n), detail: `ledger ends at record ${head.n} but its head says ${stored.n}` });
+  }
+  // Records past the head are new commits if the head has moved since (a running gateway); if it has not, they were added.
+  const headNow = (await db.get(HEAD_KEY)) as Buffer | undefined;
+  if (headNow === undefined || headNow.equals(rawHead ?? Buffer.alloc(0))) {
+    for await (const key of db.keys({ gt: custodyKey(stored.commit), lt: 'k"', limit: 1 })) {
+      report({ kind: 'ledger', where: `block ${parseCommitHex(key.slice(2))}`, detail: `custody block past the ledger head (commit ${stored.commit})` });
+    }
   }
   return { ok: found === 0, ledgerRecords, events, problems };
 }
