@@ -116,6 +116,27 @@ describe('edge MQTT broker intake', () => {
     expect(await metricValue(metrics, 'meteorzx_agent_intake_blocked', { intake: 'mqtt' })).toBe(0);
   });
 
+  it('gives up a held publish when its device disconnects: nothing waits on for a device that is gone', async () => {
+    const buffer = new BlockableBuffer();
+    const { port, metrics } = await startEdge([], buffer);
+    const blocked = () => metricValue(metrics, 'meteorzx_agent_intake_blocked', { intake: 'mqtt' });
+    buffer.full = true;
+    for (let n = 0; n < 5; n++) {
+      const device = await connect(port, { clientId: `gone-${n}` });
+      void device.publishAsync(`audit/gone-${n}/events`, `{"type":"gone.${n}"}`, { qos: 1 }).catch(() => undefined);
+      const deadline = Date.now() + 5000;
+      while ((await blocked()) !== 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+      expect(await blocked()).toBe(1);
+      await device.endAsync(true);
+      while ((await blocked()) !== 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+      expect(await blocked()).toBe(0);
+    }
+    // Space again: none of the five unacknowledged publishes is written (each device resends its own).
+    buffer.makeSpace();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(buffer.events).toHaveLength(0);
+  });
+
   it('closes without waiting for space: the held publish gets no PUBACK', async () => {
     const buffer = new BlockableBuffer();
     const { intake, port } = await startEdge([], buffer);

@@ -55,6 +55,8 @@ export class EdgeBrokerIntake implements Intake {
   private readonly inflight = new Set<Promise<unknown>>();
   private readonly sockets = new Set<Socket>();
   private readonly abort = new AbortController();
+  /** Per device: aborted when its connection closes (or the intake does); see takePublish. */
+  private readonly gone = new WeakMap<Client, AbortSignal>();
   private readonly meter: IntakeMeter;
   /** Publishes waiting for buffer space: the intake is blocked while any does. */
   private waiting = 0;
@@ -183,7 +185,7 @@ export class EdgeBrokerIntake implements Intake {
     if (this.draining) return done(new Error('agent is shutting down'));
     const identity = this.identities.get(client);
     if (identity === undefined) return done(new Error('not authenticated'));
-    const work = this.takePublish(identity, packet);
+    const work = this.takePublish(identity, packet, this.goneSignal(client));
     this.inflight.add(work);
     work.then(
       () => {
@@ -203,8 +205,26 @@ export class EdgeBrokerIntake implements Intake {
     );
   }
 
+  /**
+   * Ends when the device's connection closes, or the intake does. A publish
+   * still waiting for buffer space then gives up: it can no longer be
+   * acknowledged, and the device resends it after reconnecting. Held on,
+   * every publish of a device that gave up or lost its link would keep its
+   * payload in memory until the buffer had room again.
+   */
+  private goneSignal(client: Client): AbortSignal {
+    let signal = this.gone.get(client);
+    if (signal === undefined) {
+      const closed = new AbortController();
+      client.conn.once('close', () => closed.abort());
+      signal = AbortSignal.any([this.abort.signal, closed.signal]);
+      this.gone.set(client, signal);
+    }
+    return signal;
+  }
+
   /** Resolves once the publish's events are durable (or it carries none); the PUBACK follows. */
-  private async takePublish(identity: DeviceIdentity, packet: { topic: string; payload: string | Buffer; retain: boolean }): Promise<void> {
+  private async takePublish(identity: DeviceIdentity, packet: { topic: string; payload: string | Buffer; retain: boolean }, signal: AbortSignal): Promise<void> {
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
     const decision = decideEdgePublish(identity, packet.topic, payload, this.options.limits);
     if (decision.kind === 'pass') return;
@@ -215,10 +235,12 @@ export class EdgeBrokerIntake implements Intake {
       this.options.logger?.debug({ topic: packet.topic.slice(0, 200), errors: decision.invalid.slice(0, 5) }, 'edge mqtt events invalid; buffered as intake errors');
     }
     try {
-      await durableAppend(decision.events, undefined, { buffer: this.options.buffer, meter: this.meter, signal: this.abort.signal });
+      await durableAppend(decision.events, undefined, { buffer: this.options.buffer, meter: this.meter, signal });
     } catch (err) {
       // Not acknowledged: the device still holds the message and resends it (QoS 1), so nothing is lost.
-      if (err instanceof AppendAbortedError) throw new Error('agent is shutting down', { cause: err });
+      if (err instanceof AppendAbortedError) {
+        throw new Error(this.abort.signal.aborted ? 'agent is shutting down' : 'the device disconnected before its events were buffered', { cause: err });
+      }
       throw err;
     }
     this.meter.eventsIn(decision.events.length);
