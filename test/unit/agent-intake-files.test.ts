@@ -327,14 +327,22 @@ describe('FileIntake', () => {
     expect((await lines()).length).toBe(25);
   });
 
+  /** Lines 1-100 read, then `rotate` runs just before the next read; the tally of lines 1..total once the dust settles. */
+  async function rotatedBeforeRead(log: string, total: number, rotate: () => void) {
+    await writeFile(log, numbered(1, 100));
+    await startIntake([spec(log)]);
+    await waitForLines(100);
+    beforeNextRead(log, rotate);
+    await waitFor(async () => (await lines()).length >= total, `${total} lines`, 3000).catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 150));
+    return tally(1, total);
+  }
+
   it('reads both generations of two copytruncates that came between two polls (the agent was not polling)', async () => {
     // The agent polls only between reads, and not at all while the buffer is full: logrotate can run twice
     // meanwhile. The first copy (A) is now app.log.2, the second (B, never seen at the path) app.log.1.
     const log = join(dir, 'app.log');
-    await writeFile(log, numbered(1, 100));
-    await startIntake([spec(log)]);
-    await waitForLines(100);
-    beforeNextRead(log, () => {
+    const tallied = await rotatedBeforeRead(log, 160, () => {
       copyFileSync(log, `${log}.1`);
       truncateSync(log, 0);
       appendFileSync(log, numbered(101, 150));
@@ -343,26 +351,19 @@ describe('FileIntake', () => {
       truncateSync(log, 0);
       appendFileSync(log, numbered(151, 160));
     });
-    await waitFor(async () => (await lines()).length >= 160, '160 lines', 3000).catch(() => undefined);
-    await new Promise((r) => setTimeout(r, 150));
-    expect(await tally(1, 160)).toEqual({ count: 160, missing: 0, repeated: 0, others: [] });
+    expect(tallied).toEqual({ count: 160, missing: 0, repeated: 0, others: [] });
   });
 
   it('a copytruncate and regrowth just before a read: every line once, and no false loss notice', async () => {
     // The read takes the new content at the old offset; read-then-check drops it. Nothing was lost: the
     // copy holds nothing unread.
     const log = join(dir, 'app.log');
-    await writeFile(log, numbered(1, 100));
-    await startIntake([spec(log)]);
-    await waitForLines(100);
-    beforeNextRead(log, () => {
+    const tallied = await rotatedBeforeRead(log, 400, () => {
       copyFileSync(log, `${log}.1`);
       truncateSync(log, 0);
       appendFileSync(log, numbered(101, 400));
     });
-    await waitFor(async () => (await lines()).length >= 400, '400 lines', 3000).catch(() => undefined);
-    await new Promise((r) => setTimeout(r, 150));
-    expect(await tally(1, 400)).toEqual({ count: 400, missing: 0, repeated: 0, others: [] });
+    expect(tallied).toEqual({ count: 400, missing: 0, repeated: 0, others: [] });
   });
 
   it('reads a file deleted and created again (a new inode) from its start', async () => {
