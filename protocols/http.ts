@@ -65,7 +65,8 @@ export interface SourcesResponse {
   sources: SourceStatus[];
 }
 
-export type CustodyOutcome = 'accepted' | 'duplicate' | 'rejected';
+/** One per ingestion attempt, and `retained` for a deletion by the gateway's storage retention. */
+export type CustodyOutcome = 'accepted' | 'duplicate' | 'rejected' | 'retained';
 
 /** One record of the gateway's hash-chained custody ledger (DESIGN §4). */
 export interface CustodyRecord {
@@ -73,13 +74,21 @@ export interface CustodyRecord {
   n: number;
   at: string;
   outcome: CustodyOutcome;
-  method: 'mqtt' | 'http' | 'pull';
+  /** How the event arrived; `retention` on a `retained` record. */
+  method: 'mqtt' | 'http' | 'pull' | 'retention';
   peer: string;
   id?: string;
   source?: string;
   reason?: string;
   /** Hash of the event exactly as stored (accepted only). */
   eventHash?: string;
+  /**
+   * `retained` only: retention deleted the stored events of the store's
+   * commits `from` … `to` that were all received before `before` (RFC 3339).
+   */
+  from?: number;
+  to?: number;
+  before?: string;
   prev?: string;
   hash: string;
 }

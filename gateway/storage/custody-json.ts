@@ -9,7 +9,7 @@ import { canonicalJson, isWellFormed, type CustodyRecord } from '../../protocols
  * field, a lone surrogate, a non-integer) goes to the generic
  * `canonicalJson`, so both always agree or both throw.
  */
-const KEYS = ['at', 'eventHash', 'hash', 'id', 'method', 'n', 'outcome', 'peer', 'prev', 'reason', 'source'] as const;
+const KEYS = ['at', 'before', 'eventHash', 'from', 'hash', 'id', 'method', 'n', 'outcome', 'peer', 'prev', 'reason', 'source', 'to'] as const;
 const KNOWN: ReadonlySet<string> = new Set(KEYS);
 
 

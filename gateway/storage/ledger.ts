@@ -76,13 +76,19 @@ export function chainCustody(
       reason: input.reason,
       source: input.source,
     };
+    if (input.outcome === 'retained') {
+      record.from = input.from;
+      record.to = input.to;
+      record.before = input.before;
+    }
     const plain =
-      typeof input.at === 'string' && typeof input.peer === 'string' && isWellFormed(input.at) && isWellFormed(input.peer) &&
+      input.outcome !== 'retained' && typeof input.at === 'string' && typeof input.peer === 'string' && isWellFormed(input.at) && isWellFormed(input.peer) &&
       wellFormedOrAbsent(input.id) && wellFormedOrAbsent(input.source) && wellFormedOrAbsent(input.reason);
     if (plain) {
       // The hot path: the canonical text written once, in two halves around "hash" (which sorts after
       // "eventHash" and before "id"), so the hashed text and the stored line share all their pieces.
       // eventHash is SHA-256 hex (the storage's own), outcome one of three words: nothing in them to escape.
+      // (A `retained` record, rare, takes the generic path below: it holds fields this one does not write.)
       const head = `{"at":${json.at(input.at)}${eventHash === undefined ? '' : `,"eventHash":"${eventHash}"`}`;
       const tail =
         `${input.id === undefined ? '' : `,"id":${JSON.stringify(input.id)}`},"method":${json.method(input.method)},"n":${n}` +

@@ -18,7 +18,8 @@ export function tallySources(
   const out = new Map<string, SourceStatus>();
   for (const r of records) {
     const source = r.source;
-    if (source === undefined) continue;
+    // A `retained` record is no ingestion attempt (and names no source).
+    if (source === undefined || r.outcome === 'retained') continue;
     let state = out.get(source);
     if (state === undefined) {
       const before = prior(source);
@@ -37,5 +38,5 @@ export function tallySources(
 function countOutcome(state: SourceStatus, outcome: CustodyOutcome): void {
   if (outcome === 'accepted') state.accepted += 1;
   else if (outcome === 'duplicate') state.duplicates += 1;
-  else state.rejected += 1;
+  else if (outcome === 'rejected') state.rejected += 1;
 }

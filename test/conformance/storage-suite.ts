@@ -247,8 +247,14 @@ export function storageSuite(name: string, makeStorage: () => Promise<StorageHar
       expect((await storage.query({ limit: 10 })).events.map((e) => e.id)).toEqual(day3.map((e) => e.id));
       expect((await storage.query({ source: 'host-z', limit: 10 })).events).toEqual([]);
       expect(await storage.seen([...day1, ...day2].map((e) => e.id), 3650 * DAY)).toEqual(new Set());
-      expect(await storage.custody({})).toHaveLength(4); // the ledger is append-only
-      expect(await storage.verify()).toMatchObject({ ok: true, ledgerRecords: 4, events: 1 });
+      const ledger = await storage.custody({});
+      expect(ledger.filter((r) => r.outcome !== 'retained')).toHaveLength(4); // the ledger is append-only
+      // Each deletion is a ledger record of its own, naming the receive time before which it deleted.
+      expect(ledger.filter((r) => r.outcome === 'retained').map((r) => [r.method, r.before])).toEqual([
+        ['retention', new Date(startOfDay3 - DAY).toISOString()],
+        ['retention', new Date(startOfDay3).toISOString()],
+      ]);
+      expect(await storage.verify()).toMatchObject({ ok: true, ledgerRecords: 6, events: 1 });
     });
 
     it('keeps everything across close and reopen', async (ctx) => {

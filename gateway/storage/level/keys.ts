@@ -15,12 +15,15 @@
  *                                   or an accepted one whose id! pointer a later accept replaced
  *   ra!<agent>!<epoch>              registry: seqs, gaps, chain head (JSON)
  *   rs!<source>                     registry: per-source counts (JSON), as of the checkpoint in m!head's `sourcesAt`
- *   r!<commit>                      the event block was deleted by retention (verify expects it gone)
+ *   r!<commit>                      the event block was deleted by retention: the hex commit whose `retained` custody
+ *                                   record proves it (retention-proof.ts); empty in stores written before that record existed
+ *   m!retention-legacy              set once no empty `r!` marker is left to adopt (level-retention.ts)
  *
  * A day is the UTC date (yyyymmdd) of the latest receive time in the block:
  * retention deleting day D never removes an event received after D ends.
  */
 export const HEAD_KEY = 'm!head';
+export const LEGACY_RETENTION_KEY = 'm!retention-legacy';
 
 export function commitHex(commit: number): string {
   return commit.toString(16).padStart(16, '0');

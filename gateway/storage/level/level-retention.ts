@@ -1,6 +1,20 @@
-import { dayOf, blockKey, decodePointer, idKey, indexKeys, parseIndexTail, retainedKey } from './keys.js';
+import type { CustodyInput } from '../types.js';
+import {
+  blockKey,
+  commitHex,
+  dayOf,
+  decodePointer,
+  idKey,
+  indexKeys,
+  LEGACY_RETENTION_KEY,
+  parseCommitHex,
+  parseIndexTail,
+  retainedKey,
+} from './keys.js';
 import type { PutOp } from './level-commit.js';
 import type { LevelContext } from './level-storage.js';
+import type { AppendRecords } from './level-writer.js';
+import { acceptedBefore } from './retention-proof.js';
 
 /** Commits deleted per synced batch: bounds the memory one retention pass holds. */
 const COMMITS_PER_BATCH = 256;
@@ -8,25 +22,56 @@ const COMMITS_PER_BATCH = 256;
 /**
  * Deletes the events of every whole UTC day that ended at or before
  * `before`: their blocks, index keys and dedup entries. The custody ledger
- * is append-only and stays; a marker per deleted block tells `verify` the
- * events are gone by retention, not by tampering. Returns events deleted.
+ * is append-only and stays; each batch of deletions is itself a commit that
+ * appends a `retained` custody record (the commits, the horizon), and the
+ * `r!` marker of each deleted block names that commit, so `verify` can tell
+ * a deletion by retention from a block removed behind the gateway's back
+ * (see retention-proof.ts). Runs alone (LevelWriter.exclusive). Returns
+ * events deleted.
  */
-export async function applyRetention(ctx: LevelContext, before: number): Promise<number> {
+export async function applyRetention(ctx: LevelContext, before: number, now: number, append: AppendRecords): Promise<number> {
   const lastDay = dayOf(before);
+  // Blocks belong to the day of their latest event: whole days before lastDay hold events received before its start.
+  const horizon = Date.UTC(Number(lastDay.slice(0, 4)), Number(lastDay.slice(4, 6)) - 1, Number(lastDay.slice(6, 8)));
+  const record = (from: number, to: number): CustodyInput => ({
+    at: new Date(now).toISOString(),
+    outcome: 'retained',
+    method: 'retention',
+    peer: 'gateway',
+    from,
+    to,
+    before: new Date(horizon).toISOString(),
+  });
   let deleted = 0;
   let ops: PutOp[] = [];
   let commits: number[] = [];
   const flush = async (): Promise<void> => {
-    if (ops.length === 0) return;
-    await ctx.db.batch(ops, { sync: true });
-    for (const c of commits) ctx.forgetBlock(c);
+    if (commits.length === 0) return;
+    const batch = { ops, commits };
     ops = [];
     commits = [];
+    await append((commit) => {
+      const marker = Buffer.from(commitHex(commit));
+      for (const c of batch.commits) batch.ops.push({ type: 'put', key: retainedKey(c), value: marker });
+      return { ops: batch.ops, custody: [record(Math.min(...batch.commits), Math.max(...batch.commits))] };
+    });
+    for (const c of batch.commits) ctx.forgetBlock(c);
   };
+
+  const legacyDone = await adoptLegacyMarkers(ctx, horizon, async (commit) => {
+    commits.push(commit);
+    if (commits.length >= COMMITS_PER_BATCH) await flush();
+  });
+  await flush();
+  if (legacyDone) await ctx.db.put(LEGACY_RETENTION_KEY, Buffer.alloc(0), { sync: true });
+
   // Collect first, then delete: deleting under a live iterator would be safe in LevelDB, but a batch per chunk is simpler to reason about.
   const entries: Array<{ day: string; commit: number }> = [];
   for await (const key of ctx.db.keys({ gt: 'd!', lt: `d!${lastDay}` })) entries.push(parseIndexTail(key));
   for (const { day, commit } of entries) {
+    // The ledger must agree that these events are due: an index key dated wrongly (or forged) deletes nothing.
+    const records = await ctx.custodyBlock(commit).catch(() => undefined);
+    if (records === undefined || !acceptedBefore(records, horizon)) continue;
     const block = await ctx.eventBlock(commit);
     if (block !== undefined) {
       const sources = new Set(block.events.map((e) => e.source));
@@ -43,10 +88,34 @@ export async function applyRetention(ctx: LevelContext, before: number): Promise
       for (const key of indexKeys(day, commit, [], [])) ops.push({ type: 'del', key });
     }
     ops.push({ type: 'del', key: blockKey(commit) });
-    ops.push({ type: 'put', key: retainedKey(commit), value: Buffer.alloc(0) });
     commits.push(commit);
     if (commits.length >= COMMITS_PER_BATCH) await flush();
   }
   await flush();
   return deleted;
+}
+
+/**
+ * Stores written before retention was recorded in the ledger hold `r!`
+ * markers with an empty value, which prove nothing. Each one whose commit's
+ * events were all received before `horizon` is adopted (`adopt`) by a
+ * `retained` record of this pass: events this pass would delete anyway if
+ * they were still there, so adopting a forged marker loses nothing the
+ * retention policy keeps. Others stay empty (`verify` names them) and are
+ * looked at again by the next pass, until none is left. Returns true when
+ * this pass leaves none (once its adoptions are written, no later pass needs to look).
+ */
+async function adoptLegacyMarkers(ctx: LevelContext, horizon: number, adopt: (commit: number) => Promise<void>): Promise<boolean> {
+  if ((await ctx.db.get(LEGACY_RETENTION_KEY)) !== undefined) return false;
+  let left = 0;
+  for await (const [key, value] of ctx.db.iterator({ gt: 'r!', lt: 'r"' })) {
+    if (value.length !== 0) continue;
+    const commit = parseCommitHex(key.slice(2));
+    // A block still there is deleted (and its marker rewritten) in its turn, when its day is due.
+    if ((await ctx.db.get(blockKey(commit))) !== undefined) continue;
+    const records = await ctx.custodyBlock(commit).catch(() => undefined);
+    if (records !== undefined && acceptedBefore(records, horizon)) await adopt(commit);
+    else left += 1;
+  }
+  return left === 0;
 }

@@ -431,7 +431,7 @@ export class LevelStorage implements Storage {
   applyRetention(before: number): Promise<number> {
     try {
       const ctx = this.context();
-      return this.writingWriter.serial(() => applyRetention(ctx, before));
+      return this.writingWriter.exclusive((append) => applyRetention(ctx, before, this.opts.clock(), append));
     } catch (err) {
       return Promise.reject(err);
     }

@@ -1,7 +1,7 @@
-import type { SourceStatus } from '../../../protocols/index.js';
+import type { CustodyRecord, SourceStatus } from '../../../protocols/index.js';
 import { GatewayErrors } from '../../errors.js';
 import type { EpochState } from '../seq-gaps.js';
-import type { CommitBatch, CommitResult } from '../types.js';
+import type { CommitBatch, CommitResult, CustodyInput } from '../types.js';
 import { headPut, planCommit, sourcePuts, type LevelHead, type PutOp } from './level-commit.js';
 import type { LevelDb } from './level-storage.js';
 import type { RegistryCache } from './registry-cache.js';
@@ -34,6 +34,12 @@ export interface LevelWriterOptions {
    */
   replaySources: (after: number, upTo: number) => Promise<Map<string, SourceStatus>>;
 }
+
+/**
+ * Writes `ops` with custody records as one commit (LevelWriter.exclusive).
+ * `build` gets the number that commit will have.
+ */
+export type AppendRecords = (build: (commit: number) => { ops: PutOp[]; custody: CustodyInput[] }) => Promise<CustodyRecord[]>;
 
 /**
  * Orders the store's writes and lets commits overlap (pipelining, see the
@@ -132,11 +138,50 @@ export class LevelWriter {
     });
   }
 
-  /** Runs `fn` in the write order (retention), after every write called before it. */
+  /** Runs `fn` in the write order, after every write called before it. */
   serial<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.writeTail.then(fn, fn);
     this.writeTail = run.catch(() => undefined);
     return run;
+  }
+
+  /**
+   * Runs `fn` alone (retention): after every commit called before it is
+   * written, and before any called after it is planned, so the durable head
+   * is the planned one. `fn` writes through `append`: operations of its own
+   * with custody records chained onto the ledger, as one synced write — a
+   * commit without events, numbered like any other.
+   */
+  exclusive<T>(fn: (append: AppendRecords) => Promise<T>): Promise<T> {
+    const plansBefore = this.planTail;
+    let release = (): void => undefined;
+    // Registered in both queues now, synchronously: a commit called after this one is planned after it and written after it.
+    this.planTail = new Promise<void>((resolve) => (release = resolve));
+    return this.serial(async () => {
+      try {
+        await plansBefore;
+        return await fn((build) => this.append(build));
+      } finally {
+        release();
+      }
+    });
+  }
+
+  private async append(build: (commit: number) => { ops: PutOp[]; custody: CustodyInput[] }): Promise<CustodyRecord[]> {
+    const head = this.durable;
+    const { ops, custody } = build(head.commit + 1);
+    const plan = await planCommit({ events: [], custody, seqs: [] }, head, { epochs: this.registry.epochs, sources: this.sourceView }, {
+      compressionLevel: this.opts.compressionLevel,
+    });
+    try {
+      await writeOps(this.db, [...ops, ...plan.ops]);
+    } catch (err) {
+      this.fallBack();
+      throw GatewayErrors.METEORZX_STORAGE_FAILED(`commit failed: ${(err as Error).message}`, { cause: err });
+    }
+    this.durable = plan.head;
+    this.planned = plan.head;
+    return plan.records;
   }
 
   /** Resolves when every call so far has settled. */
