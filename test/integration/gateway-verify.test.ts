@@ -30,6 +30,13 @@ async function firstBlockKey(db: Level<string, Buffer>): Promise<string> {
   throw new Error('no event block stored');
 }
 
+/** Every key under `prefix` (e.g. `d!`), in order. */
+async function keys(db: Level<string, Buffer>, prefix: string): Promise<string[]> {
+  const out: string[] = [];
+  for await (const k of db.keys({ gt: prefix, lt: `${prefix.slice(0, -1)}"` })) out.push(k);
+  return out;
+}
+
 beforeAll(async () => {
   dir = await tempDir();
   const gw = await startGateway({ dir });
@@ -125,6 +132,69 @@ describe('meteorzx verify --data-dir', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/custody block past the ledger head/);
     await withDb((db) => db.del(added));
+  });
+
+  it('finds a forged event block that no custody block accounts for, which queries would serve', async () => {
+    const added = await withDb(async (db) => {
+      const dKey = (await keys(db, 'd!'))[0] as string;
+      const day = dKey.slice(2, 10);
+      const range = (await db.get(dKey)) as Buffer;
+      const receivedAt = new Date(Number(range.toString().split(',')[0])).toISOString();
+      const forged = JSON.stringify({ actor: 'mallory', id: 'forged-1', ingest: { gateway: 'gw', integrity: 'verified', method: 'http', peer: '127.0.0.1', receivedAt }, source: 'vsrc', time: '2026-01-01T00:00:00Z', type: 'door.open' });
+      const commit = '0000000000000000';
+      const ops = [
+        { type: 'put' as const, key: `b!${commit}`, value: deflateSync(Buffer.from(forged)) },
+        { type: 'put' as const, key: `d!${day}!${commit}`, value: range },
+        { type: 'put' as const, key: `s!vsrc!${day}!${commit}`, value: range },
+      ];
+      await db.batch(ops);
+      return ops.map((op) => op.key);
+    });
+    const r = await runCli(['verify', '--data-dir', dataDir]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/first: event block 0: event block with no custody block/);
+    expect(r.stdout).toMatch(/^event index d!\d{8}!0000000000000000: index key points at commit 0, which holds no event block the ledger accepted$/m);
+    await withDb((db) => db.batch(added.map((key) => ({ type: 'del' as const, key }))));
+  });
+
+  it('finds an event block deleted behind the gateway and disguised as retention by a marker', async () => {
+    const { victim, block } = await withDb(async (db) => {
+      const victim = (await keys(db, 'b!'))[0] as string;
+      const block = (await db.get(victim)) as Buffer;
+      await db.batch([
+        { type: 'del', key: victim },
+        { type: 'put', key: `r!${victim.slice(2)}`, value: Buffer.alloc(0) },
+      ]);
+      return { victim, block };
+    });
+    const r = await runCli(['verify', '--data-dir', dataDir]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/first: event v-\d+: stored event is missing; its retention marker is from before retention was recorded in the ledger/);
+    await withDb((db) => db.batch([
+      { type: 'put', key: victim, value: block },
+      { type: 'del', key: `r!${victim.slice(2)}` },
+    ]));
+    expect((await runCli(['verify', '--data-dir', dataDir])).code).toBe(0);
+  });
+
+  it('passes on a store whose retention deleted whole days', async () => {
+    const retained = path.join(dir, 'retained');
+    const now = Date.UTC(2026, 3, 20, 12);
+    const storage = new LevelStorage({ dataDir: retained, clock: () => now });
+    await storage.open();
+    try {
+      for (const [id, at] of [['old-1', now - 40 * 86_400_000], ['old-2', now - 39 * 86_400_000], ['new-1', now - 1000]] as const) {
+        const receivedAt = new Date(at).toISOString();
+        const ingest = { method: 'http', peer: 'p', receivedAt, gateway: 'gw', integrity: 'unchained' } as const;
+        await storage.commit({ events: [{ id, source: 'ret-src', time: receivedAt, type: 'door.open', ingest }], custody: [{ at: receivedAt, outcome: 'accepted', method: 'http', peer: 'p', id, source: 'ret-src' }], seqs: [] });
+      }
+      expect(await storage.applyRetention(now - 30 * 86_400_000)).toBe(2);
+    } finally {
+      await storage.close();
+    }
+    const r = await runCli(['verify', '--data-dir', retained]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toMatch(/^verify ok: 4 custody records, 1 events$/);
   });
 
   it('changes nothing in a store a crash left behind (no registry checkpoint written on the way out)', async () => {

@@ -3,20 +3,29 @@ import { sha256Hex as sha256 } from '../../../protocols/index.js';
 import { checkCustodyRecord, custodyHash, type LedgerHead } from '../ledger.js';
 import type { VerifyProblem, VerifyReport } from '../types.js';
 import { decodeCustodyBlock, decodeLines } from './block-codec.js';
-import { blockKey, custodyKey, HEAD_KEY, parseCommitHex, retainedKey } from './keys.js';
+import { CommitSet } from './commit-set.js';
+import { custodyKey, HEAD_KEY, parseCommitHex } from './keys.js';
 import type { LevelHead } from './level-commit.js';
 import type { LevelDb } from './level-storage.js';
+import { unprovenRetention } from './retention-proof.js';
 
 /** Problems listed in a report; counting goes on past it. */
 const MAX_PROBLEMS = 100;
+
+type Report = (p: VerifyProblem) => void;
+type Snapshot = ReturnType<LevelDb['snapshot']>;
 
 /**
  * Walks the custody ledger in order, recomputing every record's hash and
  * its link to the one before, and checks each commit's stored events
  * against the `eventHash` its accepted records hold: any change to stored
  * data after ingest — an event, a record, a removed or added block — is
- * reported with its location. Blocks deleted by retention leave a marker
- * and are expected to be gone.
+ * reported with its location. The event blocks are walked alongside (both
+ * are ordered by commit), so a block the ledger does not account for is
+ * found too, and then every index key queries follow (`d!`, `s!`, `y!`),
+ * which must point at a block the ledger accepts. A block may be missing
+ * only when a `retained` ledger record proves that retention deleted it
+ * (retention-proof.ts). Streaming: the memory held is one bit per commit.
  */
 export async function verifyLevel(
   db: LevelDb,
@@ -24,77 +33,136 @@ export async function verifyLevel(
 ): Promise<VerifyReport> {
   const problems: VerifyProblem[] = [];
   let found = 0;
-  const report = (p: VerifyProblem): void => {
+  const report: Report = (p) => {
     found += 1;
     if (problems.length < MAX_PROBLEMS) problems.push(p);
   };
+  // One snapshot for the whole walk: on a running gateway, commits and retention land meanwhile, and the
+  // head, the ledger, the blocks, the markers and the indexes are only comparable as of one moment.
+  const snapshot = db.snapshot();
+  try {
+    const rawHead = (await db.get(HEAD_KEY, { snapshot })) as Buffer | undefined;
+    const stored = rawHead === undefined ? { commit: 0, n: 0, hash: undefined } : (JSON.parse(rawHead.toString()) as LevelHead);
+    const backed = new CommitSet();
+    const walk = await walkLedger(db, snapshot, stored, opts, report, backed);
+    await checkIndexes(db, snapshot, backed, report);
+    return { ok: found === 0, ledgerRecords: walk.ledgerRecords, events: walk.events, problems };
+  } finally {
+    await snapshot.close();
+  }
+}
+
+/** The ledger (`k!`) and the event blocks (`b!`) in one ordered pass; fills `backed` with the commits whose block the ledger accepts. */
+async function walkLedger(
+  db: LevelDb,
+  snapshot: Snapshot,
+  stored: LevelHead,
+  opts: { source?: string; onProgress?: (done: number) => void },
+  report: Report,
+  backed: CommitSet,
+): Promise<{ ledgerRecords: number; events: number }> {
   let head: LedgerHead | undefined = { n: 0, hash: undefined };
   let ledgerRecords = 0;
   let events = 0;
-
-  // The head first, and the walk up to its commit: on a running gateway, commits land while the ledger
-  // is walked, and a head read afterwards would name records the walk never reached.
-  const rawHead = (await db.get(HEAD_KEY)) as Buffer | undefined;
-  const stored = rawHead === undefined ? { commit: 0, n: 0, hash: undefined } : (JSON.parse(rawHead.toString()) as LevelHead);
-  for await (const [key, value] of db.iterator({ gt: 'k!', lte: custodyKey(stored.commit) })) {
-    const commit = parseCommitHex(key.slice(2));
-    let records: CustodyRecord[];
-    try {
-      records = await decodeCustodyBlock(commit, value);
-    } catch (err) {
-      report({ kind: 'ledger', where: `after ${head?.n ?? '?'}`, detail: (err as Error).message });
-      head = undefined; // the next readable record starts a new reference point
-      continue;
+  const blocks = new CommitCursor(db.iterator({ gt: 'b!', lt: 'b"', snapshot }));
+  const markers = new CommitCursor(db.iterator({ gt: 'r!', lt: 'r"', snapshot }));
+  const retention = new RetentionRecords(db, snapshot);
+  const orphan = (commit: number): void => {
+    const detail = commit > stored.commit ? `event block past the ledger head (commit ${stored.commit})` : 'event block with no custody block';
+    report({ kind: 'event', where: `block ${commit}`, detail });
+  };
+  try {
+    for await (const [key, value] of db.iterator({ gt: 'k!', lt: 'k"', snapshot })) {
+      const commit = parseCommitHex(key.slice(2));
+      for (let b = await blocks.peek(); b !== undefined && b.commit < commit; b = await blocks.peek()) {
+        orphan(b.commit);
+        blocks.take();
+      }
+      if (commit > stored.commit) {
+        // Read in the same snapshot as the head: a commit landing during the walk is not in it, so this was added.
+        report({ kind: 'ledger', where: `block ${commit}`, detail: `custody block past the ledger head (commit ${stored.commit})` });
+        continue;
+      }
+      const raw = (await blocks.peek())?.commit === commit ? blocks.take() : undefined;
+      let records: CustodyRecord[];
+      try {
+        records = await decodeCustodyBlock(commit, value);
+      } catch (err) {
+        report({ kind: 'ledger', where: `after ${head?.n ?? '?'}`, detail: (err as Error).message });
+        head = undefined; // the next readable record starts a new reference point
+        continue;
+      }
+      for (const record of records) {
+        ledgerRecords += 1;
+        const problem =
+          head === undefined
+            ? custodyHash(record) === record.hash
+              ? undefined
+              : 'hash does not match content'
+            : checkCustodyRecord(record, head);
+        if (problem !== undefined) report({ kind: 'ledger', where: String(record.n), detail: problem });
+        head = { n: record.n, hash: record.hash };
+      }
+      const check: BlockCheck = { commit, records, raw, source: opts.source, report };
+      if (raw === undefined) {
+        const marker = await markers.seek(commit);
+        const proof = await retention.proof(marker);
+        events += checkMissing(check, proof, stored.commit);
+      } else {
+        events += await verifyBlock(check);
+        if (records.some((r) => r.outcome === 'accepted')) backed.add(commit);
+      }
+      opts.onProgress?.(ledgerRecords);
     }
-    for (const record of records) {
-      ledgerRecords += 1;
-      const problem =
-        head === undefined
-          ? custodyHash(record) === record.hash
-            ? undefined
-            : 'hash does not match content'
-          : checkCustodyRecord(record, head);
-      if (problem !== undefined) report({ kind: 'ledger', where: String(record.n), detail: problem });
-      head = { n: record.n, hash: record.hash };
+    for (let b = await blocks.peek(); b !== undefined; b = await blocks.peek()) {
+      orphan(b.commit);
+      blocks.take();
     }
-    events += await verifyBlock(db, commit, records, opts.source, report);
-    opts.onProgress?.(ledgerRecords);
+  } finally {
+    await Promise.all([blocks.close(), markers.close()]);
   }
-
   if (head !== undefined && (stored.n !== head.n || stored.hash !== head.hash)) {
     report({ kind: 'ledger', where: String(head.n), detail: `ledger ends at record ${head.n} but its head says ${stored.n}` });
   }
-  // Records past the head are new commits if the head has moved since (a running gateway); if it has not, they were added.
-  const headNow = (await db.get(HEAD_KEY)) as Buffer | undefined;
-  if (headNow === undefined || headNow.equals(rawHead ?? Buffer.alloc(0))) {
-    for await (const key of db.keys({ gt: custodyKey(stored.commit), lt: 'k"', limit: 1 })) {
-      report({ kind: 'ledger', where: `block ${parseCommitHex(key.slice(2))}`, detail: `custody block past the ledger head (commit ${stored.commit})` });
-    }
-  }
-  return { ok: found === 0, ledgerRecords, events, problems };
+  return { ledgerRecords, events };
+}
+
+interface BlockCheck {
+  commit: number;
+  records: readonly CustodyRecord[];
+  /** The commit's event block, undefined when there is none. */
+  raw: Buffer | undefined;
+  source: string | undefined;
+  report: Report;
+}
+
+const wantedBy = (source: string | undefined) => (r: CustodyRecord): boolean => source === undefined || r.source === source;
+const where = (r: CustodyRecord): string => r.id ?? `ledger ${r.n}`;
+
+/** A commit without an event block: fine when it accepted no event, or when retention proves the deletion. */
+function checkMissing({ commit, records, source, report }: BlockCheck, marker: RetentionMarker | undefined, headCommit: number): number {
+  const accepted = records.filter((r) => r.outcome === 'accepted');
+  if (accepted.length === 0) return 0;
+  const problem =
+    marker?.records === null
+      ? 'stored event is missing; its retention marker is from before retention was recorded in the ledger and proves nothing (a gateway adopts it at its next retention run if the event was due)'
+      : unprovenRetention(commit, records, marker === undefined ? undefined : { commit: marker.commit, records: marker.records }, headCommit);
+  if (problem === undefined) return 0;
+  for (const r of accepted.filter(wantedBy(source))) report({ kind: 'event', where: where(r), detail: problem });
+  return 0;
 }
 
 /** Checks one commit's event block against its accepted custody records; returns events checked. */
-async function verifyBlock(
-  db: LevelDb,
-  commit: number,
-  records: readonly CustodyRecord[],
-  source: string | undefined,
-  report: (p: VerifyProblem) => void,
-): Promise<number> {
+async function verifyBlock({ commit, records, raw, source, report }: BlockCheck): Promise<number> {
   const accepted = records.filter((r) => r.outcome === 'accepted');
-  if (accepted.length === 0) return 0;
-  const wanted = (r: CustodyRecord): boolean => source === undefined || r.source === source;
-  const where = (r: CustodyRecord): string => r.id ?? `ledger ${r.n}`;
-  const raw = (await db.get(blockKey(commit))) as Buffer | undefined;
-  if (raw === undefined) {
-    if ((await db.get(retainedKey(commit))) !== undefined) return 0;
-    for (const r of accepted.filter(wanted)) report({ kind: 'event', where: where(r), detail: 'stored event is missing' });
+  if (accepted.length === 0) {
+    report({ kind: 'event', where: `block ${commit}`, detail: 'event block, but its custody records accept no event' });
     return 0;
   }
+  const wanted = wantedBy(source);
   let lines: string[];
   try {
-    lines = await decodeLines(raw, `event block ${commit}`);
+    lines = await decodeLines(raw ?? Buffer.alloc(0), `event block ${commit}`);
   } catch (err) {
     for (const r of accepted.filter(wanted)) report({ kind: 'event', where: where(r), detail: (err as Error).message });
     return 0;
@@ -113,4 +181,87 @@ async function verifyBlock(
     }
   });
   return checked;
+}
+
+/** Every index key must point at a commit whose event block the ledger accepts (`backed`). */
+async function checkIndexes(db: LevelDb, snapshot: Snapshot, backed: CommitSet, report: Report): Promise<void> {
+  for (const prefix of ['d!', 's!', 'y!']) {
+    for await (const key of db.keys({ gt: prefix, lt: `${prefix.slice(0, -1)}"`, snapshot })) {
+      const tail = /!\d{8}!([0-9a-f]{16})$/.exec(key);
+      const commit = tail === null ? Number.NaN : parseCommitHex(tail[1] as string);
+      if (backed.has(commit)) continue;
+      const detail = tail === null ? 'index key names no commit' : `index key points at commit ${commit}, which holds no event block the ledger accepted`;
+      report({ kind: 'event', where: `index ${key}`, detail });
+    }
+  }
+}
+
+/** The `r!` marker of a commit: the commit it names and that commit's custody records; `null` records for an empty (old) marker. */
+interface RetentionMarker {
+  commit: number;
+  records: readonly CustodyRecord[] | undefined | null;
+}
+
+/** Custody blocks that retention markers name, decoded once: a retention run's markers all name a few commits, in order. */
+class RetentionRecords {
+  private readonly cache = new Map<number, CustodyRecord[] | undefined>();
+
+  constructor(
+    private readonly db: LevelDb,
+    private readonly snapshot: Snapshot,
+  ) {}
+
+  async proof(marker: Buffer | undefined): Promise<RetentionMarker | undefined> {
+    if (marker === undefined) return undefined;
+    if (marker.length === 0) return { commit: Number.NaN, records: null };
+    const text = marker.toString('latin1');
+    if (!/^[0-9a-f]{16}$/.test(text)) return { commit: Number.NaN, records: undefined };
+    const commit = parseCommitHex(text);
+    if (!this.cache.has(commit)) {
+      if (this.cache.size >= 16) this.cache.delete(this.cache.keys().next().value as number);
+      const raw = (await this.db.get(custodyKey(commit), { snapshot: this.snapshot })) as Buffer | undefined;
+      // An unreadable block proves nothing here; the ledger walk names it when it gets there.
+      const records = raw === undefined ? undefined : await decodeCustodyBlock(commit, raw).catch(() => undefined);
+      this.cache.set(commit, records);
+    }
+    return { commit, records: this.cache.get(commit) };
+  }
+}
+
+/** One of the `<prefix>!<commit hex>` key ranges, read in order alongside the ledger. */
+class CommitCursor {
+  private current: { commit: number; value: Buffer } | undefined;
+  private read = false;
+  private ended = false;
+
+  constructor(private readonly iterator: { next(): Promise<[string, Buffer] | undefined>; close(): Promise<void> }) {}
+
+  /** The next entry, without moving past it. */
+  async peek(): Promise<{ commit: number; value: Buffer } | undefined> {
+    if (!this.read && !this.ended) {
+      const entry = await this.iterator.next();
+      if (entry === undefined) this.ended = true;
+      this.current = entry === undefined ? undefined : { commit: parseCommitHex(entry[0].slice(2)), value: entry[1] };
+      this.read = true;
+    }
+    return this.current;
+  }
+
+  /** The value of the entry `peek` gave, moving past it. */
+  take(): Buffer | undefined {
+    const value = this.current?.value;
+    this.current = undefined;
+    this.read = false;
+    return value;
+  }
+
+  /** The value at `commit`, if there is one, skipping what lies before it. */
+  async seek(commit: number): Promise<Buffer | undefined> {
+    for (let e = await this.peek(); e !== undefined && e.commit < commit; e = await this.peek()) this.take();
+    return (await this.peek())?.commit === commit ? this.take() : undefined;
+  }
+
+  close(): Promise<void> {
+    return this.iterator.close();
+  }
 }

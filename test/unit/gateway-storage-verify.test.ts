@@ -1,0 +1,222 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { deflateSync } from 'node:zlib';
+import { Level } from 'level';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { StoredEvent } from '../../protocols/index.js';
+import { blockKey, commitHex, LEGACY_RETENTION_KEY, retainedKey } from '../../gateway/storage/level/keys.js';
+import { LevelStorage } from '../../gateway/storage/level/index.js';
+
+/**
+ * `verify` on LevelDB accounts for every event block and index key, not
+ * only those the ledger names, and accepts a missing block only where a
+ * `retained` ledger record proves retention deleted it.
+ */
+const DAY = 86_400_000;
+const T0 = Date.UTC(2026, 2, 10, 10, 0, 0);
+const NOW = T0 + 30 * DAY;
+
+let dir: string;
+let storage: LevelStorage;
+
+const open = async (): Promise<LevelStorage> => {
+  storage = new LevelStorage({ dataDir: dir, clock: () => NOW });
+  await storage.open();
+  return storage;
+};
+
+async function withRaw<T>(fn: (db: Level<string, Buffer>) => Promise<T>): Promise<T> {
+  await storage.close();
+  const db = new Level<string, Buffer>(storage.location, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
+  await db.open();
+  try {
+    return await fn(db);
+  } finally {
+    await db.close();
+    await open();
+  }
+}
+
+const event = (id: string, at: number): StoredEvent => ({
+  id,
+  source: 'host-1',
+  time: new Date(at).toISOString(),
+  type: 'auth.login',
+  ingest: { method: 'http', peer: 'p', receivedAt: new Date(at).toISOString(), gateway: 'gw', integrity: 'unchained' },
+});
+const commitOf = (events: StoredEvent[]) =>
+  storage.commit({
+    events,
+    custody: events.map((e) => ({ at: e.ingest.receivedAt, outcome: 'accepted' as const, method: 'http' as const, peer: 'p', id: e.id, source: e.source })),
+    seqs: [],
+  });
+
+const problems = async (): Promise<Array<[string, string]>> => (await storage.verify()).problems.map((p) => [p.where, p.detail]);
+
+beforeEach(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'meteorzx-verify-'));
+  await open();
+});
+afterEach(async () => {
+  await storage.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('verify accounts for every event block and index key', () => {
+  it('names an event block no custody block accounts for, and the index keys that lead queries to it', async () => {
+    await commitOf([event('a', T0)]);
+    await withRaw(async (db) => {
+      const forged = JSON.stringify({ ...event('forged', T0), actor: 'mallory' });
+      await db.batch([
+        { type: 'put', key: blockKey(0), value: deflateSync(Buffer.from(forged)) },
+        { type: 'put', key: `d!20260310!${commitHex(0)}`, value: Buffer.from(`${T0},${T0}`) },
+        { type: 'put', key: `s!host-1!20260310!${commitHex(0)}`, value: Buffer.from(`${T0},${T0}`) },
+      ]);
+    });
+    expect((await storage.query({ limit: 10 })).events.map((e) => e.id)).toEqual(['forged', 'a']); // what a query serves
+    expect(await problems()).toEqual([
+      ['block 0', 'event block with no custody block'],
+      ['index d!20260310!0000000000000000', 'index key points at commit 0, which holds no event block the ledger accepted'],
+      ['index s!host-1!20260310!0000000000000000', 'index key points at commit 0, which holds no event block the ledger accepted'],
+    ]);
+  });
+
+  it('names an event block whose custody records accept no event, and one past the ledger head', async () => {
+    await commitOf([event('a', T0)]);
+    await storage.commit({ events: [], custody: [{ at: new Date(T0).toISOString(), outcome: 'duplicate', method: 'http', peer: 'p', id: 'a', source: 'host-1' }], seqs: [] });
+    await withRaw(async (db) => {
+      const block = (await db.get(blockKey(1))) as Buffer;
+      await db.batch([
+        { type: 'put', key: blockKey(2), value: block },
+        { type: 'put', key: blockKey(3), value: block },
+      ]);
+    });
+    expect(await problems()).toEqual([
+      ['block 2', 'event block, but its custody records accept no event'],
+      ['block 3', 'event block past the ledger head (commit 2)'],
+    ]);
+  });
+
+  it('names an index key that points at no event block', async () => {
+    await commitOf([event('a', T0)]);
+    await withRaw((db) => db.put(`y!auth.login!20260310!${commitHex(7)}`, Buffer.from(`${T0},${T0}`)));
+    expect(await problems()).toEqual([['index y!auth.login!20260310!0000000000000007', 'index key points at commit 7, which holds no event block the ledger accepted']]);
+  });
+});
+
+describe('verify accepts a missing event block only where the ledger records its retention', () => {
+  const dueDays = async (): Promise<void> => {
+    await commitOf([event('old-1', T0), event('old-2', T0 + 1000)]);
+    await commitOf([event('old-3', T0 + DAY)]);
+    await commitOf([event('new-1', NOW - 1000)]);
+  };
+
+  it('retention deletes whole days, records each batch in the ledger, and the store verifies', async () => {
+    await dueDays();
+    expect(await storage.applyRetention(NOW - 7 * DAY)).toBe(3);
+    const retained = (await storage.custody({})).filter((r) => r.outcome === 'retained');
+    expect(retained).toEqual([
+      expect.objectContaining({ n: 5, at: new Date(NOW).toISOString(), method: 'retention', from: 1, to: 2, before: new Date(Date.UTC(2026, 3, 2)).toISOString() }),
+    ]);
+    await withRaw(async (db) => {
+      // Each marker names the commit holding that record (commit 4: the three commits, then retention's own).
+      expect(((await db.get(retainedKey(1))) as Buffer).toString()).toBe(commitHex(4));
+      expect(((await db.get(retainedKey(2))) as Buffer).toString()).toBe(commitHex(4));
+      expect(await db.get(blockKey(3))).toBeDefined();
+    });
+    expect(await storage.verify()).toMatchObject({ ok: true, ledgerRecords: 5, events: 1 });
+    // After a reopen too, and commits chain on after retention's record.
+    await storage.close();
+    await open();
+    await commitOf([event('new-2', NOW)]);
+    expect(await storage.verify()).toMatchObject({ ok: true, ledgerRecords: 6, events: 2 });
+  });
+
+  it('names a block deleted behind the gateway with a retention marker of its own making', async () => {
+    await dueDays();
+    await withRaw(async (db) => {
+      await db.batch([
+        { type: 'del', key: blockKey(3) },
+        { type: 'put', key: retainedKey(3), value: Buffer.alloc(0) },
+      ]);
+    });
+    const [first] = await problems();
+    expect(first).toEqual(['new-1', expect.stringMatching(/^stored event is missing; its retention marker is from before retention was recorded in the ledger/)]);
+  });
+
+  it('names a block deleted behind the gateway whose marker points at a real retention record that did not cover it', async () => {
+    await dueDays();
+    await storage.applyRetention(NOW - 7 * DAY); // commit 4: retains 1 and 2
+    await withRaw(async (db) => {
+      await db.batch([
+        { type: 'del', key: blockKey(3) },
+        { type: 'put', key: retainedKey(3), value: Buffer.from(commitHex(4)) },
+      ]);
+    });
+    expect((await problems())[0]).toEqual(['new-1', 'stored event is missing; its retention marker names no retention record in the ledger']);
+  });
+
+  it('names a block whose retention record covers its commit but not its receive time', async () => {
+    await commitOf([event('old-1', T0)]);
+    await commitOf([event('new-1', NOW - 1000)]);
+    await commitOf([event('old-2', T0 + 1000)]); // received later than commit 2 by the ledger's order, earlier by the clock
+    await storage.applyRetention(NOW - 7 * DAY); // deletes 1 and 3: its record covers 1…3
+    expect((await storage.custody({})).filter((r) => r.outcome === 'retained')).toEqual([expect.objectContaining({ from: 1, to: 3 })]);
+    expect((await storage.verify()).ok).toBe(true);
+    await withRaw(async (db) => {
+      await db.batch([
+        { type: 'del', key: blockKey(2) },
+        { type: 'put', key: retainedKey(2), value: Buffer.from(commitHex(4)) },
+      ]);
+    });
+    expect((await problems())[0]).toEqual([
+      'new-1',
+      `stored event is missing; retention (ledger record 4) deleted only events received before ${new Date(Date.UTC(2026, 3, 2)).toISOString()}`,
+    ]);
+  });
+
+  it('retention does not delete a block that an index key dates wrongly: the ledger says when it was received', async () => {
+    await commitOf([event('new-1', NOW - 1000)]);
+    await withRaw((db) => db.put(`d!20260310!${commitHex(1)}`, Buffer.from(`${T0},${T0}`)));
+    expect(await storage.applyRetention(NOW - 7 * DAY)).toBe(0);
+    expect((await storage.query({ source: 'host-1', limit: 10 })).events.map((e) => e.id)).toEqual(['new-1']);
+  });
+
+  it('adopts the markers of an older store whose events were due, and leaves the others named', async () => {
+    await dueDays();
+    // What retention wrote before it was recorded in the ledger: the block and its index keys gone, an empty marker.
+    await withRaw(async (db) => {
+      await db.batch([
+        { type: 'del', key: blockKey(1) },
+        { type: 'del', key: `d!20260310!${commitHex(1)}` },
+        { type: 'del', key: `s!host-1!20260310!${commitHex(1)}` },
+        { type: 'del', key: `y!auth.login!20260310!${commitHex(1)}` },
+        { type: 'put', key: retainedKey(1), value: Buffer.alloc(0) },
+        // A forged one, for events received a second ago.
+        { type: 'del', key: blockKey(3) },
+        { type: 'put', key: retainedKey(3), value: Buffer.alloc(0) },
+      ]);
+    });
+    expect((await problems()).map(([where]) => where).slice(0, 3)).toEqual(['old-1', 'old-2', 'new-1']);
+    expect(await storage.applyRetention(NOW - 7 * DAY)).toBe(1); // old-3; old-1 and old-2 were gone already
+    expect((await storage.custody({})).filter((r) => r.outcome === 'retained')).toEqual([
+      expect.objectContaining({ from: 1, to: 1 }), // the adoption
+      expect.objectContaining({ from: 2, to: 2 }), // the deletion
+    ]);
+    expect((await problems()).map(([where]) => where)).toEqual(['new-1', 'index d!20260409!0000000000000003', 'index s!host-1!20260409!0000000000000003', 'index y!auth.login!20260409!0000000000000003']);
+    await withRaw(async (db) => {
+      expect(await db.get(LEGACY_RETENTION_KEY)).toBeUndefined(); // one is left: the next run looks again
+    });
+  });
+
+  it('on a running store, verify sees one moment: commits and retention landing meanwhile are no problem', async () => {
+    for (let day = 0; day < 20; day += 1) await commitOf([event(`d${day}-a`, T0 + day * DAY), event(`d${day}-b`, T0 + day * DAY + 1)]);
+    const writes = (async () => {
+      for (let i = 0; i < 20; i += 1) await commitOf([event(`live-${i}`, NOW - 1000)]);
+    })();
+    const [report] = await Promise.all([storage.verify(), storage.applyRetention(NOW - 15 * DAY), writes, storage.verify()]);
+    expect(report.problems).toEqual([]);
+    expect(await storage.verify()).toMatchObject({ ok: true, problems: [] });
+  });
+});
