@@ -109,7 +109,7 @@ export async function runStages(entries: readonly PendingIngest[], s: Stages): P
       custody.push({ at, outcome, method, peer, id: item.id ?? event?.id, source, reason });
       // A seq counts as received whatever became of its event (DESIGN §4), once it passed validation.
       if (event?.agent !== undefined && event.epoch !== undefined && event.seq !== undefined) {
-        seqs.push({ agent: event.agent, epoch: event.epoch, seq: event.seq, source: event.source, at, hash: event.hash });
+        seqs.push({ agent: event.agent, epoch: event.epoch, seq: event.seq, source: event.source, at, hash: event.hash, prev: event.prev });
       }
     }
     response.rejected.sort((a, b) => a.index - b.index);

@@ -4,17 +4,44 @@ import type { EpochStatus, SeqGap } from '../../protocols/index.js';
  * Per (agent, epoch) bookkeeping of which seqs arrived (DESIGN §4): a seq
  * counts as received when its event arrives, even as a duplicate; a hole is
  * a seq that never arrived. Gaps open when a seq jumps ahead and close or
- * split when a missing seq arrives later. Pure, so every backend shares it.
+ * split when a missing seq arrives later. Pure, so every backend and the
+ * pipeline's integrity stage share it.
  */
-export interface EpochState extends EpochStatus {
+export interface EpochState extends Omit<EpochStatus, 'gaps'> {
+  gaps: StoredGap[];
   /** Hash of the highest seq received: the chain head that seeds integrity checks after a restart. */
   lastHash?: string;
 }
 
 /**
+ * What the chain says about a gap's neighbours, so that a late event filling
+ * it can be linked to them (the hash is unkeyed: without these, an event
+ * altered and re-hashed in transit would pass when it arrives late).
+ * Undefined where it is not known: the neighbour had no hash, the gap was
+ * recorded before edges were kept, or (`lowerHash` of a gap from seq 1)
+ * there is no neighbour. A late event is then checked on its content only.
+ */
+export interface GapEdges {
+  /** Hash of seq `from - 1`: the `prev` the event at `from` must carry. */
+  lowerHash?: string;
+  /** `prev` of seq `to + 1`: the hash the event at `to` must have. */
+  upperPrev?: string;
+}
+
+/** A gap as the registry and the integrity stage hold it. */
+export interface EdgedGap extends GapEdges {
+  from: number;
+  to: number;
+}
+
+/** A gap as the registry stores it (`ra!` key): the public fields and its edges. */
+export type StoredGap = SeqGap & GapEdges;
+
+/**
  * An agent sending only every other seq would grow the gap list without end;
  * past this many the two oldest gaps merge. That over-reports (a merged gap
- * also covers seqs that did arrive) rather than hiding a loss.
+ * also covers seqs that did arrive) rather than hiding a loss; the merged
+ * gap keeps the outer edges, which stay true of the chain.
  */
 export const MAX_GAPS_PER_EPOCH = 1000;
 
@@ -22,50 +49,93 @@ export function newEpochState(agent: string, epoch: string, at: string): EpochSt
   return { agent, epoch, lastSeq: 0, lastSeen: at, received: 0, gaps: [] };
 }
 
+/** One arrived seq: its event's `hash` and `prev` as they arrived (undefined: unchained). */
+export interface ArrivedSeq {
+  seq: number;
+  hash?: string | undefined;
+  prev?: string | undefined;
+}
+
 /** Records one arrived seq; mutates and returns `state`. */
-export function recordSeq(state: EpochState, seq: number, hash: string | undefined, at: string): EpochState {
+export function recordSeq(state: EpochState, seen: ArrivedSeq, at: string): EpochState {
+  const { seq, hash } = seen;
   state.received += 1;
   if (at > state.lastSeen) state.lastSeen = at;
   if (seq > state.lastSeq) {
-    if (seq > state.lastSeq + 1) addGap(state.gaps, { from: state.lastSeq + 1, to: seq - 1, since: at });
+    if (seq > state.lastSeq + 1) addGap(state.gaps, { from: state.lastSeq + 1, to: seq - 1, since: at, ...edges(state.lastHash, seen.prev) });
     state.lastSeq = seq;
     if (hash === undefined) delete state.lastHash;
     else state.lastHash = hash;
     return state;
   }
-  closeSeq(state.gaps, seq);
+  const index = findGap(state.gaps, seq);
+  if (index >= 0) fillGap(state.gaps, index, seen);
   return state;
 }
 
-function addGap(gaps: SeqGap[], gap: SeqGap): void {
+/** The edges of a gap opened below an event: `lowerHash` of the head it jumped from, `upperPrev` its own prev. */
+export function edges(lowerHash: string | undefined, upperPrev: string | undefined): GapEdges {
+  const out: GapEdges = {};
+  if (lowerHash !== undefined) out.lowerHash = lowerHash;
+  if (upperPrev !== undefined) out.upperPrev = upperPrev;
+  return out;
+}
+
+/** Appends a gap above every other one, merging the two oldest past MAX_GAPS_PER_EPOCH. */
+export function addGap<G extends EdgedGap>(gaps: G[], gap: G): void {
   gaps.push(gap);
   if (gaps.length > MAX_GAPS_PER_EPOCH) {
-    const [a, b] = gaps as [SeqGap, SeqGap];
-    gaps.splice(0, 2, { from: a.from, to: b.to, since: a.since });
+    const [a, b] = gaps as [G, G];
+    const merged: G = { ...a, to: b.to };
+    delete merged.upperPrev;
+    if (b.upperPrev !== undefined) merged.upperPrev = b.upperPrev;
+    gaps.splice(0, 2, merged);
   }
 }
 
-/** Removes `seq` from the gap holding it, if any (gaps are sorted and disjoint). */
-function closeSeq(gaps: SeqGap[], seq: number): void {
+/** Index of the gap holding `seq`, or -1 (gaps are sorted and disjoint). */
+export function findGap(gaps: readonly EdgedGap[], seq: number): number {
   let lo = 0;
   let hi = gaps.length - 1;
   while (lo <= hi) {
     const mid = (lo + hi) >> 1;
-    const gap = gaps[mid] as SeqGap;
+    const gap = gaps[mid] as EdgedGap;
     if (seq < gap.from) hi = mid - 1;
     else if (seq > gap.to) lo = mid + 1;
-    else {
-      if (gap.from === gap.to) gaps.splice(mid, 1);
-      else if (seq === gap.from) gap.from += 1;
-      else if (seq === gap.to) gap.to -= 1;
-      else gaps.splice(mid, 1, { from: gap.from, to: seq - 1, since: gap.since }, { from: seq + 1, to: gap.to, since: gap.since });
-      return;
-    }
+    else return mid;
   }
+  return -1;
 }
 
-/** The public view of an epoch (without the internal chain head). */
+/**
+ * Removes `seen.seq` from the gap at `index` (which holds it): the gap
+ * shrinks or splits, and the arrived event becomes the edge of what is left
+ * on either side of it — its hash the lower edge above it, its prev the
+ * upper edge below it.
+ */
+export function fillGap<G extends EdgedGap>(gaps: G[], index: number, seen: ArrivedSeq): void {
+  const gap = gaps[index] as G;
+  const { seq } = seen;
+  if (gap.from === gap.to) {
+    gaps.splice(index, 1);
+    return;
+  }
+  const below: G = { ...gap, to: seq - 1 };
+  const above: G = { ...gap, from: seq + 1 };
+  setEdge(below, 'upperPrev', seen.prev);
+  setEdge(above, 'lowerHash', seen.hash);
+  if (seq === gap.from) gaps.splice(index, 1, above);
+  else if (seq === gap.to) gaps.splice(index, 1, below);
+  else gaps.splice(index, 1, below, above);
+}
+
+function setEdge(gap: EdgedGap, edge: keyof GapEdges, value: string | undefined): void {
+  if (value === undefined) delete gap[edge];
+  else gap[edge] = value;
+}
+
+/** The public view of an epoch (without the internal chain head and gap edges). */
 export function epochStatus(state: EpochState): EpochStatus {
   const { lastHash: _internal, ...status } = state;
-  return { ...status, gaps: status.gaps.map((g) => ({ ...g })) };
+  return { ...status, gaps: status.gaps.map((g) => ({ from: g.from, to: g.to, since: g.since })) };
 }

@@ -5,6 +5,7 @@ import type {
   SourcesResponse,
   StoredEvent,
 } from '../../protocols/index.js';
+import type { EdgedGap } from './seq-gaps.js';
 
 /**
  * Storage backends (LevelDB now, PostgreSQL next) implement this; one
@@ -23,10 +24,18 @@ export interface SeqSeen {
   epoch: string;
   seq: number;
   source: string;
-  /** The event's hash as it arrived; the registry keeps the highest seq's as the chain head. */
+  /** The event's hash as it arrived; the registry keeps the highest seq's as the chain head, and a gap's lower edge. */
   hash?: string;
+  /** The event's `prev` as it arrived: the upper edge of a gap it opens or splits (see GapEdges). */
+  prev?: string;
   /** When it arrived (RFC 3339); opens gaps and sets last seen. */
   at?: string;
+}
+
+/** Where an (agent, epoch) chain stands: its head, and its open gaps with their edges (a copy: the caller may change it). */
+export interface ChainState extends ChainPosition {
+  /** Absent when there are none. */
+  gaps?: EdgedGap[];
 }
 
 export interface CommitBatch {
@@ -103,10 +112,11 @@ export interface Storage {
    */
   seen(ids: readonly string[], windowMs: number): Promise<Set<string>>;
   /**
-   * Where an (agent, epoch) chain stood after the highest seq received, from
-   * the registry; seeds the pipeline's integrity check after a restart.
+   * Where an (agent, epoch) chain stood after the highest seq received, and
+   * its open gaps with their edges, from the registry; seeds the pipeline's
+   * integrity check after a restart.
    */
-  chainHead(agent: string, epoch: string): Promise<ChainPosition | undefined>;
+  chainHead(agent: string, epoch: string): Promise<ChainState | undefined>;
   /**
    * Writes the whole batch as one durable (synced) write. The pipeline may
    * call it again before the previous call settled (it prepares commit k+1

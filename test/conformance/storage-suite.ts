@@ -268,7 +268,8 @@ export function storageSuite(name: string, makeStorage: () => Promise<StorageHar
       expect(await storage.seen([events[0]?.id as string], 3650 * DAY)).toEqual(new Set([events[0]?.id]));
       expect(await storage.custody({})).toEqual(first.custody);
       expect((await storage.sources()).epochs[0]?.gaps.map((g) => [g.from, g.to])).toEqual([[2, 2]]);
-      expect(await storage.chainHead('agent-1', 'e1')).toEqual({ seq: 3, hash: sha256Hex('agent-1e13') });
+      // The open gap comes with its edges (the hash below it; these seqs carry no prev, so none above).
+      expect(await storage.chainHead('agent-1', 'e1')).toEqual({ seq: 3, hash: sha256Hex('agent-1e13'), gaps: [{ from: 2, to: 2, lowerHash: sha256Hex('agent-1e11') }] });
       const next = await storage.commit(batchOf([event()], { seqs: seqs('agent-1', 'e1', [2]) }));
       expect(next.custody[0]).toMatchObject({ n: 3, prev: first.custody[1]?.hash });
       expect((await storage.sources()).epochs[0]?.gaps).toEqual([]);

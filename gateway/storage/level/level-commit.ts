@@ -156,7 +156,7 @@ export async function planCommit(
       state = known === undefined ? newEpochState(seen.agent, seen.epoch, at) : structuredClone(known);
       epochs.set(key, state);
     }
-    recordSeq(state, seen.seq, seen.hash, at);
+    recordSeq(state, seen, at);
   }
   for (const [key, state] of epochs) ops.push({ type: 'put', key, value: Buffer.from(JSON.stringify(state)) });
 

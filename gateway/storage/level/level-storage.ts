@@ -3,12 +3,13 @@ import path from 'node:path';
 import { Level } from 'level';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
-import type { ChainPosition, CustodyRecord, SourceStatus, SourcesResponse } from '../../../protocols/index.js';
+import type { CustodyRecord, SourceStatus, SourcesResponse } from '../../../protocols/index.js';
 import { isLevelIoError } from '../../../common/level-errors.js';
 import { GatewayErrors } from '../../errors.js';
-import { epochStatus, type EpochState } from '../seq-gaps.js';
+import { edges, epochStatus, type EpochState } from '../seq-gaps.js';
 import { tallySources } from '../source-counts.js';
 import type {
+  ChainState,
   CommitBatch,
   CustodyInput,
   CommitResult,
@@ -246,13 +247,15 @@ export class LevelStorage implements Storage {
     return out;
   }
 
-  async chainHead(agent: string, epoch: string): Promise<ChainPosition | undefined> {
+  async chainHead(agent: string, epoch: string): Promise<ChainState | undefined> {
     const key = epochKey(agent, epoch);
     const read = await this.loadEpochs([key]);
     // The cache first: a commit planned meanwhile holds a newer state than the one read.
     const state = this.epochs.get(key) ?? read.get(key);
     if (state === undefined || state.lastHash === undefined) return undefined;
-    return { seq: state.lastSeq, hash: state.lastHash };
+    const head: ChainState = { seq: state.lastSeq, hash: state.lastHash };
+    if (state.gaps.length > 0) head.gaps = state.gaps.map(({ from, to, lowerHash, upperPrev }) => ({ from, to, ...edges(lowerHash, upperPrev) }));
+    return head;
   }
 
   writable(): boolean {
