@@ -1,0 +1,131 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { LevelStorage } from '../../gateway/storage/level/level-storage.js';
+import { epochStatus, MAX_GAPS_PER_EPOCH, newEpochState, recordSeq, type EpochState } from '../../gateway/storage/seq-gaps.js';
+import type { CommitBatch } from '../../gateway/storage/types.js';
+
+/**
+ * The gap registry keeps, with each gap, the edges a late event filling it
+ * is linked to (GapEdges): the hash of the seq below, the prev of the seq
+ * above. Hashes here are stand-ins: `h<n>` is seq n's hash, so seq n's prev is `h<n-1>`.
+ */
+
+const AT = '2026-03-10T10:00:00.000Z';
+const h = (n: number): string => `h${n}`;
+const arrive = (state: EpochState, ...seqs: number[]): EpochState => {
+  for (const seq of seqs) recordSeq(state, { seq, hash: h(seq), prev: seq > 1 ? h(seq - 1) : undefined }, AT);
+  return state;
+};
+const gapsOf = (state: EpochState) => state.gaps.map(({ from, to, lowerHash, upperPrev }) => ({ from, to, lowerHash, upperPrev }));
+
+describe('gap edges', () => {
+  it('a gap opens with the head below it and the prev above it, and keeps edges as it shrinks and splits', () => {
+    const state = arrive(newEpochState('ag', 'E', AT), 1, 2, 10);
+    expect(gapsOf(state)).toEqual([{ from: 3, to: 9, lowerHash: h(2), upperPrev: h(9) }]);
+    arrive(state, 3); // from the bottom
+    expect(gapsOf(state)).toEqual([{ from: 4, to: 9, lowerHash: h(3), upperPrev: h(9) }]);
+    arrive(state, 9); // from the top
+    expect(gapsOf(state)).toEqual([{ from: 4, to: 8, lowerHash: h(3), upperPrev: h(8) }]);
+    arrive(state, 6); // in the middle
+    expect(gapsOf(state)).toEqual([
+      { from: 4, to: 5, lowerHash: h(3), upperPrev: h(5) },
+      { from: 7, to: 8, lowerHash: h(6), upperPrev: h(8) },
+    ]);
+    arrive(state, 2, 6); // repeats: nothing changes
+    arrive(state, 4, 5, 8, 7);
+    expect(state.gaps).toEqual([]);
+    expect(state).toMatchObject({ lastSeq: 10, lastHash: h(10), received: 12 });
+  });
+
+  it('a gap from seq 1 has no lower edge; unchained neighbours leave theirs unknown', () => {
+    const state = arrive(newEpochState('ag', 'E', AT), 5);
+    expect(gapsOf(state)).toEqual([{ from: 1, to: 4, lowerHash: undefined, upperPrev: h(4) }]);
+    recordSeq(state, { seq: 2 }, AT);
+    expect(gapsOf(state)).toEqual([
+      { from: 1, to: 1, lowerHash: undefined, upperPrev: undefined },
+      { from: 3, to: 4, lowerHash: undefined, upperPrev: h(4) },
+    ]);
+  });
+
+  it('merged gaps keep their outer edges', () => {
+    const state = newEpochState('ag', 'E', AT);
+    for (let i = 0; i <= MAX_GAPS_PER_EPOCH + 1; i += 1) arrive(state, 2 * i + 1); // one gap too many
+    expect(state.gaps).toHaveLength(MAX_GAPS_PER_EPOCH);
+    expect(gapsOf(state)[0]).toEqual({ from: 2, to: 4, lowerHash: h(1), upperPrev: h(4) });
+  });
+
+  it('the public view has no edges', () => {
+    const state = arrive(newEpochState('ag', 'E', AT), 1, 5);
+    expect(epochStatus(state).gaps).toEqual([{ from: 2, to: 4, since: AT }]);
+  });
+});
+
+describe('gap edges in the LevelDB registry', () => {
+  const dirs: string[] = [];
+  const open: LevelStorage[] = [];
+  afterEach(async () => {
+    await Promise.all(open.splice(0).map((s) => s.close()));
+    await Promise.all(dirs.splice(0).map((d) => rm(d, { recursive: true, force: true })));
+  });
+  async function store(dir?: string): Promise<LevelStorage> {
+    const dataDir = dir ?? (await mkdtemp(path.join(os.tmpdir(), 'meteorzx-gap-edges-')));
+    if (dir === undefined) dirs.push(dataDir);
+    const storage = new LevelStorage({ dataDir });
+    await storage.open();
+    open.push(storage);
+    return storage;
+  }
+  const seqs = (...list: number[]): CommitBatch => ({
+    events: [],
+    custody: [],
+    seqs: list.map((seq) => ({ agent: 'ag', epoch: 'E', seq, source: 'ag', at: AT, hash: h(seq), ...(seq > 1 ? { prev: h(seq - 1) } : {}) })),
+  });
+
+  it('keeps edges on disk and gives them with the chain head, after a reopen too', async () => {
+    const storage = await store();
+    await storage.commit(seqs(1, 2, 10, 6));
+    const expected = {
+      seq: 10,
+      hash: h(10),
+      gaps: [
+        { from: 3, to: 5, lowerHash: h(2), upperPrev: h(5) },
+        { from: 7, to: 9, lowerHash: h(6), upperPrev: h(9) },
+      ],
+    };
+    expect(await storage.chainHead('ag', 'E')).toEqual(expected);
+    // A copy: the integrity stage changes its own.
+    (await storage.chainHead('ag', 'E'))?.gaps?.splice(0);
+    expect(await storage.chainHead('ag', 'E')).toEqual(expected);
+    expect((await storage.sources()).epochs[0]?.gaps).toEqual([
+      { from: 3, to: 5, since: AT },
+      { from: 7, to: 9, since: AT },
+    ]);
+
+    const dir = path.dirname(storage.location);
+    await storage.close();
+    const reopened = await store(dir);
+    expect(await reopened.chainHead('ag', 'E')).toEqual(expected);
+    await reopened.commit(seqs(3, 4, 5, 7, 8, 9));
+    expect(await reopened.chainHead('ag', 'E')).toEqual({ seq: 10, hash: h(10) });
+  });
+
+  it('reads a registry entry written before gaps had edges: its edges are unknown', async () => {
+    const storage = await store();
+    const legacy = { agent: 'ag', epoch: 'E', lastSeq: 10, lastSeen: AT, received: 2, gaps: [{ from: 2, to: 9, since: AT }], lastHash: h(10) };
+    const db = (storage as unknown as { db: { put(k: string, v: Buffer): Promise<void> } }).db;
+    await db.put('ra!ag!E', Buffer.from(JSON.stringify(legacy)));
+    expect(await storage.chainHead('ag', 'E')).toEqual({ seq: 10, hash: h(10), gaps: [{ from: 2, to: 9 }] });
+    await storage.commit(seqs(5));
+    expect(await storage.chainHead('ag', 'E')).toEqual({
+      seq: 10,
+      hash: h(10),
+      gaps: [
+        { from: 2, to: 4, upperPrev: h(4) },
+        { from: 6, to: 9, lowerHash: h(5) },
+      ],
+    });
+    expect((await storage.sources()).epochs[0]).toMatchObject({ lastSeq: 10, received: 3, gaps: [{ from: 2, to: 4, since: AT }, { from: 6, to: 9, since: AT }] });
+  });
+});
