@@ -52,8 +52,11 @@ export class ChainTracker {
   constructor(
     private readonly lookup: ChainHeadLookup,
     maxChains = 100_000,
-    /** Open gaps held over all chains (each chain's gaps weigh on the bound with it). */
-    maxGaps = 250_000,
+    /**
+     * Open gaps held over all chains (a chain weighs 1 + its gaps). ≈50 B each: the edge hashes are the
+     * strings the registry holds too. As many as the registry holds by default.
+     */
+    maxGaps = 100_000,
   ) {
     // Room for at least one chain with the most gaps an epoch holds: the cache refuses an entry larger than its bound.
     const maxSize = maxChains + Math.max(maxGaps, MAX_GAPS_PER_EPOCH);

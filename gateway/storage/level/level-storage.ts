@@ -58,7 +58,10 @@ export interface LevelStorageOptions {
    * again, batched per commit). Epochs, default 25,000 (≈0.4 KB each without gaps).
    */
   registryMaxEpochs?: number;
-  /** Open gaps held in memory over all those epochs, default 250,000 (≈0.1 KB each; an epoch holds up to 1,000). */
+  /**
+   * Open gaps held in memory over all those epochs, default 100,000 (≈0.27 KB each read back from disk,
+   * of which 0.17 KB are its two edge hashes; an epoch holds up to 1,000): ≈27 MB, as 250,000 gaps without edges were.
+   */
   registryMaxGaps?: number;
   /** Sources, default 25,000 (≈0.2 KB each). */
   registryMaxSources?: number;
@@ -133,7 +136,7 @@ export class LevelStorage implements Storage {
       compressionLevel: options.compressionLevel ?? 1,
       registryCheckpointMs: options.registryCheckpointMs ?? 1000,
       registryMaxEpochs: options.registryMaxEpochs ?? 25_000,
-      registryMaxGaps: options.registryMaxGaps ?? 250_000,
+      registryMaxGaps: options.registryMaxGaps ?? 100_000,
       registryMaxSources: options.registryMaxSources ?? 25_000,
       readOnly: options.readOnly ?? false,
     };
