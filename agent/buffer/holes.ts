@@ -32,6 +32,11 @@ export class Holes {
     return s;
   }
 
+  /** The ranges, sorted and disjoint (a copy). */
+  list(): [number, number][] {
+    return this.ranges.map(([from, to]) => [from, to]);
+  }
+
   /** Where the first hole after `seq` starts (Infinity when none). */
   nextStart(seq: number): number {
     for (const [from] of this.ranges) if (from > seq) return from;

@@ -141,6 +141,10 @@ export class LevelBuffer implements AgentBuffer {
     return this.queue.sweep();
   }
 
+  holeRanges(): readonly (readonly [number, number])[] {
+    return this.holes.list();
+  }
+
   state(): BufferState {
     const s = this.s;
     const state: BufferState = {

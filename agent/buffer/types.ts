@@ -64,6 +64,12 @@ export interface AgentBuffer {
    */
   ack(seq: number, epoch?: string): Promise<void>;
   state(): BufferState;
+  /**
+   * Seq ranges of the current epoch that are recorded holes: damage found
+   * in the store, each already named by a `buffer-corrupt` gap event. Reads
+   * step over them; sorted and disjoint (a range may start before `oldest`).
+   */
+  holeRanges(): readonly (readonly [number, number])[];
   /** Resolves when space is available again (for sources that pause instead of failing). */
   waitForSpace(): Promise<void>;
   /** Called after every commit that appended events. Returns an unsubscribe function. */

@@ -1,7 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import { NDJSON } from '../../protocols/index.js';
 import { ndjsonOf } from '../buffer/event-line.js';
-import type { AgentBuffer } from '../buffer/types.js';
+import type { AgentBuffer, StoredLine } from '../buffer/types.js';
 import { AgentErrors } from '../errors.js';
 import { sendError, sendJson } from '../http-helpers.js';
 
@@ -36,6 +36,9 @@ export interface PullGoneBody {
  * page never sits in memory whole. A range retention already deleted (or an
  * epoch this buffer no longer is) answers 410 naming the oldest seq still
  * held: a puller must learn of the loss, never get a silently shorter answer.
+ * Holes (damage, each already named by a `buffer-corrupt` gap event) are
+ * stepped over: `limit` counts events sent, and a seq missing between two
+ * lines is always a hole.
  */
 export async function servePull(url: URL, method: string, res: ServerResponse, options: PullHandlerOptions): Promise<void> {
   const { buffer } = options;
@@ -59,29 +62,63 @@ export async function servePull(url: URL, method: string, res: ServerResponse, o
     sendJson(res, 410, body, headers);
     return;
   }
-  const count = Math.max(0, Math.min(Math.min(limit, max), state.head - after));
-  // The buffer holds oldest..head without holes, so the last seq is known before the first byte.
-  res.writeHead(200, { 'content-type': NDJSON, ...headers, ...(count > 0 ? { 'x-last-seq': String(after + count) } : {}) });
-  if (method === 'HEAD' || count === 0) {
+  const page = pageExtent(after, Math.min(limit, max), state.head, buffer.holeRanges());
+  // Known before the first byte: the seqs held after `after` are …head minus the recorded holes (damage the
+  // agent already named with a buffer-corrupt gap), so a page steps over a hole instead of stopping at it.
+  res.writeHead(200, { 'content-type': NDJSON, ...headers, ...(page.count > 0 ? { 'x-last-seq': String(page.last) } : {}) });
+  if (method === 'HEAD' || page.count === 0) {
     res.end();
     return;
   }
-  await stream(res, buffer, after, count, options);
+  await stream(res, buffer, after, page.last, options);
 }
 
-async function stream(res: ServerResponse, buffer: AgentBuffer, after: number, count: number, options: PullHandlerOptions): Promise<void> {
+/**
+ * The extent of a page: the first `limit` seqs of (after, head] outside
+ * every hole, as their number and the last of them (`after` when none).
+ */
+export function pageExtent(after: number, limit: number, head: number, holes: readonly (readonly [number, number])[]): { count: number; last: number } {
+  let at = after; // every seq ≤ at is counted or a hole
+  let count = 0;
+  let last = after;
+  for (const [from, to] of holes) {
+    if (to <= at) continue;
+    if (at >= head) break;
+    const held = Math.max(0, Math.min(from - 1, head) - at);
+    if (count + held >= limit) return { count: limit, last: at + (limit - count) };
+    if (held > 0) last = at + held;
+    count += held;
+    at = Math.max(at, Math.min(to, head));
+  }
+  const take = Math.min(Math.max(0, head - at), limit - count);
+  return take > 0 ? { count: count + take, last: at + take } : { count, last };
+}
+
+/** The first seq after `seq` outside every hole. */
+function nextHeld(seq: number, holes: readonly (readonly [number, number])[]): number {
+  let s = seq + 1;
+  for (const [from, to] of holes) if (s >= from && s <= to) s = to + 1;
+  return s;
+}
+
+async function stream(res: ServerResponse, buffer: AgentBuffer, after: number, last: number, options: PullHandlerOptions): Promise<void> {
   const chunkEvents = options.chunkEvents ?? 500;
   const chunkBytes = options.chunkBytes ?? 1 << 20;
   let cursor = after;
-  let left = count;
-  while (left > 0 && !res.destroyed) {
-    const events = await buffer.readLines(cursor, Math.min(chunkEvents, left), chunkBytes);
-    const first = events[0];
-    // Retention moved past the cursor while streaming: stop short rather than skip; the next pull gets the 410.
-    if (first === undefined || first.seq !== cursor + 1) break;
-    cursor = (events.at(-1) as (typeof events)[number]).seq;
-    left -= events.length;
-    if (!res.write(ndjsonOf(events))) await drained(res);
+  while (cursor < last && !res.destroyed) {
+    const lines = await buffer.readLines(cursor, Math.min(chunkEvents, last - cursor), chunkBytes);
+    // Only a recorded hole (read after the read: it may have just found one) may lie between two lines sent.
+    // Anything else missing — retention moved past the cursor while streaming — stops short rather than
+    // skip; the next pull gets the 410.
+    const holes = buffer.holeRanges();
+    let n = 0;
+    while (n < lines.length && (lines[n] as StoredLine).seq <= last && (lines[n] as StoredLine).seq === nextHeld(cursor, holes)) {
+      cursor = (lines[n] as StoredLine).seq;
+      n += 1;
+    }
+    if (n === 0) break;
+    if (!res.write(ndjsonOf(n === lines.length ? lines : lines.slice(0, n)))) await drained(res);
+    if (n < lines.length && cursor < last) break;
   }
   res.end();
 }

@@ -8,10 +8,18 @@ export interface AgentPage {
   head: number;
   oldest: number;
   items: BatchItem[];
+  /** The seq of each item (undefined when it cannot be read). */
+  seqs: (number | undefined)[];
   /** Seq of the last event in the page, or `after` when empty. */
   lastSeq: number;
   /** Seq of the first event, when the page is not empty. */
   firstSeq?: number;
+  /**
+   * Seq ranges inside (after, lastSeq] the page stepped over: holes in the
+   * agent's buffer (damage it recorded with its own `meteorzx.gap`). An
+   * agent leaves out nothing else; a range it no longer holds is a 410.
+   */
+  skipped: [number, number][];
 }
 
 /** The agent answered 410: the range (or the whole epoch) is no longer held. */
@@ -67,14 +75,19 @@ export class AgentClient {
     const items = decodeBatch(Buffer.from(res.body, 'utf8'), 'ndjson', { ...this.options.limits, maxBatchEvents: Math.max(limit, this.options.limits.maxBatchEvents) }, { keepText: true });
     let firstSeq: number | undefined;
     let lastSeq = after;
+    const skipped: [number, number][] = [];
+    const seqs: (number | undefined)[] = [];
     for (const item of items) {
-      const seq = (item as { value?: { seq?: unknown } }).value?.seq;
-      if (typeof seq === 'number') {
+      const value = (item as { value?: { seq?: unknown } }).value?.seq;
+      const seq = typeof value === 'number' ? value : undefined;
+      seqs.push(seq);
+      if (seq !== undefined) {
         firstSeq ??= seq;
+        if (seq > lastSeq + 1) skipped.push([lastSeq + 1, seq - 1]);
         if (seq > lastSeq) lastSeq = seq;
       }
     }
-    return { epoch: pageEpoch, head, oldest, items, lastSeq, ...(firstSeq === undefined ? {} : { firstSeq }) };
+    return { epoch: pageEpoch, head, oldest, items, seqs, lastSeq, skipped, ...(firstSeq === undefined ? {} : { firstSeq }) };
   }
 
   async close(): Promise<void> {

@@ -88,6 +88,11 @@ export class Backfill {
       const result = await connector.pullRange({ after: from - 1, until: to, epoch });
       this.options.logger.info({ agent, epoch, from, to, pulled: result.pulled, gone: result.gone.length }, 'backfilled over HTTP');
       for (const gone of result.gone) await this.recordLoss(agent, gone);
+      for (const hole of result.holes) {
+        const lo = Math.max(hole.from, from);
+        const hi = Math.min(hole.to, to);
+        if (lo <= hi) await this.markRecordedByAgent(agent, { ...hole, from: lo, to: hi });
+      }
       return;
     }
     const command = this.options.command;
@@ -113,6 +118,17 @@ export class Backfill {
     if (known !== undefined) return known;
     for (const c of connectors) if (c.agentId === null && (await c.identify()) === agent) return c;
     return undefined;
+  }
+
+  /**
+   * A hole in the agent's buffer: the agent already stored a `meteorzx.gap`
+   * for it (and alerting is for that event), so the range is only marked
+   * lost here, never to be asked for again — no second gap event.
+   */
+  private async markRecordedByAgent(agent: string, hole: GoneRange): Promise<void> {
+    const { epoch, from, to, reason } = hole;
+    await this.options.store.addLost({ agent, epoch, from, to, reason, at: new Date(this.now()).toISOString() });
+    this.options.logger.info({ agent, epoch, from, to }, 'backfill: a hole the agent recorded itself; marked lost');
   }
 
   /** Stores one `meteorzx.gap` event for the range, marks it lost, alerts. */

@@ -35,7 +35,15 @@ export interface PullResult extends IngestResponse {
   /** Events fetched from the agent (accepted + duplicates + rejected). */
   pulled: number;
   lastSeq: number;
+  /** Ranges the agent answered 410 for, or left out of its answer: losses it has not recorded. */
   gone: GoneRange[];
+  /**
+   * Ranges the agent stepped over as holes in its buffer (damage): losses
+   * it already recorded with its own `meteorzx.gap` event (reason
+   * `buffer-corrupt`), so not `gone` — reporting them there would record
+   * each a second time.
+   */
+  holes: GoneRange[];
 }
 
 export interface RangeRequest {
@@ -245,7 +253,7 @@ export class PullConnector {
 
   private async page(range: Required<RangeRequest>, checkpoint: boolean): Promise<PullResult> {
     const pageEvents = this.options.pageEvents ?? 1000;
-    const result: PullResult = { url: this.url, agent: this.agent, epoch: range.epoch, pulled: 0, accepted: 0, duplicates: 0, rejected: [], lastSeq: range.after, gone: [] };
+    const result: PullResult = { url: this.url, agent: this.agent, epoch: range.epoch, pulled: 0, accepted: 0, duplicates: 0, rejected: [], lastSeq: range.after, gone: [], holes: [] };
     let after = range.after;
     while (after < range.until) {
       if (this.closed) throw new Error('pull connector closed');
@@ -266,12 +274,23 @@ export class PullConnector {
         result.gone.push({ epoch: range.epoch, from: after + 1, to: range.until, reason: `the agent answered without seqs ${after + 1}..${range.until}` });
         break;
       }
-      const answer = await this.options.ingestor.ingest(page.items, { method: 'pull', peer: this.url });
-      result.pulled += page.items.length;
-      result.accepted += answer.accepted;
-      result.duplicates += answer.duplicates;
-      for (const r of answer.rejected) result.rejected.push({ index: result.pulled - page.items.length + r.index, error: r.error });
-      after = page.lastSeq;
+      // Stepping over a hole, a page can reach past `until`: what lies past it is another range's (the next run's).
+      const past = page.seqs.findIndex((seq) => seq !== undefined && seq > range.until);
+      const items = past < 0 ? page.items : page.items.slice(0, past);
+      const lastSeq = past < 0 ? page.lastSeq : range.until;
+      for (const [from, to] of page.skipped) {
+        if (from > lastSeq) continue;
+        const hole = { epoch: range.epoch, from, to: Math.min(to, lastSeq), reason: `a hole in the agent's buffer (the agent recorded it with its own meteorzx.gap)` };
+        result.holes.push(hole);
+      }
+      if (items.length > 0) {
+        const answer = await this.options.ingestor.ingest(items, { method: 'pull', peer: this.url });
+        result.pulled += items.length;
+        result.accepted += answer.accepted;
+        result.duplicates += answer.duplicates;
+        for (const r of answer.rejected) result.rejected.push({ index: result.pulled - items.length + r.index, error: r.error });
+      }
+      after = lastSeq;
       result.lastSeq = after;
       if (checkpoint) await this.saveCheckpoint({ epoch: range.epoch, seq: after, ...(this.agent === null ? {} : { agent: this.agent }) });
     }

@@ -66,7 +66,8 @@ export class FakeBuffer implements AgentBuffer {
   }
 
   async read(after: number, limit: number): Promise<ChainedEvent[]> {
-    return this.events.filter((e) => e.seq > Math.max(after, this.droppedUpTo)).slice(0, limit);
+    const inHole = (seq: number) => this.holes.some(([from, to]) => seq >= from && seq <= to);
+    return this.events.filter((e) => e.seq > Math.max(after, this.droppedUpTo) && !inHole(e.seq)).slice(0, limit);
   }
 
   /** As LevelBuffer's: at most `limit` lines and about `maxBytes` (each line counted with its newline), the first always. */
@@ -90,6 +91,13 @@ export class FakeBuffer implements AgentBuffer {
     if (epoch !== undefined && epoch !== this.epoch) return;
     this.acks.push(seq);
     if (seq > this.delivered) this.delivered = seq;
+  }
+
+  /** Seq ranges recorded as holes; reads step over them (as LevelBuffer's do). */
+  holes: [number, number][] = [];
+
+  holeRanges(): readonly (readonly [number, number])[] {
+    return this.holes;
   }
 
   state(): BufferState {

@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { BufferState, StoredLine } from '../../agent/buffer/types.js';
 import { CommandRunner } from '../../agent/push/commands.js';
 import type { PushTransport, SendOutcome } from '../../agent/push/types.js';
-import { servePull } from '../../agent/pull/pull-handler.js';
+import { pageExtent, servePull } from '../../agent/pull/pull-handler.js';
 import type { ChainedEvent } from '../../protocols/index.js';
 import { FakeBuffer } from './agent-fake-buffer.js';
 
@@ -83,6 +83,44 @@ describe('agent pull API (GET /v1/events)', () => {
     expect(seqs(await (await fetch(`${url}/v1/events?after=10&limit=5`)).text())).toEqual([11, 12, 13, 14, 15]);
     expect((await fetch(`${url}/v1/events?after=10&epoch=other`)).status).toBe(410);
     expect((await fetch(`${url}/v1/events?after=x`)).status).toBe(400);
+  });
+
+  it('steps over recorded holes: the page holds limit events, X-Last-Seq is the last one sent', async () => {
+    const buffer = new RetainingBuffer();
+    await buffer.fill(60);
+    buffer.holes = [
+      [11, 20],
+      [35, 36],
+    ];
+    const url = await serve(buffer);
+    // A cursor just before a hole: the page starts after it (before the fix: an empty 200 claiming X-Last-Seq 30).
+    const page = await fetch(`${url}/v1/events?after=10&limit=10`);
+    expect(page.headers.get('x-last-seq')).toBe('30');
+    expect(seqs(await page.text())).toEqual([21, 22, 23, 24, 25, 26, 27, 28, 29, 30]);
+    // A hole inside the page, crossed between chunks (chunkEvents 100 here, so also inside one).
+    const across = await fetch(`${url}/v1/events?after=30&limit=8`);
+    expect(across.headers.get('x-last-seq')).toBe('40');
+    expect(seqs(await across.text())).toEqual([31, 32, 33, 34, 37, 38, 39, 40]);
+    const all = await fetch(`${url}/v1/events?after=0&limit=1000`);
+    expect(all.headers.get('x-last-seq')).toBe('60');
+    expect(seqs(await all.text())).toHaveLength(48);
+    // Ending on a hole: HEAD is enough to see the extent.
+    const head = await fetch(`${url}/v1/events?after=0&limit=10`, { method: 'HEAD' });
+    expect(head.headers.get('x-last-seq')).toBe('10');
+  });
+
+  it('page extent: the first limit seqs outside the holes', () => {
+    const holes: [number, number][] = [
+      [3, 4],
+      [8, 12],
+    ];
+    expect(pageExtent(0, 5, 20, holes)).toEqual({ count: 5, last: 7 });
+    expect(pageExtent(2, 4, 20, holes)).toEqual({ count: 4, last: 13 });
+    expect(pageExtent(7, 100, 12, holes)).toEqual({ count: 0, last: 7 });
+    expect(pageExtent(7, 100, 10, holes)).toEqual({ count: 0, last: 7 });
+    expect(pageExtent(0, 100, 14, holes)).toEqual({ count: 7, last: 14 });
+    expect(pageExtent(0, 100, 14, [])).toEqual({ count: 14, last: 14 });
+    expect(pageExtent(14, 100, 14, holes)).toEqual({ count: 0, last: 14 });
   });
 
   it('answers an empty 200 past the head', async () => {

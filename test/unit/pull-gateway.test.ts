@@ -3,16 +3,19 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Level } from 'level';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Alerter } from '../../gateway/pull/alerter.js';
-import { subtract } from '../../gateway/pull/backfill.js';
+import { LevelBuffer } from '../../agent/buffer/level-buffer.js';
+import { servePull } from '../../agent/pull/pull-handler.js';
+import { Backfill, subtract } from '../../gateway/pull/backfill.js';
 import { PullConnector } from '../../gateway/pull/connector.js';
 import { PullStore } from '../../gateway/pull/pull-store.js';
 import { PullScheduler, staggerOffset, type Timers } from '../../gateway/pull/scheduler.js';
 import { parsePullRequest } from '../../gateway/http/routes/pull.js';
 import type { IngestContext, Ingestor } from '../../gateway/pipeline/ingestor.js';
-import { DEFAULT_LIMITS, type BatchItem, type IngestResponse } from '../../protocols/index.js';
+import { DEFAULT_LIMITS, type BatchItem, type IngestResponse, type SourcesResponse } from '../../protocols/index.js';
 
 /** Gateway side of issue 5: connector lock, checkpoints, retries, schedule, backfill ranges. */
 
@@ -195,5 +198,88 @@ describe('backfill ranges and POST /v1/pull bodies', () => {
     expect(() => parsePullRequest(Buffer.from('{"url":"ftp://x"}'))).toThrow(/url/);
     expect(() => parsePullRequest(Buffer.from('{"url":"http://a","after":5,"until":5}'))).toThrow(/until/);
     expect(() => parsePullRequest(Buffer.from('nope'))).toThrow(/JSON/);
+  });
+});
+
+describe('pull over an agent buffer with a recorded hole', () => {
+  const closers: (() => Promise<unknown>)[] = [];
+  afterEach(async () => {
+    while (closers.length > 0) await closers.pop()?.();
+  });
+
+  /** A LevelBuffer of 30 events whose seqs 11..20 are a recorded hole (what recoverUnreadable persists), served by servePull. */
+  async function agentWithHole(): Promise<{ base: string; buffer: LevelBuffer }> {
+    const opts = { dataDir: dir, id: 'agent-h', commitIntervalMs: 1 };
+    const first = new LevelBuffer(opts);
+    await first.open();
+    for (let b = 0; b < 3; b++) await first.append(Array.from({ length: 10 }, (_, i) => ({ type: `t.${b}.${i}` })));
+    await first.close();
+    const db = new Level<string, string>(join(dir, 'buffer'), { keyEncoding: 'utf8', valueEncoding: 'utf8' });
+    await db.open();
+    await db.put('m!holes', JSON.stringify([[11, 20]]));
+    await db.close();
+    const buffer = new LevelBuffer(opts);
+    await buffer.open();
+    closers.push(() => buffer.close());
+    const server = createServer((req, res) => {
+      const u = new URL(req.url ?? '/', 'http://a');
+      if (u.pathname === '/v1/status') res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(buffer.state()));
+      else void servePull(u, req.method ?? 'GET', res, { buffer });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    closers.push(async () => {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    });
+    return { base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, buffer };
+  }
+
+  it('a scheduled run steps over the hole: events after it pulled, checkpoint at the head, the hole in holes (not gone) once', async () => {
+    const { base, buffer } = await agentWithHole();
+    expect((await buffer.readLines(10, 100)).map((l) => l.seq)).toEqual([21, 22, 23, 24, 25, 26, 27, 28, 29, 30]);
+    const res = await fetch(`${base}/v1/events?after=10&limit=100`);
+    const page = (await res.text()).split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { seq: number }).seq);
+    expect({ page, lastSeq: res.headers.get('x-last-seq') }).toEqual({ page: [21, 22, 23, 24, 25, 26, 27, 28, 29, 30], lastSeq: '30' });
+
+    await store.saveCheckpoint(base, { epoch: buffer.state().epoch, seq: 10 });
+    const c = new PullConnector({ url: base, retries: { tries: 0, delay: 1 }, limits: DEFAULT_LIMITS, ingestor, store, logger });
+    closers.push(() => c.close());
+    await c.init();
+    const r1 = await c.run();
+    const r2 = await c.run();
+    // Before the fix: an empty page, gone [11..30] on every run, the checkpoint stuck at 10.
+    expect({
+      run1Gone: r1?.gone,
+      run1Holes: r1?.holes.map((h) => [h.from, h.to]),
+      run2Gone: r2?.gone,
+      run2Holes: r2?.holes,
+      checkpoint: c.status().checkpoint?.seq,
+      pulledSeqs: ingestor.seqs,
+    }).toEqual({ run1Gone: [], run1Holes: [[11, 20]], run2Gone: [], run2Holes: [], checkpoint: 30, pulledSeqs: [21, 22, 23, 24, 25, 26, 27, 28, 29, 30] });
+  });
+
+  it('backfill of the hole marks it lost without a second gap event; events after it are never recorded as lost', async () => {
+    const { base, buffer } = await agentWithHole();
+    const { epoch } = buffer.state();
+    const c = new PullConnector({ url: base, retries: { tries: 0, delay: 1 }, limits: DEFAULT_LIMITS, ingestor, store, logger });
+    closers.push(() => c.close());
+    const raised: string[] = [];
+    const alerter = new Alerter({ logger });
+    alerter.raise = (a) => void raised.push(a.kind);
+    const since = new Date(0).toISOString();
+    const backfill = new Backfill({
+      sources: async () => ({ epochs: [{ agent: 'agent-h', epoch, gaps: [{ from: 5, to: 25, since }] }] }) as unknown as SourcesResponse,
+      store,
+      ingestor,
+      connectors: () => [c],
+      graceMs: 0,
+      tries: 1,
+      alerter,
+      logger,
+    });
+    await backfill.scan();
+    expect(ingestor.seqs).toEqual([5, 6, 7, 8, 9, 10, 21, 22, 23, 24, 25]);
+    expect((await store.lost()).map((l) => [l.from, l.to])).toEqual([[11, 20]]);
+    expect(raised).toEqual([]);
   });
 });
