@@ -1,5 +1,6 @@
 import { Agent as Dispatcher, request } from 'undici';
-import { decodeBatch, type AgentStatus, type BatchItem, type Limits } from '../../protocols/index.js';
+import type { AgentStatus, BatchItem, Limits } from '../../protocols/index.js';
+import { decodePage } from './page-decode.js';
 
 /** The agent's pull listener as the gateway sees it (DESIGN §5: GET /v1/status, GET /v1/events). */
 
@@ -8,8 +9,8 @@ export interface AgentPage {
   head: number;
   oldest: number;
   items: BatchItem[];
-  /** The seq of each item (undefined when it cannot be read). */
-  seqs: (number | undefined)[];
+  /** The seq of each item, an undecodable one's too (see decodePage). */
+  seqs: number[];
   /** Seq of the last event in the page, or `after` when empty. */
   lastSeq: number;
   /** Seq of the first event, when the page is not empty. */
@@ -72,22 +73,7 @@ export class AgentClient {
       const body = safeJson(res.body) as { error?: string; oldest?: number; epoch?: string; head?: number } | undefined;
       throw new RangeGone(body?.error ?? 'range gone', body?.oldest ?? oldest, body?.epoch ?? pageEpoch, body?.head ?? head);
     }
-    const items = decodeBatch(Buffer.from(res.body, 'utf8'), 'ndjson', { ...this.options.limits, maxBatchEvents: Math.max(limit, this.options.limits.maxBatchEvents) }, { keepText: true });
-    let firstSeq: number | undefined;
-    let lastSeq = after;
-    const skipped: [number, number][] = [];
-    const seqs: (number | undefined)[] = [];
-    for (const item of items) {
-      const value = (item as { value?: { seq?: unknown } }).value?.seq;
-      const seq = typeof value === 'number' ? value : undefined;
-      seqs.push(seq);
-      if (seq !== undefined) {
-        firstSeq ??= seq;
-        if (seq > lastSeq + 1) skipped.push([lastSeq + 1, seq - 1]);
-        if (seq > lastSeq) lastSeq = seq;
-      }
-    }
-    return { epoch: pageEpoch, head, oldest, items, seqs, lastSeq, skipped, ...(firstSeq === undefined ? {} : { firstSeq }) };
+    return { epoch: pageEpoch, head, oldest, ...decodePage(Buffer.from(res.body, 'utf8'), after, this.options.limits) };
   }
 
   async close(): Promise<void> {

@@ -274,8 +274,10 @@ export class PullConnector {
         result.gone.push({ epoch: range.epoch, from: after + 1, to: range.until, reason: `the agent answered without seqs ${after + 1}..${range.until}` });
         break;
       }
+      // An agent answering seqs it was not asked for would have this loop fetch the same page for ever.
+      if (page.lastSeq <= after) throw new Error(`${this.url}: the page after seq ${after} makes no progress (its last seq is ${page.lastSeq})`);
       // Stepping over a hole, a page can reach past `until`: what lies past it is another range's (the next run's).
-      const past = page.seqs.findIndex((seq) => seq !== undefined && seq > range.until);
+      const past = page.seqs.findIndex((seq) => seq > range.until);
       const items = past < 0 ? page.items : page.items.slice(0, past);
       const lastSeq = past < 0 ? page.lastSeq : range.until;
       for (const [from, to] of page.skipped) {

@@ -283,3 +283,97 @@ describe('pull over an agent buffer with a recorded hole', () => {
     expect(raised).toEqual([]);
   });
 });
+
+describe('PullConnector against agents with large events, slow pages, or a close mid-run', () => {
+  const closers: (() => Promise<unknown>)[] = [];
+  afterEach(async () => {
+    while (closers.length > 0) await closers.pop()?.();
+  });
+
+  /** Counts ingest calls and rejections (the pipeline's rejection of an item that did not decode). */
+  class CountingIngestor implements Ingestor {
+    calls = 0;
+    seqs: number[] = [];
+    rejected = 0;
+    async ingest(items: readonly BatchItem[]): Promise<IngestResponse> {
+      this.calls += 1;
+      const rejected: { index: number; error: string }[] = [];
+      for (const item of items) {
+        if (item.error !== undefined) rejected.push({ index: item.index, error: item.error });
+        else this.seqs.push((item.value as { seq: number }).seq);
+      }
+      this.rejected += rejected.length;
+      return { accepted: items.length - rejected.length, duplicates: 0, rejected };
+    }
+  }
+
+  /** An agent whose pages are `lines(after, limit)`, answered after `delayMs`. */
+  async function fakeAgent(head: number, lines: (after: number, limit: number) => string, delayMs = 0): Promise<string> {
+    const server = createServer((req, res) => {
+      const url = new URL(req.url ?? '/', 'http://a');
+      if (url.pathname === '/v1/status') {
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ id: 'ag', epoch: 'E1', head, oldest: 1 }));
+        return;
+      }
+      setTimeout(() => {
+        const after = Number(url.searchParams.get('after'));
+        const limit = Number(url.searchParams.get('limit'));
+        const headers = { 'content-type': 'application/x-ndjson', 'x-meteorzx-epoch': 'E1', 'x-meteorzx-head': String(head), 'x-meteorzx-oldest': '1' };
+        res.writeHead(200, headers).end(lines(after, limit));
+      }, delayMs);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    closers.push(async () => {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    });
+    return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  }
+
+  const line = (seq: number, pad = 0) => `${JSON.stringify({ id: `e${seq}`, type: 't', agent: 'ag', epoch: 'E1', seq, ...(pad > 0 ? { data: { pad: 'x'.repeat(pad) } } : {}) })}\n`;
+  const range = (head: number, pad: (s: number) => number) => (after: number, limit: number) => {
+    let out = '';
+    for (let s = after + 1; s <= Math.min(head, after + limit); s++) out += line(s, pad(s));
+    return out;
+  };
+
+  async function runFor(c: PullConnector, ms: number): Promise<boolean> {
+    let settled = false;
+    const run = c.run().finally(() => (settled = true));
+    await Promise.race([run, new Promise((r) => setTimeout(r, ms))]);
+    await c.close();
+    await run;
+    return settled;
+  }
+
+  it('a stored line over maxEventBytes at the tail of a run: one pass, one rejection, the run ends (it looped for ever)', async () => {
+    // 70,000 B of padding: over maxEventBytes even with the chain fields' allowance, so it does not decode; its seq is read from its text.
+    const url = await fakeAgent(3, range(3, (s) => (s === 3 ? 70_000 : 0)));
+    const ingestor = new CountingIngestor();
+    const c = new PullConnector({ url, retries: { tries: 0, delay: 1 }, limits: DEFAULT_LIMITS, ingestor, logger });
+    const settled = await runFor(c, 1500);
+    expect({ settled, calls: ingestor.calls, rejected: ingestor.rejected, seqs: ingestor.seqs, checkpoint: c.status().checkpoint?.seq }).toEqual({
+      settled: true,
+      calls: 1,
+      rejected: 1,
+      seqs: [1, 2],
+      checkpoint: 3,
+    });
+  });
+
+  it('a line just over maxEventBytes by the chain fields the agent added decodes (the pipeline judges it)', async () => {
+    const url = await fakeAgent(3, range(3, (s) => (s === 3 ? 65_600 : 0)));
+    const ingestor = new CountingIngestor();
+    const c = new PullConnector({ url, retries: { tries: 0, delay: 1 }, limits: DEFAULT_LIMITS, ingestor, logger });
+    const settled = await runFor(c, 1500);
+    expect({ settled, calls: ingestor.calls, rejected: ingestor.rejected, seqs: ingestor.seqs }).toEqual({ settled: true, calls: 1, rejected: 0, seqs: [1, 2, 3] });
+  });
+
+  it('a page that makes no progress ends the run with an error', async () => {
+    const url = await fakeAgent(5, () => line(1));
+    const c = new PullConnector({ url, retries: { tries: 0, delay: 1 }, limits: DEFAULT_LIMITS, ingestor: new CountingIngestor(), logger });
+    closers.push(() => c.close());
+    expect(await c.run()).toBeUndefined();
+    expect(c.status()).toMatchObject({ state: 'failed', lastError: expect.stringMatching(/no progress/) as unknown });
+  });
+});
