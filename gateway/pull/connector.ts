@@ -108,6 +108,10 @@ export class PullConnector {
       options.sleep ??
       ((ms) =>
         new Promise<void>((resolve) => {
+          if (this.closed) {
+            resolve();
+            return;
+          }
           const timer = setTimeout(resolve, ms);
           this.wakeSleeper = () => {
             clearTimeout(timer);
@@ -198,6 +202,7 @@ export class PullConnector {
     const { retries, metrics, logger } = this.options;
     const attempts = retry ? 1 + retries.tries : 1;
     for (let attempt = 1; attempt <= attempts; attempt += 1) {
+      if (this.closed) return this.closedRun();
       this.st = attempt === 1 ? 'running' : 'retrying';
       this.lastAttempt = new Date(this.now()).toISOString();
       try {
@@ -209,12 +214,14 @@ export class PullConnector {
         metrics?.pullFailed.set({ url: this.url }, 0);
         return result;
       } catch (err) {
+        // A close (gateway shutdown) is no failure: no retry wait to hold the shutdown, no metric, no alert.
+        if (this.closed) return this.closedRun();
         this.lastError = (err as Error).message;
         logger.warn({ url: this.url, attempt, of: attempts, err: this.lastError }, 'pull failed');
         if (attempt < attempts) {
           this.st = 'retrying';
           await this.sleep(retries.delay);
-          if (this.closed) return undefined;
+          if (this.closed) return this.closedRun();
         }
       }
     }
@@ -228,6 +235,12 @@ export class PullConnector {
       detail: `pull from ${this.url} failed after ${attempts} attempt(s): ${this.lastError ?? 'unknown error'}`,
       at: new Date(this.now()).toISOString(),
     });
+    return undefined;
+  }
+
+  private closedRun(): undefined {
+    this.st = 'idle';
+    this.options.logger.info({ url: this.url }, 'pull stopped: the connector is closing');
     return undefined;
   }
 

@@ -369,6 +369,23 @@ describe('PullConnector against agents with large events, slow pages, or a close
     expect({ settled, calls: ingestor.calls, rejected: ingestor.rejected, seqs: ingestor.seqs }).toEqual({ settled: true, calls: 1, rejected: 0, seqs: [1, 2, 3] });
   });
 
+  it('close() during a run ends it at once: no retry wait, no failure, no alert', async () => {
+    const url = await fakeAgent(3000, range(3000, () => 0), 300);
+    const raised: string[] = [];
+    const alerter = new Alerter({ logger });
+    alerter.raise = (a) => void raised.push(a.kind);
+    const c = new PullConnector({ url, retries: { tries: 3, delay: 4000 }, limits: DEFAULT_LIMITS, ingestor: new CountingIngestor(), alerter, logger });
+    const run = c.run();
+    await new Promise((r) => setTimeout(r, 450));
+    const t0 = Date.now();
+    await c.close();
+    const took = Date.now() - t0;
+    expect(await run).toBeUndefined();
+    // Before: the attempt threw "pull connector closed" and the retry wait (4 s here, 5 min by default) ran in full.
+    expect(took).toBeLessThan(1500);
+    expect({ raised, state: c.status().state, lastError: c.status().lastError }).toEqual({ raised: [], state: 'idle', lastError: null });
+  }, 15_000);
+
   it('a page that makes no progress ends the run with an error', async () => {
     const url = await fakeAgent(5, () => line(1));
     const c = new PullConnector({ url, retries: { tries: 0, delay: 1 }, limits: DEFAULT_LIMITS, ingestor: new CountingIngestor(), logger });
