@@ -18,6 +18,8 @@ export interface PullHandlerOptions {
   chunkEvents?: number;
   /** About how many bytes one chunk holds. Default 1 MiB. */
   chunkBytes?: number;
+  /** Largest `maxBytes` a client may ask for (a larger one is capped to it). Default 16 MiB. */
+  maxPageBytes?: number;
 }
 
 /** The 410 body: what the client needs to resume (or to record the loss). */
@@ -45,8 +47,9 @@ export async function servePull(url: URL, method: string, res: ServerResponse, o
   const max = options.maxLimit ?? 10_000;
   const after = intParam(url, 'after', 0);
   const limit = intParam(url, 'limit', 1000);
-  if (after === undefined || limit === undefined || limit < 1) {
-    sendError(res, AgentErrors.METEORZX_BAD_REQUEST('after and limit must be integers ≥ 0 (limit ≥ 1)'));
+  const maxBytes = intParam(url, 'maxBytes', Number.POSITIVE_INFINITY);
+  if (after === undefined || limit === undefined || limit < 1 || maxBytes === undefined || maxBytes < 1) {
+    sendError(res, AgentErrors.METEORZX_BAD_REQUEST('after, limit and maxBytes must be integers ≥ 0 (limit and maxBytes ≥ 1)'));
     return;
   }
   const state = buffer.state();
@@ -63,6 +66,10 @@ export async function servePull(url: URL, method: string, res: ServerResponse, o
     return;
   }
   const page = pageExtent(after, Math.min(limit, max), state.head, buffer.holeRanges());
+  if (Number.isFinite(maxBytes) && page.count > 0) {
+    await sendCapped(res, method, headers, buffer, after, page.last, Math.min(maxBytes, options.maxPageBytes ?? 16 << 20), options);
+    return;
+  }
   // Known before the first byte: the seqs held after `after` are …head minus the recorded holes (damage the
   // agent already named with a buffer-corrupt gap), so a page steps over a hole instead of stopping at it.
   res.writeHead(200, { 'content-type': NDJSON, ...headers, ...(page.count > 0 ? { 'x-last-seq': String(page.last) } : {}) });
@@ -101,26 +108,62 @@ function nextHeld(seq: number, holes: readonly (readonly [number, number])[]): n
   return s;
 }
 
+/**
+ * A page capped at about `maxBytes` (one line over at most: a line larger
+ * than the cap still goes, alone, so it cannot stall a puller). Where it
+ * ends is known only once read, so it is read whole — at most the cap —
+ * and X-Last-Seq names its real last seq.
+ */
+async function sendCapped(
+  res: ServerResponse,
+  method: string,
+  headers: Record<string, string>,
+  buffer: AgentBuffer,
+  after: number,
+  last: number,
+  maxBytes: number,
+  options: PullHandlerOptions,
+): Promise<void> {
+  const lines: StoredLine[] = [];
+  for await (const chunk of chunks(buffer, after, last, options, maxBytes)) for (const l of chunk) lines.push(l);
+  const sentLast = lines.at(-1)?.seq;
+  res.writeHead(200, { 'content-type': NDJSON, ...headers, ...(sentLast === undefined ? {} : { 'x-last-seq': String(sentLast) }) });
+  res.end(method === 'HEAD' ? undefined : ndjsonOf(lines));
+}
+
 async function stream(res: ServerResponse, buffer: AgentBuffer, after: number, last: number, options: PullHandlerOptions): Promise<void> {
+  for await (const chunk of chunks(buffer, after, last, options)) {
+    if (res.destroyed) break;
+    if (!res.write(ndjsonOf(chunk))) await drained(res);
+  }
+  res.end();
+}
+
+/** The page's lines after `after` up to `last`, chunk by chunk, until about `maxBytes` (counted as readLines counts). */
+async function* chunks(buffer: AgentBuffer, after: number, last: number, options: PullHandlerOptions, maxBytes = Number.POSITIVE_INFINITY): AsyncGenerator<StoredLine[]> {
   const chunkEvents = options.chunkEvents ?? 500;
   const chunkBytes = options.chunkBytes ?? 1 << 20;
   let cursor = after;
-  while (cursor < last && !res.destroyed) {
-    const lines = await buffer.readLines(cursor, Math.min(chunkEvents, last - cursor), chunkBytes);
+  let bytes = 0;
+  while (cursor < last && bytes < maxBytes) {
+    const lines = await buffer.readLines(cursor, Math.min(chunkEvents, last - cursor), Math.min(chunkBytes, maxBytes - bytes));
     // Only a recorded hole (read after the read: it may have just found one) may lie between two lines sent.
     // Anything else missing — retention moved past the cursor while streaming — stops short rather than
     // skip; the next pull gets the 410.
     const holes = buffer.holeRanges();
     let n = 0;
     while (n < lines.length && (lines[n] as StoredLine).seq <= last && (lines[n] as StoredLine).seq === nextHeld(cursor, holes)) {
-      cursor = (lines[n] as StoredLine).seq;
+      const line = lines[n] as StoredLine;
+      // readLines lets its first line over its budget; only the page's first may be.
+      if (bytes > 0 && bytes + line.line.length + 1 > maxBytes) break;
+      cursor = line.seq;
+      bytes += line.line.length + 1;
       n += 1;
     }
-    if (n === 0) break;
-    if (!res.write(ndjsonOf(n === lines.length ? lines : lines.slice(0, n)))) await drained(res);
-    if (n < lines.length && cursor < last) break;
+    if (n === 0) return;
+    yield n === lines.length ? lines : lines.slice(0, n);
+    if (n < lines.length && cursor < last) return;
   }
-  res.end();
 }
 
 function drained(res: ServerResponse): Promise<void> {

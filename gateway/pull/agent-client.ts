@@ -62,9 +62,18 @@ export class AgentClient {
     return JSON.parse(text.body) as AgentStatus;
   }
 
-  /** One page of events with seq > after (and, when `epoch` is given, only from that epoch). */
-  async page(after: number, limit: number, epoch?: string): Promise<AgentPage> {
-    const q = new URLSearchParams({ after: String(after), limit: String(limit), ...(epoch === undefined ? {} : { epoch }) });
+  /**
+   * One page of events with seq > after (and, when `epoch` is given, only
+   * from that epoch): at most `limit` events and, when `maxBytes` is given,
+   * about that many bytes (an agent that predates the parameter ignores it).
+   */
+  async page(after: number, limit: number, epoch?: string, maxBytes?: number): Promise<AgentPage> {
+    const q = new URLSearchParams({
+      after: String(after),
+      limit: String(limit),
+      ...(epoch === undefined ? {} : { epoch }),
+      ...(maxBytes === undefined ? {} : { maxBytes: String(maxBytes) }),
+    });
     const res = await this.get(`/v1/events?${q.toString()}`, true);
     const pageEpoch = header(res.headers, 'x-meteorzx-epoch') ?? '';
     const head = Number(header(res.headers, 'x-meteorzx-head') ?? 0);

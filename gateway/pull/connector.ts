@@ -66,6 +66,8 @@ export interface ConnectorOptions {
   store?: PullStore;
   /** Events per page asked of the agent. Default 1000. */
   pageEvents?: number;
+  /** About how many bytes a page may hold (the agent's `maxBytes`). Default `limits.maxBodyBytes` (8 MiB). */
+  pageBytes?: number;
   alerter?: Alerter;
   metrics?: GatewayMetrics | undefined;
   logger: Logger;
@@ -272,7 +274,7 @@ export class PullConnector {
       if (this.closed) throw new Error('pull connector closed');
       let page;
       try {
-        page = await this.client.page(after, Math.min(pageEvents, range.until - after), range.epoch);
+        page = await this.client.page(after, Math.min(pageEvents, range.until - after), range.epoch, this.options.pageBytes ?? this.options.limits.maxBodyBytes);
       } catch (err) {
         if (!(err instanceof RangeGone)) throw err;
         if (err.epoch !== range.epoch || err.oldest > range.until) {

@@ -109,6 +109,28 @@ describe('agent pull API (GET /v1/events)', () => {
     expect(head.headers.get('x-last-seq')).toBe('10');
   });
 
+  it('caps a page at about maxBytes (a larger line goes alone), X-Last-Seq naming its real last seq', async () => {
+    const buffer = new RetainingBuffer();
+    await buffer.fill(300);
+    buffer.holes = [[5, 6]];
+    const url = await serve(buffer);
+    const cap = 30_000;
+    const capped = await fetch(`${url}/v1/events?after=0&limit=1000&maxBytes=${cap}`);
+    const text = await capped.text();
+    const got = seqs(text);
+    // As many whole lines as fit: the next one (a few hundred bytes) would not have.
+    expect(text.length).toBeLessThanOrEqual(cap);
+    expect(text.length).toBeGreaterThan(cap - 1000);
+    expect(got.length).toBeLessThan(298);
+    expect(got.slice(0, 5)).toEqual([1, 2, 3, 4, 7]);
+    expect(capped.headers.get('x-last-seq')).toBe(String(got.at(-1)));
+    const one = await fetch(`${url}/v1/events?after=10&limit=5&maxBytes=1`);
+    expect({ seqs: seqs(await one.text()), lastSeq: one.headers.get('x-last-seq') }).toEqual({ seqs: [11], lastSeq: '11' });
+    expect((await fetch(`${url}/v1/events?after=0&maxBytes=0`)).status).toBe(400);
+    // HEAD gives the same extent.
+    expect((await fetch(`${url}/v1/events?after=10&limit=5&maxBytes=1`, { method: 'HEAD' })).headers.get('x-last-seq')).toBe('11');
+  });
+
   it('page extent: the first limit seqs outside the holes', () => {
     const holes: [number, number][] = [
       [3, 4],

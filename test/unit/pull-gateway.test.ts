@@ -120,7 +120,8 @@ describe('PullConnector', () => {
     expect(results[0]?.pulled).toBe(250);
     expect(results[1]?.pulled).toBe(0);
     expect(ingestor.contexts.every((ctx) => ctx.method === 'pull' && ctx.peer === agent.url)).toBe(true);
-    expect(agent.requests.filter((r) => r.startsWith('/v1/events')).every((r) => Number(new URL(r, 'http://a').searchParams.get('limit')) <= 100)).toBe(true);
+    const pages = agent.requests.filter((r) => r.startsWith('/v1/events')).map((r) => new URL(r, 'http://a').searchParams);
+    expect(pages.every((q) => Number(q.get('limit')) <= 100 && q.get('maxBytes') === String(DEFAULT_LIMITS.maxBodyBytes))).toBe(true);
     expect(await store.checkpoint(agent.url)).toEqual({ epoch: 'E1', seq: 250, agent: 'agent-x' });
     await c.close();
   });
@@ -367,6 +368,18 @@ describe('PullConnector against agents with large events, slow pages, or a close
     const c = new PullConnector({ url, retries: { tries: 0, delay: 1 }, limits: DEFAULT_LIMITS, ingestor, logger });
     const settled = await runFor(c, 1500);
     expect({ settled, calls: ingestor.calls, rejected: ingestor.rejected, seqs: ingestor.seqs }).toEqual({ settled: true, calls: 1, rejected: 0, seqs: [1, 2, 3] });
+  });
+
+  it('a 1,000-event page of ~9 KB events (9 MB, over maxBodyBytes) is pulled, from an agent that ignores maxBytes too', async () => {
+    const url = await fakeAgent(1000, range(1000, () => 9_000));
+    const ingestor = new CountingIngestor();
+    const c = new PullConnector({ url, retries: { tries: 0, delay: 1 }, limits: DEFAULT_LIMITS, ingestor, logger });
+    closers.push(() => c.close());
+    const result = await c.run();
+    // Before: the page was decoded as one body against maxBodyBytes (8 MiB) and failed every time.
+    expect(c.status().lastError).toBeNull();
+    expect(result?.pulled).toBe(1000);
+    expect(ingestor.seqs).toHaveLength(1000);
   });
 
   it('close() during a run ends it at once: no retry wait, no failure, no alert', async () => {
