@@ -197,6 +197,7 @@ const pullFromSchema = z.strictObject({
   every: duration({ min: 1000 }), // ms between pulls
   token: secret().optional(), // the agent's pull.token; or tokenFile
   ca: text().optional(), // PEM file of a private CA for https
+  timeout: duration({ min: 1000 }).prefault('2m'), // ms one request to the agent may take, whole answer included
   retries: z
     .strictObject({
       tries: int({ min: 0 }).prefault(3), // further attempts after a failed pull

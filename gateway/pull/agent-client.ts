@@ -1,6 +1,6 @@
 import { Agent as Dispatcher, request } from 'undici';
 import type { AgentStatus, BatchItem, Limits } from '../../protocols/index.js';
-import { decodePage } from './page-decode.js';
+import { CHAIN_OVERHEAD_BYTES, decodePage } from './page-decode.js';
 
 /** The agent's pull listener as the gateway sees it (DESIGN §5: GET /v1/status, GET /v1/events). */
 
@@ -42,8 +42,16 @@ export interface AgentClientOptions {
   /** PEM of a private CA for https. */
   ca?: string | Buffer | undefined;
   limits: Limits;
+  /** ms the agent may stay silent (connecting, before its headers, between body chunks). Default 60 s. */
   timeoutMs?: number;
+  /** ms one request may take, whole answer included: a trickling agent cannot hold a run. Default 2 min. */
+  deadlineMs?: number;
 }
+
+/** Most bytes a /v1/status answer (or an error body) may have. */
+const SMALL_ANSWER_BYTES = 1 << 20;
+
+type Answer = { status: number; headers: Record<string, string | string[] | undefined>; body: Buffer };
 
 export class AgentClient {
   private readonly dispatcher: Dispatcher;
@@ -58,8 +66,8 @@ export class AgentClient {
   }
 
   async status(): Promise<AgentStatus> {
-    const text = await this.get('/v1/status');
-    return JSON.parse(text.body) as AgentStatus;
+    const res = await this.get('/v1/status', SMALL_ANSWER_BYTES);
+    return JSON.parse(res.body.toString('utf8')) as AgentStatus;
   }
 
   /**
@@ -74,31 +82,60 @@ export class AgentClient {
       ...(epoch === undefined ? {} : { epoch }),
       ...(maxBytes === undefined ? {} : { maxBytes: String(maxBytes) }),
     });
-    const res = await this.get(`/v1/events?${q.toString()}`, true);
+    // An honest page is at most `limit` stored lines (an agent that ignores maxBytes included); anything longer is refused.
+    const cap = limit * (this.options.limits.maxEventBytes + CHAIN_OVERHEAD_BYTES + 1) + SMALL_ANSWER_BYTES;
+    const res = await this.get(`/v1/events?${q.toString()}`, cap, true);
     const pageEpoch = header(res.headers, 'x-meteorzx-epoch') ?? '';
     const head = Number(header(res.headers, 'x-meteorzx-head') ?? 0);
     const oldest = Number(header(res.headers, 'x-meteorzx-oldest') ?? 0);
     if (res.status === 410) {
-      const body = safeJson(res.body) as { error?: string; oldest?: number; epoch?: string; head?: number } | undefined;
+      const body = safeJson(res.body.toString('utf8')) as { error?: string; oldest?: number; epoch?: string; head?: number } | undefined;
       throw new RangeGone(body?.error ?? 'range gone', body?.oldest ?? oldest, body?.epoch ?? pageEpoch, body?.head ?? head);
     }
-    return { epoch: pageEpoch, head, oldest, ...decodePage(Buffer.from(res.body, 'utf8'), after, this.options.limits) };
+    return { epoch: pageEpoch, head, oldest, ...decodePage(res.body, after, this.options.limits) };
   }
 
   async close(): Promise<void> {
     await this.dispatcher.close();
   }
 
-  private async get(path: string, allowGone = false): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
+  /**
+   * One GET, its answer read whole but bounded: at most `maxBytes` (a body
+   * larger is cut off with an error, not buffered until the heap gives
+   * out) and within the deadline (undici's timeouts measure silence only:
+   * one byte every few seconds would never trip them).
+   */
+  private async get(path: string, maxBytes: number, allowGone = false): Promise<Answer> {
     const target = `${this.options.url.replace(/\/+$/, '')}${path}`;
-    const res = await request(target, {
-      dispatcher: this.dispatcher,
-      headers: this.options.token === undefined ? {} : { authorization: `Bearer ${this.options.token}` },
-    });
-    const body = await res.body.text();
-    if (res.statusCode === 200 || (allowGone && res.statusCode === 410)) return { status: res.statusCode, headers: res.headers, body };
-    const detail = (safeJson(body) as { error?: string } | undefined)?.error ?? body.slice(0, 200);
-    throw new Error(`${this.options.url}${path.split('?')[0] ?? ''}: HTTP ${res.statusCode}: ${detail}`);
+    const where = `${this.options.url}${path.split('?')[0] ?? ''}`;
+    const deadline = this.options.deadlineMs ?? 120_000;
+    const signal = AbortSignal.timeout(deadline);
+    let answer: Answer;
+    try {
+      const res = await request(target, {
+        dispatcher: this.dispatcher,
+        signal,
+        headers: this.options.token === undefined ? {} : { authorization: `Bearer ${this.options.token}` },
+      });
+      const chunks: Buffer[] = [];
+      let bytes = 0;
+      for await (const chunk of res.body) {
+        bytes += (chunk as Buffer).length;
+        if (bytes > maxBytes) {
+          res.body.destroy();
+          throw new Error(`${where}: the answer is over ${maxBytes} bytes; refused`);
+        }
+        chunks.push(chunk as Buffer);
+      }
+      answer = { status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks, bytes) };
+    } catch (err) {
+      if (signal.aborted) throw new Error(`${where}: no complete answer within ${deadline} ms`, { cause: err });
+      throw err;
+    }
+    if (answer.status === 200 || (allowGone && answer.status === 410)) return answer;
+    const text = answer.body.subarray(0, SMALL_ANSWER_BYTES).toString('utf8');
+    const detail = (safeJson(text) as { error?: string } | undefined)?.error ?? text.slice(0, 200);
+    throw new Error(`${where}: HTTP ${answer.status}: ${detail}`);
   }
 }
 

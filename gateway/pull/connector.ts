@@ -66,6 +66,8 @@ export interface ConnectorOptions {
   store?: PullStore;
   /** Events per page asked of the agent. Default 1000. */
   pageEvents?: number;
+  /** ms one request to the agent may take, whole answer included (`pullFrom[].timeout`). Default 2 min. */
+  requestTimeoutMs?: number;
   /** About how many bytes a page may hold (the agent's `maxBytes`). Default `limits.maxBodyBytes` (8 MiB). */
   pageBytes?: number;
   alerter?: Alerter;
@@ -104,7 +106,13 @@ export class PullConnector {
 
   constructor(private readonly options: ConnectorOptions) {
     this.url = options.url;
-    this.client = new AgentClient({ url: options.url, token: options.token, ca: options.ca, limits: options.limits });
+    this.client = new AgentClient({
+      url: options.url,
+      token: options.token,
+      ca: options.ca,
+      limits: options.limits,
+      ...(options.requestTimeoutMs === undefined ? {} : { deadlineMs: options.requestTimeoutMs }),
+    });
     // close() cuts a retry wait short: a 5-minute delay must not hold a gateway's shutdown.
     this.sleep =
       options.sleep ??

@@ -49,7 +49,7 @@ export class PullService {
     const { config, logger, metrics } = options;
     this.store = new PullStore(config.dataDir);
     this.alerter = new Alerter({ webhook: config.alerts.webhook, metrics, logger });
-    this.connectors = config.pullFrom.map((p) => this.connector(p.url, p.token, p.ca === undefined ? undefined : readFileSync(p.ca), p.retries, true));
+    this.connectors = config.pullFrom.map((p) => this.connector(p.url, p.token, p.ca === undefined ? undefined : readFileSync(p.ca), p.retries, true, p.timeout));
     this.scheduler = new PullScheduler(
       config.pullFrom.map((p, i) => ({ connector: this.connectors[i] as PullConnector, every: p.every })),
       options.timers,
@@ -122,9 +122,10 @@ export class PullService {
     return this.closing;
   }
 
-  private connector(url: string, token: string | undefined, ca: Buffer | undefined, retries: { tries: number; delay: number }, durable: boolean): PullConnector {
+  private connector(url: string, token: string | undefined, ca: Buffer | undefined, retries: { tries: number; delay: number }, durable: boolean, requestTimeoutMs?: number): PullConnector {
     return new PullConnector({
       url,
+      ...(requestTimeoutMs === undefined ? {} : { requestTimeoutMs }),
       token,
       ca,
       retries,

@@ -90,7 +90,7 @@ describe('defaults', () => {
       { pullFrom: [{ url: 'http://host-17:7402', every: '1h' }], auth: { mqtt: [{ username: 'dev-1', password: 'p' }] } },
       { env: NO_ENV },
     );
-    expect(gateway.pullFrom[0]).toEqual({ url: 'http://host-17:7402', every: 3_600_000, retries: { tries: 3, delay: 300_000 } });
+    expect(gateway.pullFrom[0]).toEqual({ url: 'http://host-17:7402', every: 3_600_000, timeout: 120_000, retries: { tries: 3, delay: 300_000 } });
     expect(gateway.auth.mqtt[0]).toEqual({ username: 'dev-1', password: 'p', source: 'dev-1', relayFor: [] });
   });
 

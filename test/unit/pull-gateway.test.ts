@@ -1,5 +1,5 @@
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -380,6 +380,56 @@ describe('PullConnector against agents with large events, slow pages, or a close
     expect(c.status().lastError).toBeNull();
     expect(result?.pulled).toBe(1000);
     expect(ingestor.seqs).toHaveLength(1000);
+  });
+
+  /** An agent whose page answer is whatever `write(res)` does after the headers. */
+  async function rawAgent(write: (res: ServerResponse) => void): Promise<string> {
+    const server = createServer((req, res) => {
+      if (new URL(req.url ?? '/', 'http://a').pathname === '/v1/status') {
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ id: 'ag', epoch: 'E1', head: 10, oldest: 1 }));
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'application/x-ndjson', 'x-meteorzx-epoch': 'E1', 'x-meteorzx-head': '10', 'x-meteorzx-oldest': '1' });
+      write(res);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    closers.push(async () => {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    });
+    return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  }
+
+  it('a page answer longer than limit × (maxEventBytes + chain fields) is cut off with an error, not buffered', async () => {
+    const chunk = 'x'.repeat(64 * 1024);
+    let sent = 0;
+    const url = await rawAgent((res) => {
+      // An endless body (before: buffered whole — RSS 99 MB → 1 GB for 600 MiB, then "Cannot create a string longer than…").
+      const pump = () => {
+        while (!res.destroyed && sent < 256 << 20 && res.write(chunk)) sent += chunk.length;
+        if (!res.destroyed && sent < 256 << 20) res.once('drain', pump);
+      };
+      pump();
+    });
+    const c = new PullConnector({ url, retries: { tries: 0, delay: 1 }, limits: DEFAULT_LIMITS, ingestor: new CountingIngestor(), pageEvents: 10, logger });
+    closers.push(() => c.close());
+    expect(await c.run()).toBeUndefined();
+    expect(c.status().lastError).toMatch(/over \d+ bytes; refused/);
+    expect(sent).toBeLessThan(32 << 20);
+  });
+
+  it('a page trickling one byte at a time fails at the request deadline (pullFrom[].timeout)', async () => {
+    const url = await rawAgent((res) => {
+      const timer = setInterval(() => res.write('{'), 100);
+      res.on('close', () => clearInterval(timer));
+    });
+    const c = new PullConnector({ url, retries: { tries: 0, delay: 1 }, limits: DEFAULT_LIMITS, ingestor: new CountingIngestor(), requestTimeoutMs: 700, logger });
+    closers.push(() => c.close());
+    const t0 = Date.now();
+    expect(await c.run()).toBeUndefined();
+    // Before: bodyTimeout (60 s of silence) never tripped; POST /v1/pull stayed open for as long as the agent trickled.
+    expect(Date.now() - t0).toBeLessThan(3000);
+    expect(c.status().lastError).toMatch(/no complete answer within 700 ms/);
   });
 
   it('close() during a run ends it at once: no retry wait, no failure, no alert', async () => {
