@@ -82,8 +82,12 @@ export async function call(base: URL, req: ApiRequest): Promise<ApiResponse> {
   }
 }
 
-/** The `{error, code}` of an error answer as a one-line user error. */
-export function answerError(res: ApiResponse, what: string): MeteorError {
+/**
+ * The `{error, code}` of an error answer as a one-line user error. A 401
+ * ends with `tokenHint`: where the token for that server comes from (an
+ * agent's pull listener wants its pull.token, not a gateway token).
+ */
+export function answerError(res: ApiResponse, what: string, tokenHint = 'pass --token or set METEORZX_TOKEN'): MeteorError {
   let detail = res.body.toString('utf8').slice(0, 300).trim();
   let code = 'METEORZX_HTTP_ERROR';
   try {
@@ -93,7 +97,7 @@ export function answerError(res: ApiResponse, what: string): MeteorError {
   } catch {
     // Not our JSON error shape (a proxy's page): show its start as it is.
   }
-  const hint = res.status === 401 ? ' (pass --token or set METEORZX_TOKEN)' : '';
+  const hint = res.status === 401 ? ` (${tokenHint})` : '';
   return new MeteorError(code, `${what}: HTTP ${res.status}: ${detail || 'no detail'}${hint}`, { userError: true, status: res.status });
 }
 

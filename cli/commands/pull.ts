@@ -1,6 +1,9 @@
 import type { Command } from 'commander';
 import type { AgentStatus } from '../../protocols/index.js';
 
+/** The agent's pull listener wants its pull.token, which `meteorzx pull` reads from here. */
+const AGENT_TOKEN_HINT = 'pass --token or set METEORZX_PULL_TOKEN';
+
 interface PullOptions {
   after?: string;
   limit?: string;
@@ -65,7 +68,7 @@ async function pullInto(url: string, options: PullOptions): Promise<void> {
     contentType: 'application/json',
     timeoutMs: 3_600_000,
   });
-  if (res.status !== 200) throw answerError(res, 'gateway pull failed');
+  if (res.status !== 200) throw answerError(res, 'gateway pull failed', 'pass --gateway-token or set METEORZX_TOKEN');
   process.stdout.write(`${JSON.stringify(JSON.parse(res.body.toString('utf8')), null, 2)}\n`);
 }
 
@@ -110,7 +113,7 @@ async function pullOut(url: string, options: PullOptions): Promise<void> {
   const pageSize = Math.min((await usage(() => seqOption(options.pageSize, '--page-size', 1))) ?? 1000, 10_000);
   const limit = await usage(() => seqOption(options.limit, '--limit', 1));
   const statusRes = await call(base, { path: '/v1/status', token });
-  if (statusRes.status !== 200) throw answerError(statusRes, `no agent at ${base.origin}`);
+  if (statusRes.status !== 200) throw answerError(statusRes, `no agent at ${base.origin}`, AGENT_TOKEN_HINT);
   const status = JSON.parse(statusRes.body.toString('utf8')) as AgentStatus;
 
   const resumed = options.out === undefined ? undefined : await resumePoint(options.out);
@@ -132,7 +135,7 @@ async function pullOut(url: string, options: PullOptions): Promise<void> {
       });
       if (res.statusCode !== 200) {
         const body = Buffer.from(await res.body.arrayBuffer());
-        throw answerError({ status: res.statusCode, headers: res.headers, body }, `pull after seq ${after} failed`);
+        throw answerError({ status: res.statusCode, headers: res.headers, body }, `pull after seq ${after} failed`, AGENT_TOKEN_HINT);
       }
       let pending = '';
       let lastLine = '';

@@ -1,5 +1,7 @@
 import { spawn } from 'node:child_process';
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gatewayEvents, killAll, postEvents, removeDir, startAgent, tempDir, waitFor, type Agent } from './agent-harness.js';
@@ -115,6 +117,21 @@ describe('meteorzx pull --out', () => {
 });
 
 describe('meteorzx pull --into GATEWAY', () => {
+  it('names $METEORZX_PULL_TOKEN (the agent pull token it reads), not $METEORZX_TOKEN, after a 401', async () => {
+    const server = createServer((_req, res) => {
+      res.writeHead(401, { 'content-type': 'application/json' }).end(JSON.stringify({ error: 'missing or invalid bearer token', code: 'METEORZX_UNAUTHORIZED' }));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    try {
+      const res = await runCli(['pull', `http://127.0.0.1:${(server.address() as AddressInfo).port}`], { env: { METEORZX_PULL_TOKEN: '' } });
+      expect(res.code).not.toBe(0);
+      expect(res.stderr).toContain('(pass --token or set METEORZX_PULL_TOKEN)');
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
+  });
+
   it('has the gateway pull the range itself (provenance pull) and prints its result', async () => {
     await mkdir(join(dir, 'gw'), { recursive: true });
     const gateway = await startGateway({ dir: join(dir, 'gw') });
