@@ -134,9 +134,15 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
   let retentionTimer: ReturnType<typeof setInterval> | undefined;
   let retentionRun: Promise<unknown> = Promise.resolve();
   const retention = config.storage?.retention;
+  let retentionBusy = false;
   const runRetention = (): void => {
-    if (retention === undefined) return;
-    retentionRun = storage.applyRetention(clock() - retention).catch((err: unknown) => opts.logger?.error({ err }, 'retention failed'));
+    // A pass still running (a large day to delete) is not queued behind by another.
+    if (retention === undefined || retentionBusy) return;
+    retentionBusy = true;
+    retentionRun = storage
+      .applyRetention(clock() - retention)
+      .catch((err: unknown) => opts.logger?.error({ err }, 'retention failed'))
+      .finally(() => (retentionBusy = false));
   };
   let started = false;
   let closed = false;

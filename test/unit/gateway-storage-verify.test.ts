@@ -133,6 +133,20 @@ describe('verify accepts a missing event block only where the ledger records its
     expect(await storage.verify()).toMatchObject({ ok: true, ledgerRecords: 6, events: 2 });
   });
 
+  it('retention takes the writer one batch at a time: a commit made meanwhile is not held for the whole pass', async () => {
+    for (let i = 0; i < 600; i++) await commitOf([event(`old-${i}`, T0)]);
+    const finished: string[] = [];
+    const pass = storage.applyRetention(NOW - 7 * DAY).then((n) => (finished.push('retention'), n));
+    await new Promise((r) => setTimeout(r, 5));
+    const live = commitOf([event('live', NOW)]).then(() => finished.push('commit'));
+    expect(await pass).toBe(600);
+    await live;
+    // 600 commits are three batches (256 per batch): the commit goes in between them, not after the last.
+    expect(finished).toEqual(['commit', 'retention']);
+    expect((await storage.custody({})).filter((r) => r.outcome === 'retained')).toHaveLength(3);
+    expect(await storage.verify()).toMatchObject({ ok: true, events: 1 });
+  });
+
   it('names a block deleted behind the gateway with a retention marker of its own making', async () => {
     await dueDays();
     await withRaw(async (db) => {

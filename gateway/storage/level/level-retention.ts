@@ -26,8 +26,9 @@ const COMMITS_PER_BATCH = 256;
  * appends a `retained` custody record (the commits, the horizon), and the
  * `r!` marker of each deleted block names that commit, so `verify` can tell
  * a deletion by retention from a block removed behind the gateway's back
- * (see retention-proof.ts). Runs alone (LevelWriter.exclusive). Returns
- * events deleted.
+ * (see retention-proof.ts). It reads beside ingest (what it reads, old
+ * commits, no commit changes); `append` writes each batch alone
+ * (LevelWriter.exclusive). Returns events deleted.
  */
 export async function applyRetention(ctx: LevelContext, before: number, now: number, append: AppendRecords): Promise<number> {
   const lastDay = dayOf(before);

@@ -437,7 +437,10 @@ export class LevelStorage implements Storage {
   applyRetention(before: number): Promise<number> {
     try {
       const ctx = this.context();
-      return this.writingWriter.exclusive((append) => applyRetention(ctx, before, this.opts.clock(), append));
+      const writer = this.writingWriter;
+      // The pass reads (old, immutable) blocks and keys alongside ingest; only each batch's write takes the
+      // writer alone, so commits wait for one synced batch at a time, not for the whole pass.
+      return applyRetention(ctx, before, this.opts.clock(), (build) => writer.exclusive((append) => append(build)));
     } catch (err) {
       return Promise.reject(err);
     }
