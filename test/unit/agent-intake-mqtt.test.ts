@@ -118,7 +118,7 @@ describe('edge MQTT broker intake', () => {
 
   it('gives up a held publish when its device disconnects: nothing waits on for a device that is gone', async () => {
     const buffer = new BlockableBuffer();
-    const { port, metrics } = await startEdge([], buffer);
+    const { intake, port, metrics } = await startEdge([], buffer);
     const blocked = () => metricValue(metrics, 'meteorzx_agent_intake_blocked', { intake: 'mqtt' });
     buffer.full = true;
     for (let n = 0; n < 5; n++) {
@@ -135,6 +135,13 @@ describe('edge MQTT broker intake', () => {
     buffer.makeSpace();
     await new Promise((r) => setTimeout(r, 50));
     expect(buffer.events).toHaveLength(0);
+    // Nothing per device outlives its connection: no controller kept, and no dependant signal left on the
+    // intake's own (Node 20's AbortSignal.any keeps one there for good).
+    const internals = intake as unknown as { live: Set<unknown>; abort: AbortController };
+    expect(internals.live.size).toBe(0);
+    const signal = internals.abort.signal as unknown as Record<symbol, Set<unknown> | undefined>;
+    const dependants = Object.getOwnPropertySymbols(signal).find((sym) => String(sym).includes('Dependant'));
+    expect(dependants === undefined ? 0 : (signal[dependants]?.size ?? 0)).toBe(0);
   });
 
   it('closes without waiting for space: the held publish gets no PUBACK', async () => {

@@ -55,8 +55,10 @@ export class EdgeBrokerIntake implements Intake {
   private readonly inflight = new Set<Promise<unknown>>();
   private readonly sockets = new Set<Socket>();
   private readonly abort = new AbortController();
-  /** Per device: aborted when its connection closes (or the intake does); see takePublish. */
-  private readonly gone = new WeakMap<Client, AbortSignal>();
+  /** Per device: aborted when its connection closes, or the intake does; see goneSignal. */
+  private readonly gone = new WeakMap<Client, AbortController>();
+  /** The controllers of devices connected now, for the intake's close to abort. */
+  private readonly live = new Set<AbortController>();
   private readonly meter: IntakeMeter;
   /** Publishes waiting for buffer space: the intake is blocked while any does. */
   private waiting = 0;
@@ -149,6 +151,7 @@ export class EdgeBrokerIntake implements Intake {
     const server = this.server;
     const stopped = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
     this.abort.abort();
+    for (const controller of this.live) controller.abort();
     await Promise.allSettled([...this.inflight]);
     // Let the PUBACKs written by the last callbacks leave before the sockets go.
     await new Promise((resolve) => setImmediate(resolve));
@@ -213,14 +216,21 @@ export class EdgeBrokerIntake implements Intake {
    * payload in memory until the buffer had room again.
    */
   private goneSignal(client: Client): AbortSignal {
-    let signal = this.gone.get(client);
-    if (signal === undefined) {
-      const closed = new AbortController();
-      client.conn.once('close', () => closed.abort());
-      signal = AbortSignal.any([this.abort.signal, closed.signal]);
-      this.gone.set(client, signal);
+    let gone = this.gone.get(client);
+    if (gone === undefined) {
+      const controller = new AbortController();
+      // One controller, not AbortSignal.any with the intake's signal: on Node 20 every any() leaves an entry
+      // in its long-lived source for good, ≈60 B per device connection.
+      if (this.abort.signal.aborted) controller.abort();
+      this.live.add(controller);
+      client.conn.once('close', () => {
+        this.live.delete(controller);
+        controller.abort();
+      });
+      this.gone.set(client, controller);
+      gone = controller;
     }
-    return signal;
+    return gone.signal;
   }
 
   /** Resolves once the publish's events are durable (or it carries none); the PUBACK follows. */
