@@ -111,8 +111,9 @@ function nextHeld(seq: number, holes: readonly (readonly [number, number])[]): n
 /**
  * A page capped at about `maxBytes` (one line over at most: a line larger
  * than the cap still goes, alone, so it cannot stall a puller). Where it
- * ends is known only once read, so it is read whole — at most the cap —
- * and X-Last-Seq names its real last seq.
+ * ends is known only once read, so it is read whole — at most the cap,
+ * counted as the buffer counts (UTF-16 units: bytes for ASCII) — and
+ * X-Last-Seq names its real last seq; then it is written chunk by chunk.
  */
 async function sendCapped(
   res: ServerResponse,
@@ -124,11 +125,20 @@ async function sendCapped(
   maxBytes: number,
   options: PullHandlerOptions,
 ): Promise<void> {
-  const lines: StoredLine[] = [];
-  for await (const chunk of chunks(buffer, after, last, options, maxBytes)) for (const l of chunk) lines.push(l);
-  const sentLast = lines.at(-1)?.seq;
+  const page: StoredLine[][] = [];
+  for await (const chunk of chunks(buffer, after, last, options, maxBytes)) page.push(chunk);
+  const sentLast = page.at(-1)?.at(-1)?.seq;
   res.writeHead(200, { 'content-type': NDJSON, ...headers, ...(sentLast === undefined ? {} : { 'x-last-seq': String(sentLast) }) });
-  res.end(method === 'HEAD' ? undefined : ndjsonOf(lines));
+  if (method === 'HEAD') {
+    res.end();
+    return;
+  }
+  // Chunk by chunk, as read: the page's lines are held once, not joined again into one body.
+  for (const chunk of page) {
+    if (res.destroyed) return;
+    if (!res.write(ndjsonOf(chunk))) await drained(res);
+  }
+  res.end();
 }
 
 async function stream(res: ServerResponse, buffer: AgentBuffer, after: number, last: number, options: PullHandlerOptions): Promise<void> {
