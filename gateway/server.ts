@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import type { SecureContextOptions } from 'node:tls';
 import type { Logger } from 'pino';
-import { DEFAULT_LIMITS, type Limits } from '../protocols/index.js';
+import { CHAIN_ALLOWANCE_BYTES, DEFAULT_LIMITS, type Limits } from '../protocols/index.js';
 import type { GatewayConfig } from './config.js';
 import { GatewayErrors } from './errors.js';
 import type { GatewayMetrics } from './metrics.js';
@@ -107,7 +107,8 @@ export class Gateway {
   async start(): Promise<GatewayAddresses> {
     const { config, logger } = this.opts;
     this.checkExposure();
-    const limits: Limits = { ...DEFAULT_LIMITS, ...config.limits };
+    // An agent's events arrive with the chain fields it added after checking their size against the same limit.
+    const limits: Limits = { ...DEFAULT_LIMITS, ...config.limits, chainAllowanceBytes: CHAIN_ALLOWANCE_BYTES };
     try {
       this.storage = this.opts.storage ?? (await defaultStorage(config.dataDir, logger));
       await this.storage.open();

@@ -198,7 +198,8 @@ function isBlank(line: Uint8Array): boolean {
 
 function decodeLine(line: Uint8Array, index: number, limits: Limits, keepText: boolean): BatchItem {
   const bytes = line.byteLength;
-  if (bytes > limits.maxEventBytes) {
+  // The allowance for a chained event's added fields, if any, before parsing: validateEvent checks the event exactly.
+  if (bytes > limits.maxEventBytes + (limits.chainAllowanceBytes ?? 0)) {
     // Not parsed at all: an oversized line costs no more than its bytes.
     return { index, bytes, error: `event is ${bytes} bytes, over the limit of ${limits.maxEventBytes} (maxEventBytes)` };
   }

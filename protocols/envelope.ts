@@ -187,8 +187,10 @@ export function validateEvent(value: unknown, limits: Limits = DEFAULT_LIMITS, s
     return { ok: false, errors: [{ path: '', message: `nesting deeper than the limit of ${limits.maxDepth} (maxDepth)` }] };
   }
   const size = sizeBytes ?? Buffer.byteLength(JSON.stringify(value));
-  if (size > limits.maxEventBytes) {
-    errors.push({ path: '', message: `event is ${size} bytes, over the limit of ${limits.maxEventBytes} (maxEventBytes)` });
+  const allowance = value.seq !== undefined && value.hash !== undefined ? (limits.chainAllowanceBytes ?? 0) : 0;
+  if (size > limits.maxEventBytes + allowance) {
+    const limit = allowance === 0 ? `${limits.maxEventBytes} (maxEventBytes)` : `${limits.maxEventBytes + allowance} (maxEventBytes + ${allowance} for a chained event's added fields)`;
+    errors.push({ path: '', message: `event is ${size} bytes, over the limit of ${limit}` });
   }
   const unencodable = findUnencodable(value, limits.maxDepth + 1);
   if (unencodable !== undefined) errors.push({ path: unencodable.path.join('.'), message: unencodable.message });

@@ -8,7 +8,17 @@ export interface Limits {
   readonly maxBatchEvents: number;
   /** Largest HTTP body, in bytes, after decompression. */
   readonly maxBodyBytes: number;
+  /**
+   * Bytes a chained event (one with `seq` and `hash`) may have over
+   * `maxEventBytes`: its agent checked the event there as received, then
+   * added id, source, time, agent, epoch, seq, prev and hash. 0 (the default)
+   * where events are first taken in; the gateway allows CHAIN_ALLOWANCE_BYTES.
+   */
+  readonly chainAllowanceBytes?: number;
 }
+
+/** What an agent adds to an event after its size check (≈ 300 B; room for long ids and sources). */
+export const CHAIN_ALLOWANCE_BYTES = 1024;
 
 export const DEFAULT_LIMITS: Limits = Object.freeze({
   maxEventBytes: 64 * 1024, // 64 KiB

@@ -1,12 +1,7 @@
-import { decodeBatch, type BatchItem, type Limits } from '../../protocols/index.js';
+import { CHAIN_ALLOWANCE_BYTES, decodeBatch, type BatchItem, type Limits } from '../../protocols/index.js';
 
-/**
- * What the agent adds to an event after checking its size as received: id
- * and source when absent, time, agent, epoch, seq, prev and hash (two
- * 64-hex digests) — about 300 bytes, 1 KiB with room for long ids. A line
- * the agent stored can be this much over `maxEventBytes`.
- */
-export const CHAIN_OVERHEAD_BYTES = 1024;
+/** A line an agent stored can be this much over `maxEventBytes` (the fields it added after its size check). */
+export const CHAIN_OVERHEAD_BYTES = CHAIN_ALLOWANCE_BYTES;
 
 export interface DecodedPage {
   items: BatchItem[];

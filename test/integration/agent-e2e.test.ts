@@ -49,6 +49,28 @@ async function produce(url: string, prefix: string, batches: number, size: numbe
 }
 
 describe('agent end to end', () => {
+  it('an event of exactly maxEventBytes as sent is stored at the gateway, over HTTP and MQTT, with the fields its agent added', async () => {
+    // The agent checks the size as received, then adds id, source, time, agent, epoch, seq, prev and hash:
+    // the gateway, which checks the same limit, must allow a chained event those bytes.
+    const shell = JSON.stringify({ type: 'edge.size', data: { pad: '' } });
+    const event = { type: 'edge.size', data: { pad: 'x'.repeat(65_536 - Buffer.byteLength(shell)) } };
+    expect(Buffer.byteLength(JSON.stringify(event))).toBe(65_536);
+    for (const [id, push] of [
+      ['e2e-edge-http', { http: { url: `${gateway.url}/v1/events` } }],
+      ['e2e-edge-mqtt', { mqtt: { url: `mqtt://127.0.0.1:${mqttPort}` } }],
+    ] as const) {
+      const sub = await tempDir(id);
+      const agent = await startAgent(sub, { id, push });
+      expect((await postEvents(agent.intakeUrl, [event])).body.accepted).toBe(1);
+      await waitFor(async () => (await agent.status()).delivered === 1, `${id} delivered`);
+      const stored = await gatewayEvents(gateway.url, id);
+      expect(stored.map((e) => [e.type, e.ingest.integrity])).toEqual([['edge.size', 'verified']]);
+      expect(await agent.stop()).toBe(0);
+      await removeDir(sub);
+    }
+  });
+
+
   it('HTTP push: every acknowledged event is stored at the gateway exactly once, chained and verified', async () => {
     const sub = await tempDir('agent-e2e-http');
     const id = 'e2e-http';

@@ -63,6 +63,18 @@ describe('validateEvent', () => {
     expect(validateEvent({ type: 'x', data: { m: 1.7e308 } }).ok).toBe(true);
   });
 
+  it('allows a chained event the fields its agent added (chainAllowanceBytes), and only a chained one', () => {
+    const limits = { ...DEFAULT_LIMITS, maxEventBytes: 1000, chainAllowanceBytes: 300 };
+    const chained = { type: 'x', agent: 'a', epoch: 'e', seq: 1, hash: 'a'.repeat(64) };
+    expect(validateEvent(chained, limits, 1200).ok).toBe(true);
+    const over = validateEvent(chained, limits, 1301);
+    expect(over.ok ? undefined : over.errors[0]?.message).toBe("event is 1301 bytes, over the limit of 1300 (maxEventBytes + 300 for a chained event's added fields)");
+    const plain = validateEvent({ type: 'x' }, limits, 1200);
+    expect(plain.ok ? undefined : plain.errors[0]?.message).toBe('event is 1200 bytes, over the limit of 1000 (maxEventBytes)');
+    // Where events are first taken in (the agent), there is no allowance.
+    expect(validateEvent(chained, { ...limits, chainAllowanceBytes: undefined }, 1200).ok).toBe(false);
+  });
+
   it('requires agent, epoch and seq together', () => {
     expect(validateEvent({ type: 'x', seq: 1 }).ok).toBe(false);
     expect(validateEvent({ type: 'x', agent: 'a', epoch: 'e', seq: 1 }).ok).toBe(true);
