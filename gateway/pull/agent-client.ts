@@ -55,6 +55,7 @@ type Answer = { status: number; headers: Record<string, string | string[] | unde
 
 export class AgentClient {
   private readonly dispatcher: Dispatcher;
+  private readonly inFlight = new Set<AbortController>();
 
   constructor(private readonly options: AgentClientOptions) {
     const timeout = options.timeoutMs ?? 60_000;
@@ -95,7 +96,13 @@ export class AgentClient {
     return { epoch: pageEpoch, head, oldest, ...decodePage(res.body, after, this.options.limits) };
   }
 
+  /** Ends every request in flight at once (a closing connector does not wait for an agent that trickles). */
+  abort(): void {
+    for (const controller of this.inFlight) controller.abort();
+  }
+
   async close(): Promise<void> {
+    this.abort();
     await this.dispatcher.close();
   }
 
@@ -109,7 +116,12 @@ export class AgentClient {
     const target = `${this.options.url.replace(/\/+$/, '')}${path}`;
     const where = `${this.options.url}${path.split('?')[0] ?? ''}`;
     const deadline = this.options.deadlineMs ?? 120_000;
-    const signal = AbortSignal.timeout(deadline);
+    // One controller per request, for the deadline and for abort(): not AbortSignal.any, which on Node 20
+    // leaves an entry on a long-lived signal for every request.
+    const controller = new AbortController();
+    const signal = controller.signal;
+    const timer = setTimeout(() => controller.abort(), deadline);
+    this.inFlight.add(controller);
     let answer: Answer;
     try {
       const res = await request(target, {
@@ -129,8 +141,11 @@ export class AgentClient {
       }
       answer = { status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks, bytes) };
     } catch (err) {
-      if (signal.aborted) throw new Error(`${where}: no complete answer within ${deadline} ms`, { cause: err });
+      if (signal.aborted) throw new Error(`${where}: no complete answer within ${deadline} ms, or the connector closed`, { cause: err });
       throw err;
+    } finally {
+      clearTimeout(timer);
+      this.inFlight.delete(controller);
     }
     if (answer.status === 200 || (allowGone && answer.status === 410)) return answer;
     const text = answer.body.subarray(0, SMALL_ANSWER_BYTES).toString('utf8');

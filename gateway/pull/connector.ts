@@ -189,6 +189,8 @@ export class PullConnector {
   async close(): Promise<void> {
     this.closed = true;
     this.wakeSleeper?.();
+    // A request in flight ends now: an agent that trickles its answer must not hold the gateway's stop.
+    this.client.abort();
     await this.lock.catch(() => undefined);
     await this.client.close();
   }

@@ -432,6 +432,22 @@ describe('PullConnector against agents with large events, slow pages, or a close
     expect(c.status().lastError).toMatch(/no complete answer within 700 ms/);
   });
 
+  it('close() ends a request in flight at once: an agent that trickles its answer does not hold the stop of the gateway', async () => {
+    const url = await rawAgent((res) => {
+      const timer = setInterval(() => res.write('{'), 100);
+      res.on('close', () => clearInterval(timer));
+    });
+    // The default request deadline: two minutes, longer than systemd gives a stop.
+    const c = new PullConnector({ url, retries: { tries: 3, delay: 4000 }, limits: DEFAULT_LIMITS, ingestor: new CountingIngestor(), logger });
+    const run = c.run();
+    await new Promise((r) => setTimeout(r, 400));
+    const t0 = Date.now();
+    await c.close();
+    expect(Date.now() - t0).toBeLessThan(1500);
+    expect(await run).toBeUndefined();
+    expect(c.status().state).toBe('idle');
+  }, 15_000);
+
   it('close() during a run ends it at once: no retry wait, no failure, no alert', async () => {
     const url = await fakeAgent(3000, range(3000, () => 0), 300);
     const raised: string[] = [];
