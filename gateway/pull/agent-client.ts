@@ -1,6 +1,6 @@
 import { Agent as Dispatcher, request } from 'undici';
-import type { AgentStatus, BatchItem, Limits } from '../../protocols/index.js';
-import { CHAIN_OVERHEAD_BYTES, decodePage } from './page-decode.js';
+import { CHAIN_ALLOWANCE_BYTES, type AgentStatus, type BatchItem, type Limits } from '../../protocols/index.js';
+import { decodePage } from './page-decode.js';
 
 /** The agent's pull listener as the gateway sees it (DESIGN §5: GET /v1/status, GET /v1/events). */
 
@@ -84,7 +84,7 @@ export class AgentClient {
       ...(maxBytes === undefined ? {} : { maxBytes: String(maxBytes) }),
     });
     // An honest page is at most `limit` stored lines (an agent that ignores maxBytes included); anything longer is refused.
-    const cap = limit * (this.options.limits.maxEventBytes + CHAIN_OVERHEAD_BYTES + 1) + SMALL_ANSWER_BYTES;
+    const cap = limit * (this.options.limits.maxEventBytes + CHAIN_ALLOWANCE_BYTES + 1) + SMALL_ANSWER_BYTES;
     const res = await this.get(`/v1/events?${q.toString()}`, cap, true);
     const pageEpoch = header(res.headers, 'x-meteorzx-epoch') ?? '';
     const head = Number(header(res.headers, 'x-meteorzx-head') ?? 0);

@@ -1,7 +1,5 @@
 import { CHAIN_ALLOWANCE_BYTES, decodeBatch, type BatchItem, type Limits } from '../../protocols/index.js';
 
-/** A line an agent stored can be this much over `maxEventBytes` (the fields it added after its size check). */
-export const CHAIN_OVERHEAD_BYTES = CHAIN_ALLOWANCE_BYTES;
 
 export interface DecodedPage {
   items: BatchItem[];
@@ -22,7 +20,8 @@ export interface DecodedPage {
  * never depend on whether its last line could be decoded.
  */
 export function decodePage(body: Buffer, after: number, limits: Limits): DecodedPage {
-  const lineLimits: Limits = { ...limits, maxEventBytes: limits.maxEventBytes + CHAIN_OVERHEAD_BYTES, maxBatchEvents: 1, maxBodyBytes: Number.MAX_SAFE_INTEGER };
+  // A line an agent stored may be over maxEventBytes by the fields it added: the shared chain allowance.
+  const lineLimits: Limits = { ...limits, chainAllowanceBytes: CHAIN_ALLOWANCE_BYTES, maxBatchEvents: 1, maxBodyBytes: Number.MAX_SAFE_INTEGER };
   const items: BatchItem[] = [];
   const seqs: number[] = [];
   const skipped: [number, number][] = [];

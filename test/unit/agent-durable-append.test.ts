@@ -2,17 +2,11 @@ import { describe, expect, it } from 'vitest';
 import type { ChainedEvent } from '../../protocols/index.js';
 import { AgentErrors } from '../../agent/errors.js';
 import { AppendAbortedError, durableAppend } from '../../agent/intake/durable-append.js';
-import type { IntakeMeter } from '../../agent/intake/intake-meter.js';
+import { createIntakeMeter } from '../../agent/intake/intake-meter.js';
 import type { AgentBuffer } from '../../agent/buffer/types.js';
 
-const meter: IntakeMeter = {
-  eventsIn: () => undefined,
-  invalid: () => undefined,
-  dropped: () => undefined,
-  error: () => undefined,
-  blocked: () => undefined,
-  timeAppend: (_n, append) => append(),
-};
+// Without metrics: every call a no-op.
+const meter = createIntakeMeter(undefined, 'test');
 
 /** A buffer whose appends fail with `failures` in turn, then succeed. */
 function failingBuffer(failures: Error[]): { buffer: AgentBuffer; calls: () => number } {

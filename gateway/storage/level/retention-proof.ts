@@ -23,7 +23,7 @@ export function acceptedBefore(records: readonly CustodyRecord[], horizon: numbe
 }
 
 /** The `retained` record among `records` that covers `commit`, if any. */
-export function retentionRecordFor(records: readonly CustodyRecord[], commit: number): CustodyRecord | undefined {
+function retentionRecordFor(records: readonly CustodyRecord[], commit: number): CustodyRecord | undefined {
   return records.find(
     (r) => r.outcome === 'retained' && typeof r.from === 'number' && typeof r.to === 'number' && r.from <= commit && commit <= r.to,
   );
