@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
-import type { AgentStatus, Limits } from '../protocols/index.js';
+import { CHAIN_ALLOWANCE_BYTES, type AgentStatus, type Limits } from '../protocols/index.js';
 import type { BufferOptions } from './buffer/options.js';
 import type { AgentBuffer } from './buffer/types.js';
 import type { AgentConfig } from './config.js';
@@ -228,6 +228,8 @@ export class Agent {
       // The config's `retain` bounds undelivered events too: older ones are dropped with a gap event.
       maxUndeliveredAgeMs: config.buffer.retain,
       durability: config.buffer.durability,
+      // What the gateway takes (with the same limits): an event the agent stored must not be refused on push.
+      maxLineBytes: config.limits.maxEventBytes + CHAIN_ALLOWANCE_BYTES,
       logger: this.deps.logger.child({ component: 'buffer' }),
     };
   }

@@ -28,6 +28,11 @@ export const AgentErrors = defineErrors({
     description: 'The buffer database cannot be opened for a reason other than corruption (locked by another process, permissions).',
   },
   METEORZX_BUFFER_INVALID_KEY: { description: 'An `extra` key passed to the buffer is empty or too long.' },
+  METEORZX_EVENT_TOO_LARGE: {
+    description:
+      'An event is over maxEventBytes + 1 KiB once stored (its canonical JSON with the fields the agent adds, e.g. 1e20 written as 21 digits): the gateway would refuse it, so it is refused alone with a per-event error; the others are stored.',
+    status: 413,
+  },
   // Agent runtime (agent/intake, agent/push, agent/status, agent/agent.ts). HTTP codes match the gateway's.
   METEORZX_INTAKE_BUSY: {
     description: 'The HTTP intake is at its limit of concurrent requests or of body bytes held in memory; retry after Retry-After.',

@@ -1,4 +1,4 @@
-import { newId, sha256Hex, type AuditEvent, type ChainedEvent } from '../../protocols/index.js';
+import { CHAIN_ALLOWANCE_BYTES, newId, sha256Hex, type AuditEvent, type ChainedEvent } from '../../protocols/index.js';
 import { buildChained } from './envelope-canonical.js';
 
 /** Where an epoch's chain stands: the last seq written and its hash. */
@@ -7,6 +7,22 @@ export interface ChainHead {
   epoch: string;
   head: number;
   lastHash: string | undefined;
+}
+
+/**
+ * An event whose stored line is over the buffer's `maxLineBytes`: canonical
+ * JSON can be longer than the text the intake checked (`1e20` is written as
+ * 21 digits), and the agent adds its fields. The gateway would refuse the
+ * line on push, so the agent must not acknowledge it.
+ */
+export class LineTooLarge extends Error {
+  constructor(
+    readonly bytes: number,
+    readonly limit: number,
+  ) {
+    super(`event is ${bytes} bytes once stored (its canonical JSON with the fields the agent adds), over the limit of ${limit} (maxEventBytes + ${CHAIN_ALLOWANCE_BYTES} for those fields)`);
+    this.name = 'LineTooLarge';
+  }
 }
 
 /**
@@ -25,12 +41,16 @@ export class ChainCursor {
   readonly events: ChainedEvent[] = [];
   readonly lines: string[] = [];
 
-  constructor(private readonly chain: ChainHead) {
+  constructor(
+    private readonly chain: ChainHead,
+    /** Largest stored line, in UTF-8 bytes; a longer one is refused (LineTooLarge) and nothing of it kept. */
+    private readonly maxLineBytes = Number.POSITIVE_INFINITY,
+  ) {
     this.head = chain.head;
     this.lastHash = chain.lastHash;
   }
 
-  /** Chains one event; `receivedAt` (RFC 3339) is its time when it has none. */
+  /** Chains one event; `receivedAt` (RFC 3339) is its time when it has none. Throws LineTooLarge, changing nothing. */
   push(input: AuditEvent, receivedAt: string, now: number): ChainedEvent {
     const seq = this.head + 1;
     const { event, text } = buildChained(input, {
@@ -46,6 +66,11 @@ export class ChainCursor {
     event.hash = hash;
     // The canonical text with `hash` appended last, as a slice and a concatenation (flattened once, when the block is written).
     const line = `${text.slice(0, -1)},"hash":"${hash}"}`;
+    // A UTF-16 unit is at most 3 UTF-8 bytes: only a line that long needs counting.
+    if (line.length * 3 > this.maxLineBytes) {
+      const bytes = Buffer.byteLength(line);
+      if (bytes > this.maxLineBytes) throw new LineTooLarge(bytes, this.maxLineBytes);
+    }
     this.lines.push(line);
     this.events.push(event as ChainedEvent);
     this.head = seq;

@@ -1,7 +1,7 @@
-import type { ChainedEvent } from '../../protocols/index.js';
+import type { AuditEvent, ChainedEvent, RejectedItem } from '../../protocols/index.js';
 import type { BlockCache } from './block-cache.js';
 import { encodeBlock, readBlockMeta, type BlockMeta } from './block-codec.js';
-import { ChainCursor } from './chain-cursor.js';
+import { ChainCursor, LineTooLarge } from './chain-cursor.js';
 import type { CommitWork } from './commit-queue.js';
 import { applyRepairs, type UnreadableRange } from './corrupt-read.js';
 import { droppedGaps, foldGaps, gapData, type GapLedger } from './gap-fold.js';
@@ -10,6 +10,7 @@ import { BLOCK_END, blockKey, blockSeq, extraKey, META } from './keys.js';
 import { isCorruption, type BufferDb, type StoredMeta } from './level-store.js';
 import type { ResolvedBufferOptions } from './options.js';
 import { GAP_TYPE, gapEvent, planRelease, type ReleasePlan } from './space-plan.js';
+import { tooLargeRefusal } from './too-large.js';
 
 export type BatchOp = { type: 'put'; key: string; value: Buffer } | { type: 'del'; key: string };
 
@@ -67,17 +68,27 @@ const holdsGap = (events: readonly ChainedEvent[]): boolean => events.some((e) =
  */
 export async function planCommit(base: CommitBase, work: CommitWork, now: number): Promise<CommitPlan> {
   const { db, opts, cursors: s } = base;
-  const cursor = new ChainCursor({ agent: opts.id, epoch: s.epoch, head: s.head, lastHash: s.lastHash });
+  const cursor = new ChainCursor({ agent: opts.id, epoch: s.epoch, head: s.head, lastHash: s.lastHash }, opts.maxLineBytes);
   const ops: BatchOp[] = [];
   const slices: [number, number][] = [];
   const refused: unknown[] = [];
   for (const a of work.appends) {
     const start = cursor.count;
+    const tooLarge: RejectedItem[] = [];
     try {
-      for (const event of a.events) cursor.push(event, a.receivedAt, now);
+      for (let i = 0; i < a.events.length; i++) {
+        try {
+          cursor.push(a.events[i] as AuditEvent, a.receivedAt, now);
+        } catch (err) {
+          // Every oversized event of the append is named at once, so its caller retries once without them.
+          if (!(err instanceof LineTooLarge)) throw err;
+          tooLarge.push({ index: i, error: err.message });
+        }
+      }
+      if (tooLarge.length > 0) throw tooLargeRefusal(tooLarge);
     } catch (err) {
-      // An event no canonical JSON can hold (validation lets none through): its append alone fails,
-      // not every caller that shares the commit.
+      // An event no canonical JSON can hold (validation lets none through), or one too large once
+      // stored: its append alone fails, not every caller that shares the commit.
       cursor.truncate(start);
       refused[slices.length] = err;
       slices.push([start, start]);

@@ -1,3 +1,4 @@
+import { CHAIN_ALLOWANCE_BYTES, DEFAULT_LIMITS } from '../../protocols/index.js';
 import type { WhenFull } from './types.js';
 
 /** Wall-clock source, injectable so tests can age blocks past retention. */
@@ -39,6 +40,12 @@ export interface BufferOptions {
   sweepIntervalMs?: number;
   /** Decoded events kept in the read cache (the push sink reads right behind the head). */
   cacheEvents?: number;
+  /**
+   * Largest stored line (the event's canonical JSON with the fields the buffer adds), in UTF-8 bytes:
+   * an event over it is refused alone (METEORZX_EVENT_TOO_LARGE). The gateway takes a chained event
+   * up to maxEventBytes + CHAIN_ALLOWANCE_BYTES, and no more.
+   */
+  maxLineBytes?: number;
   /** LevelDB resource caps: the agent's RSS budget is 40 MB idle, 60 MB under load. */
   level?: { maxOpenFiles?: number; cacheSize?: number; writeBufferSize?: number };
   clock?: Clock;
@@ -62,6 +69,7 @@ export const DEFAULT_BUFFER_OPTIONS = {
   maxCommitEvents: 2000, // events: ~0.9 MB of chained JSON, one ~100 KB compressed block
   sweepIntervalMs: 60_000, // ms
   cacheEvents: 4096, // events: ≈4 MB of decoded objects at ~1 KB each, held only for a reader near the head
+  maxLineBytes: DEFAULT_LIMITS.maxEventBytes + CHAIN_ALLOWANCE_BYTES,
   level: {
     maxOpenFiles: 64,
     cacheSize: 4 * MiB, // bytes of LevelDB block cache
@@ -85,6 +93,7 @@ export function resolveBufferOptions(options: BufferOptions): ResolvedBufferOpti
     maxCommitEvents: options.maxCommitEvents ?? d.maxCommitEvents,
     sweepIntervalMs: options.sweepIntervalMs ?? d.sweepIntervalMs,
     cacheEvents: options.cacheEvents ?? d.cacheEvents,
+    maxLineBytes: options.maxLineBytes ?? d.maxLineBytes,
     level: { ...d.level, ...options.level },
     clock: options.clock ?? systemClock,
     logger: options.logger,

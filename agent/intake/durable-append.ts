@@ -1,7 +1,8 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import { isMeteorError, type AuditEvent, type ChainedEvent } from '../../protocols/index.js';
+import { isMeteorError, type AuditEvent } from '../../protocols/index.js';
 import type { AgentBuffer } from '../buffer/types.js';
+import { appendFitting } from './append-fitting.js';
 import type { IntakeMeter } from './intake-meter.js';
 
 export interface DurableAppendOptions {
@@ -27,8 +28,10 @@ export class AppendAbortedError extends Error {
  * (a file, a TCP stream): when the buffer is full it waits for space and
  * tries again, so the caller simply stops reading meanwhile — backpressure
  * (DESIGN §3.5). A failed write is retried after a pause; the source's
- * checkpoint has not moved, so nothing is lost or repeated. Resolves only
- * once the events (and `extra`, e.g. a file offset) are durable; rejects
+ * checkpoint has not moved, so nothing is lost or repeated. An event too
+ * large once stored is refused for good (counted invalid, logged) and the
+ * others appended. Resolves only once the events (and `extra`, e.g. a file
+ * offset) are durable, with how many events were appended; rejects
  * with AppendAbortedError only when the intake closes first (`signal`): a
  * buffer that is not open may be reopening its database (the intake closes
  * before the buffer at shutdown).
@@ -37,14 +40,20 @@ export async function durableAppend(
   events: readonly AuditEvent[],
   extra: readonly { key: string; value: string }[] | undefined,
   options: DurableAppendOptions,
-): Promise<ChainedEvent[]> {
+): Promise<number> {
   const { buffer, meter, signal } = options;
   let blocked = false;
   try {
     for (;;) {
       if (signal.aborted) throw new AppendAbortedError();
       try {
-        return await meter.timeAppend(events.length, () => buffer.append(events, extra));
+        const tooLarge = await appendFitting(events, (batch) => meter.timeAppend(batch.length, () => buffer.append(batch, extra)));
+        if (tooLarge.length > 0) {
+          // Refused for good, like any invalid record: retrying cannot make them fit.
+          meter.invalid(tooLarge.length);
+          options.logger?.warn({ refused: tooLarge }, 'events too large once stored were not buffered');
+        }
+        return events.length - tooLarge.length;
       } catch (err) {
         const code = isMeteorError(err) ? err.code : undefined;
         if (code === 'METEORZX_BUFFER_FULL' || code === 'METEORZX_BUFFER_REJECTED') {

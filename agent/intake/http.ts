@@ -18,6 +18,7 @@ import { AgentErrors } from '../errors.js';
 import { closeServer, listen, sendError, sendJson, type ListenAddress } from '../http-helpers.js';
 import type { AgentMetrics } from '../metrics.js';
 import type { Intake } from './types.js';
+import { appendFitting } from './append-fitting.js';
 
 export interface HttpIntakeOptions {
   listen: ListenAddress;
@@ -145,25 +146,33 @@ export class HttpIntake implements Intake {
   private async ingest(body: Uint8Array, format: 'json' | 'ndjson'): Promise<IngestResponse> {
     const { limits, buffer, metrics } = this.options;
     const items = decodeBatch(body, format, limits);
-    const rejected: RejectedItem[] = [];
+    let rejected: RejectedItem[] = [];
     const valid: AuditEvent[] = [];
+    const validAt: number[] = [];
     for (const item of items) {
       if (item.error !== undefined) {
         rejected.push({ index: item.index, error: item.error });
         continue;
       }
       const result = validateEvent(item.value, limits, item.bytes);
-      if (result.ok) valid.push(result.event);
-      else rejected.push({ index: item.index, error: formatIssues(result.errors) });
+      if (result.ok) {
+        valid.push(result.event);
+        validAt.push(item.index);
+      } else rejected.push({ index: item.index, error: formatIssues(result.errors) });
     }
+    let accepted = valid.length;
     if (valid.length > 0) {
       // The answer waits for this: 2xx means durable (DESIGN §3.1).
-      if (metrics) await metrics.timeAppend(valid.length, () => buffer.append(valid));
-      else await buffer.append(valid);
+      const append = (events: readonly AuditEvent[]) => (metrics ? metrics.timeAppend(events.length, () => buffer.append(events)) : buffer.append(events));
+      const tooLarge = await appendFitting(valid, append);
+      if (tooLarge.length > 0) {
+        accepted -= tooLarge.length;
+        rejected = [...rejected, ...tooLarge.map((r) => ({ index: validAt[r.index] as number, error: r.error }))].sort((a, b) => a.index - b.index);
+      }
     }
-    metrics?.eventsIn.inc({ intake: this.name }, valid.length);
+    metrics?.eventsIn.inc({ intake: this.name }, accepted);
     if (rejected.length > 0) metrics?.eventsInvalid.inc({ intake: this.name }, rejected.length);
-    return { accepted: valid.length, duplicates: 0, rejected };
+    return { accepted, duplicates: 0, rejected };
   }
 
   /** Reads the raw body, failing fast past the body limit or the shared in-memory budget (`hold` throws). */

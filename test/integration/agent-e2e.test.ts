@@ -1,4 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChainedEvent } from '../../protocols/index.js';
 import {
@@ -70,6 +72,32 @@ describe('agent end to end', () => {
     }
   });
 
+
+  it('an event longer once stored than the gateway takes is refused by the agent with a per-event error, not acknowledged then lost', async () => {
+    // `1e20` is 4 characters as sent (curl, verbatim) and 21 in canonical JSON: 4,000 of them make a 20 KB
+    // event an 88 KB line, over the gateway's 64 KiB + 1 KiB for a chained event.
+    const expanding = `{"type":"edge.expand","data":{"n":[${Array.from({ length: 4000 }, () => '1e20').join(',')}]}}`;
+    const body = [JSON.stringify({ type: 'edge.before' }), expanding, JSON.stringify({ type: 'edge.after' })].join('\n');
+    const sub = await tempDir('e2e-expand');
+    const file = join(sub, 'body.ndjson');
+    await writeFile(file, body);
+    const agent = await startAgent(sub, { id: 'e2e-expand', push: { http: { url: `${gateway.url}/v1/events` } } });
+    const curl = spawnSync('curl', ['-sS', '-H', 'content-type: application/x-ndjson', '--data-binary', `@${file}`, agent.intakeUrl], { encoding: 'utf8' });
+    expect(curl.status).toBe(0);
+    const answer = JSON.parse(curl.stdout) as { accepted: number; rejected: { index: number; error: string }[] };
+    expect(answer.accepted).toBe(2);
+    expect(answer.rejected.map((r) => r.index)).toEqual([1]);
+    expect(answer.rejected[0]?.error).toMatch(/^event is \d+ bytes once stored .*over the limit of 66560/);
+    await waitFor(async () => (await agent.status()).delivered === 2, 'e2e-expand delivered');
+    // Nothing refused on push: no `gateway-refused` gap event follows the two.
+    const stored = await gatewayEvents(gateway.url, 'e2e-expand');
+    expect(stored.map((e) => [e.type, e.seq, e.ingest.integrity])).toEqual([
+      ['edge.before', 1, 'verified'],
+      ['edge.after', 2, 'verified'],
+    ]);
+    expect(await agent.stop()).toBe(0);
+    await removeDir(sub);
+  });
 
   it('HTTP push: every acknowledged event is stored at the gateway exactly once, chained and verified', async () => {
     const sub = await tempDir('agent-e2e-http');

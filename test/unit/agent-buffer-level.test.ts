@@ -424,3 +424,36 @@ describe('LevelBuffer: an append that cannot be chained', () => {
     expect(buffer.state().head).toBe(2);
   });
 });
+
+describe('LevelBuffer: events too large once stored', () => {
+  const { make } = bufferFixture('meteorzx-buffer-too-large-');
+
+  it('refuses only the append holding them, naming every such event by position; the appends sharing its commit are stored', async () => {
+    // `1e20` is 4 characters as sent and 21 in canonical JSON: 200 of them add 3,400 bytes the intake never saw.
+    const big = { type: 'b.big', data: { n: Array.from({ length: 200 }, () => 1e20) } };
+    const buffer = await make({ commitIntervalMs: 50, maxLineBytes: 4096 });
+    const settled = await Promise.allSettled([
+      buffer.append([{ type: 'a' }]),
+      buffer.append([{ type: 'b.1' }, big, { type: 'b.3' }, big]),
+      buffer.append([{ type: 'c' }], [{ key: 'cursor', value: '7' }]),
+    ]);
+    const outcome = settled.map((s) =>
+      s.status === 'fulfilled' ? s.value.map((e) => e.seq) : { code: (s.reason as { code?: string }).code, rejected: (s.reason as { rejected?: { index: number }[] }).rejected?.map((r) => r.index) },
+    );
+    expect(outcome).toEqual([[1], { code: 'METEORZX_EVENT_TOO_LARGE', rejected: [1, 3] }, [2]]);
+    const reason = (settled[1] as PromiseRejectedResult).reason as { rejected: { error: string }[] };
+    expect(reason.rejected[0]?.error).toMatch(/^event is \d+ bytes once stored .* over the limit of 4096/);
+    const stored = await buffer.read(0, 100);
+    expect(stored.map((e) => e.type)).toEqual(['a', 'c']);
+    expect(verifyChain(stored).breaks).toEqual([]);
+    expect(await buffer.getMeta('cursor')).toBe('7');
+  });
+
+  it('counts bytes, not characters: a line of multi-byte text over the limit is refused, one just under it is stored', async () => {
+    const buffer = await make({ maxLineBytes: 4096 });
+    const stored = await buffer.append([{ type: 'fits', data: { t: 'é'.repeat(1300) } }]);
+    expect(Buffer.byteLength(JSON.stringify(stored[0]))).toBeLessThanOrEqual(4096);
+    await expect(buffer.append([{ type: 'over', data: { t: 'é'.repeat(2000) } }])).rejects.toMatchObject({ code: 'METEORZX_EVENT_TOO_LARGE' });
+    expect((await buffer.read(0, 10)).map((e) => e.type)).toEqual(['fits']);
+  });
+});

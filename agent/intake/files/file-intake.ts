@@ -273,8 +273,9 @@ export class FileIntake implements Intake {
     const { events, invalid } = linesToEvents(lines, { ...wp.spec, limits: this.options.limits }, { intake: this.name, file: wp.path });
     const end = (lines[lines.length - 1] as Line).end;
     const notices = this.notices.splice(0);
+    let appended: number;
     try {
-      await this.durable([...notices, ...events], [{ key: fileKey(file.id), value: JSON.stringify(file.record(end)) }, wp.extra(this.now()), ...this.index.extra()]);
+      appended = await this.durable([...notices, ...events], [{ key: fileKey(file.id), value: JSON.stringify(file.record(end)) }, wp.extra(this.now()), ...this.index.extra()]);
     } catch (err) {
       // Not durable: forget what was read so it is read again (after a restart, from the checkpoint).
       file.rewind();
@@ -282,7 +283,7 @@ export class FileIntake implements Intake {
       throw err;
     }
     file.offset = end;
-    this.meter.eventsIn(events.length + notices.length);
+    this.meter.eventsIn(appended);
     if (invalid > 0) this.meter.invalid(invalid);
   }
 
@@ -313,24 +314,26 @@ export class FileIntake implements Intake {
       ...this.index.extra(),
     ];
     if (extra.length === 0 && notices.length === 0) return;
+    let appended: number;
     try {
-      await this.durable(notices, extra);
+      appended = await this.durable(notices, extra);
     } catch (err) {
       this.notices.unshift(...notices);
       throw err;
     }
-    if (notices.length > 0) this.meter.eventsIn(notices.length);
+    if (appended > 0) this.meter.eventsIn(appended);
   }
 
-  private async durable(events: readonly AuditEvent[], extra: readonly { key: string; value: string }[]): Promise<void> {
+  private async durable(events: readonly AuditEvent[], extra: readonly { key: string; value: string }[]): Promise<number> {
     const writesIndex = extra.some((x) => x.key === INDEX_KEY);
-    await durableAppend(events, extra, {
+    const appended = await durableAppend(events, extra, {
       buffer: this.options.buffer,
       meter: this.meter,
       signal: this.abort.signal,
       ...(this.options.logger ? { logger: this.options.logger } : {}),
     });
     if (writesIndex) this.index.written();
+    return appended;
   }
 
   private watchDir(dir: string): void {

@@ -244,8 +244,9 @@ export class EdgeBrokerIntake implements Intake {
       this.meter.invalid(decision.invalid.length);
       this.options.logger?.debug({ topic: packet.topic.slice(0, 200), errors: decision.invalid.slice(0, 5) }, 'edge mqtt events invalid; buffered as intake errors');
     }
+    let appended: number;
     try {
-      await durableAppend(decision.events, undefined, { buffer: this.options.buffer, meter: this.meter, signal });
+      appended = await durableAppend(decision.events, undefined, { buffer: this.options.buffer, meter: this.meter, signal });
     } catch (err) {
       // Not acknowledged: the device still holds the message and resends it (QoS 1), so nothing is lost.
       if (err instanceof AppendAbortedError) {
@@ -253,7 +254,7 @@ export class EdgeBrokerIntake implements Intake {
       }
       throw err;
     }
-    this.meter.eventsIn(decision.events.length);
+    this.meter.eventsIn(appended);
   }
 }
 

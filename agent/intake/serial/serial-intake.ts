@@ -267,12 +267,12 @@ export class SerialIntake implements Intake {
       const batch = this.queue.splice(0, this.options.limits.maxBatchEvents);
       const bytes = batch.reduce((n, p) => n + p.bytes, 0);
       try {
-        await durableAppend(
+        const appended = await durableAppend(
           batch.map((p) => p.event),
           undefined,
           { buffer: this.options.buffer, meter: this.meter, signal: this.abort.signal, ...(this.log ? { logger: this.log } : {}) },
         );
-        this.meter.eventsIn(batch.length);
+        this.meter.eventsIn(appended);
       } catch (err) {
         // Only when closing: a serial line cannot replay, so what was read but not buffered is lost — said, and counted.
         const lost = batch.length + this.queue.length;

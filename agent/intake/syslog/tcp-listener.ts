@@ -90,7 +90,7 @@ export class TcpListener {
         ...(sink.options.logger ? { logger: sink.options.logger } : {}),
       })
         .then(
-          () => sink.options.meter.eventsIn(events.length),
+          (appended) => sink.options.meter.eventsIn(appended),
           (err: unknown) => {
             if (!(err instanceof AppendAbortedError)) sink.options.logger?.error({ err, peer }, 'syslog tcp append failed');
             socket.destroy();

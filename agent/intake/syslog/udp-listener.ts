@@ -2,6 +2,7 @@ import { createSocket, type Socket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import { isMeteorError, type AuditEvent } from '../../../protocols/index.js';
 import type { AgentBuffer } from '../../buffer/types.js';
+import { appendFitting } from '../append-fitting.js';
 import { bindError, type BoundAddress } from './bind-error.js';
 import { peerOf, type SyslogSink } from './syslog-sink.js';
 
@@ -101,8 +102,12 @@ export class UdpListener {
   private async append(events: AuditEvent[]): Promise<void> {
     const { buffer, sink } = this.options;
     try {
-      await sink.options.meter.timeAppend(events.length, () => buffer.append(events));
-      sink.options.meter.eventsIn(events.length);
+      const tooLarge = await appendFitting(events, (batch) => sink.options.meter.timeAppend(batch.length, () => buffer.append(batch)));
+      if (tooLarge.length > 0) {
+        sink.options.meter.invalid(tooLarge.length);
+        sink.options.logger?.warn({ refused: tooLarge }, 'syslog messages too large once stored were not buffered');
+      }
+      sink.options.meter.eventsIn(events.length - tooLarge.length);
     } catch (err) {
       const code = isMeteorError(err) ? err.code : 'append-failed';
       if (code === 'METEORZX_BUFFER_FULL' || code === 'METEORZX_BUFFER_REJECTED') {
