@@ -17,6 +17,7 @@
 //        [--push-events 1000] [--in-flight 4] [--gzip-above BYTES]
 //        [--agent-node-args="--cpu-prof --cpu-prof-dir=/tmp/prof"]
 //        [--gateway-node-args="--cpu-prof --cpu-prof-dir=/tmp/prof-gw"]
+//        [--timeline]   (every 500 ms to stderr: acked, head, delivered, CPU of agent and sink)
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, mkdir, writeFile } from 'node:fs/promises';
@@ -48,6 +49,7 @@ const { values: args } = parseArgs({
     'push-events': { type: 'string', default: '' },
     'in-flight': { type: 'string', default: '' },
     'gzip-above': { type: 'string', default: '' },
+    timeline: { type: 'boolean', default: false },
   },
 });
 
@@ -194,6 +196,17 @@ async function runCase(name, seconds) {
     }, 100);
     const cpu0 = { agent: cpuSeconds(agent.p.pid), sink: sink ? cpuSeconds(sink.p.pid) : NaN };
     const t0 = performance.now();
+    let timeline;
+    if (args.timeline) {
+      let last = { t: t0, agent: cpu0.agent, sink: cpu0.sink };
+      timeline = setInterval(async () => {
+        const st = await status().catch(() => ({}));
+        const now = { t: performance.now(), agent: cpuSeconds(agent.p.pid), sink: sink ? cpuSeconds(sink.p.pid) : NaN };
+        const dt = (now.t - last.t) / 1000;
+        console.error(`t=${((now.t - t0) / 1000).toFixed(1)}s acked=${acked} head=${st.head} delivered=${st.delivered} agentCpu=${((now.agent - last.agent) / dt).toFixed(2)} sinkCpu=${((now.sink - last.sink) / dt).toFixed(2)}`);
+        last = now;
+      }, 500);
+    }
     await Promise.all(Array.from({ length: producers }, async (_, p) => {
       let i = 0;
       let n = 0;
@@ -212,6 +225,7 @@ async function runCase(name, seconds) {
     await waitFor(async () => (await status()).delivered >= head, 'agent drained', 600_000);
     const tDrained = performance.now();
     clearInterval(rssTimer);
+    if (timeline) clearInterval(timeline);
     const cpu1 = { agent: cpuSeconds(agent.p.pid), sink: sink ? cpuSeconds(sink.p.pid) : NaN };
     await pool.close();
     let latency = { p50: NaN, p99: NaN, samples: 0 };
