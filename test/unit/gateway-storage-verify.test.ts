@@ -5,7 +5,7 @@ import { deflateSync } from 'node:zlib';
 import { Level } from 'level';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { StoredEvent } from '../../protocols/index.js';
-import { blockKey, commitHex, LEGACY_RETENTION_KEY, retainedKey } from '../../gateway/storage/level/keys.js';
+import { blockKey, commitHex, encodePointer, idKey, LEGACY_RETENTION_KEY, retainedKey } from '../../gateway/storage/level/keys.js';
 import { LevelStorage } from '../../gateway/storage/level/index.js';
 
 /**
@@ -144,6 +144,36 @@ describe('verify accepts a missing event block only where the ledger records its
     // 600 commits are three batches (256 per batch): the commit goes in between them, not after the last.
     expect(finished).toEqual(['commit', 'retention']);
     expect((await storage.custody({})).filter((r) => r.outcome === 'retained')).toHaveLength(3);
+    expect(await storage.verify()).toMatchObject({ ok: true, events: 1 });
+  });
+
+  it('an id stored again between the read of its pointer by retention and the batch that deletes its old block keeps its new pointer', async () => {
+    await commitOf([event('old-1', T0), event('old-2', T0 + 1000)]); // commit 1, due
+    // The moment the pass has read the id! pointers of commit 1 (beside ingest, before its batch takes the
+    // writer), an agent replays old-1 (long past the dedup window): commit 2 stores it again. The pipeline's dedup
+    // asked about it first, as it does about every id.
+    expect(await storage.seen(['old-1'], 7 * DAY)).toEqual(new Set());
+    const db = (storage as unknown as { db: Level<string, Buffer> }).db;
+    const getMany = db.getMany.bind(db) as (keys: string[]) => Promise<Array<Buffer | undefined>>;
+    let replay: Promise<unknown> | undefined;
+    db.getMany = (async (keys: string[]) => {
+      const values = await getMany(keys);
+      if (replay === undefined && keys.includes(idKey('old-1'))) replay = commitOf([event('old-1', NOW)]);
+      return values;
+    }) as typeof db.getMany;
+    expect(await storage.applyRetention(NOW - 7 * DAY)).toBe(2);
+    expect(replay).toBeDefined();
+    await replay;
+    await withRaw(async (db) => {
+      expect((await db.get(idKey('old-1')))?.toString()).toBe(encodePointer({ commit: 2, index: 0, receivedMs: NOW }));
+      expect(await db.get(idKey('old-2'))).toBeUndefined();
+    });
+    // Dedup finds it (a later repeat is a duplicate, not stored twice), and so does custody by id.
+    expect(await storage.seen(['old-1', 'old-2'], 7 * DAY)).toEqual(new Set(['old-1']));
+    expect((await storage.custody({ id: 'old-1' })).map((r) => [r.n, r.outcome])).toEqual([
+      [1, 'accepted'],
+      [3, 'accepted'],
+    ]);
     expect(await storage.verify()).toMatchObject({ ok: true, events: 1 });
   });
 

@@ -26,11 +26,12 @@ const COMMITS_PER_BATCH = 256;
  * appends a `retained` custody record (the commits, the horizon), and the
  * `r!` marker of each deleted block names that commit, so `verify` can tell
  * a deletion by retention from a block removed behind the gateway's back
- * (see retention-proof.ts). It reads beside ingest (what it reads, old
- * commits, no commit changes); `append` writes each batch alone
- * (LevelWriter.exclusive). Returns events deleted.
+ * (see retention-proof.ts). It reads beside ingest (old commits, which no
+ * commit changes; but an id of theirs may be stored again meanwhile, which
+ * `watch` tells); `append` writes each batch alone (LevelWriter.exclusive).
+ * Returns events deleted.
  */
-export async function applyRetention(ctx: LevelContext, before: number, now: number, append: AppendRecords): Promise<number> {
+export async function applyRetention(ctx: LevelContext, before: number, now: number, append: AppendRecords, watch: IdWatch): Promise<number> {
   const lastDay = dayOf(before);
   // Blocks belong to the day of their latest event: whole days before lastDay hold events received before its start.
   const horizon = Date.UTC(Number(lastDay.slice(0, 4)), Number(lastDay.slice(4, 6)) - 1, Number(lastDay.slice(6, 8)));
@@ -46,16 +47,22 @@ export async function applyRetention(ctx: LevelContext, before: number, now: num
   let deleted = 0;
   let ops: PutOp[] = [];
   let commits: number[] = [];
+  /** Ids whose `id!` pointer was read pointing into a block of this batch. */
+  let ids: string[] = [];
   const flush = async (): Promise<void> => {
     if (commits.length === 0) return;
-    const batch = { ops, commits };
+    const batch = { ops, commits, ids };
     ops = [];
     commits = [];
+    ids = [];
     await append((commit) => {
+      // Built under the writer: every commit written since the pointers were read has told `watch` its ids.
+      for (const id of batch.ids) if (!watch.storedAgain(id)) batch.ops.push({ type: 'del', key: idKey(id) });
       const marker = Buffer.from(commitHex(commit));
       for (const c of batch.commits) batch.ops.push({ type: 'put', key: retainedKey(c), value: marker });
       return { ops: batch.ops, custody: [record(Math.min(...batch.commits), Math.max(...batch.commits))] };
     });
+    watch.clear();
     for (const c of batch.commits) ctx.forgetBlock(c);
   };
 
@@ -78,11 +85,13 @@ export async function applyRetention(ctx: LevelContext, before: number, now: num
       const sources = new Set(block.events.map((e) => e.source));
       const types = new Set(block.events.map((e) => e.type));
       for (const key of indexKeys(day, commit, sources, types)) ops.push({ type: 'del', key });
-      const ids = block.events.map((e) => e.id);
-      const pointers = await ctx.db.getMany(ids.map(idKey));
+      const blockIds = block.events.map((e) => e.id);
+      // Watched before the read: a commit storing one of them again is either seen by the read or told to `watch`.
+      for (const id of blockIds) watch.add(id);
+      const pointers = await ctx.db.getMany(blockIds.map(idKey));
       pointers.forEach((value, i) => {
         // A later commit may have stored the id again after its dedup window: keep that pointer.
-        if (value !== undefined && decodePointer(value.toString())?.commit === commit) ops.push({ type: 'del', key: idKey(ids[i] as string) });
+        if (value !== undefined && decodePointer(value.toString())?.commit === commit) ids.push(blockIds[i] as string);
       });
       deleted += block.events.length;
     } else {
@@ -119,4 +128,37 @@ async function adoptLegacyMarkers(ctx: LevelContext, horizon: number, adopt: (co
     else left += 1;
   }
   return left === 0;
+}
+
+/**
+ * The ids whose `id!` pointers a retention batch read, beside ingest, to
+ * delete them with the blocks they point into; and which of those a commit
+ * written since has stored again (an agent replaying an event whose first
+ * copy aged out): its pointer now leads to the new copy, and the batch,
+ * written later, must not delete it. LevelStorage tells every watch the ids
+ * of each commit it writes (`written`), while one is open.
+ */
+export class IdWatch {
+  private readonly watched = new Set<string>();
+  private readonly stored = new Set<string>();
+
+  add(id: string): void {
+    this.watched.add(id);
+  }
+
+  /** Called with the events of each commit once it is written. */
+  written(events: readonly { id: string }[]): void {
+    if (this.watched.size === 0) return;
+    for (const e of events) if (this.watched.has(e.id)) this.stored.add(e.id);
+  }
+
+  storedAgain(id: string): boolean {
+    return this.stored.has(id);
+  }
+
+  /** Once a batch is written: its ids need no watching any more. */
+  clear(): void {
+    this.watched.clear();
+    this.stored.clear();
+  }
 }

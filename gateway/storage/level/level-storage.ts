@@ -24,7 +24,7 @@ import type { LevelHead } from './level-commit.js';
 import { LevelWriter } from './level-writer.js';
 import { RegistryCache } from './registry-cache.js';
 import { queryCustody, queryEvents } from './level-query.js';
-import { applyRetention } from './level-retention.js';
+import { applyRetention, IdWatch } from './level-retention.js';
 import { verifyLevel } from './level-verify.js';
 import { blockKey, custodyKey, decodePointer, epochKey, HEAD_KEY, idKey, sourceKey } from './keys.js';
 
@@ -122,6 +122,8 @@ export class LevelStorage implements Storage {
    * rare (a repeat after a whole window) and bounded.
    */
   private readonly expired = new Map<string, number>();
+  /** One per retention pass under way: told the ids of every commit written. */
+  private readonly idWatches = new Set<IdWatch>();
   private blocks: LRUCache<number, EventBlock>;
   private custodyBlocks: LRUCache<number, { records: CustodyRecord[]; bytes: number }>;
 
@@ -184,6 +186,9 @@ export class LevelStorage implements Storage {
         const commit = this.expired.get(id);
         if (commit !== undefined) this.expired.delete(id);
         return commit;
+      },
+      written: (batch) => {
+        for (const watch of this.idWatches) watch.written(batch.events);
       },
       clock: this.opts.clock,
       checkpointMs: this.opts.registryCheckpointMs,
@@ -440,7 +445,11 @@ export class LevelStorage implements Storage {
       const writer = this.writingWriter;
       // The pass reads (old, immutable) blocks and keys alongside ingest; only each batch's write takes the
       // writer alone, so commits wait for one synced batch at a time, not for the whole pass.
-      return applyRetention(ctx, before, this.opts.clock(), (build) => writer.exclusive((append) => append(build)));
+      const watch = new IdWatch();
+      this.idWatches.add(watch);
+      return applyRetention(ctx, before, this.opts.clock(), (build) => writer.exclusive((append) => append(build)), watch).finally(() =>
+        this.idWatches.delete(watch),
+      );
     } catch (err) {
       return Promise.reject(err);
     }

@@ -23,6 +23,8 @@ export interface LevelWriterOptions {
   load: (batch: CommitBatch) => Promise<void>;
   /** See planCommit: the earlier commit of an id accepted again after its dedup window. */
   superseded?: (id: string) => number | undefined;
+  /** Told of each commit once it is written (see IdWatch). */
+  written?: (batch: CommitBatch) => void;
   /** Wall clock, ms. */
   clock: () => number;
   /** The least time between two registry checkpoints (see planCommit's `checkpoint`), ms. */
@@ -131,6 +133,7 @@ export class LevelWriter {
         throw GatewayErrors.METEORZX_STORAGE_FAILED(`commit failed: ${(err as Error).message}`, { cause: err });
       }
       this.durable = plan.head;
+      this.opts.written?.(batch);
       for (const [source, state] of plan.sources) this.durableSources.set(source, state);
       // A checkpoint's write holds every source state up to it, and writes land in order.
       if (plan.head.sourcesAt === plan.head.commit) this.durableSources.clear();
