@@ -264,3 +264,46 @@ describe('verify accepts a missing event block only where the ledger records its
     expect(await storage.verify()).toMatchObject({ ok: true, problems: [] });
   });
 });
+
+describe('a retention write that fails', () => {
+  it('fails with what happened, and so do the commits queued behind its batch', async () => {
+    await commitOf([event('old-1', T0)]);
+    const ioError = Object.assign(new Error('IO error: 000013.log: No space left on device'), { code: 'LEVEL_IO_ERROR' });
+    // The next write (the retention batch) fails; a commit is called while it is under way, queued behind it.
+    const db = (storage as unknown as { db: Level<string, Buffer> }).db;
+    const batch = db.batch.bind(db) as () => ReturnType<Level<string, Buffer>['batch']>;
+    let queued: Promise<unknown> | undefined;
+    db.batch = (() => {
+      db.batch = batch as typeof db.batch;
+      const chained = batch();
+      chained.write = async () => {
+        queued = commitOf([event('live', NOW)]).then(
+          () => 'stored',
+          (err: unknown) => err,
+        );
+        await chained.close();
+        throw ioError;
+      };
+      return chained;
+    }) as typeof db.batch;
+    await expect(storage.applyRetention(NOW - 7 * DAY)).rejects.toMatchObject({
+      code: 'METEORZX_STORAGE_FAILED',
+      message: 'retention write failed: IO error: 000013.log: No space left on device',
+    });
+    expect(queued).toBeDefined();
+    expect(await queued).toMatchObject({
+      code: 'METEORZX_STORAGE_FAILED',
+      message: 'the retention write before this commit failed (IO error: 000013.log: No space left on device); nothing of this commit was written',
+      cause: ioError,
+    });
+    // Its cause is an I/O error: the store reopens its database (LevelDB refuses every write after one), then stores again.
+    const reopening = (storage as unknown as { reopening?: Promise<void> }).reopening;
+    expect(reopening).toBeDefined();
+    await reopening;
+    expect((storage as unknown as { db: Level<string, Buffer> }).db).not.toBe(db);
+    await commitOf([event('after', NOW)]);
+    expect((await storage.query({ source: 'host-1', limit: 10 })).events.map((e) => e.id)).toEqual(['old-1', 'after']);
+    expect(await storage.verify()).toMatchObject({ ok: true, events: 2 });
+  });
+});
+

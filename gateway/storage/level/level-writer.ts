@@ -43,6 +43,11 @@ export interface LevelWriterOptions {
  */
 export type AppendRecords = (build: (commit: number) => { ops: PutOp[]; custody: CustodyInput[] }) => Promise<CustodyRecord[]>;
 
+/** The commits called between two failed writes; `endedBy` is the failed write that ended it. */
+interface Era {
+  endedBy?: { write: 'commit' | 'retention'; err: unknown };
+}
+
 /**
  * Orders the store's writes and lets commits overlap (pipelining, see the
  * pipeline's GroupCommitter): commit k+1 is planned — serialised, hashed,
@@ -54,13 +59,15 @@ export type AppendRecords = (build: (commit: number) => { ops: PutOp[]; custody:
  * when a write fails, every commit planned before that failure is known
  * fails too (METEORZX_STORAGE_FAILED): its ledger records chain onto
  * records that were never written. The planned state then falls back to
- * what is durable, and commits called afterwards proceed normally.
+ * what is durable, and commits called afterwards proceed normally. A failed
+ * retention write (exclusive) fails the commits called while it was under
+ * way in the same way, and their error names it.
  */
 export class LevelWriter {
   private durable: LevelHead;
   private planned: LevelHead;
-  /** Bumped by every failed write: commits called under an older generation fail. */
-  private generation = 0;
+  /** Ended by every failed write, which it then names: commits called in an era that ended fail. */
+  private era: Era = {};
   private planTail: Promise<unknown> = Promise.resolve();
   private writeTail: Promise<unknown> = Promise.resolve();
   /** Sources whose planned state is newer than their `rs!` key: the next checkpoint writes them. */
@@ -120,16 +127,16 @@ export class LevelWriter {
   }
 
   commit(batch: CommitBatch): Promise<CommitResult> {
-    const generation = this.generation;
-    const planned = this.planTail.then(() => this.plan(batch, generation));
+    const era = this.era;
+    const planned = this.planTail.then(() => this.plan(batch, era));
     this.planTail = planned.catch(() => undefined);
     return this.serial(async () => {
       const plan = await planned;
-      this.assertCurrent(generation);
+      this.assertCurrent(era);
       try {
         await writeOps(this.db, plan.ops);
       } catch (err) {
-        this.fallBack();
+        this.fallBack({ write: 'commit', err });
         throw GatewayErrors.METEORZX_STORAGE_FAILED(`commit failed: ${(err as Error).message}`, { cause: err });
       }
       this.durable = plan.head;
@@ -179,8 +186,8 @@ export class LevelWriter {
     try {
       await writeOps(this.db, [...ops, ...plan.ops]);
     } catch (err) {
-      this.fallBack();
-      throw GatewayErrors.METEORZX_STORAGE_FAILED(`commit failed: ${(err as Error).message}`, { cause: err });
+      this.fallBack({ write: 'retention', err });
+      throw GatewayErrors.METEORZX_STORAGE_FAILED(`retention write failed: ${(err as Error).message}`, { cause: err });
     }
     this.durable = plan.head;
     this.planned = plan.head;
@@ -192,8 +199,8 @@ export class LevelWriter {
     await Promise.all([this.planTail, this.writeTail]);
   }
 
-  private async plan(batch: CommitBatch, generation: number) {
-    this.assertCurrent(generation);
+  private async plan(batch: CommitBatch, era: Era) {
+    this.assertCurrent(era);
     await this.opts.load(batch);
     const now = this.opts.clock();
     const checkpoint = now - this.lastCheckpoint >= this.opts.checkpointMs ? this.dirty : undefined;
@@ -203,7 +210,7 @@ export class LevelWriter {
       checkpoint,
     });
     // A write failed while this was planned: it built on state that is gone, and must not become the base of the next.
-    this.assertCurrent(generation);
+    this.assertCurrent(era);
     this.planned = plan.head;
     const commit = plan.head.commit;
     for (const [k, v] of plan.epochs) this.registry.epochs.set(k, v, commit);
@@ -220,14 +227,23 @@ export class LevelWriter {
     return plan;
   }
 
-  private assertCurrent(generation: number): void {
-    if (generation !== this.generation) {
-      throw GatewayErrors.METEORZX_STORAGE_FAILED('an earlier commit failed, and this one was planned on top of it; nothing of it was written');
+  private assertCurrent(era: Era): void {
+    const failed = era.endedBy;
+    if (failed === undefined) return;
+    const options = { cause: failed.err };
+    if (failed.write === 'retention') {
+      // Queued behind the retention batch, this commit was not planned yet: nothing of it was built on the failed write.
+      throw GatewayErrors.METEORZX_STORAGE_FAILED(
+        `the retention write before this commit failed (${(failed.err as Error).message}); nothing of this commit was written`,
+        options,
+      );
     }
+    throw GatewayErrors.METEORZX_STORAGE_FAILED('an earlier commit failed, and this one was planned on top of it; nothing of it was written', options);
   }
 
-  private fallBack(): void {
-    this.generation += 1;
+  private fallBack(endedBy: NonNullable<Era['endedBy']>): void {
+    this.era.endedBy = endedBy;
+    this.era = {};
     this.planned = this.durable;
     // The caches hold states of commits that will now never be written; reload them from disk,
     // except the source states that are durable but not yet checkpointed (durableSources keeps them).
