@@ -305,5 +305,27 @@ describe('a retention write that fails', () => {
     expect((await storage.query({ source: 'host-1', limit: 10 })).events.map((e) => e.id)).toEqual(['old-1', 'after']);
     expect(await storage.verify()).toMatchObject({ ok: true, events: 2 });
   });
-});
 
+  it('with no commit behind it, still reopens the database: the next commit is not the one to fail on the dead handle', async () => {
+    await commitOf([event('old-1', T0)]);
+    const ioError = Object.assign(new Error('IO error: 000013.log: No space left on device'), { code: 'LEVEL_IO_ERROR' });
+    const db = (storage as unknown as { db: Level<string, Buffer> }).db;
+    const batch = db.batch.bind(db) as () => ReturnType<Level<string, Buffer>['batch']>;
+    db.batch = (() => {
+      db.batch = batch as typeof db.batch;
+      const chained = batch();
+      chained.write = async () => {
+        await chained.close();
+        throw ioError;
+      };
+      return chained;
+    }) as typeof db.batch;
+    await expect(storage.applyRetention(NOW - 7 * DAY)).rejects.toMatchObject({ code: 'METEORZX_STORAGE_FAILED' });
+    const reopening = (storage as unknown as { reopening?: Promise<void> }).reopening;
+    expect(reopening).toBeDefined();
+    await reopening;
+    expect((storage as unknown as { db: Level<string, Buffer> }).db).not.toBe(db);
+    await commitOf([event('after', NOW)]);
+    expect((await storage.query({ source: 'host-1', limit: 10 })).events.map((e) => e.id)).toEqual(['old-1', 'after']);
+  });
+});

@@ -273,13 +273,16 @@ export class LevelStorage implements Storage {
   /** Pipelined: may be called again before the previous commit settled (see LevelWriter). */
   commit(batch: CommitBatch): Promise<CommitResult> {
     try {
-      return this.writingWriter.commit(batch).catch((err: unknown) => {
-        if (isLevelIoError(err)) this.reopening ??= this.reopen(err).finally(() => (this.reopening = undefined));
-        throw err;
-      });
+      return this.writingWriter.commit(batch).catch((err: unknown) => this.failedWrite(err));
     } catch (err) {
       return Promise.reject(err);
     }
+  }
+
+  /** After a write failed (a commit, or a retention batch with no commit behind it): an I/O error reopens the database. */
+  private failedWrite(err: unknown): never {
+    if (isLevelIoError(err)) this.reopening ??= this.reopen(err).finally(() => (this.reopening = undefined));
+    throw err;
   }
 
   /**
@@ -447,9 +450,9 @@ export class LevelStorage implements Storage {
       // writer alone, so commits wait for one synced batch at a time, not for the whole pass.
       const watch = new IdWatch();
       this.idWatches.add(watch);
-      return applyRetention(ctx, before, this.opts.clock(), (build) => writer.exclusive((append) => append(build)), watch).finally(() =>
-        this.idWatches.delete(watch),
-      );
+      return applyRetention(ctx, before, this.opts.clock(), (build) => writer.exclusive((append) => append(build)), watch)
+        .catch((err: unknown) => this.failedWrite(err))
+        .finally(() => this.idWatches.delete(watch));
     } catch (err) {
       return Promise.reject(err);
     }
