@@ -40,6 +40,11 @@ export interface SeqGap {
   /** Last missing seq (inclusive). */
   to: number;
   since: string;
+  /**
+   * Set when the agent's own `meteorzx.gap` event (chained in this epoch, verified on arrival) names
+   * these seqs lost: a loss already recorded, which backfill does not ask for again.
+   */
+  reportedByAgent?: true;
 }
 
 /** One (agent, epoch) in `GET /v1/sources`. */

@@ -14,6 +14,7 @@ import {
 import type { CommitBatch, CustodyInput, SeqSeen } from '../storage/types.js';
 import type { Dedup } from './dedup/dedup.js';
 import type { IngestContext } from './ingestor.js';
+import { reportedLoss } from './integrity/agent-gap.js';
 import type { ChainTracker } from './integrity/integrity.js';
 import type { PipelineItem } from './item.js';
 import type { Rules } from './rules/rules.js';
@@ -84,6 +85,8 @@ export async function runStages(entries: readonly PendingIngest[], s: Stages): P
     for (const item of entry.items) {
       const event = item.event;
       const source = event?.source ?? item.source;
+      // Read from the event as it arrived (and judged), before a transform or the commit drops it.
+      const lost = item.arrived === undefined ? undefined : reportedLoss(item.arrived, item.integrity);
       let outcome: 'accepted' | 'duplicate' | 'rejected';
       let reason: string | undefined;
       if (item.rejected !== undefined || event === undefined) {
@@ -109,7 +112,7 @@ export async function runStages(entries: readonly PendingIngest[], s: Stages): P
       custody.push({ at, outcome, method, peer, id: item.id ?? event?.id, source, reason });
       // A seq counts as received whatever became of its event (DESIGN §4), once it passed validation.
       if (event?.agent !== undefined && event.epoch !== undefined && event.seq !== undefined) {
-        seqs.push({ agent: event.agent, epoch: event.epoch, seq: event.seq, source: event.source, at, hash: event.hash, prev: event.prev });
+        seqs.push({ agent: event.agent, epoch: event.epoch, seq: event.seq, source: event.source, at, hash: event.hash, prev: event.prev, lost });
       }
     }
     response.rejected.sort((a, b) => a.index - b.index);

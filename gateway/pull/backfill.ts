@@ -33,7 +33,8 @@ interface Asked {
 
 /**
  * Repairs holes in agents' seqs (DESIGN §4, issue 5). Each scan reads the
- * registry's open gaps; a gap older than the grace period is pulled again —
+ * registry's open gaps; a gap older than the grace period, and not one the
+ * agent's own gap event reported lost, is pulled again —
  * over HTTP when a `pullFrom` connector serves that agent, else by a pull
  * command on the agent's own MQTT link. Events that arrive close the gap in
  * the registry by themselves. A range the agent can no longer serve (410,
@@ -69,6 +70,8 @@ export class Backfill {
     const now = this.now();
     for (const epoch of sources.epochs) {
       for (const gap of epoch.gaps) {
+        // The agent's own gap event named these seqs lost: it no longer has them, and the loss is recorded.
+        if (gap.reportedByAgent === true) continue;
         if (now - Date.parse(gap.since) < graceMs) continue;
         for (const [from, to] of subtract([gap.from, gap.to], lost.filter((l) => l.agent === epoch.agent && l.epoch === epoch.epoch))) {
           try {

@@ -49,11 +49,19 @@ export function newEpochState(agent: string, epoch: string, at: string): EpochSt
   return { agent, epoch, lastSeq: 0, lastSeen: at, received: 0, gaps: [] };
 }
 
+/** A seq range, both ends included. */
+export interface SeqRange {
+  from: number;
+  to: number;
+}
+
 /** One arrived seq: its event's `hash` and `prev` as they arrived (undefined: unchained). */
 export interface ArrivedSeq {
   seq: number;
   hash?: string | undefined;
   prev?: string | undefined;
+  /** The seqs below it that its event, the agent's own verified gap event, names lost (agent-gap.ts). */
+  lost?: SeqRange | undefined;
 }
 
 /** Records one arrived seq; mutates and returns `state`. */
@@ -66,11 +74,62 @@ export function recordSeq(state: EpochState, seen: ArrivedSeq, at: string): Epoc
     state.lastSeq = seq;
     if (hash === undefined) delete state.lastHash;
     else state.lastHash = hash;
-    return state;
+  } else {
+    const index = findGap(state.gaps, seq);
+    if (index >= 0) fillGap(state.gaps, index, seen);
   }
-  const index = findGap(state.gaps, seq);
-  if (index >= 0) fillGap(state.gaps, index, seen);
+  // After the seq itself: a gap event that arrives ahead opens the very gap it names.
+  if (seen.lost !== undefined) markReported(state.gaps, seen.lost);
   return state;
+}
+
+/**
+ * Marks the parts of the gaps inside `range` as reported lost by the agent
+ * (its own gap event names them): a gap straddling an end of the range is
+ * split there. The edges at a split are the seqs next to it, which never
+ * arrived either: unknown, as in any gap. Seqs of the range that did arrive
+ * are no gap and stay as they are.
+ */
+export function markReported(gaps: StoredGap[], range: SeqRange): void {
+  let index = findFirstGapEndingAtOrAfter(gaps, range.from);
+  while (index < gaps.length) {
+    const gap = gaps[index] as StoredGap;
+    if (gap.from > range.to) break;
+    if (gap.reportedByAgent === true) {
+      index += 1;
+      continue;
+    }
+    const parts: StoredGap[] = [];
+    if (gap.from < range.from) {
+      const below: StoredGap = { ...gap, to: range.from - 1 };
+      delete below.upperPrev;
+      parts.push(below);
+    }
+    const middle: StoredGap = { ...gap, from: Math.max(gap.from, range.from), to: Math.min(gap.to, range.to), reportedByAgent: true };
+    if (middle.from !== gap.from) delete middle.lowerHash;
+    if (middle.to !== gap.to) delete middle.upperPrev;
+    parts.push(middle);
+    if (gap.to > range.to) {
+      const above: StoredGap = { ...gap, from: range.to + 1 };
+      delete above.lowerHash;
+      parts.push(above);
+    }
+    gaps.splice(index, 1, ...parts);
+    index += parts.length;
+  }
+  trimGaps(gaps);
+}
+
+/** Index of the first gap whose `to` is ≥ `seq` (gaps.length when none). */
+function findFirstGapEndingAtOrAfter(gaps: readonly EdgedGap[], seq: number): number {
+  let lo = 0;
+  let hi = gaps.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if ((gaps[mid] as EdgedGap).to < seq) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 /** The edges of a gap opened below an event: `lowerHash` of the head it jumped from, `upperPrev` its own prev. */
@@ -84,11 +143,21 @@ export function edges(lowerHash: string | undefined, upperPrev: string | undefin
 /** Appends a gap above every other one, merging the two oldest past MAX_GAPS_PER_EPOCH. */
 export function addGap<G extends EdgedGap>(gaps: G[], gap: G): void {
   gaps.push(gap);
-  if (gaps.length > MAX_GAPS_PER_EPOCH) {
+  trimGaps(gaps);
+}
+
+/**
+ * Merges the two oldest gaps while there are more than MAX_GAPS_PER_EPOCH.
+ * The merged gap is reported by the agent only if both were: otherwise a
+ * loss nobody recorded would be hidden behind one that was.
+ */
+function trimGaps<G extends EdgedGap & { reportedByAgent?: true }>(gaps: G[]): void {
+  while (gaps.length > MAX_GAPS_PER_EPOCH) {
     const [a, b] = gaps as [G, G];
     const merged: G = { ...a, to: b.to };
     delete merged.upperPrev;
     if (b.upperPrev !== undefined) merged.upperPrev = b.upperPrev;
+    if (b.reportedByAgent !== true) delete merged.reportedByAgent;
     gaps.splice(0, 2, merged);
   }
 }
@@ -137,5 +206,5 @@ function setEdge(gap: EdgedGap, edge: keyof GapEdges, value: string | undefined)
 /** The public view of an epoch (without the internal chain head and gap edges). */
 export function epochStatus(state: EpochState): EpochStatus {
   const { lastHash: _internal, ...status } = state;
-  return { ...status, gaps: status.gaps.map((g) => ({ from: g.from, to: g.to, since: g.since })) };
+  return { ...status, gaps: status.gaps.map((g) => (g.reportedByAgent === true ? { from: g.from, to: g.to, since: g.since, reportedByAgent: true } : { from: g.from, to: g.to, since: g.since })) };
 }

@@ -5,7 +5,7 @@ import type {
   SourcesResponse,
   StoredEvent,
 } from '../../protocols/index.js';
-import type { EdgedGap } from './seq-gaps.js';
+import type { EdgedGap, SeqRange } from './seq-gaps.js';
 
 /**
  * Storage backends (LevelDB now, PostgreSQL next) implement this; one
@@ -30,6 +30,11 @@ export interface SeqSeen {
   prev?: string;
   /** When it arrived (RFC 3339); opens gaps and sets last seen. */
   at?: string;
+  /**
+   * Set when the event is the agent's own `meteorzx.gap`, chained in this epoch and verified: the seqs it
+   * names lost. The registry marks the gaps there reported by the agent (seq-gaps.ts, markReported).
+   */
+  lost?: SeqRange;
 }
 
 /** Where an (agent, epoch) chain stands: its head, and its open gaps with their edges (a copy: the caller may change it). */

@@ -56,6 +56,49 @@ describe('gap edges', () => {
     expect(gapsOf(state)[0]).toEqual({ from: 2, to: 4, lowerHash: h(1), upperPrev: h(4) });
   });
 
+  it('a gap the agent reports lost is split at the range and marked; edges at a split are unknown', () => {
+    const state = arrive(newEpochState('ag', 'E', AT), 1, 2, 20);
+    // Seq 21 is the agent's gap event naming 5..8 (inside the gap 3..19); 22 names 3..4, the rest of the gap below.
+    recordSeq(state, { seq: 21, hash: h(21), prev: h(20), lost: { from: 5, to: 8 } }, AT);
+    const view = () => state.gaps.map(({ from, to, lowerHash, upperPrev, reportedByAgent }) => ({ from, to, lowerHash, upperPrev, reportedByAgent }));
+    expect(view()).toEqual([
+      { from: 3, to: 4, lowerHash: h(2), upperPrev: undefined, reportedByAgent: undefined },
+      { from: 5, to: 8, lowerHash: undefined, upperPrev: undefined, reportedByAgent: true },
+      { from: 9, to: 19, lowerHash: undefined, upperPrev: h(19), reportedByAgent: undefined },
+    ]);
+    recordSeq(state, { seq: 22, hash: h(22), prev: h(21), lost: { from: 1, to: 6 } }, AT); // 1..2 arrived, 5..6 already marked
+    expect(view().map((g) => [g.from, g.to, g.reportedByAgent])).toEqual([
+      [3, 4, true],
+      [5, 8, true],
+      [9, 19, undefined],
+    ]);
+    // A seq of a marked gap that arrives after all fills it as any other; the mark stays on what is left.
+    arrive(state, 6);
+    expect(view().map((g) => [g.from, g.to, g.reportedByAgent])).toEqual([
+      [3, 4, true],
+      [5, 5, true],
+      [7, 8, true],
+      [9, 19, undefined],
+    ]);
+    expect(epochStatus(state).gaps.map((g) => g.reportedByAgent)).toEqual([true, true, true, undefined]);
+  });
+
+  it('a gap event that arrives ahead marks the gap its own arrival opens', () => {
+    const state = arrive(newEpochState('ag', 'E', AT), 1, 2);
+    recordSeq(state, { seq: 10, hash: h(10), prev: h(9), lost: { from: 3, to: 9 } }, AT);
+    expect(state.gaps).toEqual([{ from: 3, to: 9, since: AT, lowerHash: h(2), upperPrev: h(9), reportedByAgent: true }]);
+  });
+
+  it('a merged gap is reported by the agent only when both parts were', () => {
+    const state = newEpochState('ag', 'E', AT);
+    arrive(state, 1, 3, 5);
+    recordSeq(state, { seq: 7, hash: h(7), prev: h(6), lost: { from: 2, to: 2 } }, AT); // gaps 2 (marked), 4, 6
+    for (let i = 4; i <= MAX_GAPS_PER_EPOCH + 1; i += 1) arrive(state, 2 * i + 1); // one gap too many: 2 and 4 merge
+    expect(state.gaps).toHaveLength(MAX_GAPS_PER_EPOCH);
+    expect(state.gaps[0]).toMatchObject({ from: 2, to: 4 });
+    expect(state.gaps[0]?.reportedByAgent).toBeUndefined();
+  });
+
   it('the public view has no edges', () => {
     const state = arrive(newEpochState('ag', 'E', AT), 1, 5);
     expect(epochStatus(state).gaps).toEqual([{ from: 2, to: 4, since: AT }]);
