@@ -9,6 +9,11 @@ import { sendError, sendJson } from '../http-helpers.js';
 export const EPOCH_HEADER = 'x-meteorzx-epoch';
 export const HEAD_HEADER = 'x-meteorzx-head';
 export const OLDEST_HEADER = 'x-meteorzx-oldest';
+/**
+ * On an empty answer whose every seq in (after, head] is a recorded hole: that head. Without it the
+ * answer would look like seqs the agent failed to send, and a puller would record them lost a second time.
+ */
+export const HOLES_TO_HEADER = 'x-meteorzx-holes-to';
 
 export interface PullHandlerOptions {
   buffer: AgentBuffer;
@@ -40,7 +45,8 @@ export interface PullGoneBody {
  * held: a puller must learn of the loss, never get a silently shorter answer.
  * Holes (damage, each already named by a `buffer-corrupt` gap event) are
  * stepped over: `limit` counts events sent, and a seq missing between two
- * lines is always a hole.
+ * lines is always a hole; holes that reach the head leave an empty answer
+ * that says so (HOLES_TO_HEADER).
  */
 export async function servePull(url: URL, method: string, res: ServerResponse, options: PullHandlerOptions): Promise<void> {
   const { buffer } = options;
@@ -72,7 +78,9 @@ export async function servePull(url: URL, method: string, res: ServerResponse, o
   }
   // Known before the first byte: the seqs held after `after` are …head minus the recorded holes (damage the
   // agent already named with a buffer-corrupt gap), so a page steps over a hole instead of stopping at it.
-  res.writeHead(200, { 'content-type': NDJSON, ...headers, ...(page.count > 0 ? { 'x-last-seq': String(page.last) } : {}) });
+  // Nothing to send although after < head: pageExtent found every seq up to the head inside a hole.
+  const extent = page.count > 0 ? { 'x-last-seq': String(page.last) } : after < state.head ? { [HOLES_TO_HEADER]: String(state.head) } : {};
+  res.writeHead(200, { 'content-type': NDJSON, ...headers, ...extent });
   if (method === 'HEAD' || page.count === 0) {
     res.end();
     return;

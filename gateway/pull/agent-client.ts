@@ -21,6 +21,11 @@ export interface AgentPage {
    * agent leaves out nothing else; a range it no longer holds is a 410.
    */
   skipped: [number, number][];
+  /**
+   * On an empty page: the agent's head, when it says every seq in (after, head] is a hole in its
+   * buffer (`X-Meteorzx-Holes-To`). Absent otherwise, and from agents that predate the header.
+   */
+  holesTo?: number;
 }
 
 /** The agent answered 410: the range (or the whole epoch) is no longer held. */
@@ -93,7 +98,10 @@ export class AgentClient {
       const body = safeJson(res.body.toString('utf8')) as { error?: string; oldest?: number; epoch?: string; head?: number } | undefined;
       throw new RangeGone(body?.error ?? 'range gone', body?.oldest ?? oldest, body?.epoch ?? pageEpoch, body?.head ?? head);
     }
-    return { epoch: pageEpoch, head, oldest, ...decodePage(res.body, after, this.options.limits) };
+    const page: AgentPage = { epoch: pageEpoch, head, oldest, ...decodePage(res.body, after, this.options.limits) };
+    const holesTo = Number(header(res.headers, 'x-meteorzx-holes-to'));
+    if (page.items.length === 0 && Number.isSafeInteger(holesTo) && holesTo > after) page.holesTo = holesTo;
+    return page;
   }
 
   /** Ends every request in flight at once (a closing connector does not wait for an agent that trickles). */

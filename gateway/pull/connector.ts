@@ -6,6 +6,8 @@ import { AgentClient, RangeGone } from './agent-client.js';
 import type { Alerter } from './alerter.js';
 import type { Checkpoint, PullStore } from './pull-store.js';
 
+const HOLE_REASON = `a hole in the agent's buffer (the agent recorded it with its own meteorzx.gap)`;
+
 export type ConnectorState = 'idle' | 'running' | 'retrying' | 'ok' | 'failed';
 
 /** One connector in `GET /v1/sources` → `pulls`. */
@@ -296,8 +298,17 @@ export class PullConnector {
         continue;
       }
       if (page.items.length === 0) {
-        result.gone.push({ epoch: range.epoch, from: after + 1, to: range.until, reason: `the agent answered without seqs ${after + 1}..${range.until}` });
-        break;
+        if (page.holesTo === undefined) {
+          result.gone.push({ epoch: range.epoch, from: after + 1, to: range.until, reason: `the agent answered without seqs ${after + 1}..${range.until}` });
+          break;
+        }
+        // Holes up to the agent's head: damage it recorded itself, as a hole between two lines is. Past them is the next run's.
+        const to = Math.min(page.holesTo, range.until);
+        result.holes.push({ epoch: range.epoch, from: after + 1, to, reason: HOLE_REASON });
+        after = to;
+        result.lastSeq = after;
+        if (checkpoint) await this.saveCheckpoint({ epoch: range.epoch, seq: after, ...(this.agent === null ? {} : { agent: this.agent }) });
+        continue;
       }
       // An agent answering seqs it was not asked for would have this loop fetch the same page for ever.
       if (page.lastSeq <= after) throw new Error(`${this.url}: the page after seq ${after} makes no progress (its last seq is ${page.lastSeq})`);
@@ -307,7 +318,7 @@ export class PullConnector {
       const lastSeq = past < 0 ? page.lastSeq : range.until;
       for (const [from, to] of page.skipped) {
         if (from > lastSeq) continue;
-        const hole = { epoch: range.epoch, from, to: Math.min(to, lastSeq), reason: `a hole in the agent's buffer (the agent recorded it with its own meteorzx.gap)` };
+        const hole = { epoch: range.epoch, from, to: Math.min(to, lastSeq), reason: HOLE_REASON };
         result.holes.push(hole);
       }
       if (items.length > 0) {

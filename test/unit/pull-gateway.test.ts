@@ -209,7 +209,7 @@ describe('pull over an agent buffer with a recorded hole', () => {
   });
 
   /** A LevelBuffer of 30 events whose seqs 11..20 are a recorded hole (what recoverUnreadable persists), served by servePull. */
-  async function agentWithHole(): Promise<{ base: string; buffer: LevelBuffer }> {
+  async function agentWithHole(hole: [number, number] = [11, 20]): Promise<{ base: string; buffer: LevelBuffer }> {
     const opts = { dataDir: dir, id: 'agent-h', commitIntervalMs: 1 };
     const first = new LevelBuffer(opts);
     await first.open();
@@ -217,7 +217,7 @@ describe('pull over an agent buffer with a recorded hole', () => {
     await first.close();
     const db = new Level<string, string>(join(dir, 'buffer'), { keyEncoding: 'utf8', valueEncoding: 'utf8' });
     await db.open();
-    await db.put('m!holes', JSON.stringify([[11, 20]]));
+    await db.put('m!holes', JSON.stringify([hole]));
     await db.close();
     const buffer = new LevelBuffer(opts);
     await buffer.open();
@@ -282,6 +282,47 @@ describe('pull over an agent buffer with a recorded hole', () => {
     expect(ingestor.seqs).toEqual([5, 6, 7, 8, 9, 10, 21, 22, 23, 24, 25]);
     expect((await store.lost()).map((l) => [l.from, l.to])).toEqual([[11, 20]]);
     expect(raised).toEqual([]);
+  });
+
+  it('a hole reaching the head is a hole, not gone: a run moves its checkpoint past it, backfill records no second gap', async () => {
+    const { base, buffer } = await agentWithHole([21, 30]);
+    const { epoch } = buffer.state();
+    expect(buffer.state().head).toBe(30);
+
+    await store.saveCheckpoint(base, { epoch, seq: 10 });
+    const c = new PullConnector({ url: base, retries: { tries: 0, delay: 1 }, limits: DEFAULT_LIMITS, ingestor, store, logger });
+    closers.push(() => c.close());
+    await c.init();
+    const run = await c.run();
+    // Before the fix: gone [21..30] (the agent answered an empty page), the checkpoint left at 20.
+    expect({ gone: run?.gone, holes: run?.holes.map((h) => [h.from, h.to]), checkpoint: c.status().checkpoint?.seq, pulled: ingestor.seqs }).toEqual({
+      gone: [],
+      holes: [[21, 30]],
+      checkpoint: 30,
+      pulled: [11, 12, 13, 14, 15, 16, 17, 18, 19, 20],
+    });
+
+    ingestor.seqs = [];
+    const raised: string[] = [];
+    const alerter = new Alerter({ logger });
+    alerter.raise = (a) => void raised.push(a.kind);
+    const backfill = new Backfill({
+      sources: async () => ({ epochs: [{ agent: 'agent-h', epoch, gaps: [{ from: 18, to: 30, since: new Date(0).toISOString() }] }] }) as unknown as SourcesResponse,
+      store,
+      ingestor,
+      connectors: () => [c],
+      graceMs: 0,
+      tries: 1,
+      alerter,
+      logger,
+    });
+    await backfill.scan();
+    // Before the fix: a gateway meteorzx.gap for 21..30 went to the pipeline (no seq: the ingestor saw undefined) and a gap-lost alert.
+    expect({ ingested: ingestor.seqs, lost: (await store.lost()).map((l) => [l.from, l.to]), raised }).toEqual({ ingested: [18, 19, 20], lost: [[21, 30]], raised: [] });
+
+    // What the agent said: an empty answer, every seq up to its head a recorded hole.
+    const res = await fetch(`${base}/v1/events?after=20&limit=100`);
+    expect({ body: await res.text(), holesTo: res.headers.get('x-meteorzx-holes-to'), lastSeq: res.headers.get('x-last-seq') }).toEqual({ body: '', holesTo: '30', lastSeq: null });
   });
 });
 
