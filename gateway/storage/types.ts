@@ -1,5 +1,4 @@
 import type {
-  ChainPosition,
   CustodyOutcome,
   CustodyRecord,
   SourcesResponse,
@@ -38,7 +37,11 @@ export interface SeqSeen {
 }
 
 /** Where an (agent, epoch) chain stands: its head, and its open gaps with their edges (a copy: the caller may change it). */
-export interface ChainState extends ChainPosition {
+export interface ChainState {
+  /** The highest seq received. */
+  seq: number;
+  /** Its hash; absent when it arrived unchained (the next seq is then checked on its content only). */
+  hash?: string;
   /** Absent when there are none. */
   gaps?: EdgedGap[];
 }

@@ -64,7 +64,7 @@ beforeAll(async () => {
   dir = await tempDir('gateway-chain');
   port = await freePort();
   gw = await startGateway(dir, port);
-  const ids = ['ag-1', 'ag-2', 'ag-3'];
+  const ids = ['ag-1', 'ag-2', 'ag-3', 'ag-4'];
   for (const [i, ls] of (await Promise.all(ids.map(agentLines))).entries()) lines.set(ids[i] as string, ls);
 }, 60_000);
 
@@ -104,6 +104,21 @@ describe('late batches are linked to the chain around them', () => {
     await post(range('ag-3', 11, 20, { at: 20, fields: { actor: 'mallory' } }));
     // Seq 21, stored, names the genuine 20 as its prev: the late 20 is the one that does not fit.
     expect(await verdicts('ag-3')).toEqual({ broken: [20], verified: 29, total: 30 });
+    await waitFor(() => alerts().length > 0, 'chain-break alert');
+    expect(alerts()).toEqual(['seq 20: hash does not match the prev of seq 21']);
+  });
+
+  it('the edges of a gap outlive a restart also when the highest seq arrived unchained', async () => {
+    await post(range('ag-4', 1, 10));
+    await post(range('ag-4', 21, 29));
+    // Seq 30 without its chain fields (agent, epoch and seq kept): the registry's head has no hash.
+    const { hash: _hash, prev: _prev, ...unchained } = JSON.parse(range('ag-4', 30, 30)[0] as string) as Record<string, unknown>;
+    await post([JSON.stringify(unchained)]);
+    await gw.kill();
+    gw = await startGateway(dir, port);
+    await post(range('ag-4', 11, 20, { at: 20, fields: { actor: 'mallory' } }));
+    // Before the fix the restarted gateway took the epoch for a new one: the gap's edges unused, seq 20 'verified'.
+    expect(await verdicts('ag-4')).toEqual({ broken: [20], verified: 28, total: 30 });
     await waitFor(() => alerts().length > 0, 'chain-break alert');
     expect(alerts()).toEqual(['seq 20: hash does not match the prev of seq 21']);
   });

@@ -185,6 +185,17 @@ describe('integrity stage: late events', () => {
     expect(await commit(legacy, [forge(events[15] as Chained)])).toEqual([]); // seq 16 links to the genuine 15: its change waits for seq 17
   });
 
+  it('uses the gaps of a head read back without a hash (its seq arrived unchained): the next seq on content only', async () => {
+    const head: ChainState = { seq: 30, gaps: [{ from: 11, to: 20, lowerHash: (events[9] as Chained).hash, upperPrev: (events[20] as Chained).prev as string }] };
+    const t = new ChainTracker(async () => head);
+    expect(await commit(t, [forge(events[19] as Chained)])).toEqual(['20:broken']);
+    expect(await commit(t, [forge(events[10] as Chained, { prev: 'f'.repeat(64) })])).toEqual(['11:broken']);
+    // Seq 31 follows the unchained 30: no hash to link it to, so its content alone.
+    const next = chainEvent({ type: 't', source: 'a', agent: 'a', epoch: 'e', seq: 31, data: { seq: 31 } }, 'a'.repeat(64)) as Chained;
+    expect(await commit(t, [next])).toEqual([]);
+    expect(await commit(t, [{ ...next, seq: 32, data: { changed: true } }])).toEqual(['32:broken']);
+  });
+
   it('keeps epochs apart: a new epoch starts at seq 1 with no link to the old one', async () => {
     const t = new ChainTracker(async () => undefined);
     const next = chain('a', 'e2', 10) as Chained[];

@@ -171,4 +171,12 @@ describe('gap edges in the LevelDB registry', () => {
     });
     expect((await storage.sources()).epochs[0]).toMatchObject({ lastSeq: 10, received: 3, gaps: [{ from: 2, to: 4, since: AT }, { from: 6, to: 9, since: AT }] });
   });
+
+  it('gives the head and its gaps when the highest seq arrived unchained: the head without a hash', async () => {
+    const storage = await store();
+    await storage.commit(seqs(1, 2, 10));
+    await storage.commit({ events: [], custody: [], seqs: [{ agent: 'ag', epoch: 'E', seq: 11, source: 'ag', at: AT }] });
+    // Before: undefined, as for an epoch never seen (the integrity stage then started it afresh).
+    expect(await storage.chainHead('ag', 'E')).toEqual({ seq: 11, gaps: [{ from: 3, to: 9, lowerHash: h(2), upperPrev: h(9) }] });
+  });
 });

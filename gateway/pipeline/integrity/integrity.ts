@@ -12,10 +12,17 @@ export interface IntegrityVerdict {
   detail?: string;
 }
 
-/** What the tracker holds per chain: the highest seq seen, and the gaps below it with their edges. */
-interface Chain extends ChainPosition {
+/**
+ * What the tracker holds per chain: the highest seq seen, its hash, and the gaps below it with their
+ * edges. The hash is unknown only for a head read back from a registry whose highest seq arrived unchained.
+ */
+interface Chain {
+  seq: number;
+  hash: string | undefined;
   gaps: EdgedGap[] | undefined;
 }
+
+const hashKnown = (chain: Chain): chain is Chain & ChainPosition => chain.hash !== undefined;
 
 type ChainedEvent = AuditEvent & { hash: string; seq: number; agent: string; epoch: string };
 
@@ -90,7 +97,7 @@ export class ChainTracker {
     const chain = this.chains.get(k);
     if (chain !== undefined && event.seq === chain.seq + 1) {
       // In order, nearly every event: one link to check, the position moves in place.
-      const problem = checkLink(event, chain, unhashed);
+      const problem = checkLink(event, hashKnown(chain) ? chain : undefined, unhashed);
       chain.seq = event.seq;
       chain.hash = event.hash;
       return problem === undefined ? VERIFIED : broken(event.seq, problem.detail);

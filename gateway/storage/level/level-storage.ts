@@ -260,8 +260,10 @@ export class LevelStorage implements Storage {
     const read = await this.loadEpochs([key]);
     // The cache first: a commit planned meanwhile holds a newer state than the one read.
     const state = this.epochs.get(key) ?? read.get(key);
-    if (state === undefined || state.lastHash === undefined) return undefined;
-    const head: ChainState = { seq: state.lastSeq, hash: state.lastHash };
+    if (state === undefined) return undefined;
+    // A head that arrived unchained still has the gaps below it, with their edges: the epoch is not a new one.
+    const head: ChainState = { seq: state.lastSeq };
+    if (state.lastHash !== undefined) head.hash = state.lastHash;
     if (state.gaps.length > 0) head.gaps = state.gaps.map(({ from, to, lowerHash, upperPrev }) => ({ from, to, ...edges(lowerHash, upperPrev) }));
     return head;
   }
