@@ -1,9 +1,9 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StoredEvent } from '../../protocols/index.js';
-import { freePort, gatewayEvents, killAll, removeDir, startAgent, startGateway, tempDir, waitFor, type Gateway } from './agent-harness.js';
+import { freePort, gatewayEvents, killAll, parseLine, removeDir, startAgent, startGateway, tempDir, waitFor, type Agent, type Gateway } from './agent-harness.js';
 
 /**
  * Issue 6, done-when: util-linux `logger` (a sender we did not write) sends
@@ -17,6 +17,7 @@ const AGENT = 'syslog-agent';
 
 let dir: string;
 let gateway: Gateway;
+let agent: Agent;
 let udp: number;
 let tcp: number;
 
@@ -25,7 +26,7 @@ beforeAll(async () => {
   gateway = await startGateway(dir, await freePort());
   udp = await freePort();
   tcp = await freePort();
-  await startAgent(dir, {
+  agent = await startAgent(dir, {
     id: AGENT,
     intake: { http: { listen: '127.0.0.1:0' }, syslog: { listen: [`udp://127.0.0.1:${udp}`, `tcp://127.0.0.1:${tcp}`] } },
     push: { http: { url: `${gateway.url}/v1/events` }, batch: { maxEvents: 100, maxWaitMs: 20 } },
@@ -86,5 +87,26 @@ describe('syslog intake → gateway, with util-linux logger', () => {
     expect(typeof u.data?.host).toBe('string');
     expect(new Date(u.time).getFullYear()).toBe(new Date().getFullYear());
     expect(await stored('3164-tcp')).toMatchObject({ type: 'syslog.user.notice', data: { format: 'rfc3164', transport: 'tcp' } });
+  });
+
+  it('an octet count over maxMessageBytes is a framing error: the connection is closed, a new one is unaffected', async () => {
+    // socat (bidirectional) exits once the agent closes the connection; its stdin stays open until then.
+    const sender = spawn('socat', ['-t', '1', '-', `TCP:127.0.0.1:${tcp}`], { stdio: ['pipe', 'ignore', 'ignore'] });
+    const exited = new Promise<number | null>((r) => sender.once('exit', (code) => r(code)));
+    const before = '<13>1 - - - - - - frame-before';
+    sender.stdin.write(`${Buffer.byteLength(before)} ${before}999999999 <13>1 - - - - - - inside\n<13>1 - - - - - - frame-after-same\n`);
+    await stored('frame-before');
+    const next = '<13>1 - - - - - - frame-new-connection';
+    const other = spawn('socat', ['-u', '-', `TCP:127.0.0.1:${tcp}`], { stdio: ['pipe', 'ignore', 'ignore'] });
+    other.stdin.end(`${Buffer.byteLength(next)} ${next}`);
+    await stored('frame-new-connection');
+    expect(await agent.metric('meteorzx_agent_intake_dropped_total{intake="syslog",reason="framing-error"}')).toBe(1);
+    expect(await agent.metric('meteorzx_agent_intake_dropped_total{intake="syslog",reason="oversize"}')).toBe(0);
+    const warning = agent.logs.map(parseLine).find((l) => l?.reason === 'framing-error');
+    expect(warning).toMatchObject({ octets: 999999999, limit: 8192, msg: 'syslog tcp: framing error, octet count over maxMessageBytes; connection closed' });
+    await exited;
+    sender.stdin.destroy();
+    const texts = (await gatewayEvents(gateway.url, AGENT)).map((e) => String(e.data?.message));
+    expect(texts.filter((t) => t.startsWith('frame-') || t === 'inside')).toEqual(['frame-before', 'frame-new-connection']);
   });
 });

@@ -130,16 +130,20 @@ describe('FrameDecoder', () => {
     expect(text(d.push(Buffer.from(' w')))).toEqual(['<13>hello w']);
   });
 
-  it('skips oversize frames of both kinds without holding them, and goes on', () => {
+  it('skips an oversize newline frame without holding it, and goes on', () => {
     const d = new FrameDecoder(10);
-    let r = d.push(Buffer.from(`500 ${'x'.repeat(100)}`));
+    let r = d.push(Buffer.alloc(1000, 0x61));
     expect(r).toEqual({ messages: [], oversize: 1 });
-    r = d.push(Buffer.from(`${'x'.repeat(400)}3 abc`));
-    expect(text(r)).toEqual(['abc']);
-    r = d.push(Buffer.alloc(1000, 0x61));
-    expect(r.oversize).toBe(1);
-    r = d.push(Buffer.from('aaa\nok\n'));
-    expect(text(r)).toEqual(['ok']);
+    r = d.push(Buffer.from('aaa\nok\n3 abc'));
+    expect(text(r)).toEqual(['ok', 'abc']);
+  });
+
+  it('reports an octet count over the limit as a framing error and takes nothing after it', () => {
+    const d = new FrameDecoder(10);
+    const r = d.push(Buffer.from(`3 abc999999999 ${'x'.repeat(20)}\nok\n3 def`));
+    expect(r).toEqual({ messages: [Buffer.from('abc')], oversize: 0, framingError: { octets: 999999999 } });
+    expect(d.push(Buffer.from('ok\n3 ghi'))).toEqual({ messages: [], oversize: 0 });
+    expect(d.end()).toBeUndefined();
   });
 
   it('gives the unterminated last message at the end of the stream', () => {

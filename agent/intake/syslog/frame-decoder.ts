@@ -3,6 +3,11 @@ export interface Frames {
   messages: Buffer[];
   /** Messages skipped for being longer than maxMessageBytes. */
   oversize: number;
+  /**
+   * Set when a frame announced more octets than maxMessageBytes: the stream can no longer be framed
+   * (`messages` holds what came before it), and the decoder takes nothing more from it.
+   */
+  framingError?: { octets: number };
 }
 
 const LF = 0x0a;
@@ -17,28 +22,27 @@ const MAX_DIGITS = 10;
  * frame as rsyslog does (RFC 6587): a frame starting with a digit is
  * octet-counted (`LEN SP MSG`), anything else ends at LF
  * (non-transparent framing). Memory is bounded by maxMessageBytes: a longer
- * frame is skipped as it streams by (octet-counted: LEN bytes; LF: to the
- * next LF) and counted, never held.
+ * LF-framed message is skipped as it streams by, up to the next LF, and
+ * counted, never held. An octet count over maxMessageBytes is a framing
+ * error, not a message to skip: a corrupt or hostile count (999999999) would
+ * make skipping it swallow everything after it on the connection, and
+ * nothing tells a true count from a false one. The decoder reports it and
+ * stops; the listener closes the connection (docs/intake-syslog.md).
  */
 export class FrameDecoder {
   private pending: Buffer = Buffer.alloc(0);
-  /** Bytes still to skip of an oversize octet-counted frame. */
-  private skipBytes = 0;
   /** Discarding an oversize LF-framed message up to its LF. */
   private skipToLf = false;
+  /** A framing error ended the stream: everything after it is ignored. */
+  private broken = false;
 
   constructor(private readonly maxMessageBytes: number) {}
 
   push(chunk: Buffer): Frames {
     const out: Frames = { messages: [], oversize: 0 };
+    if (this.broken) return out;
     let buf = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk]);
     for (;;) {
-      if (this.skipBytes > 0) {
-        const n = Math.min(this.skipBytes, buf.length);
-        this.skipBytes -= n;
-        buf = buf.subarray(n);
-        if (this.skipBytes > 0) break;
-      }
       if (this.skipToLf) {
         const lf = buf.indexOf(LF);
         if (lf === -1) {
@@ -54,6 +58,11 @@ export class FrameDecoder {
       buf = buf.subarray(start);
       if (buf.length === 0) break;
       const next = this.frame(buf, out);
+      if (out.framingError !== undefined) {
+        this.broken = true;
+        buf = buf.subarray(buf.length);
+        break;
+      }
       if (next === undefined) break;
       buf = buf.subarray(next);
     }
@@ -66,7 +75,7 @@ export class FrameDecoder {
   end(): Buffer | undefined {
     const rest = this.pending;
     this.pending = Buffer.alloc(0);
-    if (this.skipBytes > 0 || this.skipToLf || rest.length === 0) return undefined;
+    if (this.broken || this.skipToLf || rest.length === 0) return undefined;
     return trimCr(rest);
   }
 
@@ -79,12 +88,11 @@ export class FrameDecoder {
       if (i === buf.length && i <= MAX_DIGITS) return undefined;
       if (buf[i] === SP) {
         const length = Number(buf.subarray(0, i).toString('latin1'));
-        const total = i + 1 + length;
         if (length > this.maxMessageBytes) {
-          out.oversize += 1;
-          this.skipBytes = Math.max(0, total - buf.length);
-          return Math.min(total, buf.length);
+          out.framingError = { octets: length };
+          return undefined;
         }
+        const total = i + 1 + length;
         if (buf.length < total) return undefined;
         out.messages.push(Buffer.from(buf.subarray(i + 1, total)));
         return total;

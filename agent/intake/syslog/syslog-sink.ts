@@ -38,12 +38,17 @@ export class SyslogSink {
   }
 
   /** Counts a drop and logs it, at most once per 10 s per reason (a flood must not flood the log too). */
-  dropped(reason: string, count: number, detail: Record<string, unknown>): void {
+  dropped(reason: string, count: number, detail: Record<string, unknown>, message = 'syslog: messages dropped (see meteorzx_agent_intake_dropped_total)'): void {
     this.options.meter.dropped(reason, count);
     const now = Date.now();
     if (now - (this.lastWarn.get(reason) ?? 0) < 10_000) return;
     this.lastWarn.set(reason, now);
-    this.options.logger?.warn({ reason, count, ...detail }, 'syslog: messages dropped (see meteorzx_agent_intake_dropped_total)');
+    this.options.logger?.warn({ reason, count, ...detail }, message);
+  }
+
+  /** A TCP frame announced more octets than maxMessageBytes: counted as a drop, logged, and its connection closed. */
+  framingError(detail: { peer: string; octets: number; limit: number }): void {
+    this.dropped('framing-error', 1, detail, 'syslog tcp: framing error, octet count over maxMessageBytes; connection closed');
   }
 }
 

@@ -107,6 +107,11 @@ export class TcpListener {
     socket.on('data', (chunk: Buffer) => {
       const frames = decoder.push(chunk);
       take(frames.messages, frames.oversize);
+      if (frames.framingError === undefined) return;
+      // Where the next frame starts is unknown, and an octet-counted stream has no LF to resynchronise on:
+      // close, so the sender sees the error and reconnects (the messages before it are being appended).
+      sink.framingError({ peer, octets: frames.framingError.octets, limit: sink.options.maxMessageBytes });
+      socket.destroy();
     });
     socket.on('end', () => {
       const last = decoder.end();
