@@ -95,7 +95,7 @@ export async function planCommit(base: CommitBase, work: CommitWork, now: number
       continue;
     }
     slices.push([start, cursor.count]);
-    for (const x of a.extra ?? []) ops.push({ type: 'put', key: extraKey(x.key), value: Buffer.from(x.value, 'utf8') });
+    for (const x of a.extra ?? []) ops.push(x.value === null ? { type: 'del', key: extraKey(x.key) } : { type: 'put', key: extraKey(x.key), value: Buffer.from(x.value, 'utf8') });
   }
   const blocks: NewBlock[] = [];
   if (cursor.count > 0) {

@@ -1,9 +1,10 @@
 import type { AuditEvent, ChainedEvent } from '../../protocols/index.js';
 import type { UnreadableRange } from './corrupt-read.js';
+import type { ExtraOp } from './types.js';
 
 export interface PendingAppend {
   events: readonly AuditEvent[];
-  extra: readonly { key: string; value: string }[] | undefined;
+  extra: readonly ExtraOp[] | undefined;
   /** RFC 3339 receipt time: the `time` of events that came without one. */
   receivedAt: string;
   resolve(events: ChainedEvent[]): void;

@@ -26,6 +26,16 @@ export interface BufferState {
   writeError?: string;
 }
 
+/**
+ * A key the agent keeps beside its events (e.g. a file offset checkpoint),
+ * written in the same batch as an append: `value` null deletes the key.
+ */
+export interface ExtraOp {
+  /** 1–256 characters. */
+  key: string;
+  value: string | null;
+}
+
 /** One buffered event as stored: its seq and its canonical JSON line, the exact text its hash covers plus `hash`. */
 export interface StoredLine {
   seq: number;
@@ -46,9 +56,9 @@ export interface AgentBuffer {
    * holding these events is durable (synced, or written to the OS with
    * durability `os`). Rejects with METEORZX_BUFFER_FULL (status 503, policy
    * block) or METEORZX_BUFFER_REJECTED (status 507, policy reject) when full.
-   * `extra` ops (e.g. a file offset checkpoint) are written in the same batch.
+   * `extra` ops (e.g. a file offset checkpoint, or its deletion) are written in the same batch.
    */
-  append(events: readonly AuditEvent[], extra?: readonly { key: string; value: string }[]): Promise<ChainedEvent[]>;
+  append(events: readonly AuditEvent[], extra?: readonly ExtraOp[]): Promise<ChainedEvent[]>;
   /** Events with seq > after, in seq order, at most `limit` (and about `maxBytes`). */
   read(after: number, limit: number, maxBytes?: number): Promise<ChainedEvent[]>;
   /**

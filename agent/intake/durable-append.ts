@@ -1,7 +1,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { isMeteorError, type AuditEvent } from '../../protocols/index.js';
-import type { AgentBuffer } from '../buffer/types.js';
+import type { AgentBuffer, ExtraOp } from '../buffer/types.js';
 import { appendFitting } from './append-fitting.js';
 import type { IntakeMeter } from './intake-meter.js';
 
@@ -38,7 +38,7 @@ export class AppendAbortedError extends Error {
  */
 export async function durableAppend(
   events: readonly AuditEvent[],
-  extra: readonly { key: string; value: string }[] | undefined,
+  extra: readonly ExtraOp[] | undefined,
   options: DurableAppendOptions,
 ): Promise<number> {
   const { buffer, meter, signal } = options;

@@ -182,6 +182,16 @@ export function bufferSuite(name: string, harness: BufferHarness): void {
       expect(await buffer.getMeta('file:/var/log/a')).toBe('1234');
     });
 
+    it('deletes an extra key given a null value, in the same batch as what comes with it', async () => {
+      let buffer = await make();
+      await buffer.append(evs(1), [{ key: 'file!a', value: '1' }, { key: 'file!b', value: '2' }]);
+      await buffer.append([], [{ key: 'file!a', value: null }, { key: 'path!p', value: 'done' }]);
+      expect(await buffer.getMeta('file!a')).toBeUndefined();
+      await buffer.close();
+      buffer = await make();
+      expect([await buffer.getMeta('file!a'), await buffer.getMeta('file!b'), await buffer.getMeta('path!p')]).toEqual([undefined, '2', 'done']);
+    });
+
     it('whenFull block: refuses with METEORZX_BUFFER_FULL (503) until an ack frees space, then accepts', async () => {
       const buffer = await make({ maxBytes: 4000, whenFull: 'block' });
       let err: unknown;

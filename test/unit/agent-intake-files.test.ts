@@ -7,7 +7,7 @@ import { DEFAULT_LIMITS, type AuditEvent, type ChainedEvent } from '../../protoc
 import { LevelBuffer } from '../../agent/buffer/index.js';
 import type { AgentBuffer } from '../../agent/buffer/types.js';
 import { AgentErrors } from '../../agent/errors.js';
-import { fileIdOf, fileKey, parseFileRecord } from '../../agent/intake/files/checkpoint.js';
+import { fileIdOf, fileKey, parseFileRecord, parsePathRecord, pathKey } from '../../agent/intake/files/checkpoint.js';
 import { FileIntake, type FileIntakeOptions } from '../../agent/intake/files/file-intake.js';
 import type { FileSpec } from '../../agent/intake/files/file-spec.js';
 import type { IntakeMeter } from '../../agent/intake/intake-meter.js';
@@ -375,6 +375,35 @@ describe('FileIntake', () => {
     await new Promise((r) => setTimeout(r, 50));
     await writeFile(log, numbered(4, 6));
     expect(await waitForLines(6)).toEqual(range(1, 6));
+  });
+
+  it('deletes the record of a finished file once it is gone, and keeps it while the file is on disk', async () => {
+    const log = join(dir, 'app.log');
+    const idOf = async (path: string) => fileIdOf(await stat(path, { bigint: true }));
+    const pathRecord = async () => parsePathRecord(await buffer.getMeta(pathKey(log)));
+    await writeFile(log, numbered(1, 2));
+    const deleted = await idOf(log);
+    await startIntake([spec(log)]);
+    await waitForLines(2);
+    // Deleted: finished through its handle with no link left, so its record goes in the batch that finishes it.
+    await unlink(log);
+    await writeFile(log, numbered(3, 4));
+    const rotated = await idOf(log);
+    await waitForLines(4);
+    await waitFor(async () => (await pathRecord())?.current === rotated && (await pathRecord())?.draining.length === 0, 'the deleted file finished');
+    expect(await buffer.getMeta(fileKey(deleted))).toBeUndefined();
+    // Rotated by rename: finished while still on disk as app.log.1, its record is kept and listed as done.
+    await rename(log, `${log}.1`);
+    await writeFile(log, numbered(5, 6));
+    await waitForLines(6);
+    await waitFor(async () => (await pathRecord())?.draining.length === 0 && (await pathRecord())?.current !== rotated, 'the rotated file finished');
+    expect(parseFileRecord(await buffer.getMeta(fileKey(rotated)))?.offset).toBe(Buffer.byteLength(numbered(3, 4)));
+    expect((await pathRecord())?.done).toEqual([rotated]);
+    // Gone later: the next looks at the directory delete its record and the path record stops listing it.
+    await unlink(`${log}.1`);
+    await waitFor(async () => (await pathRecord())?.done === undefined, 'the path record to stop listing the gone file');
+    expect(await buffer.getMeta(fileKey(rotated))).toBeUndefined();
+    expect(parseFileRecord(await buffer.getMeta(fileKey(await idOf(log))))?.offset).toBe(Buffer.byteLength(numbered(5, 6)));
   });
 
   it('follows every file a glob matches, and files that appear later', async () => {

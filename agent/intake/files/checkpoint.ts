@@ -10,7 +10,16 @@ import type { BigIntStats } from 'node:fs';
  *   name) has been turned into durable events.
  * - `path!<path>` → PathRecord: which identity the watched path had, and
  *   which rotated-away identities still had lines to read, so a restart
- *   finds `app.log.1` (by inode) after a rename it did not see.
+ *   finds `app.log.1` (by inode) after a rename it did not see; and which
+ *   finished ones keep their `file!` record while they may still be on disk.
+ *
+ * A `file!` record lives as long as its file may matter: while the file is
+ * followed, and after it is finished while it is still beside the path (a
+ * generation with no record would be taken for one never seen, and read
+ * again). It is deleted once its finished file is gone: at once when the
+ * file was already unlinked when finished, else when two looks at the
+ * directory no longer find it, always in the same batch as the path record
+ * that stops listing it.
  *
  * Identity is dev+inode; the fingerprint (a hash of the file's first bytes)
  * tells a reused inode, or a file truncated and rewritten past our offset
@@ -42,6 +51,8 @@ export interface PathRecord {
   current?: string;
   /** Rotated-away identities with lines still to read. */
   draining: string[];
+  /** Finished identities (read to their end, closed) whose `file!` record is kept while they may be on disk. */
+  done?: string[];
   /** Clock ms of the commit that wrote this record: rotated files changed after it may hold lines never seen. */
   checkedAt?: number;
 }
@@ -115,6 +126,7 @@ export function parsePathRecord(raw: string | undefined): PathRecord | undefined
     const draining = Array.isArray(v.draining) ? v.draining.filter((d): d is string => typeof d === 'string') : [];
     const out: PathRecord = { draining };
     if (typeof v.current === 'string') out.current = v.current;
+    if (Array.isArray(v.done)) out.done = v.done.filter((d): d is string => typeof d === 'string');
     if (typeof v.checkedAt === 'number') out.checkedAt = v.checkedAt;
     return out;
   } catch {

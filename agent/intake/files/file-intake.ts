@@ -3,7 +3,7 @@ import { stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import type { AuditEvent, Limits } from '../../../protocols/index.js';
-import type { AgentBuffer } from '../../buffer/types.js';
+import type { AgentBuffer, ExtraOp } from '../../buffer/types.js';
 import { AppendAbortedError, durableAppend } from '../durable-append.js';
 import { createIntakeMeter, type IntakeMeter } from '../intake-meter.js';
 import type { Intake } from '../types.js';
@@ -12,7 +12,8 @@ import { discover } from './discover.js';
 import type { FileSpec } from './file-spec.js';
 import { linesToEvents } from './line-events.js';
 import type { Line } from './line-splitter.js';
-import { adoptRecentSiblings, adoptUnseenRotations, markSiblingsSeen, openCurrent, openTruncatedCopy, reopenRotated, type ResumeContext } from './resume.js';
+import { adoptRecentSiblings, adoptUnseenRotations, holdsRecord, markSiblingsSeen, openCurrent, openTruncatedCopy, reopenRotated, type ResumeContext } from './resume.js';
+import { identitiesIn } from './rotation.js';
 import type { TrackedFile } from './tracked-file.js';
 import { INDEX_KEY, PathIndex } from './path-index.js';
 import { WatchedPath } from './watched-path.js';
@@ -39,6 +40,8 @@ export interface FileIntakeOptions {
 }
 
 const READ_CHUNK = 64 * 1024;
+/** Between looks for gone finished files when no rotation prompts one, ms. */
+const GONE_LOOK_MS = 60_000;
 
 /**
  * Follows log files (DESIGN §3, issue 6): each line becomes an event, and
@@ -113,7 +116,10 @@ export class FileIntake implements Intake {
     while (!this.closing) {
       let busy = false;
       try {
-        if (this.now() - this.lastDiscover >= (this.options.discoverMs ?? 1000)) await this.scan(false);
+        if (this.now() - this.lastDiscover >= (this.options.discoverMs ?? 1000)) {
+          await this.scan(false);
+          for (const wp of [...this.paths.values()]) if (wp.done.size > 0 && (wp.lookForGone || this.now() >= wp.nextLookAt)) await this.forgetGone(wp);
+        }
         for (const wp of [...this.paths.values()]) {
           await this.checkPath(wp);
           for (const file of wp.files()) if (await this.pump(wp, file)) busy = true;
@@ -159,6 +165,9 @@ export class FileIntake implements Intake {
       // What changed beside the path before now is for the start's own checks (adoptUnseenRotations, markSiblingsSeen).
       wp.checkedAt = this.now();
       const record = parsePathRecord(await this.options.buffer.getMeta(pathKey(path)));
+      for (const id of record?.done ?? []) wp.done.add(id);
+      // Generations may have been deleted while the agent was down.
+      wp.lookForGone = wp.done.size > 0;
       const st = await stat(path, { bigint: true }).catch(() => undefined);
       if (record !== undefined) await reopenRotated(this.resume, wp, record, st && fileIdOf(st));
       if (st !== undefined) wp.current = await openCurrent(this.resume, wp, record !== undefined, firstScan);
@@ -168,7 +177,7 @@ export class FileIntake implements Intake {
       this.paths.set(path, wp);
       this.watchDir(dirname(path));
       this.index.add(path);
-      if (record === undefined) await this.commitMeta([wp], [], await markSiblingsSeen(this.resume, path));
+      if (record === undefined) await this.commitMeta([wp], [], await this.markSeen(wp));
       this.options.logger?.info({ path, files: wp.files().map((f) => ({ id: f.id, offset: f.offset, draining: f.draining })) }, 'following file');
     }
   }
@@ -199,7 +208,10 @@ export class FileIntake implements Intake {
         this.options.logger?.warn({ path: f.path, id: f.id, from: f.offset }, 'a rotated file no poll saw at the path: reading it');
       }
       // Other generations present now were seen live: a restart must not take them for missed ones.
-      await this.commitMeta([wp], wp.files(), await markSiblingsSeen(this.resume, wp.path));
+      await this.commitMeta([wp], wp.files(), await this.markSeen(wp));
+      // logrotate deletes the oldest generation as it rotates.
+      wp.lookForGone = true;
+      wp.lastListing = undefined;
     }
     if (st === undefined || id === undefined) return;
     if (wp.current === undefined) {
@@ -241,7 +253,9 @@ export class FileIntake implements Intake {
     file.seek(0);
     file.size = size;
     await file.resetFingerprint();
-    await this.commitMeta([wp], wp.files(), await markSiblingsSeen(this.resume, wp.path));
+    await this.commitMeta([wp], wp.files(), await this.markSeen(wp));
+    wp.lookForGone = true;
+    wp.lastListing = undefined;
   }
 
   /** Reads one batch from `file` and appends it with its checkpoint. True when bytes were read. */
@@ -287,16 +301,27 @@ export class FileIntake implements Intake {
     if (invalid > 0) this.meter.invalid(invalid);
   }
 
-  /** Closes rotated files that were read to the end and stopped growing; records that they are done. */
+  /**
+   * Closes rotated files that were read to the end and stopped growing; records that they are done: the
+   * record of a file already unlinked is deleted in that same batch, that of a file still on disk is kept
+   * (listed in the path's `done`) until forgetGone finds it gone.
+   */
   private async finishDrained(wp: WatchedPath): Promise<void> {
     const done = wp.draining.filter((f) => f.atEof && f.readPos === f.offset && !f.hasPartial && this.drained(f));
     if (done.length === 0 && !(wp.idle && this.paths.has(wp.path))) return;
-    for (const f of done) wp.remove(f);
-    await this.commitMeta([wp], done);
+    const unlinked = new Set<TrackedFile>();
+    for (const f of done) {
+      // No link left: no name will ever lead to this file again, so nothing can resume it or mistake it.
+      if ((await f.stat().catch(() => undefined))?.nlink === 0) unlinked.add(f);
+      else wp.done.add(f.id);
+      wp.remove(f);
+    }
+    const kept = done.filter((f) => !unlinked.has(f));
+    await this.commitMeta([wp], kept, [...unlinked].map((f) => ({ key: fileKey(f.id), value: null })));
     for (const f of done) {
       this.openFiles.delete(f.id);
       await f.close();
-      this.options.logger?.info({ path: f.path, id: f.id, offset: f.offset }, 'rotated file read to its end: closed');
+      this.options.logger?.info({ path: f.path, id: f.id, offset: f.offset, recordDeleted: unlinked.has(f) }, 'rotated file read to its end: closed');
     }
     if (wp.idle) {
       this.paths.delete(wp.path);
@@ -304,8 +329,65 @@ export class FileIntake implements Intake {
     }
   }
 
+  /** Checkpoints the path's rotated generations not yet known (markSiblingsSeen); lists every finished one in `done`. */
+  private async markSeen(wp: WatchedPath): Promise<ExtraOp[]> {
+    const { ops, finished } = await markSiblingsSeen(this.resume, wp.path);
+    for (const id of finished) wp.done.add(id);
+    return ops;
+  }
+
+  /**
+   * Deletes the records of finished files no longer in the path's directory, with the path record that
+   * stops listing them. A file counts as gone only when two looks, a discovery interval apart, both miss
+   * it: a rename by logrotate during one directory listing may hide a file from that listing. A file
+   * found by identity is only the same file if its record is still its own: filesystems hand a freed
+   * inode to the next file created (logrotate's state file, the next log).
+   */
+  private async forgetGone(wp: WatchedPath): Promise<void> {
+    const present = await identitiesIn(dirname(wp.path));
+    const listing = [...present.keys()].sort().join(' ');
+    const settled = listing === wp.lastListing;
+    wp.lastListing = listing;
+    wp.nextLookAt = this.now() + GONE_LOOK_MS;
+    const gone: FileId[] = [];
+    let changed = false;
+    for (const id of wp.done) {
+      if (this.openFiles.has(id)) {
+        // Followed again (renamed back to a followed path): its record is live, and listed again when it is finished.
+        wp.done.delete(id);
+        wp.missing.delete(id);
+        changed = true;
+      } else if (present.has(id) && (await holdsRecord(this.resume, id, present.get(id) as string))) {
+        // (A file that only got the inode of a gone one does not keep the gone one's record.)
+        wp.missing.delete(id);
+      } else if (wp.missing.has(id)) {
+        gone.push(id);
+      } else {
+        wp.missing.add(id);
+      }
+    }
+    for (const id of gone) {
+      wp.done.delete(id);
+      wp.missing.delete(id);
+    }
+    wp.lookForGone = wp.missing.size > 0 || !settled;
+    if (gone.length === 0 && !changed) return;
+    try {
+      await this.commitMeta([wp], [], gone.map((id) => ({ key: fileKey(id), value: null })));
+    } catch (err) {
+      // Not written: they stay listed, and the next look deletes them.
+      for (const id of gone) {
+        wp.done.add(id);
+        wp.missing.add(id);
+      }
+      wp.lookForGone = true;
+      throw err;
+    }
+    if (gone.length > 0) this.options.logger?.info({ path: wp.path, files: gone }, 'finished files gone: checkpoints deleted');
+  }
+
   /** Writes path records, file records and pending notices without lines (a rotation seen, a truncation). */
-  private async commitMeta(paths: readonly WatchedPath[], files: readonly TrackedFile[] = [], more: readonly { key: string; value: string }[] = []): Promise<void> {
+  private async commitMeta(paths: readonly WatchedPath[], files: readonly TrackedFile[] = [], more: readonly ExtraOp[] = []): Promise<void> {
     const notices = this.notices.splice(0);
     const extra = [
       ...more,
@@ -324,7 +406,7 @@ export class FileIntake implements Intake {
     if (appended > 0) this.meter.eventsIn(appended);
   }
 
-  private async durable(events: readonly AuditEvent[], extra: readonly { key: string; value: string }[]): Promise<number> {
+  private async durable(events: readonly AuditEvent[], extra: readonly ExtraOp[]): Promise<number> {
     const writesIndex = extra.some((x) => x.key === INDEX_KEY);
     const appended = await durableAppend(events, extra, {
       buffer: this.options.buffer,

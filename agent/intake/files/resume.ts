@@ -1,7 +1,8 @@
 import { dirname } from 'node:path';
 import type { AuditEvent } from '../../../protocols/index.js';
+import type { ExtraOp } from '../../buffer/types.js';
 import { open, type FileHandle } from 'node:fs/promises';
-import { fileKey, fingerprint, fingerprintMatches, parseFileRecord, type FileId, type FileRecord, type PathRecord } from './checkpoint.js';
+import { fileIdOf, fileKey, fingerprint, fingerprintMatches, parseFileRecord, type FileId, type FileRecord, type PathRecord } from './checkpoint.js';
 
 // File mtimes come from a coarse kernel clock: a file written just after a commit can look a little older.
 const MTIME_SLACK_MS = 1000;
@@ -27,13 +28,30 @@ async function fileRecord(ctx: ResumeContext, id: FileId): Promise<FileRecord | 
 
 /**
  * Whether the file open as `fh` (identity `id`, `size` bytes) is the one its
- * checkpoint was written for. A record alone is not enough: records are
- * never deleted and filesystems reuse inode numbers, so it may name an
- * earlier file that had this identity.
+ * checkpoint was written for. A record alone is not enough: a record may
+ * outlive its file for a while (until a look at the directory finds it
+ * gone) and filesystems reuse inode numbers, so it may name an earlier file
+ * that had this identity.
  */
 async function checkpointed(ctx: ResumeContext, id: FileId, fh: FileHandle, size: number): Promise<boolean> {
   const record = await fileRecord(ctx, id);
   return record !== undefined && size >= record.offset && (await fingerprintMatches(fh, record.fp));
+}
+
+/**
+ * Whether the file at `path` is the one the record of `id` was written for:
+ * it has that identity and the record is its own (see checkpointed), not
+ * that of an earlier file whose inode it got.
+ */
+export async function holdsRecord(ctx: ResumeContext, id: FileId, path: string): Promise<boolean> {
+  const fh = await open(path, 'r').catch(() => undefined);
+  if (fh === undefined) return false;
+  try {
+    const st = await fh.stat({ bigint: true });
+    return fileIdOf(st) === id && (await checkpointed(ctx, id, fh, Number(st.size)));
+  } finally {
+    await fh.close();
+  }
 }
 
 /**
@@ -209,22 +227,27 @@ export async function adoptRecentSiblings(ctx: ResumeContext, wp: WatchedPath, k
 /**
  * Checkpoints at their end the rotated generations already next to a path
  * followed for the first time: they predate the agent and are not read, and
- * with a checkpoint they are never taken for generations it missed.
+ * with a checkpoint they are never taken for generations it missed. Returns
+ * the records to write, and every sibling not open that has a record of its
+ * own (written now or before): finished files, whose records are kept only
+ * while they are on disk (WatchedPath.done).
  */
-export async function markSiblingsSeen(ctx: ResumeContext, path: string): Promise<{ key: string; value: string }[]> {
-  const out: { key: string; value: string }[] = [];
+export async function markSiblingsSeen(ctx: ResumeContext, path: string): Promise<{ ops: ExtraOp[]; finished: FileId[] }> {
+  const ops: ExtraOp[] = [];
+  const finished: FileId[] = [];
   for (const sibling of await rotatedSiblings(path)) {
     if (ctx.open.has(sibling.id)) continue;
     const fh = await open(sibling.path, 'r').catch(() => undefined);
     if (fh === undefined) continue;
     try {
+      finished.push(sibling.id);
       // A record of an earlier file with this (reused) inode is replaced, so it cannot hide this one later.
       if (await checkpointed(ctx, sibling.id, fh, sibling.size)) continue;
       const record: FileRecord = { path: sibling.path, offset: sibling.size, size: sibling.size, fp: await fingerprint(fh, sibling.size) };
-      out.push({ key: fileKey(sibling.id), value: JSON.stringify(record) });
+      ops.push({ key: fileKey(sibling.id), value: JSON.stringify(record) });
     } finally {
       await fh.close();
     }
   }
-  return out;
+  return { ops, finished };
 }

@@ -88,6 +88,17 @@ export async function rotatedSiblings(path: string): Promise<Sibling[]> {
   return out;
 }
 
+/** The regular files in `dir` now, by identity. */
+export async function identitiesIn(dir: string): Promise<Map<FileId, string>> {
+  const out = new Map<FileId, string>();
+  for (const name of await listDir(dir)) {
+    const path = join(dir, name);
+    const st = await stat(path, { bigint: true }).catch(() => undefined);
+    if (st?.isFile()) out.set(fileIdOf(st), path);
+  }
+  return out;
+}
+
 async function listDir(dir: string): Promise<string[]> {
   try {
     return await readdir(dir);

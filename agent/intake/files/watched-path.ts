@@ -1,4 +1,4 @@
-import { pathKey, type PathRecord } from './checkpoint.js';
+import { pathKey, type FileId, type PathRecord } from './checkpoint.js';
 import type { FileSpec } from './file-spec.js';
 import type { TrackedFile } from './tracked-file.js';
 
@@ -12,6 +12,20 @@ export class WatchedPath {
   readonly draining: TrackedFile[] = [];
   /** When the path was last looked at (ms): a file that appeared beside it since then was never seen at it. */
   checkedAt = 0;
+  /** Finished files whose `file!` record is kept while they may still be on disk (PathRecord.done). */
+  readonly done = new Set<FileId>();
+  /** Of `done`, those the last look at the directory did not find: deleted if the next look does not either. */
+  readonly missing = new Set<FileId>();
+  /**
+   * Look at the directory for gone `done` files at each discovery (set after a rotation, a truncation, a
+   * start), until two looks in a row find the same files and no suspect: logrotate deletes the oldest
+   * generation after it has renamed the others and run its postrotate script.
+   */
+  lookForGone = false;
+  /** The identities the last look found (sorted, joined), to tell when the directory has settled. */
+  lastListing: string | undefined;
+  /** Clock ms of the next look when nothing prompts one (a file deleted by hand, or late). */
+  nextLookAt = 0;
 
   constructor(
     readonly path: string,
@@ -48,6 +62,7 @@ export class WatchedPath {
   extra(now: number): { key: string; value: string } {
     const record: PathRecord = { draining: this.draining.map((f) => f.id), checkedAt: now };
     if (this.current !== undefined) record.current = this.current.id;
+    if (this.done.size > 0) record.done = [...this.done];
     return { key: pathKey(this.path), value: JSON.stringify(record) };
   }
 }
