@@ -29,6 +29,8 @@ export async function createTransport(config: AgentConfig, epoch: string): Promi
       topicPrefix: mqtt.topicPrefix,
       maxInFlight: mqtt.maxInFlight,
       timeoutMs: mqtt.timeoutMs,
+      // The command link reconnects on the push link's backoff.
+      reconnect: config.push.backoff,
       ...(mqtt.clientId === undefined ? {} : { clientId: mqtt.clientId }),
       ...(mqtt.username === undefined ? {} : { username: mqtt.username }),
       ...(mqtt.password === undefined ? {} : { password: mqtt.password }),

@@ -2,6 +2,7 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { StoredLine } from '../buffer/types.js';
 import { TOPIC_ROOT } from '../../protocols/index.js';
 import { jsonArrayOf } from '../buffer/event-line.js';
+import { Backoff, type BackoffOptions } from './backoff.js';
 import type { PushTransport, SendOutcome } from './types.js';
 
 export interface MqttTransportOptions {
@@ -24,6 +25,11 @@ export interface MqttTransportOptions {
   maxInFlight?: number;
   connectTimeoutMs?: number;
   keepaliveSeconds?: number;
+  /**
+   * Backoff of the command link's reconnects (onCommand), the push link's own (push.backoff). Default
+   * 100 ms to 30 s. A link counts as healthy, and the backoff starts over, once it stayed up maxMs.
+   */
+  reconnect?: BackoffOptions;
 }
 
 /** Longest close() waits for the "offline" status's PUBACK, and then for the disconnect, ms. */
@@ -49,7 +55,11 @@ export class MqttTransport implements PushTransport {
   private readonly statusTopic: string;
   private readonly cmdTopic: string;
   private commandListener: ((payload: Buffer) => void) | undefined;
-  private keeper: NodeJS.Timeout | undefined;
+  /** The command link's next reconnect attempt, when one is scheduled. */
+  private relink: NodeJS.Timeout | undefined;
+  private readonly relinkBackoff: Backoff;
+  /** Clock ms when the last link came up. */
+  private upSince = 0;
   /** Announced in the retained status; see epochChanged. */
   private epoch: string | undefined;
 
@@ -60,6 +70,7 @@ export class MqttTransport implements PushTransport {
     this.eventsTopic = `${prefix}/${options.id}/events`;
     this.statusTopic = `${prefix}/${options.id}/status`;
     this.cmdTopic = `${prefix}/${options.id}/cmd`;
+    this.relinkBackoff = new Backoff(options.reconnect ?? { initialMs: 100, maxMs: 30_000 });
   }
 
   async start(): Promise<void> {}
@@ -76,18 +87,36 @@ export class MqttTransport implements PushTransport {
   /**
    * Takes commands from <prefix>/<id>/cmd (QoS 1): the gateway's on-demand
    * pull for an agent it cannot reach (NAT). Commands need a live link even
-   * when nothing is pushed, so from here on the link is kept up.
+   * when nothing is pushed, so from here on the link is kept up: brought up
+   * now, and again whenever it is lost or an attempt fails, each time after a
+   * delay of the `reconnect` backoff — a broker that refuses or drops the
+   * agent is not hammered at a fixed pace.
    */
-  onCommand(listener: (payload: Buffer) => void, keepAliveMs = 5_000): void {
+  onCommand(listener: (payload: Buffer) => void): void {
     this.commandListener = listener;
     // A link the sender opened before this call was wired without commands.
     if (this.client?.connected) this.listenForCommands(this.client);
-    const keep = () => {
-      if (this.closed === undefined && !this.client?.connected) this.connect().catch(() => undefined);
-    };
-    keep();
-    this.keeper = setInterval(keep, keepAliveMs);
-    this.keeper.unref();
+    else this.keepLink();
+  }
+
+  /** One attempt to bring the command link up (joined with the sender's, if one is under way). */
+  private keepLink(): void {
+    this.relink = undefined;
+    if (this.closed !== undefined || this.client?.connected) return;
+    this.connect().catch(() => this.relinkLater());
+  }
+
+  /** Schedules the next attempt after one more failure's backoff (a refused connection, or a link lost). */
+  private relinkLater(): void {
+    if (this.closed !== undefined || this.commandListener === undefined || this.relink !== undefined) return;
+    this.relink = setTimeout(() => this.keepLink(), this.relinkBackoff.next());
+    this.relink.unref();
+  }
+
+  /** A link that was up closed: one that lasted starts the backoff over; one dropped at once counts as a failure. */
+  private linkLost(): void {
+    if (Date.now() - this.upSince >= (this.options.reconnect?.maxMs ?? 30_000)) this.relinkBackoff.reset();
+    this.relinkLater();
   }
 
   async send(events: readonly StoredLine[]): Promise<SendOutcome> {
@@ -131,7 +160,7 @@ export class MqttTransport implements PushTransport {
    * publish whose link the peer closed.
    */
   private async shutdown(): Promise<void> {
-    clearInterval(this.keeper);
+    clearTimeout(this.relink);
     const client = this.client ?? (await this.connecting?.catch(() => undefined));
     this.failAll('transport closed');
     if (client === undefined || !client.connected) {
@@ -182,6 +211,7 @@ export class MqttTransport implements PushTransport {
       client.on('connect', () => {
         settled = true;
         this.client = client;
+        this.upSince = Date.now();
         // Subscribe before announcing "online": the broker handles one connection's packets in
         // order, so a gateway that sees us online knows a command now reaches us.
         if (this.commandListener !== undefined) this.listenForCommands(client);
@@ -200,8 +230,10 @@ export class MqttTransport implements PushTransport {
           settled = true;
           reject(new Error('connection closed before CONNACK'));
         }
-        if (this.client === client) this.client = undefined;
+        const wasUp = this.client === client;
+        if (wasUp) this.client = undefined;
         this.failAll('connection to the broker closed');
+        if (wasUp) this.linkLost();
       });
     });
   }
