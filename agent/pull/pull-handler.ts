@@ -117,11 +117,11 @@ function nextHeld(seq: number, holes: readonly (readonly [number, number])[]): n
 }
 
 /**
- * A page capped at about `maxBytes` (one line over at most: a line larger
- * than the cap still goes, alone, so it cannot stall a puller). Where it
- * ends is known only once read, so it is read whole — at most the cap,
- * counted as the buffer counts (UTF-16 units: bytes for ASCII) — and
- * X-Last-Seq names its real last seq; then it is written chunk by chunk.
+ * A page capped at `maxBytes` bytes of NDJSON (UTF-8, as sent; a first line
+ * larger than the cap still goes, alone, so it cannot stall a puller).
+ * Where it ends is known only once read, so it is read whole — at most the
+ * cap — and X-Last-Seq names its real last seq; then it is written chunk by
+ * chunk.
  */
 async function sendCapped(
   res: ServerResponse,
@@ -157,12 +157,23 @@ async function stream(res: ServerResponse, buffer: AgentBuffer, after: number, l
   res.end();
 }
 
-/** The page's lines after `after` up to `last`, chunk by chunk, until about `maxBytes` (counted as readLines counts). */
+/**
+ * The page's lines after `after` up to `last`, chunk by chunk, as many whole lines as fit in `maxBytes`
+ * bytes of UTF-8 (newlines included). A line's UTF-8 size is at most 3 × its UTF-16 length, so bytes are
+ * counted only once the UTF-16 total × 3 could pass the cap: before that, every line fits whatever its
+ * characters (ASCII pages far under the cap are never scanned); from then on each line is measured, the
+ * ones already taken once.
+ */
 async function* chunks(buffer: AgentBuffer, after: number, last: number, options: PullHandlerOptions, maxBytes = Number.POSITIVE_INFINITY): AsyncGenerator<StoredLine[]> {
   const chunkEvents = options.chunkEvents ?? 500;
   const chunkBytes = options.chunkBytes ?? 1 << 20;
   let cursor = after;
+  // UTF-16 units (+1 per newline) while `exact` is false; UTF-8 bytes once it is true.
   let bytes = 0;
+  let exact = false;
+  let taken = 0;
+  // The lines taken so far, kept (sendCapped holds them anyway) only until bytes are exact.
+  const before: StoredLine[][] = [];
   while (cursor < last && bytes < maxBytes) {
     const lines = await buffer.readLines(cursor, Math.min(chunkEvents, last - cursor), Math.min(chunkBytes, maxBytes - bytes));
     // Only a recorded hole (read after the read: it may have just found one) may lie between two lines sent.
@@ -172,14 +183,25 @@ async function* chunks(buffer: AgentBuffer, after: number, last: number, options
     let n = 0;
     while (n < lines.length && (lines[n] as StoredLine).seq <= last && (lines[n] as StoredLine).seq === nextHeld(cursor, holes)) {
       const line = lines[n] as StoredLine;
+      if (!exact && (bytes + line.line.length + 1) * 3 > maxBytes) {
+        exact = true;
+        bytes = 0;
+        for (const chunk of before) for (const l of chunk) bytes += Buffer.byteLength(l.line) + 1;
+        for (let i = 0; i < n; i++) bytes += Buffer.byteLength((lines[i] as StoredLine).line) + 1;
+        before.length = 0;
+      }
+      const size = exact ? Buffer.byteLength(line.line) + 1 : line.line.length + 1;
       // readLines lets its first line over its budget; only the page's first may be.
-      if (bytes > 0 && bytes + line.line.length + 1 > maxBytes) break;
+      if (taken > 0 && bytes + size > maxBytes) break;
       cursor = line.seq;
-      bytes += line.line.length + 1;
+      bytes += size;
+      taken += 1;
       n += 1;
     }
     if (n === 0) return;
-    yield n === lines.length ? lines : lines.slice(0, n);
+    const chunk = n === lines.length ? lines : lines.slice(0, n);
+    if (!exact && Number.isFinite(maxBytes)) before.push(chunk);
+    yield chunk;
     if (n < lines.length && cursor < last) return;
   }
 }

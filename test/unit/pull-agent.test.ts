@@ -131,6 +131,24 @@ describe('agent pull API (GET /v1/events)', () => {
     expect((await fetch(`${url}/v1/events?after=10&limit=5&maxBytes=1`, { method: 'HEAD' })).headers.get('x-last-seq')).toBe('11');
   });
 
+  it('caps a page of multi-byte lines at maxBytes UTF-8 bytes, also when the page spans several reads', async () => {
+    const buffer = new RetainingBuffer();
+    // 'é' is 2 bytes, '€' 3, '😀' 4 (two UTF-16 units): a mix, one line per event.
+    await buffer.append(Array.from({ length: 40 }, (_, i) => ({ id: `u-${i}`, type: 't', data: { text: ['é', '€', '😀'][i % 3]?.repeat(200) } })));
+    server = createServer((req, res) => void servePull(new URL(req.url ?? '/', 'http://agent'), req.method ?? 'GET', res, { buffer, chunkEvents: 2 }));
+    await new Promise<void>((r) => (server as Server).listen(0, '127.0.0.1', () => r()));
+    const url = `http://127.0.0.1:${((server as Server).address() as AddressInfo).port}`;
+    const sizes = (await buffer.readLines(0, 100)).map((l) => Buffer.byteLength(l.line) + 1);
+    for (const cap of [5_000, 9_999, 20_000]) {
+      let fit = 0;
+      let total = 0;
+      while (fit < sizes.length && total + (sizes[fit] as number) <= cap) total += sizes[fit++] as number;
+      const res = await fetch(`${url}/v1/events?after=0&limit=100&maxBytes=${cap}`);
+      const body = Buffer.from(await res.arrayBuffer());
+      expect({ cap, bytes: body.length, lastSeq: res.headers.get('x-last-seq') }).toEqual({ cap, bytes: total, lastSeq: String(fit) });
+    }
+  });
+
   it('page extent: the first limit seqs outside the holes', () => {
     const holes: [number, number][] = [
       [3, 4],
