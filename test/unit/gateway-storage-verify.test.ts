@@ -266,26 +266,35 @@ describe('verify accepts a missing event block only where the ledger records its
 });
 
 describe('a retention write that fails', () => {
-  it('fails with what happened, and so do the commits queued behind its batch', async () => {
-    await commitOf([event('old-1', T0)]);
-    const ioError = Object.assign(new Error('IO error: 000013.log: No space left on device'), { code: 'LEVEL_IO_ERROR' });
-    // The next write (the retention batch) fails; a commit is called while it is under way, queued behind it.
+  const ioError = Object.assign(new Error('IO error: 000013.log: No space left on device'), { code: 'LEVEL_IO_ERROR' });
+
+  /** Makes the store's next chained batch write fail with `ioError`, after calling `during` (while it is under way). Returns the database. */
+  function failNextBatchWrite(during: () => void = () => undefined): Level<string, Buffer> {
     const db = (storage as unknown as { db: Level<string, Buffer> }).db;
     const batch = db.batch.bind(db) as () => ReturnType<Level<string, Buffer>['batch']>;
-    let queued: Promise<unknown> | undefined;
     db.batch = (() => {
       db.batch = batch as typeof db.batch;
       const chained = batch();
       chained.write = async () => {
-        queued = commitOf([event('live', NOW)]).then(
-          () => 'stored',
-          (err: unknown) => err,
-        );
+        during();
         await chained.close();
         throw ioError;
       };
       return chained;
     }) as typeof db.batch;
+    return db;
+  }
+
+  it('fails with what happened, and so do the commits queued behind its batch', async () => {
+    await commitOf([event('old-1', T0)]);
+    // The next write (the retention batch) fails; a commit is called while it is under way, queued behind it.
+    let queued: Promise<unknown> | undefined;
+    const db = failNextBatchWrite(() => {
+      queued = commitOf([event('live', NOW)]).then(
+        () => 'stored',
+        (err: unknown) => err,
+      );
+    });
     await expect(storage.applyRetention(NOW - 7 * DAY)).rejects.toMatchObject({
       code: 'METEORZX_STORAGE_FAILED',
       message: 'retention write failed: IO error: 000013.log: No space left on device',
@@ -308,18 +317,7 @@ describe('a retention write that fails', () => {
 
   it('with no commit behind it, still reopens the database: the next commit is not the one to fail on the dead handle', async () => {
     await commitOf([event('old-1', T0)]);
-    const ioError = Object.assign(new Error('IO error: 000013.log: No space left on device'), { code: 'LEVEL_IO_ERROR' });
-    const db = (storage as unknown as { db: Level<string, Buffer> }).db;
-    const batch = db.batch.bind(db) as () => ReturnType<Level<string, Buffer>['batch']>;
-    db.batch = (() => {
-      db.batch = batch as typeof db.batch;
-      const chained = batch();
-      chained.write = async () => {
-        await chained.close();
-        throw ioError;
-      };
-      return chained;
-    }) as typeof db.batch;
+    const db = failNextBatchWrite();
     await expect(storage.applyRetention(NOW - 7 * DAY)).rejects.toMatchObject({ code: 'METEORZX_STORAGE_FAILED' });
     const reopening = (storage as unknown as { reopening?: Promise<void> }).reopening;
     expect(reopening).toBeDefined();
