@@ -29,7 +29,10 @@ export class GatewayMetrics {
   readonly dedupCacheHits: Counter;
   /** Ingestion attempts waiting for a group commit. */
   readonly queueDepth: Gauge;
+  /** Alerts raised, by rule name (a rule alert) or alert kind (chain-break, pull-failed, gap-lost, seq-gap, volume-drop). */
   readonly alerts: Counter<'rule'>;
+  /** Alerts not delivered to `alerts.webhook` (queue-full, post-failed, shutdown); still logged and counted in `alerts`. */
+  readonly alertsDropped: Counter<'reason'>;
   readonly ruleErrors: Counter<'rule'>;
   /** Pull connector runs per agent URL and result (ok, failed) — issue 5, gateway/pull. */
   readonly pullRuns: Counter<'url' | 'result'>;
@@ -111,7 +114,13 @@ export class GatewayMetrics {
         this.set(depth());
       },
     });
-    this.alerts = new Counter({ name: `${prefix}alerts_total`, help: 'Alerts raised by rules', labelNames: ['rule'], registers });
+    this.alerts = new Counter({ name: `${prefix}alerts_total`, help: 'Alerts raised, by rule name or alert kind', labelNames: ['rule'], registers });
+    this.alertsDropped = new Counter({
+      name: `${prefix}alerts_dropped_total`,
+      help: 'Alerts not delivered to the webhook (queue full, POST failed, shutdown); they were logged and counted',
+      labelNames: ['reason'],
+      registers,
+    });
     this.ruleErrors = new Counter({
       name: `${prefix}rule_errors_total`,
       help: 'Events on which a rule condition failed (taken as no match)',

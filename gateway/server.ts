@@ -2,10 +2,13 @@ import { readFile } from 'node:fs/promises';
 import type { SecureContextOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import { CHAIN_ALLOWANCE_BYTES, DEFAULT_LIMITS, type Limits } from '../protocols/index.js';
+import { eventAlert } from './alerts/alert.js';
+import { AlertSink } from './alerts/alert-sink.js';
 import type { GatewayConfig } from './config.js';
 import { GatewayErrors } from './errors.js';
 import type { GatewayMetrics } from './metrics.js';
 import type { Ingestor } from './pipeline/ingestor.js';
+import type { PipelineAlert } from './pipeline/options.js';
 import type { Storage } from './storage/types.js';
 import { exposureProblem } from './auth/exposure.js';
 import { MqttUsers } from './auth/mqtt-users.js';
@@ -28,6 +31,8 @@ export interface PipelineArgs {
   gatewayName: string;
   metrics: GatewayMetrics | undefined;
   logger: Logger;
+  /** The gateway's alert sink, for rule and chain-break alerts (called once the event is durable). */
+  onAlert: (alert: PipelineAlert) => void;
 }
 
 export interface GatewayOptions {
@@ -95,6 +100,7 @@ export class Gateway {
   private mqtt: MqttIngress | undefined;
   private http: HttpApi | undefined;
   private pulls: PullService | undefined;
+  private alerts: AlertSink | undefined;
   private ready = false;
   private closing: Promise<void> | undefined;
 
@@ -109,11 +115,22 @@ export class Gateway {
     this.checkExposure();
     // An agent's events arrive with the chain fields it added after checking their size against the same limit.
     const limits: Limits = { ...DEFAULT_LIMITS, ...config.limits, chainAllowanceBytes: CHAIN_ALLOWANCE_BYTES };
+    // One sink for every alert of the gateway: pipeline rules and chain checks, pulls, backfill.
+    const alerts = new AlertSink({ webhook: config.alerts.webhook, metrics: this.opts.metrics, logger: logger.child({ component: 'alerts' }) });
+    this.alerts = alerts;
     try {
       this.storage = this.opts.storage ?? (await defaultStorage(config.dataDir, logger));
       await this.storage.open();
       const create = this.opts.createPipeline ?? (await defaultPipelineFactory());
-      this.pipeline = await create({ storage: this.storage, config, limits, gatewayName: config.id, metrics: this.opts.metrics, logger });
+      this.pipeline = await create({
+        storage: this.storage,
+        config,
+        limits,
+        gatewayName: config.id,
+        metrics: this.opts.metrics,
+        logger,
+        onAlert: (alert) => alerts.raise(eventAlert(alert)),
+      });
       await this.pipeline.start();
 
       const mqttAddrs = await this.startMqtt(limits);
@@ -190,6 +207,7 @@ export class Gateway {
       limits,
       command: (agent, command) => mqtt.publishCommand(agent, JSON.stringify(command)),
       online: (agent) => mqtt.agentOnline(agent),
+      alerts: this.alerts as AlertSink,
       metrics,
       logger: logger.child({ component: 'pull' }),
     });
@@ -235,6 +253,8 @@ export class Gateway {
     await this.pulls?.close().catch((err: unknown) => this.opts.logger.error({ err }, 'closing pulls failed'));
     const ingress = await Promise.allSettled([this.http?.close(), this.mqtt?.close()]);
     await this.pipeline?.close();
+    // After the pipeline: its last commits raise their alerts; what the webhook still holds goes out now.
+    await this.alerts?.close().catch((err: unknown) => this.opts.logger.error({ err }, 'closing alerts failed'));
     await this.storage?.close();
     const failed = ingress.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;

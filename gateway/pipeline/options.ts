@@ -36,7 +36,7 @@ export interface PipelineOptions {
   gatewayName: string;
   /** Wall clock, ms (receive times, dedup window, retention). */
   clock?: () => number;
-  /** Alert sink; called after the event is durable. Default: a warning in the log. */
+  /** Alert sink; called after the event is durable. Default: a warning in the log and `alerts_total`. */
   onAlert?: (alert: PipelineAlert) => void;
   metrics?: GatewayMetrics | undefined;
   logger?: Pick<Logger, 'warn' | 'error'>;

@@ -7,6 +7,8 @@ import { anyFailed, InFlightCommits, pendingIn, type InFlightCommit } from './co
 import { Dedup } from './dedup/dedup.js';
 import type { IngestContext, Ingestor } from './ingestor.js';
 import { ChainTracker } from './integrity/integrity.js';
+import { eventAlert } from '../alerts/alert.js';
+import { AlertSink } from '../alerts/alert-sink.js';
 import type { PipelineAlert, PipelineOptions } from './options.js';
 import { Rules } from './rules/rules.js';
 import { reportCommit } from './report.js';
@@ -46,8 +48,7 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
     clock,
     ...(metrics === undefined ? {} : { onCacheHits: (n: number) => metrics.dedupCacheHits.inc(n) }),
   });
-  const onAlert =
-    opts.onAlert ?? ((a: PipelineAlert) => opts.logger?.warn({ alert: a.kind, rule: a.rule, detail: a.detail, id: a.event.id, source: a.event.source }, 'alert'));
+  const onAlert = opts.onAlert ?? logAlerts(opts);
   const stages = { tracker, transforms, rules, dedup, limits, gatewayName: opts.gatewayName, onRuleError: ruleErrorSink(metrics, opts.logger) };
   const sinks = { metrics, onAlert, logger: opts.logger };
 
@@ -203,4 +204,10 @@ function ruleErrorSink(metrics: PipelineOptions['metrics'], logger: PipelineOpti
     loggedAt.set(rule, t);
     logger?.warn({ rule, error: message }, 'rule condition failed on an event; taken as no match');
   };
+}
+
+/** With no sink given (a pipeline on its own): alerts are logged and counted, as the gateway's sink does without a webhook. */
+function logAlerts(opts: PipelineOptions): (alert: PipelineAlert) => void {
+  const sink = new AlertSink({ metrics: opts.metrics, logger: opts.logger ?? { warn: () => undefined } });
+  return (alert) => sink.raise(eventAlert(alert));
 }

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { AuditEvent, PullCommand, SourcesResponse } from '../../protocols/index.js';
 import type { GatewayMetrics } from '../metrics.js';
 import type { Ingestor } from '../pipeline/ingestor.js';
-import type { Alerter } from './alerter.js';
+import type { RaiseAlert } from '../alerts/alert-sink.js';
 import type { GoneRange, PullConnector } from './connector.js';
 import type { LostRange, PullStore } from './pull-store.js';
 
@@ -20,7 +20,7 @@ export interface BackfillOptions {
   graceMs: number;
   /** Command-channel requests for one hole before it is recorded as lost. */
   tries: number;
-  alerter: Alerter;
+  alerter: RaiseAlert;
   metrics?: GatewayMetrics | undefined;
   logger: Logger;
   now?: () => number;

@@ -3,7 +3,7 @@ import type { IngestResponse, Limits } from '../../protocols/index.js';
 import type { GatewayMetrics } from '../metrics.js';
 import type { Ingestor } from '../pipeline/ingestor.js';
 import { AgentClient, RangeGone } from './agent-client.js';
-import type { Alerter } from './alerter.js';
+import type { RaiseAlert } from '../alerts/alert-sink.js';
 import type { Checkpoint, PullStore } from './pull-store.js';
 
 const HOLE_REASON = `a hole in the agent's buffer (the agent recorded it with its own meteorzx.gap)`;
@@ -72,7 +72,7 @@ export interface ConnectorOptions {
   requestTimeoutMs?: number;
   /** About how many bytes a page may hold (the agent's `maxBytes`). Default `limits.maxBodyBytes` (8 MiB). */
   pageBytes?: number;
-  alerter?: Alerter;
+  alerter?: RaiseAlert;
   metrics?: GatewayMetrics | undefined;
   logger: Logger;
   sleep?: (ms: number) => Promise<void>;

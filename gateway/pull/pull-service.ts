@@ -1,11 +1,11 @@
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
+import type { RaiseAlert } from '../alerts/alert-sink.js';
 import type { Limits, PullCommand, PullRequest, SourcesResponse } from '../../protocols/index.js';
 import type { GatewayConfig } from '../config.js';
 import { GatewayErrors } from '../errors.js';
 import type { GatewayMetrics } from '../metrics.js';
 import type { Ingestor } from '../pipeline/ingestor.js';
-import { Alerter } from './alerter.js';
 import { Backfill } from './backfill.js';
 import { PullConnector, type PullResult, type PullStatus } from './connector.js';
 import { PullStore, type LostRange } from './pull-store.js';
@@ -20,6 +20,8 @@ export interface PullServiceOptions {
   command?: (agent: string, command: PullCommand) => Promise<void>;
   /** Whether the agent is connected to the gateway's broker (its retained status says online). */
   online?: (agent: string) => Promise<boolean>;
+  /** The gateway's alert sink (log, metric, webhook). */
+  alerts: RaiseAlert;
   metrics?: GatewayMetrics | undefined;
   logger: Logger;
   timers?: Timers;
@@ -38,7 +40,6 @@ export interface PullsSection {
  */
 export class PullService {
   private readonly store: PullStore;
-  private readonly alerter: Alerter;
   private readonly connectors: PullConnector[];
   private readonly scheduler: PullScheduler;
   private readonly backfill: Backfill;
@@ -48,7 +49,6 @@ export class PullService {
   constructor(private readonly options: PullServiceOptions) {
     const { config, logger, metrics } = options;
     this.store = new PullStore(config.dataDir);
-    this.alerter = new Alerter({ webhook: config.alerts.webhook, metrics, logger });
     this.connectors = config.pullFrom.map((p) => this.connector(p.url, p.token, p.ca === undefined ? undefined : readFileSync(p.ca), p.retries, true, p.timeout));
     this.scheduler = new PullScheduler(
       config.pullFrom.map((p, i) => ({ connector: this.connectors[i] as PullConnector, every: p.every })),
@@ -63,7 +63,7 @@ export class PullService {
       ...(options.online === undefined ? {} : { online: options.online }),
       graceMs: config.backfill.grace,
       tries: config.backfill.tries,
-      alerter: this.alerter,
+      alerter: options.alerts,
       metrics,
       logger: logger.child({ component: 'backfill' }),
     });
@@ -116,7 +116,6 @@ export class PullService {
       clearInterval(this.backfillTimer);
       await this.backfill.idle();
       await Promise.all(this.connectors.map((c) => c.close()));
-      await this.alerter.drain();
       await this.store.close();
     })();
     return this.closing;
@@ -132,7 +131,7 @@ export class PullService {
       limits: this.options.limits,
       ingestor: this.options.ingestor,
       ...(durable ? { store: this.store } : {}),
-      alerter: this.alerter,
+      alerter: this.options.alerts,
       metrics: this.options.metrics,
       logger: this.options.logger.child({ component: 'pull', url }),
     });

@@ -6,7 +6,10 @@ import { gunzipSync } from 'node:zlib';
 
 export interface Receiver {
   url: string;
+  /** Every alert received, in order (each POST is a JSON array of them). */
   bodies: Record<string, unknown>[];
+  /** Alerts per POST, in order; -1 for a body that was not a JSON array. */
+  posts: number[];
   close(): Promise<void>;
 }
 
@@ -28,17 +31,20 @@ function closeServer(server: Server): Promise<void> {
   return new Promise((resolve) => server.close(() => resolve()));
 }
 
-/** An alerts webhook: records every JSON body POSTed to it. */
+/** An alerts webhook: records every alert of the JSON arrays POSTed to it. */
 export async function webhookReceiver(): Promise<Receiver> {
   const bodies: Record<string, unknown>[] = [];
+  const posts: number[] = [];
   const server = createServer((req, res) => {
     void readBody(req).then((body) => {
-      bodies.push(JSON.parse(body.toString('utf8')) as Record<string, unknown>);
+      const parsed = JSON.parse(body.toString('utf8')) as unknown;
+      if (Array.isArray(parsed)) bodies.push(...(parsed as Record<string, unknown>[]));
+      posts.push(Array.isArray(parsed) ? parsed.length : -1);
       res.writeHead(204).end();
     });
   });
   const port = await listen(server);
-  return { url: `http://127.0.0.1:${port}/alerts`, bodies, close: () => closeServer(server) };
+  return { url: `http://127.0.0.1:${port}/alerts`, bodies, posts, close: () => closeServer(server) };
 }
 
 export interface DroppingProxy {

@@ -6,9 +6,9 @@ import { join } from 'node:path';
 import { Level } from 'level';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Alerter } from '../../gateway/pull/alerter.js';
 import { LevelBuffer } from '../../agent/buffer/level-buffer.js';
 import { servePull } from '../../agent/pull/pull-handler.js';
+import type { Alert } from '../../gateway/alerts/alert.js';
 import { Backfill, subtract } from '../../gateway/pull/backfill.js';
 import { PullConnector } from '../../gateway/pull/connector.js';
 import { PullStore } from '../../gateway/pull/pull-store.js';
@@ -144,8 +144,7 @@ describe('PullConnector', () => {
     agent.down = true;
     const sleeps: number[] = [];
     const raised: string[] = [];
-    const alerter = new Alerter({ logger });
-    alerter.raise = (a) => void raised.push(a.kind);
+    const alerter = { raise: (a: Alert) => void raised.push(a.kind) };
     const c = connector({ retries: { tries: 3, delay: 42 }, sleep: async (ms) => void sleeps.push(ms), alerter });
     expect(await c.run()).toBeUndefined();
     expect(sleeps).toEqual([42, 42, 42]);
@@ -265,8 +264,7 @@ describe('pull over an agent buffer with a recorded hole', () => {
     const c = new PullConnector({ url: base, retries: { tries: 0, delay: 1 }, limits: DEFAULT_LIMITS, ingestor, store, logger });
     closers.push(() => c.close());
     const raised: string[] = [];
-    const alerter = new Alerter({ logger });
-    alerter.raise = (a) => void raised.push(a.kind);
+    const alerter = { raise: (a: Alert) => void raised.push(a.kind) };
     const since = new Date(0).toISOString();
     const backfill = new Backfill({
       sources: async () => ({ epochs: [{ agent: 'agent-h', epoch, gaps: [{ from: 5, to: 25, since }] }] }) as unknown as SourcesResponse,
@@ -304,8 +302,7 @@ describe('pull over an agent buffer with a recorded hole', () => {
 
     ingestor.seqs = [];
     const raised: string[] = [];
-    const alerter = new Alerter({ logger });
-    alerter.raise = (a) => void raised.push(a.kind);
+    const alerter = { raise: (a: Alert) => void raised.push(a.kind) };
     const backfill = new Backfill({
       sources: async () => ({ epochs: [{ agent: 'agent-h', epoch, gaps: [{ from: 18, to: 30, since: new Date(0).toISOString() }] }] }) as unknown as SourcesResponse,
       store,
@@ -492,8 +489,7 @@ describe('PullConnector against agents with large events, slow pages, or a close
   it('close() during a run ends it at once: no retry wait, no failure, no alert', async () => {
     const url = await fakeAgent(3000, range(3000, () => 0), 300);
     const raised: string[] = [];
-    const alerter = new Alerter({ logger });
-    alerter.raise = (a) => void raised.push(a.kind);
+    const alerter = { raise: (a: Alert) => void raised.push(a.kind) };
     const c = new PullConnector({ url, retries: { tries: 3, delay: 4000 }, limits: DEFAULT_LIMITS, ingestor: new CountingIngestor(), alerter, logger });
     const run = c.run();
     await new Promise((r) => setTimeout(r, 450));

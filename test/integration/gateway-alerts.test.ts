@@ -1,0 +1,71 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { chainEvent, newId, type AuditEvent } from '../../protocols/index.js';
+import { removeDir, tempDir, waitFor } from './agent-harness.js';
+import { startGateway, type RunningGateway } from './gateway-harness.js';
+import { webhookReceiver, type Receiver } from './pull-helpers.js';
+
+/**
+ * One alert sink for the whole gateway (docs/config.md, `alerts`): what
+ * the pipeline raises (rule alerts, chain breaks) reaches `alerts.webhook`
+ * as the pull side's alerts do — a JSON array of alerts per POST.
+ */
+
+async function post(url: string, events: readonly AuditEvent[]): Promise<{ accepted: number; rejected: unknown[] }> {
+  const res = await fetch(`${url}/v1/events`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-ndjson' },
+    body: events.map((e) => JSON.stringify(e)).join('\n'),
+  });
+  expect(res.status).toBe(200);
+  return (await res.json()) as { accepted: number; rejected: unknown[] };
+}
+
+const alertsOf = (hook: Receiver, kind: string, match: Record<string, unknown> = {}): Record<string, unknown>[] =>
+  hook.bodies.filter((a) => a.kind === kind && Object.entries(match).every(([k, v]) => a[k] === v));
+
+describe('pipeline alerts reach the webhook', () => {
+  let dir: string;
+  let gateway: RunningGateway;
+  let hook: Receiver;
+
+  beforeAll(async () => {
+    dir = await tempDir('gateway-alerts-');
+    hook = await webhookReceiver();
+    gateway = await startGateway({
+      dir,
+      config: {
+        alerts: { webhook: hook.url },
+        pipeline: { rules: [{ name: 'root-login', if: 'type == "auth.login" && actor == "root"', alert: true }] },
+      },
+    });
+  });
+
+  afterAll(async () => {
+    await gateway?.stop();
+    await hook?.close();
+    await removeDir(dir);
+  });
+
+  it('a rule with alert: true is POSTed with the rule, the event id, source, type and time', async () => {
+    const answer = await post(gateway.httpUrl, [
+      { id: 'ev-root-1', type: 'auth.login', actor: 'root', source: 'host-a' },
+      { id: 'ev-alice-1', type: 'auth.login', actor: 'alice', source: 'host-a' },
+    ]);
+    expect(answer.accepted).toBe(2);
+    const [alert] = await waitFor(() => (alertsOf(hook, 'rule').length > 0 ? alertsOf(hook, 'rule') : undefined), 'rule alert');
+    expect(alert).toEqual({ kind: 'rule', rule: 'root-login', id: 'ev-root-1', source: 'host-a', type: 'auth.login', at: expect.any(String), detail: expect.stringContaining('root-login') });
+    expect(Number.isNaN(Date.parse(String(alert?.at)))).toBe(false);
+    const metrics = await (await fetch(`${gateway.httpUrl}/metrics`)).text();
+    expect(metrics).toMatch(/meteorzx_gateway_alerts_total\{rule="root-login"\} 1\b/);
+  });
+
+  it('a chain break is POSTed with the event it broke on', async () => {
+    const first = chainEvent({ id: newId(), type: 'door.open', source: 'ag-cb', agent: 'ag-cb', epoch: 'E1', seq: 1 }, undefined);
+    // Seq 2 claims a prev that is not seq 1's hash.
+    const second = chainEvent({ id: 'ev-cb-2', type: 'door.open', source: 'ag-cb', agent: 'ag-cb', epoch: 'E1', seq: 2 }, 'f'.repeat(64));
+    expect((await post(gateway.httpUrl, [first, second])).accepted).toBe(2);
+    const [alert] = await waitFor(() => (alertsOf(hook, 'chain-break').length > 0 ? alertsOf(hook, 'chain-break') : undefined), 'chain-break alert');
+    expect(alert).toMatchObject({ kind: 'chain-break', id: 'ev-cb-2', source: 'ag-cb', type: 'door.open', detail: expect.any(String) });
+    expect(alertsOf(hook, 'chain-break')).toHaveLength(1);
+  });
+});
