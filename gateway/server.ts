@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { CHAIN_ALLOWANCE_BYTES, DEFAULT_LIMITS, type Limits } from '../protocols/index.js';
 import { eventAlert } from './alerts/alert.js';
 import { AlertSink } from './alerts/alert-sink.js';
+import { VolumeWatch } from './alerts/volume-watch.js';
 import type { GatewayConfig } from './config.js';
 import { GatewayErrors } from './errors.js';
 import type { GatewayMetrics } from './metrics.js';
@@ -33,6 +34,8 @@ export interface PipelineArgs {
   logger: Logger;
   /** The gateway's alert sink, for rule and chain-break alerts (called once the event is durable). */
   onAlert: (alert: PipelineAlert) => void;
+  /** Accepted events per source per commit, when `alerts.volumeDrop` is on. */
+  countAccepted?: (source: string, n: number) => void;
 }
 
 export interface GatewayOptions {
@@ -101,6 +104,7 @@ export class Gateway {
   private http: HttpApi | undefined;
   private pulls: PullService | undefined;
   private alerts: AlertSink | undefined;
+  private volume: VolumeWatch | undefined;
   private ready = false;
   private closing: Promise<void> | undefined;
 
@@ -118,6 +122,8 @@ export class Gateway {
     // One sink for every alert of the gateway: pipeline rules and chain checks, pulls, backfill.
     const alerts = new AlertSink({ webhook: config.alerts.webhook, metrics: this.opts.metrics, logger: logger.child({ component: 'alerts' }) });
     this.alerts = alerts;
+    this.volume = this.volumeWatch(alerts);
+    const volume = this.volume;
     try {
       this.storage = this.opts.storage ?? (await defaultStorage(config.dataDir, logger));
       await this.storage.open();
@@ -130,8 +136,10 @@ export class Gateway {
         metrics: this.opts.metrics,
         logger,
         onAlert: (alert) => alerts.raise(eventAlert(alert)),
+        ...(volume === undefined ? {} : { countAccepted: (source: string, n: number) => volume.count(source, n) }),
       });
       await this.pipeline.start();
+      volume?.start();
 
       const mqttAddrs = await this.startMqtt(limits);
       await this.createPulls(limits);
@@ -154,6 +162,24 @@ export class Gateway {
       await this.close().catch((closeErr: unknown) => logger.error({ err: closeErr }, 'close after a failed start failed'));
       throw err;
     }
+  }
+
+  /** The `volume-drop` alert, when `alerts.volumeDrop` is given. */
+  private volumeWatch(alerts: AlertSink): VolumeWatch | undefined {
+    const { config, logger } = this.opts;
+    const drop = config.alerts.volumeDrop;
+    if (drop === undefined) return undefined;
+    let loggedAt = -Infinity;
+    return new VolumeWatch({
+      windowMs: drop.window,
+      below: drop.below,
+      raise: (alert) => alerts.raise(alert),
+      onUntracked: (events) => {
+        if (Date.now() - loggedAt < 60_000) return;
+        loggedAt = Date.now();
+        logger.warn({ events }, 'alerts.volumeDrop watches 100,000 sources at most: events of sources beyond them were not watched');
+      },
+    });
   }
 
   private checkExposure(): void {
@@ -253,6 +279,7 @@ export class Gateway {
     await this.pulls?.close().catch((err: unknown) => this.opts.logger.error({ err }, 'closing pulls failed'));
     const ingress = await Promise.allSettled([this.http?.close(), this.mqtt?.close()]);
     await this.pipeline?.close();
+    this.volume?.stop();
     // After the pipeline: its last commits raise their alerts; what the webhook still holds goes out now.
     await this.alerts?.close().catch((err: unknown) => this.opts.logger.error({ err }, 'closing alerts failed'));
     await this.storage?.close();

@@ -38,6 +38,8 @@ export interface PipelineOptions {
   clock?: () => number;
   /** Alert sink; called after the event is durable. Default: a warning in the log and `alerts_total`. */
   onAlert?: (alert: PipelineAlert) => void;
+  /** Told the accepted events per source of each durable commit (`alerts.volumeDrop`); absent, nothing is counted. */
+  countAccepted?: (source: string, n: number) => void;
   metrics?: GatewayMetrics | undefined;
   logger?: Pick<Logger, 'warn' | 'error'>;
   /** Events waiting for a commit before ingest answers overloaded (default 20 × commit.maxEvents). */

@@ -50,7 +50,7 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
   });
   const onAlert = opts.onAlert ?? logAlerts(opts);
   const stages = { tracker, transforms, rules, dedup, limits, gatewayName: opts.gatewayName, onRuleError: ruleErrorSink(metrics, opts.logger) };
-  const sinks = { metrics, onAlert, logger: opts.logger };
+  const sinks = { metrics, onAlert, countAccepted: opts.countAccepted, logger: opts.logger };
 
   const inFlight = new InFlightCommits();
 

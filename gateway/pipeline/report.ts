@@ -8,6 +8,8 @@ import type { PendingIngest } from './run-stages.js';
 export interface ReportSinks {
   metrics?: GatewayMetrics | undefined;
   onAlert: (alert: PipelineAlert) => void;
+  /** Accepted events per source (the volume-drop watch); absent, the commit is not walked for it. */
+  countAccepted?: ((source: string, n: number) => void) | undefined;
   logger?: Pick<Logger, 'warn' | 'error'> | undefined;
 }
 
@@ -41,8 +43,21 @@ export function reportCommit(entries: readonly PendingIngest[], responses: reado
       if (t.duplicates > 0) metrics.duplicates.inc({ method }, t.duplicates);
     }
   }
+  // Per source, in runs: a batch is mostly one source (an agent's push, an MQTT client's burst), so
+  // the watch is told once per run rather than once per event.
+  const count = sinks.countAccepted;
+  let runSource = '';
+  let run = 0;
   for (const entry of entries) {
     for (const item of entry.items) {
+      if (count !== undefined && item.stored !== undefined) {
+        if (item.stored.source === runSource) run += 1;
+        else {
+          if (run > 0) count(runSource, run);
+          runSource = item.stored.source;
+          run = 1;
+        }
+      }
       if (item.alerts === undefined) continue;
       for (const alert of item.alerts) {
         // alerts_total is the sink's to count, with every other alert of the gateway.
@@ -57,4 +72,5 @@ export function reportCommit(entries: readonly PendingIngest[], responses: reado
       }
     }
   }
+  if (count !== undefined && run > 0) count(runSource, run);
 }

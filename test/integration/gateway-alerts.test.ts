@@ -69,3 +69,35 @@ describe('pipeline alerts reach the webhook', () => {
     expect(alertsOf(hook, 'chain-break')).toHaveLength(1);
   });
 });
+
+describe('volume-drop', () => {
+  let dir: string;
+  let gateway: RunningGateway;
+  let hook: Receiver;
+
+  beforeAll(async () => {
+    dir = await tempDir('gateway-alerts-volume-');
+    hook = await webhookReceiver();
+    gateway = await startGateway({ dir, config: { alerts: { webhook: hook.url, volumeDrop: { window: '1s', below: 0.5 } } } });
+  });
+
+  afterAll(async () => {
+    await gateway?.stop();
+    await hook?.close();
+    await removeDir(dir);
+  });
+
+  const burst = (source: string, n: number): AuditEvent[] => Array.from({ length: n }, (_, i) => ({ id: `${source}-${i}`, type: 'door.open', source }));
+
+  it('a source that sends, then stops, raises exactly one volume-drop alert naming it', async () => {
+    expect((await post(gateway.httpUrl, burst('quiet-1', 20))).accepted).toBe(20);
+    const [alert] = await waitFor(() => (alertsOf(hook, 'volume-drop', { source: 'quiet-1' }).length > 0 ? alertsOf(hook, 'volume-drop', { source: 'quiet-1' }) : undefined), 'volume-drop of quiet-1');
+    expect(alert).toEqual({ kind: 'volume-drop', source: 'quiet-1', windowMs: 1000, previous: 20, current: 0, at: expect.any(String), detail: expect.stringContaining('quiet-1') });
+    // A later source falls silent two windows after quiet-1 has been forgotten: by its alert, any second one of quiet-1 would be in.
+    expect((await post(gateway.httpUrl, burst('marker-1', 5))).accepted).toBe(5);
+    await waitFor(() => alertsOf(hook, 'volume-drop', { source: 'marker-1' }).length > 0, 'volume-drop of marker-1');
+    expect(alertsOf(hook, 'volume-drop', { source: 'quiet-1' })).toHaveLength(1);
+    const metrics = await (await fetch(`${gateway.httpUrl}/metrics`)).text();
+    expect(metrics).toMatch(/meteorzx_gateway_alerts_total\{rule="volume-drop"\} 2\b/);
+  });
+});
