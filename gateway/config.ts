@@ -208,14 +208,14 @@ const pullFromSchema = z.strictObject({
 
 const alertsSchema = z
   .strictObject({
-    webhook: url(['http', 'https']).optional(), // POSTed one JSON alert; alerts are always logged and counted
+    webhook: url(['http', 'https']).optional(), // POSTed JSON arrays of alerts (gateway/alerts); alerts are always logged and counted
     volumeDrop: z
       .strictObject({
         window: duration({ min: 1000 }).prefault('5m'), // ms compared with the window before it
         below: number({ min: 0, max: 1 }).prefault(0.2), // alert when a source's volume falls under this fraction
       })
       .optional(),
-    gaps: bool().prefault(true), // alert on a seq gap in an agent's chain
+    gaps: bool().prefault(true), // seq-gap: alert on a hole in an agent's seqs still open after backfill.grace
   })
   .prefault({});
 

@@ -30,6 +30,8 @@ export interface Alert {
   epoch?: string;
   from?: number;
   to?: number;
+  /** `seq-gap`: when the hole opened (RFC 3339). */
+  since?: string;
   /** `volume-drop`: the window's length in ms, and the source's accepted events in the window before and in this one. */
   windowMs?: number;
   previous?: number;

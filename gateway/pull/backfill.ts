@@ -3,6 +3,7 @@ import type { AuditEvent, PullCommand, SourcesResponse } from '../../protocols/i
 import type { GatewayMetrics } from '../metrics.js';
 import type { Ingestor } from '../pipeline/ingestor.js';
 import type { RaiseAlert } from '../alerts/alert-sink.js';
+import type { GapWatch } from '../alerts/gap-watch.js';
 import type { GoneRange, PullConnector } from './connector.js';
 import type { LostRange, PullStore } from './pull-store.js';
 
@@ -21,6 +22,10 @@ export interface BackfillOptions {
   /** Command-channel requests for one hole before it is recorded as lost. */
   tries: number;
   alerter: RaiseAlert;
+  /** `alerts.gaps`: told each scan's holes, it raises `seq-gap` for those open past the grace. */
+  gapWatch?: GapWatch | undefined;
+  /** Whether holes are pulled again (`backfill.enabled`); false: the scan only feeds `gapWatch`. Default true. */
+  repair?: boolean;
   metrics?: GatewayMetrics | undefined;
   logger: Logger;
   now?: () => number;
@@ -33,7 +38,8 @@ interface Asked {
 
 /**
  * Repairs holes in agents' seqs (DESIGN §4, issue 5). Each scan reads the
- * registry's open gaps; a gap older than the grace period, and not one the
+ * registry's open gaps, hands them to the `seq-gap` alert (alerts.gaps,
+ * gap-watch.ts) first; a gap older than the grace period, and not one the
  * agent's own gap event reported lost, is pulled again —
  * over HTTP when a `pullFrom` connector serves that agent, else by a pull
  * command on the agent's own MQTT link. Events that arrive close the gap in
@@ -68,6 +74,8 @@ export class Backfill {
     const { graceMs, logger } = this.options;
     const [sources, lost] = await Promise.all([this.options.sources(), this.options.store.lost()]);
     const now = this.now();
+    this.options.gapWatch?.scan(sources.epochs, lost, now);
+    if (this.options.repair === false) return;
     for (const epoch of sources.epochs) {
       for (const gap of epoch.gaps) {
         // The agent's own gap event named these seqs lost: it no longer has them, and the loss is recorded.

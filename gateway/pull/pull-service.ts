@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { RaiseAlert } from '../alerts/alert-sink.js';
+import { GapWatch } from '../alerts/gap-watch.js';
 import type { Limits, PullCommand, PullRequest, SourcesResponse } from '../../protocols/index.js';
 import type { GatewayConfig } from '../config.js';
 import { GatewayErrors } from '../errors.js';
@@ -64,6 +65,8 @@ export class PullService {
       graceMs: config.backfill.grace,
       tries: config.backfill.tries,
       alerter: options.alerts,
+      repair: config.backfill.enabled,
+      gapWatch: config.alerts.gaps ? new GapWatch({ graceMs: config.backfill.grace, raise: (alert) => options.alerts.raise(alert) }) : undefined,
       metrics,
       logger: logger.child({ component: 'backfill' }),
     });
@@ -73,8 +76,9 @@ export class PullService {
     await this.store.open();
     for (const c of this.connectors) await c.init();
     this.scheduler.start();
-    const { backfill } = this.options.config;
-    if (backfill.enabled) {
+    const { backfill, alerts } = this.options.config;
+    // The same scan repairs holes and raises seq-gap alerts: it runs when either is on.
+    if (backfill.enabled || alerts.gaps) {
       this.backfillTimer = setInterval(() => {
         this.backfill.scan().catch((err: unknown) => this.options.logger.warn({ err }, 'backfill scan failed'));
       }, backfill.every);

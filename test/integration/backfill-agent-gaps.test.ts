@@ -116,6 +116,10 @@ describe('a loss the agent recorded with its own chained gap event', () => {
     ]);
     expect(asked).not.toContain(10);
     expect(hook.bodies.filter((b) => b.kind === 'gap-lost')).toEqual([]);
+    // alerts.gaps: the hole at 18 was open for the grace (one seq-gap, raised by the scan before it repairs); 11..15, on record
+    // as the agent's gap event, raises none.
+    await waitFor(() => hook.bodies.some((b) => b.kind === 'seq-gap' && b.from === 18), 'seq-gap alert for 18');
+    expect(hook.bodies.filter((b) => b.kind === 'seq-gap' && b.agent === 'agap-1').map((b) => [b.from, b.to])).toEqual([[18, 18]]);
     const view = await sources(gateway.httpUrl);
     expect(view.pulls.lost).toEqual([]);
     expect(view.epochs.find((e) => e.agent === 'agap-1')?.gaps).toEqual([expect.objectContaining({ from: 11, to: 15, reportedByAgent: true })]);

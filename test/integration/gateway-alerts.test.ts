@@ -101,3 +101,77 @@ describe('volume-drop', () => {
     expect(metrics).toMatch(/meteorzx_gateway_alerts_total\{rule="volume-drop"\} 2\b/);
   });
 });
+
+/** Seqs 1..n of one agent's chain, as the agent would push them. */
+function chainOf(agent: string, epoch: string, n: number): AuditEvent[] {
+  const out: AuditEvent[] = [];
+  let prev: string | undefined;
+  for (let seq = 1; seq <= n; seq += 1) {
+    const event = chainEvent({ id: newId(), type: 'door.open', source: agent, agent, epoch, seq, time: new Date().toISOString() }, prev);
+    prev = event.hash;
+    out.push(event);
+  }
+  return out;
+}
+
+const seqs = (chain: readonly AuditEvent[], ...wanted: number[]): AuditEvent[] => wanted.map((seq) => chain[seq - 1] as AuditEvent);
+
+describe('seq-gap', () => {
+  let dir: string;
+  let on: RunningGateway;
+  let off: RunningGateway;
+  let onHook: Receiver;
+  let offHook: Receiver;
+
+  beforeAll(async () => {
+    dir = await tempDir('gateway-alerts-gaps-');
+    [onHook, offHook] = await Promise.all([webhookReceiver(), webhookReceiver()]);
+    const rules = [{ name: 'marker', if: 'type == "test.marker"', alert: true }];
+    [on, off] = await Promise.all([
+      startGateway({ dir, config: { dataDir: `${dir}/on`, alerts: { webhook: onHook.url }, backfill: { grace: '2s', every: '100ms' } } }),
+      startGateway({ dir, config: { dataDir: `${dir}/off`, alerts: { webhook: offHook.url, gaps: false }, backfill: { grace: '100ms', every: '50ms' }, pipeline: { rules } } }),
+    ]);
+  });
+
+  afterAll(async () => {
+    await Promise.all([on?.stop(), off?.stop()]);
+    await Promise.all([onHook?.close(), offHook?.close()]);
+    await removeDir(dir);
+  });
+
+  const gapAlerts = (hook: Receiver, agent: string): unknown[] => alertsOf(hook, 'seq-gap', { agent }).map((a) => [a.from, a.to]);
+
+  it('a hole open for backfill.grace raises one seq-gap alert; a hole filled at once raises none', async () => {
+    const chain = chainOf('ag-gap', 'EG1', 8);
+    await post(on.httpUrl, seqs(chain, 1, 2));
+    await post(on.httpUrl, seqs(chain, 4)); // 3 never comes
+    await post(on.httpUrl, seqs(chain, 6)); // 5 is in the next push
+    await post(on.httpUrl, seqs(chain, 5));
+    const [alert] = await waitFor(() => (alertsOf(onHook, 'seq-gap').length > 0 ? alertsOf(onHook, 'seq-gap') : undefined), 'seq-gap alert');
+    expect(alert).toEqual({ kind: 'seq-gap', agent: 'ag-gap', epoch: 'EG1', from: 3, to: 3, since: expect.any(String), at: expect.any(String), detail: expect.stringContaining('3..3') });
+    // A later hole alerts after every earlier one could have: by then, a second alert for 3 or one for 5 would be in.
+    await post(on.httpUrl, seqs(chain, 8)); // 7 never comes
+    await waitFor(() => alertsOf(onHook, 'seq-gap', { from: 7 }).length > 0, 'seq-gap alert for 7');
+    expect(gapAlerts(onHook, 'ag-gap')).toEqual([
+      [3, 3],
+      [7, 7],
+    ]);
+    const metrics = await (await fetch(`${on.httpUrl}/metrics`)).text();
+    expect(metrics).toMatch(/meteorzx_gateway_alerts_total\{rule="seq-gap"\} 2\b/);
+  });
+
+  it('alerts.gaps: false raises no seq-gap alert', async () => {
+    const chain = chainOf('ag-nogap', 'EG2', 4);
+    await post(off.httpUrl, seqs(chain, 1, 2, 4));
+    // The hole is listed, and stays open for many times grace + every (100 ms + 50 ms)...
+    await waitFor(async () => {
+      const sources = (await (await fetch(`${off.httpUrl}/v1/sources`)).json()) as { epochs: { agent: string; gaps: { from: number; since: string }[] }[] };
+      const gap = sources.epochs.find((e) => e.agent === 'ag-nogap')?.gaps[0];
+      return gap !== undefined && Date.now() - Date.parse(gap.since) > 2000;
+    }, 'the hole open for 2 s');
+    // ...then an alert raised after it goes through the same queue: any seq-gap would be delivered before it.
+    await post(off.httpUrl, [{ id: 'marker-1', type: 'test.marker', source: 'test' }]);
+    await waitFor(() => alertsOf(offHook, 'rule', { rule: 'marker' }).length > 0, 'marker alert');
+    expect(alertsOf(offHook, 'seq-gap')).toEqual([]);
+  });
+});

@@ -1,0 +1,90 @@
+import type { EpochStatus } from '../../protocols/index.js';
+import type { Alert } from './alert.js';
+
+export interface GapWatchOptions {
+  /** ms a hole must stay open before it alerts (`backfill.grace`). */
+  graceMs: number;
+  raise: (alert: Alert) => void;
+}
+
+/** A seq range already recorded lost (backfill's `pulls.lost`); its own `gap-lost` alert said so. */
+export interface RecordedLoss {
+  agent: string;
+  epoch: string;
+  from: number;
+  to: number;
+}
+
+/**
+ * The `seq-gap` alert (DESIGN §1: alerts on gaps; docs/config.md
+ * `alerts.gaps`): a hole in an agent's seqs that is still open after the
+ * grace period raises one alert. Holes that open and close within it — pushes
+ * of several batches in flight land out of order — say nothing.
+ *
+ * It reads the registry's gaps on each backfill scan. Once per hole: holes
+ * open above the epoch's highest seq, so a later hole is always higher; per
+ * (agent, epoch) the highest seq alerted is kept, and a gap ending at or
+ * below it is what is left of an alerted hole (partly filled, or split by a
+ * late event), not a new one. Only epochs with an open hole are kept, so
+ * memory follows the holes. After a restart, holes still open alert once
+ * more.
+ *
+ * Not alerted: seqs the agent's own verified `meteorzx.gap` event names
+ * lost (`reportedByAgent`: the loss is on record as that stored event — a
+ * rule on `type == "meteorzx.gap"` alerts on it), and holes wholly recorded
+ * lost by backfill (their `gap-lost` alert said it).
+ */
+export class GapWatch {
+  private alertedTo = new Map<string, number>();
+
+  constructor(private readonly options: GapWatchOptions) {}
+
+  /** Epochs with a hole being watched. */
+  get size(): number {
+    return this.alertedTo.size;
+  }
+
+  scan(epochs: readonly EpochStatus[], lost: readonly RecordedLoss[], now: number): void {
+    const next = new Map<string, number>();
+    for (const epoch of epochs) {
+      if (epoch.gaps.length === 0) continue;
+      const key = `${epoch.agent}\u0000${epoch.epoch}`;
+      const before = this.alertedTo.get(key) ?? 0;
+      let mark = before;
+      let open = false;
+      for (const gap of epoch.gaps) {
+        if (gap.reportedByAgent === true) continue;
+        open = true;
+        if (gap.to <= before) continue;
+        if (now - Date.parse(gap.since) < this.options.graceMs) continue;
+        mark = Math.max(mark, gap.to);
+        const from = Math.max(gap.from, before + 1);
+        if (coveredBy(from, gap.to, lost, epoch)) continue;
+        this.options.raise({
+          kind: 'seq-gap',
+          agent: epoch.agent,
+          epoch: epoch.epoch,
+          from,
+          to: gap.to,
+          since: gap.since,
+          detail: `agent ${epoch.agent} epoch ${epoch.epoch}: seqs ${from}..${gap.to} missing since ${gap.since}`,
+          at: new Date(now).toISOString(),
+        });
+      }
+      if (open) next.set(key, mark);
+    }
+    this.alertedTo = next;
+  }
+}
+
+/** Whether recorded losses of this agent and epoch cover every seq of [from, to]. */
+function coveredBy(from: number, to: number, lost: readonly RecordedLoss[], epoch: EpochStatus): boolean {
+  const ranges = lost.filter((l) => l.agent === epoch.agent && l.epoch === epoch.epoch && l.to >= from && l.from <= to).sort((a, b) => a.from - b.from);
+  let next = from;
+  for (const l of ranges) {
+    if (l.from > next) return false;
+    next = Math.max(next, l.to + 1);
+    if (next > to) return true;
+  }
+  return false;
+}
