@@ -1,7 +1,6 @@
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import mqttPacket from 'mqtt-packet';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { killAll, removeDir, sleep, startAgent, tempDir, waitFor } from './agent-harness.js';
+import { FakeMqttBroker } from './fake-mqtt-broker.js';
 
 /**
  * The agent keeps its MQTT link up for commands (audit/<id>/cmd) even with
@@ -12,41 +11,10 @@ import { killAll, removeDir, sleep, startAgent, tempDir, waitFor } from './agent
  * whatever the window.
  */
 
-/** A broker that answers each CONNECT with `returnCode` and then closes the connection; counts connections. */
-class HostileBroker {
-  connections = 0;
-  private readonly sockets = new Set<Socket>();
-  private server: Server | undefined;
-
-  constructor(private readonly returnCode: 0 | 5) {}
-
-  async start(): Promise<number> {
-    this.server = createServer((socket) => {
-      this.connections += 1;
-      this.sockets.add(socket);
-      socket.on('close', () => this.sockets.delete(socket));
-      socket.on('error', () => undefined);
-      const parser = mqttPacket.parser({ protocolVersion: 4 });
-      parser.on('packet', (p: { cmd: string }) => {
-        if (p.cmd !== 'connect') return;
-        socket.write(mqttPacket.generate({ cmd: 'connack', returnCode: this.returnCode, sessionPresent: false }));
-        // Accepted (0): dropped right after, as a broker kicking a duplicate client id does. Refused (5): closed.
-        setImmediate(() => socket.destroy());
-      });
-      socket.on('data', (d: Buffer) => parser.parse(d));
-    });
-    await new Promise<void>((resolve) => this.server?.listen(0, '127.0.0.1', resolve));
-    return (this.server?.address() as AddressInfo).port;
-  }
-
-  async stop(): Promise<void> {
-    for (const s of this.sockets) s.destroy();
-    await new Promise<void>((resolve) => this.server?.close(() => resolve()));
-  }
-}
-
 const WINDOW_MS = 8_000; // longer than the fixed 5 s the link used to be retried at
-const brokers = { refuses: new HostileBroker(5), drops: new HostileBroker(0), dropsFastBackoff: new HostileBroker(0) };
+// Refused (5): as a broker with a wrong password. Accepted then dropped (0): as a broker kicking a duplicate client id.
+const hostile = (returnCode: 0 | 5) => new FakeMqttBroker(() => 'ack', { returnCode, closeAfterConnack: true });
+const brokers = { refuses: hostile(5), drops: hostile(0), dropsFastBackoff: hostile(0) };
 const dirs: string[] = [];
 
 beforeAll(async () => {

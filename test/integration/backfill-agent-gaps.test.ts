@@ -1,10 +1,8 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chainEvent, newId, type AuditEvent } from '../../protocols/index.js';
 import { gatewayEvents, killAll, removeDir, tempDir, waitFor } from './agent-harness.js';
-import { startGateway, type RunningGateway } from './gateway-harness.js';
-import { webhookReceiver, type Receiver } from './pull-helpers.js';
+import { ingest, startGateway, type RunningGateway } from './gateway-harness.js';
+import { fakePullAgent, webhookReceiver, type FakePullAgent, type Receiver } from './pull-helpers.js';
 
 /**
  * A loss the agent recorded itself (its chained `meteorzx.gap` event, as
@@ -24,15 +22,6 @@ async function sources(url: string): Promise<SourcesView> {
   return (await (await fetch(`${url}/v1/sources`)).json()) as SourcesView;
 }
 
-async function post(url: string, events: readonly AuditEvent[]): Promise<{ accepted: number; rejected: unknown[] }> {
-  const res = await fetch(`${url}/v1/events`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-ndjson' },
-    body: events.map((e) => JSON.stringify(e)).join('\n'),
-  });
-  expect(res.status).toBe(200);
-  return (await res.json()) as { accepted: number; rejected: unknown[] };
-}
 
 /** A chain of `n` events; `special(seq)` gives the type and data of a seq that is not a plain event. */
 function chainOf(agent: string, epoch: string, n: number, special: (seq: number) => Partial<AuditEvent> | undefined = () => undefined): AuditEvent[] {
@@ -55,8 +44,7 @@ describe('a loss the agent recorded with its own chained gap event', () => {
   let dir: string;
   let gateway: RunningGateway;
   let hook: Receiver;
-  let fake: Server;
-  const asked: number[] = [];
+  let fake: FakePullAgent;
   const EPOCH = 'E-AGAP-1';
   // Seqs 11..15 were dropped by the agent (drop-oldest) before delivery; seq 16 is its gap event naming them.
   const chain = chainOf('agap-1', EPOCH, 20, (seq) => (seq === 16 ? dropped(11, 15) : undefined));
@@ -65,28 +53,8 @@ describe('a loss the agent recorded with its own chained gap event', () => {
     dir = await tempDir('backfill-agent-gap');
     hook = await webhookReceiver();
     // The agent: it no longer holds 11..15 (410 for them), it holds 16..20.
-    fake = createServer((req, res) => {
-      const url = new URL(req.url ?? '/', 'http://fake');
-      if (url.pathname === '/v1/status') {
-        res.writeHead(200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ id: 'agap-1', epoch: EPOCH, head: 20, delivered: 20, oldest: 16, bufferedEvents: 0, bufferedBytes: 0, push: { state: 'idle', lastError: null } }));
-        return;
-      }
-      const after = Number(url.searchParams.get('after') ?? 0);
-      const limit = Number(url.searchParams.get('limit') ?? 1000);
-      asked.push(after);
-      const headers = { 'x-meteorzx-epoch': EPOCH, 'x-meteorzx-head': '20', 'x-meteorzx-oldest': '16' };
-      if (after + 1 < 16) {
-        res.writeHead(410, { 'content-type': 'application/json', ...headers });
-        res.end(JSON.stringify({ error: 'deleted (drop-oldest)', code: 'METEORZX_PULL_GONE', oldest: 16, epoch: EPOCH, head: 20 }));
-        return;
-      }
-      const page = chain.filter((e) => (e.seq as number) > after).slice(0, limit);
-      res.writeHead(200, { 'content-type': 'application/x-ndjson', ...headers });
-      res.end(page.map((e) => `${JSON.stringify(e)}\n`).join(''));
-    });
-    await new Promise<void>((r) => fake.listen(0, '127.0.0.1', () => r()));
-    const fakeUrl = `http://127.0.0.1:${(fake.address() as AddressInfo).port}`;
+    fake = await fakePullAgent({ id: 'agap-1', epoch: EPOCH, chain, oldest: 16, gone: 'deleted (drop-oldest)' });
+    const fakeUrl = fake.url;
     gateway = await startGateway({
       dir,
       config: { pullFrom: [{ url: fakeUrl, every: '24h' }], backfill: { grace: '200ms', every: '100ms' }, alerts: { webhook: hook.url } },
@@ -97,15 +65,14 @@ describe('a loss the agent recorded with its own chained gap event', () => {
     await gateway?.stop();
     await killAll();
     await hook?.close();
-    fake?.closeAllConnections();
-    await new Promise((r) => fake?.close(r));
+    await fake?.close();
     await removeDir(dir);
   });
 
   it('closes the hole it names: backfill does not ask for it, no second gap record, no alert', async () => {
     // Pushed: everything the agent still had, but seq 18 was lost in transit (a hole backfill must repair).
     const pushed = chain.filter((e) => (e.seq as number) <= 10 || ((e.seq as number) >= 16 && e.seq !== 18));
-    expect((await post(gateway.httpUrl, pushed)).accepted).toBe(pushed.length);
+    expect((await ingest(gateway.httpUrl, pushed)).accepted).toBe(pushed.length);
 
     // Backfill scans the holes in seq order: once 18 is back, the scan has decided on 11..15 too.
     await waitFor(async () => (await gatewayEvents(gateway.httpUrl, 'agap-1')).some((e) => e.seq === 18), 'seq 18 backfilled', 30_000);
@@ -114,7 +81,7 @@ describe('a loss the agent recorded with its own chained gap event', () => {
     expect(gaps.map((e) => ({ seq: e.seq, data: e.data, integrity: e.ingest?.integrity }))).toEqual([
       { seq: 16, data: { from: 11, to: 15, count: 5, reason: 'buffer-full-drop-oldest' }, integrity: 'verified' },
     ]);
-    expect(asked).not.toContain(10);
+    expect(fake.asked).not.toContain(10);
     expect(hook.bodies.filter((b) => b.kind === 'gap-lost')).toEqual([]);
     // alerts.gaps: the hole at 18 was open for the grace (one seq-gap, raised by the scan before it repairs); 11..15, on record
     // as the agent's gap event, raises none.
@@ -129,7 +96,7 @@ describe('a loss the agent recorded with its own chained gap event', () => {
     const agent = 'agap-2';
     const epoch = 'E-AGAP-2';
     const genuine = chainOf(agent, epoch, 20);
-    await post(gateway.httpUrl, genuine.filter((e) => (e.seq as number) <= 10 || (e.seq as number) >= 16));
+    await ingest(gateway.httpUrl, genuine.filter((e) => (e.seq as number) <= 10 || (e.seq as number) >= 16));
     const names = { type: 'meteorzx.gap', source: agent, data: { from: 11, to: 15, count: 5, reason: 'buffer-full-drop-oldest' } };
     const at = new Date().toISOString();
     // Seq 21 chained but its prev is not seq 20's hash (broken); 22 without hash (unchained); 23 altered after hashing (broken).
@@ -142,7 +109,7 @@ describe('a loss the agent recorded with its own chained gap event', () => {
     const otherAgent = chainEvent({ id: newId(), ...names, source: 'agap-3', agent: 'agap-3', epoch, seq: 30, time: at }, undefined);
     // An unchained record naming the range from the outside (the shape of the gateway's own backfill record).
     const outside: AuditEvent = { id: newId(), type: 'meteorzx.gap', source: agent, time: at, data: { agent, epoch, from: 11, to: 15, count: 5, reason: 'forged' } };
-    expect((await post(gateway.httpUrl, [wrongPrev, unchained, altered, otherEpoch, otherAgent, outside])).accepted).toBe(6);
+    expect((await ingest(gateway.httpUrl, [wrongPrev, unchained, altered, otherEpoch, otherAgent, outside])).accepted).toBe(6);
 
     const stored = await gatewayEvents(gateway.httpUrl, agent);
     expect(Object.fromEntries(stored.filter((e) => e.type === 'meteorzx.gap').map((e) => [e.id, e.ingest?.integrity]))).toEqual({
@@ -157,7 +124,7 @@ describe('a loss the agent recorded with its own chained gap event', () => {
 
     // The agent's own gap event, chained to seq 23 as it arrived, does close it.
     const own = chainEvent({ id: newId(), ...names, agent, epoch, seq: 24, time: at }, altered.hash);
-    await post(gateway.httpUrl, [own]);
+    await ingest(gateway.httpUrl, [own]);
     expect(await gapsOf()).toEqual([{ from: 11, to: 15, since: expect.any(String), reportedByAgent: true }]);
   }, 60_000);
 });

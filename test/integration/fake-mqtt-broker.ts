@@ -12,20 +12,32 @@ export interface FakeBrokerPacket {
 /** What the broker does with a PUBLISH: PUBACK it, say nothing, or cut the connection. */
 export type PublishAnswer = 'ack' | 'ignore' | 'drop';
 
+/** How the broker answers a CONNECT: its CONNACK return code, and whether it closes the connection right after. */
+export interface ConnectAnswer {
+  returnCode: 0 | 5;
+  closeAfterConnack: boolean;
+}
+
 /**
  * A minimal MQTT 3.1.1 broker for the failures a real one will not stage on
- * demand: CONNACKs every CONNECT, answers PINGREQ and SUBSCRIBE, and lets the
- * test decide each PUBLISH's fate.
+ * demand: CONNACKs every CONNECT (or refuses it, or drops the client right
+ * after: `connect`), answers PINGREQ and SUBSCRIBE, and lets the test decide
+ * each PUBLISH's fate. Counts connections.
  */
 export class FakeMqttBroker {
   readonly packets: FakeBrokerPacket[] = [];
+  connections = 0;
   private readonly sockets = new Set<Socket>();
   private server: Server | undefined;
 
-  constructor(private readonly onPublish: (packet: FakeBrokerPacket, socket: Socket) => PublishAnswer) {}
+  constructor(
+    private readonly onPublish: (packet: FakeBrokerPacket, socket: Socket) => PublishAnswer,
+    private readonly connect: ConnectAnswer = { returnCode: 0, closeAfterConnack: false },
+  ) {}
 
   async start(): Promise<number> {
     this.server = createServer((socket) => {
+      this.connections += 1;
       this.sockets.add(socket);
       socket.on('close', () => this.sockets.delete(socket));
       socket.on('error', () => undefined);
@@ -35,8 +47,10 @@ export class FakeMqttBroker {
       };
       parser.on('packet', (p: FakeBrokerPacket) => {
         this.packets.push(p);
-        if (p.cmd === 'connect') write({ cmd: 'connack', returnCode: 0, sessionPresent: false });
-        else if (p.cmd === 'pingreq') write({ cmd: 'pingresp' });
+        if (p.cmd === 'connect') {
+          write({ cmd: 'connack', returnCode: this.connect.returnCode, sessionPresent: false });
+          if (this.connect.closeAfterConnack) setImmediate(() => socket.destroy());
+        } else if (p.cmd === 'pingreq') write({ cmd: 'pingresp' });
         else if (p.cmd === 'subscribe') write({ cmd: 'suback', messageId: p.messageId, granted: [1] });
         else if (p.cmd === 'disconnect') socket.end();
         else if (p.cmd === 'publish') {

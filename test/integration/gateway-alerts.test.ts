@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chainEvent, newId, type AuditEvent } from '../../protocols/index.js';
 import { removeDir, tempDir, waitFor } from './agent-harness.js';
-import { startGateway, type RunningGateway } from './gateway-harness.js';
+import { ingest, startGateway, type RunningGateway } from './gateway-harness.js';
 import { webhookReceiver, type Receiver } from './pull-helpers.js';
 
 /**
@@ -10,15 +10,6 @@ import { webhookReceiver, type Receiver } from './pull-helpers.js';
  * as the pull side's alerts do — a JSON array of alerts per POST.
  */
 
-async function post(url: string, events: readonly AuditEvent[]): Promise<{ accepted: number; rejected: unknown[] }> {
-  const res = await fetch(`${url}/v1/events`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-ndjson' },
-    body: events.map((e) => JSON.stringify(e)).join('\n'),
-  });
-  expect(res.status).toBe(200);
-  return (await res.json()) as { accepted: number; rejected: unknown[] };
-}
 
 const alertsOf = (hook: Receiver, kind: string, match: Record<string, unknown> = {}): Record<string, unknown>[] =>
   hook.bodies.filter((a) => a.kind === kind && Object.entries(match).every(([k, v]) => a[k] === v));
@@ -47,7 +38,7 @@ describe('pipeline alerts reach the webhook', () => {
   });
 
   it('a rule with alert: true is POSTed with the rule, the event id, source, type and time', async () => {
-    const answer = await post(gateway.httpUrl, [
+    const answer = await ingest(gateway.httpUrl, [
       { id: 'ev-root-1', type: 'auth.login', actor: 'root', source: 'host-a' },
       { id: 'ev-alice-1', type: 'auth.login', actor: 'alice', source: 'host-a' },
     ]);
@@ -63,7 +54,7 @@ describe('pipeline alerts reach the webhook', () => {
     const first = chainEvent({ id: newId(), type: 'door.open', source: 'ag-cb', agent: 'ag-cb', epoch: 'E1', seq: 1 }, undefined);
     // Seq 2 claims a prev that is not seq 1's hash.
     const second = chainEvent({ id: 'ev-cb-2', type: 'door.open', source: 'ag-cb', agent: 'ag-cb', epoch: 'E1', seq: 2 }, 'f'.repeat(64));
-    expect((await post(gateway.httpUrl, [first, second])).accepted).toBe(2);
+    expect((await ingest(gateway.httpUrl, [first, second])).accepted).toBe(2);
     const [alert] = await waitFor(() => (alertsOf(hook, 'chain-break').length > 0 ? alertsOf(hook, 'chain-break') : undefined), 'chain-break alert');
     expect(alert).toMatchObject({ kind: 'chain-break', id: 'ev-cb-2', source: 'ag-cb', type: 'door.open', detail: expect.any(String) });
     expect(alertsOf(hook, 'chain-break')).toHaveLength(1);
@@ -90,11 +81,11 @@ describe('volume-drop', () => {
   const burst = (source: string, n: number): AuditEvent[] => Array.from({ length: n }, (_, i) => ({ id: `${source}-${i}`, type: 'door.open', source }));
 
   it('a source that sends, then stops, raises exactly one volume-drop alert naming it', async () => {
-    expect((await post(gateway.httpUrl, burst('quiet-1', 20))).accepted).toBe(20);
+    expect((await ingest(gateway.httpUrl, burst('quiet-1', 20))).accepted).toBe(20);
     const [alert] = await waitFor(() => (alertsOf(hook, 'volume-drop', { source: 'quiet-1' }).length > 0 ? alertsOf(hook, 'volume-drop', { source: 'quiet-1' }) : undefined), 'volume-drop of quiet-1');
     expect(alert).toEqual({ kind: 'volume-drop', source: 'quiet-1', windowMs: 1000, previous: 20, current: 0, at: expect.any(String), detail: expect.stringContaining('quiet-1') });
     // A later source falls silent two windows after quiet-1 has been forgotten: by its alert, any second one of quiet-1 would be in.
-    expect((await post(gateway.httpUrl, burst('marker-1', 5))).accepted).toBe(5);
+    expect((await ingest(gateway.httpUrl, burst('marker-1', 5))).accepted).toBe(5);
     await waitFor(() => alertsOf(hook, 'volume-drop', { source: 'marker-1' }).length > 0, 'volume-drop of marker-1');
     expect(alertsOf(hook, 'volume-drop', { source: 'quiet-1' })).toHaveLength(1);
     const metrics = await (await fetch(`${gateway.httpUrl}/metrics`)).text();
@@ -143,14 +134,14 @@ describe('seq-gap', () => {
 
   it('a hole open for backfill.grace raises one seq-gap alert; a hole filled at once raises none', async () => {
     const chain = chainOf('ag-gap', 'EG1', 8);
-    await post(on.httpUrl, seqs(chain, 1, 2));
-    await post(on.httpUrl, seqs(chain, 4)); // 3 never comes
-    await post(on.httpUrl, seqs(chain, 6)); // 5 is in the next push
-    await post(on.httpUrl, seqs(chain, 5));
+    await ingest(on.httpUrl, seqs(chain, 1, 2));
+    await ingest(on.httpUrl, seqs(chain, 4)); // 3 never comes
+    await ingest(on.httpUrl, seqs(chain, 6)); // 5 is in the next push
+    await ingest(on.httpUrl, seqs(chain, 5));
     const [alert] = await waitFor(() => (alertsOf(onHook, 'seq-gap').length > 0 ? alertsOf(onHook, 'seq-gap') : undefined), 'seq-gap alert');
     expect(alert).toEqual({ kind: 'seq-gap', agent: 'ag-gap', epoch: 'EG1', from: 3, to: 3, since: expect.any(String), at: expect.any(String), detail: expect.stringContaining('3..3') });
     // A later hole alerts after every earlier one could have: by then, a second alert for 3 or one for 5 would be in.
-    await post(on.httpUrl, seqs(chain, 8)); // 7 never comes
+    await ingest(on.httpUrl, seqs(chain, 8)); // 7 never comes
     await waitFor(() => alertsOf(onHook, 'seq-gap', { from: 7 }).length > 0, 'seq-gap alert for 7');
     expect(gapAlerts(onHook, 'ag-gap')).toEqual([
       [3, 3],
@@ -162,7 +153,7 @@ describe('seq-gap', () => {
 
   it('alerts.gaps: false raises no seq-gap alert', async () => {
     const chain = chainOf('ag-nogap', 'EG2', 4);
-    await post(off.httpUrl, seqs(chain, 1, 2, 4));
+    await ingest(off.httpUrl, seqs(chain, 1, 2, 4));
     // The hole is listed, and stays open for many times grace + every (100 ms + 50 ms)...
     await waitFor(async () => {
       const sources = (await (await fetch(`${off.httpUrl}/v1/sources`)).json()) as { epochs: { agent: string; gaps: { from: number; since: string }[] }[] };
@@ -170,7 +161,7 @@ describe('seq-gap', () => {
       return gap !== undefined && Date.now() - Date.parse(gap.since) > 2000;
     }, 'the hole open for 2 s');
     // ...then an alert raised after it goes through the same queue: any seq-gap would be delivered before it.
-    await post(off.httpUrl, [{ id: 'marker-1', type: 'test.marker', source: 'test' }]);
+    await ingest(off.httpUrl, [{ id: 'marker-1', type: 'test.marker', source: 'test' }]);
     await waitFor(() => alertsOf(offHook, 'rule', { rule: 'marker' }).length > 0, 'marker alert');
     expect(alertsOf(offHook, 'seq-gap')).toEqual([]);
   });

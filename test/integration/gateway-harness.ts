@@ -147,3 +147,15 @@ export function ndjson<T = Record<string, unknown>>(text: string): T[] {
     .filter((l) => l.trim() !== '')
     .map((l) => JSON.parse(l) as T);
 }
+
+/** POSTs `events` as NDJSON to the gateway at `url` (its /v1/events); its answer, an error unless 200. */
+export async function ingest(url: string, events: readonly object[]): Promise<{ accepted: number; duplicates: number; rejected: { index: number; error: string }[] }> {
+  const res = await fetch(`${url}/v1/events`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-ndjson' },
+    body: events.map((e) => JSON.stringify(e)).join('\n'),
+  });
+  const text = await res.text();
+  if (res.status !== 200) throw new Error(`POST /v1/events answered ${res.status}: ${text}`);
+  return JSON.parse(text) as { accepted: number; duplicates: number; rejected: { index: number; error: string }[] };
+}

@@ -1,10 +1,8 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chainEvent, newId, type AuditEvent } from '../../protocols/index.js';
 import { gatewayEvents, holesPerEpoch, killAll, postEvents, removeDir, startAgent, tempDir, waitFor, type Agent } from './agent-harness.js';
 import { startGateway, type RunningGateway } from './gateway-harness.js';
-import { droppingProxy, webhookReceiver, type DroppingProxy, type Receiver } from './pull-helpers.js';
+import { droppingProxy, fakePullAgent, webhookReceiver, type DroppingProxy, type FakePullAgent, type Receiver } from './pull-helpers.js';
 
 /**
  * Issue 5, Done-when 3 and 4: events lost in transit (a proxy swallows
@@ -81,9 +79,8 @@ describe('a hole the agent can no longer serve', () => {
   let dir: string;
   let gateway: RunningGateway;
   let hook: Receiver;
-  let fake: Server;
+  let fake: FakePullAgent;
   let fakeUrl: string;
-  const asked: number[] = [];
   const EPOCH = 'E-FAKE-1';
   const chain: AuditEvent[] = [];
 
@@ -97,26 +94,8 @@ describe('a hole the agent can no longer serve', () => {
       chain.push(event);
     }
     // The fake agent: retention has deleted seqs 1..15, it holds 16..20.
-    fake = createServer((req, res) => {
-      const url = new URL(req.url ?? '/', 'http://fake');
-      if (url.pathname === '/v1/status') {
-        res.writeHead(200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ id: 'fake-1', epoch: EPOCH, head: 20, delivered: 20, oldest: 16, bufferedEvents: 0, bufferedBytes: 0, push: { state: 'disabled', lastError: null } }));
-        return;
-      }
-      const after = Number(url.searchParams.get('after') ?? 0);
-      asked.push(after);
-      const headers = { 'x-meteorzx-epoch': EPOCH, 'x-meteorzx-head': '20', 'x-meteorzx-oldest': '16' };
-      if (after + 1 < 16) {
-        res.writeHead(410, { 'content-type': 'application/json', ...headers });
-        res.end(JSON.stringify({ error: 'deleted by retention', code: 'METEORZX_PULL_GONE', oldest: 16, epoch: EPOCH, head: 20 }));
-        return;
-      }
-      res.writeHead(200, { 'content-type': 'application/x-ndjson', ...headers });
-      res.end(chain.filter((e) => (e.seq as number) > after).map((e) => `${JSON.stringify(e)}\n`).join(''));
-    });
-    await new Promise<void>((r) => fake.listen(0, '127.0.0.1', () => r()));
-    fakeUrl = `http://127.0.0.1:${(fake.address() as AddressInfo).port}`;
+    fake = await fakePullAgent({ id: 'fake-1', epoch: EPOCH, chain, oldest: 16, gone: 'deleted by retention' });
+    fakeUrl = fake.url;
     gateway = await startGateway({
       dir,
       config: { pullFrom: [{ url: fakeUrl, every: '24h' }], backfill: { grace: '200ms', every: '100ms' }, alerts: { webhook: hook.url } },
@@ -135,8 +114,7 @@ describe('a hole the agent can no longer serve', () => {
     await gateway?.stop();
     await killAll();
     await hook?.close();
-    fake?.closeAllConnections();
-    await new Promise((r) => fake?.close(r));
+    await fake?.close();
     await removeDir(dir);
   });
 
@@ -150,12 +128,12 @@ describe('a hole the agent can no longer serve', () => {
     const alert = await waitFor(() => hook.bodies.find((b) => b.kind === 'gap-lost'), 'gap-lost webhook');
     expect(alert).toMatchObject({ agent: 'fake-1', epoch: EPOCH, from: 11, to: 15 });
 
-    // Many more scans later: still one record, one alert, and the range is not asked for again.
-    const askedThen = asked.length;
+    // Many more scans later: still one record, one alert, and the range is not fake.asked for again.
+    const askedThen = fake.asked.length;
     await new Promise((r) => setTimeout(r, 1500));
     expect((await gatewayEvents(gateway.httpUrl, 'fake-1')).filter((e) => e.type === 'meteorzx.gap').length).toBe(1);
     expect(hook.bodies.filter((b) => b.kind === 'gap-lost').length).toBe(1);
-    expect(asked.length).toBe(askedThen);
+    expect(fake.asked.length).toBe(askedThen);
     const view = await sources(gateway.httpUrl);
     expect(view.pulls.lost).toEqual([expect.objectContaining({ agent: 'fake-1', epoch: EPOCH, from: 11, to: 15 })]);
     // The registry still shows the hole (it did happen); the pulls section says it is a recorded loss.

@@ -120,3 +120,44 @@ export async function droppingProxy(target: string | undefined, drop: ReadonlySe
     close: () => closeServer(server),
   };
 }
+
+export interface FakePullAgent {
+  url: string;
+  /** The `after` of every page asked for, in order. */
+  asked: number[];
+  close(): Promise<void>;
+}
+
+/**
+ * An agent's pull API serving `chain` (seqs 1..n of one epoch) from `oldest`
+ * on: GET /v1/status, and pages of the events after `after` (at most
+ * `limit`), or a 410 naming `oldest` for seqs it no longer holds (`gone`:
+ * the reason its answer gives, e.g. retention).
+ */
+export async function fakePullAgent(opts: { id: string; epoch: string; chain: readonly { seq?: number }[]; oldest: number; gone: string }): Promise<FakePullAgent> {
+  const { id, epoch, chain, oldest, gone } = opts;
+  const head = chain.length;
+  const asked: number[] = [];
+  const server = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://fake');
+    if (url.pathname === '/v1/status') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ id, epoch, head, delivered: head, oldest, bufferedEvents: 0, bufferedBytes: 0, push: { state: 'idle', lastError: null } }));
+      return;
+    }
+    const after = Number(url.searchParams.get('after') ?? 0);
+    const limit = Number(url.searchParams.get('limit') ?? 1000);
+    asked.push(after);
+    const headers = { 'x-meteorzx-epoch': epoch, 'x-meteorzx-head': String(head), 'x-meteorzx-oldest': String(oldest) };
+    if (after + 1 < oldest) {
+      res.writeHead(410, { 'content-type': 'application/json', ...headers });
+      res.end(JSON.stringify({ error: gone, code: 'METEORZX_PULL_GONE', oldest, epoch, head }));
+      return;
+    }
+    const page = chain.filter((e) => (e.seq as number) > after).slice(0, limit);
+    res.writeHead(200, { 'content-type': 'application/x-ndjson', ...headers });
+    res.end(page.map((e) => `${JSON.stringify(e)}\n`).join(''));
+  });
+  const port = await listen(server);
+  return { url: `http://127.0.0.1:${port}`, asked, close: () => closeServer(server) };
+}

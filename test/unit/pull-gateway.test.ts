@@ -258,16 +258,13 @@ describe('pull over an agent buffer with a recorded hole', () => {
     }).toEqual({ run1Gone: [], run1Holes: [[11, 20]], run2Gone: [], run2Holes: [], checkpoint: 30, pulledSeqs: [21, 22, 23, 24, 25, 26, 27, 28, 29, 30] });
   });
 
-  it('backfill of the hole marks it lost without a second gap event; events after it are never recorded as lost', async () => {
-    const { base, buffer } = await agentWithHole();
-    const { epoch } = buffer.state();
-    const c = new PullConnector({ url: base, retries: { tries: 0, delay: 1 }, limits: DEFAULT_LIMITS, ingestor, store, logger });
-    closers.push(() => c.close());
+  /** One backfill scan of agent-h's gap `gap` (open long enough) through connector `c`; the kinds of the alerts it raised. */
+  async function backfillScan(c: PullConnector, epoch: string, gap: { from: number; to: number }): Promise<string[]> {
     const raised: string[] = [];
     const alerter = { raise: (a: Alert) => void raised.push(a.kind) };
     const since = new Date(0).toISOString();
     const backfill = new Backfill({
-      sources: async () => ({ epochs: [{ agent: 'agent-h', epoch, gaps: [{ from: 5, to: 25, since }] }] }) as unknown as SourcesResponse,
+      sources: async () => ({ epochs: [{ agent: 'agent-h', epoch, gaps: [{ ...gap, since }] }] }) as unknown as SourcesResponse,
       store,
       ingestor,
       connectors: () => [c],
@@ -277,6 +274,15 @@ describe('pull over an agent buffer with a recorded hole', () => {
       logger,
     });
     await backfill.scan();
+    return raised;
+  }
+
+  it('backfill of the hole marks it lost without a second gap event; events after it are never recorded as lost', async () => {
+    const { base, buffer } = await agentWithHole();
+    const { epoch } = buffer.state();
+    const c = new PullConnector({ url: base, retries: { tries: 0, delay: 1 }, limits: DEFAULT_LIMITS, ingestor, store, logger });
+    closers.push(() => c.close());
+    const raised = await backfillScan(c, epoch, { from: 5, to: 25 });
     expect(ingestor.seqs).toEqual([5, 6, 7, 8, 9, 10, 21, 22, 23, 24, 25]);
     expect((await store.lost()).map((l) => [l.from, l.to])).toEqual([[11, 20]]);
     expect(raised).toEqual([]);
@@ -301,19 +307,7 @@ describe('pull over an agent buffer with a recorded hole', () => {
     });
 
     ingestor.seqs = [];
-    const raised: string[] = [];
-    const alerter = { raise: (a: Alert) => void raised.push(a.kind) };
-    const backfill = new Backfill({
-      sources: async () => ({ epochs: [{ agent: 'agent-h', epoch, gaps: [{ from: 18, to: 30, since: new Date(0).toISOString() }] }] }) as unknown as SourcesResponse,
-      store,
-      ingestor,
-      connectors: () => [c],
-      graceMs: 0,
-      tries: 1,
-      alerter,
-      logger,
-    });
-    await backfill.scan();
+    const raised = await backfillScan(c, epoch, { from: 18, to: 30 });
     // Before the fix: a gateway meteorzx.gap for 21..30 went to the pipeline (no seq: the ingestor saw undefined) and a gap-lost alert.
     expect({ ingested: ingestor.seqs, lost: (await store.lost()).map((l) => [l.from, l.to]), raised }).toEqual({ ingested: [18, 19, 20], lost: [[21, 30]], raised: [] });
 
