@@ -12,6 +12,7 @@ import { FileIntake, type FileIntakeOptions } from '../../agent/intake/files/fil
 import type { FileSpec } from '../../agent/intake/files/file-spec.js';
 import type { IntakeMeter } from '../../agent/intake/intake-meter.js';
 import { TrackedFile } from '../../agent/intake/files/tracked-file.js';
+import { identitiesIn } from '../../agent/intake/files/rotation.js';
 
 let dir: string;
 let buffer: LevelBuffer;
@@ -501,5 +502,19 @@ describe('TrackedFile.unchanged', () => {
     await writeFile(log, 'abXXXXX\n');
     expect(await file.unchanged(8)).toBe(false);
     await file.close();
+  });
+});
+
+describe('identitiesIn', () => {
+  it('answers undefined for a directory it cannot list, never an empty listing that would say every finished file is gone', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'meteorzx-identities-'));
+    try {
+      await writeFile(join(dir, 'app.log.1'), 'x\n');
+      const st = await stat(join(dir, 'app.log.1'), { bigint: true });
+      expect([...((await identitiesIn(dir)) ?? new Map()).entries()]).toEqual([[fileIdOf(st), join(dir, 'app.log.1')]]);
+      expect(await identitiesIn(join(dir, 'renamed-away'))).toBeUndefined();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -345,6 +345,11 @@ export class FileIntake implements Intake {
    */
   private async forgetGone(wp: WatchedPath): Promise<void> {
     const present = await identitiesIn(dirname(wp.path));
+    // Not listed, not looked: a failed listing must not count anything as missing.
+    if (present === undefined) {
+      wp.nextLookAt = this.now() + GONE_LOOK_MS;
+      return;
+    }
     const listing = [...present.keys()].sort().join(' ');
     const settled = listing === wp.lastListing;
     wp.lastListing = listing;
@@ -410,6 +415,7 @@ export class FileIntake implements Intake {
     const writesIndex = extra.some((x) => x.key === INDEX_KEY);
     const appended = await durableAppend(events, extra, {
       buffer: this.options.buffer,
+      intake: this.name,
       meter: this.meter,
       signal: this.abort.signal,
       ...(this.options.logger ? { logger: this.options.logger } : {}),

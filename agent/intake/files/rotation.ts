@@ -88,10 +88,16 @@ export async function rotatedSiblings(path: string): Promise<Sibling[]> {
   return out;
 }
 
-/** The regular files in `dir` now, by identity. */
-export async function identitiesIn(dir: string): Promise<Map<FileId, string>> {
+/**
+ * The regular files in `dir` now, by identity; undefined when the directory
+ * cannot be listed (EMFILE, EACCES, renamed away): an empty listing would say
+ * every file is gone.
+ */
+export async function identitiesIn(dir: string): Promise<Map<FileId, string> | undefined> {
+  const names = await readdir(dir).catch(() => undefined);
+  if (names === undefined) return undefined;
   const out = new Map<FileId, string>();
-  for (const name of await listDir(dir)) {
+  for (const name of names) {
     const path = join(dir, name);
     const st = await stat(path, { bigint: true }).catch(() => undefined);
     if (st?.isFile()) out.set(fileIdOf(st), path);
