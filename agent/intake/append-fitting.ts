@@ -4,19 +4,24 @@ import { tooLargeEvents } from '../buffer/too-large.js';
 /**
  * Appends `events` through `append` (the buffer's, or one that times it);
  * when the buffer refuses the append for events too large once stored
- * (METEORZX_EVENT_TOO_LARGE: nothing of it was written), appends the others
- * again without them. Resolves with the refused ones, `index` being the
- * position in `events`; any other error is the caller's. Each retry leaves
- * out at least one event, so it ends.
+ * (METEORZX_EVENT_TOO_LARGE: nothing of it was written), appends again
+ * without them — or, given `replace`, with what it makes of each in its
+ * place (a reading intake's error record: nothing is dropped silently,
+ * DESIGN §3.4). Resolves with the refused ones, `index` being the position
+ * in `events`; any other error is the caller's. Each retry leaves out or
+ * replaces at least one event, and a replacement refused in turn is left
+ * out, so it ends.
  */
 export async function appendFitting(
   events: readonly AuditEvent[],
   append: (events: readonly AuditEvent[]) => Promise<unknown>,
+  replace?: (event: AuditEvent, error: string) => AuditEvent,
 ): Promise<RejectedItem[]> {
   const rejected: RejectedItem[] = [];
   let batch = events;
   // Position in `events` of each event of `batch`; undefined while they are the same.
   let positions: number[] | undefined;
+  const replaced = new Set<number>();
   for (;;) {
     try {
       await append(batch);
@@ -33,7 +38,14 @@ export async function appendFitting(
         if (error === undefined) {
           kept.push(event);
           keptAt.push(at);
-        } else rejected.push({ index: at, error });
+          return;
+        }
+        if (replaced.has(at)) return;
+        rejected.push({ index: at, error });
+        if (replace === undefined) return;
+        replaced.add(at);
+        kept.push(replace(event, error));
+        keptAt.push(at);
       });
       batch = kept;
       positions = keptAt;

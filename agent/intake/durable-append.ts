@@ -3,10 +3,13 @@ import type { Logger } from 'pino';
 import { isMeteorError, type AuditEvent } from '../../protocols/index.js';
 import type { AgentBuffer, ExtraOp } from '../buffer/types.js';
 import { appendFitting } from './append-fitting.js';
+import { tooLargeRecord } from './intake-error.js';
 import type { IntakeMeter } from './intake-meter.js';
 
 export interface DurableAppendOptions {
   buffer: AgentBuffer;
+  /** The intake's name, in the error record of an event too large once stored. */
+  intake: string;
   meter: IntakeMeter;
   /** Aborted when the intake closes: the wait ends and the append is given up (nothing was acknowledged). */
   signal: AbortSignal;
@@ -29,9 +32,10 @@ export class AppendAbortedError extends Error {
  * tries again, so the caller simply stops reading meanwhile — backpressure
  * (DESIGN §3.5). A failed write is retried after a pause; the source's
  * checkpoint has not moved, so nothing is lost or repeated. An event too
- * large once stored is refused for good (counted invalid, logged) and the
- * others appended. Resolves only once the events (and `extra`, e.g. a file
- * offset) are durable, with how many events were appended; rejects
+ * large once stored is refused for good: an intake error record takes its
+ * place (counted invalid, logged). Resolves only once the events (and `extra`, e.g. a file
+ * offset) are durable, with how many events were appended (error records
+ * included); rejects
  * with AppendAbortedError only when the intake closes first (`signal`): a
  * buffer that is not open may be reopening its database (the intake closes
  * before the buffer at shutdown).
@@ -47,13 +51,17 @@ export async function durableAppend(
     for (;;) {
       if (signal.aborted) throw new AppendAbortedError();
       try {
-        const tooLarge = await appendFitting(events, (batch) => meter.timeAppend(batch.length, () => buffer.append(batch, extra)));
+        // Refused for good, like any invalid record (retrying cannot make them fit): an intake error record each, in their place.
+        const tooLarge = await appendFitting(
+          events,
+          (batch) => meter.timeAppend(batch.length, () => buffer.append(batch, extra)),
+          (event, error) => tooLargeRecord(options.intake, event, error),
+        );
         if (tooLarge.length > 0) {
-          // Refused for good, like any invalid record: retrying cannot make them fit.
           meter.invalid(tooLarge.length);
-          options.logger?.warn({ refused: tooLarge }, 'events too large once stored were not buffered');
+          options.logger?.warn({ refused: tooLarge }, 'events too large once stored: buffered as intake errors');
         }
-        return events.length - tooLarge.length;
+        return events.length;
       } catch (err) {
         const code = isMeteorError(err) ? err.code : undefined;
         if (code === 'METEORZX_BUFFER_FULL' || code === 'METEORZX_BUFFER_REJECTED') {

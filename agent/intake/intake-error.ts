@@ -19,3 +19,23 @@ export function intakeErrorEvent(data: Record<string, unknown> & { intake: strin
   }
   return { type: INTAKE_ERROR_TYPE, outcome: 'failure', data: out };
 }
+
+/** A cut can split a surrogate pair; a lone half cannot be encoded as UTF-8 and would fail validation. */
+export function dropLoneSurrogate(text: string): string {
+  const last = text.charCodeAt(text.length - 1);
+  return last >= 0xd800 && last <= 0xdbff ? text.slice(0, -1) : text;
+}
+
+/**
+ * What a reading intake buffers in place of an event the buffer refused as
+ * too large once stored (METEORZX_EVENT_TOO_LARGE): an intake error event
+ * with the reason and the start of the event's JSON, keeping its `source`
+ * and `id` (a device's retried publish stays one record at the gateway).
+ */
+export function tooLargeRecord(intake: string, event: AuditEvent, reason: string): AuditEvent {
+  const raw = JSON.stringify(event);
+  const out = intakeErrorEvent({ intake, reason, type: event.type, ...(raw.length > RAW_EXCERPT_CHARS ? { rawTruncated: true } : {}) }, dropLoneSurrogate(raw.slice(0, RAW_EXCERPT_CHARS)));
+  if (event.source !== undefined) out.source = event.source;
+  if (event.id !== undefined) out.id = event.id;
+  return out;
+}

@@ -31,7 +31,7 @@ describe('durableAppend', () => {
   it('waits out a buffer that is reopening its database (BUFFER_CLOSED is not closed for good)', async () => {
     const closed = () => AgentErrors.METEORZX_BUFFER_CLOSED('the buffer is not open');
     const { buffer, calls } = failingBuffer([closed(), closed(), AgentErrors.METEORZX_BUFFER_WRITE_FAILED('No space left on device')]);
-    const appended = await durableAppend([{ type: 't' }], undefined, { buffer, meter, signal: new AbortController().signal, retryMs: 1 });
+    const appended = await durableAppend([{ type: 't' }], undefined, { buffer, intake: 'test', meter, signal: new AbortController().signal, retryMs: 1 });
     expect(appended).toBe(1);
     expect(calls()).toBe(4);
   });
@@ -39,35 +39,36 @@ describe('durableAppend', () => {
   it('gives up only when its own intake closes', async () => {
     const stop = new AbortController();
     const { buffer, calls } = failingBuffer(Array.from({ length: 1000 }, () => AgentErrors.METEORZX_BUFFER_CLOSED('the buffer is not open')));
-    const appending = durableAppend([{ type: 't' }], undefined, { buffer, meter, signal: stop.signal, retryMs: 5 });
+    const appending = durableAppend([{ type: 't' }], undefined, { buffer, intake: 'test', meter, signal: stop.signal, retryMs: 5 });
     await new Promise((r) => setTimeout(r, 30));
     stop.abort();
     await expect(appending).rejects.toBeInstanceOf(AppendAbortedError);
     expect(calls()).toBeGreaterThan(1);
   });
 
-  it('leaves out events too large once stored, for good, and still writes the others with the checkpoint', async () => {
+  it('buffers an intake error record in place of an event too large once stored, and writes the others with the checkpoint', async () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'meteorzx-durable-too-large-'));
     const buffer = new LevelBuffer({ dataDir, id: 'agent-1', commitIntervalMs: 1, maxLineBytes: 2048 });
     await buffer.open();
     const invalid = vi.spyOn(meter, 'invalid');
     try {
       // 100 × `1e20`: 500 bytes as read, 2,200 once canonical.
-      const expanding = JSON.parse(`{"type":"big","data":{"n":[${Array.from({ length: 100 }, () => '1e20').join(',')}]}}`) as AuditEvent;
+      const expanding = JSON.parse(`{"type":"big","source":"dev-7","data":{"n":[${Array.from({ length: 100 }, () => '1e20').join(',')}]}}`) as AuditEvent;
       const appended = await durableAppend([{ type: 'a' }, expanding, { type: 'b' }], [{ key: 'file', value: '42' }], {
         buffer,
+        intake: 'files',
         meter,
         signal: new AbortController().signal,
         retryMs: 1,
       });
-      expect(appended).toBe(2);
+      expect(appended).toBe(3);
       expect(invalid).toHaveBeenCalledWith(1);
-      expect((await buffer.read(0, 10)).map((e) => e.type)).toEqual(['a', 'b']);
+      const stored = await buffer.read(0, 10);
+      expect(stored.map((e) => e.type)).toEqual(['a', 'meteorzx.intake.error', 'b']);
+      expect(stored[1]).toMatchObject({ source: 'dev-7', outcome: 'failure', data: { intake: 'files', type: 'big', rawTruncated: true } });
+      expect((stored[1]?.data as { reason: string }).reason).toMatch(/^event is \d+ bytes once stored .* over the limit of 2048/);
+      expect((stored[1]?.data as { raw: string }).raw.startsWith('{"type":"big","source":"dev-7","data":{"n":[100000000000000000000,')).toBe(true);
       expect(await buffer.getMeta('file')).toBe('42');
-      // Only the too-large events: the checkpoint still moves when none is left.
-      expect(await durableAppend([expanding], [{ key: 'file', value: '43' }], { buffer, meter, signal: new AbortController().signal })).toBe(0);
-      expect(await buffer.getMeta('file')).toBe('43');
-      expect(buffer.state().head).toBe(2);
     } finally {
       invalid.mockRestore();
       await buffer.close();

@@ -246,7 +246,7 @@ export class EdgeBrokerIntake implements Intake {
     }
     let appended: number;
     try {
-      appended = await durableAppend(decision.events, undefined, { buffer: this.options.buffer, meter: this.meter, signal });
+      appended = await durableAppend(decision.events, undefined, { buffer: this.options.buffer, intake: this.name, meter: this.meter, signal });
     } catch (err) {
       // Not acknowledged: the device still holds the message and resends it (QoS 1), so nothing is lost.
       if (err instanceof AppendAbortedError) {

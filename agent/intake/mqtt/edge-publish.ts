@@ -9,7 +9,7 @@ import {
   type BatchItem,
   type Limits,
 } from '../../../protocols/index.js';
-import { intakeErrorEvent, RAW_EXCERPT_CHARS } from '../intake-error.js';
+import { dropLoneSurrogate, intakeErrorEvent, RAW_EXCERPT_CHARS } from '../intake-error.js';
 import type { DeviceIdentity } from './device-logins.js';
 
 /** A publish the edge broker refuses: aedes then closes the connection (MQTT 3.1.1 has no PUBACK error code). */
@@ -91,8 +91,3 @@ export function decideEdgePublish(identity: DeviceIdentity, topic: string, paylo
   return { kind: 'events', events, invalid };
 }
 
-/** A cut can split a surrogate pair; a lone half cannot be encoded as UTF-8 and would fail validation. */
-function dropLoneSurrogate(text: string): string {
-  const last = text.charCodeAt(text.length - 1);
-  return last >= 0xd800 && last <= 0xdbff ? text.slice(0, -1) : text;
-}

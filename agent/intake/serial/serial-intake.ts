@@ -270,7 +270,7 @@ export class SerialIntake implements Intake {
         const appended = await durableAppend(
           batch.map((p) => p.event),
           undefined,
-          { buffer: this.options.buffer, meter: this.meter, signal: this.abort.signal, ...(this.log ? { logger: this.log } : {}) },
+          { buffer: this.options.buffer, intake: this.name, meter: this.meter, signal: this.abort.signal, ...(this.log ? { logger: this.log } : {}) },
         );
         this.meter.eventsIn(appended);
       } catch (err) {

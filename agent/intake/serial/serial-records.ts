@@ -1,5 +1,5 @@
 import { formatIssues, validateEvent, withFields, type AuditEvent, type Limits } from '../../../protocols/index.js';
-import { intakeErrorEvent, RAW_EXCERPT_CHARS } from '../intake-error.js';
+import { dropLoneSurrogate, intakeErrorEvent, RAW_EXCERPT_CHARS } from '../intake-error.js';
 import type { SplitRecord } from './line-splitter.js';
 
 export interface RecordContext {
@@ -108,8 +108,3 @@ function isBlank(bytes: Buffer): boolean {
   return true;
 }
 
-/** A cut can split a surrogate pair; a lone half cannot be encoded as UTF-8 and would fail validation. */
-export function dropLoneSurrogate(text: string): string {
-  const last = text.charCodeAt(text.length - 1);
-  return last >= 0xd800 && last <= 0xdbff ? text.slice(0, -1) : text;
-}

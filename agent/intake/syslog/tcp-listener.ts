@@ -85,6 +85,7 @@ export class TcpListener {
       if (pending++ === 0) socket.setTimeout(0);
       const done = durableAppend(events, undefined, {
         buffer: this.options.buffer,
+        intake: 'syslog',
         meter: sink.options.meter,
         signal: this.abort.signal,
         ...(sink.options.logger ? { logger: sink.options.logger } : {}),

@@ -3,6 +3,7 @@ import { isIPv6 } from 'node:net';
 import { isMeteorError, type AuditEvent } from '../../../protocols/index.js';
 import type { AgentBuffer } from '../../buffer/types.js';
 import { appendFitting } from '../append-fitting.js';
+import { tooLargeRecord } from '../intake-error.js';
 import { bindError, type BoundAddress } from './bind-error.js';
 import { peerOf, type SyslogSink } from './syslog-sink.js';
 
@@ -102,12 +103,16 @@ export class UdpListener {
   private async append(events: AuditEvent[]): Promise<void> {
     const { buffer, sink } = this.options;
     try {
-      const tooLarge = await appendFitting(events, (batch) => sink.options.meter.timeAppend(batch.length, () => buffer.append(batch)));
+      const tooLarge = await appendFitting(
+        events,
+        (batch) => sink.options.meter.timeAppend(batch.length, () => buffer.append(batch)),
+        (event, error) => tooLargeRecord('syslog', event, error),
+      );
       if (tooLarge.length > 0) {
         sink.options.meter.invalid(tooLarge.length);
-        sink.options.logger?.warn({ refused: tooLarge }, 'syslog messages too large once stored were not buffered');
+        sink.options.logger?.warn({ refused: tooLarge }, 'syslog messages too large once stored: buffered as intake errors');
       }
-      sink.options.meter.eventsIn(events.length - tooLarge.length);
+      sink.options.meter.eventsIn(events.length);
     } catch (err) {
       const code = isMeteorError(err) ? err.code : 'append-failed';
       if (code === 'METEORZX_BUFFER_FULL' || code === 'METEORZX_BUFFER_REJECTED') {
