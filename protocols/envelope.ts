@@ -61,6 +61,9 @@ export interface ValidationIssue {
 export type ValidationResult = { ok: true; event: AuditEvent } | { ok: false; errors: ValidationIssue[] };
 
 export const SOURCE_RE = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** The type of the event that records seqs lost (DESIGN §3.4): an agent's buffer appends it, the gateway's backfill records one for a range an agent no longer holds. */
+export const GAP_TYPE = 'meteorzx.gap';
 const HEX64_RE = /^[0-9a-f]{64}$/;
 // RFC 3339 date-time: full date, 'T' (or space, as RFC 3339 §5.6 allows), time, optional fraction, zone.
 const RFC3339_RE = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;

@@ -1,4 +1,4 @@
-import type { AuditEvent, ChainedEvent, RejectedItem } from '../../protocols/index.js';
+import { GAP_TYPE, type AuditEvent, type ChainedEvent, type RejectedItem } from '../../protocols/index.js';
 import type { BlockCache } from './block-cache.js';
 import { encodeBlock, readBlockMeta, type BlockMeta } from './block-codec.js';
 import { ChainCursor, LineTooLarge } from './chain-cursor.js';
@@ -9,7 +9,7 @@ import type { Holes } from './holes.js';
 import { BLOCK_END, blockKey, blockSeq, extraKey, META } from './keys.js';
 import { isCorruption, type BufferDb, type StoredMeta } from './level-store.js';
 import type { ResolvedBufferOptions } from './options.js';
-import { GAP_TYPE, gapEvent, planRelease, type ReleasePlan } from './space-plan.js';
+import { gapEvent, planRelease, type ReleasePlan } from './space-plan.js';
 import { tooLargeRefusal } from './too-large.js';
 
 export type BatchOp = { type: 'put'; key: string; value: Buffer } | { type: 'del'; key: string };

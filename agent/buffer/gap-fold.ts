@@ -1,10 +1,10 @@
-import type { ChainedEvent } from '../../protocols/index.js';
+import { GAP_TYPE, type ChainedEvent } from '../../protocols/index.js';
 import type { BlockCache } from './block-cache.js';
 import { decodeBlockLines, type BlockMeta } from './block-codec.js';
 import { blockKey } from './keys.js';
 import type { BufferDb } from './level-store.js';
 import type { BufferLogger } from './options.js';
-import { GAP_TYPE, type GapReason, type LostRange } from './space-plan.js';
+import type { GapReason, LostRange } from './space-plan.js';
 
 type GapData = Record<string, unknown>;
 

@@ -1,8 +1,5 @@
-import type { AuditEvent } from '../../protocols/index.js';
+import { GAP_TYPE, type AuditEvent } from '../../protocols/index.js';
 import type { BlockMeta } from './block-codec.js';
-
-/** The type of the event that names seqs the buffer lost (DESIGN §3). */
-export const GAP_TYPE = 'meteorzx.gap';
 
 export type GapReason = 'buffer-full-drop-oldest' | 'retention-undelivered' | 'buffer-corrupt';
 

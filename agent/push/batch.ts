@@ -1,4 +1,4 @@
-import type { AuditEvent, ChainedEvent } from '../../protocols/index.js';
+import { GAP_TYPE, type AuditEvent, type ChainedEvent } from '../../protocols/index.js';
 import type { StoredLine } from '../buffer/types.js';
 
 export type BatchStatus = 'pending' | 'inflight' | 'acked' | 'failed' | 'permanent';
@@ -35,7 +35,7 @@ export function splitBatch(batch: Batch, round: number): [Batch, Batch] {
 export function refusedGap(item: StoredLine, error: string): AuditEvent {
   const event = JSON.parse(item.line) as ChainedEvent;
   return {
-    type: 'meteorzx.gap',
+    type: GAP_TYPE,
     data: { from: event.seq, to: event.seq, count: 1, reason: 'gateway-refused', epoch: event.epoch, id: event.id, error },
   };
 }

@@ -58,6 +58,7 @@ export class MqttTransport implements PushTransport {
   /** The command link's next reconnect attempt, when one is scheduled. */
   private relink: NodeJS.Timeout | undefined;
   private readonly relinkBackoff: Backoff;
+  private readonly relinkOptions: BackoffOptions;
   /** Clock ms when the last link came up. */
   private upSince = 0;
   /** Announced in the retained status; see epochChanged. */
@@ -70,7 +71,8 @@ export class MqttTransport implements PushTransport {
     this.eventsTopic = `${prefix}/${options.id}/events`;
     this.statusTopic = `${prefix}/${options.id}/status`;
     this.cmdTopic = `${prefix}/${options.id}/cmd`;
-    this.relinkBackoff = new Backoff(options.reconnect ?? { initialMs: 100, maxMs: 30_000 });
+    this.relinkOptions = { initialMs: 100, maxMs: 30_000, ...options.reconnect };
+    this.relinkBackoff = new Backoff(this.relinkOptions);
   }
 
   async start(): Promise<void> {}
@@ -115,7 +117,7 @@ export class MqttTransport implements PushTransport {
 
   /** A link that was up closed: one that lasted starts the backoff over; one dropped at once counts as a failure. */
   private linkLost(): void {
-    if (Date.now() - this.upSince >= (this.options.reconnect?.maxMs ?? 30_000)) this.relinkBackoff.reset();
+    if (Date.now() - this.upSince >= this.relinkOptions.maxMs) this.relinkBackoff.reset();
     this.relinkLater();
   }
 

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { AuditEvent, PullCommand, SourcesResponse } from '../../protocols/index.js';
+import { GAP_TYPE, type AuditEvent, type PullCommand, type SourcesResponse } from '../../protocols/index.js';
 import type { GatewayMetrics } from '../metrics.js';
 import type { Ingestor } from '../pipeline/ingestor.js';
 import type { RaiseAlert } from '../alerts/alert-sink.js';
@@ -149,7 +149,7 @@ export class Backfill {
     const event: AuditEvent = {
       // Deterministic: a loss recorded again (a crash between store and mark) dedups to one record.
       id: `meteorzx.gap:${agent}:${epoch}:${from}-${to}`,
-      type: 'meteorzx.gap',
+      type: GAP_TYPE,
       source: agent,
       time: at,
       outcome: 'failure',

@@ -1,8 +1,6 @@
-import type { AuditEvent, Integrity } from '../../../protocols/index.js';
+import { GAP_TYPE, type AuditEvent, type Integrity } from '../../../protocols/index.js';
 import type { SeqRange } from '../../storage/seq-gaps.js';
 
-/** The type of the event an agent appends when its buffer loses seqs (DESIGN §3.4). */
-export const GAP_EVENT_TYPE = 'meteorzx.gap';
 
 /**
  * The seqs an arrived event reports lost in its own chain, when it is the
@@ -22,7 +20,7 @@ export const GAP_EVENT_TYPE = 'meteorzx.gap';
  * check trusts.
  */
 export function reportedLoss(event: AuditEvent, integrity: Integrity | undefined): SeqRange | undefined {
-  if (event.type !== GAP_EVENT_TYPE || integrity !== 'verified') return undefined;
+  if (event.type !== GAP_TYPE || integrity !== 'verified') return undefined;
   const { agent, epoch, seq, hash, data } = event;
   if (agent === undefined || epoch === undefined || seq === undefined || hash === undefined) return undefined;
   if (data === undefined || data === null || typeof data !== 'object' || Array.isArray(data)) return undefined;
