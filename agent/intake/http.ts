@@ -148,17 +148,14 @@ export class HttpIntake implements Intake {
     const items = decodeBatch(body, format, limits);
     let rejected: RejectedItem[] = [];
     const valid: AuditEvent[] = [];
-    const validAt: number[] = [];
     for (const item of items) {
       if (item.error !== undefined) {
         rejected.push({ index: item.index, error: item.error });
         continue;
       }
       const result = validateEvent(item.value, limits, item.bytes);
-      if (result.ok) {
-        valid.push(result.event);
-        validAt.push(item.index);
-      } else rejected.push({ index: item.index, error: formatIssues(result.errors) });
+      if (result.ok) valid.push(result.event);
+      else rejected.push({ index: item.index, error: formatIssues(result.errors) });
     }
     let accepted = valid.length;
     if (valid.length > 0) {
@@ -166,6 +163,9 @@ export class HttpIntake implements Intake {
       const append = (events: readonly AuditEvent[]) => (metrics ? metrics.timeAppend(events.length, () => buffer.append(events)) : buffer.append(events));
       const tooLarge = await appendFitting(valid, append);
       if (tooLarge.length > 0) {
+        // Rare: the valid events are the items not rejected so far, in order.
+        const invalid = new Set(rejected.map((r) => r.index));
+        const validAt = items.map((item) => item.index).filter((index) => !invalid.has(index));
         accepted -= tooLarge.length;
         rejected = [...rejected, ...tooLarge.map((r) => ({ index: validAt[r.index] as number, error: r.error }))].sort((a, b) => a.index - b.index);
       }

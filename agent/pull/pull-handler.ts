@@ -159,21 +159,15 @@ async function stream(res: ServerResponse, buffer: AgentBuffer, after: number, l
 
 /**
  * The page's lines after `after` up to `last`, chunk by chunk, as many whole lines as fit in `maxBytes`
- * bytes of UTF-8 (newlines included). A line's UTF-8 size is at most 3 × its UTF-16 length, so bytes are
- * counted only once the UTF-16 total × 3 could pass the cap: before that, every line fits whatever its
- * characters (ASCII pages far under the cap are never scanned); from then on each line is measured, the
- * ones already taken once.
+ * bytes of UTF-8 (newlines included; measured only when a cap is given).
  */
 async function* chunks(buffer: AgentBuffer, after: number, last: number, options: PullHandlerOptions, maxBytes = Number.POSITIVE_INFINITY): AsyncGenerator<StoredLine[]> {
   const chunkEvents = options.chunkEvents ?? 500;
   const chunkBytes = options.chunkBytes ?? 1 << 20;
+  const capped = Number.isFinite(maxBytes);
   let cursor = after;
-  // UTF-16 units (+1 per newline) while `exact` is false; UTF-8 bytes once it is true.
   let bytes = 0;
-  let exact = false;
   let taken = 0;
-  // The lines taken so far, kept (sendCapped holds them anyway) only until bytes are exact.
-  const before: StoredLine[][] = [];
   while (cursor < last && bytes < maxBytes) {
     const lines = await buffer.readLines(cursor, Math.min(chunkEvents, last - cursor), Math.min(chunkBytes, maxBytes - bytes));
     // Only a recorded hole (read after the read: it may have just found one) may lie between two lines sent.
@@ -183,14 +177,7 @@ async function* chunks(buffer: AgentBuffer, after: number, last: number, options
     let n = 0;
     while (n < lines.length && (lines[n] as StoredLine).seq <= last && (lines[n] as StoredLine).seq === nextHeld(cursor, holes)) {
       const line = lines[n] as StoredLine;
-      if (!exact && (bytes + line.line.length + 1) * 3 > maxBytes) {
-        exact = true;
-        bytes = 0;
-        for (const chunk of before) for (const l of chunk) bytes += Buffer.byteLength(l.line) + 1;
-        for (let i = 0; i < n; i++) bytes += Buffer.byteLength((lines[i] as StoredLine).line) + 1;
-        before.length = 0;
-      }
-      const size = exact ? Buffer.byteLength(line.line) + 1 : line.line.length + 1;
+      const size = capped ? Buffer.byteLength(line.line) + 1 : 0;
       // readLines lets its first line over its budget; only the page's first may be.
       if (taken > 0 && bytes + size > maxBytes) break;
       cursor = line.seq;
@@ -199,9 +186,7 @@ async function* chunks(buffer: AgentBuffer, after: number, last: number, options
       n += 1;
     }
     if (n === 0) return;
-    const chunk = n === lines.length ? lines : lines.slice(0, n);
-    if (!exact && Number.isFinite(maxBytes)) before.push(chunk);
-    yield chunk;
+    yield n === lines.length ? lines : lines.slice(0, n);
     if (n < lines.length && cursor < last) return;
   }
 }

@@ -1,4 +1,5 @@
 import type { EpochStatus } from '../../protocols/index.js';
+import { subtract } from '../pull/backfill.js';
 import type { Alert } from './alert.js';
 
 export interface GapWatchOptions {
@@ -59,7 +60,8 @@ export class GapWatch {
         if (now - Date.parse(gap.since) < this.options.graceMs) continue;
         mark = Math.max(mark, gap.to);
         const from = Math.max(gap.from, before + 1);
-        if (coveredBy(from, gap.to, lost, epoch)) continue;
+        // Wholly recorded lost already: its gap-lost alert said so.
+        if (subtract([from, gap.to], lost.filter((l) => l.agent === epoch.agent && l.epoch === epoch.epoch)).length === 0) continue;
         this.options.raise({
           kind: 'seq-gap',
           agent: epoch.agent,
@@ -75,16 +77,4 @@ export class GapWatch {
     }
     this.alertedTo = next;
   }
-}
-
-/** Whether recorded losses of this agent and epoch cover every seq of [from, to]. */
-function coveredBy(from: number, to: number, lost: readonly RecordedLoss[], epoch: EpochStatus): boolean {
-  const ranges = lost.filter((l) => l.agent === epoch.agent && l.epoch === epoch.epoch && l.to >= from && l.from <= to).sort((a, b) => a.from - b.from);
-  let next = from;
-  for (const l of ranges) {
-    if (l.from > next) return false;
-    next = Math.max(next, l.to + 1);
-    if (next > to) return true;
-  }
-  return false;
 }

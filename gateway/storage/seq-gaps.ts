@@ -164,16 +164,8 @@ function trimGaps<G extends EdgedGap & { reportedByAgent?: true }>(gaps: G[]): v
 
 /** Index of the gap holding `seq`, or -1 (gaps are sorted and disjoint). */
 export function findGap(gaps: readonly EdgedGap[], seq: number): number {
-  let lo = 0;
-  let hi = gaps.length - 1;
-  while (lo <= hi) {
-    const mid = (lo + hi) >> 1;
-    const gap = gaps[mid] as EdgedGap;
-    if (seq < gap.from) hi = mid - 1;
-    else if (seq > gap.to) lo = mid + 1;
-    else return mid;
-  }
-  return -1;
+  const index = findFirstGapEndingAtOrAfter(gaps, seq);
+  return index < gaps.length && (gaps[index] as EdgedGap).from <= seq ? index : -1;
 }
 
 /**

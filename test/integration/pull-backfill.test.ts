@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chainEvent, newId, type AuditEvent } from '../../protocols/index.js';
 import { gatewayEvents, holesPerEpoch, killAll, postEvents, removeDir, startAgent, tempDir, waitFor, type Agent } from './agent-harness.js';
-import { startGateway, type RunningGateway } from './gateway-harness.js';
+import { ingest, startGateway, type RunningGateway } from './gateway-harness.js';
 import { droppingProxy, fakePullAgent, webhookReceiver, type DroppingProxy, type FakePullAgent, type Receiver } from './pull-helpers.js';
 
 /**
@@ -102,12 +102,7 @@ describe('a hole the agent can no longer serve', () => {
     });
     // Pushed earlier: 1..10 and 16..20 arrived, 11..15 never did.
     const pushed = chain.filter((e) => (e.seq as number) <= 10 || (e.seq as number) >= 16);
-    const res = await fetch(`${gateway.httpUrl}/v1/events`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-ndjson' },
-      body: pushed.map((e) => JSON.stringify(e)).join('\n'),
-    });
-    expect(res.status).toBe(200);
+    await ingest(gateway.httpUrl, pushed);
   }, 60_000);
 
   afterAll(async () => {
