@@ -235,7 +235,7 @@ export const gatewayConfigSchema = z.strictObject({
       enabled: bool().prefault(true),
       grace: duration().prefault('30s'), // ms a hole may stay open before it is asked for (pushes in flight fill most)
       every: duration({ min: 10 }).prefault('10s'), // ms between scans of the registry for holes
-      tries: int({ min: 1 }).prefault(5), // command-channel requests for one hole before it is recorded as lost
+      tries: int({ min: 1 }).prefault(5), // command-channel requests for one hole, or looks at a hole in the agent's buffer, before it is recorded as lost
     })
     .prefault({}),
   alerts: alertsSchema,

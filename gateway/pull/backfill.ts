@@ -19,7 +19,7 @@ export interface BackfillOptions {
   online?: (agent: string) => Promise<boolean>;
   /** ms a hole stays open before it is asked for. */
   graceMs: number;
-  /** Command-channel requests for one hole before it is recorded as lost. */
+  /** Command-channel requests for one hole, or looks at a hole in the agent's buffer, before it is recorded as lost. */
   tries: number;
   alerter: RaiseAlert;
   /** `alerts.gaps`: told each scan's holes, it raises `seq-gap` for those open past the grace. */
@@ -31,7 +31,12 @@ export interface BackfillOptions {
   now?: () => number;
 }
 
+/** A range asked for over the command channel, or seen as a hole in the agent's buffer: how often, and when last. */
 interface Asked {
+  agent: string;
+  epoch: string;
+  from: number;
+  to: number;
   times: number;
   last: number;
 }
@@ -44,7 +49,8 @@ interface Asked {
  * over HTTP when a `pullFrom` connector serves that agent, else by a pull
  * command on the agent's own MQTT link. Events that arrive close the gap in
  * the registry by themselves. A range the agent can no longer serve (410,
- * or an answer without it, or no re-send after `tries` commands) becomes one
+ * an answer without it, no re-send after `tries` commands, or a hole in its
+ * buffer no gap event of the agent's names after `tries` looks) becomes one
  * stored `meteorzx.gap` event with a deterministic id — recorded twice, it
  * is still one — plus an alert, and is never asked for again.
  */
@@ -91,6 +97,35 @@ export class Backfill {
         }
       }
     }
+    this.forgetClosed(sources);
+  }
+
+  /** Drops the counts of ranges no open hole overlaps any more: filled, or reported lost by the agent. */
+  private forgetClosed(sources: SourcesResponse): void {
+    for (const [key, a] of this.asked) {
+      const epoch = sources.epochs.find((e) => e.agent === a.agent && e.epoch === a.epoch);
+      const open = epoch?.gaps.some((g) => g.reportedByAgent !== true && g.from <= a.to && g.to >= a.from) ?? false;
+      if (!open) this.asked.delete(key);
+    }
+  }
+
+  /**
+   * One more look at a range, at most one per `grace`: after `tries` looks
+   * the range is recorded lost, for `why(looks)`; before that, `ask` runs
+   * (if given) and the look is counted. True when it was counted.
+   */
+  private async countDown(key: string, range: Omit<Asked, 'times' | 'last'>, why: (looks: number) => string, ask?: () => Promise<void>): Promise<boolean> {
+    const before = this.asked.get(key);
+    if (before !== undefined && this.now() - before.last < this.options.graceMs) return false;
+    const { agent, epoch, from, to } = range;
+    if (before !== undefined && before.times >= this.options.tries) {
+      this.asked.delete(key);
+      await this.recordLoss(agent, { epoch, from, to, reason: why(before.times) });
+      return false;
+    }
+    await ask?.();
+    this.asked.set(key, { ...range, times: (before?.times ?? 0) + 1, last: this.now() });
+    return true;
   }
 
   private async repair(agent: string, epoch: string, from: number, to: number): Promise<void> {
@@ -102,7 +137,7 @@ export class Backfill {
       for (const hole of result.holes) {
         const lo = Math.max(hole.from, from);
         const hi = Math.min(hole.to, to);
-        if (lo <= hi) await this.markRecordedByAgent(agent, { ...hole, from: lo, to: hi });
+        if (lo <= hi) await this.awaitAgentRecord(agent, { ...hole, from: lo, to: hi });
       }
       return;
     }
@@ -110,17 +145,10 @@ export class Backfill {
     if (command === undefined) return;
     // An offline agent cannot answer: asking it would only count down to a false loss.
     if (this.options.online !== undefined && !(await this.options.online(agent))) return;
-    const key = `${agent}\u0000${epoch}\u0000${from}\u0000${to}`;
-    const asked = this.asked.get(key);
-    if (asked !== undefined && this.now() - asked.last < this.options.graceMs) return;
-    if (asked !== undefined && asked.times >= this.options.tries) {
-      this.asked.delete(key);
-      await this.recordLoss(agent, { epoch, from, to, reason: `not re-sent after ${asked.times} pull command(s) on audit/${agent}/cmd` });
-      return;
-    }
-    await command(agent, { op: 'pull', after: from - 1, until: to, epoch });
-    this.asked.set(key, { times: (asked?.times ?? 0) + 1, last: this.now() });
-    this.options.logger.info({ agent, epoch, from, to }, 'backfill requested over the command channel');
+    const range = { agent, epoch, from, to };
+    const why = (looks: number): string => `not re-sent after ${looks} pull command(s) on audit/${agent}/cmd`;
+    const asked = await this.countDown(`cmd\u0000${agent}\u0000${epoch}\u0000${from}\u0000${to}`, range, why, () => command(agent, { op: 'pull', after: from - 1, until: to, epoch }));
+    if (asked) this.options.logger.info(range, 'backfill requested over the command channel');
   }
 
   private async connectorFor(agent: string): Promise<PullConnector | undefined> {
@@ -132,14 +160,19 @@ export class Backfill {
   }
 
   /**
-   * A hole in the agent's buffer: the agent already stored a `meteorzx.gap`
-   * for it (and alerting is for that event), so the range is only marked
-   * lost here, never to be asked for again — no second gap event.
+   * A hole in the agent's buffer (damage). The agent appends a
+   * `meteorzx.gap` for the part it had not yet delivered, and that event
+   * marks the registry's hole `reportedByAgent` when it arrives, so the
+   * scan stops asking. Seqs the agent had delivered, yet missing here, get
+   * no gap event from anyone: so a hole still asked for after `tries`
+   * looks, one `grace` apart, is recorded here as a loss.
    */
-  private async markRecordedByAgent(agent: string, hole: GoneRange): Promise<void> {
-    const { epoch, from, to, reason } = hole;
-    await this.options.store.addLost({ agent, epoch, from, to, reason, at: new Date(this.now()).toISOString() });
-    this.options.logger.info({ agent, epoch, from, to }, 'backfill: a hole the agent recorded itself; marked lost');
+  private async awaitAgentRecord(agent: string, hole: GoneRange): Promise<void> {
+    const range = { agent, epoch: hole.epoch, from: hole.from, to: hole.to };
+    const why = (looks: number): string =>
+      `a hole in the agent's buffer that no meteorzx.gap of the agent's named in ${looks} look(s): delivered before the agent's buffer lost it, yet not stored here`;
+    const counted = await this.countDown(`hole\u0000${agent}\u0000${hole.epoch}\u0000${hole.from}\u0000${hole.to}`, range, why);
+    if (counted) this.options.logger.info(range, "backfill: a hole in the agent's buffer; waiting for the agent's own gap event");
   }
 
   /** Stores one `meteorzx.gap` event for the range, marks it lost, alerts. */

@@ -6,7 +6,7 @@ import { AgentClient, RangeGone } from './agent-client.js';
 import type { RaiseAlert } from '../alerts/alert-sink.js';
 import type { Checkpoint, PullStore } from './pull-store.js';
 
-const HOLE_REASON = `a hole in the agent's buffer (the agent recorded it with its own meteorzx.gap)`;
+const HOLE_REASON = `a hole in the agent's buffer (damage: the agent records a meteorzx.gap for the part it had not delivered)`;
 
 export type ConnectorState = 'idle' | 'running' | 'retrying' | 'ok' | 'failed';
 

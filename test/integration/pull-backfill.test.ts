@@ -136,6 +136,58 @@ describe('a hole the agent can no longer serve', () => {
   }, 60_000);
 });
 
+describe('a hole in the agent buffer that no gap event of the agent names', () => {
+  let dir: string;
+  let gateway: RunningGateway;
+  let hook: Receiver;
+  let fake: FakePullAgent;
+  const EPOCH = 'E-FAKE-HOLE';
+
+  beforeAll(async () => {
+    dir = await tempDir('pull-hole');
+    hook = await webhookReceiver();
+    const chain: AuditEvent[] = [];
+    let prev: string | undefined;
+    for (let seq = 1; seq <= 20; seq += 1) {
+      const event = chainEvent({ id: newId(), type: 'test.hole', source: 'fake-h', agent: 'fake-h', epoch: EPOCH, seq, time: new Date().toISOString() }, prev);
+      prev = event.hash;
+      chain.push(event);
+    }
+    // Delivered, then damaged: the agent's buffer steps over 11..15 and, having delivered them, wrote no gap event for them.
+    fake = await fakePullAgent({ id: 'fake-h', epoch: EPOCH, chain: chain.filter((e) => (e.seq as number) < 11 || (e.seq as number) > 15), oldest: 1, gone: 'unused' });
+    gateway = await startGateway({
+      dir,
+      config: { pullFrom: [{ url: fake.url, every: '24h' }], backfill: { grace: '200ms', every: '100ms', tries: 2 }, alerts: { webhook: hook.url } },
+    });
+    // Yet 11..15 never reached the gateway.
+    await ingest(gateway.httpUrl, chain.filter((e) => (e.seq as number) <= 10 || (e.seq as number) >= 16));
+  }, 60_000);
+
+  afterAll(async () => {
+    await gateway?.stop();
+    await killAll();
+    await hook?.close();
+    await fake?.close();
+    await removeDir(dir);
+  });
+
+  it('is recorded as one loss with an alert after backfill.tries looks (it was marked lost in silence)', async () => {
+    const gapEvents = await waitFor(async () => {
+      const found = (await gatewayEvents(gateway.httpUrl, 'fake-h')).filter((e) => e.type === 'meteorzx.gap');
+      return found.length > 0 ? found : undefined;
+    }, 'a meteorzx.gap record');
+    expect(gapEvents.length).toBe(1);
+    expect(gapEvents[0]?.data).toMatchObject({ agent: 'fake-h', epoch: EPOCH, from: 11, to: 15, detectedBy: 'gateway-backfill', reason: expect.stringMatching(/in 2 look/) as unknown });
+    const alert = await waitFor(() => hook.bodies.find((b) => b.kind === 'gap-lost'), 'gap-lost webhook');
+    expect(alert).toMatchObject({ agent: 'fake-h', epoch: EPOCH, from: 11, to: 15 });
+    // Asked for once per look (tries: 2, then recorded), not again afterwards.
+    const askedThen = fake.asked.length;
+    await new Promise((r) => setTimeout(r, 1000));
+    expect({ asked: fake.asked.length, records: (await gatewayEvents(gateway.httpUrl, 'fake-h')).filter((e) => e.type === 'meteorzx.gap').length }).toEqual({ asked: askedThen, records: 1 });
+    expect((await sources(gateway.httpUrl)).pulls.lost).toEqual([expect.objectContaining({ agent: 'fake-h', epoch: EPOCH, from: 11, to: 15 })]);
+  }, 60_000);
+});
+
 describe('backfill over the command channel (agent behind NAT: no pullFrom)', () => {
   let dir: string;
   let gateway: RunningGateway | undefined;

@@ -258,13 +258,16 @@ describe('pull over an agent buffer with a recorded hole', () => {
     }).toEqual({ run1Gone: [], run1Holes: [[11, 20]], run2Gone: [], run2Holes: [], checkpoint: 30, pulledSeqs: [21, 22, 23, 24, 25, 26, 27, 28, 29, 30] });
   });
 
-  /** One backfill scan of agent-h's gap `gap` (open long enough) through connector `c`; the kinds of the alerts it raised. */
-  async function backfillScan(c: PullConnector, epoch: string, gap: { from: number; to: number }): Promise<string[]> {
+  /**
+   * A Backfill of agent-h's registry gaps `gaps` (open long enough; change them between scans, as arriving
+   * events would) through connector `c`, asking at most `tries` times; each scan returns the kinds of the alerts it raised.
+   */
+  function backfillOf(c: PullConnector, epoch: string, gaps: { from: number; to: number; reportedByAgent?: boolean }[]): () => Promise<string[]> {
     const raised: string[] = [];
     const alerter = { raise: (a: Alert) => void raised.push(a.kind) };
     const since = new Date(0).toISOString();
     const backfill = new Backfill({
-      sources: async () => ({ epochs: [{ agent: 'agent-h', epoch, gaps: [{ ...gap, since }] }] }) as unknown as SourcesResponse,
+      sources: async () => ({ epochs: [{ agent: 'agent-h', epoch, gaps: gaps.map((g) => ({ ...g, since })) }] }) as unknown as SourcesResponse,
       store,
       ingestor,
       connectors: () => [c],
@@ -273,19 +276,48 @@ describe('pull over an agent buffer with a recorded hole', () => {
       alerter,
       logger,
     });
-    await backfill.scan();
-    return raised;
+    return async () => {
+      raised.length = 0;
+      await backfill.scan();
+      return [...raised];
+    };
   }
 
-  it('backfill of the hole marks it lost without a second gap event; events after it are never recorded as lost', async () => {
+  it('backfill of the hole waits for the agent gap event: once it has arrived, no loss is recorded a second time', async () => {
     const { base, buffer } = await agentWithHole();
     const { epoch } = buffer.state();
     const c = new PullConnector({ url: base, retries: { tries: 0, delay: 1 }, limits: DEFAULT_LIMITS, ingestor, store, logger });
     closers.push(() => c.close());
-    const raised = await backfillScan(c, epoch, { from: 5, to: 25 });
-    expect(ingestor.seqs).toEqual([5, 6, 7, 8, 9, 10, 21, 22, 23, 24, 25]);
-    expect((await store.lost()).map((l) => [l.from, l.to])).toEqual([[11, 20]]);
-    expect(raised).toEqual([]);
+    const gaps: { from: number; to: number; reportedByAgent?: boolean }[] = [{ from: 5, to: 25 }];
+    const scan = backfillOf(c, epoch, gaps);
+    const raised = await scan();
+    expect({ pulled: ingestor.seqs, lost: await store.lost(), raised }).toEqual({ pulled: [5, 6, 7, 8, 9, 10, 21, 22, 23, 24, 25], lost: [], raised: [] });
+    // The agent gap event arrives: the registry marks 11..20 reported; the pulled seqs closed the rest.
+    gaps.splice(0, 1, { from: 11, to: 20, reportedByAgent: true });
+    ingestor.seqs = [];
+    expect({ raised: await scan(), again: await scan(), ingested: ingestor.seqs, lost: await store.lost() }).toEqual({ raised: [], again: [], ingested: [], lost: [] });
+  });
+
+  it('a buffer hole no gap event of the agent names (delivered, then lost at both ends) is recorded as lost after tries', async () => {
+    const { base, buffer } = await agentWithHole();
+    const { epoch } = buffer.state();
+    const c = new PullConnector({ url: base, retries: { tries: 0, delay: 1 }, limits: DEFAULT_LIMITS, ingestor, store, logger });
+    closers.push(() => c.close());
+    const gaps = [{ from: 11, to: 20 }];
+    const scan = backfillOf(c, epoch, gaps);
+    const first = await scan();
+    const firstLost = await store.lost();
+    // Before the fix: marked lost at the first look, with no gap event anywhere and no alert.
+    const second = await scan();
+    const lost = (await store.lost()).map((l) => ({ from: l.from, to: l.to, reason: l.reason }));
+    expect({ first, firstLost, second, ingested: ingestor.seqs, lost }).toEqual({
+      first: [],
+      firstLost: [],
+      second: ['gap-lost'],
+      ingested: [undefined],
+      lost: [{ from: 11, to: 20, reason: expect.stringMatching(/no meteorzx.gap of the agent.s named in 1 look/) as unknown }],
+    });
+    expect(ingestor.contexts.at(-1)).toEqual({ method: 'pull', peer: 'backfill' });
   });
 
   it('a hole reaching the head is a hole, not gone: a run moves its checkpoint past it, backfill records no second gap', async () => {
@@ -307,9 +339,14 @@ describe('pull over an agent buffer with a recorded hole', () => {
     });
 
     ingestor.seqs = [];
-    const raised = await backfillScan(c, epoch, { from: 18, to: 30 });
-    // Before the fix: a gateway meteorzx.gap for 21..30 went to the pipeline (no seq: the ingestor saw undefined) and a gap-lost alert.
-    expect({ ingested: ingestor.seqs, lost: (await store.lost()).map((l) => [l.from, l.to]), raised }).toEqual({ ingested: [18, 19, 20], lost: [[21, 30]], raised: [] });
+    const gaps: { from: number; to: number; reportedByAgent?: boolean }[] = [{ from: 18, to: 30 }];
+    const scan = backfillOf(c, epoch, gaps);
+    const raised = await scan();
+    // Before the fix: gone, so a gateway meteorzx.gap for 21..30 went to the pipeline (no seq: the ingestor saw undefined) and a gap-lost alert.
+    expect({ ingested: ingestor.seqs, lost: await store.lost(), raised }).toEqual({ ingested: [18, 19, 20], lost: [], raised: [] });
+    // The agent gap event for 21..30 arrives: nothing is recorded a second time.
+    gaps.splice(0, 1, { from: 21, to: 30, reportedByAgent: true });
+    expect({ raised: await scan(), lost: await store.lost() }).toEqual({ raised: [], lost: [] });
 
     // What the agent said: an empty answer, every seq up to its head a recorded hole.
     const res = await fetch(`${base}/v1/events?after=20&limit=100`);
