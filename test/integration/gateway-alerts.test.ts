@@ -50,6 +50,19 @@ describe('pipeline alerts reach the webhook', () => {
     expect(metrics).toMatch(/meteorzx_gateway_alerts_total\{rule="root-login"\} 1\b/);
   });
 
+  it('a rule that matches every event of a burst: all alerts counted and POSTed, at most 10 log lines for them per 10 s', async () => {
+    const before = alertsOf(hook, 'rule').length;
+    const burst = Array.from({ length: 500 }, (_, i) => ({ id: `ev-root-burst-${i}`, type: 'auth.login', actor: 'root', source: 'host-b' }));
+    expect((await ingest(gateway.httpUrl, burst)).accepted).toBe(500);
+    await waitFor(() => alertsOf(hook, 'rule').length >= before + 500, '500 more rule alerts');
+    const metrics = await (await fetch(`${gateway.httpUrl}/metrics`)).text();
+    expect(metrics).toMatch(new RegExp(`meteorzx_gateway_alerts_total\\{rule="root-login"\\} ${before + 500}\\b`));
+    // Before the fix: one warn line per alert, 500 of them.
+    const logged = gateway.logs.filter((l) => l.includes('"kind":"rule"') && l.includes('"rule":"root-login"'));
+    expect(logged.length).toBeGreaterThan(0);
+    expect(logged.length).toBeLessThanOrEqual(10);
+  });
+
   it('a chain break is POSTed with the event it broke on', async () => {
     const first = chainEvent({ id: newId(), type: 'door.open', source: 'ag-cb', agent: 'ag-cb', epoch: 'E1', seq: 1 }, undefined);
     // Seq 2 claims a prev that is not seq 1's hash.

@@ -148,3 +148,34 @@ describe('alert webhook queue', () => {
     expect(text).toContain('meteorzx_gateway_alerts_dropped_total{reason="queue-full"} 4');
   });
 });
+
+describe('alert log bound', () => {
+  it('a rule alerting on every event logs its first burst per window and one count of the rest; metrics and the webhook get all', async () => {
+    const metrics = new GatewayMetrics();
+    const logger = recordingLogger();
+    const posted: Alert[] = [];
+    const sink = new AlertSink({
+      webhook: 'http://unused',
+      metrics,
+      logger,
+      log: { burst: 3, windowMs: 100 },
+      queue: { maxQueued: 10_000, maxBatch: 10_000, flushMs: 1, timeoutMs: 1000, post: async (_url, body) => void posted.push(...(JSON.parse(body) as Alert[])) },
+    });
+    for (let i = 0; i < 1000; i++) sink.raise(alert(i));
+    sink.raise({ kind: 'seq-gap', detail: 'hole', agent: 'a1', epoch: 'e', from: 2, to: 3, at: '2026-01-01T00:00:00.000Z' });
+    const inWindow = logger.lines.length;
+    await until(() => logger.lines.length > inWindow);
+    // A new window: the rule logs again.
+    sink.raise(alert(1000));
+    await sink.close();
+    const texts = logger.lines.map((l) => String(l[1]));
+    // Before the fix: 1,002 warn lines.
+    expect({ inWindow, texts }).toEqual({
+      inWindow: 4,
+      texts: ['alert: alert 0', 'alert: alert 1', 'alert: alert 2', 'alert: hole', expect.stringMatching(/^alert: 997 more "every-event" alerts in 0.1 s/) as unknown, 'alert: alert 1000'],
+    });
+    expect(logger.lines[4]?.[0]).toEqual({ rule: 'every-event', suppressed: 997, windowMs: 100 });
+    expect(await metrics.registry.metrics()).toContain('meteorzx_gateway_alerts_total{rule="every-event"} 1001');
+    expect(posted.length).toBe(1002);
+  });
+});
