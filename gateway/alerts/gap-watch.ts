@@ -27,8 +27,9 @@ export interface RecordedLoss {
  * (agent, epoch) the highest seq alerted is kept, and a gap ending at or
  * below it is what is left of an alerted hole (partly filled, or split by a
  * late event), not a new one. Only epochs with an open hole are kept, so
- * memory follows the holes. After a restart, holes still open alert once
- * more.
+ * memory follows the holes. Across a restart, the time of the last scan
+ * before it (`restore`, kept in `<dataDir>/pull`) stands in for those marks:
+ * a hole whose grace had ended by then was alerted then.
  *
  * Not alerted: seqs the agent's own verified `meteorzx.gap` event names
  * lost (`reportedByAgent`: the loss is on record as that stored event — a
@@ -37,8 +38,14 @@ export interface RecordedLoss {
  */
 export class GapWatch {
   private alertedTo = new Map<string, number>();
+  private scannedBefore = -Infinity;
 
   constructor(private readonly options: GapWatchOptions) {}
+
+  /** The time (ms) of the last scan before a restart: holes past their grace by then were alerted by it. */
+  restore(lastScanAt: number): void {
+    this.scannedBefore = lastScanAt;
+  }
 
   /** Epochs with a hole being watched. */
   get size(): number {
@@ -57,8 +64,11 @@ export class GapWatch {
         if (gap.reportedByAgent === true) continue;
         open = true;
         if (gap.to <= before) continue;
-        if (now - Date.parse(gap.since) < this.options.graceMs) continue;
+        const due = Date.parse(gap.since) + this.options.graceMs;
+        if (now < due) continue;
         mark = Math.max(mark, gap.to);
+        // Alerted before the restart, by the scan at `scannedBefore` or an earlier one.
+        if (due <= this.scannedBefore) continue;
         const from = Math.max(gap.from, before + 1);
         // Wholly recorded lost already: its gap-lost alert said so.
         if (subtract([from, gap.to], lost.filter((l) => l.agent === epoch.agent && l.epoch === epoch.epoch)).length === 0) continue;

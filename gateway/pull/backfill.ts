@@ -80,7 +80,10 @@ export class Backfill {
     const { graceMs, logger } = this.options;
     const [sources, lost] = await Promise.all([this.options.sources(), this.options.store.lost()]);
     const now = this.now();
-    this.options.gapWatch?.scan(sources.epochs, lost, now);
+    if (this.options.gapWatch !== undefined) {
+      this.options.gapWatch.scan(sources.epochs, lost, now);
+      await this.options.store.saveGapScanAt(now);
+    }
     if (this.options.repair === false) return;
     for (const epoch of sources.epochs) {
       for (const gap of epoch.gaps) {

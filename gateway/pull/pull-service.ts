@@ -44,12 +44,14 @@ export class PullService {
   private readonly connectors: PullConnector[];
   private readonly scheduler: PullScheduler;
   private readonly backfill: Backfill;
+  private readonly gapWatch: GapWatch | undefined;
   private backfillTimer: NodeJS.Timeout | undefined;
   private closing: Promise<void> | undefined;
 
   constructor(private readonly options: PullServiceOptions) {
     const { config, logger, metrics } = options;
     this.store = new PullStore(config.dataDir);
+    this.gapWatch = config.alerts.gaps ? new GapWatch({ graceMs: config.backfill.grace, raise: (alert) => options.alerts.raise(alert) }) : undefined;
     this.connectors = config.pullFrom.map((p) => this.connector(p.url, p.token, p.ca === undefined ? undefined : readFileSync(p.ca), p.retries, true, p.timeout));
     this.scheduler = new PullScheduler(
       config.pullFrom.map((p, i) => ({ connector: this.connectors[i] as PullConnector, every: p.every })),
@@ -66,7 +68,7 @@ export class PullService {
       tries: config.backfill.tries,
       alerter: options.alerts,
       repair: config.backfill.enabled,
-      gapWatch: config.alerts.gaps ? new GapWatch({ graceMs: config.backfill.grace, raise: (alert) => options.alerts.raise(alert) }) : undefined,
+      gapWatch: this.gapWatch,
       metrics,
       logger: logger.child({ component: 'backfill' }),
     });
@@ -74,6 +76,8 @@ export class PullService {
 
   async start(): Promise<void> {
     await this.store.open();
+    const lastGapScan = await this.store.gapScanAt();
+    if (lastGapScan !== undefined) this.gapWatch?.restore(lastGapScan);
     for (const c of this.connectors) await c.init();
     this.scheduler.start();
     const { backfill, alerts } = this.options.config;

@@ -29,6 +29,7 @@ export interface LostRange {
  *
  *   cp!<url>                      → Checkpoint
  *   lost!<agent>!<epoch>!<from>   → LostRange
+ *   m!gapScanAt                   → ms of the last seq-gap scan (gap-watch.ts: no second alert after a restart)
  */
 export class PullStore {
   private db: Level<string, string> | undefined;
@@ -62,6 +63,16 @@ export class PullStore {
     const out: LostRange[] = [];
     for await (const value of this.require().values({ gt: 'lost!', lt: 'lost"' })) out.push(JSON.parse(value) as LostRange);
     return out;
+  }
+
+  async gapScanAt(): Promise<number | undefined> {
+    const raw = await this.require().get('m!gapScanAt');
+    return raw === undefined ? undefined : Number(raw);
+  }
+
+  /** Not synced: a crash that loses the last few only means holes alerted then alert once more. */
+  async saveGapScanAt(at: number): Promise<void> {
+    await this.require().put('m!gapScanAt', String(at));
   }
 
   private require(): Level<string, string> {

@@ -164,6 +164,28 @@ describe('seq-gap', () => {
     expect(metrics).toMatch(/meteorzx_gateway_alerts_total\{rule="seq-gap"\} 2\b/);
   });
 
+  it('a hole alerted before a gateway restart does not alert again after it', async () => {
+    const config = { dataDir: `${dir}/restart`, alerts: { webhook: onHook.url }, backfill: { grace: '300ms', every: '100ms' } };
+    const chain = chainOf('ag-restart', 'EG3', 6);
+    const first = await startGateway({ dir, config });
+    await ingest(first.httpUrl, seqs(chain, 1, 2, 4)); // 3 never comes
+    await waitFor(() => alertsOf(onHook, 'seq-gap', { agent: 'ag-restart' }).length > 0, 'seq-gap alert for 3');
+    expect(await first.stop()).toBe(0);
+    const second = await startGateway({ dir, config });
+    try {
+      await ingest(second.httpUrl, seqs(chain, 6)); // 5 never comes either
+      // Hole 5 alerts after a grace of scans that all saw hole 3 open: a second alert for 3 would be posted before it.
+      await waitFor(() => alertsOf(onHook, 'seq-gap', { agent: 'ag-restart', from: 5 }).length > 0, 'seq-gap alert for 5');
+      // Before the fix: [3, 3] twice.
+      expect(gapAlerts(onHook, 'ag-restart')).toEqual([
+        [3, 3],
+        [5, 5],
+      ]);
+    } finally {
+      await second.stop();
+    }
+  });
+
   it('alerts.gaps: false raises no seq-gap alert', async () => {
     const chain = chainOf('ag-nogap', 'EG2', 4);
     await ingest(off.httpUrl, seqs(chain, 1, 2, 4));

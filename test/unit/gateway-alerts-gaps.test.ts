@@ -29,6 +29,18 @@ describe('seq-gap alert', () => {
     expect(t.alerts).toHaveLength(1);
   });
 
+  it('after a restart, holes whose grace ended by the last scan before it do not alert again; later ones do', () => {
+    const t = watch();
+    // The gateway before the restart scanned last at GRACE + 5 s: hole 5..9 (due at GRACE) was alerted by then.
+    t.w.restore(T0 + GRACE + 5000);
+    const open = [epoch([{ from: 5, to: 9, since: at(0) }, { from: 20, to: 20, since: at(10_000) }])];
+    t.w.scan(open, [], T0 + GRACE + 60_000);
+    // Before the fix: 5..9 alerted a second time.
+    expect(t.ranges()).toEqual([['ag-1', 'E1', 20, 20]]);
+    t.w.scan(open, [], T0 + GRACE + 70_000);
+    expect(t.alerts).toHaveLength(1);
+  });
+
   it('a hole that closes within the grace never alerts', () => {
     const t = watch();
     t.w.scan([epoch([{ from: 5, to: 5, since: at(0) }])], [], T0 + 10);
