@@ -269,7 +269,7 @@ describe('a retention write that fails', () => {
   const ioError = Object.assign(new Error('IO error: 000013.log: No space left on device'), { code: 'LEVEL_IO_ERROR' });
 
   /** Makes the store's next chained batch write fail with `ioError`, after calling `during` (while it is under way). Returns the database. */
-  function failNextBatchWrite(during: () => void = () => undefined): Level<string, Buffer> {
+  function failNextBatchWrite(during: () => void = () => undefined, error: Error = ioError): Level<string, Buffer> {
     const db = (storage as unknown as { db: Level<string, Buffer> }).db;
     const batch = db.batch.bind(db) as () => ReturnType<Level<string, Buffer>['batch']>;
     db.batch = (() => {
@@ -278,7 +278,7 @@ describe('a retention write that fails', () => {
       chained.write = async () => {
         during();
         await chained.close();
-        throw ioError;
+        throw error;
       };
       return chained;
     }) as typeof db.batch;
@@ -313,6 +313,28 @@ describe('a retention write that fails', () => {
     await commitOf([event('after', NOW)]);
     expect((await storage.query({ source: 'host-1', limit: 10 })).events.map((e) => e.id)).toEqual(['old-1', 'after']);
     expect(await storage.verify()).toMatchObject({ ok: true, events: 2 });
+  });
+
+  it('fails with what happened when it is not an I/O error, and the commits queued behind it are stored', async () => {
+    await commitOf([event('old-1', T0)]);
+    const refused = Object.assign(new Error('Invalid argument: WriteBatch has wrong count'), { code: 'LEVEL_INVALID_VALUE' });
+    let queued: Promise<unknown> | undefined;
+    const db = failNextBatchWrite(() => {
+      queued = commitOf([event('live', NOW)]).then(
+        () => 'stored',
+        (err: unknown) => err,
+      );
+    }, refused);
+    await expect(storage.applyRetention(NOW - 7 * DAY)).rejects.toMatchObject({ code: 'METEORZX_STORAGE_FAILED', message: `retention write failed: ${refused.message}` });
+    // Before the fix: failed too ("the retention write before this commit failed"), though nothing of it was built on that write.
+    expect(await queued).toBe('stored');
+    expect((storage as unknown as { reopening?: Promise<void>; db: unknown }).reopening).toBeUndefined();
+    expect((storage as unknown as { db: unknown }).db).toBe(db);
+    expect((await storage.query({ source: 'host-1', limit: 10 })).events.map((e) => e.id)).toEqual(['old-1', 'live']);
+    expect(await storage.verify()).toMatchObject({ ok: true, events: 2 });
+    // The next retention run deletes what the failed one did not.
+    await storage.applyRetention(NOW - 7 * DAY);
+    expect((await storage.query({ source: 'host-1', limit: 10 })).events.map((e) => e.id)).toEqual(['live']);
   });
 
   it('with no commit behind it, still reopens the database: the next commit is not the one to fail on the dead handle', async () => {

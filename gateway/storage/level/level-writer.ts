@@ -1,4 +1,5 @@
 import type { CustodyRecord, SourceStatus } from '../../../protocols/index.js';
+import { isLevelIoError } from '../../../common/level-errors.js';
 import { GatewayErrors } from '../../errors.js';
 import type { EpochState } from '../seq-gaps.js';
 import type { CommitBatch, CommitResult, CustodyInput } from '../types.js';
@@ -61,7 +62,8 @@ interface Era {
  * records that were never written. The planned state then falls back to
  * what is durable, and commits called afterwards proceed normally. A failed
  * retention write (exclusive) fails the commits called while it was under
- * way in the same way, and their error names it.
+ * way in the same way, and their error names it, when that failure was an
+ * I/O error (the store reopens its database then); after any other, they go on.
  */
 export class LevelWriter {
   private durable: LevelHead;
@@ -186,7 +188,10 @@ export class LevelWriter {
     try {
       await writeOps(this.db, [...ops, ...plan.ops]);
     } catch (err) {
-      this.fallBack({ write: 'retention', err });
+      // Nothing is planned on a retention write (commits called meanwhile wait to be planned after it), and it
+      // leaves the registry as it was. Only an I/O error, after which LevelDB refuses every write on this handle
+      // (the store reopens it), ends the era: the commits queued behind it then fail naming it, not the dead handle.
+      if (isLevelIoError(err)) this.fallBack({ write: 'retention', err });
       throw GatewayErrors.METEORZX_STORAGE_FAILED(`retention write failed: ${(err as Error).message}`, { cause: err });
     }
     this.durable = plan.head;
