@@ -229,7 +229,7 @@ export class Gateway {
     this.pulls = new PullService({
       config,
       ingestor: this.pipeline as RunningPipeline,
-      sources: () => storage.sources(),
+      epochs: () => storage.agentEpochs(),
       limits,
       command: (agent, command) => mqtt.publishCommand(agent, JSON.stringify(command)),
       online: (agent) => mqtt.agentOnline(agent),

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { GAP_TYPE, type AuditEvent, type PullCommand, type SourcesResponse } from '../../protocols/index.js';
+import { GAP_TYPE, type AuditEvent, type EpochStatus, type PullCommand } from '../../protocols/index.js';
 import type { GatewayMetrics } from '../metrics.js';
 import type { Ingestor } from '../pipeline/ingestor.js';
 import type { RaiseAlert } from '../alerts/alert-sink.js';
@@ -8,7 +8,8 @@ import type { GoneRange, PullConnector } from './connector.js';
 import type { LostRange, PullStore } from './pull-store.js';
 
 export interface BackfillOptions {
-  sources: () => Promise<SourcesResponse>;
+  /** Every (agent, epoch) of the registry, with its open holes (storage.agentEpochs: not the per-source counts). */
+  epochs: () => Promise<EpochStatus[]>;
   store: PullStore;
   ingestor: Ingestor;
   /** The configured HTTP connectors; a hole goes to the one whose agent id matches. */
@@ -78,14 +79,14 @@ export class Backfill {
 
   private async doScan(): Promise<void> {
     const { graceMs, logger } = this.options;
-    const [sources, lost] = await Promise.all([this.options.sources(), this.options.store.lost()]);
+    const [epochs, lost] = await Promise.all([this.options.epochs(), this.options.store.lost()]);
     const now = this.now();
     if (this.options.gapWatch !== undefined) {
-      this.options.gapWatch.scan(sources.epochs, lost, now);
+      this.options.gapWatch.scan(epochs, lost, now);
       await this.options.store.saveGapScanAt(now);
     }
     if (this.options.repair === false) return;
-    for (const epoch of sources.epochs) {
+    for (const epoch of epochs) {
       for (const gap of epoch.gaps) {
         // The agent's own gap event named these seqs lost: it no longer has them, and the loss is recorded.
         if (gap.reportedByAgent === true) continue;
@@ -100,13 +101,13 @@ export class Backfill {
         }
       }
     }
-    this.forgetClosed(sources);
+    this.forgetClosed(epochs);
   }
 
   /** Drops the counts of ranges no open hole overlaps any more: filled, or reported lost by the agent. */
-  private forgetClosed(sources: SourcesResponse): void {
+  private forgetClosed(epochs: readonly EpochStatus[]): void {
     for (const [key, a] of this.asked) {
-      const epoch = sources.epochs.find((e) => e.agent === a.agent && e.epoch === a.epoch);
+      const epoch = epochs.find((e) => e.agent === a.agent && e.epoch === a.epoch);
       const open = epoch?.gaps.some((g) => g.reportedByAgent !== true && g.from <= a.to && g.to >= a.from) ?? false;
       if (!open) this.asked.delete(key);
     }

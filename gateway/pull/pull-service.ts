@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { RaiseAlert } from '../alerts/alert-sink.js';
 import { GapWatch } from '../alerts/gap-watch.js';
-import type { Limits, PullCommand, PullRequest, SourcesResponse } from '../../protocols/index.js';
+import type { EpochStatus, Limits, PullCommand, PullRequest } from '../../protocols/index.js';
 import type { GatewayConfig } from '../config.js';
 import { GatewayErrors } from '../errors.js';
 import type { GatewayMetrics } from '../metrics.js';
@@ -15,7 +15,8 @@ import { PullScheduler, type Timers } from './scheduler.js';
 export interface PullServiceOptions {
   config: Pick<GatewayConfig, 'dataDir' | 'pullFrom' | 'alerts' | 'backfill'>;
   ingestor: Ingestor;
-  sources: () => Promise<SourcesResponse>;
+  /** Every (agent, epoch) of the registry, with its open holes. */
+  epochs: () => Promise<EpochStatus[]>;
   limits: Limits;
   /** Publishes on audit/<agent>/cmd through the gateway's broker. */
   command?: (agent: string, command: PullCommand) => Promise<void>;
@@ -58,7 +59,7 @@ export class PullService {
       options.timers,
     );
     this.backfill = new Backfill({
-      sources: options.sources,
+      epochs: options.epochs,
       store: this.store,
       ingestor: options.ingestor,
       connectors: () => this.connectors,

@@ -1,6 +1,7 @@
 import type {
   CustodyOutcome,
   CustodyRecord,
+  EpochStatus,
   SourcesResponse,
   StoredEvent,
 } from '../../protocols/index.js';
@@ -137,6 +138,8 @@ export interface Storage {
   query(q: EventQuery): Promise<EventPage>;
   custody(q: CustodyQuery): Promise<CustodyRecord[]>;
   sources(): Promise<SourcesResponse>;
+  /** The `epochs` part of `sources()` alone: what backfill scans, without reading every source's counts. */
+  agentEpochs(): Promise<EpochStatus[]>;
   /** Recomputes the ledger chain and every stored event's hash. */
   verify(opts?: { source?: string; onProgress?: (done: number) => void }): Promise<VerifyReport>;
   /** Deletes whole days of events received before `before` (ms epoch); returns events deleted. */

@@ -6,6 +6,7 @@ import {
   type BatchItem,
   type CustodyRecord,
   type IngestResponse,
+  type EpochStatus,
   type Limits,
   type SourcesResponse,
   type StoredEvent,
@@ -93,5 +94,9 @@ export class FakeGatewayCore implements Ingestor, Pick<Storage, 'query' | 'custo
 
   async sources(): Promise<SourcesResponse> {
     return { epochs: [], sources: [] };
+  }
+
+  async agentEpochs(): Promise<EpochStatus[]> {
+    return [];
   }
 }

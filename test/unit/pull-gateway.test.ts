@@ -15,7 +15,7 @@ import { PullStore } from '../../gateway/pull/pull-store.js';
 import { PullScheduler, staggerOffset, type Timers } from '../../gateway/pull/scheduler.js';
 import { parsePullRequest } from '../../gateway/http/routes/pull.js';
 import type { IngestContext, Ingestor } from '../../gateway/pipeline/ingestor.js';
-import { DEFAULT_LIMITS, type BatchItem, type IngestResponse, type SourcesResponse } from '../../protocols/index.js';
+import { DEFAULT_LIMITS, type BatchItem, type IngestResponse, type EpochStatus } from '../../protocols/index.js';
 
 /** Gateway side of issue 5: connector lock, checkpoints, retries, schedule, backfill ranges. */
 
@@ -267,7 +267,7 @@ describe('pull over an agent buffer with a recorded hole', () => {
     const alerter = { raise: (a: Alert) => void raised.push(a.kind) };
     const since = new Date(0).toISOString();
     const backfill = new Backfill({
-      sources: async () => ({ epochs: [{ agent: 'agent-h', epoch, gaps: gaps.map((g) => ({ ...g, since })) }] }) as unknown as SourcesResponse,
+      epochs: async () => [{ agent: 'agent-h', epoch, gaps: gaps.map((g) => ({ ...g, since })) }] as unknown as EpochStatus[],
       store,
       ingestor,
       connectors: () => [c],

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { Level } from 'level';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
-import type { CustodyRecord, SourceStatus, SourcesResponse } from '../../../protocols/index.js';
+import type { CustodyRecord, EpochStatus, SourceStatus, SourcesResponse } from '../../../protocols/index.js';
 import { isLevelIoError } from '../../../common/level-errors.js';
 import { GatewayErrors } from '../../errors.js';
 import { edges, epochStatus, type EpochState } from '../seq-gaps.js';
@@ -420,10 +420,15 @@ export class LevelStorage implements Storage {
     return queryCustody(this.context(), q);
   }
 
+  async agentEpochs(): Promise<EpochStatus[]> {
+    const out: EpochStatus[] = [];
+    for await (const value of this.openDb.values({ gt: 'ra!', lt: 'ra"' })) out.push(epochStatus(JSON.parse(value.toString()) as EpochState));
+    return out;
+  }
+
   async sources(): Promise<SourcesResponse> {
     const db = this.openDb;
-    const out: SourcesResponse = { epochs: [], sources: [] };
-    for await (const value of db.values({ gt: 'ra!', lt: 'ra"' })) out.epochs.push(epochStatus(JSON.parse(value.toString()) as EpochState));
+    const out: SourcesResponse = { epochs: await this.agentEpochs(), sources: [] };
     // The registry's `rs!` keys lag up to a checkpoint behind; the writer holds what is newer. Counters only
     // grow, so of two states of a source the one with more attempts is the later (a checkpoint may land meanwhile).
     const newer = new Map(this.openWriter.durableSources);
