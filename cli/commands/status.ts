@@ -4,6 +4,7 @@ import type { AgentStatus, SourcesResponse } from '../../protocols/index.js';
 interface StatusOptions {
   token?: string;
   json?: boolean;
+  source?: string;
 }
 
 export function register(program: Command): void {
@@ -13,6 +14,7 @@ export function register(program: Command): void {
     .argument('<url>', "an agent's pull listener (http://127.0.0.1:7402) or a gateway (http://127.0.0.1:7400)")
     .option('--token <token>', 'bearer token (default: $METEORZX_TOKEN)')
     .option('--json', 'print the raw JSON answer', false)
+    .option('--source <id>', 'a gateway: only this source and the epochs of the agent with this id (a gateway with many sources lists them all otherwise)')
     .action(async (url: string, options: StatusOptions) => {
       await status(url, options);
     });
@@ -32,7 +34,8 @@ async function status(url: string, options: StatusOptions): Promise<void> {
   const health = await call(base, { path: '/healthz' });
   if (health.status !== 200) throw answerError(agent.status === 404 ? health : agent, `no agent or gateway status at ${base.origin}`);
   const ready = await call(base, { path: '/readyz' });
-  const sources = await call(base, { path: '/v1/sources', token });
+  const path = options.source === undefined ? '/v1/sources' : `/v1/sources?${new URLSearchParams({ source: options.source }).toString()}`;
+  const sources = await call(base, { path, token });
   if (sources.status !== 200) throw answerError(sources, 'gateway is up, but /v1/sources failed');
   const s = JSON.parse(sources.body.toString('utf8')) as SourcesResponse;
   const isReady = ready.status === 200;

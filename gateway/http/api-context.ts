@@ -24,5 +24,5 @@ export interface ApiContext {
   /** Most POST /v1/events bodies being read or ingested at once; more answer 503 + Retry-After. */
   maxInflightIngests: number;
   /** Pull connectors and backfill (POST /v1/pull, `pulls` in GET /v1/sources); absent in tests that build the API alone. */
-  pulls?: { pull(request: PullRequest): Promise<PullResult>; section(): Promise<PullsSection> };
+  pulls?: { pull(request: PullRequest): Promise<PullResult>; section(agent?: string): Promise<PullsSection> };
 }

@@ -110,8 +110,12 @@ export class PullService {
     }
   }
 
-  async section(): Promise<PullsSection> {
-    return { connectors: this.connectors.map((c) => c.status()), lost: await this.store.lost() };
+  /** The `pulls` section of `GET /v1/sources`; with `agent`, only what concerns that agent. */
+  async section(agent?: string): Promise<PullsSection> {
+    const connectors = this.connectors.map((c) => c.status());
+    const lost = await this.store.lost();
+    if (agent === undefined) return { connectors, lost };
+    return { connectors: connectors.filter((c) => c.agent === agent), lost: lost.filter((l) => l.agent === agent) };
   }
 
   /** One backfill pass now (tests, and operators via future tooling). */

@@ -137,9 +137,10 @@ export interface Storage {
   commit(batch: CommitBatch): Promise<CommitResult>;
   query(q: EventQuery): Promise<EventPage>;
   custody(q: CustodyQuery): Promise<CustodyRecord[]>;
-  sources(): Promise<SourcesResponse>;
+  /** Every source and agent epoch; with `source`, only that source and the epochs of the agent of that id. */
+  sources(filter?: { source?: string }): Promise<SourcesResponse>;
   /** The `epochs` part of `sources()` alone: what backfill scans, without reading every source's counts. */
-  agentEpochs(): Promise<EpochStatus[]>;
+  agentEpochs(agent?: string): Promise<EpochStatus[]>;
   /** Recomputes the ledger chain and every stored event's hash. */
   verify(opts?: { source?: string; onProgress?: (done: number) => void }): Promise<VerifyReport>;
   /** Deletes whole days of events received before `before` (ms epoch); returns events deleted. */

@@ -1,5 +1,6 @@
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { chainEvent, type AuditEvent, type SourcesResponse } from '../../protocols/index.js';
 import { ndjson, removeDir, runCli, runProcess, startGateway, tempDir, type RunningGateway } from './gateway-harness.js';
 
 /**
@@ -119,6 +120,33 @@ describe('gateway ingest with real peers', () => {
     expect(status.code, status.stderr).toBe(0);
     expect(status.stdout).toMatch(/^gateway ready: \d+ sources/);
     expect(status.stdout).toMatch(/sender .*accepted 2500/);
+  });
+
+  it('GET /v1/sources?source= and status --source list one source and the epochs of that agent only', async () => {
+    const chained = (agent: string): AuditEvent[] => {
+      let prev: string | undefined;
+      return [1, 2, 4].map((seq) => {
+        const e = chainEvent({ id: `${agent}-${seq}`, type: 't', source: agent, agent, epoch: 'E1', seq }, prev);
+        prev = e.hash;
+        return e;
+      });
+    };
+    const posted = await runProcess('curl', ['-sS', '-X', 'POST', '-H', 'Content-Type: application/x-ndjson', '--data-binary', '@-', `${gw.httpUrl}/v1/events`], {
+      input: [...chained('ag-one'), ...chained('ag-two')].map((e) => JSON.stringify(e)).join('\n'),
+    });
+    expect(JSON.parse(posted.stdout)).toMatchObject({ accepted: 6 });
+    const one = JSON.parse((await runProcess('curl', ['-sS', `${gw.httpUrl}/v1/sources?source=ag-one`])).stdout) as SourcesResponse;
+    expect({ sources: one.sources.map((s) => [s.source, s.accepted]), epochs: one.epochs.map((e) => [e.agent, e.lastSeq, e.gaps.map((g) => [g.from, g.to])]) }).toEqual({
+      sources: [['ag-one', 3]],
+      epochs: [['ag-one', 4, [[3, 3]]]],
+    });
+    const none = JSON.parse((await runProcess('curl', ['-sS', `${gw.httpUrl}/v1/sources?source=nobody`])).stdout) as SourcesResponse;
+    expect(none).toMatchObject({ sources: [], epochs: [] });
+    const bad = await runProcess('curl', ['-sS', '-w', '\\n%{http_code}', `${gw.httpUrl}/v1/sources?source=a%21b`]);
+    expect(bad.stdout.trim().split('\n').at(-1)).toBe('400');
+    const status = await runCli(['status', gw.httpUrl, '--source', 'ag-two']);
+    expect(status.code, status.stderr).toBe(0);
+    expect(status.stdout).toMatch(/^gateway ready: 1 sources, 1 agent epochs\n {2}ag-two .*accepted 3 .*\n {2}agent ag-two epoch E1: last seq 4, received 3, gaps 3\n$/);
   });
 
   it('prints one line and exits non-zero for a user mistake', async () => {

@@ -96,7 +96,7 @@ export class FakeGatewayCore implements Ingestor, Pick<Storage, 'query' | 'custo
     return { epochs: [], sources: [] };
   }
 
-  async agentEpochs(): Promise<EpochStatus[]> {
+  async agentEpochs(_agent?: string): Promise<EpochStatus[]> {
     return [];
   }
 }

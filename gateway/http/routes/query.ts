@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { NDJSON } from '../../../protocols/index.js';
+import { NDJSON, SOURCE_RE } from '../../../protocols/index.js';
 import type { EventQuery } from '../../storage/types.js';
 import { GatewayErrors } from '../../errors.js';
 import type { ApiContext } from '../api-context.js';
@@ -40,10 +40,12 @@ export function registerQuery(app: FastifyInstance, ctx: ApiContext): void {
     }
   });
 
-  app.get('/v1/sources', async (_req, reply) => {
+  app.get('/v1/sources', async (req, reply) => {
     try {
-      const sources = await ctx.storage.sources();
-      return reply.send(ctx.pulls === undefined ? sources : { ...sources, pulls: await ctx.pulls.section() });
+      const source = one(req.query as QueryString, 'source');
+      if (source !== undefined && !SOURCE_RE.test(source)) throw GatewayErrors.METEORZX_BAD_REQUEST(`source must match ${String(SOURCE_RE)}`);
+      const sources = await ctx.storage.sources(source === undefined ? {} : { source });
+      return reply.send(ctx.pulls === undefined ? sources : { ...sources, pulls: await ctx.pulls.section(source) });
     } catch (err) {
       return sendError(reply, err);
     }

@@ -420,17 +420,28 @@ export class LevelStorage implements Storage {
     return queryCustody(this.context(), q);
   }
 
-  async agentEpochs(): Promise<EpochStatus[]> {
+  async agentEpochs(agent?: string): Promise<EpochStatus[]> {
     const out: EpochStatus[] = [];
-    for await (const value of this.openDb.values({ gt: 'ra!', lt: 'ra"' })) out.push(epochStatus(JSON.parse(value.toString()) as EpochState));
+    // Agent ids hold no `!` (SOURCE_RE): `ra!<agent>!` is exactly that agent's epochs.
+    const range = agent === undefined ? { gt: 'ra!', lt: 'ra"' } : { gt: `ra!${agent}!`, lt: `ra!${agent}"` };
+    for await (const value of this.openDb.values(range)) out.push(epochStatus(JSON.parse(value.toString()) as EpochState));
     return out;
   }
 
-  async sources(): Promise<SourcesResponse> {
+  async sources(filter: { source?: string } = {}): Promise<SourcesResponse> {
     const db = this.openDb;
-    const out: SourcesResponse = { epochs: await this.agentEpochs(), sources: [] };
+    const { source } = filter;
+    const out: SourcesResponse = { epochs: await this.agentEpochs(source), sources: [] };
     // The registry's `rs!` keys lag up to a checkpoint behind; the writer holds what is newer. Counters only
     // grow, so of two states of a source the one with more attempts is the later (a checkpoint may land meanwhile).
+    if (source !== undefined) {
+      const raw = await db.get(`rs!${source}`);
+      const stored = raw === undefined ? undefined : (JSON.parse(raw.toString()) as SourceStatus);
+      const held = this.openWriter.durableSources.get(source);
+      const later = stored === undefined || (held !== undefined && attempts(held) > attempts(stored)) ? held : stored;
+      if (later !== undefined) out.sources.push(later);
+      return out;
+    }
     const newer = new Map(this.openWriter.durableSources);
     for await (const value of db.values({ gt: 'rs!', lt: 'rs"' })) {
       const stored = JSON.parse(value.toString()) as SourceStatus;
