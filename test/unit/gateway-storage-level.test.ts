@@ -289,6 +289,32 @@ describe('LevelStorage specifics', () => {
       }
     });
 
+    it('a custody block that cannot be read while counting after a crash is left out with a warning, not in silence', async () => {
+      const dir = await mkdtemp(path.join(os.tmpdir(), 'meteorzx-store-'));
+      dirs.push(dir);
+      const storage = new LevelStorage({ dataDir: dir, clock: () => 0, registryCheckpointMs: 1000 });
+      await storage.open();
+      let crashed: string;
+      try {
+        await commitOf([at('a1', 'host-a', 0)], storage);
+        await commitOf([at('a2', 'host-a', 1)], storage);
+        crashed = await crashCopy(storage);
+      } finally {
+        await storage.close();
+      }
+      await withRaw(path.join(crashed, 'store'), (db) => db.put('k!0000000000000002', Buffer.from('not a custody block')));
+      const warnings: unknown[][] = [];
+      const reopened = new LevelStorage({ dataDir: crashed, clock: () => 0, registryCheckpointMs: 1000, logger: { error: () => undefined, warn: (...a: unknown[]) => void warnings.push(a) } });
+      await reopened.open();
+      try {
+        expect((await reopened.sources()).sources).toEqual([expect.objectContaining({ source: 'host-a', accepted: 1 })]);
+        // Before: no word of it.
+        expect(warnings).toEqual([[expect.objectContaining({ commit: 2 }), expect.stringContaining('cannot be read')]]);
+      } finally {
+        await reopened.close();
+      }
+    });
+
     it('a read-only open (verify --data-dir) of a crashed store verifies it, refuses writes and leaves it as it was', async () => {
       const dir = await mkdtemp(path.join(os.tmpdir(), 'meteorzx-store-'));
       dirs.push(dir);
