@@ -79,11 +79,21 @@ export interface ConnectorOptions {
   now?: () => number;
 }
 
+/** A checkpoint run, from its request to its end. */
+interface RunTicket {
+  /** Further attempts after a failed one (`retries.tries`); false for a manual run: one attempt. */
+  retry: boolean;
+  /** A manual run was asked for while this one waited out `retries.delay`: it ends at once, neither ok nor failed. */
+  superseded: boolean;
+}
+
 /**
  * Pulls one agent's buffer into the pipeline (method `pull`). Every
- * operation on a connector — scheduled run, manual rerun, range repair —
- * goes through one lock, so two never run at once against one agent; a
- * scheduled run requested while another waits joins it (coalesced).
+ * operation on a connector — an attempt of a scheduled or manual run, a
+ * range repair — goes through one lock, so two never run at once against
+ * one agent; a run requested while another waits for the lock joins it
+ * (coalesced). The wait between a failed attempt and the next is not an
+ * operation and does not hold the lock, and a manual run cuts it short.
  * A run pages from the checkpoint to the head the agent had when the run
  * began, and saves the checkpoint after each page is durably stored.
  */
@@ -91,7 +101,10 @@ export class PullConnector {
   readonly url: string;
   private readonly client: AgentClient;
   private lock: Promise<unknown> = Promise.resolve();
-  private queuedRun: Promise<PullResult | undefined> | undefined;
+  /** The run asked for that has not yet started its first attempt. */
+  private queued: { ticket: RunTicket; result: Promise<PullResult | undefined> } | undefined;
+  /** The run waiting out `retries.delay` between two attempts. */
+  private waiting: RunTicket | undefined;
   private agent: string | null = null;
   private st: ConnectorState = 'idle';
   private lastError: string | null = null;
@@ -115,7 +128,8 @@ export class PullConnector {
       limits: options.limits,
       ...(options.requestTimeoutMs === undefined ? {} : { deadlineMs: options.requestTimeoutMs }),
     });
-    // close() cuts a retry wait short: a 5-minute delay must not hold a gateway's shutdown.
+    // close() and a manual run cut a retry wait short: a 5-minute delay must hold neither a gateway's
+    // shutdown nor an operator's POST /v1/pull.
     this.sleep =
       options.sleep ??
       ((ms) =>
@@ -169,18 +183,31 @@ export class PullConnector {
   }
 
   /**
-   * A scheduled (or manual) run: from the checkpoint to the head, retried per
-   * policy (`retries.tries` further attempts, `retries.delay` apart). Resolves
-   * undefined when every attempt failed (the state says failed and an alert went out).
+   * A run: from the checkpoint to the head, retried per policy
+   * (`retries.tries` further attempts, `retries.delay` apart). Resolves
+   * undefined when every attempt failed (the state says failed and an alert
+   * went out), and when the run was cut short (close, or superseded by a
+   * manual run).
+   *
+   * `manual` (POST /v1/pull) is one attempt, started now: a run waiting out
+   * its retry delay ends at once, not counted as failed — the manual run
+   * is its retry — and a queued run the manual one joins makes one attempt.
    */
-  run(options: { retry?: boolean } = {}): Promise<PullResult | undefined> {
-    if (this.queuedRun !== undefined) return this.queuedRun;
-    const queued = this.exclusive(async () => {
-      if (this.queuedRun === queued) this.queuedRun = undefined;
-      return this.runWithRetries(options.retry ?? true);
-    });
-    this.queuedRun = queued;
-    return queued;
+  run(options: { manual?: boolean } = {}): Promise<PullResult | undefined> {
+    const manual = options.manual === true;
+    if (manual && this.waiting !== undefined) {
+      this.waiting.superseded = true;
+      this.wakeSleeper?.();
+    }
+    if (this.queued !== undefined) {
+      // The operator waits for this answer: it must not wait out retries.delay.
+      if (manual) this.queued.ticket.retry = false;
+      return this.queued.result;
+    }
+    const ticket: RunTicket = { retry: !manual, superseded: false };
+    const result = this.runWithRetries(ticket);
+    this.queued = { ticket, result };
+    return result;
   }
 
   /** Pulls exactly one range (backfill, POST /v1/pull with after/until); no checkpoint, no retries. */
@@ -212,33 +239,59 @@ export class PullConnector {
     return next;
   }
 
-  private async runWithRetries(retry: boolean): Promise<PullResult | undefined> {
-    const { retries, metrics, logger } = this.options;
-    const attempts = retry ? 1 + retries.tries : 1;
-    for (let attempt = 1; attempt <= attempts; attempt += 1) {
-      if (this.closed) return this.closedRun();
-      this.st = attempt === 1 ? 'running' : 'retrying';
-      this.lastAttempt = new Date(this.now()).toISOString();
-      try {
-        const result = await this.fetchFromCheckpoint();
-        this.st = 'ok';
-        this.lastError = null;
-        this.lastSuccess = new Date(this.now()).toISOString();
-        metrics?.pullRuns.inc({ url: this.url, result: 'ok' });
-        metrics?.pullFailed.set({ url: this.url }, 0);
-        return result;
-      } catch (err) {
-        // A close (gateway shutdown) is no failure: no retry wait to hold the shutdown, no metric, no alert.
-        if (this.closed) return this.closedRun();
-        this.lastError = (err as Error).message;
-        logger.warn({ url: this.url, attempt, of: attempts, err: this.lastError }, 'pull failed');
-        if (attempt < attempts) {
-          this.st = 'retrying';
-          await this.sleep(retries.delay);
-          if (this.closed) return this.closedRun();
+  private async runWithRetries(ticket: RunTicket): Promise<PullResult | undefined> {
+    const { retries, logger } = this.options;
+    let attempts = 1;
+    for (let attempt = 1; ; attempt += 1) {
+      const outcome = await this.exclusive(async () => {
+        if (attempt === 1) {
+          if (this.queued?.ticket === ticket) this.queued = undefined;
+          // Read only now: a manual run that joined while this one was queued made it one attempt.
+          attempts = ticket.retry ? 1 + retries.tries : 1;
         }
+        return this.closed ? undefined : this.attempt(attempt);
+      });
+      if (outcome === undefined) return this.closedRun();
+      if (!(outcome instanceof Error)) return outcome;
+      // A close (gateway shutdown) is no failure: no retry wait to hold the shutdown, no metric, no alert.
+      if (this.closed) return this.closedRun();
+      this.lastError = outcome.message;
+      logger.warn({ url: this.url, attempt, of: attempts, err: this.lastError }, 'pull failed');
+      if (attempt >= attempts) return this.failed(attempts);
+      // A run queued behind this one starts from the checkpoint too: it is the retry, and it is not kept waiting.
+      if (this.queued !== undefined) return this.supersededRun();
+      this.st = 'retrying';
+      this.waiting = ticket;
+      try {
+        await this.sleep(retries.delay);
+      } finally {
+        this.waiting = undefined;
       }
+      if (this.closed) return this.closedRun();
+      if (ticket.superseded) return this.supersededRun();
     }
+  }
+
+  /** One attempt from the checkpoint, under the lock: its result, or the error it failed with. */
+  private async attempt(attempt: number): Promise<PullResult | Error> {
+    const { metrics } = this.options;
+    this.st = attempt === 1 ? 'running' : 'retrying';
+    this.lastAttempt = new Date(this.now()).toISOString();
+    try {
+      const result = await this.fetchFromCheckpoint();
+      this.st = 'ok';
+      this.lastError = null;
+      this.lastSuccess = new Date(this.now()).toISOString();
+      metrics?.pullRuns.inc({ url: this.url, result: 'ok' });
+      metrics?.pullFailed.set({ url: this.url }, 0);
+      return result;
+    } catch (err) {
+      return err instanceof Error ? err : new Error(String(err));
+    }
+  }
+
+  private failed(attempts: number): undefined {
+    const { metrics } = this.options;
     this.st = 'failed';
     metrics?.pullRuns.inc({ url: this.url, result: 'failed' });
     metrics?.pullFailed.set({ url: this.url }, 1);
@@ -249,6 +302,12 @@ export class PullConnector {
       detail: `pull from ${this.url} failed after ${attempts} attempt(s): ${this.lastError ?? 'unknown error'}`,
       at: new Date(this.now()).toISOString(),
     });
+    return undefined;
+  }
+
+  /** Ends a run whose retry a manual run took over: the state and metrics are that run's to set. */
+  private supersededRun(): undefined {
+    this.options.logger.info({ url: this.url }, 'pull retry wait cut short: a manual run takes over');
     return undefined;
   }
 

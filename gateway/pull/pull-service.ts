@@ -96,7 +96,7 @@ export class PullService {
     const configured = this.connectors.find((c) => sameUrl(c.url, request.url));
     const ranged = request.after !== undefined || request.until !== undefined;
     if (configured !== undefined && !ranged) {
-      const result = await configured.run({ retry: false });
+      const result = await configured.run({ manual: true });
       if (result === undefined) throw GatewayErrors.METEORZX_PULL_FAILED(`pull from ${request.url} failed: ${configured.status().lastError ?? ''}`);
       return result;
     }

@@ -13,6 +13,7 @@ import { Backfill, subtract } from '../../gateway/pull/backfill.js';
 import { PullConnector } from '../../gateway/pull/connector.js';
 import { PullStore } from '../../gateway/pull/pull-store.js';
 import { PullScheduler, staggerOffset, type Timers } from '../../gateway/pull/scheduler.js';
+import { GatewayMetrics } from '../../gateway/metrics.js';
 import { parsePullRequest } from '../../gateway/http/routes/pull.js';
 import type { IngestContext, Ingestor } from '../../gateway/pipeline/ingestor.js';
 import { DEFAULT_LIMITS, type BatchItem, type IngestResponse, type EpochStatus } from '../../protocols/index.js';
@@ -27,6 +28,10 @@ class FakeAgent {
   epoch = 'E1';
   head = 250;
   down = false;
+  /** Answer /v1/status with a 503 instead (an agent that is up but failing), as it stands when the request arrives. */
+  failStatus = false;
+  /** ms before each answer. */
+  delayMs = 5;
   inflight = 0;
   maxInflight = 0;
   requests: string[] = [];
@@ -41,12 +46,14 @@ class FakeAgent {
       this.inflight += 1;
       this.maxInflight = Math.max(this.maxInflight, this.inflight);
       this.requests.push(req.url ?? '');
+      const fail = this.failStatus;
       setTimeout(() => {
         this.inflight -= 1;
         const url = new URL(req.url ?? '/', 'http://a');
         const headers = { 'x-meteorzx-epoch': this.epoch, 'x-meteorzx-head': String(this.head), 'x-meteorzx-oldest': '1' };
         if (url.pathname === '/v1/status') {
-          res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ id: 'agent-x', epoch: this.epoch, head: this.head, oldest: 1 }));
+          if (fail) res.writeHead(503, { 'content-type': 'application/json' }).end(JSON.stringify({ error: 'agent failing' }));
+          else res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ id: 'agent-x', epoch: this.epoch, head: this.head, oldest: 1 }));
           return;
         }
         const after = Number(url.searchParams.get('after'));
@@ -54,7 +61,7 @@ class FakeAgent {
         let body = '';
         for (let s = after + 1; s <= Math.min(this.head, after + limit); s += 1) body += `${JSON.stringify({ id: `${this.epoch}-${s}`, type: 't', agent: 'agent-x', epoch: this.epoch, seq: s })}\n`;
         res.writeHead(200, { 'content-type': 'application/x-ndjson', ...headers }).end(body);
-      }, 5);
+      }, this.delayMs);
     });
   }
 
@@ -156,6 +163,111 @@ describe('PullConnector', () => {
     expect(c.status()).toMatchObject({ state: 'ok', lastError: null });
     await c.close();
   });
+});
+
+describe('a manual run and a scheduled run waiting out its retry delay', () => {
+  // retries.delay is a minute here: a test that waited it out would time out, so each of these fails without the fix.
+  const DELAY = 60_000;
+
+  async function retrying(c: PullConnector): Promise<void> {
+    while (c.status().state !== 'retrying' || c.status().lastError === null) await new Promise((r) => setTimeout(r, 5));
+  }
+
+  function failedRuns(metrics: GatewayMetrics): Promise<number> {
+    return metrics.pullRuns.get().then((m) => m.values.filter((v) => v.labels.result === 'failed').reduce((n, v) => n + v.value, 0));
+  }
+
+  it('cuts the wait short: the manual run answers at once with its own result, the waiting run ends neither failed nor alerted', async () => {
+    agent.down = true;
+    const raised: Alert[] = [];
+    const metrics = new GatewayMetrics();
+    const c = connector({ retries: { tries: 3, delay: DELAY }, alerter: { raise: (a) => void raised.push(a) }, metrics });
+    const scheduled = c.run();
+    await retrying(c);
+    agent.down = false;
+    const t0 = Date.now();
+    const manual = await c.run({ manual: true });
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(manual?.pulled).toBe(250);
+    expect(await scheduled).toBeUndefined();
+    expect(c.status()).toMatchObject({ state: 'ok', lastError: null });
+    expect(raised).toEqual([]);
+    expect(await failedRuns(metrics)).toBe(0);
+    expect(await store.checkpoint(agent.url)).toMatchObject({ seq: 250 });
+    expect(c.maxConcurrent).toBe(1);
+    await c.close();
+  }, 15_000);
+
+  it('a manual run that fails answers at once with its own failure: one alert, for its one attempt', async () => {
+    agent.down = true;
+    const raised: Alert[] = [];
+    const c = connector({ retries: { tries: 3, delay: DELAY }, alerter: { raise: (a) => void raised.push(a) } });
+    const scheduled = c.run();
+    await retrying(c);
+    const t0 = Date.now();
+    expect(await c.run({ manual: true })).toBeUndefined();
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(await scheduled).toBeUndefined();
+    expect(c.status().state).toBe('failed');
+    expect(raised.map((a) => [a.kind, a.detail])).toEqual([['pull-failed', expect.stringContaining('after 1 attempt(s)') as unknown]]);
+    await c.close();
+  }, 15_000);
+
+  it('a manual run asked for during a failing attempt starts right after it: the scheduled run does not enter its wait', async () => {
+    agent.failStatus = true;
+    agent.delayMs = 300;
+    const c = connector({ retries: { tries: 3, delay: DELAY } });
+    const scheduled = c.run();
+    while (agent.requests.length === 0) await new Promise((r) => setTimeout(r, 1));
+    const t0 = Date.now();
+    const manual = c.run({ manual: true });
+    expect(manual).not.toBe(scheduled);
+    agent.failStatus = false;
+    agent.delayMs = 5;
+    expect((await manual)?.pulled).toBe(250);
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(await scheduled).toBeUndefined();
+    expect(c.status()).toMatchObject({ state: 'ok', lastError: null });
+    expect(c.maxConcurrent).toBe(1);
+    await c.close();
+  }, 15_000);
+
+  it('a manual run that joins a queued scheduled run makes it one attempt', async () => {
+    agent.failStatus = true;
+    agent.delayMs = 200;
+    const c = connector({ retries: { tries: 3, delay: DELAY } });
+    // A range holds the lock, so the scheduled run waits for it, and the manual run joins that one.
+    const range = c.pullRange({ after: 0, until: 5, epoch: 'E1' });
+    const scheduled = c.run();
+    const manual = c.run({ manual: true });
+    expect(manual).toBe(scheduled);
+    const t0 = Date.now();
+    expect((await range).pulled).toBe(5);
+    expect(await manual).toBeUndefined();
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(c.status()).toMatchObject({ state: 'failed', lastError: expect.stringMatching(/503/) as unknown });
+    await c.close();
+  }, 15_000);
+
+  it('a range (backfill, a ranged POST /v1/pull) goes ahead during the wait, which it does not cut short', async () => {
+    agent.down = true;
+    const raised: Alert[] = [];
+    const c = connector({ retries: { tries: 3, delay: DELAY }, alerter: { raise: (a) => void raised.push(a) } });
+    let settled = false;
+    const scheduled = c.run().finally(() => (settled = true));
+    await retrying(c);
+    agent.down = false;
+    const t0 = Date.now();
+    expect((await c.pullRange({ after: 0, until: 30 })).pulled).toBe(30);
+    expect(Date.now() - t0).toBeLessThan(5000);
+    // The range moves no checkpoint: the scheduled run still owes its retries.
+    await new Promise((r) => setTimeout(r, 50));
+    expect({ settled, state: c.status().state }).toEqual({ settled: false, state: 'retrying' });
+    expect(c.maxConcurrent).toBe(1);
+    await c.close();
+    expect(await scheduled).toBeUndefined();
+    expect(raised).toEqual([]);
+  }, 15_000);
 });
 
 describe('PullScheduler', () => {
