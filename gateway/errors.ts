@@ -24,7 +24,7 @@ export const GatewayErrors = defineErrors({
   // Ingress, HTTP API and server (gateway/mqtt, gateway/http, gateway/server.ts).
   METEORZX_UNAUTHORIZED: { description: 'An HTTP request has no bearer token or an unknown one.', status: 401 },
   METEORZX_FORBIDDEN: { description: 'A bearer token lacks the scope the request needs (ingest, query or admin).', status: 403 },
-  METEORZX_BAD_REQUEST: { description: 'A query parameter is missing or invalid (since, until, limit, id/source).', status: 400 },
+  METEORZX_BAD_REQUEST: { description: 'A query parameter or body field is missing or invalid (since, until, limit, id/source; the url, after, until, token or ca of POST /v1/pull).', status: 400 },
   METEORZX_NOT_FOUND: { description: 'No such HTTP route.', status: 404 },
   METEORZX_INTERNAL: { description: 'An unexpected error answered a request; the gateway log has the details.', status: 500 },
   METEORZX_PORT_IN_USE: { description: 'A listener cannot bind its port because another process holds it; the message names the config key.' },

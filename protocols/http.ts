@@ -98,11 +98,14 @@ export interface CustodyRecord {
   hash: string;
 }
 
+/** Body of the gateway's `POST /v1/pull` (docs/http-api.md). */
 export interface PullRequest {
   url: string;
   after?: number;
   until?: number;
   token?: string;
+  /** PEM text of CA certificates to trust for an https `url` not in `pullFrom` (≤ 64 KiB). */
+  ca?: string;
 }
 
 /** Query parameters of `GET /v1/events` on the agent's pull API. */

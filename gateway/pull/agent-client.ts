@@ -1,4 +1,5 @@
 import { Agent as Dispatcher, request } from 'undici';
+import { tlsCertificateError } from '../../common/tls-trust.js';
 import { CHAIN_ALLOWANCE_BYTES, type AgentStatus, type BatchItem, type Limits } from '../../protocols/index.js';
 import { decodePage } from './page-decode.js';
 
@@ -150,6 +151,9 @@ export class AgentClient {
       answer = { status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks, bytes) };
     } catch (err) {
       if (signal.aborted) throw new Error(`${where}: no complete answer within ${deadline} ms, or the connector closed`, { cause: err });
+      const tls = tlsCertificateError(err);
+      if (tls?.untrusted === true) throw new Error(`${where}: ${tls.text}; trust its CA with pullFrom[].ca, or "ca" in POST /v1/pull (meteorzx pull --ca)`, { cause: err });
+      if (tls !== undefined) throw new Error(`${where}: ${tls.text}`, { cause: err });
       throw err;
     } finally {
       clearTimeout(timer);

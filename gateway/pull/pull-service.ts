@@ -91,16 +91,23 @@ export class PullService {
     }
   }
 
-  /** `POST /v1/pull`: a configured URL reruns its connector (or pulls the given range); any other URL is pulled once. */
+  /**
+   * `POST /v1/pull`: a configured URL reruns its connector (or pulls the
+   * given range); any other URL is pulled once, with the request's token and CA.
+   */
   async pull(request: PullRequest): Promise<PullResult> {
     const configured = this.connectors.find((c) => sameUrl(c.url, request.url));
     const ranged = request.after !== undefined || request.until !== undefined;
+    if (configured !== undefined && (request.ca !== undefined || request.token !== undefined)) {
+      // Its connector is the one lock on that agent, so it pulls with the trust and token its config gives it.
+      this.options.logger.info({ url: request.url }, 'POST /v1/pull: token and ca ignored for a pullFrom url (its config applies)');
+    }
     if (configured !== undefined && !ranged) {
       const result = await configured.run({ manual: true });
       if (result === undefined) throw GatewayErrors.METEORZX_PULL_FAILED(`pull from ${request.url} failed: ${configured.status().lastError ?? ''}`);
       return result;
     }
-    const connector = configured ?? this.connector(request.url, request.token, undefined, { tries: 0, delay: 0 }, false);
+    const connector = configured ?? this.connector(request.url, request.token, request.ca, { tries: 0, delay: 0 }, false);
     try {
       return await connector.pullRange({ after: request.after ?? 0, ...(request.until === undefined ? {} : { until: request.until }) });
     } catch (err) {
@@ -134,7 +141,7 @@ export class PullService {
     return this.closing;
   }
 
-  private connector(url: string, token: string | undefined, ca: Buffer | undefined, retries: { tries: number; delay: number }, durable: boolean, requestTimeoutMs?: number): PullConnector {
+  private connector(url: string, token: string | undefined, ca: string | Buffer | undefined, retries: { tries: number; delay: number }, durable: boolean, requestTimeoutMs?: number): PullConnector {
     return new PullConnector({
       url,
       ...(requestTimeoutMs === undefined ? {} : { requestTimeoutMs }),

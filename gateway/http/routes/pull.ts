@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { caPemProblem } from '../../../common/tls-trust.js';
 import type { PullRequest } from '../../../protocols/index.js';
 import { GatewayErrors } from '../../errors.js';
 import type { ApiContext } from '../api-context.js';
@@ -8,14 +9,14 @@ function isSeq(v: unknown): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 }
 
-/** Validates `POST /v1/pull`'s body: `{url, after?, until?, token?}`. */
+/** Validates `POST /v1/pull`'s body: `{url, after?, until?, token?, ca?}`. */
 export function parsePullRequest(body: unknown): PullRequest {
   let value = body;
   if (Buffer.isBuffer(body)) {
     try {
       value = JSON.parse(body.toString('utf8'));
     } catch {
-      throw GatewayErrors.METEORZX_BAD_REQUEST('body must be JSON: {"url": "http://agent:7402", "after"?: n, "until"?: n, "token"?: "..."}');
+      throw GatewayErrors.METEORZX_BAD_REQUEST('body must be JSON: {"url": "http://agent:7402", "after"?: n, "until"?: n, "token"?: "...", "ca"?: "-----BEGIN CERTIFICATE-----..."}');
     }
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) throw GatewayErrors.METEORZX_BAD_REQUEST('body must be a JSON object');
@@ -26,11 +27,18 @@ export function parsePullRequest(body: unknown): PullRequest {
     throw GatewayErrors.METEORZX_BAD_REQUEST('until must be an integer > after');
   }
   if (v.token !== undefined && typeof v.token !== 'string') throw GatewayErrors.METEORZX_BAD_REQUEST('token must be a string');
+  if (v.ca !== undefined) {
+    if (typeof v.ca !== 'string') throw GatewayErrors.METEORZX_BAD_REQUEST('ca must be a string: the PEM text of the CA certificates that sign the agent certificate');
+    if (!v.url.startsWith('https://')) throw GatewayErrors.METEORZX_BAD_REQUEST('ca is for an https url only; this url is http');
+    const problem = caPemProblem(v.ca);
+    if (problem !== undefined) throw GatewayErrors.METEORZX_BAD_REQUEST(`ca ${problem}`);
+  }
   return {
     url: v.url,
     ...(v.after === undefined ? {} : { after: v.after as number }),
     ...(v.until === undefined ? {} : { until: v.until as number }),
     ...(v.token === undefined ? {} : { token: v.token as string }),
+    ...(v.ca === undefined ? {} : { ca: v.ca }),
   };
 }
 
