@@ -88,11 +88,13 @@ export async function call(base: URL, req: ApiRequest): Promise<ApiResponse> {
  * agent's pull listener wants its pull.token, not a gateway token).
  */
 export function answerError(res: ApiResponse, what: string, tokenHint = 'pass --token or set METEORZX_TOKEN'): MeteorError {
-  let detail = res.body.toString('utf8').slice(0, 300).trim();
+  const text = res.body.subarray(0, 64 * 1024).toString('utf8').trim();
+  let detail = text.slice(0, 300);
   let code = 'METEORZX_HTTP_ERROR';
   try {
-    const parsed = JSON.parse(detail) as { error?: unknown; code?: unknown };
-    if (typeof parsed.error === 'string') detail = parsed.error;
+    // Parsed whole: cut first, a long error (a gateway relaying an agent's TLS error) showed as raw JSON.
+    const parsed = JSON.parse(text) as { error?: unknown; code?: unknown };
+    if (typeof parsed.error === 'string') detail = parsed.error.slice(0, 1000);
     if (typeof parsed.code === 'string') code = parsed.code;
   } catch {
     // Not our JSON error shape (a proxy's page): show its start as it is.
