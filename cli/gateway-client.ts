@@ -1,5 +1,6 @@
-import { request } from 'undici';
+import { request, type Dispatcher } from 'undici';
 import { CommonErrors } from '../common/errors.js';
+import { tlsCertificateError } from '../common/tls-trust.js';
 import { MeteorError } from '../protocols/errors.js';
 
 /**
@@ -22,6 +23,10 @@ export interface ApiRequest {
   contentType?: string;
   /** Per-request timeout, ms (default 60 s: verify of a large store takes a while). */
   timeoutMs?: number;
+  /** Connections to use instead of undici's global pool: one that trusts a private CA (`meteorzx pull --ca`). */
+  dispatcher?: Dispatcher;
+  /** How to trust the server when no trusted CA signed its certificate (default: NODE_EXTRA_CA_CERTS). */
+  untrustedHint?: string;
 }
 
 /** A base URL (scheme, host, port, optional prefix) from what the user typed; `/v1/...` paths are stripped. */
@@ -52,7 +57,11 @@ const NETWORK_WHY: Record<string, string> = {
   UND_ERR_SOCKET: 'connection closed unexpectedly',
 };
 
-function networkError(err: unknown, target: string): MeteorError {
+function networkError(err: unknown, target: string, untrustedHint = 'set NODE_EXTRA_CA_CERTS to a PEM file of the CA that signs it'): MeteorError {
+  const tls = tlsCertificateError(err);
+  if (tls !== undefined) {
+    return CommonErrors.METEORZX_GATEWAY_UNREACHABLE(`cannot reach ${target}: ${tls.text}${tls.untrusted ? ` (${untrustedHint})` : ''}`, { userError: true, cause: err });
+  }
   const code = (err as { code?: string }).code ?? ((err as { cause?: { code?: string } }).cause?.code);
   const why = (code !== undefined && NETWORK_WHY[code]) || (err as Error).message;
   return CommonErrors.METEORZX_GATEWAY_UNREACHABLE(`cannot reach ${target}: ${why}`, { userError: true, cause: err });
@@ -74,11 +83,12 @@ export async function call(base: URL, req: ApiRequest): Promise<ApiResponse> {
       ...(req.body === undefined ? {} : { body: req.body }),
       headersTimeout: timeout,
       bodyTimeout: timeout,
+      ...(req.dispatcher === undefined ? {} : { dispatcher: req.dispatcher }),
     });
     const body = Buffer.from(await res.body.arrayBuffer());
     return { status: res.statusCode, headers: res.headers, body };
   } catch (err) {
-    throw networkError(err, target.origin);
+    throw networkError(err, target.origin, req.untrustedHint);
   }
 }
 

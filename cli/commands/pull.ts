@@ -1,8 +1,12 @@
 import type { Command } from 'commander';
+import type { Dispatcher } from 'undici';
 import type { AgentStatus } from '../../protocols/index.js';
 
 /** The agent's pull listener wants its pull.token, which `meteorzx pull` reads from here. */
 const AGENT_TOKEN_HINT = 'pass --token or set METEORZX_PULL_TOKEN';
+
+/** An https agent whose certificate no trusted CA signed: where `meteorzx pull` takes its CA. */
+const AGENT_CA_HINT = 'pass --ca FILE: the PEM CA certificate that signs it';
 
 interface PullOptions {
   after?: string;
@@ -11,6 +15,7 @@ interface PullOptions {
   into?: string;
   token?: string;
   gatewayToken?: string;
+  ca?: string;
   pageSize: string;
 }
 
@@ -25,6 +30,7 @@ export function register(program: Command): void {
     .option('--into <gateway-url>', 'ask this gateway to pull and store the range itself (POST /v1/pull; needs the admin scope)')
     .option('--token <token>', "the agent's pull.token (default: $METEORZX_PULL_TOKEN)")
     .option('--gateway-token <token>', 'bearer token for --into (default: $METEORZX_TOKEN)')
+    .option('--ca <file>', "PEM file of the CA that signs the https agent's certificate (--into sends it to the gateway, which uses it unless the URL is in its pullFrom)")
     .option('--page-size <n>', 'events per request to the agent (at most 10000)', '1000')
     .action(async (url: string, options: PullOptions) => {
       if (options.into !== undefined) await pullInto(url, options);
@@ -49,16 +55,53 @@ async function usage(fn: () => number | undefined): Promise<number | undefined> 
   }
 }
 
+/**
+ * The PEM text of `--ca`, checked as the gateway checks POST /v1/pull's `ca`;
+ * undefined without the option. Read bounded: a wrong path such as a device must not fill the heap.
+ */
+async function readCa(file: string | undefined, agent: URL): Promise<string | undefined> {
+  if (file === undefined) return undefined;
+  const [{ open }, { CommonErrors }, { MAX_CA_PEM_BYTES, caPemProblem }] = await Promise.all([
+    import('node:fs/promises'),
+    import('../../common/errors.js'),
+    import('../../common/tls-trust.js'),
+  ]);
+  if (agent.protocol !== 'https:') throw CommonErrors.METEORZX_USAGE(`--ca is for an https agent URL; ${agent.origin} is http`, { userError: true });
+  let text: string;
+  try {
+    const fh = await open(file, 'r');
+    try {
+      // One byte past the limit is enough to refuse it; a pipe (`--ca <(...)`) may take several reads.
+      const buf = Buffer.alloc(MAX_CA_PEM_BYTES + 1);
+      let size = 0;
+      for (;;) {
+        const { bytesRead } = await fh.read(buf, size, buf.length - size, null);
+        size += bytesRead;
+        if (bytesRead === 0 || size === buf.length) break;
+      }
+      text = buf.subarray(0, size).toString('utf8');
+    } finally {
+      await fh.close();
+    }
+  } catch (err) {
+    throw CommonErrors.METEORZX_USAGE(`--ca ${file}: cannot read it: ${(err as Error).message}`, { userError: true, cause: err });
+  }
+  const problem = caPemProblem(text);
+  if (problem !== undefined) throw CommonErrors.METEORZX_USAGE(`--ca ${file} ${problem}`, { userError: true });
+  return text;
+}
+
 async function pullInto(url: string, options: PullOptions): Promise<void> {
   const { baseUrl, call, answerError, tokenFrom } = await import('../gateway-client.js');
   const after = await usage(() => seqOption(options.after, '--after', 0));
   const limit = await usage(() => seqOption(options.limit, '--limit', 1));
-  baseUrl(url);
+  const ca = await readCa(options.ca, baseUrl(url));
   const body = {
     url,
     ...(after === undefined && limit === undefined ? {} : { after: after ?? 0 }),
     ...(limit === undefined ? {} : { until: (after ?? 0) + limit }),
     ...(options.token === undefined && !process.env.METEORZX_PULL_TOKEN ? {} : { token: options.token ?? process.env.METEORZX_PULL_TOKEN }),
+    ...(ca === undefined ? {} : { ca }),
   };
   const res = await call(baseUrl(options.into as string), {
     method: 'POST',
@@ -102,17 +145,32 @@ async function resumePoint(file: string): Promise<{ seq: number; epoch: string |
 }
 
 async function pullOut(url: string, options: PullOptions): Promise<void> {
-  const [{ baseUrl, call, answerError }, { request }, { createWriteStream }, { CommonErrors }] = await Promise.all([
+  const { baseUrl } = await import('../gateway-client.js');
+  const base = baseUrl(url);
+  const ca = await readCa(options.ca, base);
+  if (ca === undefined) return pullPages(base, options, undefined);
+  const { Agent } = await import('undici');
+  // TLS's `ca` replaces the system's CAs for these connections: they go to this one agent only.
+  const dispatcher = new Agent({ connect: { ca } });
+  try {
+    await pullPages(base, options, dispatcher);
+  } finally {
+    await dispatcher.close();
+  }
+}
+
+async function pullPages(base: URL, options: PullOptions, dispatcher: Dispatcher | undefined): Promise<void> {
+  const [{ call, answerError }, { request }, { createWriteStream }, { CommonErrors }] = await Promise.all([
     import('../gateway-client.js'),
     import('undici'),
     import('node:fs'),
     import('../../common/errors.js'),
   ]);
-  const base = baseUrl(url);
+  const via = dispatcher === undefined ? {} : { dispatcher };
   const token = options.token ?? (process.env.METEORZX_PULL_TOKEN || undefined);
   const pageSize = Math.min((await usage(() => seqOption(options.pageSize, '--page-size', 1))) ?? 1000, 10_000);
   const limit = await usage(() => seqOption(options.limit, '--limit', 1));
-  const statusRes = await call(base, { path: '/v1/status', token });
+  const statusRes = await call(base, { path: '/v1/status', token, untrustedHint: AGENT_CA_HINT, ...via });
   if (statusRes.status !== 200) throw answerError(statusRes, `no agent at ${base.origin}`, AGENT_TOKEN_HINT);
   const status = JSON.parse(statusRes.body.toString('utf8')) as AgentStatus;
 
@@ -132,6 +190,7 @@ async function pullOut(url: string, options: PullOptions): Promise<void> {
       const q = new URLSearchParams({ after: String(after), limit: String(Math.min(pageSize, until - after)), epoch: status.epoch });
       const res = await request(`${base.toString().replace(/\/+$/, '')}/v1/events?${q.toString()}`, {
         headers: token === undefined ? {} : { authorization: `Bearer ${token}` },
+        ...via,
       });
       if (res.statusCode !== 200) {
         const body = Buffer.from(await res.body.arrayBuffer());
