@@ -13,7 +13,8 @@ export interface PullCommand {
 
 export type AgentCommand = PullCommand;
 
-function isSeq(v: unknown): v is number {
+/** A seq (or a cursor before one) as JSON carries it: an integer ≥ 0. */
+export function isSeq(v: unknown): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 }
 

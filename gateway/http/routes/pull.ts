@@ -1,13 +1,9 @@
 import type { FastifyInstance } from 'fastify';
 import { caPemProblem } from '../../../common/tls-trust.js';
-import type { PullRequest } from '../../../protocols/index.js';
+import { isSeq, type PullRequest } from '../../../protocols/index.js';
 import { GatewayErrors } from '../../errors.js';
 import type { ApiContext } from '../api-context.js';
 import { sendError } from '../reply-error.js';
-
-function isSeq(v: unknown): v is number {
-  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
-}
 
 /** Validates `POST /v1/pull`'s body: `{url, after?, until?, token?, ca?}`. */
 export function parsePullRequest(body: unknown): PullRequest {
