@@ -176,6 +176,18 @@ export class LevelBuffer implements AgentBuffer {
     return (await this.db.get(extraKey(key)))?.toString('utf8');
   }
 
+  async metaKeys(prefix: string, limit: number): Promise<string[]> {
+    if (prefix.length === 0 || prefix.length > MAX_EXTRA_KEY || prefix.charCodeAt(prefix.length - 1) >= 0xd800) {
+      throw AgentErrors.METEORZX_BUFFER_INVALID_KEY(`a key prefix must be 1-${MAX_EXTRA_KEY} characters, the last one below U+D800`);
+    }
+    if (!Number.isSafeInteger(limit) || limit < 1) throw new RangeError(`metaKeys: limit must be a positive integer, got ${limit}`);
+    if (this.db === undefined) throw AgentErrors.METEORZX_BUFFER_CLOSED('the buffer is not open');
+    // Every key with the prefix sorts before the prefix with its last character raised by one.
+    const end = prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
+    const keys = await this.db.keys({ gte: extraKey(prefix), lt: extraKey(end), limit }).all();
+    return keys.map((k) => k.slice(extraKey('').length));
+  }
+
   /** Full = at the byte bound with nothing delivered left to evict. drop-oldest is never full. */
   private isFull(): boolean {
     if (this.opts.whenFull === 'drop-oldest' || this.s.bufferedBytes < this.opts.maxBytes) return false;

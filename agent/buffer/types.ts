@@ -86,4 +86,10 @@ export interface AgentBuffer {
   onAppend(listener: (head: number) => void): () => void;
   /** Reads a value the agent stored with `extra` (e.g. a file offset). */
   getMeta(key: string): Promise<string | undefined>;
+  /**
+   * The `extra` keys that start with `prefix` (1–256 characters), in key
+   * order, at most `limit` (a positive integer): how an intake finds the
+   * checkpoints it wrote and no longer names anywhere.
+   */
+  metaKeys(prefix: string, limit: number): Promise<string[]>;
 }

@@ -192,6 +192,18 @@ export function bufferSuite(name: string, harness: BufferHarness): void {
       expect([await buffer.getMeta('file!a'), await buffer.getMeta('file!b'), await buffer.getMeta('path!p')]).toEqual([undefined, '2', 'done']);
     });
 
+    it('lists the extra keys under a prefix, in order and up to a limit, and refuses a bad prefix or limit', async () => {
+      const buffer = await make();
+      await buffer.append([], ['path!/b', 'path!/a', 'path"', 'path', 'file!1:2', 'path!/a/c'].map((key) => ({ key, value: '1' })));
+      expect(await buffer.metaKeys('path!', 10)).toEqual(['path!/a', 'path!/a/c', 'path!/b']);
+      expect(await buffer.metaKeys('path!', 2)).toEqual(['path!/a', 'path!/a/c']);
+      expect(await buffer.metaKeys('nothing!', 10)).toEqual([]);
+      await buffer.append([], [{ key: 'path!/a', value: null }]);
+      expect(await buffer.metaKeys('path!', 10)).toEqual(['path!/a/c', 'path!/b']);
+      await expect(buffer.metaKeys('', 10)).rejects.toMatchObject({ code: 'METEORZX_BUFFER_INVALID_KEY' });
+      await expect(buffer.metaKeys('path!', 0)).rejects.toThrow(/limit must be a positive integer/);
+    });
+
     it('whenFull block: refuses with METEORZX_BUFFER_FULL (503) until an ack frees space, then accepts', async () => {
       const buffer = await make({ maxBytes: 4000, whenFull: 'block' });
       let err: unknown;

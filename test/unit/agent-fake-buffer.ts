@@ -115,6 +115,10 @@ export class FakeBuffer implements AgentBuffer {
   async getMeta(): Promise<string | undefined> {
     return undefined;
   }
+
+  async metaKeys(): Promise<string[]> {
+    return [];
+  }
 }
 
 /** A FakeBuffer that can be made full: append rejects METEORZX_BUFFER_FULL (and counts the call) until `makeSpace()`. */
