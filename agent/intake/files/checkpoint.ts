@@ -19,7 +19,9 @@ import type { BigIntStats } from 'node:fs';
  * again). It is deleted once its finished file is gone: at once when the
  * file was already unlinked when finished, else when two looks at the
  * directory no longer find it, always in the same batch as the path record
- * that stops listing it.
+ * that stops listing it; or with the path record itself, when a path that
+ * has nothing left to read and that the configuration does not name is
+ * gone on two looks (the path is forgotten, see gone-records.ts).
  *
  * Identity is dev+inode; the fingerprint (a hash of the file's first bytes)
  * tells a reused inode, or a file truncated and rewritten past our offset

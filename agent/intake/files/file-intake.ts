@@ -1,7 +1,8 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import type { Logger } from 'pino';
+import { isDynamicPattern } from 'tinyglobby';
 import type { AuditEvent, Limits } from '../../../protocols/index.js';
 import type { AgentBuffer, ExtraOp } from '../../buffer/types.js';
 import { AppendAbortedError, durableAppend } from '../durable-append.js';
@@ -9,11 +10,11 @@ import { createIntakeMeter, type IntakeMeter } from '../intake-meter.js';
 import type { Intake } from '../types.js';
 import { fileIdOf, fileKey, parsePathRecord, pathKey, type FileId } from './checkpoint.js';
 import { discover } from './discover.js';
+import { GoneRecords } from './gone-records.js';
 import type { FileSpec } from './file-spec.js';
 import { linesToEvents } from './line-events.js';
 import type { Line } from './line-splitter.js';
-import { adoptRecentSiblings, adoptUnseenRotations, holdsRecord, markSiblingsSeen, openCurrent, openTruncatedCopy, reopenRotated, type ResumeContext } from './resume.js';
-import { identitiesIn } from './rotation.js';
+import { adoptRecentSiblings, adoptUnseenRotations, markSiblingsSeen, openCurrent, openTruncatedCopy, reopenRotated, type ResumeContext } from './resume.js';
 import type { TrackedFile } from './tracked-file.js';
 import { INDEX_KEY, PathIndex } from './path-index.js';
 import { WatchedPath } from './watched-path.js';
@@ -40,8 +41,6 @@ export interface FileIntakeOptions {
 }
 
 const READ_CHUNK = 64 * 1024;
-/** Between looks for gone finished files when no rotation prompts one, ms. */
-const GONE_LOOK_MS = 60_000;
 
 /**
  * Follows log files (DESIGN §3, issue 6): each line becomes an event, and
@@ -64,6 +63,7 @@ export class FileIntake implements Intake {
   private readonly now: () => number;
   private readonly resume: ResumeContext;
   private readonly index = new PathIndex();
+  private readonly gone: GoneRecords;
   private loop: Promise<void> | undefined;
   private closed: Promise<void> | undefined;
   private wakeUp: (() => void) | undefined;
@@ -79,6 +79,18 @@ export class FileIntake implements Intake {
       now: this.now,
       notice: (event) => this.notices.push(event),
     };
+    const cwd = options.cwd ?? process.cwd();
+    this.gone = new GoneRecords({
+      paths: this.paths,
+      openFiles: this.openFiles,
+      resume: this.resume,
+      index: this.index,
+      literals: new Set(options.files.filter((f) => !isDynamicPattern(f.path)).map((f) => resolve(cwd, f.path))),
+      now: this.now,
+      commit: (paths, more) => this.commitMeta(paths, [], more),
+      forgotten: (wp) => this.unwatchDir(dirname(wp.path)),
+      logger: options.logger,
+    });
   }
 
   async start(): Promise<void> {
@@ -91,7 +103,8 @@ export class FileIntake implements Intake {
   }
 
   describe(): Record<string, unknown> {
-    return { intake: this.name, paths: this.options.files.map((f) => f.path), following: [...this.paths.keys()] };
+    const following = [...this.paths.values()].filter((wp) => !wp.idle).map((wp) => wp.path);
+    return { intake: this.name, paths: this.options.files.map((f) => f.path), following };
   }
 
   /** Stops reading; an append in progress finishes (or is given up, unacknowledged); handles are closed. Idempotent. */
@@ -118,7 +131,7 @@ export class FileIntake implements Intake {
       try {
         if (this.now() - this.lastDiscover >= (this.options.discoverMs ?? 1000)) {
           await this.scan(false);
-          for (const wp of [...this.paths.values()]) if (wp.done.size > 0 && (wp.lookForGone || this.now() >= wp.nextLookAt)) await this.forgetGone(wp);
+          await this.gone.lookAll();
         }
         for (const wp of [...this.paths.values()]) {
           await this.checkPath(wp);
@@ -146,7 +159,11 @@ export class FileIntake implements Intake {
     });
   }
 
-  /** Expands the globs; starts following paths not followed yet (and, at start, paths of the index). */
+  /**
+   * Expands the globs; starts following paths not followed yet (and, at start, the paths of the index). A
+   * path with a record and nothing to read (gone while the agent was down) is kept, idle, until the looks
+   * forget it or it comes back.
+   */
   private async scan(firstScan: boolean): Promise<void> {
     this.lastDiscover = this.now();
     const cwd = this.options.cwd ?? process.cwd();
@@ -173,20 +190,25 @@ export class FileIntake implements Intake {
       if (st !== undefined) wp.current = await openCurrent(this.resume, wp, record !== undefined, firstScan);
       if (record !== undefined && firstScan) await adoptUnseenRotations(this.resume, wp, record);
       for (const f of wp.files()) this.openFiles.set(f.id, f);
-      if (wp.idle) continue;
+      if (wp.idle && record === undefined) continue;
       this.paths.set(path, wp);
       this.watchDir(dirname(path));
       this.index.add(path);
       if (record === undefined) await this.commitMeta([wp], [], await this.markSeen(wp));
+      if (wp.idle) {
+        wp.lookForGone = true;
+        continue;
+      }
       this.options.logger?.info({ path, files: wp.files().map((f) => ({ id: f.id, offset: f.offset, draining: f.draining })) }, 'following file');
     }
   }
 
   /** The first spec whose literal path is `path`, else the first glob spec (a path once matched by a glob). */
   private specIndexFor(path: string): number {
-    const literal = this.options.files.findIndex((f) => f.path === path);
+    const cwd = this.options.cwd ?? process.cwd();
+    const literal = this.options.files.findIndex((f) => !isDynamicPattern(f.path) && resolve(cwd, f.path) === path);
     if (literal >= 0) return literal;
-    return this.options.files.findIndex((f) => /[*?[{]/.test(f.path));
+    return this.options.files.findIndex((f) => isDynamicPattern(f.path));
   }
 
   /** Notices a rename, a deletion, a new file at the path, or a truncation of the current file. */
@@ -304,11 +326,11 @@ export class FileIntake implements Intake {
   /**
    * Closes rotated files that were read to the end and stopped growing; records that they are done: the
    * record of a file already unlinked is deleted in that same batch, that of a file still on disk is kept
-   * (listed in the path's `done`) until forgetGone finds it gone.
+   * (listed in the path's `done`) until the looks (GoneRecords) find it gone, or forget the path.
    */
   private async finishDrained(wp: WatchedPath): Promise<void> {
     const done = wp.draining.filter((f) => f.atEof && f.readPos === f.offset && !f.hasPartial && this.drained(f));
-    if (done.length === 0 && !(wp.idle && this.paths.has(wp.path))) return;
+    if (done.length === 0) return;
     const unlinked = new Set<TrackedFile>();
     for (const f of done) {
       // No link left: no name will ever lead to this file again, so nothing can resume it or mistake it.
@@ -324,8 +346,9 @@ export class FileIntake implements Intake {
       this.options.logger?.info({ path: f.path, id: f.id, offset: f.offset, recordDeleted: unlinked.has(f) }, 'rotated file read to its end: closed');
     }
     if (wp.idle) {
-      this.paths.delete(wp.path);
-      this.index.delete(wp.path);
+      // Nothing left to read and nothing at the path: it may be gone for good (a dated log, a process's log).
+      wp.missing.delete(wp.path);
+      wp.lookForGone = true;
     }
   }
 
@@ -334,61 +357,6 @@ export class FileIntake implements Intake {
     const { ops, finished } = await markSiblingsSeen(this.resume, wp.path);
     for (const id of finished) wp.done.add(id);
     return ops;
-  }
-
-  /**
-   * Deletes the records of finished files no longer in the path's directory, with the path record that
-   * stops listing them. A file counts as gone only when two looks, a discovery interval apart, both miss
-   * it: a rename by logrotate during one directory listing may hide a file from that listing. A file
-   * found by identity is only the same file if its record is still its own: filesystems hand a freed
-   * inode to the next file created (logrotate's state file, the next log).
-   */
-  private async forgetGone(wp: WatchedPath): Promise<void> {
-    const present = await identitiesIn(dirname(wp.path));
-    // Not listed, not looked: a failed listing must not count anything as missing.
-    if (present === undefined) {
-      wp.nextLookAt = this.now() + GONE_LOOK_MS;
-      return;
-    }
-    const listing = [...present.keys()].sort().join(' ');
-    const settled = listing === wp.lastListing;
-    wp.lastListing = listing;
-    wp.nextLookAt = this.now() + GONE_LOOK_MS;
-    const gone: FileId[] = [];
-    let changed = false;
-    for (const id of wp.done) {
-      if (this.openFiles.has(id)) {
-        // Followed again (renamed back to a followed path): its record is live, and listed again when it is finished.
-        wp.done.delete(id);
-        wp.missing.delete(id);
-        changed = true;
-      } else if (present.has(id) && (await holdsRecord(this.resume, id, present.get(id) as string))) {
-        // (A file that only got the inode of a gone one does not keep the gone one's record.)
-        wp.missing.delete(id);
-      } else if (wp.missing.has(id)) {
-        gone.push(id);
-      } else {
-        wp.missing.add(id);
-      }
-    }
-    for (const id of gone) {
-      wp.done.delete(id);
-      wp.missing.delete(id);
-    }
-    wp.lookForGone = wp.missing.size > 0 || !settled;
-    if (gone.length === 0 && !changed) return;
-    try {
-      await this.commitMeta([wp], [], gone.map((id) => ({ key: fileKey(id), value: null })));
-    } catch (err) {
-      // Not written: they stay listed, and the next look deletes them.
-      for (const id of gone) {
-        wp.done.add(id);
-        wp.missing.add(id);
-      }
-      wp.lookForGone = true;
-      throw err;
-    }
-    if (gone.length > 0) this.options.logger?.info({ path: wp.path, files: gone }, 'finished files gone: checkpoints deleted');
   }
 
   /** Writes path records, file records and pending notices without lines (a rotation seen, a truncation). */
@@ -422,6 +390,13 @@ export class FileIntake implements Intake {
     });
     if (writesIndex) this.index.written();
     return appended;
+  }
+
+  /** Closes the watcher of a directory no followed path is in any more. */
+  private unwatchDir(dir: string): void {
+    for (const wp of this.paths.values()) if (dirname(wp.path) === dir) return;
+    this.watchers.get(dir)?.close();
+    this.watchers.delete(dir);
   }
 
   private watchDir(dir: string): void {

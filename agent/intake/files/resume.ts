@@ -135,6 +135,8 @@ export async function reopenRotated(ctx: ResumeContext, wp: WatchedPath, record:
         }),
       );
     }
+    // Nothing more will be read from it: finished, its record goes once looks confirm it gone (or with the path).
+    wp.done.add(id);
   }
 }
 

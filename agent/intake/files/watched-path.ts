@@ -14,12 +14,16 @@ export class WatchedPath {
   checkedAt = 0;
   /** Finished files whose `file!` record is kept while they may still be on disk (PathRecord.done). */
   readonly done = new Set<FileId>();
-  /** Of `done`, those the last look at the directory did not find: deleted if the next look does not either. */
-  readonly missing = new Set<FileId>();
   /**
-   * Look at the directory for gone `done` files at each discovery (set after a rotation, a truncation, a
-   * start), until two looks in a row find the same files and no suspect: logrotate deletes the oldest
-   * generation after it has renamed the others and run its postrotate script.
+   * Of `done`, those the last look at the directory did not find, and the path itself when the last look
+   * did not find it while nothing was left to read: deleted (forgotten) if the next look does not either.
+   */
+  readonly missing = new Set<FileId | string>();
+  /**
+   * Look at the directory for gone `done` files, and for the path when nothing is left to read, at each
+   * discovery (set after a rotation, a truncation, a start, the last file finished), until two looks in a
+   * row find the same files and no suspect: logrotate deletes the oldest generation after it has renamed
+   * the others and run its postrotate script.
    */
   lookForGone = false;
   /** The identities the last look found (sorted, joined), to tell when the directory has settled. */

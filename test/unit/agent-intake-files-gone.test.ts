@@ -1,0 +1,241 @@
+import { mkdtemp, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DEFAULT_LIMITS, type ChainedEvent } from '../../protocols/index.js';
+import { LevelBuffer } from '../../agent/buffer/index.js';
+import type { ExtraOp } from '../../agent/buffer/types.js';
+import { fileIdOf, fileKey, parsePathRecord, pathKey } from '../../agent/intake/files/checkpoint.js';
+import { FileIntake, type FileIntakeOptions } from '../../agent/intake/files/file-intake.js';
+import type { FileSpec } from '../../agent/intake/files/file-spec.js';
+import { GoneRecords } from '../../agent/intake/files/gone-records.js';
+import { INDEX_KEY, PathIndex } from '../../agent/intake/files/path-index.js';
+import type { TrackedFile } from '../../agent/intake/files/tracked-file.js';
+import { confirmGone } from '../../agent/intake/files/two-looks.js';
+import { WatchedPath } from '../../agent/intake/files/watched-path.js';
+
+/**
+ * How long the file intake's records live once nothing is read from them
+ * (docs/intake-files.md): paths gone for good are forgotten with their
+ * records, after two looks; what still has lines to read keeps them; a
+ * path that comes back is a new file.
+ */
+
+let dir: string;
+let buffer: LevelBuffer;
+const intakes: FileIntake[] = [];
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'meteorzx-files-gone-'));
+  buffer = new LevelBuffer({ dataDir: join(dir, 'data'), id: 'host-1', durability: 'os', commitIntervalMs: 1 });
+  await buffer.open();
+});
+
+afterEach(async () => {
+  for (const i of intakes.splice(0)) await i.close();
+  await buffer.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+function spec(path: string, over: Partial<FileSpec> = {}): FileSpec {
+  return { path, format: 'line', startAt: 'beginning', type: 'log.line', maxLineBytes: 64 * 1024, ...over };
+}
+
+async function startIntake(files: FileSpec[], over: Partial<FileIntakeOptions> = {}): Promise<FileIntake> {
+  const intake = new FileIntake({ files, buffer, limits: DEFAULT_LIMITS, pollMs: 10, discoverMs: 20, rotateWaitMs: 100, cwd: dir, ...over });
+  intakes.push(intake);
+  await intake.start();
+  return intake;
+}
+
+async function stopIntake(intake: FileIntake): Promise<void> {
+  await intake.close();
+  intakes.splice(intakes.indexOf(intake), 1);
+}
+
+async function lines(): Promise<string[]> {
+  return ((await buffer.read(0, 1_000_000)) as ChainedEvent[]).filter((e) => e.type === 'log.line').map((e) => String(e.data?.line));
+}
+
+async function waitFor(probe: () => Promise<boolean> | boolean, what: string, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await probe())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+const numbered = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => `line ${from + i}\n`).join('');
+const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => `line ${from + i}`);
+const idOf = async (path: string) => fileIdOf(await stat(path, { bigint: true }));
+
+/** Every record the intake keeps: `path!` and `file!` keys, and the paths `files!paths` lists. */
+async function records(): Promise<{ paths: string[]; files: string[]; index: string[] }> {
+  return {
+    paths: (await buffer.metaKeys('path!', 1000)).map((k) => k.slice('path!'.length)),
+    files: (await buffer.metaKeys('file!', 1000)).map((k) => k.slice('file!'.length)).sort(),
+    index: JSON.parse((await buffer.getMeta(INDEX_KEY)) ?? '[]') as string[],
+  };
+}
+
+describe('confirmGone', () => {
+  it('calls gone only what two looks in a row missed; a look that finds it, or did not check it, clears nothing it did not see', () => {
+    const missing = new Set<string>();
+    expect(confirmGone(['a', 'b', 'c'], new Set(['a']), missing)).toEqual([]);
+    expect([...missing].sort()).toEqual(['b', 'c']);
+    // b found again: no longer suspect; c missed again: gone; d missed once.
+    expect(confirmGone(['a', 'b', 'c', 'd'], new Set(['a', 'b']), missing)).toEqual(['c']);
+    expect([...missing].sort()).toEqual(['d']);
+    // A look that could not check d (a failed listing) keeps it suspect; the next miss confirms it.
+    expect(confirmGone(['a'], new Set(['a']), missing)).toEqual([]);
+    expect(confirmGone(['d'], new Set(), missing)).toEqual(['d']);
+    expect(missing.size).toBe(0);
+  });
+});
+
+describe('GoneRecords', () => {
+  function host(paths: Map<string, WatchedPath>, literals: string[] = []) {
+    const commits: { paths: string[]; ops: readonly ExtraOp[] }[] = [];
+    const index = new PathIndex();
+    for (const p of paths.keys()) index.add(p);
+    index.written();
+    const gone = new GoneRecords({
+      paths,
+      openFiles: new Map<string, TrackedFile>(),
+      resume: { intake: 'files', getMeta: () => Promise.resolve(undefined), open: new Map(), now: Date.now, notice: () => undefined },
+      index,
+      literals: new Set(literals),
+      now: Date.now,
+      commit: (written, ops) => {
+        commits.push({ paths: written.map((wp) => wp.path), ops: [...ops, ...index.extra()] });
+        index.written();
+        return Promise.resolve();
+      },
+      forgotten: () => undefined,
+    });
+    return { gone, commits };
+  }
+
+  it('forgets an idle path only when two looks in a row miss it; one that comes back between them is kept', async () => {
+    const log = join(dir, 'app-1.log');
+    const wp = new WatchedPath(log, spec(log));
+    wp.done.add('7:70');
+    wp.lookForGone = true;
+    const paths = new Map([[log, wp]]);
+    const { gone, commits } = host(paths);
+    await gone.lookAll(); // missed once (the path, and its finished file)
+    await writeFile(log, 'back\n');
+    await gone.lookAll(); // the path is back: not gone; its finished file missed twice: its record goes
+    expect(commits).toEqual([{ paths: [log], ops: [{ key: fileKey('7:70'), value: null }] }]);
+    await unlink(log);
+    await gone.lookAll();
+    expect(paths.has(log)).toBe(true);
+    await gone.lookAll();
+    expect(paths.has(log)).toBe(false);
+    expect(commits[1]).toEqual({ paths: [], ops: [{ key: pathKey(log), value: null }, { key: INDEX_KEY, value: '[]' }] });
+  });
+
+  it('keeps a path the configuration names literally, and one with a file still to read', async () => {
+    const literal = join(dir, 'audit.log');
+    const reading = join(dir, 'app-2.log');
+    const a = new WatchedPath(literal, spec(literal));
+    const b = new WatchedPath(reading, spec(reading));
+    b.draining.push({ id: '1:2' } as TrackedFile);
+    a.lookForGone = b.lookForGone = true;
+    const paths = new Map([
+      [literal, a],
+      [reading, b],
+    ]);
+    const { gone, commits } = host(paths, [literal]);
+    for (let i = 0; i < 4; i++) await gone.lookAll();
+    expect(commits).toEqual([]);
+    expect([...paths.keys()]).toEqual([literal, reading]);
+  });
+});
+
+describe('FileIntake: records of paths gone for good', () => {
+  it('deletes the path, index and file records of dated files once they are read and deleted', async () => {
+    const names = ['app-2026-01-01.log', 'app-2026-01-02.log', 'app-2026-01-03.log'];
+    for (const [i, name] of names.entries()) await writeFile(join(dir, name), numbered(i * 10 + 1, i * 10 + 3));
+    await startIntake([spec('*.log')]);
+    await waitFor(async () => (await lines()).length === 9, '9 lines');
+    expect((await records()).paths).toHaveLength(3);
+    for (const name of names) await unlink(join(dir, name));
+    await waitFor(async () => (await records()).paths.length === 0, 'the path records deleted');
+    expect(await records()).toEqual({ paths: [], files: [], index: [] });
+    expect((await lines()).sort()).toEqual([...range(1, 3), ...range(11, 13), ...range(21, 23)].sort());
+  });
+
+  it('forgets a deleted path with the records of its rotated generations still on disk; the path back is read from its start, the generation not again', async () => {
+    const log = join(dir, 'app-7.log');
+    await writeFile(log, numbered(1, 2));
+    await startIntake([spec('*.log')]);
+    await waitFor(async () => (await lines()).length === 2, '2 lines');
+    await rename(log, `${log}.1`);
+    await writeFile(log, numbered(3, 4));
+    await waitFor(async () => parsePathRecord(await buffer.getMeta(pathKey(log)))?.done?.length === 1, 'the rotated file finished');
+    await unlink(log);
+    await waitFor(async () => (await records()).paths.length === 0, 'the path forgotten');
+    expect(await records()).toEqual({ paths: [], files: [], index: [] });
+    // Back: a new file, read from 0; app-7.log.1, on disk with no record now, is checkpointed as seen, not read.
+    await writeFile(log, numbered(5, 6));
+    await waitFor(async () => (await lines()).length >= 6, '6 lines');
+    await new Promise((r) => setTimeout(r, 100));
+    expect(await lines()).toEqual(range(1, 6));
+    expect((await records()).files).toEqual([await idOf(log), await idOf(`${log}.1`)].sort());
+  });
+
+  it('keeps the records of a deleted path while a rotated generation has lines to read, across a restart, then forgets it', async () => {
+    const log = join(dir, 'app-8.log');
+    const pad = 'x'.repeat(1000);
+    const padded = range(1, 1000).map((l) => `${l} ${pad}`);
+    await writeFile(log, padded.map((l) => `${l}\n`).join(''));
+    // A read takes 64 KiB (64 of these lines), appended ten lines at a time, each append a little slow: the
+    // looks run between reads while lines are left to read.
+    const slow = Object.assign(Object.create(buffer) as LevelBuffer, {
+      append: async (...args: Parameters<LevelBuffer['append']>) => {
+        if (args[0].length > 0) await new Promise((r) => setTimeout(r, 5));
+        return buffer.append(...args);
+      },
+    });
+    const first = await startIntake([spec('*.log')], { maxBatchLines: 10, buffer: slow });
+    await waitFor(async () => (await lines()).length >= 20, 'some lines');
+    await rename(log, `${log}.1`);
+    await waitFor(async () => parsePathRecord(await buffer.getMeta(pathKey(log)))?.current === undefined, 'the rotation seen');
+    await new Promise((r) => setTimeout(r, 150));
+    await stopIntake(first);
+    expect((await lines()).length).toBeLessThan(1000);
+    expect(parsePathRecord(await buffer.getMeta(pathKey(log)))?.draining).toEqual([await idOf(`${log}.1`)]);
+    expect((await records()).index).toEqual([log]);
+    await startIntake([spec('*.log')], { maxBatchLines: 10 });
+    await waitFor(async () => (await records()).paths.length === 0, 'the path forgotten once read');
+    expect(await lines()).toEqual(padded);
+    expect(await records()).toEqual({ paths: [], files: [], index: [] });
+  });
+
+  it('keeps the path record of a path the configuration names, and reads it from its start when it comes back', async () => {
+    const log = join(dir, 'audit.log');
+    await writeFile(log, numbered(1, 2));
+    await startIntake([spec('audit.log')]);
+    await waitFor(async () => (await lines()).length === 2, '2 lines');
+    await unlink(log);
+    await waitFor(async () => (await records()).files.length === 0, 'the deleted file finished');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(await records()).toEqual({ paths: [log], files: [], index: [log] });
+    await writeFile(log, numbered(3, 4));
+    await waitFor(async () => (await lines()).length >= 4, '4 lines');
+    expect(await lines()).toEqual(range(1, 4));
+  });
+
+  it('forgets a path whose file was deleted while the agent was down', async () => {
+    const log = join(dir, 'app-9.log');
+    await writeFile(log, numbered(1, 2));
+    const first = await startIntake([spec('*.log')]);
+    await waitFor(async () => (await lines()).length === 2, '2 lines');
+    await stopIntake(first);
+    await unlink(log);
+    await startIntake([spec('*.log')]);
+    await waitFor(async () => (await records()).paths.length === 0, 'the path forgotten');
+    expect(await records()).toEqual({ paths: [], files: [], index: [] });
+  });
+});
