@@ -1,14 +1,15 @@
-import { mkdtemp, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { appendFile, mkdtemp, open, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS, type ChainedEvent } from '../../protocols/index.js';
 import { LevelBuffer } from '../../agent/buffer/index.js';
 import type { ExtraOp } from '../../agent/buffer/types.js';
-import { fileIdOf, fileKey, parsePathRecord, pathKey } from '../../agent/intake/files/checkpoint.js';
+import { fileIdOf, fileKey, fingerprint, parsePathRecord, pathKey, type FileRecord, type PathRecord } from '../../agent/intake/files/checkpoint.js';
 import { FileIntake, type FileIntakeOptions } from '../../agent/intake/files/file-intake.js';
 import type { FileSpec } from '../../agent/intake/files/file-spec.js';
 import { GoneRecords } from '../../agent/intake/files/gone-records.js';
+import { pathOfRecord } from '../../agent/intake/files/legacy-sweep.js';
 import { INDEX_KEY, PathIndex } from '../../agent/intake/files/path-index.js';
 import type { TrackedFile } from '../../agent/intake/files/tracked-file.js';
 import { confirmGone } from '../../agent/intake/files/two-looks.js';
@@ -18,7 +19,8 @@ import { WatchedPath } from '../../agent/intake/files/watched-path.js';
  * How long the file intake's records live once nothing is read from them
  * (docs/intake-files.md): paths gone for good are forgotten with their
  * records, after two looks; what still has lines to read keeps them; a
- * path that comes back is a new file.
+ * path that comes back is a new file; an earlier agent's leftovers are
+ * found at start.
  */
 
 let dir: string;
@@ -90,6 +92,18 @@ describe('confirmGone', () => {
     expect(confirmGone(['a'], new Set(['a']), missing)).toEqual([]);
     expect(confirmGone(['d'], new Set(), missing)).toEqual(['d']);
     expect(missing.size).toBe(0);
+  });
+});
+
+describe('pathOfRecord', () => {
+  it('ties a record to the path it was read under, or to the path whose rotated generation its name is', () => {
+    const paths = ['/l/app.log', '/l/app.log.1', '/l/other.log', '/m/app.log'];
+    expect(pathOfRecord('/l/app.log', paths)).toBe('/l/app.log');
+    expect(pathOfRecord('/l/app.log-20260101', paths)).toBe('/l/app.log');
+    expect(pathOfRecord('/l/app.log.1.2', paths)).toBe('/l/app.log.1');
+    expect(pathOfRecord('/l/app.logger.txt', paths)).toBeUndefined();
+    expect(pathOfRecord('/l/app.log.2.gz', paths)).toBeUndefined();
+    expect(pathOfRecord('/n/app.log.1', paths)).toBeUndefined();
   });
 });
 
@@ -237,5 +251,48 @@ describe('FileIntake: records of paths gone for good', () => {
     await startIntake([spec('*.log')]);
     await waitFor(async () => (await records()).paths.length === 0, 'the path forgotten');
     expect(await records()).toEqual({ paths: [], files: [], index: [] });
+  });
+});
+
+describe('FileIntake: records an earlier agent left', () => {
+  const put = (ops: ExtraOp[]) => buffer.append([], ops);
+  const pathRecord = (r: PathRecord): string => JSON.stringify(r);
+  const fileRecord = (path: string, offset = 10): string => JSON.stringify({ path, offset, size: offset, fp: { len: 0, sha: '' } } satisfies FileRecord);
+
+  it('finds them at start and deletes those of gone files and gone paths, keeping those of files on disk', async () => {
+    const log = join(dir, 'app.log');
+    await writeFile(log, numbered(1, 2));
+    await writeFile(`${log}.1`, numbered(100, 101));
+    const other = join(dir, 'other.txt');
+    await writeFile(other, 'not followed\n');
+    const onDisk = await idOf(`${log}.1`);
+    const fh = await open(`${log}.1`, 'r');
+    const fp = await fingerprint(fh, 1024);
+    await fh.close();
+    const size = Buffer.byteLength(numbered(100, 101));
+    await put([
+      { key: INDEX_KEY, value: JSON.stringify([log]) },
+      // Dropped from the index once idle, path record kept (a dated file deleted while the agent ran).
+      { key: pathKey(join(dir, 'old-1.log')), value: pathRecord({ draining: [], checkedAt: 1, done: ['9:1'] }) },
+      { key: fileKey('9:1'), value: fileRecord(join(dir, 'old-1.log.1')) },
+      { key: pathKey(join(dir, 'old-2.log')), value: pathRecord({ draining: [], checkedAt: 1 }) },
+      // Listed nowhere: finished files of agents that kept every record.
+      { key: fileKey('9:2'), value: fileRecord(join(dir, 'old-2.log')) },
+      { key: fileKey('9:3'), value: fileRecord(log) },
+      { key: fileKey(onDisk), value: JSON.stringify({ path: `${log}.1`, offset: size, size, fp } satisfies FileRecord) },
+      // A path that exists and that no pattern matches, and what it lists: left alone.
+      { key: pathKey(other), value: pathRecord({ draining: [], current: '9:4' }) },
+      { key: fileKey('9:4'), value: fileRecord(other) },
+      // Listed by nothing and tied to no path: left alone.
+      { key: fileKey('9:5'), value: fileRecord('/elsewhere/x.log') },
+    ]);
+    await startIntake([spec('*.log')]);
+    await waitFor(async () => (await records()).paths.length === 2 && !(await records()).files.includes('9:3'), 'the old records deleted');
+    expect(await records()).toEqual({ paths: [log, other], files: [await idOf(log), onDisk, '9:4', '9:5'].sort(), index: [log] });
+    // The generation on disk is now listed with its path, so the looks keep it while it is there.
+    expect(parsePathRecord(await buffer.getMeta(pathKey(log)))?.done).toEqual([onDisk]);
+    expect(await lines()).toEqual(range(1, 2));
+    await appendFile(log, numbered(3, 3));
+    await waitFor(async () => (await lines()).length === 3, '3 lines');
   });
 });

@@ -14,6 +14,7 @@ import { GoneRecords } from './gone-records.js';
 import type { FileSpec } from './file-spec.js';
 import { linesToEvents } from './line-events.js';
 import type { Line } from './line-splitter.js';
+import { pathRecordKeys, tieUnlistedFiles, unlistedGonePaths } from './legacy-sweep.js';
 import { adoptRecentSiblings, adoptUnseenRotations, markSiblingsSeen, openCurrent, openTruncatedCopy, reopenRotated, type ResumeContext } from './resume.js';
 import type { TrackedFile } from './tracked-file.js';
 import { INDEX_KEY, PathIndex } from './path-index.js';
@@ -94,8 +95,15 @@ export class FileIntake implements Intake {
   }
 
   async start(): Promise<void> {
-    this.index.load(await this.options.buffer.getMeta(INDEX_KEY));
-    await this.scan(true);
+    const { buffer } = this.options;
+    this.index.load(await buffer.getMeta(INDEX_KEY));
+    // An earlier agent's records that nothing lists any more (see legacy-sweep.ts): its gone paths are
+    // followed like those of the index, and its finished files listed with their path, so the looks find them.
+    const records = await pathRecordKeys(buffer);
+    const legacy = await unlistedGonePaths(records, new Set(this.index), (path) => this.specIndexFor(path) >= 0);
+    await this.scan(true, legacy);
+    const tied = await tieUnlistedFiles(buffer, records, this.paths);
+    if (legacy.length > 0 || tied > 0) this.options.logger?.info({ paths: legacy.length, files: tied }, 'records an earlier agent left: looking whether they are gone');
     // Checkpoints for every file now followed (rotated ones adopted at start included), so a crash before
     // their first batch still finds them listed with a record.
     await this.commitMeta([...this.paths.values()], [...this.paths.values()].flatMap((wp) => wp.files()));
@@ -160,11 +168,11 @@ export class FileIntake implements Intake {
   }
 
   /**
-   * Expands the globs; starts following paths not followed yet (and, at start, the paths of the index). A
-   * path with a record and nothing to read (gone while the agent was down) is kept, idle, until the looks
-   * forget it or it comes back.
+   * Expands the globs; starts following paths not followed yet (and, at start, the paths of the index and
+   * `legacy` ones). A path with a record and nothing to read (gone while the agent was down) is kept, idle,
+   * until the looks forget it or it comes back.
    */
-  private async scan(firstScan: boolean): Promise<void> {
+  private async scan(firstScan: boolean, legacy: readonly string[] = []): Promise<void> {
     this.lastDiscover = this.now();
     const cwd = this.options.cwd ?? process.cwd();
     const found = await discover(
@@ -173,7 +181,7 @@ export class FileIntake implements Intake {
     );
     if (firstScan) {
       // Paths followed before the restart keep their spec only if a pattern still names them literally or matched them before.
-      for (const path of this.index) if (!found.has(path)) found.set(path, this.specIndexFor(path));
+      for (const path of [...this.index, ...legacy]) if (!found.has(path)) found.set(path, this.specIndexFor(path));
     }
     for (const [path, index] of found) {
       if (this.paths.has(path) || index < 0) continue;

@@ -17,7 +17,7 @@ const COMPRESSED = /\.(gz|bz2|xz|zst|lz4|z|zip)$/i;
  * name, then `.`, `-` or `_` (app.log.1, app.log-20260101,
  * app.log-2026010112.backup), not compressed. app.logger.txt is another file.
  */
-function isGenerationName(name: string, base: string): boolean {
+export function isGenerationName(name: string, base: string): boolean {
   if (name.length <= base.length || !name.startsWith(base) || COMPRESSED.test(name)) return false;
   const sep = name.charCodeAt(base.length);
   return sep === 0x2e || sep === 0x2d || sep === 0x5f;

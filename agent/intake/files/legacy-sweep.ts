@@ -1,0 +1,102 @@
+import { basename, dirname } from 'node:path';
+import type { AgentBuffer } from '../../buffer/types.js';
+import { fileKey, parseFileRecord, parsePathRecord, pathKey, type FileId } from './checkpoint.js';
+import { isGenerationName } from './rotation.js';
+import { exists } from './two-looks.js';
+import type { WatchedPath } from './watched-path.js';
+
+/**
+ * Records an earlier agent left that nothing names any more (docs/intake-files.md, "How long a `file!` record
+ * lives"): before this version, a path was dropped from `files!paths` once nothing of it was left to read, its
+ * `path!` record was kept, and before that a finished file's `file!` record was kept and listed nowhere. At
+ * start the intake ties them back to a path, and the looks that forget gone paths and gone finished files
+ * then delete them. Bounded: at most SWEEP_KEYS records of each kind are read per start.
+ */
+
+/** Records of each kind (`path!`, `file!`) read per start. */
+export const SWEEP_KEYS = 10_000;
+/** Unlisted paths taken up per start (each is looked at until forgotten, like a followed path). */
+export const SWEEP_PATHS = 1_000;
+
+const PATH_PREFIX = pathKey('');
+const FILE_PREFIX = fileKey('');
+
+export interface PathRecordKeys {
+  /** Every `path!` key read (at most SWEEP_KEYS). */
+  keys: string[];
+  /** False when there were more: some record may then list a file this start cannot see listed. */
+  complete: boolean;
+}
+
+export async function pathRecordKeys(buffer: AgentBuffer): Promise<PathRecordKeys> {
+  const keys = await buffer.metaKeys(PATH_PREFIX, SWEEP_KEYS + 1);
+  return { keys: keys.slice(0, SWEEP_KEYS), complete: keys.length <= SWEEP_KEYS };
+}
+
+/**
+ * Paths with a `path!` record that `files!paths` does not list, that no longer exist, and that the
+ * configuration could follow (`followable`): an earlier agent's paths gone for good. The intake follows them
+ * like the paths of the index at start (they are idle, and forgotten once two looks miss them). A path that
+ * exists is left alone: if a pattern matches it, discovery follows it with its record. Long paths, keyed by
+ * their hash, cannot be named and are left.
+ */
+export async function unlistedGonePaths(records: PathRecordKeys, indexed: ReadonlySet<string>, followable: (path: string) => boolean): Promise<string[]> {
+  const out: string[] = [];
+  for (const key of records.keys) {
+    if (out.length >= SWEEP_PATHS) break;
+    const path = key.slice(PATH_PREFIX.length);
+    if (path.startsWith('#') || indexed.has(path) || !followable(path)) continue;
+    if ((await exists(path)) === false) out.push(path);
+  }
+  return out;
+}
+
+/**
+ * The followed path a finished file's record belongs to: the path it was read under (`record.path`: the
+ * followed path, or the rotated name it was found under), or the path whose rotated generation that name is.
+ */
+export function pathOfRecord(recordPath: string, paths: Iterable<string>): string | undefined {
+  let best: string | undefined;
+  for (const path of paths) {
+    if (path === recordPath) return path;
+    if (dirname(path) !== dirname(recordPath) || !isGenerationName(basename(recordPath), basename(path))) continue;
+    // app.log.1.2 is a generation of app.log.1 before app.log.
+    if (best === undefined || path.length > best.length) best = path;
+  }
+  return best;
+}
+
+/**
+ * Lists in their path's `done` the `file!` records no path record lists (an earlier agent's finished files):
+ * the looks then keep each while its file is beside the path and delete it once gone, or with the path when
+ * the path is forgotten. Records tied to no followed path are left. Skipped when not every path record
+ * could be read (one of them might list the file). Returns how many were tied.
+ */
+export async function tieUnlistedFiles(buffer: AgentBuffer, records: PathRecordKeys, paths: ReadonlyMap<string, WatchedPath>): Promise<number> {
+  if (!records.complete) return 0;
+  const listed = new Set<FileId>();
+  const followedKeys = new Set<string>();
+  for (const wp of paths.values()) {
+    followedKeys.add(pathKey(wp.path));
+    for (const f of wp.files()) listed.add(f.id);
+    for (const id of wp.done) listed.add(id);
+  }
+  for (const key of records.keys) {
+    if (followedKeys.has(key)) continue;
+    const record = parsePathRecord(await buffer.getMeta(key));
+    for (const id of [...(record?.current === undefined ? [] : [record.current]), ...(record?.draining ?? []), ...(record?.done ?? [])]) listed.add(id);
+  }
+  let tied = 0;
+  for (const key of await buffer.metaKeys(FILE_PREFIX, SWEEP_KEYS)) {
+    const id = key.slice(FILE_PREFIX.length);
+    if (listed.has(id)) continue;
+    const record = parseFileRecord(await buffer.getMeta(key));
+    const path = record && pathOfRecord(record.path, paths.keys());
+    const wp = path === undefined ? undefined : paths.get(path);
+    if (wp === undefined) continue;
+    wp.done.add(id);
+    wp.lookForGone = true;
+    tied += 1;
+  }
+  return tied;
+}
