@@ -1,10 +1,23 @@
 import { execFile } from 'node:child_process';
-import { appendFile, readdir, stat, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { appendFile, mkdir, readdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Level } from 'level';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { killAll, parseLine, removeDir, startAgent, tempDir, waitFor, type Agent } from './agent-harness.js';
+import {
+  freePort,
+  gatewayEvents,
+  killAll,
+  parseLine,
+  removeDir,
+  sleep,
+  startAgent,
+  startGateway,
+  tempDir,
+  waitFor,
+  type Agent,
+} from './agent-harness.js';
 
 /**
  * The file intake keeps a `file!<dev>:<ino>` checkpoint per file it read. A
@@ -12,7 +25,10 @@ import { killAll, parseLine, removeDir, startAgent, tempDir, waitFor, type Agent
  * for ever (hourly rotation would grow the buffer's LevelDB without end),
  * while every file still on disk keeps its own. Driven by Debian's logrotate
  * against the real agent; the records are counted in its LevelDB once it has
- * stopped.
+ * stopped. A path gone for good (dated or per-process log names) is
+ * forgotten with its records, but not while a rotated generation of it has
+ * lines to read; counted after a SIGKILL, so what the agent deleted it
+ * deleted while it ran, not on its way out.
  */
 
 const run = promisify(execFile);
@@ -20,6 +36,8 @@ const GENERATIONS = 6;
 const KEPT = 2; // logrotate `rotate 2`: app.log.1 and app.log.2 stay, older ones are deleted
 
 let dir: string;
+/** Each test's own directory, removed with the shared one. */
+const subs: string[] = [];
 
 beforeAll(async () => {
   dir = await tempDir('agent-files-records');
@@ -28,7 +46,61 @@ beforeAll(async () => {
 afterAll(async () => {
   await killAll();
   await removeDir(dir);
+  for (const sub of subs) await removeDir(sub);
 });
+
+async function subDir(name: string): Promise<{ sub: string; logs: string }> {
+  const sub = await tempDir(`agent-files-${name}`);
+  subs.push(sub);
+  const logs = join(sub, 'logs');
+  await mkdir(logs);
+  return { sub, logs };
+}
+
+/** The file intake's records in a stopped agent's buffer: `path!` paths, `file!` identities, and the paths `files!paths` lists. */
+async function storedRecords(sub: string): Promise<{ paths: string[]; files: string[]; index: string[] }> {
+  const db = new Level<string, string>(join(sub, 'agent-data', 'buffer'));
+  const keys = async (prefix: string) => {
+    const out: string[] = [];
+    for await (const key of db.keys({ gte: `x!${prefix}!`, lt: `x!${prefix}"` })) out.push(key.slice(`x!${prefix}!`.length));
+    return out.sort();
+  };
+  try {
+    return { paths: await keys('path'), files: await keys('file'), index: JSON.parse((await db.get('x!files!paths')) ?? '[]') as string[] };
+  } finally {
+    await db.close();
+  }
+}
+
+/** The read offset a stopped agent's `file!` record holds. */
+async function storedOffset(sub: string, id: string): Promise<number | undefined> {
+  const db = new Level<string, string>(join(sub, 'agent-data', 'buffer'));
+  try {
+    const raw = await db.get(`x!file!${id}`);
+    return raw === undefined ? undefined : (JSON.parse(raw) as { offset: number }).offset;
+  } finally {
+    await db.close();
+  }
+}
+
+const idOf = async (path: string) => {
+  const st = await stat(path, { bigint: true });
+  return `${st.dev}:${st.ino}`;
+};
+
+/** How many "path gone" lines the agent has logged (a path forgotten with its records). */
+const forgotten = (agent: Agent) => agent.logs.map(parseLine).filter((l) => l?.msg === 'path gone: its records deleted').length;
+
+/** Each `data.line` the gateway stored for `source`, with how many times. */
+async function linesAt(gatewayUrl: string, source: string): Promise<Map<string, number>> {
+  const counts = new Map<string, number>();
+  for (const e of await gatewayEvents(gatewayUrl, source)) {
+    if (e.type !== 'log.line') continue;
+    const line = String((e.data as { line?: unknown } | undefined)?.line);
+    counts.set(line, (counts.get(line) ?? 0) + 1);
+  }
+  return counts;
+}
 
 async function identities(): Promise<string[]> {
   const out: string[] = [];
@@ -77,5 +149,143 @@ describe('file intake checkpoints under rotation', () => {
     }
     // Exactly the files still on disk: the current one and the KEPT rotated generations.
     expect(records.sort()).toEqual(onDisk);
+  });
+});
+
+describe('file intake records of paths gone for good', () => {
+  it('forgets dated files once read and deleted, while the agent runs and after a restart', { timeout: 90_000 }, async () => {
+    const { sub, logs } = await subDir('dated');
+    const config = { id: 'files-dated', intake: { http: { listen: '127.0.0.1:0' }, files: [{ path: join(logs, '*.log'), format: 'line' }] } };
+    const dated = (day: number) => join(logs, `app-2026-01-${String(day).padStart(2, '0')}.log`);
+
+    let agent = await startAgent(sub, config);
+    for (let day = 1; day <= 5; day++) await writeFile(dated(day), `day ${day} line a\nday ${day} line b\n`);
+    await waitFor(async () => (await agent.status()).head === 10, '10 lines read');
+    for (let day = 1; day <= 5; day++) await unlink(dated(day));
+    await waitFor(() => forgotten(agent) === 5, 'the 5 deleted paths forgotten');
+    await agent.kill();
+    expect(await storedRecords(sub)).toEqual({ paths: [], files: [], index: [] });
+
+    // Read, then deleted while the agent is down: forgotten after the restart, and nothing read twice.
+    agent = await startAgent(sub, config);
+    for (let day = 6; day <= 8; day++) await writeFile(dated(day), `day ${day} line a\n`);
+    await waitFor(async () => (await agent.status()).head === 13, '3 more lines read');
+    expect(await agent.stop()).toBe(0);
+    expect((await storedRecords(sub)).paths).toEqual([dated(6), dated(7), dated(8)]);
+    for (let day = 6; day <= 8; day++) await unlink(dated(day));
+    agent = await startAgent(sub, config);
+    await waitFor(() => forgotten(agent) === 3, 'the 3 paths deleted while down forgotten');
+    expect((await agent.status()).head).toBe(13);
+    await agent.kill();
+    expect(await storedRecords(sub)).toEqual({ paths: [], files: [], index: [] });
+  });
+
+  it('keeps the records of a deleted path while its rotated file has unread lines, then reads every line once and forgets it', { timeout: 120_000 }, async () => {
+    const { sub, logs } = await subDir('unread');
+    const port = await freePort();
+    const config = {
+      id: 'files-unread',
+      limits: { maxEventBytes: '2KiB' },
+      buffer: { maxBytes: '32KiB', whenFull: 'block' },
+      intake: { http: { listen: '127.0.0.1:0' }, files: [{ path: join(logs, '*.log'), format: 'line' }] },
+      push: { http: { url: `http://127.0.0.1:${port}/v1/events` }, batch: { maxEvents: 50, maxWaitMs: 5 }, backoff: { initialMs: 50, maxMs: 200 }, breaker: { threshold: 100, cooldownMs: 100 } },
+    };
+    const log = join(logs, 'app-4242.log');
+    // Random text barely compresses: the 32 KiB buffer is full after the first append of 1,000 lines (the gateway is not up).
+    const sent = Array.from({ length: 3000 }, (_, i) => `${i} ${randomBytes(60).toString('base64')}`);
+    await writeFile(log, sent.map((l) => `${l}\n`).join(''));
+    let agent = await startAgent(sub, config);
+    await waitFor(async () => (await agent.metric('meteorzx_agent_intake_blocked{intake="files"}')) === 1, 'the intake blocked on a full buffer');
+    // The process is gone and its log rotated away: the path is gone, the rotated file holds unread lines.
+    await rename(log, `${log}.1`);
+    await sleep(2500); // more than two looks a discovery interval apart
+    await agent.kill();
+    const id = await idOf(`${log}.1`);
+    const held = await storedRecords(sub);
+    expect(held).toEqual({ paths: [log], files: [id], index: [log] });
+    expect(await storedOffset(sub, id)).toBeLessThan((await stat(`${log}.1`)).size);
+
+    // Restarted, still blocked: found by inode, the rotated file keeps its records.
+    agent = await startAgent(sub, config);
+    await sleep(2500);
+    await agent.kill();
+    expect(await storedRecords(sub)).toEqual(held);
+
+    const gateway = await startGateway(sub, port);
+    agent = await startAgent(sub, config);
+    await waitFor(async () => (await linesAt(gateway.url, 'files-unread')).size === sent.length, 'every line at the gateway', 60_000);
+    await waitFor(() => forgotten(agent) === 1, 'the path forgotten once its rotated file was read');
+    await agent.kill();
+    expect(await storedRecords(sub)).toEqual({ paths: [], files: [], index: [] });
+    const counts = await linesAt(gateway.url, 'files-unread');
+    expect([...counts.keys()].sort()).toEqual([...sent].sort());
+    expect([...counts.values()].filter((n) => n !== 1)).toEqual([]);
+    await gateway.stop();
+  });
+
+  it('reads a path that comes back after it was forgotten from its start, and its rotated file on disk not again', { timeout: 90_000 }, async () => {
+    const { sub, logs } = await subDir('back');
+    const port = await freePort();
+    const gateway = await startGateway(sub, port);
+    const config = {
+      id: 'files-back',
+      intake: { http: { listen: '127.0.0.1:0' }, files: [{ path: join(logs, '*.log'), format: 'line' }] },
+      push: { http: { url: `${gateway.url}/v1/events` }, batch: { maxEvents: 50, maxWaitMs: 5 } },
+    };
+    const log = join(logs, 'app-77.log');
+    await writeFile(log, 'a1\na2\n');
+    let agent = await startAgent(sub, config);
+    await waitFor(async () => (await agent.status()).head === 2, 'a1-a2 read');
+    await rename(log, `${log}.1`);
+    await writeFile(log, 'b1\nb2\n');
+    await waitFor(async () => (await agent.status()).head === 4, 'b1-b2 read');
+    await unlink(log);
+    await waitFor(() => forgotten(agent) === 1, 'the deleted path forgotten', 20_000);
+    await agent.kill();
+    // Forgotten with its rotated file still on disk: app-77.log.1 (a1-a2) has no record now.
+    expect(await storedRecords(sub)).toEqual({ paths: [], files: [], index: [] });
+
+    // Back while the agent runs: a new file, read from its start; app-77.log.1 is checkpointed as seen, not read.
+    agent = await startAgent(sub, config);
+    await writeFile(log, 'c1\nc2\n');
+    await waitFor(async () => (await agent.status()).head >= 6, 'c1-c2 read');
+    expect(await agent.stop()).toBe(0);
+    await appendFile(log, 'c3\n');
+    agent = await startAgent(sub, config);
+    await waitFor(async () => (await linesAt(gateway.url, 'files-back')).size === 7, 'every line at the gateway');
+    await sleep(500);
+    expect(Object.fromEntries(await linesAt(gateway.url, 'files-back'))).toEqual({ a1: 1, a2: 1, b1: 1, b2: 1, c1: 1, c2: 1, c3: 1 });
+    await agent.kill();
+    // The path and its two files on disk (app-77.log, and app-77.log.1 checkpointed as seen).
+    expect(await storedRecords(sub)).toEqual({ paths: [log], files: [await idOf(log), await idOf(`${log}.1`)].sort(), index: [log] });
+    await gateway.stop();
+  });
+  it('deletes the records an earlier agent left for paths and files already gone', { timeout: 60_000 }, async () => {
+    const { sub, logs } = await subDir('legacy');
+    const config = { id: 'files-legacy', intake: { http: { listen: '127.0.0.1:0' }, files: [{ path: join(logs, '*.log'), format: 'line' }] } };
+    const log = join(logs, 'app.log');
+    await writeFile(log, 'x1\n');
+    let agent = await startAgent(sub, config);
+    await waitFor(async () => (await agent.status()).head === 1, 'x1 read');
+    expect(await agent.stop()).toBe(0);
+    const before = await storedRecords(sub);
+    // What agents before this version left: a path dropped from files!paths once idle, its path record kept, and
+    // finished files' records that no path record lists.
+    const gone = join(logs, 'app-2026-01-01.log');
+    const db = new Level<string, string>(join(sub, 'agent-data', 'buffer'));
+    const fileRecord = (path: string) => JSON.stringify({ path, offset: 3, size: 3, fp: { len: 3, sha: '0'.repeat(64) } });
+    await db.batch([
+      { type: 'put', key: `x!path!${gone}`, value: JSON.stringify({ draining: [], checkedAt: 1, done: ['99:1'] }) },
+      { type: 'put', key: 'x!file!99:1', value: fileRecord(`${gone}.1`) },
+      { type: 'put', key: 'x!file!99:2', value: fileRecord(gone) },
+      { type: 'put', key: 'x!file!99:3', value: fileRecord(`${log}.3`) },
+    ]);
+    await db.close();
+    agent = await startAgent(sub, config);
+    await waitFor(() => forgotten(agent) === 1, 'the old path forgotten');
+    await waitFor(() => agent.logs.map(parseLine).some((l) => l?.msg === 'finished files gone: checkpoints deleted'), 'the old file record of app.log deleted');
+    await agent.kill();
+    expect(await storedRecords(sub)).toEqual(before);
+    expect(before).toEqual({ paths: [log], files: [await idOf(log)], index: [log] });
   });
 });
