@@ -70,13 +70,16 @@ describe('file intake under logrotate and SIGKILL', () => {
 
     let written = 0;
     let paused: Promise<void> | undefined;
+    let appending: Promise<void> | undefined;
     let writing = true;
     // Opens the file for each chunk, as a logger that reopens after rotation does.
     const writer = (async () => {
       while (writing) {
         if (paused) await paused;
         const chunk = Array.from({ length: LINES_PER_CHUNK }, (_, i) => `line ${String(written + i).padStart(8, '0')} ${'x'.repeat(60)}\n`).join('');
-        await appendFile(log, chunk);
+        appending = appendFile(log, chunk);
+        await appending;
+        appending = undefined;
         written += LINES_PER_CHUNK;
         await sleep(1);
       }
@@ -84,7 +87,9 @@ describe('file intake under logrotate and SIGKILL', () => {
     const rotate = async (mode: keyof typeof confs) => {
       let resume: () => void = () => undefined;
       if (mode === 'copytruncate') paused = new Promise((r) => (resume = r));
-      await sleep(5); // a chunk being appended finishes first
+      // A chunk being appended finishes first (a fixed 5 ms was not always enough on a loaded box:
+      // an append landing between logrotate's copy and its truncate is lost by copytruncate itself).
+      await appending;
       try {
         await run('logrotate', ['-f', '-s', state, confs[mode]]);
         if (process.env.METEORZX_KEEP_DIRS) {
