@@ -98,6 +98,24 @@ describe('verify accounts for every event block and index key', () => {
     ]);
   });
 
+  it('with a source, names a block the ledger does not account for only when it holds events of that source or cannot be decoded', async () => {
+    await commitOf([event('a', T0)]);
+    await storage.commit({ events: [], custody: [{ at: new Date(T0).toISOString(), outcome: 'duplicate', method: 'http', peer: 'p', id: 'a', source: 'host-1' }], seqs: [] });
+    const block = (source: string): Buffer => deflateSync(Buffer.from(JSON.stringify({ ...event(`of-${source}`, T0), source })));
+    await withRaw((db) =>
+      db.batch([
+        { type: 'put', key: blockKey(0), value: block('host-2') }, // no custody block
+        { type: 'put', key: blockKey(2), value: block('host-1') }, // custody records that accept no event
+        { type: 'put', key: blockKey(3), value: Buffer.from('not a deflated block') }, // past the head
+      ]),
+    );
+    const bySource = async (source: string): Promise<string[]> => (await storage.verify({ source })).problems.map((p) => p.where);
+    expect(await bySource('host-1')).toEqual(['block 2', 'block 3']);
+    expect(await bySource('host-2')).toEqual(['block 0', 'block 3']);
+    expect(await bySource('host-3')).toEqual(['block 3']);
+    expect((await problems()).map(([where]) => where)).toEqual(['block 0', 'block 2', 'block 3']);
+  });
+
   it('names an index key that points at no event block', async () => {
     await commitOf([event('a', T0)]);
     await withRaw((db) => db.put(`y!auth.login!20260310!${commitHex(7)}`, Buffer.from(`${T0},${T0}`)));
