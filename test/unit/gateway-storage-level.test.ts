@@ -188,7 +188,7 @@ describe('LevelStorage specifics', () => {
       { kind: 'event', where: 'block 2', detail: 'event block with no custody block' },
       expect.objectContaining({ kind: 'ledger', where: '1' }),
     ]);
-    // And every index key of both: neither block is one the ledger accepts any more.
+    // And every index key of both: neither block is one the ledger accepts any more; nor is commit 2 in the ledger.
     expect(report.problems.slice(3).map((p) => p.where)).toEqual([
       'index d!20260310!0000000000000001',
       'index d!20260310!0000000000000002',
@@ -196,6 +196,9 @@ describe('LevelStorage specifics', () => {
       'index s!host-1!20260310!0000000000000002',
       'index y!auth.login!20260310!0000000000000001',
       'index y!auth.login!20260310!0000000000000002',
+      'index id!a',
+      'index id!b',
+      'index cs!host-1!0000000000000002',
     ]);
   });
 

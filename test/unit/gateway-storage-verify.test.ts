@@ -247,13 +247,15 @@ describe('verify accepts a missing event block only where the ledger records its
 
   it('adopts the markers of an older store whose events were due, and leaves the others named', async () => {
     await dueDays();
-    // What retention wrote before it was recorded in the ledger: the block and its index keys gone, an empty marker.
+    // What retention wrote before it was recorded in the ledger: the block, its index keys and its dedup pointers gone, an empty marker.
     await withRaw(async (db) => {
       await db.batch([
         { type: 'del', key: blockKey(1) },
         { type: 'del', key: `d!20260310!${commitHex(1)}` },
         { type: 'del', key: `s!host-1!20260310!${commitHex(1)}` },
         { type: 'del', key: `y!auth.login!20260310!${commitHex(1)}` },
+        { type: 'del', key: idKey('old-1') },
+        { type: 'del', key: idKey('old-2') },
         { type: 'put', key: retainedKey(1), value: Buffer.alloc(0) },
         // A forged one, for events received a second ago.
         { type: 'del', key: blockKey(3) },
@@ -266,7 +268,13 @@ describe('verify accepts a missing event block only where the ledger records its
       expect.objectContaining({ from: 1, to: 1 }), // the adoption
       expect.objectContaining({ from: 2, to: 2 }), // the deletion
     ]);
-    expect((await problems()).map(([where]) => where)).toEqual(['new-1', 'index d!20260409!0000000000000003', 'index s!host-1!20260409!0000000000000003', 'index y!auth.login!20260409!0000000000000003']);
+    expect((await problems()).map(([where]) => where)).toEqual([
+      'new-1',
+      'index d!20260409!0000000000000003',
+      'index s!host-1!20260409!0000000000000003',
+      'index y!auth.login!20260409!0000000000000003',
+      'index id!new-1',
+    ]);
     await withRaw(async (db) => {
       expect(await db.get(LEGACY_RETENTION_KEY)).toBeUndefined(); // one is left: the next run looks again
     });

@@ -57,6 +57,8 @@ export const blockKey = (commit: number): string => `b!${commitHex(commit)}`;
 export const custodyKey = (commit: number): string => `k!${commitHex(commit)}`;
 export const retainedKey = (commit: number): string => `r!${commitHex(commit)}`;
 export const idKey = (id: string): string => `id!${id}`;
+export const custodyIdKey = (id: string, commit: number): string => `ci!${id}!${commitHex(commit)}`;
+export const custodySourceKey = (source: string, commit: number): string => `cs!${source}!${commitHex(commit)}`;
 export const epochKey = (agent: string, epoch: string): string => `ra!${agent}!${epoch}`;
 export const sourceKey = (source: string): string => `rs!${source}`;
 

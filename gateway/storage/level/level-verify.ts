@@ -4,10 +4,12 @@ import { checkCustodyRecord, custodyHash, type LedgerHead } from '../ledger.js';
 import type { VerifyProblem, VerifyReport } from '../types.js';
 import { decodeCustodyBlock, decodeEventBlock, decodeLines } from './block-codec.js';
 import { CommitSet } from './commit-set.js';
-import { custodyKey, HEAD_KEY, parseCommitHex } from './keys.js';
+import { HEAD_KEY, parseCommitHex } from './keys.js';
 import type { LevelHead } from './level-commit.js';
 import type { LevelDb } from './level-storage.js';
 import { unprovenRetention } from './retention-proof.js';
+import { SnapshotCustody } from './snapshot-custody.js';
+import { IndexKeyAudit } from './verify-keys.js';
 
 /** Problems listed in a report; counting goes on past it. */
 const MAX_PROBLEMS = 100;
@@ -25,7 +27,10 @@ type Snapshot = ReturnType<LevelDb['snapshot']>;
  * found too, and then every index key queries follow (`d!`, `s!`, `y!`),
  * which must point at a block the ledger accepts. A block may be missing
  * only when a `retained` ledger record proves that retention deleted it
- * (retention-proof.ts). Streaming: the memory held is one bit per commit.
+ * (retention-proof.ts). The keys that lead from an id or a source to the
+ * ledger — dedup pointers, custody by id and by source — are checked both
+ * ways (verify-keys.ts). Streaming: the memory held is a few bits per
+ * commit and fixed-size tallies, whatever the number of events.
  */
 export async function verifyLevel(
   db: LevelDb,
@@ -44,29 +49,35 @@ export async function verifyLevel(
     const rawHead = (await db.get(HEAD_KEY, { snapshot })) as Buffer | undefined;
     const stored = rawHead === undefined ? { commit: 0, n: 0, hash: undefined } : (JSON.parse(rawHead.toString()) as LevelHead);
     const backed = new CommitSet();
-    const walk = await walkLedger(db, snapshot, stored, opts, report, backed);
+    const custody = new SnapshotCustody(db, snapshot);
+    const keys = new IndexKeyAudit(db, snapshot, custody, backed, opts.source);
+    const walk = await walkLedger(db, snapshot, stored, opts, report, { backed, custody, keys });
     await checkIndexes(db, snapshot, backed, report);
+    await keys.finish(report);
     return { ok: found === 0, ledgerRecords: walk.ledgerRecords, events: walk.events, problems };
   } finally {
     await snapshot.close();
   }
 }
 
-/** The ledger (`k!`) and the event blocks (`b!`) in one ordered pass; fills `backed` with the commits whose block the ledger accepts. */
+/**
+ * The ledger (`k!`) and the event blocks (`b!`) in one ordered pass; fills `backed` with the commits whose
+ * block the ledger accepts, and has `keys` read the index keys each commit calls for.
+ */
 async function walkLedger(
   db: LevelDb,
   snapshot: Snapshot,
   stored: LevelHead,
   opts: { source?: string; onProgress?: (done: number) => void },
   report: Report,
-  backed: CommitSet,
+  { backed, custody, keys }: { backed: CommitSet; custody: SnapshotCustody; keys: IndexKeyAudit },
 ): Promise<{ ledgerRecords: number; events: number }> {
   let head: LedgerHead | undefined = { n: 0, hash: undefined };
   let ledgerRecords = 0;
   let events = 0;
   const blocks = new CommitCursor(db.iterator({ gt: 'b!', lt: 'b"', snapshot }));
   const markers = new CommitCursor(db.iterator({ gt: 'r!', lt: 'r"', snapshot }));
-  const retention = new RetentionRecords(db, snapshot);
+  const retention = new RetentionRecords(custody);
   const orphan = async ({ commit, value }: { commit: number; value: Buffer }): Promise<void> => {
     if (!(await mayHold(commit, value, opts.source))) return;
     const detail = commit > stored.commit ? `event block past the ledger head (commit ${stored.commit})` : 'event block with no custody block';
@@ -90,6 +101,7 @@ async function walkLedger(
         records = await decodeCustodyBlock(commit, value);
       } catch (err) {
         report({ kind: 'ledger', where: `after ${head?.n ?? '?'}`, detail: (err as Error).message });
+        keys.unreadableBlock(commit);
         head = undefined; // the next readable record starts a new reference point
         continue;
       }
@@ -109,8 +121,13 @@ async function walkLedger(
         const marker = await markers.seek(commit);
         const proof = await retention.proof(marker);
         events += checkMissing(check, proof, stored.commit);
+        await keys.commit(commit, records, false, report);
       } else {
-        events += await verifyBlock(check);
+        // The key reads overlap the block's inflation (both on the thread pool); their problems follow the block's, in order.
+        const found: VerifyProblem[] = [];
+        const [checked] = await Promise.all([verifyBlock(check), keys.commit(commit, records, true, (p) => found.push(p))]);
+        events += checked;
+        found.forEach(report);
         if (records.some((r) => r.outcome === 'accepted')) backed.add(commit);
       }
       opts.onProgress?.(ledgerRecords);
@@ -219,14 +236,9 @@ interface RetentionMarker {
   records: readonly CustodyRecord[] | undefined | null;
 }
 
-/** Custody blocks that retention markers name, decoded once: a retention run's markers all name a few commits, in order. */
+/** The records that retention markers name: a retention run's markers all name a few commits, in order, so each is decoded once. */
 class RetentionRecords {
-  private readonly cache = new Map<number, CustodyRecord[] | undefined>();
-
-  constructor(
-    private readonly db: LevelDb,
-    private readonly snapshot: Snapshot,
-  ) {}
+  constructor(private readonly custody: SnapshotCustody) {}
 
   async proof(marker: Buffer | undefined): Promise<RetentionMarker | undefined> {
     if (marker === undefined) return undefined;
@@ -234,14 +246,8 @@ class RetentionRecords {
     const text = marker.toString('latin1');
     if (!/^[0-9a-f]{16}$/.test(text)) return { commit: Number.NaN, records: undefined };
     const commit = parseCommitHex(text);
-    if (!this.cache.has(commit)) {
-      if (this.cache.size >= 16) this.cache.delete(this.cache.keys().next().value as number);
-      const raw = (await this.db.get(custodyKey(commit), { snapshot: this.snapshot })) as Buffer | undefined;
-      // An unreadable block proves nothing here; the ledger walk names it when it gets there.
-      const records = raw === undefined ? undefined : await decodeCustodyBlock(commit, raw).catch(() => undefined);
-      this.cache.set(commit, records);
-    }
-    return { commit, records: this.cache.get(commit) };
+    // An unreadable block proves nothing here; the ledger walk names it when it gets there.
+    return { commit, records: await this.custody.records(commit) };
   }
 }
 
