@@ -157,6 +157,21 @@ describe('meteorzx verify --data-dir', () => {
     await withDb((db) => db.batch(added.map((key) => ({ type: 'del' as const, key }))));
   });
 
+  it('finds a removed dedup pointer, which would let a repeat of its event be stored, and names it', async () => {
+    const pointer = await withDb(async (db) => {
+      const value = (await db.get('id!v-7')) as Buffer;
+      await db.del('id!v-7');
+      return value;
+    });
+    const r = await runCli(['verify', '--data-dir', dataDir]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/first: event index id!v-7: missing, yet ledger record \d+ accepted this event \(commit \d+, index \d+\): dedup would store a repeat of it/);
+    expect((await runCli(['verify', '--data-dir', dataDir, '--source', 'vsrc'])).code).toBe(1);
+    expect((await runCli(['verify', '--data-dir', dataDir, '--source', 'another'])).code).toBe(0);
+    await withDb((db) => db.put('id!v-7', pointer));
+    expect((await runCli(['verify', '--data-dir', dataDir])).code).toBe(0);
+  });
+
   it('finds an event block deleted behind the gateway and disguised as retention by a marker', async () => {
     const { victim, block } = await withDb(async (db) => {
       const victim = (await keys(db, 'b!'))[0] as string;
