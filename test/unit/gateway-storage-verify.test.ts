@@ -107,13 +107,18 @@ describe('verify accounts for every event block and index key', () => {
         { type: 'put', key: blockKey(0), value: block('host-2') }, // no custody block
         { type: 'put', key: blockKey(2), value: block('host-1') }, // custody records that accept no event
         { type: 'put', key: blockKey(3), value: Buffer.from('not a deflated block') }, // past the head
+        // Index keys that lead to block 0: the per-source one names its source, the per-day one none.
+        { type: 'put', key: `d!20260310!${commitHex(0)}`, value: Buffer.from(`${T0},${T0}`) },
+        { type: 'put', key: `s!host-2!20260310!${commitHex(0)}`, value: Buffer.from(`${T0},${T0}`) },
       ]),
     );
     const bySource = async (source: string): Promise<string[]> => (await storage.verify({ source })).problems.map((p) => p.where);
-    expect(await bySource('host-1')).toEqual(['block 2', 'block 3']);
-    expect(await bySource('host-2')).toEqual(['block 0', 'block 3']);
-    expect(await bySource('host-3')).toEqual(['block 3']);
-    expect((await problems()).map(([where]) => where)).toEqual(['block 0', 'block 2', 'block 3']);
+    const day = `index d!20260310!${commitHex(0)}`;
+    const host2 = `index s!host-2!20260310!${commitHex(0)}`;
+    expect(await bySource('host-1')).toEqual(['block 2', 'block 3', day]);
+    expect(await bySource('host-2')).toEqual(['block 0', 'block 3', day, host2]);
+    expect(await bySource('host-3')).toEqual(['block 3', day]);
+    expect((await problems()).map(([where]) => where)).toEqual(['block 0', 'block 2', 'block 3', day, host2]);
   });
 
   it('names an index key that points at no event block', async () => {
