@@ -14,7 +14,7 @@ export function register(program: Command): void {
     .description("check the custody ledger's hash chain and every stored event's hash; exit 1 naming the first break")
     .argument('[gateway-url]', 'a running gateway, e.g. http://127.0.0.1:7400 (needs the admin scope)')
     .option('-d, --data-dir <dir>', "a stopped gateway's data directory, read directly")
-    .option('--source <source>', 'only events of this source (the ledger is always checked whole)')
+    .option('--source <source>', 'only events and index keys of this source (the ledger is always checked whole)')
     .option('--token <token>', 'bearer token with the admin scope (default: $METEORZX_TOKEN)')
     .action(async (url: string | undefined, options: VerifyOptions) => {
       if ((url === undefined) === (options.dataDir === undefined)) {
