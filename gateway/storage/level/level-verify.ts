@@ -123,7 +123,7 @@ async function walkLedger(
         events += checkMissing(check, proof, stored.commit);
         await keys.commit(commit, records, false, report);
       } else {
-        // The key reads overlap the block's inflation (both on the thread pool); their problems follow the block's, in order.
+        // A batch of key reads may start or end meanwhile (both on the thread pool); what it found follows the block's problems.
         const found: VerifyProblem[] = [];
         const [checked] = await Promise.all([verifyBlock(check), keys.commit(commit, records, true, (p) => found.push(p))]);
         events += checked;
