@@ -2,32 +2,18 @@ import type { CustodyRecord } from '../../../protocols/index.js';
 import type { VerifyProblem } from '../types.js';
 import { CommitSet } from './commit-set.js';
 import { KeyTally } from './key-tally.js';
-import { custodyIdKey, custodySourceKey, decodePointer, encodePointer, idKey, parseCommitHex, type IdPointer } from './keys.js';
+import { custodyIdKey, custodySourceKey, idKey } from './keys.js';
 import type { LevelDb } from './level-storage.js';
 import { acceptedAt, type SnapshotCustody } from './snapshot-custody.js';
+import { KeyScan, pointerOf, type Finding, type Prefix } from './verify-key-scan.js';
 
 type Report = (p: VerifyProblem) => void;
-type Prefix = 'id!' | 'ci!' | 'cs!';
 
 /** Keys read at a time (see `commit`). */
 const READ_KEYS = 4096;
 
 /** Accepted records held until a later commit answers for their missing `id!` pointer (see `awaiting`); past this many, each is named at once. */
 const MAX_AWAITING = 10_000;
-
-/** A problem with one key; under `verify --source` it is named when it concerns that source or nothing tells which one it concerns. */
-interface Finding {
-  detail: string;
-  source?: string | undefined;
-  /** The source is that of the record of `id` in `commit`, if there is one (looked up only under --source). */
-  about?: { commit: number; id: string };
-}
-
-/** A dedup pointer exactly as the store writes one: anything else in an `id!` value is not one. */
-function pointerOf(text: string): IdPointer | undefined {
-  const p = decodePointer(text);
-  return p !== undefined && encodePointer(p) === text ? p : undefined;
-}
 
 /** The receive time of a record as a pointer writes it (level-commit.ts); the records of one caller share theirs. */
 function receivedText(): (at: string) => string {
@@ -75,10 +61,11 @@ async function inKeyOrder<T>(keys: readonly string[], read: (sorted: string[]) =
  * stored events (keys.ts): the dedup index `id!<id>`, and the custody
  * indexes `ci!<id>!<commit>` and `cs!<source>!<commit>`. Forward, while
  * the ledger is walked (`commit`): every key the ledger's records call for
- * is read, in batches, in the walk's snapshot. Backward, once
- * it is done (`finish`): a scan of each kind finds the keys the ledger does
- * not call for — forged, or pointing at the wrong commit or event — with
- * a KeyTally, so that memory does not grow with the store.
+ * is read, in batches, in the walk's snapshot. Backward, once it is done
+ * (`finish`): a scan of each kind finds the keys the ledger does not call
+ * for — forged, or pointing at the wrong commit or event — against what
+ * the walk counted (KeyScan, KeyTally), so that memory does not grow with
+ * the store.
  *
  * What retention deletes with an event block (level-retention.ts) is not
  * asked for: the `id!` pointers into the block. Custody blocks stay, and so
@@ -294,105 +281,9 @@ export class IndexKeyAudit {
       await this.flag(report, idKey(id), { detail, source: a.source });
     }
     this.awaiting.clear();
-    for (const prefix of ['id!', 'ci!', 'cs!'] as const) await this.scan(prefix, report);
-  }
-
-  /**
-   * Every key of one kind: a key that points nowhere is named at once; the
-   * others are counted against the walk's tally, and only when some are
-   * unaccounted for is the kind scanned again, looking closer (a read of
-   * the custody block) at the keys of the buckets that hold them.
-   */
-  private async scan(prefix: Prefix, report: Report): Promise<void> {
-    const tally = this.tally[prefix];
-    await this.each(prefix, (key, value) => {
-      const verdict = this.locate(prefix, key, value);
-      if (verdict === 'counted') tally.stored(key);
-      else if (verdict !== 'skip') return this.flag(report, key, verdict);
-      return undefined;
-    });
-    if (!tally.unaccounted()) return;
-    await this.each(prefix, async (key, value) => {
-      if (!tally.suspect(key) || this.locate(prefix, key, value) !== 'counted') return;
-      const finding = prefix === 'id!' ? await this.pointerTarget(key, value) : await this.custodyTarget(prefix, key);
-      if (finding !== undefined) await this.flag(report, key, finding);
-    });
-  }
-
-  /**
-   * The keys of one kind, with their values as text (the `c?!` keys have none worth reading), a thousand
-   * per read: a store holds one `id!` key per event, and a promise per key cost more than the check.
-   */
-  private async each(prefix: Prefix, fn: (key: string, value: string) => Promise<void> | undefined): Promise<void> {
-    const range = { gt: prefix, lt: `${prefix.slice(0, -1)}"`, snapshot: this.snapshot };
-    const it: { nextv(n: number): Promise<Array<string | [string, string]>>; close(): Promise<void> } =
-      prefix === 'id!' ? this.db.iterator<string, string>({ ...range, valueEncoding: 'utf8' }) : this.db.keys(range);
-    try {
-      for (let batch = await it.nextv(1000); batch.length > 0; batch = await it.nextv(1000)) {
-        for (const entry of batch) {
-          const pending = typeof entry === 'string' ? fn(entry, '') : fn(entry[0], entry[1]);
-          if (pending !== undefined) await pending; // awaiting nothing would still cost a turn per key
-        }
-      }
-    } finally {
-      await it.close();
-    }
-  }
-
-  /** Where a key points, without reading: `counted` when that is somewhere the ledger could call for it. */
-  private locate(prefix: Prefix, key: string, value: string): Finding | 'counted' | 'skip' {
-    if (prefix === 'id!') {
-      // The commit alone (its digits end at the comma): whether the rest is a pointer is looked at only if the counts call for it.
-      if (this.backed.has(Number.parseInt(value, 36))) return 'counted';
-      const p = pointerOf(value);
-      if (p === undefined) return { detail: notPointer(value) };
-      if (this.unreadable.has(p.commit)) return 'skip';
-      return { detail: `points at commit ${p.commit}, which holds no event block the ledger accepted`, about: { commit: p.commit, id: key.slice(3) } };
-    }
-    const m = /^c[is]!(.+)!([0-9a-f]{16})$/s.exec(key);
-    if (m === null) return { detail: 'index key names no commit' };
-    const commit = parseCommitHex(m[2] as string);
-    if (this.unreadable.has(commit)) return 'skip';
-    if (this.ledger.has(commit)) return 'counted';
-    const detail = `points at commit ${commit}, which has no custody block in the ledger`;
-    return prefix === 'cs!' ? { detail, source: m[1] } : { detail };
-  }
-
-  /** An `id!` key that points at an event block the ledger accepts, but that the walk did not find there. */
-  private async pointerTarget(key: string, value: string): Promise<Finding | undefined> {
-    const p = pointerOf(value);
-    if (p === undefined) return { detail: notPointer(value) };
-    const records = await this.custody.records(p.commit);
-    if (records === undefined) return undefined;
-    const r = acceptedAt(records, p.index);
-    if (r === undefined) {
-      const count = records.filter((x) => x.outcome === 'accepted').length;
-      return { detail: `points at index ${p.index} of commit ${p.commit}, whose ledger records accept ${count} events` };
-    }
-    if (r.id === key.slice(3)) return undefined;
-    return { detail: `points at commit ${p.commit}, index ${p.index}, where ledger record ${r.n} accepted event ${r.id ?? '(no id)'}`, source: r.source };
-  }
-
-  /** A `ci!` or `cs!` key that points at a ledger commit, but that the walk did not find called for there. */
-  private async custodyTarget(prefix: 'ci!' | 'cs!', key: string): Promise<Finding | undefined> {
-    const m = /^c[is]!(.+)!([0-9a-f]{16})$/s.exec(key) as RegExpExecArray;
-    const name = m[1] as string;
-    const commit = parseCommitHex(m[2] as string);
-    const records = await this.custody.records(commit);
-    if (records === undefined) return undefined;
-    if (prefix === 'cs!') {
-      if (records.some((r) => r.source === name)) return undefined;
-      return { detail: `points at commit ${commit}, whose custody records hold none of this source`, source: name };
-    }
-    const mine = records.filter((r) => r.id === name);
-    const first = mine[0];
-    if (first === undefined) return { detail: `points at commit ${commit}, whose custody records hold none of this id` };
-    if (mine.some((r) => r.outcome !== 'accepted') || !this.backed.has(commit)) return undefined;
-    // An accepted record's key is written by the commit that accepted the id again and took its pointer.
-    const value = await this.db.get<string, string>(idKey(name), { snapshot: this.snapshot, valueEncoding: 'utf8' });
-    const p = value === undefined ? undefined : pointerOf(value);
-    if (p === undefined || p.commit > commit) return undefined; // missing: a later accept answers for it (see `awaiting`); unreadable: named as such
-    return { detail: `points at commit ${commit}, whose ledger record ${first.n} accepted this id, and no later commit accepted it again`, source: first.source };
+    const commits = { ledger: this.ledger, unreadable: this.unreadable, backed: this.backed };
+    const keys = new KeyScan(this.db, this.snapshot, this.custody, commits, (key, f) => this.flag(report, key, f));
+    for (const prefix of ['id!', 'ci!', 'cs!'] as const) await keys.scan(prefix, this.tally[prefix]);
   }
 
   private async flag(report: Report, key: string, f: Finding): Promise<void> {
@@ -410,10 +301,6 @@ export class IndexKeyAudit {
 
 function problem(key: string, detail: string): VerifyProblem {
   return { kind: 'event', where: `index ${key}`, detail };
-}
-
-function notPointer(value: string): string {
-  return `holds ${JSON.stringify(value.slice(0, 40))}, not a dedup pointer`;
 }
 
 function missingPointer(n: number, commit: number, index: number): string {
