@@ -6,3 +6,6 @@
  */
 export const isWellFormed = (s: string): boolean => (s as unknown as { isWellFormed(): boolean }).isWellFormed();
 
+/** The string with each lone surrogate replaced by U+FFFD (String.prototype.toWellFormed), so it can be written as UTF-8. */
+export const toWellFormed = (s: string): string => (s as unknown as { toWellFormed(): string }).toWellFormed();
+

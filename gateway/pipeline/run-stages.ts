@@ -2,6 +2,7 @@ import {
   fastCanonicalJson,
   formatIssues,
   readCanonicalLine,
+  toWellFormed,
   validateEvent,
   withMembers,
   type AuditEvent,
@@ -91,7 +92,9 @@ export async function runStages(entries: readonly PendingIngest[], s: Stages): P
       let reason: string | undefined;
       if (item.rejected !== undefined || event === undefined) {
         outcome = 'rejected';
-        reason = item.rejected?.reason ?? 'rejected';
+        // A reason may quote what was sent (a key path, say); a lone surrogate in it would fail the ledger's
+        // canonical JSON, and with it the commit of every neighbour in this group.
+        reason = toWellFormed(item.rejected?.reason ?? 'rejected');
         response.rejected.push({ index: item.index, error: reason });
       } else if (item.duplicate === true) {
         outcome = 'duplicate';

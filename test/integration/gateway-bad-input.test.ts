@@ -82,6 +82,33 @@ describe('bad input over HTTP', () => {
     expect(await ids('h')).toEqual(['h-ok-1', 'h-ok-2']);
   });
 
+  it('a lone surrogate in an id or a key of a rejected event is its own error: the batch beside it is stored (it failed the commit)', async () => {
+    // JSON escapes, sent as ASCII: JSON.parse makes lone surrogates of them, which no UTF-8 ledger line can hold.
+    const body = [
+      '{"id":"ls-ok-1","source":"ls","type":"t"}',
+      '{"id":"ls-\\ud800","source":"ls","type":"t","outcome":"bogus"}',
+      '{"id":"ls-key","source":"ls","type":"t","data":{"\\udc00":1}}',
+      '{"id":"ls-ok-2","source":"ls","type":"t"}',
+    ].join('\n');
+    const r = await post(body, 'application/x-ndjson');
+    // Before the fix: 500 METEORZX_NOT_CANONICALIZABLE, and neither neighbour stored.
+    expect(r.status).toBe(200);
+    expect(r.json.accepted).toBe(2);
+    const rejected = r.json.rejected as { index: number; error: string }[];
+    expect(rejected.map((x) => x.index)).toEqual([1, 2]);
+    expect(rejected[0]?.error).toMatch(/^id: invalid Unicode: a lone surrogate/);
+    expect(rejected[1]?.error).toMatch(/^data\.\uFFFD: invalid Unicode: a lone surrogate/);
+    expect(await ids('ls')).toEqual(['ls-ok-1', 'ls-ok-2']);
+    const custody = ndjson<{ id?: string; outcome: string; reason?: string }>(await (await request(`${gw.httpUrl}/v1/custody?source=ls`)).body.text());
+    // The rejected records are in the ledger: the one with the lone-surrogate id without it, the key shown as U+FFFD.
+    expect(custody.filter((c) => c.outcome === 'rejected').map((c) => [c.id, c.reason?.slice(0, 8)])).toEqual([
+      [undefined, 'id: inva'],
+      ['ls-key', 'data.\uFFFD: '],
+    ]);
+    const verified = await runCli(['verify', gw.httpUrl]);
+    expect(verified.code, verified.stdout + verified.stderr).toBe(0);
+  });
+
   it('answers 400 for a malformed JSON body, 413 for an oversized body, 415 for an unknown content type', async () => {
     const malformed = await post('{"type": "t",', 'application/json');
     expect(malformed.status).toBe(400);

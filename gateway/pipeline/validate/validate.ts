@@ -1,6 +1,7 @@
 import {
   deterministicId,
   formatIssues,
+  isWellFormed,
   SOURCE_RE,
   validateEvent,
   withFields,
@@ -57,7 +58,8 @@ function readableIdentity(value: unknown, ctx: IngestContext): { id?: string; so
   const out: { id?: string; source?: string } = {};
   if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
     const v = value as Record<string, unknown>;
-    if (typeof v.id === 'string' && v.id.length > 0 && v.id.length <= 128) out.id = v.id;
+    // A lone surrogate cannot go into the ledger's canonical JSON (nor be asked for in a URL).
+    if (typeof v.id === 'string' && v.id.length > 0 && v.id.length <= 128 && isWellFormed(v.id)) out.id = v.id;
     if (typeof v.source === 'string' && SOURCE_RE.test(v.source)) out.source = v.source;
   }
   if (out.source === undefined && ctx.defaultSource !== undefined) out.source = ctx.defaultSource;
