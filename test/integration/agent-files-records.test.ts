@@ -27,8 +27,8 @@ import {
  * against the real agent; the records are counted in its LevelDB once it has
  * stopped. A path gone for good (dated or per-process log names) is
  * forgotten with its records, but not while a rotated generation of it has
- * lines to read; counted after a SIGKILL, so what the agent deleted it
- * deleted while it ran, not on its way out.
+ * lines to read or is on disk; counted after a SIGKILL, so what the agent
+ * deleted it deleted while it ran, not on its way out.
  */
 
 const run = promisify(execFile);
@@ -180,7 +180,7 @@ describe('file intake records of paths gone for good', () => {
     expect(await storedRecords(sub)).toEqual({ paths: [], files: [], index: [] });
   });
 
-  it('keeps the records of a deleted path while its rotated file has unread lines, then reads every line once and forgets it', { timeout: 120_000 }, async () => {
+  it('keeps the records of a deleted path while its rotated file has unread lines, then reads every line once and forgets it when the file is deleted', { timeout: 120_000 }, async () => {
     const { sub, logs } = await subDir('unread');
     const port = await freePort();
     const config = {
@@ -214,7 +214,15 @@ describe('file intake records of paths gone for good', () => {
     const gateway = await startGateway(sub, port);
     agent = await startAgent(sub, config);
     await waitFor(async () => (await linesAt(gateway.url, 'files-unread')).size === sent.length, 'every line at the gateway', 60_000);
-    await waitFor(() => forgotten(agent) === 1, 'the path forgotten once its rotated file was read');
+    await sleep(2500); // looks at the path once its rotated file was read
+    await agent.kill();
+    // Read, and on disk: the path keeps its records, so the file renamed back would not be read again.
+    expect(await storedRecords(sub)).toEqual(held);
+    expect(await storedOffset(sub, id)).toBe((await stat(`${log}.1`)).size);
+    // Deleted while the agent is down: found gone by the looks after the start, and the path forgotten.
+    await unlink(`${log}.1`);
+    agent = await startAgent(sub, config);
+    await waitFor(() => forgotten(agent) === 1, 'the path forgotten once its rotated file was read and deleted');
     await agent.kill();
     expect(await storedRecords(sub)).toEqual({ paths: [], files: [], index: [] });
     const counts = await linesAt(gateway.url, 'files-unread');
@@ -223,7 +231,7 @@ describe('file intake records of paths gone for good', () => {
     await gateway.stop();
   });
 
-  it('reads a path that comes back after it was forgotten from its start, and its rotated file on disk not again', { timeout: 90_000 }, async () => {
+  it('keeps the path of a rotated file on disk: renamed back it is not read again; forgotten once all is gone, the path back is read from its start', { timeout: 90_000 }, async () => {
     const { sub, logs } = await subDir('back');
     const port = await freePort();
     const gateway = await startGateway(sub, port);
@@ -239,25 +247,34 @@ describe('file intake records of paths gone for good', () => {
     await rename(log, `${log}.1`);
     await writeFile(log, 'b1\nb2\n');
     await waitFor(async () => (await agent.status()).head === 4, 'b1-b2 read');
+    const deleted = await idOf(log);
+    await unlink(log);
+    const closedLines = () => agent.logs.map(parseLine).filter((l) => l?.msg === 'rotated file read to its end: closed');
+    await waitFor(() => closedLines().some((l) => l?.id === deleted && l.recordDeleted === true), 'the deleted file closed, its record deleted', 20_000);
+    await sleep(2500); // more looks: the path stays while app-77.log.1 is on disk
+    expect(forgotten(agent)).toBe(0);
+    // Renamed back (a rotation undone, a directory moved away and back): the file read before, resumed at its end.
+    await rename(`${log}.1`, log);
+    await appendFile(log, 'a3\n');
+    await waitFor(async () => (await agent.status()).head === 5, 'a3 read');
+    // Deleted with no generation left: forgotten, with every record.
     await unlink(log);
     await waitFor(() => forgotten(agent) === 1, 'the deleted path forgotten', 20_000);
     await agent.kill();
-    // Forgotten with its rotated file still on disk: app-77.log.1 (a1-a2) has no record now.
     expect(await storedRecords(sub)).toEqual({ paths: [], files: [], index: [] });
 
-    // Back while the agent runs: a new file, read from its start; app-77.log.1 is checkpointed as seen, not read.
+    // Back while the agent runs: a new file, read from its start.
     agent = await startAgent(sub, config);
     await writeFile(log, 'c1\nc2\n');
-    await waitFor(async () => (await agent.status()).head >= 6, 'c1-c2 read');
+    await waitFor(async () => (await agent.status()).head >= 7, 'c1-c2 read');
     expect(await agent.stop()).toBe(0);
     await appendFile(log, 'c3\n');
     agent = await startAgent(sub, config);
-    await waitFor(async () => (await linesAt(gateway.url, 'files-back')).size === 7, 'every line at the gateway');
+    await waitFor(async () => (await linesAt(gateway.url, 'files-back')).size === 8, 'every line at the gateway');
     await sleep(500);
-    expect(Object.fromEntries(await linesAt(gateway.url, 'files-back'))).toEqual({ a1: 1, a2: 1, b1: 1, b2: 1, c1: 1, c2: 1, c3: 1 });
+    expect(Object.fromEntries(await linesAt(gateway.url, 'files-back'))).toEqual({ a1: 1, a2: 1, a3: 1, b1: 1, b2: 1, c1: 1, c2: 1, c3: 1 });
     await agent.kill();
-    // The path and its two files on disk (app-77.log, and app-77.log.1 checkpointed as seen).
-    expect(await storedRecords(sub)).toEqual({ paths: [log], files: [await idOf(log), await idOf(`${log}.1`)].sort(), index: [log] });
+    expect(await storedRecords(sub)).toEqual({ paths: [log], files: [await idOf(log)], index: [log] });
     await gateway.stop();
   });
   it('deletes the records an earlier agent left for paths and files already gone', { timeout: 60_000 }, async () => {

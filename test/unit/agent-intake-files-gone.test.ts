@@ -1,4 +1,4 @@
-import { appendFile, mkdtemp, open, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, open, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -108,7 +108,7 @@ describe('pathOfRecord', () => {
 });
 
 describe('GoneRecords', () => {
-  function host(paths: Map<string, WatchedPath>, literals: string[] = []) {
+  function host(paths: Map<string, WatchedPath>, literals: string[] = [], meta = new Map<string, string>()) {
     const commits: { paths: string[]; ops: readonly ExtraOp[] }[] = [];
     const index = new PathIndex();
     for (const p of paths.keys()) index.add(p);
@@ -116,7 +116,7 @@ describe('GoneRecords', () => {
     const gone = new GoneRecords({
       paths,
       openFiles: new Map<string, TrackedFile>(),
-      resume: { intake: 'files', getMeta: () => Promise.resolve(undefined), open: new Map(), now: Date.now, notice: () => undefined },
+      resume: { intake: 'files', getMeta: (key) => Promise.resolve(meta.get(key)), open: new Map(), now: Date.now, notice: () => undefined },
       index,
       literals: new Set(literals),
       now: Date.now,
@@ -133,20 +133,67 @@ describe('GoneRecords', () => {
   it('forgets an idle path only when two looks in a row miss it; one that comes back between them is kept', async () => {
     const log = join(dir, 'app-1.log');
     const wp = new WatchedPath(log, spec(log));
-    wp.done.add('7:70');
     wp.lookForGone = true;
     const paths = new Map([[log, wp]]);
     const { gone, commits } = host(paths);
-    await gone.lookAll(); // missed once (the path, and its finished file)
+    await gone.lookAll(); // missed once
     await writeFile(log, 'back\n');
-    await gone.lookAll(); // the path is back: not gone; its finished file missed twice: its record goes
-    expect(commits).toEqual([{ paths: [log], ops: [{ key: fileKey('7:70'), value: null }] }]);
+    await gone.lookAll(); // the path is back: not gone
     await unlink(log);
+    wp.lookForGone = true; // as when its file finished
+    await gone.lookAll(); // missed once again: the look before found it
+    expect(paths.has(log)).toBe(true);
+    expect(commits).toEqual([]);
     await gone.lookAll();
+    expect(paths.has(log)).toBe(false);
+    expect(commits).toEqual([{ paths: [], ops: [{ key: pathKey(log), value: null }, { key: INDEX_KEY, value: '[]' }] }]);
+  });
+
+  it('keeps a gone path while a finished generation of it is on disk; forgets it once the generation is gone too', async () => {
+    const log = join(dir, 'app-3.log');
+    await writeFile(`${log}.1`, 'rotated\n');
+    const rotated = await idOf(`${log}.1`);
+    const wp = new WatchedPath(log, spec(log));
+    wp.done.add(rotated);
+    wp.done.add('7:70');
+    wp.lookForGone = true;
+    const paths = new Map([[log, wp]]);
+    // The generation's own record, which a look needs to find it as itself.
+    const fh = await open(`${log}.1`, 'r');
+    const record: FileRecord = { path: `${log}.1`, offset: 8, size: 8, fp: await fingerprint(fh, 8) };
+    await fh.close();
+    const { gone, commits } = host(paths, [], new Map([[fileKey(rotated), JSON.stringify(record)]]));
+    for (let i = 0; i < 4; i++) await gone.lookAll();
+    // 7:70 (not on disk) went at the second look; app-3.log.1 keeps its record, and the path its own.
+    expect(commits).toEqual([{ paths: [log], ops: [{ key: fileKey('7:70'), value: null }] }]);
+    expect(paths.has(log)).toBe(true);
+    expect([...wp.done]).toEqual([rotated]);
+    await unlink(`${log}.1`);
+    wp.lookForGone = true; // as the minute look, or a rotation
+    await gone.lookAll(); // the generation missed once
+    await gone.lookAll(); // missed twice: its record goes; the path missed once
+    expect(commits[1]).toEqual({ paths: [log], ops: [{ key: fileKey(rotated), value: null }] });
     expect(paths.has(log)).toBe(true);
     await gone.lookAll();
     expect(paths.has(log)).toBe(false);
-    expect(commits[1]).toEqual({ paths: [], ops: [{ key: pathKey(log), value: null }, { key: INDEX_KEY, value: '[]' }] });
+    expect(commits[2]).toEqual({ paths: [], ops: [{ key: pathKey(log), value: null }, { key: INDEX_KEY, value: '[]' }] });
+  });
+
+  it('forgets a path whose directory was removed with a finished generation in it', async () => {
+    const sub = join(dir, 'app');
+    await mkdir(sub);
+    const log = join(sub, 'app-4.log');
+    await writeFile(`${log}.1`, 'rotated\n');
+    const rotated = await idOf(`${log}.1`);
+    const wp = new WatchedPath(log, spec(log));
+    wp.done.add(rotated);
+    const paths = new Map([[log, wp]]);
+    const { gone, commits } = host(paths);
+    await rm(sub, { recursive: true });
+    wp.lookForGone = true;
+    for (let i = 0; i < 3; i++) await gone.lookAll();
+    expect(paths.has(log)).toBe(false);
+    expect(commits.map((c) => c.ops.map((o) => o.key))).toEqual([[fileKey(rotated)], [pathKey(log), INDEX_KEY]]);
   });
 
   it('keeps a path the configuration names literally, and one with a file still to read', async () => {
@@ -180,26 +227,37 @@ describe('FileIntake: records of paths gone for good', () => {
     expect((await lines()).sort()).toEqual([...range(1, 3), ...range(11, 13), ...range(21, 23)].sort());
   });
 
-  it('forgets a deleted path with the records of its rotated generations still on disk; the path back is read from its start, the generation not again', async () => {
+  it('keeps the records of a deleted path while a rotated generation is on disk: renamed back, it is not read again; once all is gone, the path is forgotten', async () => {
     const log = join(dir, 'app-7.log');
     await writeFile(log, numbered(1, 2));
     await startIntake([spec('*.log')]);
     await waitFor(async () => (await lines()).length === 2, '2 lines');
     await rename(log, `${log}.1`);
+    const rotated = await idOf(`${log}.1`);
     await writeFile(log, numbered(3, 4));
     await waitFor(async () => parsePathRecord(await buffer.getMeta(pathKey(log)))?.done?.length === 1, 'the rotated file finished');
     await unlink(log);
+    await waitFor(async () => (await records()).files.length === 1, 'the record of the deleted file deleted');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await records()).toEqual({ paths: [log], files: [rotated], index: [log] });
+    // Renamed back to the path: the file read before, resumed at its end.
+    await rename(`${log}.1`, log);
+    await new Promise((r) => setTimeout(r, 300));
+    await appendFile(log, numbered(5, 5));
+    await waitFor(async () => (await lines()).length >= 5, '5 lines');
+    await new Promise((r) => setTimeout(r, 100));
+    expect(await lines()).toEqual(range(1, 5));
+    // Deleted with no generation left: forgotten; back, a new file read from its start.
+    await unlink(log);
     await waitFor(async () => (await records()).paths.length === 0, 'the path forgotten');
     expect(await records()).toEqual({ paths: [], files: [], index: [] });
-    // Back: a new file, read from 0; app-7.log.1, on disk with no record now, is checkpointed as seen, not read.
-    await writeFile(log, numbered(5, 6));
-    await waitFor(async () => (await lines()).length >= 6, '6 lines');
+    await writeFile(log, numbered(6, 7));
+    await waitFor(async () => (await lines()).length >= 7, '7 lines');
     await new Promise((r) => setTimeout(r, 100));
-    expect(await lines()).toEqual(range(1, 6));
-    expect((await records()).files).toEqual([await idOf(log), await idOf(`${log}.1`)].sort());
+    expect(await lines()).toEqual(range(1, 7));
   });
 
-  it('keeps the records of a deleted path while a rotated generation has lines to read, across a restart, then forgets it', async () => {
+  it('keeps the records of a deleted path while a rotated generation has lines to read, across a restart, then forgets it once the generation is deleted', async () => {
     const log = join(dir, 'app-8.log');
     const pad = 'x'.repeat(1000);
     const padded = range(1, 1000).map((l) => `${l} ${pad}`);
@@ -221,8 +279,15 @@ describe('FileIntake: records of paths gone for good', () => {
     expect((await lines()).length).toBeLessThan(1000);
     expect(parsePathRecord(await buffer.getMeta(pathKey(log)))?.draining).toEqual([await idOf(`${log}.1`)]);
     expect((await records()).index).toEqual([log]);
-    await startIntake([spec('*.log')], { maxBatchLines: 10 });
-    await waitFor(async () => (await records()).paths.length === 0, 'the path forgotten once read');
+    let skew = 0;
+    await startIntake([spec('*.log')], { maxBatchLines: 10, now: () => Date.now() + skew });
+    await waitFor(async () => (await lines()).length === 1000, 'every line read');
+    // Read: its record stays while app-8.log.1 is on disk, and goes with it.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await records()).toEqual({ paths: [log], files: [await idOf(`${log}.1`)], index: [log] });
+    await unlink(`${log}.1`);
+    skew += 61_000; // deleted by hand: the look once a minute finds it gone
+    await waitFor(async () => (await records()).paths.length === 0, 'the path forgotten once read and deleted');
     expect(await lines()).toEqual(padded);
     expect(await records()).toEqual({ paths: [], files: [], index: [] });
   });

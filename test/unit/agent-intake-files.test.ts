@@ -1,5 +1,5 @@
 import { appendFileSync, copyFileSync, renameSync, truncateSync, writeFileSync } from 'node:fs';
-import { appendFile, copyFile, mkdir, mkdtemp, open, rename, rm, stat, truncate, unlink, writeFile } from 'node:fs/promises';
+import { appendFile, copyFile, mkdir, mkdtemp, open, rename, rm, stat, symlink, truncate, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -506,13 +506,18 @@ describe('TrackedFile.unchanged', () => {
 });
 
 describe('identitiesIn', () => {
-  it('answers undefined for a directory it cannot list, never an empty listing that would say every finished file is gone', async () => {
+  it('answers undefined for a directory it cannot list, never an empty listing that would say every finished file is gone; none for a directory that is gone', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'meteorzx-identities-'));
     try {
       await writeFile(join(dir, 'app.log.1'), 'x\n');
       const st = await stat(join(dir, 'app.log.1'), { bigint: true });
       expect([...((await identitiesIn(dir)) ?? new Map()).entries()]).toEqual([[fileIdOf(st), join(dir, 'app.log.1')]]);
-      expect(await identitiesIn(join(dir, 'renamed-away'))).toBeUndefined();
+      // A symlink loop: readdir fails with ELOOP (as root, EACCES cannot be staged).
+      await symlink(join(dir, 'b'), join(dir, 'a'));
+      await symlink(join(dir, 'a'), join(dir, 'b'));
+      expect(await identitiesIn(join(dir, 'a'))).toBeUndefined();
+      expect(await identitiesIn(join(dir, 'renamed-away'))).toEqual(new Map());
+      expect(await identitiesIn(join(dir, 'app.log.1'))).toEqual(new Map());
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

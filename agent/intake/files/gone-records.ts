@@ -31,23 +31,26 @@ export interface GoneRecordsHost {
 /**
  * How long records live once nothing is read from them (docs/intake-files.md, "How long a `file!` record
  * lives"): a finished file's record goes once two looks no longer find the file beside its path, and a
- * path with nothing left to read that two looks no longer find — one a glob matched, not one the
- * configuration names — is forgotten with the records of all its finished generations.
+ * path with nothing left to read and no finished generation left that two looks no longer find — one a
+ * glob matched, not one the configuration names — is forgotten.
  */
 export class GoneRecords {
   constructor(private readonly host: GoneRecordsHost) {}
 
-  /** A path with nothing left to read that no configured path names literally: once gone, it is forgotten. */
+  /**
+   * A path with nothing left to read, no finished generation left on disk, that no configured path names
+   * literally: once gone, it is forgotten. While a generation is on disk its record stays, so the file
+   * renamed back to the path is not read again.
+   */
   forgettable(wp: WatchedPath): boolean {
-    return wp.idle && !this.host.literals.has(wp.path);
+    return wp.idle && wp.done.size === 0 && !this.host.literals.has(wp.path);
   }
 
   /**
    * Looks at every path due for a look (see look) and writes, in one batch, what the looks found: the
    * deleted records of finished files gone from the directory, with the path records that stop listing
-   * them; and for each path forgotten, the deletion of its `path!` record, of its `files!paths` entry and
-   * of the records of all its finished generations, gone or still on disk (with no record of the path,
-   * such a generation is checkpointed as seen, not read, if the path comes back).
+   * them; and for each path forgotten (none of its generations left on disk), the deletion of its `path!`
+   * record and of its `files!paths` entry.
    */
   async lookAll(): Promise<void> {
     const { host } = this;
@@ -59,13 +62,12 @@ export class GoneRecords {
     for (const wp of due) {
       const { gone, pathGone, changed } = await this.look(wp);
       if (pathGone) {
-        const done = [...wp.done];
-        deleted.set(wp, [...gone, ...done]);
+        // Forgettable: the look found none of its finished generations left (gone holds the last ones).
+        deleted.set(wp, gone);
         forgotten.push(wp);
-        wp.done.clear();
         host.index.delete(wp.path);
         undo.push(() => {
-          for (const id of [...gone, ...done]) wp.done.add(id);
+          for (const id of gone) wp.done.add(id);
           host.index.add(wp.path);
           wp.lookForGone = true;
         });
@@ -121,31 +123,29 @@ export class GoneRecords {
       wp.missing.delete(id);
       changed = true;
     }
-    const candidates: string[] = [];
-    const seen = new Set<string>();
     let settled: boolean | undefined = true;
+    let gone: FileId[] = [];
     if (wp.done.size > 0) {
       const found = await finishedInDir(host.resume, dirname(wp.path), wp.done);
       // Not listed, not looked: a failed listing must not count anything as missing.
       settled = found && found.listing === wp.lastListing;
       if (found !== undefined) {
-        candidates.push(...wp.done);
-        for (const id of found.seen) seen.add(id);
+        // Identities (`<dev>:<ino>`) and the path (absolute) share `missing`: they never look alike.
+        gone = confirmGone(wp.done, found.seen, wp.missing);
+        for (const id of gone) wp.done.delete(id);
         wp.lastListing = found.listing;
       }
     }
+    let pathGone = false;
     if (this.forgettable(wp)) {
       const there = await exists(wp.path);
-      if (there !== undefined) candidates.push(wp.path);
-      if (there === true) seen.add(wp.path);
+      if (there !== undefined) pathGone = confirmGone([wp.path], there ? new Set([wp.path]) : new Set<string>(), wp.missing).length > 0;
+    } else {
+      // Missed while it was forgettable, then a file came, or a generation is found again: the two looks start over.
+      wp.missing.delete(wp.path);
     }
-    // Identities (`<dev>:<ino>`) and the path (absolute) share `missing`: they never look alike.
-    const gone = confirmGone(candidates, seen, wp.missing);
-    const pathGone = gone.includes(wp.path);
-    const goneIds = gone.filter((k) => k !== wp.path);
-    for (const id of goneIds) wp.done.delete(id);
     wp.lookForGone = wp.missing.size > 0 || (settled === undefined ? wp.lookForGone : !settled);
-    return { gone: goneIds, pathGone, changed };
+    return { gone, pathGone, changed };
   }
 
   /** Whether a path other than `wp` (and than those being forgotten) lists the file `id`, or it is open. */

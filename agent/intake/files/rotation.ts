@@ -89,13 +89,19 @@ export async function rotatedSiblings(path: string): Promise<Sibling[]> {
 }
 
 /**
- * The regular files in `dir` now, by identity; undefined when the directory
- * cannot be listed (EMFILE, EACCES, renamed away): an empty listing would say
- * every file is gone.
+ * The regular files in `dir` now, by identity: none when the directory is
+ * gone (removed, renamed away); undefined when it cannot be listed (EMFILE,
+ * EACCES): an empty listing would say every file is gone.
  */
 export async function identitiesIn(dir: string): Promise<Map<FileId, string> | undefined> {
-  const names = await readdir(dir).catch(() => undefined);
-  if (names === undefined) return undefined;
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    // Removed (or renamed away): nothing is in it. Unreadable otherwise (EACCES, EMFILE): not known.
+    return code === 'ENOENT' || code === 'ENOTDIR' ? new Map() : undefined;
+  }
   const out = new Map<FileId, string>();
   for (const name of names) {
     const path = join(dir, name);

@@ -36,8 +36,9 @@ export function confirmGone<K>(candidates: Iterable<K>, seen: ReadonlySet<K>, mi
  * identity, with a record that is still their own (a file that only got
  * the inode of a gone one does not keep the gone one's record), and the
  * directory's identities (sorted, joined: to tell when it has settled).
- * Undefined when the directory cannot be listed (EMFILE, EACCES, renamed
- * away): a failed listing must not count anything as missing.
+ * Undefined when the directory cannot be listed (EMFILE, EACCES): a failed
+ * listing must not count anything as missing; a directory that is gone
+ * (removed, renamed away) holds none of them.
  */
 export async function finishedInDir(ctx: ResumeContext, dir: string, ids: Iterable<FileId>): Promise<{ seen: Set<FileId>; listing: string } | undefined> {
   const present = await identitiesIn(dir);
