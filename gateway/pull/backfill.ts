@@ -106,8 +106,11 @@ export class Backfill {
 
   /** Drops the counts of ranges no open hole overlaps any more: filled, or reported lost by the agent. */
   private forgetClosed(epochs: readonly EpochStatus[]): void {
+    if (this.asked.size === 0) return;
+    // By agent and epoch: a scan of 100k sources must not search the list once per range asked for.
+    const byEpoch = new Map(epochs.map((e) => [`${e.agent}\u0000${e.epoch}`, e]));
     for (const [key, a] of this.asked) {
-      const epoch = epochs.find((e) => e.agent === a.agent && e.epoch === a.epoch);
+      const epoch = byEpoch.get(`${a.agent}\u0000${a.epoch}`);
       const open = epoch?.gaps.some((g) => g.reportedByAgent !== true && g.from <= a.to && g.to >= a.from) ?? false;
       if (!open) this.asked.delete(key);
     }
@@ -141,7 +144,7 @@ export class Backfill {
       for (const hole of result.holes) {
         const lo = Math.max(hole.from, from);
         const hi = Math.min(hole.to, to);
-        if (lo <= hi) await this.awaitAgentRecord(agent, { ...hole, from: lo, to: hi });
+        if (lo <= hi) await this.awaitAgentRecord(agent, { ...hole, from: lo, to: hi }, connector);
       }
       return;
     }
@@ -169,13 +172,21 @@ export class Backfill {
    * marks the registry's hole `reportedByAgent` when it arrives, so the
    * scan stops asking. Seqs the agent had delivered, yet missing here, get
    * no gap event from anyone: so a hole still asked for after `tries`
-   * looks, one `grace` apart, is recorded here as a loss.
+   * looks, one `grace` apart, is recorded here as a loss. Each look runs
+   * the agent's connector first: an agent that only serves pulls hands
+   * over its gap event at the next run, which its schedule may put after
+   * the last look (a second record of the loss).
    */
-  private async awaitAgentRecord(agent: string, hole: GoneRange): Promise<void> {
+  private async awaitAgentRecord(agent: string, hole: GoneRange, connector: PullConnector): Promise<void> {
     const range = { agent, epoch: hole.epoch, from: hole.from, to: hole.to };
     const why = (looks: number): string =>
       `a hole in the agent's buffer that no meteorzx.gap of the agent's named in ${looks} look(s): delivered before the agent's buffer lost it, yet not stored here`;
-    const counted = await this.countDown(`hole\u0000${agent}\u0000${hole.epoch}\u0000${hole.from}\u0000${hole.to}`, range, why);
+    const pullLog = async (): Promise<void> => {
+      // One attempt, as POST /v1/pull makes (retry waits must not hold the scan); one that failed (the agent
+      // went away) is no look: the next scan asks again.
+      if ((await connector.run({ manual: true })) === undefined) throw new Error(`pull of ${connector.url} failed or was cut short`);
+    };
+    const counted = await this.countDown(`hole\u0000${agent}\u0000${hole.epoch}\u0000${hole.from}\u0000${hole.to}`, range, why, pullLog);
     if (counted) this.options.logger.info(range, "backfill: a hole in the agent's buffer; waiting for the agent's own gap event");
   }
 

@@ -398,8 +398,11 @@ describe('pull over an agent buffer with a recorded hole', () => {
   it('backfill of the hole waits for the agent gap event: once it has arrived, no loss is recorded a second time', async () => {
     const { base, buffer } = await agentWithHole();
     const { epoch } = buffer.state();
+    // The schedule has pulled to the head: the run each look makes brings nothing new.
+    await store.saveCheckpoint(base, { epoch, seq: 30 });
     const c = new PullConnector({ url: base, retries: { tries: 0, delay: 1 }, limits: DEFAULT_LIMITS, ingestor, store, logger });
     closers.push(() => c.close());
+    await c.init();
     const gaps: { from: number; to: number; reportedByAgent?: boolean }[] = [{ from: 5, to: 25 }];
     const scan = backfillOf(c, epoch, gaps);
     const raised = await scan();
@@ -413,8 +416,11 @@ describe('pull over an agent buffer with a recorded hole', () => {
   it('a buffer hole no gap event of the agent names (delivered, then lost at both ends) is recorded as lost after tries', async () => {
     const { base, buffer } = await agentWithHole();
     const { epoch } = buffer.state();
+    // The schedule has pulled to the head: the run each look makes brings nothing new.
+    await store.saveCheckpoint(base, { epoch, seq: 30 });
     const c = new PullConnector({ url: base, retries: { tries: 0, delay: 1 }, limits: DEFAULT_LIMITS, ingestor, store, logger });
     closers.push(() => c.close());
+    await c.init();
     const gaps = [{ from: 11, to: 20 }];
     const scan = backfillOf(c, epoch, gaps);
     const first = await scan();
@@ -430,6 +436,30 @@ describe('pull over an agent buffer with a recorded hole', () => {
       lost: [{ from: 11, to: 20, reason: expect.stringMatching(/no meteorzx.gap of the agent.s named in 1 look/) as unknown }],
     });
     expect(ingestor.contexts.at(-1)).toEqual({ method: 'pull', peer: 'backfill' });
+  });
+
+  it('a pull-only agent: each look at a hole pulls its log, so its own gap event arrives before the looks run out and the loss is recorded once', async () => {
+    const { base, buffer } = await agentWithHole();
+    const { epoch } = buffer.state();
+    // The agent's own record of the hole, after the last run (checkpoint 30) of a schedule that is not due again.
+    await buffer.append([{ type: 'meteorzx.gap', data: { epoch, from: 11, to: 20, reason: 'unreadable' } }]);
+    await store.saveCheckpoint(base, { epoch, seq: 30 });
+    const c = new PullConnector({ url: base, retries: { tries: 0, delay: 1 }, limits: DEFAULT_LIMITS, ingestor, store, logger });
+    closers.push(() => c.close());
+    await c.init();
+    // The registry, as the real one: a gap event of the agent, once stored, marks the hole reportedByAgent.
+    const gaps: { from: number; to: number; reportedByAgent?: boolean }[] = [{ from: 11, to: 20 }];
+    const scan = backfillOf(c, epoch, gaps);
+    const first = await scan();
+    if (ingestor.seqs.includes(31)) gaps.splice(0, 1, { from: 11, to: 20, reportedByAgent: true });
+    // Before the fix: the hole looked at once (tries 1) without a run, recorded lost at the second scan.
+    expect({ first, second: await scan(), pulled: ingestor.seqs, lost: await store.lost(), checkpoint: c.status().checkpoint?.seq }).toEqual({
+      first: [],
+      second: [],
+      pulled: [31],
+      lost: [],
+      checkpoint: 31,
+    });
   });
 
   it('a hole reaching the head is a hole, not gone: a run moves its checkpoint past it, backfill records no second gap', async () => {
