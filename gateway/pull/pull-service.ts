@@ -120,9 +120,9 @@ export class PullService {
   /** The `pulls` section of `GET /v1/sources`; with `agent`, only what concerns that agent. */
   async section(agent?: string): Promise<PullsSection> {
     const connectors = this.connectors.map((c) => c.status());
-    const lost = await this.store.lost();
+    const lost = await this.store.lost(agent);
     if (agent === undefined) return { connectors, lost };
-    return { connectors: connectors.filter((c) => c.agent === agent), lost: lost.filter((l) => l.agent === agent) };
+    return { connectors: connectors.filter((c) => c.agent === agent), lost };
   }
 
   /** One backfill pass now (tests, and operators via future tooling). */

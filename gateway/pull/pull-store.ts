@@ -59,9 +59,15 @@ export class PullStore {
     await this.require().put(`lost!${range.agent}!${range.epoch}!${String(range.from).padStart(16, '0')}`, JSON.stringify(range), { sync: true });
   }
 
-  async lost(): Promise<LostRange[]> {
+  /** Every lost range; with `agent`, that agent's only (a range read of its keys). */
+  async lost(agent?: string): Promise<LostRange[]> {
+    const prefix = agent === undefined ? 'lost!' : `lost!${agent}!`;
     const out: LostRange[] = [];
-    for await (const value of this.require().values({ gt: 'lost!', lt: 'lost"' })) out.push(JSON.parse(value) as LostRange);
+    for await (const value of this.require().values({ gte: prefix, lt: `${prefix}\uffff` })) {
+      const range = JSON.parse(value) as LostRange;
+      // An id that has `!` in it shares a prefix with others (`a!` with `a!b`).
+      if (agent === undefined || range.agent === agent) out.push(range);
+    }
     return out;
   }
 

@@ -313,6 +313,19 @@ describe('backfill ranges and POST /v1/pull bodies', () => {
   });
 });
 
+describe('PullStore lost ranges', () => {
+  it('reads one agent range only, and not an agent whose id the asked one prefixes', async () => {
+    const range = (agent: string, from: number) => ({ agent, epoch: 'E', from, to: from, reason: 'r', at: '2026-01-01T00:00:00.000Z' });
+    for (const r of [range('a', 1), range('a!b', 2), range('a', 3), range('ab', 4), range('b', 5)]) await store.addLost(r);
+    expect({
+      a: (await store.lost('a')).map((l) => l.from),
+      aB: (await store.lost('a!b')).map((l) => l.from),
+      none: await store.lost('c'),
+      all: (await store.lost()).map((l) => l.from).sort(),
+    }).toEqual({ a: [1, 3], aB: [2], none: [], all: [1, 2, 3, 4, 5] });
+  });
+});
+
 describe('pull over an agent buffer with a recorded hole', () => {
   const closers: (() => Promise<unknown>)[] = [];
   afterEach(async () => {
