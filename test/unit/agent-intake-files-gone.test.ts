@@ -360,4 +360,30 @@ describe('FileIntake: records an earlier agent left', () => {
     await appendFile(log, numbered(3, 3));
     await waitFor(async () => (await lines()).length === 3, '3 lines');
   });
+
+  it('follows a path of the index, or takes up a gone one, only when a configured pattern still matches it', async () => {
+    await mkdir(join(dir, 'a'));
+    await mkdir(join(dir, 'b'));
+    const moved = join(dir, 'a', 'app.log');
+    await writeFile(moved, numbered(1, 2));
+    const first = await startIntake([spec('a/*.log')]);
+    await waitFor(async () => (await lines()).length === 2, '2 lines');
+    await stopIntake(first);
+    const goneOld = join(dir, 'a', 'old.log');
+    const goneNew = join(dir, 'b', 'old.log');
+    await put([
+      { key: pathKey(goneOld), value: pathRecord({ draining: [], checkedAt: 1 }) },
+      { key: pathKey(goneNew), value: pathRecord({ draining: [], checkedAt: 1 }) },
+    ]);
+    // The configuration now follows b/*.log: a/app.log, still on disk and in the index, is no longer read.
+    await startIntake([spec('b/*.log')]);
+    await appendFile(moved, numbered(3, 4));
+    await writeFile(join(dir, 'b', 'new.log'), numbered(5, 5));
+    await waitFor(async () => (await lines()).length >= 3, 'b/new.log read');
+    // b/old.log, gone and matched, is forgotten; a/old.log, matched by nothing, is left as it was.
+    await waitFor(async () => !(await records()).paths.includes(goneNew), 'b/old.log forgotten');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(await lines()).toEqual([...range(1, 2), 'line 5']);
+    expect((await records()).paths).toContain(goneOld);
+  });
 });

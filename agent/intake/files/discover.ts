@@ -1,5 +1,6 @@
 import { stat } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { isAbsolute, relative, resolve } from 'node:path';
+import picomatch from 'picomatch';
 import { glob, isDynamicPattern } from 'tinyglobby';
 
 /**
@@ -21,4 +22,22 @@ export async function discover(patterns: readonly string[], cwd: string): Promis
     }
   }
   return found;
+}
+
+/**
+ * Which entry of `patterns` names or matches `path` (absolute), whether or not a file is there now: the first,
+ * as in discover; -1 when none does. For paths discovery cannot see (gone, or listed by an earlier
+ * configuration): a path no entry matches any more is not followed.
+ */
+export function patternIndexer(patterns: readonly string[], cwd: string): (path: string) => number {
+  const tests = patterns.map((pattern): ((path: string) => boolean) => {
+    if (!isDynamicPattern(pattern)) {
+      const literal = resolve(cwd, pattern);
+      return (path) => path === literal;
+    }
+    // The options discover's glob uses: dot files are not matched.
+    const isMatch = picomatch(pattern, { dot: false });
+    return (path) => isMatch(isAbsolute(pattern) ? path : relative(cwd, path));
+  });
+  return (path) => tests.findIndex((test) => test(path));
 }

@@ -9,7 +9,7 @@ import { AppendAbortedError, durableAppend } from '../durable-append.js';
 import { createIntakeMeter, type IntakeMeter } from '../intake-meter.js';
 import type { Intake } from '../types.js';
 import { fileIdOf, fileKey, parsePathRecord, pathKey, type FileId } from './checkpoint.js';
-import { discover } from './discover.js';
+import { discover, patternIndexer } from './discover.js';
 import { GoneRecords } from './gone-records.js';
 import type { FileSpec } from './file-spec.js';
 import { linesToEvents } from './line-events.js';
@@ -69,8 +69,14 @@ export class FileIntake implements Intake {
   private closed: Promise<void> | undefined;
   private wakeUp: (() => void) | undefined;
   private lastDiscover = 0;
+  /** The spec that names or matches a path discovery did not find (from the index, or an earlier agent's records); -1 for none. */
+  private readonly specIndexFor: (path: string) => number;
 
   constructor(private readonly options: FileIntakeOptions) {
+    this.specIndexFor = patternIndexer(
+      options.files.map((f) => f.path),
+      options.cwd ?? process.cwd(),
+    );
     this.meter = options.meter ?? createIntakeMeter(undefined, this.name);
     this.now = options.now ?? Date.now;
     this.resume = {
@@ -211,13 +217,6 @@ export class FileIntake implements Intake {
     }
   }
 
-  /** The first spec whose literal path is `path`, else the first glob spec (a path once matched by a glob). */
-  private specIndexFor(path: string): number {
-    const cwd = this.options.cwd ?? process.cwd();
-    const literal = this.options.files.findIndex((f) => !isDynamicPattern(f.path) && resolve(cwd, f.path) === path);
-    if (literal >= 0) return literal;
-    return this.options.files.findIndex((f) => isDynamicPattern(f.path));
-  }
 
   /** Notices a rename, a deletion, a new file at the path, or a truncation of the current file. */
   private async checkPath(wp: WatchedPath): Promise<void> {
