@@ -176,7 +176,7 @@ export class LevelBuffer implements AgentBuffer {
     return (await this.db.get(extraKey(key)))?.toString('utf8');
   }
 
-  async metaKeys(prefix: string, limit: number): Promise<string[]> {
+  async metaKeys(prefix: string, limit: number, after?: string): Promise<string[]> {
     if (prefix.length === 0 || prefix.length > MAX_EXTRA_KEY || prefix.charCodeAt(prefix.length - 1) >= 0xd800) {
       throw AgentErrors.METEORZX_BUFFER_INVALID_KEY(`a key prefix must be 1-${MAX_EXTRA_KEY} characters, the last one below U+D800`);
     }
@@ -184,7 +184,8 @@ export class LevelBuffer implements AgentBuffer {
     if (this.db === undefined) throw AgentErrors.METEORZX_BUFFER_CLOSED('the buffer is not open');
     // Every key with the prefix sorts before the prefix with its last character raised by one.
     const end = prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
-    const keys = await this.db.keys({ gte: extraKey(prefix), lt: extraKey(end), limit }).all();
+    const from = after !== undefined && after > prefix ? { gt: extraKey(after) } : { gte: extraKey(prefix) };
+    const keys = await this.db.keys({ ...from, lt: extraKey(end), limit }).all();
     return keys.map((k) => k.slice(extraKey('').length));
   }
 

@@ -88,8 +88,9 @@ export interface AgentBuffer {
   getMeta(key: string): Promise<string | undefined>;
   /**
    * The `extra` keys that start with `prefix` (1–256 characters), in key
-   * order, at most `limit` (a positive integer): how an intake finds the
-   * checkpoints it wrote and no longer names anywhere.
+   * order, at most `limit` (a positive integer), those after the key
+   * `after` only when given: how an intake finds the checkpoints it wrote
+   * and no longer names anywhere, a page at a time.
    */
-  metaKeys(prefix: string, limit: number): Promise<string[]>;
+  metaKeys(prefix: string, limit: number, after?: string): Promise<string[]>;
 }

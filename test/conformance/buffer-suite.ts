@@ -197,6 +197,10 @@ export function bufferSuite(name: string, harness: BufferHarness): void {
       await buffer.append([], ['path!/b', 'path!/a', 'path"', 'path', 'file!1:2', 'path!/a/c'].map((key) => ({ key, value: '1' })));
       expect(await buffer.metaKeys('path!', 10)).toEqual(['path!/a', 'path!/a/c', 'path!/b']);
       expect(await buffer.metaKeys('path!', 2)).toEqual(['path!/a', 'path!/a/c']);
+      // A page after a key: the next page, none past the last; a key before the prefix starts at the prefix.
+      expect(await buffer.metaKeys('path!', 2, 'path!/a/c')).toEqual(['path!/b']);
+      expect(await buffer.metaKeys('path!', 2, 'path!/b')).toEqual([]);
+      expect(await buffer.metaKeys('path!', 2, 'file!9')).toEqual(['path!/a', 'path!/a/c']);
       expect(await buffer.metaKeys('nothing!', 10)).toEqual([]);
       await buffer.append([], [{ key: 'path!/a', value: null }]);
       expect(await buffer.metaKeys('path!', 10)).toEqual(['path!/a/c', 'path!/b']);

@@ -9,7 +9,7 @@ import { fileIdOf, fileKey, fingerprint, parsePathRecord, pathKey, type FileReco
 import { FileIntake, type FileIntakeOptions } from '../../agent/intake/files/file-intake.js';
 import type { FileSpec } from '../../agent/intake/files/file-spec.js';
 import { GoneRecords } from '../../agent/intake/files/gone-records.js';
-import { pathOfRecord } from '../../agent/intake/files/legacy-sweep.js';
+import { pathOfRecord, SWEEP_KEYS } from '../../agent/intake/files/legacy-sweep.js';
 import { INDEX_KEY, PathIndex } from '../../agent/intake/files/path-index.js';
 import type { TrackedFile } from '../../agent/intake/files/tracked-file.js';
 import { confirmGone } from '../../agent/intake/files/two-looks.js';
@@ -359,6 +359,21 @@ describe('FileIntake: records an earlier agent left', () => {
     expect(await lines()).toEqual(range(1, 2));
     await appendFile(log, numbered(3, 3));
     await waitFor(async () => (await lines()).length === 3, '3 lines');
+  });
+
+  it('reads the path records a page per start: gone paths after 10,000 records no pattern matches are forgotten at the next start', async () => {
+    const skipped = Array.from({ length: SWEEP_KEYS }, (_, i) => ({ key: pathKey(join(dir, 'a-other', `${String(i).padStart(5, '0')}.log`)), value: pathRecord({ draining: [], checkedAt: 1 }) }));
+    const gone = [1, 2, 3].map((i) => join(dir, 'z', `gone-${i}.log`));
+    await put([...skipped, ...gone.map((path) => ({ key: pathKey(path), value: pathRecord({ draining: [], checkedAt: 1 }) }))]);
+    const zPaths = async () => (await buffer.metaKeys(pathKey(join(dir, 'z', '')), 10)).length;
+    const first = await startIntake([spec('z/*.log')]);
+    await new Promise((r) => setTimeout(r, 300));
+    // The first page holds only records no pattern matches.
+    expect(await zPaths()).toBe(3);
+    await stopIntake(first);
+    await startIntake([spec('z/*.log')]);
+    await waitFor(async () => (await zPaths()) === 0, 'the gone paths after the first page forgotten');
+    expect((await buffer.metaKeys('path!', SWEEP_KEYS + 10)).length).toBe(SWEEP_KEYS);
   });
 
   it('follows a path of the index, or takes up a gone one, only when a configured pattern still matches it', async () => {

@@ -112,7 +112,7 @@ export class FileIntake implements Intake {
     if (legacy.length > 0 || tied > 0) this.options.logger?.info({ paths: legacy.length, files: tied }, 'records an earlier agent left: looking whether they are gone');
     // Checkpoints for every file now followed (rotated ones adopted at start included), so a crash before
     // their first batch still finds them listed with a record.
-    await this.commitMeta([...this.paths.values()], [...this.paths.values()].flatMap((wp) => wp.files()));
+    await this.commitMeta([...this.paths.values()], [...this.paths.values()].flatMap((wp) => wp.files()), [records.cursor]);
     this.loop = this.run();
   }
 

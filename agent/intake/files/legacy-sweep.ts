@@ -1,5 +1,5 @@
 import { basename, dirname } from 'node:path';
-import type { AgentBuffer } from '../../buffer/types.js';
+import type { AgentBuffer, ExtraOp } from '../../buffer/types.js';
 import { fileKey, parseFileRecord, parsePathRecord, pathKey, type FileId } from './checkpoint.js';
 import { isGenerationName } from './rotation.js';
 import { exists } from './two-looks.js';
@@ -10,11 +10,14 @@ import type { WatchedPath } from './watched-path.js';
  * lives"): before this version, a path was dropped from `files!paths` once nothing of it was left to read, its
  * `path!` record was kept, and before that a finished file's `file!` record was kept and listed nowhere. At
  * start the intake ties them back to a path, and the looks that forget gone paths and gone finished files
- * then delete them. Bounded: at most SWEEP_KEYS records of each kind are read per start.
+ * then delete them. Bounded: at most SWEEP_KEYS records of each kind are read per start, the `path!` ones a
+ * page on from the previous start's.
  */
 
 /** Records of each kind (`path!`, `file!`) read per start. */
 export const SWEEP_KEYS = 10_000;
+/** The last `path!` key the previous start read when it could not read them all: the next start reads on from it. */
+export const SWEEP_CURSOR_KEY = 'files!sweepAfter';
 /** Unlisted paths taken up per start (each is looked at until forgotten, like a followed path). */
 export const SWEEP_PATHS = 1_000;
 
@@ -22,15 +25,26 @@ const PATH_PREFIX = pathKey('');
 const FILE_PREFIX = fileKey('');
 
 export interface PathRecordKeys {
-  /** Every `path!` key read (at most SWEEP_KEYS). */
+  /** The `path!` keys read (at most SWEEP_KEYS): every one, or a page after the previous start's. */
   keys: string[];
-  /** False when there were more: some record may then list a file this start cannot see listed. */
+  /** False when not every key was read: some record may then list a file this start cannot see listed. */
   complete: boolean;
+  /** The op that moves SWEEP_CURSOR_KEY: past this page while more follow it, else back to the start. */
+  cursor: ExtraOp;
 }
 
+/**
+ * This start's `path!` keys: all of them when there are at most SWEEP_KEYS, else the page after the one the
+ * previous start read (from the first again once a page reaches the last), so that every key is read in turn
+ * however many paths that are still followed come first.
+ */
 export async function pathRecordKeys(buffer: AgentBuffer): Promise<PathRecordKeys> {
-  const keys = await buffer.metaKeys(PATH_PREFIX, SWEEP_KEYS + 1);
-  return { keys: keys.slice(0, SWEEP_KEYS), complete: keys.length <= SWEEP_KEYS };
+  const after = await buffer.getMeta(SWEEP_CURSOR_KEY);
+  const read = await buffer.metaKeys(PATH_PREFIX, SWEEP_KEYS + 1, after);
+  const keys = read.slice(0, SWEEP_KEYS);
+  const more = read.length > SWEEP_KEYS;
+  const cursor: ExtraOp = { key: SWEEP_CURSOR_KEY, value: more ? (keys.at(-1) ?? null) : null };
+  return { keys, complete: after === undefined && !more, cursor };
 }
 
 /**
