@@ -69,7 +69,7 @@ export class AlertSink {
     if (window === undefined) {
       window = { logged: 0, suppressed: 0 };
       this.logWindows.set(label, window);
-      this.windowTimer ??= setInterval(() => this.endLogWindow(windowMs), windowMs).unref();
+      this.windowTimer ??= setTimeout(() => this.endLogWindow(windowMs), windowMs).unref();
     }
     if (window.logged < burst) {
       window.logged += 1;
@@ -88,7 +88,7 @@ export class AlertSink {
       );
     }
     this.logWindows.clear();
-    clearInterval(this.windowTimer);
+    clearTimeout(this.windowTimer);
     this.windowTimer = undefined;
   }
 

@@ -138,11 +138,13 @@ export class PullConnector {
             resolve();
             return;
           }
-          const timer = setTimeout(resolve, ms);
-          this.wakeSleeper = () => {
+          const wake = () => {
             clearTimeout(timer);
+            if (this.wakeSleeper === wake) this.wakeSleeper = undefined;
             resolve();
           };
+          const timer = setTimeout(wake, ms);
+          this.wakeSleeper = wake;
         }));
     this.now = options.now ?? Date.now;
   }
