@@ -408,14 +408,18 @@ describe('pull over an agent buffer with a recorded hole', () => {
     };
   }
 
-  it('backfill of the hole waits for the agent gap event: once it has arrived, no loss is recorded a second time', async () => {
-    const { base, buffer } = await agentWithHole();
+  /** A connector to `agent` whose checkpoint is at seq 30, as after a scheduled run to the head. */
+  async function pulledToHead({ base, buffer }: { base: string; buffer: LevelBuffer }): Promise<{ epoch: string; c: PullConnector }> {
     const { epoch } = buffer.state();
-    // The schedule has pulled to the head: the run each look makes brings nothing new.
     await store.saveCheckpoint(base, { epoch, seq: 30 });
     const c = new PullConnector({ url: base, retries: { tries: 0, delay: 1 }, limits: DEFAULT_LIMITS, ingestor, store, logger });
     closers.push(() => c.close());
     await c.init();
+    return { epoch, c };
+  }
+
+  it('backfill of the hole waits for the agent gap event: once it has arrived, no loss is recorded a second time', async () => {
+    const { epoch, c } = await pulledToHead(await agentWithHole());
     const gaps: { from: number; to: number; reportedByAgent?: boolean }[] = [{ from: 5, to: 25 }];
     const scan = backfillOf(c, epoch, gaps);
     const raised = await scan();
@@ -427,13 +431,7 @@ describe('pull over an agent buffer with a recorded hole', () => {
   });
 
   it('a buffer hole no gap event of the agent names (delivered, then lost at both ends) is recorded as lost after tries', async () => {
-    const { base, buffer } = await agentWithHole();
-    const { epoch } = buffer.state();
-    // The schedule has pulled to the head: the run each look makes brings nothing new.
-    await store.saveCheckpoint(base, { epoch, seq: 30 });
-    const c = new PullConnector({ url: base, retries: { tries: 0, delay: 1 }, limits: DEFAULT_LIMITS, ingestor, store, logger });
-    closers.push(() => c.close());
-    await c.init();
+    const { epoch, c } = await pulledToHead(await agentWithHole());
     const gaps = [{ from: 11, to: 20 }];
     const scan = backfillOf(c, epoch, gaps);
     const first = await scan();
@@ -452,14 +450,10 @@ describe('pull over an agent buffer with a recorded hole', () => {
   });
 
   it('a pull-only agent: each look at a hole pulls its log, so its own gap event arrives before the looks run out and the loss is recorded once', async () => {
-    const { base, buffer } = await agentWithHole();
-    const { epoch } = buffer.state();
+    const agent = await agentWithHole();
+    const { epoch, c } = await pulledToHead(agent);
     // The agent's own record of the hole, after the last run (checkpoint 30) of a schedule that is not due again.
-    await buffer.append([{ type: 'meteorzx.gap', data: { epoch, from: 11, to: 20, reason: 'unreadable' } }]);
-    await store.saveCheckpoint(base, { epoch, seq: 30 });
-    const c = new PullConnector({ url: base, retries: { tries: 0, delay: 1 }, limits: DEFAULT_LIMITS, ingestor, store, logger });
-    closers.push(() => c.close());
-    await c.init();
+    await agent.buffer.append([{ type: 'meteorzx.gap', data: { epoch, from: 11, to: 20, reason: 'unreadable' } }]);
     // The registry, as the real one: a gap event of the agent, once stored, marks the hole reportedByAgent.
     const gaps: { from: number; to: number; reportedByAgent?: boolean }[] = [{ from: 11, to: 20 }];
     const scan = backfillOf(c, epoch, gaps);
