@@ -6,6 +6,7 @@ import { DEFAULT_LIMITS, type ChainedEvent } from '../../protocols/index.js';
 import { LevelBuffer } from '../../agent/buffer/index.js';
 import type { ExtraOp } from '../../agent/buffer/types.js';
 import { fileIdOf, fileKey, fingerprint, parsePathRecord, pathKey, type FileRecord, type PathRecord } from '../../agent/intake/files/checkpoint.js';
+import { discover, patternIndexer } from '../../agent/intake/files/discover.js';
 import { FileIntake, type FileIntakeOptions } from '../../agent/intake/files/file-intake.js';
 import type { FileSpec } from '../../agent/intake/files/file-spec.js';
 import { GoneRecords } from '../../agent/intake/files/gone-records.js';
@@ -400,5 +401,41 @@ describe('FileIntake: records an earlier agent left', () => {
     await new Promise((r) => setTimeout(r, 200));
     expect(await lines()).toEqual([...range(1, 2), 'line 5']);
     expect((await records()).paths).toContain(goneOld);
+  });
+
+  it('follows a path gone at start, with the unread lines of its rotated file, whatever way its glob is written', async () => {
+    await mkdir(join(dir, 'logs'));
+    const log = join(dir, 'logs', 'app-5.log');
+    await writeFile(log, numbered(1, 2));
+    // A templated `${dir}/` before `/app-*.log`: the glob reads it as logs/app-*.log.
+    const files = [spec('logs//app-*.log')];
+    const first = await startIntake(files);
+    await waitFor(async () => (await lines()).length === 2, '2 lines');
+    await stopIntake(first);
+    // Written to, then rotated away with nothing created at the path, while the agent was down.
+    await appendFile(log, numbered(3, 4));
+    await rename(log, `${log}.1`);
+    await startIntake(files);
+    // Before the fix: the path, in the index but matched by no pattern as written, was not followed.
+    await waitFor(async () => (await lines()).length >= 4, 'the rotated file read to its end');
+    await new Promise((r) => setTimeout(r, 100));
+    expect(await lines()).toEqual(range(1, 4));
+  });
+});
+
+describe('patternIndexer', () => {
+  it('matches every path discover finds, as the glob reads the pattern (`//`, `..`, `./`, a trailing `/`, a directory)', async () => {
+    await mkdir(join(dir, 'logs', 'd1'), { recursive: true });
+    await mkdir(join(dir, '.hidden'));
+    for (const name of ['logs/a.log', 'logs/d1/b.log', '.hidden/c.log']) await writeFile(join(dir, name), 'x\n');
+    const patterns = ['logs//*.log', 'logs/../logs/*.log', './logs/*.log', 'logs/*.log/', `${dir}//logs/*.log`, 'logs/d[0-9]', '*/d[0-9]/', '**/*.log'];
+    for (const pattern of patterns) {
+      const found = [...(await discover([pattern], dir)).keys()];
+      expect(found.length, pattern).toBeGreaterThan(0);
+      const indexOf = patternIndexer([pattern], dir);
+      expect(found.map((path) => [path, indexOf(path)]), pattern).toEqual(found.map((path) => [path, 0]));
+      // Not what the glob leaves out: a dot file, a file elsewhere.
+      expect([indexOf(join(dir, '.hidden', 'c.log')), indexOf(join(dir, 'other', 'x.txt'))], pattern).toEqual([-1, -1]);
+    }
   });
 });

@@ -1,5 +1,5 @@
 import { stat } from 'node:fs/promises';
-import { isAbsolute, relative, resolve } from 'node:path';
+import { isAbsolute, posix, relative, resolve } from 'node:path';
 import picomatch from 'picomatch';
 import { glob, isDynamicPattern } from 'tinyglobby';
 
@@ -35,9 +35,15 @@ export function patternIndexer(patterns: readonly string[], cwd: string): (path:
       const literal = resolve(cwd, pattern);
       return (path) => path === literal;
     }
-    // The options discover's glob uses: dot files are not matched.
-    const isMatch = picomatch(pattern, { dot: false });
-    return (path) => isMatch(isAbsolute(pattern) ? path : relative(cwd, path));
+    // The pattern as discover's glob (tinyglobby) reads it: a trailing `/` dropped; one not ending in `*` also
+    // matches every file under a directory it matches (expandDirectories: `/srv/*/logs`); `//`, `.` and `..`
+    // segments normalized. Dot files are not matched. A path the glob followed must match here too, or after a
+    // restart its rotated file's unread lines would not be read and its records never forgotten.
+    let glob = pattern.endsWith('/') ? pattern.slice(0, -1) : pattern;
+    if (!glob.endsWith('*')) glob += '/**';
+    glob = posix.normalize(glob);
+    const isMatch = picomatch(glob, { dot: false, posix: true });
+    return (path) => isMatch(isAbsolute(glob) ? path : relative(cwd, path));
   });
   return (path) => tests.findIndex((test) => test(path));
 }
