@@ -10,7 +10,7 @@ import { discover, patternIndexer } from '../../agent/intake/files/discover.js';
 import { FileIntake, type FileIntakeOptions } from '../../agent/intake/files/file-intake.js';
 import type { FileSpec } from '../../agent/intake/files/file-spec.js';
 import { GoneRecords } from '../../agent/intake/files/gone-records.js';
-import { pathOfRecord, SWEEP_KEYS } from '../../agent/intake/files/legacy-sweep.js';
+import { pathOfRecord, pathRecordKeys, SWEEP_CURSOR_KEY, SWEEP_KEYS, SWEEP_PATHS } from '../../agent/intake/files/legacy-sweep.js';
 import { INDEX_KEY, PathIndex } from '../../agent/intake/files/path-index.js';
 import type { TrackedFile } from '../../agent/intake/files/tracked-file.js';
 import { confirmGone } from '../../agent/intake/files/two-looks.js';
@@ -375,6 +375,28 @@ describe('FileIntake: records an earlier agent left', () => {
     await startIntake([spec('z/*.log')]);
     await waitFor(async () => (await zPaths()) === 0, 'the gone paths after the first page forgotten');
     expect((await buffer.metaKeys('path!', SWEEP_KEYS + 10)).length).toBe(SWEEP_KEYS);
+  });
+
+  it('takes up 1,000 gone paths of a page per start; the next start reads on from the last it looked at, not from the end of the page', async () => {
+    // Page 1: 1,001 gone paths a pattern matches, then records it does not; 10 more after the page.
+    const gone = Array.from({ length: SWEEP_PATHS + 1 }, (_, i) => join(dir, 'g', `gone-${String(i).padStart(5, '0')}.log`));
+    const others = Array.from({ length: SWEEP_KEYS - gone.length + 10 }, (_, i) => join(dir, 'o', `${String(i).padStart(5, '0')}.log`));
+    await put([...gone, ...others].map((path) => ({ key: pathKey(path), value: pathRecord({ draining: [], checkedAt: 1 }) })));
+    const gPaths = async () => (await buffer.metaKeys(pathKey(join(dir, 'g', '')), SWEEP_PATHS + 10)).length;
+    const first = await startIntake([spec('g/*.log')]);
+    await waitFor(async () => (await gPaths()) === 1, 'the first 1,000 gone paths forgotten', 30_000);
+    await stopIntake(first);
+    await startIntake([spec('g/*.log')]);
+    // Before the fix: the cursor past the whole page, the last gone path waited for every page to be read.
+    await waitFor(async () => (await gPaths()) === 0, 'the 1,001st gone path forgotten at the next start');
+  });
+
+  it('reads from the first path record again at once when no key follows the cursor any more', async () => {
+    await put([
+      { key: pathKey('/l/a.log'), value: pathRecord({ draining: [] }) },
+      { key: SWEEP_CURSOR_KEY, value: pathKey('/l/z.log') },
+    ]);
+    expect(await pathRecordKeys(buffer)).toEqual({ keys: [pathKey('/l/a.log')], complete: true, cursor: { key: SWEEP_CURSOR_KEY, value: null }, paged: false });
   });
 
   it('follows a path of the index, or takes up a gone one, only when a configured pattern still matches it', async () => {

@@ -106,13 +106,13 @@ export class FileIntake implements Intake {
     // An earlier agent's records that nothing lists any more (see legacy-sweep.ts): its gone paths are
     // followed like those of the index, and its finished files listed with their path, so the looks find them.
     const records = await pathRecordKeys(buffer);
-    const legacy = await unlistedGonePaths(records, new Set(this.index), (path) => this.specIndexFor(path) >= 0);
+    const { paths: legacy, cursor } = await unlistedGonePaths(records, new Set(this.index), (path) => this.specIndexFor(path) >= 0);
     await this.scan(true, legacy);
     const tied = await tieUnlistedFiles(buffer, records, this.paths);
     if (legacy.length > 0 || tied > 0) this.options.logger?.info({ paths: legacy.length, files: tied }, 'records an earlier agent left: looking whether they are gone');
     // Checkpoints for every file now followed (rotated ones adopted at start included), so a crash before
     // their first batch still finds them listed with a record.
-    await this.commitMeta([...this.paths.values()], [...this.paths.values()].flatMap((wp) => wp.files()), [records.cursor]);
+    await this.commitMeta([...this.paths.values()], [...this.paths.values()].flatMap((wp) => wp.files()), [cursor]);
     this.loop = this.run();
   }
 

@@ -31,6 +31,8 @@ export interface PathRecordKeys {
   complete: boolean;
   /** The op that moves SWEEP_CURSOR_KEY: past this page while more follow it, else back to the start. */
   cursor: ExtraOp;
+  /** Whether this start reads a page of them (more than SWEEP_KEYS, or on from the previous start's). */
+  paged: boolean;
 }
 
 /**
@@ -39,12 +41,17 @@ export interface PathRecordKeys {
  * however many paths that are still followed come first.
  */
 export async function pathRecordKeys(buffer: AgentBuffer): Promise<PathRecordKeys> {
-  const after = await buffer.getMeta(SWEEP_CURSOR_KEY);
-  const read = await buffer.metaKeys(PATH_PREFIX, SWEEP_KEYS + 1, after);
+  let after = await buffer.getMeta(SWEEP_CURSOR_KEY);
+  let read = await buffer.metaKeys(PATH_PREFIX, SWEEP_KEYS + 1, after);
+  if (after !== undefined && read.length === 0) {
+    // Nothing after the cursor any more (those keys were deleted): this start reads from the first.
+    after = undefined;
+    read = await buffer.metaKeys(PATH_PREFIX, SWEEP_KEYS + 1);
+  }
   const keys = read.slice(0, SWEEP_KEYS);
   const more = read.length > SWEEP_KEYS;
   const cursor: ExtraOp = { key: SWEEP_CURSOR_KEY, value: more ? (keys.at(-1) ?? null) : null };
-  return { keys, complete: after === undefined && !more, cursor };
+  return { keys, complete: after === undefined && !more, cursor, paged: after !== undefined || more };
 }
 
 /**
@@ -54,15 +61,24 @@ export async function pathRecordKeys(buffer: AgentBuffer): Promise<PathRecordKey
  * exists is left alone: if a pattern matches it, discovery follows it with its record. Long paths, keyed by
  * their hash, cannot be named and are left.
  */
-export async function unlistedGonePaths(records: PathRecordKeys, indexed: ReadonlySet<string>, followable: (path: string) => boolean): Promise<string[]> {
+export async function unlistedGonePaths(
+  records: PathRecordKeys,
+  indexed: ReadonlySet<string>,
+  followable: (path: string) => boolean,
+): Promise<{ paths: string[]; cursor: ExtraOp }> {
   const out: string[] = [];
-  for (const key of records.keys) {
-    if (out.length >= SWEEP_PATHS) break;
+  for (const [i, key] of records.keys.entries()) {
+    if (out.length >= SWEEP_PATHS) {
+      // The rest of a page is the next start's: it reads on from the last key looked at here, not from the
+      // page's end (a cursor past keys no start looked at would leave them until every page was read).
+      // Unpaged, the next start reads them all again, and those taken up now are in files!paths.
+      return { paths: out, cursor: { key: SWEEP_CURSOR_KEY, value: records.paged ? (records.keys[i - 1] ?? null) : null } };
+    }
     const path = key.slice(PATH_PREFIX.length);
     if (path.startsWith('#') || indexed.has(path) || !followable(path)) continue;
     if ((await exists(path)) === false) out.push(path);
   }
-  return out;
+  return { paths: out, cursor: records.cursor };
 }
 
 /**
