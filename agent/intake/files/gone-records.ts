@@ -4,6 +4,7 @@ import type { ExtraOp } from '../../buffer/types.js';
 import { fileKey, pathKey, type FileId } from './checkpoint.js';
 import type { PathIndex } from './path-index.js';
 import type { ResumeContext } from './resume.js';
+import { identitiesIn } from './rotation.js';
 import type { TrackedFile } from './tracked-file.js';
 import { confirmGone, exists, finishedInDir } from './two-looks.js';
 import type { WatchedPath } from './watched-path.js';
@@ -59,8 +60,16 @@ export class GoneRecords {
     const forgotten: WatchedPath[] = [];
     const deleted = new Map<WatchedPath, FileId[]>();
     const undo: (() => void)[] = [];
+    // One listing per directory per pass: paths kept while a generation is on disk (per-process logs) can be
+    // thousands in one directory, and each look lists and stats all of it.
+    const listings = new Map<string, Promise<Map<FileId, string> | undefined>>();
+    const list = (dir: string): Promise<Map<FileId, string> | undefined> => {
+      let listing = listings.get(dir);
+      if (listing === undefined) listings.set(dir, (listing = identitiesIn(dir)));
+      return listing;
+    };
     for (const wp of due) {
-      const { gone, pathGone, changed } = await this.look(wp);
+      const { gone, pathGone, changed } = await this.look(wp, list);
       if (pathGone) {
         // Forgettable: the look found none of its finished generations left (gone holds the last ones).
         deleted.set(wp, gone);
@@ -112,7 +121,7 @@ export class GoneRecords {
    * after renaming the others and running postrotate), while something is suspect, and once a minute
    * otherwise (a generation deleted by hand, or compressed later).
    */
-  private async look(wp: WatchedPath): Promise<{ gone: FileId[]; pathGone: boolean; changed: boolean }> {
+  private async look(wp: WatchedPath, list: (dir: string) => Promise<Map<FileId, string> | undefined>): Promise<{ gone: FileId[]; pathGone: boolean; changed: boolean }> {
     const { host } = this;
     wp.nextLookAt = host.now() + GONE_LOOK_MS;
     let changed = false;
@@ -126,7 +135,7 @@ export class GoneRecords {
     let settled: boolean | undefined = true;
     let gone: FileId[] = [];
     if (wp.done.size > 0) {
-      const found = await finishedInDir(host.resume, dirname(wp.path), wp.done);
+      const found = await finishedInDir(host.resume, dirname(wp.path), wp.done, list);
       // Not listed, not looked: a failed listing must not count anything as missing.
       settled = found && found.listing === wp.lastListing;
       if (found !== undefined) {

@@ -38,10 +38,16 @@ export function confirmGone<K>(candidates: Iterable<K>, seen: ReadonlySet<K>, mi
  * directory's identities (sorted, joined: to tell when it has settled).
  * Undefined when the directory cannot be listed (EMFILE, EACCES): a failed
  * listing must not count anything as missing; a directory that is gone
- * (removed, renamed away) holds none of them.
+ * (removed, renamed away) holds none of them. `list`: identitiesIn, or a
+ * listing shared by the looks of one pass.
  */
-export async function finishedInDir(ctx: ResumeContext, dir: string, ids: Iterable<FileId>): Promise<{ seen: Set<FileId>; listing: string } | undefined> {
-  const present = await identitiesIn(dir);
+export async function finishedInDir(
+  ctx: ResumeContext,
+  dir: string,
+  ids: Iterable<FileId>,
+  list: (dir: string) => Promise<Map<FileId, string> | undefined> = identitiesIn,
+): Promise<{ seen: Set<FileId>; listing: string } | undefined> {
+  const present = await list(dir);
   if (present === undefined) return undefined;
   const seen = new Set<FileId>();
   for (const id of ids) {
