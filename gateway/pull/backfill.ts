@@ -57,6 +57,8 @@ interface Asked {
  */
 export class Backfill {
   private readonly asked = new Map<string, Asked>();
+  /** The pull of each agent's log that this scan's looks at holes made (one per agent, however many holes). */
+  private readonly pulledThisScan = new Map<PullConnector, Promise<void>>();
   private scanning: Promise<void> | undefined;
   private readonly now: () => number;
 
@@ -79,6 +81,7 @@ export class Backfill {
 
   private async doScan(): Promise<void> {
     const { graceMs, logger } = this.options;
+    this.pulledThisScan.clear();
     const [epochs, lost] = await Promise.all([this.options.epochs(), this.options.store.lost()]);
     const now = this.now();
     if (this.options.gapWatch !== undefined) {
@@ -181,10 +184,17 @@ export class Backfill {
     const range = { agent, epoch: hole.epoch, from: hole.from, to: hole.to };
     const why = (looks: number): string =>
       `a hole in the agent's buffer that no meteorzx.gap of the agent's named in ${looks} look(s): delivered before the agent's buffer lost it, yet not stored here`;
-    const pullLog = async (): Promise<void> => {
-      // One attempt, as POST /v1/pull makes (retry waits must not hold the scan); one that failed (the agent
-      // went away) is no look: the next scan asks again.
-      if ((await connector.run({ manual: true })) === undefined) throw new Error(`pull of ${connector.url} failed or was cut short`);
+    const pullLog = (): Promise<void> => {
+      let pulled = this.pulledThisScan.get(connector);
+      if (pulled === undefined) {
+        // One attempt, as POST /v1/pull makes (retry waits must not hold the scan); one that failed (the agent
+        // went away) is no look: the next scan asks again.
+        pulled = connector.run({ manual: true }).then((result) => {
+          if (result === undefined) throw new Error(`pull of ${connector.url} failed or was cut short`);
+        });
+        this.pulledThisScan.set(connector, pulled);
+      }
+      return pulled;
     };
     const counted = await this.countDown(`hole\u0000${agent}\u0000${hole.epoch}\u0000${hole.from}\u0000${hole.to}`, range, why, pullLog);
     if (counted) this.options.logger.info(range, "backfill: a hole in the agent's buffer; waiting for the agent's own gap event");

@@ -333,7 +333,7 @@ describe('pull over an agent buffer with a recorded hole', () => {
   });
 
   /** A LevelBuffer of 30 events whose seqs 11..20 are a recorded hole (what recoverUnreadable persists), served by servePull. */
-  async function agentWithHole(hole: [number, number] = [11, 20]): Promise<{ base: string; buffer: LevelBuffer }> {
+  async function agentWithHole(hole: [number, number] = [11, 20], ...more: [number, number][]): Promise<{ base: string; buffer: LevelBuffer }> {
     const opts = { dataDir: dir, id: 'agent-h', commitIntervalMs: 1 };
     const first = new LevelBuffer(opts);
     await first.open();
@@ -341,7 +341,7 @@ describe('pull over an agent buffer with a recorded hole', () => {
     await first.close();
     const db = new Level<string, string>(join(dir, 'buffer'), { keyEncoding: 'utf8', valueEncoding: 'utf8' });
     await db.open();
-    await db.put('m!holes', JSON.stringify([hole]));
+    await db.put('m!holes', JSON.stringify([hole, ...more]));
     await db.close();
     const buffer = new LevelBuffer(opts);
     await buffer.open();
@@ -466,6 +466,28 @@ describe('pull over an agent buffer with a recorded hole', () => {
       pulled: [31],
       lost: [],
       checkpoint: 31,
+    });
+  });
+
+  it('a scan that looks at several holes of one agent pulls its log once', async () => {
+    const { epoch, c } = await pulledToHead(await agentWithHole([11, 13], [15, 17], [19, 20]));
+    let runs = 0;
+    const run = c.run.bind(c);
+    c.run = (options) => {
+      runs += 1;
+      return run(options);
+    };
+    const scan = backfillOf(c, epoch, [{ from: 11, to: 20 }]);
+    expect({ raised: await scan(), runs, pulled: ingestor.seqs }).toEqual({ raised: [], runs: 1, pulled: [14, 18] });
+    // The next scan (grace 0): each hole, looked at tries (1) times, is recorded lost; no pull for that.
+    expect({ raised: await scan(), runs, lost: (await store.lost()).map((l) => [l.from, l.to]) }).toEqual({
+      raised: ['gap-lost', 'gap-lost', 'gap-lost'],
+      runs: 1,
+      lost: [
+        [11, 13],
+        [15, 17],
+        [19, 20],
+      ],
     });
   });
 
