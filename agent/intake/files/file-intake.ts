@@ -69,13 +69,16 @@ export class FileIntake implements Intake {
   private closed: Promise<void> | undefined;
   private wakeUp: (() => void) | undefined;
   private lastDiscover = 0;
+  /** Where relative paths start. */
+  private readonly cwd: string;
   /** The spec that names or matches a path discovery did not find (from the index, or an earlier agent's records); -1 for none. */
   private readonly specIndexFor: (path: string) => number;
 
   constructor(private readonly options: FileIntakeOptions) {
+    this.cwd = options.cwd ?? process.cwd();
     this.specIndexFor = patternIndexer(
       options.files.map((f) => f.path),
-      options.cwd ?? process.cwd(),
+      this.cwd,
     );
     this.meter = options.meter ?? createIntakeMeter(undefined, this.name);
     this.now = options.now ?? Date.now;
@@ -86,13 +89,12 @@ export class FileIntake implements Intake {
       now: this.now,
       notice: (event) => this.notices.push(event),
     };
-    const cwd = options.cwd ?? process.cwd();
     this.gone = new GoneRecords({
       paths: this.paths,
       openFiles: this.openFiles,
       resume: this.resume,
       index: this.index,
-      literals: new Set(options.files.filter((f) => !isDynamicPattern(f.path)).map((f) => resolve(cwd, f.path))),
+      literals: new Set(options.files.filter((f) => !isDynamicPattern(f.path)).map((f) => resolve(this.cwd, f.path))),
       now: this.now,
       commit: (paths, more) => this.commitMeta(paths, [], more),
       forgotten: (wp) => this.unwatchDir(dirname(wp.path)),
@@ -180,10 +182,9 @@ export class FileIntake implements Intake {
    */
   private async scan(firstScan: boolean, legacy: readonly string[] = []): Promise<void> {
     this.lastDiscover = this.now();
-    const cwd = this.options.cwd ?? process.cwd();
     const found = await discover(
       this.options.files.map((f) => f.path),
-      cwd,
+      this.cwd,
     );
     if (firstScan) {
       // Paths followed before the restart keep their spec only if a pattern still names them literally or matched them before.
@@ -216,7 +217,6 @@ export class FileIntake implements Intake {
       this.options.logger?.info({ path, files: wp.files().map((f) => ({ id: f.id, offset: f.offset, draining: f.draining })) }, 'following file');
     }
   }
-
 
   /** Notices a rename, a deletion, a new file at the path, or a truncation of the current file. */
   private async checkPath(wp: WatchedPath): Promise<void> {
