@@ -189,6 +189,19 @@ export function storageSuite(name: string, makeStorage: () => Promise<StorageHar
       expect(pagedA.ids).toEqual(ids((e) => e.source === 'host-a' && Date.parse(e.ingest.receivedAt) >= since));
     });
 
+    it('a time bound in year 9999 or later still bounds by time: until finds every event, since none', async () => {
+      const events = [event({ at: T0, source: 'host-a' }), event({ at: T0 + DAY, source: 'host-a' })];
+      await storage.commit(batchOf(events));
+      const ids = events.map((e) => e.id);
+      // The last instant RFC 3339 can write, and ms past it (GET /v1/events takes up to 15 digits).
+      for (const bound of [Date.parse('9999-12-31T23:59:59.999Z'), Date.UTC(10_000, 0, 1), 999_999_999_999_999]) {
+        // Before the fix: [] — the day after 9999-12-31 is "100000101", which sorts before every real day's key.
+        expect((await storage.query({ until: bound, limit: 10 })).events.map((e) => e.id)).toEqual(ids);
+        expect((await storage.query({ until: bound, source: 'host-a', limit: 10 })).events.map((e) => e.id)).toEqual(ids);
+        expect((await storage.query({ since: bound, limit: 10 })).events).toEqual([]);
+      }
+    });
+
     it('rejects a cursor it did not issue', async () => {
       await expect(storage.query({ limit: 5, cursor: 'not-a-cursor' })).rejects.toMatchObject({ code: 'METEORZX_INVALID_CURSOR' });
     });

@@ -33,7 +33,7 @@ export function parseCommitHex(hex: string): number {
   return Number.parseInt(hex, 16);
 }
 
-const DAY_MS = 86_400_000;
+export const DAY_MS = 86_400_000;
 
 export function dayOf(ms: number): string {
   const d = new Date(ms);
@@ -41,11 +41,6 @@ export function dayOf(ms: number): string {
     .getUTCDate()
     .toString()
     .padStart(2, '0')}`;
-}
-
-export function nextDay(day: string): string {
-  const ms = Date.UTC(Number(day.slice(0, 4)), Number(day.slice(4, 6)) - 1, Number(day.slice(6, 8)));
-  return dayOf(ms + DAY_MS);
 }
 
 /** `!` separates key parts and `%` escapes; a type may hold either. */

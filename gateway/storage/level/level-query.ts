@@ -1,7 +1,7 @@
 import type { CustodyRecord, StoredEvent } from '../../../protocols/index.js';
 import { GatewayErrors } from '../../errors.js';
 import type { CustodyQuery, EventPage, EventQuery } from '../types.js';
-import { commitHex, dayOf, decodePointer, idKey, indexPrefix, nextDay, parseCommitHex, parseIndexTail } from './keys.js';
+import { commitHex, DAY_MS, dayOf, decodePointer, idKey, indexPrefix, parseCommitHex, parseIndexTail } from './keys.js';
 import type { LevelContext } from './level-storage.js';
 
 interface Position {
@@ -18,6 +18,16 @@ function decodeCursor(cursor: string): Position {
   const m = /^1:(\d{8}):(\d+):(\d+)$/.exec(Buffer.from(cursor, 'base64url').toString());
   if (m === null) throw GatewayErrors.METEORZX_INVALID_CURSOR('cursor is not one this gateway issued', { userError: true });
   return { day: m[1] as string, commit: Number(m[2]), index: Number(m[3]) };
+}
+
+/**
+ * The day of `ms` as an index key part. Past year 9999 a day has nine
+ * digits and would sort before every real day's key ("100000101" <
+ * "20261207"): it is then `~`, after them all — no event is received that late.
+ */
+function dayPart(ms: number): string {
+  const day = dayOf(ms);
+  return day.length === 8 ? day : '~';
 }
 
 function matches(event: StoredEvent, q: EventQuery, receivedMs: number): boolean {
@@ -39,13 +49,13 @@ export async function queryEvents(ctx: LevelContext, q: EventQuery): Promise<Eve
   const limit = Math.max(1, Math.floor(q.limit));
   const prefix = indexPrefix(q);
   const after = q.cursor === undefined ? undefined : decodeCursor(q.cursor);
-  let gte = prefix + (q.since === undefined ? '' : dayOf(q.since));
+  let gte = prefix + (q.since === undefined ? '' : dayPart(q.since));
   if (after !== undefined) {
     const fromCursor = `${prefix}${after.day}!${commitHex(after.commit)}`;
     if (fromCursor > gte) gte = fromCursor;
   }
   // A block belongs to the day of its latest event, so one straddling midnight after `until` sits a day later.
-  const lt = q.until === undefined ? `${prefix}~` : `${prefix}${nextDay(dayOf(q.until))}~`;
+  const lt = q.until === undefined ? `${prefix}~` : `${prefix}${dayPart(q.until + DAY_MS)}~`;
   const events: StoredEvent[] = [];
   let last: Position | undefined;
   let more = false;
