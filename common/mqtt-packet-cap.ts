@@ -69,3 +69,28 @@ export function cappedHandle<S>(
     return client;
   };
 }
+
+/** The part of aedes' persistence that holds QoS 2 publishes awaiting their PUBREL. */
+interface IncomingStore {
+  incomingStorePacket(client: Client, packet: { payload?: unknown }): Promise<void>;
+}
+
+const NO_PAYLOAD = Buffer.alloc(0);
+
+/**
+ * Makes the broker keep a QoS 2 publish that awaits its PUBREL without its
+ * payload. aedes stores the packet from PUBREC to PUBREL only to know its
+ * message id (a resent PUBLISH then gets a PUBREC, not a second delivery)
+ * and never reads the payload back; kept, a client that withholds PUBREL
+ * pins up to maxInflightInbound (1,000) payloads of up to maxBodyBytes
+ * each, and with clean=false they outlive the connection. The broker's own
+ * delivery to subscribers uses the packet it was handed, not the stored copy.
+ */
+export function incomingWithoutPayload(broker: Aedes): void {
+  const persistence = (broker as unknown as { persistence?: Partial<IncomingStore> }).persistence;
+  if (persistence === undefined || typeof persistence.incomingStorePacket !== 'function') {
+    throw new Error('aedes broker has no incomingStorePacket to wrap: QoS 2 payloads cannot be kept out of its store with this aedes version');
+  }
+  const store = persistence.incomingStorePacket.bind(persistence);
+  persistence.incomingStorePacket = (client, packet) => store(client, { ...packet, payload: NO_PAYLOAD });
+}

@@ -6,7 +6,7 @@ import type { MqttUsers } from '../auth/mqtt-users.js';
 import { MqttListeners, type BoundListener, type MqttListenerSpecs } from './listeners.js';
 import { PublishGate, PublishRefused, type PublishContext, type PublishRoute } from './publish-gate.js';
 import { clientPeer } from './peer.js';
-import { cappedHandle, maxPacketBytes, noPacketIdCache } from '../../common/mqtt-packet-cap.js';
+import { cappedHandle, incomingWithoutPayload, maxPacketBytes, noPacketIdCache } from '../../common/mqtt-packet-cap.js';
 
 export interface MqttIngressOptions {
   ingestor: Ingestor;
@@ -186,6 +186,7 @@ export class MqttIngress {
       },
     });
     this.forwardStored(broker);
+    incomingWithoutPayload(broker);
     broker.on('client', () => opts.onClientCount?.(broker.connectedClients));
     broker.on('clientDisconnect', () => opts.onClientCount?.(broker.connectedClients));
     broker.on('clientError', (client: Client, err: Error) => log.debug({ client: client.id, err: err.message }, 'mqtt client error'));
