@@ -311,6 +311,19 @@ describe('backfill ranges and POST /v1/pull bodies', () => {
     expect(() => parsePullRequest(Buffer.from('{"url":"http://a","after":5,"until":5}'))).toThrow(/until/);
     expect(() => parsePullRequest(Buffer.from('nope'))).toThrow(/JSON/);
   });
+
+  it('answers 400 for a url that does not parse or a token no HTTP header can carry, not a 502 from the pull', () => {
+    // Before the fix these passed validation, and the pull failed with 502 METEORZX_PULL_FAILED ("Invalid URL", "invalid authorization header").
+    for (const url of ['http://[::1', 'http://a b', 'http://127.0.0.1:99999']) {
+      expect(() => parsePullRequest({ url }), url).toThrow(expect.objectContaining({ code: 'METEORZX_BAD_REQUEST', status: 400, message: expect.stringMatching(/is not a valid URL/) }));
+    }
+    for (const token of ['a\nb', 'a\u0001b', 'euro-\u20ac']) {
+      expect(() => parsePullRequest({ url: 'http://a:7402', token }), JSON.stringify(token)).toThrow(
+        expect.objectContaining({ code: 'METEORZX_BAD_REQUEST', message: expect.stringMatching(/^token must be text an HTTP header can carry/) }),
+      );
+    }
+    expect(parsePullRequest({ url: 'http://a:7402', token: 'tab\there-caf\u00e9' })).toEqual({ url: 'http://a:7402', token: 'tab\there-caf\u00e9' });
+  });
 });
 
 describe('PullStore lost ranges', () => {

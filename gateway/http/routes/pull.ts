@@ -5,6 +5,9 @@ import { GatewayErrors } from '../../errors.js';
 import type { ApiContext } from '../api-context.js';
 import { sendError } from '../reply-error.js';
 
+/** What an HTTP header value may hold (undici refuses the request otherwise): tab, printable ASCII, Latin-1. */
+const HEADER_VALUE_RE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
 /** Validates `POST /v1/pull`'s body: `{url, after?, until?, token?, ca?}`. */
 export function parsePullRequest(body: unknown): PullRequest {
   let value = body;
@@ -18,11 +21,16 @@ export function parsePullRequest(body: unknown): PullRequest {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) throw GatewayErrors.METEORZX_BAD_REQUEST('body must be a JSON object');
   const v = value as Record<string, unknown>;
   if (typeof v.url !== 'string' || !/^https?:\/\/./.test(v.url)) throw GatewayErrors.METEORZX_BAD_REQUEST('url must be the http(s) URL of an agent pull listener');
+  // Caught here, a typo is the caller's 400, not a 502 blaming an agent that was never asked.
+  if (!URL.canParse(v.url)) throw GatewayErrors.METEORZX_BAD_REQUEST(`url "${v.url.slice(0, 200)}" is not a valid URL`);
   if (v.after !== undefined && !isSeq(v.after)) throw GatewayErrors.METEORZX_BAD_REQUEST('after must be an integer ≥ 0');
   if (v.until !== undefined && (!isSeq(v.until) || v.until <= ((v.after as number | undefined) ?? 0))) {
     throw GatewayErrors.METEORZX_BAD_REQUEST('until must be an integer > after');
   }
   if (v.token !== undefined && typeof v.token !== 'string') throw GatewayErrors.METEORZX_BAD_REQUEST('token must be a string');
+  if (typeof v.token === 'string' && !HEADER_VALUE_RE.test(v.token)) {
+    throw GatewayErrors.METEORZX_BAD_REQUEST('token must be text an HTTP header can carry: no control characters, nothing beyond U+00FF');
+  }
   if (v.ca !== undefined) {
     if (typeof v.ca !== 'string') throw GatewayErrors.METEORZX_BAD_REQUEST('ca must be a string: the PEM text of the CA certificates that sign the agent certificate');
     if (!v.url.startsWith('https://')) throw GatewayErrors.METEORZX_BAD_REQUEST('ca is for an https url only; this url is http');
