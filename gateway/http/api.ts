@@ -16,7 +16,19 @@ export interface HttpApiOptions extends ApiContext {
   logger: Logger;
   /** Key and certificate (and `ca` + requestCert for mutual TLS): serve HTTPS instead of HTTP. */
   tls?: SecureContextOptions & { requestCert?: boolean };
+  /** Most time a client may take to send a whole request, headers and body (ms); default REQUEST_TIMEOUT_MS. */
+  requestTimeoutMs?: number;
 }
+
+/**
+ * How long a client may take to send a whole request (ms). fastify turns
+ * off Node's own limit (300 s) by default, so an upload that stalls — a
+ * client that sends headers and a few bytes, a peer gone without a FIN —
+ * held its ingest slot (`maxInflightIngests`) forever, and that many of
+ * them kept every other client at 503. 8 MiB (maxBodyBytes) takes ≈ 7 s
+ * at 10 Mbit/s. Waiting for the answer (a commit, a verify) is not counted.
+ */
+export const REQUEST_TIMEOUT_MS = 60_000;
 
 export interface BoundHttp {
   host: string;
@@ -30,6 +42,8 @@ export interface BoundHttp {
  * so NDJSON, gzip and the bad-input answers follow one code path.
  */
 export function buildHttpApi(opts: HttpApiOptions): FastifyInstance {
+  const requestTimeout = opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
+  const serverTimes = { connectionsCheckingInterval: Math.min(30_000, requestTimeout), headersTimeout: Math.min(60_000, requestTimeout) };
   const app = Fastify({
     loggerInstance: opts.logger,
     // One log line per request would cost more than the request at ingest rates.
@@ -37,7 +51,10 @@ export function buildHttpApi(opts: HttpApiOptions): FastifyInstance {
     bodyLimit: opts.limits.maxBodyBytes,
     // Keep-alive connections would hold close() open; they are closed when draining ends.
     forceCloseConnections: 'idle',
-    ...(opts.tls === undefined ? {} : { https: opts.tls }),
+    requestTimeout,
+    // Node checks request times at this interval (30 s by default), so a stalled upload ends within 2× the timeout;
+    // and it enforces requestTimeout only while headersTimeout (60 s by default) is not longer.
+    ...(opts.tls === undefined ? { http: serverTimes } : { https: { ...opts.tls, ...serverTimes } }),
   }) as unknown as FastifyInstance;
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: opts.limits.maxBodyBytes }, (_req, body, done) => done(null, body));

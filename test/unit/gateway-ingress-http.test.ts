@@ -1,8 +1,9 @@
+import { connect as connectTcp, type Socket } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS } from '../../protocols/index.js';
-import { buildHttpApi, type HttpApiOptions } from '../../gateway/http/api.js';
+import { buildHttpApi, HttpApi, type HttpApiOptions } from '../../gateway/http/api.js';
 import { TokenAuth } from '../../gateway/auth/tokens.js';
 import { GatewayErrors } from '../../gateway/errors.js';
 import { FakeGatewayCore } from './gateway-ingress-fakes.js';
@@ -190,6 +191,44 @@ describe('auth', () => {
     expect(stalled).toHaveLength(2);
     for (const release of stalled) release();
     expect((await Promise.all(held)).map((r) => r.statusCode)).toEqual([200, 200]);
+  });
+
+  it('ends an upload that stalls (408) and frees its ingest slot for the next client', async () => {
+    const core = new FakeGatewayCore(limits);
+    const api = new HttpApi({
+      ingestor: core,
+      storage: core,
+      tokens: new TokenAuth([]),
+      limits,
+      isReady: () => true,
+      maxInflightIngests: 2,
+      logger: pino({ level: 'silent' }),
+      requestTimeoutMs: 300,
+    });
+    apps.push(api);
+    const { port } = await api.start('127.0.0.1', 0);
+    // Two uploads that send their headers and one byte of a 100-byte body, then nothing: every slot is taken.
+    const stalled = [0, 1].map(
+      () =>
+        new Promise<string>((resolve) => {
+          let answer = '';
+          const sock: Socket = connectTcp(port, '127.0.0.1', () =>
+            sock.write('POST /v1/events HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{'),
+          );
+          sock.on('data', (d: Buffer) => (answer += d.toString()));
+          sock.on('error', () => undefined);
+          sock.on('close', () => resolve(answer));
+          setTimeout(() => sock.destroy(), 5000).unref();
+        }),
+    );
+    const post = () => fetch(`http://127.0.0.1:${port}/v1/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"id":"n1","type":"t","source":"s"}' });
+    await new Promise((r) => setTimeout(r, 100));
+    expect((await post()).status).toBe(503);
+    // Before the fix: never answered (fastify sets no request timeout), and the neighbour got 503 for good.
+    for (const answer of await Promise.all(stalled)) expect(answer).toMatch(/^HTTP\/1\.1 408/);
+    const after = await post();
+    expect(after.status).toBe(200);
+    expect(core.events.map((e) => e.id)).toEqual(['n1']);
   });
 
   it("gives events without a source the token's name, and none without auth", async () => {
