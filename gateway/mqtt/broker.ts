@@ -192,10 +192,12 @@ export class MqttIngress {
     broker.on('clientError', (client: Client, err: Error) => log.debug({ client: client.id, err: err.message }, 'mqtt client error'));
     broker.on('connectionError', (client: Client, err: Error) => log.debug({ peer: clientPeer(client), err: err.message }, 'mqtt connection error'));
     this.broker = broker;
-    const handle = cappedHandle<Parameters<typeof broker.handle>[0]>(broker, maxPacketBytes(opts.limits.maxBodyBytes), (client, err) =>
+    const maxBytes = maxPacketBytes(opts.limits.maxBodyBytes);
+    const handle = cappedHandle<Parameters<typeof broker.handle>[0]>(broker, maxBytes, (client, err) =>
       log.warn({ client: client.id, peer: clientPeer(client), err: err.message }, 'mqtt packet too large'),
     );
-    this.listeners = new MqttListeners(opts.listeners, handle);
+    // A WebSocket message holds a packet, a part of one or a few small ones: the largest packet is its bound too.
+    this.listeners = new MqttListeners(opts.listeners, handle, maxBytes);
     try {
       return await this.listeners.start();
     } catch (err) {

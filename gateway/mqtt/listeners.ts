@@ -46,9 +46,16 @@ type Closable = NetServer | HttpServer;
 export class MqttListeners {
   private servers: { name: ListenerName; server: Closable; wss?: WebSocketServer }[] = [];
 
+  /**
+   * `maxMessageBytes`: the largest WebSocket message read (default: ws' own
+   * 100 MiB). ws buffers a message whole before the MQTT parser sees any of
+   * it, so the packet size cap on the parser cannot bound it: give the same
+   * bound here.
+   */
   constructor(
     private readonly specs: MqttListenerSpecs,
     private readonly handle: ConnectionHandler,
+    private readonly maxMessageBytes?: number,
   ) {}
 
   async start(): Promise<BoundListener[]> {
@@ -60,7 +67,7 @@ export class MqttListeners {
         const http = createHttpServer();
         const path = this.specs.ws.path ?? '/mqtt';
         // MQTT over WebSocket carries binary frames; the subprotocol is "mqtt" (MQTT 3.1.1 §6).
-        const wss = new WebSocketServer({ server: http, path });
+        const wss = new WebSocketServer({ server: http, path, ...(this.maxMessageBytes === undefined ? {} : { maxPayload: this.maxMessageBytes }) });
         wss.on('connection', (socket, req) => this.handle(createWebSocketStream(socket), req));
         bound.push(await this.listen('ws', http, this.specs.ws, wss));
       }

@@ -1,6 +1,7 @@
 import { connect as connectTcp, type Socket } from 'node:net';
 import mqtt, { type MqttClient } from 'mqtt';
 import mqttPacket from 'mqtt-packet';
+import WebSocket from 'ws';
 import pino from 'pino';
 import { connectClient, packetIdCacheSize, publishOrClose } from './mqtt-test-client.js';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -148,6 +149,31 @@ describe('MQTT ingress', () => {
     sock.write(mqttPacket.generate({ cmd: 'pubrel', messageId: 7 }));
     await waitFor(7, 1); // PUBCOMP
     await expect(persistence.incomingGetPacket({ id: 'q2-hold' }, { messageId: 7 })).rejects.toThrow();
+  });
+
+  it('over WebSocket, closes a connection whose message declares more than the packet limit, without buffering it', async () => {
+    const core = new FakeGatewayCore();
+    const limits = { ...DEFAULT_LIMITS, maxBodyBytes: 64 * 1024 };
+    const ingress = new MqttIngress({ ingestor: core, users: new MqttUsers([]), limits, listeners: { ws: { host: '127.0.0.1', port: 0 } }, logger: pino({ level: 'silent' }) });
+    const bound = await ingress.start();
+    closers.push(() => ingress.close());
+    const ws = new WebSocket(`ws://127.0.0.1:${bound[0]?.port ?? 0}/mqtt`, 'mqtt');
+    closers.push(async () => ws.terminate());
+    await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+    const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
+    ws.on('error', () => undefined);
+    // A binary frame (FIN, opcode 2) declaring 8 MiB, masked with a zero key, then 1 MiB of it: ws holds a message whole
+    // before the MQTT parser (and its packet cap) sees a byte, up to its own default of 100 MiB.
+    const sock = (ws as unknown as { _socket: Socket })._socket;
+    const header = Buffer.alloc(14);
+    header[0] = 0x82;
+    header[1] = 0x80 | 127;
+    header.writeBigUInt64BE(BigInt(8 * 1024 * 1024), 2);
+    sock.write(Buffer.concat([header, Buffer.alloc(1024 * 1024, 0x61)]));
+    const outcome = await Promise.race([closed, new Promise<string>((resolve) => setTimeout(() => resolve('still open'), 2000))]);
+    // Before the fix: still open, buffering; now closed at once with 1009 (message too big).
+    expect(outcome).toBe(1009);
+    expect(core.contexts).toHaveLength(0);
   });
 
   it('close() drains: a publish already in the pipeline is acked, then clients are disconnected', async () => {
