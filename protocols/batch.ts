@@ -19,7 +19,8 @@ export interface DecodeOptions {
   keepText?: boolean;
 }
 
-export type BodyFormat = 'json' | 'ndjson';
+/** `json-seq`: RFC 7464 JSON text sequences, each record an RS (0x1E), a JSON text and a line feed. */
+export type BodyFormat = 'json' | 'ndjson' | 'json-seq';
 
 /**
  * UTF-8 text of a body or line, or undefined when it is not valid UTF-8.
@@ -40,9 +41,8 @@ function decodedText(bytes: Uint8Array): string {
 export function bodyFormat(contentType: string | undefined): BodyFormat | undefined {
   const base = (contentType ?? 'application/json').split(';')[0]?.trim().toLowerCase() ?? '';
   if (base === 'application/json' || base === '' || base === 'text/json') return 'json';
-  if (base === 'application/x-ndjson' || base === 'application/ndjson' || base === 'application/jsonl' || base === 'application/json-seq') {
-    return 'ndjson';
-  }
+  if (base === 'application/x-ndjson' || base === 'application/ndjson' || base === 'application/jsonl') return 'ndjson';
+  if (base === 'application/json-seq') return 'json-seq';
   return undefined;
 }
 
@@ -57,7 +57,7 @@ export function decodeBatch(body: Uint8Array, format: BodyFormat, limits: Limits
     throw ProtocolErrors.METEORZX_BODY_TOO_LARGE(`body is ${body.byteLength} bytes, over the limit of ${limits.maxBodyBytes} (maxBodyBytes)`);
   }
   const keepText = options.keepText === true;
-  const items = format === 'json' ? decodeJson(body, limits.maxBatchEvents, keepText) : decodeNdjson(body, limits, keepText);
+  const items = format === 'json' ? decodeJson(body, limits.maxBatchEvents, keepText) : decodeRecords(body, format === 'json-seq' ? RS : LF, limits, keepText);
   if (items.length > limits.maxBatchEvents) throw batchTooLarge(limits.maxBatchEvents);
   return items;
 }
@@ -171,15 +171,27 @@ function restIsBlank(body: Uint8Array, from: number): boolean {
   return true;
 }
 
-function decodeNdjson(body: Uint8Array, limits: Limits, keepText: boolean): BatchItem[] {
+const LF = 0x0a;
+const RS = 0x1e;
+
+/**
+ * NDJSON (records end at LF, a CR before it dropped) or an RFC 7464
+ * sequence (records start at RS; a JSON text may span lines, and the blanks
+ * after it, its LF included, are dropped). Each record is one item.
+ */
+function decodeRecords(body: Uint8Array, separator: typeof LF | typeof RS, limits: Limits, keepText: boolean): BatchItem[] {
   const items: BatchItem[] = [];
   let start = 0;
   let index = 0;
   while (start <= body.byteLength) {
-    let end = body.indexOf(0x0a, start);
+    let end = body.indexOf(separator, start);
     if (end === -1) end = body.byteLength;
     let lineEnd = end;
-    if (lineEnd > start && body[lineEnd - 1] === 0x0d) lineEnd -= 1;
+    if (separator === LF) {
+      if (lineEnd > start && body[lineEnd - 1] === 0x0d) lineEnd -= 1;
+    } else {
+      while (lineEnd > start && isBlankByte(body[lineEnd - 1])) lineEnd -= 1;
+    }
     const line = body.subarray(start, lineEnd);
     start = end + 1;
     if (isBlank(line)) continue;

@@ -9,6 +9,7 @@ import {
   ProtocolErrors,
   validateEvent,
   type AuditEvent,
+  type BodyFormat,
   type IngestResponse,
   type Limits,
   type RejectedItem,
@@ -143,7 +144,7 @@ export class HttpIntake implements Intake {
     }
   }
 
-  private async ingest(body: Uint8Array, format: 'json' | 'ndjson'): Promise<IngestResponse> {
+  private async ingest(body: Uint8Array, format: BodyFormat): Promise<IngestResponse> {
     const { limits, buffer, metrics } = this.options;
     const items = decodeBatch(body, format, limits);
     let rejected: RejectedItem[] = [];

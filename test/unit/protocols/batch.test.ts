@@ -11,6 +11,22 @@ describe('decodeBatch', () => {
     expect(decodeBatch(enc('{"type":"a"}\r\n\n{"type":"b"}\n'), 'ndjson').map((i) => i.value)).toEqual([{ type: 'a' }, { type: 'b' }]);
   });
 
+  it('reads an RFC 7464 JSON text sequence (application/json-seq): records start at RS and may span lines', () => {
+    expect(bodyFormat('application/json-seq')).toBe('json-seq');
+    const body = enc('\u001e{"type":"a"}\n\u001e{\n  "type": "b"\n}\n\u001e{oops\n\u001e\n\u001e{"type":"c"}');
+    const items = decodeBatch(body, bodyFormat('application/json-seq') ?? 'json', DEFAULT_LIMITS, { keepText: true });
+    // Before the fix: json-seq was read as NDJSON, and every record (RS first) was malformed JSON.
+    expect(items.map((i) => [i.index, i.value ?? i.error?.split(':')[0]])).toEqual([
+      [0, { type: 'a' }],
+      [1, { type: 'b' }],
+      [2, 'malformed JSON'],
+      [3, { type: 'c' }],
+    ]);
+    // The text kept is the JSON text alone, without its RS or LF: an agent's line is read from it as from NDJSON.
+    expect(items[0]?.text).toBe('{"type":"a"}');
+    expect(items[0]?.bytes).toBe(12);
+  });
+
   it('rejects a bad NDJSON line alone, keeping its neighbours', () => {
     const body = Buffer.concat([enc('{"type":"a"}\n{oops\n'), Buffer.from([0xff, 0xfe, 0x0a]), enc(`{"type":"big","data":"${'x'.repeat(70_000)}"}\n{"type":"c"}`)]);
     const items = decodeBatch(body, 'ndjson');
@@ -111,7 +127,7 @@ describe('decodeBatch', () => {
 
   it('never throws anything but its typed error on random bytes', () => {
     fc.assert(
-      fc.property(fc.uint8Array({ maxLength: 2000 }), fc.constantFrom('json' as const, 'ndjson' as const), (bytes, format) => {
+      fc.property(fc.uint8Array({ maxLength: 2000 }), fc.constantFrom('json' as const, 'ndjson' as const, 'json-seq' as const), (bytes, format) => {
         try {
           const items = decodeBatch(bytes, format);
           for (const i of items) expect(typeof i.error === 'string' || 'value' in i).toBe(true);
