@@ -81,6 +81,12 @@ export interface EventQuery {
   /** Exclusive. */
   until?: number;
   limit: number;
+  /**
+   * Most bytes of NDJSON a page may hold (each event's JSON line and its
+   * newline); a page holds at least one event whatever its size. Without it,
+   * only `limit` bounds a page.
+   */
+  maxBytes?: number;
   /** Opaque, from a previous page's `nextCursor`. */
   cursor?: string;
 }

@@ -130,6 +130,30 @@ describe('bad input over HTTP', () => {
   });
 });
 
+describe('large pages', () => {
+  it('GET /v1/events?limit=10000 ends a page at maxBodyBytes of NDJSON and gives a cursor, so a page of large events is never one huge string', async () => {
+    const event = (i: number) => ({ id: `pg-${String(i).padStart(3, '0')}`, source: 'pg', type: 't', data: { pad: 'p'.repeat(1700) } });
+    for (let b = 0; b < 2; b += 1) {
+      const body = Array.from({ length: 30 }, (_, i) => JSON.stringify(event(b * 30 + i))).join('\n');
+      const r = await post(body, 'application/x-ndjson');
+      expect(r.json.accepted).toBe(30);
+    }
+    const first = await request(`${gw.httpUrl}/v1/events?source=pg&limit=10000`);
+    const text = await first.body.text();
+    // Before the fix: all 60 events (≈ 120 KB) in one page, no cursor — at the defaults, up to 10,000 × 64 KiB in one string.
+    expect(Buffer.byteLength(text)).toBeLessThanOrEqual(64 * 1024);
+    expect(first.headers['x-next-cursor']).toEqual(expect.any(String));
+    const ids: string[] = ndjson<{ id: string }>(text).map((e) => e.id);
+    let cursor = first.headers['x-next-cursor'] as string | undefined;
+    while (cursor !== undefined) {
+      const next = await request(`${gw.httpUrl}/v1/events?source=pg&limit=10000&cursor=${cursor}`);
+      ids.push(...ndjson<{ id: string }>(await next.body.text()).map((e) => e.id));
+      cursor = next.headers['x-next-cursor'] as string | undefined;
+    }
+    expect(ids).toEqual(Array.from({ length: 60 }, (_, i) => event(i).id));
+  });
+});
+
 describe('bad input over MQTT', () => {
   it('records an unreadable payload as a rejection and keeps the client connected', async () => {
     await client.publishAsync('audit/m1/events', '{"id":"m1-x","type":', { qos: 1 });

@@ -43,7 +43,8 @@ function matches(event: StoredEvent, q: EventQuery, receivedMs: number): boolean
  * received them — through the narrowest index the filter allows. Each index
  * entry carries its block's receive-time range, so blocks outside
  * since/until are skipped without being read. A page ends when `limit` is
- * reached; the cursor is given only when another match exists after it.
+ * reached or the next event would take it past `maxBytes`; the cursor is
+ * given only when another match exists after it.
  */
 export async function queryEvents(ctx: LevelContext, q: EventQuery): Promise<EventPage> {
   const limit = Math.max(1, Math.floor(q.limit));
@@ -56,7 +57,9 @@ export async function queryEvents(ctx: LevelContext, q: EventQuery): Promise<Eve
   }
   // A block belongs to the day of its latest event, so one straddling midnight after `until` sits a day later.
   const lt = q.until === undefined ? `${prefix}~` : `${prefix}${dayPart(q.until + DAY_MS)}~`;
+  const maxBytes = q.maxBytes ?? Number.POSITIVE_INFINITY;
   const events: StoredEvent[] = [];
+  let bytes = 0;
   let last: Position | undefined;
   let more = false;
   scan: for await (const [key, value] of ctx.db.iterator({ gte, lt })) {
@@ -70,10 +73,13 @@ export async function queryEvents(ctx: LevelContext, q: EventQuery): Promise<Eve
       if (after !== undefined && commit === after.commit && index <= after.index) continue;
       const event = block.events[index] as StoredEvent;
       if (!matches(event, q, Date.parse(event.ingest.receivedAt))) continue;
-      if (events.length === limit) {
+      // The stored line is the event's canonical JSON: what the page's NDJSON holds of it, in other key order.
+      const size = maxBytes === Number.POSITIVE_INFINITY ? 0 : Buffer.byteLength(block.lines[index] as string) + 1;
+      if (events.length === limit || (events.length > 0 && bytes + size > maxBytes)) {
         more = true;
         break scan;
       }
+      bytes += size;
       events.push(event);
       last = { day, commit, index };
     }
