@@ -244,7 +244,25 @@ export function validateEvent(value: unknown, limits: Limits = DEFAULT_LIMITS, s
   return { ok: true, event: value as unknown as AuditEvent };
 }
 
-/** One line for a rejection reason: `seq: must be an integer ≥ 1; time: ...`. */
+/**
+ * Most issues a reason lists, and most characters of a path it quotes. A
+ * reason is answered and kept in custody for every rejection, and a 64 KiB
+ * event can hold thousands of unknown keys, or one key of 60,000 characters:
+ * listed whole, 7 MB of such events made 42 MB of reasons.
+ */
+const MAX_ISSUES = 10;
+const MAX_PATH_CHARS = 200;
+
+function shortPath(path: string): string {
+  if (path.length <= MAX_PATH_CHARS) return path;
+  // Not between the two halves of a surrogate pair: the reason must stay valid UTF-16.
+  const end = /[\uD800-\uDBFF]/.test(path.charAt(MAX_PATH_CHARS - 1)) ? MAX_PATH_CHARS - 1 : MAX_PATH_CHARS;
+  return `${path.slice(0, end)}…`;
+}
+
+/** One line for a rejection reason: `seq: must be an integer ≥ 1; time: ...`, at most MAX_ISSUES of them. */
 export function formatIssues(errors: readonly ValidationIssue[]): string {
-  return errors.map((e) => (e.path === '' ? e.message : `${e.path}: ${e.message}`)).join('; ');
+  const shown = errors.slice(0, MAX_ISSUES).map((e) => (e.path === '' ? e.message : `${shortPath(e.path)}: ${e.message}`));
+  if (errors.length > MAX_ISSUES) shown.push(`… and ${errors.length - MAX_ISSUES} more`);
+  return shown.join('; ');
 }

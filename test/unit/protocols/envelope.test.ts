@@ -28,6 +28,26 @@ describe('validateEvent', () => {
     expect(formatIssues(r.errors)).toContain('type: must be a string, got number');
   });
 
+  it('a reason lists at most 10 problems and cuts a long key path: thousands of unknown keys make one short line', () => {
+    const many: Record<string, unknown> = { type: 't' };
+    for (let k = 0; k < 3000; k += 1) many[`k${k}`] = 0;
+    const r = validateEvent(many);
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.errors).toHaveLength(3000); // every problem is still found; only the reason is short
+    const reason = formatIssues(r.errors);
+    // Before the fix: 3,000 issues in one reason, ≈ 170 KB, answered and kept in custody for this one event.
+    expect(reason.length).toBeLessThan(1000);
+    expect(reason).toMatch(/^k0: unknown field .*; k9: unknown field [^;]*; … and 2990 more$/);
+
+    const longKey = `${'x'.repeat(199)}\u{1F600}${'y'.repeat(60_000)}`;
+    const one = validateEvent({ type: 't', [longKey]: 1 }, { ...DEFAULT_LIMITS, maxEventBytes: 1 << 20 });
+    expect(one.ok).toBe(false);
+    if (one.ok) return;
+    const cut = formatIssues(one.errors);
+    expect(cut).toBe(`${'x'.repeat(199)}…: unknown field (free-form values belong under data)`);
+  });
+
   it('requires type', () => {
     const r = validateEvent({ source: 'a' });
     expect(r).toEqual({ ok: false, errors: [{ path: 'type', message: 'required' }] });
