@@ -94,6 +94,27 @@ describe('MQTT auth', () => {
   });
 });
 
+describe('MQTT auth and chain records', () => {
+  it('rejects a chain record naming an agent the client may not use: another agent chain shows no seq or hole from it', async () => {
+    const payload = JSON.stringify([
+      { id: 'forged-1', type: 't', agent: 'edge-7', epoch: 'E1', seq: 1 },
+      { id: 'forged-3', type: 't', agent: 'edge-7', epoch: 'E1', seq: 3 },
+      { id: 'own-chain-1', type: 't', agent: 'dev-1', epoch: 'D1', seq: 1 },
+    ]);
+    const r = await pub(['-u', 'dev-1', '-P', 'pw-dev-1', '-t', 'audit/dev-1/events', '-m', payload]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(await storedIds('dev-1')).toContain('own-chain-1');
+    expect(await storedIds('dev-1')).not.toContain('forged-1');
+    const sources = await runProcess('curl', ['-sS', '-H', 'Authorization: Bearer ops-token', `${gw.httpUrl}/v1/sources?source=edge-7`]);
+    expect(sources.stdout).not.toContain('"E1"');
+    const custody = await runProcess('curl', ['-sS', '-H', 'Authorization: Bearer ops-token', `${gw.httpUrl}/v1/custody?id=forged-3`]);
+    const records = ndjson<{ outcome: string; reason?: string }>(custody.stdout);
+    expect(records).toHaveLength(1);
+    expect(records[0]).toMatchObject({ outcome: 'rejected' });
+    expect(records[0]?.reason).toMatch(/may not send chain records of "edge-7"/);
+  });
+});
+
 describe('HTTP auth', () => {
   it('needs a token with the right scope', async () => {
     const post = (token?: string) =>

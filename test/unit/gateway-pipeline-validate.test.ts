@@ -57,6 +57,13 @@ describe('validate stage', () => {
     const relay = validateItem(item({ type: 't', source: 'dev-2' }), mqtt, DEFAULT_LIMITS, AT);
     expect(relay).toMatchObject({ source: 'dev-2', rejected: { stage: 'validate', reason: 'source: this client may not send events for "dev-2"' } });
     expect(validateItem(item({ type: 't', source: 'dev-1-a' }), mqtt, DEFAULT_LIMITS, AT).event?.source).toBe('dev-1-a');
+    // Another agent's chain record: rejected, whatever its source; its own, or one it may relay for, taken.
+    const forged = validateItem(item({ type: 't', agent: 'edge-9', epoch: 'E1', seq: 3 }), mqtt, DEFAULT_LIMITS, AT);
+    expect(forged).toMatchObject({ source: mqtt.defaultSource, rejected: { stage: 'validate', reason: 'agent: this client may not send chain records of "edge-9"' } });
+    expect(validateItem(item({ type: 't', agent: mqtt.defaultSource, epoch: 'E1', seq: 3 }), mqtt, DEFAULT_LIMITS, AT).rejected).toBeUndefined();
+    expect(validateItem(item({ type: 't', agent: 'dev-1-a', epoch: 'E1', seq: 3 }), mqtt, DEFAULT_LIMITS, AT).rejected).toBeUndefined();
+    // Without a client identity (HTTP: tokens name no source) any agent is taken.
+    expect(validateItem(item({ type: 't', source: 's', agent: 'edge-9', epoch: 'E1', seq: 3 }), http, DEFAULT_LIMITS, AT).rejected).toBeUndefined();
   });
 
   it('applies the configured limits', () => {

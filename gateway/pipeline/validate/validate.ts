@@ -17,8 +17,9 @@ import type { PipelineItem } from '../item.js';
  * `time` defaulting to receipt, and a deterministic id for an event that has
  * none, computed on the payload as it arrived so that a device's retry of
  * the same payload gets the same id and dedups. An event naming a source
- * this peer may not use is rejected with the reason (relayFor, DESIGN §5).
- * The input value is never modified.
+ * this peer may not use is rejected with the reason (relayFor, DESIGN §5),
+ * and so is a chain record (`agent`, `epoch`, `seq`…) naming an agent it
+ * may not use. The input value is never modified.
  */
 export function validateItem(item: BatchItem, ctx: IngestContext, limits: Limits, receivedAt: string): PipelineItem {
   if (item.error !== undefined) {
@@ -42,6 +43,15 @@ export function validateItem(item: BatchItem, ctx: IngestContext, limits: Limits
       ...readableIdentity(value, ctx),
       source,
       rejected: { stage: 'validate', reason: `source: this client may not send events for "${source}"` },
+    };
+  }
+  // A chain record names its agent: one client must not write another agent's chain (fill or fake its holes).
+  if (ctx.mayUseSource !== undefined && input.agent !== undefined && !ctx.mayUseSource(input.agent)) {
+    return {
+      index: item.index,
+      ...readableIdentity(value, ctx),
+      source,
+      rejected: { stage: 'validate', reason: `agent: this client may not send chain records of "${input.agent}"` },
     };
   }
   const id = input.id ?? deterministicId(source, value);
