@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { CommonErrors } from '../../common/errors.js';
+import { SOURCE_RE } from '../../protocols/index.js';
 import type { VerifyReport } from '../../gateway/storage/types.js';
 
 interface VerifyOptions {
@@ -19,6 +20,10 @@ export function register(program: Command): void {
     .action(async (url: string | undefined, options: VerifyOptions) => {
       if ((url === undefined) === (options.dataDir === undefined)) {
         throw CommonErrors.METEORZX_USAGE('give either a gateway URL or --data-dir DIR', { userError: true });
+      }
+      // A source no event can have would verify nothing and say ok.
+      if (options.source !== undefined && !SOURCE_RE.test(options.source)) {
+        throw CommonErrors.METEORZX_USAGE(`--source must match ${String(SOURCE_RE)}`, { userError: true });
       }
       const report = url === undefined ? await verifyDir(options.dataDir as string, options.source) : await verifyUrl(url, options);
       await judge(report);

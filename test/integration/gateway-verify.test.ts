@@ -4,7 +4,7 @@ import { deflateSync, inflateSync } from 'node:zlib';
 import { Level } from 'level';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LevelStorage } from '../../gateway/storage/level/index.js';
-import { removeDir, runCli, startGateway, tempDir } from './gateway-harness.js';
+import { removeDir, runCli, runProcess, startGateway, tempDir } from './gateway-harness.js';
 
 /**
  * Issue 3, done-when 5: `meteorzx verify --data-dir` finds one changed byte
@@ -49,6 +49,13 @@ beforeAll(async () => {
   const online = await runCli(['verify', gw.httpUrl]);
   expect(online.code, online.stderr).toBe(0);
   expect(online.stdout).toMatch(/^verify ok: \d+ custody records, 300 events$/m);
+  // A source no event can have: a clear error, not "ok, 0 events" (the route itself, as curl sees it, and the CLI).
+  const curl = await runProcess('curl', ['-sS', '-X', 'POST', '-w', '%{http_code}', `${gw.httpUrl}/v1/verify?source=a!b`]);
+  expect(curl.stdout).toMatch(/source must match.*400$/s);
+  for (const args of [['verify', gw.httpUrl, '--source', 'a!b'], ['verify', '--data-dir', dataDir, '--source', 'a!b']]) {
+    const bad = await runCli(args);
+    expect({ code: bad.code, stderr: bad.stderr.trim() }).toMatchObject({ code: 2, stderr: expect.stringMatching(/--source must match/) as unknown });
+  }
   const locked = await runCli(['verify', '--data-dir', dataDir]);
   expect(locked.code).toBe(1);
   expect(locked.stderr.trim()).toMatch(/^meteorzx: cannot open .*: it is in use \(stop the gateway first/);

@@ -1,4 +1,6 @@
 import type { FastifyInstance } from 'fastify';
+import { SOURCE_RE } from '../../../protocols/index.js';
+import { GatewayErrors } from '../../errors.js';
 import type { ApiContext } from '../api-context.js';
 import { sendError } from '../reply-error.js';
 import { one, type QueryString } from './query-params.js';
@@ -14,6 +16,8 @@ export function registerVerify(app: FastifyInstance, ctx: ApiContext): void {
   app.post('/v1/verify', async (req, reply) => {
     try {
       const source = one(req.query as QueryString, 'source');
+      // A source no event can have would verify nothing and answer ok.
+      if (source !== undefined && !SOURCE_RE.test(source)) throw GatewayErrors.METEORZX_BAD_REQUEST(`source must match ${String(SOURCE_RE)}`);
       // One verify at a time: a second caller waits for the first instead of doubling the disk read.
       while (running) await running.catch(() => undefined);
       const work = ctx.storage.verify(source === undefined ? {} : { source });
