@@ -1,6 +1,6 @@
 import { randomBytes, scryptSync } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
-import { connectClient, packetIdCacheSize, publishOrClose } from './mqtt-test-client.js';
+import { connectClient, heldQos2PayloadBytes, incomingStoreOf, packetIdCacheSize, publishOrClose } from './mqtt-test-client.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS, deterministicId, isMeteorError } from '../../protocols/index.js';
 import { AgentMetrics } from '../../agent/metrics.js';
@@ -61,6 +61,16 @@ describe('edge MQTT broker intake', () => {
     expect(await metricValue(metrics, 'meteorzx_agent_events_invalid_total', { intake: 'mqtt' })).toBe(1);
     // The edge broker wrote a CONNACK and two PUBACKs without building mqtt-packet's 6 MB id cache.
     expect(packetIdCacheSize()).toBe(0);
+  });
+
+  it('a QoS 2 publish waiting for its PUBREL holds its id, not its payload: a device that never sends PUBREL pins no event bodies', async () => {
+    const { port, buffer, intake } = await startEdge();
+    const events = Array.from({ length: 5 }, (_, i) => ({ id: `q2-${i}`, type: 't', data: { pad: 'x'.repeat(50_000) } }));
+    const atPubrec = () => expect(buffer.events.map((e) => e.id)).toEqual(events.map((e) => e.id));
+    // Before the fix: the whole 250 KB payload, until a PUBREL that need never come (up to 1,000 per device, each up to maxBodyBytes).
+    expect(await heldQos2PayloadBytes(closers, port, 'audit/dev-1/events', Buffer.from(JSON.stringify(events)), incomingStoreOf(intake), atPubrec)).toBe(0);
+    // The resent PUBLISH is buffered again (authorizePublish runs for every copy): the same ids, which the gateway's dedup absorbs.
+    expect(buffer.events.map((e) => e.id)).toEqual([...events, ...events].map((e) => e.id));
   });
 
   it('buffers an unreadable payload as one intake error event and keeps the device connected', async () => {

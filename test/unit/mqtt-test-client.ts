@@ -1,5 +1,8 @@
 import { createRequire } from 'node:module';
+import { connect as connectTcp, type Socket } from 'node:net';
 import mqtt, { type MqttClient } from 'mqtt';
+import mqttPacket from 'mqtt-packet';
+import { expect } from 'vitest';
 
 /** Connects an MQTT 3.1.1 client (no reconnects) and registers its close with `closers`. */
 export async function connectClient(closers: (() => Promise<unknown>)[], port: number, opts: mqtt.IClientOptions = {}): Promise<MqttClient> {
@@ -23,4 +26,47 @@ export function publishOrClose(client: MqttClient, topic: string, payload: strin
 export function packetIdCacheSize(): number {
   const numbers = createRequire(createRequire(import.meta.url).resolve('aedes'))('mqtt-packet/numbers.js') as { cache: Record<number, Buffer> };
   return Object.keys(numbers.cache).length;
+}
+
+/** What an aedes broker keeps of a QoS 2 publish until its PUBREL. */
+export interface IncomingStore {
+  incomingGetPacket(client: { id: string }, packet: { messageId: number }): Promise<{ payload: Buffer }>;
+}
+
+/** The incoming store of the aedes broker an ingress (gateway) or intake (agent edge) keeps as `broker`. */
+export function incomingStoreOf(owner: unknown): IncomingStore {
+  return (owner as { broker: { persistence: IncomingStore } }).broker.persistence;
+}
+
+/**
+ * A QoS 2 publish of `payload` on `topic` over a raw socket (a client library always sends the PUBREL), with
+ * clean=false (the session, and what waits in it, outlives the connection). Runs `atPubrec` once the PUBREC is
+ * in, and answers how many payload bytes `store` then holds for the message; before answering, checks the
+ * handshake still works: a resent PUBLISH gets its PUBREC again, the PUBREL its PUBCOMP, and the store lets the
+ * message go.
+ */
+export async function heldQos2PayloadBytes(closers: (() => Promise<unknown>)[], port: number, topic: string, payload: Buffer, store: IncomingStore, atPubrec: () => void): Promise<number> {
+  const sock: Socket = connectTcp(port, '127.0.0.1');
+  closers.push(async () => sock.destroy());
+  const received: number[] = [];
+  sock.on('data', (d: Buffer) => {
+    for (let i = 0; i < d.length; i += 1 + 1 + (d[i + 1] as number)) received.push((d[i] as number) >> 4);
+  });
+  const waitFor = async (type: number, count: number): Promise<void> => {
+    for (let t = 0; t < 200 && received.filter((r) => r === type).length < count; t += 1) await new Promise((r) => setTimeout(r, 10));
+    expect(received.filter((r) => r === type)).toHaveLength(count);
+  };
+  const clientId = `q2-hold-${port}`;
+  sock.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: false, clientId, keepalive: 60 }));
+  const publish = mqttPacket.generate({ cmd: 'publish', qos: 2, dup: false, retain: false, messageId: 7, topic, payload });
+  sock.write(publish);
+  await waitFor(5, 1); // PUBREC
+  atPubrec();
+  const held = (await store.incomingGetPacket({ id: clientId }, { messageId: 7 })).payload.length;
+  sock.write(publish);
+  await waitFor(5, 2);
+  sock.write(mqttPacket.generate({ cmd: 'pubrel', messageId: 7 }));
+  await waitFor(7, 1); // PUBCOMP
+  await expect(store.incomingGetPacket({ id: clientId }, { messageId: 7 })).rejects.toThrow();
+  return held;
 }

@@ -1,6 +1,6 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Aedes, AuthenticateError, Client } from 'aedes';
-import { cappedHandle, maxPacketBytes, noPacketIdCache } from '../../../common/mqtt-packet-cap.js';
+import { cappedHandle, incomingWithoutPayload, maxPacketBytes, noPacketIdCache } from '../../../common/mqtt-packet-cap.js';
 import type { Logger } from 'pino';
 import { isMeteorError, type Limits } from '../../../protocols/index.js';
 import type { AgentBuffer } from '../../buffer/types.js';
@@ -104,6 +104,7 @@ export class EdgeBrokerIntake implements Intake {
         done(null, sub);
       },
     });
+    incomingWithoutPayload(broker);
     const log = this.options.logger;
     broker.on('clientError', (client: Client, err: Error) => log?.debug({ client: client.id, err: err.message }, 'edge mqtt client error'));
     broker.on('connectionError', (_client: Client, err: Error) => log?.debug({ err: err.message }, 'edge mqtt connection error'));
