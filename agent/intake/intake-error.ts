@@ -1,4 +1,4 @@
-import type { AuditEvent } from '../../protocols/index.js';
+import { toWellFormed, type AuditEvent } from '../../protocols/index.js';
 
 /** Type of the event that stands for a record an intake could not take (nothing is dropped silently, DESIGN §3.4). */
 export const INTAKE_ERROR_TYPE = 'meteorzx.intake.error';
@@ -10,11 +10,19 @@ export const RAW_EXCERPT_CHARS = 1024;
  * An intake error event: the reason, where the record came from, and the
  * start of the raw record, so the operator sees at the gateway what was not
  * taken and why.
+ *
+ * Its text is made well-formed here, for every intake: cutting the raw
+ * record at RAW_EXCERPT_CHARS can split a surrogate pair, and a reason can
+ * quote a sender's key holding a lone surrogate (`{"\ud800":1}` parses). A
+ * lone surrogate cannot be written as canonical JSON, so the buffer would
+ * refuse the error event at its commit: a file or serial intake would retry
+ * that append for ever, stuck on the line, and an edge MQTT publish would be
+ * refused whole, neighbours included.
  */
 export function intakeErrorEvent(data: Record<string, unknown> & { intake: string; reason: string }, raw?: string): AuditEvent {
-  const out: Record<string, unknown> = { ...data };
+  const out: Record<string, unknown> = { ...data, reason: toWellFormed(data.reason) };
   if (raw !== undefined) {
-    out.raw = raw.length > RAW_EXCERPT_CHARS ? raw.slice(0, RAW_EXCERPT_CHARS) : raw;
+    out.raw = toWellFormed(raw.length > RAW_EXCERPT_CHARS ? dropLoneSurrogate(raw.slice(0, RAW_EXCERPT_CHARS)) : raw);
     if (raw.length > RAW_EXCERPT_CHARS) out.rawTruncated = true;
   }
   return { type: INTAKE_ERROR_TYPE, outcome: 'failure', data: out };
