@@ -2,6 +2,7 @@ import { ClassicLevel } from 'classic-level';
 import { copyFile, link, mkdir, readdir, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { causeChain } from '../../common/level-errors.js';
+import { makeDir } from '../../common/make-dir.js';
 import { AgentErrors } from '../errors.js';
 import { BLOCK_END, BLOCK_PREFIX, blockKey, blockSeq, META, META_KEYS } from './keys.js';
 import { decodeBlock, readBlockMeta, type BlockMeta } from './block-codec.js';
@@ -20,7 +21,7 @@ export interface StoredMeta {
 }
 
 export async function openLevel(location: string, caps: ResolvedBufferOptions['level']): Promise<BufferDb> {
-  await mkdir(location, { recursive: true });
+  await makeDir(location);
   const db = new ClassicLevel<string, Buffer>(location, {
     keyEncoding: 'utf8',
     valueEncoding: 'buffer',

@@ -129,6 +129,29 @@ describe('meteorzx config check', () => {
     expect(run.stderr).toMatch(new RegExp(`^meteorzx: ${file.replace(/[.]/g, '\\.')}:\\d+:\\d+: not valid YAML: [^\\n]+\\n$`));
   });
 
+  it('exits 1 with one line when the agent cannot make its dataDir, also under /proc where a recursive mkdir never returns', async () => {
+    const cases = [
+      { dataDir: join('/proc', String(process.pid), 'meteorzx-nope', 'agent'), error: /ENOENT: no such file or directory, mkdir '\/proc\/\d+\/meteorzx-nope'/ },
+      { dataDir: join(dir, 'plain.json', 'agent'), error: /ENOTDIR: not a directory/ },
+    ];
+    await writeFile(join(dir, 'plain.json'), '{}');
+    for (const { dataDir, error } of cases) {
+      const file = join(dir, 'agent-bad-dir.json');
+      await writeFile(file, JSON.stringify({ id: 'bad-dir', dataDir, intake: { http: { listen: '127.0.0.1:0' } }, pull: { listen: '127.0.0.1:0' } }));
+      // SIGKILL: the hung agent did not heed SIGTERM either.
+      const run = await new Promise<Run>((resolve) => {
+        execFile(process.execPath, [BIN, 'agent', '--config', file], { env: { PATH: process.env.PATH ?? '' }, timeout: 15_000, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
+          resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr });
+        });
+      });
+      expect(run.code).toBe(1);
+      const last = run.stderr.trimEnd().split('\n').at(-1) ?? '';
+      expect(last).toMatch(/^meteorzx: cannot open the buffer at .*\(METEORZX_BUFFER_OPEN_FAILED\)$/);
+      expect(last).toMatch(error);
+      expect(run.stderr).not.toMatch(STACK_FRAME);
+    }
+  }, 40_000);
+
   it('asks for --type when the keys do not tell', async () => {
     const file = join(dir, 'plain.yaml');
     await writeFile(file, 'dataDir: /tmp/x\n');
