@@ -51,6 +51,10 @@ export const AgentErrors = defineErrors({
       'The pull listener binds a non-loopback address with no pull.token (set a token, bind 127.0.0.1, or pass --insecure), or the edge MQTT broker (intake.mqtt.listen) does with no intake.mqtt.users.',
   },
   // Pull API (agent/pull).
+  METEORZX_PULL_BUSY: {
+    description: 'The pull API holds as many answer bytes in memory as it may (pages being read or sent to slow clients); retry after Retry-After.',
+    status: 503,
+  },
   METEORZX_PULL_GONE: {
     description: 'A pull asked for seqs retention already deleted, or for an epoch the buffer no longer is (410); the answer names the oldest seq still held.',
     status: 410,

@@ -25,6 +25,39 @@ export interface PullHandlerOptions {
   chunkBytes?: number;
   /** Largest `maxBytes` a client may ask for (a larger one is capped to it). Default 16 MiB. */
   maxPageBytes?: number;
+  /** Answer bytes all pulls may hold at once; without it, unbounded. */
+  budget?: PullBudget;
+  /** Retry-After on a 503, seconds. Default 1. */
+  retryAfterSeconds?: number;
+}
+
+/**
+ * The answer bytes pulls in progress may hold, shared by all of them. A
+ * capped page is held whole (up to its cap) and any answer holds a chunk
+ * while a slow client drains it: without a bound, a few clients asking for
+ * 16 MiB pages and never reading pinned 16 MiB each, for as long as they
+ * kept the connection. Each answer reserves what it may hold before reading
+ * anything; past the budget it gets a 503 + Retry-After instead.
+ */
+export class PullBudget {
+  private held = 0;
+
+  constructor(readonly maxBytes: number) {}
+
+  /** Reserves `bytes`; false when that would go past the budget (nothing reserved). */
+  hold(bytes: number): boolean {
+    if (this.held + bytes > this.maxBytes) return false;
+    this.held += bytes;
+    return true;
+  }
+
+  release(bytes: number): void {
+    this.held -= bytes;
+  }
+
+  get heldBytes(): number {
+    return this.held;
+  }
 }
 
 /** The 410 body: what the client needs to resume (or to record the loss). */
@@ -72,20 +105,40 @@ export async function servePull(url: URL, method: string, res: ServerResponse, o
     return;
   }
   const page = pageExtent(after, Math.min(limit, max), state.head, buffer.holeRanges());
-  if (Number.isFinite(maxBytes) && page.count > 0) {
-    await sendCapped(res, method, headers, buffer, after, page.last, Math.min(maxBytes, options.maxPageBytes ?? 16 << 20), options);
+  const cap = Number.isFinite(maxBytes) ? Math.min(maxBytes, options.maxPageBytes ?? 16 << 20) : undefined;
+  if (page.count === 0 || (cap === undefined && method === 'HEAD')) {
+    sendPage(res, method, headers, state.head, after, page);
     return;
   }
+  // What this answer may hold: its whole page when capped, else about a chunk (and a line over it).
+  const reserve = cap ?? (options.chunkBytes ?? 1 << 20);
+  const budget = options.budget;
+  if (budget !== undefined && !budget.hold(reserve)) {
+    const err = AgentErrors.METEORZX_PULL_BUSY(`pulls in progress hold ${budget.heldBytes} answer bytes (the limit is ${budget.maxBytes}); retry shortly`);
+    sendError(res, err, { 'retry-after': String(options.retryAfterSeconds ?? 1) });
+    return;
+  }
+  const held = { bytes: reserve };
+  try {
+    if (cap !== undefined) await sendCapped(res, method, headers, buffer, after, page.last, cap, options, held);
+    else if (sendPage(res, method, headers, state.head, after, page)) await stream(res, buffer, after, page.last, options);
+  } finally {
+    budget?.release(held.bytes);
+  }
+}
+
+/** Writes the head of an uncapped answer; true when its events are still to be streamed. */
+function sendPage(res: ServerResponse, method: string, headers: Record<string, string>, head: number, after: number, page: { count: number; last: number }): boolean {
   // Known before the first byte: the seqs held after `after` are …head minus the recorded holes (damage the
   // agent already named with a buffer-corrupt gap), so a page steps over a hole instead of stopping at it.
   // Nothing to send although after < head: pageExtent found every seq up to the head inside a hole.
-  const extent = page.count > 0 ? { 'x-last-seq': String(page.last) } : after < state.head ? { [HOLES_TO_HEADER]: String(state.head) } : {};
+  const extent = page.count > 0 ? { 'x-last-seq': String(page.last) } : after < head ? { [HOLES_TO_HEADER]: String(head) } : {};
   res.writeHead(200, { 'content-type': NDJSON, ...headers, ...extent });
   if (method === 'HEAD' || page.count === 0) {
     res.end();
-    return;
+    return false;
   }
-  await stream(res, buffer, after, page.last, options);
+  return true;
 }
 
 /**
@@ -132,9 +185,19 @@ async function sendCapped(
   last: number,
   maxBytes: number,
   options: PullHandlerOptions,
+  held: { bytes: number },
 ): Promise<void> {
   const page: StoredLine[][] = [];
-  for await (const chunk of chunks(buffer, after, last, options, maxBytes)) page.push(chunk);
+  let bytes = 0;
+  for await (const chunk of chunks(buffer, after, last, options, maxBytes)) {
+    page.push(chunk);
+    for (const line of chunk) bytes += line.line.length + 1;
+  }
+  // The cap was reserved; the page, read, may be far smaller (UTF-16 units: at most its UTF-8 bytes).
+  if (bytes < held.bytes) {
+    options.budget?.release(held.bytes - bytes);
+    held.bytes = bytes;
+  }
   const sentLast = page.at(-1)?.at(-1)?.seq;
   res.writeHead(200, { 'content-type': NDJSON, ...headers, ...(sentLast === undefined ? {} : { 'x-last-seq': String(sentLast) }) });
   if (method === 'HEAD') {

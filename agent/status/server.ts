@@ -6,7 +6,7 @@ import type { AgentBuffer } from '../buffer/types.js';
 import { AgentErrors } from '../errors.js';
 import { bearerMatches, closeServer, isLoopback, listen, sendError, sendJson, type ListenAddress } from '../http-helpers.js';
 import type { AgentMetrics } from '../metrics.js';
-import { servePull } from '../pull/pull-handler.js';
+import { PullBudget, servePull } from '../pull/pull-handler.js';
 
 export interface StatusServerOptions {
   listen: ListenAddress;
@@ -22,6 +22,10 @@ export interface StatusServerOptions {
   tls?: { cert: Buffer | string; key: Buffer | string };
   /** Most events one pull answer holds. */
   maxPullEvents?: number;
+  /** Answer bytes all pulls in progress may hold in memory; past it a pull gets 503 + Retry-After. Default 32 MiB. */
+  maxPullBytesHeld?: number;
+  /** A connection whose client neither sends nor reads for this long is closed, ms. Default 30 s. */
+  idleTimeoutMs?: number;
   logger?: Logger;
 }
 
@@ -34,8 +38,10 @@ export class StatusServer {
   private readonly server: Server;
   private bound: ListenAddress | undefined;
   private closed: Promise<void> | undefined;
+  private readonly pullBudget: PullBudget;
 
   constructor(private readonly options: StatusServerOptions) {
+    this.pullBudget = new PullBudget(options.maxPullBytesHeld ?? 32 << 20);
     const handler = (req: IncomingMessage, res: ServerResponse) => {
       this.handle(req, res).catch((err: unknown) => {
         options.logger?.error({ err, url: req.url }, 'status request failed');
@@ -44,6 +50,10 @@ export class StatusServer {
     };
     const timeouts = { requestTimeout: 30_000, headersTimeout: 10_000 };
     this.server = options.tls === undefined ? createServer(timeouts, handler) : createHttpsServer({ ...timeouts, ...options.tls }, handler);
+    // requestTimeout bounds reading the request, not sending the answer: a client that stops reading a
+    // pull answer would hold its bytes (and its share of the pull budget) for as long as it stays connected.
+    // With no 'timeout' listener, node:http destroys a socket idle this long.
+    this.server.setTimeout(options.idleTimeoutMs ?? 30_000);
   }
 
   async start(): Promise<void> {
@@ -108,7 +118,7 @@ export class StatusServer {
 
   /** `GET /v1/events?after=SEQ&limit=N`: see agent/pull/pull-handler.ts. */
   private pull(url: URL, method: string, res: ServerResponse): Promise<void> {
-    return servePull(url, method, res, { buffer: this.options.buffer as AgentBuffer, maxLimit: this.options.maxPullEvents ?? 10_000 });
+    return servePull(url, method, res, { buffer: this.options.buffer as AgentBuffer, maxLimit: this.options.maxPullEvents ?? 10_000, budget: this.pullBudget });
   }
 }
 
