@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, extname } from 'node:path';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
+import { jsonDepth } from '../../protocols/limits.js';
 import { CommonErrors } from '../errors.js';
 import { expandEnv, isPlainObject, type Env } from './env.js';
 import { ConfigInvalidError, type ConfigIssue, type ConfigPath } from './issues.js';
@@ -32,6 +33,9 @@ export type LoadOptions = Omit<ParseOptions, 'source' | 'baseDir'>;
 
 // A config is a page of text; this bound keeps a wrong path (a log, a device) from being slurped.
 const MAX_CONFIG_BYTES = 1024 * 1024;
+// Far deeper than any real config. The steps after parsing (${VAR} expansion, validation) walk the
+// value recursively; a JSON file of 300,000 nested brackets overflowed the stack there, unnamed.
+const MAX_CONFIG_DEPTH = 64;
 
 /**
  * Reads a config file: JSON when it ends in `.json`, YAML when `.yaml`/`.yml`;
@@ -57,7 +61,11 @@ export async function readConfigFile(file: string): Promise<unknown> {
 export function parseConfigText(text: string, file: string): unknown {
   const ext = extname(file).toLowerCase();
   const json = ext === '.json' || (ext !== '.yaml' && ext !== '.yml' && text.trimStart().startsWith('{'));
-  return json ? parseJson(text, file) : parseYaml(text, file);
+  const value = json ? parseJson(text, file) : parseYaml(text, file);
+  if (jsonDepth(value, MAX_CONFIG_DEPTH) > MAX_CONFIG_DEPTH) {
+    throw CommonErrors.METEORZX_CONFIG_SYNTAX(`${file}: nested more than ${MAX_CONFIG_DEPTH} levels deep; not a config`, { userError: true });
+  }
+  return value;
 }
 
 function parseJson(text: string, file: string): unknown {

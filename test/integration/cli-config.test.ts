@@ -152,6 +152,16 @@ describe('meteorzx config check', () => {
     }
   }, 40_000);
 
+  it('reports a JSON config nested absurdly deep in one line naming the file, not a stack overflow', async () => {
+    const file = join(dir, 'deep.json');
+    await writeFile(file, `{"id":"deep","data":${'['.repeat(300_000)}${']'.repeat(300_000)}}`);
+    for (const args of [['config', 'check', file, '--type', 'agent'], ['agent', '--config', file]]) {
+      const run = await meteorzx(args);
+      expect(run.code).toBe(1);
+      expect(run.stderr).toBe(`meteorzx: ${file}: nested more than 64 levels deep; not a config\n`);
+    }
+  });
+
   it('asks for --type when the keys do not tell', async () => {
     const file = join(dir, 'plain.yaml');
     await writeFile(file, 'dataDir: /tmp/x\n');
