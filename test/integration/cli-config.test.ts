@@ -58,6 +58,15 @@ describe('meteorzx', () => {
   });
 });
 
+/** Runs the CLI; one still running after 15 s is SIGKILLed (a hung start heeds no SIGTERM) and answers code -1. */
+function runOrKill(args: string[]): Promise<Run> {
+  return new Promise<Run>((resolve) => {
+    execFile(process.execPath, [BIN, ...args], { env: { PATH: process.env.PATH ?? '' }, timeout: 15_000, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr });
+    });
+  });
+}
+
 describe('meteorzx config check', () => {
   it('accepts the example configs', async () => {
     const agent = await meteorzx(['config', 'check', 'examples/agent.yaml']);
@@ -138,12 +147,7 @@ describe('meteorzx config check', () => {
     for (const { dataDir, error } of cases) {
       const file = join(dir, 'agent-bad-dir.json');
       await writeFile(file, JSON.stringify({ id: 'bad-dir', dataDir, intake: { http: { listen: '127.0.0.1:0' } }, pull: { listen: '127.0.0.1:0' } }));
-      // SIGKILL: the hung agent did not heed SIGTERM either.
-      const run = await new Promise<Run>((resolve) => {
-        execFile(process.execPath, [BIN, 'agent', '--config', file], { env: { PATH: process.env.PATH ?? '' }, timeout: 15_000, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
-          resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr });
-        });
-      });
+      const run = await runOrKill(['agent', '--config', file]);
       expect(run.code).toBe(1);
       const last = run.stderr.trimEnd().split('\n').at(-1) ?? '';
       expect(last).toMatch(/^meteorzx: cannot open the buffer at .*\(METEORZX_BUFFER_OPEN_FAILED\)$/);
@@ -161,6 +165,16 @@ describe('meteorzx config check', () => {
       expect(run.stderr).toBe(`meteorzx: ${file}: nested more than 64 levels deep; not a config\n`);
     }
   });
+
+  it('exits 1 with one line when the gateway cannot make its dataDir under /proc, where a recursive mkdir never returns', async () => {
+    const file = join(dir, 'gateway-bad-dir.json');
+    const dataDir = join('/proc', String(process.pid), 'meteorzx-nope', 'gw');
+    await writeFile(file, JSON.stringify({ dataDir, http: { listen: '127.0.0.1:0' }, mqtt: { listen: '127.0.0.1:0' } }));
+    const run = await runOrKill(['gateway', '--config', file]);
+    expect(run.code).toBe(1);
+    expect(run.stderr.trimEnd().split('\n').at(-1)).toMatch(/^meteorzx: ENOENT: no such file or directory, mkdir '\/proc\/\d+\/meteorzx-nope'/);
+    expect(run.stderr).not.toMatch(STACK_FRAME);
+  }, 40_000);
 
   it('asks for --type when the keys do not tell', async () => {
     const file = join(dir, 'plain.yaml');

@@ -1,10 +1,10 @@
-import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { Level } from 'level';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import type { CustodyRecord, EpochStatus, SourceStatus, SourcesResponse } from '../../../protocols/index.js';
 import { isLevelIoError } from '../../../common/level-errors.js';
+import { makeDir } from '../../../common/make-dir.js';
 import { GatewayErrors } from '../../errors.js';
 import { edges, epochStatus, type EpochState } from '../seq-gaps.js';
 import { tallySources } from '../source-counts.js';
@@ -159,7 +159,8 @@ export class LevelStorage implements Storage {
   async open(): Promise<void> {
     if (this.db !== undefined) return;
     this.closed = false;
-    await mkdir(this.location, { recursive: true });
+    // Not Node's recursive mkdir: under /proc it never returns (common/make-dir.ts).
+    await makeDir(this.location);
     const db: LevelDb = new Level<string, Buffer>(this.location, {
       keyEncoding: 'utf8',
       valueEncoding: 'buffer',
