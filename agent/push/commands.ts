@@ -16,17 +16,24 @@ export interface CommandRunnerOptions {
   logger?: Logger;
 }
 
+/** Commands waiting to run, at most: the gateway repeats a pull while its hole stays, so one ignored is asked again. */
+export const MAX_PENDING_COMMANDS = 16;
+
 /**
  * Answers `{"op":"pull","after":A,"until":B}` on audit/<id>/cmd (DESIGN §5)
  * by re-pushing that range as ordinary events through the push transport.
  * It reads the buffer directly and never touches the delivered cursor: the
  * range is usually below it already, and the sender's own progress must not
  * move backwards or forwards because of a repair. Commands run one at a
- * time, so a gateway repeating a request cannot fan out into parallel floods.
+ * time, so a gateway repeating a request cannot fan out into parallel floods;
+ * a command the same as one waiting is dropped, and at most
+ * MAX_PENDING_COMMANDS wait.
  */
 export class CommandRunner {
   private chain: Promise<void> = Promise.resolve();
   private closed = false;
+  /** Commands received and not yet started, by their text: a repeat of one of them is the same work. */
+  private readonly pending = new Set<string>();
 
   constructor(private readonly options: CommandRunnerOptions) {}
 
@@ -43,7 +50,20 @@ export class CommandRunner {
       this.options.logger?.warn({ err: (err as Error).message }, 'ignored an invalid command');
       return;
     }
-    this.chain = this.chain.then(() => this.run(command)).catch((err: unknown) => this.options.logger?.warn({ err, command }, 'command failed'));
+    const key = JSON.stringify([command.epoch, command.after, command.until]);
+    if (this.pending.has(key)) return;
+    if (this.pending.size >= MAX_PENDING_COMMANDS) {
+      // Whoever floods the command topic (anyone may, on a broker such as Mosquitto) must not queue unbounded re-pushes.
+      this.options.logger?.warn({ command, pending: this.pending.size }, 'command queue full; command ignored (the gateway asks again while the hole stays)');
+      return;
+    }
+    this.pending.add(key);
+    this.chain = this.chain
+      .then(() => {
+        this.pending.delete(key);
+        return this.run(command);
+      })
+      .catch((err: unknown) => this.options.logger?.warn({ err, command }, 'command failed'));
   }
 
   /** Resolves when every command received so far has finished. */

@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { BufferState, StoredLine } from '../../agent/buffer/types.js';
-import { CommandRunner } from '../../agent/push/commands.js';
+import { CommandRunner, MAX_PENDING_COMMANDS } from '../../agent/push/commands.js';
 import type { PushTransport, SendOutcome } from '../../agent/push/types.js';
 import { pageExtent, servePull } from '../../agent/pull/pull-handler.js';
 import type { ChainedEvent } from '../../protocols/index.js';
@@ -208,6 +208,26 @@ describe('agent command channel (audit/<id>/cmd)', () => {
     expect(transport.sent.flat()).toEqual(Array.from({ length: 25 }, (_, i) => 21 + i));
     expect(Math.max(...transport.sent.map((b) => b.length))).toBeLessThanOrEqual(10);
     expect(buffer.state().delivered).toBe(100);
+  });
+
+  it('a flood of commands queues at most MAX_PENDING_COMMANDS re-pushes, a repeat of a waiting one none', async () => {
+    const buffer = new RetainingBuffer();
+    await buffer.fill(100);
+    const transport = new RecordingTransport();
+    const runner = new CommandRunner({ buffer, transport, batchEvents: 1000, batchBytes: 1 << 20 });
+    for (let i = 0; i < 1000; i++) runner.receive(JSON.stringify({ op: 'pull', after: 0 }));
+    for (let i = 0; i < 1000; i++) runner.receive(JSON.stringify({ op: 'pull', after: i % 50, until: 60 }));
+    await runner.idle();
+    // One after:0 (its 999 repeats wait as it does), then 15 of the 50 distinct ranges: one batch each.
+    expect(transport.sent.length).toBe(MAX_PENDING_COMMANDS);
+    expect(transport.sent.slice(0, 2).map((b) => [b[0], b.at(-1)])).toEqual([
+      [1, 100],
+      [1, 60],
+    ]);
+    // Once run, a command may be asked for again.
+    runner.receive(JSON.stringify({ op: 'pull', after: 0 }));
+    await runner.idle();
+    expect(transport.sent.length).toBe(MAX_PENDING_COMMANDS + 1);
   });
 
   it('ignores invalid commands and pulls for another epoch', async () => {
