@@ -3,6 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { afterAll } from 'vitest';
 
 /**
  * Spawns the real CLI (`node bin/meteorzx.js gateway --config <tmp>`) on
@@ -14,6 +15,24 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 export const BIN = path.join(ROOT, 'bin/meteorzx.js');
 
 const READY_TIMEOUT_MS = 30_000;
+
+/**
+ * Gateways started and not yet exited. A test file that fails between a start and its stop (a beforeAll that
+ * throws after startGateway) would leave its gateway running for good: after every file that imports this
+ * harness, what is left is killed (registered here, the hook runs after the file's own afterAll hooks).
+ */
+const live = new Set<ChildProcess>();
+afterAll(async () => {
+  await Promise.all(
+    [...live].map(
+      (proc) =>
+        new Promise<void>((resolve) => {
+          proc.once('exit', () => resolve());
+          proc.kill('SIGKILL');
+        }),
+    ),
+  );
+});
 
 export interface RunningGateway {
   proc: ChildProcess;
@@ -61,6 +80,8 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
     env: { ...process.env, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  live.add(proc);
+  proc.once('exit', () => live.delete(proc));
   const logs: string[] = [];
   let stdout = '';
   // The CLI prints one ready line on stdout whatever the log level: `meteorzx gateway ready: http://h:p mqtt://h:p`.
