@@ -45,6 +45,20 @@ function authError(message: string, returnCode: number): AuthenticateError {
  * from that device's socket, so the device is slowed (its in-flight window
  * fills), not dropped.
  */
+/** What authorizePublish reads of a PUBLISH. */
+interface EdgePacket {
+  topic: string;
+  payload: string | Buffer;
+  retain: boolean;
+  qos?: number;
+  messageId?: number;
+}
+
+/** aedes' store of QoS 2 publishes awaiting their PUBREL (the ids only: incomingWithoutPayload). */
+interface IncomingLookup {
+  incomingGetPacket(client: Client, packet: { messageId: number }): Promise<unknown>;
+}
+
 export class EdgeBrokerIntake implements Intake {
   readonly name = 'mqtt';
   private broker: Aedes | undefined;
@@ -183,12 +197,26 @@ export class EdgeBrokerIntake implements Intake {
     );
   }
 
-  private authorizePublish(client: Client | null, packet: { topic: string; payload: string | Buffer; retain: boolean }, done: (err?: Error | null) => void): void {
+  private authorizePublish(client: Client | null, packet: EdgePacket, done: (err?: Error | null) => void): void {
     // The broker's own publishes (wills of vanished devices) carry no events.
     if (client === null) return done(null);
     if (this.draining) return done(new Error('agent is shutting down'));
     const identity = this.identities.get(client);
     if (identity === undefined) return done(new Error('not authenticated'));
+    const store = (this.broker as unknown as { persistence?: IncomingLookup } | undefined)?.persistence;
+    if (packet.qos === 2 && packet.messageId !== undefined && store !== undefined) {
+      // A QoS 2 publish resent (DUP) before its PUBREL: buffered when it first came; aedes answers PUBREC again.
+      store.incomingGetPacket(client, { messageId: packet.messageId }).then(
+        () => done(null),
+        () => this.buffer(client, identity, packet, done),
+      );
+      return;
+    }
+    this.buffer(client, identity, packet, done);
+  }
+
+  /** Buffers the publish's events, then calls back: the acknowledgement (PUBACK, PUBREC). */
+  private buffer(client: Client, identity: DeviceIdentity, packet: EdgePacket, done: (err?: Error | null) => void): void {
     const work = this.takePublish(identity, packet, this.goneSignal(client));
     this.inflight.add(work);
     work.then(
