@@ -3,6 +3,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { AgentStatus, StoredEvent } from '../../protocols/index.js';
+import { killProcesses } from './kill-procs.js';
 
 /**
  * Real processes for the agent's integration and fault tests: the CLI
@@ -126,15 +127,7 @@ function spawnCli(args: string[], env: Record<string, string> = {}): Proc {
 
 /** Kills every process the harness started (afterAll). */
 export async function killAll(): Promise<void> {
-  await Promise.all(
-    [...children].map(
-      (c) =>
-        new Promise<void>((r) => {
-          c.once('exit', () => r());
-          c.kill('SIGKILL');
-        }),
-    ),
-  );
+  await killProcesses(children);
 }
 
 export interface Gateway extends Proc {

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll } from 'vitest';
+import { killProcesses } from './kill-procs.js';
 
 /**
  * Spawns the real CLI (`node bin/meteorzx.js gateway --config <tmp>`) on
@@ -22,17 +23,7 @@ const READY_TIMEOUT_MS = 30_000;
  * harness, what is left is killed (registered here, the hook runs after the file's own afterAll hooks).
  */
 const live = new Set<ChildProcess>();
-afterAll(async () => {
-  await Promise.all(
-    [...live].map(
-      (proc) =>
-        new Promise<void>((resolve) => {
-          proc.once('exit', () => resolve());
-          proc.kill('SIGKILL');
-        }),
-    ),
-  );
-});
+afterAll(() => killProcesses(live));
 
 export interface RunningGateway {
   proc: ChildProcess;
