@@ -68,6 +68,11 @@ export interface SourceStatus {
 export interface SourcesResponse {
   epochs: EpochStatus[];
   sources: SourceStatus[];
+  /**
+   * More sources follow: ask again with `after=<next>`. A page holds the sources after `after` up to and
+   * including `next` (all the rest on the last page), and the epochs of the agents whose ids fall in that range.
+   */
+  next?: string;
 }
 
 /** One per ingestion attempt, and `retained` for a deletion by the gateway's storage retention. */

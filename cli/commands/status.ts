@@ -34,10 +34,21 @@ async function status(url: string, options: StatusOptions): Promise<void> {
   const health = await call(base, { path: '/healthz' });
   if (health.status !== 200) throw answerError(agent.status === 404 ? health : agent, `no agent or gateway status at ${base.origin}`);
   const ready = await call(base, { path: '/readyz' });
-  const path = options.source === undefined ? '/v1/sources' : `/v1/sources?${new URLSearchParams({ source: options.source }).toString()}`;
-  const sources = await call(base, { path, token });
-  if (sources.status !== 200) throw answerError(sources, 'gateway is up, but /v1/sources failed');
-  const s = JSON.parse(sources.body.toString('utf8')) as SourcesResponse;
+  // Page by page (a page holds up to 10,000 sources), or the one source asked for; the first page's other
+  // sections (pulls) are kept as they are.
+  let s: SourcesResponse | undefined;
+  for (let query: Record<string, string> = options.source === undefined ? {} : { source: options.source }; ; ) {
+    const page = await call(base, { path: `/v1/sources?${new URLSearchParams(query).toString()}`, token });
+    if (page.status !== 200) throw answerError(page, 'gateway is up, but /v1/sources failed');
+    const { next, ...part } = JSON.parse(page.body.toString('utf8')) as SourcesResponse;
+    if (s === undefined) s = part;
+    else {
+      s.epochs.push(...part.epochs);
+      s.sources.push(...part.sources);
+    }
+    if (next === undefined) break;
+    query = { after: next };
+  }
   const isReady = ready.status === 200;
   process.stdout.write(options.json ? `${JSON.stringify({ ready: isReady, ...s }, null, 2)}\n` : formatGateway(isReady, s));
 }

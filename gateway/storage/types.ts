@@ -118,6 +118,14 @@ export interface VerifyReport {
   problems: VerifyProblem[];
 }
 
+export interface SourcesFilter {
+  source?: string;
+  /** Sources after this one (in code-unit order), with `limit`. */
+  after?: string;
+  /** Sources per page; unset, all. */
+  limit?: number;
+}
+
 export interface Storage {
   open(): Promise<void>;
   close(): Promise<void>;
@@ -143,8 +151,11 @@ export interface Storage {
   commit(batch: CommitBatch): Promise<CommitResult>;
   query(q: EventQuery): Promise<EventPage>;
   custody(q: CustodyQuery): Promise<CustodyRecord[]>;
-  /** Every source and agent epoch; with `source`, only that source and the epochs of the agent of that id. */
-  sources(filter?: { source?: string }): Promise<SourcesResponse>;
+  /**
+   * Every source and agent epoch; with `source`, only that source and the epochs of the agent of that id;
+   * with `limit`, a page of that many sources after `after` (SourcesResponse.next).
+   */
+  sources(filter?: SourcesFilter): Promise<SourcesResponse>;
   /** The `epochs` part of `sources()` alone: what backfill scans, without reading every source's counts. */
   agentEpochs(agent?: string): Promise<EpochStatus[]>;
   /** Recomputes the ledger chain and every stored event's hash. */

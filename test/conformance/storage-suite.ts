@@ -248,6 +248,23 @@ export function storageSuite(name: string, makeStorage: () => Promise<StorageHar
       ]);
     });
 
+    it('pages the sources: each after the last one of the page before, with the epochs of the agents in its range', async () => {
+      await storage.commit(batchOf(['c', 'a', 'd', 'a-b', 'b'].map((source) => event({ source }))));
+      // Agent bb has no events of its own source: its epochs come with the page whose range holds its id.
+      await storage.commit(batchOf([], { seqs: [...seqs('b', 'E1', [1]), ...seqs('bb', 'E2', [1]).map((s) => ({ ...s, source: 'b' })), ...seqs('d', 'E3', [1])] }));
+      const page = async (after?: string) => {
+        const r = await storage.sources({ limit: 2, ...(after === undefined ? {} : { after }) });
+        return { sources: r.sources.map((x) => x.source), agents: r.epochs.map((e) => e.agent), next: r.next };
+      };
+      expect(await page()).toEqual({ sources: ['a', 'a-b'], agents: [], next: 'a-b' });
+      expect(await page('a-b')).toEqual({ sources: ['b', 'c'], agents: ['b', 'bb'], next: 'c' });
+      expect(await page('c')).toEqual({ sources: ['d'], agents: ['d'], next: undefined });
+      expect(await page('d')).toEqual({ sources: [], agents: [], next: undefined });
+      // Unpaged: everything, no next.
+      const all = await storage.sources();
+      expect({ n: all.sources.length, agents: all.epochs.map((e) => e.agent), next: all.next }).toEqual({ n: 5, agents: ['b', 'bb', 'd'], next: undefined });
+    });
+
     it('deletes whole days by retention and still verifies', async () => {
       const day1 = [event({ at: T0 }), event({ at: T0 + 1 })];
       const day2 = [event({ at: T0 + DAY, source: 'host-z' })];

@@ -149,6 +149,28 @@ describe('gateway ingest with real peers', () => {
     expect(status.stdout).toMatch(/^gateway ready: 1 sources, 1 agent epochs\n {2}ag-two .*accepted 3 .*\n {2}agent ag-two epoch E1: last seq 4, received 3, gaps 3\n$/);
   });
 
+  it('GET /v1/sources pages at 10,000 sources (next, after=), and status --json follows the pages', async () => {
+    const total = 10_050;
+    const before = JSON.parse((await runProcess('curl', ['-sS', `${gw.httpUrl}/v1/sources`])).stdout) as SourcesResponse;
+    expect(before.next).toBeUndefined();
+    const events = Array.from({ length: total }, (_, i) => JSON.stringify({ id: `pg-${i}`, source: `pg-${String(i).padStart(5, '0')}`, type: 't' }));
+    const sent = await runCli(['send', gw.httpUrl], { input: `${events.join('\n')}\n` });
+    expect(sent.code, sent.stderr).toBe(0);
+    const all = before.sources.length + total;
+    const first = JSON.parse((await runProcess('curl', ['-sS', `${gw.httpUrl}/v1/sources`])).stdout) as SourcesResponse;
+    expect({ n: first.sources.length, next: first.next }).toEqual({ n: 10_000, next: first.sources.at(-1)?.source });
+    const rest = JSON.parse((await runProcess('curl', ['-sS', `${gw.httpUrl}/v1/sources?after=${first.next ?? ''}`])).stdout) as SourcesResponse;
+    expect({ n: rest.sources.length, next: rest.next }).toEqual({ n: all - 10_000, next: undefined });
+    const small = JSON.parse((await runProcess('curl', ['-sS', `${gw.httpUrl}/v1/sources?limit=3&after=pg-00009`])).stdout) as SourcesResponse;
+    expect({ sources: small.sources.map((x) => x.source), next: small.next }).toEqual({ sources: ['pg-00010', 'pg-00011', 'pg-00012'], next: 'pg-00012' });
+    const bad = await runProcess('curl', ['-sS', '-w', '\n%{http_code}', `${gw.httpUrl}/v1/sources?after=a%21b`]);
+    expect(bad.stdout.trim().split('\n').at(-1)).toBe('400');
+    const status = await runCli(['status', gw.httpUrl, '--json']);
+    expect(status.code, status.stderr).toBe(0);
+    const listed = (JSON.parse(status.stdout) as SourcesResponse).sources.map((x) => x.source);
+    expect({ n: listed.length, distinct: new Set(listed).size, hasLast: listed.includes('pg-10049') }).toEqual({ n: all, distinct: all, hasLast: true });
+  });
+
   it('prints one line and exits non-zero for a user mistake', async () => {
     const refused = await runCli(['query', 'http://127.0.0.1:1']);
     expect(refused.code).not.toBe(0);

@@ -9,6 +9,15 @@ import { intParam, one, timeParam, type QueryString } from './query-params.js';
 /** Page size when `limit` is not given, and the most one page may hold. */
 export const DEFAULT_PAGE = 1000;
 export const MAX_PAGE = 10_000;
+/** Sources per page of GET /v1/sources, by default and at most. */
+export const SOURCES_PAGE = 10_000;
+
+/** A source id given as `name`, checked against SOURCE_RE. */
+function sourceParam(q: QueryString, name: string): string | undefined {
+  const value = one(q, name);
+  if (value !== undefined && !SOURCE_RE.test(value)) throw GatewayErrors.METEORZX_BAD_REQUEST(`${name} must match ${String(SOURCE_RE)}`);
+  return value;
+}
 
 function ndjson(rows: readonly unknown[]): string {
   let out = '';
@@ -43,9 +52,12 @@ export function registerQuery(app: FastifyInstance, ctx: ApiContext): void {
 
   app.get('/v1/sources', async (req, reply) => {
     try {
-      const source = one(req.query as QueryString, 'source');
-      if (source !== undefined && !SOURCE_RE.test(source)) throw GatewayErrors.METEORZX_BAD_REQUEST(`source must match ${String(SOURCE_RE)}`);
-      const sources = await ctx.storage.sources(source === undefined ? {} : { source });
+      const q = req.query as QueryString;
+      const source = sourceParam(q, 'source');
+      const after = sourceParam(q, 'after');
+      // A page: the whole list of a gateway that anyone with the ingest scope can grow need not fit in one answer.
+      const filter = source !== undefined ? { source } : { limit: intParam(q, 'limit', SOURCES_PAGE, SOURCES_PAGE), ...(after === undefined ? {} : { after }) };
+      const sources = await ctx.storage.sources(filter);
       return reply.send(ctx.pulls === undefined ? sources : { ...sources, pulls: await ctx.pulls.section(source) });
     } catch (err) {
       return sendError(reply, err);

@@ -16,6 +16,7 @@ import type {
   CustodyQuery,
   EventPage,
   EventQuery,
+  SourcesFilter,
   Storage,
   VerifyReport,
 } from '../types.js';
@@ -435,32 +436,38 @@ export class LevelStorage implements Storage {
     return out;
   }
 
-  async sources(filter: { source?: string } = {}): Promise<SourcesResponse> {
+  async sources(filter: SourcesFilter = {}): Promise<SourcesResponse> {
     const db = this.openDb;
     const { source } = filter;
-    const out: SourcesResponse = { epochs: await this.agentEpochs(source), sources: [] };
     // The registry's `rs!` keys lag up to a checkpoint behind; the writer holds what is newer. Counters only
     // grow, so of two states of a source the one with more attempts is the later (a checkpoint may land meanwhile).
+    const later = (stored: SourceStatus | undefined, held: SourceStatus | undefined): SourceStatus | undefined =>
+      stored === undefined || (held !== undefined && attempts(held) > attempts(stored)) ? held : stored;
     if (source !== undefined) {
       const raw = await db.get(`rs!${source}`);
-      const stored = raw === undefined ? undefined : (JSON.parse(raw.toString()) as SourceStatus);
-      const held = this.openWriter.durableSources.get(source);
-      const later = stored === undefined || (held !== undefined && attempts(held) > attempts(stored)) ? held : stored;
-      if (later !== undefined) out.sources.push(later);
-      return out;
+      const one = later(raw === undefined ? undefined : (JSON.parse(raw.toString()) as SourceStatus), this.openWriter.durableSources.get(source));
+      return { epochs: await this.agentEpochs(source), sources: one === undefined ? [] : [one] };
     }
-    const newer = new Map(this.openWriter.durableSources);
-    for await (const value of db.values({ gt: 'rs!', lt: 'rs"' })) {
-      const stored = JSON.parse(value.toString()) as SourceStatus;
-      const held = newer.get(stored.source);
-      newer.delete(stored.source);
-      out.sources.push(held !== undefined && attempts(held) > attempts(stored) ? held : stored);
-    }
-    if (newer.size > 0) {
-      out.sources.push(...newer.values());
-      out.sources.sort((a, b) => (a.source < b.source ? -1 : a.source > b.source ? 1 : 0));
-    }
-    return out;
+    const { after, limit } = filter;
+    // Source ids hold only [A-Za-z0-9._:-] (SOURCE_RE), all above `"`: `rs!<after>` and `ra!<after>"` bound the keys after it.
+    const stored: SourceStatus[] = [];
+    const range = after === undefined ? { gt: 'rs!', lt: 'rs"' } : { gt: `rs!${after}`, lt: 'rs"' };
+    for await (const value of db.values(limit === undefined ? range : { ...range, limit: limit + 1 })) stored.push(JSON.parse(value.toString()) as SourceStatus);
+    const newer = new Map([...this.openWriter.durableSources].filter(([s]) => after === undefined || s > after));
+    let sources = stored.map((st) => {
+      const held = newer.get(st.source);
+      newer.delete(st.source);
+      return later(st, held) as SourceStatus;
+    });
+    if (newer.size > 0) sources = [...sources, ...newer.values()].sort((a, b) => (a.source < b.source ? -1 : a.source > b.source ? 1 : 0));
+    // Of the keys past the first `limit` read, none can be among the first `limit` of the union.
+    const more = limit !== undefined && (sources.length > limit || stored.length > limit);
+    if (limit !== undefined) sources = sources.slice(0, limit);
+    const next = more ? sources.at(-1)?.source : undefined;
+    const epochs: EpochStatus[] = [];
+    const epochRange = { gt: after === undefined ? 'ra!' : `ra!${after}"`, lt: next === undefined ? 'ra"' : `ra!${next}"` };
+    for await (const value of db.values(epochRange)) epochs.push(epochStatus(JSON.parse(value.toString()) as EpochState));
+    return next === undefined ? { epochs, sources } : { epochs, sources, next };
   }
 
   verify(opts: { source?: string; onProgress?: (done: number) => void } = {}): Promise<VerifyReport> {
