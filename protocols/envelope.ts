@@ -1,5 +1,5 @@
 import { DEFAULT_LIMITS, jsonDepth, type Limits } from './limits.js';
-import { isWellFormed } from './unicode.js';
+import { dropLoneSurrogate, isWellFormed } from './unicode.js';
 
 /** How the gateway judged an event's place in its agent's hash chain on arrival (DESIGN §4). */
 export type Integrity = 'verified' | 'unchained' | 'broken';
@@ -254,10 +254,8 @@ const MAX_ISSUES = 10;
 const MAX_PATH_CHARS = 200;
 
 function shortPath(path: string): string {
-  if (path.length <= MAX_PATH_CHARS) return path;
   // Not between the two halves of a surrogate pair: the reason must stay valid UTF-16.
-  const end = /[\uD800-\uDBFF]/.test(path.charAt(MAX_PATH_CHARS - 1)) ? MAX_PATH_CHARS - 1 : MAX_PATH_CHARS;
-  return `${path.slice(0, end)}…`;
+  return path.length <= MAX_PATH_CHARS ? path : `${dropLoneSurrogate(path.slice(0, MAX_PATH_CHARS))}…`;
 }
 
 /** One line for a rejection reason: `seq: must be an integer ≥ 1; time: ...`, at most MAX_ISSUES of them. */

@@ -1,4 +1,4 @@
-import { toWellFormed, type AuditEvent } from '../../protocols/index.js';
+import { dropLoneSurrogate, toWellFormed, type AuditEvent } from '../../protocols/index.js';
 
 /** Type of the event that stands for a record an intake could not take (nothing is dropped silently, DESIGN §3.4). */
 export const INTAKE_ERROR_TYPE = 'meteorzx.intake.error';
@@ -26,12 +26,6 @@ export function intakeErrorEvent(data: Record<string, unknown> & { intake: strin
     if (raw.length > RAW_EXCERPT_CHARS) out.rawTruncated = true;
   }
   return { type: INTAKE_ERROR_TYPE, outcome: 'failure', data: out };
-}
-
-/** A cut can split a surrogate pair; a lone half cannot be encoded as UTF-8 and would fail validation. */
-export function dropLoneSurrogate(text: string): string {
-  const last = text.charCodeAt(text.length - 1);
-  return last >= 0xd800 && last <= 0xdbff ? text.slice(0, -1) : text;
 }
 
 /**

@@ -1,6 +1,7 @@
 import {
   decodePayload,
   deterministicId,
+  dropLoneSurrogate,
   formatIssues,
   tryParseTopic,
   validateEvent,
@@ -9,7 +10,7 @@ import {
   type BatchItem,
   type Limits,
 } from '../../../protocols/index.js';
-import { dropLoneSurrogate, intakeErrorEvent, RAW_EXCERPT_CHARS } from '../intake-error.js';
+import { intakeErrorEvent, RAW_EXCERPT_CHARS } from '../intake-error.js';
 import type { DeviceIdentity } from './device-logins.js';
 
 /** A publish the edge broker refuses: aedes then closes the connection (MQTT 3.1.1 has no PUBACK error code). */

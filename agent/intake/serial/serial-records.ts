@@ -1,5 +1,5 @@
-import { formatIssues, validateEvent, withFields, type AuditEvent, type Limits } from '../../../protocols/index.js';
-import { dropLoneSurrogate, intakeErrorEvent, RAW_EXCERPT_CHARS } from '../intake-error.js';
+import { dropLoneSurrogate, formatIssues, validateEvent, withFields, type AuditEvent, type Limits } from '../../../protocols/index.js';
+import { intakeErrorEvent, RAW_EXCERPT_CHARS } from '../intake-error.js';
 import type { SplitRecord } from './line-splitter.js';
 
 export interface RecordContext {
