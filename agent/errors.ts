@@ -33,6 +33,11 @@ export const AgentErrors = defineErrors({
       'An event is over maxEventBytes + 1 KiB once stored (its canonical JSON with the fields the agent adds, e.g. 1e20 written as 21 digits): the gateway would refuse it, so it is refused alone with a per-event error; the others are stored.',
     status: 413,
   },
+  METEORZX_EVENT_UNSTORABLE: {
+    description:
+      'An event handed to the buffer has no canonical JSON (a lone surrogate, a non-finite number: validation keeps these out, so only an intake with a bug can send one): it is refused alone, and a reading intake buffers an intake error record in its place instead of retrying; the others are stored.',
+    status: 422,
+  },
   // Agent runtime (agent/intake, agent/push, agent/status, agent/agent.ts). HTTP codes match the gateway's.
   METEORZX_INTAKE_BUSY: {
     description: 'The HTTP intake is at its limit of concurrent requests or of body bytes held in memory; retry after Retry-After.',

@@ -10,7 +10,7 @@ import { BLOCK_END, blockKey, blockSeq, extraKey, META } from './keys.js';
 import { isCorruption, type BufferDb, type StoredMeta } from './level-store.js';
 import type { ResolvedBufferOptions } from './options.js';
 import { gapEvent, planRelease, type ReleasePlan } from './space-plan.js';
-import { tooLargeRefusal } from './too-large.js';
+import { eventsRefusal } from './refused-events.js';
 
 export type BatchOp = { type: 'put'; key: string; value: Buffer } | { type: 'del'; key: string };
 
@@ -74,18 +74,20 @@ export async function planCommit(base: CommitBase, work: CommitWork, now: number
   const refused: unknown[] = [];
   for (const a of work.appends) {
     const start = cursor.count;
-    const tooLarge: RejectedItem[] = [];
+    const cannot: RejectedItem[] = [];
+    let unstorable = false;
     try {
       for (let i = 0; i < a.events.length; i++) {
         try {
           cursor.push(a.events[i] as AuditEvent, a.receivedAt, now);
         } catch (err) {
-          // Every oversized event of the append is named at once, so its caller retries once without them.
-          if (!(err instanceof LineTooLarge)) throw err;
-          tooLarge.push({ index: i, error: err.message });
+          // Every event of the append that cannot be stored is named at once, so its caller retries once
+          // without them (or with an intake error record in their place) instead of for ever.
+          if (!(err instanceof LineTooLarge)) unstorable = true;
+          cannot.push({ index: i, error: err instanceof LineTooLarge ? err.message : `event cannot be stored: ${(err as Error).message}` });
         }
       }
-      if (tooLarge.length > 0) throw tooLargeRefusal(tooLarge);
+      if (cannot.length > 0) throw eventsRefusal(cannot, unstorable);
     } catch (err) {
       // An event no canonical JSON can hold (validation lets none through), or one too large once
       // stored: its append alone fails, not every caller that shares the commit.

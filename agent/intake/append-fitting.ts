@@ -1,10 +1,11 @@
 import type { AuditEvent, RejectedItem } from '../../protocols/index.js';
-import { tooLargeEvents } from '../buffer/too-large.js';
+import { refusedEvents } from '../buffer/refused-events.js';
 
 /**
  * Appends `events` through `append` (the buffer's, or one that times it);
- * when the buffer refuses the append for events too large once stored
- * (METEORZX_EVENT_TOO_LARGE: nothing of it was written), appends again
+ * when the buffer refuses the append for events it cannot store — too large
+ * once stored (METEORZX_EVENT_TOO_LARGE), or with no canonical JSON
+ * (METEORZX_EVENT_UNSTORABLE), nothing of it written — appends again
  * without them — or, given `replace`, with what it makes of each in its
  * place (a reading intake's error record: nothing is dropped silently,
  * DESIGN §3.4). Resolves with the refused ones, `index` being the position
@@ -27,9 +28,9 @@ export async function appendFitting(
       await append(batch);
       return rejected;
     } catch (err) {
-      const tooLarge = tooLargeEvents(err);
-      if (tooLarge === undefined || tooLarge.length === 0) throw err;
-      const refused = new Map(tooLarge.map((r) => [r.index, r.error]));
+      const cannot = refusedEvents(err);
+      if (cannot === undefined || cannot.length === 0) throw err;
+      const refused = new Map(cannot.map((r) => [r.index, r.error]));
       const kept: AuditEvent[] = [];
       const keptAt: number[] = [];
       batch.forEach((event, i) => {

@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { isMeteorError, type AuditEvent } from '../../protocols/index.js';
 import type { AgentBuffer, ExtraOp } from '../buffer/types.js';
 import { appendFitting } from './append-fitting.js';
-import { tooLargeRecord } from './intake-error.js';
+import { refusedRecord } from './intake-error.js';
 import type { IntakeMeter } from './intake-meter.js';
 
 export interface DurableAppendOptions {
@@ -32,8 +32,8 @@ export class AppendAbortedError extends Error {
  * tries again, so the caller simply stops reading meanwhile — backpressure
  * (DESIGN §3.5). A failed write is retried after a pause; the source's
  * checkpoint has not moved, so nothing is lost or repeated. An event too
- * large once stored is refused for good: an intake error record takes its
- * place (counted invalid, logged). Resolves only once the events (and `extra`, e.g. a file
+ * large once stored, or with no canonical JSON, is refused for good: an
+ * intake error record takes its place (counted invalid, logged). Resolves only once the events (and `extra`, e.g. a file
  * offset) are durable, with how many events were appended (error records
  * included); rejects
  * with AppendAbortedError only when the intake closes first (`signal`): a
@@ -51,15 +51,15 @@ export async function durableAppend(
     for (;;) {
       if (signal.aborted) throw new AppendAbortedError();
       try {
-        // Refused for good, like any invalid record (retrying cannot make them fit): an intake error record each, in their place.
+        // Refused for good, like any invalid record (retrying cannot make them fit or serialisable): an intake error record each, in their place.
         const tooLarge = await appendFitting(
           events,
           (batch) => meter.timeAppend(batch.length, () => buffer.append(batch, extra)),
-          (event, error) => tooLargeRecord(options.intake, event, error),
+          (event, error) => refusedRecord(options.intake, event, error),
         );
         if (tooLarge.length > 0) {
           meter.invalid(tooLarge.length);
-          options.logger?.warn({ refused: tooLarge }, 'events too large once stored: buffered as intake errors');
+          options.logger?.warn({ refused: tooLarge }, 'events the buffer cannot store (too large once stored, or no canonical JSON): buffered as intake errors');
         }
         return events.length;
       } catch (err) {

@@ -1,4 +1,4 @@
-import { dropLoneSurrogate, toWellFormed, type AuditEvent } from '../../protocols/index.js';
+import { dropLoneSurrogate, isWellFormed, toWellFormed, type AuditEvent } from '../../protocols/index.js';
 
 /** Type of the event that stands for a record an intake could not take (nothing is dropped silently, DESIGN §3.4). */
 export const INTAKE_ERROR_TYPE = 'meteorzx.intake.error';
@@ -29,15 +29,17 @@ export function intakeErrorEvent(data: Record<string, unknown> & { intake: strin
 }
 
 /**
- * What a reading intake buffers in place of an event the buffer refused as
- * too large once stored (METEORZX_EVENT_TOO_LARGE): an intake error event
- * with the reason and the start of the event's JSON, keeping its `source`
- * and `id` (a device's retried publish stays one record at the gateway).
+ * What a reading intake buffers in place of an event the buffer refused —
+ * too large once stored (METEORZX_EVENT_TOO_LARGE) or with no canonical JSON
+ * (METEORZX_EVENT_UNSTORABLE): an intake error event with the reason and the
+ * start of the event's JSON, keeping its `source` and `id` when they can be
+ * stored (a device's retried publish stays one record at the gateway).
  */
-export function tooLargeRecord(intake: string, event: AuditEvent, reason: string): AuditEvent {
+export function refusedRecord(intake: string, event: AuditEvent, reason: string): AuditEvent {
   const raw = JSON.stringify(event);
-  const out = intakeErrorEvent({ intake, reason, type: event.type, ...(raw.length > RAW_EXCERPT_CHARS ? { rawTruncated: true } : {}) }, dropLoneSurrogate(raw.slice(0, RAW_EXCERPT_CHARS)));
-  if (event.source !== undefined) out.source = event.source;
-  if (event.id !== undefined) out.id = event.id;
+  const type = typeof event.type === 'string' ? toWellFormed(event.type) : event.type;
+  const out = intakeErrorEvent({ intake, reason, type, ...(raw.length > RAW_EXCERPT_CHARS ? { rawTruncated: true } : {}) }, dropLoneSurrogate(raw.slice(0, RAW_EXCERPT_CHARS)));
+  if (event.source !== undefined && isWellFormed(event.source)) out.source = event.source;
+  if (event.id !== undefined && isWellFormed(event.id)) out.id = event.id;
   return out;
 }

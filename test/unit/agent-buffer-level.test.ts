@@ -414,9 +414,12 @@ describe('LevelBuffer: an append that cannot be chained', () => {
     ]);
     expect(settled.map((s) => (s.status === 'fulfilled' ? s.value.map((e) => e.seq) : (s.reason as { code?: string }).code))).toEqual([
       [1],
-      'METEORZX_NOT_CANONICALIZABLE',
+      'METEORZX_EVENT_UNSTORABLE',
       [2],
     ]);
+    // The refusal names the event, so a reading intake can put a record in its place instead of retrying for ever.
+    const refusal = (settled[1] as PromiseRejectedResult).reason as { rejected: { index: number; error: string }[] };
+    expect(refusal.rejected).toEqual([{ index: 1, error: expect.stringMatching(/^event cannot be stored: cannot canonicalize/) as string }]);
     const stored = await buffer.read(0, 100);
     expect(stored.map((e) => e.type)).toEqual(['a', 'c']);
     expect(verifyChain(stored).breaks).toEqual([]);

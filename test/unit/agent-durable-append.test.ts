@@ -75,4 +75,39 @@ describe('durableAppend', () => {
       await rm(dataDir, { recursive: true, force: true });
     }
   });
+
+  it('buffers an intake error record in place of an event with no canonical JSON, instead of retrying it for ever', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'meteorzx-durable-unstorable-'));
+    const buffer = new LevelBuffer({ dataDir, id: 'agent-1', commitIntervalMs: 1 });
+    await buffer.open();
+    const invalid = vi.spyOn(meter, 'invalid');
+    try {
+      // Validation keeps both out; an intake with a bug (a cut surrogate pair, say) could still build one.
+      const broken = [
+        { type: 'cut', source: 'dev-7', id: 'ok-id', data: { excerpt: 'ab\ud83d' } },
+        { type: 'inf', id: 'x\udc00', data: { n: Number.POSITIVE_INFINITY } },
+      ] as AuditEvent[];
+      const appended = await durableAppend([{ type: 'a' }, ...broken, { type: 'b' }], [{ key: 'file', value: '43' }], {
+        buffer,
+        intake: 'files',
+        meter,
+        signal: AbortSignal.timeout(10_000),
+        retryMs: 1,
+      });
+      expect(appended).toBe(4);
+      expect(invalid).toHaveBeenCalledWith(2);
+      const stored = await buffer.read(0, 10);
+      expect(stored.map((e) => e.type)).toEqual(['a', 'meteorzx.intake.error', 'meteorzx.intake.error', 'b']);
+      expect(stored[1]).toMatchObject({ source: 'dev-7', id: 'ok-id', outcome: 'failure', data: { intake: 'files', type: 'cut' } });
+      expect((stored[1]?.data as { reason: string }).reason).toMatch(/^event cannot be stored: cannot canonicalize/);
+      // An id that cannot be stored is not kept: the record gets an id of its own.
+      expect(stored[2]?.id).not.toContain('x');
+      expect(stored[2]).toMatchObject({ data: { intake: 'files', type: 'inf' } });
+      expect(await buffer.getMeta('file')).toBe('43');
+    } finally {
+      invalid.mockRestore();
+      await buffer.close();
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
 });

@@ -3,7 +3,7 @@ import { isIPv6 } from 'node:net';
 import { isMeteorError, type AuditEvent } from '../../../protocols/index.js';
 import type { AgentBuffer } from '../../buffer/types.js';
 import { appendFitting } from '../append-fitting.js';
-import { tooLargeRecord } from '../intake-error.js';
+import { refusedRecord } from '../intake-error.js';
 import { bindError, type BoundAddress } from './bind-error.js';
 import { peerOf, type SyslogSink } from './syslog-sink.js';
 
@@ -106,11 +106,11 @@ export class UdpListener {
       const tooLarge = await appendFitting(
         events,
         (batch) => sink.options.meter.timeAppend(batch.length, () => buffer.append(batch)),
-        (event, error) => tooLargeRecord('syslog', event, error),
+        (event, error) => refusedRecord('syslog', event, error),
       );
       if (tooLarge.length > 0) {
         sink.options.meter.invalid(tooLarge.length);
-        sink.options.logger?.warn({ refused: tooLarge }, 'syslog messages too large once stored: buffered as intake errors');
+        sink.options.logger?.warn({ refused: tooLarge }, 'syslog messages the buffer cannot store: buffered as intake errors');
       }
       sink.options.meter.eventsIn(events.length);
     } catch (err) {
