@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import { connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { AgentStatus } from '../../protocols/index.js';
@@ -6,7 +7,7 @@ import { StatusServer } from '../../agent/status/server.js';
 import { FakeBuffer } from './agent-fake-buffer.js';
 
 const servers: StatusServer[] = [];
-async function start(buffer: FakeBuffer, options: { token?: string; host?: string; insecure?: boolean } = {}) {
+async function start(buffer: FakeBuffer, options: { token?: string; host?: string; insecure?: boolean; idleTimeoutMs?: number; maxPullBytesHeld?: number } = {}) {
   const metrics = new AgentMetrics({ buffer: () => buffer.state(), push: () => 'backoff' });
   const status = (): AgentStatus => ({ ...buffer.state(), push: { state: 'backoff', lastError: 'ECONNREFUSED' } });
   const server = new StatusServer({
@@ -16,6 +17,8 @@ async function start(buffer: FakeBuffer, options: { token?: string; host?: strin
     buffer,
     ...(options.token ? { token: options.token } : {}),
     ...(options.insecure ? { insecure: true } : {}),
+    ...(options.idleTimeoutMs !== undefined ? { idleTimeoutMs: options.idleTimeoutMs } : {}),
+    ...(options.maxPullBytesHeld !== undefined ? { maxPullBytesHeld: options.maxPullBytesHeld } : {}),
   });
   servers.push(server);
   await server.start();
@@ -84,5 +87,28 @@ describe('agent status server', () => {
     for await (const chunk of socket) answer += String(chunk);
     expect(answer).toMatch(/^HTTP\/1\.1 400 /);
     expect(answer).toContain('METEORZX_BAD_REQUEST');
+  });
+
+  it('closes a pull client that stops reading once it has been idle for idleTimeoutMs, and its page budget comes back', async () => {
+    const buffer = new FakeBuffer();
+    // ≈ 10 MB of lines: more than loopback's socket buffers take, so the answer cannot all be written.
+    await buffer.append(Array.from({ length: 500 }, (_, i) => ({ type: 'fill', data: { i, pad: 'x'.repeat(20_000) } })));
+    const url = await start(buffer, { idleTimeoutMs: 500, maxPullBytesHeld: 12 << 20 });
+    const page = `/v1/events?after=0&limit=500&maxBytes=${8 << 20}`;
+    const stalled = connect(Number(new URL(url).port), '127.0.0.1', () => stalled.write(`GET ${page} HTTP/1.1\r\nHost: agent\r\n\r\n`));
+    stalled.on('error', () => undefined);
+    stalled.pause(); // never reads
+    // While it holds its 8 MiB page, a second one does not fit the budget.
+    await expect.poll(async () => (await fetch(`${url}${page}`)).status, { timeout: 5000 }).toBe(503);
+    // Idle for 500 ms, the stalled connection is ended by the server, and the budget serves a page again.
+    await expect.poll(async () => (await fetch(`${url}${page}`)).status, { timeout: 10_000, interval: 200 }).toBe(200);
+    // The client, reading now, finds its answer cut short: the server closed the connection, not the client.
+    let received = 0;
+    stalled.on('data', (chunk: Buffer) => (received += chunk.length));
+    const closed = once(stalled, 'close');
+    stalled.resume();
+    await closed;
+    expect(received).toBeGreaterThan(0);
+    expect(received).toBeLessThan(8 << 20);
   });
 });
