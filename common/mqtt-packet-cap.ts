@@ -71,8 +71,15 @@ export function cappedHandle<S>(
 }
 
 /** The part of aedes' persistence that holds QoS 2 publishes awaiting their PUBREL. */
-interface IncomingStore {
+export interface IncomingStore {
   incomingStorePacket(client: Client, packet: { payload?: unknown }): Promise<void>;
+  /** Resolves when a publish with this message id awaits its PUBREL; rejects when none does. */
+  incomingGetPacket(client: Client, packet: { messageId: number }): Promise<unknown>;
+}
+
+/** The broker's store of QoS 2 publishes awaiting their PUBREL, when it has one. */
+export function incomingStoreOf(broker: Aedes | undefined): IncomingStore | undefined {
+  return (broker as unknown as { persistence?: IncomingStore } | undefined)?.persistence;
 }
 
 const NO_PAYLOAD = Buffer.alloc(0);

@@ -1,6 +1,6 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Aedes, AuthenticateError, Client } from 'aedes';
-import { cappedHandle, incomingWithoutPayload, maxPacketBytes, noPacketIdCache } from '../../../common/mqtt-packet-cap.js';
+import { cappedHandle, incomingStoreOf, incomingWithoutPayload, maxPacketBytes, noPacketIdCache } from '../../../common/mqtt-packet-cap.js';
 import type { Logger } from 'pino';
 import { isMeteorError, type Limits } from '../../../protocols/index.js';
 import type { AgentBuffer } from '../../buffer/types.js';
@@ -52,11 +52,6 @@ interface EdgePacket {
   retain: boolean;
   qos?: number;
   messageId?: number;
-}
-
-/** aedes' store of QoS 2 publishes awaiting their PUBREL (the ids only: incomingWithoutPayload). */
-interface IncomingLookup {
-  incomingGetPacket(client: Client, packet: { messageId: number }): Promise<unknown>;
 }
 
 export class EdgeBrokerIntake implements Intake {
@@ -203,7 +198,8 @@ export class EdgeBrokerIntake implements Intake {
     if (this.draining) return done(new Error('agent is shutting down'));
     const identity = this.identities.get(client);
     if (identity === undefined) return done(new Error('not authenticated'));
-    const store = (this.broker as unknown as { persistence?: IncomingLookup } | undefined)?.persistence;
+    // aedes' store of QoS 2 publishes awaiting their PUBREL (the ids only: incomingWithoutPayload).
+    const store = incomingStoreOf(this.broker);
     if (packet.qos === 2 && packet.messageId !== undefined && store !== undefined) {
       // A QoS 2 publish resent (DUP) before its PUBREL: buffered when it first came; aedes answers PUBREC again.
       store.incomingGetPacket(client, { messageId: packet.messageId }).then(
