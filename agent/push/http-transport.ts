@@ -1,11 +1,11 @@
 import { promisify } from 'node:util';
 import { gzip as gzipCb, constants as zlibConstants } from 'node:zlib';
-import { Pool } from 'undici';
 import type { IngestResponse } from '../../protocols/index.js';
 import type { StoredLine } from '../buffer/types.js';
 import { NDJSON } from '../../protocols/index.js';
 import { ndjsonOf } from '../buffer/event-line.js';
 import { parseRetryAfter } from './retry-after.js';
+import { Pool, poolRequest } from './undici-pool.js';
 import type { PushTransport, SendOutcome } from './types.js';
 
 const gzip = promisify(gzipCb);
@@ -31,8 +31,7 @@ function isRetryable(status: number): boolean {
 
 /**
  * Pushes batches as NDJSON POSTs over an undici keep-alive pool (undici is
- * the project's HTTP client; node:http would save ≈11 MB of RSS, measured,
- * but the agent is over its memory budget for other reasons: docs/performance.md). A 2xx is an
+ * the project's HTTP client; only its Pool is loaded: undici-pool.ts). A 2xx is an
  * ack even when the answer lists rejected events: the gateway has durably
  * recorded those as rejected (DESIGN §3.2), so resending would only repeat
  * the rejection. 401/403 are retried (with backoff) rather than dropped: a
@@ -75,7 +74,7 @@ export class HttpTransport implements PushTransport {
       headers['content-encoding'] = 'gzip';
     }
     try {
-      const res = await this.pool.request({ method: 'POST', path: this.path, headers, body });
+      const res = await poolRequest(this.pool, { method: 'POST', path: this.path, headers, body });
       const text = await res.body.text();
       if (res.statusCode >= 200 && res.statusCode < 300) {
         return { kind: 'acked', rejected: parseRejected(text) };
