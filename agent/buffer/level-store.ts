@@ -123,9 +123,16 @@ async function claimAside(dataDir: string, now: number, claim: (target: string) 
   }
 }
 
-/** Moves a damaged database out of the way, never deleting it: it is the evidence. */
-export function moveAside(dataDir: string, location: string, now: number): Promise<string> {
-  return claimAside(dataDir, now, (target) => rename(location, target));
+/**
+ * Moves a damaged database out of the way, never deleting it: it is the
+ * evidence. `before` runs with the chosen name just before the move (the
+ * replacement's record, see replace-journal.ts).
+ */
+export function moveAside(dataDir: string, location: string, now: number, before?: (target: string) => Promise<void>): Promise<string> {
+  return claimAside(dataDir, now, async (target) => {
+    await before?.(target);
+    await rename(location, target);
+  });
 }
 
 /**

@@ -1,3 +1,4 @@
+import { stat } from 'node:fs/promises';
 import { levelMessage } from '../../common/level-errors.js';
 import { newId } from '../../protocols/index.js';
 import { AgentErrors } from '../errors.js';
@@ -16,6 +17,7 @@ import {
   type StoredMeta,
 } from './level-store.js';
 import type { ResolvedBufferOptions } from './options.js';
+import { clearReplacement, pendingReplacement, recordReplacement, type PendingReplacement } from './replace-journal.js';
 import { gapEvent } from './space-plan.js';
 
 export interface OpenedStore {
@@ -71,9 +73,11 @@ async function initialise(db: BufferDb, opts: ResolvedBufferOptions, gap?: Param
 /**
  * Opens the buffer database and reads its cursors. A corrupt database is
  * replaced (replaceStore): the agent keeps accepting events, and the loss is
- * reported as a gap.
+ * reported as a gap. A replacement a crash interrupted after the damaged
+ * store was moved aside, before the new epoch was written, is finished here.
  */
 export async function openStore(opts: ResolvedBufferOptions, location: string): Promise<OpenedStore> {
+  const pending = await pendingReplacement(opts.dataDir);
   let opened: { db: BufferDb; meta: StoredMeta | undefined };
   try {
     opened = await tryOpen(opts, location);
@@ -83,6 +87,14 @@ export async function openStore(opts: ResolvedBufferOptions, location: string): 
     }
     return replaceStore(opts, location, err);
   }
+  if (pending !== undefined) {
+    // No epoch at `buffer` and the damaged store moved aside: the crash came between the two steps.
+    if (opened.meta === undefined && (await isDir(pending.movedTo))) {
+      return startAfterLoss(opts, opened.db, pending, await salvageMeta(pending.movedTo, opts.level));
+    }
+    // The new epoch, with its gap event, was written (or the move never happened): nothing to finish.
+    await clearReplacement(opts.dataDir);
+  }
   const meta = opened.meta ?? (await initialise(opened.db, opts));
   return { db: opened.db, meta };
 }
@@ -91,11 +103,26 @@ export async function openStore(opts: ResolvedBufferOptions, location: string): 
  * Replaces a corrupt, closed database: it is moved aside (never deleted), its
  * cursors salvaged where LevelDB's repair can still read them, and a fresh
  * database with a new epoch takes its place, its first event the
- * `buffer-corrupt` gap naming what was lost.
+ * `buffer-corrupt` gap naming what was lost. The move is recorded first
+ * (replace-journal.ts), so a crash before the new epoch is written is
+ * finished by the next open instead of leaving an epoch with no gap event.
  */
 export async function replaceStore(opts: ResolvedBufferOptions, location: string, err: unknown): Promise<OpenedStore> {
-  const movedTo = await moveAside(opts.dataDir, location, opts.clock.now());
+  const error = (err as Error).message;
+  const movedTo = await moveAside(opts.dataDir, location, opts.clock.now(), (target) => recordReplacement(opts.dataDir, { movedTo: target, error }));
   const old = await salvageMeta(movedTo, opts.level);
+  const db = await openLevel(location, opts.level);
+  return startAfterLoss(opts, db, { movedTo, error }, old, err);
+}
+
+/** Writes the new epoch on an empty database, its first event the gap naming what the moved-aside store lost (`old`: its salvaged cursors). */
+async function startAfterLoss(
+  opts: ResolvedBufferOptions,
+  db: BufferDb,
+  { movedTo, error }: PendingReplacement,
+  old: Partial<StoredMeta> | undefined,
+  err?: unknown,
+): Promise<OpenedStore> {
   const from = old?.delivered !== undefined ? old.delivered + 1 : undefined;
   const to = old?.head;
   const known = from !== undefined && to !== undefined && to >= from;
@@ -107,13 +134,26 @@ export async function replaceStore(opts: ResolvedBufferOptions, location: string
     to: known ? to : null,
     count: known ? to - from + 1 : null,
     movedTo,
-    error: (err as Error).message,
+    error,
   };
-  const db = await openLevel(location, opts.level);
-  const meta = await initialise(db, opts, gap);
+  let meta: StoredMeta;
+  try {
+    meta = await initialise(db, opts, gap);
+  } catch (initErr) {
+    await db.close().catch(() => undefined);
+    throw initErr;
+  }
+  await clearReplacement(opts.dataDir).catch(() => undefined);
   const message =
-    `buffer was corrupt (${(err as Error).message}); moved to ${movedTo}, new epoch ${meta.epoch}` +
+    `buffer was corrupt (${error}); moved to ${movedTo}, new epoch ${meta.epoch}` +
     (known ? `, lost undelivered seq ${from}-${to} of epoch ${old?.epoch}` : ', lost range unknown');
-  opts.logger?.error({ err, movedTo, lostEpoch: gap.lostEpoch, from: gap.from, to: gap.to }, `buffer: ${message}`);
+  opts.logger?.error({ err: err ?? error, movedTo, lostEpoch: gap.lostEpoch, from: gap.from, to: gap.to }, `buffer: ${message}`);
   return { db, meta, lost: { message } };
+}
+
+async function isDir(path: string): Promise<boolean> {
+  return stat(path).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
 }

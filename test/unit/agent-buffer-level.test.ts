@@ -192,6 +192,40 @@ describe('LevelBuffer: a crash while a corrupt store is replaced', () => {
     expect(events[0]).toMatchObject({ seq: 1, epoch: buffer.state().epoch, data: { reason: 'buffer-corrupt', movedTo: join(fx.dir, movedTo ?? '?') } });
     expect(buffer.state().recovered).toBeUndefined(); // this life found a sound store
   });
+
+  it('a crash after the corrupt store is moved aside, before the new epoch is written: the next open writes its gap', async () => {
+    let buffer = await make();
+    await buffer.append(Array.from({ length: 20 }, (_, i) => ({ type: 'test.event', data: { i } })));
+    await buffer.ack(5);
+    const lostEpoch = buffer.state().epoch;
+    await buffer.close();
+    buffer = await make(); // reopening turns the write-ahead log into a table file
+    await buffer.close();
+    await corrupt(fx.dir, 'manifest'); // the tables stay readable: the moved copy still tells what it lost
+    // The replacement stops for good in the repair of the moved copy, as a process killed there does.
+    const repair = vi.spyOn(ClassicLevel, 'repair').mockImplementation(() => new Promise<void>(() => undefined));
+    void openStore(resolveBufferOptions({ dataDir: fx.dir, id: 'agent-1' }), join(fx.dir, 'buffer'));
+    const movedAside = async () => (await readdir(fx.dir)).filter((e) => e.startsWith('buffer.corrupt-'));
+    while ((await movedAside()).length === 0 || repair.mock.calls.length === 0) await new Promise((r) => setImmediate(r));
+    repair.mockRestore();
+    expect(await readdir(fx.dir)).not.toContain('buffer');
+    buffer = await make();
+    const [movedTo] = await movedAside();
+    const events = await buffer.read(0, 100);
+    expect(events.map((e) => e.type)).toEqual(['meteorzx.gap']);
+    expect(events[0]).toMatchObject({
+      seq: 1,
+      epoch: buffer.state().epoch,
+      data: { reason: 'buffer-corrupt', lostEpoch, from: 6, to: 20, count: 15, movedTo: join(fx.dir, movedTo ?? '?') },
+    });
+    expect(buffer.state().recovered).toMatch(/moved to .*buffer\.corrupt-.*, new epoch/);
+    // Finished once: the next life starts on that epoch with nothing more to record.
+    const epoch = buffer.state().epoch;
+    await buffer.close();
+    buffer = await make();
+    expect(buffer.state()).toMatchObject({ epoch, head: 1 });
+    expect(buffer.state().recovered).toBeUndefined();
+  });
 });
 
 describe('LevelBuffer: damage at the front of a full buffer', () => {
