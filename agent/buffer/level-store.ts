@@ -1,12 +1,13 @@
 import { ClassicLevel } from 'classic-level';
-import { copyFile, link, mkdir, readdir, rename } from 'node:fs/promises';
-import { join } from 'node:path';
+import { copyFile, link, mkdir, readdir, rename, rm } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import { causeChain } from '../../common/level-errors.js';
 import { makeDir } from '../../common/make-dir.js';
 import { AgentErrors } from '../errors.js';
 import { BLOCK_END, BLOCK_PREFIX, blockKey, blockSeq, META, META_KEYS } from './keys.js';
 import { decodeBlock, readBlockMeta, type BlockMeta } from './block-codec.js';
 import type { ResolvedBufferOptions } from './options.js';
+import { clearJournal, recordJournal } from './recovery-journal.js';
 
 export type BufferDb = ClassicLevel<string, Buffer>;
 
@@ -126,7 +127,7 @@ async function claimAside(dataDir: string, now: number, claim: (target: string) 
 /**
  * Moves a damaged database out of the way, never deleting it: it is the
  * evidence. `before` runs with the chosen name just before the move (the
- * replacement's record, see replace-journal.ts).
+ * replacement's record, see recovery-journal.ts).
  */
 export function moveAside(dataDir: string, location: string, now: number, before?: (target: string) => Promise<void>): Promise<string> {
   return claimAside(dataDir, now, async (target) => {
@@ -142,6 +143,12 @@ export function moveAside(dataDir: string, location: string, now: number, before
  * `buffer.corrupt-*` directory beside it: LevelDB never rewrites a file in
  * place, so that directory keeps the damaged bytes — the evidence — at the
  * cost of directory entries. Resolves with that directory.
+ *
+ * The repair is not atomic: it moves the write-ahead log aside before it
+ * writes the MANIFEST naming the table the log became. So it runs under a
+ * `buffer.repairing` record (recovery-journal.ts): a crash during it, or a
+ * repair that fails, puts the kept files back (restoreFiles), never leaving
+ * a store that opens without the log's acknowledged writes.
  */
 export async function repairInPlace(dataDir: string, location: string, now: number): Promise<string> {
   const kept = await claimAside(dataDir, now, async (target) => {
@@ -149,11 +156,32 @@ export async function repairInPlace(dataDir: string, location: string, now: numb
   });
   for (const entry of await readdir(location, { withFileTypes: true })) {
     if (!entry.isFile() || entry.name === 'LOCK') continue;
-    const from = join(location, entry.name);
-    await link(from, join(kept, entry.name)).catch(() => copyFile(from, join(kept, entry.name)));
+    await linkOrCopy(join(location, entry.name), join(kept, entry.name));
   }
-  await ClassicLevel.repair(location);
+  // Absolute: the next start may run from another working directory.
+  await recordJournal(dataDir, 'buffer.repairing', { kept: resolve(kept) });
+  try {
+    await ClassicLevel.repair(location);
+  } catch (err) {
+    await restoreFiles(kept, location);
+    await clearJournal(dataDir, 'buffer.repairing');
+    throw err;
+  }
+  await clearJournal(dataDir, 'buffer.repairing');
   return kept;
+}
+
+/** Makes `location` hold exactly the files kept in `kept` (before a repair), linked like repairInPlace linked them. */
+export async function restoreFiles(kept: string, location: string): Promise<void> {
+  await rm(location, { recursive: true, force: true });
+  await mkdir(location);
+  for (const entry of await readdir(kept, { withFileTypes: true })) {
+    if (entry.isFile()) await linkOrCopy(join(kept, entry.name), join(location, entry.name));
+  }
+}
+
+function linkOrCopy(from: string, to: string): Promise<void> {
+  return link(from, to).catch(() => copyFile(from, to));
 }
 
 /**

@@ -1,4 +1,5 @@
 import { stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { levelMessage } from '../../common/level-errors.js';
 import { newId } from '../../protocols/index.js';
 import { AgentErrors } from '../errors.js';
@@ -12,12 +13,13 @@ import {
   moveAside,
   openLevel,
   readMeta,
+  restoreFiles,
   salvageMeta,
   type BufferDb,
   type StoredMeta,
 } from './level-store.js';
 import type { ResolvedBufferOptions } from './options.js';
-import { clearReplacement, pendingReplacement, recordReplacement, type PendingReplacement } from './replace-journal.js';
+import { clearJournal, readJournal, recordJournal } from './recovery-journal.js';
 import { gapEvent } from './space-plan.js';
 
 export interface OpenedStore {
@@ -73,11 +75,14 @@ async function initialise(db: BufferDb, opts: ResolvedBufferOptions, gap?: Param
 /**
  * Opens the buffer database and reads its cursors. A corrupt database is
  * replaced (replaceStore): the agent keeps accepting events, and the loss is
- * reported as a gap. A replacement a crash interrupted after the damaged
- * store was moved aside, before the new epoch was written, is finished here.
+ * reported as a gap. What a crash left of a recovery is dealt with first
+ * (recovery-journal.ts): an in-place repair it interrupted is undone, and a
+ * replacement it interrupted after the damaged store was moved aside,
+ * before the new epoch was written, is finished.
  */
 export async function openStore(opts: ResolvedBufferOptions, location: string): Promise<OpenedStore> {
-  const pending = await pendingReplacement(opts.dataDir);
+  await undoInterruptedRepair(opts, location);
+  const replacing = await readJournal(opts.dataDir, 'buffer.replacing');
   let opened: { db: BufferDb; meta: StoredMeta | undefined };
   try {
     opened = await tryOpen(opts, location);
@@ -87,13 +92,15 @@ export async function openStore(opts: ResolvedBufferOptions, location: string): 
     }
     return replaceStore(opts, location, err);
   }
-  if (pending !== undefined) {
+  if (replacing !== undefined) {
+    const movedTo = replacing.movedTo;
     // No epoch at `buffer` and the damaged store moved aside: the crash came between the two steps.
-    if (opened.meta === undefined && (await isDir(pending.movedTo))) {
-      return startAfterLoss(opts, opened.db, pending, await salvageMeta(pending.movedTo, opts.level));
+    if (opened.meta === undefined && movedTo !== undefined && (await isDir(movedTo))) {
+      const pending = { movedTo, error: replacing.error ?? 'unknown' };
+      return startAfterLoss(opts, opened.db, pending, await salvageMeta(movedTo, opts.level));
     }
     // The new epoch, with its gap event, was written (or the move never happened): nothing to finish.
-    await clearReplacement(opts.dataDir);
+    await clearJournal(opts.dataDir, 'buffer.replacing');
   }
   const meta = opened.meta ?? (await initialise(opened.db, opts));
   return { db: opened.db, meta };
@@ -104,12 +111,12 @@ export async function openStore(opts: ResolvedBufferOptions, location: string): 
  * cursors salvaged where LevelDB's repair can still read them, and a fresh
  * database with a new epoch takes its place, its first event the
  * `buffer-corrupt` gap naming what was lost. The move is recorded first
- * (replace-journal.ts), so a crash before the new epoch is written is
+ * (recovery-journal.ts), so a crash before the new epoch is written is
  * finished by the next open instead of leaving an epoch with no gap event.
  */
 export async function replaceStore(opts: ResolvedBufferOptions, location: string, err: unknown): Promise<OpenedStore> {
   const error = (err as Error).message;
-  const movedTo = await moveAside(opts.dataDir, location, opts.clock.now(), (target) => recordReplacement(opts.dataDir, { movedTo: target, error }));
+  const movedTo = await moveAside(opts.dataDir, location, opts.clock.now(), (target) => recordJournal(opts.dataDir, 'buffer.replacing', { movedTo: resolve(target), error }));
   const old = await salvageMeta(movedTo, opts.level);
   const db = await openLevel(location, opts.level);
   return startAfterLoss(opts, db, { movedTo, error }, old, err);
@@ -143,12 +150,37 @@ async function startAfterLoss(
     await db.close().catch(() => undefined);
     throw initErr;
   }
-  await clearReplacement(opts.dataDir).catch(() => undefined);
+  await clearJournal(opts.dataDir, 'buffer.replacing').catch(() => undefined);
   const message =
     `buffer was corrupt (${error}); moved to ${movedTo}, new epoch ${meta.epoch}` +
     (known ? `, lost undelivered seq ${from}-${to} of epoch ${old?.epoch}` : ', lost range unknown');
   opts.logger?.error({ err: err ?? error, movedTo, lostEpoch: gap.lostEpoch, from: gap.from, to: gap.to }, `buffer: ${message}`);
   return { db, meta, lost: { message } };
+}
+
+/** The files of a corrupt store, and why it is being replaced (recorded as `buffer.replacing`). */
+interface PendingReplacement {
+  movedTo: string;
+  error: string;
+}
+
+/**
+ * An in-place repair a crash interrupted (its `buffer.repairing` record is
+ * there) may have moved the write-ahead log aside without writing the
+ * MANIFEST that names what it became: opened so, the store loses the log's
+ * writes. Its files as they were before the repair are in the directory the
+ * repair kept them in: they are put back, and the damage is met (and the
+ * store repaired) again.
+ */
+async function undoInterruptedRepair(opts: ResolvedBufferOptions, location: string): Promise<void> {
+  const pending = await readJournal(opts.dataDir, 'buffer.repairing');
+  if (pending === undefined) return;
+  const kept = pending.kept;
+  if (kept !== undefined && (await isDir(kept))) {
+    await restoreFiles(kept, location);
+    opts.logger?.warn({ kept }, 'buffer: an in-place repair was interrupted; the store is back as it was before it, from the files kept for it');
+  }
+  await clearJournal(opts.dataDir, 'buffer.repairing');
 }
 
 async function isDir(path: string): Promise<boolean> {
