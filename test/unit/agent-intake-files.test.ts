@@ -251,6 +251,25 @@ describe('FileIntake', () => {
     expect((await lines()).length).toBe(30);
   });
 
+  it('reads a generation it never saw when the clock went back after its last checkpoint (a fast clock corrected while down)', async () => {
+    const log = join(dir, 'app.log');
+    await writeFile(log, numbered(1, 10));
+    const hourFast = () => Date.now() + 3_600_000;
+    const first = await startIntake([spec(log)], { now: hourFast });
+    await waitForLines(10);
+    await stopIntake(first);
+    await rename(log, `${log}.1`); // two rotations while down: the middle generation was never at the path for a look
+    await writeFile(log, numbered(11, 20));
+    await rename(`${log}.1`, `${log}.2`);
+    await rename(log, `${log}.1`);
+    await writeFile(log, numbered(21, 30));
+    await startIntake([spec(log)]); // the clock right again: an hour behind the path record's checkedAt
+    const got = await waitForLines(30);
+    expect([...got].sort()).toEqual(range(1, 30).sort());
+    await new Promise((r) => setTimeout(r, 150));
+    expect((await lines()).length).toBe(30);
+  });
+
   it('reads a file copytruncated and then renamed while the agent was down', async () => {
     const log = join(dir, 'app.log');
     await writeFile(log, numbered(1, 10));

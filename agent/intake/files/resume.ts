@@ -206,8 +206,12 @@ export async function adoptUnseenRotations(ctx: ResumeContext, wp: WatchedPath, 
 export async function adoptRecentSiblings(ctx: ResumeContext, wp: WatchedPath, known: readonly FileRecord[], since: number): Promise<TrackedFile[]> {
   const adopted: TrackedFile[] = [];
   const taken = new Set([...ctx.open.keys(), ...wp.files().map((f) => f.id)]);
+  // A clock now behind `since` went back after it (a fast clock corrected, often while the agent was
+  // down): a file written since then can carry an older mtime, so mtimes tell nothing, and every
+  // generation with no record of its own is taken. Generations the agent saw all have one.
+  const after = ctx.now() < since ? Number.NEGATIVE_INFINITY : since - MTIME_SLACK_MS;
   for (const sibling of await rotatedSiblings(wp.path)) {
-    if (taken.has(sibling.id) || sibling.mtimeMs < since - MTIME_SLACK_MS) continue;
+    if (taken.has(sibling.id) || sibling.mtimeMs < after) continue;
     const file = await TrackedFile.open(sibling.path, wp.spec.maxLineBytes, ctx.now()).catch(() => undefined);
     if (file === undefined || taken.has(file.id) || (await checkpointed(ctx, file.id, file.handle, file.size))) {
       await file?.close();
