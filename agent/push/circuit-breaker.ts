@@ -22,7 +22,8 @@ export class CircuitBreaker {
   private readonly now: () => number;
 
   constructor(private readonly options: CircuitBreakerOptions) {
-    this.now = options.now ?? Date.now;
+    // Monotonic: a wall clock stepped back would keep the circuit open for the length of the step.
+    this.now = options.now ?? (() => performance.now());
   }
 
   /** Current state; moves open → half-open once the cool-down has passed. */

@@ -24,6 +24,11 @@ export interface SenderOptions {
   /** Longest close() waits for in-flight sends, ms. */
   closeTimeoutMs?: number;
   random?: () => number;
+  /**
+   * Clock of the backoff, the circuit breaker and the linger, ms. Default: the monotonic clock
+   * (performance.now). Only intervals are measured: on the wall clock, a step back (NTP correcting a fast
+   * clock) during a backoff or an open circuit stopped every send for the length of the step.
+   */
   now?: () => number;
   logger?: Logger;
   metrics?: AgentMetrics;
@@ -80,7 +85,7 @@ export class Sender {
     private readonly transport: PushTransport,
     private readonly options: SenderOptions,
   ) {
-    this.now = options.now ?? Date.now;
+    this.now = options.now ?? monotonicNow;
     this.backoff = new Backoff({ ...options.backoff, ...(options.random ? { random: options.random } : {}) });
     this.breaker = new CircuitBreaker({ ...options.breaker, now: this.now });
   }
@@ -359,4 +364,8 @@ export class Sender {
 /** A stored event's id, for a log line (parsed only on these rare paths). */
 function idOf(item: StoredLine): string | undefined {
   return (JSON.parse(item.line) as ChainedEvent).id;
+}
+
+function monotonicNow(): number {
+  return performance.now();
 }

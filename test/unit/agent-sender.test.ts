@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { StoredLine } from '../../agent/buffer/types.js';
 import { Sender, type SenderOptions } from '../../agent/push/sender.js';
 import type { PushTransport, SendOutcome } from '../../agent/push/types.js';
@@ -145,6 +145,26 @@ describe('push sender', () => {
     // Jitter would give 0.5 ms; the gateway's Retry-After wins.
     expect(warnings.find((w) => w.delayMs !== undefined)?.delayMs).toBe(30);
     expect(sender.status().lastError).toBe('gateway answered 503');
+  });
+
+  it('a wall clock stepped back an hour during a backoff does not hold the retry back for that hour', async () => {
+    // Only Date is faked (it runs with real time until stepped); timers and performance.now stay real.
+    vi.useFakeTimers({ toFake: ['Date'], shouldAdvanceTime: true });
+    try {
+      const buffer = new FakeBuffer();
+      await buffer.fill(5);
+      const transport = new ScriptedTransport(1, (_e, n) => (n === 1 ? { kind: 'retry', error: 'gateway answered 503', retryAfterMs: 200 } : { kind: 'acked', rejected: [] }));
+      // The default clock, as the agent runs it.
+      await makeSender(buffer, transport, { now: undefined }).start();
+      await waitFor(() => warnings.some((w) => w.delayMs === 200), 'the backoff');
+      vi.setSystemTime(Date.now() - 3_600_000); // NTP steps a fast clock back
+      // The wall clock is stepped: this wait counts on the monotonic one.
+      const deadline = performance.now() + 10_000;
+      while (buffer.delivered < 5 && performance.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+      expect({ delivered: buffer.delivered, sends: transport.sent.length }).toEqual({ delivered: 5, sends: 2 });
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('a retry sends what the buffer holds now: events dropped meanwhile (with their gap event) are not resent', async () => {
