@@ -435,6 +435,16 @@ describe('FileIntake', () => {
     expect((await waitForLines(4)).sort()).toEqual(range(1, 4).sort());
   });
 
+  it('finds files that appear after the clock was stepped back an hour', async () => {
+    await writeFile(join(dir, 'a.log'), numbered(1, 2));
+    let step = 0;
+    await startIntake([spec('*.log')], { now: () => Date.now() + step });
+    await waitForLines(2);
+    step = -3_600_000; // NTP steps a fast clock back
+    await writeFile(join(dir, 'c.log'), numbered(3, 4));
+    expect((await waitForLines(4)).sort()).toEqual(range(1, 4).sort());
+  });
+
   it('json format: events as written, bad lines as intake error events', async () => {
     const log = join(dir, 'audit.log');
     await writeFile(log, '{"type":"auth.login","actor":"bob"}\nnot json\n\n{"type":"auth.logout"}\n');

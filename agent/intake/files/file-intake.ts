@@ -145,7 +145,10 @@ export class FileIntake implements Intake {
     while (!this.closing) {
       let busy = false;
       try {
-        if (this.now() - this.lastDiscover >= (this.options.discoverMs ?? 1000)) {
+        // Below zero: the clock went back since the last scan. Waiting for it to pass that scan's time again
+        // stopped discovery (new files, gone looks) for the length of the step.
+        const sinceDiscover = this.now() - this.lastDiscover;
+        if (sinceDiscover >= (this.options.discoverMs ?? 1000) || sinceDiscover < 0) {
           await this.scan(false);
           await this.gone.lookAll();
         }
