@@ -48,7 +48,11 @@ const REPAIR_AGAIN_AFTER_MS = 10 * 60_000;
  */
 export function recoveries(refused: RefusedWrite, repairedAt: number | undefined, now: number): readonly Recovery[] {
   if (refused.kind === 'io') return ['reopen'];
-  return repairedAt !== undefined && now - repairedAt < REPAIR_AGAIN_AFTER_MS ? ['replace'] : ['repair', 'replace'];
+  // A clock now behind the repair's time went back since: how long ago it was is not known. Taken for
+  // recent, the store was replaced (its undelivered events lost) where one more repair keeps them; a
+  // repair that does not mend it is followed by the replacement all the same.
+  const sinceRepair = repairedAt === undefined ? Number.POSITIVE_INFINITY : now - repairedAt;
+  return sinceRepair >= 0 && sinceRepair < REPAIR_AGAIN_AFTER_MS ? ['replace'] : ['repair', 'replace'];
 }
 
 /**

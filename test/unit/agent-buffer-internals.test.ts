@@ -17,6 +17,7 @@ import { LineReader, type ReadView } from '../../agent/buffer/line-reader.js';
 import { Holes } from '../../agent/buffer/holes.js';
 import { blockKey } from '../../agent/buffer/keys.js';
 import type { BufferDb } from '../../agent/buffer/level-store.js';
+import { recoveries, RefusedWrite } from '../../agent/buffer/store-recovery.js';
 
 const ev = (i: number): AuditEvent => ({ type: 'unit.event', data: { i } });
 
@@ -38,6 +39,22 @@ describe('fastCanonicalJson', () => {
     fc.assert(fc.property(value, (v) => {
       expect(outcome(() => fastCanonicalJson(v))).toEqual(outcome(() => canonicalJson(v)));
     }), { numRuns: 3000 });
+  });
+});
+
+describe('store recovery plan', () => {
+  const refused = new RefusedWrite('corrupt', Object.assign(new Error('Corruption: bad block'), { code: 'LEVEL_CORRUPTION' }));
+  const repairedAt = Date.parse('2026-12-07T12:00:00Z');
+
+  it('replaces at once a store repaired minutes ago, and repairs again one repaired long ago', () => {
+    expect(recoveries(refused, repairedAt, repairedAt + 5 * 60_000)).toEqual(['replace']);
+    expect(recoveries(refused, repairedAt, repairedAt + 11 * 60_000)).toEqual(['repair', 'replace']);
+  });
+
+  it('repairs first when the clock went back since the last repair: how long ago it was is not known', () => {
+    // Clock stepped back an hour after the repair: taken for a repair seconds old, the store was
+    // replaced (every undelivered event gone) where a repair keeps all that is readable.
+    expect(recoveries(refused, repairedAt, repairedAt - 3_600_000)).toEqual(['repair', 'replace']);
   });
 });
 
