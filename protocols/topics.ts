@@ -53,3 +53,17 @@ export function tryParseTopic(topic: string): ParsedTopic | undefined {
     return undefined;
   }
 }
+
+// Mosquitto's default notification_topic, `$SYS/broker/connection/<remote_clientid>/state`.
+const BRIDGE_STATE_RE = /^\$SYS\/broker\/connection\/[^/+#]{1,256}\/state$/;
+
+/**
+ * A Mosquitto bridge's connection notification. With `notifications true`
+ * (its default) a bridge publishes `1` to this topic on the remote broker
+ * as soon as it connects, and leaves `0` there as its will; a broker that
+ * refuses the publish (closing the connection, in MQTT 3.1.1) keeps the
+ * bridge from ever forwarding an event. It carries no events.
+ */
+export function isBridgeNotification(topic: string): boolean {
+  return BRIDGE_STATE_RE.test(topic);
+}

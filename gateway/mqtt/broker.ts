@@ -147,8 +147,9 @@ export class MqttIngress {
           state.route = route;
         }
         if (route.kind === 'pass') {
-          if (route.topic === 'cmd') {
-            // A retained command would be replayed to the agent at every resubscribe.
+          if (route.topic !== 'status') {
+            // A retained command would be replayed to the agent at every resubscribe; a bridge's state is not
+            // kept either: any client may name a bridge, and each name retained would stay in memory.
             packet.retain = false;
           } else if (packet.payload.length > MAX_STATUS_BYTES) {
             this.refuse(client, packet.topic, new PublishRefused(`status payload of ${packet.payload.length} bytes is over ${MAX_STATUS_BYTES}`), done);

@@ -1,4 +1,4 @@
-import { decodePayload, isMeteorError, tryParseTopic, type BatchItem, type IngestResponse, type Limits } from '../../protocols/index.js';
+import { decodePayload, isBridgeNotification, isMeteorError, tryParseTopic, type BatchItem, type IngestResponse, type Limits } from '../../protocols/index.js';
 import type { IngestContext, Ingestor } from '../pipeline/ingestor.js';
 import type { MqttIdentity } from '../auth/mqtt-users.js';
 
@@ -32,9 +32,10 @@ export interface PublishGateOptions {
 /**
  * Where a publish goes, decided from its topic and the client alone (so a
  * client's route can be reused while it keeps publishing on one topic):
- * `ingest` for its source's events topic, `pass` for presence and commands.
+ * `ingest` for its source's events topic, `pass` for presence, commands and
+ * a Mosquitto bridge's connection state.
  */
-export type PublishRoute = { kind: 'ingest'; source: string } | { kind: 'pass'; topic: 'status' | 'cmd' };
+export type PublishRoute = { kind: 'ingest'; source: string } | { kind: 'pass'; topic: 'status' | 'cmd' | 'bridge' };
 
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -64,6 +65,8 @@ export class PublishGate {
 
   /** Routes a publish by its topic; throws PublishRefused when the client may not publish there. */
   route(ctx: PublishContext, topic: string): PublishRoute {
+    // A bridge from a Mosquitto in front of devices announces itself here before it forwards their events.
+    if (isBridgeNotification(topic)) return { kind: 'pass', topic: 'bridge' };
     const parsed = tryParseTopic(topic);
     if (parsed === undefined) {
       throw new PublishRefused(`topic "${topic.slice(0, 200)}" is not audit/<source>/events|status|cmd`);

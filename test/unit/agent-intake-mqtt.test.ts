@@ -181,6 +181,8 @@ describe('edge publish rules', () => {
   it('passes status and (anonymous) command traffic without buffering it', () => {
     expect(decideEdgePublish(device, 'audit/dev-1/status', Buffer.from('online'), DEFAULT_LIMITS)).toEqual({ kind: 'pass' });
     expect(decideEdgePublish(anonymous, 'audit/dev-1/cmd', buf({ op: 'pull' }), DEFAULT_LIMITS)).toEqual({ kind: 'pass' });
+    // A Mosquitto bridge's connection state, from a device with a login too; passed, but not retained.
+    expect(decideEdgePublish(device, '$SYS/broker/connection/hub.dev-1/state', Buffer.from('1'), DEFAULT_LIMITS)).toEqual({ kind: 'pass', unretained: true });
   });
 
   it('refuses other topics, commands from a device, and another device’s topic', () => {

@@ -73,6 +73,18 @@ describe('MQTT ingress', () => {
     expect(core.contexts).toHaveLength(0);
   });
 
+  it('passes a Mosquitto bridge connection notification without storing or retaining it', async () => {
+    const { core, ingress, port } = await startBroker([{ username: 'site-3', password: 'pw3', source: 'site-3' }]);
+    const bridge = await connect(port, { username: 'site-3', password: 'pw3' });
+    expect(await publishOrClose(bridge, '$SYS/broker/connection/vm.site3/state', '1', { retain: true })).toBe('acked');
+    expect(bridge.connected).toBe(true);
+    expect(core.contexts).toHaveLength(0);
+    const persistence = (ingress as unknown as { broker: { persistence: { createRetainedStream(p: string): AsyncIterable<unknown> } } }).broker.persistence;
+    const retained: unknown[] = [];
+    for await (const packet of persistence.createRetainedStream('$SYS/broker/connection/vm.site3/state')) retained.push(packet);
+    expect(retained).toEqual([]);
+  });
+
   it('with users: refuses a wrong password and another source topic; relayFor limits named sources', async () => {
     const { core, port } = await startBroker([
       { username: 'edge-7', password: 'pw7', source: 'edge-7', relayFor: ['dev-*'] },

@@ -12,10 +12,10 @@ export async function connectClient(closers: (() => Promise<unknown>)[], port: n
 }
 
 /** Resolves with 'closed' when the broker drops the connection before acking. */
-export function publishOrClose(client: MqttClient, topic: string, payload: string): Promise<'acked' | 'closed'> {
+export function publishOrClose(client: MqttClient, topic: string, payload: string, opts: { retain?: boolean } = {}): Promise<'acked' | 'closed'> {
   return new Promise((resolve) => {
     client.once('close', () => resolve('closed'));
-    client.publish(topic, payload, { qos: 1 }, (err) => resolve(err ? 'closed' : 'acked'));
+    client.publish(topic, payload, { qos: 1, ...opts }, (err) => resolve(err ? 'closed' : 'acked'));
   });
 }
 

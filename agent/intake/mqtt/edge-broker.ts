@@ -262,7 +262,10 @@ export class EdgeBrokerIntake implements Intake {
   private async takePublish(identity: DeviceIdentity, packet: { topic: string; payload: string | Buffer; retain: boolean }, signal: AbortSignal): Promise<void> {
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
     const decision = decideEdgePublish(identity, packet.topic, payload, this.options.limits);
-    if (decision.kind === 'pass') return;
+    if (decision.kind === 'pass') {
+      if (decision.unretained) packet.retain = false;
+      return;
+    }
     // Events are buffered here, not kept by the broker: a retained event would pin its payload in memory.
     packet.retain = false;
     if (decision.invalid.length > 0) {

@@ -3,6 +3,7 @@ import {
   deterministicId,
   dropLoneSurrogate,
   formatIssues,
+  isBridgeNotification,
   tryParseTopic,
   validateEvent,
   withFields,
@@ -19,8 +20,8 @@ export class PublishRefused extends Error {
 }
 
 export type EdgeDecision =
-  /** Presence or command traffic: passed through the broker, nothing buffered. */
-  | { kind: 'pass' }
+  /** Presence or command traffic: passed through the broker, nothing buffered; `unretained`: its retain flag is cleared. */
+  | { kind: 'pass'; unretained?: true }
   /** An events topic: these go to the buffer before the PUBACK; `invalid` of them are intake error events. */
   | { kind: 'events'; events: AuditEvent[]; invalid: string[] };
 
@@ -38,6 +39,9 @@ export type EdgeDecision =
  * payload are kept and the device is not pushed into a retry loop.
  */
 export function decideEdgePublish(identity: DeviceIdentity, topic: string, payload: Buffer, limits: Limits): EdgeDecision {
+  // A local Mosquitto bridging devices to the agent announces itself here first. Not retained: any device may
+  // name a bridge, and each name retained would stay in the broker's memory.
+  if (isBridgeNotification(topic)) return { kind: 'pass', unretained: true };
   const parsed = tryParseTopic(topic);
   if (parsed === undefined) throw new PublishRefused(`topic "${topic.slice(0, 200)}" is not audit/<device>/events|status|cmd`);
   const own = identity.source;

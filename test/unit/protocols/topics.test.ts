@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { cmdTopic, eventsTopic, isMeteorError, parseTopic, statusTopic, tryParseTopic } from '../../../protocols/index.js';
+import { cmdTopic, eventsTopic, isBridgeNotification, isMeteorError, parseTopic, statusTopic, tryParseTopic } from '../../../protocols/index.js';
 
 describe('topics', () => {
   it('builds and parses the three kinds', () => {
@@ -16,6 +16,13 @@ describe('topics', () => {
     }
     expect(() => eventsTopic('+')).toThrowError(/invalid source/);
     expect(() => eventsTopic('a/b')).toThrowError(/invalid source/);
+  });
+
+  it('knows a Mosquitto bridge notification topic, and nothing else under $SYS', () => {
+    expect(isBridgeNotification('$SYS/broker/connection/vm.gw/state')).toBe(true);
+    for (const t of ['$SYS/broker/connection/+/state', '$SYS/broker/connection/#', '$SYS/broker/connection/a/b/state', '$SYS/broker/connection//state', '$SYS/broker/uptime', 'audit/a/events']) {
+      expect(isBridgeNotification(t), t).toBe(false);
+    }
   });
 
   it('never throws anything but its typed error, and round-trips valid sources', () => {
