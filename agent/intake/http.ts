@@ -70,7 +70,13 @@ export class HttpIntake implements Intake {
     this.retryAfter = String(options.retryAfterSeconds ?? 1);
     // A slow or stalled client must not hold a request slot for ever.
     this.server = createServer({ requestTimeout: 60_000, headersTimeout: 30_000, keepAliveTimeout: 5_000 }, (req, res) => {
-      void this.handle(req, res);
+      void this.handle(req, res, false);
+    });
+    // `Expect: 100-continue` (curl sends it for bodies over 1 MiB): the headers are judged before the body is
+    // invited. Node's default answers 100 at once, so a body over the limit was sent in full to a server that
+    // had answered 413 and closed — the client often saw a reset instead of the 413.
+    this.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+      void this.handle(req, res, true);
     });
   }
 
@@ -95,7 +101,7 @@ export class HttpIntake implements Intake {
     return this.closed;
   }
 
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  private async handle(req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): Promise<void> {
     let holding = 0;
     try {
       const path = (req.url ?? '/').split('?')[0];
@@ -130,6 +136,8 @@ export class HttpIntake implements Intake {
           this.pendingBytes += n;
           holding += n;
         };
+        // Every check that needs no body has passed: now the client may send it.
+        if (expectsContinue) res.writeContinue();
         const raw = await this.readBody(req, limit, hold);
         const body = encoding === 'identity' ? raw : await decompress(raw, encoding, limit, hold);
         const answer = await this.ingest(body, format);

@@ -1,7 +1,9 @@
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import type { IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { SecureContextOptions } from 'node:tls';
 import type { Logger } from 'pino';
+import { ProtocolErrors } from '../../protocols/index.js';
 import { GatewayErrors } from '../errors.js';
 import type { ApiContext } from './api-context.js';
 import { registerAuth } from './auth-hook.js';
@@ -65,6 +67,7 @@ export function buildHttpApi(opts: HttpApiOptions): FastifyInstance {
   app.setNotFoundHandler((req, reply) =>
     sendError(reply, GatewayErrors.METEORZX_NOT_FOUND(`no route ${req.method} ${req.url.split('?')[0]?.slice(0, 100) ?? ''}`)),
   );
+  registerExpectContinue(app, opts.limits.maxBodyBytes);
   registerAuth(app, opts);
   registerIngest(app, opts);
   registerQuery(app, opts);
@@ -72,6 +75,39 @@ export function buildHttpApi(opts: HttpApiOptions): FastifyInstance {
   registerPull(app, opts);
   registerHealth(app, opts);
   return app;
+}
+
+/**
+ * `Expect: 100-continue` (curl sends it for bodies over 1 MiB, .NET and Java
+ * clients can): the body is invited only once the request has passed every
+ * check that needs no body — auth, the ingest slot, the declared length.
+ * Node's default answers 100 at once, so a client whose request was refused
+ * (401, 503, 413) sent its whole body to a server that had answered and was
+ * closing, and often saw a reset instead of the answer. A request answered
+ * without its 100 closes its connection: the client may or may not send the
+ * body it was not invited to, so the stream cannot be reused.
+ */
+function registerExpectContinue(app: FastifyInstance, maxBodyBytes: number): void {
+  const waiting = new WeakSet<IncomingMessage>();
+  app.server.on('checkContinue', (req: IncomingMessage, res) => {
+    waiting.add(req);
+    app.server.emit('request', req, res);
+  });
+  // preParsing runs after the onRequest hooks (auth, the ingest slot) and before the body is read.
+  app.addHook('preParsing', async (req, reply, payload) => {
+    if (!waiting.has(req.raw)) return payload;
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > maxBodyBytes) {
+      throw ProtocolErrors.METEORZX_BODY_TOO_LARGE(`body is ${declared} bytes, over the limit of ${maxBodyBytes} (maxBodyBytes)`);
+    }
+    waiting.delete(req.raw);
+    reply.raw.writeContinue();
+    return payload;
+  });
+  app.addHook('onSend', async (req, reply, payload) => {
+    if (waiting.has(req.raw)) void reply.header('connection', 'close');
+    return payload;
+  });
 }
 
 /** HttpApi with an explicit lifecycle: listen in start(), drain in close(). */

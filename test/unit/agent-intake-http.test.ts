@@ -57,6 +57,36 @@ afterEach(async () => {
 
 const ndjson = { 'content-type': 'application/x-ndjson' };
 
+/**
+ * Sends request headers with `Expect: 100-continue` on a raw socket and resolves with the first status
+ * line the server writes; `body` is sent only once a 100 Continue came, and then the final status line
+ * follows it in `lines`.
+ */
+function expectContinue(port: number, headers: string, body?: string): Promise<string[]> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    const lines: string[] = [];
+    let text = '';
+    socket.on('error', reject);
+    socket.on('data', (chunk: Buffer) => {
+      text += chunk.toString('latin1');
+      for (;;) {
+        const status = /^(HTTP\/1\.1 \d{3}[^\r]*)\r\n(?:[^\r]*\r\n)*?\r\n/.exec(text);
+        if (!status) return;
+        lines.push(status[1] as string);
+        text = text.slice(status[0].length);
+        if (!(status[1] as string).startsWith('HTTP/1.1 100') || body === undefined) {
+          socket.destroy();
+          resolve(lines);
+          return;
+        }
+        socket.write(body);
+      }
+    });
+    socket.write(`POST /v1/events HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n${headers}\r\n`);
+  });
+}
+
 describe('agent HTTP intake', () => {
   it('buffers valid events in one append and names each bad one, keeping its valid neighbours', async () => {
     const buffer = new FakeBuffer();
@@ -192,6 +222,20 @@ describe('agent HTTP intake', () => {
     ]);
     // The budget is given back: the same body is taken again.
     expect((await post(port, body, { ...ndjson, 'content-encoding': 'gzip' })).status).toBe(200);
+  });
+
+  it('Expect: 100-continue: refuses a body over the limit (or a wrong type) before inviting it, and invites a good one', async () => {
+    const buffer = new FakeBuffer();
+    const { port } = await startIntake(buffer, { limits: { maxBodyBytes: 2048 } });
+    // The final answer comes instead of the 100: the client never sends the body it would have to throw away.
+    expect(await expectContinue(port, 'Content-Type: application/json\r\nContent-Length: 4096\r\n')).toEqual([expect.stringMatching(/^HTTP\/1\.1 413 /)]);
+    expect(await expectContinue(port, 'Content-Type: text/plain\r\nContent-Length: 10\r\n')).toEqual([expect.stringMatching(/^HTTP\/1\.1 415 /)]);
+    const body = '{"type":"continued"}';
+    expect(await expectContinue(port, `Content-Type: application/json\r\nContent-Length: ${body.length}\r\n`, body)).toEqual([
+      'HTTP/1.1 100 Continue',
+      'HTTP/1.1 200 OK',
+    ]);
+    expect(buffer.events.map((e) => e.type)).toEqual(['continued']);
   });
 
   it('takes an empty Content-Encoding as none, as the gateway does', async () => {

@@ -231,6 +231,52 @@ describe('auth', () => {
     expect(core.events.map((e) => e.id)).toEqual(['n1']);
   });
 
+  it('Expect: 100-continue: answers 401 or 413 instead of the 100, and invites the body of a good request', async () => {
+    const core = new FakeGatewayCore(limits);
+    const api = new HttpApi({
+      ingestor: core,
+      storage: core,
+      tokens: new TokenAuth([{ name: 'ops', token: 'secret', scopes: ['ingest'] }]),
+      limits,
+      isReady: () => true,
+      maxInflightIngests: 8,
+      logger: pino({ level: 'silent' }),
+    });
+    apps.push(api);
+    const { port } = await api.start('127.0.0.1', 0);
+    // The status lines the server writes; the body goes only once a 100 Continue came.
+    const send = (headers: string, body?: string) =>
+      new Promise<string[]>((resolve, reject) => {
+        const lines: string[] = [];
+        let text = '';
+        const sock: Socket = connectTcp(port, '127.0.0.1', () =>
+          sock.write(`POST /v1/events HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nExpect: 100-continue\r\n${headers}\r\n`),
+        );
+        sock.on('error', reject);
+        sock.on('data', (d: Buffer) => {
+          text += d.toString('latin1');
+          for (;;) {
+            const m = /^(HTTP\/1\.1 \d{3}[^\r]*)\r\n((?:[^\r]*\r\n)*?)\r\n/.exec(text);
+            if (!m) return;
+            lines.push(m[1] as string);
+            text = text.slice(m[0].length);
+            if (!(m[1] as string).startsWith('HTTP/1.1 100') || body === undefined) {
+              if (!(m[1] as string).startsWith('HTTP/1.1 100')) lines.push(/^connection: close$/im.test(m[2] as string) ? 'closes' : 'keeps');
+              sock.destroy();
+              return resolve(lines);
+            }
+            sock.write(body);
+          }
+        });
+      });
+    const auth = 'Authorization: Bearer secret\r\n';
+    expect(await send(`${auth}Content-Length: ${limits.maxBodyBytes + 1}\r\n`)).toEqual([expect.stringMatching(/^HTTP\/1\.1 413 /), 'closes']);
+    expect(await send('Content-Length: 10\r\n')).toEqual([expect.stringMatching(/^HTTP\/1\.1 401 /), 'closes']);
+    const body = '{"id":"c1","type":"t","source":"s"}';
+    expect(await send(`${auth}Content-Length: ${body.length}\r\n`, body)).toEqual(['HTTP/1.1 100 Continue', 'HTTP/1.1 200 OK', 'keeps']);
+    expect(core.events.map((e) => e.id)).toEqual(['c1']);
+  });
+
   it("gives events without a source the token's name, and none without auth", async () => {
     const { app, core } = make({ tokens });
     const res = await app.inject({ method: 'POST', url: '/v1/events', payload: { type: 't' }, headers: { authorization: 'Bearer tin' } });
