@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createGunzip, createInflate } from 'node:zlib';
 import type { Logger } from 'pino';
+import { answerAfterHalfClose } from '../../common/http-half-close.js';
 import {
   bodyFormat,
   decodeBatch,
@@ -72,6 +73,7 @@ export class HttpIntake implements Intake {
     this.server = createServer({ requestTimeout: 60_000, headersTimeout: 30_000, keepAliveTimeout: 5_000 }, (req, res) => {
       void this.handle(req, res, false);
     });
+    answerAfterHalfClose(this.server);
     // `Expect: 100-continue` (curl sends it for bodies over 1 MiB): the headers are judged before the body is
     // invited. Node's default answers 100 at once, so a body over the limit was sent in full to a server that
     // had answered 413 and closed — the client often saw a reset instead of the 413.

@@ -3,6 +3,7 @@ import type { IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { SecureContextOptions } from 'node:tls';
 import type { Logger } from 'pino';
+import { answerAfterHalfClose } from '../../common/http-half-close.js';
 import { ProtocolErrors } from '../../protocols/index.js';
 import { GatewayErrors } from '../errors.js';
 import type { ApiContext } from './api-context.js';
@@ -67,6 +68,7 @@ export function buildHttpApi(opts: HttpApiOptions): FastifyInstance {
   app.setNotFoundHandler((req, reply) =>
     sendError(reply, GatewayErrors.METEORZX_NOT_FOUND(`no route ${req.method} ${req.url.split('?')[0]?.slice(0, 100) ?? ''}`)),
   );
+  answerAfterHalfClose(app.server);
   registerExpectContinue(app, opts.limits.maxBodyBytes);
   registerAuth(app, opts);
   registerIngest(app, opts);

@@ -238,6 +238,28 @@ describe('agent HTTP intake', () => {
     expect(buffer.events.map((e) => e.type)).toEqual(['continued']);
   });
 
+  it('answers a client that half-closes after its request once the append is durable, then closes', async () => {
+    const buffer = new FakeBuffer();
+    let release: () => void = () => undefined;
+    buffer.holdAppends = new Promise<void>((r) => (release = r));
+    const { port } = await startIntake(buffer);
+    const body = '{"type":"half.closed"}';
+    const socket = connect(port, '127.0.0.1');
+    let answer = '';
+    socket.on('data', (c: Buffer) => (answer += c.toString()));
+    const closed = new Promise((r) => socket.once('close', r));
+    // The request, then our FIN at once (shutdown(SHUT_WR), as `nc -N` or socat do at the end of their input).
+    socket.end(`POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+    while (buffer.appendCalls === 0) await new Promise((r) => setTimeout(r, 5));
+    // Let the FIN, sent before the body was even read, reach the server while the append waits.
+    await new Promise((r) => setTimeout(r, 100));
+    release();
+    await closed;
+    expect(answer).toMatch(/^HTTP\/1\.1 200 /);
+    expect(answer).toContain('"accepted":1');
+    expect(buffer.events.map((e) => e.type)).toEqual(['half.closed']);
+  });
+
   it('takes an empty Content-Encoding as none, as the gateway does', async () => {
     const buffer = new FakeBuffer();
     const { port } = await startIntake(buffer);
