@@ -89,6 +89,18 @@ describe('syslog intake → gateway, with util-linux logger', () => {
     expect(await stored('3164-tcp')).toMatchObject({ type: 'syslog.user.notice', data: { format: 'rfc3164', transport: 'tcp' } });
   });
 
+  it('a CRLF-framed message of exactly maxMessageBytes is taken, as an LF-framed one is (socat)', async () => {
+    const header = '<13>1 - - - - - - ';
+    const body = `crlf-at-limit-${'x'.repeat(8192 - header.length - 'crlf-at-limit-'.length)}`;
+    expect(Buffer.byteLength(header + body)).toBe(8192);
+    const sender = spawn('socat', ['-u', '-', `TCP:127.0.0.1:${tcp}`], { stdio: ['pipe', 'ignore', 'ignore'] });
+    sender.stdin.end(`${header}${body}\r\n${header}crlf-after\r\n`);
+    await stored('crlf-after');
+    const atLimit = (await gatewayEvents(gateway.url, AGENT)).filter((e) => String(e.data?.message).startsWith('crlf-at-limit-'));
+    expect(atLimit.map((e) => e.data?.message === body)).toEqual([true]);
+    expect(await agent.metric('meteorzx_agent_intake_dropped_total{intake="syslog",reason="oversize"}')).toBe(0);
+  });
+
   it('an octet count over maxMessageBytes is a framing error: the connection is closed, a new one is unaffected', async () => {
     // socat (bidirectional) exits once the agent closes the connection; its stdin stays open until then.
     const sender = spawn('socat', ['-t', '1', '-', `TCP:127.0.0.1:${tcp}`], { stdio: ['pipe', 'ignore', 'ignore'] });

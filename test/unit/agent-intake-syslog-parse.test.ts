@@ -138,6 +138,13 @@ describe('FrameDecoder', () => {
     expect(text(r)).toEqual(['ok', 'abc']);
   });
 
+  it('takes a CRLF-framed message of exactly the limit, as an LF-framed one, even with the CR and LF in separate chunks', () => {
+    const d = new FrameDecoder(10);
+    expect(text(d.push(Buffer.from('0123456789\r\nabcdefghij\n')))).toEqual(['0123456789', 'abcdefghij']);
+    expect(text(d.push(Buffer.from('ABCDEFGHIJ\r')))).toEqual([]);
+    expect(d.push(Buffer.from('\nklmnopqrstu\r\nok\r\n'))).toEqual({ messages: [Buffer.from('ABCDEFGHIJ'), Buffer.from('ok')], oversize: 1 });
+  });
+
   it('reports an octet count over the limit as a framing error and takes nothing after it', () => {
     const d = new FrameDecoder(10);
     const r = d.push(Buffer.from(`3 abc999999999 ${'x'.repeat(20)}\nok\n3 def`));

@@ -101,15 +101,18 @@ export class FrameDecoder {
     }
     const lf = buf.indexOf(LF);
     if (lf === -1) {
-      if (buf.length > this.maxMessageBytes) {
+      // A CR last may be the first half of a CRLF: the message before it can still be within the limit.
+      if (buf.length > this.maxMessageBytes + (buf[buf.length - 1] === CR ? 1 : 0)) {
         out.oversize += 1;
         this.skipToLf = true;
         return buf.length;
       }
       return undefined;
     }
-    if (lf > this.maxMessageBytes) out.oversize += 1;
-    else out.messages.push(trimCr(Buffer.from(buf.subarray(0, lf))));
+    // The limit is the message's: a CR before the LF is framing, as the LF is.
+    const message = trimCr(buf.subarray(0, lf));
+    if (message.length > this.maxMessageBytes) out.oversize += 1;
+    else out.messages.push(Buffer.from(message));
     return lf + 1;
   }
 }
