@@ -5,6 +5,13 @@ import { ProtocolErrors } from './errors.js';
 export type TopicKind = 'events' | 'status' | 'cmd';
 
 export const TOPIC_ROOT = 'audit';
+
+/**
+ * Largest payload a broker of ours takes on audit/<source>/status (an
+ * agent's presence is ≈ 150 B): status messages are retained, and a retained
+ * payload stays in the broker's memory.
+ */
+export const MAX_STATUS_BYTES = 4096;
 const KINDS: ReadonlySet<string> = new Set(['events', 'status', 'cmd']);
 
 export function isValidSource(source: string): boolean {

@@ -1,6 +1,6 @@
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import type { Logger } from 'pino';
-import type { Limits } from '../../protocols/index.js';
+import { MAX_STATUS_BYTES, type Limits } from '../../protocols/index.js';
 import type { Ingestor } from '../pipeline/ingestor.js';
 import type { MqttUsers } from '../auth/mqtt-users.js';
 import { MqttListeners, type BoundListener, type MqttListenerSpecs } from './listeners.js';
@@ -28,9 +28,6 @@ export interface MqttIngressOptions {
    */
   forwardEvents?: boolean;
 }
-
-/** Largest retained presence payload (an agent's is ≈ 150 B): aedes keeps each in memory. */
-export const MAX_STATUS_BYTES = 4096;
 
 /**
  * What the broker keeps per authenticated client: who it is, its peer

@@ -81,6 +81,10 @@ describe('agent edge MQTT broker with mosquitto_pub', () => {
     await writeFile(big, JSON.stringify({ type: 'too.big', data: { pad: 'x'.repeat(512 * 1024) } }));
     const pub3 = await mosquittoPub(['-p', String(edgePort), '-u', 'dev-2', '-P', 'dev-2-secret', '-t', 'audit/dev-2/events', '-f', big]);
     expect(pub3.code).not.toBe(0);
+    // Retained presence lives in the broker's memory: over 4 KiB it is refused, as at the gateway; a small one is kept.
+    const bigStatus = await mosquittoPub(['-p', String(edgePort), '-u', 'dev-1', '-P', 'dev-1-secret', '-r', '-t', 'audit/dev-1/status', '-m', 'x'.repeat(5000)]);
+    expect(bigStatus.code).not.toBe(0);
+    expect(await mosquittoPub(['-p', String(edgePort), '-u', 'dev-1', '-P', 'dev-1-secret', '-r', '-t', 'audit/dev-1/status', '-m', '{"state":"online"}'])).toEqual({ code: 0, stderr: '' });
 
     // Every PUBACK came after the append: the agent holds them all, none delivered.
     const status = await agent.status();

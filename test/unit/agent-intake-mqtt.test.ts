@@ -73,6 +73,24 @@ describe('edge MQTT broker intake', () => {
     expect(buffer.events.map((e) => e.id)).toEqual(events.map((e) => e.id));
   });
 
+  it('keeps no retained command and refuses a status payload over 4 KiB, as the gateway does (retained payloads live in memory)', async () => {
+    const { port, buffer, intake } = await startEdge();
+    const retainedOf = async (topic: string) => {
+      const persistence = (intake as unknown as { broker: { persistence: { createRetainedStream(p: string): AsyncIterable<{ payload: Buffer }> } } }).broker.persistence;
+      const out: string[] = [];
+      for await (const packet of persistence.createRetainedStream(topic)) out.push(packet.payload.toString());
+      return out;
+    };
+    const client = await connect(port);
+    expect(await publishOrClose(client, 'audit/dev-3/cmd', '{"op":"pull","after":0}', { retain: true })).toBe('acked');
+    expect(await publishOrClose(client, 'audit/dev-3/status', '{"state":"online"}', { retain: true })).toBe('acked');
+    expect(await retainedOf('audit/dev-3/cmd')).toEqual([]);
+    expect(await retainedOf('audit/dev-3/status')).toEqual(['{"state":"online"}']);
+    expect(await publishOrClose(await connect(port), 'audit/dev-4/status', 'x'.repeat(4097), { retain: true })).toBe('closed');
+    expect(await retainedOf('audit/dev-4/status')).toEqual([]);
+    expect(buffer.events).toHaveLength(0);
+  });
+
   it('buffers an unreadable payload as one intake error event and keeps the device connected', async () => {
     const { port, buffer } = await startEdge();
     const client = await connect(port);
@@ -180,7 +198,7 @@ describe('edge publish rules', () => {
 
   it('passes status and (anonymous) command traffic without buffering it', () => {
     expect(decideEdgePublish(device, 'audit/dev-1/status', Buffer.from('online'), DEFAULT_LIMITS)).toEqual({ kind: 'pass' });
-    expect(decideEdgePublish(anonymous, 'audit/dev-1/cmd', buf({ op: 'pull' }), DEFAULT_LIMITS)).toEqual({ kind: 'pass' });
+    expect(decideEdgePublish(anonymous, 'audit/dev-1/cmd', buf({ op: 'pull' }), DEFAULT_LIMITS)).toEqual({ kind: 'pass', unretained: true });
     // A Mosquitto bridge's connection state, from a device with a login too; passed, but not retained.
     expect(decideEdgePublish(device, '$SYS/broker/connection/hub.dev-1/state', Buffer.from('1'), DEFAULT_LIMITS)).toEqual({ kind: 'pass', unretained: true });
   });

@@ -4,6 +4,7 @@ import {
   dropLoneSurrogate,
   formatIssues,
   isBridgeNotification,
+  MAX_STATUS_BYTES,
   tryParseTopic,
   validateEvent,
   withFields,
@@ -47,12 +48,17 @@ export function decideEdgePublish(identity: DeviceIdentity, topic: string, paylo
   const own = identity.source;
   if (parsed.kind === 'cmd') {
     if (own !== undefined) throw new PublishRefused(`a device may not publish commands (${topic})`);
-    return { kind: 'pass' };
+    // As on the gateway: a retained command would be replayed to the device at every resubscribe.
+    return { kind: 'pass', unretained: true };
   }
   if (own !== undefined && parsed.source !== own) {
     throw new PublishRefused(`user "${identity.username ?? ''}" publishes as "${own}", not "${parsed.source}"`);
   }
-  if (parsed.kind === 'status') return { kind: 'pass' };
+  if (parsed.kind === 'status') {
+    // Status is retained, so the broker keeps its payload in memory for good: bounded as on the gateway.
+    if (payload.length > MAX_STATUS_BYTES) throw new PublishRefused(`status payload of ${payload.length} bytes is over ${MAX_STATUS_BYTES}`);
+    return { kind: 'pass' };
+  }
 
   const device = parsed.source;
   const events: AuditEvent[] = [];
