@@ -17,6 +17,14 @@ export interface DecodeOptions {
    * instead of serialising the event again; others let it go at once.
    */
   keepText?: boolean;
+  /**
+   * Read a `json` body that is not one JSON value but a run of JSON objects
+   * or arrays — `{…}{…}`, or one per line — as one item per value, as NDJSON
+   * is read. Fluent Bit's HTTP output sends its `json_stream` format (and
+   * `gelf`) so, labelled `application/json`, and drops a chunk answered 400
+   * for good. For HTTP bodies; an MQTT payload stays one event or an array.
+   */
+  jsonSequence?: boolean;
 }
 
 /** `json-seq`: RFC 7464 JSON text sequences, each record an RS (0x1E), a JSON text and a line feed. */
@@ -57,7 +65,8 @@ export function decodeBatch(body: Uint8Array, format: BodyFormat, limits: Limits
     throw ProtocolErrors.METEORZX_BODY_TOO_LARGE(`body is ${body.byteLength} bytes, over the limit of ${limits.maxBodyBytes} (maxBodyBytes)`);
   }
   const keepText = options.keepText === true;
-  const items = format === 'json' ? decodeJson(body, limits.maxBatchEvents, keepText) : decodeRecords(body, format === 'json-seq' ? RS : LF, limits, keepText);
+  const items =
+    format === 'json' ? decodeJson(body, limits.maxBatchEvents, keepText, options.jsonSequence === true) : decodeRecords(body, format === 'json-seq' ? RS : LF, limits, keepText);
   if (items.length > limits.maxBatchEvents) throw batchTooLarge(limits.maxBatchEvents);
   return items;
 }
@@ -67,7 +76,7 @@ function batchTooLarge(max: number): Error {
   return ProtocolErrors.METEORZX_BATCH_TOO_LARGE(`batch has more than ${max} events (maxBatchEvents)`);
 }
 
-function decodeJson(body: Uint8Array, maxItems: number, keepText: boolean): BatchItem[] {
+function decodeJson(body: Uint8Array, maxItems: number, keepText: boolean, sequence: boolean): BatchItem[] {
   if (!isUtf8(body)) throw ProtocolErrors.METEORZX_BODY_UNREADABLE('body is not valid UTF-8');
   const ranges = arrayItemRanges(body, maxItems);
   if (ranges === TOO_MANY) throw batchTooLarge(maxItems);
@@ -79,6 +88,11 @@ function decodeJson(body: Uint8Array, maxItems: number, keepText: boolean): Batc
   try {
     parsed = JSON.parse(text);
   } catch (err) {
+    const values = sequence ? sequenceRanges(body, maxItems) : undefined;
+    if (values === TOO_MANY) throw batchTooLarge(maxItems);
+    // Every value must parse: a body that is neither one JSON text nor a clean run of them stays unreadable.
+    const run = values === undefined ? undefined : parseItems(body, values, keepText);
+    if (run !== undefined) return run;
     throw ProtocolErrors.METEORZX_BODY_UNREADABLE(`body is not valid JSON: ${(err as Error).message}`);
   }
   return [{ index: 0, value: parsed, bytes: body.byteLength, text: keepText ? text : undefined }];
@@ -164,6 +178,43 @@ function arrayItemRanges(body: Uint8Array, maxItems: number): number[] | typeof 
     }
   }
   return undefined; // no closing ']'
+}
+
+/**
+ * Where each value of a run of top-level JSON objects or arrays starts and
+ * ends (flat pairs), blanks allowed between and around them; undefined
+ * unless the body is two or more such values and nothing else (a scalar
+ * between them, an unclosed value); TOO_MANY past `maxItems`. Scanned as
+ * arrayItemRanges scans, following strings and nesting; the values
+ * themselves are checked by JSON.parse afterwards.
+ */
+function sequenceRanges(body: Uint8Array, maxItems: number): number[] | typeof TOO_MANY | undefined {
+  let i = body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf ? 3 : 0;
+  const ranges: number[] = [];
+  for (;;) {
+    while (isBlankByte(body[i])) i += 1;
+    if (i >= body.length) return ranges.length >= 4 ? ranges : undefined;
+    if (body[i] !== 0x7b && body[i] !== 0x5b) return undefined; // each value an object or an array
+    const start = i;
+    let depth = 0;
+    let inString = false;
+    for (; i < body.length; i++) {
+      const b = body[i] as number;
+      if (inString) {
+        if (b === 0x5c) i += 1;
+        else if (b === 0x22) inString = false;
+      } else if (b === 0x22) inString = true;
+      else if (b === 0x7b || b === 0x5b) depth += 1;
+      else if (b === 0x7d || b === 0x5d) {
+        depth -= 1;
+        if (depth === 0) break;
+      }
+    }
+    if (depth !== 0 || i >= body.length) return undefined;
+    i += 1;
+    ranges.push(start, i);
+    if (ranges.length > 2 * maxItems) return TOO_MANY;
+  }
 }
 
 function restIsBlank(body: Uint8Array, from: number): boolean {

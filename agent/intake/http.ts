@@ -156,7 +156,7 @@ export class HttpIntake implements Intake {
 
   private async ingest(body: Uint8Array, format: BodyFormat): Promise<IngestResponse> {
     const { limits, buffer, metrics } = this.options;
-    const items = decodeBatch(body, format, limits);
+    const items = decodeBatch(body, format, limits, { jsonSequence: true });
     let rejected: RejectedItem[] = [];
     const valid: AuditEvent[] = [];
     for (const item of items) {

@@ -260,6 +260,17 @@ describe('agent HTTP intake', () => {
     expect(buffer.events.map((e) => e.type)).toEqual(['half.closed']);
   });
 
+  it('takes Fluent Bit json_stream and gelf bodies (objects back to back or one per line, sent as application/json)', async () => {
+    const buffer = new FakeBuffer();
+    const { port } = await startIntake(buffer);
+    const stream = await post(port, '{"type":"fb.1","data":{"n":1}}{"type":"fb.2","data":{"n":2}}');
+    expect(stream.status).toBe(200);
+    expect(stream.body).toEqual({ accepted: 2, duplicates: 0, rejected: [] });
+    const lines = await post(port, '{"type":"fb.3"}\n{"type":7}\n');
+    expect(lines.body).toEqual({ accepted: 1, duplicates: 0, rejected: [{ index: 1, error: expect.stringMatching(/^type:/) }] });
+    expect(buffer.events.map((e) => e.type)).toEqual(['fb.1', 'fb.2', 'fb.3']);
+  });
+
   it('takes an empty Content-Encoding as none, as the gateway does', async () => {
     const buffer = new FakeBuffer();
     const { port } = await startIntake(buffer);

@@ -81,6 +81,17 @@ describe('POST /v1/events', () => {
     expect(core.events.map((e) => e.id)).toEqual(['n1', 'n3']);
   });
 
+  it('takes Fluent Bit json_stream and gelf bodies (objects back to back or one per line, sent as application/json)', async () => {
+    const { app, core } = make();
+    const headers = { 'content-type': 'application/json' };
+    const stream = await app.inject({ method: 'POST', url: '/v1/events', headers, payload: '{"id":"s1","type":"t","source":"fb"}{"id":"s2","type":"t","source":"fb"}' });
+    expect(stream.statusCode).toBe(200);
+    expect(stream.json()).toMatchObject({ accepted: 2, rejected: [] });
+    const lines = await app.inject({ method: 'POST', url: '/v1/events', headers, payload: '{"id":"g1","type":"t","source":"fb"}\n{"id":"g2","type":"t","source":"fb"}\n' });
+    expect(lines.json()).toMatchObject({ accepted: 2, rejected: [] });
+    expect(core.events.map((e) => e.id)).toEqual(['s1', 's2', 'g1', 'g2']);
+  });
+
   it('answers 400 for an unreadable body, 415 for an unknown type, 413 over the limits', async () => {
     const { app } = make();
     const bad = await app.inject({ method: 'POST', url: '/v1/events', headers: { 'content-type': 'application/json' }, payload: '{"type":' });

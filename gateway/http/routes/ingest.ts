@@ -37,7 +37,7 @@ export function registerIngest(app: FastifyInstance, ctx: ApiContext): void {
       const format = requireFormat(req.headers['content-type']);
       const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
       const body = await decodeContent(raw, req.headers['content-encoding'], ctx.limits.maxBodyBytes);
-      const items = decodeBatch(body, format, ctx.limits, { keepText: true });
+      const items = decodeBatch(body, format, ctx.limits, { keepText: true, jsonSequence: true });
       // An event that names no source takes the token's name (as an MQTT event takes its topic's).
       const identity = identityOf(req);
       const defaultSource = identity !== undefined && isValidSource(identity) ? { defaultSource: identity } : {};

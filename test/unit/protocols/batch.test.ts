@@ -54,6 +54,25 @@ describe('decodeBatch', () => {
     }
   });
 
+  it('with jsonSequence, reads a JSON body that is a run of objects (Fluent Bit json_stream, gelf) one item per value', () => {
+    const seq = { jsonSequence: true };
+    // Fluent Bit's json_stream: records back to back, no separator; gelf: one per line. Both sent as application/json.
+    expect(decodeBatch(enc('{"type":"a"}{"type":"b","data":{"s":"}{\\"]"}}'), 'json', DEFAULT_LIMITS, seq).map((i) => [i.index, i.value, i.bytes])).toEqual([
+      [0, { type: 'a' }, 12],
+      [1, { type: 'b', data: { s: '}{"]' } }, 33],
+    ]);
+    expect(decodeBatch(enc('\ufeff{"type":"a"}\n{"type":"b"}\n'), 'json', DEFAULT_LIMITS, seq).map((i) => i.value)).toEqual([{ type: 'a' }, { type: 'b' }]);
+    // One value, an array and a broken body read as before.
+    expect(decodeBatch(enc('[{"type":"a"}]'), 'json', DEFAULT_LIMITS, seq).map((i) => i.value)).toEqual([{ type: 'a' }]);
+    for (const bad of ['{"type":"a"}{oops}', '{"type":"a"} 7 {"type":"b"}', '{"type":"a"}{"type":"b"', '{"type":"a"}}']) {
+      expect(() => decodeBatch(enc(bad), 'json', DEFAULT_LIMITS, seq), bad).toThrowError(/not valid JSON/);
+    }
+    expect(() => decodeBatch(enc('{"type":"a"}'.repeat(1001)), 'json', DEFAULT_LIMITS, seq)).toThrowError(/maxBatchEvents/);
+    // Without it (an MQTT payload), a run is not one event or an array.
+    expect(() => decodeBatch(enc('{"type":"a"}{"type":"b"}'), 'json')).toThrowError(/not valid JSON/);
+    expect(() => decodePayload(enc('{"type":"a"}{"type":"b"}'))).toThrowError(/not valid JSON/);
+  });
+
   it('decodes MQTT payloads like JSON bodies', () => {
     expect(decodePayload(enc('[{"type":"a"},1]')).map((i) => i.value)).toEqual([{ type: 'a' }, 1]);
   });
