@@ -13,6 +13,11 @@ export interface Batch {
   error?: string;
   /** Failure round current when this send started (see Sender.onOutcome). */
   round: number;
+  /**
+   * The sender's count of acknowledged sends when these events were first sent (kept by retries
+   * and split halves): a refusal is the event's own only if the gateway acked something since.
+   */
+  acksAtFirstSend?: number;
 }
 
 /** Halves a permanently refused batch: a 413 or a 400 on one bad event must not sink its neighbours. */
@@ -24,6 +29,7 @@ export function splitBatch(batch: Batch, round: number): [Batch, Batch] {
     last: (events.at(-1) as StoredLine).seq,
     status: 'pending',
     round,
+    ...(batch.acksAtFirstSend === undefined ? {} : { acksAtFirstSend: batch.acksAtFirstSend }),
   });
   return [part(batch.events.slice(0, half)), part(batch.events.slice(half))];
 }

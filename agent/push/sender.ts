@@ -58,6 +58,9 @@ export interface SenderStatus {
  * as is, since it would loop forever: the batch is split in halves, and a
  * single event still refused is skipped, logged, counted and recorded in the
  * buffer as a `meteorzx.gap` event naming its seq, so the loss is not silent.
+ * It is skipped only when the gateway has acked some other send since the
+ * event was first sent; until then the refusal may be of every body (a wrong
+ * URL), and it is retried and paced like a failure.
  */
 export class Sender {
   private readonly window: Batch[] = [];
@@ -67,6 +70,8 @@ export class Sender {
   private epoch = '';
   private backoffUntil = 0;
   private failureRound = 0;
+  /** Sends the gateway acknowledged so far: evidence that it takes events at all (see resolvePermanent). */
+  private acks = 0;
   private lingerSince: number | undefined;
   private stuckAt: number | undefined;
   private current: PushState = 'idle';
@@ -246,6 +251,7 @@ export class Sender {
   private launch(batch: Batch): void {
     batch.status = 'inflight';
     batch.round = this.failureRound;
+    batch.acksAtFirstSend ??= this.acks;
     this.inflight += 1;
     void this.transport
       .send(batch.events)
@@ -259,6 +265,7 @@ export class Sender {
     this.options.metrics?.sends.inc({ result: outcome.kind });
     if (outcome.kind === 'acked') {
       batch.status = 'acked';
+      this.acks += 1;
       this.breaker.onSuccess();
       this.backoff.reset();
       this.options.metrics?.eventsOut.inc(batch.events.length);
@@ -273,26 +280,32 @@ export class Sender {
       batch.status = 'permanent';
       batch.error = outcome.error;
       this.lastError = outcome.error;
+      // A gateway that has acked nothing since these events were first sent may be refusing every
+      // body (a wrong URL, a proxy): pace its refusals as failures, or the halving runs unthrottled.
+      if (this.acks === batch.acksAtFirstSend) this.countFailure(batch, outcome.error);
     } else {
       batch.status = 'failed';
       batch.error = outcome.error;
       this.lastError = outcome.error;
-      // Only the first failure of a round counts: the others were in flight at the same moment.
-      if (batch.round === this.failureRound) {
-        this.failureRound += 1;
-        this.breaker.onFailure();
-        const jittered = this.backoff.next();
-        const retryAfter = Math.min(outcome.retryAfterMs ?? 0, this.options.maxRetryAfterMs ?? 300_000);
-        // At least 1 ms: a timer, not a microtask, so a transport failing instantly cannot starve the event loop.
-        const delay = Math.max(1, jittered, retryAfter);
-        this.backoffUntil = Math.max(this.backoffUntil, this.now() + delay);
-        log?.warn(
-          { seqs: [batch.first, batch.last], failures: this.backoff.consecutiveFailures, delayMs: delay, breaker: this.breaker.state, error: outcome.error },
-          'push failed; backing off',
-        );
-      }
+      this.countFailure(batch, outcome.error, outcome.retryAfterMs);
     }
     this.wake.notify();
+  }
+
+  /** Backoff and breaker for a failed send; only the first failure of a round counts (the others were in flight at the same moment). */
+  private countFailure(batch: Batch, error: string, retryAfterMs?: number): void {
+    if (batch.round !== this.failureRound) return;
+    this.failureRound += 1;
+    this.breaker.onFailure();
+    const jittered = this.backoff.next();
+    const retryAfter = Math.min(retryAfterMs ?? 0, this.options.maxRetryAfterMs ?? 300_000);
+    // At least 1 ms: a timer, not a microtask, so a transport failing instantly cannot starve the event loop.
+    const delay = Math.max(1, jittered, retryAfter);
+    this.backoffUntil = Math.max(this.backoffUntil, this.now() + delay);
+    this.options.logger?.warn(
+      { seqs: [batch.first, batch.last], failures: this.backoff.consecutiveFailures, delayMs: delay, breaker: this.breaker.state, error },
+      'push failed; backing off',
+    );
   }
 
   /** Splits permanently refused batches; skips (with a gap event) a single refused event. */
@@ -307,6 +320,14 @@ export class Sender {
         continue;
       }
       const item = batch.events[0] as StoredLine;
+      if (this.acks === batch.acksAtFirstSend) {
+        // The gateway has taken nothing since this event was first sent, so the refusal need not be about
+        // this event: a wrong URL or a proxy refuses every body. Skipping would lose every event, each
+        // followed by a gap event that is refused and skipped in turn, for ever. Resend it after the
+        // backoff instead (counted in onOutcome); it is skipped once the gateway is seen to take others.
+        batch.status = 'failed';
+        continue;
+      }
       this.options.metrics?.eventsSkipped.inc();
       this.options.logger?.error({ seq: item.seq, id: idOf(item), error: batch.error }, 'gateway permanently refused an event; skipping it');
       try {

@@ -251,6 +251,33 @@ describe('push sender', () => {
     expect(gap?.data).toMatchObject({ from: 6, to: 6, count: 1, reason: 'gateway-refused', id: poison });
   });
 
+  it('skips nothing when the gateway refuses every body (a wrong URL): no event lost, no gap event, backs off, then delivers all', async () => {
+    const buffer = new FakeBuffer();
+    await buffer.fill(6);
+    let refuseAll = true;
+    // Answered on a later turn of the event loop, as a socket would: a sender looping on refusals must not starve the test.
+    const transport = new ScriptedTransport(
+      2,
+      () =>
+        new Promise<SendOutcome>((resolve) =>
+          setImmediate(() =>
+            resolve(refuseAll ? { kind: 'permanent', error: 'gateway answered 404: Route POST:/v1/event not found' } : { kind: 'acked', rejected: [] }),
+          ),
+        ),
+    );
+    const sender = makeSender(buffer, transport, { maxEvents: 3, breaker: { threshold: 3, cooldownMs: 5 } });
+    await sender.start();
+    // Enough refusals to have split every batch down to single events and resent them.
+    await waitFor(() => transport.sent.length >= 40, '40 refused sends');
+    expect(buffer.events.map((e) => e.type)).toEqual(['t.0', 't.1', 't.2', 't.3', 't.4', 't.5']); // no gap event appended
+    expect(buffer.delivered).toBe(0);
+    expect(['backoff', 'open', 'half-open']).toContain(sender.status().state);
+    expect(sender.status().lastError).toMatch(/404/);
+    refuseAll = false;
+    await waitFor(() => buffer.delivered === 6 && sender.status().state === 'idle', 'all 6 delivered once the gateway takes them');
+    expect(buffer.events).toHaveLength(6);
+  });
+
   it('treats a 2xx with rejected events as acked (they are recorded at the gateway)', async () => {
     const buffer = new FakeBuffer();
     await buffer.fill(3);
