@@ -49,7 +49,10 @@ export class MqttTransport implements PushTransport {
   readonly maxInFlight: number;
   private client: MqttClient | undefined;
   private connecting: Promise<MqttClient> | undefined;
-  private readonly pending = new Set<(error: string) => void>();
+  /** Fails one publish awaiting its PUBACK; `linkLost` when the broker closed the link meanwhile. */
+  private readonly pending = new Set<(error: string, linkLost?: boolean) => void>();
+  /** Links this transport dropped itself (a PUBACK timeout): their close is not the broker's doing. */
+  private readonly droppedByUs = new WeakSet<MqttClient>();
   private closed: Promise<void> | undefined;
   private readonly eventsTopic: string;
   private readonly statusTopic: string;
@@ -130,14 +133,15 @@ export class MqttTransport implements PushTransport {
       return { kind: 'retry', error: `${this.options.url}: ${(err as Error).message}` };
     }
     return new Promise<SendOutcome>((resolve) => {
-      const fail = (error: string) => {
+      const fail = (error: string, linkLost = false) => {
         clearTimeout(timer);
         this.pending.delete(fail);
-        resolve({ kind: 'retry', error });
+        resolve(linkLost ? { kind: 'retry', error, linkLost } : { kind: 'retry', error });
       };
       // A broker that stops acking is as good as gone: drop the link, so every unacked batch is resent on a fresh one.
       const timer = setTimeout(() => {
         fail(`no PUBACK within ${this.options.timeoutMs ?? 30_000} ms`);
+        this.droppedByUs.add(client);
         client.end(true);
       }, this.options.timeoutMs ?? 30_000);
       this.pending.add(fail);
@@ -234,7 +238,8 @@ export class MqttTransport implements PushTransport {
         }
         const wasUp = this.client === client;
         if (wasUp) this.client = undefined;
-        this.failAll('connection to the broker closed');
+        // The broker closing the link under a publish may be its answer to that publish (too large).
+        this.failAll('connection to the broker closed', !this.droppedByUs.has(client));
         if (wasUp) this.linkLost();
       });
     });
@@ -249,8 +254,8 @@ export class MqttTransport implements PushTransport {
     client.subscribe(this.cmdTopic, { qos: 1 });
   }
 
-  private failAll(error: string): void {
-    for (const fail of [...this.pending]) fail(error);
+  private failAll(error: string, linkLost = false): void {
+    for (const fail of [...this.pending]) fail(error, linkLost);
   }
 }
 

@@ -3,7 +3,7 @@ import type { ChainedEvent, PushState } from '../../protocols/index.js';
 import type { AgentBuffer, StoredLine } from '../buffer/types.js';
 import type { AgentMetrics } from '../metrics.js';
 import { Backoff } from './backoff.js';
-import { refusedGap, splitBatch, type Batch } from './batch.js';
+import { LINK_LOSSES_BEFORE_HALVING, refusedGap, splitBatch, type Batch } from './batch.js';
 import { CircuitBreaker } from './circuit-breaker.js';
 import type { PushTransport, SendOutcome } from './types.js';
 import { Wakeup } from './wakeup.js';
@@ -146,6 +146,7 @@ export class Sender {
 
   private async step(): Promise<void> {
     this.followEpoch();
+    this.halveDropped();
     await this.resolvePermanent();
     await this.ackPrefix();
     if (this.closing) return;
@@ -287,6 +288,7 @@ export class Sender {
       batch.status = 'failed';
       batch.error = outcome.error;
       this.lastError = outcome.error;
+      batch.linkLosses = outcome.linkLost === true ? (batch.linkLosses ?? 0) + 1 : 0;
       this.countFailure(batch, outcome.error, outcome.retryAfterMs);
     }
     this.wake.notify();
@@ -306,6 +308,28 @@ export class Sender {
       { seqs: [batch.first, batch.last], failures: this.backoff.consecutiveFailures, delayMs: delay, breaker: this.breaker.state, error },
       'push failed; backing off',
     );
+  }
+
+  /**
+   * Halves a failed batch the peer keeps closing the link under. A broker closes the connection on a
+   * packet over its size limit (the gateway's MQTT listener past limits.maxBodyBytes + 64 KiB, a
+   * Mosquitto with max_packet_size), and MQTT 3.1.1 can say no more: resent whole, the batch would
+   * fail the same way for ever and hold back everything after it. The halves are read again from the
+   * buffer before they go (status failed, see reload), and one more loss halves them again.
+   */
+  private halveDropped(): void {
+    for (let i = 0; i < this.window.length; i += 1) {
+      const batch = this.window[i] as Batch;
+      if (batch.status !== 'failed' || (batch.linkLosses ?? 0) < LINK_LOSSES_BEFORE_HALVING || batch.events.length < 2) continue;
+      this.options.logger?.warn({ seqs: [batch.first, batch.last], error: batch.error }, 'the link closed under this batch again; halving it');
+      const halves = splitBatch(batch, this.failureRound);
+      for (const half of halves) {
+        half.status = 'failed';
+        half.linkLosses = LINK_LOSSES_BEFORE_HALVING - 1;
+      }
+      this.window.splice(i, 1, ...halves);
+      i += 1;
+    }
   }
 
   /** Splits permanently refused batches; skips (with a gap event) a single refused event. */

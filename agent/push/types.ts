@@ -9,7 +9,17 @@ export type SendOutcome =
   /** The gateway durably took the batch (some events may have been recorded as rejected there). */
   | { kind: 'acked'; rejected: readonly RejectedItem[] }
   /** Worth retrying later: network, timeout, 5xx, 408, 429, auth. `retryAfterMs` from a Retry-After header. */
-  | { kind: 'retry'; error: string; retryAfterMs?: number }
+  | {
+      kind: 'retry';
+      error: string;
+      retryAfterMs?: number;
+      /**
+       * The peer closed the link while this send awaited its answer. A broker does that to a packet
+       * over its size limit (MQTT 3.1.1 has no way to refuse one publish), so a batch that keeps
+       * meeting it is halved (Sender.halveDropped).
+       */
+      linkLost?: boolean;
+    }
   /** Retrying the same bytes cannot succeed (400, 413, …): the sender splits the batch or skips the event. */
   | { kind: 'permanent'; error: string };
 

@@ -15,16 +15,24 @@ import {
 /** The push sinks against the real gateway when it answers in less common ways. */
 
 let dir: string;
+let smallDir: string;
 let gateway: Gateway;
+/** A gateway whose limits are smaller than the agent's: its MQTT listener closes a connection on a packet over 64 KiB + 64 KiB. */
+let small: Gateway;
+let smallMqttPort: number;
 
 beforeAll(async () => {
   dir = await tempDir('agent-push-answers');
   gateway = await startGateway(dir, await freePort());
+  smallDir = await tempDir('agent-push-answers-small');
+  smallMqttPort = await freePort();
+  small = await startGateway(smallDir, await freePort(), { mqtt: { listen: `127.0.0.1:${smallMqttPort}` }, limits: { maxBodyBytes: '64KiB' } });
 });
 
 afterAll(async () => {
   await killAll();
   await removeDir(dir);
+  await removeDir(smallDir);
 });
 
 const events = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => ({ id: `${prefix}-${i}`, type: 'push.answers', data: { i } }));
@@ -54,6 +62,24 @@ describe('agent push against uncommon gateway answers', () => {
     expect(stored.map((e) => e.id).sort()).toEqual(events(id, 10).map((e) => e.id).sort());
     expect(stored.every((e) => e.type === 'push.answers')).toBe(true);
     expect(await fixed.stop()).toBe(0);
+    await removeDir(sub);
+  });
+
+  it('MQTT push to a gateway whose packet limit is below the batch: the batch is halved until it fits, every event arrives once', async () => {
+    const sub = await tempDir('push-mqtt-small');
+    const id = 'push-mqtt-small';
+    const agent = await startAgent(sub, {
+      id,
+      push: { mqtt: { url: `mqtt://127.0.0.1:${smallMqttPort}` }, batch: { maxEvents: 200, maxWaitMs: 50 }, backoff: { initialMs: 1, maxMs: 50 }, breaker: { threshold: 3, cooldownMs: 50 } },
+    });
+    // 200 events of about 2 KB: one 400 KB publish, three times what that gateway reads in one packet.
+    const big = Array.from({ length: 200 }, (_, i) => ({ id: `${id}-${i}`, type: 'push.answers', data: { i, pad: 'p'.repeat(2000) } }));
+    expect((await postEvents(agent.intakeUrl, big)).body.accepted).toBe(200);
+    await waitFor(async () => (await agent.status()).delivered === 200, 'delivered 200', 40_000);
+    const stored = await gatewayEvents(small.url, id);
+    expect(stored.map((e) => e.id).sort()).toEqual(big.map((e) => e.id).sort());
+    expect(small.logs.some((l) => l.includes('mqtt packet too large'))).toBe(true);
+    expect(await agent.stop()).toBe(0);
     await removeDir(sub);
   });
 });

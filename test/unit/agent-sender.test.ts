@@ -278,6 +278,36 @@ describe('push sender', () => {
     expect(buffer.events).toHaveLength(6);
   });
 
+  it('halves a batch the peer closes the link under twice in a row (a packet over its limit) until it fits, and delivers every event once', async () => {
+    const buffer = new FakeBuffer();
+    await buffer.fill(16);
+    // A broker that drops the connection on any publish of more than 3 events.
+    const transport = new ScriptedTransport(2, (events) =>
+      events.length > 3 ? { kind: 'retry', error: 'connection to the broker closed', linkLost: true } : { kind: 'acked', rejected: [] },
+    );
+    const sender = makeSender(buffer, transport, { maxEvents: 16, breaker: { threshold: 100, cooldownMs: 1 } });
+    await sender.start();
+    await waitFor(() => buffer.delivered === 16 && sender.status().state === 'idle', 'delivered 16');
+    const acked = transport.sent.filter((b) => b.length <= 3).flat().map((e) => e.seq);
+    expect(acked).toEqual(Array.from({ length: 16 }, (_, i) => i + 1));
+    // The whole batch is halved at its second loss in a row; a half, already suspect, at its first.
+    expect(transport.sent.filter((b) => b.length > 3).map((b) => b.length)).toEqual([16, 16, 8, 8, 4, 4, 4, 4]);
+  });
+
+  it('does not halve a batch after one link loss followed by refused connections (a gateway restart)', async () => {
+    const buffer = new FakeBuffer();
+    await buffer.fill(8);
+    const transport = new ScriptedTransport(1, (_e, n) => {
+      if (n === 1) return { kind: 'retry', error: 'connection to the broker closed', linkLost: true };
+      if (n <= 4) return { kind: 'retry', error: 'connect ECONNREFUSED' };
+      return { kind: 'acked', rejected: [] };
+    });
+    const sender = makeSender(buffer, transport, { breaker: { threshold: 100, cooldownMs: 1 } });
+    await sender.start();
+    await waitFor(() => buffer.delivered === 8, 'delivered 8');
+    expect(transport.sent.map((b) => b.length)).toEqual([8, 8, 8, 8, 8]);
+  });
+
   it('treats a 2xx with rejected events as acked (they are recorded at the gateway)', async () => {
     const buffer = new FakeBuffer();
     await buffer.fill(3);
