@@ -1,4 +1,8 @@
+import { spawn } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ChainedEvent } from '../../protocols/index.js';
 import {
   freePort,
   gatewayEvents,
@@ -81,5 +85,53 @@ describe('agent push against uncommon gateway answers', () => {
     expect(small.logs.some((l) => l.includes('mqtt packet too large'))).toBe(true);
     expect(await agent.stop()).toBe(0);
     await removeDir(sub);
+  });
+
+  it('MQTT push to a Mosquitto with max_packet_size below the batch: halved until it fits, mosquitto_sub sees every seq', async () => {
+    const sub = await tempDir('push-mosq-small');
+    const id = 'push-mosq-small';
+    const port = await freePort();
+    const conf = join(sub, 'mosquitto.conf');
+    // Mosquitto closes the connection of a client whose packet is over max_packet_size (MQTT 3.1.1: no other answer).
+    await writeFile(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\nmax_packet_size 20000\n`);
+    const broker = spawn('mosquitto', ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const brokerLog: string[] = [];
+    broker.stderr.on('data', (c: Buffer) => brokerLog.push(c.toString()));
+    const lines: string[] = [];
+    let subscriber: ReturnType<typeof spawn> | undefined;
+    try {
+      await waitFor(() => {
+        if (broker.exitCode !== null) throw new Error(`mosquitto exited ${broker.exitCode}: ${brokerLog.join('')}`);
+        return brokerLog.join('').includes('running');
+      }, 'mosquitto running');
+      subscriber = spawn('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(port), '-v', '-q', '1', '-t', `audit/${id}/events`, '-t', 'ready'], { stdio: ['ignore', 'pipe', 'ignore'] });
+      let partial = '';
+      subscriber.stdout?.on('data', (c: Buffer) => {
+        const parts = (partial + c.toString()).split('\n');
+        partial = parts.pop() ?? '';
+        lines.push(...parts);
+      });
+      await waitFor(() => {
+        spawn('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(port), '-t', 'ready', '-m', 'x'], { stdio: 'ignore' });
+        return lines.length > 0;
+      }, 'mosquitto_sub ready');
+      const agent = await startAgent(sub, {
+        id,
+        push: { mqtt: { url: `mqtt://127.0.0.1:${port}` }, batch: { maxEvents: 50, maxWaitMs: 50 }, backoff: { initialMs: 1, maxMs: 50 }, breaker: { threshold: 3, cooldownMs: 50 } },
+      });
+      // 50 events of about 1 KB: one 50 KB publish, over the broker's 20,000 bytes.
+      const batch = Array.from({ length: 50 }, (_, i) => ({ id: `${id}-${i}`, type: 'push.answers', data: { i, pad: 'p'.repeat(1000) } }));
+      expect((await postEvents(agent.intakeUrl, batch)).body.accepted).toBe(50);
+      await waitFor(async () => (await agent.status()).delivered === 50, 'delivered 50', 40_000);
+      const prefix = `audit/${id}/events `;
+      const seen = () => new Set(lines.filter((l) => l.startsWith(prefix)).flatMap((l) => (JSON.parse(l.slice(prefix.length)) as ChainedEvent[]).map((e) => e.seq)));
+      await waitFor(() => seen().size >= 50, 'mosquitto_sub saw 50 seqs');
+      expect([...seen()].sort((a, b) => a - b)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
+      expect(await agent.stop()).toBe(0);
+    } finally {
+      subscriber?.kill('SIGTERM');
+      broker.kill('SIGTERM');
+      await removeDir(sub);
+    }
   });
 });
