@@ -1,5 +1,6 @@
 import { promisify } from 'node:util';
 import { gzip as gzipCb, constants as zlibConstants } from 'node:zlib';
+import type { Dispatcher } from 'undici';
 import type { IngestResponse } from '../../protocols/index.js';
 import type { StoredLine } from '../buffer/types.js';
 import { NDJSON } from '../../protocols/index.js';
@@ -9,6 +10,12 @@ import { Pool, poolRequest } from './undici-pool.js';
 import type { PushTransport, SendOutcome } from './types.js';
 
 const gzip = promisify(gzipCb);
+
+/**
+ * Most bytes of an answer read, per request. The gateway's answer is small (its rejected list cuts each
+ * reason short); anything else answering at the push URL is not let grow the agent's heap by what it sends.
+ */
+export const MAX_ANSWER_BYTES = 4 * 1024 * 1024;
 
 export interface HttpTransportOptions {
   /** Gateway ingest URL, e.g. http://gw:7400/v1/events. */
@@ -75,7 +82,8 @@ export class HttpTransport implements PushTransport {
     }
     try {
       const res = await poolRequest(this.pool, { method: 'POST', path: this.path, headers, body });
-      const text = await res.body.text();
+      // The status decides the outcome; the answer only adds detail, so it is read within bounds.
+      const text = await readAnswer(res.body, MAX_ANSWER_BYTES, this.options.timeoutMs ?? 30_000);
       if (res.statusCode >= 200 && res.statusCode < 300) {
         return { kind: 'acked', rejected: parseRejected(text) };
       }
@@ -98,6 +106,36 @@ export class HttpTransport implements PushTransport {
     this.closed ??= this.pool.destroy().catch(() => undefined);
     return this.closed;
   }
+}
+
+/**
+ * The answer's first `maxBytes`, as text, read for at most `timeoutMs`; then the rest is dropped with the
+ * connection. undici's bodyTimeout is a limit between two chunks, so an answer sent a byte at a time, or
+ * one that never ends, would otherwise hold the send (and a slot of maxInFlight) for ever, and `text()`
+ * would hold all of it in memory.
+ */
+async function readAnswer(body: Dispatcher.ResponseData['body'], maxBytes: number, timeoutMs: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let bytes = 0;
+  let late = false;
+  const timer = setTimeout(() => {
+    late = true;
+    body.destroy();
+  }, timeoutMs);
+  try {
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      chunks.push(chunk.subarray(0, maxBytes - bytes));
+      bytes += chunk.byteLength;
+      if (bytes >= maxBytes) break;
+    }
+  } catch (err) {
+    // Cut by the timer: what came is the answer. A connection that failed on its own is a failure, as before.
+    if (!late) throw err;
+  } finally {
+    clearTimeout(timer);
+    if (!body.destroyed) body.destroy();
+  }
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 function parseRejected(text: string): IngestResponse['rejected'] {

@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { gunzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -93,5 +93,67 @@ describe('HTTP push transport', () => {
     expect(refused.kind).toBe('retry');
     expect(refused.kind === 'retry' && refused.error).toMatch(/ECONNREFUSED/);
   });
-});
 
+  /** A peer that answers the status at once, then writes its body with `write` and says whether the agent hung up before it ended. */
+  async function streamingPeer(status: number, write: (res: ServerResponse, done: () => void) => void) {
+    let hungUp!: (early: boolean) => void;
+    const outcome = new Promise<boolean>((r) => (hungUp = r));
+    const server = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(status, { 'content-type': 'application/json' });
+        let ended = false;
+        res.on('close', () => hungUp(!ended));
+        write(res, () => {
+          ended = true;
+          res.end();
+        });
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    cleanup.push(() => {
+      server.closeAllConnections();
+      return new Promise<void>((r) => server.close(() => r()));
+    });
+    return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/events`, hungUpEarly: outcome };
+  }
+
+  it('reads at most MAX_ANSWER_BYTES (4 MiB) of an answer: a 2xx with a 64 MiB body is an ack, the rest is not read into memory', async () => {
+    const total = 64 * 1024 * 1024;
+    const peer = await streamingPeer(200, (res, done) => {
+      const chunk = Buffer.alloc(64 * 1024, 0x20);
+      let sent = 0;
+      const pump = () => {
+        while (sent < total) {
+          sent += chunk.byteLength;
+          if (!res.write(chunk)) return;
+        }
+        done();
+      };
+      res.on('drain', pump);
+      pump();
+    });
+    const t = transport(peer.url);
+    expect(await t.send(events(1))).toEqual({ kind: 'acked', rejected: [] });
+    expect(await peer.hungUpEarly).toBe(true);
+  });
+
+  it('an answer sent a byte at a time gets timeoutMs in all, not timeoutMs between bytes', async () => {
+    // 200 bytes 20 ms apart (4 s), each well within the 300 ms timeout of the one before.
+    const peer = await streamingPeer(503, (res, done) => {
+      let n = 0;
+      const timer = setInterval(() => {
+        res.write(' ');
+        if ((n += 1) === 200) {
+          clearInterval(timer);
+          done();
+        }
+      }, 20);
+      res.on('close', () => clearInterval(timer));
+    });
+    const t = transport(peer.url, { timeoutMs: 300 });
+    const outcome = await t.send(events(1));
+    expect(outcome.kind).toBe('retry');
+    expect(await peer.hungUpEarly).toBe(true);
+  });
+});
