@@ -18,12 +18,12 @@ export interface Batch {
    * and split halves): a refusal is the event's own only if the gateway acked something since.
    */
   acksAtFirstSend?: number;
-  /** Sends in a row that failed because the peer closed the link under them (see SendOutcome's linkLost). */
-  linkLosses?: number;
+  /** Sends in a row that went out and got no answer (see SendOutcome's unanswered). */
+  unanswered?: number;
 }
 
-/** Consecutive link losses after which a batch is halved: one is a broker going away, a second in a row looks like this batch. */
-export const LINK_LOSSES_BEFORE_HALVING = 2;
+/** Unanswered sends in a row after which a batch is halved: one is a gateway going away, a second in a row looks like this batch. */
+export const UNANSWERED_BEFORE_HALVING = 2;
 
 /** Halves a permanently refused batch: a 413 or a 400 on one bad event must not sink its neighbours. */
 export function splitBatch(batch: Batch, round: number): [Batch, Batch] {

@@ -80,8 +80,10 @@ export class HttpTransport implements PushTransport {
       body = await gzip(body, { level: zlibConstants.Z_BEST_SPEED });
       headers['content-encoding'] = 'gzip';
     }
+    let answered = false;
     try {
       const res = await poolRequest(this.pool, { method: 'POST', path: this.path, headers, body });
+      answered = true;
       // The status decides the outcome; the answer only adds detail, so it is read within bounds.
       const text = await readAnswer(res.body, MAX_ANSWER_BYTES, this.options.timeoutMs ?? 30_000);
       if (res.statusCode >= 200 && res.statusCode < 300) {
@@ -92,7 +94,8 @@ export class HttpTransport implements PushTransport {
       const retryAfterMs = res.statusCode === 429 || res.statusCode === 503 ? parseRetryAfter(res.headers['retry-after']) : undefined;
       return retryAfterMs === undefined ? { kind: 'retry', error } : { kind: 'retry', error, retryAfterMs };
     } catch (err) {
-      return { kind: 'retry', error: `${this.options.url}: ${describe(err)}` };
+      const error = `${this.options.url}: ${describe(err)}`;
+      return !answered && wentUnanswered(err) ? { kind: 'retry', error, unanswered: true } : { kind: 'retry', error };
     }
   }
 
@@ -136,6 +139,17 @@ async function readAnswer(body: Dispatcher.ResponseData['body'], maxBytes: numbe
     if (!body.destroyed) body.destroy();
   }
   return Buffer.concat(chunks).toString('utf8');
+}
+
+/**
+ * True for a request that was under way and got no answer: the connection closed under it, or the
+ * answer's headers did not come within timeoutMs (undici counts the upload in that time, so a body a
+ * slow link cannot carry in time ends here too). Not for a connection that could not be made.
+ */
+function wentUnanswered(err: unknown): boolean {
+  const e = err as { code?: string; cause?: { code?: string } };
+  const code = e.code ?? e.cause?.code;
+  return code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_SOCKET' || code === 'ECONNRESET' || code === 'EPIPE';
 }
 
 function parseRejected(text: string): IngestResponse['rejected'] {

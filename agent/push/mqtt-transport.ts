@@ -49,8 +49,8 @@ export class MqttTransport implements PushTransport {
   readonly maxInFlight: number;
   private client: MqttClient | undefined;
   private connecting: Promise<MqttClient> | undefined;
-  /** Fails one publish awaiting its PUBACK; `linkLost` when the broker closed the link meanwhile. */
-  private readonly pending = new Set<(error: string, linkLost?: boolean) => void>();
+  /** Fails one publish awaiting its PUBACK; `unanswered` when the broker closed the link meanwhile. */
+  private readonly pending = new Set<(error: string, unanswered?: boolean) => void>();
   /** Links this transport dropped itself (a PUBACK timeout): their close is not the broker's doing. */
   private readonly droppedByUs = new WeakSet<MqttClient>();
   private closed: Promise<void> | undefined;
@@ -133,14 +133,15 @@ export class MqttTransport implements PushTransport {
       return { kind: 'retry', error: `${this.options.url}: ${(err as Error).message}` };
     }
     return new Promise<SendOutcome>((resolve) => {
-      const fail = (error: string, linkLost = false) => {
+      const fail = (error: string, unanswered = false) => {
         clearTimeout(timer);
         this.pending.delete(fail);
-        resolve(linkLost ? { kind: 'retry', error, linkLost } : { kind: 'retry', error });
+        resolve(unanswered ? { kind: 'retry', error, unanswered } : { kind: 'retry', error });
       };
       // A broker that stops acking is as good as gone: drop the link, so every unacked batch is resent on a fresh one.
       const timer = setTimeout(() => {
-        fail(`no PUBACK within ${this.options.timeoutMs ?? 30_000} ms`);
+        // Unanswered: on a slow link a large publish may take longer than the timeout to go out at all.
+        fail(`no PUBACK within ${this.options.timeoutMs ?? 30_000} ms`, true);
         this.droppedByUs.add(client);
         client.end(true);
       }, this.options.timeoutMs ?? 30_000);
@@ -254,8 +255,8 @@ export class MqttTransport implements PushTransport {
     client.subscribe(this.cmdTopic, { qos: 1 });
   }
 
-  private failAll(error: string, linkLost = false): void {
-    for (const fail of [...this.pending]) fail(error, linkLost);
+  private failAll(error: string, unanswered = false): void {
+    for (const fail of [...this.pending]) fail(error, unanswered);
   }
 }
 

@@ -3,7 +3,7 @@ import type { ChainedEvent, PushState } from '../../protocols/index.js';
 import type { AgentBuffer, StoredLine } from '../buffer/types.js';
 import type { AgentMetrics } from '../metrics.js';
 import { Backoff } from './backoff.js';
-import { LINK_LOSSES_BEFORE_HALVING, refusedGap, splitBatch, type Batch } from './batch.js';
+import { UNANSWERED_BEFORE_HALVING, refusedGap, splitBatch, type Batch } from './batch.js';
 import { CircuitBreaker } from './circuit-breaker.js';
 import type { PushTransport, SendOutcome } from './types.js';
 import { Wakeup } from './wakeup.js';
@@ -146,7 +146,7 @@ export class Sender {
 
   private async step(): Promise<void> {
     this.followEpoch();
-    this.halveDropped();
+    this.halveUnanswered();
     await this.resolvePermanent();
     await this.ackPrefix();
     if (this.closing) return;
@@ -288,7 +288,7 @@ export class Sender {
       batch.status = 'failed';
       batch.error = outcome.error;
       this.lastError = outcome.error;
-      batch.linkLosses = outcome.linkLost === true ? (batch.linkLosses ?? 0) + 1 : 0;
+      batch.unanswered = outcome.unanswered === true ? (batch.unanswered ?? 0) + 1 : 0;
       this.countFailure(batch, outcome.error, outcome.retryAfterMs);
     }
     this.wake.notify();
@@ -317,15 +317,15 @@ export class Sender {
    * fail the same way for ever and hold back everything after it. The halves are read again from the
    * buffer before they go (status failed, see reload), and one more loss halves them again.
    */
-  private halveDropped(): void {
+  private halveUnanswered(): void {
     for (let i = 0; i < this.window.length; i += 1) {
       const batch = this.window[i] as Batch;
-      if (batch.status !== 'failed' || (batch.linkLosses ?? 0) < LINK_LOSSES_BEFORE_HALVING || batch.events.length < 2) continue;
-      this.options.logger?.warn({ seqs: [batch.first, batch.last], error: batch.error }, 'the link closed under this batch again; halving it');
+      if (batch.status !== 'failed' || (batch.unanswered ?? 0) < UNANSWERED_BEFORE_HALVING || batch.events.length < 2) continue;
+      this.options.logger?.warn({ seqs: [batch.first, batch.last], error: batch.error }, 'this batch went unanswered again; halving it');
       const halves = splitBatch(batch, this.failureRound);
       for (const half of halves) {
         half.status = 'failed';
-        half.linkLosses = LINK_LOSSES_BEFORE_HALVING - 1;
+        half.unanswered = UNANSWERED_BEFORE_HALVING - 1;
       }
       this.window.splice(i, 1, ...halves);
       i += 1;

@@ -14,11 +14,12 @@ export type SendOutcome =
       error: string;
       retryAfterMs?: number;
       /**
-       * The peer closed the link while this send awaited its answer. A broker does that to a packet
-       * over its size limit (MQTT 3.1.1 has no way to refuse one publish), so a batch that keeps
-       * meeting it is halved (Sender.halveDropped).
+       * The send went out and got no answer: the peer closed the connection under it, or the answer
+       * did not come within the transport's timeout. A broker closes the connection on a packet over
+       * its size limit (MQTT 3.1.1 has no way to refuse one publish), and a slow link cannot carry a
+       * large batch within the timeout; so a batch that keeps meeting this is halved (Sender.halveUnanswered).
        */
-      linkLost?: boolean;
+      unanswered?: boolean;
     }
   /** Retrying the same bytes cannot succeed (400, 413, …): the sender splits the batch or skips the event. */
   | { kind: 'permanent'; error: string };

@@ -1,11 +1,12 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
 import { gunzipSync } from 'node:zlib';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { chainEvent, type ChainedEvent } from '../../protocols/index.js';
 import { HttpTransport } from '../../agent/push/http-transport.js';
 import type { StoredLine } from '../../agent/buffer/types.js';
-import { storedLine } from './agent-fake-buffer.js';
+import { Sender } from '../../agent/push/sender.js';
+import { FakeBuffer, storedLine } from './agent-fake-buffer.js';
 
 function events(n: number, agent = 'unit-agent', pad = 0): StoredLine[] {
   let prev: string | undefined;
@@ -155,5 +156,52 @@ describe('HTTP push transport', () => {
     const outcome = await t.send(events(1));
     expect(outcome.kind).toBe('retry');
     expect(await peer.hungUpEarly).toBe(true);
+  });
+
+  it('a batch a slow link cannot upload within timeoutMs is halved until it can, and every event is delivered once', async () => {
+    // A gateway behind a slow link: it takes the request body at about 320 KB/s (16 KiB every 50 ms), then answers 200.
+    const bodies: string[] = [];
+    const sockets = new Set<Socket>();
+    const server = createTcpServer((socket) => {
+      sockets.add(socket);
+      socket.pause();
+      let data = Buffer.alloc(0);
+      const timer = setInterval(() => {
+        const chunk = socket.read() as Buffer | null;
+        if (chunk === null) return;
+        data = Buffer.concat([data, chunk.subarray(0, 16 * 1024)]);
+        if (chunk.byteLength > 16 * 1024) socket.unshift(chunk.subarray(16 * 1024));
+        const end = data.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        const length = Number(/content-length: (\d+)/i.exec(data.subarray(0, end).toString())?.[1] ?? 0);
+        if (data.byteLength < end + 4 + length) return;
+        bodies.push(data.subarray(end + 4, end + 4 + length).toString());
+        data = data.subarray(end + 4 + length);
+        socket.write('HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}');
+      }, 50);
+      socket.on('close', () => {
+        clearInterval(timer);
+        sockets.delete(socket);
+      });
+      socket.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    cleanup.push(() => {
+      for (const s of sockets) s.destroy();
+      return new Promise<void>((r) => server.close(() => r()));
+    });
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/events`;
+    // 100 events of 4 KB: a 400 KB body, over a second on this link; the timeout is 400 ms.
+    const buffer = new FakeBuffer();
+    await buffer.append(Array.from({ length: 100 }, (_, i) => ({ type: 't', data: { i, pad: 'x'.repeat(4000) } })));
+    const t = transport(url, { timeoutMs: 400, gzipAboveBytes: 1 << 30, maxInFlight: 1 });
+    const sender = new Sender(buffer, t, { maxEvents: 100, maxWaitMs: 0, backoff: { initialMs: 1, maxMs: 10 }, breaker: { threshold: 100, cooldownMs: 1 } });
+    cleanup.push(() => sender.close());
+    await sender.start();
+    await vi.waitUntil(() => buffer.delivered === 100, { timeout: 30_000, interval: 20 });
+    // Bodies the link carried whole after the agent gave up on them are here too (the gateway's dedup drops those repeats).
+    const sent = bodies.map((b) => b.trim().split('\n').map((l) => (JSON.parse(l) as ChainedEvent).seq));
+    expect([...new Set(sent.flat())].sort((x, y) => x - y)).toEqual(Array.from({ length: 100 }, (_, i) => i + 1));
+    expect(Math.min(...sent.map((b) => b.length))).toBeLessThan(100);
   });
 });

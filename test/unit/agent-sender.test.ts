@@ -283,7 +283,7 @@ describe('push sender', () => {
     await buffer.fill(16);
     // A broker that drops the connection on any publish of more than 3 events.
     const transport = new ScriptedTransport(2, (events) =>
-      events.length > 3 ? { kind: 'retry', error: 'connection to the broker closed', linkLost: true } : { kind: 'acked', rejected: [] },
+      events.length > 3 ? { kind: 'retry', error: 'connection to the broker closed', unanswered: true } : { kind: 'acked', rejected: [] },
     );
     const sender = makeSender(buffer, transport, { maxEvents: 16, breaker: { threshold: 100, cooldownMs: 1 } });
     await sender.start();
@@ -298,7 +298,7 @@ describe('push sender', () => {
     const buffer = new FakeBuffer();
     await buffer.fill(8);
     const transport = new ScriptedTransport(1, (_e, n) => {
-      if (n === 1) return { kind: 'retry', error: 'connection to the broker closed', linkLost: true };
+      if (n === 1) return { kind: 'retry', error: 'connection to the broker closed', unanswered: true };
       if (n <= 4) return { kind: 'retry', error: 'connect ECONNREFUSED' };
       return { kind: 'acked', rejected: [] };
     });
