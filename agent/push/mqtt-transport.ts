@@ -49,8 +49,8 @@ export class MqttTransport implements PushTransport {
   readonly maxInFlight: number;
   private client: MqttClient | undefined;
   private connecting: Promise<MqttClient> | undefined;
-  /** Fails one publish awaiting its PUBACK; `unanswered` when the broker closed the link meanwhile. */
-  private readonly pending = new Set<(error: string, unanswered?: boolean) => void>();
+  /** Publishes awaiting their PUBACK: how to fail each (`unanswered` when the broker closed the link meanwhile), by the client it went on. */
+  private readonly pending = new Map<(error: string, unanswered?: boolean) => void, MqttClient>();
   /** Links this transport dropped itself (a PUBACK timeout): their close is not the broker's doing. */
   private readonly droppedByUs = new WeakSet<MqttClient>();
   private closed: Promise<void> | undefined;
@@ -145,7 +145,7 @@ export class MqttTransport implements PushTransport {
         this.droppedByUs.add(client);
         client.end(true);
       }, this.options.timeoutMs ?? 30_000);
-      this.pending.add(fail);
+      this.pending.set(fail, client);
       client.publish(this.eventsTopic, jsonArrayOf(events), { qos: 1 }, (err) => {
         if (!this.pending.delete(fail)) return; // already failed by a close or the timeout
         clearTimeout(timer);
@@ -188,7 +188,8 @@ export class MqttTransport implements PushTransport {
   }
 
   private connect(): Promise<MqttClient> {
-    if (this.client?.connected) return Promise.resolve(this.client);
+    // A client being ended (a PUBACK timeout) may still say connected until its socket has closed.
+    if (this.client?.connected && !this.client.disconnecting) return Promise.resolve(this.client);
     this.connecting ??= this.open().finally(() => {
       this.connecting = undefined;
     });
@@ -240,7 +241,7 @@ export class MqttTransport implements PushTransport {
         const wasUp = this.client === client;
         if (wasUp) this.client = undefined;
         // The broker closing the link under a publish may be its answer to that publish (too large).
-        this.failAll('connection to the broker closed', !this.droppedByUs.has(client));
+        this.failAll('connection to the broker closed', !this.droppedByUs.has(client), client);
         if (wasUp) this.linkLost();
       });
     });
@@ -255,8 +256,9 @@ export class MqttTransport implements PushTransport {
     client.subscribe(this.cmdTopic, { qos: 1 });
   }
 
-  private failAll(error: string, unanswered = false): void {
-    for (const fail of [...this.pending]) fail(error, unanswered);
+  /** Fails the publishes awaiting a PUBACK on `client` (a link that closed), or on every client. */
+  private failAll(error: string, unanswered = false, client?: MqttClient): void {
+    for (const [fail, on] of [...this.pending]) if (client === undefined || on === client) fail(error, unanswered);
   }
 }
 
