@@ -13,6 +13,16 @@ describe('rules stage', () => {
     expect(rewriteTypeIdentifier('types == 1 || mytype')).toBe('types == 1 || mytype');
   });
 
+  it('reads a quote inside a // comment as comment text, so the type after it is still the field', () => {
+    const source = 'outcome == "failure" // don\'t alert on "success"\n  && type == "auth.login" // it\'s the login\n';
+    expect(rewriteTypeIdentifier(source)).toBe(source.replace('&& type', '&& _type'));
+    const rules = new Rules([{ name: 'commented', if: source, tag: 'x' }]);
+    expect(rules.evaluate(login('failure'), ingest).tags).toEqual(['x']);
+    expect(rules.evaluate({ ...login('failure'), type: 'auth.logout' }, ingest).tags).toEqual([]);
+    // A slash in a string is no comment.
+    expect(rewriteTypeIdentifier('data.path == "//" && type == "a"')).toBe('data.path == "//" && _type == "a"');
+  });
+
   it('evaluates the DESIGN example and adds up actions in order', () => {
     const rules = new Rules([
       { name: 'root-fail', if: 'type == "auth.login" && outcome == "failure"', tag: 'security', alert: true },

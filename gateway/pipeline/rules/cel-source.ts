@@ -3,7 +3,8 @@
  * written as DESIGN §5 shows it — `type == "auth.login"` — would compare
  * the built-in with a string. Rules see the event's `type` field as the
  * variable `_type` instead; this rewrites every bare `type` identifier
- * (not a field access `x.type`, not a call `type(x)`, not inside a string).
+ * (not a field access `x.type`, not a call `type(x)`, not inside a string
+ * or a `//` comment).
  */
 export const TYPE_VARIABLE = '_type';
 
@@ -16,7 +17,13 @@ export function rewriteTypeIdentifier(source: string): string {
   let i = 0;
   while (i < source.length) {
     const c = source[i] as string;
-    if (c === '"' || c === "'") {
+    if (source.startsWith('//', i)) {
+      // A comment, to the end of its line: copied as it is, so that a quote in it (`// don't`) opens no string.
+      const eol = source.indexOf('\n', i);
+      const end = eol === -1 ? source.length : eol;
+      out += source.slice(i, end);
+      i = end;
+    } else if (c === '"' || c === "'") {
       const end = stringEnd(source, i, false);
       out += source.slice(i, end);
       i = end;
