@@ -42,6 +42,15 @@ describe('transforms stage', () => {
     expect(out.data?.card).toBe('4111');
   });
 
+  it('keeps a renamed field where it was when a value is in the way of its new path', () => {
+    const t = new Transforms([{ rename: { 'data.user': 'data.card.holder', 'data.nested.deep': 'actor.name' } }]);
+    const out = t.apply(base());
+    // data.card is a string and actor a string: neither can hold a member, so nothing moves and nothing is lost.
+    expect(out).toEqual(base());
+    // The way clears once the old field is gone: a field moved below its own old path.
+    expect(new Transforms([{ rename: { 'data.user': 'data.user.name' } }]).apply(base()).data?.user).toEqual({ name: 'bob' });
+  });
+
   it('refuses fields the gateway owns and malformed paths', () => {
     expect(() => new Transforms([{ drop: ['id'] }])).toThrow(expect.objectContaining({ code: 'METEORZX_TRANSFORM_INVALID' }));
     expect(() => new Transforms([{ rename: { 'data.x': 'seq' } }])).toThrow(/seq/);

@@ -50,7 +50,8 @@ function compileStep(step: TransformConfig): Step {
         if (!hasPath(e, from)) continue;
         const value = getPath(e, from);
         deletePath(e, from);
-        setPath(e, to, value);
+        // A value (not an object) in the way of `to` leaves the field where it was: moved nowhere, it would be lost.
+        if (!setPath(e, to, value)) setPath(e, from, value);
       }
     };
   }
