@@ -51,6 +51,22 @@ describe('transforms stage', () => {
     expect(new Transforms([{ rename: { 'data.user': 'data.user.name' } }]).apply(base()).data?.user).toEqual({ name: 'bob' });
   });
 
+  it('walks only members the event has: a __proto__ key is a field, never Object.prototype', () => {
+    const probe = {} as Record<string, unknown>;
+    try {
+      const t = new Transforms([{ set: { 'data.__proto__.polluted': 1 } }, { mask: ['data.toString'] }]);
+      const out = t.apply(base());
+      expect(probe.polluted).toBeUndefined();
+      expect(Object.hasOwn(out.data ?? {}, 'toString')).toBe(false);
+      // Set as a member of the event, as JSON.parse reads {"__proto__": ...}, so it is stored.
+      expect(JSON.parse(JSON.stringify(out.data))).toEqual({ ...base().data, ['__proto__']: { polluted: 1 } });
+      const parsed = JSON.parse('{"id":"a","source":"s","type":"t","data":{"__proto__":{"pin":"1234"}}}') as AuditEvent;
+      expect(JSON.stringify(new Transforms([{ mask: ['data.__proto__.pin'] }]).apply(parsed).data)).toBe('{"__proto__":{"pin":"***"}}');
+    } finally {
+      delete (Object.prototype as Record<string, unknown>).polluted;
+    }
+  });
+
   it('refuses fields the gateway owns and malformed paths', () => {
     expect(() => new Transforms([{ drop: ['id'] }])).toThrow(expect.objectContaining({ code: 'METEORZX_TRANSFORM_INVALID' }));
     expect(() => new Transforms([{ rename: { 'data.x': 'seq' } }])).toThrow(/seq/);
