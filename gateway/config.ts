@@ -246,6 +246,15 @@ export const gatewayConfigSchema = z.strictObject({
       maxWaitMs: duration().prefault(5), // ms a write waits for more events, when no commit is in flight
     })
     .prefault({}),
+}).superRefine((config, ctx) => {
+  // Retention deletes an event's dedup entry with it: past retention, a retry of the id would be stored again.
+  if (config.pipeline.dedup.window > config.storage.retention) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['pipeline', 'dedup', 'window'],
+      message: 'must be at most storage.retention: retention deletes the dedup entries with the events, so an id would be stored again within the window',
+    });
+  }
 });
 
 /** The validated, frozen gateway config. */

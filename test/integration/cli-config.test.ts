@@ -123,6 +123,17 @@ describe('meteorzx config check', () => {
     expect(existsSync(join(dir, 'store'))).toBe(false);
   });
 
+  it('refuses a dedup window longer than storage.retention, in config check and at gateway start', async () => {
+    const file = join(dir, 'gateway-short-retention.json');
+    await writeFile(file, JSON.stringify({ dataDir: dir, storage: { retention: '1d' } }));
+    const expected = 'pipeline.dedup.window: must be at most storage.retention';
+    for (const run of [await meteorzx(['config', 'check', file]), await meteorzx(['gateway', '--config', file])]) {
+      expect(run.code).toBe(1);
+      expect(run.stderr).toContain(expected);
+    }
+    expect(existsSync(join(dir, 'store'))).toBe(false);
+  });
+
   it('reports a missing file in one line, without a stack trace', async () => {
     const run = await meteorzx(['config', 'check', join(dir, 'nope.yaml')]);
     expect(run.code).toBe(1);

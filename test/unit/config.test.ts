@@ -319,6 +319,14 @@ describe('errors', () => {
     ).toEqual(['auth.tokens.1.name: duplicate name "ops" (same as item 0)', 'auth.tokens.1.token: duplicate token (same as item 0)']);
   });
 
+  it('refuses a dedup window longer than storage retention, which deletes the dedup entries with the events', () => {
+    const message = 'pipeline.dedup.window: must be at most storage.retention: retention deletes the dedup entries with the events, so an id would be stored again within the window';
+    // The default window is 7d: a shorter retention alone is enough.
+    expect(issuesOf(() => parseGatewayConfig({ storage: { retention: '3d' } }, { env: NO_ENV }))).toEqual([message]);
+    expect(issuesOf(() => parseGatewayConfig({ pipeline: { dedup: { window: '2h' } }, storage: { retention: '1h' } }, { env: NO_ENV }))).toEqual([message]);
+    expect(parseGatewayConfig({ pipeline: { dedup: { window: '3d' } }, storage: { retention: '3d' } }, { env: NO_ENV }).pipeline.dedup.window).toBe(3 * 86_400_000);
+  });
+
   it('compiles transforms and rules as the pipeline does', () => {
     expect(
       issuesOf(() =>
