@@ -287,6 +287,20 @@ export function storageSuite(name: string, makeStorage: () => Promise<StorageHar
       expect(await storage.verify()).toMatchObject({ ok: true, ledgerRecords: 6, events: 1 });
     });
 
+    it('finds the accepted record of an id by custody after retention deleted its event', async () => {
+      const old = event({ at: T0 });
+      const kept = event({ at: T0 + 2 * DAY });
+      await storage.commit(batchOf([old]));
+      await storage.commit(batchOf([], { custody: [{ ...accepted(old), outcome: 'duplicate' }] }));
+      await storage.commit(batchOf([kept]));
+      expect(await storage.applyRetention(Date.UTC(2026, 2, 12))).toBe(1);
+      // The custody ledger is kept: by id as by source, every attempt is still listed.
+      expect((await storage.custody({ id: old.id })).map((r) => r.outcome)).toEqual(['accepted', 'duplicate']);
+      expect((await storage.custody({ source: old.source })).filter((r) => r.id === old.id).map((r) => r.outcome)).toEqual(['accepted', 'duplicate']);
+      expect((await storage.custody({ id: kept.id })).map((r) => r.outcome)).toEqual(['accepted']);
+      expect(await storage.verify()).toMatchObject({ ok: true, ledgerRecords: 4, events: 1 });
+    });
+
     it('keeps everything across close and reopen', async (ctx) => {
       if (h.reopen === undefined) ctx.skip();
       const events = [event({ source: 'host-a' }), event({ source: 'host-b' })];

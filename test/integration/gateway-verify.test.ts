@@ -217,6 +217,21 @@ describe('meteorzx verify --data-dir', () => {
     const r = await runCli(['verify', '--data-dir', retained]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout.trim()).toMatch(/^verify ok: 4 custody records, 1 events$/);
+    // The gateway on that store: its own retention (90d, at start) deletes new-1 as well. Custody by id still lists
+    // every accepted record, whichever pass deleted its event: the ledger is kept.
+    const gw = await startGateway({ dir, config: { dataDir: retained } });
+    try {
+      for (const id of ['old-1', 'old-2', 'new-1']) {
+        const custody = await runProcess('curl', ['-sS', `${gw.httpUrl}/v1/custody?id=${id}`]);
+        expect(custody.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { outcome: string }).outcome), id).toEqual(['accepted']);
+      }
+      expect((await runProcess('curl', ['-sS', `${gw.httpUrl}/v1/events`])).stdout).toBe('');
+    } finally {
+      await gw.stop();
+    }
+    const again = await runCli(['verify', '--data-dir', retained]);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout.trim()).toMatch(/^verify ok: 5 custody records, 0 events$/);
   });
 
   it('changes nothing in a store a crash left behind (no registry checkpoint written on the way out)', async () => {

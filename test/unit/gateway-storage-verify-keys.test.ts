@@ -143,6 +143,9 @@ describe('an untampered store verifies, its keys and all', () => {
       ci('again', 2), // its commit retained: the pointer went with it, the custody index stays
       ci('bad', 5),
       ci('gone', 3), // both copies retained
+      ci('gone', 4), // retention deleted the pointer and left a custody index in its place
+      ci('old-a', 1),
+      ci('old-b', 1),
       ci('twice', 5),
       cs('host-1', 1),
       cs('host-1', 2),

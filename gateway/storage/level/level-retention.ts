@@ -2,6 +2,7 @@ import type { CustodyInput } from '../types.js';
 import {
   blockKey,
   commitHex,
+  custodyIdKey,
   dayOf,
   decodePointer,
   idKey,
@@ -16,12 +17,15 @@ import type { LevelContext } from './level-storage.js';
 import type { AppendRecords } from './level-writer.js';
 import { acceptedBefore } from './retention-proof.js';
 
+const EMPTY = Buffer.alloc(0);
+
 /** Commits deleted per synced batch: bounds the memory one retention pass holds. */
 const COMMITS_PER_BATCH = 256;
 
 /**
  * Deletes the events of every whole UTC day that ended at or before
- * `before`: their blocks, index keys and dedup entries. The custody ledger
+ * `before`: their blocks, index keys and dedup entries (each replaced by a
+ * `ci!` key, so custody by id still finds the accepted record). The custody ledger
  * is append-only and stays; each batch of deletions is itself a commit that
  * appends a `retained` custody record (the commits, the horizon), and the
  * `r!` marker of each deleted block names that commit, so `verify` can tell
@@ -47,8 +51,8 @@ export async function applyRetention(ctx: LevelContext, before: number, now: num
   let deleted = 0;
   let ops: PutOp[] = [];
   let commits: number[] = [];
-  /** Ids whose `id!` pointer was read pointing into a block of this batch. */
-  let ids: string[] = [];
+  /** Ids whose `id!` pointer was read pointing into a block of this batch, with that block's commit. */
+  let ids: Array<{ id: string; commit: number }> = [];
   const flush = async (): Promise<void> => {
     if (commits.length === 0) return;
     const batch = { ops, commits, ids };
@@ -57,7 +61,11 @@ export async function applyRetention(ctx: LevelContext, before: number, now: num
     ids = [];
     await append((commit) => {
       // Built under the writer: every commit written since the pointers were read has told `watch` its ids.
-      for (const id of batch.ids) if (!watch.storedAgain(id)) batch.ops.push({ type: 'del', key: idKey(id) });
+      for (const { id, commit: c } of batch.ids) {
+        if (watch.storedAgain(id)) continue;
+        // Custody by id finds an accepted record through its pointer: with the pointer gone, a `ci!` key leads to it (custody is kept).
+        batch.ops.push({ type: 'del', key: idKey(id) }, { type: 'put', key: custodyIdKey(id, c), value: EMPTY });
+      }
       const marker = Buffer.from(commitHex(commit));
       for (const c of batch.commits) batch.ops.push({ type: 'put', key: retainedKey(c), value: marker });
       return { ops: batch.ops, custody: [record(Math.min(...batch.commits), Math.max(...batch.commits))] };
@@ -91,7 +99,7 @@ export async function applyRetention(ctx: LevelContext, before: number, now: num
       const pointers = await ctx.db.getMany(blockIds.map(idKey));
       pointers.forEach((value, i) => {
         // A later commit may have stored the id again after its dedup window: keep that pointer.
-        if (value !== undefined && decodePointer(value.toString())?.commit === commit) ids.push(blockIds[i] as string);
+        if (value !== undefined && decodePointer(value.toString())?.commit === commit) ids.push({ id: blockIds[i] as string, commit });
       });
       deleted += block.events.length;
     } else {
