@@ -68,7 +68,13 @@ export async function runStages(entries: readonly PendingIngest[], s: Stages): P
     }
   }
   const dup = await s.dedup.duplicates(candidateIds, s.pending);
-  for (let i = 0; i < candidates.length; i += 1) if (dup[i] === true) (candidates[i] as PipelineItem).duplicate = true;
+  for (let i = 0; i < candidates.length; i += 1) {
+    if (dup[i] !== true) continue;
+    const item = candidates[i] as PipelineItem;
+    item.duplicate = true;
+    // A rule alerts once per event, when it is stored: a retry is the same event. A chain break stays: it is this copy's.
+    if (item.alerts !== undefined) item.alerts = dropRuleAlerts(item.alerts);
+  }
 
   const events: StoredEvent[] = [];
   // The canonical JSON of events[i] where it was read from the agent's line (see storedLine), else undefined.
@@ -121,6 +127,11 @@ export async function runStages(entries: readonly PendingIngest[], s: Stages): P
     response.rejected.sort((a, b) => a.index - b.index);
   });
   return { batch: { events, lines, custody, seqs }, responses };
+}
+
+function dropRuleAlerts(alerts: NonNullable<PipelineItem['alerts']>): PipelineItem['alerts'] {
+  const left = alerts.filter((a) => a.kind !== 'rule');
+  return left.length > 0 ? left : undefined;
 }
 
 /** Integrity → transforms → rules for one validated item (`item.event` is set). */

@@ -63,6 +63,23 @@ describe('pipeline alerts reach the webhook', () => {
     expect(logged.length).toBeLessThanOrEqual(10);
   });
 
+  it('a retry of an alerting event that dedup drops raises no second alert', async () => {
+    const count = async (): Promise<number> => {
+      const m = /meteorzx_gateway_alerts_total\{rule="root-login"\} (\d+)/.exec(await (await fetch(`${gateway.httpUrl}/metrics`)).text());
+      return Number(m?.[1] ?? 0);
+    };
+    const retry = { id: 'ev-root-retry', type: 'auth.login', actor: 'root', source: 'host-c' };
+    expect((await ingest(gateway.httpUrl, [retry])).accepted).toBe(1);
+    const after = await count();
+    // Alerts are counted before the answer is sent: a duplicate that alerted would show here.
+    expect(await ingest(gateway.httpUrl, [retry, retry])).toMatchObject({ accepted: 0, duplicates: 2 });
+    expect(await count()).toBe(after);
+    // Then a new event: once its alert is POSTed, any alert of the retries would have been before it.
+    expect((await ingest(gateway.httpUrl, [{ ...retry, id: 'ev-root-fresh' }])).accepted).toBe(1);
+    await waitFor(() => alertsOf(hook, 'rule').some((a) => a.id === 'ev-root-fresh'), 'alert of the new event');
+    expect(alertsOf(hook, 'rule').filter((a) => a.id === 'ev-root-retry')).toHaveLength(1);
+  });
+
   it('a chain break is POSTed with the event it broke on', async () => {
     const first = chainEvent({ id: newId(), type: 'door.open', source: 'ag-cb', agent: 'ag-cb', epoch: 'E1', seq: 1 }, undefined);
     // Seq 2 claims a prev that is not seq 1's hash.

@@ -285,6 +285,22 @@ describe('pipeline', () => {
     expect((await storage.sources()).epochs[0]).toMatchObject({ lastSeq: 1, received: 1 });
   });
 
+  it('raises a rule alert once per stored event: a retry that dedup drops raises none, a copy altered in transit still breaks the chain', async () => {
+    const p = await open(config({ rules: [{ name: 'root-fail', if: 'outcome == "failure"', alert: true }] }));
+    const e1 = chainEvent({ id: 'r1', type: 'auth.login', source: 'ag', agent: 'ag', epoch: 'e', seq: 1, outcome: 'failure' }, undefined);
+    const e2 = chainEvent({ id: 'r2', type: 'auth.login', source: 'ag', agent: 'ag', epoch: 'e', seq: 2, outcome: 'failure' }, e1.hash);
+    expect(await p.ingest(items(e1, e2), http)).toEqual({ accepted: 2, duplicates: 0, rejected: [] });
+    // The agent sends both again (its cursor did not advance), one in the same batch twice; then a third copy, altered.
+    expect(await p.ingest(items(e1, e2, e2), http)).toEqual({ accepted: 0, duplicates: 3, rejected: [] });
+    expect(await p.ingest(items({ ...e2, actor: 'mallory' }), http)).toEqual({ accepted: 0, duplicates: 1, rejected: [] });
+    expect(alerts.map((a) => [a.kind, a.event.id])).toEqual([
+      ['rule', 'r1'],
+      ['rule', 'r2'],
+      ['chain-break', 'r2'],
+    ]);
+    expect(await counter(metrics.duplicates)).toBe(4);
+  });
+
   it('refuses a bad rule at creation, naming it', async () => {
     storage = new CountingStorage({ dataDir: dir });
     expect(() => createPipeline({ storage, config: config({ rules: [{ name: 'oops', if: 'type ==', tag: 'x' }] }), gatewayName: 'g' })).toThrow(/rule "oops"/);
