@@ -13,6 +13,8 @@ export default tseslint.config(
       '@typescript-eslint/no-explicit-any': 'error',
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       'no-constant-condition': ['error', { checkLoops: false }],
+      // `l`: V8's linear-time RegExp engine, which rule conditions run `matches` on (gateway/pipeline/rules/rules.ts).
+      'no-invalid-regexp': ['error', { allowConstructorFlags: ['l'] }],
     },
   },
 );

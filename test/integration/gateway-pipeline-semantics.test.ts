@@ -18,6 +18,8 @@ const pipeline = {
       if: 'outcome == "failure" // don\'t tag successes\n && type == "auth.login"',
       tag: 'security',
     },
+    // Exponential in a backtracking engine; CEL's matches is RE2, linear.
+    { name: 'runs-of-a', if: 'has(data.s) && data.s.matches("^(a+)+$")', tag: 'aaa' },
   ],
 };
 
@@ -39,7 +41,8 @@ interface Stored {
 }
 
 async function post(events: unknown[]): Promise<{ accepted: number; duplicates: number; rejected: unknown[] }> {
-  const res = await runProcess('curl', ['-sS', '-X', 'POST', '-H', 'Content-Type: application/x-ndjson', '--data-binary', '@-', `${gw.httpUrl}/v1/events`], {
+  // -m: a gateway stuck in a rule must fail the test, not hang it.
+  const res = await runProcess('curl', ['-sS', '-m', '50', '-X', 'POST', '-H', 'Content-Type: application/x-ndjson', '--data-binary', '@-', `${gw.httpUrl}/v1/events`], {
     input: events.map((e) => JSON.stringify(e)).join('\n'),
   });
   expect(res.code, res.stderr).toBe(0);
@@ -78,6 +81,18 @@ describe('gateway pipeline semantics, through the CLI', () => {
       ['rl-1', ['security']],
       ['rl-2', undefined],
       ['rl-3', undefined],
+    ]);
+  });
+
+  it('evaluates matches in time linear in the text, as RE2 does: a pattern that backtracks stops nothing', async () => {
+    const answer = await post([
+      { id: 're-1', source: 'app-re', type: 'x', data: { s: `${'a'.repeat(64)}b` } },
+      { id: 're-2', source: 'app-re', type: 'x', data: { s: 'aaaa' } },
+    ]);
+    expect(answer).toEqual({ accepted: 2, duplicates: 0, rejected: [] });
+    expect((await stored('app-re')).map((e) => [e.id, e.tags])).toEqual([
+      ['re-1', undefined],
+      ['re-2', ['aaa']],
     ]);
   });
 });

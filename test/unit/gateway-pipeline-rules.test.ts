@@ -23,6 +23,24 @@ describe('rules stage', () => {
     expect(rewriteTypeIdentifier('data.path == "//" && type == "a"')).toBe('data.path == "//" && _type == "a"');
   });
 
+  it('runs matches as RE2 does: linear time, so no backreferences; both call forms', () => {
+    expect(rewriteTypeIdentifier('data.s.matches("x") && matches(type, "y") && data.matches == "z"')).toBe(
+      'data.s._matches("x") && _matches(_type, "y") && data.matches == "z"',
+    );
+    const rules = new Rules([
+      { name: 'member', if: 'data.s.matches("^(a+)+$")', tag: 'member' },
+      { name: 'global', if: 'matches(type, "^auth[.]")', tag: 'global' },
+      { name: 'backref', if: 'data.s.matches(r"(a)\\1")', tag: 'backref' },
+      { name: 'field', if: 'has(data.matches) && data.matches == "z"', tag: 'field' },
+    ]);
+    // A backtracking engine takes seconds on this text, hours with a few more a.
+    const verdict = rules.evaluate({ ...login(), data: { s: `${'a'.repeat(22)}b`, matches: 'z' } }, ingest);
+    expect(verdict.tags).toEqual(['global', 'field']);
+    // RE2 has no backreferences: the pattern is an error (no match, counted), never a backtracking run.
+    expect(verdict.errors).toEqual([{ rule: 'backref', message: expect.stringContaining('linear time') }]);
+    expect(rules.evaluate({ ...login(), data: { s: 'aaaa' } }, ingest)).toMatchObject({ tags: ['member', 'global'], errors: [{ rule: 'backref' }] });
+  });
+
   it('evaluates the DESIGN example and adds up actions in order', () => {
     const rules = new Rules([
       { name: 'root-fail', if: 'type == "auth.login" && outcome == "failure"', tag: 'security', alert: true },

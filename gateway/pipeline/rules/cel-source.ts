@@ -8,6 +8,16 @@
  */
 export const TYPE_VARIABLE = '_type';
 
+/**
+ * CEL's `matches` is RE2: linear in the text, whatever the pattern. The
+ * CEL library runs it as a JavaScript RegExp, which backtracks: a rule
+ * `data.s.matches("^(a+)+$")` took hours on one event of 40 `a`s and a `b`,
+ * with the whole gateway stopped meanwhile. So calls to `matches` (both
+ * forms, `s.matches(p)` and `matches(s, p)`) are rewritten to this function,
+ * which rules.ts runs on V8's linear-time engine.
+ */
+export const MATCHES_FUNCTION = '_matches';
+
 const IDENT_START = /[A-Za-z_]/;
 const IDENT_PART = /[A-Za-z0-9_]/;
 const STRING_PREFIXES = new Set(['r', 'R', 'b', 'B', 'rb', 'rB', 'Rb', 'RB', 'br', 'bR', 'Br', 'BR']);
@@ -40,7 +50,9 @@ export function rewriteTypeIdentifier(source: string): string {
       }
       const isField = /\.\s*$/.test(out);
       const isCall = /^\s*\(/.test(source.slice(j));
-      out += ident === 'type' && !isField && !isCall ? TYPE_VARIABLE : ident;
+      if (ident === 'type' && !isField && !isCall) out += TYPE_VARIABLE;
+      else if (ident === 'matches' && isCall) out += MATCHES_FUNCTION;
+      else out += ident;
       i = j;
     } else {
       out += c;

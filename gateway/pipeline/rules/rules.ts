@@ -1,7 +1,8 @@
+import v8 from 'node:v8';
 import { Environment } from '@marcbachmann/cel-js';
 import type { AuditEvent, IngestInfo } from '../../../protocols/index.js';
 import { GatewayErrors } from '../../errors.js';
-import { rewriteTypeIdentifier, TYPE_VARIABLE } from './cel-source.js';
+import { MATCHES_FUNCTION, rewriteTypeIdentifier, TYPE_VARIABLE } from './cel-source.js';
 
 /** A rule as configured (DESIGN §5 `pipeline.rules`). */
 export interface RuleConfig {
@@ -32,9 +33,29 @@ interface CompiledRule {
 
 const ENVELOPE_FIELDS = ['id', 'source', 'time', 'actor', 'action', 'target', 'outcome', 'data', 'agent', 'epoch', 'seq', 'prev', 'hash'] as const;
 
+// The `l` flag (V8's linear-time engine: no backtracking, so no backreferences or lookaround, as in RE2).
+v8.setFlagsFromString('--enable-experimental-regexp-engine');
+
+/** Patterns compiled for `matches`: rules name a few, each used on every event. */
+const patterns = new Map<string, RegExp>();
+const MAX_PATTERNS = 1000;
+
+/** CEL `matches` (RE2 semantics: time linear in the text); a pattern the linear engine cannot run is an evaluation error. */
+function linearMatches(text: string, pattern: string): boolean {
+  let re = patterns.get(pattern);
+  if (re === undefined) {
+    re = new RegExp(pattern, 'l');
+    if (patterns.size >= MAX_PATTERNS) patterns.clear();
+    patterns.set(pattern, re);
+  }
+  return re.test(text);
+}
+
 function environment(): Environment {
   const env = new Environment({ unlistedVariablesAreDyn: false });
   for (const name of [...ENVELOPE_FIELDS, TYPE_VARIABLE, 'event', 'ingest', 'tags']) env.registerVariable(name, 'dyn');
+  env.registerFunction(`string.${MATCHES_FUNCTION}(string): bool`, linearMatches);
+  env.registerFunction(`${MATCHES_FUNCTION}(string, string): bool`, linearMatches);
   return env;
 }
 
