@@ -156,7 +156,9 @@ function runItemStages(item: PipelineItem, entry: PendingIngest, s: Stages): voi
     item.event = changed;
   }
   if (s.rules.size > 0) {
-    const r = s.rules.evaluate(item.event as AuditEvent, { method: entry.ctx.method, peer: entry.ctx.peer, integrity: verdict.integrity });
+    // The `ingest` the event is stored with (docs/config.md: rules may use it), in the same key order.
+    const ingest = { gateway: s.gatewayName, integrity: verdict.integrity, method: entry.ctx.method, peer: entry.ctx.peer, receivedAt: entry.receivedAt };
+    const r = s.rules.evaluate(item.event as AuditEvent, ingest);
     if (r.tags.length > 0) item.tags = r.tags;
     if (r.alerts.length > 0) item.alerts = [...(item.alerts ?? []), ...r.alerts.map((rule) => ({ kind: 'rule' as const, rule }))];
     if (r.droppedBy !== undefined) item.rejected = { stage: 'rule', reason: `dropped by rule ${r.droppedBy}` };

@@ -301,6 +301,14 @@ describe('pipeline', () => {
     expect(await counter(metrics.duplicates)).toBe(4);
   });
 
+  it('gives rules the whole ingest the event is stored with: receivedAt and gateway too', async () => {
+    const p = await open(config({ rules: [{ name: 'ingest', if: 'ingest.gateway == "gw-1" && ingest.receivedAt.startsWith("20") && ingest.method == "http"', tag: 'seen' }] }));
+    expect(await p.ingest(items({ id: 'ig-1', source: 's', type: 't' }), http)).toMatchObject({ accepted: 1 });
+    const [event] = await stored();
+    expect(event).toMatchObject({ id: 'ig-1', tags: ['seen'] });
+    expect(await counter(metrics.ruleErrors)).toBe(0);
+  });
+
   it('refuses a bad rule at creation, naming it', async () => {
     storage = new CountingStorage({ dataDir: dir });
     expect(() => createPipeline({ storage, config: config({ rules: [{ name: 'oops', if: 'type ==', tag: 'x' }] }), gatewayName: 'g' })).toThrow(/rule "oops"/);

@@ -24,6 +24,9 @@ export interface RuleVerdict {
   errors: Array<{ rule: string; message: string }>;
 }
 
+/** What a rule sees as `ingest`: the pipeline gives all of the stored event's `ingest` (receivedAt and gateway too). */
+export type RuleIngest = Pick<IngestInfo, 'method' | 'peer' | 'integrity'> & Partial<IngestInfo>;
+
 type Program = (context: Record<string, unknown>) => unknown;
 
 interface CompiledRule {
@@ -92,7 +95,7 @@ export class Rules {
     return this.rules.length;
   }
 
-  evaluate(event: AuditEvent, ingest: Pick<IngestInfo, 'method' | 'peer' | 'integrity'>): RuleVerdict {
+  evaluate(event: AuditEvent, ingest: RuleIngest): RuleVerdict {
     const verdict: RuleVerdict = { tags: [], alerts: [], droppedBy: undefined, errors: [] };
     if (this.rules.length === 0) return verdict;
     const context = celContext(event, ingest, verdict.tags); // later rules see earlier rules' tags
@@ -114,7 +117,7 @@ export class Rules {
 }
 
 /** Absent fields are null (not unknown variables), so `outcome == "failure"` is simply false without one. */
-function celContext(event: AuditEvent, ingest: Pick<IngestInfo, 'method' | 'peer' | 'integrity'>, tags: string[]): Record<string, unknown> {
+function celContext(event: AuditEvent, ingest: RuleIngest, tags: string[]): Record<string, unknown> {
   const context: Record<string, unknown> = { event, ingest, tags, [TYPE_VARIABLE]: event.type };
   for (const field of ENVELOPE_FIELDS) context[field] = event[field] ?? null;
   if (context.data === null) context.data = {};
