@@ -147,6 +147,16 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
   };
   let started = false;
   let closed = false;
+  // Receive times never go back, though the wall clock may (an NTP step): queries and their cursors follow
+  // the store in (day of receipt, commit) order, so a commit dated before the one a cursor stands on would
+  // never be paged to, and retention deletes by the same days. While the clock is behind, events take the
+  // latest receive time so far.
+  let lastReceivedMs = Number.NEGATIVE_INFINITY;
+  const receivedNow = (): number => {
+    const now = clock();
+    if (now > lastReceivedMs) lastReceivedMs = now;
+    return lastReceivedMs;
+  };
   // Receive times repeat within a millisecond (one MQTT event per ingest, thousands a second): format each once.
   let lastMs = Number.NaN;
   let lastIso = '';
@@ -172,7 +182,7 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
     async ingest(items: readonly BatchItem[], ctx: IngestContext): Promise<IngestResponse> {
       if (closed) throw GatewayErrors.METEORZX_PIPELINE_CLOSED('the pipeline is closed');
       const startedAt = performance.now();
-      const receivedMs = clock();
+      const receivedMs = receivedNow();
       const receivedAt = isoAt(receivedMs);
       metrics?.countReceived(ctx.method, items.length);
       if (items.length === 0) return { accepted: 0, duplicates: 0, rejected: [] };

@@ -92,6 +92,32 @@ describe('pipeline', () => {
     expect((await storage.query({ limit: 10 })).events.filter((e) => e.id === 'again-1')).toHaveLength(2);
   });
 
+  it('pages every event once when the clock steps back across midnight between pages: receive times never go back', async () => {
+    let now = Date.UTC(2026, 10, 1, 23, 59, 59, 900);
+    const clock = () => now;
+    storage = new CountingStorage({ dataDir: dir, clock });
+    await storage.open();
+    pipeline = createPipeline({ storage, config: config(), gatewayName: 'gw-1', clock });
+    await pipeline.start();
+    const ev = (id: string) => ({ id, source: 'host-1', type: 't' });
+    await pipeline.ingest(items(ev('m1')), http);
+    now += 200; // 00:00:00.100, the next day
+    await pipeline.ingest(items(ev('m2')), http);
+    now += 100;
+    await pipeline.ingest(items(ev('m3')), http);
+    const first = await storage.query({ limit: 2 });
+    expect(first.events.map((e) => e.id)).toEqual(['m1', 'm2']);
+    // NTP steps the clock back before midnight; an event arrives; the reader asks for the next page.
+    now -= 250;
+    await pipeline.ingest(items(ev('m4')), http);
+    const next = await storage.query({ limit: 10, cursor: first.nextCursor as string });
+    expect(next.events.map((e) => e.id)).toEqual(['m3', 'm4']);
+    const all = (await storage.query({ limit: 10 })).events;
+    expect(all.map((e) => e.id)).toEqual(['m1', 'm2', 'm3', 'm4']);
+    // Received at the latest receive time before it, not earlier.
+    expect(all[3]?.ingest.receivedAt).toBe(all[2]?.ingest.receivedAt);
+  });
+
   it('group-commits many concurrent callers into one write and answers each exactly', async () => {
     const p = await open();
     const calls = Array.from({ length: 200 }, (_, c) =>
