@@ -144,7 +144,7 @@ const pipelineSchema = z
   .strictObject({
     dedup: z
       .strictObject({
-        window: duration({ min: 1000 }).prefault('7d'), // ms an id is remembered
+        window: duration({ min: 1000 }).optional(), // ms an id is remembered; unset: 7 days, or storage.retention when shorter
         cacheSize: int({ min: 0 }).prefault(100_000), // ids held in memory in front of the on-disk index
       })
       .prefault({}),
@@ -219,6 +219,9 @@ const alertsSchema = z
   })
   .prefault({});
 
+/** pipeline.dedup.window when unset (or storage.retention, when that is shorter). */
+const DEFAULT_DEDUP_WINDOW_MS = 7 * 24 * 3600_000;
+
 export const gatewayConfigSchema = z.strictObject({
   id: sourceId().default(defaultGatewayId), // recorded in each event's ingest.gateway
   dataDir: text().default('./data/gateway'),
@@ -246,16 +249,24 @@ export const gatewayConfigSchema = z.strictObject({
       maxWaitMs: duration().prefault(5), // ms a write waits for more events, when no commit is in flight
     })
     .prefault({}),
-}).superRefine((config, ctx) => {
-  // Retention deletes an event's dedup entry with it: past retention, a retry of the id would be stored again.
-  if (config.pipeline.dedup.window > config.storage.retention) {
-    ctx.addIssue({
-      code: 'custom',
-      path: ['pipeline', 'dedup', 'window'],
-      message: 'must be at most storage.retention: retention deletes the dedup entries with the events, so an id would be stored again within the window',
-    });
-  }
-});
+})
+  .superRefine((config, ctx) => {
+    // Retention deletes an event's dedup entry with it: past retention, a retry of the id would be stored again.
+    const window = config.pipeline.dedup.window;
+    if (window !== undefined && window > config.storage.retention) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['pipeline', 'dedup', 'window'],
+        message: 'must be at most storage.retention: retention deletes the dedup entries with the events, so an id would be stored again within the window',
+      });
+    }
+  })
+  // The default window is 7 days, or the retention when that is shorter: only a window set explicitly can be refused.
+  .transform((config) => {
+    const window = config.pipeline.dedup.window ?? Math.min(DEFAULT_DEDUP_WINDOW_MS, config.storage.retention);
+    return { ...config, pipeline: { ...config.pipeline, dedup: { ...config.pipeline.dedup, window } } };
+  });
+
 
 /** The validated, frozen gateway config. */
 export type GatewayConfig = DeepReadonly<z.output<typeof gatewayConfigSchema>>;

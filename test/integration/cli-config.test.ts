@@ -123,9 +123,9 @@ describe('meteorzx config check', () => {
     expect(existsSync(join(dir, 'store'))).toBe(false);
   });
 
-  it('refuses a dedup window longer than storage.retention, in config check and at gateway start', async () => {
+  it('refuses a dedup window set longer than storage.retention, in config check and at gateway start', async () => {
     const file = join(dir, 'gateway-short-retention.json');
-    await writeFile(file, JSON.stringify({ dataDir: dir, storage: { retention: '1d' } }));
+    await writeFile(file, JSON.stringify({ dataDir: dir, pipeline: { dedup: { window: '7d' } }, storage: { retention: '1d' } }));
     const expected = 'pipeline.dedup.window: must be at most storage.retention';
     for (const run of [await meteorzx(['config', 'check', file]), await meteorzx(['gateway', '--config', file])]) {
       expect(run.code).toBe(1);

@@ -321,8 +321,10 @@ describe('errors', () => {
 
   it('refuses a dedup window longer than storage retention, which deletes the dedup entries with the events', () => {
     const message = 'pipeline.dedup.window: must be at most storage.retention: retention deletes the dedup entries with the events, so an id would be stored again within the window';
-    // The default window is 7d: a shorter retention alone is enough.
-    expect(issuesOf(() => parseGatewayConfig({ storage: { retention: '3d' } }, { env: NO_ENV }))).toEqual([message]);
+    // Unset, the window is 7 days or the retention when that is shorter: a short retention alone is not refused.
+    expect(parseGatewayConfig({ storage: { retention: '3d' } }, { env: NO_ENV }).pipeline.dedup.window).toBe(3 * 86_400_000);
+    expect(parseGatewayConfig({}, { env: NO_ENV }).pipeline.dedup.window).toBe(7 * 86_400_000);
+    expect(issuesOf(() => parseGatewayConfig({ pipeline: { dedup: { window: '7d' } }, storage: { retention: '3d' } }, { env: NO_ENV }))).toEqual([message]);
     expect(issuesOf(() => parseGatewayConfig({ pipeline: { dedup: { window: '2h' } }, storage: { retention: '1h' } }, { env: NO_ENV }))).toEqual([message]);
     expect(parseGatewayConfig({ pipeline: { dedup: { window: '3d' } }, storage: { retention: '3d' } }, { env: NO_ENV }).pipeline.dedup.window).toBe(3 * 86_400_000);
   });
