@@ -54,6 +54,9 @@ export const retainedKey = (commit: number): string => `r!${commitHex(commit)}`;
 export const idKey = (id: string): string => `id!${id}`;
 export const custodyIdKey = (id: string, commit: number): string => `ci!${id}!${commitHex(commit)}`;
 export const custodySourceKey = (source: string, commit: number): string => `cs!${source}!${commitHex(commit)}`;
+
+/** The value of a key whose name is all it says (`ci!`, `cs!`). */
+export const EMPTY_VALUE = Buffer.alloc(0);
 export const epochKey = (agent: string, epoch: string): string => `ra!${agent}!${epoch}`;
 export const sourceKey = (source: string): string => `rs!${source}`;
 

@@ -9,8 +9,10 @@ import { encodeLines } from './block-codec.js';
 import {
   blockKey,
   commitHex,
+  custodyIdKey,
   custodyKey,
   dayOf,
+  EMPTY_VALUE,
   encodePointer,
   epochKey,
   HEAD_KEY,
@@ -65,7 +67,6 @@ export interface PlanOptions {
   checkpoint?: ReadonlySet<string> | undefined;
 }
 
-const EMPTY = Buffer.alloc(0);
 
 /** The `rs!` writes of the named sources' registry states (`state` gives each; a source it does not know is skipped). */
 export function sourcePuts(names: Iterable<string>, state: (source: string) => SourceStatus | undefined): PutOp[] {
@@ -128,7 +129,7 @@ export async function planCommit(
       types.add(event.type);
       ops.push({ type: 'put', key: idKey(event.id), value: Buffer.from(encodePointer({ commit, index, receivedMs: ms })) });
       const earlier = superseded?.(event.id);
-      if (earlier !== undefined && earlier !== commit) ops.push({ type: 'put', key: `ci!${event.id}!${commitHex(earlier)}`, value: EMPTY });
+      if (earlier !== undefined && earlier !== commit) ops.push({ type: 'put', key: custodyIdKey(event.id, earlier), value: EMPTY_VALUE });
     });
     const range = Buffer.from(`${min},${max}`);
     for (const key of indexKeys(dayOf(max), commit, sources, types)) ops.push({ type: 'put', key, value: range });
@@ -141,9 +142,9 @@ export async function planCommit(
     for (const record of chained.records) {
       if (record.source !== undefined) custodySources.add(record.source);
       // Accepted records are found through the id! pointer; only the others need their own key.
-      if (record.id !== undefined && record.outcome !== 'accepted') ops.push({ type: 'put', key: `ci!${record.id}!${hex}`, value: EMPTY });
+      if (record.id !== undefined && record.outcome !== 'accepted') ops.push({ type: 'put', key: `ci!${record.id}!${hex}`, value: EMPTY_VALUE });
     }
-    for (const s of custodySources) ops.push({ type: 'put', key: `cs!${s}!${hex}`, value: EMPTY });
+    for (const s of custodySources) ops.push({ type: 'put', key: `cs!${s}!${hex}`, value: EMPTY_VALUE });
   }
 
   const epochs = new Map<string, EpochState>();

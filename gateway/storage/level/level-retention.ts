@@ -3,6 +3,7 @@ import {
   blockKey,
   commitHex,
   custodyIdKey,
+  EMPTY_VALUE,
   dayOf,
   decodePointer,
   idKey,
@@ -17,7 +18,6 @@ import type { LevelContext } from './level-storage.js';
 import type { AppendRecords } from './level-writer.js';
 import { acceptedBefore } from './retention-proof.js';
 
-const EMPTY = Buffer.alloc(0);
 
 /** Commits deleted per synced batch: bounds the memory one retention pass holds. */
 const COMMITS_PER_BATCH = 256;
@@ -64,7 +64,7 @@ export async function applyRetention(ctx: LevelContext, before: number, now: num
       for (const { id, commit: c } of batch.ids) {
         if (watch.storedAgain(id)) continue;
         // Custody by id finds an accepted record through its pointer: with the pointer gone, a `ci!` key leads to it (custody is kept).
-        batch.ops.push({ type: 'del', key: idKey(id) }, { type: 'put', key: custodyIdKey(id, c), value: EMPTY });
+        batch.ops.push({ type: 'del', key: idKey(id) }, { type: 'put', key: custodyIdKey(id, c), value: EMPTY_VALUE });
       }
       const marker = Buffer.from(commitHex(commit));
       for (const c of batch.commits) batch.ops.push({ type: 'put', key: retainedKey(c), value: marker });
