@@ -1,6 +1,4 @@
 import { spawn } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChainedEvent } from '../../protocols/index.js';
 import {
@@ -15,6 +13,7 @@ import {
   waitFor,
   type Gateway,
 } from './agent-harness.js';
+import { startMosquitto } from './private-mosquitto.js';
 
 /** The push sinks against the real gateway when it answers in less common ways. */
 
@@ -91,19 +90,11 @@ describe('agent push against uncommon gateway answers', () => {
     const sub = await tempDir('push-mosq-small');
     const id = 'push-mosq-small';
     const port = await freePort();
-    const conf = join(sub, 'mosquitto.conf');
     // Mosquitto closes the connection of a client whose packet is over max_packet_size (MQTT 3.1.1: no other answer).
-    await writeFile(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\nmax_packet_size 20000\n`);
-    const broker = spawn('mosquitto', ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
-    const brokerLog: string[] = [];
-    broker.stderr.on('data', (c: Buffer) => brokerLog.push(c.toString()));
+    const broker = await startMosquitto(sub, 'mosquitto', port, ['allow_anonymous true', 'max_packet_size 20000']);
     const lines: string[] = [];
     let subscriber: ReturnType<typeof spawn> | undefined;
     try {
-      await waitFor(() => {
-        if (broker.exitCode !== null) throw new Error(`mosquitto exited ${broker.exitCode}: ${brokerLog.join('')}`);
-        return brokerLog.join('').includes('running');
-      }, 'mosquitto running');
       subscriber = spawn('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(port), '-v', '-q', '1', '-t', `audit/${id}/events`, '-t', 'ready'], { stdio: ['ignore', 'pipe', 'ignore'] });
       let partial = '';
       subscriber.stdout?.on('data', (c: Buffer) => {
@@ -130,7 +121,7 @@ describe('agent push against uncommon gateway answers', () => {
       expect(await agent.stop()).toBe(0);
     } finally {
       subscriber?.kill('SIGTERM');
-      broker.kill('SIGTERM');
+      broker.proc.kill('SIGTERM');
       await removeDir(sub);
     }
   });

@@ -1,11 +1,10 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StoredEvent } from '../../protocols/index.js';
 import { freePort, gatewayEvents, killAll, removeDir, startAgent, tempDir, waitFor } from './agent-harness.js';
 import { runProcess, startGateway } from './gateway-harness.js';
 import { killProcesses } from './kill-procs.js';
+import { startMosquitto } from './private-mosquitto.js';
 
 /**
  * A Mosquitto bridge — the usual way to bring devices already talking to a
@@ -29,35 +28,19 @@ beforeAll(async () => {
 
 /** A private Mosquitto on a free loopback port, bridging `audit/<source>/events` out to `remotePort` (defaults otherwise). */
 async function startBridge(name: string, remotePort: number, source: string, login: { username: string; password: string }): Promise<{ port: number; logs: string[] }> {
-  const port = await freePort();
-  const conf = join(dir, `${name}.conf`);
-  await writeFile(
-    conf,
-    [
-      `listener ${port} 127.0.0.1`,
-      'allow_anonymous true',
-      'persistence false',
-      `connection ${name}`,
-      `address 127.0.0.1:${remotePort}`,
-      `remote_username ${login.username}`,
-      `remote_password ${login.password}`,
-      `topic audit/${source}/events out 1`,
-      // Reconnect quickly when the remote broker hangs up (the default waits up to 60 s).
-      'restart_timeout 1 2',
-      '',
-    ].join('\n'),
-  );
-  const proc = spawn('mosquitto', ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const { proc, port, logs } = await startMosquitto(dir, name, await freePort(), [
+    'allow_anonymous true',
+    'persistence false',
+    `connection ${name}`,
+    `address 127.0.0.1:${remotePort}`,
+    `remote_username ${login.username}`,
+    `remote_password ${login.password}`,
+    `topic audit/${source}/events out 1`,
+    // Reconnect quickly when the remote broker hangs up (the default waits up to 60 s).
+    'restart_timeout 1 2',
+  ]);
   brokers.add(proc);
   proc.once('exit', () => brokers.delete(proc));
-  const logs: string[] = [];
-  const collect = (b: Buffer) => logs.push(...b.toString().split('\n').filter((l) => l !== ''));
-  proc.stdout?.on('data', collect);
-  proc.stderr?.on('data', collect);
-  await waitFor(() => {
-    if (proc.exitCode !== null) throw new Error(`mosquitto exited ${proc.exitCode}: ${logs.join('\n')}`);
-    return logs.some((l) => l.includes(`listen socket on port ${port}`));
-  }, 'mosquitto listening');
   return { port, logs };
 }
 
