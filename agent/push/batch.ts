@@ -14,10 +14,15 @@ export interface Batch {
   /** Failure round current when this send started (see Sender.onOutcome). */
   round: number;
   /**
-   * The sender's count of acknowledged sends when these events were first sent (kept by retries
-   * and split halves): a refusal is the event's own only if the gateway acked something since.
+   * The sender's number of the send that first carried these events (kept by retries and split
+   * halves): a refusal is the event's own only once the gateway has acked a send started after it.
    */
-  acksAtFirstSend?: number;
+  firstSend?: number;
+  /**
+   * A single event refused while the refusal may be of every body (Sender.resolvePermanent): it is
+   * resent after the window's other batches, whose acks can show that the gateway takes events.
+   */
+  held?: boolean;
   /** Sends in a row that went out and got no answer (see SendOutcome's unanswered). */
   unanswered?: number;
 }
@@ -34,7 +39,7 @@ export function splitBatch(batch: Batch, round: number): [Batch, Batch] {
     last: (events.at(-1) as StoredLine).seq,
     status: 'pending',
     round,
-    ...(batch.acksAtFirstSend === undefined ? {} : { acksAtFirstSend: batch.acksAtFirstSend }),
+    ...(batch.firstSend === undefined ? {} : { firstSend: batch.firstSend }),
   });
   return [part(batch.events.slice(0, half)), part(batch.events.slice(half))];
 }

@@ -58,9 +58,10 @@ export interface SenderStatus {
  * as is, since it would loop forever: the batch is split in halves, and a
  * single event still refused is skipped, logged, counted and recorded in the
  * buffer as a `meteorzx.gap` event naming its seq, so the loss is not silent.
- * It is skipped only when the gateway has acked some other send since the
+ * It is skipped only when the gateway has acked a send started after the
  * event was first sent; until then the refusal may be of every body (a wrong
- * URL), and it is retried and paced like a failure.
+ * URL, a proxy that began refusing while sends were in flight), and it is
+ * retried and paced like a failure.
  */
 export class Sender {
   private readonly window: Batch[] = [];
@@ -70,8 +71,14 @@ export class Sender {
   private epoch = '';
   private backoffUntil = 0;
   private failureRound = 0;
-  /** Sends the gateway acknowledged so far: evidence that it takes events at all (see resolvePermanent). */
-  private acks = 0;
+  /** Sends started so far; each send's number orders it (see Batch.firstSend). */
+  private sends = 0;
+  /**
+   * The number of the latest-started send the gateway acknowledged: evidence that it takes events now
+   * (see takenSince). A send started before a refused one proves nothing by its ack, however late that
+   * ack comes: a proxy may have begun refusing everything between the two.
+   */
+  private latestAckedSend = 0;
   private lingerSince: number | undefined;
   private stuckAt: number | undefined;
   private current: PushState = 'idle';
@@ -170,7 +177,10 @@ export class Sender {
     const launched = new Set<Batch>();
     while (this.inflight < limit && !this.closing) {
       if (this.failedSince(launched)) break;
-      const retry = this.window.find((b) => (b.status === 'failed' || b.status === 'pending') && !launched.has(b));
+      const due = (b: Batch): boolean => (b.status === 'failed' || b.status === 'pending') && !launched.has(b);
+      // A held event goes after the others: with one send in flight it would otherwise go first every time,
+      // and nothing after it could ever show that the gateway takes events (then it is skipped).
+      const retry = this.window.find((b) => due(b) && b.held !== true) ?? this.window.find(due);
       if (retry !== undefined) {
         launched.add(retry);
         if (retry.status === 'failed') await this.reload(retry);
@@ -252,21 +262,31 @@ export class Sender {
   private launch(batch: Batch): void {
     batch.status = 'inflight';
     batch.round = this.failureRound;
-    batch.acksAtFirstSend ??= this.acks;
+    this.sends += 1;
+    const send = this.sends;
+    batch.firstSend ??= send;
     this.inflight += 1;
     void this.transport
       .send(batch.events)
       .catch((err: unknown): SendOutcome => ({ kind: 'retry', error: (err as Error).message }))
-      .then((outcome) => this.onOutcome(batch, outcome));
+      .then((outcome) => this.onOutcome(batch, outcome, send));
   }
 
-  private onOutcome(batch: Batch, outcome: SendOutcome): void {
+  /**
+   * True when the gateway has acked a send started after these events were first sent: then it takes
+   * events, and its refusal of these is about them. Before, the refusal may be of every body.
+   */
+  private takenSince(batch: Batch): boolean {
+    return batch.firstSend !== undefined && this.latestAckedSend > batch.firstSend;
+  }
+
+  private onOutcome(batch: Batch, outcome: SendOutcome, send: number): void {
     this.inflight -= 1;
     const log = this.options.logger;
     this.options.metrics?.sends.inc({ result: outcome.kind });
     if (outcome.kind === 'acked') {
       batch.status = 'acked';
-      this.acks += 1;
+      this.latestAckedSend = Math.max(this.latestAckedSend, send);
       this.breaker.onSuccess();
       this.backoff.reset();
       this.options.metrics?.eventsOut.inc(batch.events.length);
@@ -281,9 +301,9 @@ export class Sender {
       batch.status = 'permanent';
       batch.error = outcome.error;
       this.lastError = outcome.error;
-      // A gateway that has acked nothing since these events were first sent may be refusing every
-      // body (a wrong URL, a proxy): pace its refusals as failures, or the halving runs unthrottled.
-      if (this.acks === batch.acksAtFirstSend) this.countFailure(batch, outcome.error);
+      // A gateway that has acked no send started after these events were first sent may be refusing
+      // every body (a wrong URL, a proxy): pace its refusals as failures, or the halving runs unthrottled.
+      if (!this.takenSince(batch)) this.countFailure(batch, outcome.error);
     } else {
       batch.status = 'failed';
       batch.error = outcome.error;
@@ -344,12 +364,14 @@ export class Sender {
         continue;
       }
       const item = batch.events[0] as StoredLine;
-      if (this.acks === batch.acksAtFirstSend) {
-        // The gateway has taken nothing since this event was first sent, so the refusal need not be about
-        // this event: a wrong URL or a proxy refuses every body. Skipping would lose every event, each
-        // followed by a gap event that is refused and skipped in turn, for ever. Resend it after the
-        // backoff instead (counted in onOutcome); it is skipped once the gateway is seen to take others.
+      if (!this.takenSince(batch)) {
+        // The gateway has taken no send started after this event's first, so the refusal need not be about
+        // this event: a wrong URL or a proxy refuses every body, perhaps only since a moment ago, when the
+        // sends in flight with this one were acked. Skipping would lose every event, each followed by a gap
+        // event that is refused and skipped in turn, for ever. Resend it after the backoff instead (counted
+        // in onOutcome); it is skipped once the gateway is seen to take a later send.
         batch.status = 'failed';
+        batch.held = true;
         continue;
       }
       this.options.metrics?.eventsSkipped.inc();

@@ -278,6 +278,53 @@ describe('push sender', () => {
     expect(buffer.events).toHaveLength(6);
   });
 
+  it('with one send in flight, a refused event first in its batch lets the events after it prove the gateway takes others, then is skipped', async () => {
+    const buffer = new FakeBuffer();
+    await buffer.fill(8);
+    const poison = buffer.events[0]?.id;
+    const idOf = (e: StoredLine) => (JSON.parse(e.line) as { id: string }).id;
+    const transport = new ScriptedTransport(1, (events) =>
+      events.some((e) => idOf(e) === poison) ? { kind: 'permanent', error: 'gateway answered 413: too large' } : { kind: 'acked', rejected: [] },
+    );
+    await makeSender(buffer, transport, { maxEvents: 8, breaker: { threshold: 100, cooldownMs: 1 } }).start();
+    await waitFor(() => buffer.delivered >= 9, 'delivered past the gap event');
+    const delivered = transport.sent.filter((b) => !b.some((e) => idOf(e) === poison)).flat().map((e) => e.seq);
+    expect([...new Set(delivered)].sort((a, b) => a - b)).toEqual([2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(buffer.events[8]?.data).toMatchObject({ from: 1, to: 1, count: 1, reason: 'gateway-refused', id: poison });
+  });
+
+  it('skips nothing in flight when a proxy starts refusing every body just after an earlier send was acked', async () => {
+    const buffer = new FakeBuffer();
+    await buffer.fill(30);
+    const first = [deferred<SendOutcome>(), deferred<SendOutcome>(), deferred<SendOutcome>()];
+    let refuseAll = false;
+    const refused: SendOutcome = { kind: 'permanent', error: 'gateway answered 400: Bad Request (proxy)' };
+    const transport = new ScriptedTransport(
+      3,
+      (_e, n) =>
+        first[n - 1]?.promise ??
+        new Promise<SendOutcome>((resolve) => setImmediate(() => resolve(refuseAll ? refused : { kind: 'acked', rejected: [] }))),
+    );
+    const sender = makeSender(buffer, transport, { breaker: { threshold: 3, cooldownMs: 5 } });
+    await sender.start();
+    await waitFor(() => transport.sent.length === 3, 'three batches in flight');
+    // The gateway acks the first send; then the proxy in front of it starts refusing everything,
+    // including the two sends that were already in flight.
+    first[0]?.resolve({ kind: 'acked', rejected: [] });
+    await waitFor(() => buffer.delivered === 10, 'the first batch delivered');
+    refuseAll = true;
+    first[1]?.resolve(refused);
+    first[2]?.resolve(refused);
+    // Enough refusals to have split both batches down to single events and resent them.
+    await waitFor(() => transport.sent.length >= 60, '60 sends');
+    expect(buffer.events.filter((e) => e.type === 'meteorzx.gap')).toEqual([]);
+    expect(buffer.delivered).toBe(10);
+    expect(sender.status().lastError).toMatch(/400/);
+    refuseAll = false;
+    await waitFor(() => buffer.delivered === 30 && sender.status().state === 'idle', 'all 30 delivered once the proxy lets them through');
+    expect(buffer.events).toHaveLength(30);
+  });
+
   it('halves a batch the peer closes the link under twice in a row (a packet over its limit) until it fits, and delivers every event once', async () => {
     const buffer = new FakeBuffer();
     await buffer.fill(16);
