@@ -15,7 +15,7 @@ export interface MetricsSource {
 export interface ApiContext {
   ingestor: Ingestor;
   /** Read side only: the routes never write storage directly. */
-  storage: Pick<Storage, 'query' | 'custody' | 'sources' | 'verify'>;
+  storage: Pick<Storage, 'query' | 'custodyPage' | 'sources' | 'verify'>;
   tokens: TokenAuth;
   limits: Limits;
   metrics?: MetricsSource;

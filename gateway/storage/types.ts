@@ -100,6 +100,14 @@ export interface CustodyQuery {
   id?: string;
   source?: string;
   limit?: number;
+  /** Resume after the last record of an earlier page (its CustodyPage.nextCursor). */
+  cursor?: string;
+}
+
+export interface CustodyPage {
+  records: CustodyRecord[];
+  /** Given only when another matching record exists after this page's last. */
+  nextCursor?: string;
 }
 
 export interface VerifyProblem {
@@ -150,7 +158,9 @@ export interface Storage {
    */
   commit(batch: CommitBatch): Promise<CommitResult>;
   query(q: EventQuery): Promise<EventPage>;
+  /** A page of custody records, oldest first: custodyPage's records alone. */
   custody(q: CustodyQuery): Promise<CustodyRecord[]>;
+  custodyPage(q: CustodyQuery): Promise<CustodyPage>;
   /**
    * Every source and agent epoch; with `source`, only that source and the epochs of the agent of that id;
    * with `limit`, a page of that many sources after `after` (SourcesResponse.next).

@@ -145,6 +145,15 @@ export function storageSuite(name: string, makeStorage: () => Promise<StorageHar
       expect((await storage.custody({ source: 'host-1' })).map((r) => r.n)).toEqual([1, 2, 3, 4]);
       expect((await storage.custody({ source: 'host-1', limit: 2 })).map((r) => r.n)).toEqual([1, 2]);
       expect(await storage.custody({ source: 'nobody' })).toEqual([]);
+      // Pages: each resumes after the one before, across commits, and the last has no cursor.
+      const bySource = await storage.custodyPage({ source: 'host-1', limit: 3 });
+      expect(bySource.records.map((r) => r.n)).toEqual([1, 2, 3]);
+      expect(await storage.custodyPage({ source: 'host-1', limit: 3, cursor: bySource.nextCursor as string })).toEqual({ records: [second.custody[0]] });
+      const byIdPage = await storage.custodyPage({ id: a.id, limit: 1 });
+      expect(byIdPage.records.map((r) => r.n)).toEqual([1]);
+      expect((await storage.custodyPage({ id: a.id, limit: 1, cursor: byIdPage.nextCursor as string })).records.map((r) => r.n)).toEqual([4]);
+      expect((await storage.custodyPage({ limit: 4 })).nextCursor).toBeUndefined();
+      await expect(storage.custodyPage({ source: 'host-1', cursor: 'bm9wZQ' })).rejects.toThrow(/cursor/);
       const all: CustodyRecord[] = await storage.custody({});
       expect(all).toEqual([...first.custody, ...second.custody]);
       expect(await storage.verify()).toMatchObject({ ok: true, ledgerRecords: 4, events: 2 });

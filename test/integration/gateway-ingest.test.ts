@@ -103,6 +103,47 @@ describe('gateway ingest with real peers', () => {
     expect(ndjson<Stored>(q.stdout).map((e) => e.id).sort()).toEqual(['c-1', 'c-2', 'c-3']);
   });
 
+  it('pages custody records by source with X-Next-Cursor: every record once, none past the last page', async () => {
+    // Three posts, so the records span several commits; a duplicate and a rejection among them.
+    const post = async (lines: string[]): Promise<void> => {
+      const res = await runProcess('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', '-H', 'Content-Type: application/x-ndjson', '--data-binary', '@-', `${gw.httpUrl}/v1/events`], {
+        input: `${lines.join('\n')}\n`,
+      });
+      expect(res.stdout).toBe('200');
+    };
+    const ev = (i: number): string => JSON.stringify({ id: `cp-${i}`, source: 'custody-pager', type: 't' });
+    await post(Array.from({ length: 9 }, (_, i) => ev(i)));
+    await post([ev(3), JSON.stringify({ id: 'cp-bad', source: 'custody-pager', type: 't', outcome: 'maybe' }), ev(9)]);
+    await post(Array.from({ length: 12 }, (_, i) => ev(10 + i)));
+
+    const pages: Array<Array<{ n: number; outcome: string; id?: string }>> = [];
+    let cursor: string | undefined;
+    do {
+      const url = `${gw.httpUrl}/v1/custody?source=custody-pager&limit=5${cursor === undefined ? '' : `&cursor=${cursor}`}`;
+      const res = await runProcess('curl', ['-sS', '-D', '-', url]);
+      const [head = '', body = ''] = res.stdout.split('\r\n\r\n');
+      expect(head).toMatch(/^HTTP\/1\.1 200/);
+      cursor = /^x-next-cursor: (\S+)$/im.exec(head)?.[1];
+      pages.push(ndjson(body));
+      expect(pages.length).toBeLessThan(10);
+    } while (cursor !== undefined);
+    // 24 records: 5 + 5 + 5 + 5 + 4, the last page without a cursor.
+    expect(pages.map((p) => p.length)).toEqual([5, 5, 5, 5, 4]);
+    const ns = pages.flat().map((r) => r.n);
+    expect(ns).toEqual([...ns].sort((a, b) => a - b));
+    expect(new Set(ns).size).toBe(24);
+    const records = pages.flat();
+    expect(records.filter((r) => r.outcome === 'accepted')).toHaveLength(22);
+    expect(records.filter((r) => r.outcome === 'duplicate').map((r) => r.id)).toEqual(['cp-3']);
+    expect(records.filter((r) => r.outcome === 'rejected').map((r) => r.id)).toEqual(['cp-bad']);
+    // Exactly a page's worth left: no cursor on a full last page.
+    const all = await runProcess('curl', ['-sS', '-D', '-', `${gw.httpUrl}/v1/custody?source=custody-pager&limit=24`]);
+    expect(all.stdout).not.toMatch(/x-next-cursor/i);
+
+    const bad = await runProcess('curl', ['-sS', '-w', '\n%{http_code}', `${gw.httpUrl}/v1/custody?source=custody-pager&cursor=bm9wZQ`]);
+    expect(bad.stdout).toMatch(/METEORZX_INVALID_CURSOR[\s\S]*\n400$/);
+  });
+
   it('send posts a file in batches and exits 1 naming rejected events; status reports the gateway', async () => {
     const lines = [...Array.from({ length: 2500 }, (_, i) => JSON.stringify({ id: `s-${i}`, source: 'sender', type: 't' })), '{"type": broken'];
     const sent = await runCli(['send', gw.httpUrl, '-'], { input: `${lines.join('\n')}\n` });

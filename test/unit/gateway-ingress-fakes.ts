@@ -12,14 +12,14 @@ import {
   type StoredEvent,
 } from '../../protocols/index.js';
 import type { IngestContext, Ingestor } from '../../gateway/pipeline/ingestor.js';
-import type { CustodyQuery, EventPage, EventQuery, Storage, VerifyReport } from '../../gateway/storage/types.js';
+import type { CustodyPage, CustodyQuery, EventPage, EventQuery, Storage, VerifyReport } from '../../gateway/storage/types.js';
 
 /**
  * An in-memory stand-in for the pipeline + storage, enough to test the
  * ingress and the HTTP API on their own: validates, dedups by id, keeps
  * custody records. `failNext` makes the next ingests throw.
  */
-export class FakeGatewayCore implements Ingestor, Pick<Storage, 'query' | 'custody' | 'sources' | 'verify'> {
+export class FakeGatewayCore implements Ingestor, Pick<Storage, 'query' | 'custodyPage' | 'sources' | 'verify'> {
   readonly events: StoredEvent[] = [];
   readonly records: CustodyRecord[] = [];
   readonly contexts: IngestContext[] = [];
@@ -84,8 +84,8 @@ export class FakeGatewayCore implements Ingestor, Pick<Storage, 'query' | 'custo
     return next < all.length ? { events, nextCursor: String(next) } : { events };
   }
 
-  async custody(q: CustodyQuery): Promise<CustodyRecord[]> {
-    return this.records.filter((r) => (q.id === undefined || r.id === q.id) && (q.source === undefined || r.source === q.source));
+  async custodyPage(q: CustodyQuery): Promise<CustodyPage> {
+    return { records: this.records.filter((r) => (q.id === undefined || r.id === q.id) && (q.source === undefined || r.source === q.source)) };
   }
 
   async verify(): Promise<VerifyReport> {

@@ -72,12 +72,15 @@ export function registerQuery(app: FastifyInstance, ctx: ApiContext): void {
       if (id === undefined && source === undefined) {
         throw GatewayErrors.METEORZX_BAD_REQUEST('give id=<event id> or source=<source>');
       }
-      const records = await ctx.storage.custody({
+      const cursor = one(q, 'cursor');
+      const page = await ctx.storage.custodyPage({
         ...(id === undefined ? {} : { id }),
         ...(source === undefined ? {} : { source }),
+        ...(cursor === undefined ? {} : { cursor }),
         limit: intParam(q, 'limit', DEFAULT_PAGE, MAX_PAGE),
       });
-      return reply.type(NDJSON).send(ndjson(records));
+      if (page.nextCursor !== undefined) void reply.header('X-Next-Cursor', page.nextCursor);
+      return reply.type(NDJSON).send(ndjson(page.records));
     } catch (err) {
       return sendError(reply, err);
     }

@@ -1,6 +1,6 @@
 import type { CustodyRecord, StoredEvent } from '../../../protocols/index.js';
 import { GatewayErrors } from '../../errors.js';
-import type { CustodyQuery, EventPage, EventQuery } from '../types.js';
+import type { CustodyPage, CustodyQuery, EventPage, EventQuery } from '../types.js';
 import { commitHex, DAY_MS, dayOf, decodePointer, idKey, indexPrefix, parseCommitHex, parseIndexTail } from './keys.js';
 import type { LevelContext } from './level-storage.js';
 
@@ -87,19 +87,41 @@ export async function queryEvents(ctx: LevelContext, q: EventQuery): Promise<Eve
   return more && last !== undefined ? { events, nextCursor: encodeCursor(last) } : { events };
 }
 
-async function* commitsOf(ctx: LevelContext, prefix: string): AsyncIterable<number> {
-  for await (const key of ctx.db.keys({ gte: prefix, lt: `${prefix}~` })) {
+/** Where a custody page ended: the last record's commit and ledger number. */
+interface CustodyPosition {
+  commit: number;
+  n: number;
+}
+
+function encodeCustodyCursor(p: CustodyPosition): string {
+  return Buffer.from(`c1:${p.commit}:${p.n}`).toString('base64url');
+}
+
+function decodeCustodyCursor(cursor: string): CustodyPosition {
+  const m = /^c1:(\d{1,15}):(\d{1,15})$/.exec(Buffer.from(cursor, 'base64url').toString());
+  if (m === null) throw GatewayErrors.METEORZX_INVALID_CURSOR('cursor is not one this gateway issued for custody', { userError: true });
+  return { commit: Number(m[1]), n: Number(m[2]) };
+}
+
+async function* commitsOf(ctx: LevelContext, prefix: string, from = 0): AsyncIterable<number> {
+  for await (const key of ctx.db.keys({ gte: from === 0 ? prefix : `${prefix}${commitHex(from)}`, lt: `${prefix}~` })) {
     // Another id may start with this one followed by `!`: its keys are longer.
     if (key.length === prefix.length + 16) yield parseCommitHex(key.slice(-16));
   }
 }
 
-/** Custody records oldest first, by id, by source, or all; at most `limit` (default 1000). */
-export async function queryCustody(ctx: LevelContext, q: CustodyQuery): Promise<CustodyRecord[]> {
+/**
+ * Custody records oldest first, by id, by source, or all; at most `limit` (default 1000), after `cursor`.
+ * Records are numbered in commit order, so a page resumes at its last record's commit, past its number.
+ */
+export async function queryCustody(ctx: LevelContext, q: CustodyQuery): Promise<CustodyPage> {
   const limit = q.limit ?? 1000;
+  const after = q.cursor === undefined ? undefined : decodeCustodyCursor(q.cursor);
+  const from = after?.commit ?? 0;
   const out: CustodyRecord[] = [];
+  let last: CustodyPosition | undefined;
   const keep = (r: CustodyRecord): boolean =>
-    (q.id === undefined || r.id === q.id) && (q.source === undefined || r.source === q.source);
+    (after === undefined || r.n > after.n) && (q.id === undefined || r.id === q.id) && (q.source === undefined || r.source === q.source);
 
   let commits: AsyncIterable<number> | number[];
   if (q.id !== undefined) {
@@ -108,23 +130,24 @@ export async function queryCustody(ctx: LevelContext, q: CustodyQuery): Promise<
     const pointerValue = (await ctx.db.get(idKey(q.id))) as Buffer | undefined;
     const pointer = pointerValue === undefined ? undefined : decodePointer(pointerValue.toString());
     if (pointer !== undefined) set.add(pointer.commit);
-    commits = [...set].sort((a, b) => a - b);
+    commits = [...set].filter((c) => c >= from).sort((a, b) => a - b);
   } else if (q.source !== undefined) {
-    commits = commitsOf(ctx, `cs!${q.source}!`);
+    commits = commitsOf(ctx, `cs!${q.source}!`, from);
   } else {
-    commits = allCustodyCommits(ctx);
+    commits = allCustodyCommits(ctx, from);
   }
   for await (const commit of commits) {
     const records = await ctx.custodyBlock(commit);
     for (const r of records ?? []) {
       if (!keep(r)) continue;
+      if (out.length === limit) return { records: out, nextCursor: encodeCustodyCursor(last as CustodyPosition) };
       out.push(r);
-      if (out.length >= limit) return out;
+      last = { commit, n: r.n };
     }
   }
-  return out;
+  return { records: out };
 }
 
-async function* allCustodyCommits(ctx: LevelContext): AsyncIterable<number> {
-  for await (const key of ctx.db.keys({ gt: 'k!', lt: 'k"' })) yield parseCommitHex(key.slice(2));
+async function* allCustodyCommits(ctx: LevelContext, from: number): AsyncIterable<number> {
+  for await (const key of ctx.db.keys(from === 0 ? { gt: 'k!', lt: 'k"' } : { gte: `k!${commitHex(from)}`, lt: 'k"' })) yield parseCommitHex(key.slice(2));
 }

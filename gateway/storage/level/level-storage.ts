@@ -13,6 +13,7 @@ import type {
   CommitBatch,
   CustodyInput,
   CommitResult,
+  CustodyPage,
   CustodyQuery,
   EventPage,
   EventQuery,
@@ -424,7 +425,11 @@ export class LevelStorage implements Storage {
     return queryEvents(this.context(), q);
   }
 
-  custody(q: CustodyQuery): Promise<CustodyRecord[]> {
+  async custody(q: CustodyQuery): Promise<CustodyRecord[]> {
+    return (await queryCustody(this.context(), q)).records;
+  }
+
+  custodyPage(q: CustodyQuery): Promise<CustodyPage> {
     return queryCustody(this.context(), q);
   }
 
