@@ -16,7 +16,7 @@ export interface LoggerOptions {
 }
 
 // Secrets can reach a log line when a config section or request headers are logged whole.
-const REDACT = ['token', 'password', '*.token', '*.password', 'headers.authorization', '*.headers.authorization'];
+const REDACT = ['token', 'password', 'hashKey', '*.token', '*.password', '*.hashKey', 'headers.authorization', '*.headers.authorization'];
 
 /**
  * JSON-lines logger. The operator's METEORZX_LOG_LEVEL wins over the config

@@ -149,6 +149,7 @@ const pipelineSchema = z
       })
       .prefault({}),
     transforms: z.array(transformSchema).prefault([]),
+    hashKey: secret().optional(), // the hash transform's HMAC key; or hashKeyFile (docs/config.md)
     rules: z.array(ruleSchema).superRefine(unique((r) => r.name, 'name')).prefault([]),
   })
   // Compiling each step and rule as the pipeline will catches what the shapes above cannot

@@ -9,7 +9,7 @@ import type { ConfigIssue, ConfigPath } from './issues.js';
  * stands for `token: <the file's content>`. Add a name here to give another
  * secret key a file form; the schemas only ever see the inline key.
  */
-export const SECRET_KEYS = ['token', 'password'] as const;
+export const SECRET_KEYS = ['token', 'password', 'hashKey'] as const;
 
 // A secret is a line, not a blob; the bound also stops a path like /dev/zero from being read forever.
 const MAX_SECRET_BYTES = 64 * 1024;

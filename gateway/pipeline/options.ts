@@ -10,6 +10,8 @@ export interface PipelineConfig {
   readonly pipeline: {
     readonly dedup: { readonly window: number; readonly cacheSize: number };
     readonly transforms: readonly TransformConfig[];
+    /** When set, `hash` steps take an HMAC-SHA256 with this key instead of a plain SHA-256. */
+    readonly hashKey?: string;
     readonly rules: readonly RuleConfig[];
   };
   readonly commit: { readonly maxEvents: number; readonly maxWaitMs: number };

@@ -39,7 +39,7 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
   const { storage, config, metrics } = opts;
   const clock = opts.clock ?? Date.now;
   const limits = opts.limits ?? DEFAULT_LIMITS;
-  const transforms = new Transforms(config.pipeline.transforms);
+  const transforms = new Transforms(config.pipeline.transforms, config.pipeline.hashKey);
   const rules = new Rules(config.pipeline.rules);
   const tracker = new ChainTracker((agent, epoch) => storage.chainHead(agent, epoch), opts.maxChains);
   const dedup = new Dedup(storage, {

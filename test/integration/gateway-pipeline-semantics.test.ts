@@ -1,3 +1,5 @@
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ndjson, removeDir, runCli, runProcess, startGateway, tempDir, type RunningGateway } from './gateway-harness.js';
 
@@ -10,7 +12,9 @@ let dir: string;
 let gw: RunningGateway;
 
 const pipeline = {
-  transforms: [{ rename: { 'data.user': 'data.meta.user', 'data.card': 'data.pay.card' } }, { mask: ['data.pay.card'] }],
+  transforms: [{ rename: { 'data.user': 'data.meta.user', 'data.card': 'data.pay.card' } }, { mask: ['data.pay.card'] }, { hash: ['actor'] }],
+  // Relative to the config file's folder, like every secret file.
+  hashKeyFile: 'hash.key',
   rules: [
     {
       name: 'failed-login',
@@ -25,6 +29,7 @@ const pipeline = {
 
 beforeAll(async () => {
   dir = await tempDir();
+  await writeFile(path.join(dir, 'hash.key'), 'key\n');
   gw = await startGateway({ dir, config: { pipeline } });
 });
 
@@ -36,6 +41,7 @@ afterAll(async () => {
 interface Stored {
   id: string;
   type: string;
+  actor?: string;
   tags?: string[];
   data?: Record<string, unknown>;
 }
@@ -56,6 +62,14 @@ async function stored(source: string): Promise<Stored[]> {
 }
 
 describe('gateway pipeline semantics, through the CLI', () => {
+  it('hashes with the HMAC key of pipeline.hashKeyFile, so a hashed actor cannot be found by hashing candidates', async () => {
+    const answer = await post([{ id: 'hk-1', source: 'hash-key', type: 't', actor: 'The quick brown fox jumps over the lazy dog' }]);
+    expect(answer.accepted).toBe(1);
+    const [event] = await stored('hash-key');
+    // HMAC-SHA256, key "key" (the file's trailing line break removed): the well-known test vector.
+    expect(event?.actor).toBe('f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8');
+  });
+
   it('keeps a field a rename cannot move (a value in the way of its new path) instead of losing it', async () => {
     const answer = await post([
       { id: 'rn-1', source: 'app-rn', type: 'pay', data: { user: 'alice', card: '4111111111111111', meta: { v: 1 } } },

@@ -32,6 +32,15 @@ describe('transforms stage', () => {
     expect(input).toEqual(base());
   });
 
+  it('hashes with HMAC-SHA256 when given a key: a known test vector, and the plain SHA-256 without one', () => {
+    const fox = { ...base(), actor: 'The quick brown fox jumps over the lazy dog', data: { n: 1 } };
+    const keyed = new Transforms([{ hash: ['actor', 'data'] }], 'key').apply(fox);
+    expect(keyed.actor).toBe('f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8');
+    expect(keyed.data).toMatch(/^[0-9a-f]{64}$/);
+    expect(keyed.data).not.toBe(sha256Hex(canonicalJson({ n: 1 })));
+    expect(new Transforms([{ hash: ['actor'] }]).apply(fox).actor).toBe('d7a8fbb307d7809469ca9abcb0082e4f8d5651e46d3cdb762d02d0bf37c9e592');
+  });
+
   it('returns the same event when there is nothing to do', () => {
     const e = base();
     expect(new Transforms([]).apply(e)).toBe(e);

@@ -1,3 +1,4 @@
+import { createHmac } from 'node:crypto';
 import { canonicalJson, sha256Hex, type AuditEvent } from '../../../protocols/index.js';
 import { GatewayErrors } from '../../errors.js';
 import { deletePath, getPath, hasPath, setPath, splitPath } from './paths.js';
@@ -30,17 +31,25 @@ function parts(path: string, kind: string): string[] {
   return p;
 }
 
-function hashValue(value: unknown): string {
-  return sha256Hex(typeof value === 'string' ? value : canonicalJson(value));
+/**
+ * A `hash` step's function: SHA-256 of a string's text or of any other value's canonical JSON; with a
+ * key, HMAC-SHA256. Without a key a value from a small set (a user name, an IP address, a card number)
+ * is found again by hashing the candidates, so the plain hash pseudonymises only against a casual reader.
+ */
+function hasher(key: string | undefined): (value: unknown) => string {
+  const text = (value: unknown): string => (typeof value === 'string' ? value : canonicalJson(value));
+  if (key === undefined) return (value) => sha256Hex(text(value));
+  return (value) => createHmac('sha256', key).update(text(value)).digest('hex');
 }
 
-function compileStep(step: TransformConfig): Step {
+function compileStep(step: TransformConfig, hashKey: string | undefined): Step {
   if ('mask' in step) {
     const paths = step.mask.map((p) => parts(p, 'mask'));
     return (e) => paths.forEach((p) => hasPath(e, p) && setPath(e, p, MASK));
   }
   if ('hash' in step) {
     const paths = step.hash.map((p) => parts(p, 'hash'));
+    const hashValue = hasher(hashKey);
     return (e) => paths.forEach((p) => hasPath(e, p) && setPath(e, p, hashValue(getPath(e, p))));
   }
   if ('rename' in step) {
@@ -76,8 +85,9 @@ function compileStep(step: TransformConfig): Step {
 export class Transforms {
   private readonly steps: Step[];
 
-  constructor(configs: readonly TransformConfig[]) {
-    this.steps = configs.map(compileStep);
+  /** `hashKey`: pipeline.hashKey, the key of every `hash` step's HMAC (none: plain SHA-256). */
+  constructor(configs: readonly TransformConfig[], hashKey?: string) {
+    this.steps = configs.map((step) => compileStep(step, hashKey));
   }
 
   get size(): number {
