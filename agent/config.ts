@@ -117,14 +117,27 @@ const intakeSchema = z
   // No `intake` section at all: the HTTP intake alone, so an empty config gives a working agent.
   .prefault({ http: {} });
 
+/** A client certificate for a gateway that asks for one (its `tls.requestClientCert`): both files or neither. */
+const clientCertFields = {
+  cert: text().optional(), // PEM file of the agent's client certificate (mutual TLS)
+  key: text().optional(), // PEM file of that certificate's private key
+};
+
+function certWithKey(tls: { cert?: string | undefined; key?: string | undefined }, ctx: z.RefinementCtx): void {
+  if ((tls.cert === undefined) !== (tls.key === undefined)) {
+    ctx.addIssue({ code: 'custom', path: [tls.cert === undefined ? 'cert' : 'key'], message: 'give the client certificate and its key together (cert and key)' });
+  }
+}
+
 const httpPushSchema = z.strictObject({
   url: url(['http', 'https']), // the gateway's POST /v1/events
   token: secret().optional(), // bearer token with the ingest scope; or tokenFile
   ca: text().optional(), // PEM file of a private CA for https
+  ...clientCertFields,
   gzipAboveBytes: size().prefault('1KiB'), // bytes; smaller bodies go uncompressed
   maxInFlight: int({ min: 1, max: 64 }).prefault(4), // requests awaiting an answer
   timeoutMs: duration({ min: 1 }).prefault('30s'), // ms for one request
-});
+}).superRefine(certWithKey);
 
 const mqttPushSchema = z.strictObject({
   url: url(['mqtt', 'mqtts', 'ws', 'wss']),
@@ -132,13 +145,14 @@ const mqttPushSchema = z.strictObject({
   password: secret().optional(), // or passwordFile
   clientId: text().optional(), // default: meteorzx-agent-<id>
   ca: text().optional(), // PEM file of a private CA for mqtts/wss
+  ...clientCertFields,
   topicPrefix: z
     .string()
     .regex(/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/, { error: 'expected topic levels without wildcards, e.g. audit' })
     .default(TOPIC_ROOT), // topics are <topicPrefix>/<id>/events|status|cmd
   maxInFlight: int({ min: 1, max: 64 }).prefault(4), // QoS 1 batches awaiting PUBACK
   timeoutMs: duration({ min: 1 }).prefault('30s'), // ms for one PUBACK
-});
+}).superRefine(certWithKey);
 
 const pushSchema = z
   .strictObject({

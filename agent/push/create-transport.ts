@@ -2,6 +2,15 @@ import { readFileSync } from 'node:fs';
 import type { AgentConfig } from '../config.js';
 import type { PushTransport } from './types.js';
 
+/** The TLS files a push section names (a private CA, a client certificate and key), read. */
+function tlsFiles(section: { ca?: string | undefined; cert?: string | undefined; key?: string | undefined }): { ca?: Buffer; cert?: Buffer; key?: Buffer } {
+  return {
+    ...(section.ca === undefined ? {} : { ca: readFileSync(section.ca) }),
+    ...(section.cert === undefined ? {} : { cert: readFileSync(section.cert) }),
+    ...(section.key === undefined ? {} : { key: readFileSync(section.key) }),
+  };
+}
+
 /**
  * The push transport the config names (`push.http` or `push.mqtt`), or
  * undefined when it names none. Each is imported only when configured:
@@ -17,7 +26,7 @@ export async function createTransport(config: AgentConfig, epoch: string): Promi
       gzipAboveBytes: http.gzipAboveBytes,
       timeoutMs: http.timeoutMs,
       ...(http.token === undefined ? {} : { token: http.token }),
-      ...(http.ca === undefined ? {} : { ca: readFileSync(http.ca) }),
+      ...tlsFiles(http),
     });
   }
   if (mqtt !== undefined) {
@@ -34,7 +43,7 @@ export async function createTransport(config: AgentConfig, epoch: string): Promi
       ...(mqtt.clientId === undefined ? {} : { clientId: mqtt.clientId }),
       ...(mqtt.username === undefined ? {} : { username: mqtt.username }),
       ...(mqtt.password === undefined ? {} : { password: mqtt.password }),
-      ...(mqtt.ca === undefined ? {} : { ca: readFileSync(mqtt.ca) }),
+      ...tlsFiles(mqtt),
     });
   }
   return undefined;

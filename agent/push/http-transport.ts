@@ -29,6 +29,9 @@ export interface HttpTransportOptions {
   timeoutMs?: number;
   /** PEM of a private CA for https. */
   ca?: string | Buffer;
+  /** PEM client certificate and key, for a gateway that asks for one (mutual TLS). */
+  cert?: string | Buffer;
+  key?: string | Buffer;
 }
 
 /** Status codes after which the same bytes may succeed later. */
@@ -62,7 +65,11 @@ export class HttpTransport implements PushTransport {
       keepAliveTimeout: 30_000,
       headersTimeout: timeout,
       bodyTimeout: timeout,
-      connect: { timeout: Math.min(timeout, 10_000), ...(options.ca === undefined ? {} : { ca: options.ca }) },
+      connect: {
+        timeout: Math.min(timeout, 10_000),
+        ...(options.ca === undefined ? {} : { ca: options.ca }),
+        ...(options.cert === undefined || options.key === undefined ? {} : { cert: options.cert, key: options.key }),
+      },
     });
     this.headers = { 'content-type': NDJSON };
     if (options.token !== undefined) this.headers.authorization = `Bearer ${options.token}`;

@@ -19,6 +19,9 @@ export interface MqttTransportOptions {
   password?: string;
   /** PEM of a private CA for mqtts/wss. */
   ca?: string | Buffer;
+  /** PEM client certificate and key, for a broker that asks for one (mutual TLS). */
+  cert?: string | Buffer;
+  key?: string | Buffer;
   /** Longest wait for one PUBACK, ms; past it the connection is dropped and everything unacked is resent. */
   timeoutMs?: number;
   /** Unacknowledged QoS 1 publishes (one batch each) at once. */
@@ -212,6 +215,7 @@ export class MqttTransport implements PushTransport {
       ...(this.options.username === undefined ? {} : { username: this.options.username }),
       ...(this.options.password === undefined ? {} : { password: this.options.password }),
       ...(this.options.ca === undefined ? {} : { ca: this.options.ca }),
+      ...(this.options.cert === undefined || this.options.key === undefined ? {} : { cert: this.options.cert, key: this.options.key }),
     };
     return new Promise<MqttClient>((resolve, reject) => {
       const client = mqtt.connect(this.options.url, options);

@@ -1,9 +1,9 @@
-import { execFileSync } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gatewayEvents, killAll, postEvents, removeDir, startAgent, tempDir, type Agent } from './agent-harness.js';
 import { runCli, startGateway, type RunningGateway } from './gateway-harness.js';
+import { makePki } from './test-pki.js';
 
 /**
  * `meteorzx pull --ca` and `"ca"` in POST /v1/pull: a real agent serving
@@ -19,20 +19,6 @@ let agent: Agent;
 let agentUrl: string;
 let gateway: RunningGateway;
 let caFile: string;
-
-function openssl(args: string[]): void {
-  execFileSync('openssl', args, { stdio: 'ignore' });
-}
-
-/** A throw-away CA, and a server certificate it signs for 127.0.0.1: the PEM files of both. */
-async function makePki(into: string): Promise<{ ca: string; cert: string; key: string }> {
-  const f = (name: string) => join(into, name);
-  openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '1', '-subj', '/CN=meteorzx test CA']);
-  openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('agent.key'), '-out', f('agent.csr'), '-subj', '/CN=127.0.0.1']);
-  await writeFile(f('agent.ext'), 'subjectAltName=IP:127.0.0.1\n');
-  openssl(['x509', '-req', '-in', f('agent.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f('agent.pem'), '-days', '1', '-extfile', f('agent.ext')]);
-  return { ca: f('ca.pem'), cert: f('agent.pem'), key: f('agent.key') };
-}
 
 function seqsOf(text: string): number[] {
   return text
@@ -95,11 +81,11 @@ describe('meteorzx pull from an https agent with a private CA', () => {
   });
 
   it('refuses a --ca that is not a CA certificate, or with an http agent, with one usage line', async () => {
-    const key = join(dir, 'pki', 'agent.key');
+    const key = join(dir, 'pki', 'server.key');
     const notPem = join(dir, 'not-pem.txt');
     await writeFile(notPem, 'hello\n');
     const cases: [string[], RegExp][] = [
-      [['pull', agentUrl, '--ca', key], /--ca .*agent\.key holds a private key; give the CA certificate only/],
+      [['pull', agentUrl, '--ca', key], /--ca .*server\.key holds a private key; give the CA certificate only/],
       [['pull', agentUrl, '--into', gateway.httpUrl, '--ca', notPem], /--ca .*not-pem\.txt holds no PEM certificate/],
       [['pull', agentUrl, '--ca', join(dir, 'missing.pem')], /--ca .*missing\.pem: cannot read it: ENOENT/],
       [['pull', agent.pullUrl, '--ca', caFile], /--ca is for an https agent URL; http:\/\/127\.0\.0\.1:\d+ is http/],
