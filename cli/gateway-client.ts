@@ -1,7 +1,9 @@
-import { request, type Dispatcher } from 'undici';
+import { readFileSync } from 'node:fs';
+import { Agent, request, setGlobalDispatcher, type Dispatcher } from 'undici';
 import { CommonErrors } from '../common/errors.js';
 import { tlsCertificateError } from '../common/tls-trust.js';
 import { MeteorError } from '../protocols/errors.js';
+import type { TlsOptions } from './commands/tls-options.js';
 
 /**
  * The HTTP client of `meteorzx query|verify|status|send`: one place that
@@ -57,7 +59,7 @@ const NETWORK_WHY: Record<string, string> = {
   UND_ERR_SOCKET: 'connection closed unexpectedly',
 };
 
-function networkError(err: unknown, target: string, untrustedHint = 'set NODE_EXTRA_CA_CERTS to a PEM file of the CA that signs it'): MeteorError {
+function networkError(err: unknown, target: string, untrustedHint = 'pass --ca FILE, or set NODE_EXTRA_CA_CERTS, to a PEM file of the CA that signs it'): MeteorError {
   const tls = tlsCertificateError(err);
   if (tls !== undefined) {
     return CommonErrors.METEORZX_GATEWAY_UNREACHABLE(`cannot reach ${target}: ${tls.text}${tls.untrusted ? ` (${untrustedHint})` : ''}`, { userError: true, cause: err });
@@ -111,6 +113,29 @@ export function answerError(res: ApiResponse, what: string, tokenHint = 'pass --
   }
   const hint = res.status === 401 ? ` (${tokenHint})` : '';
   return new MeteorError(code, `${what}: HTTP ${res.status}: ${detail || 'no detail'}${hint}`, { userError: true, status: res.status });
+}
+
+/**
+ * Makes every later call() trust --ca and present --cert/--key (the command's TLS options): one set
+ * of connections for the process, which runs one command. Without any, undici's defaults stay.
+ */
+export function useTlsOptions(options: TlsOptions): void {
+  if ((options.cert === undefined) !== (options.key === undefined)) {
+    throw CommonErrors.METEORZX_USAGE(`${options.cert === undefined ? '--key' : '--cert'} needs ${options.cert === undefined ? '--cert' : '--key'}: give the client certificate and its key together`, { userError: true });
+  }
+  const read = (flag: string, file: string | undefined): Buffer | undefined => {
+    if (file === undefined) return undefined;
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      throw CommonErrors.METEORZX_USAGE(`${flag} ${file}: cannot read it: ${(err as Error).message}`, { userError: true, cause: err });
+    }
+  };
+  const ca = read('--ca', options.ca);
+  const cert = read('--cert', options.cert);
+  const key = read('--key', options.key);
+  if (ca === undefined && cert === undefined) return;
+  setGlobalDispatcher(new Agent({ connect: { ...(ca === undefined ? {} : { ca }), ...(cert === undefined || key === undefined ? {} : { cert, key }) } }));
 }
 
 /** The token from --token, else METEORZX_TOKEN. */

@@ -1,7 +1,8 @@
 import { Option, type Command } from 'commander';
 import { CommonErrors } from '../../common/errors.js';
+import { withTlsOptions, type TlsOptions } from './tls-options.js';
 
-interface QueryOptions {
+interface QueryOptions extends TlsOptions {
   source?: string;
   type?: string;
   since?: string;
@@ -15,7 +16,7 @@ interface QueryOptions {
 const PAGE = 10_000;
 
 export function register(program: Command): void {
-  program
+  const command = program
     .command('query')
     .description('print stored events from a gateway, oldest first, following pages to the end')
     .argument('<gateway-url>', 'the gateway HTTP API, e.g. http://127.0.0.1:7400')
@@ -25,10 +26,10 @@ export function register(program: Command): void {
     .option('--until <time>', 'received before (RFC 3339 or ms since the epoch)')
     .option('--limit <n>', 'print at most n events (default: all)')
     .addOption(new Option('--format <format>', 'output format').choices(['ndjson', 'table']).default('ndjson'))
-    .option('--token <token>', 'bearer token with the query scope (default: $METEORZX_TOKEN)')
-    .action(async (url: string, options: QueryOptions) => {
-      await query(url, options);
-    });
+    .option('--token <token>', 'bearer token with the query scope (default: $METEORZX_TOKEN)');
+  withTlsOptions(command).action(async (url: string, options: QueryOptions) => {
+    await query(url, options);
+  });
 }
 
 function parseLimit(text: string | undefined): number {
@@ -41,9 +42,10 @@ function parseLimit(text: string | undefined): number {
 }
 
 async function query(url: string, options: QueryOptions): Promise<void> {
-  const { baseUrl, call, answerError, tokenFrom } = await import('../gateway-client.js');
+  const { baseUrl, call, answerError, tokenFrom, useTlsOptions } = await import('../gateway-client.js');
   const base = baseUrl(url);
   const token = tokenFrom(options.token);
+  useTlsOptions(options);
   let remaining = parseLimit(options.limit);
   let cursor: string | undefined;
   const table = options.format === 'table';

@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import type { IngestResponse } from '../../protocols/index.js';
+import { withTlsOptions, type TlsOptions } from './tls-options.js';
 
-interface SendOptions {
+interface SendOptions extends TlsOptions {
   token?: string;
   batch: string;
 }
@@ -11,16 +12,16 @@ const MAX_BATCH_BYTES = 4 * 1024 * 1024;
 const MAX_TRIES = 30;
 
 export function register(program: Command): void {
-  program
+  const command = program
     .command('send')
     .description('POST events (NDJSON, or a JSON array) to an agent intake or a gateway, in batches; exit 1 if any is rejected')
     .argument('<url>', 'agent intake or gateway, e.g. http://127.0.0.1:7400')
     .argument('[file]', 'file of events; "-" or none reads standard input')
     .option('--token <token>', 'bearer token with the ingest scope (default: $METEORZX_TOKEN)')
-    .option('--batch <n>', 'events per request, at most 1000', '1000')
-    .action(async (url: string, file: string | undefined, options: SendOptions) => {
-      await send(url, file, options);
-    });
+    .option('--batch <n>', 'events per request, at most 1000', '1000');
+  withTlsOptions(command).action(async (url: string, file: string | undefined, options: SendOptions) => {
+    await send(url, file, options);
+  });
 }
 
 interface Batch {
@@ -79,7 +80,7 @@ async function* arrayBatches(text: string, size: number): AsyncGenerator<Batch> 
 }
 
 async function send(url: string, file: string | undefined, options: SendOptions): Promise<void> {
-  const [{ baseUrl, call, answerError, tokenFrom }, { createReadStream }, { CommonErrors }] = await Promise.all([
+  const [{ baseUrl, call, answerError, tokenFrom, useTlsOptions }, { createReadStream }, { CommonErrors }] = await Promise.all([
     import('../gateway-client.js'),
     import('node:fs'),
     import('../../common/errors.js'),
@@ -90,6 +91,7 @@ async function send(url: string, file: string | undefined, options: SendOptions)
   }
   const base = baseUrl(url);
   const token = tokenFrom(options.token);
+  useTlsOptions(options);
   const input = file === undefined || file === '-' ? process.stdin : createReadStream(file);
   const opened = new Promise<void>((resolve, reject) => {
     if (input === process.stdin) return resolve();

@@ -1,29 +1,31 @@
 import type { Command } from 'commander';
 import type { AgentStatus, SourcesResponse } from '../../protocols/index.js';
+import { withTlsOptions, type TlsOptions } from './tls-options.js';
 
-interface StatusOptions {
+interface StatusOptions extends TlsOptions {
   token?: string;
   json?: boolean;
   source?: string;
 }
 
 export function register(program: Command): void {
-  program
+  const command = program
     .command('status')
     .description("show an agent's buffer and push state, or a gateway's health and sources")
     .argument('<url>', "an agent's pull listener (http://127.0.0.1:7402) or a gateway (http://127.0.0.1:7400)")
     .option('--token <token>', 'bearer token (default: $METEORZX_TOKEN)')
     .option('--json', 'print the raw JSON answer', false)
-    .option('--source <id>', 'a gateway: only this source and the epochs of the agent with this id (a gateway with many sources lists them all otherwise)')
-    .action(async (url: string, options: StatusOptions) => {
-      await status(url, options);
-    });
+    .option('--source <id>', 'a gateway: only this source and the epochs of the agent with this id (a gateway with many sources lists them all otherwise)');
+  withTlsOptions(command).action(async (url: string, options: StatusOptions) => {
+    await status(url, options);
+  });
 }
 
 async function status(url: string, options: StatusOptions): Promise<void> {
-  const { baseUrl, call, answerError, tokenFrom } = await import('../gateway-client.js');
+  const { baseUrl, call, answerError, tokenFrom, useTlsOptions } = await import('../gateway-client.js');
   const base = baseUrl(url);
   const token = tokenFrom(options.token);
+  useTlsOptions(options);
   // An agent answers /v1/status; a gateway has no such route and answers /healthz.
   const agent = await call(base, { path: '/v1/status', token });
   if (agent.status === 200) {

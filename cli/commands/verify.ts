@@ -2,36 +2,38 @@ import type { Command } from 'commander';
 import { CommonErrors } from '../../common/errors.js';
 import { SOURCE_RE } from '../../protocols/index.js';
 import type { VerifyReport } from '../../gateway/storage/types.js';
+import { withTlsOptions, type TlsOptions } from './tls-options.js';
 
-interface VerifyOptions {
+interface VerifyOptions extends TlsOptions {
   dataDir?: string;
   source?: string;
   token?: string;
 }
 
 export function register(program: Command): void {
-  program
+  const command = program
     .command('verify')
     .description("check the custody ledger's hash chain and every stored event's hash; exit 1 naming the first break")
     .argument('[gateway-url]', 'a running gateway, e.g. http://127.0.0.1:7400 (needs the admin scope)')
     .option('-d, --data-dir <dir>', "a stopped gateway's data directory, read directly")
     .option('--source <source>', 'only events and index keys of this source (the ledger is always checked whole)')
-    .option('--token <token>', 'bearer token with the admin scope (default: $METEORZX_TOKEN)')
-    .action(async (url: string | undefined, options: VerifyOptions) => {
-      if ((url === undefined) === (options.dataDir === undefined)) {
-        throw CommonErrors.METEORZX_USAGE('give either a gateway URL or --data-dir DIR', { userError: true });
-      }
-      // A source no event can have would verify nothing and say ok.
-      if (options.source !== undefined && !SOURCE_RE.test(options.source)) {
-        throw CommonErrors.METEORZX_USAGE(`--source must match ${String(SOURCE_RE)}`, { userError: true });
-      }
-      const report = url === undefined ? await verifyDir(options.dataDir as string, options.source) : await verifyUrl(url, options);
-      await judge(report);
-    });
+    .option('--token <token>', 'bearer token with the admin scope (default: $METEORZX_TOKEN)');
+  withTlsOptions(command).action(async (url: string | undefined, options: VerifyOptions) => {
+    if ((url === undefined) === (options.dataDir === undefined)) {
+      throw CommonErrors.METEORZX_USAGE('give either a gateway URL or --data-dir DIR', { userError: true });
+    }
+    // A source no event can have would verify nothing and say ok.
+    if (options.source !== undefined && !SOURCE_RE.test(options.source)) {
+      throw CommonErrors.METEORZX_USAGE(`--source must match ${String(SOURCE_RE)}`, { userError: true });
+    }
+    const report = url === undefined ? await verifyDir(options.dataDir as string, options.source) : await verifyUrl(url, options);
+    await judge(report);
+  });
 }
 
 async function verifyUrl(url: string, options: VerifyOptions): Promise<VerifyReport> {
-  const { baseUrl, call, answerError, tokenFrom } = await import('../gateway-client.js');
+  const { baseUrl, call, answerError, tokenFrom, useTlsOptions } = await import('../gateway-client.js');
+  useTlsOptions(options);
   const query = options.source === undefined ? '' : `?source=${encodeURIComponent(options.source)}`;
   // A whole-store check can take minutes on a large store.
   const res = await call(baseUrl(url), { method: 'POST', path: `/v1/verify${query}`, token: tokenFrom(options.token), timeoutMs: 3_600_000 });

@@ -78,6 +78,30 @@ describe('agent push with a client certificate (mutual TLS)', () => {
     expect(await storedIds('mtls-none')).toEqual([]);
   });
 
+  it('meteorzx send, query and status reach the gateway with --ca, --cert and --key; without them, one line saying why', async () => {
+    const tlsArgs = ['--ca', pki.ca, '--cert', pki.clientCert, '--key', pki.clientKey];
+    const input = `${events('c').map((e) => JSON.stringify({ ...e, source: 'mtls-cli' })).join('\n')}\n`;
+    const sent = await runCli(['send', httpsUrl, '-', ...tlsArgs], { input });
+    expect(sent.code, sent.stderr).toBe(0);
+    const q = await runCli(['query', httpsUrl, '--source', 'mtls-cli', ...tlsArgs]);
+    expect(q.code, q.stderr).toBe(0);
+    expect(ndjson<{ id: string }>(q.stdout).map((e) => e.id)).toEqual(ids('c'));
+    const st = await runCli(['status', httpsUrl, '--source', 'mtls-cli', ...tlsArgs]);
+    expect(st.code, st.stderr).toBe(0);
+    expect(st.stdout).toMatch(/^gateway ready: 1 sources/);
+
+    const untrusted = await runCli(['query', httpsUrl, '--source', 'mtls-cli']);
+    expect(untrusted.code).not.toBe(0);
+    expect(untrusted.stderr).toMatch(/^meteorzx: cannot reach https:\/\/127\.0\.0\.1:\d+: TLS: .*\(pass --ca FILE, or set NODE_EXTRA_CA_CERTS/);
+    const noCert = await runCli(['query', httpsUrl, '--source', 'mtls-cli', '--ca', pki.ca]);
+    expect(noCert.code).not.toBe(0);
+    expect(noCert.stderr).toMatch(/^meteorzx: cannot reach https:\/\/127\.0\.0\.1:\d+: .+\n$/);
+    const halfPair = await runCli(['query', httpsUrl, '--ca', pki.ca, '--cert', pki.clientCert]);
+    expect(halfPair.stderr).toMatch(/^meteorzx: --cert needs --key: give the client certificate and its key together\n$/);
+    const missing = await runCli(['status', httpsUrl, '--ca', join(dir, 'no-such.pem')]);
+    expect(missing.stderr).toMatch(/^meteorzx: --ca .*no-such\.pem: cannot read it: ENOENT/);
+  });
+
   it('config check names a certificate given without its key', async () => {
     const file = join(dir, 'half.json');
     await writeFile(file, JSON.stringify({ id: 'mtls-half', push: { http: { url: `${httpsUrl}/v1/events`, cert: pki.clientCert } } }));
