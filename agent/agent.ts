@@ -1,5 +1,5 @@
-import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
+import { tlsServerOptions } from '../common/tls-server.js';
 import { CHAIN_ALLOWANCE_BYTES, type AgentStatus, type Limits } from '../protocols/index.js';
 import type { BufferOptions } from './buffer/options.js';
 import type { AgentBuffer } from './buffer/types.js';
@@ -75,7 +75,7 @@ export class Agent {
       this.statusServer = new StatusServer({
         listen: config.pull.listen,
         ...(config.pull.token === undefined ? {} : { token: config.pull.token }),
-        ...(config.pull.tls === undefined ? {} : { tls: { cert: readFileSync(config.pull.tls.cert), key: readFileSync(config.pull.tls.key) } }),
+        ...(config.pull.tls === undefined ? {} : { tls: await tlsServerOptions(config.pull.tls) }),
         insecure: deps.insecure ?? false,
         status: () => this.status(),
         metrics: this.metrics,
@@ -121,6 +121,9 @@ export class Agent {
           buffer: this.buffer,
           metrics: this.metrics,
           logger: log.child({ component: 'intake', intake: 'http' }),
+          ...(config.intake.http.token === undefined ? {} : { token: config.intake.http.token }),
+          ...(config.intake.http.tls === undefined ? {} : { tls: await tlsServerOptions(config.intake.http.tls) }),
+          insecure: deps.insecure ?? false,
         });
         this.intakes.push(this.httpIntake);
       }

@@ -16,7 +16,7 @@ import {
   url,
 } from '../common/config/fields.js';
 import { loadConfig, parseConfig, type DeepReadonly, type LoadOptions, type ParseOptions } from '../common/config/load.js';
-import { limitsSchema, mqttUsersSchema } from '../common/config/sections.js';
+import { limitsSchema, mqttUsersSchema, tlsServerFields } from '../common/config/sections.js';
 import { isMalformedScryptHash } from '../common/scrypt-password.js';
 import { isLoopback } from './http-helpers.js';
 
@@ -42,6 +42,8 @@ const bufferSchema = z
 const httpIntakeSchema = z.strictObject({
   listen: listen().prefault('127.0.0.1:7401'),
   maxBodyBytes: size({ min: 1024 }).optional(), // bytes after gunzip; default: limits.maxBodyBytes
+  token: secret().optional(), // bearer token producers must send; required to bind a non-loopback address; or tokenFile
+  tls: z.strictObject(tlsServerFields).optional(), // PEM files: serve HTTPS; requestClientCert for mutual TLS
 });
 
 const fileIntakeSchema = z.strictObject({
@@ -185,7 +187,7 @@ const pullSchema = z
   .strictObject({
     listen: listen().prefault('127.0.0.1:7402'), // GET /v1/events, /v1/status, /metrics
     token: secret().optional(), // required to bind a non-loopback address; or tokenFile
-    tls: z.strictObject({ cert: text(), key: text() }).optional(), // PEM files: serve HTTPS (docs/pull.md)
+    tls: z.strictObject(tlsServerFields).optional(), // PEM files: serve HTTPS (docs/pull.md); requestClientCert for mutual TLS
   })
   .prefault({});
 

@@ -18,7 +18,7 @@ import {
 } from '../common/config/fields.js';
 import { isPlainObject } from '../common/config/env.js';
 import { loadConfig, parseConfig, type DeepReadonly, type LoadOptions, type ParseOptions } from '../common/config/load.js';
-import { limitsSchema, mqttUsersSchema } from '../common/config/sections.js';
+import { limitsSchema, mqttUsersSchema, tlsServerFields } from '../common/config/sections.js';
 import { isMalformedHash } from './auth/password.js';
 import { Rules } from './pipeline/rules/rules.js';
 import { Transforms } from './pipeline/transforms/transforms.js';
@@ -33,24 +33,17 @@ export function defaultGatewayId(): string {
   return hostname().replace(/[^A-Za-z0-9._:-]/g, '-').slice(0, 128) || 'gateway';
 }
 
-const tlsFields = {
-  cert: text(), // PEM file
-  key: text(), // PEM file
-  ca: text().optional(), // PEM file of the CA client certificates are checked against
-  requestClientCert: bool().prefault(false), // mutual TLS: clients must present a certificate signed by `ca`
-};
-
 const httpSchema = z
   .strictObject({
     listen: listen().prefault('127.0.0.1:7400'), // ingest, query, /metrics, /healthz
-    tls: z.strictObject(tlsFields).optional(),
+    tls: z.strictObject(tlsServerFields).optional(),
   })
   .prefault({});
 
 const mqttSchema = z
   .strictObject({
     listen: listen().prefault('127.0.0.1:1883'), // plain MQTT 3.1.1
-    tls: z.strictObject({ listen: listen().prefault('127.0.0.1:8883'), ...tlsFields }).optional(),
+    tls: z.strictObject({ listen: listen().prefault('127.0.0.1:8883'), ...tlsServerFields }).optional(),
     ws: z.strictObject({ listen: listen().prefault('127.0.0.1:8083') }).optional(), // MQTT over WebSocket
   })
   .prefault({});

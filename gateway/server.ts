@@ -1,6 +1,5 @@
-import { readFile } from 'node:fs/promises';
-import type { SecureContextOptions } from 'node:tls';
 import type { Logger } from 'pino';
+import { tlsServerOptions } from '../common/tls-server.js';
 import { CHAIN_ALLOWANCE_BYTES, DEFAULT_LIMITS, type Limits } from '../protocols/index.js';
 import { eventAlert } from './alerts/alert.js';
 import { AlertSink } from './alerts/alert-sink.js';
@@ -61,23 +60,6 @@ export interface GatewayAddresses {
 
 // Config key of each listener, named in every error about it.
 const MQTT_KEYS: Record<BoundListener['name'], string> = { tcp: 'mqtt.listen', tls: 'mqtt.tls.listen', ws: 'mqtt.ws.listen' };
-
-interface TlsFiles {
-  cert: string;
-  key: string;
-  ca?: string | undefined;
-  requestClientCert: boolean;
-}
-
-async function tlsOptions(files: TlsFiles): Promise<SecureContextOptions & { requestCert?: boolean; rejectUnauthorized?: boolean }> {
-  const [cert, key, ca] = await Promise.all([readFile(files.cert), readFile(files.key), files.ca === undefined ? undefined : readFile(files.ca)]);
-  return {
-    cert,
-    key,
-    ...(ca === undefined ? {} : { ca }),
-    ...(files.requestClientCert ? { requestCert: true, rejectUnauthorized: true } : {}),
-  };
-}
 
 /** One line naming the port and the config key to change, for the errors operators hit most. */
 function listenError(err: unknown, key: string, host: string, port: number): Error {
@@ -199,7 +181,7 @@ export class Gateway {
   private async startMqtt(limits: Limits): Promise<BoundListener[]> {
     const { config, logger, metrics } = this.opts;
     const specs: MqttListenerSpecs = { tcp: config.mqtt.listen };
-    if (config.mqtt.tls) specs.tls = { ...config.mqtt.tls.listen, options: await tlsOptions(config.mqtt.tls) };
+    if (config.mqtt.tls) specs.tls = { ...config.mqtt.tls.listen, options: await tlsServerOptions(config.mqtt.tls) };
     if (config.mqtt.ws) specs.ws = { ...config.mqtt.ws.listen };
     this.mqtt = new MqttIngress({
       ingestor: this.pipeline as RunningPipeline,
@@ -253,7 +235,7 @@ export class Gateway {
       maxInflightIngests: this.opts.maxInflightIngests ?? 64,
       ...(this.pulls === undefined ? {} : { pulls: this.pulls }),
       logger: logger.child({ component: 'http' }),
-      ...(config.http.tls ? { tls: await tlsOptions(config.http.tls) } : {}),
+      ...(config.http.tls ? { tls: await tlsServerOptions(config.http.tls) } : {}),
     });
     const { host, port } = config.http.listen;
     try {

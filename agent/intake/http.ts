@@ -1,7 +1,9 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { createGunzip, createInflate } from 'node:zlib';
 import type { Logger } from 'pino';
 import { answerAfterHalfClose } from '../../common/http-half-close.js';
+import type { TlsServerOptions } from '../../common/tls-server.js';
 import {
   bodyFormat,
   decodeBatch,
@@ -17,7 +19,7 @@ import {
 } from '../../protocols/index.js';
 import type { AgentBuffer } from '../buffer/types.js';
 import { AgentErrors } from '../errors.js';
-import { closeServer, listen, sendError, sendJson, type ListenAddress } from '../http-helpers.js';
+import { bearerMatches, closeServer, isLoopback, listen, sendError, sendJson, type ListenAddress } from '../http-helpers.js';
 import type { AgentMetrics } from '../metrics.js';
 import type { Intake } from './types.js';
 import { appendFitting } from './append-fitting.js';
@@ -37,6 +39,12 @@ export interface HttpIntakeOptions {
   retryAfterSeconds?: number;
   /** Longest close() waits for requests in progress, ms. */
   closeTimeoutMs?: number;
+  /** Bearer token every request must carry; required on a non-loopback bind. */
+  token?: string;
+  /** Allow a non-loopback bind without a token (`--insecure`). */
+  insecure?: boolean;
+  /** Serve HTTPS instead of HTTP (common/tls-server.ts). */
+  tls?: TlsServerOptions;
 }
 
 const ENCODINGS: ReadonlySet<string> = new Set(['identity', 'gzip', 'x-gzip', 'deflate']);
@@ -70,9 +78,11 @@ export class HttpIntake implements Intake {
     this.maxPendingBytes = options.maxPendingBytes ?? 64 * 1024 * 1024;
     this.retryAfter = String(options.retryAfterSeconds ?? 1);
     // A slow or stalled client must not hold a request slot for ever.
-    this.server = createServer({ requestTimeout: 60_000, headersTimeout: 30_000, keepAliveTimeout: 5_000 }, (req, res) => {
+    const timeouts = { requestTimeout: 60_000, headersTimeout: 30_000, keepAliveTimeout: 5_000 };
+    const handler = (req: IncomingMessage, res: ServerResponse): void => {
       void this.handle(req, res, false);
-    });
+    };
+    this.server = options.tls === undefined ? createServer(timeouts, handler) : createHttpsServer({ ...timeouts, ...options.tls }, handler);
     answerAfterHalfClose(this.server);
     // `Expect: 100-continue` (curl sends it for bodies over 1 MiB): the headers are judged before the body is
     // invited. Node's default answers 100 at once, so a body over the limit was sent in full to a server that
@@ -83,7 +93,15 @@ export class HttpIntake implements Intake {
   }
 
   async start(): Promise<void> {
-    this.bound = await listen(this.server, this.options.listen, 'intake.http.listen');
+    const { listen: address, token, insecure } = this.options;
+    // Anyone who reaches the intake writes into this agent's hash chain, as trusted as its own events.
+    if (!isLoopback(address.host) && token === undefined && insecure !== true) {
+      throw AgentErrors.METEORZX_INSECURE_BIND(
+        `intake.http.listen ${address.host}:${address.port} is not a loopback address and intake.http.token is not set; set a token, bind 127.0.0.1, or pass --insecure`,
+        { userError: true },
+      );
+    }
+    this.bound = await listen(this.server, address, 'intake.http.listen');
   }
 
   /** The bound address (the real port when configured with port 0). */
@@ -107,6 +125,12 @@ export class HttpIntake implements Intake {
     let holding = 0;
     try {
       const path = (req.url ?? '/').split('?')[0];
+      const token = this.options.token;
+      if (token !== undefined && !bearerMatches(req.headers.authorization, token)) {
+        // An unread body cannot be skipped on a keep-alive connection (a refused Expect: 100-continue leaves it unsent).
+        sendError(res, AgentErrors.METEORZX_UNAUTHORIZED('missing or wrong bearer token'), { 'www-authenticate': 'Bearer', ...(req.complete ? {} : { connection: 'close' }) });
+        return;
+      }
       if (path !== '/v1/events') throw AgentErrors.METEORZX_NOT_FOUND(`no route ${req.method ?? ''} ${path ?? ''}`);
       if (req.method !== 'POST') {
         sendError(res, AgentErrors.METEORZX_METHOD_NOT_ALLOWED(`${req.method ?? ''} not allowed on /v1/events; use POST`), { allow: 'POST' });

@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { Logger } from 'pino';
+import type { TlsServerOptions } from '../../common/tls-server.js';
 import type { AgentStatus } from '../../protocols/index.js';
 import type { AgentBuffer } from '../buffer/types.js';
 import { AgentErrors } from '../errors.js';
@@ -18,8 +19,8 @@ export interface StatusServerOptions {
   metrics: AgentMetrics;
   /** For `GET /v1/events` (pull); without it the route answers 404. */
   buffer?: AgentBuffer;
-  /** PEM key and certificate: serve HTTPS instead of HTTP. */
-  tls?: { cert: Buffer | string; key: Buffer | string };
+  /** Serve HTTPS instead of HTTP (common/tls-server.ts). */
+  tls?: TlsServerOptions;
   /** Most events one pull answer holds. */
   maxPullEvents?: number;
   /** Answer bytes all pulls in progress may hold in memory; past it a pull gets 503 + Retry-After. Default 32 MiB. */

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { int, secret, size, sourceId, sourcePattern, text, unique } from './fields.js';
+import { bool, int, secret, size, sourceId, sourcePattern, text, unique } from './fields.js';
 
 /**
  * Sections both config files share. Defaults match protocols/limits.ts
@@ -13,6 +13,14 @@ export const limitsSchema = z
     maxBodyBytes: size({ min: 1024 }).prefault('8MiB'), // bytes of an HTTP body after gunzip
   })
   .prefault({});
+
+/** A TLS listener's files (gateway http.tls and mqtt.tls, agent intake.http.tls and pull.tls): common/tls-server.ts reads them. */
+export const tlsServerFields = {
+  cert: text(), // PEM file
+  key: text(), // PEM file
+  ca: text().optional(), // PEM file of the CA client certificates are checked against
+  requestClientCert: bool().prefault(false), // mutual TLS: clients must present a certificate signed by `ca`
+};
 
 /**
  * An MQTT login: the gateway's `auth.mqtt` and the edge agent's

@@ -1,0 +1,93 @@
+import { spawnSync } from 'node:child_process';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { killAll, removeDir, startAgent, tempDir, type Agent } from './agent-harness.js';
+import { runCli, runProcess } from './gateway-harness.js';
+import { makePki, type TestPki } from './test-pki.js';
+
+/**
+ * The agent's HTTP intake and pull listener with TLS, mutual TLS and a
+ * bearer token (DESIGN §6: TLS and mutual TLS on every listener; no
+ * non-loopback bind without auth). Real curl and the real CLI.
+ */
+
+const BIN = join(process.cwd(), 'bin', 'meteorzx.js');
+const TOKEN = 'intake-secret-1';
+let dir: string;
+let pki: TestPki;
+let agent: Agent;
+let intakeUrl: string;
+let pullUrl: string;
+
+beforeAll(async () => {
+  dir = await tempDir('intake-tls');
+  await mkdir(join(dir, 'pki'));
+  pki = await makePki(join(dir, 'pki'));
+  const tls = { cert: pki.cert, key: pki.key, ca: pki.ca, requestClientCert: true };
+  await mkdir(join(dir, 'agent'));
+  agent = await startAgent(join(dir, 'agent'), {
+    id: 'tls-intake',
+    intake: { http: { listen: '127.0.0.1:0', token: TOKEN, tls } },
+    pull: { listen: '127.0.0.1:0', tls },
+  });
+  intakeUrl = agent.intakeUrl.replace(/^http:/, 'https:');
+  pullUrl = agent.pullUrl.replace(/^http:/, 'https:');
+}, 60_000);
+
+afterAll(async () => {
+  await killAll();
+  await removeDir(dir);
+});
+
+const clientTls = () => ['--cacert', pki.ca, '--cert', pki.clientCert, '--key', pki.clientKey];
+
+/** POSTs NDJSON with curl; the answer's status line and body. */
+async function curlPost(args: string[], body: string): Promise<{ code: number; status: string; body: string }> {
+  const res = await runProcess('curl', ['-sS', '-w', '\n%{http_code}', '-H', 'Content-Type: application/x-ndjson', '--data-binary', '@-', ...args, intakeUrl], { input: body });
+  const nl = res.stdout.lastIndexOf('\n');
+  return { code: res.code ?? -1, status: res.stdout.slice(nl + 1), body: res.stdout.slice(0, nl) };
+}
+
+async function head(): Promise<number> {
+  const res = await runProcess('curl', ['-sS', ...clientTls(), `${pullUrl}/v1/status`]);
+  expect(res.code, res.stderr).toBe(0);
+  return (JSON.parse(res.stdout) as { head: number }).head;
+}
+
+describe('agent HTTP intake and pull listener over mutual TLS, with a token', () => {
+  it('takes events from a client with the certificate and the token, and refuses the rest without buffering them', async () => {
+    const lines = '{"type":"t.tls","data":{"n":1}}\n{"type":"t.tls","data":{"n":2}}\n';
+    const ok = await curlPost([...clientTls(), '-H', `Authorization: Bearer ${TOKEN}`], lines);
+    expect(ok.status).toBe('200');
+    expect(JSON.parse(ok.body)).toMatchObject({ accepted: 2, rejected: [] });
+    expect(await head()).toBe(2);
+
+    const noToken = await curlPost(clientTls(), lines);
+    expect(noToken.status).toBe('401');
+    expect(noToken.body).toMatch(/METEORZX_UNAUTHORIZED/);
+    const wrongToken = await curlPost([...clientTls(), '-H', 'Authorization: Bearer nope'], lines);
+    expect(wrongToken.status).toBe('401');
+    const noCert = await curlPost(['--cacert', pki.ca, '-H', `Authorization: Bearer ${TOKEN}`], lines);
+    expect(noCert.code).not.toBe(0); // the handshake is refused: no HTTP answer at all
+    expect(await head()).toBe(2);
+
+    const noPullCert = await runProcess('curl', ['-sS', '--cacert', pki.ca, `${pullUrl}/v1/status`]);
+    expect(noPullCert.code).not.toBe(0);
+  });
+
+  it('meteorzx send reaches the intake with --ca, --cert, --key and --token', async () => {
+    const input = '{"type":"t.cli"}\n{"type":"t.cli"}\n{"type":"t.cli"}\n';
+    const sent = await runCli(['send', intakeUrl, '-', '--token', TOKEN, '--ca', pki.ca, '--cert', pki.clientCert, '--key', pki.clientKey], { input });
+    expect(sent.code, sent.stderr).toBe(0);
+    expect(await head()).toBe(5);
+  });
+
+  it('refuses to start with the intake on a non-loopback address and no token, naming the key', async () => {
+    const file = join(dir, 'open.json');
+    await writeFile(file, JSON.stringify({ id: 'open', dataDir: join(dir, 'open-data'), intake: { http: { listen: '0.0.0.0:0' } }, pull: { listen: '127.0.0.1:0' } }));
+    const run = spawnSync(process.execPath, [BIN, 'agent', '--config', file], { encoding: 'utf8', timeout: 30_000 });
+    expect(run.status).not.toBe(0);
+    expect(run.stderr).toMatch(/intake\.http\.listen 0\.0\.0\.0:0 is not a loopback address and intake\.http\.token is not set; set a token, bind 127\.0\.0\.1, or pass --insecure/);
+  });
+});
