@@ -73,12 +73,19 @@ function oneOrMany<T extends z.ZodType>(item: T) {
   });
 }
 
-const syslogIntakeSchema = z.strictObject({
-  listen: oneOrMany(socketListen()), // one address or a list (e.g. udp and tcp)
-  maxMessageBytes: size({ min: 480 }).prefault('8KiB'), // bytes per message (frame); longer ones are dropped and counted
-  maxConnections: int({ min: 1 }).prefault(256), // TCP connections at once; more are refused
-  type: z.string().min(1).max(128).optional(), // event type; default syslog.<facility>.<severity>
-});
+const syslogIntakeSchema = z
+  .strictObject({
+    listen: oneOrMany(socketListen()), // one address or a list (e.g. udp, tcp and tls)
+    maxMessageBytes: size({ min: 480 }).prefault('8KiB'), // bytes per message (frame); longer ones are dropped and counted
+    maxConnections: int({ min: 1 }).prefault(256), // TCP connections at once; more are refused
+    type: z.string().min(1).max(128).optional(), // event type; default syslog.<facility>.<severity>
+    tls: z.strictObject(tlsServerFields).optional(), // PEM files of the tls:// listeners (RFC 5425); requestClientCert for mutual TLS
+  })
+  .superRefine((syslog, ctx) => {
+    const tlsListeners = (Array.isArray(syslog.listen) ? syslog.listen : [syslog.listen]).some((l) => l.protocol === 'tls');
+    if (tlsListeners && syslog.tls === undefined) ctx.addIssue({ code: 'custom', path: ['tls'], message: 'a tls:// listen address needs tls.cert and tls.key' });
+    if (!tlsListeners && syslog.tls !== undefined) ctx.addIssue({ code: 'custom', path: ['tls'], message: 'is for tls:// listen addresses, and none is given' });
+  });
 
 const serialIntakeSchema = z.strictObject({
   path: text(),

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { tlsServerOptions } from '../../common/tls-server.js';
 import type { AgentBuffer } from '../buffer/types.js';
 import type { AgentConfig } from '../config.js';
 import type { AgentMetrics } from '../metrics.js';
@@ -65,8 +66,9 @@ export function planIntakes({ config, buffer, logger, metrics }: CreateIntakesOp
       spec: syslog,
       async create() {
         const { SyslogIntake } = await import('./syslog/syslog-intake.js');
-        const { listen, maxMessageBytes, maxConnections, type } = syslog;
+        const { listen, maxMessageBytes, maxConnections, type, tls } = syslog;
         return new SyslogIntake({
+          ...(tls === undefined ? {} : { tls: await tlsServerOptions(tls) }),
           listen: Array.isArray(listen) ? listen : [listen],
           buffer,
           limits,

@@ -162,7 +162,8 @@ export interface ListenAddress {
 }
 
 export interface SocketListenAddress extends ListenAddress {
-  protocol: 'udp' | 'tcp';
+  /** `tls`: TCP with TLS (syslog over TLS, RFC 5425). */
+  protocol: 'udp' | 'tcp' | 'tls';
 }
 
 /**
@@ -180,16 +181,16 @@ export function listen() {
   });
 }
 
-/** `udp://host:port` or `tcp://host:port` (syslog). */
+/** `udp://host:port`, `tcp://host:port` or `tls://host:port` (syslog). */
 export function socketListen() {
   return z.string().transform((input, ctx): SocketListenAddress => {
-    const m = /^(udp|tcp):\/\/(.*)$/.exec(input);
-    const address = m ? parseListen(m[2] as string) : `expected udp://host:port or tcp://host:port, got ${describeValue(input)}`;
+    const m = /^(udp|tcp|tls):\/\/(.*)$/.exec(input);
+    const address = m ? parseListen(m[2] as string) : `expected udp://host:port, tcp://host:port or tls://host:port, got ${describeValue(input)}`;
     if (typeof address === 'string') {
       ctx.addIssue({ code: 'custom', message: address });
       return z.NEVER;
     }
-    return { protocol: (m as RegExpExecArray)[1] as 'udp' | 'tcp', ...address };
+    return { protocol: (m as RegExpExecArray)[1] as SocketListenAddress['protocol'], ...address };
   });
 }
 

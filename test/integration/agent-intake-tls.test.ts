@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { killAll, removeDir, startAgent, tempDir, type Agent } from './agent-harness.js';
+import { freePort, killAll, removeDir, startAgent, tempDir, waitFor, type Agent } from './agent-harness.js';
 import { runCli, runProcess } from './gateway-harness.js';
 import { makePki, type TestPki } from './test-pki.js';
 
@@ -19,6 +19,7 @@ let pki: TestPki;
 let agent: Agent;
 let intakeUrl: string;
 let pullUrl: string;
+let syslogPort: number;
 
 beforeAll(async () => {
   dir = await tempDir('intake-tls');
@@ -26,9 +27,10 @@ beforeAll(async () => {
   pki = await makePki(join(dir, 'pki'));
   const tls = { cert: pki.cert, key: pki.key, ca: pki.ca, requestClientCert: true };
   await mkdir(join(dir, 'agent'));
+  syslogPort = await freePort();
   agent = await startAgent(join(dir, 'agent'), {
     id: 'tls-intake',
-    intake: { http: { listen: '127.0.0.1:0', token: TOKEN, tls } },
+    intake: { http: { listen: '127.0.0.1:0', token: TOKEN, tls }, syslog: { listen: `tls://127.0.0.1:${syslogPort}`, tls } },
     pull: { listen: '127.0.0.1:0', tls },
   });
   intakeUrl = agent.intakeUrl.replace(/^http:/, 'https:');
@@ -81,6 +83,30 @@ describe('agent HTTP intake and pull listener over mutual TLS, with a token', ()
     const sent = await runCli(['send', intakeUrl, '-', '--token', TOKEN, '--ca', pki.ca, '--cert', pki.clientCert, '--key', pki.clientKey], { input });
     expect(sent.code, sent.stderr).toBe(0);
     expect(await head()).toBe(5);
+  });
+
+  it('syslog over TLS (tls://, RFC 5425) from socat with a client certificate; none without one', async () => {
+    const before = await head();
+    const message = (text: string) => `<38>1 2026-12-07T10:00:00Z host-a sshd 77 LOGIN - ${text}`;
+    const framed = [message('tls-syslog-1'), message('tls-syslog-2')].map((m) => `${Buffer.byteLength(m)} ${m}`).join('');
+    const openssl = (extra: string) => `OPENSSL:127.0.0.1:${syslogPort},cafile=${pki.ca},verify=1${extra}`;
+    const sent = await runProcess('socat', ['-u', '-', openssl(`,cert=${pki.clientCert},key=${pki.clientKey}`)], { input: framed });
+    expect(sent.code, sent.stderr).toBe(0);
+    await waitFor(async () => (await head()) === before + 2, 'two syslog events buffered');
+    const pulled = await runProcess('curl', ['-sS', ...clientTls(), `${pullUrl}/v1/events?after=${before}`]);
+    const events = pulled.stdout.trim().split('\n').map((l) => JSON.parse(l) as { type: string; data: { transport: string; message: string; app: string } });
+    expect(events.map((e) => [e.type, e.data.transport, e.data.app, e.data.message])).toEqual([
+      ['syslog.auth.info', 'tls', 'sshd', 'tls-syslog-1'],
+      ['syslog.auth.info', 'tls', 'sshd', 'tls-syslog-2'],
+    ]);
+
+    // Without a client certificate: with TLS 1.3 socat may finish writing before the refusal reaches it, so
+    // its exit code says little; what counts is that nothing is buffered.
+    await runProcess('socat', ['-u', '-', openssl('')], { input: framed });
+    const plain = await runProcess('socat', ['-u', '-', `TCP:127.0.0.1:${syslogPort}`], { input: `${framed}\n` });
+    expect(plain.code).toBe(0); // TCP connects; the bytes are no TLS handshake and are dropped
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await head()).toBe(before + 2);
   });
 
   it('refuses to start with the intake on a non-loopback address and no token, naming the key', async () => {

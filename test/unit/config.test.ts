@@ -262,7 +262,7 @@ describe('errors', () => {
       'buffer.retain: not a duration: "7x" (use e.g. 250ms, 30s, 5m, 1h, 7d)',
       'buffer.whenFull: expected one of block, drop-oldest, reject, got "panic"',
       'intake.files.0.format: expected one of json, line, got "xml"',
-      'intake.syslog.listen: expected udp://host:port or tcp://host:port, got "127.0.0.1:5514"',
+      'intake.syslog.listen: expected udp://host:port, tcp://host:port or tls://host:port, got "127.0.0.1:5514"',
       'push.http.url: not a URL: "not a url" (expected http:// or https://...)',
       'push.http.maxInFlight: must be at least 1',
       'pull.listen: port out of range in "0.0.0.0:70000" (0 to 65535)',
@@ -476,6 +476,19 @@ describe('field types', () => {
   it('reads syslog listen addresses with their protocol', () => {
     const config = parseAgentConfig({ intake: { syslog: { listen: 'tcp://0.0.0.0:601' } } }, { env: NO_ENV });
     expect(config.intake.syslog?.listen).toEqual({ protocol: 'tcp', host: '0.0.0.0', port: 601 });
+  });
+
+  it('takes tls:// syslog listeners with their certificate, and names either without the other', () => {
+    const tls = { cert: '/c.pem', key: '/k.pem' };
+    const config = parseAgentConfig({ intake: { syslog: { listen: 'tls://0.0.0.0:6514', tls } } }, { env: NO_ENV });
+    expect(config.intake.syslog?.listen).toEqual({ protocol: 'tls', host: '0.0.0.0', port: 6514 });
+    expect(config.intake.syslog?.tls).toEqual({ ...tls, requestClientCert: false });
+    expect(issuesOf(() => parseAgentConfig({ intake: { syslog: { listen: 'tls://0.0.0.0:6514' } } }, { env: NO_ENV }))).toEqual([
+      'intake.syslog.tls: a tls:// listen address needs tls.cert and tls.key',
+    ]);
+    expect(issuesOf(() => parseAgentConfig({ intake: { syslog: { listen: 'tcp://0.0.0.0:601', tls } } }, { env: NO_ENV }))).toEqual([
+      'intake.syslog.tls: is for tls:// listen addresses, and none is given',
+    ]);
   });
 
   it('rejects ids outside the source alphabet', () => {

@@ -2,7 +2,7 @@ import { AgentErrors } from '../../errors.js';
 
 /** Where a syslog listener is bound (the real port when configured with port 0). */
 export interface BoundAddress {
-  protocol: 'udp' | 'tcp';
+  protocol: 'udp' | 'tcp' | 'tls';
   host: string;
   port: number;
 }

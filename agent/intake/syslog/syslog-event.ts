@@ -3,7 +3,7 @@ import { intakeErrorEvent } from '../intake-error.js';
 import type { SyslogMessage } from './syslog-message.js';
 
 export interface SyslogOrigin {
-  transport: 'udp' | 'tcp';
+  transport: 'udp' | 'tcp' | 'tls';
   /** The sender's address, `ip:port` (`[ip6]:port`). */
   peer: string;
 }

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { TlsServerOptions } from '../../../common/tls-server.js';
 import type { Limits } from '../../../protocols/index.js';
 import type { AgentBuffer } from '../../buffer/types.js';
 import { createIntakeMeter, type IntakeMeter } from '../intake-meter.js';
@@ -9,8 +10,10 @@ import { TcpListener } from './tcp-listener.js';
 import { UdpListener } from './udp-listener.js';
 
 export interface SyslogIntakeOptions {
-  /** One or more `udp://` / `tcp://` addresses. */
-  listen: readonly { protocol: 'udp' | 'tcp'; host: string; port: number }[];
+  /** One or more `udp://`, `tcp://` or `tls://` addresses. */
+  listen: readonly { protocol: 'udp' | 'tcp' | 'tls'; host: string; port: number }[];
+  /** The certificate of the `tls://` listeners (common/tls-server.ts). */
+  tls?: TlsServerOptions;
   buffer: AgentBuffer;
   limits: Limits;
   /** Largest message (UDP datagram, TCP frame), bytes; longer ones are dropped and counted. */
@@ -46,7 +49,12 @@ export class SyslogIntake implements Intake {
     });
     for (const address of options.listen) {
       const common = { host: address.host, port: address.port, buffer: options.buffer, sink };
-      this.listeners.push(address.protocol === 'udp' ? new UdpListener(common) : new TcpListener({ ...common, maxConnections: options.maxConnections }));
+      if (address.protocol === 'udp') this.listeners.push(new UdpListener(common));
+      else {
+        const tls = address.protocol === 'tls' ? options.tls : undefined;
+        if (address.protocol === 'tls' && tls === undefined) throw new Error('a tls:// syslog listener needs its certificate (tls)');
+        this.listeners.push(new TcpListener({ ...common, maxConnections: options.maxConnections, ...(tls === undefined ? {} : { tls }) }));
+      }
     }
   }
 

@@ -1,4 +1,6 @@
 import { createServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
+import type { TlsServerOptions } from '../../../common/tls-server.js';
 import type { AgentBuffer } from '../../buffer/types.js';
 import { AppendAbortedError, durableAppend } from '../durable-append.js';
 import { bindError, type BoundAddress } from './bind-error.js';
@@ -14,6 +16,8 @@ export interface TcpListenerOptions {
   maxConnections: number;
   /** A connection with no data for this long is closed, ms (not while it is paused for an append). */
   idleTimeoutMs?: number;
+  /** Syslog over TLS (RFC 5425, `tls://`): the same framing inside a TLS session. */
+  tls?: TlsServerOptions;
 }
 
 /**
@@ -33,7 +37,9 @@ export class TcpListener {
   private bound: BoundAddress | undefined;
 
   constructor(private readonly options: TcpListenerOptions) {
-    this.server = createServer((socket) => this.onConnection(socket));
+    const onConnection = (socket: Socket): void => this.onConnection(socket);
+    // A TLS listener hands over a connection once its handshake is done (and, with requestClientCert, verified).
+    this.server = options.tls === undefined ? createServer(onConnection) : createTlsServer(options.tls, onConnection);
     this.server.maxConnections = options.maxConnections;
     // Node closes connections past maxConnections itself and reports each one here.
     this.server.on('drop', (data) => options.sink.dropped('connection-refused', 1, { peer: peerOf(data?.remoteAddress, data?.remotePort), limit: options.maxConnections }));
@@ -42,12 +48,16 @@ export class TcpListener {
   async start(): Promise<BoundAddress> {
     const { host, port } = this.options;
     await new Promise<void>((resolve, reject) => {
-      this.server.once('error', (err) => reject(bindError(err, `tcp://${host}:${port}`)));
+      this.server.once('error', (err) => reject(bindError(err, `${this.transport}://${host}:${port}`)));
       this.server.listen(port, host, () => resolve());
     });
     const address = this.server.address();
-    this.bound = { protocol: 'tcp', host: typeof address === 'object' && address ? address.address : host, port: typeof address === 'object' && address ? address.port : port };
+    this.bound = { protocol: this.transport, host: typeof address === 'object' && address ? address.address : host, port: typeof address === 'object' && address ? address.port : port };
     return this.bound;
+  }
+
+  private get transport(): 'tcp' | 'tls' {
+    return this.options.tls === undefined ? 'tcp' : 'tls';
   }
 
   get address(): BoundAddress | undefined {
@@ -77,7 +87,7 @@ export class TcpListener {
     socket.on('close', () => this.sockets.delete(socket));
     const take = (messages: Buffer[], oversize: number) => {
       if (oversize > 0) sink.dropped('oversize', oversize, { peer, limit: sink.options.maxMessageBytes });
-      const events = sink.toEvents(messages, { transport: 'tcp', peer });
+      const events = sink.toEvents(messages, { transport: this.transport, peer });
       if (events.length === 0) return;
       // No more reads from this socket until these events are durable. Nor an idle timeout meanwhile: it is
       // we who do not read, and closing would lose what the kernel already accepted from the sender.
