@@ -119,6 +119,7 @@ const intakeSchema = z
       .strictObject({
         listen: listen().prefault('127.0.0.1:1883'), // an edge box's local broker for devices
         users: mqttUsersSchema, // empty: anonymous devices, allowed on loopback only
+        tls: z.strictObject(tlsServerFields).optional(), // PEM files: the listener speaks MQTT over TLS; requestClientCert for mutual TLS
       })
       .superRefine(edgeBrokerAuth)
       .optional(),

@@ -20,6 +20,7 @@ let agent: Agent;
 let intakeUrl: string;
 let pullUrl: string;
 let syslogPort: number;
+let mqttPort: number;
 
 beforeAll(async () => {
   dir = await tempDir('intake-tls');
@@ -28,9 +29,12 @@ beforeAll(async () => {
   const tls = { cert: pki.cert, key: pki.key, ca: pki.ca, requestClientCert: true };
   await mkdir(join(dir, 'agent'));
   syslogPort = await freePort();
+  mqttPort = await freePort();
   agent = await startAgent(join(dir, 'agent'), {
     id: 'tls-intake',
-    intake: { http: { listen: '127.0.0.1:0', token: TOKEN, tls }, syslog: { listen: `tls://127.0.0.1:${syslogPort}`, tls } },
+    intake: { http: { listen: '127.0.0.1:0', token: TOKEN, tls }, syslog: { listen: `tls://127.0.0.1:${syslogPort}`, tls },
+      mqtt: { listen: `127.0.0.1:${mqttPort}`, tls },
+    },
     pull: { listen: '127.0.0.1:0', tls },
   });
   intakeUrl = agent.intakeUrl.replace(/^http:/, 'https:');
@@ -107,6 +111,20 @@ describe('agent HTTP intake and pull listener over mutual TLS, with a token', ()
     expect(plain.code).toBe(0); // TCP connects; the bytes are no TLS handshake and are dropped
     await new Promise((r) => setTimeout(r, 300));
     expect(await head()).toBe(before + 2);
+  });
+
+  it('the edge MQTT broker speaks MQTT over TLS: mosquitto_pub with a client certificate is buffered, without one refused', async () => {
+    const before = await head();
+    const pub = (extra: string[]) =>
+      runProcess('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(mqttPort), '--cafile', pki.ca, ...extra, '-q', '1', '-t', 'audit/meter-9/events', '-m', '{"type":"meter.read","data":{"kwh":7}}']);
+    const ok = await pub(['--cert', pki.clientCert, '--key', pki.clientKey]);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(await head()).toBe(before + 1); // PUBACK = buffered
+    const refused = await pub([]);
+    expect(refused.code).not.toBe(0);
+    const plain = await runProcess('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(mqttPort), '-q', '1', '-t', 'audit/meter-9/events', '-m', '{"type":"x"}']);
+    expect(plain.code).not.toBe(0);
+    expect(await head()).toBe(before + 1);
   });
 
   it('refuses to start with the intake on a non-loopback address and no token, naming the key', async () => {

@@ -1,4 +1,6 @@
 import { createServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
+import type { TlsServerOptions } from '../../../common/tls-server.js';
 import type { Aedes, AuthenticateError, Client } from 'aedes';
 import { cappedHandle, incomingStoreOf, incomingWithoutPayload, maxPacketBytes, noPacketIdCache } from '../../../common/mqtt-packet-cap.js';
 import type { Logger } from 'pino';
@@ -24,6 +26,8 @@ export interface EdgeBrokerOptions {
   logger?: Logger;
   /** Broker id (the agent id), shown in $SYS topics. */
   id?: string;
+  /** MQTT over TLS on `listen` instead of plain MQTT (common/tls-server.ts). */
+  tls?: TlsServerOptions;
 }
 
 const BAD_CREDENTIALS = 4;
@@ -121,11 +125,13 @@ export class EdgeBrokerIntake implements Intake {
     const handle = cappedHandle<Socket>(broker, maxPacketBytes(this.options.limits.maxBodyBytes), (client, err) =>
       log?.warn({ client: client.id, err: err.message }, 'edge mqtt packet too large'),
     );
-    const server = createServer((socket) => {
+    const onConnection = (socket: Socket): void => {
       this.sockets.add(socket);
       socket.once('close', () => this.sockets.delete(socket));
       handle(socket);
-    });
+    };
+    // A TLS listener hands over a connection once its handshake is done (and, with requestClientCert, verified).
+    const server = this.options.tls === undefined ? createServer(onConnection) : createTlsServer(this.options.tls, onConnection);
     try {
       this.bound = await listenOn(server, listen, 'intake.mqtt.listen');
       this.server = server;
@@ -143,7 +149,8 @@ export class EdgeBrokerIntake implements Intake {
   }
 
   describe(): Record<string, unknown> {
-    return { intake: this.name, listen: this.bound && `${this.bound.host}:${this.bound.port}`, auth: this.logins.enabled ? 'users' : 'anonymous' };
+    const tls = this.options.tls === undefined ? {} : { tls: this.options.tls.requestCert === true ? 'mutual' : 'server' };
+    return { intake: this.name, listen: this.bound && `${this.bound.host}:${this.bound.port}`, auth: this.logins.enabled ? 'users' : 'anonymous', ...tls };
   }
 
   /**
