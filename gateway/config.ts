@@ -44,7 +44,7 @@ const mqttSchema = z
   .strictObject({
     listen: listen().prefault('127.0.0.1:1883'), // plain MQTT 3.1.1
     tls: z.strictObject({ listen: listen().prefault('127.0.0.1:8883'), ...tlsServerFields }).optional(),
-    ws: z.strictObject({ listen: listen().prefault('127.0.0.1:8083') }).optional(), // MQTT over WebSocket
+    ws: z.strictObject({ listen: listen().prefault('127.0.0.1:8083'), tls: z.strictObject(tlsServerFields).optional() }).optional(), // MQTT over WebSocket; with tls, wss
   })
   .prefault({});
 

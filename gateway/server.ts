@@ -182,7 +182,7 @@ export class Gateway {
     const { config, logger, metrics } = this.opts;
     const specs: MqttListenerSpecs = { tcp: config.mqtt.listen };
     if (config.mqtt.tls) specs.tls = { ...config.mqtt.tls.listen, options: await tlsServerOptions(config.mqtt.tls) };
-    if (config.mqtt.ws) specs.ws = { ...config.mqtt.ws.listen };
+    if (config.mqtt.ws) specs.ws = { ...config.mqtt.ws.listen, ...(config.mqtt.ws.tls ? { options: await tlsServerOptions(config.mqtt.ws.tls) } : {}) };
     this.mqtt = new MqttIngress({
       ingestor: this.pipeline as RunningPipeline,
       users: new MqttUsers(config.auth.mqtt),

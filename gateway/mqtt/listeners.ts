@@ -1,6 +1,7 @@
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TlsOptions } from 'node:tls';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, createWebSocketStream } from 'ws';
 
@@ -13,7 +14,8 @@ export interface HostPort {
 export interface MqttListenerSpecs {
   tcp?: HostPort;
   tls?: HostPort & { options: TlsOptions };
-  ws?: HostPort & { path?: string };
+  /** With `options`, MQTT over secure WebSocket (wss). */
+  ws?: HostPort & { path?: string; options?: TlsOptions };
 }
 
 export type ListenerName = keyof MqttListenerSpecs;
@@ -64,7 +66,8 @@ export class MqttListeners {
       if (this.specs.tcp) bound.push(await this.listen('tcp', createNetServer(this.handle), this.specs.tcp));
       if (this.specs.tls) bound.push(await this.listen('tls', createTlsServer(this.specs.tls.options, this.handle), this.specs.tls));
       if (this.specs.ws) {
-        const http = createHttpServer();
+        const tls = this.specs.ws.options;
+        const http = tls === undefined ? createHttpServer() : createHttpsServer(tls);
         const path = this.specs.ws.path ?? '/mqtt';
         // MQTT over WebSocket carries binary frames; the subprotocol is "mqtt" (MQTT 3.1.1 §6).
         const wss = new WebSocketServer({ server: http, path, ...(this.maxMessageBytes === undefined ? {} : { maxPayload: this.maxMessageBytes }) });

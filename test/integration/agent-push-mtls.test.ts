@@ -17,17 +17,22 @@ let pki: TestPki;
 let gateway: RunningGateway;
 let httpsUrl: string;
 let mqttsPort: number;
+let wssPort: number;
 
 beforeAll(async () => {
   dir = await tempDir('push-mtls');
   await mkdir(join(dir, 'pki'));
   pki = await makePki(join(dir, 'pki'));
   mqttsPort = await freePort();
+  wssPort = await freePort();
   const tls = { cert: pki.cert, key: pki.key, ca: pki.ca, requestClientCert: true };
   await mkdir(join(dir, 'gw'));
   gateway = await startGateway({
     dir: join(dir, 'gw'),
-    config: { http: { listen: '127.0.0.1:0', tls }, mqtt: { listen: '127.0.0.1:0', tls: { listen: `127.0.0.1:${mqttsPort}`, ...tls } } },
+    config: {
+      http: { listen: '127.0.0.1:0', tls },
+      mqtt: { listen: '127.0.0.1:0', tls: { listen: `127.0.0.1:${mqttsPort}`, ...tls }, ws: { listen: `127.0.0.1:${wssPort}`, tls } },
+    },
   });
   httpsUrl = `https://127.0.0.1:${gateway.httpPort}`;
 }, 60_000);
@@ -55,15 +60,19 @@ const events = (prefix: string) => Array.from({ length: 20 }, (_, i) => ({ id: `
 const ids = (prefix: string) => events(prefix).map((e) => e.id);
 
 describe('agent push with a client certificate (mutual TLS)', () => {
-  it('delivers over HTTPS and over MQTT over TLS to a gateway that requires a client certificate', async () => {
+  it('delivers over HTTPS, MQTT over TLS and MQTT over wss to a gateway that requires a client certificate', async () => {
     const overHttp = await agentPushing('mtls-http', { http: { url: `${httpsUrl}/v1/events`, ca: pki.ca, cert: pki.clientCert, key: pki.clientKey } });
     const overMqtt = await agentPushing('mtls-mqtt', { mqtt: { url: `mqtts://127.0.0.1:${mqttsPort}`, ca: pki.ca, cert: pki.clientCert, key: pki.clientKey } });
+    const overWss = await agentPushing('mtls-wss', { mqtt: { url: `wss://127.0.0.1:${wssPort}/mqtt`, ca: pki.ca, cert: pki.clientCert, key: pki.clientKey } });
     expect((await postEvents(overHttp.intakeUrl, events('h'))).status).toBe(200);
     expect((await postEvents(overMqtt.intakeUrl, events('m'))).status).toBe(200);
+    expect((await postEvents(overWss.intakeUrl, events('w'))).status).toBe(200);
     await waitFor(async () => (await storedIds('mtls-http')).length === 20, 'the HTTPS agent delivered');
     await waitFor(async () => (await storedIds('mtls-mqtt')).length === 20, 'the MQTT agent delivered');
+    await waitFor(async () => (await storedIds('mtls-wss')).length === 20, 'the MQTT over wss agent delivered');
     expect(await storedIds('mtls-http')).toEqual(ids('h'));
     expect(await storedIds('mtls-mqtt')).toEqual(ids('m'));
+    expect(await storedIds('mtls-wss')).toEqual(ids('w'));
   });
 
   it('without a client certificate the gateway refuses the handshake: nothing delivered, the error in the status', async () => {
