@@ -1,5 +1,6 @@
 import { constants } from 'node:os';
 import type { SystemdState } from '../common/systemd-notify.js';
+import type { HeldSignals } from './held-signals.js';
 
 /** What the loop needs from a service (the Agent, the Gateway). */
 export interface Closable {
@@ -35,6 +36,8 @@ export interface ServiceLoopOptions<C, S extends Closable> {
   /** sd_notify (Type=notify units); default: common/systemd-notify. */
   notify?(state: SystemdState): Promise<unknown>;
   signals?: SignalSource;
+  /** Signals that came while the command loaded (cli/held-signals.ts): released once the loop listens. */
+  held?: HeldSignals;
 }
 
 /**
@@ -108,6 +111,7 @@ export async function runService<C, S extends Closable>(options: ServiceLoopOpti
       signals.on('SIGTERM', onStop);
       signals.on('SIGINT', onStop);
       queue = queue.catch(fail);
+      options.held?.release();
     });
     await service.close();
     logger.info({ signal }, 'stopped');

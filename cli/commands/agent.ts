@@ -1,6 +1,7 @@
 import { dirname } from 'node:path';
 import type { Command } from 'commander';
 import { CommonErrors } from '../../common/errors.js';
+import { holdSignals, type HeldSignals } from '../held-signals.js';
 
 interface AgentCliOptions {
   config?: string;
@@ -16,12 +17,18 @@ export function register(program: Command): void {
     .option('--data-dir <dir>', 'where the buffer lives (overrides dataDir)')
     .option('--insecure', 'allow the pull listener on a non-loopback address without pull.token')
     .action(async (options: AgentCliOptions) => {
-      await runAgent(options);
+      // Before anything slow: a stop or reload in the first moments would otherwise kill the process.
+      const held = holdSignals();
+      try {
+        await runAgent(options, held);
+      } finally {
+        held.release();
+      }
     });
 }
 
 /** Runs until SIGTERM or SIGINT, then drains and closes (cli/service-loop.ts: signals, reload, systemd notify). */
-async function runAgent(options: AgentCliOptions): Promise<void> {
+async function runAgent(options: AgentCliOptions, held: HeldSignals): Promise<void> {
   // First, before the buffer and the intakes allocate: the young generation's size (agent/v8-flags.ts).
   (await import('../../agent/v8-flags.js')).applyAgentV8Flags();
   // Loaded here, not at the top: other commands must not pay for them, and the agent never loads the gateway.
@@ -61,5 +68,6 @@ async function runAgent(options: AgentCliOptions): Promise<void> {
     },
     reloadInPlace: async (agent, next) => (await agent.reload(next)) !== undefined,
     logger,
+    held,
   });
 }

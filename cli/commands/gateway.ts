@@ -1,5 +1,6 @@
 import { dirname } from 'node:path';
 import type { Command } from 'commander';
+import { holdSignals, type HeldSignals } from '../held-signals.js';
 
 interface GatewayOptions {
   config?: string;
@@ -15,11 +16,17 @@ export function register(program: Command): void {
     .option('-d, --data-dir <dir>', 'where the gateway keeps its data (overrides dataDir in the config)')
     .option('--insecure', 'allow a non-loopback listener with no auth configured', false)
     .action(async (options: GatewayOptions) => {
-      await runGateway(options);
+      // Before anything slow: a stop or reload in the first moments would otherwise kill the process.
+      const held = holdSignals();
+      try {
+        await runGateway(options, held);
+      } finally {
+        held.release();
+      }
     });
 }
 
-async function runGateway(options: GatewayOptions): Promise<void> {
+async function runGateway(options: GatewayOptions, held: HeldSignals): Promise<void> {
   const [{ readConfigFile }, { parseGatewayConfig }, { createLogger }, { Gateway }, { createGatewayMetrics }] = await Promise.all([
     import('../../common/config/load.js'),
     import('../../gateway/config.js'),
@@ -51,5 +58,6 @@ async function runGateway(options: GatewayOptions): Promise<void> {
       process.stdout.write(`meteorzx gateway ready: ${addrs.http.protocol}://${addrs.http.host}:${addrs.http.port} ${mqtt.join(' ')}\n`);
     },
     logger,
+    held,
   });
 }
