@@ -8,6 +8,11 @@ export function isLevelIoError(err: unknown): boolean {
   return causeChain(err).some((e) => (e as { code?: unknown }).code === 'LEVEL_IO_ERROR');
 }
 
+/** True when LevelDB could not take the database's LOCK file: another process has the database open. */
+export function isLevelLocked(err: unknown): boolean {
+  return causeChain(err).some((e) => (e as { code?: unknown }).code === 'LEVEL_LOCKED');
+}
+
 /** An error and the causes under it (at most 8: a cycle cannot loop), as abstract-level nests LevelDB's own. */
 export function causeChain(err: unknown): Error[] {
   const chain: Error[] = [];

@@ -15,6 +15,9 @@ export const GatewayErrors = defineErrors({
     description: 'A durable write or read failed (disk full, I/O error); nothing of the batch was acknowledged.',
     status: 503,
   },
+  METEORZX_STORAGE_OPEN_FAILED: {
+    description: 'The store cannot be opened at start: another process has it open (a gateway running on the same data dir), permissions, a file where a directory should be.',
+  },
   METEORZX_STORAGE_CORRUPT: { description: 'Stored data cannot be decoded (a damaged block or key); `meteorzx verify` locates it.' },
   METEORZX_INVALID_CURSOR: { description: 'A query cursor is not one this gateway issued.', status: 400 },
   METEORZX_RULE_INVALID: { description: 'A pipeline rule does not compile (CEL syntax or type error) or names no action.' },

@@ -1,6 +1,6 @@
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { levelMessage } from '../../common/level-errors.js';
+import { isLevelLocked, levelMessage } from '../../common/level-errors.js';
 import { newId } from '../../protocols/index.js';
 import { AgentErrors } from '../errors.js';
 import { encodeBlock } from './block-codec.js';
@@ -88,7 +88,8 @@ export async function openStore(opts: ResolvedBufferOptions, location: string): 
     opened = await tryOpen(opts, location);
   } catch (err) {
     if (!isCorruption(err)) {
-      throw AgentErrors.METEORZX_BUFFER_OPEN_FAILED(`cannot open the buffer at ${location}: ${levelMessage(err)}`, { cause: err });
+      const why = isLevelLocked(err) ? 'another process has it open (an agent already running with this data dir?)' : levelMessage(err);
+      throw AgentErrors.METEORZX_BUFFER_OPEN_FAILED(`cannot open the buffer at ${location}: ${why}`, { cause: err });
     }
     return replaceStore(opts, location, err);
   }

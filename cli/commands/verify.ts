@@ -42,11 +42,12 @@ async function verifyUrl(url: string, options: VerifyOptions): Promise<VerifyRep
 }
 
 async function verifyDir(dataDir: string, source: string | undefined): Promise<VerifyReport> {
-  const [{ existsSync }, { join }, { LevelStorage }, { GatewayErrors }] = await Promise.all([
+  const [{ existsSync }, { join }, { LevelStorage }, { GatewayErrors }, { isLevelLocked, levelMessage }] = await Promise.all([
     import('node:fs'),
     import('node:path'),
     import('../../gateway/storage/level/index.js'),
     import('../../gateway/errors.js'),
+    import('../../common/level-errors.js'),
   ]);
   // Read-only: verifying must not change what it verifies (no registry checkpoint after a crash).
   const storage = new LevelStorage({ dataDir, readOnly: true });
@@ -57,8 +58,7 @@ async function verifyDir(dataDir: string, source: string | undefined): Promise<V
     await storage.open();
   } catch (err) {
     // LevelDB's LOCK: only one process may open the store, and the gateway keeps it open while running.
-    const locked = /lock/i.test(`${String((err as Error).message)} ${String(((err as Error).cause as Error | undefined)?.message)}`);
-    const why = locked ? 'it is in use (stop the gateway first, or verify through its URL)' : (err as Error).message;
+    const why = isLevelLocked(err) ? 'it is in use (stop the gateway first, or verify through its URL)' : levelMessage((err as Error).cause ?? err);
     throw GatewayErrors.METEORZX_STORAGE_FAILED(`cannot open ${dataDir}: ${why}`, { userError: true, cause: err });
   }
   const progress = await progressBar();

@@ -1,9 +1,10 @@
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort, killAll, startAgent, startGateway } from './agent-harness.js';
 
 // Spawns the real CLI as a user runs it; `npm test` builds dist/ first.
 const BIN = 'bin/meteorzx.js';
@@ -32,6 +33,7 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'meteorzx-cli-'));
 });
 afterAll(async () => {
+  await killAll();
   await rm(dir, { recursive: true, force: true });
 });
 
@@ -183,8 +185,42 @@ describe('meteorzx config check', () => {
     await writeFile(file, JSON.stringify({ dataDir, http: { listen: '127.0.0.1:0' }, mqtt: { listen: '127.0.0.1:0' } }));
     const run = await runOrKill(['gateway', '--config', file]);
     expect(run.code).toBe(1);
-    expect(run.stderr.trimEnd().split('\n').at(-1)).toMatch(/^meteorzx: ENOENT: no such file or directory, mkdir '\/proc\/\d+\/meteorzx-nope'/);
+    expect(run.stderr.trimEnd().split('\n').at(-1)).toMatch(
+      /^meteorzx: cannot open the store at \/proc\/\d+\/meteorzx-nope\/gw\/store: ENOENT: no such file or directory, mkdir '\/proc\/\d+\/meteorzx-nope' \(METEORZX_STORAGE_OPEN_FAILED\)$/,
+    );
     expect(run.stderr).not.toMatch(STACK_FRAME);
+  }, 40_000);
+
+  it('refuses in one line a data dir a running gateway or agent holds, and leaves the running one serving', async () => {
+    const gwDir = join(dir, 'held-gw');
+    await mkdir(gwDir);
+    const gateway = await startGateway(gwDir, await freePort());
+    const agentDir = join(dir, 'held-agent');
+    await mkdir(agentDir);
+    const agent = await startAgent(agentDir, { id: 'held' });
+    try {
+      const second = join(dir, 'second.json');
+      const listeners = { http: { listen: '127.0.0.1:0' }, mqtt: { listen: '127.0.0.1:0' } };
+      await writeFile(second, JSON.stringify({ dataDir: join(gwDir, 'gateway-data'), ...listeners }));
+      const gw = await runOrKill(['gateway', '--config', second]);
+      expect(gw.code).toBe(1);
+      expect(gw.stderr.trimEnd().split('\n').at(-1)).toBe(
+        `meteorzx: cannot open the store at ${join(gwDir, 'gateway-data', 'store')}: another process has it open (a gateway already running with this data dir?) (METEORZX_STORAGE_OPEN_FAILED)`,
+      );
+      expect(gw.stderr).not.toMatch(STACK_FRAME);
+
+      await writeFile(second, JSON.stringify({ id: 'held', dataDir: join(agentDir, 'agent-data'), intake: { http: listeners.http }, pull: listeners.http }));
+      const ag = await runOrKill(['agent', '--config', second]);
+      expect(ag.code).toBe(1);
+      expect(ag.stderr.trimEnd().split('\n').at(-1)).toBe(
+        `meteorzx: cannot open the buffer at ${join(agentDir, 'agent-data', 'buffer')}: another process has it open (an agent already running with this data dir?) (METEORZX_BUFFER_OPEN_FAILED)`,
+      );
+
+      expect((await fetch(`${gateway.url}/healthz`)).status).toBe(200);
+      expect((await agent.status()).id).toBe('held');
+    } finally {
+      await Promise.all([gateway.stop(), agent.stop()]);
+    }
   }, 40_000);
 
   it('asks for --type when the keys do not tell', async () => {

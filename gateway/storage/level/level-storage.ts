@@ -3,7 +3,7 @@ import { Level } from 'level';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import type { CustodyRecord, EpochStatus, SourceStatus, SourcesResponse } from '../../../protocols/index.js';
-import { isLevelIoError } from '../../../common/level-errors.js';
+import { isLevelIoError, isLevelLocked, levelMessage } from '../../../common/level-errors.js';
 import { makeDir } from '../../../common/make-dir.js';
 import { GatewayErrors } from '../../errors.js';
 import { edges, epochStatus, type EpochState } from '../seq-gaps.js';
@@ -161,16 +161,24 @@ export class LevelStorage implements Storage {
   async open(): Promise<void> {
     if (this.db !== undefined) return;
     this.closed = false;
-    // Not Node's recursive mkdir: under /proc it never returns (common/make-dir.ts).
-    await makeDir(this.location);
-    const db: LevelDb = new Level<string, Buffer>(this.location, {
-      keyEncoding: 'utf8',
-      valueEncoding: 'buffer',
-      cacheSize: this.opts.cacheSize,
-      maxOpenFiles: this.opts.maxOpenFiles,
-      writeBufferSize: this.opts.writeBufferSize,
-    });
-    await db.open();
+    let db: LevelDb;
+    try {
+      // Not Node's recursive mkdir: under /proc it never returns (common/make-dir.ts). Made before the
+      // Level is built, which opens itself (LevelDB's own recursive mkdir) on the next tick unless opened.
+      await makeDir(this.location);
+      db = new Level<string, Buffer>(this.location, {
+        keyEncoding: 'utf8',
+        valueEncoding: 'buffer',
+        cacheSize: this.opts.cacheSize,
+        maxOpenFiles: this.opts.maxOpenFiles,
+        writeBufferSize: this.opts.writeBufferSize,
+      });
+      await db.open();
+    } catch (err) {
+      // abstract-level's own message is only "Database failed to open"; what LevelDB said is in its cause.
+      const why = isLevelLocked(err) ? 'another process has it open (a gateway already running with this data dir?)' : levelMessage(err);
+      throw GatewayErrors.METEORZX_STORAGE_OPEN_FAILED(`cannot open the store at ${this.location}: ${why}`, { cause: err });
+    }
     const raw = (await db.get(HEAD_KEY)) as Buffer | undefined;
     const head = raw === undefined ? { commit: 0, n: 0, hash: undefined } : (JSON.parse(raw.toString()) as LevelHead);
     this.epochs.clear();
