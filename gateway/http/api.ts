@@ -21,6 +21,8 @@ export interface HttpApiOptions extends ApiContext {
   tls?: SecureContextOptions & { requestCert?: boolean };
   /** Most time a client may take to send a whole request, headers and body (ms); default REQUEST_TIMEOUT_MS. */
   requestTimeoutMs?: number;
+  /** Longest close() waits for requests in progress before dropping their connections (ms); default CLOSE_TIMEOUT_MS. */
+  closeTimeoutMs?: number;
 }
 
 /**
@@ -32,6 +34,14 @@ export interface HttpApiOptions extends ApiContext {
  * at 10 Mbit/s. Waiting for the answer (a commit, a verify) is not counted.
  */
 export const REQUEST_TIMEOUT_MS = 60_000;
+
+/**
+ * How long a stop (SIGTERM, or the restart of a SIGHUP) waits for requests
+ * in progress before it drops their connections (ms). A request whose body
+ * has arrived is answered within it (its commit takes milliseconds); one
+ * still uploading is cut off, and its client resends.
+ */
+export const CLOSE_TIMEOUT_MS = 5_000;
 
 export interface BoundHttp {
   host: string;
@@ -128,9 +138,21 @@ export class HttpApi {
     return { host: addr.address, port: addr.port, protocol: this.opts.tls === undefined ? 'http' : 'https' };
   }
 
-  /** Stops accepting, waits for requests in progress (their ingests finish and answer). Idempotent. */
+  /** Stops accepting, waits for requests in progress (their ingests finish and answer), at most closeTimeoutMs. Idempotent. */
   close(): Promise<void> {
-    this.closing ??= this.app.close();
+    this.closing ??= this.drain();
     return this.closing;
+  }
+
+  private async drain(): Promise<void> {
+    // fastify's close waits for every connection with a request under way, and Node stops timing requests
+    // out once its server closes (requestTimeout no longer applies): a client that stalled mid-upload, or
+    // connected and sent nothing, held the stop, and a SIGHUP's restart, for ever.
+    const timer = setTimeout(() => this.app.server.closeAllConnections(), this.opts.closeTimeoutMs ?? CLOSE_TIMEOUT_MS);
+    try {
+      await this.app.close();
+    } finally {
+      clearTimeout(timer);
+    }
   }
 }
