@@ -290,6 +290,7 @@ export class MqttIngress {
     await new Promise((resolve) => setImmediate(resolve));
     const broker = this.broker;
     if (broker) await new Promise<void>((resolve) => broker.close(() => resolve()));
+    this.listeners?.dropConnections();
     await stopped;
   }
 }

@@ -47,6 +47,8 @@ type Closable = NetServer | HttpServer;
 /** Starts every configured MQTT transport; `close` stops them (listeners only, not open connections). */
 export class MqttListeners {
   private servers: { name: ListenerName; server: Closable; wss?: WebSocketServer }[] = [];
+  /** Every connection still open, for dropConnections(). */
+  private readonly connections = new Set<Duplex | Socket>();
 
   /**
    * `maxMessageBytes`: the largest WebSocket message read (default: ws' own
@@ -56,9 +58,17 @@ export class MqttListeners {
    */
   constructor(
     private readonly specs: MqttListenerSpecs,
-    private readonly handle: ConnectionHandler,
+    handle: ConnectionHandler,
     private readonly maxMessageBytes?: number,
-  ) {}
+  ) {
+    this.handle = (stream, req) => {
+      this.connections.add(stream);
+      stream.once('close', () => this.connections.delete(stream));
+      handle(stream, req);
+    };
+  }
+
+  private readonly handle: ConnectionHandler;
 
   async start(): Promise<BoundListener[]> {
     const bound: BoundListener[] = [];
@@ -94,7 +104,16 @@ export class MqttListeners {
     });
   }
 
-  /** Stops accepting connections. Open connections are the broker's to close. */
+  /**
+   * Destroys the connections still open. The broker closes its clients, but
+   * a connection that has not completed its CONNECT is no client of it yet:
+   * it would hold close() until aedes' connect timeout (30 s).
+   */
+  dropConnections(): void {
+    for (const stream of this.connections) stream.destroy();
+  }
+
+  /** Stops accepting connections; resolves once every open one has ended (the broker closes them). */
   async close(): Promise<void> {
     const servers = this.servers;
     this.servers = [];

@@ -9,7 +9,8 @@ import { freePort, killAll, postEvents, removeDir, startGateway, tempDir, waitFo
  * closes, and fastify's close waited for both, so the gateway never exited
  * (a reload never restarted it: MQTT and HTTP were already closed). Now
  * requests in progress get 5 s (CLOSE_TIMEOUT_MS), then their connections
- * are dropped.
+ * are dropped. Likewise MQTT connections that never completed their
+ * CONNECT held the stop for aedes' connect timeout (30 s).
  */
 
 let dir: string;
@@ -55,6 +56,31 @@ describe('gateway stop with stalled HTTP clients', () => {
     const body = await (await fetch(`${again.url}/v1/events?source=stall`)).text();
     expect(body.trim().split('\n')).toHaveLength(20);
     await again.stop();
+  }, 60_000);
+
+  it('SIGTERM does not wait for MQTT connections that never completed their CONNECT', async () => {
+    const gateway = await startGateway(dir, await freePort());
+    const ready = await waitFor(() => gateway.stdout.find((l) => l.startsWith('meteorzx gateway ready:')), 'the ready line');
+    const mqttPort = Number(/mqtt:\/\/127\.0\.0\.1:(\d+)/.exec(ready)?.[1]);
+    // One sent the first byte of a CONNECT, one nothing: aedes waits 30 s (its connect timeout) for either.
+    const clients = await Promise.all(
+      ['10', ''].map(
+        (hex) =>
+          new Promise<{ closed: Promise<void> }>((resolve, reject) => {
+            const socket = connect(mqttPort, '127.0.0.1', () => {
+              if (hex !== '') socket.write(Buffer.from(hex, 'hex'));
+              resolve({ closed: new Promise<void>((r) => socket.once('close', () => r())) });
+            });
+            socket.on('error', reject);
+            sockets.push(socket);
+          }),
+      ),
+    );
+    // Let the gateway take both connections before the stop.
+    await new Promise((r) => setTimeout(r, 200));
+    // Killed (code null) if the stop waits for them; it took 30 s.
+    expect(await gateway.stop(20_000)).toBe(0);
+    await Promise.all(clients.map((c) => c.closed));
   }, 60_000);
 
   it('SIGHUP restarts the gateway although a client holds a stalled request', async () => {
