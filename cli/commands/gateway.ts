@@ -37,7 +37,10 @@ async function runGateway(options: GatewayOptions, held: HeldSignals): Promise<v
   // Read again on SIGHUP (reload).
   const loadConfig = async () => {
     const raw = options.config === undefined ? {} : await readConfigFile(options.config);
-    const withDir = options.dataDir === undefined ? raw : { ...(raw as Record<string, unknown>), dataDir: options.dataDir };
+    // Only a mapping takes --data-dir; anything else goes to the schema as it is, which names it (a string
+    // spread into an object became one "unknown key" per character).
+    const isMapping = typeof raw === 'object' && raw !== null && !Array.isArray(raw);
+    const withDir = options.dataDir === undefined || !isMapping ? raw : { ...raw, dataDir: options.dataDir };
     return parseGatewayConfig(withDir, {
       ...(options.config === undefined ? {} : { source: options.config, baseDir: dirname(options.config) }),
     });

@@ -223,6 +223,16 @@ describe('meteorzx config check', () => {
     }
   }, 40_000);
 
+  it('names a gateway config that is not a mapping as such, also with --data-dir', async () => {
+    const file = join(dir, 'not-a-mapping.yaml');
+    await writeFile(file, '"hello"\n');
+    for (const extra of [[], ['--data-dir', join(dir, 'never-made')]]) {
+      const run = await runOrKill(['gateway', '--config', file, ...extra]);
+      expect(run.code).toBe(1);
+      expect(run.stderr).toBe(`meteorzx: ${file}: invalid gateway config (1 error)\n(top level): expected a mapping (key: value), got "hello"\n`);
+    }
+  });
+
   it('asks for --type when the keys do not tell', async () => {
     const file = join(dir, 'plain.yaml');
     await writeFile(file, 'dataDir: /tmp/x\n');
