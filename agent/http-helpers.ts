@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { Server, ServerResponse } from 'node:http';
-import type { AddressInfo, Server as NetServer } from 'node:net';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
+import { Server as TlsServer } from 'node:tls';
 import { isMeteorError, type ErrorResponse } from '../protocols/index.js';
 import { AgentErrors } from './errors.js';
 
@@ -59,12 +60,61 @@ export function bearerMatches(header: string | undefined, token: string): boolea
   return m !== null && timingSafeEqual(given, expected);
 }
 
-/** Stops taking connections, waits for requests in progress (bounded), then drops what is left. */
+interface Connections {
+  /** Every TCP connection, TLS handshakes not yet done included. */
+  raw: Set<Socket>;
+  /** The connections HTTP runs on (TLS ones once their handshake is done), with their requests in progress. */
+  requests: Map<Socket, number>;
+}
+
+const tracked = new WeakMap<Server, Connections>();
+
+/**
+ * Keeps count of each connection's requests in progress, so that closeServer drops at once the
+ * connections without one. Node's closeIdleConnections() leaves a connection that has sent no
+ * request yet (a client that connected and waits, a keep-alive pool's spare), and server.close()
+ * then waits for it until the close timeout: a stop or reload of the agent took that long.
+ */
+export function trackConnections(server: Server): void {
+  const connections: Connections = { raw: new Set(), requests: new Map() };
+  tracked.set(server, connections);
+  server.on('connection', (socket: Socket) => {
+    connections.raw.add(socket);
+    socket.once('close', () => connections.raw.delete(socket));
+  });
+  const opened = (socket: Socket): void => {
+    connections.requests.set(socket, 0);
+    socket.once('close', () => connections.requests.delete(socket));
+  };
+  if (server instanceof TlsServer) server.on('secureConnection', opened);
+  else server.on('connection', opened);
+  const begin = (req: IncomingMessage, res: ServerResponse): void => {
+    const socket = req.socket;
+    connections.requests.set(socket, (connections.requests.get(socket) ?? 0) + 1);
+    res.once('close', () => {
+      const n = connections.requests.get(socket);
+      if (n !== undefined) connections.requests.set(socket, Math.max(0, n - 1));
+    });
+  };
+  server.on('request', begin);
+  server.on('checkContinue', begin);
+}
+
+/**
+ * Stops taking connections, waits for requests in progress (bounded), then drops what is left.
+ * A server passed to trackConnections also loses at once its connections with no request in progress.
+ */
 export async function closeServer(server: Server, timeoutMs: number): Promise<void> {
   if (!server.listening) return;
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   server.closeIdleConnections();
-  const timer = setTimeout(() => server.closeAllConnections(), timeoutMs);
+  const connections = tracked.get(server);
+  for (const [socket, n] of connections?.requests ?? []) if (n === 0) socket.destroy();
+  const timer = setTimeout(() => {
+    server.closeAllConnections();
+    // Connections HTTP never saw (a TLS handshake not finished) are not Node's to close.
+    for (const socket of connections?.raw ?? []) socket.destroy();
+  }, timeoutMs);
   await closed;
   clearTimeout(timer);
 }

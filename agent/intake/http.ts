@@ -19,7 +19,7 @@ import {
 } from '../../protocols/index.js';
 import type { AgentBuffer } from '../buffer/types.js';
 import { AgentErrors } from '../errors.js';
-import { bearerMatches, closeServer, isLoopback, listen, sendError, sendJson, type ListenAddress } from '../http-helpers.js';
+import { bearerMatches, closeServer, isLoopback, listen, sendError, sendJson, trackConnections, type ListenAddress } from '../http-helpers.js';
 import type { AgentMetrics } from '../metrics.js';
 import type { Intake } from './types.js';
 import { appendFitting } from './append-fitting.js';
@@ -84,6 +84,7 @@ export class HttpIntake implements Intake {
     };
     this.server = options.tls === undefined ? createServer(timeouts, handler) : createHttpsServer({ ...timeouts, ...options.tls }, handler);
     answerAfterHalfClose(this.server);
+    trackConnections(this.server);
     // `Expect: 100-continue` (curl sends it for bodies over 1 MiB): the headers are judged before the body is
     // invited. Node's default answers 100 at once, so a body over the limit was sent in full to a server that
     // had answered 413 and closed — the client often saw a reset instead of the 413.

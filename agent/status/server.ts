@@ -5,7 +5,7 @@ import type { TlsServerOptions } from '../../common/tls-server.js';
 import type { AgentStatus } from '../../protocols/index.js';
 import type { AgentBuffer } from '../buffer/types.js';
 import { AgentErrors } from '../errors.js';
-import { bearerMatches, closeServer, isLoopback, listen, sendError, sendJson, type ListenAddress } from '../http-helpers.js';
+import { bearerMatches, closeServer, isLoopback, listen, sendError, sendJson, trackConnections, type ListenAddress } from '../http-helpers.js';
 import type { AgentMetrics } from '../metrics.js';
 import { PullBudget, servePull } from '../pull/pull-handler.js';
 
@@ -55,6 +55,7 @@ export class StatusServer {
     // pull answer would hold its bytes (and its share of the pull budget) for as long as it stays connected.
     // With no 'timeout' listener, node:http destroys a socket idle this long.
     this.server.setTimeout(options.idleTimeoutMs ?? 30_000);
+    trackConnections(this.server);
   }
 
   async start(): Promise<void> {

@@ -1,5 +1,5 @@
 import { mkdir } from 'node:fs/promises';
-import { createServer, type AddressInfo, type Server } from 'node:net';
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { killAll, postEvents, removeDir, startAgent, tempDir, waitFor } from './agent-harness.js';
@@ -69,5 +69,29 @@ describe('agent SIGTERM against a gateway that never answers', () => {
     } finally {
       await broker.stop();
     }
+  });
+});
+
+describe('agent SIGTERM with clients connected to its listeners but sending nothing', () => {
+  it('drops at once the connections with no request in progress instead of waiting out the close grace', async () => {
+    const sub = join(dir, 'idle-conns');
+    await mkdir(sub);
+    const agent = await startAgent(sub, { id: 'idle-conns' });
+    expect((await postEvents(agent.intakeUrl, [{ type: 'idle.test' }])).status).toBe(200);
+    // A connection that never sends a request, on the intake and on the pull listener (a keep-alive pool's spare).
+    const hold = async (url: string): Promise<Socket> => {
+      const { hostname, port } = new URL(url);
+      const socket = connect(Number(port), hostname);
+      socket.on('error', () => undefined);
+      await new Promise((resolve) => socket.once('connect', resolve));
+      return socket;
+    };
+    const sockets = [await hold(agent.intakeUrl), await hold(agent.pullUrl)];
+    const closedByAgent = sockets.map((socket) => new Promise((resolve) => socket.once('close', resolve)));
+    const started = Date.now();
+    // The intake's close grace is 10 s and the pull listener's 5 s: well under them means the idle ones were dropped.
+    expect(await agent.stop(30_000)).toBe(0);
+    expect(Date.now() - started).toBeLessThan(4_000);
+    await Promise.all(closedByAgent);
   });
 });
