@@ -59,6 +59,10 @@ export class Backfill {
   private readonly asked = new Map<string, Asked>();
   /** The pull of each agent's log that this scan's looks at holes made (one per agent, however many holes). */
   private readonly pulledThisScan = new Map<PullConnector, Promise<void>>();
+  /** This scan's one identification of the connectors whose agent id is not yet known (see connectorFor). */
+  private identifiedThisScan: Promise<unknown> | undefined;
+  /** Agents whose repair failed this scan (down, unreachable, hung): their other holes wait for the next scan. */
+  private readonly failedThisScan = new Set<string>();
   private scanning: Promise<void> | undefined;
   private readonly now: () => number;
 
@@ -82,6 +86,8 @@ export class Backfill {
   private async doScan(): Promise<void> {
     const { graceMs, logger } = this.options;
     this.pulledThisScan.clear();
+    this.identifiedThisScan = undefined;
+    this.failedThisScan.clear();
     const [epochs, lost] = await Promise.all([this.options.epochs(), this.options.store.lost()]);
     const now = this.now();
     if (this.options.gapWatch !== undefined) {
@@ -95,10 +101,13 @@ export class Backfill {
         if (gap.reportedByAgent === true) continue;
         if (now - Date.parse(gap.since) < graceMs) continue;
         for (const [from, to] of subtract([gap.from, gap.to], lost.filter((l) => l.agent === epoch.agent && l.epoch === epoch.epoch))) {
+          // One failed repair per agent and scan: a hung agent would otherwise cost a request timeout per hole.
+          if (this.failedThisScan.has(epoch.agent)) continue;
           try {
             await this.repair(epoch.agent, epoch.epoch, from, to);
           } catch (err) {
             // The agent is down or unreachable: not a loss yet, the next scan asks again.
+            this.failedThisScan.add(epoch.agent);
             logger.warn({ agent: epoch.agent, epoch: epoch.epoch, from, to, err: (err as Error).message }, 'backfill failed; will retry');
           }
         }
@@ -161,12 +170,18 @@ export class Backfill {
     if (asked) this.options.logger.info(range, 'backfill requested over the command channel');
   }
 
+  /**
+   * The connector serving `agent`. Connectors whose agent id is not known yet are asked for it once per
+   * scan, all at once: asked in turn for each hole, one agent that accepts and never answers held the
+   * scan for its request timeout per hole of every agent no connector serves (minutes per scan).
+   */
   private async connectorFor(agent: string): Promise<PullConnector | undefined> {
     const connectors = this.options.connectors();
     const known = connectors.find((c) => c.agentId === agent);
     if (known !== undefined) return known;
-    for (const c of connectors) if (c.agentId === null && (await c.identify()) === agent) return c;
-    return undefined;
+    this.identifiedThisScan ??= Promise.all(connectors.filter((c) => c.agentId === null).map((c) => c.identify()));
+    await this.identifiedThisScan;
+    return connectors.find((c) => c.agentId === agent);
   }
 
   /**

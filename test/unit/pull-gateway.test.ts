@@ -1,5 +1,6 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server, type ServerResponse } from 'node:http';
+import { createServer as createNetServer, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -723,5 +724,64 @@ describe('PullConnector against agents with large events, slow pages, or a close
     closers.push(() => c.close());
     expect(await c.run()).toBeUndefined();
     expect(c.status()).toMatchObject({ state: 'failed', lastError: expect.stringMatching(/no progress/) as unknown });
+  });
+});
+
+describe('backfill with an agent that accepts and never answers', () => {
+  const closers: (() => Promise<unknown>)[] = [];
+  afterEach(async () => {
+    while (closers.length > 0) await closers.pop()?.();
+  });
+
+  /** A pull listener that takes connections and never answers; counts the requests it was sent. */
+  async function hungAgent(): Promise<{ url: string; requests: () => number }> {
+    let requests = 0;
+    const sockets = new Set<Socket>();
+    const server = createNetServer((socket) => {
+      sockets.add(socket);
+      socket.on('data', (d: Buffer) => (requests += d.toString('latin1').split('GET ').length - 1));
+      socket.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    closers.push(async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => server.close(r));
+    });
+    return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, requests: () => requests };
+  }
+
+  function backfill(c: PullConnector, epochs: { agent: string; gaps: [number, number][] }[]): Backfill {
+    const since = new Date(0).toISOString();
+    return new Backfill({
+      epochs: async () => epochs.map((e) => ({ agent: e.agent, epoch: 'E', gaps: e.gaps.map(([from, to]) => ({ from, to, since })) })) as unknown as EpochStatus[],
+      store,
+      ingestor,
+      connectors: () => [c],
+      graceMs: 0,
+      tries: 5,
+      alerter: { raise: () => undefined },
+      logger,
+    });
+  }
+
+  it('asks a connector of an unknown agent for its id once per scan, not once per hole of every other agent', async () => {
+    const hung = await hungAgent();
+    const c = new PullConnector({ url: hung.url, retries: { tries: 0, delay: 1 }, limits: DEFAULT_LIMITS, ingestor, store, requestTimeoutMs: 150, logger });
+    closers.push(() => c.close());
+    // Four holes of a device no connector serves: each asked which connector serves it.
+    await backfill(c, [{ agent: 'dev-1', gaps: [[2, 2], [4, 4], [6, 6], [8, 8]] }]).scan();
+    // Before the fix: 4 (a request timeout per hole: 60 s each with the defaults, so minutes per scan).
+    expect({ requests: hung.requests(), agent: c.agentId }).toEqual({ requests: 1, agent: null });
+  });
+
+  it('an agent whose repair failed is not asked again for its other holes in the same scan', async () => {
+    const hung = await hungAgent();
+    await store.saveCheckpoint(hung.url, { epoch: 'E', seq: 10, agent: 'agent-z' });
+    const c = new PullConnector({ url: hung.url, retries: { tries: 0, delay: 1 }, limits: DEFAULT_LIMITS, ingestor, store, requestTimeoutMs: 150, logger });
+    closers.push(() => c.close());
+    await c.init();
+    await backfill(c, [{ agent: 'agent-z', gaps: [[2, 2], [4, 4], [6, 6]] }]).scan();
+    // Before the fix: 3, one request timeout per hole, with every other agent's holes waiting behind them.
+    expect({ requests: hung.requests(), lost: await store.lost() }).toEqual({ requests: 1, lost: [] });
   });
 });
