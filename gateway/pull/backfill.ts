@@ -64,6 +64,7 @@ export class Backfill {
   /** Agents whose repair failed this scan (down, unreachable, hung): their other holes wait for the next scan. */
   private readonly failedThisScan = new Set<string>();
   private scanning: Promise<void> | undefined;
+  private stopped = false;
   private readonly now: () => number;
 
   constructor(private readonly options: BackfillOptions) {
@@ -72,10 +73,16 @@ export class Backfill {
 
   /** One pass over the registry; concurrent calls share the pass in progress. */
   scan(): Promise<void> {
+    if (this.stopped) return Promise.resolve();
     this.scanning ??= this.doScan().finally(() => {
       this.scanning = undefined;
     });
     return this.scanning;
+  }
+
+  /** The scan in progress looks at no further hole, and no scan starts (the gateway is stopping). */
+  stop(): void {
+    this.stopped = true;
   }
 
   /** Resolves when the scan in progress (if any) has finished. */
@@ -101,6 +108,7 @@ export class Backfill {
         if (gap.reportedByAgent === true) continue;
         if (now - Date.parse(gap.since) < graceMs) continue;
         for (const [from, to] of subtract([gap.from, gap.to], lost.filter((l) => l.agent === epoch.agent && l.epoch === epoch.epoch))) {
+          if (this.stopped) return;
           // One failed repair per agent and scan: a hung agent would otherwise cost a request timeout per hole.
           if (this.failedThisScan.has(epoch.agent)) continue;
           try {

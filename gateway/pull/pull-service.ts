@@ -134,8 +134,11 @@ export class PullService {
     this.closing ??= (async () => {
       this.scheduler.close();
       clearInterval(this.backfillTimer);
-      await this.backfill.idle();
+      // The scan in progress looks at no further hole, and its request in flight ends with the connectors':
+      // waited for first, an agent that never answers held the stop for its request timeout.
+      this.backfill.stop();
       await Promise.all(this.connectors.map((c) => c.close()));
+      await this.backfill.idle();
       await this.store.close();
     })();
     return this.closing;
