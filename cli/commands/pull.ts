@@ -182,6 +182,8 @@ async function pullPages(base: URL, options: PullOptions, dispatcher: Dispatcher
   let after = Math.max(first, resumed?.seq ?? 0);
   const until = limit === undefined ? status.head : Math.min(status.head, first + limit);
   const out: NodeJS.WritableStream = options.out === undefined ? process.stdout : createWriteStream(options.out, { flags: 'a' });
+  // Each write's callback reports its error (a full disk, a reader gone); unheard, the event killed the CLI with a stack trace.
+  out.on('error', () => undefined);
   const bar = await progressBar(until - after);
   let done = 0;
   let bytes = 0;
@@ -202,7 +204,7 @@ async function pullPages(base: URL, options: PullOptions, dispatcher: Dispatcher
       for await (const chunk of res.body) {
         const buf = chunk as Buffer;
         bytes += buf.length;
-        if (!out.write(buf)) await new Promise<void>((r) => out.once('drain', () => r()));
+        await write(out, buf);
         const text = pending + buf.toString('utf8');
         const nl = text.lastIndexOf('\n');
         if (nl < 0) {
@@ -219,11 +221,20 @@ async function pullPages(base: URL, options: PullOptions, dispatcher: Dispatcher
       after = seq;
       bar?.update(done, { bytes: formatBytes(bytes) });
     }
+  } catch (err) {
+    // The reader of stdout went away (`meteorzx pull … | head`): what it wanted was written; a normal end, as for `query`.
+    if (out === process.stdout && (err as NodeJS.ErrnoException).code === 'EPIPE') return;
+    throw err;
   } finally {
     bar?.stop();
     if (out !== process.stdout) await new Promise<void>((r) => out.end(() => r()));
   }
   if (bar === undefined && options.out !== undefined && process.stderr.isTTY) process.stderr.write(`pulled ${done} events\n`);
+}
+
+/** Writes and waits for the stream to take it: bounded memory behind a slow reader, and its error rejects. */
+function write(out: NodeJS.WritableStream, chunk: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => out.write(chunk, (err) => (err ? reject(err) : resolve())));
 }
 
 /** A bar on stderr only when it is a terminal: a pipe or a log file gets no escape codes. */
