@@ -333,7 +333,11 @@ export class PullConnector {
     if (epoch === undefined || until === undefined) {
       const status = await this.client.status();
       this.agent = status.id;
-      epoch ??= status.epoch;
+      if (epoch === undefined) {
+        epoch = status.epoch;
+        // Seqs past the head are not written yet, not gone: `meteorzx pull --into --limit` larger than what is left asks for them.
+        until = Math.min(until ?? status.head, status.head);
+      }
       until ??= status.head;
     }
     return this.page({ after: range.after, until, epoch }, false);

@@ -148,6 +148,20 @@ describe('PullConnector', () => {
     await c.close();
   });
 
+  it('a range whose until lies past the agent head stops at the head: seqs not written yet are not gone', async () => {
+    const c = connector();
+    // meteorzx pull --into GW --after 240 --limit 60 against an agent whose head is 250.
+    const result = await c.pullRange({ after: 240, until: 300 });
+    // Before the fix: gone [{from: 251, to: 300, reason: the agent answered without seqs 251..300}], a loss that never was.
+    expect({ pulled: result.pulled, lastSeq: result.lastSeq, gone: result.gone, seqs: ingestor.seqs }).toEqual({
+      pulled: 10,
+      lastSeq: 250,
+      gone: [],
+      seqs: [241, 242, 243, 244, 245, 246, 247, 248, 249, 250],
+    });
+    await c.close();
+  });
+
   it('retries per policy, then shows failed with the error and raises an alert; recovers on a later run', async () => {
     agent.down = true;
     const sleeps: number[] = [];
