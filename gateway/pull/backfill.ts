@@ -49,9 +49,9 @@ interface Asked {
  * agent's own gap event reported lost, is pulled again —
  * over HTTP when a `pullFrom` connector serves that agent, else by a pull
  * command on the agent's own MQTT link. Events that arrive close the gap in
- * the registry by themselves. A range the agent can no longer serve (410,
- * an answer without it, no re-send after `tries` commands, or a hole in its
- * buffer no gap event of the agent's names after `tries` looks) becomes one
+ * the registry by themselves. A range the agent can no longer serve (a 410,
+ * an answer without it, or a hole in its buffer, that no gap event of the
+ * agent's names after `tries` looks; no re-send after `tries` commands) becomes one
  * stored `meteorzx.gap` event with a deterministic id — recorded twice, it
  * is still one — plus an alert, and is never asked for again.
  */
@@ -160,11 +160,13 @@ export class Backfill {
     if (connector !== undefined) {
       const result = await connector.pullRange({ after: from - 1, until: to, epoch });
       this.options.logger.info({ agent, epoch, from, to, pulled: result.pulled, gone: result.gone.length }, 'backfilled over HTTP');
-      for (const gone of result.gone) await this.recordLoss(agent, gone);
+      // What the agent no longer holds may be a loss it recorded itself with a gap event that sits above the
+      // range, not yet here (a pull-only agent's drop-oldest): recorded at once, it was recorded twice.
+      for (const gone of result.gone) await this.awaitAgentRecord(agent, gone, connector, 'gone');
       for (const hole of result.holes) {
         const lo = Math.max(hole.from, from);
         const hi = Math.min(hole.to, to);
-        if (lo <= hi) await this.awaitAgentRecord(agent, { ...hole, from: lo, to: hi }, connector);
+        if (lo <= hi) await this.awaitAgentRecord(agent, { ...hole, from: lo, to: hi }, connector, 'hole');
       }
       return;
     }
@@ -193,7 +195,9 @@ export class Backfill {
   }
 
   /**
-   * A hole in the agent's buffer (damage). The agent appends a
+   * A range the agent no longer serves: a hole in its buffer (damage), or
+   * gone (a 410: dropped, deleted by retention, or of an epoch it no longer
+   * is). The agent appends a
    * `meteorzx.gap` for the part it had not yet delivered, and that event
    * marks the registry's hole `reportedByAgent` when it arrives, so the
    * scan stops asking. Seqs the agent had delivered, yet missing here, get
@@ -203,10 +207,12 @@ export class Backfill {
    * over its gap event at the next run, which its schedule may put after
    * the last look (a second record of the loss).
    */
-  private async awaitAgentRecord(agent: string, hole: GoneRange, connector: PullConnector): Promise<void> {
+  private async awaitAgentRecord(agent: string, hole: GoneRange, connector: PullConnector, kind: 'hole' | 'gone'): Promise<void> {
     const range = { agent, epoch: hole.epoch, from: hole.from, to: hole.to };
     const why = (looks: number): string =>
-      `a hole in the agent's buffer that no meteorzx.gap of the agent's named in ${looks} look(s): delivered before the agent's buffer lost it, yet not stored here`;
+      kind === 'hole'
+        ? `a hole in the agent's buffer that no meteorzx.gap of the agent's named in ${looks} look(s): delivered before the agent's buffer lost it, yet not stored here`
+        : `${hole.reason}; no meteorzx.gap of the agent's named it in ${looks} look(s)`;
     const pullLog = (): Promise<void> => {
       let pulled = this.pulledThisScan.get(connector);
       if (pulled === undefined) {
@@ -219,8 +225,8 @@ export class Backfill {
       }
       return pulled;
     };
-    const counted = await this.countDown(`hole\u0000${agent}\u0000${hole.epoch}\u0000${hole.from}\u0000${hole.to}`, range, why, pullLog);
-    if (counted) this.options.logger.info(range, "backfill: a hole in the agent's buffer; waiting for the agent's own gap event");
+    const counted = await this.countDown(`${kind}\u0000${agent}\u0000${hole.epoch}\u0000${hole.from}\u0000${hole.to}`, range, why, pullLog);
+    if (counted) this.options.logger.info({ ...range, kind }, "backfill: a range the agent no longer serves; waiting for the agent's own gap event");
   }
 
   /** Stores one `meteorzx.gap` event for the range, marks it lost, alerts. */

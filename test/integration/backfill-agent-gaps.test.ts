@@ -128,3 +128,51 @@ describe('a loss the agent recorded with its own chained gap event', () => {
     expect(await gapsOf()).toEqual([{ from: 11, to: 15, since: expect.any(String), reportedByAgent: true }]);
   }, 60_000);
 });
+
+describe('a pull-only agent whose gap event for a dropped range lies above the pulled range', () => {
+  let dir: string;
+  let gateway: RunningGateway;
+  let hook: Receiver;
+  let fake: FakePullAgent;
+  const EPOCH = 'E-AGAP-4';
+  // Drop-oldest deleted 1..15 of a pull-only agent (nothing is delivered without push), and its gap event is
+  // seq 21, after 16..20: a pull that stopped at 20 has the hole 11..15 but not yet the event that names it.
+  const chain = chainOf('agap-4', EPOCH, 21, (seq) => (seq === 21 ? dropped(1, 15) : undefined));
+
+  beforeAll(async () => {
+    dir = await tempDir('backfill-agent-gap-above');
+    hook = await webhookReceiver();
+    fake = await fakePullAgent({ id: 'agap-4', epoch: EPOCH, chain, oldest: 16, gone: 'seqs 1..15 were deleted (drop-oldest)' });
+    gateway = await startGateway({
+      dir,
+      config: { pullFrom: [{ url: fake.url, every: '24h' }], backfill: { grace: '200ms', every: '100ms', tries: 2 }, alerts: { webhook: hook.url } },
+    });
+  }, 60_000);
+
+  afterAll(async () => {
+    await gateway?.stop();
+    await killAll();
+    await hook?.close();
+    await fake?.close();
+    await removeDir(dir);
+  });
+
+  it('waits for the agent gap event instead of recording the 410 range a second time', async () => {
+    expect((await ingest(gateway.httpUrl, chain.filter((e) => (e.seq as number) <= 10 || ((e.seq as number) >= 16 && (e.seq as number) <= 20)))).accepted).toBe(15);
+    const decided = async () => {
+      const view = await sources(gateway.httpUrl);
+      return view.pulls.lost.length > 0 || view.epochs.find((e) => e.agent === 'agap-4')?.gaps[0]?.reportedByAgent === true;
+    };
+    await waitFor(decided, 'the hole marked reported by the agent, or recorded lost', 30_000);
+    // More scans than backfill.tries looks would take.
+    await new Promise((r) => setTimeout(r, 1500));
+    const stored = (await gatewayEvents(gateway.httpUrl, 'agap-4')).filter((e) => e.type === 'meteorzx.gap');
+    // Before the fix: the 410 was recorded at once (a gateway meteorzx.gap for 11..15, pulls.lost, a gap-lost alert)
+    // before the agent gap event (seq 21) arrived with the next run: the loss recorded twice.
+    expect({
+      gapRecords: stored.map((e) => e.seq ?? e.id),
+      lost: (await sources(gateway.httpUrl)).pulls.lost,
+      gapLost: hook.bodies.filter((b) => b.kind === 'gap-lost').length,
+    }).toEqual({ gapRecords: [21], lost: [], gapLost: 0 });
+  }, 60_000);
+});
