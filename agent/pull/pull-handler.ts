@@ -213,11 +213,16 @@ async function sendCapped(
 }
 
 async function stream(res: ServerResponse, buffer: AgentBuffer, after: number, last: number, options: PullHandlerOptions): Promise<void> {
+  let sent = after;
   for await (const chunk of chunks(buffer, after, last, options)) {
-    if (res.destroyed) break;
+    if (res.destroyed) return;
     if (!res.write(ndjsonOf(chunk))) await drained(res);
+    sent = (chunk.at(-1) as StoredLine).seq;
   }
-  res.end();
+  // Its X-Last-Seq went out before the first line: an answer ending short of it (drop-oldest or retention deleted
+  // what it was about to read) is cut off, so the client sees it incomplete, not complete and shorter than said.
+  if (sent < last) res.destroy();
+  else res.end();
 }
 
 /**

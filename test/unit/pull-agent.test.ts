@@ -163,6 +163,27 @@ describe('agent pull API (GET /v1/events)', () => {
     expect(pageExtent(14, 100, 14, holes)).toEqual({ count: 0, last: 14 });
   });
 
+  it('cuts off an answer that drop-oldest overtakes while it streams, rather than end it short of its X-Last-Seq', async () => {
+    const buffer = new RetainingBuffer();
+    await buffer.fill(1000);
+    const readLines = buffer.readLines.bind(buffer);
+    let reads = 0;
+    buffer.readLines = async (after, limit, maxBytes) => {
+      reads += 1;
+      // After the first chunk went out, drop-oldest deletes the seqs the answer was about to read.
+      if (reads === 2) buffer.droppedUpTo = 250;
+      return readLines(after, limit, maxBytes);
+    };
+    const url = await serve(buffer);
+    const res = await fetch(`${url}/v1/events?after=0&limit=500`);
+    const body = await res.text().then(
+      (text) => ({ complete: true, last: seqs(text).at(-1) }),
+      () => ({ complete: false }),
+    );
+    // Before the fix: a complete answer of seqs 1..100 under X-Last-Seq 500; a client paging by the header skipped 101..250 unaware.
+    expect({ lastSeqHeader: res.headers.get('x-last-seq'), body }).toEqual({ lastSeqHeader: '500', body: { complete: false } });
+  });
+
   it('answers an empty 200 past the head', async () => {
     const buffer = new RetainingBuffer();
     await buffer.fill(3);
