@@ -16,7 +16,7 @@ import {
   url,
 } from '../common/config/fields.js';
 import { loadConfig, parseConfig, type DeepReadonly, type LoadOptions, type ParseOptions } from '../common/config/load.js';
-import { limitsSchema, mqttUsersSchema, tlsServerFields } from '../common/config/sections.js';
+import { certWithKey, clientCertFields, limitsSchema, mqttUsersSchema, tlsServerFields } from '../common/config/sections.js';
 import { isMalformedScryptHash } from '../common/scrypt-password.js';
 import { isLoopback } from './http-helpers.js';
 
@@ -126,18 +126,6 @@ const intakeSchema = z
   })
   // No `intake` section at all: the HTTP intake alone, so an empty config gives a working agent.
   .prefault({ http: {} });
-
-/** A client certificate for a gateway that asks for one (its `tls.requestClientCert`): both files or neither. */
-const clientCertFields = {
-  cert: text().optional(), // PEM file of the agent's client certificate (mutual TLS)
-  key: text().optional(), // PEM file of that certificate's private key
-};
-
-function certWithKey(tls: { cert?: string | undefined; key?: string | undefined }, ctx: z.RefinementCtx): void {
-  if ((tls.cert === undefined) !== (tls.key === undefined)) {
-    ctx.addIssue({ code: 'custom', path: [tls.cert === undefined ? 'cert' : 'key'], message: 'give the client certificate and its key together (cert and key)' });
-  }
-}
 
 const httpPushSchema = z.strictObject({
   url: url(['http', 'https']), // the gateway's POST /v1/events

@@ -120,6 +120,13 @@ export function answerError(res: ApiResponse, what: string, tokenHint = 'pass --
  * of connections for the process, which runs one command. Without any, undici's defaults stay.
  */
 export function useTlsOptions(options: TlsOptions): void {
+  const files = readTlsFiles(options);
+  if (files.ca === undefined && files.cert === undefined) return;
+  setGlobalDispatcher(new Agent({ connect: files }));
+}
+
+/** The PEM files of --ca, --cert and --key, read: one usage line for a missing one or half a pair. */
+export function readTlsFiles(options: TlsOptions): { ca?: Buffer; cert?: Buffer; key?: Buffer } {
   if ((options.cert === undefined) !== (options.key === undefined)) {
     throw CommonErrors.METEORZX_USAGE(`${options.cert === undefined ? '--key' : '--cert'} needs ${options.cert === undefined ? '--cert' : '--key'}: give the client certificate and its key together`, { userError: true });
   }
@@ -134,8 +141,7 @@ export function useTlsOptions(options: TlsOptions): void {
   const ca = read('--ca', options.ca);
   const cert = read('--cert', options.cert);
   const key = read('--key', options.key);
-  if (ca === undefined && cert === undefined) return;
-  setGlobalDispatcher(new Agent({ connect: { ...(ca === undefined ? {} : { ca }), ...(cert === undefined || key === undefined ? {} : { cert, key }) } }));
+  return { ...(ca === undefined ? {} : { ca }), ...(cert === undefined || key === undefined ? {} : { cert, key }) };
 }
 
 /** The token from --token, else METEORZX_TOKEN. */

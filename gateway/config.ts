@@ -18,7 +18,7 @@ import {
 } from '../common/config/fields.js';
 import { isPlainObject } from '../common/config/env.js';
 import { loadConfig, parseConfig, type DeepReadonly, type LoadOptions, type ParseOptions } from '../common/config/load.js';
-import { limitsSchema, mqttUsersSchema, tlsServerFields } from '../common/config/sections.js';
+import { certWithKey, clientCertFields, limitsSchema, mqttUsersSchema, tlsServerFields } from '../common/config/sections.js';
 import { isMalformedHash } from './auth/password.js';
 import { Rules } from './pipeline/rules/rules.js';
 import { Transforms } from './pipeline/transforms/transforms.js';
@@ -191,6 +191,7 @@ const pullFromSchema = z.strictObject({
   every: duration({ min: 1000 }), // ms between pulls
   token: secret().optional(), // the agent's pull.token; or tokenFile
   ca: text().optional(), // PEM file of a private CA for https
+  ...clientCertFields, // for an agent whose pull.tls requires a client certificate (mutual TLS)
   timeout: duration({ min: 1000 }).prefault('2m'), // ms one request to the agent may take, whole answer included
   retries: z
     .strictObject({
@@ -198,7 +199,7 @@ const pullFromSchema = z.strictObject({
       delay: duration().prefault('5m'), // ms between attempts
     })
     .prefault({}),
-});
+}).superRefine(certWithKey);
 
 const alertsSchema = z
   .strictObject({

@@ -16,6 +16,8 @@ interface PullOptions {
   token?: string;
   gatewayToken?: string;
   ca?: string;
+  cert?: string;
+  key?: string;
   pageSize: string;
 }
 
@@ -31,6 +33,8 @@ export function register(program: Command): void {
     .option('--token <token>', "the agent's pull.token (default: $METEORZX_PULL_TOKEN)")
     .option('--gateway-token <token>', 'bearer token for --into (default: $METEORZX_TOKEN)')
     .option('--ca <file>', "PEM file of the CA that signs the https agent's certificate (--into sends it to the gateway, which uses it unless the URL is in its pullFrom)")
+    .option('--cert <file>', "PEM file of a client certificate, for an agent whose pull.tls requires one (mutual TLS); with --key; not with --into (the gateway's is pullFrom[].cert)")
+    .option('--key <file>', 'PEM file of the private key of --cert')
     .option('--page-size <n>', 'events per request to the agent (at most 10000)', '1000')
     .action(async (url: string, options: PullOptions) => {
       if (options.into !== undefined) await pullInto(url, options);
@@ -93,6 +97,11 @@ async function readCa(file: string | undefined, agent: URL): Promise<string | un
 
 async function pullInto(url: string, options: PullOptions): Promise<void> {
   const { baseUrl, call, answerError, tokenFrom } = await import('../gateway-client.js');
+  if (options.cert !== undefined || options.key !== undefined) {
+    const { CommonErrors } = await import('../../common/errors.js');
+    // A private key is not sent to the gateway in a request: it presents the one of pullFrom[].cert/key.
+    throw CommonErrors.METEORZX_USAGE("--cert and --key are for a direct pull; with --into the gateway presents pullFrom[].cert and key", { userError: true });
+  }
   const after = await usage(() => seqOption(options.after, '--after', 0));
   const limit = await usage(() => seqOption(options.limit, '--limit', 1));
   const ca = await readCa(options.ca, baseUrl(url));
@@ -148,15 +157,23 @@ async function pullOut(url: string, options: PullOptions): Promise<void> {
   const { baseUrl } = await import('../gateway-client.js');
   const base = baseUrl(url);
   const ca = await readCa(options.ca, base);
-  if (ca === undefined) return pullPages(base, options, undefined);
+  const clientCert = await readClientCert(options);
+  if (ca === undefined && clientCert === undefined) return pullPages(base, options, undefined);
   const { Agent } = await import('undici');
   // TLS's `ca` replaces the system's CAs for these connections: they go to this one agent only.
-  const dispatcher = new Agent({ connect: { ca } });
+  const dispatcher = new Agent({ connect: { ...(ca === undefined ? {} : { ca }), ...clientCert } });
   try {
     await pullPages(base, options, dispatcher);
   } finally {
     await dispatcher.close();
   }
+}
+
+/** The PEM files of --cert and --key, read; undefined without them. */
+async function readClientCert(options: PullOptions): Promise<{ cert: Buffer; key: Buffer } | undefined> {
+  const { readTlsFiles } = await import('../gateway-client.js');
+  const { cert, key } = readTlsFiles({ ...(options.cert === undefined ? {} : { cert: options.cert }), ...(options.key === undefined ? {} : { key: options.key }) });
+  return cert === undefined || key === undefined ? undefined : { cert, key };
 }
 
 async function pullPages(base: URL, options: PullOptions, dispatcher: Dispatcher | undefined): Promise<void> {

@@ -22,6 +22,19 @@ export const tlsServerFields = {
   requestClientCert: bool().prefault(false), // mutual TLS: clients must present a certificate signed by `ca`
 };
 
+/** A client certificate for a peer that asks for one (its requestClientCert): agent push sections, gateway pullFrom. */
+export const clientCertFields = {
+  cert: text().optional(), // PEM file of the client certificate (mutual TLS)
+  key: text().optional(), // PEM file of that certificate's private key
+};
+
+/** Refinement of clientCertFields: both files or neither. */
+export function certWithKey(tls: { cert?: string | undefined; key?: string | undefined }, ctx: z.RefinementCtx): void {
+  if ((tls.cert === undefined) !== (tls.key === undefined)) {
+    ctx.addIssue({ code: 'custom', path: [tls.cert === undefined ? 'cert' : 'key'], message: 'give the client certificate and its key together (cert and key)' });
+  }
+}
+
 /**
  * An MQTT login: the gateway's `auth.mqtt` and the edge agent's
  * `intake.mqtt.users`. `source` defaults to the username.

@@ -47,6 +47,8 @@ export interface AgentClientOptions {
   token?: string | undefined;
   /** PEM of a private CA for https. */
   ca?: string | Buffer | undefined;
+  /** PEM client certificate and key, for an agent whose pull listener requires one (mutual TLS). */
+  clientCert?: { cert: Buffer; key: Buffer };
   limits: Limits;
   /** ms the agent may stay silent (connecting, before its headers, between body chunks). Default 60 s. */
   timeoutMs?: number;
@@ -68,7 +70,7 @@ export class AgentClient {
     this.dispatcher = new Dispatcher({
       headersTimeout: timeout,
       bodyTimeout: timeout,
-      connect: { timeout: Math.min(timeout, 10_000), ...(options.ca === undefined ? {} : { ca: options.ca }) },
+      connect: { timeout: Math.min(timeout, 10_000), ...(options.ca === undefined ? {} : { ca: options.ca }), ...options.clientCert },
     });
   }
 

@@ -61,6 +61,8 @@ export interface ConnectorOptions {
   url: string;
   token?: string | undefined;
   ca?: string | Buffer | undefined;
+  /** A client certificate and key, for an agent whose pull listener requires one (mutual TLS). */
+  clientCert?: { cert: Buffer; key: Buffer };
   retries: { tries: number; delay: number };
   limits: Limits;
   ingestor: Ingestor;
@@ -125,6 +127,7 @@ export class PullConnector {
       url: options.url,
       token: options.token,
       ca: options.ca,
+      ...(options.clientCert === undefined ? {} : { clientCert: options.clientCert }),
       limits: options.limits,
       ...(options.requestTimeoutMs === undefined ? {} : { deadlineMs: options.requestTimeoutMs }),
     });

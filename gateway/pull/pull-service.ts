@@ -53,7 +53,9 @@ export class PullService {
     const { config, logger, metrics } = options;
     this.store = new PullStore(config.dataDir);
     this.gapWatch = config.alerts.gaps ? new GapWatch({ graceMs: config.backfill.grace, raise: (alert) => options.alerts.raise(alert) }) : undefined;
-    this.connectors = config.pullFrom.map((p) => this.connector(p.url, p.token, p.ca === undefined ? undefined : readFileSync(p.ca), p.retries, true, p.timeout));
+    this.connectors = config.pullFrom.map((p) =>
+      this.connector(p.url, p.token, p.ca === undefined ? undefined : readFileSync(p.ca), p.retries, true, p.timeout, p.cert === undefined || p.key === undefined ? undefined : { cert: readFileSync(p.cert), key: readFileSync(p.key) }),
+    );
     this.scheduler = new PullScheduler(
       config.pullFrom.map((p, i) => ({ connector: this.connectors[i] as PullConnector, every: p.every })),
       options.timers,
@@ -144,9 +146,18 @@ export class PullService {
     return this.closing;
   }
 
-  private connector(url: string, token: string | undefined, ca: string | Buffer | undefined, retries: { tries: number; delay: number }, durable: boolean, requestTimeoutMs?: number): PullConnector {
+  private connector(
+    url: string,
+    token: string | undefined,
+    ca: string | Buffer | undefined,
+    retries: { tries: number; delay: number },
+    durable: boolean,
+    requestTimeoutMs?: number,
+    clientCert?: { cert: Buffer; key: Buffer },
+  ): PullConnector {
     return new PullConnector({
       url,
+      ...(clientCert === undefined ? {} : { clientCert }),
       ...(requestTimeoutMs === undefined ? {} : { requestTimeoutMs }),
       token,
       ca,

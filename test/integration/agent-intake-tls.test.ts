@@ -3,7 +3,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, killAll, removeDir, startAgent, tempDir, waitFor, type Agent } from './agent-harness.js';
-import { runCli, runProcess } from './gateway-harness.js';
+import { ndjson, runCli, runProcess, startGateway, type RunningGateway } from './gateway-harness.js';
 import { makePki, type TestPki } from './test-pki.js';
 
 /**
@@ -41,7 +41,10 @@ beforeAll(async () => {
   pullUrl = agent.pullUrl.replace(/^http:/, 'https:');
 }, 60_000);
 
+let gateway: RunningGateway | undefined;
+
 afterAll(async () => {
+  await gateway?.stop();
   await killAll();
   await removeDir(dir);
 });
@@ -125,6 +128,31 @@ describe('agent HTTP intake and pull listener over mutual TLS, with a token', ()
     const plain = await runProcess('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(mqttPort), '-q', '1', '-t', 'audit/meter-9/events', '-m', '{"type":"x"}']);
     expect(plain.code).not.toBe(0);
     expect(await head()).toBe(before + 1);
+  });
+
+  it('a pull listener that requires a client certificate: meteorzx pull --cert/--key and a gateway with pullFrom[].cert/key get every event', async () => {
+    const headNow = await head();
+    const tlsArgs = ['--ca', pki.ca, '--cert', pki.clientCert, '--key', pki.clientKey];
+    const direct = await runCli(['pull', pullUrl, ...tlsArgs]);
+    expect(direct.code, direct.stderr).toBe(0);
+    expect(ndjson<{ seq: number }>(direct.stdout).map((e) => e.seq)).toEqual(Array.from({ length: headNow }, (_, i) => i + 1));
+    const noCert = await runCli(['pull', pullUrl, '--ca', pki.ca]);
+    expect(noCert.code).not.toBe(0);
+    expect(noCert.stderr).toMatch(/^meteorzx: cannot reach https:\/\/127\.0\.0\.1:\d+: .+\n$/);
+
+    await mkdir(join(dir, 'gw'));
+    gateway = await startGateway({ dir: join(dir, 'gw'), config: { pullFrom: [{ url: pullUrl, every: '1h', ca: pki.ca, cert: pki.clientCert, key: pki.clientKey }] } });
+    const into = await runCli(['pull', pullUrl, '--into', gateway.httpUrl]);
+    expect(into.code, into.stderr).toBe(0);
+    // The agent's own events, and the one the edge device meter-9 published through it.
+    const seqs: number[] = [];
+    for (const source of ['tls-intake', 'meter-9']) {
+      const stored = await runCli(['query', gateway.httpUrl, '--source', source]);
+      seqs.push(...ndjson<{ seq: number }>(stored.stdout).map((e) => e.seq));
+    }
+    expect(seqs.sort((a, b) => a - b)).toEqual(Array.from({ length: headNow }, (_, i) => i + 1));
+    const intoWithCert = await runCli(['pull', pullUrl, '--into', gateway.httpUrl, ...tlsArgs]);
+    expect(intoWithCert.stderr).toMatch(/^meteorzx: --cert and --key are for a direct pull; with --into the gateway presents pullFrom\[\]\.cert and key\n$/);
   });
 
   it('refuses to start with the intake on a non-loopback address and no token, naming the key', async () => {
