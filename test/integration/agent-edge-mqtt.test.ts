@@ -37,6 +37,8 @@ function mosquittoPub(args: string[], lines?: string[]): Promise<PubResult> {
       clearTimeout(timer);
       resolve({ code, stderr });
     });
+    // A mosquitto_pub that has already exited (it reads no stdin with -m) must not fail the run with EPIPE: its exit code says what happened.
+    proc.stdin.on('error', () => undefined);
     proc.stdin.end(lines === undefined ? '' : `${lines.join('\n')}\n`);
   });
 }
