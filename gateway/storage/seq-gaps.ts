@@ -91,7 +91,8 @@ export function recordSeq(state: EpochState, seen: ArrivedSeq, at: string): Epoc
  * are no gap and stay as they are.
  */
 export function markReported(gaps: StoredGap[], range: SeqRange): void {
-  let index = findFirstGapEndingAtOrAfter(gaps, range.from);
+  const first = findFirstGapEndingAtOrAfter(gaps, range.from);
+  let index = first;
   while (index < gaps.length) {
     const gap = gaps[index] as StoredGap;
     if (gap.from > range.to) break;
@@ -117,7 +118,36 @@ export function markReported(gaps: StoredGap[], range: SeqRange): void {
     gaps.splice(index, 1, ...parts);
     index += parts.length;
   }
+  joinReported(gaps, Math.max(first - 1, 0), index);
   trimGaps(gaps);
+}
+
+/**
+ * Joins reported gaps that touch (one ends where the next begins) among
+ * `gaps[start..end]`. Gaps touch only where markReported split one hole, so
+ * they are one recorded loss: an agent whose buffer keeps dropping names
+ * its whole loss again in each gap event (1..20, then 1..60, …), and
+ * without joining every such event left one more gap — hundreds from one
+ * outage, until the cap merged an older hole nobody recorded into them and
+ * the agent's recorded loss was alerted and asked for as a new hole.
+ */
+function joinReported(gaps: StoredGap[], start: number, end: number): void {
+  let i = start;
+  let last = Math.min(end, gaps.length - 1);
+  while (i < last) {
+    const a = gaps[i] as StoredGap;
+    const b = gaps[i + 1] as StoredGap;
+    if (a.reportedByAgent === true && b.reportedByAgent === true && a.to + 1 === b.from) {
+      const joined: StoredGap = { ...a, to: b.to };
+      delete joined.upperPrev;
+      if (b.upperPrev !== undefined) joined.upperPrev = b.upperPrev;
+      if (b.since < a.since) joined.since = b.since;
+      gaps.splice(i, 2, joined);
+      last -= 1;
+    } else {
+      i += 1;
+    }
+  }
 }
 
 /** Index of the first gap whose `to` is ≥ `seq` (gaps.length when none). */

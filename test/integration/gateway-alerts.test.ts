@@ -203,6 +203,35 @@ describe('seq-gap', () => {
     }
   });
 
+  it('an agent naming its whole loss again in each of 1,010 gap events: one recorded loss, and no alert for seqs it named or that arrived', async () => {
+    // What a drop-oldest agent whose gateway is away sends: after 5000, gap events naming 4..4, 4..5, … 4..1013.
+    const chain: AuditEvent[] = [];
+    let prev: string | undefined;
+    for (let seq = 1; seq <= 6010; seq += 1) {
+      const lost = seq > 5000 ? { type: 'meteorzx.gap', data: { from: 4, to: seq - 4997, count: seq - 5000, reason: 'buffer-full-drop-oldest' } } : { type: 'door.open' };
+      const event = chainEvent({ id: newId(), source: 'ag-drops', agent: 'ag-drops', epoch: 'EG4', seq, time: new Date().toISOString(), ...lost }, prev);
+      prev = event.hash;
+      chain.push(event);
+    }
+    await ingest(on.httpUrl, seqs(chain, 1, 3)); // 2 never comes
+    await waitFor(() => alertsOf(onHook, 'seq-gap', { agent: 'ag-drops' }).length > 0, 'seq-gap alert for 2');
+    await ingest(on.httpUrl, chain.slice(4999, 5600));
+    await ingest(on.httpUrl, chain.slice(5600));
+    // 1014..4999 no gap event names: it alerts one grace after it opened; anything the gap events caused comes before.
+    await waitFor(() => alertsOf(onHook, 'seq-gap', { agent: 'ag-drops', to: 4999 }).length > 0, 'seq-gap alert for 1014..4999');
+    // Before the fix: [3, 15] too — seq 3 arrived and 4..15 the agent named lost, merged in with 2 when the gaps passed 1000.
+    expect(gapAlerts(onHook, 'ag-drops')).toEqual([
+      [2, 2],
+      [1014, 4999],
+    ]);
+    const sources = (await (await fetch(`${on.httpUrl}/v1/sources?source=ag-drops`)).json()) as { epochs: { gaps: { from: number; to: number; reportedByAgent?: true }[] }[] };
+    expect(sources.epochs[0]?.gaps.map((g) => [g.from, g.to, g.reportedByAgent ?? false])).toEqual([
+      [2, 2, false],
+      [4, 1013, true],
+      [1014, 4999, false],
+    ]);
+  });
+
   it('alerts.gaps: false raises no seq-gap alert', async () => {
     const chain = chainOf('ag-nogap', 'EG2', 4);
     await ingest(off.httpUrl, seqs(chain, 1, 2, 4));

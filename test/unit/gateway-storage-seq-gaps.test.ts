@@ -67,20 +67,31 @@ describe('gap edges', () => {
       { from: 9, to: 19, lowerHash: undefined, upperPrev: h(19), reportedByAgent: undefined },
     ]);
     recordSeq(state, { seq: 22, hash: h(22), prev: h(21), lost: { from: 1, to: 6 } }, AT); // 1..2 arrived, 5..6 already marked
-    expect(view().map((g) => [g.from, g.to, g.reportedByAgent])).toEqual([
-      [3, 4, true],
-      [5, 8, true],
-      [9, 19, undefined],
+    // 3..4 touches the marked 5..8: one recorded loss, with the outer edges.
+    expect(view()).toEqual([
+      { from: 3, to: 8, lowerHash: h(2), upperPrev: undefined, reportedByAgent: true },
+      { from: 9, to: 19, lowerHash: undefined, upperPrev: h(19), reportedByAgent: undefined },
     ]);
     // A seq of a marked gap that arrives after all fills it as any other; the mark stays on what is left.
     arrive(state, 6);
     expect(view().map((g) => [g.from, g.to, g.reportedByAgent])).toEqual([
-      [3, 4, true],
-      [5, 5, true],
+      [3, 5, true],
       [7, 8, true],
       [9, 19, undefined],
     ]);
-    expect(epochStatus(state).gaps.map((g) => g.reportedByAgent)).toEqual([true, true, true, undefined]);
+    expect(epochStatus(state).gaps.map((g) => g.reportedByAgent)).toEqual([true, true, undefined]);
+  });
+
+  it('gap events that each name the whole loss so far leave one marked gap, not one per event', () => {
+    const state = arrive(newEpochState('ag', 'E', AT), 1, 3, 5000); // gaps 2 and 4..4999
+    // A drop-oldest agent whose gateway is away: 4..4, 4..5, ... 4..1013, each in its own gap event.
+    for (let seq = 5001; seq <= 6010; seq += 1) recordSeq(state, { seq, hash: h(seq), prev: h(seq - 1), lost: { from: 4, to: seq - 4997 } }, AT);
+    // Before: 1,012 gaps, cut to 1,000 by merging 2 (never reported) with 4..15, which made 3..15 a hole nobody reported.
+    expect(state.gaps.map((g) => [g.from, g.to, g.reportedByAgent])).toEqual([
+      [2, 2, undefined],
+      [4, 1013, true],
+      [1014, 4999, undefined],
+    ]);
   });
 
   it('a gap event that arrives ahead marks the gap its own arrival opens', () => {
