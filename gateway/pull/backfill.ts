@@ -56,7 +56,8 @@ interface Asked {
  * is still one — plus an alert, and is never asked for again.
  */
 export class Backfill {
-  private readonly asked = new Map<string, Asked>();
+  /** Ranges asked for (or looked at), by kind, agent and epoch. */
+  private readonly asked = new Map<string, Asked[]>();
   /** The pull of each agent's log that this scan's looks at holes made (one per agent, however many holes). */
   private readonly pulledThisScan = new Map<PullConnector, Promise<void>>();
   /** This scan's one identification of the connectors whose agent id is not yet known (see connectorFor). */
@@ -129,10 +130,10 @@ export class Backfill {
     if (this.asked.size === 0) return;
     // By agent and epoch: a scan of 100k sources must not search the list once per range asked for.
     const byEpoch = new Map(epochs.map((e) => [`${e.agent}\u0000${e.epoch}`, e]));
-    for (const [key, a] of this.asked) {
-      const epoch = byEpoch.get(`${a.agent}\u0000${a.epoch}`);
-      const open = epoch?.gaps.some((g) => g.reportedByAgent !== true && g.from <= a.to && g.to >= a.from) ?? false;
-      if (!open) this.asked.delete(key);
+    for (const [key, list] of this.asked) {
+      const left = list.filter((a) => byEpoch.get(`${a.agent}\u0000${a.epoch}`)?.gaps.some((g) => g.reportedByAgent !== true && g.from <= a.to && g.to >= a.from) ?? false);
+      if (left.length === 0) this.asked.delete(key);
+      else this.asked.set(key, left);
     }
   }
 
@@ -140,19 +141,35 @@ export class Backfill {
    * One more look at a range, at most one per `grace`: after `tries` looks
    * the range is recorded lost, for `why(looks)`; before that, `ask` runs
    * (if given) and the look is counted. True when it was counted.
+   *
+   * Once per grace for the hole, not for each range it shows: a hole being
+   * re-sent shrinks from scan to scan (1..22480, then 778..22480, …), and
+   * asking for each new remainder at once re-sent the whole rest every
+   * `backfill.every` while the first answer was still arriving. A range
+   * that overlaps one looked at within the grace waits; a remainder starts
+   * its own count of looks (the agent is answering).
    */
-  private async countDown(key: string, range: Omit<Asked, 'times' | 'last'>, why: (looks: number) => string, ask?: () => Promise<void>): Promise<boolean> {
-    const before = this.asked.get(key);
-    if (before !== undefined && this.now() - before.last < this.options.graceMs) return false;
+  private async countDown(kind: 'cmd' | 'hole' | 'gone', range: Omit<Asked, 'times' | 'last'>, why: (looks: number) => string, ask?: () => Promise<void>): Promise<boolean> {
     const { agent, epoch, from, to } = range;
+    const key = `${kind}\u0000${agent}\u0000${epoch}`;
+    const list = this.asked.get(key) ?? [];
+    const overlapping = list.filter((a) => a.from <= to && a.to >= from);
+    if (overlapping.some((a) => this.now() - a.last < this.options.graceMs)) return false;
+    const before = overlapping.find((a) => a.from === from && a.to === to);
+    const others = list.filter((a) => !overlapping.includes(a));
     if (before !== undefined && before.times >= this.options.tries) {
-      this.asked.delete(key);
+      this.setAsked(key, others);
       await this.recordLoss(agent, { epoch, from, to, reason: why(before.times) });
       return false;
     }
     await ask?.();
-    this.asked.set(key, { ...range, times: (before?.times ?? 0) + 1, last: this.now() });
+    this.setAsked(key, [...others, { ...range, times: (before?.times ?? 0) + 1, last: this.now() }]);
     return true;
+  }
+
+  private setAsked(key: string, list: Asked[]): void {
+    if (list.length === 0) this.asked.delete(key);
+    else this.asked.set(key, list);
   }
 
   private async repair(agent: string, epoch: string, from: number, to: number): Promise<void> {
@@ -176,7 +193,7 @@ export class Backfill {
     if (this.options.online !== undefined && !(await this.options.online(agent))) return;
     const range = { agent, epoch, from, to };
     const why = (looks: number): string => `not re-sent after ${looks} pull command(s) on audit/${agent}/cmd`;
-    const asked = await this.countDown(`cmd\u0000${agent}\u0000${epoch}\u0000${from}\u0000${to}`, range, why, () => command(agent, { op: 'pull', after: from - 1, until: to, epoch }));
+    const asked = await this.countDown('cmd', range, why, () => command(agent, { op: 'pull', after: from - 1, until: to, epoch }));
     if (asked) this.options.logger.info(range, 'backfill requested over the command channel');
   }
 
@@ -225,7 +242,7 @@ export class Backfill {
       }
       return pulled;
     };
-    const counted = await this.countDown(`${kind}\u0000${agent}\u0000${hole.epoch}\u0000${hole.from}\u0000${hole.to}`, range, why, pullLog);
+    const counted = await this.countDown(kind, range, why, pullLog);
     if (counted) this.options.logger.info({ ...range, kind }, "backfill: a range the agent no longer serves; waiting for the agent's own gap event");
   }
 
