@@ -29,7 +29,12 @@ export interface RecordedLoss {
  * late event), not a new one. Only epochs with an open hole are kept, so
  * memory follows the holes. Across a restart, the time of the last scan
  * before it (`restore`, kept in `<dataDir>/pull`) stands in for those marks:
- * a hole whose grace had ended by then was alerted then.
+ * a hole whose grace had ended by then was alerted then. And a hole that
+ * opened before this start counts its grace from the start: while the
+ * gateway was down nothing could fill it — an agent's batches in flight at
+ * a crash are re-sent once it reconnects, which its backoff may put well
+ * after the start — so without this a hole the crash left would alert at
+ * the first scan however quickly it was filled.
  *
  * Not alerted: seqs the agent's own verified `meteorzx.gap` event names
  * lost (`reportedByAgent`: the loss is on record as that stored event — a
@@ -39,12 +44,17 @@ export interface RecordedLoss {
 export class GapWatch {
   private alertedTo = new Map<string, number>();
   private scannedBefore = -Infinity;
+  private startedAt = -Infinity;
 
   constructor(private readonly options: GapWatchOptions) {}
 
-  /** The time (ms) of the last scan before a restart: holes past their grace by then were alerted by it. */
-  restore(lastScanAt: number): void {
-    this.scannedBefore = lastScanAt;
+  /**
+   * At start: the time (ms) of the last scan before it, if any (holes past their grace by then were alerted
+   * by it), and of the start (holes open before it are given their grace from then).
+   */
+  restore(lastScanAt: number | undefined, startedAt?: number): void {
+    if (lastScanAt !== undefined) this.scannedBefore = lastScanAt;
+    if (startedAt !== undefined) this.startedAt = startedAt;
   }
 
   /** Epochs with a hole being watched. */
@@ -64,11 +74,11 @@ export class GapWatch {
         if (gap.reportedByAgent === true) continue;
         open = true;
         if (gap.to <= before) continue;
-        const due = Date.parse(gap.since) + this.options.graceMs;
-        if (now < due) continue;
+        const opened = Date.parse(gap.since);
+        if (now < Math.max(opened, this.startedAt) + this.options.graceMs) continue;
         mark = Math.max(mark, gap.to);
         // Alerted before the restart, by the scan at `scannedBefore` or an earlier one.
-        if (due <= this.scannedBefore) continue;
+        if (opened + this.options.graceMs <= this.scannedBefore) continue;
         const from = Math.max(gap.from, before + 1);
         // Wholly recorded lost already: its gap-lost alert said so.
         if (subtract([from, gap.to], lost.filter((l) => l.agent === epoch.agent && l.epoch === epoch.epoch)).length === 0) continue;

@@ -79,8 +79,7 @@ export class PullService {
 
   async start(): Promise<void> {
     await this.store.open();
-    const lastGapScan = await this.store.gapScanAt();
-    if (lastGapScan !== undefined) this.gapWatch?.restore(lastGapScan);
+    this.gapWatch?.restore(await this.store.gapScanAt(), Date.now());
     for (const c of this.connectors) await c.init();
     this.scheduler.start();
     const { backfill, alerts } = this.options.config;

@@ -203,6 +203,27 @@ describe('seq-gap', () => {
     }
   });
 
+  it('a hole a kill -9 left open, filled soon after the restart, raises no alert though it opened longer than grace ago', async () => {
+    const config = { dataDir: `${dir}/crash`, alerts: { webhook: onHook.url }, backfill: { grace: '1500ms', every: '100ms' } };
+    const chain = chainOf('ag-crash', 'EG5', 6);
+    const first = await startGateway({ dir, config });
+    await ingest(first.httpUrl, seqs(chain, 1, 2, 4)); // 3 still in flight at the crash
+    await first.kill9();
+    await new Promise((resolve) => setTimeout(resolve, 2000)); // down for longer than the grace
+    const second = await startGateway({ dir, config });
+    try {
+      // The agent reconnects and re-sends 3 a little after the start (its backoff); scans run every 100 ms meanwhile.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await ingest(second.httpUrl, seqs(chain, 3));
+      await ingest(second.httpUrl, seqs(chain, 6)); // 5 never comes: its alert follows any for 3
+      await waitFor(() => alertsOf(onHook, 'seq-gap', { agent: 'ag-crash', from: 5 }).length > 0, 'seq-gap alert for 5');
+      // Before the fix: [3, 3] too, raised by the first scan after the start.
+      expect(gapAlerts(onHook, 'ag-crash')).toEqual([[5, 5]]);
+    } finally {
+      await second.stop();
+    }
+  });
+
   it('an agent naming its whole loss again in each of 1,010 gap events: one recorded loss, and no alert for seqs it named or that arrived', async () => {
     // What a drop-oldest agent whose gateway is away sends: after 5000, gap events naming 4..4, 4..5, … 4..1013.
     const chain: AuditEvent[] = [];

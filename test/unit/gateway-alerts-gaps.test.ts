@@ -41,6 +41,21 @@ describe('seq-gap alert', () => {
     expect(t.alerts).toHaveLength(1);
   });
 
+  it('a hole open before a start counts its grace from the start: filled soon after, it never alerts; still open, it alerts once', () => {
+    // The gateway crashed at 1 s with hole 5..9 (in flight) not yet due, and started again at 5 min.
+    const start = T0 + 300_000;
+    const filled = watch();
+    filled.w.restore(T0 + 1000, start);
+    filled.w.scan([epoch([{ from: 5, to: 9, since: at(0) }])], [], start + 100);
+    filled.w.scan([epoch([])], [], start + GRACE / 2); // the agent reconnected and re-sent it
+    // Before the fix: 5..9 alerted at the first scan after the start.
+    expect(filled.alerts).toEqual([]);
+    const open = watch();
+    open.w.restore(T0 + 1000, start);
+    for (const now of [start + 100, start + GRACE - 1, start + GRACE, start + 2 * GRACE]) open.w.scan([epoch([{ from: 5, to: 9, since: at(0) }])], [], now);
+    expect(open.alerts.map((a) => [a.from, a.to, a.at])).toEqual([[5, 9, new Date(start + GRACE).toISOString()]]);
+  });
+
   it('a hole that closes within the grace never alerts', () => {
     const t = watch();
     t.w.scan([epoch([{ from: 5, to: 5, since: at(0) }])], [], T0 + 10);
