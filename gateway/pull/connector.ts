@@ -261,7 +261,7 @@ export class PullConnector {
       // A close (gateway shutdown) is no failure: no retry wait to hold the shutdown, no metric, no alert.
       if (this.closed) return this.closedRun();
       this.lastError = outcome.message;
-      logger.warn({ url: this.url, attempt, of: attempts, err: this.lastError }, 'pull failed');
+      logger.warn({ attempt, of: attempts, err: this.lastError }, 'pull failed');
       if (attempt >= attempts) return this.failed(attempts);
       // A run queued behind this one starts from the checkpoint too: it is the retry, and it is not kept waiting.
       if (this.queued !== undefined) return this.supersededRun();
@@ -312,13 +312,13 @@ export class PullConnector {
 
   /** Ends a run whose retry a manual run took over: the state and metrics are that run's to set. */
   private supersededRun(): undefined {
-    this.options.logger.info({ url: this.url }, 'pull retry wait cut short: a manual run takes over');
+    this.options.logger.info({}, 'pull retry wait cut short: a manual run takes over');
     return undefined;
   }
 
   private closedRun(): undefined {
     this.st = 'idle';
-    this.options.logger.info({ url: this.url }, 'pull stopped: the connector is closing');
+    this.options.logger.info({}, 'pull stopped: the connector is closing');
     return undefined;
   }
 

@@ -166,7 +166,8 @@ export class PullService {
       ...(durable ? { store: this.store } : {}),
       alerter: this.options.alerts,
       metrics: this.options.metrics,
-      logger: this.options.logger.child({ component: 'pull', url }),
+      // The service's logger already says component "pull"; a key bound twice is written twice in a pino line.
+      logger: this.options.logger.child({ url }),
     });
   }
 }

@@ -127,6 +127,9 @@ describe('scheduled pulls from three agents, one down', () => {
       .filter((l) => l.msg === 'pull failed' && l.url === cUrl);
     expect(attempts.slice(0, 1 + TRIES).map((l) => l.attempt)).toEqual([1, 2, 3]);
     expect(attempts[0]?.of).toBe(1 + TRIES);
+    // Each key once per line: pino writes a key bound by a child logger and given again as often as it appears.
+    const raw = gateway.logs.find((l) => l.includes('"msg":"pull failed"') && l.includes(cUrl)) ?? '';
+    expect([raw.split('"component":').length - 1, raw.split('"url":').length - 1]).toEqual([1, 1]);
     const metrics = await (await fetch(`${gateway.httpUrl}/metrics`)).text();
     expect(metrics).toContain(`meteorzx_gateway_pull_failed{url="${cUrl}"} 1`);
     expect(metrics).toMatch(/meteorzx_gateway_alerts_total\{rule="pull-failed"\} [1-9]/);
