@@ -1,9 +1,10 @@
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
-import { createServer as createTlsServer, type TlsOptions } from 'node:tls';
+import type { TlsOptions } from 'node:tls';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, createWebSocketStream } from 'ws';
+import { createTlsListener } from '../../common/tls-server.js';
 
 export interface HostPort {
   host: string;
@@ -62,10 +63,14 @@ export class MqttListeners {
     private readonly maxMessageBytes?: number,
   ) {
     this.handle = (stream, req) => {
-      this.connections.add(stream);
-      stream.once('close', () => this.connections.delete(stream));
+      this.track(stream);
       handle(stream, req);
     };
+  }
+
+  private track(stream: Duplex | Socket): void {
+    this.connections.add(stream);
+    stream.once('close', () => this.connections.delete(stream));
   }
 
   private readonly handle: ConnectionHandler;
@@ -74,7 +79,7 @@ export class MqttListeners {
     const bound: BoundListener[] = [];
     try {
       if (this.specs.tcp) bound.push(await this.listen('tcp', createNetServer(this.handle), this.specs.tcp));
-      if (this.specs.tls) bound.push(await this.listen('tls', createTlsServer(this.specs.tls.options, this.handle), this.specs.tls));
+      if (this.specs.tls) bound.push(await this.listen('tls', createTlsListener(this.specs.tls.options, this.handle, (raw) => this.track(raw)), this.specs.tls));
       if (this.specs.ws) {
         const tls = this.specs.ws.options;
         const http = tls === undefined ? createHttpServer() : createHttpsServer(tls);

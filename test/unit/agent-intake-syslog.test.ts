@@ -5,7 +5,11 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { connect as connectTls } from 'node:tls';
+import { readFile } from 'node:fs/promises';
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { tlsServerOptions } from '../../common/tls-server.js';
+import { makePki, type TestPki } from '../integration/test-pki.js';
 import { DEFAULT_LIMITS, verifyChain, type AuditEvent, type ChainedEvent } from '../../protocols/index.js';
 import { LevelBuffer } from '../../agent/buffer/index.js';
 import type { AgentBuffer } from '../../agent/buffer/types.js';
@@ -267,4 +271,61 @@ describe('SyslogIntake backpressure', () => {
     expect(got.map((e) => e.data?.message)).toEqual(['after']);
     sock.close();
   });
+});
+
+describe('SyslogIntake over TLS with hostile clients', () => {
+  let pki: TestPki;
+  let pkiDir: string;
+  beforeAll(async () => {
+    pkiDir = await mkdtemp(join(tmpdir(), 'meteorzx-syslog-pki-'));
+    pki = await makePki(pkiDir);
+    return () => rm(pkiDir, { recursive: true, force: true });
+  }, 30_000);
+
+  /** A tls:// listener only, allowing one connection at once. */
+  async function startTls(handshakeTimeout?: number): Promise<number> {
+    const tls = await tlsServerOptions({ cert: pki.cert, key: pki.key, requestClientCert: false });
+    intake = new SyslogIntake({
+      listen: [{ protocol: 'tls', host: '127.0.0.1', port: 0 }],
+      tls: handshakeTimeout === undefined ? tls : { ...tls, handshakeTimeout },
+      buffer,
+      limits: DEFAULT_LIMITS,
+      maxMessageBytes: 8192,
+      maxConnections: 1,
+      meter,
+    });
+    await intake.start();
+    return intake.addresses()[0]?.port ?? 0;
+  }
+
+  /** A TCP connection that never starts its TLS handshake; resolves once connected. */
+  function silent(port: number): Promise<{ socket: Socket; closed: Promise<void> }> {
+    return new Promise((resolve, reject) => {
+      const socket = connect(port, '127.0.0.1', () => resolve({ socket, closed: new Promise<void>((r) => socket.once('close', () => r())) }));
+      socket.on('error', reject);
+    });
+  }
+
+  it('closes a connection that never completes its handshake, freeing its slot for a real sender', async () => {
+    const port = await startTls(300);
+    const stalled = await silent(port);
+    // It used to stay open for ever: Node reports the handshake timeout and leaves the socket to its server.
+    await stalled.closed;
+    const ca = await readFile(pki.ca);
+    await new Promise<void>((resolve, reject) => {
+      const client = connectTls({ port, host: '127.0.0.1', ca }, () => client.end('<13>1 - - - - - - after the stalled one\n', () => resolve()));
+      client.on('error', reject);
+    });
+    expect((await events(1)).map((e) => e.data?.message)).toEqual(['after the stalled one']);
+  }, 10_000);
+
+  it('close() does not wait for a connection still in its handshake', async () => {
+    const port = await startTls();
+    const stalled = await silent(port);
+    await new Promise((r) => setTimeout(r, 100)); // let the listener take it
+    // It used to wait for the client to leave: for ever, as above.
+    await intake?.close();
+    intake = undefined;
+    await stalled.closed;
+  }, 5_000);
 });

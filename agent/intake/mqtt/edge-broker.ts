@@ -1,6 +1,5 @@
 import { createServer, type Server, type Socket } from 'node:net';
-import { createServer as createTlsServer } from 'node:tls';
-import type { TlsServerOptions } from '../../../common/tls-server.js';
+import { createTlsListener, type TlsServerOptions } from '../../../common/tls-server.js';
 import type { Aedes, AuthenticateError, Client } from 'aedes';
 import { cappedHandle, incomingStoreOf, incomingWithoutPayload, maxPacketBytes, noPacketIdCache } from '../../../common/mqtt-packet-cap.js';
 import type { Logger } from 'pino';
@@ -125,13 +124,17 @@ export class EdgeBrokerIntake implements Intake {
     const handle = cappedHandle<Socket>(broker, maxPacketBytes(this.options.limits.maxBodyBytes), (client, err) =>
       log?.warn({ client: client.id, err: err.message }, 'edge mqtt packet too large'),
     );
-    const onConnection = (socket: Socket): void => {
+    const track = (socket: Socket): void => {
       this.sockets.add(socket);
       socket.once('close', () => this.sockets.delete(socket));
+    };
+    const onConnection = (socket: Socket): void => {
+      track(socket);
       handle(socket);
     };
-    // A TLS listener hands over a connection once its handshake is done (and, with requestClientCert, verified).
-    const server = this.options.tls === undefined ? createServer(onConnection) : createTlsServer(this.options.tls, onConnection);
+    // A TLS listener hands over a connection once its handshake is done (and, with requestClientCert, verified);
+    // one still in its handshake is tracked too, so that a stop does not wait for it.
+    const server = this.options.tls === undefined ? createServer(onConnection) : createTlsListener(this.options.tls, onConnection, track);
     try {
       this.bound = await listenOn(server, listen, 'intake.mqtt.listen');
       this.server = server;

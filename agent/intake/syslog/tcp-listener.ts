@@ -1,6 +1,5 @@
 import { createServer, type Server, type Socket } from 'node:net';
-import { createServer as createTlsServer } from 'node:tls';
-import type { TlsServerOptions } from '../../../common/tls-server.js';
+import { createTlsListener, type TlsServerOptions } from '../../../common/tls-server.js';
 import type { AgentBuffer } from '../../buffer/types.js';
 import { AppendAbortedError, durableAppend } from '../durable-append.js';
 import { bindError, type BoundAddress } from './bind-error.js';
@@ -38,8 +37,9 @@ export class TcpListener {
 
   constructor(private readonly options: TcpListenerOptions) {
     const onConnection = (socket: Socket): void => this.onConnection(socket);
-    // A TLS listener hands over a connection once its handshake is done (and, with requestClientCert, verified).
-    this.server = options.tls === undefined ? createServer(onConnection) : createTlsServer(options.tls, onConnection);
+    // A TLS listener hands over a connection once its handshake is done (and, with requestClientCert, verified);
+    // one still in its handshake is tracked too, so that close() does not wait for it.
+    this.server = options.tls === undefined ? createServer(onConnection) : createTlsListener(options.tls, onConnection, (raw) => this.track(raw));
     this.server.maxConnections = options.maxConnections;
     // Node closes connections past maxConnections itself and reports each one here.
     this.server.on('drop', (data) => options.sink.dropped('connection-refused', 1, { peer: peerOf(data?.remoteAddress, data?.remotePort), limit: options.maxConnections }));
@@ -73,18 +73,22 @@ export class TcpListener {
     await closed;
   }
 
+  private track(socket: Socket): void {
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+  }
+
   private onConnection(socket: Socket): void {
     const { sink } = this.options;
     const peer = peerOf(socket.remoteAddress, socket.remotePort);
     const decoder = new FrameDecoder(sink.options.maxMessageBytes);
-    this.sockets.add(socket);
+    this.track(socket);
     const idleMs = this.options.idleTimeoutMs ?? 10 * 60_000;
     // Appends of this connection not yet durable: while there are any, the socket is paused on purpose.
     let pending = 0;
     socket.setTimeout(idleMs);
     socket.on('timeout', () => socket.destroy());
     socket.on('error', () => undefined);
-    socket.on('close', () => this.sockets.delete(socket));
     const take = (messages: Buffer[], oversize: number) => {
       if (oversize > 0) sink.dropped('oversize', oversize, { peer, limit: sink.options.maxMessageBytes });
       const events = sink.toEvents(messages, { transport: this.transport, peer });
