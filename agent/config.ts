@@ -17,6 +17,7 @@ import {
 } from '../common/config/fields.js';
 import { loadConfig, parseConfig, type DeepReadonly, type LoadOptions, type ParseOptions } from '../common/config/load.js';
 import { certWithKey, clientCertFields, limitsSchema, mqttUsersSchema, tlsServerFields } from '../common/config/sections.js';
+import type { TlsSections } from '../common/tls-server.js';
 import { isMalformedScryptHash } from '../common/scrypt-password.js';
 import { isLoopback } from './http-helpers.js';
 
@@ -217,6 +218,17 @@ export const agentConfigSchema = z
 
 /** The validated, frozen agent config. */
 export type AgentConfig = DeepReadonly<z.output<typeof agentConfigSchema>>;
+
+/** The agent's TLS listener sections with their paths (common/tls-server.ts checkTlsFiles). */
+export function agentTlsSections(config: AgentConfig): TlsSections {
+  const { intake, pull } = config;
+  return [
+    ['intake.http.tls', intake.http?.tls],
+    ['intake.syslog.tls', intake.syslog?.tls],
+    ['intake.mqtt.tls', intake.mqtt?.tls],
+    ['pull.tls', pull.tls],
+  ];
+}
 
 /** Validates a config already read (an object from YAML, JSON or code): `${VAR}`, secret files, schema. */
 export function parseAgentConfig(raw: unknown, options: ParseOptions = {}): AgentConfig {

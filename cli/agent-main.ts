@@ -33,8 +33,12 @@ function buildAgentProgram(): Command {
     .description('validate an agent config file; lists every error with its path and exits 1 when there is one')
     .argument('<file>', 'agent config (YAML or JSON)')
     .action(async (file: string) => {
-      const [{ readConfigFile }, { parseAgentConfig }] = await Promise.all([import('../common/config/load.js'), import('../agent/config.js')]);
-      parseAgentConfig(await readConfigFile(file), { source: file, baseDir: dirname(file) });
+      const [{ readConfigFile }, { parseAgentConfig, agentTlsSections }, { checkTlsFiles }] = await Promise.all([
+        import('../common/config/load.js'),
+        import('../agent/config.js'),
+        import('../common/tls-server.js'),
+      ]);
+      await checkTlsFiles(agentTlsSections(parseAgentConfig(await readConfigFile(file), { source: file, baseDir: dirname(file) })));
       process.stdout.write(`${file}: valid agent config\n`);
     });
   return program;

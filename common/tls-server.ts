@@ -1,6 +1,8 @@
+import { createHash, createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { Socket } from 'node:net';
-import { createServer as createTlsServer, type SecureContextOptions, type Server as TlsServer, type TLSSocket } from 'node:tls';
+import { createSecureContext, createServer as createTlsServer, type SecureContextOptions, type Server as TlsServer, type TLSSocket } from 'node:tls';
+import { CommonErrors } from './errors.js';
 
 /** A listener's `tls` section as configured (common/config/sections.ts tlsServerFields). */
 export interface TlsServerFiles {
@@ -30,6 +32,73 @@ export async function tlsServerOptions(files: TlsServerFiles): Promise<TlsServer
     ...(ca === undefined ? {} : { ca }),
     ...(files.requestClientCert ? { requestCert: true, rejectUnauthorized: true } : {}),
   };
+}
+
+/** The `tls` sections of a config, each with its dotted path (`intake.http.tls`); absent ones undefined. */
+export type TlsSections = readonly (readonly [string, TlsServerFiles | undefined])[];
+
+/**
+ * Reads the PEM files of every listed `tls` section and checks what a
+ * listener would only find out later, or never say: the certificate and
+ * the key are there, readable, PEM, and belong together; the certificate
+ * has not expired; `ca` holds a CA certificate (Node silently ignores one
+ * that is not PEM, and then refuses every client). Throws the first
+ * problem, naming the key and the file. Resolves to a digest of all the
+ * files' contents, so a reload can tell a renewed certificate.
+ */
+export async function checkTlsFiles(sections: TlsSections, now = new Date()): Promise<string> {
+  const digest = createHash('sha256');
+  for (const [at, files] of sections) {
+    if (files === undefined) continue;
+    const fail = (key: string, file: string, why: string) =>
+      CommonErrors.METEORZX_CONFIG_INVALID(`${at}.${key}: ${file}: ${why}`, { userError: true });
+    const read = async (key: 'cert' | 'key' | 'ca', file: string): Promise<Buffer> => {
+      try {
+        return await readFile(file);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        throw fail(key, file, code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'is a directory' : `cannot read it (${code ?? String(err)})`);
+      }
+    };
+    const cert = await read('cert', files.cert);
+    const key = await read('key', files.key);
+    const ca = files.ca === undefined ? undefined : await read('ca', files.ca);
+    let leaf: X509Certificate;
+    try {
+      leaf = new X509Certificate(cert);
+    } catch {
+      throw fail('cert', files.cert, 'holds no PEM certificate');
+    }
+    try {
+      if (!leaf.checkPrivateKey(createPrivateKey(key))) throw fail('key', files.key, `is not the key of ${at}.cert (${files.cert})`);
+    } catch (err) {
+      if (err instanceof Error && 'code' in err && err.code === 'METEORZX_CONFIG_INVALID') throw err;
+      throw fail('key', files.key, 'holds no PEM private key (or one that needs a passphrase)');
+    }
+    if (new Date(leaf.validTo) < now) throw fail('cert', files.cert, `expired on ${new Date(leaf.validTo).toISOString()}`);
+    if (files.ca !== undefined && ca !== undefined) {
+      const cas = pemCertificates(ca);
+      if (cas === undefined || cas.length === 0) throw fail('ca', files.ca, 'holds no PEM certificate');
+      if (!cas.some((c) => c.ca || c.checkIssued(c))) throw fail('ca', files.ca, 'holds no CA certificate (basicConstraints CA:TRUE, or self-signed)');
+    }
+    try {
+      createSecureContext({ cert, key, ...(ca === undefined ? {} : { ca }) });
+    } catch (err) {
+      throw fail('cert', files.cert, (err as Error).message);
+    }
+    digest.update(`${at}\0`).update(cert).update('\0').update(key).update('\0').update(ca ?? '').update('\0');
+  }
+  return digest.digest('hex');
+}
+
+/** Every certificate of a PEM bundle; undefined when one of its blocks does not parse. */
+function pemCertificates(pem: Buffer): X509Certificate[] | undefined {
+  const blocks = pem.toString('latin1').match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g) ?? [];
+  try {
+    return blocks.map((block) => new X509Certificate(block));
+  } catch {
+    return undefined;
+  }
 }
 
 /**

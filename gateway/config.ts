@@ -19,6 +19,7 @@ import {
 import { isPlainObject } from '../common/config/env.js';
 import { loadConfig, parseConfig, type DeepReadonly, type LoadOptions, type ParseOptions } from '../common/config/load.js';
 import { certWithKey, clientCertFields, limitsSchema, mqttUsersSchema, tlsServerFields } from '../common/config/sections.js';
+import type { TlsSections } from '../common/tls-server.js';
 import { isMalformedHash } from './auth/password.js';
 import { Rules } from './pipeline/rules/rules.js';
 import { Transforms } from './pipeline/transforms/transforms.js';
@@ -265,6 +266,15 @@ export const gatewayConfigSchema = z.strictObject({
 
 /** The validated, frozen gateway config. */
 export type GatewayConfig = DeepReadonly<z.output<typeof gatewayConfigSchema>>;
+
+/** The gateway's TLS listener sections with their paths (common/tls-server.ts checkTlsFiles). */
+export function gatewayTlsSections(config: GatewayConfig): TlsSections {
+  return [
+    ['http.tls', config.http.tls],
+    ['mqtt.tls', config.mqtt.tls],
+    ['mqtt.ws.tls', config.mqtt.ws?.tls],
+  ];
+}
 
 /** Validates a config already read (an object from YAML, JSON or code): `${VAR}`, secret files, schema. */
 export function parseGatewayConfig(raw: unknown, options: ParseOptions = {}): GatewayConfig {

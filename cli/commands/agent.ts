@@ -32,13 +32,16 @@ async function runAgent(options: AgentCliOptions, held: HeldSignals): Promise<vo
   // First, before the buffer and the intakes allocate: the young generation's size (agent/v8-flags.ts).
   (await import('../../agent/v8-flags.js')).applyAgentV8Flags();
   // Loaded here, not at the top: other commands must not pay for them, and the agent never loads the gateway.
-  const [{ readConfigFile }, { parseAgentConfig }, { createLogger }, { Agent }] = await Promise.all([
+  const [{ readConfigFile }, { parseAgentConfig, agentTlsSections }, { createLogger }, { Agent }, { checkTlsFiles }] = await Promise.all([
     import('../../common/config/load.js'),
     import('../../agent/config.js'),
     import('../../common/logger.js'),
     import('../../agent/agent.js'),
+    import('../../common/tls-server.js'),
   ]);
-  // Read again on SIGHUP (reload).
+  // The digest of the TLS files each loaded config was checked with: a reload that renews a certificate restarts.
+  const tlsDigests = new WeakMap<object, string>();
+  // Read again on SIGHUP (reload). The TLS files are read too: a bad one rejects the reload, not the restart after it.
   const loadConfig = async () => {
     let raw: unknown = options.config === undefined ? {} : await readConfigFile(options.config);
     if (options.dataDir !== undefined) {
@@ -47,12 +50,15 @@ async function runAgent(options: AgentCliOptions, held: HeldSignals): Promise<vo
       }
       raw = { ...raw, dataDir: options.dataDir };
     }
-    return parseAgentConfig(raw, {
+    const parsed = parseAgentConfig(raw, {
       kind: 'agent',
       ...(options.config === undefined ? {} : { source: options.config, baseDir: dirname(options.config) }),
     });
+    tlsDigests.set(parsed, await checkTlsFiles(agentTlsSections(parsed)));
+    return parsed;
   };
   const config = await loadConfig();
+  let tlsDigest = tlsDigests.get(config);
   const logger = createLogger({ name: 'agent', level: config.logLevel });
   const deps = { logger, insecure: options.insecure === true };
   const { runService } = await import('../service-loop.js');
@@ -66,7 +72,12 @@ async function runAgent(options: AgentCliOptions, held: HeldSignals): Promise<vo
     start: async (agent) => {
       await agent.start();
     },
-    reloadInPlace: async (agent, next) => (await agent.reload(next)) !== undefined,
+    reloadInPlace: async (agent, next) => {
+      // The listeners hold the certificates they started with: new file contents need a restart.
+      const renewed = tlsDigests.get(next) !== tlsDigest;
+      tlsDigest = tlsDigests.get(next);
+      return !renewed && (await agent.reload(next)) !== undefined;
+    },
     logger,
     held,
   });

@@ -48,7 +48,13 @@ async function check(file: string, type: ConfigKind | undefined): Promise<void> 
     process.stderr.write(`meteorzx: assuming ${file} is ${kind === 'agent' ? 'an agent' : 'a gateway'} config (it has ${guess.keys.join(', ')}); pass --type to choose\n`);
   }
   const options = { source: file, baseDir: dirname(file) };
-  if (kind === 'agent') (await import('../../agent/config.js')).parseAgentConfig(raw, options);
-  else (await import('../../gateway/config.js')).parseGatewayConfig(raw, options);
+  const { checkTlsFiles } = await import('../../common/tls-server.js');
+  if (kind === 'agent') {
+    const { parseAgentConfig, agentTlsSections } = await import('../../agent/config.js');
+    await checkTlsFiles(agentTlsSections(parseAgentConfig(raw, options)));
+  } else {
+    const { parseGatewayConfig, gatewayTlsSections } = await import('../../gateway/config.js');
+    await checkTlsFiles(gatewayTlsSections(parseGatewayConfig(raw, options)));
+  }
   process.stdout.write(`${file}: valid ${kind} config\n`);
 }

@@ -27,23 +27,26 @@ export function register(program: Command): void {
 }
 
 async function runGateway(options: GatewayOptions, held: HeldSignals): Promise<void> {
-  const [{ readConfigFile }, { parseGatewayConfig }, { createLogger }, { Gateway }, { createGatewayMetrics }] = await Promise.all([
+  const [{ readConfigFile }, { parseGatewayConfig, gatewayTlsSections }, { createLogger }, { Gateway }, { createGatewayMetrics }, { checkTlsFiles }] = await Promise.all([
     import('../../common/config/load.js'),
     import('../../gateway/config.js'),
     import('../../common/logger.js'),
     import('../../gateway/server.js'),
     import('../../gateway/metrics.js'),
+    import('../../common/tls-server.js'),
   ]);
-  // Read again on SIGHUP (reload).
+  // Read again on SIGHUP (reload). The TLS files are read too: a bad one rejects the reload, not the restart after it.
   const loadConfig = async () => {
     const raw = options.config === undefined ? {} : await readConfigFile(options.config);
     // Only a mapping takes --data-dir; anything else goes to the schema as it is, which names it (a string
     // spread into an object became one "unknown key" per character).
     const isMapping = typeof raw === 'object' && raw !== null && !Array.isArray(raw);
     const withDir = options.dataDir === undefined || !isMapping ? raw : { ...raw, dataDir: options.dataDir };
-    return parseGatewayConfig(withDir, {
+    const parsed = parseGatewayConfig(withDir, {
       ...(options.config === undefined ? {} : { source: options.config, baseDir: dirname(options.config) }),
     });
+    await checkTlsFiles(gatewayTlsSections(parsed));
+    return parsed;
   };
   const config = await loadConfig();
   const logger = createLogger({ name: 'gateway', level: config.logLevel });

@@ -1,0 +1,63 @@
+import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { checkTlsFiles, type TlsServerFiles } from '../../common/tls-server.js';
+import { makePki, type TestPki } from '../integration/test-pki.js';
+
+/**
+ * The checks of a listener's PEM files before it starts (and before a
+ * reload is applied): each problem one line naming the key and the file.
+ * Before, a garbage or non-CA `ca` was taken silently (every client was then
+ * refused), and the rest surfaced as OpenSSL's words without the key
+ * ("error:05800074:x509 certificate routines::key values mismatch").
+ */
+
+let dir: string;
+let pki: TestPki;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'meteorzx-tls-files-'));
+  pki = await makePki(dir);
+  await writeFile(join(dir, 'garbage.pem'), 'not a certificate\n');
+}, 30_000);
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const at = 'intake.syslog.tls';
+const check = (files: Partial<TlsServerFiles>, now?: Date) =>
+  checkTlsFiles([[at, { cert: pki.cert, key: pki.key, requestClientCert: false, ...files }]], now);
+const messageOf = async (files: Partial<TlsServerFiles>, now?: Date) => (await check(files, now).then(() => 'resolved', (err: Error) => err.message));
+
+describe('checkTlsFiles', () => {
+  it('takes a matching certificate, key and CA, skipping sections not configured', async () => {
+    await expect(check({ ca: pki.ca, requestClientCert: true })).resolves.toMatch(/^[0-9a-f]{64}$/);
+    await expect(checkTlsFiles([['pull.tls', undefined]])).resolves.toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it('names the key and the file of each problem', async () => {
+    const garbage = join(dir, 'garbage.pem');
+    expect(await messageOf({ cert: join(dir, 'nope.pem') })).toBe(`${at}.cert: ${join(dir, 'nope.pem')}: no such file`);
+    expect(await messageOf({ cert: garbage })).toBe(`${at}.cert: ${garbage}: holds no PEM certificate`);
+    expect(await messageOf({ key: pki.clientKey })).toBe(`${at}.key: ${pki.clientKey}: is not the key of ${at}.cert (${pki.cert})`);
+    expect(await messageOf({ key: pki.cert })).toBe(`${at}.key: ${pki.cert}: holds no PEM private key (or one that needs a passphrase)`);
+    expect(await messageOf({ ca: garbage, requestClientCert: true })).toBe(`${at}.ca: ${garbage}: holds no PEM certificate`);
+    expect(await messageOf({ ca: pki.key, requestClientCert: true })).toBe(`${at}.ca: ${pki.key}: holds no PEM certificate`);
+    expect(await messageOf({ ca: pki.clientCert, requestClientCert: true })).toBe(
+      `${at}.ca: ${pki.clientCert}: holds no CA certificate (basicConstraints CA:TRUE, or self-signed)`,
+    );
+    expect(await messageOf({}, new Date(Date.now() + 3 * 86_400_000))).toMatch(new RegExp(`^${at}\\.cert: ${pki.cert}: expired on \\d{4}-`));
+  });
+
+  it('gives another digest when a file keeps its path but not its contents (a renewed certificate)', async () => {
+    const cert = join(dir, 'renewed.pem');
+    const key = join(dir, 'renewed.key');
+    await copyFile(pki.cert, cert);
+    await copyFile(pki.key, key);
+    const before = await check({ cert, key });
+    expect(await check({ cert, key })).toBe(before);
+    await copyFile(pki.clientCert, cert);
+    await copyFile(pki.clientKey, key);
+    expect(await check({ cert, key })).not.toBe(before);
+  });
+});
