@@ -60,7 +60,7 @@ async function runGateway(options: GatewayOptions, held: HeldSignals): Promise<v
     // The ready line on stdout, whatever the log level; systemd hears READY=1 after it (storage open, listeners bound).
     start: async (gateway) => {
       const addrs = await gateway.start();
-      const mqtt = addrs.mqtt.map((l) => `${l.name === 'tcp' ? 'mqtt' : l.name === 'tls' ? 'mqtts' : 'ws'}://${l.host}:${l.port}`);
+      const mqtt = addrs.mqtt.map((l) => `${l.name === 'tcp' ? 'mqtt' : l.name === 'tls' ? 'mqtts' : l.secure === true ? 'wss' : 'ws'}://${l.host}:${l.port}`);
       process.stdout.write(`meteorzx gateway ready: ${addrs.http.protocol}://${addrs.http.host}:${addrs.http.port} ${mqtt.join(' ')}\n`);
     },
     logger,

@@ -25,6 +25,8 @@ export interface BoundListener {
   name: ListenerName;
   host: string;
   port: number;
+  /** The ws listener speaks TLS (wss). */
+  secure?: boolean;
 }
 
 /** A listen() failure, carrying which listener failed so the caller can name its config key. */
@@ -87,7 +89,7 @@ export class MqttListeners {
         // MQTT over WebSocket carries binary frames; the subprotocol is "mqtt" (MQTT 3.1.1 §6).
         const wss = new WebSocketServer({ server: http, path, ...(this.maxMessageBytes === undefined ? {} : { maxPayload: this.maxMessageBytes }) });
         wss.on('connection', (socket, req) => this.handle(createWebSocketStream(socket), req));
-        bound.push(await this.listen('ws', http, this.specs.ws, wss));
+        bound.push({ ...(await this.listen('ws', http, this.specs.ws, wss)), ...(tls === undefined ? {} : { secure: true }) });
       }
     } catch (err) {
       await this.close();
