@@ -1,3 +1,4 @@
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Agent, request, setGlobalDispatcher, type Dispatcher } from 'undici';
 import { CommonErrors } from '../common/errors.js';
@@ -141,6 +142,19 @@ export function readTlsFiles(options: TlsOptions): { ca?: Buffer; cert?: Buffer;
   const ca = read('--ca', options.ca);
   const cert = read('--cert', options.cert);
   const key = read('--key', options.key);
+  // Node takes a --ca without a certificate in silence (the server was then "not signed by a trusted CA", with
+  // the hint to pass --ca), and a key of another certificate surfaced as OpenSSL's "key values mismatch".
+  const usage = (message: string) => CommonErrors.METEORZX_USAGE(message, { userError: true });
+  if (ca !== undefined && !ca.toString('latin1').includes('-----BEGIN CERTIFICATE-----')) throw usage(`--ca ${options.ca ?? ''}: holds no PEM certificate`);
+  if (cert !== undefined && key !== undefined) {
+    let matches: boolean;
+    try {
+      matches = new X509Certificate(cert).checkPrivateKey(createPrivateKey(key));
+    } catch {
+      throw usage(`--cert ${options.cert ?? ''} and --key ${options.key ?? ''}: not a PEM certificate and its unencrypted PEM key`);
+    }
+    if (!matches) throw usage(`--key ${options.key ?? ''}: is not the key of --cert ${options.cert ?? ''}`);
+  }
   return { ...(ca === undefined ? {} : { ca }), ...(cert === undefined || key === undefined ? {} : { cert, key }) };
 }
 

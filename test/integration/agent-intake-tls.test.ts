@@ -92,6 +92,17 @@ describe('agent HTTP intake and pull listener over mutual TLS, with a token', ()
     expect(await head()).toBe(5);
   });
 
+  it('the CLI names a --ca without a certificate and a --key of another certificate, in one line, before connecting', async () => {
+    const garbage = join(dir, 'garbage.pem');
+    await writeFile(garbage, 'not a certificate\n');
+    const badCa = await runCli(['send', intakeUrl, '-', '--token', TOKEN, '--ca', garbage], { input: '{"type":"t.cli"}\n' });
+    expect(badCa.code).toBe(2);
+    expect(badCa.stderr).toBe(`meteorzx: --ca ${garbage}: holds no PEM certificate\n`);
+    const otherKey = await runCli(['status', pullUrl, '--ca', pki.ca, '--cert', pki.clientCert, '--key', pki.key]);
+    expect(otherKey.code).toBe(2);
+    expect(otherKey.stderr).toBe(`meteorzx: --key ${pki.key}: is not the key of --cert ${pki.clientCert}\n`);
+  });
+
   it('syslog over TLS (tls://, RFC 5425) from socat with a client certificate; none without one', async () => {
     const before = await head();
     const message = (text: string) => `<38>1 2026-12-07T10:00:00Z host-a sshd 77 LOGIN - ${text}`;
