@@ -16,7 +16,7 @@ import {
   url,
 } from '../common/config/fields.js';
 import { loadConfig, parseConfig, type DeepReadonly, type LoadOptions, type ParseOptions } from '../common/config/load.js';
-import { certWithKey, clientCertFields, limitsSchema, mqttUsersSchema, tlsServerFields } from '../common/config/sections.js';
+import { certWithKey, clientCertFields, limitsSchema, mqttUsersSchema, tlsServerSchema } from '../common/config/sections.js';
 import type { TlsSections } from '../common/tls-server.js';
 import { isMalformedScryptHash } from '../common/scrypt-password.js';
 import { isLoopback } from './http-helpers.js';
@@ -44,7 +44,7 @@ const httpIntakeSchema = z.strictObject({
   listen: listen().prefault('127.0.0.1:7401'),
   maxBodyBytes: size({ min: 1024 }).optional(), // bytes after gunzip; default: limits.maxBodyBytes
   token: secret().optional(), // bearer token producers must send; required to bind a non-loopback address; or tokenFile
-  tls: z.strictObject(tlsServerFields).optional(), // PEM files: serve HTTPS; requestClientCert for mutual TLS
+  tls: tlsServerSchema().optional(), // PEM files: serve HTTPS; requestClientCert for mutual TLS
 });
 
 const fileIntakeSchema = z.strictObject({
@@ -80,7 +80,7 @@ const syslogIntakeSchema = z
     maxMessageBytes: size({ min: 480 }).prefault('8KiB'), // bytes per message (frame); longer ones are dropped and counted
     maxConnections: int({ min: 1 }).prefault(256), // TCP connections at once; more are refused
     type: z.string().min(1).max(128).optional(), // event type; default syslog.<facility>.<severity>
-    tls: z.strictObject(tlsServerFields).optional(), // PEM files of the tls:// listeners (RFC 5425); requestClientCert for mutual TLS
+    tls: tlsServerSchema().optional(), // PEM files of the tls:// listeners (RFC 5425); requestClientCert for mutual TLS
   })
   .superRefine((syslog, ctx) => {
     const tlsListeners = (Array.isArray(syslog.listen) ? syslog.listen : [syslog.listen]).some((l) => l.protocol === 'tls');
@@ -120,7 +120,7 @@ const intakeSchema = z
       .strictObject({
         listen: listen().prefault('127.0.0.1:1883'), // an edge box's local broker for devices
         users: mqttUsersSchema, // empty: anonymous devices, allowed on loopback only
-        tls: z.strictObject(tlsServerFields).optional(), // PEM files: the listener speaks MQTT over TLS; requestClientCert for mutual TLS
+        tls: tlsServerSchema().optional(), // PEM files: the listener speaks MQTT over TLS; requestClientCert for mutual TLS
       })
       .superRefine(edgeBrokerAuth)
       .optional(),
@@ -184,7 +184,7 @@ const pullSchema = z
   .strictObject({
     listen: listen().prefault('127.0.0.1:7402'), // GET /v1/events, /v1/status, /metrics
     token: secret().optional(), // required to bind a non-loopback address; or tokenFile
-    tls: z.strictObject(tlsServerFields).optional(), // PEM files: serve HTTPS (docs/pull.md); requestClientCert for mutual TLS
+    tls: tlsServerSchema().optional(), // PEM files: serve HTTPS (docs/pull.md); requestClientCert for mutual TLS
   })
   .prefault({});
 

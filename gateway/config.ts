@@ -18,7 +18,7 @@ import {
 } from '../common/config/fields.js';
 import { isPlainObject } from '../common/config/env.js';
 import { loadConfig, parseConfig, type DeepReadonly, type LoadOptions, type ParseOptions } from '../common/config/load.js';
-import { certWithKey, clientCertFields, limitsSchema, mqttUsersSchema, tlsServerFields } from '../common/config/sections.js';
+import { certWithKey, clientCertFields, clientCertsNeedCa, limitsSchema, mqttUsersSchema, tlsServerFields, tlsServerSchema } from '../common/config/sections.js';
 import type { TlsSections } from '../common/tls-server.js';
 import { isMalformedHash } from './auth/password.js';
 import { Rules } from './pipeline/rules/rules.js';
@@ -37,15 +37,15 @@ export function defaultGatewayId(): string {
 const httpSchema = z
   .strictObject({
     listen: listen().prefault('127.0.0.1:7400'), // ingest, query, /metrics, /healthz
-    tls: z.strictObject(tlsServerFields).optional(),
+    tls: tlsServerSchema().optional(),
   })
   .prefault({});
 
 const mqttSchema = z
   .strictObject({
     listen: listen().prefault('127.0.0.1:1883'), // plain MQTT 3.1.1
-    tls: z.strictObject({ listen: listen().prefault('127.0.0.1:8883'), ...tlsServerFields }).optional(),
-    ws: z.strictObject({ listen: listen().prefault('127.0.0.1:8083'), tls: z.strictObject(tlsServerFields).optional() }).optional(), // MQTT over WebSocket; with tls, wss
+    tls: z.strictObject({ listen: listen().prefault('127.0.0.1:8883'), ...tlsServerFields }).superRefine(clientCertsNeedCa).optional(),
+    ws: z.strictObject({ listen: listen().prefault('127.0.0.1:8083'), tls: tlsServerSchema().optional() }).optional(), // MQTT over WebSocket; with tls, wss
   })
   .prefault({});
 

@@ -22,6 +22,21 @@ export const tlsServerFields = {
   requestClientCert: bool().prefault(false), // mutual TLS: clients must present a certificate signed by `ca`
 };
 
+/**
+ * Refinement of a `tls` section: requestClientCert needs `ca`. Without one Node checks client
+ * certificates against its bundled public roots, so any publicly issued client certificate would pass.
+ */
+export function clientCertsNeedCa(tls: { ca?: string | undefined; requestClientCert: boolean }, ctx: z.RefinementCtx): void {
+  if (tls.requestClientCert && tls.ca === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['ca'], message: 'required with requestClientCert: the CA client certificates must be signed by' });
+  }
+}
+
+/** A TLS listener's section (tlsServerFields), with requestClientCert requiring `ca`. */
+export function tlsServerSchema() {
+  return z.strictObject(tlsServerFields).superRefine(clientCertsNeedCa);
+}
+
 /** A client certificate for a peer that asks for one (its requestClientCert): agent push sections, gateway pullFrom. */
 export const clientCertFields = {
   cert: text().optional(), // PEM file of the client certificate (mutual TLS)

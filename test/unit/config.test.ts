@@ -478,6 +478,20 @@ describe('field types', () => {
     expect(config.intake.syslog?.listen).toEqual({ protocol: 'tcp', host: '0.0.0.0', port: 601 });
   });
 
+  it('refuses requestClientCert without ca on every TLS listener: Node would take any publicly issued client certificate', () => {
+    const tls = { cert: '/c.pem', key: '/k.pem', requestClientCert: true };
+    expect(issuesOf(() => parseAgentConfig({ intake: { http: { tls } }, pull: { tls } }, { env: NO_ENV }))).toEqual([
+      'intake.http.tls.ca: required with requestClientCert: the CA client certificates must be signed by',
+      'pull.tls.ca: required with requestClientCert: the CA client certificates must be signed by',
+    ]);
+    expect(issuesOf(() => parseGatewayConfig({ http: { tls }, mqtt: { tls, ws: { tls } } }, { env: NO_ENV }))).toEqual([
+      'http.tls.ca: required with requestClientCert: the CA client certificates must be signed by',
+      'mqtt.tls.ca: required with requestClientCert: the CA client certificates must be signed by',
+      'mqtt.ws.tls.ca: required with requestClientCert: the CA client certificates must be signed by',
+    ]);
+    expect(parseAgentConfig({ intake: { http: { tls: { ...tls, ca: '/ca.pem' } } } }, { env: NO_ENV }).intake.http?.tls?.ca).toBe('/ca.pem');
+  });
+
   it('takes tls:// syslog listeners with their certificate, and names either without the other', () => {
     const tls = { cert: '/c.pem', key: '/k.pem' };
     const config = parseAgentConfig({ intake: { syslog: { listen: 'tls://0.0.0.0:6514', tls } } }, { env: NO_ENV });
