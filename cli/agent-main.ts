@@ -38,7 +38,8 @@ function buildAgentProgram(): Command {
         import('../agent/config.js'),
         import('../common/tls-server.js'),
       ]);
-      await checkTlsFiles(agentTlsSections(parseAgentConfig(await readConfigFile(file), { source: file, baseDir: dirname(file) })));
+      const warn = (message: string): void => void process.stderr.write(`meteorzx: warning: ${message}\n`);
+      await checkTlsFiles(agentTlsSections(parseAgentConfig(await readConfigFile(file), { source: file, baseDir: dirname(file) })), { warn });
       process.stdout.write(`${file}: valid agent config\n`);
     });
   return program;

@@ -40,13 +40,17 @@ export type TlsSections = readonly (readonly [string, TlsServerFiles | undefined
 /**
  * Reads the PEM files of every listed `tls` section and checks what a
  * listener would only find out later, or never say: the certificate and
- * the key are there, readable, PEM, and belong together; the certificate
- * has not expired; `ca` holds a CA certificate (Node silently ignores one
- * that is not PEM, and then refuses every client). Throws the first
- * problem, naming the key and the file. Resolves to a digest of all the
- * files' contents, so a reload can tell a renewed certificate.
+ * the key are there, readable, PEM, and belong together; `ca` holds a CA
+ * certificate (Node silently ignores one that is not PEM, and then refuses
+ * every client). Throws the first problem, naming the key and the file.
+ * An expired certificate is only a warning (`warn`), as for nginx or
+ * Mosquitto: refusing to start would stop every other intake and the
+ * buffer with it, and a client that checks will refuse the handshake
+ * anyway. Resolves to a digest of all the files' contents, so a reload
+ * can tell a renewed certificate.
  */
-export async function checkTlsFiles(sections: TlsSections, now = new Date()): Promise<string> {
+export async function checkTlsFiles(sections: TlsSections, options: { now?: Date; warn?: (message: string) => void } = {}): Promise<string> {
+  const now = options.now ?? new Date();
   const digest = createHash('sha256');
   for (const [at, files] of sections) {
     if (files === undefined) continue;
@@ -75,7 +79,7 @@ export async function checkTlsFiles(sections: TlsSections, now = new Date()): Pr
       if (err instanceof Error && 'code' in err && err.code === 'METEORZX_CONFIG_INVALID') throw err;
       throw fail('key', files.key, 'holds no PEM private key (or one that needs a passphrase)');
     }
-    if (new Date(leaf.validTo) < now) throw fail('cert', files.cert, `expired on ${new Date(leaf.validTo).toISOString()}`);
+    if (new Date(leaf.validTo) < now) options.warn?.(`${at}.cert: ${files.cert}: expired on ${new Date(leaf.validTo).toISOString()}; clients that check it will refuse the handshake`);
     if (files.ca !== undefined && ca !== undefined) {
       const cas = pemCertificates(ca);
       if (cas === undefined || cas.length === 0) throw fail('ca', files.ca, 'holds no PEM certificate');

@@ -41,6 +41,11 @@ async function runAgent(options: AgentCliOptions, held: HeldSignals): Promise<vo
   ]);
   // The digest of the TLS files each loaded config was checked with: a reload that renews a certificate restarts.
   const tlsDigests = new WeakMap<object, string>();
+  // An expired certificate is a warning: held until the logger exists (it needs the config), then logged.
+  const heldWarnings: string[] = [];
+  let warn = (message: string): void => {
+    heldWarnings.push(message);
+  };
   // Read again on SIGHUP (reload). The TLS files are read too: a bad one rejects the reload, not the restart after it.
   const loadConfig = async () => {
     let raw: unknown = options.config === undefined ? {} : await readConfigFile(options.config);
@@ -54,12 +59,14 @@ async function runAgent(options: AgentCliOptions, held: HeldSignals): Promise<vo
       kind: 'agent',
       ...(options.config === undefined ? {} : { source: options.config, baseDir: dirname(options.config) }),
     });
-    tlsDigests.set(parsed, await checkTlsFiles(agentTlsSections(parsed)));
+    tlsDigests.set(parsed, await checkTlsFiles(agentTlsSections(parsed), { warn: (message) => warn(message) }));
     return parsed;
   };
   const config = await loadConfig();
   let tlsDigest = tlsDigests.get(config);
   const logger = createLogger({ name: 'agent', level: config.logLevel });
+  warn = (message) => logger.warn({}, message);
+  for (const message of heldWarnings) warn(message);
   const deps = { logger, insecure: options.insecure === true };
   const { runService } = await import('../service-loop.js');
   // SIGHUP (systemctl reload): a config that changes only the reading intakes (files, syslog, serial, mqtt)

@@ -49,12 +49,13 @@ async function check(file: string, type: ConfigKind | undefined): Promise<void> 
   }
   const options = { source: file, baseDir: dirname(file) };
   const { checkTlsFiles } = await import('../../common/tls-server.js');
+  const warn = (message: string): void => void process.stderr.write(`meteorzx: warning: ${message}\n`);
   if (kind === 'agent') {
     const { parseAgentConfig, agentTlsSections } = await import('../../agent/config.js');
-    await checkTlsFiles(agentTlsSections(parseAgentConfig(raw, options)));
+    await checkTlsFiles(agentTlsSections(parseAgentConfig(raw, options)), { warn });
   } else {
     const { parseGatewayConfig, gatewayTlsSections } = await import('../../gateway/config.js');
-    await checkTlsFiles(gatewayTlsSections(parseGatewayConfig(raw, options)));
+    await checkTlsFiles(gatewayTlsSections(parseGatewayConfig(raw, options)), { warn });
   }
   process.stdout.write(`${file}: valid ${kind} config\n`);
 }

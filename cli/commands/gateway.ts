@@ -35,6 +35,11 @@ async function runGateway(options: GatewayOptions, held: HeldSignals): Promise<v
     import('../../gateway/metrics.js'),
     import('../../common/tls-server.js'),
   ]);
+  // An expired certificate is a warning: held until the logger exists (it needs the config), then logged.
+  const heldWarnings: string[] = [];
+  let warn = (message: string): void => {
+    heldWarnings.push(message);
+  };
   // Read again on SIGHUP (reload). The TLS files are read too: a bad one rejects the reload, not the restart after it.
   const loadConfig = async () => {
     const raw = options.config === undefined ? {} : await readConfigFile(options.config);
@@ -45,11 +50,13 @@ async function runGateway(options: GatewayOptions, held: HeldSignals): Promise<v
     const parsed = parseGatewayConfig(withDir, {
       ...(options.config === undefined ? {} : { source: options.config, baseDir: dirname(options.config) }),
     });
-    await checkTlsFiles(gatewayTlsSections(parsed));
+    await checkTlsFiles(gatewayTlsSections(parsed), { warn: (message) => warn(message) });
     return parsed;
   };
   const config = await loadConfig();
   const logger = createLogger({ name: 'gateway', level: config.logLevel });
+  warn = (message) => logger.warn({}, message);
+  for (const message of heldWarnings) warn(message);
   const { runService } = await import('../service-loop.js');
   // SIGHUP (systemctl reload): a valid new config replaces the running gateway (drained, then started
   // anew on the same store); an invalid one is logged and the gateway runs on unchanged.

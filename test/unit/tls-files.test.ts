@@ -25,8 +25,8 @@ afterAll(async () => {
 });
 
 const at = 'intake.syslog.tls';
-const check = (files: Partial<TlsServerFiles>, now?: Date) =>
-  checkTlsFiles([[at, { cert: pki.cert, key: pki.key, requestClientCert: false, ...files }]], now);
+const check = (files: Partial<TlsServerFiles>, now?: Date, warn?: (message: string) => void) =>
+  checkTlsFiles([[at, { cert: pki.cert, key: pki.key, requestClientCert: false, ...files }]], { ...(now === undefined ? {} : { now }), ...(warn === undefined ? {} : { warn }) });
 const messageOf = async (files: Partial<TlsServerFiles>, now?: Date) => (await check(files, now).then(() => 'resolved', (err: Error) => err.message));
 
 describe('checkTlsFiles', () => {
@@ -46,7 +46,14 @@ describe('checkTlsFiles', () => {
     expect(await messageOf({ ca: pki.clientCert, requestClientCert: true })).toBe(
       `${at}.ca: ${pki.clientCert}: holds no CA certificate (basicConstraints CA:TRUE, or self-signed)`,
     );
-    expect(await messageOf({}, new Date(Date.now() + 3 * 86_400_000))).toMatch(new RegExp(`^${at}\\.cert: ${pki.cert}: expired on \\d{4}-`));
+  });
+
+  it('warns of an expired certificate and takes it (refusing would stop every other intake): clients that check refuse it', async () => {
+    const warnings: string[] = [];
+    await expect(check({}, new Date(Date.now() + 3 * 86_400_000), (m) => warnings.push(m))).resolves.toMatch(/^[0-9a-f]{64}$/);
+    expect(warnings).toEqual([expect.stringMatching(new RegExp(`^${at}\\.cert: ${pki.cert}: expired on \\d{4}-.*; clients that check it will refuse the handshake$`))]);
+    await check({}, undefined, (m) => warnings.push(m));
+    expect(warnings).toHaveLength(1);
   });
 
   it('gives another digest when a file keeps its path but not its contents (a renewed certificate)', async () => {
