@@ -121,6 +121,7 @@ export class Agent {
           buffer: this.buffer,
           metrics: this.metrics,
           logger: log.child({ component: 'intake', intake: 'http' }),
+          maxConnections: config.intake.http.maxConnections,
           ...(config.intake.http.token === undefined ? {} : { token: config.intake.http.token }),
           ...(config.intake.http.tls === undefined ? {} : { tls: await tlsServerOptions(config.intake.http.tls) }),
           insecure: deps.insecure ?? false,

@@ -45,6 +45,7 @@ const httpIntakeSchema = z.strictObject({
   maxBodyBytes: size({ min: 1024 }).optional(), // bytes after gunzip; default: limits.maxBodyBytes
   token: secret().optional(), // bearer token producers must send; required to bind a non-loopback address; or tokenFile
   tls: tlsServerSchema().optional(), // PEM files: serve HTTPS; requestClientCert for mutual TLS
+  maxConnections: int({ min: 1 }).prefault(256), // TCP connections at once; more are refused and counted
 });
 
 const fileIntakeSchema = z.strictObject({
@@ -120,6 +121,7 @@ const intakeSchema = z
       .strictObject({
         listen: listen().prefault('127.0.0.1:1883'), // an edge box's local broker for devices
         users: mqttUsersSchema, // empty: anonymous devices, allowed on loopback only
+        maxConnections: int({ min: 1 }).prefault(1024), // device connections at once; more are refused and counted
         tls: tlsServerSchema().optional(), // PEM files: the listener speaks MQTT over TLS; requestClientCert for mutual TLS
       })
       .superRefine(edgeBrokerAuth)

@@ -114,6 +114,7 @@ export function planIntakes({ config, buffer, logger, metrics }: CreateIntakesOp
         const { EdgeBrokerIntake } = await import('./mqtt/edge-broker.js');
         return new EdgeBrokerIntake({
           listen: mqtt.listen,
+          maxConnections: mqtt.maxConnections,
           ...(mqtt.tls === undefined ? {} : { tls: await tlsServerOptions(mqtt.tls) }),
           users: mqtt.users,
           limits,

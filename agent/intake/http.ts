@@ -19,7 +19,8 @@ import {
 } from '../../protocols/index.js';
 import type { AgentBuffer } from '../buffer/types.js';
 import { AgentErrors } from '../errors.js';
-import { bearerMatches, closeServer, isLoopback, listen, sendError, sendJson, trackConnections, type ListenAddress } from '../http-helpers.js';
+import { bearerMatches, capConnections, closeServer, isLoopback, listen, sendError, sendJson, trackConnections, type ListenAddress } from '../http-helpers.js';
+import { createIntakeMeter } from './intake-meter.js';
 import type { AgentMetrics } from '../metrics.js';
 import type { Intake } from './types.js';
 import { appendFitting } from './append-fitting.js';
@@ -45,6 +46,8 @@ export interface HttpIntakeOptions {
   insecure?: boolean;
   /** Serve HTTPS instead of HTTP (common/tls-server.ts). */
   tls?: TlsServerOptions;
+  /** TCP connections at once (`intake.http.maxConnections`); more are refused and counted. Default 256. */
+  maxConnections?: number;
 }
 
 const ENCODINGS: ReadonlySet<string> = new Set(['identity', 'gzip', 'x-gzip', 'deflate']);
@@ -85,6 +88,7 @@ export class HttpIntake implements Intake {
     this.server = options.tls === undefined ? createServer(timeouts, handler) : createHttpsServer({ ...timeouts, ...options.tls }, handler);
     answerAfterHalfClose(this.server);
     trackConnections(this.server);
+    capConnections(this.server, options.maxConnections ?? 256, createIntakeMeter(options.metrics, this.name), options.logger, 'intake.http.maxConnections');
     // `Expect: 100-continue` (curl sends it for bodies over 1 MiB): the headers are judged before the body is
     // invited. Node's default answers 100 at once, so a body over the limit was sent in full to a server that
     // had answered 413 and closed — the client often saw a reset instead of the 413.

@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { isMeteorError, type Limits } from '../../../protocols/index.js';
 import type { AgentBuffer } from '../../buffer/types.js';
 import { AgentErrors } from '../../errors.js';
-import { isLoopback, listen as listenOn, type ListenAddress } from '../../http-helpers.js';
+import { capConnections, isLoopback, listen as listenOn, type ListenAddress } from '../../http-helpers.js';
 import type { AgentMetrics } from '../../metrics.js';
 import type { Intake } from '../types.js';
 import { AppendAbortedError, durableAppend } from '../durable-append.js';
@@ -27,6 +27,8 @@ export interface EdgeBrokerOptions {
   id?: string;
   /** MQTT over TLS on `listen` instead of plain MQTT (common/tls-server.ts). */
   tls?: TlsServerOptions;
+  /** Device connections at once (`intake.mqtt.maxConnections`); more are refused and counted. Default 1024. */
+  maxConnections?: number;
 }
 
 const BAD_CREDENTIALS = 4;
@@ -135,6 +137,7 @@ export class EdgeBrokerIntake implements Intake {
     // A TLS listener hands over a connection once its handshake is done (and, with requestClientCert, verified);
     // one still in its handshake is tracked too, so that a stop does not wait for it.
     const server = this.options.tls === undefined ? createServer(onConnection) : createTlsListener(this.options.tls, onConnection, track);
+    capConnections(server, this.options.maxConnections ?? 1024, this.meter, this.options.logger, 'intake.mqtt.maxConnections');
     try {
       this.bound = await listenOn(server, listen, 'intake.mqtt.listen');
       this.server = server;

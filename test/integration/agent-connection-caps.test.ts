@@ -1,0 +1,65 @@
+import { connect, type Socket } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort, killAll, postEvents, removeDir, startAgent, tempDir, waitFor, type Agent } from './agent-harness.js';
+import { runProcess } from './gateway-harness.js';
+
+/**
+ * `intake.http.maxConnections` and `intake.mqtt.maxConnections`: past the
+ * cap a connection is closed as it arrives and counted, so a flood of idle
+ * connections has a bound; once one goes, producers and devices connect
+ * again. The real CLI, curl and mosquitto_pub.
+ */
+
+let dir: string;
+let agent: Agent;
+let mqttPort: number;
+const held: Socket[] = [];
+
+beforeAll(async () => {
+  dir = await tempDir('connection-caps');
+  mqttPort = await freePort();
+  agent = await startAgent(dir, {
+    id: 'caps',
+    intake: { http: { listen: '127.0.0.1:0', maxConnections: 2 }, mqtt: { listen: `127.0.0.1:${mqttPort}`, maxConnections: 1 } },
+  });
+});
+
+afterAll(async () => {
+  for (const s of held) s.destroy();
+  await killAll();
+  await removeDir(dir);
+});
+
+/** A TCP connection that sends nothing; resolves once connected, with a promise of its close. */
+async function idle(port: number): Promise<{ socket: Socket; closed: Promise<unknown> }> {
+  const socket = connect(port, '127.0.0.1');
+  socket.on('error', () => undefined);
+  const closed = new Promise((resolve) => socket.once('close', resolve));
+  await new Promise((resolve) => socket.once('connect', resolve));
+  held.push(socket);
+  return { socket, closed };
+}
+
+describe('agent connection caps', () => {
+  it('HTTP intake: a connection past maxConnections is closed and counted; once one goes, curl posts again', async () => {
+    const port = Number(new URL(agent.intakeUrl).port);
+    const a = await idle(port);
+    await idle(port);
+    const refused = await runProcess('curl', ['-sS', '-m', '5', '-H', 'Content-Type: application/json', '-d', '{"type":"t"}', agent.intakeUrl]);
+    expect(refused.code).not.toBe(0);
+    await waitFor(async () => (await agent.metric('meteorzx_agent_intake_dropped_total{intake="http",reason="connection-refused"}')) >= 1, 'the refusal counted');
+    a.socket.destroy();
+    await a.closed;
+    await waitFor(async () => (await postEvents(agent.intakeUrl, [{ type: 't.after' }]).catch(() => ({ status: 0 }))).status === 200, 'a post once a slot is free');
+  });
+
+  it('edge MQTT broker: a device past maxConnections is refused and counted; once one goes, mosquitto_pub publishes', async () => {
+    const a = await idle(mqttPort);
+    const pub = () => runProcess('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(mqttPort), '-q', '1', '-t', 'audit/dev-1/events', '-m', '{"type":"t.mqtt"}']);
+    expect((await pub()).code).not.toBe(0);
+    await waitFor(async () => (await agent.metric('meteorzx_agent_intake_dropped_total{intake="mqtt",reason="connection-refused"}')) >= 1, 'the refusal counted');
+    a.socket.destroy();
+    await a.closed;
+    await waitFor(async () => (await pub()).code === 0, 'a publish once the slot is free');
+  });
+});
