@@ -221,14 +221,16 @@ export const agentConfigSchema = z
 /** The validated, frozen agent config. */
 export type AgentConfig = DeepReadonly<z.output<typeof agentConfigSchema>>;
 
-/** The agent's TLS listener sections with their paths (common/tls-server.ts checkTlsFiles). */
+/** The agent's TLS sections with their paths, its listeners' and its push's (common/tls-server.ts checkTlsFiles). */
 export function agentTlsSections(config: AgentConfig): TlsSections {
-  const { intake, pull } = config;
+  const { intake, pull, push } = config;
   return [
     ['intake.http.tls', intake.http?.tls],
     ['intake.syslog.tls', intake.syslog?.tls],
     ['intake.mqtt.tls', intake.mqtt?.tls],
     ['pull.tls', pull.tls],
+    ['push.http', push.http],
+    ['push.mqtt', push.mqtt],
   ];
 }
 

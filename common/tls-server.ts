@@ -34,20 +34,30 @@ export async function tlsServerOptions(files: TlsServerFiles): Promise<TlsServer
   };
 }
 
-/** The `tls` sections of a config, each with its dotted path (`intake.http.tls`); absent ones undefined. */
-export type TlsSections = readonly (readonly [string, TlsServerFiles | undefined])[];
+/** The TLS files of a client section (push.http, push.mqtt, pullFrom[i]): a private CA, and a client certificate with its key. */
+export interface TlsClientFiles {
+  ca?: string | undefined;
+  cert?: string | undefined;
+  key?: string | undefined;
+}
 
 /**
- * Reads the PEM files of every listed `tls` section and checks what a
- * listener would only find out later, or never say: the certificate and
- * the key are there, readable, PEM, and belong together; `ca` holds a CA
- * certificate (Node silently ignores one that is not PEM, and then refuses
- * every client). Throws the first problem, naming the key and the file.
- * An expired certificate is only a warning (`warn`), as for nginx or
- * Mosquitto: refusing to start would stop every other intake and the
- * buffer with it, and a client that checks will refuse the handshake
- * anyway. Resolves to a digest of all the files' contents, so a reload
- * can tell a renewed certificate.
+ * The TLS sections of a config, each with its dotted path (`intake.http.tls`, `push.http`); absent ones
+ * undefined. A listener's section (TlsServerFiles) always has cert and key; a client's may have any.
+ */
+export type TlsSections = readonly (readonly [string, TlsServerFiles | TlsClientFiles | undefined])[];
+
+/**
+ * Reads the PEM files of every listed TLS section and checks what a
+ * listener or client would only find out later, or never say: each file is
+ * there and readable; a certificate and its key are PEM and belong
+ * together; `ca` holds a CA certificate (Node silently ignores one that is
+ * not PEM, and then refuses every peer). Throws the first problem, naming
+ * the key and the file. An expired certificate is only a warning (`warn`),
+ * as for nginx or Mosquitto: refusing to start would stop every other
+ * intake and the buffer with it, and a peer that checks will refuse the
+ * handshake anyway. Resolves to a digest of all the files' contents, so a
+ * reload can tell a renewed certificate.
  */
 export async function checkTlsFiles(sections: TlsSections, options: { now?: Date; warn?: (message: string) => void } = {}): Promise<string> {
   const now = options.now ?? new Date();
@@ -56,7 +66,8 @@ export async function checkTlsFiles(sections: TlsSections, options: { now?: Date
     if (files === undefined) continue;
     const fail = (key: string, file: string, why: string) =>
       CommonErrors.METEORZX_CONFIG_INVALID(`${at}.${key}: ${file}: ${why}`, { userError: true });
-    const read = async (key: 'cert' | 'key' | 'ca', file: string): Promise<Buffer> => {
+    const read = async (key: 'cert' | 'key' | 'ca', file: string | undefined): Promise<Buffer | undefined> => {
+      if (file === undefined) return undefined;
       try {
         return await readFile(file);
       } catch (err) {
@@ -66,31 +77,33 @@ export async function checkTlsFiles(sections: TlsSections, options: { now?: Date
     };
     const cert = await read('cert', files.cert);
     const key = await read('key', files.key);
-    const ca = files.ca === undefined ? undefined : await read('ca', files.ca);
-    let leaf: X509Certificate;
-    try {
-      leaf = new X509Certificate(cert);
-    } catch {
-      throw fail('cert', files.cert, 'holds no PEM certificate');
+    const ca = await read('ca', files.ca);
+    if (cert !== undefined && key !== undefined && files.cert !== undefined && files.key !== undefined) {
+      let leaf: X509Certificate;
+      try {
+        leaf = new X509Certificate(cert);
+      } catch {
+        throw fail('cert', files.cert, 'holds no PEM certificate');
+      }
+      try {
+        if (!leaf.checkPrivateKey(createPrivateKey(key))) throw fail('key', files.key, `is not the key of ${at}.cert (${files.cert})`);
+      } catch (err) {
+        if (err instanceof Error && 'code' in err && err.code === 'METEORZX_CONFIG_INVALID') throw err;
+        throw fail('key', files.key, 'holds no PEM private key (or one that needs a passphrase)');
+      }
+      if (new Date(leaf.validTo) < now) options.warn?.(`${at}.cert: ${files.cert}: expired on ${new Date(leaf.validTo).toISOString()}; peers that check it will refuse the handshake`);
     }
-    try {
-      if (!leaf.checkPrivateKey(createPrivateKey(key))) throw fail('key', files.key, `is not the key of ${at}.cert (${files.cert})`);
-    } catch (err) {
-      if (err instanceof Error && 'code' in err && err.code === 'METEORZX_CONFIG_INVALID') throw err;
-      throw fail('key', files.key, 'holds no PEM private key (or one that needs a passphrase)');
-    }
-    if (new Date(leaf.validTo) < now) options.warn?.(`${at}.cert: ${files.cert}: expired on ${new Date(leaf.validTo).toISOString()}; clients that check it will refuse the handshake`);
     if (files.ca !== undefined && ca !== undefined) {
       const cas = pemCertificates(ca);
       if (cas === undefined || cas.length === 0) throw fail('ca', files.ca, 'holds no PEM certificate');
       if (!cas.some((c) => c.ca || c.checkIssued(c))) throw fail('ca', files.ca, 'holds no CA certificate (basicConstraints CA:TRUE, or self-signed)');
     }
     try {
-      createSecureContext({ cert, key, ...(ca === undefined ? {} : { ca }) });
+      createSecureContext({ ...(cert === undefined ? {} : { cert }), ...(key === undefined ? {} : { key }), ...(ca === undefined ? {} : { ca }) });
     } catch (err) {
-      throw fail('cert', files.cert, (err as Error).message);
+      throw fail(files.cert === undefined ? 'ca' : 'cert', files.cert ?? files.ca ?? '', (err as Error).message);
     }
-    digest.update(`${at}\0`).update(cert).update('\0').update(key).update('\0').update(ca ?? '').update('\0');
+    digest.update(`${at}\0`).update(cert ?? '').update('\0').update(key ?? '').update('\0').update(ca ?? '').update('\0');
   }
   return digest.digest('hex');
 }

@@ -273,6 +273,7 @@ export function gatewayTlsSections(config: GatewayConfig): TlsSections {
     ['http.tls', config.http.tls],
     ['mqtt.tls', config.mqtt.tls],
     ['mqtt.ws.tls', config.mqtt.ws?.tls],
+    ...config.pullFrom.map((p, i) => [`pullFrom[${i}]`, p] as const),
   ];
 }
 

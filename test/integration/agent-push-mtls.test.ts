@@ -111,6 +111,20 @@ describe('agent push with a client certificate (mutual TLS)', () => {
     expect(missing.stderr).toMatch(/^meteorzx: --ca .*no-such\.pem: cannot read it: ENOENT/);
   });
 
+  it('config check names an unreadable push CA and a client key of another certificate, key and file', async () => {
+    const file = join(dir, 'bad-files.json');
+    const check = async (push: Record<string, unknown>) => {
+      await writeFile(file, JSON.stringify({ id: 'mtls-files', push: { http: { url: `${httpsUrl}/v1/events`, ...push } } }));
+      return runCli(['config', 'check', file, '--type', 'agent']);
+    };
+    const missing = await check({ ca: join(dir, 'no-such-ca.pem') });
+    expect(missing.code).not.toBe(0);
+    expect(missing.stderr).toMatch(/push\.http\.ca: \S+no-such-ca\.pem: no such file/);
+    const mismatched = await check({ ca: pki.ca, cert: pki.clientCert, key: pki.key });
+    expect(mismatched.stderr).toMatch(/push\.http\.key: \S+server\.key: is not the key of push\.http\.cert/);
+    expect((await check({ ca: pki.ca, cert: pki.clientCert, key: pki.clientKey })).code).toBe(0);
+  });
+
   it('config check names a certificate given without its key', async () => {
     const file = join(dir, 'half.json');
     await writeFile(file, JSON.stringify({ id: 'mtls-half', push: { http: { url: `${httpsUrl}/v1/events`, cert: pki.clientCert } } }));

@@ -51,9 +51,20 @@ describe('checkTlsFiles', () => {
   it('warns of an expired certificate and takes it (refusing would stop every other intake): clients that check refuse it', async () => {
     const warnings: string[] = [];
     await expect(check({}, new Date(Date.now() + 3 * 86_400_000), (m) => warnings.push(m))).resolves.toMatch(/^[0-9a-f]{64}$/);
-    expect(warnings).toEqual([expect.stringMatching(new RegExp(`^${at}\\.cert: ${pki.cert}: expired on \\d{4}-.*; clients that check it will refuse the handshake$`))]);
+    expect(warnings).toEqual([expect.stringMatching(new RegExp(`^${at}\\.cert: ${pki.cert}: expired on \\d{4}-.*; peers that check it will refuse the handshake$`))]);
     await check({}, undefined, (m) => warnings.push(m));
     expect(warnings).toHaveLength(1);
+  });
+
+  it('checks a client section (push.http, pullFrom[i]) for what it names: a CA alone, or a certificate with its key', async () => {
+    const garbage = join(dir, 'garbage.pem');
+    const client = (files: Record<string, string>) => checkTlsFiles([['push.http', files]]).then(() => 'resolved', (err: Error) => err.message);
+    expect(await client({ ca: pki.ca })).toBe('resolved');
+    expect(await client({ ca: pki.ca, cert: pki.clientCert, key: pki.clientKey })).toBe('resolved');
+    expect(await client({})).toBe('resolved');
+    expect(await client({ ca: join(dir, 'nope.pem') })).toBe(`push.http.ca: ${join(dir, 'nope.pem')}: no such file`);
+    expect(await client({ ca: garbage })).toBe(`push.http.ca: ${garbage}: holds no PEM certificate`);
+    expect(await client({ cert: pki.clientCert, key: pki.key })).toBe(`push.http.key: ${pki.key}: is not the key of push.http.cert (${pki.clientCert})`);
   });
 
   it('gives another digest when a file keeps its path but not its contents (a renewed certificate)', async () => {
