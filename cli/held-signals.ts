@@ -33,3 +33,23 @@ export function holdSignals(proc: NodeJS.Process = process): HeldSignals {
     },
   };
 }
+
+/**
+ * Warnings raised while a service loads its config (an expired certificate), before the logger exists:
+ * its level is in that config. `warn` holds them until `logTo` names the logger, then writes through.
+ */
+export class HeldWarnings {
+  private held: string[] = [];
+  private logger: { warn(obj: object, msg: string): void } | undefined;
+
+  readonly warn = (message: string): void => {
+    if (this.logger === undefined) this.held.push(message);
+    else this.logger.warn({}, message);
+  };
+
+  logTo(logger: { warn(obj: object, msg: string): void }): void {
+    this.logger = logger;
+    for (const message of this.held) logger.warn({}, message);
+    this.held = [];
+  }
+}

@@ -1,7 +1,7 @@
 import { dirname } from 'node:path';
 import type { Command } from 'commander';
 import { CommonErrors } from '../../common/errors.js';
-import { holdSignals, type HeldSignals } from '../held-signals.js';
+import { HeldWarnings, holdSignals, type HeldSignals } from '../held-signals.js';
 
 interface AgentCliOptions {
   config?: string;
@@ -42,10 +42,7 @@ async function runAgent(options: AgentCliOptions, held: HeldSignals): Promise<vo
   // The digest of the TLS files each loaded config was checked with: a reload that renews a certificate restarts.
   const tlsDigests = new WeakMap<object, string>();
   // An expired certificate is a warning: held until the logger exists (it needs the config), then logged.
-  const heldWarnings: string[] = [];
-  let warn = (message: string): void => {
-    heldWarnings.push(message);
-  };
+  const warnings = new HeldWarnings();
   // Read again on SIGHUP (reload). The TLS files are read too: a bad one rejects the reload, not the restart after it.
   const loadConfig = async () => {
     let raw: unknown = options.config === undefined ? {} : await readConfigFile(options.config);
@@ -59,14 +56,13 @@ async function runAgent(options: AgentCliOptions, held: HeldSignals): Promise<vo
       kind: 'agent',
       ...(options.config === undefined ? {} : { source: options.config, baseDir: dirname(options.config) }),
     });
-    tlsDigests.set(parsed, await checkTlsFiles(agentTlsSections(parsed), { warn: (message) => warn(message) }));
+    tlsDigests.set(parsed, await checkTlsFiles(agentTlsSections(parsed), { warn: warnings.warn }));
     return parsed;
   };
   const config = await loadConfig();
   let tlsDigest = tlsDigests.get(config);
   const logger = createLogger({ name: 'agent', level: config.logLevel });
-  warn = (message) => logger.warn({}, message);
-  for (const message of heldWarnings) warn(message);
+  warnings.logTo(logger);
   const deps = { logger, insecure: options.insecure === true };
   const { runService } = await import('../service-loop.js');
   // SIGHUP (systemctl reload): a config that changes only the reading intakes (files, syslog, serial, mqtt)

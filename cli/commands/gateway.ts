@@ -1,6 +1,6 @@
 import { dirname } from 'node:path';
 import type { Command } from 'commander';
-import { holdSignals, type HeldSignals } from '../held-signals.js';
+import { HeldWarnings, holdSignals, type HeldSignals } from '../held-signals.js';
 
 interface GatewayOptions {
   config?: string;
@@ -36,10 +36,7 @@ async function runGateway(options: GatewayOptions, held: HeldSignals): Promise<v
     import('../../common/tls-server.js'),
   ]);
   // An expired certificate is a warning: held until the logger exists (it needs the config), then logged.
-  const heldWarnings: string[] = [];
-  let warn = (message: string): void => {
-    heldWarnings.push(message);
-  };
+  const warnings = new HeldWarnings();
   // Read again on SIGHUP (reload). The TLS files are read too: a bad one rejects the reload, not the restart after it.
   const loadConfig = async () => {
     const raw = options.config === undefined ? {} : await readConfigFile(options.config);
@@ -50,13 +47,12 @@ async function runGateway(options: GatewayOptions, held: HeldSignals): Promise<v
     const parsed = parseGatewayConfig(withDir, {
       ...(options.config === undefined ? {} : { source: options.config, baseDir: dirname(options.config) }),
     });
-    await checkTlsFiles(gatewayTlsSections(parsed), { warn: (message) => warn(message) });
+    await checkTlsFiles(gatewayTlsSections(parsed), { warn: warnings.warn });
     return parsed;
   };
   const config = await loadConfig();
   const logger = createLogger({ name: 'gateway', level: config.logLevel });
-  warn = (message) => logger.warn({}, message);
-  for (const message of heldWarnings) warn(message);
+  warnings.logTo(logger);
   const { runService } = await import('../service-loop.js');
   // SIGHUP (systemctl reload): a valid new config replaces the running gateway (drained, then started
   // anew on the same store); an invalid one is logged and the gateway runs on unchanged.
