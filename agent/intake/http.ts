@@ -52,6 +52,9 @@ export interface HttpIntakeOptions {
 
 const ENCODINGS: ReadonlySet<string> = new Set(['identity', 'gzip', 'x-gzip', 'deflate']);
 
+/** How long an idle keep-alive connection to the intake is kept, ms (the `Keep-Alive: timeout=` it announces). */
+export const KEEP_ALIVE_TIMEOUT_MS = 65_000;
+
 /**
  * `POST /v1/events` on the agent (DESIGN §5): the same body formats, limits
  * and per-event errors as the gateway's ingest, but the 2xx means "durable in
@@ -81,7 +84,11 @@ export class HttpIntake implements Intake {
     this.maxPendingBytes = options.maxPendingBytes ?? 64 * 1024 * 1024;
     this.retryAfter = String(options.retryAfterSeconds ?? 1);
     // A slow or stalled client must not hold a request slot for ever.
-    const timeouts = { requestTimeout: 60_000, headersTimeout: 30_000, keepAliveTimeout: 5_000 };
+    // An idle keep-alive connection lives past the producers' own idle timeouts (Fluent Bit's 30 s,
+    // common pools' 60 s): closed first by us at Node's 5 s, a producer's next request raced the FIN and
+    // failed with a reset (Fluent Bit then retries the chunk, and drops it past Retry_Limit). The connection
+    // cap bounds what idle ones cost, and a stop drops them at once (trackConnections).
+    const timeouts = { requestTimeout: 60_000, headersTimeout: 30_000, keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS };
     const handler = (req: IncomingMessage, res: ServerResponse): void => {
       void this.handle(req, res, false);
     };

@@ -88,6 +88,31 @@ function expectContinue(port: number, headers: string, body?: string): Promise<s
 }
 
 describe('agent HTTP intake', () => {
+  it('keeps an idle keep-alive connection past the producers idle timeouts: a request 6 s later on the same socket is answered', async () => {
+    const buffer = new FakeBuffer();
+    const { port } = await startIntake(buffer);
+    const socket = connect(port, '127.0.0.1');
+    let received = '';
+    socket.on('data', (c: Buffer) => (received += c.toString()));
+    const closed = new Promise((resolve) => socket.once('close', resolve));
+    const send = (n: number) => {
+      const body = JSON.stringify({ type: 'keep.alive', data: { n } });
+      socket.write(`POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+    };
+    await new Promise((resolve) => socket.once('connect', resolve));
+    send(1);
+    await expect.poll(() => received.includes('"accepted":1')).toBe(true);
+    expect(received).toMatch(/keep-alive: timeout=65/i);
+    // Node's default closed it after 5 s; a producer whose own idle timeout is longer then raced the FIN.
+    await new Promise((r) => setTimeout(r, 6_000));
+    received = '';
+    send(2);
+    await expect.poll(() => received.includes('"accepted":1'), { timeout: 3_000 }).toBe(true);
+    expect(buffer.events.map((e) => e.data)).toEqual([{ n: 1 }, { n: 2 }]);
+    socket.destroy();
+    await closed;
+  }, 15_000);
+
   it('buffers valid events in one append and names each bad one, keeping its valid neighbours', async () => {
     const buffer = new FakeBuffer();
     const { port, metrics } = await startIntake(buffer, { limits: { maxEventBytes: 1024, maxDepth: 4 } });
