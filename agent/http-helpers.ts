@@ -1,13 +1,14 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
-import { Server as TlsServer } from 'node:tls';
+import type { Server, ServerResponse } from 'node:http';
+import type { AddressInfo, Server as NetServer } from 'node:net';
+import { dropAllConnections, dropIdleConnections } from '../common/http-connections.js';
 import type { Logger } from 'pino';
 import { isMeteorError, type ErrorResponse } from '../protocols/index.js';
 import type { IntakeMeter } from './intake/intake-meter.js';
 import { AgentErrors } from './errors.js';
 
 export { isLoopback } from '../common/loopback.js';
+export { trackConnections } from '../common/http-connections.js';
 
 /** What the agent's node:http listeners share: binding, JSON answers, bearer tokens. */
 
@@ -62,46 +63,6 @@ export function bearerMatches(header: string | undefined, token: string): boolea
   return m !== null && timingSafeEqual(given, expected);
 }
 
-interface Connections {
-  /** Every TCP connection, TLS handshakes not yet done included. */
-  raw: Set<Socket>;
-  /** The connections HTTP runs on (TLS ones once their handshake is done), with their requests in progress. */
-  requests: Map<Socket, number>;
-}
-
-const tracked = new WeakMap<Server, Connections>();
-
-/**
- * Keeps count of each connection's requests in progress, so that closeServer drops at once the
- * connections without one. Node's closeIdleConnections() leaves a connection that has sent no
- * request yet (a client that connected and waits, a keep-alive pool's spare), and server.close()
- * then waits for it until the close timeout: a stop or reload of the agent took that long.
- */
-export function trackConnections(server: Server): void {
-  const connections: Connections = { raw: new Set(), requests: new Map() };
-  tracked.set(server, connections);
-  server.on('connection', (socket: Socket) => {
-    connections.raw.add(socket);
-    socket.once('close', () => connections.raw.delete(socket));
-  });
-  const opened = (socket: Socket): void => {
-    connections.requests.set(socket, 0);
-    socket.once('close', () => connections.requests.delete(socket));
-  };
-  if (server instanceof TlsServer) server.on('secureConnection', opened);
-  else server.on('connection', opened);
-  const begin = (req: IncomingMessage, res: ServerResponse): void => {
-    const socket = req.socket;
-    connections.requests.set(socket, (connections.requests.get(socket) ?? 0) + 1);
-    res.once('close', () => {
-      const n = connections.requests.get(socket);
-      if (n !== undefined) connections.requests.set(socket, Math.max(0, n - 1));
-    });
-  };
-  server.on('request', begin);
-  server.on('checkContinue', begin);
-}
-
 /**
  * Caps a listener's connections at `max`: Node closes the ones past it as they arrive. Each is counted
  * in meteorzx_agent_intake_dropped_total{reason="connection-refused"} and logged at most once per 10 s,
@@ -124,19 +85,14 @@ export function capConnections(server: NetServer, max: number, meter: IntakeMete
 
 /**
  * Stops taking connections, waits for requests in progress (bounded), then drops what is left.
- * A server passed to trackConnections also loses at once its connections with no request in progress.
+ * A server passed to trackConnections (common/http-connections.ts) also loses at once its connections
+ * with no request in progress, those still in a TLS handshake included.
  */
 export async function closeServer(server: Server, timeoutMs: number): Promise<void> {
   if (!server.listening) return;
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-  server.closeIdleConnections();
-  const connections = tracked.get(server);
-  for (const [socket, n] of connections?.requests ?? []) if (n === 0) socket.destroy();
-  const timer = setTimeout(() => {
-    server.closeAllConnections();
-    // Connections HTTP never saw (a TLS handshake not finished) are not Node's to close.
-    for (const socket of connections?.raw ?? []) socket.destroy();
-  }, timeoutMs);
+  dropIdleConnections(server);
+  const timer = setTimeout(() => dropAllConnections(server), timeoutMs);
   await closed;
   clearTimeout(timer);
 }

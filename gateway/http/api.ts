@@ -1,4 +1,5 @@
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import { dropAllConnections, dropIdleConnections, trackConnections } from '../../common/http-connections.js';
 import type { IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { SecureContextOptions } from 'node:tls';
@@ -69,6 +70,7 @@ export function buildHttpApi(opts: HttpApiOptions): FastifyInstance {
     // and it enforces requestTimeout only while headersTimeout (60 s by default) is not longer.
     ...(opts.tls === undefined ? { http: serverTimes } : { https: { ...opts.tls, ...serverTimes } }),
   }) as unknown as FastifyInstance;
+  trackConnections(app.server);
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: opts.limits.maxBodyBytes }, (_req, body, done) => done(null, body));
   app.setErrorHandler((err, req, reply) => {
@@ -148,9 +150,14 @@ export class HttpApi {
     // fastify's close waits for every connection with a request under way, and Node stops timing requests
     // out once its server closes (requestTimeout no longer applies): a client that stalled mid-upload, or
     // connected and sent nothing, held the stop, and a SIGHUP's restart, for ever.
-    const timer = setTimeout(() => this.app.server.closeAllConnections(), this.opts.closeTimeoutMs ?? CLOSE_TIMEOUT_MS);
+    const server = this.app.server;
+    const timer = setTimeout(() => dropAllConnections(server), this.opts.closeTimeoutMs ?? CLOSE_TIMEOUT_MS);
     try {
-      await this.app.close();
+      const closed = this.app.close();
+      // A connection with no request in progress has nothing to wait for: one that connected and sent
+      // nothing, or on HTTPS is still in (or stalled in) its handshake, held the stop for the whole timeout.
+      dropIdleConnections(server);
+      await closed;
     } finally {
       clearTimeout(timer);
     }

@@ -85,6 +85,9 @@ export class MqttListeners {
       if (this.specs.ws) {
         const tls = this.specs.ws.options;
         const http = tls === undefined ? createHttpServer() : createHttpsServer(tls);
+        // The TCP connection under each WebSocket, tracked from its accept: one that never completes its TLS
+        // handshake or its upgrade is no stream yet, and would hold close() until the handshake timeout.
+        http.on('connection', (raw: Socket) => this.track(raw));
         const path = this.specs.ws.path ?? '/mqtt';
         // MQTT over WebSocket carries binary frames; the subprotocol is "mqtt" (MQTT 3.1.1 §6).
         const wss = new WebSocketServer({ server: http, path, ...(this.maxMessageBytes === undefined ? {} : { maxPayload: this.maxMessageBytes }) });

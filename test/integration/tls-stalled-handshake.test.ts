@@ -3,6 +3,7 @@ import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, killAll, removeDir, startAgent, startGateway, tempDir } from './agent-harness.js';
+import { startGateway as startHarnessGateway } from './gateway-harness.js';
 import { makePki, type TestPki } from './test-pki.js';
 
 /**
@@ -65,5 +66,21 @@ describe('stop with clients stalled in their TLS handshake', () => {
     await new Promise((r) => setTimeout(r, 200));
     expect(await gateway.stop(8_000)).toBe(0);
     await client.closed;
+  }, 30_000);
+
+  it('the gateway stops at once with clients stalled in their handshake on its HTTPS API and wss listener', async () => {
+    const wssPort = await freePort();
+    await mkdir(join(dir, 'gateway-https'));
+    const tls = { cert: pki.cert, key: pki.key };
+    const gateway = await startHarnessGateway({ dir: join(dir, 'gateway-https'), config: { http: { listen: '127.0.0.1:0', tls }, mqtt: { listen: '127.0.0.1:0', ws: { listen: `127.0.0.1:${wssPort}`, tls } } } });
+    const clients = await Promise.all([silent(gateway.httpPort), silent(wssPort), silent(gateway.httpPort)]);
+    // One of them inside its ClientHello: the start of a TLS record, then nothing.
+    sockets.at(-1)?.write(Buffer.from([0x16, 0x03, 0x01, 0x00, 0xc8, 0x01]));
+    await new Promise((r) => setTimeout(r, 200));
+    const started = Date.now();
+    // The handshake timeout is 10 s and the API's close grace 5 s: well under both means they were dropped.
+    expect(await gateway.stop()).toBe(0);
+    expect(Date.now() - started).toBeLessThan(4_000);
+    await Promise.all(clients.map((c) => c.closed));
   }, 30_000);
 });
