@@ -1,7 +1,7 @@
-import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Agent, request, setGlobalDispatcher, type Dispatcher } from 'undici';
 import { CommonErrors } from '../common/errors.js';
+import { certificateWithKey, pemCertificates } from '../common/tls-server.js';
 import { tlsCertificateError } from '../common/tls-trust.js';
 import { MeteorError } from '../protocols/errors.js';
 import type { TlsOptions } from './commands/tls-options.js';
@@ -145,15 +145,11 @@ export function readTlsFiles(options: TlsOptions): { ca?: Buffer; cert?: Buffer;
   // Node takes a --ca without a certificate in silence (the server was then "not signed by a trusted CA", with
   // the hint to pass --ca), and a key of another certificate surfaced as OpenSSL's "key values mismatch".
   const usage = (message: string) => CommonErrors.METEORZX_USAGE(message, { userError: true });
-  if (ca !== undefined && !ca.toString('latin1').includes('-----BEGIN CERTIFICATE-----')) throw usage(`--ca ${options.ca ?? ''}: holds no PEM certificate`);
+  if (ca !== undefined && (pemCertificates(ca)?.length ?? 0) === 0) throw usage(`--ca ${options.ca ?? ''}: holds no PEM certificate`);
   if (cert !== undefined && key !== undefined) {
-    let matches: boolean;
-    try {
-      matches = new X509Certificate(cert).checkPrivateKey(createPrivateKey(key));
-    } catch {
-      throw usage(`--cert ${options.cert ?? ''} and --key ${options.key ?? ''}: not a PEM certificate and its unencrypted PEM key`);
-    }
-    if (!matches) throw usage(`--key ${options.key ?? ''}: is not the key of --cert ${options.cert ?? ''}`);
+    const pair = certificateWithKey(cert, key);
+    if (pair === 'not-its-key') throw usage(`--key ${options.key ?? ''}: is not the key of --cert ${options.cert ?? ''}`);
+    if (typeof pair === 'string') throw usage(`--cert ${options.cert ?? ''} and --key ${options.key ?? ''}: not a PEM certificate and its unencrypted PEM key`);
   }
   return { ...(ca === undefined ? {} : { ca }), ...(cert === undefined || key === undefined ? {} : { cert, key }) };
 }

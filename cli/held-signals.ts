@@ -53,3 +53,13 @@ export class HeldWarnings {
     this.held = [];
   }
 }
+
+/** Runs a service command with the service signals held from its first moment (holdSignals), released when it ends. */
+export async function withHeldSignals(run: (held: HeldSignals) => Promise<void>): Promise<void> {
+  const held = holdSignals();
+  try {
+    await run(held);
+  } finally {
+    held.release();
+  }
+}

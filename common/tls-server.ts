@@ -79,18 +79,11 @@ export async function checkTlsFiles(sections: TlsSections, options: { now?: Date
     const key = await read('key', files.key);
     const ca = await read('ca', files.ca);
     if (cert !== undefined && key !== undefined && files.cert !== undefined && files.key !== undefined) {
-      let leaf: X509Certificate;
-      try {
-        leaf = new X509Certificate(cert);
-      } catch {
-        throw fail('cert', files.cert, 'holds no PEM certificate');
-      }
-      try {
-        if (!leaf.checkPrivateKey(createPrivateKey(key))) throw fail('key', files.key, `is not the key of ${at}.cert (${files.cert})`);
-      } catch (err) {
-        if (err instanceof Error && 'code' in err && err.code === 'METEORZX_CONFIG_INVALID') throw err;
-        throw fail('key', files.key, 'holds no PEM private key (or one that needs a passphrase)');
-      }
+      const pair = certificateWithKey(cert, key);
+      if (pair === 'no-certificate') throw fail('cert', files.cert, 'holds no PEM certificate');
+      if (pair === 'no-key') throw fail('key', files.key, 'holds no PEM private key (or one that needs a passphrase)');
+      if (pair === 'not-its-key') throw fail('key', files.key, `is not the key of ${at}.cert (${files.cert})`);
+      const leaf = pair;
       if (new Date(leaf.validTo) < now) options.warn?.(`${at}.cert: ${files.cert}: expired on ${new Date(leaf.validTo).toISOString()}; peers that check it will refuse the handshake`);
     }
     if (files.ca !== undefined && ca !== undefined) {
@@ -108,8 +101,28 @@ export async function checkTlsFiles(sections: TlsSections, options: { now?: Date
   return digest.digest('hex');
 }
 
+/**
+ * A PEM certificate and its private key, checked to belong together: the certificate, or what is wrong
+ * (the config check above and the CLI's --cert/--key word it each their own way).
+ */
+export function certificateWithKey(cert: Buffer, key: Buffer): X509Certificate | 'no-certificate' | 'no-key' | 'not-its-key' {
+  let leaf: X509Certificate;
+  try {
+    leaf = new X509Certificate(cert);
+  } catch {
+    return 'no-certificate';
+  }
+  let matches: boolean;
+  try {
+    matches = leaf.checkPrivateKey(createPrivateKey(key));
+  } catch {
+    return 'no-key';
+  }
+  return matches ? leaf : 'not-its-key';
+}
+
 /** Every certificate of a PEM bundle; undefined when one of its blocks does not parse. */
-function pemCertificates(pem: Buffer): X509Certificate[] | undefined {
+export function pemCertificates(pem: Buffer): X509Certificate[] | undefined {
   const blocks = pem.toString('latin1').match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g) ?? [];
   try {
     return blocks.map((block) => new X509Certificate(block));

@@ -1,7 +1,7 @@
 import { dirname } from 'node:path';
 import type { Command } from 'commander';
 import { CommonErrors } from '../../common/errors.js';
-import { HeldWarnings, holdSignals, type HeldSignals } from '../held-signals.js';
+import { HeldWarnings, withHeldSignals, type HeldSignals } from '../held-signals.js';
 
 interface AgentCliOptions {
   config?: string;
@@ -15,16 +15,9 @@ export function register(program: Command): void {
     .description('run the agent: local intake → durable buffer → push to the gateway, plus the status and pull API')
     .option('-c, --config <file>', 'agent config file (YAML or JSON); without it every default applies')
     .option('--data-dir <dir>', 'where the buffer lives (overrides dataDir)')
-    .option('--insecure', 'allow the pull listener on a non-loopback address without pull.token')
-    .action(async (options: AgentCliOptions) => {
-      // Before anything slow: a stop or reload in the first moments would otherwise kill the process.
-      const held = holdSignals();
-      try {
-        await runAgent(options, held);
-      } finally {
-        held.release();
-      }
-    });
+    .option('--insecure', 'allow the pull listener and the HTTP intake on a non-loopback address without pull.token, intake.http.token')
+    // Signals held before anything slow: a stop or reload in the first moments would otherwise kill the process.
+    .action((options: AgentCliOptions) => withHeldSignals((held) => runAgent(options, held)));
 }
 
 /** Runs until SIGTERM or SIGINT, then drains and closes (cli/service-loop.ts: signals, reload, systemd notify). */

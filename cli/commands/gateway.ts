@@ -1,6 +1,6 @@
 import { dirname } from 'node:path';
 import type { Command } from 'commander';
-import { HeldWarnings, holdSignals, type HeldSignals } from '../held-signals.js';
+import { HeldWarnings, withHeldSignals, type HeldSignals } from '../held-signals.js';
 
 interface GatewayOptions {
   config?: string;
@@ -15,15 +15,8 @@ export function register(program: Command): void {
     .option('-c, --config <file>', 'gateway config (YAML or JSON); default: built-in defaults')
     .option('-d, --data-dir <dir>', 'where the gateway keeps its data (overrides dataDir in the config)')
     .option('--insecure', 'allow a non-loopback listener with no auth configured', false)
-    .action(async (options: GatewayOptions) => {
-      // Before anything slow: a stop or reload in the first moments would otherwise kill the process.
-      const held = holdSignals();
-      try {
-        await runGateway(options, held);
-      } finally {
-        held.release();
-      }
-    });
+    // Signals held before anything slow: a stop or reload in the first moments would otherwise kill the process.
+    .action((options: GatewayOptions) => withHeldSignals((held) => runGateway(options, held)));
 }
 
 async function runGateway(options: GatewayOptions, held: HeldSignals): Promise<void> {
