@@ -5,7 +5,7 @@ import type { IngestResponse } from '../../protocols/index.js';
 import type { StoredLine } from '../buffer/types.js';
 import { NDJSON } from '../../protocols/index.js';
 import { ndjsonOf } from '../buffer/event-line.js';
-import { parseRetryAfter } from './retry-after.js';
+import { parseRetryAfter } from '../../common/retry-after.js';
 import { Pool, poolRequest } from './undici-pool.js';
 import type { PushTransport, SendOutcome } from './types.js';
 

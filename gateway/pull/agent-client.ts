@@ -1,4 +1,5 @@
 import { Agent as Dispatcher, request } from 'undici';
+import { parseRetryAfter } from '../../common/retry-after.js';
 import { tlsCertificateError } from '../../common/tls-trust.js';
 import { CHAIN_ALLOWANCE_BYTES, type AgentStatus, type BatchItem, type Limits } from '../../protocols/index.js';
 import { decodePage } from './page-decode.js';
@@ -60,6 +61,17 @@ export interface AgentClientOptions {
 const SMALL_ANSWER_BYTES = 1 << 20;
 
 type Answer = { status: number; headers: Record<string, string | string[] | undefined>; body: Buffer };
+
+/** The agent answered 503 or 429 with a Retry-After (e.g. METEORZX_PULL_BUSY): up, and asking to be asked again after `retryAfterMs`. */
+export class AgentBusy extends Error {
+  constructor(
+    message: string,
+    readonly retryAfterMs: number,
+  ) {
+    super(message);
+    this.name = 'AgentBusy';
+  }
+}
 
 export class AgentClient {
   private readonly dispatcher: Dispatcher;
@@ -164,7 +176,10 @@ export class AgentClient {
     if (answer.status === 200 || (allowGone && answer.status === 410)) return answer;
     const text = answer.body.subarray(0, SMALL_ANSWER_BYTES).toString('utf8');
     const detail = (safeJson(text) as { error?: string } | undefined)?.error ?? text.slice(0, 200);
-    throw new Error(`${where}: HTTP ${answer.status}: ${detail}`);
+    const message = `${where}: HTTP ${answer.status}: ${detail}`;
+    const retryAfterMs = answer.status === 503 || answer.status === 429 ? parseRetryAfter(answer.headers['retry-after']) : undefined;
+    if (retryAfterMs !== undefined) throw new AgentBusy(message, retryAfterMs);
+    throw new Error(message);
   }
 }
 

@@ -2,11 +2,14 @@ import type { Logger } from 'pino';
 import type { IngestResponse, Limits } from '../../protocols/index.js';
 import type { GatewayMetrics } from '../metrics.js';
 import type { Ingestor } from '../pipeline/ingestor.js';
-import { AgentClient, RangeGone } from './agent-client.js';
+import { AgentBusy, AgentClient, RangeGone } from './agent-client.js';
 import type { RaiseAlert } from '../alerts/alert-sink.js';
 import type { Checkpoint, PullStore } from './pull-store.js';
 
 const HOLE_REASON = `a hole in the agent's buffer (damage: the agent records a meteorzx.gap for the part it had not delivered)`;
+
+/** The shortest wait on a busy answer (a Retry-After of 0, or a date already past). */
+const MIN_BUSY_WAIT_MS = 1000;
 
 export type ConnectorState = 'idle' | 'running' | 'retrying' | 'ok' | 'failed';
 
@@ -247,9 +250,13 @@ export class PullConnector {
   private async runWithRetries(ticket: RunTicket): Promise<PullResult | undefined> {
     const { retries, logger } = this.options;
     let attempts = 1;
+    let started = false;
+    /** ms waited on busy answers since the last failed attempt. */
+    let busyWaited = 0;
     for (let attempt = 1; ; attempt += 1) {
       const outcome = await this.exclusive(async () => {
-        if (attempt === 1) {
+        if (!started) {
+          started = true;
           if (this.queued?.ticket === ticket) this.queued = undefined;
           // Read only now: a manual run that joined while this one was queued made it one attempt.
           attempts = ticket.retry ? 1 + retries.tries : 1;
@@ -261,14 +268,26 @@ export class PullConnector {
       // A close (gateway shutdown) is no failure: no retry wait to hold the shutdown, no metric, no alert.
       if (this.closed) return this.closedRun();
       this.lastError = outcome.message;
-      logger.warn({ attempt, of: attempts, err: this.lastError }, 'pull failed');
-      if (attempt >= attempts) return this.failed(attempts);
+      const busyWait = attempts > 1 && outcome instanceof AgentBusy ? Math.max(outcome.retryAfterMs, MIN_BUSY_WAIT_MS) : undefined;
+      let wait = retries.delay;
+      if (busyWait !== undefined && busyWaited + busyWait <= retries.delay) {
+        // Up, and busy (its pull budget held by other pulls): asked again when it says, not a retries.delay
+        // later, and not a failed attempt until the busy waits add up to one retries.delay.
+        busyWaited += busyWait;
+        wait = busyWait;
+        attempt -= 1;
+        logger.info({ err: this.lastError, retryInMs: busyWait }, 'pull: the agent is busy');
+      } else {
+        busyWaited = 0;
+        logger.warn({ attempt, of: attempts, err: this.lastError }, 'pull failed');
+        if (attempt >= attempts) return this.failed(attempts);
+      }
       // A run queued behind this one starts from the checkpoint too: it is the retry, and it is not kept waiting.
       if (this.queued !== undefined) return this.supersededRun();
       this.st = 'retrying';
       this.waiting = ticket;
       try {
-        await this.sleep(retries.delay);
+        await this.sleep(wait);
       } finally {
         this.waiting = undefined;
       }

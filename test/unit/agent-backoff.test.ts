@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { Backoff } from '../../agent/push/backoff.js';
 import { CircuitBreaker } from '../../agent/push/circuit-breaker.js';
-import { parseRetryAfter } from '../../agent/push/retry-after.js';
+import { parseRetryAfter } from '../../common/retry-after.js';
 
 describe('backoff (full jitter)', () => {
   it('keeps every delay within [0, min(max, initial · 2^n)]', () => {

@@ -31,6 +31,9 @@ class FakeAgent {
   down = false;
   /** Answer /v1/status with a 503 instead (an agent that is up but failing), as it stands when the request arrives. */
   failStatus = false;
+  /** Answer this many more requests with 503 + Retry-After (the agent's METEORZX_PULL_BUSY). */
+  busyAnswers = 0;
+  retryAfter = '1';
   /** ms before each answer. */
   delayMs = 5;
   inflight = 0;
@@ -48,8 +51,14 @@ class FakeAgent {
       this.maxInflight = Math.max(this.maxInflight, this.inflight);
       this.requests.push(req.url ?? '');
       const fail = this.failStatus;
+      const busy = this.busyAnswers > 0;
+      if (busy) this.busyAnswers -= 1;
       setTimeout(() => {
         this.inflight -= 1;
+        if (busy) {
+          res.writeHead(503, { 'content-type': 'application/json', 'retry-after': this.retryAfter }).end(JSON.stringify({ error: 'pulls in progress hold 9 answer bytes; retry shortly', code: 'METEORZX_PULL_BUSY' }));
+          return;
+        }
         const url = new URL(req.url ?? '/', 'http://a');
         const headers = { 'x-meteorzx-epoch': this.epoch, 'x-meteorzx-head': String(this.head), 'x-meteorzx-oldest': '1' };
         if (url.pathname === '/v1/status') {
@@ -176,6 +185,50 @@ describe('PullConnector', () => {
     agent.down = false;
     expect((await c.run())?.pulled).toBe(250);
     expect(c.status()).toMatchObject({ state: 'ok', lastError: null });
+    await c.close();
+  });
+});
+
+describe('an agent that answers busy (503 + Retry-After)', () => {
+  function failedRuns(metrics: GatewayMetrics): Promise<number> {
+    return metrics.pullRuns.get().then((m) => m.values.filter((v) => v.labels.result === 'failed').reduce((n, v) => n + v.value, 0));
+  }
+
+  it('is asked again after its Retry-After, not retries.delay, and the run is not failed', async () => {
+    agent.busyAnswers = 2;
+    const sleeps: number[] = [];
+    const metrics = new GatewayMetrics();
+    const c = connector({ retries: { tries: 3, delay: 300_000 }, sleep: async (ms) => void sleeps.push(ms), metrics });
+    const result = await c.run();
+    // Before: [300000, 300000], a scheduled pull five minutes late for each 503 METEORZX_PULL_BUSY of a one-second wait.
+    expect(sleeps).toEqual([1000, 1000]);
+    expect(result?.pulled).toBe(250);
+    expect(c.status()).toMatchObject({ state: 'ok', lastError: null });
+    expect(await failedRuns(metrics)).toBe(0);
+    await c.close();
+  });
+
+  it('counts as a failed attempt once its waits add up to retries.delay; a Retry-After of 0 waits a second', async () => {
+    agent.busyAnswers = 1_000;
+    agent.retryAfter = '0';
+    const sleeps: number[] = [];
+    const raised: string[] = [];
+    const c = connector({ retries: { tries: 1, delay: 3000 }, sleep: async (ms) => void sleeps.push(ms), alerter: { raise: (a: Alert) => void raised.push(a.kind) } });
+    expect(await c.run()).toBeUndefined();
+    expect(sleeps).toEqual([1000, 1000, 1000, 3000, 1000, 1000, 1000]);
+    expect(c.status().state).toBe('failed');
+    expect(c.status().lastError).toContain('HTTP 503');
+    expect(raised).toEqual(['pull-failed']);
+    await c.close();
+  });
+
+  it('a manual run (one attempt) answers the busy error at once', async () => {
+    agent.busyAnswers = 1;
+    const sleeps: number[] = [];
+    const c = connector({ retries: { tries: 3, delay: 300_000 }, sleep: async (ms) => void sleeps.push(ms) });
+    expect(await c.run({ manual: true })).toBeUndefined();
+    expect(sleeps).toEqual([]);
+    expect(c.status().lastError).toContain('retry shortly');
     await c.close();
   });
 });
