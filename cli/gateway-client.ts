@@ -65,9 +65,13 @@ function networkError(err: unknown, target: string, untrustedHint = 'pass --ca F
   if (tls !== undefined) {
     return CommonErrors.METEORZX_GATEWAY_UNREACHABLE(`cannot reach ${target}: ${tls.text}${tls.untrusted ? ` (${untrustedHint})` : ''}`, { userError: true, cause: err });
   }
+  return CommonErrors.METEORZX_GATEWAY_UNREACHABLE(`cannot reach ${target}: ${networkWhy(err)}`, { userError: true, cause: err });
+}
+
+/** What a network error from undici or node:net means, in words; its own message for any other. */
+export function networkWhy(err: unknown): string {
   const code = (err as { code?: string }).code ?? ((err as { cause?: { code?: string } }).cause?.code);
-  const why = (code !== undefined && NETWORK_WHY[code]) || (err as Error).message;
-  return CommonErrors.METEORZX_GATEWAY_UNREACHABLE(`cannot reach ${target}: ${why}`, { userError: true, cause: err });
+  return (code !== undefined && NETWORK_WHY[code]) || (err as Error).message;
 }
 
 export async function call(base: URL, req: ApiRequest): Promise<ApiResponse> {

@@ -177,7 +177,7 @@ async function readClientCert(options: PullOptions): Promise<{ cert: Buffer; key
 }
 
 async function pullPages(base: URL, options: PullOptions, dispatcher: Dispatcher | undefined): Promise<void> {
-  const [{ call, answerError }, { request }, { createWriteStream }, { CommonErrors }] = await Promise.all([
+  const [{ call, answerError, networkWhy }, { request }, { createWriteStream }, { CommonErrors }] = await Promise.all([
     import('../gateway-client.js'),
     import('undici'),
     import('node:fs'),
@@ -207,19 +207,26 @@ async function pullPages(base: URL, options: PullOptions, dispatcher: Dispatcher
   try {
     while (after < until) {
       const q = new URLSearchParams({ after: String(after), limit: String(Math.min(pageSize, until - after)), epoch: status.epoch });
+      let pending = '';
+      let lastLine = '';
+      let lines = 0;
+      // The agent stopped or its connection broke (undici says only "other side closed"): say so, with what was written and how to go on.
+      const pageFailed = (err: unknown, when: string): Error =>
+        CommonErrors.METEORZX_GATEWAY_UNREACHABLE(
+          `pull after seq ${after} from ${base.origin} failed ${when}: ${networkWhy(err)}; ${done + lines} events written${options.out === undefined ? '' : `; run the same command again to resume`}`,
+          { userError: true, cause: err },
+        );
       const res = await request(`${base.toString().replace(/\/+$/, '')}/v1/events?${q.toString()}`, {
         headers: token === undefined ? {} : { authorization: `Bearer ${token}` },
         ...via,
+      }).catch((err: unknown) => {
+        throw pageFailed(err, 'before the agent answered');
       });
       if (res.statusCode !== 200) {
         const body = Buffer.from(await res.body.arrayBuffer());
         throw answerError({ status: res.statusCode, headers: res.headers, body }, `pull after seq ${after} failed`, AGENT_TOKEN_HINT);
       }
-      let pending = '';
-      let lastLine = '';
-      let lines = 0;
-      for await (const chunk of res.body) {
-        const buf = chunk as Buffer;
+      for await (const buf of answerChunks(res.body, (err) => pageFailed(err, 'in the middle of its answer'))) {
         bytes += buf.length;
         await write(out, buf);
         const text = pending + buf.toString('utf8');
@@ -247,6 +254,15 @@ async function pullPages(base: URL, options: PullOptions, dispatcher: Dispatcher
     if (out !== process.stdout) await new Promise<void>((r) => out.end(() => r()));
   }
   if (bar === undefined && options.out !== undefined && process.stderr.isTTY) process.stderr.write(`pulled ${done} events\n`);
+}
+
+/** The chunks of an answer; a failure reading it (not of the loop that takes them) becomes `fail(err)`. */
+async function* answerChunks(body: AsyncIterable<unknown>, fail: (err: unknown) => Error): AsyncGenerator<Buffer> {
+  try {
+    for await (const chunk of body) yield chunk as Buffer;
+  } catch (err) {
+    throw fail(err);
+  }
 }
 
 /** Writes and waits for the stream to take it: bounded memory behind a slow reader, and its error rejects. */

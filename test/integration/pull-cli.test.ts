@@ -116,6 +116,46 @@ describe('meteorzx pull --out', () => {
   });
 });
 
+describe('meteorzx pull from an agent that goes away mid-answer', () => {
+  it('says the connection broke in the middle of the answer, how many events it wrote, and resumes on the next run', async () => {
+    const line = (seq: number) => `${JSON.stringify({ id: `e${seq}`, type: 't', agent: 'a1', epoch: 'E1', seq })}\n`;
+    let cut = true;
+    const server = createServer((req, res) => {
+      const url = new URL(req.url ?? '/', 'http://x');
+      if (url.pathname === '/v1/status') {
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ id: 'a1', epoch: 'E1', head: 10, oldest: 1 }));
+        return;
+      }
+      const after = Number(url.searchParams.get('after'));
+      let body = '';
+      for (let s = after + 1; s <= 10; s += 1) body += line(s);
+      if (!cut) {
+        res.writeHead(200, { 'content-type': 'application/x-ndjson' }).end(body);
+        return;
+      }
+      // Seqs 1..4 whole, half of 5, then the agent dies (its socket is gone).
+      res.writeHead(200, { 'content-type': 'application/x-ndjson', 'content-length': String(Buffer.byteLength(body)) });
+      res.write(body.slice(0, body.indexOf(line(5)) + 10), () => setTimeout(() => req.socket.destroy(), 50));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const agentUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const out = join(dir, 'cut.ndjson');
+    try {
+      const first = await runCli(['pull', agentUrl, '--out', out]);
+      expect(first.code).not.toBe(0);
+      // Before: "other side closed", and nothing about the file.
+      expect(first.stderr).toContain(`pull after seq 0 from ${agentUrl} failed in the middle of its answer: connection closed unexpectedly; 4 events written; run the same command again to resume`);
+      cut = false;
+      const second = await runCli(['pull', agentUrl, '--out', out]);
+      expect(second.code, second.stderr).toBe(0);
+      expect(seqsOf(await readFile(out, 'utf8'))).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
+  });
+});
+
 describe('meteorzx pull --into GATEWAY', () => {
   it('names $METEORZX_PULL_TOKEN (the agent pull token it reads), not $METEORZX_TOKEN, after a 401', async () => {
     const server = createServer((_req, res) => {
