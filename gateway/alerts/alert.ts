@@ -32,8 +32,9 @@ export interface Alert {
   to?: number;
   /** `seq-gap`: when the hole opened (RFC 3339). */
   since?: string;
-  /** `volume-drop`: the window's length in ms, and the source's accepted events in the window before and in this one. */
+  /** `volume-drop`: the window's length in ms, and the source's accepted events two windows back, in the window before and in this one. */
   windowMs?: number;
+  earlier?: number;
   previous?: number;
   current?: number;
 }

@@ -13,18 +13,22 @@ export interface VolumeWatchOptions {
   clock?: () => number;
 }
 
-/** A tracked source: its accepted events in the window before and in this one. */
+/** A tracked source: its accepted events two windows back, in the window before and in this one. */
 interface Counts {
+  earlier: number;
   previous: number;
   current: number;
 }
 
 /**
  * The `volume-drop` alert (DESIGN §1; docs/config.md `alerts.volumeDrop`):
- * per source, the events accepted in each window are compared with the
- * window before when it ends, and a source that had events and fell under
- * `below ×` that count — falling silent above all — raises one alert for
- * that window. A source is tracked while it has events in the current or
+ * per source, the events accepted in each window are compared when it ends
+ * with the two windows before, and a source that fell silent after a window
+ * with events, or under `below ×` the lower of those two counts, raises one
+ * alert for that window. The lower of two: a surge is no baseline — an
+ * agent's backlog delivered at once after an outage (or a file read from
+ * its start) made one window many times the usual, and the usual volume
+ * after it read as a drop, for every agent that had caught up. A source is tracked while it has events in the current or
  * the previous window: one that went silent is forgotten right after its
  * alert, so memory follows the active sources, and never exceeds
  * `maxSources` (a tracked source is never evicted, so the cap cannot cause
@@ -56,7 +60,7 @@ export class VolumeWatch {
   count(source: string, n: number): void {
     const counts = this.sources.get(source);
     if (counts !== undefined) counts.current += n;
-    else if (this.sources.size < this.maxSources) this.sources.set(source, { previous: 0, current: n });
+    else if (this.sources.size < this.maxSources) this.sources.set(source, { earlier: 0, previous: 0, current: n });
     else this.untracked += n;
   }
 
@@ -87,22 +91,24 @@ export class VolumeWatch {
     const { below, windowMs } = this.options;
     let at: string | undefined;
     for (const [source, counts] of this.sources) {
-      const { previous, current } = counts;
-      if (previous > 0 && (current === 0 || current < below * previous)) {
+      const { earlier, previous, current } = counts;
+      if (previous > 0 && (current === 0 || current < below * Math.min(previous, earlier))) {
         at ??= new Date(now).toISOString();
         this.options.raise({
           kind: 'volume-drop',
           source,
           windowMs,
+          earlier,
           previous,
           current,
-          detail: `source ${source}: ${current} event(s) in the last ${windowMs} ms, down from ${previous} in the window before`,
+          detail: `source ${source}: ${current} event(s) in the last ${windowMs} ms, down from ${previous} in the window before and ${earlier} in the one before that`,
           at,
         });
       }
       // Silent for a whole window: forgotten; it is tracked again when it sends.
       if (current === 0) this.sources.delete(source);
       else {
+        counts.earlier = previous;
         counts.previous = current;
         counts.current = 0;
       }

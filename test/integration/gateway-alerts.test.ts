@@ -113,7 +113,7 @@ describe('volume-drop', () => {
   it('a source that sends, then stops, raises exactly one volume-drop alert naming it', async () => {
     expect((await ingest(gateway.httpUrl, burst('quiet-1', 20))).accepted).toBe(20);
     const [alert] = await waitFor(() => (alertsOf(hook, 'volume-drop', { source: 'quiet-1' }).length > 0 ? alertsOf(hook, 'volume-drop', { source: 'quiet-1' }) : undefined), 'volume-drop of quiet-1');
-    expect(alert).toEqual({ kind: 'volume-drop', source: 'quiet-1', windowMs: 1000, previous: 20, current: 0, at: expect.any(String), detail: expect.stringContaining('quiet-1') });
+    expect(alert).toEqual({ kind: 'volume-drop', source: 'quiet-1', windowMs: 1000, earlier: 0, previous: 20, current: 0, at: expect.any(String), detail: expect.stringContaining('quiet-1') });
     // A later source falls silent two windows after quiet-1 has been forgotten: by its alert, any second one of quiet-1 would be in.
     expect((await ingest(gateway.httpUrl, burst('marker-1', 5))).accepted).toBe(5);
     await waitFor(() => alertsOf(hook, 'volume-drop', { source: 'marker-1' }).length > 0, 'volume-drop of marker-1');

@@ -47,7 +47,7 @@ describe('volume-drop window', () => {
     t.w.count('steady', 10);
     t.next(); // door-7 sent nothing
     expect(t.alerts).toEqual([
-      { kind: 'volume-drop', source: 'door-7', windowMs: WINDOW, previous: 50, current: 0, detail: expect.stringContaining('door-7'), at: new Date(1_000_000 + 2 * WINDOW).toISOString() },
+      { kind: 'volume-drop', source: 'door-7', windowMs: WINDOW, earlier: 0, previous: 50, current: 0, detail: expect.stringContaining('door-7'), at: new Date(1_000_000 + 2 * WINDOW).toISOString() },
     ]);
     expect(t.w.size).toBe(1);
     for (let i = 0; i < 5; i++) {
@@ -70,6 +70,32 @@ describe('volume-drop window', () => {
     t.w.count('s', 3); // steady at the lower level: no second alert
     t.next();
     expect(t.alerts).toHaveLength(1);
+  });
+
+  it('a surge is no baseline: the usual volume after an agent caught up on its backlog raises nothing, a drop under both windows does', () => {
+    const t = watch({ below: 0.2 });
+    const windows = (counts: number[]) => {
+      for (const n of counts) {
+        if (n > 0) t.w.count('edge-1', n);
+        t.next();
+      }
+    };
+    // Usual 1,000 a window; the gateway was down for six windows (nothing counted, the source forgotten after its
+    // silence alert); then the agent's backlog arrives in one window, and the usual volume after it.
+    windows([1000, 1000, 0]);
+    expect(t.alerts.map((a) => a.current)).toEqual([0]);
+    windows([7000, 1000, 1000, 1000]);
+    // Before: 1000 < 0.2 × 7000 raised a volume-drop for every agent that had caught up.
+    expect(t.alerts).toHaveLength(1);
+    // A burst in the middle of the usual: the window after it is compared with the usual too.
+    windows([9000, 900]);
+    expect(t.alerts).toHaveLength(1);
+    // A real drop, under below × both windows before it, still alerts, with the three counts.
+    windows([1000, 150]);
+    expect(t.alerts.slice(1).map((a) => [a.earlier, a.previous, a.current])).toEqual([[900, 1000, 150]]);
+    // Silence after the window that came back alerts at once.
+    windows([5000, 0]);
+    expect(t.alerts.slice(2).map((a) => [a.earlier, a.previous, a.current])).toEqual([[150, 5000, 0]]);
   });
 
   it('below 0 alerts only on silence', () => {
