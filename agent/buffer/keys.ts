@@ -21,6 +21,8 @@ export const META = {
   holes: 'm!holes',
   /** Ranges named by the buffer's undelivered gap events (JSON, see gap-fold.ts); read apart from META_KEYS. */
   gaps: 'm!gaps',
+  /** The agent id the epoch's latest events are chained under (see open-store.ts, continueUnderId); read apart from META_KEYS. */
+  agent: 'm!agent',
 } as const;
 
 export const META_KEYS = [META.epoch, META.head, META.lastHash, META.delivered, META.oldest, META.bufferedBytes] as const;

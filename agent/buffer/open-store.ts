@@ -67,9 +67,50 @@ async function initialise(db: BufferDb, opts: ResolvedBufferOptions, gap?: Param
     put(META.delivered, 0),
     put(META.oldest, 1),
     put(META.bufferedBytes, bufferedBytes),
+    put(META.agent, opts.id),
   );
   await db.batch(ops, { sync: true });
   return meta;
+}
+
+/**
+ * An epoch's chain is (agent id, epoch): when the configured id is not the
+ * one the epoch's events were chained under (a host renamed, the default id
+ * being the host name), the events from here on form the chain of a new
+ * (agent, epoch) that starts past seq 1, and the gateway saw a hole 1..head
+ * in it — a `seq-gap` alert, then backfill recording as lost events that
+ * were stored, under the old id. So the first event under the new id is a
+ * gap event naming 1..head, reason `agent-renamed`, with the old id
+ * (`renamedFrom`): the gateway marks that hole reported by the agent, and
+ * the old id's events keep their own chain (their stored lines name it).
+ * Written with the new id in one synced batch. A store from before this key
+ * takes the configured id as its own.
+ */
+async function continueUnderId(db: BufferDb, opts: ResolvedBufferOptions, meta: StoredMeta): Promise<StoredMeta> {
+  const stored = (await db.get(META.agent))?.toString('utf8');
+  if (stored === opts.id) return meta;
+  const put = (key: string, value: string | number): BatchOp => ({ type: 'put', key, value: Buffer.from(String(value)) });
+  if (stored === undefined || meta.head === 0) {
+    await db.batch([put(META.agent, opts.id)], { sync: true });
+    return meta;
+  }
+  const now = opts.clock.now();
+  const cursor = new ChainCursor({ agent: opts.id, epoch: meta.epoch, head: meta.head, lastHash: meta.lastHash });
+  cursor.push(gapEvent({ reason: 'agent-renamed', from: 1, to: meta.head, count: meta.head, renamedFrom: stored }), new Date(now).toISOString(), now);
+  const block = encodeBlock(cursor.lines, now, true);
+  const next: StoredMeta = { ...meta, head: cursor.head, lastHash: cursor.lastHash, bufferedBytes: meta.bufferedBytes + block.length };
+  await db.batch(
+    [
+      { type: 'put', key: blockKey(meta.head + 1), value: block },
+      put(META.head, next.head),
+      put(META.lastHash, next.lastHash ?? ''),
+      put(META.bufferedBytes, next.bufferedBytes),
+      put(META.agent, opts.id),
+    ],
+    { sync: true },
+  );
+  opts.logger?.warn({ from: stored, to: opts.id, epoch: meta.epoch, seqs: `1..${meta.head}` }, `buffer: the agent id changed from ${stored} to ${opts.id}; epoch ${meta.epoch} goes on under the new id from seq ${next.head}, after a gap event naming seqs 1..${meta.head} (sent as ${stored})`);
+  return next;
 }
 
 /**
@@ -103,7 +144,7 @@ export async function openStore(opts: ResolvedBufferOptions, location: string): 
     // The new epoch, with its gap event, was written (or the move never happened): nothing to finish.
     await clearJournal(opts.dataDir, 'buffer.replacing');
   }
-  const meta = opened.meta ?? (await initialise(opened.db, opts));
+  const meta = opened.meta === undefined ? await initialise(opened.db, opts) : await continueUnderId(opened.db, opts, opened.meta);
   return { db: opened.db, meta };
 }
 

@@ -1,10 +1,10 @@
 import { GAP_TYPE, type AuditEvent } from '../../protocols/index.js';
 import type { BlockMeta } from './block-codec.js';
 
-export type GapReason = 'buffer-full-drop-oldest' | 'retention-undelivered' | 'buffer-corrupt';
+export type GapReason = 'buffer-full-drop-oldest' | 'retention-undelivered' | 'buffer-corrupt' | 'agent-renamed';
 
 /** Why a block is deleted: delivered (nothing lost) or one of the gap reasons. */
-export type ReleaseReason = 'delivered' | Exclude<GapReason, 'buffer-corrupt'>;
+export type ReleaseReason = 'delivered' | Exclude<GapReason, 'buffer-corrupt' | 'agent-renamed'>;
 
 export interface LostRange {
   from: number;

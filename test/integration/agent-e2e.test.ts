@@ -117,6 +117,38 @@ describe('agent end to end', () => {
     await removeDir(sub);
   });
 
+  it('an agent restarted under a new id goes on in its epoch after a gap event the gateway takes as reported: no hole to alert on or backfill', async () => {
+    const sub = await tempDir('agent-e2e-rename');
+    const push = { http: { url: `${gateway.url}/v1/events` }, batch: { maxEvents: 200, maxWaitMs: 20 } };
+    const delivered = (agent: Awaited<ReturnType<typeof startAgent>>, head: number) =>
+      waitFor(async () => {
+        const s = await agent.status();
+        return s.head === head && s.delivered === head && s.push.state === 'idle';
+      }, `agent delivered ${head}`);
+    const before = await startAgent(sub, { id: 'e2e-host-old', push });
+    await produce(before.intakeUrl, 'rename-a', 1, 50);
+    await delivered(before, 50);
+    expect(await before.stop()).toBe(0);
+    // The host was renamed (the default id is the host name): same buffer, same epoch.
+    const after = await startAgent(sub, { id: 'e2e-host-new', push });
+    await produce(after.intakeUrl, 'rename-b', 1, 20);
+    await delivered(after, 71);
+    const epoch = (await after.status()).epoch;
+    const view = (await (await fetch(`${gateway.url}/v1/sources`)).json()) as { epochs: { agent: string; epoch: string; lastSeq: number; gaps: { from: number; to: number; reportedByAgent?: boolean }[] }[] };
+    const chains = view.epochs.filter((e) => e.epoch === epoch).map((e) => ({ agent: e.agent, lastSeq: e.lastSeq, gaps: e.gaps.map((g) => ({ from: g.from, to: g.to, reportedByAgent: g.reportedByAgent })) }));
+    // Before: the new id's chain had an open hole 1..50 (a seq-gap alert after backfill.grace, then backfill
+    // asking the agent for seqs it serves under the old id, and recording them lost).
+    expect(chains.sort((a, b) => a.agent.localeCompare(b.agent))).toEqual([
+      { agent: 'e2e-host-new', lastSeq: 71, gaps: [{ from: 1, to: 50, reportedByAgent: true }] },
+      { agent: 'e2e-host-old', lastSeq: 50, gaps: [] },
+    ]);
+    const renamed = (await gatewayEvents(gateway.url, 'e2e-host-new')).find((e) => e.type === 'meteorzx.gap');
+    expect(renamed).toMatchObject({ seq: 51, agent: 'e2e-host-new', data: { reason: 'agent-renamed', from: 1, to: 50, count: 50, renamedFrom: 'e2e-host-old' }, ingest: { integrity: 'verified' } });
+    expect(after.logs.some((l) => l.includes('the agent id changed from e2e-host-old to e2e-host-new'))).toBe(true);
+    expect(await after.stop()).toBe(0);
+    await removeDir(sub);
+  });
+
   it('MQTT push to the gateway broker: every event arrives once, and SIGTERM exits 0 keeping the cursor', async () => {
     const sub = await tempDir('agent-e2e-mqtt');
     const id = 'e2e-mqtt';

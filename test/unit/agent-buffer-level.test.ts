@@ -462,6 +462,55 @@ describe('LevelBuffer: an append that cannot be chained', () => {
   });
 });
 
+describe('LevelBuffer: opened under another agent id', () => {
+  const { fx, make } = bufferFixture('meteorzx-buffer-renamed-');
+
+  it('goes on in its epoch after a chained gap event naming the seqs sent under the old id, once', async () => {
+    const first = await make({ id: 'host-a' });
+    await first.append([{ type: 'a.1' }, { type: 'a.2' }, { type: 'a.3' }]);
+    const epoch = first.state().epoch;
+    await first.close();
+    fx.open.splice(0);
+    const second = await make({ id: 'host-b' });
+    await second.append([{ type: 'b.1' }]);
+    const events = await second.read(0, 100);
+    expect(events.map((e) => [e.seq, e.agent, e.type])).toEqual([
+      [1, 'host-a', 'a.1'],
+      [2, 'host-a', 'a.2'],
+      [3, 'host-a', 'a.3'],
+      [4, 'host-b', 'meteorzx.gap'],
+      [5, 'host-b', 'b.1'],
+    ]);
+    expect(events[3]?.data).toEqual({ reason: 'agent-renamed', from: 1, to: 3, count: 3, renamedFrom: 'host-a' });
+    expect(new Set(events.map((e) => e.epoch))).toEqual(new Set([epoch]));
+    // Linked on: the gap event's prev is the old id's last hash; each id's part verifies as a chain.
+    expect(events[3]?.prev).toBe(events[2]?.hash);
+    expect(verifyChain(events.slice(0, 3)).breaks).toEqual([]);
+    expect(verifyChain(events.slice(3)).breaks).toEqual([]);
+    await second.close();
+    fx.open.splice(0);
+    // Opened again under the same id: nothing more.
+    const third = await make({ id: 'host-b' });
+    expect(third.state().head).toBe(5);
+  });
+
+  it('a store written before the id was kept takes the configured id as its own, with no gap event', async () => {
+    const first = await make({ id: 'host-a' });
+    await first.append([{ type: 'a.1' }]);
+    await first.close();
+    fx.open.splice(0);
+    const db = new ClassicLevel(join(fx.dir, 'buffer'));
+    await db.del('m!agent');
+    await db.close();
+    const second = await make({ id: 'host-c' });
+    expect(second.state().head).toBe(1);
+    await second.close();
+    fx.open.splice(0);
+    const third = await make({ id: 'host-c' });
+    expect(third.state().head).toBe(1);
+  });
+});
+
 describe('LevelBuffer: events too large once stored', () => {
   const { make } = bufferFixture('meteorzx-buffer-too-large-');
 
