@@ -1,5 +1,5 @@
 import type { EpochStatus } from '../../protocols/index.js';
-import { subtract } from '../pull/backfill.js';
+import { LossIndex } from '../pull/backfill.js';
 import type { Alert } from './alert.js';
 
 export interface GapWatchOptions {
@@ -64,6 +64,7 @@ export class GapWatch {
 
   scan(epochs: readonly EpochStatus[], lost: readonly RecordedLoss[], now: number): void {
     const next = new Map<string, number>();
+    const losses = new LossIndex(lost);
     for (const epoch of epochs) {
       if (epoch.gaps.length === 0) continue;
       const key = `${epoch.agent}\u0000${epoch.epoch}`;
@@ -81,7 +82,7 @@ export class GapWatch {
         if (opened + this.options.graceMs <= this.scannedBefore) continue;
         const from = Math.max(gap.from, before + 1);
         // Wholly recorded lost already: its gap-lost alert said so.
-        if (subtract([from, gap.to], lost.filter((l) => l.agent === epoch.agent && l.epoch === epoch.epoch)).length === 0) continue;
+        if (losses.subtract(epoch.agent, epoch.epoch, [from, gap.to]).length === 0) continue;
         this.options.raise({
           kind: 'seq-gap',
           agent: epoch.agent,

@@ -103,12 +103,13 @@ export class Backfill {
       await this.options.store.saveGapScanAt(now);
     }
     if (this.options.repair === false) return;
+    const losses = new LossIndex(lost);
     for (const epoch of epochs) {
       for (const gap of epoch.gaps) {
         // The agent's own gap event named these seqs lost: it no longer has them, and the loss is recorded.
         if (gap.reportedByAgent === true) continue;
         if (now - Date.parse(gap.since) < graceMs) continue;
-        for (const [from, to] of subtract([gap.from, gap.to], lost.filter((l) => l.agent === epoch.agent && l.epoch === epoch.epoch))) {
+        for (const [from, to] of losses.subtract(epoch.agent, epoch.epoch, [gap.from, gap.to])) {
           if (this.stopped) return;
           // One failed repair per agent and scan: a hung agent would otherwise cost a request timeout per hole.
           if (this.failedThisScan.has(epoch.agent)) continue;
@@ -268,19 +269,66 @@ export class Backfill {
   }
 }
 
+type SeqSpan = { from: number; to: number };
+
 /** [from, to] minus the lost ranges, as disjoint sub-ranges. */
-export function subtract(range: [number, number], lost: readonly { from: number; to: number }[]): [number, number][] {
-  let parts: [number, number][] = [range];
-  for (const l of lost) {
-    const next: [number, number][] = [];
-    for (const [a, b] of parts) {
-      if (l.to < a || l.from > b) next.push([a, b]);
-      else {
-        if (l.from > a) next.push([a, l.from - 1]);
-        if (l.to < b) next.push([l.to + 1, b]);
-      }
-    }
-    parts = next;
+export function subtract(range: [number, number], lost: readonly SeqSpan[]): [number, number][] {
+  return subtractMerged(range, mergeSpans(lost));
+}
+
+/** Sorted by `from`, overlapping and adjacent ranges joined. */
+function mergeSpans(spans: readonly SeqSpan[]): SeqSpan[] {
+  const out: SeqSpan[] = [];
+  for (const s of [...spans].sort((a, b) => a.from - b.from)) {
+    const last = out[out.length - 1];
+    if (last !== undefined && s.from <= last.to + 1) last.to = Math.max(last.to, s.to);
+    else out.push({ from: s.from, to: s.to });
   }
+  return out;
+}
+
+/**
+ * The recorded losses of every (agent, epoch), merged (mergeSpans), once
+ * per scan: a scan looked through the whole list for each hole, so its cost
+ * grew with holes × losses of every agent.
+ */
+export class LossIndex {
+  private readonly byEpoch = new Map<string, SeqSpan[]>();
+
+  constructor(lost: readonly (SeqSpan & { agent: string; epoch: string })[]) {
+    const grouped = new Map<string, SeqSpan[]>();
+    for (const l of lost) {
+      const key = `${l.agent}\u0000${l.epoch}`;
+      const list = grouped.get(key);
+      if (list === undefined) grouped.set(key, [l]);
+      else list.push(l);
+    }
+    for (const [key, list] of grouped) this.byEpoch.set(key, mergeSpans(list));
+  }
+
+  /** [from, to] minus what is recorded lost of the agent's epoch. */
+  subtract(agent: string, epoch: string, range: [number, number]): [number, number][] {
+    return subtractMerged(range, this.byEpoch.get(`${agent}\u0000${epoch}`) ?? []);
+  }
+}
+
+/** `merged` as mergeSpans leaves it: a binary search finds the first that can overlap. */
+function subtractMerged([from, to]: [number, number], merged: readonly SeqSpan[]): [number, number][] {
+  let lo = 0;
+  let hi = merged.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((merged[mid] as SeqSpan).to < from) lo = mid + 1;
+    else hi = mid;
+  }
+  const parts: [number, number][] = [];
+  let next = from;
+  for (let i = lo; i < merged.length && next <= to; i += 1) {
+    const l = merged[i] as SeqSpan;
+    if (l.from > to) break;
+    if (l.from > next) parts.push([next, l.from - 1]);
+    next = Math.max(next, l.to + 1);
+  }
+  if (next <= to) parts.push([next, to]);
   return parts;
 }

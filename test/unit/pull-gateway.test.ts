@@ -10,7 +10,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { LevelBuffer } from '../../agent/buffer/level-buffer.js';
 import { servePull } from '../../agent/pull/pull-handler.js';
 import type { Alert } from '../../gateway/alerts/alert.js';
-import { Backfill, subtract } from '../../gateway/pull/backfill.js';
+import { Backfill, LossIndex, subtract } from '../../gateway/pull/backfill.js';
 import { PullConnector } from '../../gateway/pull/connector.js';
 import { PullStore } from '../../gateway/pull/pull-store.js';
 import { PullScheduler, staggerOffset, type Timers } from '../../gateway/pull/scheduler.js';
@@ -371,6 +371,33 @@ describe('backfill ranges and POST /v1/pull bodies', () => {
     ]);
     expect(subtract([10, 20], [{ from: 1, to: 30 }])).toEqual([]);
     expect(subtract([10, 20], [{ from: 10, to: 10 }, { from: 20, to: 25 }])).toEqual([[11, 19]]);
+  });
+
+  it('subtracts any lost ranges, unsorted and overlapping, exactly; LossIndex keeps each agent and epoch apart', () => {
+    let seed = 7;
+    const rnd = (n: number) => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+      return seed % n;
+    };
+    for (let round = 0; round < 500; round += 1) {
+      const lost = Array.from({ length: rnd(8) }, () => {
+        const from = 1 + rnd(60);
+        return { from, to: from + rnd(12) };
+      });
+      const from = 1 + rnd(50);
+      const range: [number, number] = [from, from + rnd(30)];
+      const expected: [number, number][] = [];
+      for (let seq = range[0]; seq <= range[1]; seq += 1) {
+        if (lost.some((l) => l.from <= seq && seq <= l.to)) continue;
+        const last = expected[expected.length - 1];
+        if (last !== undefined && last[1] === seq - 1) last[1] = seq;
+        else expected.push([seq, seq]);
+      }
+      expect(subtract(range, lost)).toEqual(expected);
+      const index = new LossIndex([...lost.map((l) => ({ ...l, agent: 'a', epoch: 'E1' })), { agent: 'a', epoch: 'E2', from: 1, to: 100 }, { agent: 'b', epoch: 'E1', from: 1, to: 100 }]);
+      expect(index.subtract('a', 'E1', range)).toEqual(expected);
+      expect(index.subtract('c', 'E1', range)).toEqual([range]);
+    }
   });
 
   it('validates POST /v1/pull', () => {
