@@ -386,6 +386,30 @@ describe('FileIntake', () => {
     expect(tallied).toEqual({ count: 400, missing: 0, repeated: 0, others: [] });
   });
 
+  it('reads a generation written and copytruncated while the file was empty since the last look', async () => {
+    // After a copytruncate the file is empty: its fingerprint covers no bytes, so a second copytruncate
+    // before the agent reads it again (no poll while the buffer is full) leaves a file that looks merely
+    // grown. The generation in between is in app.log.1, never seen at the path.
+    const log = join(dir, 'app.log');
+    await writeFile(log, numbered(1, 20));
+    await startIntake([spec(log)]);
+    await waitForLines(20);
+    const id = fileIdOf(await stat(log, { bigint: true }));
+    copyFileSync(log, `${log}.1`);
+    truncateSync(log, 0);
+    await waitFor(async () => parseFileRecord(await buffer.getMeta(fileKey(id)))?.offset === 0, 'the truncation seen');
+    beforeNextRead(log, () => {
+      appendFileSync(log, numbered(21, 30));
+      renameSync(`${log}.1`, `${log}.2`);
+      copyFileSync(log, `${log}.1`);
+      truncateSync(log, 0);
+      appendFileSync(log, numbered(31, 35));
+    });
+    await waitFor(async () => (await lines()).length >= 35, '35 lines', 3000).catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 150));
+    expect(await tally(1, 35)).toEqual({ count: 35, missing: 0, repeated: 0, others: [] });
+  });
+
   it('reads a file deleted and created again (a new inode) from its start', async () => {
     const log = join(dir, 'app.log');
     await writeFile(log, numbered(1, 3));

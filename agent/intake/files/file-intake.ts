@@ -260,9 +260,33 @@ export class FileIntake implements Intake {
     const file = wp.current;
     if (!(await file.unchanged(size))) {
       await this.truncated(wp, file, size, since);
-    } else if (size > file.size) {
-      file.size = size;
+      return;
     }
+    if (size > file.size) file.size = size;
+    await this.grewFromEmpty(wp, file);
+  }
+
+  /**
+   * The current file, empty since a truncation (or since it was opened), has its first bytes: a generation
+   * written and copytruncated meanwhile (logrotate ran again while no poll looked, e.g. while the buffer
+   * was full) left a file that looks merely grown, and its lines only in a copy no poll saw. Reads such
+   * copies (adoptRecentSiblings); true when there were any.
+   */
+  private async grewFromEmpty(wp: WatchedPath, file: TrackedFile): Promise<boolean> {
+    const since = file.emptySince;
+    if (since === undefined || file.fp.len === 0) return false;
+    file.emptySince = undefined;
+    const known = wp.files().map((f) => f.record(f.offset));
+    const adopted = await adoptRecentSiblings(this.resume, wp, known, since);
+    if (adopted.length === 0) return false;
+    for (const f of adopted) {
+      this.openFiles.set(f.id, f);
+      this.options.logger?.warn({ path: f.path, id: f.id, from: f.offset }, 'a rotated file no poll saw at the path: reading it');
+    }
+    await this.commitMeta([wp], wp.files(), await this.markSeen(wp));
+    wp.lookForGone = true;
+    wp.lastListing = undefined;
+    return true;
   }
 
   /** `since`: when the path was last looked at (ms); a generation that changed since then was never seen at it. */
@@ -284,7 +308,7 @@ export class FileIntake implements Intake {
     }
     file.seek(0);
     file.size = size;
-    await file.resetFingerprint();
+    await file.resetFingerprint(this.now());
     await this.commitMeta([wp], wp.files(), await this.markSeen(wp));
     wp.lookForGone = true;
     wp.lastListing = undefined;
@@ -300,6 +324,11 @@ export class FileIntake implements Intake {
     if (bytes > 0 && file === wp.current && !(await file.unchanged((await file.stat()).size))) {
       file.rewind();
       await this.truncated(wp, file, (await file.stat()).size, wp.checkedAt);
+      return true;
+    }
+    // The older lines of a copy no poll saw go first: what was read here is read again after them.
+    if (bytes > 0 && file === wp.current && (await this.grewFromEmpty(wp, file))) {
+      file.rewind();
       return true;
     }
     if (file.draining && bytes === 0 && this.drained(file)) {

@@ -36,6 +36,12 @@ export class TrackedFile {
   atEof = false;
   /** Clock ms when the file last gave bytes (or was opened). */
   lastGrowth: number;
+  /**
+   * Clock ms since which the file has been empty as far as we know (opened or truncated empty); undefined
+   * once it has bytes. An empty fingerprint cannot tell a file that grew from one written, copytruncated
+   * and written again meanwhile: the first bytes it shows are the moment to look for such a copy.
+   */
+  emptySince: number | undefined;
   private splitter: LineSplitter;
 
   private constructor(
@@ -54,6 +60,7 @@ export class TrackedFile {
     this.size = size;
     this.fp = fp;
     this.lastGrowth = now;
+    this.emptySince = fp.len === 0 ? now : undefined;
     this.splitter = new LineSplitter(maxLineBytes, offset);
   }
 
@@ -142,8 +149,9 @@ export class TrackedFile {
   }
 
   /** Takes the fingerprint again from the start (after a truncation the file has new first bytes). */
-  async resetFingerprint(): Promise<void> {
+  async resetFingerprint(now: number): Promise<void> {
     this.fp = await fingerprint(this.fh, this.size);
+    this.emptySince = this.fp.len === 0 ? now : undefined;
   }
 
   /** The checkpoint record for `offset` (what the caller commits with the events before it). */
