@@ -98,6 +98,21 @@ describe('lineToEvent', () => {
     expect(r.event.data?.bytes).toBe(900_000);
   });
 
+  it('drops a UTF-8 BOM at the start of the file, and only there', () => {
+    // Windows editors and PowerShell 5 (Out-File -Encoding utf8) start a file with EF BB BF.
+    const bom = (text: string, start = 0): Line => {
+      const bytes = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(text)]);
+      return { bytes, start, end: start + bytes.length + 1, originalBytes: bytes.length, truncated: false };
+    };
+    const json = { format: 'json' as const, type: 'log.line', limits: DEFAULT_LIMITS };
+    const first = linesToEvents([bom('{"type":"door.open"}')], json, origin);
+    expect(first).toEqual({ events: [{ type: 'door.open' }], invalid: 0 });
+    expect(linesToEvents([bom('hello')], { ...json, format: 'line' }, origin).events[0]?.data).toMatchObject({ line: 'hello', offset: 0 });
+    expect(linesToEvents([bom('')], json, origin)).toEqual({ events: [], invalid: 0 });
+    // Further into the file U+FEFF is text (a zero-width no-break space), not a mark to drop.
+    expect(linesToEvents([bom('hello', 40)], { ...json, format: 'line' }, origin).events[0]?.data).toMatchObject({ line: '\ufeffhello' });
+  });
+
   it('wraps a text line with its file and offset', () => {
     expect(lineToEvent(line('hello', { start: 42 }), text, origin)).toEqual({
       ok: true,

@@ -48,13 +48,24 @@ export function lineToEvent(line: Line, format: LineFormat, origin: LineOrigin):
 export function linesToEvents(lines: readonly Line[], format: LineFormat, origin: LineOrigin): { events: AuditEvent[]; invalid: number } {
   const events: AuditEvent[] = [];
   let invalid = 0;
-  for (const line of lines) {
+  for (const read of lines) {
+    const line = withoutBom(read);
     if (line.bytes.length === 0 || (format.format === 'json' && line.bytes.toString('latin1').trim() === '')) continue;
     const result = lineToEvent(line, format, origin);
     if (!result.ok) invalid += 1;
     events.push(result.event);
   }
   return { events, invalid };
+}
+
+const UTF8_BOM = Buffer.from([0xef, 0xbb, 0xbf]);
+
+/**
+ * The line without a UTF-8 BOM when it is the file's first (Windows editors and PowerShell write one): the
+ * BOM marks the encoding, it is not text, and JSON.parse refuses it. Elsewhere U+FEFF is text and stays.
+ */
+function withoutBom(line: Line): Line {
+  return line.start === 0 && line.bytes.subarray(0, 3).equals(UTF8_BOM) ? { ...line, bytes: line.bytes.subarray(3) } : line;
 }
 
 function errorResult(line: Line, origin: LineOrigin, text: string, reason: string): LineResult {
