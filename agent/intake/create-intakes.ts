@@ -53,7 +53,7 @@ export function planIntakes({ config, buffer, logger, metrics }: CreateIntakesOp
           buffer,
           limits,
           logger: child('files'),
-          meter: createIntakeMeter(metrics, 'files', ['read', 'append']),
+          meter: createIntakeMeter(metrics, 'files', ['read', 'open', 'append']),
         });
       },
     });

@@ -2,6 +2,7 @@ import { appendFileSync, copyFileSync, renameSync, truncateSync, writeFileSync }
 import { appendFile, copyFile, mkdir, mkdtemp, open, rename, rm, stat, symlink, truncate, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS, type AuditEvent, type ChainedEvent } from '../../protocols/index.js';
 import { LevelBuffer } from '../../agent/buffer/index.js';
@@ -18,6 +19,7 @@ let dir: string;
 let buffer: LevelBuffer;
 const intakes: FileIntake[] = [];
 const realReadBatch = TrackedFile.prototype.readBatch;
+const realOpen = TrackedFile.open;
 
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'meteorzx-files-'));
@@ -27,6 +29,7 @@ beforeEach(async () => {
 
 afterEach(async () => {
   TrackedFile.prototype.readBatch = realReadBatch;
+  TrackedFile.open = realOpen;
   for (const i of intakes.splice(0)) await i.close();
   await buffer.close();
   await rm(dir, { recursive: true, force: true });
@@ -408,6 +411,34 @@ describe('FileIntake', () => {
     await waitFor(async () => (await lines()).length >= 35, '35 lines', 3000).catch(() => undefined);
     await new Promise((r) => setTimeout(r, 150));
     expect(await tally(1, 35)).toEqual({ count: 35, missing: 0, repeated: 0, others: [] });
+  });
+
+  it('says so, once, when a file it should follow cannot be opened, and reads it once it can', async () => {
+    // EACCES (a log readable by its owner only; root, running the tests, is not refused) from open(2).
+    const log = join(dir, 'secret.log');
+    await writeFile(log, numbered(1, 2));
+    let refuse = true;
+    TrackedFile.open = (path, ...rest) =>
+      refuse && path === log ? Promise.reject(Object.assign(new Error(`EACCES: permission denied, open '${path}'`), { code: 'EACCES' })) : realOpen(path, ...rest);
+    const logged: { level: number; msg: string; path?: string; code?: string }[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => void logged.push(JSON.parse(line) as (typeof logged)[number]) });
+    const errors: string[] = [];
+    const meter: IntakeMeter = {
+      eventsIn: () => undefined,
+      invalid: () => undefined,
+      dropped: () => undefined,
+      error: (kind) => errors.push(kind),
+      blocked: () => undefined,
+      timeAppend: (_n, fn) => fn(),
+    };
+    await startIntake([spec(log)], { logger, meter });
+    await new Promise((r) => setTimeout(r, 200));
+    expect(logged.filter((l) => l.level === 40).map(({ msg, path, code }) => ({ msg, path, code }))).toEqual([
+      { msg: 'file cannot be opened: not followed until it can be', path: log, code: 'EACCES' },
+    ]);
+    expect(errors).toEqual(['open']);
+    refuse = false;
+    expect(await waitForLines(2)).toEqual(range(1, 2));
   });
 
   it('reads a file deleted and created again (a new inode) from its start', async () => {

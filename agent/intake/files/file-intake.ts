@@ -73,6 +73,8 @@ export class FileIntake implements Intake {
   private readonly cwd: string;
   /** The spec that names or matches a path discovery did not find (from the index, or an earlier agent's records); -1 for none. */
   private readonly specIndexFor: (path: string) => number;
+  /** Paths whose file could not be opened, with the error code last reported (reported once until it opens or fails otherwise). */
+  private readonly unopened = new Map<string, string>();
 
   constructor(private readonly options: FileIntakeOptions) {
     this.cwd = options.cwd ?? process.cwd();
@@ -88,6 +90,7 @@ export class FileIntake implements Intake {
       open: this.openFiles,
       now: this.now,
       notice: (event) => this.notices.push(event),
+      opening: (path, err) => this.opening(path, err),
     };
     this.gone = new GoneRecords({
       paths: this.paths,
@@ -189,6 +192,8 @@ export class FileIntake implements Intake {
       this.options.files.map((f) => f.path),
       this.cwd,
     );
+    // A path neither matched nor followed any more has no open failure to remember.
+    for (const path of this.unopened.keys()) if (!found.has(path) && !this.paths.has(path)) this.unopened.delete(path);
     if (firstScan) {
       // Paths followed before the restart keep their spec only if a pattern still names them literally or matched them before.
       for (const path of [...this.index, ...legacy]) if (!found.has(path)) found.set(path, this.specIndexFor(path));
@@ -219,6 +224,23 @@ export class FileIntake implements Intake {
       }
       this.options.logger?.info({ path, files: wp.files().map((f) => ({ id: f.id, offset: f.offset, draining: f.draining })) }, 'following file');
     }
+  }
+
+  /**
+   * A file at a followed path that cannot be opened (EACCES: a log readable by its owner only) is tried
+   * again at each discovery; it is logged and counted once, not every second, and read once it opens.
+   * ENOENT is a file gone between the look and the open: nothing to report.
+   */
+  private opening(path: string, err: (Error & { code?: string }) | undefined): void {
+    if (err === undefined) {
+      if (this.unopened.delete(path)) this.options.logger?.info({ path }, 'file can be opened now: following it');
+      return;
+    }
+    const code = err.code ?? 'unknown';
+    if (code === 'ENOENT' || this.unopened.get(path) === code) return;
+    this.unopened.set(path, code);
+    this.meter.error('open');
+    this.options.logger?.warn({ path, code, err: err.message }, 'file cannot be opened: not followed until it can be');
   }
 
   /** Notices a rename, a deletion, a new file at the path, or a truncation of the current file. */

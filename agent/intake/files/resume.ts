@@ -20,6 +20,8 @@ export interface ResumeContext {
   now(): number;
   /** Queues an event to go with the next commit (a loss that must not be silent). */
   notice(event: AuditEvent): void;
+  /** How opening the file at a followed path went: the error (EACCES, EMFILE…), or undefined once it opened. */
+  opening?(path: string, err: (Error & { code?: string }) | undefined): void;
 }
 
 async function fileRecord(ctx: ResumeContext, id: FileId): Promise<FileRecord | undefined> {
@@ -64,8 +66,9 @@ export async function holdsRecord(ctx: ResumeContext, id: FileId, path: string):
  * truncation also adopts the generations no look saw (adoptRecentSiblings).
  */
 export async function openCurrent(ctx: ResumeContext, wp: WatchedPath, hadPath: boolean, firstScan: boolean, since?: number): Promise<TrackedFile | undefined> {
-  const file = await TrackedFile.open(wp.path, wp.spec.maxLineBytes, ctx.now()).catch(() => undefined);
+  const file = await TrackedFile.open(wp.path, wp.spec.maxLineBytes, ctx.now()).catch((err: Error) => void ctx.opening?.(wp.path, err));
   if (file === undefined) return undefined;
+  ctx.opening?.(wp.path, undefined);
   if (ctx.open.has(file.id)) {
     // Already followed under another name (a glob matched a rotated file we are draining).
     await file.close();
