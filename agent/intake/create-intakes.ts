@@ -99,7 +99,7 @@ export function planIntakes({ config, buffer, logger, metrics }: CreateIntakesOp
           limits,
           buffer,
           ...(metrics === undefined ? {} : { metrics }),
-          logger: logger.child({ component: 'intake', intake: 'serial', path: port.path }),
+          logger: child('serial'),
         });
       },
     });

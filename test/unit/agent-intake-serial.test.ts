@@ -1,6 +1,9 @@
+import pino from 'pino';
 import { SerialPortMock } from 'serialport';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS } from '../../protocols/index.js';
+import { parseAgentConfig } from '../../agent/config.js';
+import { planIntakes } from '../../agent/intake/create-intakes.js';
 import { AgentMetrics } from '../../agent/metrics.js';
 import { SerialIntake, type SerialIntakeOptions } from '../../agent/intake/serial/serial-intake.js';
 import type { SerialPortLike } from '../../agent/intake/serial/serial-port.js';
@@ -169,5 +172,21 @@ describe('serial intake (binding-mock)', () => {
     await intake.close();
     expect(buffer.events).toHaveLength(0);
     expect(await metricValue(metrics, 'meteorzx_agent_intake_dropped_total', { intake: 'serial', reason: 'shutdown' })).toBe(2);
+  });
+});
+
+describe('serial intake built from the agent config', () => {
+  it('names its port once per log line (a second "path" key breaks strict JSON readers)', async () => {
+    const lines: string[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(line) });
+    const config = parseAgentConfig({ id: 'a', intake: { serial: [{ path: '/nonexistent/meteorzx-tty' }] } });
+    const [plan] = planIntakes({ config, buffer: new FakeBuffer(), logger });
+    const intake = (await plan?.create()) as SerialIntake;
+    intakes.push(intake);
+    await intake.start();
+    await until(() => lines.length > 0, 'a log line');
+    expect(lines[0]).toContain('serial port cannot be opened');
+    expect(lines[0]?.match(/"path":/g)).toHaveLength(1);
+    expect(JSON.parse(lines[0] as string)).toMatchObject({ intake: 'serial', path: '/nonexistent/meteorzx-tty' });
   });
 });

@@ -91,7 +91,8 @@ export class SerialIntake implements Intake {
     // The meter is shared by every serial port (one `intake` label); blocked follows this port's state.
     const meter = createIntakeMeter(options.metrics, this.name);
     this.meter = { ...meter, blocked: (on) => this.setBlocked(on, meter) };
-    this.log = options.logger;
+    // Every line of this port names it (the agent passes a logger without the path: a second binding would repeat the key).
+    this.log = options.logger?.child({ path: options.path });
   }
 
   /** Loads the bindings and makes the first open attempt; a missing device is retried, not fatal (it may be plugged in later). */
@@ -150,7 +151,7 @@ export class SerialIntake implements Intake {
       return Promise.resolve();
     }
     // Before open: a stream error with no listener would crash the agent.
-    port.on('error', (err) => this.log?.warn({ path: this.options.path, err: err.message }, 'serial port error'));
+    port.on('error', (err) => this.log?.warn({ err: err.message }, 'serial port error'));
     return new Promise((resolve) => {
       port.open((err) => {
         if (err) {
@@ -174,7 +175,7 @@ export class SerialIntake implements Intake {
     port.on('data', (chunk) => this.onData(chunk));
     port.on('close', (err) => this.onPortClosed(port, err ?? undefined));
     this.applyFlow();
-    this.log?.info({ path: this.options.path, baudRate: this.options.baudRate, format: this.options.format }, 'serial port open');
+    this.log?.info({ baudRate: this.options.baudRate, format: this.options.format }, 'serial port open');
   }
 
   private openFailed(err: Error): void {
@@ -183,7 +184,7 @@ export class SerialIntake implements Intake {
     // Warn on the first failures and then at powers of two: a device unplugged for a day must not flood the log.
     const n = this.failedOpens;
     const level = n <= 3 || (n & (n - 1)) === 0 ? 'warn' : 'debug';
-    this.log?.[level]({ path: this.options.path, err: err.message, attempts: n }, 'serial port cannot be opened; retrying');
+    this.log?.[level]({ err: err.message, attempts: n }, 'serial port cannot be opened; retrying');
     this.scheduleReopen();
   }
 
@@ -197,7 +198,7 @@ export class SerialIntake implements Intake {
     this.endOfStream();
     if (this.closing) return;
     this.meter.error('disconnect');
-    this.log?.warn({ path: this.options.path, err: err?.message }, 'serial port closed (device gone?); reopening');
+    this.log?.warn({ err: err?.message }, 'serial port closed (device gone?); reopening');
     this.scheduleReopen();
   }
 
@@ -237,7 +238,7 @@ export class SerialIntake implements Intake {
 
   private take(record: SplitRecord): void {
     if (record.kind === 'discarded') {
-      this.log?.warn({ path: this.options.path, bytesSeen: record.bytesSeen }, 'serial record over maxLineBytes ended; its tail was discarded');
+      this.log?.warn({ bytesSeen: record.bytesSeen }, 'serial record over maxLineBytes ended; its tail was discarded');
       return;
     }
     const out = recordToEvent(record, this.context);
@@ -246,11 +247,11 @@ export class SerialIntake implements Intake {
       // The record's tail is lost (its head is buffered, flagged).
       this.meter.dropped('truncated');
       const bytesSeen = record.kind === 'truncated' ? record.bytesSeen : record.bytes.length;
-      this.log?.warn({ path: this.options.path, bytesSeen }, 'serial record over the limit: cut and flagged');
+      this.log?.warn({ bytesSeen }, 'serial record over the limit: cut and flagged');
     }
     if (out.invalid !== undefined) {
       this.meter.invalid(1);
-      this.log?.debug({ path: this.options.path, err: out.invalid }, 'serial record is not a valid event; buffered as an intake error');
+      this.log?.debug({ err: out.invalid }, 'serial record is not a valid event; buffered as an intake error');
     }
     const bytes = record.bytes.length + 256;
     this.queue.push({ event: out.event, bytes });
@@ -279,7 +280,7 @@ export class SerialIntake implements Intake {
         this.queue = [];
         this.queueBytes = 0;
         this.meter.dropped('shutdown', lost);
-        this.log?.error({ path: this.options.path, count: lost, err: (err as Error).message }, 'serial records lost: not buffered before shutdown');
+        this.log?.error({ count: lost, err: (err as Error).message }, 'serial records lost: not buffered before shutdown');
         return;
       } finally {
         this.queueBytes = Math.max(0, this.queueBytes - bytes);
