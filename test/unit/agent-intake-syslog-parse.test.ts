@@ -88,6 +88,16 @@ describe('RFC 3164', () => {
     expect(m.host).toBeUndefined();
   });
 
+  it('ends a tag after the host at a space as well as at a colon (RFC 3164 §4.1.3, rsyslog)', () => {
+    // rsyslog's default forwarding template (RSYSLOG_TraditionalForwardFormat) writes the TAG of a message it
+    // received as RFC 5424 without a colon: "<36>Dec  7 18:27:58 vm rsapp five424 default".
+    expect(parseSyslog('<36>Dec  7 18:27:58 vm rsapp five424 default', NOW)).toMatchObject({ host: 'vm', app: 'rsapp', message: 'five424 default' });
+    expect(parseSyslog('<36>2026-12-07T18:27:58.005666+00:00 vm rsapp[42] hello', NOW)).toMatchObject({ host: 'vm', app: 'rsapp', procid: '42', message: 'hello' });
+    // Without a host the word is not a tag: nothing says the header goes on.
+    expect(parseSyslog('<13>free text, no header', NOW)).toMatchObject({ message: 'free text, no header' });
+    expect(parseSyslog('<13>free text, no header', NOW).app).toBeUndefined();
+  });
+
   it('puts a December message read in early January in the previous year', () => {
     const m = parseSyslog('<13>Dec 31 23:59:59 h a: x', new Date(2027, 0, 1, 0, 0, 5));
     expect(m.time).toBe(new Date(2026, 11, 31, 23, 59, 59).toISOString());

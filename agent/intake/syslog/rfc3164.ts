@@ -8,6 +8,10 @@ const BSD_TIME = /^([A-Z][a-z]{2}) {1,2}(\d{1,2}) (?:(\d{4}) )?(\d{2}):(\d{2}):(
 const ISO_TIME = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})) /i;
 // TAG: "app:", "app[123]:" (RFC 3164 §5.3 — in practice longer than 32 characters and not only alphanumerics).
 const TAG = /^([^\s[\]:]{1,64})(?:\[([^\]\s]{1,128})\])?:(?: |$)/;
+// After a host the next word is the TAG even without its colon (RFC 3164 §4.1.3: any non-alphanumeric
+// character ends it; rsyslog ends it at a colon or a space): rsyslog forwards a message it received as
+// RFC 5424 as "host app msg".
+const BARE_TAG = /^([^\s[\]:]{1,64})(?:\[([^\]\s]{1,128})\])?(?: |$)/;
 
 /**
  * The BSD syslog format (RFC 3164), read leniently as receivers do: `TIMESTAMP
@@ -45,7 +49,7 @@ export function parse3164(text: string, from: number, now: Date): SyslogHeader &
       rest = rest.slice(host[0].length);
     }
   }
-  const tag = TAG.exec(rest);
+  const tag = TAG.exec(rest) ?? (out.host === undefined ? null : BARE_TAG.exec(rest));
   if (tag) {
     out.app = tag[1] as string;
     if (tag[2] !== undefined) out.procid = tag[2];
