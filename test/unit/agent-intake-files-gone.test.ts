@@ -446,6 +446,16 @@ describe('FileIntake: records an earlier agent left', () => {
 });
 
 describe('patternIndexer', () => {
+  it('follows a file named literally whose name holds glob characters (`app (prod).log`, `app[1].log`)', async () => {
+    // Read as globs, `(prod)` is a group and `[1]` a class: they match `app prod.log` and `app1.log`, never these.
+    const names = ['app (prod).log', 'app[1].log'];
+    for (const name of names) await writeFile(join(dir, name), 'x\n');
+    const found = await discover(names, dir);
+    expect([...found]).toEqual(names.map((name, i) => [join(dir, name), i]));
+    const indexOf = patternIndexer(names, dir);
+    expect(names.map((name) => indexOf(join(dir, name)))).toEqual([0, 1]);
+  });
+
   it('matches every path discover finds, as the glob reads the pattern (`//`, `..`, `./`, a trailing `/`, a directory)', async () => {
     await mkdir(join(dir, 'logs', 'd1'), { recursive: true });
     await mkdir(join(dir, '.hidden'));

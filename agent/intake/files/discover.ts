@@ -11,8 +11,10 @@ import { glob, isDynamicPattern } from 'tinyglobby';
 export async function discover(patterns: readonly string[], cwd: string): Promise<Map<string, number>> {
   const found = new Map<string, number>();
   for (const [index, pattern] of patterns.entries()) {
+    // A file whose name holds glob characters (`app (prod).log`) is followed when named literally: as a glob,
+    // `(prod)` is a group and `[1]` a class, which match other names but never this one.
     const paths = isDynamicPattern(pattern)
-      ? await glob([pattern], { cwd, absolute: true, onlyFiles: true, followSymbolicLinks: true, dot: false }).catch(() => [])
+      ? [...(await glob([pattern], { cwd, absolute: true, onlyFiles: true, followSymbolicLinks: true, dot: false }).catch(() => [])), resolve(cwd, pattern)]
       : [resolve(cwd, pattern)];
     for (const path of paths) {
       if (found.has(path)) continue;
@@ -43,7 +45,8 @@ export function patternIndexer(patterns: readonly string[], cwd: string): (path:
     if (!glob.endsWith('*')) glob += '/**';
     glob = posix.normalize(glob);
     const isMatch = picomatch(glob, { dot: false, posix: true });
-    return (path) => isMatch(isAbsolute(glob) ? path : relative(cwd, path));
+    const literal = resolve(cwd, pattern);
+    return (path) => path === literal || isMatch(isAbsolute(glob) ? path : relative(cwd, path));
   });
   return (path) => tests.findIndex((test) => test(path));
 }
