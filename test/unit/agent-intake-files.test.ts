@@ -441,6 +441,26 @@ describe('FileIntake', () => {
     expect(await waitForLines(2)).toEqual(range(1, 2));
   });
 
+  it('goes on reading the other files while one keeps failing to read (EIO, an NFS ESTALE)', async () => {
+    const bad = join(dir, 'a.log');
+    const good = join(dir, 'b.log');
+    await writeFile(bad, numbered(1, 2));
+    await writeFile(good, numbered(3, 4));
+    TrackedFile.prototype.readBatch = function (this: TrackedFile, ...args: Parameters<TrackedFile['readBatch']>) {
+      if (this.path === bad) return Promise.reject(Object.assign(new Error('EIO: i/o error, read'), { code: 'EIO' }));
+      return realReadBatch.apply(this, args);
+    };
+    const logged: { level: number; msg: string }[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => void logged.push(JSON.parse(line) as (typeof logged)[number]) });
+    // The failing path first: paths are followed in the order of the configuration.
+    await startIntake([spec(bad), spec(good)], { logger });
+    expect(await waitForLines(2)).toEqual(range(3, 4));
+    await appendFile(good, numbered(5, 5));
+    expect(await waitForLines(3)).toEqual(range(3, 5));
+    // One warning for the failing file, not one per poll (every 10 ms here).
+    expect(logged.filter((l) => l.level >= 40).length).toBe(1);
+  });
+
   it('reads a file deleted and created again (a new inode) from its start', async () => {
     const log = join(dir, 'app.log');
     await writeFile(log, numbered(1, 3));

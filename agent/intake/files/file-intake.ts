@@ -73,6 +73,8 @@ export class FileIntake implements Intake {
   private readonly cwd: string;
   /** The spec that names or matches a path discovery did not find (from the index, or an earlier agent's records); -1 for none. */
   private readonly specIndexFor: (path: string) => number;
+  /** Paths whose last poll failed, with the clock ms of the last error logged for them. */
+  private readonly failing = new Map<string, number>();
   /** Paths whose file could not be opened, with the error code last reported (reported once until it opens or fails otherwise). */
   private readonly unopened = new Map<string, string>();
 
@@ -100,7 +102,10 @@ export class FileIntake implements Intake {
       literals: new Set(options.files.filter((f) => !isDynamicPattern(f.path)).map((f) => resolve(this.cwd, f.path))),
       now: this.now,
       commit: (paths, more) => this.commitMeta(paths, [], more),
-      forgotten: (wp) => this.unwatchDir(dirname(wp.path)),
+      forgotten: (wp) => {
+        this.failing.delete(wp.path);
+        this.unwatchDir(dirname(wp.path));
+      },
       logger: options.logger,
     });
   }
@@ -156,9 +161,16 @@ export class FileIntake implements Intake {
           await this.gone.lookAll();
         }
         for (const wp of [...this.paths.values()]) {
-          await this.checkPath(wp);
-          for (const file of wp.files()) if (await this.pump(wp, file)) busy = true;
-          await this.finishDrained(wp);
+          try {
+            await this.checkPath(wp);
+            for (const file of wp.files()) if (await this.pump(wp, file)) busy = true;
+            await this.finishDrained(wp);
+            this.failing.delete(wp.path);
+          } catch (err) {
+            // One path's I/O error (EIO, an NFS ESTALE) must not stop the others: it is tried again next poll.
+            if (this.closing || err instanceof AppendAbortedError) throw err;
+            this.pathFailed(wp, err);
+          }
         }
         if (this.notices.length > 0 || this.index.changed) await this.commitMeta([]);
       } catch (err) {
@@ -168,6 +180,16 @@ export class FileIntake implements Intake {
       }
       if (!busy) await this.sleep(pollMs);
     }
+  }
+
+  /** Counts a path's failed poll; logs it when it starts failing, then at most once a minute while it goes on. */
+  private pathFailed(wp: WatchedPath, err: unknown): void {
+    this.meter.error('read');
+    const now = this.now();
+    const last = this.failing.get(wp.path);
+    if (last !== undefined && now - last >= 0 && now - last < 60_000) return;
+    this.failing.set(wp.path, now);
+    this.options.logger?.error({ err, path: wp.path }, 'file intake: reading this path failed; retrying at each poll');
   }
 
   private sleep(ms: number): Promise<void> {
