@@ -253,6 +253,26 @@ describe('SyslogIntake backpressure', () => {
     }
   });
 
+  it('TCP: an idle connection closed by the agent keeps its last message, sent without a final LF', async () => {
+    const buf = new BlockableBuffer();
+    const sink = new SyslogSink({ limits: DEFAULT_LIMITS, maxMessageBytes: 8192, meter });
+    const listener = new TcpListener({ host: '127.0.0.1', port: 0, buffer: buf, sink, maxConnections: 4, idleTimeoutMs: 200 });
+    const { port } = await listener.start();
+    const s = connect(port, '127.0.0.1');
+    try {
+      s.on('error', () => undefined);
+      const closed = new Promise((r) => s.once('close', r));
+      s.write('<13>1 - - - - - - first\n<13>1 - - - - - - last, no LF');
+      await closed;
+      const deadline = Date.now() + 2000;
+      while (buf.events.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      expect(buf.events.map((e) => e.data?.message)).toEqual(['first', 'last, no LF']);
+    } finally {
+      s.destroy();
+      await listener.close();
+    }
+  });
+
   it('UDP: drops and counts while the buffer is full (a datagram cannot be slowed down)', async () => {
     const g = gated();
     const { udp } = await start({}, g.buf);

@@ -87,7 +87,6 @@ export class TcpListener {
     // Appends of this connection not yet durable: while there are any, the socket is paused on purpose.
     let pending = 0;
     socket.setTimeout(idleMs);
-    socket.on('timeout', () => socket.destroy());
     socket.on('error', () => undefined);
     const take = (messages: Buffer[], oversize: number) => {
       if (oversize > 0) sink.dropped('oversize', oversize, { peer, limit: sink.options.maxMessageBytes });
@@ -131,6 +130,12 @@ export class TcpListener {
     socket.on('end', () => {
       const last = decoder.end();
       if (last !== undefined) take([last], 0);
+    });
+    socket.on('timeout', () => {
+      // Closed by us for being idle: a message sent without a final LF is its last, as when the sender closes.
+      const last = decoder.end();
+      if (last !== undefined) take([last], 0);
+      socket.destroy();
     });
   }
 }
