@@ -14,7 +14,7 @@ const MAX_TRIES = 30;
 export function register(program: Command): void {
   const command = program
     .command('send')
-    .description('POST events (NDJSON, or a JSON array) to an agent intake or a gateway, in batches; exit 1 if any is rejected')
+    .description('POST events (NDJSON, a JSON array, or JSON events one after another, pretty-printed or not) to an agent intake or a gateway, in batches; exit 1 if any is rejected')
     .argument('<url>', 'agent intake or gateway, e.g. http://127.0.0.1:7400')
     .argument('[file]', 'file of events; "-" or none reads standard input')
     .option('--token <token>', 'bearer token with the ingest scope (default: $METEORZX_TOKEN)')
@@ -38,31 +38,123 @@ async function* batches(input: NodeJS.ReadableStream, size: number): AsyncGenera
   let current: string[] = [];
   let bytes = 0;
   let offset = 0;
+  // Adds one event's line; the batch it completed, if any.
+  const add = (record: string): Batch | undefined => {
+    let full: Batch | undefined;
+    if (current.length >= size || (current.length > 0 && bytes + record.length > MAX_BATCH_BYTES)) {
+      full = { offset, lines: current };
+      offset += current.length;
+      current = [];
+      bytes = 0;
+    }
+    current.push(record);
+    bytes += record.length + 1;
+    return full;
+  };
+  const records = new RecordSplitter();
   for await (const line of lines) {
     if (first && line.trim() !== '') {
       first = false;
-      // A JSON array is read whole, then split; anything else is NDJSON, one event per line.
+      // A JSON array is read whole, then split; anything else is one event per line, or per pretty-printed value.
       if (line.trimStart().startsWith('[')) jsonText = [];
     }
     if (jsonText !== undefined) {
       jsonText.push(line);
       continue;
     }
-    if (line.trim() === '') continue;
-    if (current.length >= size || (current.length > 0 && bytes + line.length > MAX_BATCH_BYTES)) {
-      yield { offset, lines: current };
-      offset += current.length;
-      current = [];
-      bytes = 0;
+    for (const record of records.push(line)) {
+      const full = add(record);
+      if (full !== undefined) yield full;
     }
-    current.push(line);
-    bytes += line.length + 1;
   }
   if (jsonText !== undefined) {
     yield* arrayBatches(jsonText.join('\n'), size);
     return;
   }
+  for (const record of records.end()) {
+    const full = add(record);
+    if (full !== undefined) yield full;
+  }
   if (current.length > 0) yield { offset, lines: current };
+}
+
+/**
+ * Input lines to events, one NDJSON line each. NDJSON is one event per line;
+ * a JSON event written over several lines (`jq .` prints each event so, one
+ * after another) is one event per value, its lines joined. Which it is, the
+ * first value tells: a first line that is not JSON by itself but starts a
+ * value that is, over its lines. A broken first NDJSON line is then still
+ * that line alone, rejected by the receiver; every other line keeps its own.
+ */
+class RecordSplitter {
+  /** Pretty-printed values (true), NDJSON (false), or not known until the first value ends. */
+  private pretty: boolean | undefined;
+  private pending: string[] = [];
+  private pendingBytes = 0;
+  private depth = 0;
+
+  push(text: string): string[] {
+    // A byte-order mark (Windows editors write one) is no sign of a pretty-printed value.
+    const line = this.pretty === undefined && this.pending.length === 0 && text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+    if (this.pending.length === 0 && line.trim() === '') return [];
+    // An unindented `{` inside a value starts the next one (printers indent what is inside a value): what is
+    // pending was cut short, and goes as it is, for the receiver to reject, not joined with what follows.
+    // Inside the first value, a line that is JSON by itself tells NDJSON after a broken first line.
+    let cut: string[] = [];
+    if (this.pending.length > 0 && line.startsWith('{')) {
+      this.pretty ??= !isJson(line);
+      cut = this.take();
+    }
+    if (this.pretty === false || (this.pretty === undefined && this.pending.length === 0 && isJson(line))) {
+      this.pretty = false;
+      return [...cut, line];
+    }
+    this.pending.push(line);
+    this.pendingBytes += line.length;
+    this.depth = depthAfter(line, this.depth);
+    // A value past what one body carries is no event anyone takes: let the receiver say what is wrong with it.
+    if (this.depth > 0 && this.pendingBytes <= MAX_BATCH_BYTES) return cut;
+    return [...cut, ...this.take()];
+  }
+
+  end(): string[] {
+    return this.pending.length === 0 ? [] : this.take();
+  }
+
+  private take(): string[] {
+    const lines = this.pending;
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.depth = 0;
+    // A JSON string cannot hold a line break, so each line starts and ends between tokens: trimmed and joined, the value is unchanged.
+    const value = lines.map((l) => l.trim()).join('');
+    this.pretty ??= isJson(value);
+    return this.pretty ? [value] : lines.filter((l) => l.trim() !== '');
+  }
+}
+
+function isJson(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Nesting depth after `line`, from `depth` before it; a line starts outside any string (JSON strings hold no line break). */
+function depthAfter(line: string, depth: number): number {
+  let inString = false;
+  for (let i = 0; i < line.length; i += 1) {
+    const c = line.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i += 1;
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x7b || c === 0x5b) depth += 1;
+    else if (c === 0x7d || c === 0x5d) depth -= 1;
+  }
+  return depth;
 }
 
 async function* arrayBatches(text: string, size: number): AsyncGenerator<Batch> {

@@ -163,6 +163,36 @@ describe('gateway ingest with real peers', () => {
     expect(status.stdout).toMatch(/sender .*accepted 2500/);
   });
 
+  it('send takes a pretty-printed JSON event, and events one after another as `jq .` prints them', async () => {
+    // Read line by line, one such event was 5 "malformed JSON" rejections and never stored.
+    const pretty = (n: number) => JSON.stringify({ id: `pretty-${n}`, source: 'pretty', type: 't', data: { n, list: [1, { a: 'x}' }, {}] } }, null, 2);
+    const one = await runCli(['send', gw.httpUrl], { input: `${pretty(0)}\n` });
+    expect(one.code, one.stdout + one.stderr).toBe(0);
+    expect(one.stdout).toMatch(/^total: 1 events in 1 batches: accepted 1, duplicates 0, rejected 0$/m);
+    const run = await runCli(['send', gw.httpUrl, '--batch', '2'], { input: `${[1, 2, 3].map(pretty).join('\n')}\n\n${pretty(0)}\n` });
+    expect(run.code, run.stdout + run.stderr).toBe(0);
+    expect(run.stdout).toMatch(/^total: 4 events in 2 batches: accepted 3, duplicates 1, rejected 0$/m);
+    const q = await runCli(['query', gw.httpUrl, '--source', 'pretty']);
+    expect(ndjson<{ id: string; data: unknown }>(q.stdout).map((e) => [e.id, e.data])).toEqual(
+      [0, 1, 2, 3].map((n) => [`pretty-${n}`, { n, list: [1, { a: 'x}' }, {}] }]),
+    );
+
+    // NDJSON whose first line is broken is still read line by line: that line alone is rejected.
+    const lines = ['{"id": "nd-0", "type": broken', '{"id":"nd-1","source":"pretty","type":"t"}', '{"id":"nd-2","source":"pretty","type":"t"}'];
+    const nd = await runCli(['send', gw.httpUrl], { input: `${lines.join('\n')}\n` });
+    expect(nd.code).toBe(1);
+    expect(nd.stdout).toMatch(/^total: 3 events in 1 batches: accepted 2, duplicates 0, rejected 1$/m);
+    expect(nd.stdout).toMatch(/rejected event 0: malformed JSON/);
+    // With a byte-order mark first (a Windows editor's), and a broken line further down: that line alone.
+    const bom = await runCli(['send', gw.httpUrl], { input: `\ufeff${lines[1]}\n${lines[0]}\n${lines[2]}\n` });
+    expect(bom.stdout).toMatch(/^total: 3 events in 1 batches: accepted 0, duplicates 2, rejected 1$/m);
+    expect(bom.stdout).toMatch(/rejected event 1: malformed JSON/);
+    // A pretty-printed value cut short costs only itself: the next one starts at its unindented `{`.
+    const cut = await runCli(['send', gw.httpUrl], { input: `${pretty(5).split('\n').slice(0, 4).join('\n')}\n${pretty(6)}\n${pretty(7)}\n` });
+    expect(cut.stdout).toMatch(/^total: 3 events in 1 batches: accepted 2, duplicates 0, rejected 1$/m);
+    expect(cut.stdout).toMatch(/rejected event 0: malformed JSON/);
+  });
+
   it('GET /v1/sources?source= and status --source list one source and the epochs of that agent only', async () => {
     const chained = (agent: string): AuditEvent[] => {
       let prev: string | undefined;
