@@ -74,6 +74,8 @@ export interface CommitResult {
 }
 
 export interface EventQuery {
+  /** Only the stored copies of this event id (found by its dedup pointer and custody keys, not by a scan). */
+  id?: string;
   source?: string;
   type?: string;
   /** Inclusive, RFC 3339 or ms epoch; compared with the receive time. */

@@ -118,6 +118,11 @@ export function storageSuite(name: string, makeStorage: () => Promise<StorageHar
       ]);
       expect(byId.map((r) => r.eventHash)).toEqual([sha256Hex(canonicalJson(first)), sha256Hex(canonicalJson(again))]);
       expect(await storage.seen([first.id], WEEK)).toEqual(new Set([first.id]));
+      // By id: the latest copy (custody lists both accepts); the other filters still apply.
+      expect((await storage.query({ id: first.id, limit: 10 })).events).toEqual([again]);
+      expect((await storage.query({ id: first.id, until: Date.now() - DAY, limit: 10 })).events).toEqual([]);
+      expect((await storage.query({ id: first.id, source: 'elsewhere', limit: 10 })).events).toEqual([]);
+      expect((await storage.query({ id: 'never-stored', limit: 10 })).events).toEqual([]);
     });
 
     it('chains custody records across commits and hashes accepted events as stored', async () => {

@@ -1,7 +1,7 @@
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chainEvent, type AuditEvent, type SourcesResponse } from '../../protocols/index.js';
-import { ndjson, removeDir, runCli, runProcess, startGateway, tempDir, type RunningGateway } from './gateway-harness.js';
+import { ingest, ndjson, removeDir, runCli, runProcess, startGateway, tempDir, type RunningGateway } from './gateway-harness.js';
 
 /**
  * Issue 3, done-when 1: real peers (mosquitto_pub, curl) against the real
@@ -101,6 +101,28 @@ describe('gateway ingest with real peers', () => {
 
     const q = await runCli(['query', gw.httpUrl, '--source', 'app-1']);
     expect(ndjson<Stored>(q.stdout).map((e) => e.id).sort()).toEqual(['c-1', 'c-2', 'c-3']);
+  });
+
+  it('GET /v1/events?id= returns the stored event of that id, as an alert webhook is told to ask', async () => {
+    // The parameter was ignored: the answer was the first page of every event (1,000 of them here, and more).
+    const odd = 'c/odd id é&!';
+    await ingest(gw.httpUrl, [
+      { id: 'byid-1', source: 'by-id', type: 'auth.login' },
+      { id: odd, source: 'by-id', type: 'auth.logout' },
+      ...Array.from({ length: 998 }, (_, i) => ({ id: `byid-x-${i}`, source: 'by-id-other', type: 't' })),
+    ]);
+    await ingest(gw.httpUrl, [{ id: 'byid-1', source: 'by-id', type: 'auth.login' }]);
+    const get = async (query: string): Promise<{ status: number; ids: string[] }> => {
+      const res = await fetch(`${gw.httpUrl}/v1/events?${query}`);
+      const text = await res.text();
+      return { status: res.status, ids: res.status === 200 ? ndjson<Stored>(text).map((e) => e.id) : [text] };
+    };
+    expect(await get('id=byid-1')).toEqual({ status: 200, ids: ['byid-1'] });
+    expect(await get(`id=${encodeURIComponent(odd)}`)).toEqual({ status: 200, ids: [odd] });
+    expect(await get('id=byid-1&type=auth.login&source=by-id')).toEqual({ status: 200, ids: ['byid-1'] });
+    expect(await get('id=byid-1&source=by-id-other')).toEqual({ status: 200, ids: [] });
+    expect(await get('id=no-such-id')).toEqual({ status: 200, ids: [] });
+    expect((await get(`id=${'x'.repeat(129)}`)).status).toBe(400);
   });
 
   it('pages custody records by source with X-Next-Cursor: every record once, none past the last page', async () => {

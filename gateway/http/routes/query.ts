@@ -32,11 +32,14 @@ export function registerQuery(app: FastifyInstance, ctx: ApiContext): void {
       const q = req.query as QueryString;
       // A page is one string: at most what one ingest body may be, however large the events (10,000 × 64 KiB is past V8's string limit).
       const query: EventQuery = { limit: intParam(q, 'limit', DEFAULT_PAGE, MAX_PAGE), maxBytes: ctx.limits.maxBodyBytes };
+      const id = one(q, 'id');
       const source = one(q, 'source');
       const type = one(q, 'type');
+      if (id !== undefined && id.length > 128) throw GatewayErrors.METEORZX_BAD_REQUEST('id: an event id is at most 128 characters');
       const since = timeParam(q, 'since');
       const until = timeParam(q, 'until');
       const cursor = one(q, 'cursor');
+      if (id !== undefined) query.id = id;
       if (source !== undefined) query.source = source;
       if (type !== undefined) query.type = type;
       if (since !== undefined) query.since = since;

@@ -48,8 +48,9 @@ function matches(event: StoredEvent, q: EventQuery, receivedMs: number): boolean
  */
 export async function queryEvents(ctx: LevelContext, q: EventQuery): Promise<EventPage> {
   const limit = Math.max(1, Math.floor(q.limit));
-  const prefix = indexPrefix(q);
   const after = q.cursor === undefined ? undefined : decodeCursor(q.cursor);
+  if (q.id !== undefined) return queryById(ctx, q, q.id);
+  const prefix = indexPrefix(q);
   let gte = prefix + (q.since === undefined ? '' : dayPart(q.since));
   if (after !== undefined) {
     const fromCursor = `${prefix}${after.day}!${commitHex(after.commit)}`;
@@ -85,6 +86,22 @@ export async function queryEvents(ctx: LevelContext, q: EventQuery): Promise<Eve
     }
   }
   return more && last !== undefined ? { events, nextCursor: encodeCursor(last) } : { events };
+}
+
+/**
+ * The event stored under one id: the one its dedup pointer names, read
+ * from its block without an index scan. An id accepted again after its
+ * dedup window names its latest copy; custody by id lists every accept
+ * (with the hash of each copy), and the earlier copies are in the pages of
+ * the other filters. Retention deletes the pointer with the event.
+ */
+async function queryById(ctx: LevelContext, q: EventQuery, id: string): Promise<EventPage> {
+  const value = (await ctx.db.get(idKey(id))) as Buffer | undefined;
+  const pointer = value === undefined ? undefined : decodePointer(value.toString());
+  if (pointer === undefined) return { events: [] };
+  const event = (await ctx.eventBlock(pointer.commit))?.events[pointer.index];
+  if (event?.id !== id || !matches(event, q, Date.parse(event.ingest.receivedAt))) return { events: [] };
+  return { events: [event] };
 }
 
 /** Where a custody page ended: the last record's commit and ledger number. */
