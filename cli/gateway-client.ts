@@ -58,6 +58,8 @@ const NETWORK_WHY: Record<string, string> = {
   UND_ERR_HEADERS_TIMEOUT: 'no answer in time',
   UND_ERR_BODY_TIMEOUT: 'answer stalled',
   UND_ERR_SOCKET: 'connection closed unexpectedly',
+  // https:// to a plain HTTP listener: OpenSSL's own text is a source path and a line break.
+  ERR_SSL_WRONG_VERSION_NUMBER: 'the server does not speak TLS (is it http://?)',
 };
 
 function networkError(err: unknown, target: string, untrustedHint = 'pass --ca FILE, or set NODE_EXTRA_CA_CERTS, to a PEM file of the CA that signs it'): MeteorError {

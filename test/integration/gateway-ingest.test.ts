@@ -273,6 +273,12 @@ describe('gateway ingest with real peers', () => {
     const badUrl = await runCli(['query', 'not a url']);
     expect(badUrl.code).not.toBe(0);
     expect(badUrl.stderr.trim()).toBe('meteorzx: not a URL: "not a url" (expected e.g. http://127.0.0.1:7400)');
+
+    // https:// to a plain HTTP gateway: was OpenSSL's raw text, ending in a line break ("…ssl3_get_record:wrong version number:../deps/openssl/…:350:\n").
+    const notTls = await runCli(['query', gw.httpUrl.replace('http:', 'https:')]);
+    expect(notTls.code).not.toBe(0);
+    expect(notTls.stderr.trimEnd().split('\n')).toHaveLength(1);
+    expect(notTls.stderr.trimEnd()).toBe(`meteorzx: cannot reach ${gw.httpUrl.replace('http:', 'https:')}: the server does not speak TLS (is it http://?)`);
   });
 });
 
