@@ -131,6 +131,33 @@ describe('alert webhook queue', () => {
     expect(JSON.stringify(logger.lines[0])).toContain('answered 500');
   });
 
+  it('sends the user and password of a webhook URL as HTTP Basic auth, and never logs the password', async () => {
+    // They were dropped: the receiver saw no Authorization header, answered 401, and every batch counted as post-failed.
+    const auth: (string | undefined)[] = [];
+    const plain = await receiver((req) => {
+      auth.push(req.headers.authorization);
+      return req.headers.authorization === undefined ? 401 : 204;
+    });
+    const url = plain.replace('http://', 'http://alert%20bot:p%40ss:w0rd@');
+    const logger = recordingLogger();
+    const { dropped, onDropped } = dropCounter();
+    const queue = new WebhookQueue({ url, logger, flushMs: 10, onDropped });
+    queue.push(alert(1));
+    await until(() => auth.length === 1);
+    await queue.close();
+    expect(auth).toEqual([`Basic ${Buffer.from('alert bot:p@ss:w0rd').toString('base64')}`]);
+    expect(dropped).toEqual({});
+
+    // A refused batch is logged with the URL, the password left out.
+    const refusing = await receiver(() => 500);
+    const queue2 = new WebhookQueue({ url: refusing.replace('http://', 'http://bot:s3cret@'), logger, flushMs: 10, onDropped });
+    queue2.push(alert(2));
+    await until(() => dropped['post-failed'] === 1);
+    await queue2.close();
+    expect(JSON.stringify(logger.lines)).not.toContain('s3cret');
+    expect(JSON.stringify(logger.lines)).toContain(refusing.replace('http://', 'http://bot:***@'));
+  });
+
   it('the sink logs and counts every alert, and counts the undelivered ones by reason', async () => {
     const metrics = new GatewayMetrics();
     const sink = new AlertSink({
