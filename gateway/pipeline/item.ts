@@ -26,6 +26,12 @@ export interface PipelineItem {
   /** For custody when rejected: the id and source as far as they could be read. */
   id?: string;
   source?: string;
+  /**
+   * The chain position of an event validation rejected, where it can be
+   * read and the client may write that agent's chain: its seq arrived, so it
+   * is no hole (DESIGN §4). `hash` and `prev` only when well-formed.
+   */
+  chain?: { agent: string; epoch: string; seq: number; hash?: string; prev?: string };
   integrity?: Integrity;
   tags?: string[];
   /** Raised once the commit is durable. */

@@ -119,9 +119,11 @@ export async function runStages(entries: readonly PendingIngest[], s: Stages): P
       }
       // One object shape for every record (undefined fields are not serialised) keeps the ledger's loop fast.
       custody.push({ at, outcome, method, peer, id: item.id ?? event?.id, source, reason });
-      // A seq counts as received whatever became of its event (DESIGN §4), once it passed validation.
+      // A seq counts as received whatever became of its event (DESIGN §4), validation's rejections included.
       if (event?.agent !== undefined && event.epoch !== undefined && event.seq !== undefined) {
         seqs.push({ agent: event.agent, epoch: event.epoch, seq: event.seq, source: event.source, at, hash: event.hash, prev: event.prev, lost });
+      } else if (item.chain !== undefined) {
+        seqs.push({ ...item.chain, source: source ?? item.chain.agent, at });
       }
     }
     response.rejected.sort((a, b) => a.index - b.index);

@@ -221,6 +221,29 @@ describe('pipeline', () => {
     expect((await stored()).find((e) => e.id === 'e6')?.ingest.integrity).toBe('verified');
   });
 
+  it('counts the seq of a chained event that validation rejects as received: it arrived, so it is no hole (DESIGN §4)', async () => {
+    // It was left a gap ("missing since …"): a seq-gap alert, and backfill pulling the same rejected events again at every scan.
+    const p = await open();
+    const chain: Array<AuditEvent & { hash: string }> = [];
+    for (let seq = 1; seq <= 5; seq += 1) {
+      chain.push(chainEvent({ id: `v${seq}`, type: 't', source: 'ag', agent: 'ag', epoch: 'ep', seq, time: '2026-01-01T00:00:00Z' }, chain.at(-1)?.hash));
+    }
+    // seq 2: a field this gateway does not know (a newer agent, say); seq 3: an outcome out of the vocabulary.
+    const answer = await p.ingest(items(chain[0], { ...chain[1], extra: 1 }, { ...chain[2], outcome: 'maybe' }, chain[3]), http);
+    expect(answer).toMatchObject({ accepted: 2, rejected: [{ index: 1 }, { index: 2 }] });
+    expect((await storage.sources()).epochs).toEqual([expect.objectContaining({ agent: 'ag', epoch: 'ep', lastSeq: 4, received: 4, gaps: [] })]);
+    // The next seq after a rejected one still verifies, and links on.
+    await p.ingest(items(chain[4]), http);
+    expect((await stored()).map((e) => [e.id, e.ingest.integrity])).toEqual([['v1', 'verified'], ['v4', 'verified'], ['v5', 'verified']]);
+
+    // A client that may not write this agent's chain fills no hole of it, valid event or not.
+    const device: IngestContext = { method: 'mqtt', peer: 'dev-1', defaultSource: 'dev-1', mayUseSource: (s) => s === 'dev-1' };
+    const far = chainEvent({ id: 'v9', type: 't', source: 'ag', agent: 'ag', epoch: 'ep', seq: 9, time: '2026-01-01T00:00:00Z' }, undefined);
+    await p.ingest(items(far), http);
+    await p.ingest(items({ ...chain[0], seq: 7, outcome: 'maybe' }, { ...chain[0], seq: 8 }), device);
+    expect((await storage.sources()).epochs[0]?.gaps.map((g) => [g.from, g.to])).toEqual([[6, 8]]);
+  });
+
   it('reads an agent line as text: the verdicts and stored lines the generic path gives, without serialising the event', async () => {
     // Lines as an agent sends them (canonical JSON without hash, then hash), and the same texts altered.
     const agentLine = (e: AuditEvent & { hash: string }): string => {

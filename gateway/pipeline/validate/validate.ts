@@ -29,30 +29,16 @@ export function validateItem(item: BatchItem, ctx: IngestContext, limits: Limits
   }
   const value = item.value;
   const result = validateEvent(value, limits, item.bytes);
-  if (!result.ok) {
-    return { index: item.index, ...readableIdentity(value, ctx), rejected: { stage: 'validate', reason: formatIssues(result.errors) } };
-  }
+  if (!result.ok) return rejected(item.index, value, ctx, formatIssues(result.errors));
   const input = result.event;
   const source = input.source ?? ctx.defaultSource;
-  if (source === undefined) {
-    return { index: item.index, ...readableIdentity(value, ctx), rejected: { stage: 'validate', reason: 'source: required (this ingress gives no default source)' } };
-  }
+  if (source === undefined) return rejected(item.index, value, ctx, 'source: required (this ingress gives no default source)');
   if (ctx.mayUseSource !== undefined && !ctx.mayUseSource(source)) {
-    return {
-      index: item.index,
-      ...readableIdentity(value, ctx),
-      source,
-      rejected: { stage: 'validate', reason: `source: this client may not send events for "${source}"` },
-    };
+    return rejected(item.index, value, ctx, `source: this client may not send events for "${source}"`, source);
   }
   // A chain record names its agent: one client must not write another agent's chain (fill or fake its holes).
   if (ctx.mayUseSource !== undefined && input.agent !== undefined && !ctx.mayUseSource(input.agent)) {
-    return {
-      index: item.index,
-      ...readableIdentity(value, ctx),
-      source,
-      rejected: { stage: 'validate', reason: `agent: this client may not send chain records of "${input.agent}"` },
-    };
+    return rejected(item.index, value, ctx, `agent: this client may not send chain records of "${input.agent}"`, source);
   }
   const id = input.id ?? deterministicId(source, value);
   // An event that brings id, source and time (an agent's always does) is used as it is: no copy.
@@ -61,6 +47,43 @@ export function validateItem(item: BatchItem, ctx: IngestContext, limits: Limits
   // The text is what the agent's hash covers only while the event is the one parsed from it.
   const text = complete && input.hash !== undefined ? item.text : undefined;
   return { index: item.index, id, source, arrived: input, event, text, line: undefined };
+}
+
+/** A validation rejection, with what custody (id, source) and the seq registry (chain) can read of the event. */
+function rejected(index: number, value: unknown, ctx: IngestContext, reason: string, source?: string): PipelineItem {
+  const chain = readableChain(value, ctx);
+  return {
+    index,
+    ...readableIdentity(value, ctx),
+    ...(source === undefined ? {} : { source }),
+    ...(chain === undefined ? {} : { chain }),
+    rejected: { stage: 'validate', reason },
+  };
+}
+
+const HEX64 = /^[0-9a-f]{64}$/;
+
+/**
+ * The agent, epoch and seq of an invalid event where they are well-formed
+ * and this client may write that agent's chain (as for a valid event): the
+ * seq arrived, rejected or not. An agent's event the gateway rejects (an
+ * unknown field from a newer agent, nesting past the gateway's maxDepth) was
+ * otherwise a hole that backfill pulled again, to be rejected again, at
+ * every scan.
+ */
+function readableChain(value: unknown, ctx: IngestContext): PipelineItem['chain'] {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return undefined;
+  const { agent, epoch, seq, hash, prev } = value as Record<string, unknown>;
+  if (typeof agent !== 'string' || !SOURCE_RE.test(agent) || typeof epoch !== 'string' || !SOURCE_RE.test(epoch)) return undefined;
+  if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 1) return undefined;
+  if (ctx.mayUseSource !== undefined && !ctx.mayUseSource(agent)) return undefined;
+  return {
+    agent,
+    epoch,
+    seq,
+    ...(typeof hash === 'string' && HEX64.test(hash) ? { hash } : {}),
+    ...(typeof prev === 'string' && HEX64.test(prev) ? { prev } : {}),
+  };
 }
 
 /** Id and source of an invalid event where they are well-formed, so custody can be searched by them. */
