@@ -41,14 +41,16 @@ async function* batches(input: NodeJS.ReadableStream, size: number): AsyncGenera
   // Adds one event's line; the batch it completed, if any.
   const add = (record: string): Batch | undefined => {
     let full: Batch | undefined;
-    if (current.length >= size || (current.length > 0 && bytes + record.length > MAX_BATCH_BYTES)) {
+    // Bytes, as the receiver counts them: in characters, text of 3 bytes each made 10.5 MB of a "4 MiB" batch.
+    const recordBytes = Buffer.byteLength(record) + 1;
+    if (current.length >= size || (current.length > 0 && bytes + recordBytes > MAX_BATCH_BYTES)) {
       full = { offset, lines: current };
       offset += current.length;
       current = [];
       bytes = 0;
     }
     current.push(record);
-    bytes += record.length + 1;
+    bytes += recordBytes;
     return full;
   };
   const records = new RecordSplitter();
@@ -67,11 +69,8 @@ async function* batches(input: NodeJS.ReadableStream, size: number): AsyncGenera
       if (full !== undefined) yield full;
     }
   }
-  if (jsonText !== undefined) {
-    yield* arrayBatches(jsonText.join('\n'), size);
-    return;
-  }
-  for (const record of records.end()) {
+  // A JSON array's events are batched as lines are, by count and by bytes.
+  for (const record of jsonText === undefined ? records.end() : await arrayLines(jsonText.join('\n'))) {
     const full = add(record);
     if (full !== undefined) yield full;
   }
@@ -157,7 +156,7 @@ function depthAfter(line: string, depth: number): number {
   return depth;
 }
 
-async function* arrayBatches(text: string, size: number): AsyncGenerator<Batch> {
+async function arrayLines(text: string): Promise<string[]> {
   const { CommonErrors } = await import('../../common/errors.js');
   let events: unknown;
   try {
@@ -166,9 +165,7 @@ async function* arrayBatches(text: string, size: number): AsyncGenerator<Batch> 
     throw CommonErrors.METEORZX_USAGE(`input starts with "[" but is not a JSON array: ${(err as Error).message}`, { userError: true });
   }
   if (!Array.isArray(events)) throw CommonErrors.METEORZX_USAGE('input is not a JSON array', { userError: true });
-  for (let i = 0; i < events.length; i += size) {
-    yield { offset: i, lines: events.slice(i, i + size).map((e) => JSON.stringify(e)) };
-  }
+  return events.map((e) => JSON.stringify(e));
 }
 
 async function send(url: string, file: string | undefined, options: SendOptions): Promise<void> {
@@ -196,9 +193,9 @@ async function send(url: string, file: string | undefined, options: SendOptions)
 
   const total: IngestResponse = { accepted: 0, duplicates: 0, rejected: [] };
   let n = 0;
-  for await (const batch of batches(input, size)) {
-    n += 1;
-    const body = `${batch.lines.join('\n')}\n`;
+  /** POSTs events `offset`… as one body; the answer, with `index` counted from `offset`'s event. */
+  const post = async (lines: string[], offset: number): Promise<IngestResponse> => {
+    const body = `${lines.join('\n')}\n`;
     let res = await call(base, { method: 'POST', path: '/v1/events', token, body, contentType: 'application/x-ndjson' });
     // Backpressure (DESIGN §3.5): wait as told and send the same batch again; ids make the retry harmless.
     for (let tries = 1; (res.status === 503 || res.status === 429) && tries < MAX_TRIES; tries += 1) {
@@ -206,8 +203,20 @@ async function send(url: string, file: string | undefined, options: SendOptions)
       await new Promise((r) => setTimeout(r, (Number.isFinite(after) && after > 0 ? after : 1) * 1000));
       res = await call(base, { method: 'POST', path: '/v1/events', token, body, contentType: 'application/x-ndjson' });
     }
-    if (res.status !== 200) throw answerError(res, `batch ${n} (events ${batch.offset}-${batch.offset + batch.lines.length - 1})`);
-    const r = JSON.parse(res.body.toString('utf8')) as IngestResponse;
+    // A receiver whose limits are below this batch (maxBodyBytes, maxBatchEvents): halves, as the agent's push does.
+    if (res.status === 413 && lines.length > 1) {
+      const half = Math.ceil(lines.length / 2);
+      const first = await post(lines.slice(0, half), offset);
+      const second = await post(lines.slice(half), offset + half);
+      const moved = second.rejected.map((r) => ({ index: r.index + half, error: r.error }));
+      return { accepted: first.accepted + second.accepted, duplicates: first.duplicates + second.duplicates, rejected: [...first.rejected, ...moved] };
+    }
+    if (res.status !== 200) throw answerError(res, `batch ${n} (events ${offset}-${offset + lines.length - 1})`);
+    return JSON.parse(res.body.toString('utf8')) as IngestResponse;
+  };
+  for await (const batch of batches(input, size)) {
+    n += 1;
+    const r = await post(batch.lines, batch.offset);
     total.accepted += r.accepted;
     total.duplicates += r.duplicates;
     for (const item of r.rejected) total.rejected.push({ index: batch.offset + item.index, error: item.error });

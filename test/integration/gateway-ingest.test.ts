@@ -215,6 +215,35 @@ describe('gateway ingest with real peers', () => {
     expect(cut.stdout).toMatch(/rejected event 0: malformed JSON/);
   });
 
+  it('send splits a batch the receiver answers 413, and sizes batches in bytes, not characters', async () => {
+    // A gateway taking smaller bodies than send's batches: the whole send failed at its first batch
+    // ("batch 1 (events 0-299): HTTP 413: body is … bytes, over the limit of 65536 (maxBodyBytes)").
+    const sdir = await tempDir();
+    const small = await startGateway({ dir: sdir, config: { limits: { maxBodyBytes: '64KiB', maxEventBytes: '16KiB' } } });
+    try {
+      // 300 events of ≈1 KB, ≈300 characters each: 3 bytes per character in UTF-8.
+      const events = Array.from({ length: 300 }, (_, i) => ({ id: `big-${i}`, source: 'big', type: 't', data: { s: '中'.repeat(300) } }));
+      const nd = await runCli(['send', small.httpUrl], { input: `${events.map((e) => JSON.stringify(e)).join('\n')}\n` });
+      expect(nd.code, nd.stdout + nd.stderr).toBe(0);
+      expect(nd.stdout).toMatch(/^total: 300 events in 1 batches: accepted 300, duplicates 0, rejected 0$/m);
+      const arr = await runCli(['send', small.httpUrl], { input: JSON.stringify(events.map((e) => ({ ...e, id: `arr-${e.id}` }))) });
+      expect(arr.code, arr.stdout + arr.stderr).toBe(0);
+      expect(arr.stdout).toMatch(/^total: 300 events in 1 batches: accepted 300, duplicates 0, rejected 0$/m);
+      // One event over the body limit cannot be split: named, exit 1.
+      const one = await runCli(['send', small.httpUrl], { input: `${JSON.stringify({ type: 't', source: 'big', data: { s: 'x'.repeat(70_000) } })}\n` });
+      expect(one.code).toBe(1);
+      expect(one.stderr).toMatch(/batch 1 \(events 0-0\): HTTP 413: /);
+    } finally {
+      await small.stop();
+      await removeDir(sdir);
+    }
+    // Multi-byte text counted in characters made batches of 1,000 such events 10.5 MB, over the default 8 MiB.
+    const cjk = Array.from({ length: 1000 }, (_, i) => JSON.stringify({ id: `cjk-${i}`, source: 'cjk', type: 't', data: { s: '中'.repeat(3500) } }));
+    const sent = await runCli(['send', gw.httpUrl], { input: `${cjk.join('\n')}\n` });
+    expect(sent.code, sent.stdout + sent.stderr).toBe(0);
+    expect(sent.stdout).toMatch(/^total: 1000 events in \d+ batches: accepted 1000, duplicates 0, rejected 0$/m);
+  });
+
   it('GET /v1/sources?source= and status --source list one source and the epochs of that agent only', async () => {
     const chained = (agent: string): AuditEvent[] => {
       let prev: string | undefined;
