@@ -75,6 +75,10 @@ export function buildHttpApi(opts: HttpApiOptions): FastifyInstance {
   app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: opts.limits.maxBodyBytes }, (_req, body, done) => done(null, body));
   app.setErrorHandler((err, req, reply) => {
     if ((err as { statusCode?: number }).statusCode === undefined) req.log.error({ err }, 'request failed');
+    // fastify's own "Request body is too large" names no limit (DESIGN §2: an error names the limit).
+    if ((err as { code?: string }).code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      return sendError(reply, ProtocolErrors.METEORZX_BODY_TOO_LARGE(`body is over the limit of ${opts.limits.maxBodyBytes} bytes (maxBodyBytes)`));
+    }
     return sendError(reply, err);
   });
   app.setNotFoundHandler((req, reply) =>

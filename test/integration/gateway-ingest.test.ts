@@ -232,7 +232,7 @@ describe('gateway ingest with real peers', () => {
       // One event over the body limit cannot be split: named, exit 1.
       const one = await runCli(['send', small.httpUrl], { input: `${JSON.stringify({ type: 't', source: 'big', data: { s: 'x'.repeat(70_000) } })}\n` });
       expect(one.code).toBe(1);
-      expect(one.stderr).toMatch(/batch 1 \(events 0-0\): HTTP 413: /);
+      expect(one.stderr).toMatch(/batch 1 \(events 0-0\): HTTP 413: body is over the limit of 65536 bytes \(maxBodyBytes\)/);
     } finally {
       await small.stop();
       await removeDir(sdir);
