@@ -125,6 +125,23 @@ describe('gateway ingest with real peers', () => {
     expect((await get(`id=${'x'.repeat(129)}`)).status).toBe(400);
   });
 
+  it('answers 400 naming a query parameter it does not know, instead of ignoring the filter', async () => {
+    // `from`/`to` for since/until, a tag, a typo: each was dropped in silence, and the answer was every event (or record).
+    for (const [path, known] of [
+      ['/v1/events?source=by-id&from=2026-01-01T00:00:00Z', 'id, source, type, since, until, limit, cursor'],
+      ['/v1/events?sorce=by-id', 'id, source, type, since, until, limit, cursor'],
+      ['/v1/custody?source=by-id&outcome=rejected', 'id, source, limit, cursor'],
+      ['/v1/sources?sources=by-id', 'source, after, limit'],
+    ] as const) {
+      const res = await fetch(`${gw.httpUrl}${path}`);
+      const body = (await res.json()) as { error: string; code: string };
+      const unknown = /[?&]([a-z]+)=[^&]*$/.exec(path)?.[1] ?? '';
+      expect({ status: res.status, body }).toEqual({ status: 400, body: { code: 'METEORZX_BAD_REQUEST', error: `unknown parameter "${unknown}" (known: ${known})` } });
+    }
+    expect((await fetch(`${gw.httpUrl}/v1/verify?sorce=x`, { method: 'POST' })).status).toBe(400);
+    expect((await fetch(`${gw.httpUrl}/v1/events?source=by-id&type=t&since=0&until=99999999999999&limit=5`)).status).toBe(200);
+  });
+
   it('pages custody records by source with X-Next-Cursor: every record once, none past the last page', async () => {
     // Three posts, so the records span several commits; a duplicate and a rejection among them.
     const post = async (lines: string[]): Promise<void> => {

@@ -3,6 +3,17 @@ import { GatewayErrors } from '../../errors.js';
 
 export type QueryString = Record<string, string | string[] | undefined>;
 
+/**
+ * Refuses a parameter the route does not take: ignored, a typo or an
+ * unsupported filter (`from=`, `tag=`) answered every event as if it
+ * filtered them.
+ */
+export function onlyParams(q: QueryString, known: readonly string[]): void {
+  for (const name of Object.keys(q)) {
+    if (!known.includes(name)) throw GatewayErrors.METEORZX_BAD_REQUEST(`unknown parameter "${name.slice(0, 40)}" (known: ${known.join(', ')})`);
+  }
+}
+
 /** The single value of a parameter; a repeated parameter is a mistake, not a list. */
 export function one(q: QueryString, name: string): string | undefined {
   const v = q[name];

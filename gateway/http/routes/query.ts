@@ -4,7 +4,7 @@ import type { EventQuery } from '../../storage/types.js';
 import { GatewayErrors } from '../../errors.js';
 import type { ApiContext } from '../api-context.js';
 import { sendError } from '../reply-error.js';
-import { intParam, one, timeParam, type QueryString } from './query-params.js';
+import { intParam, one, onlyParams, timeParam, type QueryString } from './query-params.js';
 
 /** Page size when `limit` is not given, and the most one page may hold. */
 export const DEFAULT_PAGE = 1000;
@@ -30,6 +30,7 @@ export function registerQuery(app: FastifyInstance, ctx: ApiContext): void {
   app.get('/v1/events', async (req, reply) => {
     try {
       const q = req.query as QueryString;
+      onlyParams(q, ['id', 'source', 'type', 'since', 'until', 'limit', 'cursor']);
       // A page is one string: at most what one ingest body may be, however large the events (10,000 × 64 KiB is past V8's string limit).
       const query: EventQuery = { limit: intParam(q, 'limit', DEFAULT_PAGE, MAX_PAGE), maxBytes: ctx.limits.maxBodyBytes };
       const id = one(q, 'id');
@@ -56,6 +57,7 @@ export function registerQuery(app: FastifyInstance, ctx: ApiContext): void {
   app.get('/v1/sources', async (req, reply) => {
     try {
       const q = req.query as QueryString;
+      onlyParams(q, ['source', 'after', 'limit']);
       const source = sourceParam(q, 'source');
       const after = sourceParam(q, 'after');
       // A page: the whole list of a gateway that anyone with the ingest scope can grow need not fit in one answer.
@@ -70,6 +72,7 @@ export function registerQuery(app: FastifyInstance, ctx: ApiContext): void {
   app.get('/v1/custody', async (req, reply) => {
     try {
       const q = req.query as QueryString;
+      onlyParams(q, ['id', 'source', 'limit', 'cursor']);
       const id = one(q, 'id');
       const source = one(q, 'source');
       if (id === undefined && source === undefined) {

@@ -3,7 +3,7 @@ import { SOURCE_RE } from '../../../protocols/index.js';
 import { GatewayErrors } from '../../errors.js';
 import type { ApiContext } from '../api-context.js';
 import { sendError } from '../reply-error.js';
-import { one, type QueryString } from './query-params.js';
+import { one, onlyParams, type QueryString } from './query-params.js';
 
 /**
  * POST /v1/verify[?source=S] (admin scope): recomputes the custody ledger
@@ -15,6 +15,7 @@ export function registerVerify(app: FastifyInstance, ctx: ApiContext): void {
   let running: Promise<unknown> | undefined;
   app.post('/v1/verify', async (req, reply) => {
     try {
+      onlyParams(req.query as QueryString, ['source']);
       const source = one(req.query as QueryString, 'source');
       // A source no event can have would verify nothing and answer ok.
       if (source !== undefined && !SOURCE_RE.test(source)) throw GatewayErrors.METEORZX_BAD_REQUEST(`source must match ${String(SOURCE_RE)}`);
