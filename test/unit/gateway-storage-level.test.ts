@@ -202,6 +202,42 @@ describe('LevelStorage specifics', () => {
     ]);
   });
 
+  it('retention reads the day index a page at a time, not whole', async () => {
+    // It collected every index key due before deleting any: 2,000,000 keys took 196 MB of heap at once, so a
+    // retention cut from 90d to 7d on a busy store (tens of millions of commits) ran out of memory at every start.
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'meteorzx-store-'));
+    const storage = new LevelStorage({ dataDir: dir, retentionPageKeys: 40 });
+    await storage.open();
+    // Each d! index read, counted key by key (the store's database is a `level` Level).
+    const levelProto = Level.prototype as unknown as { keys: (o: { gt?: string; lt?: string }) => AsyncIterable<string> };
+    const keys = levelProto.keys;
+    let most = 0;
+    const spy = vi.spyOn(levelProto, 'keys').mockImplementation(function (this: unknown, o: { gt?: string; lt?: string }) {
+      const inner = keys.call(this, o);
+      if (!(o.lt ?? '').startsWith('d!')) return inner;
+      return (async function* () {
+        let n = 0;
+        for await (const key of inner) {
+          n += 1;
+          most = Math.max(most, n);
+          yield key;
+        }
+      })();
+    });
+    try {
+      for (let i = 0; i < 100; i += 1) await commitOf([stored(`old-${i}`)], storage);
+      expect(await storage.applyRetention(Date.UTC(2026, 2, 12))).toBe(100);
+      expect(most).toBeGreaterThan(0);
+      expect(most).toBeLessThanOrEqual(40);
+      expect((await storage.query({ limit: 1000 })).events).toEqual([]);
+      expect((await storage.verify()).problems).toEqual([]);
+    } finally {
+      spy.mockRestore();
+      await storage.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('opens without scanning: the head is one key', async () => {
     h = await makeLevel();
     await commitOf([stored('a')]);

@@ -26,7 +26,7 @@ import type { LevelHead } from './level-commit.js';
 import { LevelWriter } from './level-writer.js';
 import { RegistryCache } from './registry-cache.js';
 import { queryCustody, queryEvents } from './level-query.js';
-import { applyRetention, IdWatch } from './level-retention.js';
+import { applyRetention, IdWatch, RETENTION_PAGE_KEYS } from './level-retention.js';
 import { verifyLevel } from './level-verify.js';
 import { blockKey, custodyKey, decodePointer, epochKey, HEAD_KEY, idKey, sourceKey } from './keys.js';
 
@@ -67,6 +67,8 @@ export interface LevelStorageOptions {
   registryMaxGaps?: number;
   /** Sources, default 25,000 (≈0.2 KB each). */
   registryMaxSources?: number;
+  /** Day-index keys a retention pass reads (and holds) at a time, default 10,000. */
+  retentionPageKeys?: number;
   /**
    * Open to read only (`meteorzx verify --data-dir`): commits and retention
    * are refused and nothing is written at close — in particular no registry
@@ -142,6 +144,7 @@ export class LevelStorage implements Storage {
       registryMaxEpochs: options.registryMaxEpochs ?? 25_000,
       registryMaxGaps: options.registryMaxGaps ?? 100_000,
       registryMaxSources: options.registryMaxSources ?? 25_000,
+      retentionPageKeys: options.retentionPageKeys ?? RETENTION_PAGE_KEYS,
       readOnly: options.readOnly ?? false,
     };
     this.logger = options.logger;
@@ -495,7 +498,7 @@ export class LevelStorage implements Storage {
       // writer alone, so commits wait for one synced batch at a time, not for the whole pass.
       const watch = new IdWatch();
       this.idWatches.add(watch);
-      return applyRetention(ctx, before, this.opts.clock(), (build) => writer.exclusive((append) => append(build)), watch)
+      return applyRetention(ctx, before, this.opts.clock(), (build) => writer.exclusive((append) => append(build)), watch, this.opts.retentionPageKeys)
         .catch((err: unknown) => this.failedWrite(err))
         .finally(() => this.idWatches.delete(watch));
     } catch (err) {
