@@ -238,6 +238,39 @@ describe('LevelStorage specifics', () => {
     }
   });
 
+  it('custody by id reads the commits of an id as it pages, not all of them first', async () => {
+    // Every attempt of an id has a ci! key: a device that resends one id for months has millions, and one page
+    // of GET /v1/custody?id= read them all into memory (and sorted them) to answer its first 1,000 records.
+    h = await makeLevel();
+    await commitOf([stored('dupe')]);
+    for (let i = 0; i < 150; i += 1) {
+      await h.storage.commit({ events: [], custody: [{ at: '2026-03-10T10:00:00.000Z', outcome: 'duplicate', method: 'http', peer: 'p', id: 'dupe', source: 'host-1' }], seqs: [] });
+    }
+    const levelProto = Level.prototype as unknown as { keys: (o: { gt?: string; gte?: string; lt?: string }) => AsyncIterable<string> };
+    const keys = levelProto.keys;
+    let read = 0;
+    const spy = vi.spyOn(levelProto, 'keys').mockImplementation(function (this: unknown, o: { gt?: string; gte?: string; lt?: string }) {
+      const inner = keys.call(this, o);
+      if (!(o.gte ?? o.gt ?? '').startsWith('ci!')) return inner;
+      return (async function* () {
+        for await (const key of inner) {
+          read += 1;
+          yield key;
+        }
+      })();
+    });
+    try {
+      const first = await h.storage.custodyPage({ id: 'dupe', limit: 3 });
+      expect(first.records.map((r) => [r.n, r.outcome])).toEqual([[1, 'accepted'], [2, 'duplicate'], [3, 'duplicate']]);
+      expect(read).toBeLessThan(10);
+      const next = await h.storage.custodyPage({ id: 'dupe', limit: 200, cursor: first.nextCursor as string });
+      expect(next.records.map((r) => r.n)).toEqual(Array.from({ length: 148 }, (_, i) => i + 4));
+      expect(next.nextCursor).toBeUndefined();
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
   it('opens without scanning: the head is one key', async () => {
     h = await makeLevel();
     await commitOf([stored('a')]);

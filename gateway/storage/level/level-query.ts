@@ -140,14 +140,9 @@ export async function queryCustody(ctx: LevelContext, q: CustodyQuery): Promise<
   const keep = (r: CustodyRecord): boolean =>
     (after === undefined || r.n > after.n) && (q.id === undefined || r.id === q.id) && (q.source === undefined || r.source === q.source);
 
-  let commits: AsyncIterable<number> | number[];
+  let commits: AsyncIterable<number>;
   if (q.id !== undefined) {
-    const set = new Set<number>();
-    for await (const commit of commitsOf(ctx, `ci!${q.id}!`)) set.add(commit);
-    const pointerValue = (await ctx.db.get(idKey(q.id))) as Buffer | undefined;
-    const pointer = pointerValue === undefined ? undefined : decodePointer(pointerValue.toString());
-    if (pointer !== undefined) set.add(pointer.commit);
-    commits = [...set].filter((c) => c >= from).sort((a, b) => a - b);
+    commits = idCommits(ctx, q.id, from);
   } else if (q.source !== undefined) {
     commits = commitsOf(ctx, `cs!${q.source}!`, from);
   } else {
@@ -163,6 +158,24 @@ export async function queryCustody(ctx: LevelContext, q: CustodyQuery): Promise<
     }
   }
   return { records: out };
+}
+
+/**
+ * The commits holding records of an id, in order from `from`: its `ci!` keys, read as the page needs them
+ * (a device that resends one id for months has millions), and its dedup pointer's commit in its place.
+ */
+async function* idCommits(ctx: LevelContext, id: string, from: number): AsyncIterable<number> {
+  const value = (await ctx.db.get(idKey(id))) as Buffer | undefined;
+  let pointer = value === undefined ? undefined : decodePointer(value.toString())?.commit;
+  if (pointer !== undefined && pointer < from) pointer = undefined;
+  for await (const commit of commitsOf(ctx, `ci!${id}!`, from)) {
+    if (pointer !== undefined && pointer <= commit) {
+      if (pointer < commit) yield pointer;
+      pointer = undefined;
+    }
+    yield commit;
+  }
+  if (pointer !== undefined) yield pointer;
 }
 
 async function* allCustodyCommits(ctx: LevelContext, from: number): AsyncIterable<number> {
