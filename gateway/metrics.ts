@@ -13,6 +13,11 @@ export class GatewayMetrics {
   readonly duplicates: Counter<'method'>;
   /** Rejections per method and stage (decode, validate, rule). */
   readonly rejected: Counter<'method' | 'stage'>;
+  /**
+   * Events received whose ingest was answered with an error (queue full, a failed commit, shutting down), by
+   * error code: neither stored nor recorded; the sender retries them, and they are received again.
+   */
+  readonly refused: Counter<'method' | 'code'>;
   /** Seconds from `ingest()` to its durable answer. */
   readonly pipelineLatency: Histogram;
   /** Seconds one synced storage commit takes. */
@@ -76,6 +81,12 @@ export class GatewayMetrics {
       name: `${prefix}events_rejected_total`,
       help: 'Events rejected (recorded in custody with the reason)',
       labelNames: ['method', 'stage'],
+      registers,
+    });
+    this.refused = new Counter({
+      name: `${prefix}events_refused_total`,
+      help: 'Events received but answered with an error (overloaded, storage failed, shutting down): not stored; the sender retries them',
+      labelNames: ['method', 'code'],
       registers,
     });
     this.pipelineLatency = new Histogram({

@@ -126,7 +126,13 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
       maxWaitMs: config.commit.maxWaitMs,
       maxQueuedEvents: opts.maxQueuedEvents ?? 20 * config.commit.maxEvents,
       ...(opts.maxInFlightCommits === undefined ? {} : { maxInFlight: opts.maxInFlightCommits }),
-      ...(metrics === undefined ? {} : { onDepth: (n: number) => metrics.setQueueDepth(n) }),
+      ...(metrics === undefined
+        ? {}
+        : {
+            onDepth: (n: number) => metrics.setQueueDepth(n),
+            // Counted as received, neither stored nor recorded: without this they looked lost.
+            onRefused: (entry: PendingIngest, err: unknown) => metrics.refused.inc({ method: entry.ctx.method, code: errorCode(err) }, entry.items.length),
+          }),
     },
     (entry) => entry.items.length,
     prepare,

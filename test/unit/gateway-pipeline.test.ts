@@ -389,6 +389,17 @@ describe('pipeline', () => {
     // One write failed (an error without a code); commit 2's write did not fail, its answer did.
     const failures = await metrics.registry.getSingleMetric('meteorzx_gateway_store_commit_failures_total')?.get();
     expect(failures?.values.map((v) => [v.labels.code, v.value])).toEqual([['unknown', 1]]);
+    // Every event received is accounted for: stored, duplicate, rejected, or refused (answered with an error, to be
+    // retried). The 7 refused were counted as received and nowhere else: they looked lost.
+    const refused = await metrics.registry.getSingleMetric('meteorzx_gateway_events_refused_total')?.get();
+    expect(refused?.values.map((v) => [v.labels.code, v.value])).toEqual([
+      ['METEORZX_GATEWAY_OVERLOADED', 2],
+      ['unknown', 2],
+      ['METEORZX_STORAGE_FAILED', 3],
+    ]);
+    const received = await counter(metrics.received);
+    expect(received).toBe(12);
+    expect((await counter(metrics.accepted)) + (await counter(metrics.duplicates)) + (await counter(metrics.rejected)) + (await counter(metrics.refused))).toBe(received);
   });
 
   it('drains on close and refuses afterwards', async () => {

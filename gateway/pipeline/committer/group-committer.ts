@@ -1,6 +1,6 @@
 import { GatewayErrors } from '../../errors.js';
 
-export interface GroupCommitOptions {
+export interface GroupCommitOptions<T = unknown> {
   /** Most events in one commit (commit.maxEvents); an entry is never split, so one larger entry goes alone. */
   maxEvents: number;
   /** When nothing is in flight, how long the first waiting entry waits for company, ms (commit.maxWaitMs). */
@@ -14,6 +14,8 @@ export interface GroupCommitOptions {
   maxInFlight?: number;
   /** Called with the queue depth (events) whenever it changes. */
   onDepth?: (events: number) => void;
+  /** Called for each entry answered with an error (refused when the queue is full, or its commit failed). */
+  onRefused?: (entry: T, err: unknown) => void;
 }
 
 /** What `prepare` hands back once a commit is under way: `done` settles when it is durable, or failed. */
@@ -59,7 +61,7 @@ export class GroupCommitter<T, R> {
   private closed = false;
 
   constructor(
-    private readonly opts: GroupCommitOptions,
+    private readonly opts: GroupCommitOptions<T>,
     private readonly size: (entry: T) => number,
     private readonly prepare: PrepareCommit<T, R>,
   ) {
@@ -72,11 +74,12 @@ export class GroupCommitter<T, R> {
   }
 
   submit(entry: T): Promise<R> {
-    if (this.closed) return Promise.reject(GatewayErrors.METEORZX_PIPELINE_CLOSED('the pipeline is closed'));
+    if (this.closed) return this.refuse(entry, GatewayErrors.METEORZX_PIPELINE_CLOSED('the pipeline is closed'));
     const size = this.size(entry);
     // An empty queue always admits: a single batch larger than the bound must not wait forever.
     if (this.queued > 0 && this.queued + size > this.opts.maxQueuedEvents) {
-      return Promise.reject(
+      return this.refuse(
+        entry,
         GatewayErrors.METEORZX_GATEWAY_OVERLOADED(`${this.queued} events are waiting to be stored (limit ${this.opts.maxQueuedEvents}); retry later`),
       );
     }
@@ -86,6 +89,18 @@ export class GroupCommitter<T, R> {
       this.opts.onDepth?.(this.queued);
       this.schedule();
     });
+  }
+
+  private refuse(entry: T, err: unknown): Promise<R> {
+    this.opts.onRefused?.(entry, err);
+    return Promise.reject(err);
+  }
+
+  private fail(batch: ReadonlyArray<Waiting<T, R>>, err: unknown): void {
+    for (const w of batch) {
+      this.opts.onRefused?.(w.entry, err);
+      w.reject(err);
+    }
   }
 
   /**
@@ -148,7 +163,7 @@ export class GroupCommitter<T, R> {
     try {
       prepared = await this.prepare(batch.map((w) => w.entry));
     } catch (err) {
-      for (const w of batch) w.reject(err);
+      this.fail(batch, err);
       return;
     } finally {
       this.preparing = false;
@@ -159,7 +174,7 @@ export class GroupCommitter<T, R> {
       const results = await prepared.done;
       batch.forEach((w, i) => w.resolve(results[i] as R));
     } catch (err) {
-      for (const w of batch) w.reject(err);
+      this.fail(batch, err);
     }
   }
 
