@@ -20,6 +20,7 @@ import { isPlainObject } from '../common/config/env.js';
 import { loadConfig, parseConfig, type DeepReadonly, type LoadOptions, type ParseOptions } from '../common/config/load.js';
 import { certWithKey, clientCertFields, clientCertsNeedCa, limitsSchema, mqttUsersSchema, tlsServerFields, tlsServerSchema } from '../common/config/sections.js';
 import type { TlsSections } from '../common/tls-server.js';
+import { ALERT_KINDS } from './alerts/alert.js';
 import { isMalformedHash } from './auth/password.js';
 import { Rules } from './pipeline/rules/rules.js';
 import { Transforms } from './pipeline/transforms/transforms.js';
@@ -131,6 +132,10 @@ const ruleSchema = z
   .superRefine((rule, ctx) => {
     if (rule.tag === undefined && !rule.alert && !rule.drop) {
       ctx.addIssue({ code: 'custom', message: 'the rule does nothing: give tag, alert or drop' });
+    }
+    // A rule's alerts are counted and logged under its name, the gateway's own under their kind (alerts_total{rule}).
+    if ((ALERT_KINDS as readonly string[]).includes(rule.name)) {
+      ctx.addIssue({ code: 'custom', path: ['name'], message: `"${rule.name}" is the name of an alert kind (${ALERT_KINDS.join(', ')}); choose another` });
     }
   });
 

@@ -9,7 +9,8 @@ import type { PipelineAlert } from '../pipeline/options.js';
  * - `seq-gap`: a hole in an agent's seqs stayed open for `backfill.grace`;
  * - `volume-drop`: a source's events in a window fell under `volumeDrop.below` of the window before.
  */
-export type AlertKind = 'rule' | 'chain-break' | 'pull-failed' | 'gap-lost' | 'seq-gap' | 'volume-drop';
+export const ALERT_KINDS = ['rule', 'chain-break', 'pull-failed', 'gap-lost', 'seq-gap', 'volume-drop'] as const;
+export type AlertKind = (typeof ALERT_KINDS)[number];
 
 /** One alert, exactly as it is logged and as one element of a webhook POST. */
 export interface Alert {
