@@ -160,7 +160,8 @@ async function arrayLines(text: string): Promise<string[]> {
   const { CommonErrors } = await import('../../common/errors.js');
   let events: unknown;
   try {
-    events = JSON.parse(text);
+    // A byte-order mark first (PowerShell 5 writes one) is not part of the JSON, as the receiver's decoder also holds.
+    events = JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
   } catch (err) {
     throw CommonErrors.METEORZX_USAGE(`input starts with "[" but is not a JSON array: ${(err as Error).message}`, { userError: true });
   }

@@ -226,6 +226,11 @@ describe('gateway ingest with real peers', () => {
     const bom = await runCli(['send', gw.httpUrl], { input: `\ufeff${lines[1]}\n${lines[0]}\n${lines[2]}\n` });
     expect(bom.stdout).toMatch(/^total: 3 events in 1 batches: accepted 0, duplicates 2, rejected 1$/m);
     expect(bom.stdout).toMatch(/rejected event 1: malformed JSON/);
+    // A JSON array after a byte-order mark (PowerShell 5's Out-File -Encoding utf8 writes one): was refused whole,
+    // 'input starts with "[" but is not a JSON array: Unexpected token \'\ufeff\''.
+    const bomArray = await runCli(['send', gw.httpUrl], { input: `\ufeff[${lines[1]},\n${lines[2]}]\n` });
+    expect(bomArray.code, bomArray.stdout + bomArray.stderr).toBe(0);
+    expect(bomArray.stdout).toMatch(/^total: 2 events in 1 batches: accepted 0, duplicates 2, rejected 0$/m);
     // A pretty-printed value cut short costs only itself: the next one starts at its unindented `{`.
     const cut = await runCli(['send', gw.httpUrl], { input: `${pretty(5).split('\n').slice(0, 4).join('\n')}\n${pretty(6)}\n${pretty(7)}\n` });
     expect(cut.stdout).toMatch(/^total: 3 events in 1 batches: accepted 2, duplicates 0, rejected 1$/m);
