@@ -16,6 +16,8 @@ export const SUITE = Object.freeze([
   // One 10M-id run: the figure is a memory curve, not a timing, and a run takes minutes.
   { name: 'dedup-memory', full: ['--ids', '10000000'], quick: ['--ids', '200000'], fullRuns: 1, timeoutS: 1800 },
   { name: 'agent-e2e', full: ['--seconds', '8'], quick: ['--seconds', '3', '--cases', 'http-gateway,mqtt-gateway'] },
+  // Settles past the file intake's idle back-off (5 s) before it measures.
+  { name: 'agent-idle-files', full: ['--files', '500', '--warm-s', '10', '--measure-s', '10'], quick: ['--files', '100', '--warm-s', '6', '--measure-s', '2'] },
 ]);
 
 /** The specs to run: SUITE order, then unknown benches found in bench/, filtered by `only` (names). */

@@ -609,6 +609,57 @@ describe('TrackedFile.unchanged', () => {
   });
 });
 
+describe('TrackedFile.lookedUnchanged', () => {
+  it('takes a look with the stat of the last full one as unchanged, and quiet once read to the end; not past fullLookMs or after a write', async () => {
+    const log = join(dir, 'app.log');
+    await writeFile(log, numbered(1, 10));
+    const file = await TrackedFile.open(log, 1024, 0);
+    const look = () => stat(log, { bigint: true });
+    expect(file.lookedUnchanged(await look(), 0, 5000)).toBe(false);
+    file.rememberLook(await look(), 0);
+    expect(file.lookedUnchanged(await look(), 100, 5000)).toBe(true);
+    expect(file.quietNow).toBe(false); // not read yet
+    await file.readBatch(1000, 1 << 20, 1 << 16, 100, () => false);
+    expect(file.lookedUnchanged(await look(), 200, 5000)).toBe(true);
+    expect(file.quietNow).toBe(true);
+    // A quiet look spares the next read: it reads nothing, and nothing is lost by that (the next look sees the write).
+    expect((await file.readBatch(1000, 1 << 20, 1 << 16, 200, () => false)).bytes).toBe(0);
+    expect(file.lookedUnchanged(await look(), 5000, 5000)).toBe(false);
+    await appendFile(log, numbered(11, 11));
+    expect(file.lookedUnchanged(await look(), 300, 5000)).toBe(false);
+    await file.close();
+  });
+});
+
+describe('FileIntake: quiet paths', () => {
+  it('a path quiet for idleAfterMs is not read at every poll, and a write to it is read at once all the same', async () => {
+    const logs = join(dir, 'logs');
+    await mkdir(logs);
+    for (let i = 0; i < 20; i += 1) await writeFile(join(logs, `f${i}.log`), `line f${i}\n`);
+    // idleLookMs far off: only the directory watch brings a quiet path's next look.
+    await startIntake([spec('logs/*.log')], { idleAfterMs: 50, idleLookMs: 600_000 });
+    await waitForLines(20);
+    await new Promise((r) => setTimeout(r, 300));
+    let reads = 0;
+    TrackedFile.prototype.readBatch = function (this: TrackedFile, ...a: Parameters<TrackedFile['readBatch']>) {
+      reads += 1;
+      return realReadBatch.apply(this, a);
+    };
+    await new Promise((r) => setTimeout(r, 300));
+    // Before: 20 files read at every 10 ms poll, ≈600 reads in 300 ms.
+    expect(reads).toBe(0);
+    await appendFile(join(logs, 'f7.log'), 'line f7 again\n');
+    await waitFor(async () => (await lines()).includes('line f7 again'), 'the new line', 3000);
+    // Rotated by rename while quiet, and a new file at the path: every line once.
+    await rename(join(logs, 'f3.log'), join(dir, 'f3.log.1'));
+    await writeFile(join(logs, 'f3.log'), 'line f3 new\n');
+    await waitFor(async () => (await lines()).includes('line f3 new'), 'the new file', 3000);
+    const got = await lines();
+    expect(got.length).toBe(22);
+    expect(new Set(got).size).toBe(22);
+  });
+});
+
 describe('identitiesIn', () => {
   it('answers undefined for a directory it cannot list, never an empty listing that would say every finished file is gone; none for a directory that is gone', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'meteorzx-identities-'));

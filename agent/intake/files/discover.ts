@@ -6,22 +6,22 @@ import { glob, isDynamicPattern } from 'tinyglobby';
 /**
  * Expands the configured paths and globs (`/var/log/app/*.log`,
  * `/srv/**\/audit.log`) into absolute paths of regular files that exist now.
- * A literal path is only stat'ed, so the common case costs one syscall.
+ * A literal path is only stat'ed, so the common case costs one syscall; a glob costs its directory
+ * listings and one stat (the pattern as a literal name).
  */
 export async function discover(patterns: readonly string[], cwd: string): Promise<Map<string, number>> {
   const found = new Map<string, number>();
   for (const [index, pattern] of patterns.entries()) {
     // A file whose name holds glob characters (`app (prod).log`) is followed when named literally: as a glob,
     // `(prod)` is a group and `[1]` a class, which match other names but never this one.
-    const paths = isDynamicPattern(pattern)
-      ? [...(await glob([pattern], { cwd, absolute: true, onlyFiles: true, followSymbolicLinks: true, dot: false }).catch(() => [])), resolve(cwd, pattern)]
-      : [resolve(cwd, pattern)];
-    for (const path of paths) {
-      if (found.has(path)) continue;
-      const st = await stat(path).catch(() => undefined);
-      // First pattern wins: a file matched by two entries is read once, with the first entry's settings.
-      if (st?.isFile()) found.set(path, index);
+    // First pattern wins: a file matched by two entries is read once, with the first entry's settings.
+    if (isDynamicPattern(pattern)) {
+      // Files already (onlyFiles): stat'ing each again cost an idle agent one syscall per file per discovery.
+      const matched = await glob([pattern], { cwd, absolute: true, onlyFiles: true, followSymbolicLinks: true, dot: false }).catch(() => []);
+      for (const path of matched) if (!found.has(path)) found.set(path, index);
     }
+    const literal = resolve(cwd, pattern);
+    if (!found.has(literal) && (await stat(literal).catch(() => undefined))?.isFile() === true) found.set(literal, index);
   }
   return found;
 }

@@ -1,6 +1,6 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { isDynamicPattern } from 'tinyglobby';
 import type { AuditEvent, Limits } from '../../../protocols/index.js';
@@ -32,6 +32,10 @@ export interface FileIntakeOptions {
   pollMs?: number;
   /** How often globs are expanded again to find new files, ms. */
   discoverMs?: number;
+  /** A path whose looks found nothing to do for this long (ms, default 5 s) is looked at every `idleLookMs` only… */
+  idleAfterMs?: number;
+  /** …(default 2 s), and at once when its directory's watch reports a change under its name. */
+  idleLookMs?: number;
   /** How long a rotated-away file is still read after it stopped growing, ms (a writer may not have reopened yet). */
   rotateWaitMs?: number;
   /** Most lines per append (one group commit, one checkpoint). */
@@ -42,6 +46,11 @@ export interface FileIntakeOptions {
 }
 
 const READ_CHUNK = 64 * 1024;
+/** ms between looks at an unchanged file that read its first bytes again anyway (TrackedFile.lookedUnchanged). */
+const FULL_LOOK_MS = 5000;
+/** Defaults of `idleAfterMs` and `idleLookMs` (FileIntake.lookLater). */
+const IDLE_AFTER_MS = 5000;
+const IDLE_LOOK_MS = 2000;
 
 /**
  * Follows log files (DESIGN §3, issue 6): each line becomes an event, and
@@ -161,11 +170,17 @@ export class FileIntake implements Intake {
           await this.gone.lookAll();
         }
         for (const wp of [...this.paths.values()]) {
+          const now = this.now();
+          // Below the last look: the clock went back; look now rather than wait for it to catch up.
+          if (now < wp.pollAt && wp.pollAt - now <= (this.options.idleLookMs ?? IDLE_LOOK_MS)) continue;
           try {
-            await this.checkPath(wp);
-            for (const file of wp.files()) if (await this.pump(wp, file)) busy = true;
+            const quiet = await this.checkPath(wp);
+            let read = false;
+            for (const file of wp.files()) if (await this.pump(wp, file)) read = true;
+            if (read) busy = true;
             await this.finishDrained(wp);
             this.failing.delete(wp.path);
+            this.lookLater(wp, quiet && !read && wp.draining.length === 0, now);
           } catch (err) {
             // One path's I/O error (EIO, an NFS ESTALE) must not stop the others: it is tried again next poll.
             if (this.closing || err instanceof AppendAbortedError) throw err;
@@ -180,6 +195,23 @@ export class FileIntake implements Intake {
       }
       if (!busy) await this.sleep(pollMs);
     }
+  }
+
+  /**
+   * Polling every path every `pollMs` cost an idle agent a stat per file per poll: with 500 quiet files,
+   * a quarter of a core. A path whose looks found nothing to do for `idleAfterMs` is looked at every
+   * `idleLookMs`, as Filebeat backs off an idle harvester, and at once when the watch on its directory
+   * reports a change under its name (watchDir): a write is then read as soon as before. Where the watch
+   * says nothing (NFS written from another host), a quiet file's next lines wait `idleLookMs` at most.
+   */
+  private lookLater(wp: WatchedPath, quiet: boolean, now: number): void {
+    if (!quiet) {
+      wp.quietSince = undefined;
+      wp.pollAt = 0;
+      return;
+    }
+    wp.quietSince ??= now;
+    wp.pollAt = now - wp.quietSince >= (this.options.idleAfterMs ?? IDLE_AFTER_MS) ? now + (this.options.idleLookMs ?? IDLE_LOOK_MS) : 0;
   }
 
   /** Counts a path's failed poll; logs it when it starts failing, then at most once a minute while it goes on. */
@@ -265,8 +297,11 @@ export class FileIntake implements Intake {
     this.options.logger?.warn({ path, code, err: err.message }, 'file cannot be opened: not followed until it can be');
   }
 
-  /** Notices a rename, a deletion, a new file at the path, or a truncation of the current file. */
-  private async checkPath(wp: WatchedPath): Promise<void> {
+  /**
+   * Notices a rename, a deletion, a new file at the path, or a truncation of the current file. True when
+   * the look found nothing to do: the file as at the last look and read to its end, or still no file.
+   */
+  private async checkPath(wp: WatchedPath): Promise<boolean> {
     const since = wp.checkedAt;
     wp.checkedAt = this.now();
     const st = await stat(wp.path, { bigint: true }).catch(() => undefined);
@@ -289,25 +324,30 @@ export class FileIntake implements Intake {
       wp.lookForGone = true;
       wp.lastListing = undefined;
     }
-    if (st === undefined || id === undefined) return;
+    if (st === undefined || id === undefined) return wp.idle;
     if (wp.current === undefined) {
-      if (this.openFiles.has(id)) return;
+      if (this.openFiles.has(id)) return false;
       const file = await openCurrent(this.resume, wp, true, false, since);
-      if (file === undefined) return;
+      if (file === undefined) return false;
       wp.current = file;
       this.openFiles.set(file.id, file);
       for (const f of wp.draining) this.openFiles.set(f.id, f);
       await this.commitMeta([wp], wp.files());
-      return;
+      return false;
     }
     const size = Number(st.size);
     const file = wp.current;
+    if (file.lookedUnchanged(st, this.now(), FULL_LOOK_MS)) return file.quietNow;
     if (!(await file.unchanged(size))) {
       await this.truncated(wp, file, size, since);
-      return;
+      return false;
     }
+    file.rememberLook(st, this.now());
+    // Not grown and read to its end: quiet, though this look read the first bytes again (every fullLookMs).
+    const quiet = size <= file.size && file.atEof && file.readPos >= size;
     if (size > file.size) file.size = size;
-    await this.grewFromEmpty(wp, file);
+    const adopted = await this.grewFromEmpty(wp, file);
+    return quiet && !adopted;
   }
 
   /**
@@ -486,7 +526,13 @@ export class FileIntake implements Intake {
     if (this.watchers.has(dir)) return;
     try {
       // Only a hint to poll now; polling stays the source of truth (fs.watch misses events on some filesystems).
-      const w = watch(dir, { persistent: false }, () => this.wakeUp?.());
+      const w = watch(dir, { persistent: false }, (_event, name) => {
+        // A quiet path named by the event is looked at in this poll; without a name, every path in the directory.
+        const named = name === null ? undefined : this.paths.get(join(dir, name));
+        if (named !== undefined) named.pollAt = 0;
+        else if (name === null) for (const wp of this.paths.values()) if (dirname(wp.path) === dir) wp.pollAt = 0;
+        this.wakeUp?.();
+      });
       w.on('error', () => w.close());
       this.watchers.set(dir, w);
     } catch {

@@ -1,3 +1,4 @@
+import type { BigIntStats } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { checkFingerprint, fileIdOf, fingerprint, type FileId, type FileRecord, type Fingerprint } from './checkpoint.js';
 import { LineSplitter, type Line } from './line-splitter.js';
@@ -43,6 +44,10 @@ export class TrackedFile {
    */
   emptySince: number | undefined;
   private splitter: LineSplitter;
+  /** Size, mtime and ctime (ns) of the path's stat at the last look that checked the fingerprint, and when (clock ms). */
+  private looked: { stat: string; at: number } | undefined;
+  /** A look found nothing changed with everything read: the next readBatch would read 0 bytes, and does not read. */
+  private quiet = false;
 
   private constructor(
     readonly id: FileId,
@@ -114,6 +119,11 @@ export class TrackedFile {
   async readBatch(maxLines: number, maxBytes: number, chunkBytes: number, now: number, stop: () => boolean): Promise<{ lines: Line[]; bytes: number }> {
     const lines: Line[] = [];
     let bytes = 0;
+    if (this.quiet) {
+      // What changed since the look is seen by the next one (its stat differs), as a change after the read would be.
+      this.quiet = false;
+      return { lines, bytes };
+    }
     while (lines.length < maxLines && bytes < maxBytes && !stop()) {
       const got = await this.read(chunkBytes, now);
       if (got.bytesRead === 0) break;
@@ -148,8 +158,35 @@ export class TrackedFile {
     return true;
   }
 
+  /**
+   * A look at the path that finds its stat as at the last look that checked the fingerprint (size, and
+   * mtime and ctime to the ns: a write or truncation moves them), within `fullLookMs` of it: the file is
+   * unchanged without reading its first bytes again, and, read to its end, the next readBatch reads
+   * nothing. An idle file then costs its look one stat, not a stat, a fingerprint read and hash, and a
+   * 64 KiB read (500 idle files took a quarter of a core). The full look every `fullLookMs` bounds what a
+   * file system with coarse timestamps could hide (a copytruncate and a rewrite to the same size within
+   * one tick).
+   */
+  /** Set by lookedUnchanged: nothing changed and everything was read, so this poll has nothing to do here. */
+  get quietNow(): boolean {
+    return this.quiet;
+  }
+
+  lookedUnchanged(st: BigIntStats, now: number, fullLookMs: number): boolean {
+    const looked = this.looked;
+    if (looked === undefined || looked.stat !== statKey(st) || now - looked.at >= fullLookMs || now < looked.at) return false;
+    this.quiet = this.atEof && this.readPos >= Number(st.size);
+    return true;
+  }
+
+  /** Remembers the stat of a look that checked the fingerprint and found the file unchanged (see lookedUnchanged). */
+  rememberLook(st: BigIntStats, now: number): void {
+    this.looked = { stat: statKey(st), at: now };
+  }
+
   /** Takes the fingerprint again from the start (after a truncation the file has new first bytes). */
   async resetFingerprint(now: number): Promise<void> {
+    this.looked = undefined;
     this.fp = await fingerprint(this.fh, this.size);
     this.emptySince = this.fp.len === 0 ? now : undefined;
   }
@@ -163,4 +200,8 @@ export class TrackedFile {
   close(): Promise<void> {
     return this.fh.close().catch(() => undefined);
   }
+}
+
+function statKey(st: BigIntStats): string {
+  return `${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
 }

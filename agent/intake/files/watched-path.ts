@@ -30,6 +30,10 @@ export class WatchedPath {
   lastListing: string | undefined;
   /** Clock ms of the next look when nothing prompts one (a file deleted by hand, or late). */
   nextLookAt = 0;
+  /** Clock ms before which the poll passes this path by (a quiet path: FileIntake.lookLater); 0: every poll. */
+  pollAt = 0;
+  /** Clock ms since which every look found nothing to do; undefined while something happens. */
+  quietSince: number | undefined;
 
   constructor(
     readonly path: string,
