@@ -12,7 +12,7 @@ import { LineReader, type ReadView } from './line-reader.js';
 import { openStore, type OpenedStore } from './open-store.js';
 import { resolveBufferOptions, type BufferOptions, type ResolvedBufferOptions } from './options.js';
 import { recoveries, RefusedWrite, refusedWrite, reopenStore, type Recovery } from './store-recovery.js';
-import type { AgentBuffer, BufferState, ExtraOp, StoredLine } from './types.js';
+import type { AgentBuffer, AppendOptions, BufferState, ExtraOp, StoredLine } from './types.js';
 
 const MAX_EXTRA_KEY = 256;
 
@@ -96,11 +96,11 @@ export class LevelBuffer implements AgentBuffer {
     return this.closing;
   }
 
-  append(events: readonly AuditEvent[], extra?: readonly ExtraOp[]): Promise<ChainedEvent[]> {
+  append(events: readonly AuditEvent[], extra?: readonly ExtraOp[], options?: AppendOptions): Promise<ChainedEvent[]> {
     if (this.db === undefined || this.closing !== undefined) {
       return Promise.reject(AgentErrors.METEORZX_BUFFER_CLOSED('the buffer is not open'));
     }
-    if (this.isFull() && events.length > 0) {
+    if (this.isFull() && events.length > 0 && options?.evenIfFull !== true) {
       const detail = `buffer holds ${this.s.bufferedBytes} bytes, limit ${this.opts.maxBytes} (buffer.maxBytes)`;
       return Promise.reject(
         this.opts.whenFull === 'reject'

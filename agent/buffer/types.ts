@@ -36,6 +36,16 @@ export interface ExtraOp {
   value: string | null;
 }
 
+/** How an append meets a full buffer. */
+export interface AppendOptions {
+  /**
+   * Taken even when the buffer is full, whatever `whenFull` says: for the gap event that records a
+   * loss (an event the gateway refused for good), which a full buffer must not turn into a silent
+   * one. Its few hundred bytes may pass `maxBytes`, as the commits in flight may.
+   */
+  evenIfFull?: boolean;
+}
+
 /** One buffered event as stored: its seq and its canonical JSON line, the exact text its hash covers plus `hash`. */
 export interface StoredLine {
   seq: number;
@@ -57,8 +67,9 @@ export interface AgentBuffer {
    * durability `os`). Rejects with METEORZX_BUFFER_FULL (status 503, policy
    * block) or METEORZX_BUFFER_REJECTED (status 507, policy reject) when full.
    * `extra` ops (e.g. a file offset checkpoint, or its deletion) are written in the same batch.
+   * With `options.evenIfFull` nothing is refused for being full.
    */
-  append(events: readonly AuditEvent[], extra?: readonly ExtraOp[]): Promise<ChainedEvent[]>;
+  append(events: readonly AuditEvent[], extra?: readonly ExtraOp[], options?: AppendOptions): Promise<ChainedEvent[]>;
   /** Events with seq > after, in seq order, at most `limit` (and about `maxBytes`). */
   read(after: number, limit: number, maxBytes?: number): Promise<ChainedEvent[]>;
   /**

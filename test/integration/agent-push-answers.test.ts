@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChainedEvent } from '../../protocols/index.js';
 import {
@@ -65,6 +66,44 @@ describe('agent push against uncommon gateway answers', () => {
     expect(stored.map((e) => e.id).sort()).toEqual(events(id, 10).map((e) => e.id).sort());
     expect(stored.every((e) => e.type === 'push.answers')).toBe(true);
     expect(await fixed.stop()).toBe(0);
+    await removeDir(sub);
+  });
+
+  it('a full buffer (whenFull block) still records the gap event of an event the gateway refuses for good', async () => {
+    const sub = await tempDir('push-refused-full');
+    const id = 'push-refused-full';
+    const port = await freePort();
+    const agent = await startAgent(sub, {
+      id,
+      limits: { maxEventBytes: '8KiB' },
+      buffer: { maxBytes: '32KiB', whenFull: 'block' },
+      push: { http: { url: `http://127.0.0.1:${port}/v1/events` }, batch: { maxEvents: 5, maxWaitMs: 0 }, backoff: { initialMs: 1, maxMs: 50 }, breaker: { threshold: 100, cooldownMs: 50 } },
+    });
+    // Seq 1 is over the gateway's 4 KiB body limit (random, so gzip cannot shrink it): refused alone, it is skipped.
+    const poison = { id: `${id}-poison`, type: 'push.answers', data: { pad: randomBytes(4500).toString('base64') } };
+    expect((await postEvents(agent.intakeUrl, [poison])).status).toBe(200);
+    // Then the buffer is filled while no gateway listens, so it is full when the refusal comes.
+    const acked: string[] = [];
+    for (let n = 0; n < 400; n += 1) {
+      const batch = Array.from({ length: 5 }, (_, i) => ({ id: `${id}-${n}-${i}`, type: 'push.answers', data: { pad: randomBytes(100).toString('base64') } }));
+      const res = await postEvents(agent.intakeUrl, batch);
+      if (res.status !== 200) break;
+      acked.push(...batch.map((e) => e.id));
+    }
+    expect((await agent.status()).bufferedBytes).toBeGreaterThanOrEqual(32 * 1024);
+    const gw = await startGateway(sub, port, { limits: { maxBodyBytes: '4KiB', maxEventBytes: '4KiB' } });
+    await waitFor(async () => {
+      const s = await agent.status();
+      return s.delivered === s.head && s.push.state === 'idle';
+    }, 'delivered everything');
+    expect(await agent.metric('meteorzx_agent_events_skipped_total')).toBe(1);
+    const stored = await gatewayEvents(gw.url, id);
+    // Before, appending the gap event failed on the full buffer (logged only): seq 1 was lost with no gap event.
+    const gaps = stored.filter((e) => e.type === 'meteorzx.gap');
+    expect(gaps.map((e) => e.data)).toMatchObject([{ from: 1, to: 1, count: 1, reason: 'gateway-refused', id: poison.id }]);
+    expect(stored.filter((e) => e.type !== 'meteorzx.gap').map((e) => e.id).sort()).toEqual([...acked].sort());
+    expect(await agent.stop()).toBe(0);
+    await gw.stop();
     await removeDir(sub);
   });
 
