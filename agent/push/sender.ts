@@ -374,15 +374,12 @@ export class Sender {
         batch.held = true;
         continue;
       }
+      // Even into a full buffer: the refused event holds the delivered cursor back, so under `block` or
+      // `reject` the buffer is full until it is skipped, and a gap event refused for that left the loss silent.
+      // A gap that cannot be written now (a failed write) fails this step: the event is skipped once it is.
+      await this.buffer.append([refusedGap(item, batch.error ?? 'unknown')], undefined, { evenIfFull: true });
       this.options.metrics?.eventsSkipped.inc();
       this.options.logger?.error({ seq: item.seq, id: idOf(item), error: batch.error }, 'gateway permanently refused an event; skipping it');
-      try {
-        // Even into a full buffer: the refused event holds the delivered cursor back, so under `block` or
-        // `reject` the buffer is full until it is skipped, and a gap event refused for that left the loss silent.
-        await this.buffer.append([refusedGap(item, batch.error ?? 'unknown')], undefined, { evenIfFull: true });
-      } catch (err) {
-        this.options.logger?.error({ err, seq: item.seq }, 'could not record the gap event for a skipped event');
-      }
       batch.status = 'acked';
     }
   }

@@ -251,6 +251,25 @@ describe('push sender', () => {
     expect(gap?.data).toMatchObject({ from: 6, to: 6, count: 1, reason: 'gateway-refused', id: poison });
   });
 
+  it('skips a refused event only once its gap event is written: a failed write holds it, then it is recorded', async () => {
+    const buffer = new FakeBuffer();
+    await buffer.fill(8);
+    const poison = buffer.events[5]?.id;
+    const idOf = (e: StoredLine) => (JSON.parse(e.line) as { id: string }).id;
+    const transport = new ScriptedTransport(2, (events) =>
+      events.some((e) => idOf(e) === poison) ? { kind: 'permanent', error: 'gateway answered 413: too large' } : { kind: 'acked', rejected: [] },
+    );
+    buffer.failAppend = new Error('group commit failed: No space left on device');
+    await makeSender(buffer, transport, { maxEvents: 8 }).start();
+    await waitFor(() => buffer.appendCalls > 1, 'the gap append tried');
+    await new Promise((r) => setTimeout(r, 50));
+    // Before, the failed gap append was only logged and seq 6 passed as delivered: a loss no gap event names.
+    expect(buffer.delivered).toBeLessThan(6);
+    buffer.failAppend = undefined;
+    await waitFor(() => buffer.delivered >= 9, 'delivered past the gap event');
+    expect(buffer.events[8]?.data).toMatchObject({ from: 6, to: 6, count: 1, reason: 'gateway-refused', id: poison });
+  });
+
   it('skips nothing when the gateway refuses every body (a wrong URL): no event lost, no gap event, backs off, then delivers all', async () => {
     const buffer = new FakeBuffer();
     await buffer.fill(6);
