@@ -60,4 +60,19 @@ describe('Retry-After', () => {
     expect(parseRetryAfter('soon')).toBeUndefined();
     expect(parseRetryAfter(undefined)).toBeUndefined();
   });
+
+  it('reads all three HTTP-date forms as GMT, the zoneless asctime one too, whatever the local time zone', () => {
+    const tz = process.env.TZ;
+    process.env.TZ = 'America/New_York';
+    try {
+      const now = Date.UTC(2026, 11, 7, 18, 17, 4);
+      expect(parseRetryAfter('Mon, 07 Dec 2026 18:17:14 GMT', now)).toBe(10_000); // IMF-fixdate
+      expect(parseRetryAfter('Monday, 07-Dec-26 18:17:14 GMT', now)).toBe(10_000); // RFC 850
+      // asctime: before, read as New York time, 5 h late (a wait of the 5 min cap instead of 10 s).
+      expect(parseRetryAfter('Mon Dec  7 18:17:14 2026', now)).toBe(10_000);
+    } finally {
+      if (tz === undefined) delete process.env.TZ;
+      else process.env.TZ = tz;
+    }
+  });
 });
