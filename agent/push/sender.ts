@@ -178,26 +178,30 @@ export class Sender {
     while (this.inflight < limit && !this.closing) {
       if (this.failedSince(launched)) break;
       const due = (b: Batch): boolean => (b.status === 'failed' || b.status === 'pending') && !launched.has(b);
-      // A held event goes after the others: with one send in flight it would otherwise go first every time,
-      // and nothing after it could ever show that the gateway takes events (then it is skipped).
-      const retry = this.window.find((b) => due(b) && b.held !== true) ?? this.window.find(due);
+      // A held event goes after the others, and after a new batch when held events alone fill the window
+      // (maxInFlight 1 and a refused event that went alone): only a send started after it can show that the
+      // gateway takes events (then it is skipped), and with the held event first every time none ever would.
+      const retry = this.window.find((b) => due(b) && b.held !== true);
       if (retry !== undefined) {
-        launched.add(retry);
-        if (retry.status === 'failed') await this.reload(retry);
-        if (retry.events.length === 0) retry.status = 'acked';
-        else this.launch(retry);
+        await this.relaunch(retry, launched);
         continue;
       }
-      if (this.window.length >= this.transport.maxInFlight) break;
-      const next = await this.readNext();
-      if (next === undefined) break;
-      if (typeof next === 'number') {
-        lingerMs = next;
-        break;
+      if (this.window.length < this.transport.maxInFlight || this.heldOnly()) {
+        const next = await this.readNext();
+        if (typeof next === 'number') {
+          lingerMs = next;
+          break;
+        }
+        if (next !== undefined) {
+          this.window.push(next);
+          launched.add(next);
+          this.launch(next);
+          continue;
+        }
       }
-      this.window.push(next);
-      launched.add(next);
-      this.launch(next);
+      const held = this.window.find(due);
+      if (held === undefined) break;
+      await this.relaunch(held, launched);
     }
     // A retry whose events were all dropped meanwhile (drop-oldest, retention) is settled without a
     // send, so no outcome will wake this loop, and a full window stops it reading on. When that leaves
@@ -207,6 +211,22 @@ export class Sender {
     if (this.inflight > 0) this.setState(breaker === 'half-open' ? 'half-open' : 'sending');
     else this.setState('idle');
     await this.wake.wait(lingerMs);
+  }
+
+  /** Sends a batch of the window again (what the buffer holds of it now, see reload); one with nothing left is settled. */
+  private async relaunch(batch: Batch, launched: Set<Batch>): Promise<void> {
+    launched.add(batch);
+    if (batch.status === 'failed') await this.reload(batch);
+    if (batch.events.length === 0) batch.status = 'acked';
+    else this.launch(batch);
+  }
+
+  /**
+   * True when the window holds only held events (and acked batches waiting for them), at most
+   * maxInFlight: one more batch may then be read past the bound, to go before them.
+   */
+  private heldOnly(): boolean {
+    return this.window.length <= this.transport.maxInFlight && this.window.every((b) => b.held === true || b.status === 'acked');
   }
 
   /** True when a send started in this step has already failed (then the backoff decides what happens next). */

@@ -107,6 +107,37 @@ describe('agent push against uncommon gateway answers', () => {
     await removeDir(sub);
   });
 
+  it('with push.http.maxInFlight 1, an event the gateway refuses for good, sent alone, is skipped and the events after it delivered', async () => {
+    const sub = await tempDir('push-refused-alone');
+    const id = 'push-refused-alone';
+    const gw = await startGateway(sub, await freePort(), { limits: { maxBodyBytes: '4KiB', maxEventBytes: '4KiB' } });
+    const agent = await startAgent(sub, {
+      id,
+      limits: { maxEventBytes: '8KiB' },
+      push: { http: { url: `${gw.url}/v1/events`, maxInFlight: 1 }, batch: { maxEvents: 5, maxWaitMs: 0 }, backoff: { initialMs: 1, maxMs: 50 }, breaker: { threshold: 3, cooldownMs: 50 } },
+    });
+    // Over the gateway's 4 KiB body limit (random, so gzip cannot shrink it), and the only event pending: a batch of one.
+    const poison = { id: `${id}-poison`, type: 'push.answers', data: { pad: randomBytes(4500).toString('base64') } };
+    expect((await postEvents(agent.intakeUrl, [poison])).status).toBe(200);
+    await waitFor(async () => (await agent.metric('meteorzx_agent_push_sends_total{result="permanent"}')) >= 1, 'the event refused');
+    const after = events(id, 10);
+    expect((await postEvents(agent.intakeUrl, after)).status).toBe(200);
+    // Before, the refused event filled the one-batch window alone: no later event was read, so none could
+    // show that the gateway takes events, and it was resent for ever while everything after it waited.
+    await waitFor(async () => {
+      const s = await agent.status();
+      return s.delivered === s.head && s.head === 12;
+    }, 'delivered past the refused event', 15_000).catch(async (err: Error) => {
+      throw new Error(`${err.message}; status ${JSON.stringify(await agent.status())}`);
+    });
+    const stored = await gatewayEvents(gw.url, id);
+    expect(stored.filter((e) => e.type !== 'meteorzx.gap').map((e) => e.id).sort()).toEqual(after.map((e) => e.id).sort());
+    expect(stored.filter((e) => e.type === 'meteorzx.gap').map((e) => e.data)).toMatchObject([{ from: 1, to: 1, reason: 'gateway-refused', id: poison.id }]);
+    expect(await agent.stop()).toBe(0);
+    await gw.stop();
+    await removeDir(sub);
+  });
+
   it('MQTT push to a gateway whose packet limit is below the batch: the batch is halved until it fits, every event arrives once', async () => {
     const sub = await tempDir('push-mqtt-small');
     const id = 'push-mqtt-small';

@@ -312,6 +312,23 @@ describe('push sender', () => {
     expect(buffer.events[8]?.data).toMatchObject({ from: 1, to: 1, count: 1, reason: 'gateway-refused', id: poison });
   });
 
+  it('with one send in flight, a refused event that went alone lets a batch read after it prove the gateway takes others, then is skipped', async () => {
+    const buffer = new FakeBuffer();
+    await buffer.fill(1);
+    const poison = buffer.events[0]?.id;
+    const idOf = (e: StoredLine) => (JSON.parse(e.line) as { id: string }).id;
+    const transport = new ScriptedTransport(1, (events) =>
+      events.some((e) => idOf(e) === poison) ? { kind: 'permanent', error: 'gateway answered 413: too large' } : { kind: 'acked', rejected: [] },
+    );
+    await makeSender(buffer, transport, { maxEvents: 8, breaker: { threshold: 100, cooldownMs: 1 } }).start();
+    await waitFor(() => transport.sent.length >= 2, 'the lone event refused twice');
+    await buffer.fill(5);
+    // Before, the held event filled the one-batch window: nothing after it was read, and it was resent for ever.
+    await waitFor(() => buffer.delivered >= 7, 'delivered past the gap event');
+    expect(buffer.events[6]?.data).toMatchObject({ from: 1, to: 1, count: 1, reason: 'gateway-refused', id: poison });
+    expect(new Set(transport.sent.filter((b) => !b.some((e) => idOf(e) === poison)).flat().map((e) => e.seq))).toEqual(new Set([2, 3, 4, 5, 6, 7]));
+  });
+
   it('skips nothing in flight when a proxy starts refusing every body just after an earlier send was acked', async () => {
     const buffer = new FakeBuffer();
     await buffer.fill(30);
