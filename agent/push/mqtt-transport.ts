@@ -218,7 +218,7 @@ export class MqttTransport implements PushTransport {
       ...(this.options.cert === undefined || this.options.key === undefined ? {} : { cert: this.options.cert, key: this.options.key }),
     };
     return new Promise<MqttClient>((resolve, reject) => {
-      const client = mqtt.connect(this.options.url, options);
+      const client = mqtt.connect(brokerUrl(this.options.url), options);
       let settled = false;
       client.on('connect', () => {
         settled = true;
@@ -264,6 +264,15 @@ export class MqttTransport implements PushTransport {
   private failAll(error: string, unanswered = false, client?: MqttClient): void {
     for (const [fail, on] of [...this.pending]) if (client === undefined || on === client) fail(error, unanswered);
   }
+}
+
+/**
+ * The URL to connect to: a WebSocket URL that names no path gets `/mqtt`, the path of the gateway's
+ * WebSocket listener (and of EMQX, HiveMQ, VerneMQ; Mosquitto takes any). MQTT.js asks for `/`, which
+ * the gateway refuses, so `ws://gw:8083` (as the gateway's ready line names it) never connected.
+ */
+export function brokerUrl(url: string): string {
+  return /^wss?:\/\/[^/?#]+$/i.test(url) ? `${url}/mqtt` : url;
 }
 
 /**

@@ -138,6 +138,23 @@ describe('agent push against uncommon gateway answers', () => {
     await removeDir(sub);
   });
 
+  it('MQTT push over WebSocket to a URL with no path (ws://host:port) reaches the gateway, whose listener serves /mqtt', async () => {
+    const sub = await tempDir('push-ws');
+    const id = 'push-ws';
+    const wsPort = await freePort();
+    const gw = await startGateway(sub, await freePort(), { mqtt: { listen: '127.0.0.1:0', ws: { listen: `127.0.0.1:${wsPort}` } } });
+    const agent = await startAgent(sub, { id, push: { mqtt: { url: `ws://127.0.0.1:${wsPort}` }, backoff: { initialMs: 1, maxMs: 50 } } });
+    expect((await postEvents(agent.intakeUrl, events(id, 10))).status).toBe(200);
+    // Before, MQTT.js asked for the path / and the gateway closed the upgrade: "connection closed before CONNACK" for ever.
+    await waitFor(async () => (await agent.status()).delivered === 10, 'delivered 10', 15_000).catch(async (err: Error) => {
+      throw new Error(`${err.message}; status ${JSON.stringify(await agent.status())}`);
+    });
+    expect((await gatewayEvents(gw.url, id)).map((e) => e.id).sort()).toEqual(events(id, 10).map((e) => e.id).sort());
+    expect(await agent.stop()).toBe(0);
+    await gw.stop();
+    await removeDir(sub);
+  });
+
   it('MQTT push to a gateway whose packet limit is below the batch: the batch is halved until it fits, every event arrives once', async () => {
     const sub = await tempDir('push-mqtt-small');
     const id = 'push-mqtt-small';
