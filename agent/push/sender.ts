@@ -222,11 +222,17 @@ export class Sender {
   }
 
   /**
-   * True when the window holds only held events (and acked batches waiting for them), at most
-   * maxInFlight: one more batch may then be read past the bound, to go before them.
+   * True when the window holds only held events, so that one more batch may be read past the bound to go
+   * before them: up to maxInFlight of them, and past that while they hold less than one batch's bytes
+   * (maxBytes; maxEvents events without it), so that refused events in a row, each sent alone, are not
+   * stuck either.
    */
   private heldOnly(): boolean {
-    return this.window.length <= this.transport.maxInFlight && this.window.every((b) => b.held === true || b.status === 'acked');
+    if (!this.window.every((b) => b.held === true)) return false;
+    if (this.window.length <= this.transport.maxInFlight) return true;
+    let bytes = 0;
+    for (const b of this.window) for (const e of b.events) bytes += e.line.length + 1;
+    return this.options.maxBytes === undefined ? this.window.length < this.options.maxEvents : bytes < this.options.maxBytes;
   }
 
   /** True when a send started in this step has already failed (then the backoff decides what happens next). */

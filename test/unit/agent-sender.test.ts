@@ -329,6 +329,27 @@ describe('push sender', () => {
     expect(new Set(transport.sent.filter((b) => !b.some((e) => idOf(e) === poison)).flat().map((e) => e.seq))).toEqual(new Set([2, 3, 4, 5, 6, 7]));
   });
 
+  it('with one send in flight, refused events in a row that each went alone are all skipped once a later batch is acked', async () => {
+    const buffer = new FakeBuffer();
+    const idOf = (e: StoredLine) => (JSON.parse(e.line) as { id: string }).id;
+    const refused = new Set<string>();
+    const transport = new ScriptedTransport(1, (events) =>
+      events.some((e) => refused.has(idOf(e))) ? { kind: 'permanent', error: 'gateway answered 413: too large' } : { kind: 'acked', rejected: [] },
+    );
+    await makeSender(buffer, transport, { maxEvents: 8, maxBytes: 64 * 1024, breaker: { threshold: 100, cooldownMs: 1 } }).start();
+    // Three refused events, each appended (and so sent) alone, then good ones.
+    for (let i = 0; i < 3; i += 1) {
+      const [e] = await buffer.fill(1);
+      refused.add(e?.id as string);
+      await waitFor(() => transport.sent.some((b) => b.length === 1 && b[0]?.seq === i + 1), `event ${i + 1} sent`);
+    }
+    await buffer.fill(4);
+    // Before, the first two held events filled the window past maxInFlight: nothing after them was read.
+    await waitFor(() => buffer.delivered >= 10, 'delivered past the three gap events');
+    const gaps = buffer.events.filter((e) => e.type === 'meteorzx.gap').map((e) => (e.data as { from: number }).from);
+    expect(gaps.sort()).toEqual([1, 2, 3]);
+  });
+
   it('skips nothing in flight when a proxy starts refusing every body just after an earlier send was acked', async () => {
     const buffer = new FakeBuffer();
     await buffer.fill(30);
