@@ -69,8 +69,9 @@ export class LineReader {
       const { firstSeq, lines } = block;
       for (let i = seq - firstSeq; i < lines.length && out.length < limit && bytes < maxBytes; i++) {
         const line = lines[i] as string;
-        // The first event always goes, so an event larger than maxBytes cannot stall a reader.
-        bytes += line.length + 1;
+        // The first event always goes, so an event larger than maxBytes cannot stall a reader. Bytes in
+        // UTF-8, as sent: counted in UTF-16 units, a batch of CJK text was up to three times maxBytes.
+        bytes += Buffer.byteLength(line) + 1;
         if (bytes > maxBytes && out.length > 0) return this.consumed(out);
         out.push({ seq: firstSeq + i, line });
       }

@@ -70,7 +70,7 @@ export interface AgentBuffer {
    * With `options.evenIfFull` nothing is refused for being full.
    */
   append(events: readonly AuditEvent[], extra?: readonly ExtraOp[], options?: AppendOptions): Promise<ChainedEvent[]>;
-  /** Events with seq > after, in seq order, at most `limit` (and about `maxBytes`). */
+  /** Events with seq > after, in seq order, at most `limit` (and about `maxBytes`: UTF-8 bytes of their lines, each with a newline). */
   read(after: number, limit: number, maxBytes?: number): Promise<ChainedEvent[]>;
   /**
    * The same events as `read`, as their stored lines: what push and pull

@@ -231,7 +231,7 @@ export class Sender {
     if (!this.window.every((b) => b.held === true)) return false;
     if (this.window.length <= this.transport.maxInFlight) return true;
     let bytes = 0;
-    for (const b of this.window) for (const e of b.events) bytes += e.line.length + 1;
+    for (const b of this.window) for (const e of b.events) bytes += Buffer.byteLength(e.line) + 1;
     return this.options.maxBytes === undefined ? this.window.length < this.options.maxEvents : bytes < this.options.maxBytes;
   }
 

@@ -155,6 +155,49 @@ describe('agent push against uncommon gateway answers', () => {
     await removeDir(sub);
   });
 
+  it('a batch of non-ASCII events stays within half of limits.maxBodyBytes in UTF-8 bytes: a Mosquitto message_size_limit set so loses nothing', async () => {
+    const sub = await tempDir('push-mosq-utf8');
+    const id = 'push-mosq-utf8';
+    const port = await freePort();
+    // docs/agent.md: against message_size_limit, keep half the agent's limits.maxBodyBytes (64 KiB here) below it.
+    const broker = await startMosquitto(sub, 'mosquitto', port, ['allow_anonymous true', 'message_size_limit 40000']);
+    const lines: string[] = [];
+    let subscriber: ReturnType<typeof spawn> | undefined;
+    try {
+      subscriber = spawn('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(port), '-q', '1', '-t', `audit/${id}/events`, '-t', 'ready'], { stdio: ['ignore', 'pipe', 'ignore'] });
+      let partial = '';
+      subscriber.stdout?.on('data', (c: Buffer) => {
+        const parts = (partial + c.toString()).split('\n');
+        partial = parts.pop() ?? '';
+        lines.push(...parts);
+      });
+      await waitFor(() => {
+        spawn('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(port), '-t', 'ready', '-m', 'x'], { stdio: 'ignore' });
+        return lines.length > 0;
+      }, 'mosquitto_sub ready');
+      const agent = await startAgent(sub, {
+        id,
+        limits: { maxBodyBytes: '64KiB' },
+        push: { mqtt: { url: `mqtt://127.0.0.1:${port}` }, batch: { maxEvents: 200, maxWaitMs: 50 }, backoff: { initialMs: 1, maxMs: 50 } },
+      });
+      // 100 events of 1,000 CJK characters: 3,000 bytes each in UTF-8, 1,000 UTF-16 units.
+      const batch = Array.from({ length: 100 }, (_, i) => ({ id: `${id}-${i}`, type: 'push.answers', data: { i, text: '監'.repeat(1000) } }));
+      // Posted 10 at a time: the intake's body limit is 64 KiB too.
+      for (let i = 0; i < 100; i += 10) expect((await postEvents(agent.intakeUrl, batch.slice(i, i + 10))).body.accepted).toBe(10);
+      await waitFor(async () => (await agent.status()).delivered === 100, 'delivered 100');
+      const seen = () => new Set(lines.filter((l) => l.startsWith('[')).flatMap((l) => (JSON.parse(l) as ChainedEvent[]).map((e) => e.seq)));
+      // Before, batches were cut at 32 KiB counted in UTF-16 units, about 96 KB of UTF-8: Mosquitto acked and dropped them all.
+      await waitFor(() => seen().size >= 100, 'mosquitto_sub saw 100 seqs', 10_000).catch((err: Error) => {
+        throw new Error(`${err.message}: saw ${seen().size}`);
+      });
+      expect(await agent.stop()).toBe(0);
+    } finally {
+      subscriber?.kill('SIGTERM');
+      broker.proc.kill('SIGTERM');
+      await removeDir(sub);
+    }
+  });
+
   it('MQTT push to a gateway whose packet limit is below the batch: the batch is halved until it fits, every event arrives once', async () => {
     const sub = await tempDir('push-mqtt-small');
     const id = 'push-mqtt-small';

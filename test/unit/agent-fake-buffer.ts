@@ -75,7 +75,7 @@ export class FakeBuffer implements AgentBuffer {
     const out: StoredLine[] = [];
     let bytes = 0;
     for (const line of (await this.read(after, limit)).map(storedLine)) {
-      bytes += line.line.length + 1;
+      bytes += Buffer.byteLength(line.line) + 1;
       if (bytes > maxBytes && out.length > 0) break;
       out.push(line);
     }
