@@ -54,6 +54,8 @@ export class HttpTransport implements PushTransport {
   private readonly path: string;
   private readonly headers: Record<string, string>;
   private closed: Promise<void> | undefined;
+  /** The receiver answered 415 to a gzipped body: bodies go uncompressed from then on. */
+  private gzipRefused = false;
 
   constructor(private readonly options: HttpTransportOptions) {
     const url = new URL(options.url);
@@ -78,11 +80,23 @@ export class HttpTransport implements PushTransport {
   async start(): Promise<void> {}
 
   async send(events: readonly StoredLine[]): Promise<SendOutcome> {
-    if (this.closed !== undefined) return { kind: 'retry', error: 'transport closed' };
+    const outcome = await this.post(events);
+    // 415 to a gzipped body: the receiver (a proxy, another HTTP input) takes no Content-Encoding, and the
+    // same events uncompressed may well go. A permanent refusal would skip each of them with a gap event.
+    if (outcome.gzipped && outcome.status === 415) {
+      this.gzipRefused = true;
+      return (await this.post(events)).outcome;
+    }
+    return outcome.outcome;
+  }
+
+  private async post(events: readonly StoredLine[]): Promise<{ outcome: SendOutcome; status?: number; gzipped: boolean }> {
+    if (this.closed !== undefined) return { outcome: { kind: 'retry', error: 'transport closed' }, gzipped: false };
     // The lines the buffer hashed and stored: no second serialisation.
     let body: Buffer = ndjsonOf(events);
     const headers = { ...this.headers };
-    if (body.byteLength > (this.options.gzipAboveBytes ?? 4096)) {
+    const gzipped = !this.gzipRefused && body.byteLength > (this.options.gzipAboveBytes ?? 4096);
+    if (gzipped) {
       // Fastest level: the link is rarely the bottleneck, the CPU on both ends is.
       body = await gzip(body, { level: zlibConstants.Z_BEST_SPEED });
       headers['content-encoding'] = 'gzip';
@@ -93,16 +107,17 @@ export class HttpTransport implements PushTransport {
       answered = true;
       // The status decides the outcome; the answer only adds detail, so it is read within bounds.
       const text = await readAnswer(res.body, MAX_ANSWER_BYTES, this.options.timeoutMs ?? 30_000);
-      if (res.statusCode >= 200 && res.statusCode < 300) {
-        return { kind: 'acked', rejected: parseRejected(text) };
+      const status = res.statusCode;
+      if (status >= 200 && status < 300) {
+        return { outcome: { kind: 'acked', rejected: parseRejected(text) }, status, gzipped };
       }
-      const error = `gateway answered ${res.statusCode}: ${summarize(text)}`;
-      if (!isRetryable(res.statusCode)) return { kind: 'permanent', error };
-      const retryAfterMs = res.statusCode === 429 || res.statusCode === 503 ? parseRetryAfter(res.headers['retry-after']) : undefined;
-      return retryAfterMs === undefined ? { kind: 'retry', error } : { kind: 'retry', error, retryAfterMs };
+      const error = `gateway answered ${status}: ${summarize(text)}`;
+      if (!isRetryable(status)) return { outcome: { kind: 'permanent', error }, status, gzipped };
+      const retryAfterMs = status === 429 || status === 503 ? parseRetryAfter(res.headers['retry-after']) : undefined;
+      return { outcome: retryAfterMs === undefined ? { kind: 'retry', error } : { kind: 'retry', error, retryAfterMs }, status, gzipped };
     } catch (err) {
       const error = `${this.options.url}: ${describe(err)}`;
-      return !answered && wentUnanswered(err) ? { kind: 'retry', error, unanswered: true } : { kind: 'retry', error };
+      return { outcome: !answered && wentUnanswered(err) ? { kind: 'retry', error, unanswered: true } : { kind: 'retry', error }, gzipped };
     }
   }
 

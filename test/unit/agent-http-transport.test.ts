@@ -57,6 +57,17 @@ function transport(url: string, extra: Partial<ConstructorParameters<typeof Http
 }
 
 describe('HTTP push transport', () => {
+  it('a receiver that answers 415 to a gzipped body gets it again uncompressed, and no more gzip after that', async () => {
+    const gw = await gateway((seen) => (seen.headers['content-encoding'] === 'gzip' ? { status: 415, body: { error: 'unsupported content-encoding' } } : { status: 200, body: { accepted: 1 } }));
+    const t = transport(gw.url);
+    // Before, the 415 was a permanent refusal: the sender split the batch and skipped, with a gap event,
+    // every event whose own line was over gzipAboveBytes, though the receiver took it uncompressed.
+    expect(await t.send(events(3, 'a', 2000))).toMatchObject({ kind: 'acked' });
+    expect(await t.send(events(2, 'b', 2000))).toMatchObject({ kind: 'acked' });
+    expect(gw.seen.map((x) => x.headers['content-encoding'] ?? 'none')).toEqual(['gzip', 'none', 'none']);
+    expect(gw.seen[1]?.body.split('\n').filter(Boolean)).toHaveLength(3);
+  });
+
   it('POSTs NDJSON with the bearer token, gzips above the threshold, and a 2xx is an ack listing rejections', async () => {
     const gw = await gateway(() => ({ status: 200, body: { accepted: 2, duplicates: 0, rejected: [{ index: 1, error: 'bad' }] } }));
     const t = transport(gw.url);
