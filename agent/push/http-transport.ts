@@ -5,6 +5,7 @@ import type { IngestResponse } from '../../protocols/index.js';
 import type { StoredLine } from '../buffer/types.js';
 import { NDJSON } from '../../protocols/index.js';
 import { ndjsonOf } from '../buffer/event-line.js';
+import { redactUrl } from './redact-url.js';
 import { parseRetryAfter } from '../../common/retry-after.js';
 import { Pool, poolRequest } from './undici-pool.js';
 import type { PushTransport, SendOutcome } from './types.js';
@@ -54,6 +55,8 @@ export class HttpTransport implements PushTransport {
   private readonly path: string;
   private readonly headers: Record<string, string>;
   private closed: Promise<void> | undefined;
+  /** The URL in error messages, without its password. */
+  private readonly shownUrl: string;
   /** The receiver answered 415 to a gzipped body: bodies go uncompressed from then on. */
   private gzipRefused = false;
 
@@ -75,6 +78,12 @@ export class HttpTransport implements PushTransport {
     });
     this.headers = { 'content-type': NDJSON };
     if (options.token !== undefined) this.headers.authorization = `Bearer ${options.token}`;
+    else if (url.username !== '' || url.password !== '') {
+      // undici's Pool takes the origin only: credentials in the URL (a proxy asking for Basic auth) were dropped.
+      const credentials = `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`;
+      this.headers.authorization = `Basic ${Buffer.from(credentials, 'utf8').toString('base64')}`;
+    }
+    this.shownUrl = redactUrl(options.url);
   }
 
   async start(): Promise<void> {}
@@ -116,7 +125,7 @@ export class HttpTransport implements PushTransport {
       const retryAfterMs = status === 429 || status === 503 ? parseRetryAfter(res.headers['retry-after']) : undefined;
       return { outcome: retryAfterMs === undefined ? { kind: 'retry', error } : { kind: 'retry', error, retryAfterMs }, status, gzipped };
     } catch (err) {
-      const error = `${this.options.url}: ${describe(err)}`;
+      const error = `${this.shownUrl}: ${describe(err)}`;
       return { outcome: !answered && wentUnanswered(err) ? { kind: 'retry', error, unanswered: true } : { kind: 'retry', error }, gzipped };
     }
   }

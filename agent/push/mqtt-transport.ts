@@ -3,6 +3,7 @@ import type { StoredLine } from '../buffer/types.js';
 import { TOPIC_ROOT } from '../../protocols/index.js';
 import { jsonArrayOf } from '../buffer/event-line.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
+import { redactUrl } from './redact-url.js';
 import type { PushTransport, SendOutcome } from './types.js';
 
 export interface MqttTransportOptions {
@@ -133,7 +134,7 @@ export class MqttTransport implements PushTransport {
     try {
       client = await this.connect();
     } catch (err) {
-      return { kind: 'retry', error: `${this.options.url}: ${(err as Error).message}` };
+      return { kind: 'retry', error: `${redactUrl(this.options.url)}: ${(err as Error).message}` };
     }
     return new Promise<SendOutcome>((resolve) => {
       const fail = (error: string, unanswered = false) => {

@@ -4,6 +4,7 @@ import { gunzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { chainEvent, type ChainedEvent } from '../../protocols/index.js';
 import { HttpTransport } from '../../agent/push/http-transport.js';
+import { redactUrl } from '../../agent/push/redact-url.js';
 import type { StoredLine } from '../../agent/buffer/types.js';
 import { Sender } from '../../agent/push/sender.js';
 import { FakeBuffer, storedLine } from './agent-fake-buffer.js';
@@ -57,6 +58,31 @@ function transport(url: string, extra: Partial<ConstructorParameters<typeof Http
 }
 
 describe('HTTP push transport', () => {
+  it('sends the credentials of the push URL as Basic auth, and never shows the password in an error', async () => {
+    const gw = await gateway(() => ({ status: 200, body: { accepted: 1 } }));
+    const withCredentials = gw.url.replace('http://', 'http://relay:s%40cret@');
+    const t = new HttpTransport({ url: withCredentials });
+    cleanup.push(() => t.close());
+    // Before, undici's Pool took the origin only: no Authorization header, a 401 from a proxy for ever.
+    expect(await t.send(events(1))).toMatchObject({ kind: 'acked' });
+    expect(gw.seen[0]?.headers.authorization).toBe(`Basic ${Buffer.from('relay:s@cret').toString('base64')}`);
+    // A token wins: it is the gateway's own auth.
+    const withToken = new HttpTransport({ url: withCredentials, token: 'tok' });
+    cleanup.push(() => withToken.close());
+    await withToken.send(events(1));
+    expect(gw.seen[1]?.headers.authorization).toBe('Bearer tok');
+    // Before, a connection error put the URL, password and all, into lastError (/v1/status) and the log.
+    const down = new HttpTransport({ url: 'http://relay:s%40cret@127.0.0.1:1/v1/events' });
+    cleanup.push(() => down.close());
+    const outcome = await down.send(events(1));
+    expect(outcome.kind).toBe('retry');
+    expect(JSON.stringify(outcome)).not.toContain('cret');
+    expect(JSON.stringify(outcome)).toContain('relay:***@127.0.0.1:1');
+    // The MQTT transport's errors show its URL the same way.
+    expect(redactUrl('mqtts://edge-7:secret@gw:8883')).toBe('mqtts://edge-7:***@gw:8883');
+    expect(redactUrl('mqtt://gw:1883')).toBe('mqtt://gw:1883');
+  });
+
   it('a receiver that answers 415 to a gzipped body gets it again uncompressed, and no more gzip after that', async () => {
     const gw = await gateway((seen) => (seen.headers['content-encoding'] === 'gzip' ? { status: 415, body: { error: 'unsupported content-encoding' } } : { status: 200, body: { accepted: 1 } }));
     const t = transport(gw.url);
