@@ -101,3 +101,82 @@ export function incomingWithoutPayload(broker: Aedes): void {
   const store = persistence.incomingStorePacket.bind(persistence);
   persistence.incomingStorePacket = (client, packet) => store(client, { ...packet, payload: NO_PAYLOAD });
 }
+
+/** Mosquitto's default `max_queued_messages`: QoS 1/2 messages held for one client's session. */
+export const MAX_QUEUED_MESSAGES = 1000;
+/** The payload bytes held for one client's session (Mosquitto's `max_queued_bytes`, unbounded there by default). */
+export const MAX_QUEUED_BYTES = 16 * 1024 * 1024;
+
+/** The part of aedes' persistence that holds the QoS 1/2 messages owed to each client session. */
+interface OutgoingStore {
+  outgoingEnqueue(sub: { clientId: string }, packet: { payload?: unknown }): Promise<void>;
+  outgoingEnqueueCombi(subs: { clientId: string }[], packet: { payload?: unknown }): Promise<void>;
+  outgoingClearMessageId(client: { id: string }, packet: object): Promise<{ payload?: unknown } | undefined>;
+}
+
+const payloadBytes = (packet: { payload?: unknown } | undefined): number => {
+  const payload = packet?.payload;
+  return typeof payload === 'string' ? Buffer.byteLength(payload) : Buffer.isBuffer(payload) ? payload.byteLength : 0;
+};
+
+/**
+ * Bounds what the broker holds for a client that is not connected. aedes
+ * queues every QoS 1/2 message matching a persistent session's (clean=false)
+ * subscriptions, in memory and without limit, until that client comes back —
+ * which it need never do: one `mosquitto_sub -c -q 1 -t 'audit/#'` left
+ * behind made the gateway keep a copy of every event stored after it. As
+ * Mosquitto does (`max_queued_messages`, default 1,000), a message for a
+ * disconnected session whose queue holds `maxMessages`, or would pass
+ * `maxBytes` with it (a first message is always kept), is dropped for it;
+ * the publish itself is unaffected. `onDrop` hears of the first drop each
+ * time a queue fills. Messages for a connected client are queued as before
+ * (it acks them as they arrive).
+ */
+export function boundedOfflineQueues(broker: Aedes, maxMessages: number, maxBytes: number, onDrop?: (clientId: string) => void): void {
+  const persistence = (broker as unknown as { persistence?: Partial<OutgoingStore> }).persistence;
+  if (
+    persistence === undefined ||
+    typeof persistence.outgoingEnqueue !== 'function' ||
+    typeof persistence.outgoingEnqueueCombi !== 'function' ||
+    typeof persistence.outgoingClearMessageId !== 'function'
+  ) {
+    throw new Error('aedes broker has no outgoing queue to wrap: offline sessions cannot be bounded with this aedes version');
+  }
+  const clients = (broker as unknown as { clients?: Record<string, unknown> }).clients;
+  if (clients === undefined) throw new Error('aedes broker has no client table: offline sessions cannot be told from connected ones with this aedes version');
+  const store = persistence as OutgoingStore;
+  const enqueue = store.outgoingEnqueue.bind(store);
+  const enqueueCombi = store.outgoingEnqueueCombi.bind(store);
+  const clear = store.outgoingClearMessageId.bind(store);
+  /** Per client id: the messages and payload bytes queued, and whether a drop was reported since it last had room. */
+  const queued = new Map<string, { messages: number; bytes: number; dropping: boolean }>();
+  const admit = (subs: { clientId: string }[], bytes: number): { clientId: string }[] =>
+    subs.filter(({ clientId }) => {
+      const queue = queued.get(clientId) ?? { messages: 0, bytes: 0, dropping: false };
+      if (clients[clientId] === undefined && (queue.messages >= maxMessages || (queue.messages > 0 && queue.bytes + bytes > maxBytes))) {
+        if (!queue.dropping) onDrop?.(clientId);
+        queue.dropping = true;
+        return false;
+      }
+      queue.messages += 1;
+      queue.bytes += bytes;
+      queued.set(clientId, queue);
+      return true;
+    });
+  store.outgoingEnqueue = (sub, packet) => (admit([sub], payloadBytes(packet)).length === 0 ? Promise.resolve() : enqueue(sub, packet));
+  store.outgoingEnqueueCombi = (subs, packet) => {
+    const kept = admit(subs, payloadBytes(packet));
+    return kept.length === 0 ? Promise.resolve() : enqueueCombi(kept, packet);
+  };
+  store.outgoingClearMessageId = async (client, packet) => {
+    const removed = await clear(client, packet);
+    const queue = queued.get(client.id);
+    if (removed !== undefined && removed !== null && queue !== undefined) {
+      queue.messages -= 1;
+      queue.bytes = Math.max(0, queue.bytes - payloadBytes(removed));
+      queue.dropping = false;
+      if (queue.messages <= 0) queued.delete(client.id);
+    }
+    return removed;
+  };
+}

@@ -6,7 +6,15 @@ import type { MqttUsers } from '../auth/mqtt-users.js';
 import { MqttListeners, type BoundListener, type MqttListenerSpecs } from './listeners.js';
 import { PublishGate, PublishRefused, type PublishContext, type PublishRoute } from './publish-gate.js';
 import { clientPeer } from './peer.js';
-import { cappedHandle, incomingWithoutPayload, maxPacketBytes, noPacketIdCache } from '../../common/mqtt-packet-cap.js';
+import {
+  boundedOfflineQueues,
+  cappedHandle,
+  incomingWithoutPayload,
+  MAX_QUEUED_BYTES,
+  MAX_QUEUED_MESSAGES,
+  maxPacketBytes,
+  noPacketIdCache,
+} from '../../common/mqtt-packet-cap.js';
 
 export interface MqttIngressOptions {
   ingestor: Ingestor;
@@ -185,6 +193,9 @@ export class MqttIngress {
     });
     this.forwardStored(broker);
     incomingWithoutPayload(broker);
+    boundedOfflineQueues(broker, MAX_QUEUED_MESSAGES, MAX_QUEUED_BYTES, (client) =>
+      log.warn({ client, maxMessages: MAX_QUEUED_MESSAGES, maxBytes: MAX_QUEUED_BYTES }, 'mqtt session queue full while its client is away: dropping messages for it'),
+    );
     broker.on('client', () => opts.onClientCount?.(broker.connectedClients));
     broker.on('clientDisconnect', () => opts.onClientCount?.(broker.connectedClients));
     broker.on('clientError', (client: Client, err: Error) => log.debug({ client: client.id, err: err.message }, 'mqtt client error'));

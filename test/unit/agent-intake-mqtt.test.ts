@@ -1,8 +1,9 @@
 import { randomBytes, scryptSync } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
-import { connectClient, heldQos2PayloadBytes, incomingStoreOf, packetIdCacheSize, publishOrClose } from './mqtt-test-client.js';
+import { connectClient, heldQos2PayloadBytes, incomingStoreOf, offlineSessionBacklog, packetIdCacheSize, publishOrClose } from './mqtt-test-client.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS, deterministicId, isMeteorError } from '../../protocols/index.js';
+import { MAX_QUEUED_MESSAGES } from '../../common/mqtt-packet-cap.js';
 import { AgentMetrics } from '../../agent/metrics.js';
 import { EdgeBrokerIntake } from '../../agent/intake/mqtt/edge-broker.js';
 import { decideEdgePublish, PublishRefused } from '../../agent/intake/mqtt/edge-publish.js';
@@ -71,6 +72,17 @@ describe('edge MQTT broker intake', () => {
     expect(await heldQos2PayloadBytes(closers, port, 'audit/dev-1/events', Buffer.from(JSON.stringify(events)), incomingStoreOf(intake), atPubrec)).toBe(0);
     // The resent PUBLISH (before its PUBREL) got its PUBREC again and was not buffered twice.
     expect(buffer.events.map((e) => e.id)).toEqual(events.map((e) => e.id));
+  });
+
+  it('holds at most 1,000 messages for a persistent session whose device is away, as Mosquitto does', async () => {
+    const { port, intake } = await startEdge();
+    const n = MAX_QUEUED_MESSAGES + 200;
+    const backlog = await offlineSessionBacklog(closers, port, intake, 'audit/dev-1/status', async () => {
+      const device = await connect(port);
+      for (let i = 0; i < n; i++) await device.publishAsync('audit/dev-1/status', `{"state":"s${i}"}`, { qos: 1 });
+    });
+    // Before the fix: all 1,200, kept in the agent's memory until that session came back, if ever.
+    expect(backlog).toEqual({ held: MAX_QUEUED_MESSAGES, delivered: MAX_QUEUED_MESSAGES });
   });
 
   it('keeps no retained command and refuses a status payload over 4 KiB, as the gateway does (retained payloads live in memory)', async () => {

@@ -2,9 +2,10 @@ import type { Socket } from 'node:net';
 import mqtt, { type MqttClient } from 'mqtt';
 import WebSocket from 'ws';
 import pino from 'pino';
-import { connectClient, heldQos2PayloadBytes, incomingStoreOf, packetIdCacheSize, publishOrClose } from './mqtt-test-client.js';
+import { connectClient, heldQos2PayloadBytes, incomingStoreOf, offlineSessionBacklog, packetIdCacheSize, publishOrClose } from './mqtt-test-client.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS } from '../../protocols/index.js';
+import { MAX_QUEUED_MESSAGES } from '../../common/mqtt-packet-cap.js';
 import { MqttIngress } from '../../gateway/mqtt/broker.js';
 import { MqttUsers, type MqttUserEntry } from '../../gateway/auth/mqtt-users.js';
 import { GatewayErrors } from '../../gateway/errors.js';
@@ -138,6 +139,19 @@ describe('MQTT ingress', () => {
     expect(await heldQos2PayloadBytes(closers, port, 'audit/dev-1/events', payload, incomingStoreOf(ingress), atPubrec)).toBe(0);
     // The resent PUBLISH got its PUBREC again, and delivered nothing twice.
     expect(core.events).toHaveLength(5);
+  });
+
+  it('holds at most 1,000 messages for a persistent session whose client is away, as Mosquitto does', async () => {
+    const { core, ingress, port } = await startBroker();
+    const n = MAX_QUEUED_MESSAGES + 200;
+    const backlog = await offlineSessionBacklog(closers, port, ingress, 'audit/+/events', async () => {
+      const device = await connect(port);
+      for (let i = 0; i < n; i++) await device.publishAsync('audit/dev-1/events', JSON.stringify({ id: `q-${i}`, type: 't' }), { qos: 1 });
+    });
+    // Every publish was stored and acked; before the fix the broker also kept all 1,200 for the absent subscriber
+    // (one `mosquitto_sub -c -q 1 -t 'audit/#'` left behind: a copy of every event stored after it, in memory, for good).
+    expect(core.events).toHaveLength(n);
+    expect(backlog).toEqual({ held: MAX_QUEUED_MESSAGES, delivered: MAX_QUEUED_MESSAGES });
   });
 
   it('over WebSocket, closes a connection whose message declares more than the packet limit, without buffering it', async () => {

@@ -70,3 +70,37 @@ export async function heldQos2PayloadBytes(closers: (() => Promise<unknown>)[], 
   await expect(store.incomingGetPacket({ id: clientId }, { messageId: 7 })).rejects.toThrow();
   return held;
 }
+
+/** How many QoS 1/2 messages the aedes broker an ingress or intake keeps as `broker` holds for the session `clientId`. */
+export async function queuedFor(owner: unknown, clientId: string): Promise<number> {
+  const persistence = (owner as { broker: { persistence: { outgoingStream(client: { id: string }): AsyncIterable<unknown> } } }).broker.persistence;
+  let n = 0;
+  for await (const packet of persistence.outgoingStream({ id: clientId })) if (packet !== undefined) n += 1;
+  return n;
+}
+
+/**
+ * A persistent session (clean=false) subscribed to `filter` at QoS 1 whose client then goes away; `publish` runs
+ * meanwhile. Answers how many messages the broker then holds for it, and how many a reconnect of the session
+ * delivers (all it held, then whatever more comes within 100 ms).
+ */
+export async function offlineSessionBacklog(
+  closers: (() => Promise<unknown>)[],
+  port: number,
+  owner: unknown,
+  filter: string,
+  publish: () => Promise<void>,
+): Promise<{ held: number; delivered: number }> {
+  const clientId = `away-${port}`;
+  const away = await connectClient(closers, port, { clientId, clean: false });
+  await away.subscribeAsync(filter, { qos: 1 });
+  await away.endAsync(true);
+  await publish();
+  const held = await queuedFor(owner, clientId);
+  let delivered = 0;
+  const back = await connectClient(closers, port, { clientId, clean: false });
+  back.on('message', () => (delivered += 1));
+  for (let t = 0; t < 1000 && delivered < held; t += 1) await new Promise((r) => setTimeout(r, 10));
+  await new Promise((r) => setTimeout(r, 100));
+  return { held, delivered };
+}

@@ -1,7 +1,16 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { createTlsListener, type TlsServerOptions } from '../../../common/tls-server.js';
 import type { Aedes, AuthenticateError, Client } from 'aedes';
-import { cappedHandle, incomingStoreOf, incomingWithoutPayload, maxPacketBytes, noPacketIdCache } from '../../../common/mqtt-packet-cap.js';
+import {
+  boundedOfflineQueues,
+  cappedHandle,
+  incomingStoreOf,
+  incomingWithoutPayload,
+  MAX_QUEUED_BYTES,
+  MAX_QUEUED_MESSAGES,
+  maxPacketBytes,
+  noPacketIdCache,
+} from '../../../common/mqtt-packet-cap.js';
 import type { Logger } from 'pino';
 import { isMeteorError, type Limits } from '../../../protocols/index.js';
 import type { AgentBuffer } from '../../buffer/types.js';
@@ -120,6 +129,9 @@ export class EdgeBrokerIntake implements Intake {
     });
     incomingWithoutPayload(broker);
     const log = this.options.logger;
+    boundedOfflineQueues(broker, MAX_QUEUED_MESSAGES, MAX_QUEUED_BYTES, (client) =>
+      log?.warn({ client, maxMessages: MAX_QUEUED_MESSAGES, maxBytes: MAX_QUEUED_BYTES }, 'edge mqtt session queue full while its device is away: dropping messages for it'),
+    );
     broker.on('clientError', (client: Client, err: Error) => log?.debug({ client: client.id, err: err.message }, 'edge mqtt client error'));
     broker.on('connectionError', (_client: Client, err: Error) => log?.debug({ err: err.message }, 'edge mqtt connection error'));
     this.broker = broker;
