@@ -180,3 +180,39 @@ export function boundedOfflineQueues(broker: Aedes, maxMessages: number, maxByte
     return removed;
   };
 }
+
+type PublishFn = (packet: { topic: string }, client?: unknown, done?: (err?: Error | null) => void) => void;
+
+/** An events topic (`audit/<source>/events`): the only publishes a broker of ours forwards best effort. */
+function isEventsTopic(topic: string): boolean {
+  return topic.startsWith('audit/') && topic.endsWith('/events');
+}
+
+/**
+ * Makes the broker forward event publishes to subscribers best effort, as
+ * Mosquitto does, instead of aedes' way: it waits for every matching
+ * subscriber's socket to take the message (up to its drainTimeout, 60 s)
+ * before it reads the publisher's next packet. One subscriber to `#` that
+ * stopped reading (`mosquitto_sub -t '#' | less`, paused) thus held every
+ * device's events: one publish per device per minute. Now the publisher
+ * goes on at once, and a subscriber whose socket is backed up (Node's
+ * writableNeedDrain) misses the events published meanwhile — at most one
+ * message beyond its socket buffer is held for it. Events are stored before
+ * this point; what a subscriber hears is a courtesy. Other publishes
+ * (status, commands) keep aedes' flow control.
+ */
+export function forwardEventsBestEffort(broker: Aedes): void {
+  const publish = broker.publish.bind(broker) as PublishFn;
+  (broker as unknown as { publish: PublishFn }).publish = (packet, client, done) => {
+    if (typeof client === 'function' || !isEventsTopic(packet.topic)) {
+      publish(packet, client, done);
+      return;
+    }
+    publish(packet, client, () => undefined);
+    if (done !== undefined) process.nextTick(done, null);
+  };
+  broker.authorizeForward = (client, packet) => {
+    const backedUp = isEventsTopic(packet.topic) && (client.conn as { writableNeedDrain?: boolean } | undefined)?.writableNeedDrain === true;
+    return backedUp ? null : packet;
+  };
+}

@@ -9,6 +9,7 @@ import { clientPeer } from './peer.js';
 import {
   boundedOfflineQueues,
   cappedHandle,
+  forwardEventsBestEffort,
   incomingWithoutPayload,
   MAX_QUEUED_BYTES,
   MAX_QUEUED_MESSAGES,
@@ -191,6 +192,7 @@ export class MqttIngress {
         done(null, sub);
       },
     });
+    forwardEventsBestEffort(broker);
     this.forwardStored(broker);
     incomingWithoutPayload(broker);
     boundedOfflineQueues(broker, MAX_QUEUED_MESSAGES, MAX_QUEUED_BYTES, (client) =>

@@ -1,6 +1,15 @@
 import { randomBytes, scryptSync } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
-import { connectClient, heldQos2PayloadBytes, incomingStoreOf, offlineSessionBacklog, packetIdCacheSize, publishOrClose } from './mqtt-test-client.js';
+import {
+  ackedWithin,
+  connectClient,
+  heldQos2PayloadBytes,
+  incomingStoreOf,
+  offlineSessionBacklog,
+  packetIdCacheSize,
+  publishOrClose,
+  stalledSubscriber,
+} from './mqtt-test-client.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS, deterministicId, isMeteorError } from '../../protocols/index.js';
 import { MAX_QUEUED_MESSAGES } from '../../common/mqtt-packet-cap.js';
@@ -83,6 +92,15 @@ describe('edge MQTT broker intake', () => {
     });
     // Before the fix: all 1,200, kept in the agent's memory until that session came back, if ever.
     expect(backlog).toEqual({ held: MAX_QUEUED_MESSAGES, delivered: MAX_QUEUED_MESSAGES });
+  });
+
+  it('a local subscriber that stops reading holds no device: events are forwarded best effort', async () => {
+    const { port, buffer } = await startEdge();
+    await stalledSubscriber(closers, port);
+    const n = 600;
+    // Before the fix: a few dozen acked, then each publish waited for the stalled socket to drain (up to 60 s).
+    expect(await ackedWithin(await connect(port), 'audit/dev-1/events', n, 32 * 1024, 10_000)).toBe(n);
+    expect(buffer.events).toHaveLength(n);
   });
 
   it('keeps no retained command and refuses a status payload over 4 KiB, as the gateway does (retained payloads live in memory)', async () => {

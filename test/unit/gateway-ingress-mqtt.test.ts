@@ -2,7 +2,16 @@ import type { Socket } from 'node:net';
 import mqtt, { type MqttClient } from 'mqtt';
 import WebSocket from 'ws';
 import pino from 'pino';
-import { connectClient, heldQos2PayloadBytes, incomingStoreOf, offlineSessionBacklog, packetIdCacheSize, publishOrClose } from './mqtt-test-client.js';
+import {
+  ackedWithin,
+  connectClient,
+  heldQos2PayloadBytes,
+  incomingStoreOf,
+  offlineSessionBacklog,
+  packetIdCacheSize,
+  publishOrClose,
+  stalledSubscriber,
+} from './mqtt-test-client.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS } from '../../protocols/index.js';
 import { MAX_QUEUED_MESSAGES } from '../../common/mqtt-packet-cap.js';
@@ -152,6 +161,29 @@ describe('MQTT ingress', () => {
     // (one `mosquitto_sub -c -q 1 -t 'audit/#'` left behind: a copy of every event stored after it, in memory, for good).
     expect(core.events).toHaveLength(n);
     expect(backlog).toEqual({ held: MAX_QUEUED_MESSAGES, delivered: MAX_QUEUED_MESSAGES });
+  });
+
+  it('a subscriber that stops reading holds no publisher: events are forwarded best effort', async () => {
+    const { core, port } = await startBroker();
+    await stalledSubscriber(closers, port);
+    const listener = await connect(port);
+    const heard = new Set<string>();
+    listener.on('message', (_topic, payload) => heard.add((JSON.parse(payload.toString()) as { id: string }).id));
+    await listener.subscribeAsync('audit/+/events', { qos: 0 });
+    const n = 600;
+    const device = await connect(port);
+    // 600 x 32 KB: far more than the stalled subscriber's socket buffers take. Before the fix aedes waited for its
+    // socket to drain (up to 60 s) before reading the publisher's next packet: a few dozen acked, then none.
+    expect(await ackedWithin(device, 'audit/dev-1/events', n, 32 * 1024, 10_000)).toBe(n);
+    expect(core.events).toHaveLength(n);
+    // A subscriber that reads still hears what is published (best effort: during the burst it may have missed some).
+    const after = (k: number) => `after-burst-${k}`;
+    let k = 0;
+    for (; k < 100 && ![...heard].some((id) => id.startsWith('after-burst-')); k += 1) {
+      await device.publishAsync('audit/dev-1/events', JSON.stringify({ id: after(k), type: 't' }), { qos: 1 });
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect([...heard].some((id) => id.startsWith('after-burst-'))).toBe(true);
   });
 
   it('over WebSocket, closes a connection whose message declares more than the packet limit, without buffering it', async () => {

@@ -104,3 +104,45 @@ export async function offlineSessionBacklog(
   await new Promise((r) => setTimeout(r, 100));
   return { held, delivered };
 }
+
+/**
+ * A subscriber to `#` that stops reading its socket once subscribed (a `mosquitto_sub -t '#' | less` left
+ * paused); destroyed by `closers`.
+ */
+export async function stalledSubscriber(closers: (() => Promise<unknown>)[], port: number): Promise<void> {
+  const sock: Socket = connectTcp(port, '127.0.0.1');
+  closers.push(async () => sock.destroy());
+  sock.on('error', () => undefined);
+  sock.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: `stalled-${port}`, keepalive: 0 }));
+  // CONNACK (4 bytes), then SUBSCRIBE; the SUBACK (5 bytes) is the last thing read.
+  let read = 0;
+  await new Promise<void>((resolve) => {
+    const onData = (d: Buffer) => {
+      const before = read;
+      read += d.length;
+      if (before < 4 && read >= 4) sock.write(mqttPacket.generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '#', qos: 0 }] }));
+      if (read >= 9) {
+        sock.off('data', onData);
+        sock.pause();
+        resolve();
+      }
+    };
+    sock.on('data', onData);
+  });
+}
+
+/**
+ * Publishes `n` events of about `bytes` each on `topic` at QoS 1, all at once (as `mosquitto_pub -l` keeps 20 in
+ * flight, so that one socket read holds several); answers how many were acked within `ms` (all of them, unless
+ * the broker stops reading the publisher).
+ */
+export async function ackedWithin(client: MqttClient, topic: string, n: number, bytes: number, ms: number): Promise<number> {
+  let acked = 0;
+  const all = Promise.all(
+    Array.from({ length: n }, (_, i) =>
+      client.publishAsync(topic, JSON.stringify({ id: `fwd-${i}`, type: 't', data: { pad: 'x'.repeat(bytes) } }), { qos: 1 }).then(() => (acked += 1)),
+    ),
+  );
+  await Promise.race([all, new Promise((r) => setTimeout(r, ms))]);
+  return acked;
+}

@@ -4,6 +4,7 @@ import type { Aedes, AuthenticateError, Client } from 'aedes';
 import {
   boundedOfflineQueues,
   cappedHandle,
+  forwardEventsBestEffort,
   incomingStoreOf,
   incomingWithoutPayload,
   MAX_QUEUED_BYTES,
@@ -128,6 +129,7 @@ export class EdgeBrokerIntake implements Intake {
       },
     });
     incomingWithoutPayload(broker);
+    forwardEventsBestEffort(broker);
     const log = this.options.logger;
     boundedOfflineQueues(broker, MAX_QUEUED_MESSAGES, MAX_QUEUED_BYTES, (client) =>
       log?.warn({ client, maxMessages: MAX_QUEUED_MESSAGES, maxBytes: MAX_QUEUED_BYTES }, 'edge mqtt session queue full while its device is away: dropping messages for it'),
