@@ -1,4 +1,6 @@
 import { randomBytes, scryptSync } from 'node:crypto';
+import { connect as connectTcp } from 'node:net';
+import mqttPacket from 'mqtt-packet';
 import mqtt, { type MqttClient } from 'mqtt';
 import {
   ackedWithin,
@@ -172,6 +174,37 @@ describe('edge MQTT broker intake', () => {
     await publish;
     expect(buffer.events.map((e) => e.type)).toEqual(['slow']);
     expect(await metricValue(metrics, 'meteorzx_agent_intake_blocked', { intake: 'mqtt' })).toBe(0);
+  });
+
+  it('a QoS 2 publish resent (DUP) while the full buffer holds its first copy is buffered once', async () => {
+    const buffer = new BlockableBuffer();
+    const { port, metrics } = await startEdge([], buffer);
+    buffer.full = true;
+    const sock = connectTcp(port, '127.0.0.1');
+    closers.push(async () => sock.destroy());
+    const received: number[] = [];
+    sock.on('data', (d: Buffer) => {
+      for (let i = 0; i < d.length; i += 2 + (d[i + 1] as number)) received.push((d[i] as number) >> 4);
+    });
+    const waitFor = async (what: () => boolean | Promise<boolean>) => {
+      for (let t = 0; t < 500 && !(await what()); t += 1) await new Promise((r) => setTimeout(r, 10));
+    };
+    sock.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: false, clientId: 'q2-dup', keepalive: 60 }));
+    await waitFor(() => received.includes(2));
+    const publish = (dup: boolean) => mqttPacket.generate({ cmd: 'publish', topic: 'audit/dev-7/events', qos: 2, dup, retain: false, messageId: 5, payload: '{"type":"q2.once"}' });
+    sock.write(publish(false));
+    await waitFor(async () => (await metricValue(metrics, 'meteorzx_agent_intake_blocked', { intake: 'mqtt' })) === 1);
+    // A device whose client retries in-session (no PUBREC yet) sends the same message id again, DUP set.
+    sock.write(publish(true));
+    await new Promise((r) => setTimeout(r, 50));
+    buffer.makeSpace();
+    await waitFor(() => received.filter((t) => t === 5).length === 2);
+    expect(received.filter((t) => t === 5)).toHaveLength(2); // a PUBREC for each copy
+    // Before the fix: two events (two seqs) for one QoS 2 message.
+    expect(buffer.events.map((e) => e.type)).toEqual(['q2.once']);
+    sock.write(mqttPacket.generate({ cmd: 'pubrel', messageId: 5 }));
+    await waitFor(() => received.includes(7));
+    expect(received).toContain(7);
   });
 
   it('gives up a held publish when its device disconnects: nothing waits on for a device that is gone', async () => {

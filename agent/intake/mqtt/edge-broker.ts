@@ -84,6 +84,8 @@ export class EdgeBrokerIntake implements Intake {
   /** The controllers of devices connected now, for the intake's close to abort. */
   private readonly live = new Set<AbortController>();
   private readonly meter: IntakeMeter;
+  /** Per device: the QoS 2 publishes being buffered now, by message id, each settling with its answer. */
+  private readonly qos2Pending = new WeakMap<Client, Map<number, Promise<Error | null>>>();
   /** Publishes waiting for buffer space: the intake is blocked while any does. */
   private waiting = 0;
   private draining = false;
@@ -228,10 +230,28 @@ export class EdgeBrokerIntake implements Intake {
     // aedes' store of QoS 2 publishes awaiting their PUBREL (the ids only: incomingWithoutPayload).
     const store = incomingStoreOf(this.broker);
     if (packet.qos === 2 && packet.messageId !== undefined && store !== undefined) {
+      const messageId = packet.messageId;
+      let pending = this.qos2Pending.get(client);
+      const first = pending?.get(messageId);
+      if (first !== undefined) {
+        // Resent (DUP) while its first copy is still being buffered (a full buffer holds it): answered with that copy.
+        void first.then((err) => done(err));
+        return;
+      }
+      if (pending === undefined) this.qos2Pending.set(client, (pending = new Map()));
+      const answers = pending;
+      let settle: (err: Error | null) => void = () => undefined;
+      answers.set(messageId, new Promise((resolve) => (settle = resolve)));
+      const reply = (err?: Error | null): void => {
+        done(err);
+        settle(err ?? null);
+        // Kept until aedes has stored the id (it does so after `done`): a copy arriving meanwhile finds one or the other.
+        setImmediate(() => answers.delete(messageId));
+      };
       // A QoS 2 publish resent (DUP) before its PUBREL: buffered when it first came; aedes answers PUBREC again.
-      store.incomingGetPacket(client, { messageId: packet.messageId }).then(
-        () => done(null),
-        () => this.buffer(client, identity, packet, done),
+      store.incomingGetPacket(client, { messageId }).then(
+        () => reply(null),
+        () => this.buffer(client, identity, packet, reply),
       );
       return;
     }
