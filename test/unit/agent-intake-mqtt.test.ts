@@ -156,6 +156,18 @@ describe('edge MQTT broker intake', () => {
     expect(await metricValue(metrics, 'meteorzx_agent_intake_errors_total', { intake: 'mqtt', kind: 'auth' })).toBe(2);
   });
 
+  it('exports its error series at 0 from the start, so the first refused login is an increase', async () => {
+    const { metrics } = await startEdge([{ username: 'dev-1', password: 'pw', source: 'dev-1' }]);
+    const series = (await metrics.registry.getSingleMetric('meteorzx_agent_intake_errors_total')?.get())?.values ?? [];
+    // Before the fix: none, until the first increment (which Prometheus' increase() then does not see).
+    expect(series.filter((v) => v.labels.intake === 'mqtt').map((v) => [v.labels.kind, v.value])).toEqual(
+      expect.arrayContaining([
+        ['auth', 0],
+        ['refused', 0],
+      ]),
+    );
+  });
+
   it('holds the PUBACK while the buffer is full and sends it once there is space', async () => {
     const buffer = new BlockableBuffer();
     const { port, metrics } = await startEdge([], buffer);

@@ -93,7 +93,8 @@ export class EdgeBrokerIntake implements Intake {
 
   constructor(private readonly options: EdgeBrokerOptions) {
     this.logins = new DeviceLogins(options.users);
-    const meter = createIntakeMeter(options.metrics, this.name);
+    // Refused logins and publishes, and failed appends: series at 0 from the start, so the first one is an increase.
+    const meter = createIntakeMeter(options.metrics, this.name, ['auth', 'refused', 'append']);
     this.meter = {
       ...meter,
       blocked: (on) => {
