@@ -211,8 +211,9 @@ export function forwardEventsBestEffort(broker: Aedes): void {
     publish(packet, client, () => undefined);
     if (done !== undefined) process.nextTick(done, null);
   };
+  const authorizeForward = broker.authorizeForward;
   broker.authorizeForward = (client, packet) => {
     const backedUp = isEventsTopic(packet.topic) && (client.conn as { writableNeedDrain?: boolean } | undefined)?.writableNeedDrain === true;
-    return backedUp ? null : packet;
+    return backedUp ? null : authorizeForward.call(broker, client, packet);
   };
 }

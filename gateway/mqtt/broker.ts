@@ -180,9 +180,7 @@ export class MqttIngress {
         );
       },
       authorizeSubscribe: (client, sub, done) => {
-        const own = this.clients.get(client)?.ctx.identity.source;
-        // An authenticated client hears only its own command and status topics; anonymous (loopback) hears anything.
-        if (own !== undefined && sub.topic !== `audit/${own}/cmd` && sub.topic !== `audit/${own}/status`) {
+        if (!this.mayHear(client, sub.topic)) {
           log.warn({ client: client.id, topic: sub.topic.slice(0, 200) }, 'mqtt subscription refused');
           // A null subscription makes aedes answer SUBACK 0x80 (failure) and keep the connection.
           done(null, null);
@@ -191,6 +189,9 @@ export class MqttIngress {
         if (mayHearEvents(sub.topic)) this.eventListeners = true;
         done(null, sub);
       },
+      // Checked again at delivery, as Mosquitto checks its ACL: a login that takes over another's session (same
+      // client id, clean=false) must not be handed what was queued for that session's subscriptions.
+      authorizeForward: (client, packet) => (this.mayHear(client, packet.topic) ? packet : null),
     });
     forwardEventsBestEffort(broker);
     this.forwardStored(broker);
@@ -234,6 +235,12 @@ export class MqttIngress {
       }
       publish(packet, client, done);
     };
+  }
+
+  /** An authenticated client hears only its own command and status topics; anonymous (loopback) hears anything. */
+  private mayHear(client: Client, topic: string): boolean {
+    const own = this.clients.get(client)?.ctx.identity.source;
+    return own === undefined || topic === `audit/${own}/cmd` || topic === `audit/${own}/status`;
   }
 
   /** A publish refused (PublishRefused) or failed in the pipeline: logged, and `done` closes the client's connection. */

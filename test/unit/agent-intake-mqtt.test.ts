@@ -5,6 +5,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import {
   ackedWithin,
   connectClient,
+  handedOnTakeover,
   heldQos2PayloadBytes,
   incomingStoreOf,
   offlineSessionBacklog,
@@ -166,6 +167,20 @@ describe('edge MQTT broker intake', () => {
         ['refused', 0],
       ]),
     );
+  });
+
+  it('hands a login that takes over another device’s session (same client id) nothing queued for it', async () => {
+    const { port } = await startEdge([
+      { username: 'dev-1', password: 'pw1', source: 'dev-1' },
+      { username: 'dev-2', password: 'pw2', source: 'dev-2' },
+    ]);
+    const dev1 = { username: 'dev-1', password: 'pw1' };
+    const handed = await handedOnTakeover(closers, port, dev1, 'audit/dev-1/status', async () => {
+      const device = await connect(port, dev1);
+      for (let i = 0; i < 3; i++) await device.publishAsync('audit/dev-1/status', `{"state":"s${i}"}`, { qos: 1 });
+    }, { username: 'dev-2', password: 'pw2' });
+    // Before the fix: dev-2 was handed dev-1's three status messages, a topic it may not subscribe to.
+    expect(handed).toEqual([]);
   });
 
   it('holds the PUBACK while the buffer is full and sends it once there is space', async () => {

@@ -5,6 +5,7 @@ import pino from 'pino';
 import {
   ackedWithin,
   connectClient,
+  handedOnTakeover,
   heldQos2PayloadBytes,
   incomingStoreOf,
   offlineSessionBacklog,
@@ -120,6 +121,20 @@ describe('MQTT ingress', () => {
 
     const dev = await connect(port, { username: 'dev-1', password: 'pw1' });
     expect(await publishOrClose(dev, 'audit/dev-1/cmd', '{"op":"pull"}')).toBe('closed');
+  });
+
+  it('hands a login that takes over another login’s session (same client id) nothing queued for it', async () => {
+    const { port } = await startBroker([
+      { username: 'dev-1', password: 'pw1', source: 'dev-1' },
+      { username: 'dev-2', password: 'pw2', source: 'dev-2' },
+    ]);
+    const dev1 = { username: 'dev-1', password: 'pw1' };
+    const handed = await handedOnTakeover(closers, port, dev1, 'audit/dev-1/status', async () => {
+      const device = await connect(port, dev1);
+      for (let i = 0; i < 3; i++) await device.publishAsync('audit/dev-1/status', `{"state":"s${i}"}`, { qos: 1 });
+    }, { username: 'dev-2', password: 'pw2' });
+    // Before the fix: dev-2 was handed dev-1's three messages on a topic it may not subscribe to.
+    expect(handed).toEqual([]);
   });
 
   it('waits out an overloaded pipeline, then acks', async () => {

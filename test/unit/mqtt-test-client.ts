@@ -146,3 +146,28 @@ export async function ackedWithin(client: MqttClient, topic: string, n: number, 
   await Promise.race([all, new Promise((r) => setTimeout(r, ms))]);
   return acked;
 }
+
+/**
+ * `owner` (a login, e.g. `{ username, password }`) subscribes to `topic` at QoS 1 in a persistent session with
+ * client id `clientId` and goes away; `publish` runs; then `taker` connects with that same client id (taking
+ * the session over). Answers the topics of what the taker is handed (all that arrives within 300 ms).
+ */
+export async function handedOnTakeover(
+  closers: (() => Promise<unknown>)[],
+  port: number,
+  owner: mqtt.IClientOptions,
+  topic: string,
+  publish: () => Promise<void>,
+  taker: mqtt.IClientOptions,
+): Promise<string[]> {
+  const clientId = `taken-${port}`;
+  const first = await connectClient(closers, port, { ...owner, clientId, clean: false });
+  await first.subscribeAsync(topic, { qos: 1 });
+  await first.endAsync(true);
+  await publish();
+  const handed: string[] = [];
+  const second = await connectClient(closers, port, { ...taker, clientId, clean: false });
+  second.on('message', (t) => handed.push(t));
+  await new Promise((r) => setTimeout(r, 300));
+  return handed;
+}

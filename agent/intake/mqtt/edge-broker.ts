@@ -121,15 +121,10 @@ export class EdgeBrokerIntake implements Intake {
       maxClientsIdLength: 256,
       authenticate: (client, username, password, done) => this.authenticate(client, username, password, done),
       authorizePublish: (client, packet, done) => this.authorizePublish(client, packet, done),
-      authorizeSubscribe: (client, sub, done) => {
-        const own = this.identities.get(client)?.source;
-        // A device with a login hears only its own command and status topics; anonymous (loopback) hears anything.
-        if (own !== undefined && sub.topic !== `audit/${own}/cmd` && sub.topic !== `audit/${own}/status`) {
-          done(null, null);
-          return;
-        }
-        done(null, sub);
-      },
+      authorizeSubscribe: (client, sub, done) => done(null, this.mayHear(client, sub.topic) ? sub : null),
+      // Checked again at delivery, as Mosquitto checks its ACL: a login that takes over another's session (same
+      // client id, clean=false) must not be handed what was queued for that session's subscriptions.
+      authorizeForward: (client, packet) => (this.mayHear(client, packet.topic) ? packet : null),
     });
     incomingWithoutPayload(broker);
     forwardEventsBestEffort(broker);
@@ -163,6 +158,12 @@ export class EdgeBrokerIntake implements Intake {
       this.broker = undefined;
       throw err;
     }
+  }
+
+  /** A device with a login hears only its own command and status topics; anonymous (loopback) hears anything. */
+  private mayHear(client: Client, topic: string): boolean {
+    const own = this.identities.get(client)?.source;
+    return own === undefined || topic === `audit/${own}/cmd` || topic === `audit/${own}/status`;
   }
 
   /** The bound address (the real port when configured with port 0). */
