@@ -65,9 +65,12 @@ export async function durableAppend(
       } catch (err) {
         const code = isMeteorError(err) ? err.code : undefined;
         if (code === 'METEORZX_BUFFER_FULL' || code === 'METEORZX_BUFFER_REJECTED') {
-          if (!blocked) options.logger?.info({ code }, 'buffer full: reading paused until there is space');
+          // Once per wait, as blocked(false) is: a meter that counts its waiters (the edge broker's) stayed at 1.
+          if (!blocked) {
+            options.logger?.info({ code }, 'buffer full: reading paused until there is space');
+            meter.blocked(true);
+          }
           blocked = true;
-          meter.blocked(true);
           await waitOrAbort(buffer.waitForSpace(), signal);
           continue;
         }

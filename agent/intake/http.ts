@@ -20,7 +20,7 @@ import {
 import type { AgentBuffer } from '../buffer/types.js';
 import { AgentErrors } from '../errors.js';
 import { bearerMatches, capConnections, closeServer, isLoopback, listen, sendError, sendJson, trackConnections, type ListenAddress } from '../http-helpers.js';
-import { createIntakeMeter } from './intake-meter.js';
+import { createIntakeMeter, type IntakeMeter } from './intake-meter.js';
 import type { AgentMetrics } from '../metrics.js';
 import type { Intake } from './types.js';
 import { appendFitting } from './append-fitting.js';
@@ -78,6 +78,9 @@ export class HttpIntake implements Intake {
   private readonly maxConcurrent: number;
   private readonly maxPendingBytes: number;
   private readonly retryAfter: string;
+  private readonly meter: IntakeMeter;
+  /** Answering 503/507 for a full buffer, until it has space again (meteorzx_agent_intake_blocked). */
+  private full = false;
 
   constructor(private readonly options: HttpIntakeOptions) {
     this.maxConcurrent = options.maxConcurrent ?? 64;
@@ -95,7 +98,8 @@ export class HttpIntake implements Intake {
     this.server = options.tls === undefined ? createServer(timeouts, handler) : createHttpsServer({ ...timeouts, ...options.tls }, handler);
     answerAfterHalfClose(this.server);
     trackConnections(this.server);
-    capConnections(this.server, options.maxConnections ?? 256, createIntakeMeter(options.metrics, this.name), options.logger, 'intake.http.maxConnections');
+    this.meter = createIntakeMeter(options.metrics, this.name);
+    capConnections(this.server, options.maxConnections ?? 256, this.meter, options.logger, 'intake.http.maxConnections');
     // `Expect: 100-continue` (curl sends it for bodies over 1 MiB): the headers are judged before the body is
     // invited. Node's default answers 100 at once, so a body over the limit was sent in full to a server that
     // had answered 413 and closed — the client often saw a reset instead of the 413.
@@ -208,7 +212,10 @@ export class HttpIntake implements Intake {
     if (valid.length > 0) {
       // The answer waits for this: 2xx means durable (DESIGN §3.1).
       const append = (events: readonly AuditEvent[]) => (metrics ? metrics.timeAppend(events.length, () => buffer.append(events)) : buffer.append(events));
-      const tooLarge = await appendFitting(valid, append);
+      const tooLarge = await appendFitting(valid, append).catch((err: unknown) => {
+        if (isMeteorError(err) && (err.code === 'METEORZX_BUFFER_FULL' || err.code === 'METEORZX_BUFFER_REJECTED')) this.bufferFull();
+        throw err;
+      });
       if (tooLarge.length > 0) {
         // Rare: the valid events are the items not rejected so far, in order.
         const invalid = new Set(rejected.map((r) => r.index));
@@ -220,6 +227,23 @@ export class HttpIntake implements Intake {
     metrics?.eventsIn.inc({ intake: this.name }, accepted);
     if (rejected.length > 0) metrics?.eventsInvalid.inc({ intake: this.name }, rejected.length);
     return { accepted, duplicates: 0, rejected };
+  }
+
+  /**
+   * The intake refuses for a full buffer: `meteorzx_agent_intake_blocked{intake="http"}` is 1 until the
+   * buffer has space again, as for the intakes that stop reading (it stayed 0 here, so an alert on it never
+   * fired for the intake producers post to).
+   */
+  private bufferFull(): void {
+    if (this.full) return;
+    this.full = true;
+    this.meter.blocked(true);
+    this.options.logger?.info('buffer full: the intake answers 503 (block) or 507 (reject) until there is space');
+    void this.options.buffer.waitForSpace().then(() => {
+      this.full = false;
+      this.meter.blocked(false);
+      this.options.logger?.info('buffer has space again: the intake accepts events');
+    });
   }
 
   /** Reads the raw body, failing fast past the body limit or the shared in-memory budget (`hold` throws). */

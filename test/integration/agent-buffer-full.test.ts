@@ -98,12 +98,16 @@ describe('agent buffer full', () => {
     expect(refused?.status).toBe(503);
     expect(refused?.retryAfter).toBe('1');
     expect(refused?.body.code).toBe('METEORZX_BUFFER_FULL');
+    // Before: 0 while the intake answered 503, so an alert on the gauge never fired for HTTP producers.
+    const blocked = () => agent.metric('meteorzx_agent_intake_blocked{intake="http"}');
+    expect(await blocked()).toBe(1);
     const gateway = await startGateway(sub, port);
     // The producer retries what was refused until the drained buffer takes it.
     const retried = ['block-retry-0', 'block-retry-1'];
     await waitFor(async () => (await post(agent, retried)).status === 200, 'accepted again after draining');
     acked.push(...retried);
     await drain(agent);
+    expect(await blocked()).toBe(0);
     const stored = await gatewayEvents(gateway.url, 'full-block');
     expect(stored.filter(isGap)).toEqual([]);
     expect(stored.map((e) => e.id).sort()).toEqual([...acked].sort());
@@ -161,8 +165,10 @@ describe('agent buffer full', () => {
     }
     expect(refused).toBe(3);
     expect(await agent.metric('meteorzx_agent_append_failures_total{code="METEORZX_BUFFER_REJECTED"}')).toBe(3);
+    expect(await agent.metric('meteorzx_agent_intake_blocked{intake="http"}')).toBe(1);
     const gateway = await startGateway(sub, port);
     await drain(agent);
+    await waitFor(async () => (await agent.metric('meteorzx_agent_intake_blocked{intake="http"}')) === 0, 'intake_blocked back to 0 once drained');
     await sleep(200);
     const stored = await gatewayEvents(gateway.url, 'full-reject');
     expect(stored.filter(isGap)).toEqual([]);

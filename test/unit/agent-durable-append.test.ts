@@ -36,6 +36,17 @@ describe('durableAppend', () => {
     expect(calls()).toBe(4);
   });
 
+  it('tells the meter blocked once per wait, however many times the full buffer refuses meanwhile', async () => {
+    const full = () => AgentErrors.METEORZX_BUFFER_FULL('buffer holds 9 bytes, limit 9');
+    const { buffer, calls } = failingBuffer([full(), full(), full()]);
+    const said: boolean[] = [];
+    const counting = { ...meter, blocked: (on: boolean) => void said.push(on) };
+    expect(await durableAppend([{ type: 't' }], undefined, { buffer, intake: 'test', meter: counting, signal: new AbortController().signal, retryMs: 1 })).toBe(1);
+    expect(calls()).toBe(4);
+    // Before: [true, true, true, false]; the edge broker counts these calls, so its gauge stayed at 1.
+    expect(said).toEqual([true, false]);
+  });
+
   it('gives up only when its own intake closes', async () => {
     const stop = new AbortController();
     const { buffer, calls } = failingBuffer(Array.from({ length: 1000 }, () => AgentErrors.METEORZX_BUFFER_CLOSED('the buffer is not open')));
