@@ -51,6 +51,8 @@ export interface GatewayOptions {
   mqttMaxWaitMs?: number;
   /** Most concurrent POST /v1/events; more answer 503 + Retry-After. */
   maxInflightIngests?: number;
+  /** Most body bytes those may hold at once, raw and decompressed (default 64 MiB); past it, 503 + Retry-After. */
+  maxPendingIngestBytes?: number;
 }
 
 export interface GatewayAddresses {
@@ -233,6 +235,7 @@ export class Gateway {
       // the reopen goes on by itself, so readiness comes back without traffic.
       isReady: () => this.ready && this.storage?.writable?.() !== false,
       maxInflightIngests: this.opts.maxInflightIngests ?? 64,
+      ...(this.opts.maxPendingIngestBytes === undefined ? {} : { maxPendingIngestBytes: this.opts.maxPendingIngestBytes }),
       ...(this.pulls === undefined ? {} : { pulls: this.pulls }),
       logger: logger.child({ component: 'http' }),
       ...(config.http.tls ? { tls: await tlsServerOptions(config.http.tls) } : {}),

@@ -23,6 +23,8 @@ export interface ApiContext {
   isReady: () => boolean;
   /** Most POST /v1/events bodies being read or ingested at once; more answer 503 + Retry-After. */
   maxInflightIngests: number;
+  /** Most body bytes (raw and decompressed) those ingests may hold at once; past it, 503 + Retry-After. Default 64 MiB. */
+  maxPendingIngestBytes?: number;
   /** Pull connectors and backfill (POST /v1/pull, `pulls` in GET /v1/sources); absent in tests that build the API alone. */
   pulls?: { pull(request: PullRequest): Promise<PullResult>; section(agent?: string): Promise<PullsSection> };
 }

@@ -1,3 +1,4 @@
+import { request as httpRequest } from 'node:http';
 import { connect as connectTcp, type Socket } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import pino from 'pino';
@@ -204,6 +205,55 @@ describe('auth', () => {
     expect(stalled).toHaveLength(2);
     for (const release of stalled) release();
     expect((await Promise.all(held)).map((r) => r.statusCode)).toEqual([200, 200]);
+  });
+
+  it('bounds the body bytes ingests hold at once: past maxPendingIngestBytes a post is answered 503, declared or chunked, until they are freed', async () => {
+    const stalled: (() => void)[] = [];
+    const core = new FakeGatewayCore(limits);
+    const ingestor = {
+      ingest: (...a: Parameters<FakeGatewayCore['ingest']>) => new Promise<Awaited<ReturnType<FakeGatewayCore['ingest']>>>((resolve) => stalled.push(() => void core.ingest(...a).then(resolve))),
+    };
+    const api = new HttpApi({ ingestor, storage: core, tokens: new TokenAuth([]), limits, isReady: () => true, maxInflightIngests: 64, maxPendingIngestBytes: 80_000, logger: pino({ level: 'silent' }) });
+    apps.push(api);
+    const { port } = await api.start('127.0.0.1', 0);
+    // 45 events of ≈950 bytes: ≈44 KB, within maxBodyBytes and maxBatchEvents; two are over the budget of 80,000.
+    const body = (id: string) => Array.from({ length: 45 }, (_, i) => `${JSON.stringify({ id: `${id}-${i}`, type: 't', source: 's', data: { pad: 'x'.repeat(900) } })}\n`).join('');
+    const post = (id: string) => fetch(`http://127.0.0.1:${port}/v1/events`, { method: 'POST', headers: { 'content-type': 'application/x-ndjson' }, body: body(id) });
+    const chunked = (id: string) =>
+      new Promise<{ status: number; code: string }>((resolve, reject) => {
+        const req = httpRequest({ port, host: '127.0.0.1', method: 'POST', path: '/v1/events', headers: { 'content-type': 'application/x-ndjson', 'transfer-encoding': 'chunked' } }, (res) => {
+          let text = '';
+          res.on('data', (d: Buffer) => (text += d.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, code: (JSON.parse(text) as { code?: string }).code ?? 'ok' }));
+        });
+        req.on('error', reject);
+        const text = body(id);
+        req.write(text.slice(0, 20_000));
+        setTimeout(() => req.end(text.slice(20_000)), 20);
+      });
+    const first = post('a');
+    while (stalled.length < 1) await new Promise((r) => setTimeout(r, 5));
+    // 44 KB held: another 44 KB is over the 80,000 bytes, declared or not. Before: both read and ingested.
+    const refused = await post('b');
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get('retry-after')).toBe('1');
+    expect(((await refused.json()) as { error: string }).error).toMatch(/hold \d+ body bytes \(the limit is 80000\)/);
+    expect(await chunked('c')).toEqual({ status: 503, code: 'METEORZX_GATEWAY_OVERLOADED' });
+    for (const release of stalled.splice(0)) release();
+    expect((await first).status).toBe(200);
+    // Freed with the answers: one at a time they fit again.
+    for (const id of ['d', 'e']) {
+      const next = post(id);
+      while (stalled.length < 1) await new Promise((r) => setTimeout(r, 5));
+      for (const release of stalled.splice(0)) release();
+      expect((await next).status).toBe(200);
+    }
+    const viaChunks = chunked('f');
+    while (stalled.length < 1) await new Promise((r) => setTimeout(r, 5));
+    for (const release of stalled.splice(0)) release();
+    expect(await viaChunks).toEqual({ status: 200, code: 'ok' });
+    expect([...new Set(core.events.map((e) => e.id.split('-')[0]))]).toEqual(['a', 'd', 'e', 'f']);
+    expect(core.events).toHaveLength(4 * 45);
   });
 
   it('ends an upload that stalls (408) and frees its ingest slot for the next client', async () => {
