@@ -53,6 +53,11 @@ async function status(url: string, options: StatusOptions): Promise<void> {
   }
   const isReady = ready.status === 200;
   process.stdout.write(options.json ? `${JSON.stringify({ ready: isReady, ...s }, null, 2)}\n` : formatGateway(isReady, s));
+  if (!isReady) {
+    // A check (a cron job, a monitoring probe) reads the exit status: printing NOT READY and exiting 0 told it all was well.
+    const { CommonErrors } = await import('../../common/errors.js');
+    throw CommonErrors.METEORZX_NOT_READY(`gateway at ${base.origin} is not ready (GET /readyz answered ${ready.status})`, { userError: true });
+  }
 }
 
 function formatAgent(s: AgentStatus): string {

@@ -1,3 +1,5 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chainEvent, type AuditEvent, type SourcesResponse } from '../../protocols/index.js';
@@ -200,6 +202,29 @@ describe('gateway ingest with real peers', () => {
     expect(status.code, status.stderr).toBe(0);
     expect(status.stdout).toMatch(/^gateway ready: \d+ sources/);
     expect(status.stdout).toMatch(/sender .*accepted 2500/);
+  });
+
+  it('status exits 1 for a gateway that answers but is not ready, after its report', async () => {
+    // A stand-in: up (/healthz), not ready (/readyz 503, as while draining or with storage that cannot write).
+    const server = createServer((req, res) => {
+      const path = (req.url ?? '').split('?')[0];
+      if (path === '/healthz') res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
+      else if (path === '/readyz') res.writeHead(503, { 'content-type': 'application/json' }).end('{"status":"not ready"}');
+      else if (path === '/v1/sources') res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ sources: [], epochs: [] }));
+      else res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"no route","code":"METEORZX_NOT_FOUND"}');
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const status = await runCli(['status', url]);
+      // Before: exit 0, so a probe reading the exit status took a gateway that stores nothing for a healthy one.
+      expect(status.code).toBe(1);
+      expect(status.stdout).toMatch(/^gateway NOT READY: 0 sources/);
+      expect(status.stderr.trim()).toBe(`meteorzx: gateway at ${url} is not ready (GET /readyz answered 503)`);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
   });
 
   it('send takes a pretty-printed JSON event, and events one after another as `jq .` prints them', async () => {
