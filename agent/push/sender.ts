@@ -342,11 +342,16 @@ export class Sender {
 
   /** Backoff and breaker for a failed send; only the first failure of a round counts (the others were in flight at the same moment). */
   private countFailure(batch: Batch, error: string, retryAfterMs?: number): void {
-    if (batch.round !== this.failureRound) return;
+    const retryAfter = Math.min(retryAfterMs ?? 0, this.options.maxRetryAfterMs ?? 300_000);
+    if (batch.round !== this.failureRound) {
+      // Not counted again; but the wait a gateway asked for (a 503 or 429 that came after another failure of
+      // the round, a reset say) is kept, not lost to a backoff of a few ms.
+      if (retryAfter > 0) this.backoffUntil = Math.max(this.backoffUntil, this.now() + retryAfter);
+      return;
+    }
     this.failureRound += 1;
     this.breaker.onFailure();
     const jittered = this.backoff.next();
-    const retryAfter = Math.min(retryAfterMs ?? 0, this.options.maxRetryAfterMs ?? 300_000);
     // At least 1 ms: a timer, not a microtask, so a transport failing instantly cannot starve the event loop.
     const delay = Math.max(1, jittered, retryAfter);
     this.backoffUntil = Math.max(this.backoffUntil, this.now() + delay);

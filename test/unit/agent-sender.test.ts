@@ -147,6 +147,28 @@ describe('push sender', () => {
     expect(sender.status().lastError).toBe('gateway answered 503');
   });
 
+  it('honours a Retry-After that comes after another failure of the same round', async () => {
+    const buffer = new FakeBuffer();
+    await buffer.fill(20);
+    const first = deferred<SendOutcome>();
+    const second = deferred<SendOutcome>();
+    const transport = new ScriptedTransport(2, (_e, n) => (n === 1 ? first.promise : n === 2 ? second.promise : { kind: 'acked', rejected: [] }));
+    await makeSender(buffer, transport).start();
+    await waitFor(() => transport.sent.length === 2, 'two sends in flight');
+    first.resolve({ kind: 'retry', error: 'connection reset' });
+    await new Promise((r) => setTimeout(r, 10));
+    // The first batch may go again at once (its own backoff is 0.5 ms); the second, answered 503 with a
+    // Retry-After of 400 ms, must wait for it.
+    second.resolve({ kind: 'retry', error: 'gateway answered 503', retryAfterMs: 400 });
+    await new Promise((r) => setTimeout(r, 5));
+    const sends = transport.sent.length;
+    await new Promise((r) => setTimeout(r, 150));
+    // Before: resent within the round's backoff of a few ms, the gateway's 400 ms ignored.
+    expect(transport.sent.length).toBe(sends);
+    expect(transport.sent.slice(2).map((b) => b[0]?.seq)).not.toContain(11);
+    await waitFor(() => buffer.delivered === 20, 'delivered 20');
+  });
+
   it('a wall clock stepped back an hour during a backoff does not hold the retry back for that hour', async () => {
     // Only Date is faked (it runs with real time until stepped); timers and performance.now stay real.
     vi.useFakeTimers({ toFake: ['Date'], shouldAdvanceTime: true });
