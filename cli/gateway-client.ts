@@ -67,7 +67,10 @@ function networkError(err: unknown, target: string, untrustedHint = 'pass --ca F
   if (tls !== undefined) {
     return CommonErrors.METEORZX_GATEWAY_UNREACHABLE(`cannot reach ${target}: ${tls.text}${tls.untrusted ? ` (${untrustedHint})` : ''}`, { userError: true, cause: err });
   }
-  return CommonErrors.METEORZX_GATEWAY_UNREACHABLE(`cannot reach ${target}: ${networkWhy(err)}`, { userError: true, cause: err });
+  const why = networkWhy(err);
+  // A TLS listener closes on the plain HTTP it cannot read: say what the likely mistake is.
+  const hint = target.startsWith('http:') && (why === NETWORK_WHY.UND_ERR_SOCKET || why === NETWORK_WHY.ECONNRESET) ? ' (if it speaks TLS, use https://)' : '';
+  return CommonErrors.METEORZX_GATEWAY_UNREACHABLE(`cannot reach ${target}: ${why}${hint}`, { userError: true, cause: err });
 }
 
 /** What a network error from undici or node:net means, in words; its own message for any other. */

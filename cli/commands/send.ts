@@ -182,7 +182,12 @@ async function send(url: string, file: string | undefined, options: SendOptions)
   const base = baseUrl(url);
   const token = tokenFrom(options.token);
   useTlsOptions(options);
-  const input = file === undefined || file === '-' ? process.stdin : createReadStream(file);
+  const fromFile = file !== undefined && file !== '-';
+  // A directory opens, then fails its first read with EISDIR's own words: say it at once.
+  if (fromFile && (await import('node:fs/promises').then(({ stat }) => stat(file)).catch(() => undefined))?.isDirectory() === true) {
+    throw CommonErrors.METEORZX_USAGE(`cannot read ${file}: it is a directory; give a file of events, or - for stdin`, { userError: true });
+  }
+  const input = fromFile ? createReadStream(file) : process.stdin;
   const opened = new Promise<void>((resolve, reject) => {
     if (input === process.stdin) return resolve();
     input.once('open', () => resolve());

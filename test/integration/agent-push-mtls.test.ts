@@ -109,6 +109,10 @@ describe('agent push with a client certificate (mutual TLS)', () => {
     expect(halfPair.stderr).toMatch(/^meteorzx: --cert needs --key: give the client certificate and its key together\n$/);
     const missing = await runCli(['status', httpsUrl, '--ca', join(dir, 'no-such.pem')]);
     expect(missing.stderr).toMatch(/^meteorzx: --ca .*no-such\.pem: cannot read it: ENOENT/);
+    // http:// to the HTTPS listener: before, only "connection closed unexpectedly".
+    const plain = await runCli(['status', httpsUrl.replace(/^https:/, 'http:')]);
+    expect(plain.code).not.toBe(0);
+    expect(plain.stderr).toMatch(/^meteorzx: cannot reach http:\/\/127\.0\.0\.1:\d+: (connection closed unexpectedly|connection reset) \(if it speaks TLS, use https:\/\/\)\n$/);
   });
 
   it('config check names an unreadable push CA and a client key of another certificate, key and file', async () => {

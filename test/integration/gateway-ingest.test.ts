@@ -1,4 +1,5 @@
 import { createServer } from 'node:http';
+import { tmpdir } from 'node:os';
 import type { AddressInfo } from 'node:net';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -355,6 +356,11 @@ describe('gateway ingest with real peers', () => {
     expect(notTls.code).not.toBe(0);
     expect(notTls.stderr.trimEnd().split('\n')).toHaveLength(1);
     expect(notTls.stderr.trimEnd()).toBe(`meteorzx: cannot reach ${gw.httpUrl.replace('http:', 'https:')}: the server does not speak TLS (is it http://?)`);
+
+    // A directory for the file: was "EISDIR: illegal operation on a directory, read", exit 1.
+    const dirAsFile = await runCli(['send', gw.httpUrl, tmpdir()]);
+    expect(dirAsFile.code).toBe(2);
+    expect(dirAsFile.stderr.trimEnd()).toBe(`meteorzx: cannot read ${tmpdir()}: it is a directory; give a file of events, or - for stdin`);
   });
 });
 
