@@ -102,6 +102,9 @@ export function incomingWithoutPayload(broker: Aedes): void {
   persistence.incomingStorePacket = (client, packet) => store(client, { ...packet, payload: NO_PAYLOAD });
 }
 
+/** aedes' clientError for a publish topic it refuses before authorizePublish: `+`, `#`, or empty. */
+export const REFUSED_TOPIC = /not allowed in PUBLISH$/;
+
 /** Mosquitto's default `max_queued_messages`: QoS 1/2 messages held for one client's session. */
 export const MAX_QUEUED_MESSAGES = 1000;
 /** The payload bytes held for one client's session (Mosquitto's `max_queued_bytes`, unbounded there by default). */

@@ -189,6 +189,8 @@ describe('bad input over MQTT', () => {
     const wildcard = await rawSession(gw.mqttPort, [publishQos1('audit/+/events', 7, '{"type":"t"}')]);
     expect(wildcard.received).toEqual([2]); // CONNACK only
     expect(wildcard.closedByServer).toBe(true);
+    // The warning docs/mqtt.md promises for every refused publish; a wildcard was only a debug line.
+    await waitFor(() => gw.logs.some((l) => l.includes('mqtt publish refused') && l.includes('+ is not allowed in PUBLISH')), 'the "mqtt publish refused" warning', 5000);
 
     const foreign = await rawSession(gw.mqttPort, [publishQos1('weather/today', 8, '{"type":"t"}')]);
     expect(foreign.received).toEqual([2]);

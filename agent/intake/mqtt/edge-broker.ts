@@ -11,6 +11,7 @@ import {
   MAX_QUEUED_MESSAGES,
   maxPacketBytes,
   noPacketIdCache,
+  REFUSED_TOPIC,
 } from '../../../common/mqtt-packet-cap.js';
 import type { Logger } from 'pino';
 import { isMeteorError, type Limits } from '../../../protocols/index.js';
@@ -132,7 +133,11 @@ export class EdgeBrokerIntake implements Intake {
     boundedOfflineQueues(broker, MAX_QUEUED_MESSAGES, MAX_QUEUED_BYTES, (client) =>
       log?.warn({ client, maxMessages: MAX_QUEUED_MESSAGES, maxBytes: MAX_QUEUED_BYTES }, 'edge mqtt session queue full while its device is away: dropping messages for it'),
     );
-    broker.on('clientError', (client: Client, err: Error) => log?.debug({ client: client.id, err: err.message }, 'edge mqtt client error'));
+    broker.on('clientError', (client: Client, err: Error) => {
+      // aedes refuses a wildcard or empty topic before authorizePublish: a refused publish like the others.
+      if (REFUSED_TOPIC.test(err.message)) log?.warn({ client: client.id, err: err.message }, 'edge mqtt publish refused, closing connection');
+      else log?.debug({ client: client.id, err: err.message }, 'edge mqtt client error');
+    });
     broker.on('connectionError', (_client: Client, err: Error) => log?.debug({ err: err.message }, 'edge mqtt connection error'));
     this.broker = broker;
     const handle = cappedHandle<Socket>(broker, maxPacketBytes(this.options.limits.maxBodyBytes), (client, err) =>
@@ -273,7 +278,10 @@ export class EdgeBrokerIntake implements Intake {
         this.inflight.delete(work);
         const refused = err instanceof PublishRefused;
         if (refused) this.meter.error('refused');
-        this.options.logger?.[refused ? 'warn' : 'error'](
+        // A device gone while its publish waited for space, or the agent stopping: the documented path (the device
+        // resends after reconnecting), not an error of the agent's.
+        const gone = (err as Error).cause instanceof AppendAbortedError;
+        this.options.logger?.[refused ? 'warn' : gone ? 'info' : 'error'](
           { client: client.id, topic: packet.topic.slice(0, 200), err: (err as Error).message, code: isMeteorError(err) ? err.code : undefined },
           refused ? 'edge mqtt publish refused, closing connection' : 'edge mqtt publish not buffered, closing connection so the device retries',
         );
