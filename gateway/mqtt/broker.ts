@@ -166,7 +166,7 @@ export class MqttIngress {
           return;
         }
         this.inflight += 1;
-        gate.ingest(state.ctx, route.source, packet.payload as Buffer).then(
+        gate.ingest(state.ctx, route.source, packet.payload as Buffer, () => client.closed || client.conn.destroyed).then(
           () => {
             this.settled();
             // Events are stored here, not by the broker: a retained event would pin its payload in memory.

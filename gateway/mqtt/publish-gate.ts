@@ -88,7 +88,7 @@ export class PublishGate {
    * recorded as rejected), when the publish may be acknowledged. Rejects
    * with the ingest error otherwise.
    */
-  ingest(ctx: PublishContext, source: string, payload: Buffer): Promise<IngestResponse> {
+  ingest(ctx: PublishContext, source: string, payload: Buffer, gone: () => boolean = () => false): Promise<IngestResponse> {
     const items = this.decode(payload);
     const own = ctx.identity.source;
     const mayUseSource = own === undefined ? undefined : ctx.identity.mayUseSource;
@@ -101,7 +101,7 @@ export class PublishGate {
     // The first attempt directly: the retry loop's promises are paid only under overload.
     return this.opts.ingestor.ingest(items, ingestCtx).catch((err: unknown) => {
       if (!isOverload(err)) throw err;
-      return this.retryOverloaded(items, ingestCtx, err);
+      return this.retryOverloaded(items, ingestCtx, err, gone);
     });
   }
 
@@ -115,13 +115,18 @@ export class PublishGate {
     }
   }
 
-  private async retryOverloaded(items: BatchItem[], ctx: IngestContext, first: unknown): Promise<IngestResponse> {
+  /**
+   * `gone`: the client disconnected. Its publish can no longer be acknowledged, and it resends it after
+   * reconnecting: kept retrying, it added a second copy to the load that made it wait, for up to maxWaitMs.
+   */
+  private async retryOverloaded(items: BatchItem[], ctx: IngestContext, first: unknown, gone: () => boolean): Promise<IngestResponse> {
     const deadline = this.now() + this.maxWaitMs;
     let delay = this.retryDelayMs;
     let err = first;
     for (;;) {
       if (!isOverload(err) || this.now() + delay > deadline) throw err;
       await this.sleep(delay);
+      if (gone()) throw new Error('the client disconnected while its publish waited out the overload; it resends it after reconnecting', { cause: err });
       delay = Math.min(delay * 2, 1000);
       try {
         return await this.opts.ingestor.ingest(items, ctx);

@@ -146,6 +146,21 @@ describe('MQTT ingress', () => {
     expect(core.contexts.length).toBe(4);
   });
 
+  it('stops retrying an overloaded publish once its client has disconnected', async () => {
+    const { core, port } = await startBroker();
+    core.failNext = { count: 1_000_000, error: () => GatewayErrors.METEORZX_GATEWAY_OVERLOADED('full') };
+    const client = await connect(port, { reconnectPeriod: 0 });
+    client.publish('audit/dev-1/events', JSON.stringify({ id: 'g1', type: 't' }), { qos: 1 }, () => undefined);
+    await new Promise((r) => setTimeout(r, 100));
+    client.stream.destroy();
+    await new Promise((r) => setTimeout(r, 400));
+    const attempts = core.contexts.length;
+    await new Promise((r) => setTimeout(r, 700));
+    // Before: retried with a doubling delay for maxWaitMs (2 s here) for a client that could no longer get its PUBACK.
+    expect(core.contexts.length).toBe(attempts);
+    expect(core.events).toHaveLength(0);
+  });
+
   it('does not ack when the write fails: the connection closes so the client resends', async () => {
     const { core, port } = await startBroker();
     core.failNext = { count: 1, error: () => GatewayErrors.METEORZX_STORAGE_FAILED('disk full') };
