@@ -144,6 +144,29 @@ describe('serial intake (binding-mock)', () => {
     expect(await metricValue(metrics, 'meteorzx_agent_intake_blocked', { intake: 'serial' })).toBe(0);
   });
 
+  it('one blocked gauge for every port: 1 while any port waits for space', async () => {
+    MockBinding.createPort('/dev/ttyMOCK6', { echo: false, record: false });
+    MockBinding.createPort('/dev/ttyMOCK7', { echo: false, record: false });
+    // Two buffers stand in for one, so that the ports wait and resume apart.
+    const [bufA, bufB] = [new BlockableBuffer(), new BlockableBuffer()];
+    const a = setup({ path: '/dev/ttyMOCK6' }, bufA);
+    const metrics = a.metrics;
+    const b = setup({ path: '/dev/ttyMOCK7', metrics }, bufB);
+    await Promise.all([a.intake.start(), b.intake.start()]);
+    bufA.full = true;
+    bufB.full = true;
+    a.send('{"type":"a1"}\n');
+    b.send('{"type":"b1"}\n');
+    await until(() => a.intake.isBlocked && b.intake.isBlocked, 'both blocked');
+    bufA.makeSpace();
+    await until(() => bufA.events.length === 1 && !a.intake.isBlocked, 'port A resumed');
+    // Before: 0 here, port B still waiting.
+    expect(await metricValue(metrics, 'meteorzx_agent_intake_blocked', { intake: 'serial' })).toBe(1);
+    bufB.makeSpace();
+    await until(() => bufB.events.length === 1 && !b.intake.isBlocked, 'port B resumed');
+    expect(await metricValue(metrics, 'meteorzx_agent_intake_blocked', { intake: 'serial' })).toBe(0);
+  });
+
   it('cuts a record that never ends: memory stays bounded and the head is buffered flagged with the length seen', async () => {
     MockBinding.createPort('/dev/ttyMOCK4', { echo: false, record: false });
     const { intake, buffer, metrics, send } = setup({ path: '/dev/ttyMOCK4', format: 'line', maxLineBytes: 1024, truncatedFlushMs: 50 });

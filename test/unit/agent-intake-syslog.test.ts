@@ -163,6 +163,23 @@ describe('SyslogIntake limits', () => {
     expect(meter.drops).toEqual({ oversize: 1 });
   });
 
+  it('does not count the LF or CRLF ending a datagram against maxMessageBytes, as on TCP', async () => {
+    const { udp } = await start({ maxMessageBytes: 1024 });
+    const sock = createSocket('udp4');
+    const send = (text: string) => new Promise<void>((r) => sock.send(text, udp, '127.0.0.1', () => r()));
+    const head = '<13>1 - - - - - - ';
+    const exact = `${head}${'y'.repeat(1024 - head.length)}`;
+    await send(`${exact}\n`);
+    await send(`${exact}\r\n`);
+    await send(`${exact}z\n`);
+    await send('<13>1 - - - - - - after');
+    sock.close();
+    const got = await events(3);
+    // Before: the first two dropped as oversize (1,025 and 1,026 bytes with their line ends).
+    expect(got.map((e) => String(e.data?.message).length)).toEqual([1024 - head.length, 1024 - head.length, 'after'.length]);
+    expect(meter.drops).toEqual({ oversize: 1 });
+  });
+
   it('refuses connections past maxConnections and counts them', async () => {
     const { tcp } = await start({ maxConnections: 2 });
     const open = () =>

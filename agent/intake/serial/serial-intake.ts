@@ -291,7 +291,12 @@ export class SerialIntake implements Intake {
 
   private setBlocked(blocked: boolean, meter: IntakeMeter): void {
     this.blocked = blocked;
-    meter.blocked(blocked);
+    // One gauge for every port: 1 while any of them waits. Set by each port's own state, it showed 0 as soon
+    // as one port resumed while another still waited.
+    const ports = blockedPorts(this.options.metrics);
+    if (blocked) ports.add(this);
+    else ports.delete(this);
+    meter.blocked(ports.size > 0);
     if (blocked && this.closing) this.abort.abort();
     this.applyFlow();
   }
@@ -305,4 +310,15 @@ export class SerialIntake implements Intake {
     else if (!pause && this.portPaused) port.resume();
     this.portPaused = pause;
   }
+}
+
+/** The serial ports of one agent (its metrics) now waiting for buffer space. */
+const blockedByMetrics = new WeakMap<object, Set<SerialIntake>>();
+const noMetrics = new Set<SerialIntake>();
+
+function blockedPorts(metrics: object | undefined): Set<SerialIntake> {
+  if (metrics === undefined) return noMetrics;
+  let ports = blockedByMetrics.get(metrics);
+  if (ports === undefined) blockedByMetrics.set(metrics, (ports = new Set()));
+  return ports;
 }

@@ -65,7 +65,10 @@ export class UdpListener {
 
   private onMessage(msg: Buffer, peer: string): void {
     const sink = this.options.sink;
-    if (msg.length > sink.options.maxMessageBytes) {
+    // A trailing LF or CRLF (logger and many senders end a datagram with one) is framing, not counted, as on TCP.
+    const lf = msg.length > 0 && msg[msg.length - 1] === 0x0a;
+    const framing = lf ? (msg.length > 1 && msg[msg.length - 2] === 0x0d ? 2 : 1) : 0;
+    if (msg.length - framing > sink.options.maxMessageBytes) {
       sink.dropped('oversize', 1, { peer, bytes: msg.length, limit: sink.options.maxMessageBytes });
       return;
     }
