@@ -1,11 +1,11 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { deflateSync } from 'node:zlib';
+import { deflateSync, inflateSync } from 'node:zlib';
 import { Level } from 'level';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { StoredEvent } from '../../protocols/index.js';
-import { blockKey, commitHex, encodePointer, idKey, LEGACY_RETENTION_KEY, retainedKey } from '../../gateway/storage/level/keys.js';
+import { blockKey, commitHex, custodyKey, encodePointer, idKey, LEGACY_RETENTION_KEY, retainedKey } from '../../gateway/storage/level/keys.js';
 import { LevelStorage } from '../../gateway/storage/level/index.js';
 
 /**
@@ -125,6 +125,25 @@ describe('verify accounts for every event block and index key', () => {
     await commitOf([event('a', T0)]);
     await withRaw((db) => db.put(`y!auth.login!20260310!${commitHex(7)}`, Buffer.from(`${T0},${T0}`)));
     expect(await problems()).toEqual([['index y!auth.login!20260310!0000000000000007', 'index key points at commit 7, which holds no event block the ledger accepted']]);
+  });
+});
+
+describe('verify on a changed custody block', () => {
+  it('names a line that is valid JSON but not a record (null, a number, an array) instead of crashing on it', async () => {
+    await commitOf([event('a', T0)]);
+    await commitOf([event('b', T0), event('c', T0)]);
+    await commitOf([event('d', T0)]);
+    const original = await withRaw(async (db) => (await db.get(custodyKey(2))) as Buffer);
+    for (const [line, kind] of [['null', 'null'], ['5', 'a number'], ['[]', 'an array'], ['"x"', 'a string']]) {
+      await withRaw(async (db) => {
+        const lines = inflateSync(original).toString().split('\n');
+        lines[0] = line as string;
+        await db.put(custodyKey(2), deflateSync(Buffer.from(lines.join('\n'))));
+      });
+      const report = await storage.verify();
+      expect(report.ok).toBe(false);
+      expect(report.problems[0], line).toEqual({ kind: 'ledger', where: 'after 1', detail: `custody block 2 holds ${kind} on line 1, not a JSON object` });
+    }
   });
 });
 

@@ -66,10 +66,19 @@ export async function decodeCustodyBlock(commit: number, block: Uint8Array): Pro
   return parseLines<CustodyRecord>(await decodeLines(block, `custody block ${commit}`), `custody block ${commit}`);
 }
 
+/** Each line must be a JSON object: valid JSON of another kind (`null`, `5`, `[]`) is damage too, not a record to read fields of. */
 function parseLines<T>(lines: readonly string[], what: string): T[] {
+  let values: unknown[];
   try {
-    return lines.map((line) => JSON.parse(line) as T);
+    values = lines.map((line) => JSON.parse(line) as unknown);
   } catch (err) {
     throw GatewayErrors.METEORZX_STORAGE_CORRUPT(`${what} holds invalid JSON: ${(err as Error).message}`, { cause: err });
   }
+  const bad = values.findIndex((v) => typeof v !== 'object' || v === null || Array.isArray(v));
+  if (bad >= 0) {
+    const v = values[bad];
+    const kind = v === null ? 'null' : Array.isArray(v) ? 'an array' : `a ${typeof v}`;
+    throw GatewayErrors.METEORZX_STORAGE_CORRUPT(`${what} holds ${kind} on line ${bad + 1}, not a JSON object`);
+  }
+  return values as T[];
 }
