@@ -7,6 +7,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { StoredEvent } from '../../protocols/index.js';
 import { blockKey, commitHex, custodyKey, encodePointer, idKey, LEGACY_RETENTION_KEY, retainedKey } from '../../gateway/storage/level/keys.js';
 import { LevelStorage } from '../../gateway/storage/level/index.js';
+import { custodyJson } from '../../gateway/storage/custody-json.js';
+import { custodyHash } from '../../gateway/storage/ledger.js';
 
 /**
  * `verify` on LevelDB accounts for every event block and index key, not
@@ -144,6 +146,25 @@ describe('verify on a changed custody block', () => {
       expect(report.ok).toBe(false);
       expect(report.problems[0], line).toEqual({ kind: 'ledger', where: 'after 1', detail: `custody block 2 holds ${kind} on line 1, not a JSON object` });
     }
+  });
+
+  it('says what differs when the last record was changed and its own hash made to match', async () => {
+    await commitOf([event('a', T0)]);
+    await commitOf([event('b', T0)]);
+    const forged = await withRaw(async (db) => {
+      const record = JSON.parse(inflateSync((await db.get(custodyKey(2))) as Buffer).toString()) as Record<string, unknown>;
+      record.peer = 'elsewhere';
+      delete record.hash;
+      record.hash = custodyHash(record as never);
+      await db.put(custodyKey(2), deflateSync(Buffer.from(custodyJson(record))));
+      return record.hash as string;
+    });
+    const head = (await storage.custody({ limit: 10 }))[1];
+    expect(head?.hash).toBe(forged);
+    const report = await storage.verify();
+    expect(report.problems).toHaveLength(1);
+    expect(report.problems[0]?.where).toBe('2');
+    expect(report.problems[0]?.detail).toMatch(new RegExp(`^ledger ends at record 2 with hash ${forged}, but its head \\(m!head\\) holds [0-9a-f]{64}$`));
   });
 });
 

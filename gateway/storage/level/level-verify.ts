@@ -140,7 +140,12 @@ async function walkLedger(
     await Promise.all([blocks.close(), markers.close()]);
   }
   if (head !== undefined && (stored.n !== head.n || stored.hash !== head.hash)) {
-    report({ kind: 'ledger', where: String(head.n), detail: `ledger ends at record ${head.n} but its head says ${stored.n}` });
+    // Same number, other hash: the last record was changed (and its own hash made to match), or the head was.
+    const detail =
+      stored.n === head.n
+        ? `ledger ends at record ${head.n} with hash ${head.hash ?? '(none)'}, but its head (m!head) holds ${stored.hash ?? '(none)'}`
+        : `ledger ends at record ${head.n} but its head says ${stored.n}`;
+    report({ kind: 'ledger', where: String(head.n), detail });
   }
   return { ledgerRecords, events };
 }
