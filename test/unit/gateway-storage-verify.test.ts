@@ -168,6 +168,38 @@ describe('verify on a changed custody block', () => {
   });
 });
 
+describe('a damaged ledger head', () => {
+  it('is named at open (gateway start, verify --data-dir), not answered with what parsing it threw', async () => {
+    await commitOf([event('a', T0)]);
+    await storage.close();
+    const putHead = async (value: Buffer): Promise<Buffer> => {
+      const db = new Level<string, Buffer>(storage.location, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
+      await db.open();
+      try {
+        const before = (await db.get('m!head')) as Buffer;
+        await db.put('m!head', value);
+        return before;
+      } finally {
+        await db.close();
+      }
+    };
+    let original: Buffer | undefined;
+    for (const value of ['{nope', 'null', '{"commit":"x","n":1}']) {
+      const before = await putHead(Buffer.from(value));
+      original ??= before;
+      const damaged = new LevelStorage({ dataDir: dir, readOnly: true });
+      await expect(damaged.open(), value).rejects.toMatchObject({
+        code: 'METEORZX_STORAGE_CORRUPT',
+        message: `the ledger head (m!head) is damaged: it holds ${JSON.stringify(value)}`,
+      });
+    }
+    // The failed opens let go of the database (or putHead could not open it): put back, the store opens and verifies.
+    await putHead(original as Buffer);
+    await open();
+    expect((await storage.verify()).ok).toBe(true);
+  });
+});
+
 describe('verify accepts a missing event block only where the ledger records its retention', () => {
   const dueDays = async (): Promise<void> => {
     await commitOf([event('old-1', T0), event('old-2', T0 + 1000)]);

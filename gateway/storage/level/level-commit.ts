@@ -5,6 +5,7 @@ import { chainCustody, type LedgerHead } from '../ledger.js';
 import { newEpochState, recordSeq, type EpochState } from '../seq-gaps.js';
 import { tallySources } from '../source-counts.js';
 import type { CommitBatch } from '../types.js';
+import { GatewayErrors } from '../../errors.js';
 import { encodeLines } from './block-codec.js';
 import {
   blockKey,
@@ -79,6 +80,30 @@ export function sourcePuts(names: Iterable<string>, state: (source: string) => S
 }
 
 /** The `m!head` write. */
+/**
+ * The `m!head` value as written by headPut; a damaged one (not JSON, or
+ * without whole numbers for its commit and record) is METEORZX_STORAGE_CORRUPT
+ * naming the key, not whatever reading a field of it would throw.
+ */
+export function decodeHead(raw: Buffer | undefined): LevelHead {
+  if (raw === undefined) return { commit: 0, n: 0, hash: undefined };
+  let head: unknown;
+  try {
+    head = JSON.parse(raw.toString());
+  } catch {
+    head = undefined;
+  }
+  const h = head as Partial<LevelHead> | null | undefined;
+  const count = (v: unknown): boolean => Number.isSafeInteger(v) && (v as number) >= 0;
+  if (
+    typeof h !== 'object' || h === null || !count(h.commit) || !count(h.n) || (h.sourcesAt !== undefined && !count(h.sourcesAt)) ||
+    (h.hash !== undefined && typeof h.hash !== 'string')
+  ) {
+    throw GatewayErrors.METEORZX_STORAGE_CORRUPT(`the ledger head (${HEAD_KEY}) is damaged: it holds ${JSON.stringify(raw.toString('latin1').slice(0, 80))}`);
+  }
+  return h as LevelHead;
+}
+
 export function headPut(head: LevelHead): PutOp {
   return { type: 'put', key: HEAD_KEY, value: Buffer.from(JSON.stringify(head)) };
 }

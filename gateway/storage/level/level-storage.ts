@@ -22,7 +22,7 @@ import type {
   VerifyReport,
 } from '../types.js';
 import { decodeCustodyBlock, decodeEventBlock, type EventBlock } from './block-codec.js';
-import type { LevelHead } from './level-commit.js';
+import { decodeHead, type LevelHead } from './level-commit.js';
 import { LevelWriter } from './level-writer.js';
 import { RegistryCache } from './registry-cache.js';
 import { queryCustody, queryEvents } from './level-query.js';
@@ -182,8 +182,13 @@ export class LevelStorage implements Storage {
       const why = isLevelLocked(err) ? 'another process has it open (a gateway already running with this data dir?)' : levelMessage(err);
       throw GatewayErrors.METEORZX_STORAGE_OPEN_FAILED(`cannot open the store at ${this.location}: ${why}`, { cause: err });
     }
-    const raw = (await db.get(HEAD_KEY)) as Buffer | undefined;
-    const head = raw === undefined ? { commit: 0, n: 0, hash: undefined } : (JSON.parse(raw.toString()) as LevelHead);
+    let head: LevelHead;
+    try {
+      head = decodeHead((await db.get(HEAD_KEY)) as Buffer | undefined);
+    } catch (err) {
+      await db.close();
+      throw err;
+    }
     this.epochs.clear();
     this.sourceStates.clear();
     this.blocks.clear();

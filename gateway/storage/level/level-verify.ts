@@ -5,7 +5,7 @@ import type { VerifyProblem, VerifyReport } from '../types.js';
 import { decodeCustodyBlock, decodeEventBlock, decodeLines } from './block-codec.js';
 import { CommitSet } from './commit-set.js';
 import { HEAD_KEY, parseCommitHex } from './keys.js';
-import type { LevelHead } from './level-commit.js';
+import { decodeHead, type LevelHead } from './level-commit.js';
 import type { LevelDb } from './level-storage.js';
 import { unprovenRetention } from './retention-proof.js';
 import { SnapshotCustody } from './snapshot-custody.js';
@@ -47,7 +47,7 @@ export async function verifyLevel(
   const snapshot = db.snapshot();
   try {
     const rawHead = (await db.get(HEAD_KEY, { snapshot })) as Buffer | undefined;
-    const stored = rawHead === undefined ? { commit: 0, n: 0, hash: undefined } : (JSON.parse(rawHead.toString()) as LevelHead);
+    const stored = decodeHead(rawHead);
     const backed = new CommitSet();
     const custody = new SnapshotCustody(db, snapshot);
     const keys = new IndexKeyAudit(db, snapshot, custody, backed, opts.source);
