@@ -93,7 +93,10 @@ async function judge(report: VerifyReport): Promise<void> {
   for (const p of report.problems) process.stdout.write(`${p.kind} ${p.where}: ${p.detail}\n`);
   const first = report.problems[0];
   const where = first === undefined ? 'unknown location' : `${first.kind === 'ledger' ? 'custody ledger record' : 'event'} ${first.where}: ${first.detail}`;
-  throw CommonErrors.METEORZX_VERIFY_FAILED(`verify failed (${summary} checked; ${report.problems.length} problem(s)); first: ${where}`, {
+  // The report lists the first problems only; a gateway from before problemCount sends the list alone.
+  const count = report.problemCount ?? report.problems.length;
+  const listed = count > report.problems.length ? `, the first ${report.problems.length} listed` : '';
+  throw CommonErrors.METEORZX_VERIFY_FAILED(`verify failed (${summary} checked; ${count} problem(s)${listed}); first: ${where}`, {
     userError: true,
   });
 }

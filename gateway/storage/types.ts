@@ -126,6 +126,8 @@ export interface VerifyReport {
   events: number;
   /** The first problems found, in storage order (capped). */
   problems: VerifyProblem[];
+  /** Every problem found, also those past the cap of `problems`. */
+  problemCount: number;
 }
 
 export interface SourcesFilter {

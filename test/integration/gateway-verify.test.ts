@@ -96,6 +96,22 @@ describe('meteorzx verify --data-dir', () => {
     expect((await runCli(['verify', '--data-dir', dataDir])).code).toBe(0);
   });
 
+  it('counts every problem it found, not only the 100 it lists', async () => {
+    const blocks = await withDb(async (db) => {
+      const originals = new Map<string, Buffer>();
+      for (const key of await keys(db, 'b!')) originals.set(key, (await db.get(key)) as Buffer);
+      // Every one of the 300 events: "alice" → "alicf".
+      for (const [key, value] of originals) await db.put(key, deflateSync(Buffer.from(inflateSync(value).toString('utf8').replaceAll('"alice"', '"alicf"'))));
+      return originals;
+    });
+    const r = await runCli(['verify', '--data-dir', dataDir]);
+    expect(r.code).toBe(1);
+    expect(r.stdout.trim().split('\n')).toHaveLength(100);
+    expect(r.stderr).toMatch(/^meteorzx: verify failed \(\d+ custody records, 300 events checked; 300 problem\(s\), the first 100 listed\); first: event v-0:/);
+    await withDb((db) => db.batch([...blocks].map(([key, value]) => ({ type: 'put' as const, key, value }))));
+    expect((await runCli(['verify', '--data-dir', dataDir])).code).toBe(0);
+  });
+
   it('finds a flipped byte in the raw stored block', async () => {
     const { key, original } = await withDb(async (db) => {
       const key = await firstBlockKey(db);

@@ -89,7 +89,7 @@ export class FakeGatewayCore implements Ingestor, Pick<Storage, 'query' | 'custo
   }
 
   async verify(): Promise<VerifyReport> {
-    return { ok: true, ledgerRecords: this.records.length, events: this.events.length, problems: [] };
+    return { ok: true, ledgerRecords: this.records.length, events: this.events.length, problems: [], problemCount: 0 };
   }
 
   async sources(): Promise<SourcesResponse> {

@@ -54,7 +54,7 @@ export async function verifyLevel(
     const walk = await walkLedger(db, snapshot, stored, opts, report, { backed, custody, keys });
     await checkIndexes(db, snapshot, backed, opts.source, report);
     await keys.finish(report);
-    return { ok: found === 0, ledgerRecords: walk.ledgerRecords, events: walk.events, problems };
+    return { ok: found === 0, ledgerRecords: walk.ledgerRecords, events: walk.events, problems, problemCount: found };
   } finally {
     await snapshot.close();
   }
