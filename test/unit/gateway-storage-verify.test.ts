@@ -228,6 +228,21 @@ describe('verify accepts a missing event block only where the ledger records its
     expect(await storage.verify()).toMatchObject({ ok: true, ledgerRecords: 6, events: 2 });
   });
 
+  it('retention goes on past an event block it cannot read, and keeps that one for verify to name', async () => {
+    await dueDays();
+    await withRaw((db) => db.put(blockKey(1), Buffer.from('not a deflated block')));
+    // Before: every pass failed at block 1 ("event block 1 cannot be decoded"), so no due day was ever deleted again.
+    expect(await storage.applyRetention(NOW - 7 * DAY)).toBe(1);
+    await withRaw(async (db) => {
+      expect(await db.get(blockKey(1))).toBeDefined();
+      expect(await db.get(blockKey(2))).toBeUndefined();
+    });
+    expect(await problems()).toEqual([
+      ['old-1', expect.stringMatching(/^event block 1 cannot be decoded/)],
+      ['old-2', expect.stringMatching(/^event block 1 cannot be decoded/)],
+    ]);
+  });
+
   it('retention takes the writer one batch at a time: a commit made meanwhile is not held for the whole pass', async () => {
     for (let i = 0; i < 600; i++) await commitOf([event(`old-${i}`, T0)]);
     const finished: string[] = [];

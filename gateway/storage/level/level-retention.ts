@@ -1,4 +1,5 @@
 import type { CustodyInput } from '../types.js';
+import type { EventBlock } from './block-codec.js';
 import {
   blockKey,
   commitHex,
@@ -35,7 +36,10 @@ export const RETENTION_PAGE_KEYS = 10_000;
  * (see retention-proof.ts). It reads beside ingest (old commits, which no
  * commit changes; but an id of theirs may be stored again meanwhile, which
  * `watch` tells); `append` writes each batch alone (LevelWriter.exclusive).
- * Returns events deleted.
+ * An event block that cannot be decoded is left as it is, with its keys, and
+ * told to `damaged`: the pass goes on past it (one damaged block would
+ * otherwise stop every pass there, and the store grow without bound), and
+ * `verify` names it. Returns events deleted.
  */
 export async function applyRetention(
   ctx: LevelContext,
@@ -44,6 +48,7 @@ export async function applyRetention(
   append: AppendRecords,
   watch: IdWatch,
   pageKeys = RETENTION_PAGE_KEYS,
+  damaged?: (commit: number, err: unknown) => void,
 ): Promise<number> {
   const lastDay = dayOf(before);
   // Blocks belong to the day of their latest event: whole days before lastDay hold events received before its start.
@@ -104,7 +109,14 @@ export async function applyRetention(
       // The ledger must agree that these events are due: an index key dated wrongly (or forged) deletes nothing.
       const records = await ctx.custodyBlock(commit).catch(() => undefined);
       if (records === undefined || !acceptedBefore(records, horizon)) continue;
-      const block = await ctx.eventBlock(commit);
+      let block: EventBlock | undefined;
+      try {
+        block = await ctx.eventBlock(commit);
+      } catch (err) {
+        if ((err as { code?: unknown }).code !== 'METEORZX_STORAGE_CORRUPT') throw err;
+        damaged?.(commit, err);
+        continue;
+      }
       if (block !== undefined) {
         const sources = new Set(block.events.map((e) => e.source));
         const types = new Set(block.events.map((e) => e.type));

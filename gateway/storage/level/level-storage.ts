@@ -503,7 +503,9 @@ export class LevelStorage implements Storage {
       // writer alone, so commits wait for one synced batch at a time, not for the whole pass.
       const watch = new IdWatch();
       this.idWatches.add(watch);
-      return applyRetention(ctx, before, this.opts.clock(), (build) => writer.exclusive((append) => append(build)), watch, this.opts.retentionPageKeys)
+      const damaged = (commit: number, err: unknown): void =>
+        this.logger?.error({ commit, err: (err as Error).message }, 'retention: an event block due for deletion cannot be read; it is kept, the pass goes on (run meteorzx verify)');
+      return applyRetention(ctx, before, this.opts.clock(), (build) => writer.exclusive((append) => append(build)), watch, this.opts.retentionPageKeys, damaged)
         .catch((err: unknown) => this.failedWrite(err))
         .finally(() => this.idWatches.delete(watch));
     } catch (err) {
