@@ -92,7 +92,7 @@ async function judge(report: VerifyReport): Promise<void> {
   }
   for (const p of report.problems) process.stdout.write(`${p.kind} ${p.where}: ${p.detail}\n`);
   const first = report.problems[0];
-  const where = first === undefined ? 'unknown location' : `${first.kind === 'ledger' ? 'custody ledger record' : 'event'} ${first.where}: ${first.detail}`;
+  const where = first === undefined ? 'unknown location' : `${{ ledger: 'custody ledger record', event: 'event', registry: 'registry key' }[first.kind]} ${first.where}: ${first.detail}`;
   // The report lists the first problems only; a gateway from before problemCount sends the list alone.
   const count = report.problemCount ?? report.problems.length;
   const listed = count > report.problems.length ? `, the first ${report.problems.length} listed` : '';

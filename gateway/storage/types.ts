@@ -113,9 +113,9 @@ export interface CustodyPage {
 }
 
 export interface VerifyProblem {
-  /** `ledger` for the custody chain, `event` for a stored event. */
-  kind: 'ledger' | 'event';
-  /** Ledger position or event id. */
+  /** `ledger` for the custody chain, `event` for a stored event or index key, `registry` for a per-source or per-epoch key. */
+  kind: 'ledger' | 'event' | 'registry';
+  /** Ledger position, event id, or the key. */
   where: string;
   detail: string;
 }

@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { cp, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { deflateSync, inflateSync } from 'node:zlib';
@@ -165,6 +165,79 @@ describe('verify on a changed custody block', () => {
     expect(report.problems).toHaveLength(1);
     expect(report.problems[0]?.where).toBe('2');
     expect(report.problems[0]?.detail).toMatch(new RegExp(`^ledger ends at record 2 with hash ${forged}, but its head \\(m!head\\) holds [0-9a-f]{64}$`));
+  });
+});
+
+describe('verify checks the registry against the ledger', () => {
+  const at = new Date(T0).toISOString();
+  const attempts = async (p = ''): Promise<void> => {
+    await commitOf([event(`${p}a`, T0), event(`${p}b`, T0)]);
+    await storage.commit({
+      events: [{ ...event(`${p}c`, T0), source: 'host-2' }],
+      custody: [
+        { at, outcome: 'accepted', method: 'http', peer: 'p', id: `${p}c`, source: 'host-2' },
+        { at, outcome: 'duplicate', method: 'http', peer: 'p', id: `${p}a`, source: 'host-1' },
+        { at, outcome: 'rejected', method: 'http', peer: 'p', reason: 'type: required', source: 'host-1' },
+      ],
+      seqs: [{ agent: 'host-2', epoch: 'e1', seq: 1, source: 'host-2', at }],
+    });
+  };
+  const json = (value: unknown): Buffer => Buffer.from(JSON.stringify(value));
+
+  it('passes as stored, also when the counts on disk are a checkpoint behind the ledger (a crash image)', async () => {
+    await attempts();
+    expect(await storage.verify()).toMatchObject({ ok: true });
+    await storage.close();
+    storage = new LevelStorage({ dataDir: dir, clock: () => NOW, registryCheckpointMs: 3_600_000 });
+    await storage.open();
+    await attempts('2-');
+    // The files as a kill -9 leaves them (close() would write the checkpoint): rs! keys as of an earlier commit than the head.
+    const crashed = path.join(dir, 'crashed');
+    await cp(storage.location, path.join(crashed, 'store'), { recursive: true });
+    const raw = new Level<string, Buffer>(path.join(crashed, 'store'), { keyEncoding: 'utf8', valueEncoding: 'buffer' });
+    await raw.open();
+    const head = JSON.parse(((await raw.get('m!head')) as Buffer).toString()) as { commit: number; sourcesAt: number };
+    await raw.close();
+    expect(head).toMatchObject({ commit: 4, sourcesAt: 2 });
+    const image = new LevelStorage({ dataDir: crashed, readOnly: true });
+    await image.open();
+    try {
+      expect((await image.verify()).problems).toEqual([]);
+    } finally {
+      await image.close();
+    }
+  });
+
+  it('names a damaged registry key, which fails every commit of that source or epoch, and /v1/sources', async () => {
+    await attempts();
+    await withRaw((db) => db.batch([
+      { type: 'put', key: 'rs!host-1', value: Buffer.from('{x') },
+      { type: 'put', key: 'ra!host-2!e1', value: Buffer.from('null') },
+    ]));
+    await expect(storage.sources()).rejects.toThrow(); // what a damaged key does to the gateway
+    expect((await storage.verify()).problems).toEqual([
+      { kind: 'registry', where: 'rs!host-1', detail: 'holds "{x", not a source\'s counts' },
+      { kind: 'registry', where: 'ra!host-2!e1', detail: 'holds "null", not an epoch\'s state' },
+    ]);
+    expect((await storage.verify({ source: 'host-2' })).problems.map((p) => p.where)).toEqual(['ra!host-2!e1']);
+  });
+
+  it('names counts that are not the ledger\'s, a missing key and a key of a source the ledger never saw', async () => {
+    await attempts();
+    await withRaw(async (db) => {
+      const host1 = JSON.parse(((await db.get('rs!host-1')) as Buffer).toString()) as Record<string, number>;
+      await db.batch([
+        { type: 'put', key: 'rs!host-1', value: json({ ...host1, rejected: 0 }) }, // a rejection hidden
+        { type: 'del', key: 'rs!host-2' },
+        { type: 'put', key: 'rs!ghost', value: json({ source: 'ghost', lastSeen: at, accepted: 5, duplicates: 0, rejected: 0 }) },
+      ]);
+    });
+    expect((await storage.verify()).problems).toEqual([
+      { kind: 'registry', where: 'rs!ghost', detail: 'counts 5 accepted, 0 duplicate, 0 rejected, the ledger 0 accepted, 0 duplicate, 0 rejected (up to commit 2)' },
+      { kind: 'registry', where: 'rs!host-1', detail: 'counts 2 accepted, 1 duplicate, 0 rejected, the ledger 2 accepted, 1 duplicate, 1 rejected (up to commit 2)' },
+      { kind: 'registry', where: 'rs!host-2', detail: 'missing, yet the ledger holds 1 accepted, 0 duplicate, 0 rejected of this source' },
+    ]);
+    expect((await storage.verify({ source: 'host-2' })).problems.map((p) => p.where)).toEqual(['rs!host-2']);
   });
 });
 

@@ -10,6 +10,7 @@ import type { LevelDb } from './level-storage.js';
 import { unprovenRetention } from './retention-proof.js';
 import { SnapshotCustody } from './snapshot-custody.js';
 import { IndexKeyAudit } from './verify-keys.js';
+import { RegistryAudit } from './verify-registry.js';
 
 /** Problems listed in a report; counting goes on past it. */
 const MAX_PROBLEMS = 100;
@@ -51,9 +52,11 @@ export async function verifyLevel(
     const backed = new CommitSet();
     const custody = new SnapshotCustody(db, snapshot);
     const keys = new IndexKeyAudit(db, snapshot, custody, backed, opts.source);
-    const walk = await walkLedger(db, snapshot, stored, opts, report, { backed, custody, keys });
+    const registry = new RegistryAudit(db, snapshot, custody, stored.sourcesAt ?? stored.commit, opts.source);
+    const walk = await walkLedger(db, snapshot, stored, opts, report, { backed, custody, keys, registry });
     await checkIndexes(db, snapshot, backed, opts.source, report);
     await keys.finish(report);
+    await registry.finish(report);
     return { ok: found === 0, ledgerRecords: walk.ledgerRecords, events: walk.events, problems, problemCount: found };
   } finally {
     await snapshot.close();
@@ -70,7 +73,7 @@ async function walkLedger(
   stored: LevelHead,
   opts: { source?: string; onProgress?: (done: number) => void },
   report: Report,
-  { backed, custody, keys }: { backed: CommitSet; custody: SnapshotCustody; keys: IndexKeyAudit },
+  { backed, custody, keys, registry }: { backed: CommitSet; custody: SnapshotCustody; keys: IndexKeyAudit; registry: RegistryAudit },
 ): Promise<{ ledgerRecords: number; events: number }> {
   let head: LedgerHead | undefined = { n: 0, hash: undefined };
   let ledgerRecords = 0;
@@ -102,6 +105,7 @@ async function walkLedger(
       } catch (err) {
         report({ kind: 'ledger', where: `after ${head?.n ?? '?'}`, detail: (err as Error).message });
         keys.unreadableBlock(commit);
+        registry.unreadableBlock();
         head = undefined; // the next readable record starts a new reference point
         continue;
       }
@@ -116,6 +120,7 @@ async function walkLedger(
         if (problem !== undefined) report({ kind: 'ledger', where: String(record.n), detail: problem });
         head = { n: record.n, hash: record.hash };
       }
+      registry.commit(commit, records);
       const check: BlockCheck = { commit, records, raw, source: opts.source, report };
       if (raw === undefined) {
         const marker = await markers.seek(commit);
