@@ -222,6 +222,23 @@ describe('verify checks the registry against the ledger', () => {
     expect((await storage.verify({ source: 'host-2' })).problems.map((p) => p.where)).toEqual(['ra!host-2!e1']);
   });
 
+  it('a damaged registry key fails what reads it with METEORZX_STORAGE_CORRUPT naming the key, not an internal error', async () => {
+    await attempts();
+    await withRaw((db) => db.batch([
+      { type: 'put', key: 'rs!host-1', value: Buffer.from('{x') },
+      { type: 'put', key: 'ra!host-2!e1', value: Buffer.from('null') },
+    ]));
+    const corrupt = (key: string, held: string) => ({ code: 'METEORZX_STORAGE_CORRUPT', message: `registry key ${key} is damaged: it holds ${held} (run meteorzx verify)` });
+    await expect(storage.sources()).rejects.toMatchObject(corrupt('rs!host-1', '"{x"'));
+    await expect(storage.sources({ source: 'host-1' })).rejects.toMatchObject(corrupt('rs!host-1', '"{x"'));
+    await expect(storage.agentEpochs('host-2')).rejects.toMatchObject(corrupt('ra!host-2!e1', '"null"'));
+    await expect(commitOf([event('d', T0)])).rejects.toMatchObject(corrupt('rs!host-1', '"{x"'));
+    const seq = { events: [], custody: [], seqs: [{ agent: 'host-2', epoch: 'e1', seq: 2, source: 'host-2', at }] };
+    await expect(storage.commit(seq)).rejects.toMatchObject(corrupt('ra!host-2!e1', '"null"'));
+    // Other sources are stored as before.
+    await expect(storage.commit({ events: [{ ...event('e', T0), source: 'host-3' }], custody: [{ at, outcome: 'accepted', method: 'http', peer: 'p', id: 'e', source: 'host-3' }], seqs: [] })).resolves.toBeDefined();
+  });
+
   it('names counts that are not the ledger\'s, a missing key and a key of a source the ledger never saw', async () => {
     await attempts();
     await withRaw(async (db) => {

@@ -355,7 +355,7 @@ export class LevelStorage implements Storage {
     values.forEach((v, i) => {
       if (v === undefined) return;
       const key = missing[i] as string;
-      const state = JSON.parse(v.toString()) as EpochState;
+      const state = registryValue<EpochState>(key, v);
       read.set(key, state);
       // A plan may have set it while this read was under way: that state is newer.
       this.epochs.setIfAbsent(key, state);
@@ -381,7 +381,7 @@ export class LevelStorage implements Storage {
     const missing = [...wanted];
     const values = await this.openDb.getMany(missing.map(sourceKey));
     values.forEach((v, i) => {
-      if (v !== undefined) this.sourceStates.setIfAbsent(missing[i] as string, JSON.parse(v.toString()) as SourceStatus);
+      if (v !== undefined) this.sourceStates.setIfAbsent(missing[i] as string, registryValue<SourceStatus>(sourceKey(missing[i] as string), v));
     });
   }
 
@@ -402,7 +402,7 @@ export class LevelStorage implements Storage {
       const unread = [...new Set(records.flatMap((r) => (r.source !== undefined && !states.has(r.source) ? [r.source] : [])))];
       const stored = new Map<string, SourceStatus>();
       (await db.getMany(unread.map(sourceKey))).forEach((v, i) => {
-        if (v !== undefined) stored.set(unread[i] as string, JSON.parse(v.toString()) as SourceStatus);
+        if (v !== undefined) stored.set(unread[i] as string, registryValue<SourceStatus>(sourceKey(unread[i] as string), v));
       });
       for (const [source, state] of tallySources(records, (s) => states.get(s) ?? stored.get(s))) states.set(source, state);
     }
@@ -453,7 +453,7 @@ export class LevelStorage implements Storage {
     const out: EpochStatus[] = [];
     // Agent ids hold no `!` (SOURCE_RE): `ra!<agent>!` is exactly that agent's epochs.
     const range = agent === undefined ? { gt: 'ra!', lt: 'ra"' } : { gt: `ra!${agent}!`, lt: `ra!${agent}"` };
-    for await (const value of this.openDb.values(range)) out.push(epochStatus(JSON.parse(value.toString()) as EpochState));
+    for await (const [key, value] of this.openDb.iterator(range)) out.push(epochStatus(registryValue<EpochState>(key, value)));
     return out;
   }
 
@@ -466,14 +466,14 @@ export class LevelStorage implements Storage {
       stored === undefined || (held !== undefined && attempts(held) > attempts(stored)) ? held : stored;
     if (source !== undefined) {
       const raw = await db.get(`rs!${source}`);
-      const one = later(raw === undefined ? undefined : (JSON.parse(raw.toString()) as SourceStatus), this.openWriter.durableSources.get(source));
+      const one = later(raw === undefined ? undefined : registryValue<SourceStatus>(sourceKey(source), raw), this.openWriter.durableSources.get(source));
       return { epochs: await this.agentEpochs(source), sources: one === undefined ? [] : [one] };
     }
     const { after, limit } = filter;
     // Source ids hold only [A-Za-z0-9._:-] (SOURCE_RE), all above `"`: `rs!<after>` and `ra!<after>"` bound the keys after it.
     const stored: SourceStatus[] = [];
     const range = after === undefined ? { gt: 'rs!', lt: 'rs"' } : { gt: `rs!${after}`, lt: 'rs"' };
-    for await (const value of db.values(limit === undefined ? range : { ...range, limit: limit + 1 })) stored.push(JSON.parse(value.toString()) as SourceStatus);
+    for await (const [key, value] of db.iterator(limit === undefined ? range : { ...range, limit: limit + 1 })) stored.push(registryValue<SourceStatus>(key, value));
     const newer = new Map([...this.openWriter.durableSources].filter(([s]) => after === undefined || s > after));
     let sources = stored.map((st) => {
       const held = newer.get(st.source);
@@ -487,7 +487,7 @@ export class LevelStorage implements Storage {
     const next = more ? sources.at(-1)?.source : undefined;
     const epochs: EpochStatus[] = [];
     const epochRange = { gt: after === undefined ? 'ra!' : `ra!${after}"`, lt: next === undefined ? 'ra"' : `ra!${next}"` };
-    for await (const value of db.values(epochRange)) epochs.push(epochStatus(JSON.parse(value.toString()) as EpochState));
+    for await (const [key, value] of db.iterator(epochRange)) epochs.push(epochStatus(registryValue<EpochState>(key, value)));
     return next === undefined ? { epochs, sources } : { epochs, sources, next };
   }
 
@@ -512,6 +512,23 @@ export class LevelStorage implements Storage {
       return Promise.reject(err);
     }
   }
+}
+
+/**
+ * A registry key's value (`ra!`, `rs!`). A damaged one is METEORZX_STORAGE_CORRUPT naming the key, not an
+ * internal error from parsing it or reading a field of it: `meteorzx verify` names every such key.
+ */
+function registryValue<T>(key: string, value: Buffer): T {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value.toString());
+  } catch {
+    parsed = undefined;
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw GatewayErrors.METEORZX_STORAGE_CORRUPT(`registry key ${key} is damaged: it holds ${JSON.stringify(value.toString('latin1').slice(0, 40))} (run meteorzx verify)`);
+  }
+  return parsed as T;
 }
 
 function attempts(s: SourceStatus): number {
