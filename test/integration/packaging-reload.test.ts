@@ -42,19 +42,22 @@ describe('SIGHUP reload', () => {
     const events = Array.from({ length: 10 }, (_, i) => ({ id: `reload-${i}`, type: 'test.reload' }));
     expect((await postEvents(agent.intakeUrl, events)).accepted).toBe(10);
 
-    // Valid: a new agent id takes effect, the buffer (and its events) stay.
+    // Valid: a new agent id takes effect, the buffer (and its events) stay; the epoch goes on under the new id
+    // after its agent-renamed gap event (docs/buffer.md).
     await writeFile(config, JSON.stringify({ ...base, id: 'reload-b' }));
     agent.proc.kill('SIGHUP');
     const relisten = await until(() => agent.logs.map((l) => JSON.parse(l) as { msg?: string; pull?: string }).filter((l) => l.msg === 'listening')[1], 'second listening line');
     const status = (await (await fetch(`http://${relisten.pull}/v1/status`)).json()) as { id: string; head: number };
-    expect([status.id, status.head]).toEqual(['reload-b', 10]);
+    expect([status.id, status.head]).toEqual(['reload-b', 11]);
+    const renamed = JSON.parse(await (await fetch(`http://${relisten.pull}/v1/events?after=10`)).text()) as { agent: string; type: string; data: unknown };
+    expect(renamed).toMatchObject({ agent: 'reload-b', type: 'meteorzx.gap', data: { reason: 'agent-renamed', from: 1, to: 10, renamedFrom: 'reload-a' } });
 
     // Invalid: logged, and the agent still answers on the same listener with the same config.
     await writeFile(config, JSON.stringify({ ...base, id: 'reload-c', bogus: true }));
     agent.proc.kill('SIGHUP');
     await until(() => agent.logs.find((l) => l.includes('reload: config rejected')), 'rejection log line');
     const still = (await (await fetch(`http://${relisten.pull}/v1/status`)).json()) as { id: string; head: number };
-    expect([still.id, still.head]).toEqual(['reload-b', 10]);
+    expect([still.id, still.head]).toEqual(['reload-b', 11]);
     expect(agent.proc.exitCode).toBeNull();
     expect(await agent.stop()).toBe(0);
   });
