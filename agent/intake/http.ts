@@ -75,6 +75,8 @@ export class HttpIntake implements Intake {
   private pendingBytes = 0;
   private closing = false;
   private closed: Promise<void> | undefined;
+  /** Requests whose body is still coming: a stop answers them 503 at once instead of waiting for their bodies. */
+  private readonly reading = new Set<(err: unknown) => void>();
   private readonly maxConcurrent: number;
   private readonly maxPendingBytes: number;
   private readonly retryAfter: string;
@@ -130,9 +132,14 @@ export class HttpIntake implements Intake {
     return { intake: this.name, listen: this.bound === undefined ? undefined : `${this.bound.host}:${this.bound.port}` };
   }
 
-  /** Stops accepting; requests already appending finish and are answered (bounded by closeTimeoutMs). */
+  /**
+   * Stops accepting; requests already appending finish and are answered (bounded by closeTimeoutMs).
+   * A request whose body is still coming is answered 503 at once: a stalled upload held the stop for
+   * the whole grace, then lost its connection with no answer.
+   */
   close(): Promise<void> {
     this.closing = true;
+    for (const abort of this.reading) abort(AgentErrors.METEORZX_INTAKE_CLOSING('the agent is shutting down'));
     this.closed ??= closeServer(this.server, this.options.closeTimeoutMs ?? 10_000);
     return this.closed;
   }
@@ -251,12 +258,18 @@ export class HttpIntake implements Intake {
     return new Promise((resolve, reject) => {
       const chunks: Buffer[] = [];
       let total = 0;
+      const stop = (err: unknown) => {
+        // A body all received is about to end: that request is appended and answered as usual.
+        if (!req.complete) fail(err);
+      };
       const fail = (err: unknown) => {
+        this.reading.delete(stop);
         req.off('data', onData);
         // Stop reading the rest: the answer closes the connection.
         req.pause();
         reject(err);
       };
+      this.reading.add(stop);
       const onData = (chunk: Buffer) => {
         total += chunk.byteLength;
         if (total > limit) return fail(tooLarge(total, limit));
@@ -268,9 +281,15 @@ export class HttpIntake implements Intake {
         chunks.push(chunk);
       };
       req.on('data', onData);
-      req.once('end', () => resolve(Buffer.concat(chunks, total)));
+      req.once('end', () => {
+        this.reading.delete(stop);
+        resolve(Buffer.concat(chunks, total));
+      });
       // A client that goes away mid-body is its own business, not an error of ours to log with a stack.
-      const gone = () => reject(ProtocolErrors.METEORZX_BODY_UNREADABLE('the client closed the connection before the body ended'));
+      const gone = () => {
+        this.reading.delete(stop);
+        reject(ProtocolErrors.METEORZX_BODY_UNREADABLE('the client closed the connection before the body ended'));
+      };
       req.once('error', gone);
       req.once('close', () => {
         if (!req.complete) gone();

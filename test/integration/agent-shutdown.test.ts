@@ -95,3 +95,37 @@ describe('agent SIGTERM with clients connected to its listeners but sending noth
     await Promise.all(closedByAgent);
   });
 });
+
+describe('agent SIGTERM with an upload in progress', () => {
+  it('answers a request whose body is still coming 503 at once, and keeps what was acknowledged', async () => {
+    const sub = join(dir, 'stalled-upload');
+    await mkdir(sub);
+    const agent = await startAgent(sub, { id: 'stalled-upload' });
+    expect((await postEvents(agent.intakeUrl, [{ id: 'before', type: 'stall.test' }])).status).toBe(200);
+    // Headers and the start of a body, then nothing more (a stalled or very slow producer).
+    const { hostname, port } = new URL(agent.intakeUrl);
+    const socket = connect(Number(port), hostname);
+    socket.on('error', () => undefined);
+    let answer = '';
+    socket.on('data', (chunk: Buffer) => {
+      answer += chunk.toString('utf8');
+    });
+    const closed = new Promise((resolve) => socket.once('close', resolve));
+    await new Promise((resolve) => socket.once('connect', resolve));
+    // Expect: 100-continue: the 100 says the request is past its checks and its body is being read.
+    socket.write('POST /v1/events HTTP/1.1\r\nHost: agent\r\nContent-Type: application/json\r\nContent-Length: 1000\r\nExpect: 100-continue\r\n\r\n');
+    await waitFor(() => answer.includes('100 Continue'), 'the 100 Continue');
+    socket.write('[{"type":"stall.test",');
+    answer = '';
+    // Before, the stop waited out the intake's 10 s close grace for the rest of this body, then dropped the connection
+    // unanswered: the producer could not tell a refusal from a loss.
+    expect(await agent.stop(30_000)).toBe(0);
+    await closed;
+    expect(answer).toMatch(/^HTTP\/1\.1 503 /);
+    expect(answer).toMatch(/retry-after: 1/i);
+    expect(answer).toContain('METEORZX_INTAKE_CLOSING');
+    const again = await startAgent(sub, { id: 'stalled-upload' });
+    expect((await again.status()).head).toBe(1);
+    await again.kill();
+  });
+});
