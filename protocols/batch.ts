@@ -66,7 +66,7 @@ export function decodeBatch(body: Uint8Array, format: BodyFormat, limits: Limits
   }
   const keepText = options.keepText === true;
   const items =
-    format === 'json' ? decodeJson(body, limits.maxBatchEvents, keepText, options.jsonSequence === true) : decodeRecords(body, format === 'json-seq' ? RS : LF, limits, keepText);
+    format === 'json' ? decodeJson(body, limits, keepText, options.jsonSequence === true) : decodeRecords(body, format === 'json-seq' ? RS : LF, limits, keepText);
   if (items.length > limits.maxBatchEvents) throw batchTooLarge(limits.maxBatchEvents);
   return items;
 }
@@ -76,12 +76,16 @@ function batchTooLarge(max: number): Error {
   return ProtocolErrors.METEORZX_BATCH_TOO_LARGE(`batch has more than ${max} events (maxBatchEvents)`);
 }
 
-function decodeJson(body: Uint8Array, maxItems: number, keepText: boolean, sequence: boolean): BatchItem[] {
+function decodeJson(body: Uint8Array, limits: Limits, keepText: boolean, sequence: boolean): BatchItem[] {
   if (!isUtf8(body)) throw ProtocolErrors.METEORZX_BODY_UNREADABLE('body is not valid UTF-8');
+  const maxItems = limits.maxBatchEvents;
   const ranges = arrayItemRanges(body, maxItems);
   if (ranges === TOO_MANY) throw batchTooLarge(maxItems);
-  const items = ranges === undefined ? undefined : parseItems(body, ranges, keepText);
-  if (items !== undefined) return items;
+  const items = ranges === undefined ? undefined : parseItems(body, ranges, keepText, limits);
+  if (Array.isArray(items)) return items;
+  // A body no event could be is never parsed whole: JSON.parse builds every object of it first, and
+  // 8 MiB of `{},{},…` is ≈ 2.8 million objects, ≈ 200 MB of heap, for a body the checks then refuse.
+  if (body.byteLength > largestItemBytes(limits)) return decodeLargeJson(body, items, limits, keepText, sequence);
   // One event, or a body that is not valid JSON (a valid array was read item by item above).
   const text = decodedText(body);
   let parsed: unknown;
@@ -91,8 +95,8 @@ function decodeJson(body: Uint8Array, maxItems: number, keepText: boolean, seque
     const values = sequence ? sequenceRanges(body, maxItems) : undefined;
     if (values === TOO_MANY) throw batchTooLarge(maxItems);
     // Every value must parse: a body that is neither one JSON text nor a clean run of them stays unreadable.
-    const run = values === undefined ? undefined : parseItems(body, values, keepText);
-    if (run !== undefined) return run;
+    const run = values === undefined ? undefined : parseItems(body, values, keepText, limits);
+    if (Array.isArray(run)) return run;
     throw ProtocolErrors.METEORZX_BODY_UNREADABLE(`body is not valid JSON: ${(err as Error).message}`);
   }
   return [{ index: 0, value: parsed, bytes: body.byteLength, text: keepText ? text : undefined }];
@@ -103,27 +107,83 @@ function decodeJson(body: Uint8Array, maxItems: number, keepText: boolean, seque
  * decoded and parsed from its own bytes, so an agent's batch (hundreds of
  * KB) never becomes one string in V8's large-object space (see
  * protocols/lines.ts), and each item is sized by its bytes as sent — what an
- * NDJSON line of it would count — without re-serialising it. Undefined when
- * an item is not valid JSON: the caller then parses the body whole, and so
- * answers with JSON.parse's own error. Every item passing JSON.parse, with
- * only commas and blanks between them inside one `[…]`, is a valid array.
+ * NDJSON line of it would count — without re-serialising it. An item larger
+ * than any event is refused unparsed. JSON.parse's message (with the item's
+ * index) when an item is not valid JSON: the caller then parses a small body
+ * whole, and so answers with JSON.parse's own error. Every item passing
+ * JSON.parse, with only commas and blanks between them inside one `[…]`, is a
+ * valid array.
  */
-function parseItems(body: Uint8Array, ranges: readonly number[], keepText: boolean): BatchItem[] | undefined {
+function parseItems(body: Uint8Array, ranges: readonly number[], keepText: boolean, limits: Limits): BatchItem[] | string {
+  const cap = largestItemBytes(limits);
   const buf = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
   const items: BatchItem[] = new Array<BatchItem>(ranges.length / 2);
   for (let n = 0; n < ranges.length; n += 2) {
     const start = ranges[n] as number;
     const end = ranges[n + 1] as number;
+    const bytes = end - start;
+    if (bytes > cap) {
+      // Not parsed: refused for its size alone, as an NDJSON line is (decodeLine).
+      items[n / 2] = { index: n / 2, bytes, error: overEventLimit(bytes, limits) };
+      continue;
+    }
     const text = buf.toString('utf8', start, end);
     let value: unknown;
     try {
       value = JSON.parse(text);
-    } catch {
-      return undefined;
+    } catch (err) {
+      return `item ${n / 2}: ${(err as Error).message}`;
     }
-    items[n / 2] = { index: n / 2, value, bytes: end - start, text: keepText ? text : undefined };
+    items[n / 2] = { index: n / 2, value, bytes, text: keepText ? text : undefined };
   }
   return items;
+}
+
+/** Bytes past which an item cannot be an event (the allowance of a chained event included): it is not parsed. */
+function largestItemBytes(limits: Limits): number {
+  return limits.maxEventBytes + (limits.chainAllowanceBytes ?? 0);
+}
+
+function overEventLimit(bytes: number, limits: Limits): string {
+  return `event is ${bytes} bytes, over the limit of ${limits.maxEventBytes} (maxEventBytes)`;
+}
+
+/**
+ * A `json` body larger than any one event that is not a clean array: one
+ * object or array (refused for its size unparsed, unless blanks made it
+ * large), a run of them (with `sequence`), or unreadable — answered from
+ * the scan and each value's own parse, never by parsing the body whole.
+ * `arrayError` is why an array's item did not parse.
+ */
+function decodeLargeJson(body: Uint8Array, arrayError: string | undefined, limits: Limits, keepText: boolean, sequence: boolean): BatchItem[] {
+  if (arrayError !== undefined) throw ProtocolErrors.METEORZX_BODY_UNREADABLE(`body is not valid JSON: ${arrayError}`);
+  const values = valueRanges(body, limits.maxBatchEvents);
+  if (values === TOO_MANY) {
+    if (sequence) throw batchTooLarge(limits.maxBatchEvents);
+    throw ProtocolErrors.METEORZX_BODY_UNREADABLE('body is not valid JSON: more than one JSON value');
+  }
+  if (values === undefined) {
+    let i = body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf ? 3 : 0;
+    while (isBlankByte(body[i])) i += 1;
+    // A scalar costs no more than its bytes to parse, and JSON.parse names what is wrong with it.
+    if (body[i] !== 0x7b && body[i] !== 0x5b) return parseWhole(body, keepText);
+    throw ProtocolErrors.METEORZX_BODY_UNREADABLE('body is not valid JSON: an object or array is not closed, or is followed by something else');
+  }
+  if (values.length > 2 && !sequence) throw ProtocolErrors.METEORZX_BODY_UNREADABLE('body is not valid JSON: more than one JSON value');
+  const items = parseItems(body, values, keepText, limits);
+  if (typeof items === 'string') throw ProtocolErrors.METEORZX_BODY_UNREADABLE(`body is not valid JSON: ${items}`);
+  return items;
+}
+
+function parseWhole(body: Uint8Array, keepText: boolean): BatchItem[] {
+  const text = decodedText(body);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw ProtocolErrors.METEORZX_BODY_UNREADABLE(`body is not valid JSON: ${(err as Error).message}`);
+  }
+  return [{ index: 0, value: parsed, bytes: body.byteLength, text: keepText ? text : undefined }];
 }
 
 const TOO_MANY = Symbol('too many items');
@@ -189,11 +249,17 @@ function arrayItemRanges(body: Uint8Array, maxItems: number): number[] | typeof 
  * themselves are checked by JSON.parse afterwards.
  */
 function sequenceRanges(body: Uint8Array, maxItems: number): number[] | typeof TOO_MANY | undefined {
+  const ranges = valueRanges(body, maxItems);
+  return ranges !== undefined && ranges !== TOO_MANY && ranges.length < 4 ? undefined : ranges;
+}
+
+/** As sequenceRanges, one value included. */
+function valueRanges(body: Uint8Array, maxItems: number): number[] | typeof TOO_MANY | undefined {
   let i = body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf ? 3 : 0;
   const ranges: number[] = [];
   for (;;) {
     while (isBlankByte(body[i])) i += 1;
-    if (i >= body.length) return ranges.length >= 4 ? ranges : undefined;
+    if (i >= body.length) return ranges.length >= 2 ? ranges : undefined;
     if (body[i] !== 0x7b && body[i] !== 0x5b) return undefined; // each value an object or an array
     const start = i;
     let depth = 0;
@@ -262,9 +328,9 @@ function isBlank(line: Uint8Array): boolean {
 function decodeLine(line: Uint8Array, index: number, limits: Limits, keepText: boolean): BatchItem {
   const bytes = line.byteLength;
   // The allowance for a chained event's added fields, if any, before parsing: validateEvent checks the event exactly.
-  if (bytes > limits.maxEventBytes + (limits.chainAllowanceBytes ?? 0)) {
+  if (bytes > largestItemBytes(limits)) {
     // Not parsed at all: an oversized line costs no more than its bytes.
-    return { index, bytes, error: `event is ${bytes} bytes, over the limit of ${limits.maxEventBytes} (maxEventBytes)` };
+    return { index, bytes, error: overEventLimit(bytes, limits) };
   }
   const text = utf8Text(line);
   if (text === undefined) return { index, bytes, error: 'invalid UTF-8' };

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import fc from 'fast-check';
 import { bodyFormat, decodeBatch, decodePayload, DEFAULT_LIMITS, isMeteorError, parseCommand } from '../../../protocols/index.js';
 
@@ -134,6 +134,38 @@ describe('decodeBatch', () => {
     }
     for (const text of ['[', ']', '[]', ' [ ] ', '[,]', '[1,]', '[,1]', '[1,,2]', '[1 2]', '[1]x', '[}', '[{]}', '["a\\"]', '["\\"]', '\ufeff[1]', '[[]]]', '[1] [2]']) {
       expect(ours(enc(text)), text).toEqual(whole(enc(text)));
+    }
+  });
+
+  it('never parses a JSON text larger than an event could be: such an item or body is refused unparsed, its neighbours kept', () => {
+    // Before, a one-event body or an array item of 1 MiB of `{},{},…` went through JSON.parse whole (≈ 350,000 objects
+    // built, then refused for its size): 16 agent intake requests of 8 MiB at once took the agent's RSS from 142 MB to 1.6 GB.
+    const limits = { ...DEFAULT_LIMITS, chainAllowanceBytes: 1024 };
+    const cap = limits.maxEventBytes + 1024;
+    const big = `{"type":"big","data":{"a":[${Array.from({ length: 350_000 }, () => '{}').join(',')}]}}`;
+    const parse = vi.spyOn(JSON, 'parse');
+    const longest = (): number => Math.max(0, ...parse.mock.calls.map(([text]) => text.length));
+    try {
+      const one = decodeBatch(enc(big), 'json', limits);
+      expect(one.map((i) => [i.index, i.error])).toEqual([[0, `event is ${big.length} bytes, over the limit of ${limits.maxEventBytes} (maxEventBytes)`]]);
+      const array = decodeBatch(enc(`[{"type":"a"},${big},{"type":"c"}]`), 'json', limits);
+      expect(array.map((i) => i.value ?? i.error?.replace(/\d+ bytes/, 'N bytes'))).toEqual([
+        { type: 'a' },
+        `event is N bytes, over the limit of ${limits.maxEventBytes} (maxEventBytes)`,
+        { type: 'c' },
+      ]);
+      const run = decodeBatch(enc(`{"type":"a"}\n${big}\n{"type":"c"}`), 'json', limits, { jsonSequence: true });
+      expect(run.map((i) => i.error === undefined)).toEqual([true, false, true]);
+      // Unreadable large bodies are still a 400, told from the scan and the items' own parse.
+      for (const bad of [`[{"type":"a"},${big}`, `${big}x`, `[{"type":"a"},{oops},${big}]`, `${big}${big}`]) {
+        expect(() => decodeBatch(enc(bad), 'json', limits), bad.slice(0, 20)).toThrow(/body is not valid JSON/);
+      }
+      expect(longest()).toBeLessThanOrEqual(cap);
+      // A large body that is one small event with blanks around it, or a large scalar, is read as before.
+      expect(decodeBatch(enc(`${' '.repeat(200_000)}{"type":"a"}`), 'json', limits).map((i) => i.value)).toEqual([{ type: 'a' }]);
+      expect(decodeBatch(enc(`"${'x'.repeat(200_000)}"`), 'json', limits)[0]?.value).toHaveLength(200_000);
+    } finally {
+      parse.mockRestore();
     }
   });
 
