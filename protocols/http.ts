@@ -32,6 +32,8 @@ export interface AgentStatus {
   push: { state: PushState; lastError: string | null };
   /** Set when the buffer had to be recovered (corruption); says what was done. */
   recovered?: string;
+  /** Set while the buffer cannot write: why its last group commit failed (a full disk, say). */
+  writeError?: string;
 }
 
 export interface SeqGap {

@@ -70,6 +70,8 @@ function formatAgent(s: AgentStatus): string {
     `  push            ${s.push.state}${s.push.lastError ? ` (last error: ${s.push.lastError})` : ''}`,
   ];
   if (s.recovered) lines.push(`  recovered       ${s.recovered}`);
+  // While it is set the intakes answer 503: the one line that says why.
+  if (s.writeError) lines.push(`  write error     ${s.writeError}`);
   return `${lines.join('\n')}\n`;
 }
 
