@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { errorCode, type PushState } from '../protocols/index.js';
+import { refusedEvents } from './buffer/refused-events.js';
 import type { BufferState } from './buffer/types.js';
 
 const PUSH_STATES: readonly PushState[] = ['idle', 'sending', 'backoff', 'open', 'half-open', 'disabled'];
@@ -96,7 +97,9 @@ export class AgentMetrics {
     try {
       out = await append();
     } catch (err) {
-      this.appendFailures.inc({ code: errorCode(err) });
+      // An append refused for some of its events (too large once stored) is retried without them at once:
+      // those are per-event rejections (events_invalid_total), not the buffer refusing the intake.
+      if (refusedEvents(err) === undefined) this.appendFailures.inc({ code: errorCode(err) });
       throw err;
     }
     this.appendSeconds.observe(Number(process.hrtime.bigint() - start) / 1e9);

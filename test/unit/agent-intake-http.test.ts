@@ -3,8 +3,9 @@ import { connect } from 'node:net';
 import pino from 'pino';
 import { gzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DEFAULT_LIMITS, type Limits } from '../../protocols/index.js';
+import { DEFAULT_LIMITS, type AuditEvent, type ChainedEvent, type Limits } from '../../protocols/index.js';
 import { AgentErrors } from '../../agent/errors.js';
+import { eventsRefusal } from '../../agent/buffer/refused-events.js';
 import { HttpIntake } from '../../agent/intake/http.js';
 import { AgentMetrics } from '../../agent/metrics.js';
 import { FakeBuffer } from './agent-fake-buffer.js';
@@ -203,6 +204,28 @@ describe('agent HTTP intake', () => {
     const rejected = await post(port, JSON.stringify({ type: 'a' }));
     expect(rejected.status).toBe(507);
     expect(rejected.body.code).toBe('METEORZX_BUFFER_REJECTED');
+  });
+
+  it('counts in append_failures_total only the appends the intake answered 503/507 for, not an event refused alone for its stored size', async () => {
+    // As LevelBuffer refuses an append holding an event too large once stored: nothing written, the event named.
+    const buffer = new (class extends FakeBuffer {
+      override async append(events: readonly AuditEvent[]): Promise<ChainedEvent[]> {
+        const big = events.findIndex((e) => e.type === 'big');
+        if (big >= 0) throw eventsRefusal([{ index: big, error: 'event is 264322 bytes once stored, over the limit' }], false);
+        return super.append(events);
+      }
+    })();
+    const { port, metrics } = await startIntake(buffer);
+    const failures = async (): Promise<Record<string, number>> =>
+      Object.fromEntries((await metrics.appendFailures.get()).values.map((v) => [String(v.labels.code), v.value]));
+    const answer = await post(port, JSON.stringify([{ type: 'a' }, { type: 'big' }, { type: 'c' }]));
+    expect(answer.status).toBe(200);
+    expect(answer.body).toMatchObject({ accepted: 2, rejected: [{ index: 1 }] });
+    // Before, it counted {code="METEORZX_EVENT_TOO_LARGE"} 1, though the intake answered 200 and the event is in events_invalid_total.
+    expect(await failures()).toEqual({});
+    buffer.failAppend = AgentErrors.METEORZX_BUFFER_FULL('buffer full');
+    expect((await post(port, JSON.stringify({ type: 'a' }))).status).toBe(503);
+    expect(await failures()).toEqual({ METEORZX_BUFFER_FULL: 1 });
   });
 
   it('bounds concurrent requests: past the limit it answers 503 instead of queueing in memory', async () => {
