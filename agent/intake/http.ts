@@ -100,7 +100,7 @@ export class HttpIntake implements Intake {
     this.server = options.tls === undefined ? createServer(timeouts, handler) : createHttpsServer({ ...timeouts, ...options.tls }, handler);
     answerAfterHalfClose(this.server);
     trackConnections(this.server);
-    this.meter = createIntakeMeter(options.metrics, this.name);
+    this.meter = createIntakeMeter(options.metrics, this.name, options.token === undefined ? [] : ['auth']);
     capConnections(this.server, options.maxConnections ?? 256, this.meter, options.logger, 'intake.http.maxConnections');
     // `Expect: 100-continue` (curl sends it for bodies over 1 MiB): the headers are judged before the body is
     // invited. Node's default answers 100 at once, so a body over the limit was sent in full to a server that
@@ -150,6 +150,8 @@ export class HttpIntake implements Intake {
       const path = (req.url ?? '/').split('?')[0];
       const token = this.options.token;
       if (token !== undefined && !bearerMatches(req.headers.authorization, token)) {
+        // As the edge MQTT broker counts a refused login: a producer with a stale token shows in the metrics, not only in its own logs.
+        this.meter.error('auth');
         // An unread body cannot be skipped on a keep-alive connection (a refused Expect: 100-continue leaves it unsent).
         sendError(res, AgentErrors.METEORZX_UNAUTHORIZED('missing or wrong bearer token'), { 'www-authenticate': 'Bearer', ...(req.complete ? {} : { connection: 'close' }) });
         return;

@@ -35,7 +35,7 @@ function post(port: number, body: Buffer | string, headers: Record<string, strin
 const intakes: HttpIntake[] = [];
 async function startIntake(
   buffer: FakeBuffer,
-  options: { limits?: Partial<Limits>; maxConcurrent?: number; maxPendingBytes?: number; logger?: pino.Logger } = {},
+  options: { limits?: Partial<Limits>; maxConcurrent?: number; maxPendingBytes?: number; logger?: pino.Logger; token?: string } = {},
 ) {
   const metrics = new AgentMetrics({ buffer: () => buffer.state(), push: () => 'disabled' }, { processMetrics: false });
   const intake = new HttpIntake({
@@ -46,6 +46,7 @@ async function startIntake(
     ...(options.maxConcurrent ? { maxConcurrent: options.maxConcurrent } : {}),
     ...(options.maxPendingBytes ? { maxPendingBytes: options.maxPendingBytes } : {}),
     ...(options.logger ? { logger: options.logger } : {}),
+    ...(options.token ? { token: options.token } : {}),
   });
   intakes.push(intake);
   await intake.start();
@@ -226,6 +227,19 @@ describe('agent HTTP intake', () => {
     buffer.failAppend = AgentErrors.METEORZX_BUFFER_FULL('buffer full');
     expect((await post(port, JSON.stringify({ type: 'a' }))).status).toBe(503);
     expect(await failures()).toEqual({ METEORZX_BUFFER_FULL: 1 });
+  });
+
+  it('counts each request refused for its token in intake_errors_total{intake="http",kind="auth"}, 0 from the start', async () => {
+    const buffer = new FakeBuffer();
+    const { port, metrics } = await startIntake(buffer, { token: 's3cret' });
+    const auth = async (): Promise<number | undefined> =>
+      (await metrics.registry.getSingleMetric('meteorzx_agent_intake_errors_total')?.get())?.values.find((v) => v.labels.intake === 'http' && v.labels.kind === 'auth')?.value;
+    // Before, the series did not exist for the HTTP intake: a producer with a stale token was seen only in its own logs.
+    expect(await auth()).toBe(0);
+    expect((await post(port, JSON.stringify({ type: 'a' }), { authorization: 'Bearer wrong' })).status).toBe(401);
+    expect((await post(port, JSON.stringify({ type: 'a' }))).status).toBe(401);
+    expect((await post(port, JSON.stringify({ type: 'a' }), { authorization: 'Bearer s3cret' })).status).toBe(200);
+    expect(await auth()).toBe(2);
   });
 
   it('bounds concurrent requests: past the limit it answers 503 instead of queueing in memory', async () => {
