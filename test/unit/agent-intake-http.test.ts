@@ -256,6 +256,31 @@ describe('agent HTTP intake', () => {
     expect((await first).status).toBe(200);
   });
 
+  it('counts what parsing builds against the in-memory budget: bodies of many small objects are taken one at a time', async () => {
+    const buffer = new FakeBuffer();
+    let release!: () => void;
+    buffer.holdAppends = new Promise<void>((r) => (release = r));
+    // One valid event of ≈ 60 KB (under maxEventBytes): 20,000 empty objects, ≈ 1.3 MB of heap once parsed.
+    const body = JSON.stringify([{ type: 'objs', data: { a: Array.from({ length: 20_000 }, () => ({})) } }]);
+    expect(body.length).toBeLessThan(DEFAULT_LIMITS.maxEventBytes);
+    const { port } = await startIntake(buffer, { maxPendingBytes: 1024 * 1024 });
+    // Alone, it goes through although its estimate is past the budget: it would be refused for ever otherwise.
+    const first = post(port, body);
+    while (buffer.appendCalls === 0) await new Promise((r) => setTimeout(r, 2));
+    // Before, only its 60 KB counted: a second (and a sixteenth) such body was parsed alongside, its append held too.
+    const secondPost = post(port, body);
+    const second = await Promise.race([
+      secondPost,
+      new Promise<Answer>((resolve) => setTimeout(() => resolve({ status: 0, headers: {}, body: { code: 'held: parsed into memory' } }), 5000)),
+    ]);
+    expect(second.body.code).toBe('METEORZX_INTAKE_BUSY');
+    expect(second.status).toBe(503);
+    release();
+    expect((await first).status).toBe(200);
+    await secondPost;
+    expect((await post(port, body)).status).toBe(200);
+  });
+
   it('counts decompressed bytes against the in-memory budget: small gzip bodies cannot inflate past it together', async () => {
     const buffer = new FakeBuffer();
     let release!: () => void;
