@@ -21,7 +21,7 @@ export const CommonErrors = defineErrors({
   METEORZX_VERIFY_FAILED: { description: '`meteorzx verify` found a broken ledger link or a stored event whose hash does not match.' },
   METEORZX_EVENTS_REJECTED: { description: '`meteorzx send` finished, but the receiver rejected some events (each is listed with its reason).' },
   METEORZX_NOT_READY: {
-    description: '`meteorzx status`: the gateway answers but is not ready (starting, draining, or its storage cannot write); the report is printed, and the exit status is 1.',
+    description: '`meteorzx status`: the gateway answers but is not ready (starting, draining, or its storage cannot write), or the agent cannot write its buffer; the report is printed, and the exit status is 1.',
   },
   METEORZX_ENV_INVALID: { description: 'An environment variable read by MeteorZX (e.g. METEORZX_LOG_LEVEL) has an invalid value.' },
   METEORZX_USAGE: { description: 'The command line is wrong: unknown command or option, missing or invalid argument.' },

@@ -31,6 +31,11 @@ async function status(url: string, options: StatusOptions): Promise<void> {
   if (agent.status === 200) {
     const s = JSON.parse(agent.body.toString('utf8')) as AgentStatus;
     process.stdout.write(options.json ? `${JSON.stringify(s, null, 2)}\n` : formatAgent(s));
+    if (s.writeError) {
+      // Its intakes answer 503 and its sources wait: for a probe reading the exit status, as a gateway not ready.
+      const { CommonErrors } = await import('../../common/errors.js');
+      throw CommonErrors.METEORZX_NOT_READY(`agent ${s.id} at ${base.origin} cannot write its buffer: ${s.writeError}`, { userError: true });
+    }
     return;
   }
   const health = await call(base, { path: '/healthz' });

@@ -39,10 +39,13 @@ describe('meteorzx status on an agent', () => {
       writeError,
     });
     const out = await runCli(['status', url]);
-    expect(out.code, out.stderr).toBe(0);
     // Before, the human output left it out: the intakes answered 503 and `meteorzx status` looked healthy.
     expect(out.stdout).toContain(`write error     ${writeError}`);
+    // And the exit status says so too (before: 0), as for a gateway that is not ready.
+    expect(out.code).toBe(1);
+    expect(out.stderr.trim()).toBe(`meteorzx: agent edge-1 at ${url} cannot write its buffer: ${writeError}`);
     const json = await runCli(['status', url, '--json']);
     expect((JSON.parse(json.stdout) as AgentStatus).writeError).toBe(writeError);
+    expect(json.code).toBe(1);
   });
 });
