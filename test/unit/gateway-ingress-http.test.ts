@@ -1,6 +1,6 @@
 import { request as httpRequest } from 'node:http';
 import { connect as connectTcp, type Socket } from 'node:net';
-import { gzipSync } from 'node:zlib';
+import { deflateRawSync, deflateSync, gzipSync } from 'node:zlib';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS } from '../../protocols/index.js';
@@ -80,6 +80,19 @@ describe('POST /v1/events', () => {
       [2, 'malformed JSON'],
     ]);
     expect(core.events.map((e) => e.id)).toEqual(['n1', 'n3']);
+  });
+
+  it('takes Content-Encoding: deflate as the zlib format and as the bare deflate stream some clients send', async () => {
+    const { app, core } = make();
+    const body = (id: string) => Buffer.from(`${JSON.stringify({ id, type: 't', source: 's' })}\n`);
+    const post = (payload: Buffer) =>
+      app.inject({ method: 'POST', url: '/v1/events', headers: { 'content-type': 'application/x-ndjson', 'content-encoding': 'deflate' }, payload });
+    expect((await post(deflateSync(body('z1')))).statusCode).toBe(200);
+    // Before: 400 "body is not valid deflate: incorrect header check".
+    const bare = await post(deflateRawSync(body('r1')));
+    expect(bare.statusCode, bare.body).toBe(200);
+    expect((await post(Buffer.from('not deflate at all'))).statusCode).toBe(400);
+    expect(core.events.map((e) => e.id)).toEqual(['z1', 'r1']);
   });
 
   it('takes Fluent Bit json_stream and gelf bodies (objects back to back or one per line, sent as application/json)', async () => {
