@@ -94,7 +94,24 @@ function checkRfc3339(value: string): boolean {
     return false;
   }
   const daysInMonth = new Date(Date.UTC(y as number, mo as number, 0)).getUTCDate();
-  return (d as number) <= daysInMonth && !Number.isNaN(Date.parse(value.replace(' ', 'T')));
+  return (d as number) <= daysInMonth && !Number.isNaN(rfc3339Ms(value));
+}
+
+/**
+ * The ms of an RFC 3339 date-time (a space for the `T` too), NaN when it is
+ * none. A leap second (`23:59:60Z`, RFC 3339 §5.7) is the last ms of its
+ * minute, as POSIX time has no leap seconds; Date.parse gives NaN for it, and
+ * such a time (a source whose clock shows the leap second, as chrony and ntpd
+ * may) was refused.
+ */
+export function rfc3339Ms(value: string): number {
+  const text = value.replace(' ', 'T');
+  const ms = Date.parse(text);
+  if (!Number.isNaN(ms)) return ms;
+  const leap = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:)60(?:\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/.exec(text);
+  if (leap === null) return Number.NaN;
+  const at = Date.parse(`${leap[1] as string}59${leap[2] as string}`);
+  return Number.isNaN(at) ? Number.NaN : at + 999;
 }
 
 const LONE_SURROGATE = 'invalid Unicode: a lone surrogate cannot be encoded as UTF-8';

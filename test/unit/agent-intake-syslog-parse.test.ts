@@ -19,6 +19,11 @@ describe('syslog priority', () => {
 });
 
 describe('RFC 5424', () => {
+  it('reads a leap-second timestamp, not the whole header as text', () => {
+    // Before: the header failed to parse and the BSD fallback kept it all as the message.
+    expect(parseSyslog('<14>1 2016-12-31T23:59:60Z host app - - - leap')).toMatchObject({ format: 'rfc5424', time: '2016-12-31T23:59:59.999Z', host: 'host', app: 'app', message: 'leap' });
+  });
+
   it('parses the RFC example with structured data, escapes and a BOM', () => {
     const m = parseSyslog(
       '<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 [exampleSDID@32473 iut="3" eventSource="Application" eventID="1011"][x@1 a="b\\"c\\]d\\\\"] \uFEFFAn application event',

@@ -1,3 +1,4 @@
+import { rfc3339Ms } from '../../../protocols/index.js';
 import type { StructuredData, SyslogHeader } from './syslog-message.js';
 
 /**
@@ -12,7 +13,7 @@ export function parse5424(text: string, from: number): (SyslogHeader & { format:
   const [whole, , timestamp, host, app, procid, msgid] = header as unknown as [string, string, string, string, string, string, string];
   let time: string | undefined;
   if (timestamp !== '-') {
-    const ms = Date.parse(timestamp);
+    const ms = rfc3339Ms(timestamp);
     // RFC 5424 §6.2.3 requires a zone ("Z" or ±hh:mm); without one the instant is unknown.
     if (Number.isNaN(ms) || !/(Z|[+-]\d{2}:\d{2})$/i.test(timestamp) || !/^\d{4}-\d{2}-\d{2}T/i.test(timestamp)) return undefined;
     time = new Date(ms).toISOString();

@@ -1,4 +1,4 @@
-import { isRfc3339 } from '../../../protocols/index.js';
+import { isRfc3339, rfc3339Ms } from '../../../protocols/index.js';
 import { GatewayErrors } from '../../errors.js';
 
 export type QueryString = Record<string, string | string[] | undefined>;
@@ -26,7 +26,7 @@ export function timeParam(q: QueryString, name: string): number | undefined {
   const v = one(q, name);
   if (v === undefined) return undefined;
   if (/^\d{1,15}$/.test(v)) return Number(v);
-  if (isRfc3339(v)) return Date.parse(v.replace(' ', 'T'));
+  if (isRfc3339(v)) return rfc3339Ms(v);
   throw GatewayErrors.METEORZX_BAD_REQUEST(`${name}: expected an RFC 3339 time or ms since the epoch, got "${v.slice(0, 60)}"`);
 }
 

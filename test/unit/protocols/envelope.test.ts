@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { DEFAULT_LIMITS, formatIssues, isRfc3339, validateEvent } from '../../../protocols/index.js';
+import { DEFAULT_LIMITS, formatIssues, isRfc3339, rfc3339Ms, validateEvent } from '../../../protocols/index.js';
 
 function nested(depth: number): unknown {
   let v: unknown = 1;
@@ -109,6 +109,15 @@ describe('validateEvent', () => {
     for (const t of ['2026-02-28T23:59:59Z', '2026-02-28T23:59:59Z', '2026-02-29T00:00:00Z', '2024-02-29T00:00:00.5+01:00', '2024-02-29T00:00:00.5+01:00', '2026-02-30T00:00:00Z']) {
       expect(isRfc3339(t)).toBe(t !== '2026-02-29T00:00:00Z' && t !== '2026-02-30T00:00:00Z');
     }
+  });
+
+  it('takes a leap second (RFC 3339 §5.7) as the last ms of its minute', () => {
+    // Before: refused ("must be an RFC 3339 date-time"), Date.parse giving NaN for :60.
+    expect(validateEvent({ type: 't', time: '2016-12-31T23:59:60Z' }).ok).toBe(true);
+    expect(rfc3339Ms('2016-12-31T23:59:60Z')).toBe(Date.parse('2016-12-31T23:59:59.999Z'));
+    expect(rfc3339Ms('2016-12-31 18:59:60.5-05:00')).toBe(Date.parse('2016-12-31T23:59:59.999Z'));
+    expect(rfc3339Ms('2016-12-31T23:59:61Z')).toBeNaN();
+    expect(isRfc3339('2016-12-31T23:59:61Z')).toBe(false);
   });
 
   it('never throws on hostile input and always answers', () => {
