@@ -103,7 +103,19 @@ export function incomingWithoutPayload(broker: Aedes): void {
 }
 
 /** aedes' clientError for a publish topic it refuses before authorizePublish: `+`, `#`, or empty. */
-export const REFUSED_TOPIC = /not allowed in PUBLISH$/;
+const REFUSED_TOPIC = /not allowed in PUBLISH$/;
+
+/**
+ * Logs the broker's client errors (`name`: "mqtt", "edge mqtt"). aedes refuses a wildcard or empty
+ * publish topic before authorizePublish: that one is a refused publish like the others, a warning;
+ * the rest are the clients' own business, debug.
+ */
+export function logClientErrors(broker: Aedes, log: { warn(obj: object, msg: string): void; debug(obj: object, msg: string): void } | undefined, name: string): void {
+  broker.on('clientError', (client: Client, err: Error) => {
+    if (REFUSED_TOPIC.test(err.message)) log?.warn({ client: client.id, err: err.message }, `${name} publish refused, closing connection`);
+    else log?.debug({ client: client.id, err: err.message }, `${name} client error`);
+  });
+}
 
 /** Mosquitto's default `max_queued_messages`: QoS 1/2 messages held for one client's session. */
 export const MAX_QUEUED_MESSAGES = 1000;

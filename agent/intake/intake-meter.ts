@@ -17,7 +17,11 @@ export interface IntakeMeter {
   dropped(reason: string, count?: number): void;
   /** I/O failures (a file unreadable, a socket error). */
   error(kind: string): void;
-  /** True while reading is paused because the buffer is full. */
+  /**
+   * One waiter of the intake starts (true) or stops (false) waiting for buffer space: each true is paired
+   * with one false. The gauge is 1 while any waits: ports, connections and publishes of one intake share
+   * its series, and one that resumed must not show 0 while another still waits.
+   */
   blocked(on: boolean): void;
   /** Times one append (records latency and batch size when metrics are on). */
   timeAppend<T extends { length: number }>(events: number, append: () => Promise<T>): Promise<T>;
@@ -27,6 +31,8 @@ interface ExtraMetrics {
   dropped: Counter<'intake' | 'reason'>;
   errors: Counter<'intake' | 'kind'>;
   blocked: Gauge<'intake'>;
+  /** Per intake: its waiters now (IntakeMeter.blocked). */
+  waiting: Map<string, number>;
 }
 
 const extras = new WeakMap<Registry, ExtraMetrics>();
@@ -54,6 +60,7 @@ function extraMetrics(registry: Registry): ExtraMetrics {
         labelNames: ['intake'],
         registers,
       }),
+      waiting: new Map(),
     };
     extras.set(registry, found);
   }
@@ -78,7 +85,7 @@ export function createIntakeMeter(metrics: AgentMetrics | undefined, intake: str
     };
   }
   const extra = extraMetrics(metrics.registry);
-  extra.blocked.set({ intake }, 0);
+  extra.blocked.set({ intake }, (extra.waiting.get(intake) ?? 0) > 0 ? 1 : 0);
   metrics.eventsIn.inc({ intake }, 0);
   metrics.eventsInvalid.inc({ intake }, 0);
   for (const kind of errorKinds) extra.errors.inc({ intake, kind }, 0);
@@ -87,7 +94,12 @@ export function createIntakeMeter(metrics: AgentMetrics | undefined, intake: str
     invalid: (count) => metrics.eventsInvalid.inc({ intake }, count),
     dropped: (reason, count = 1) => extra.dropped.inc({ intake, reason }, count),
     error: (kind) => extra.errors.inc({ intake, kind }),
-    blocked: (on) => extra.blocked.set({ intake }, on ? 1 : 0),
+    blocked: (on) => {
+      const waiting = Math.max(0, (extra.waiting.get(intake) ?? 0) + (on ? 1 : -1));
+      if (waiting === 0) extra.waiting.delete(intake);
+      else extra.waiting.set(intake, waiting);
+      extra.blocked.set({ intake }, waiting > 0 ? 1 : 0);
+    },
     timeAppend: (events, append) => metrics.timeAppend(events, append),
   };
 }
@@ -99,5 +111,7 @@ export function createIntakeMeter(metrics: AgentMetrics | undefined, intake: str
  */
 export function releaseIntakeMeter(metrics: AgentMetrics | undefined, intake: string): void {
   if (metrics === undefined) return;
-  extras.get(metrics.registry)?.blocked.remove({ intake });
+  const extra = extras.get(metrics.registry);
+  extra?.waiting.delete(intake);
+  extra?.blocked.remove({ intake });
 }

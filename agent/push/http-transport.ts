@@ -5,7 +5,7 @@ import type { IngestResponse } from '../../protocols/index.js';
 import type { StoredLine } from '../buffer/types.js';
 import { NDJSON } from '../../protocols/index.js';
 import { ndjsonOf } from '../buffer/event-line.js';
-import { redactUrl } from './redact-url.js';
+import { basicAuthOf, redactUrl } from '../../common/url-credentials.js';
 import { parseRetryAfter } from '../../common/retry-after.js';
 import { Pool, poolRequest } from './undici-pool.js';
 import type { PushTransport, SendOutcome } from './types.js';
@@ -77,12 +77,9 @@ export class HttpTransport implements PushTransport {
       },
     });
     this.headers = { 'content-type': NDJSON };
-    if (options.token !== undefined) this.headers.authorization = `Bearer ${options.token}`;
-    else if (url.username !== '' || url.password !== '') {
-      // undici's Pool takes the origin only: credentials in the URL (a proxy asking for Basic auth) were dropped.
-      const credentials = `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`;
-      this.headers.authorization = `Basic ${Buffer.from(credentials, 'utf8').toString('base64')}`;
-    }
+    // Credentials in the URL (a proxy asking for Basic auth) go as a header: undici's Pool takes the origin only.
+    const authorization = options.token === undefined ? basicAuthOf(url) : `Bearer ${options.token}`;
+    if (authorization !== undefined) this.headers.authorization = authorization;
     this.shownUrl = redactUrl(options.url);
   }
 

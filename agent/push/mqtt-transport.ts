@@ -3,7 +3,7 @@ import type { StoredLine } from '../buffer/types.js';
 import { TOPIC_ROOT } from '../../protocols/index.js';
 import { jsonArrayOf } from '../buffer/event-line.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
-import { redactUrl } from './redact-url.js';
+import { redactUrl } from '../../common/url-credentials.js';
 import type { PushTransport, SendOutcome } from './types.js';
 
 export interface MqttTransportOptions {

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { request } from 'undici';
+import { basicAuthOf, redactUrl } from '../../common/url-credentials.js';
 import type { Alert } from './alert.js';
 
 /** Why alerts were not delivered to the webhook (the `reason` label of `alerts_dropped_total`). */
@@ -143,31 +144,22 @@ export class WebhookQueue {
     const dropped = Object.fromEntries(this.unlogged);
     this.unlogged = new Map();
     this.options.logger.warn(
-      { webhook: withoutPassword(this.options.url), dropped, ...(dropped['post-failed'] === undefined ? {} : { lastError: this.lastError }) },
+      { webhook: redactUrl(this.options.url), dropped, ...(dropped['post-failed'] === undefined ? {} : { lastError: this.lastError }) },
       'alerts not delivered to the webhook (counted in meteorzx_gateway_alerts_dropped_total)',
     );
   }
 }
 
-/** The URL as it may be logged: a password in it replaced by `***`. */
-function withoutPassword(url: string): string {
-  const parsed = URL.canParse(url) ? new URL(url) : undefined;
-  if (parsed === undefined || parsed.password === '') return url;
-  parsed.password = '***';
-  return parsed.toString();
-}
-
 /**
  * The URL to send to and its headers. A user and password in the URL
- * (`https://bot:secret@hooks.example/alerts`) are sent as HTTP Basic auth,
- * as curl, Vector's http sink and Go's client send them: undici drops them.
+ * (`https://bot:secret@hooks.example/alerts`) are sent as HTTP Basic auth.
  */
 function target(url: string): { url: string; headers: Record<string, string> } {
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   const parsed = new URL(url);
-  if (parsed.username === '' && parsed.password === '') return { url, headers };
-  const credentials = `${decodeURIComponent(parsed.username)}:${decodeURIComponent(parsed.password)}`;
-  headers.authorization = `Basic ${Buffer.from(credentials).toString('base64')}`;
+  const authorization = basicAuthOf(parsed);
+  if (authorization === undefined) return { url, headers };
+  headers.authorization = authorization;
   parsed.username = '';
   parsed.password = '';
   return { url: parsed.toString(), headers };

@@ -15,7 +15,7 @@ import {
   MAX_QUEUED_MESSAGES,
   maxPacketBytes,
   noPacketIdCache,
-  REFUSED_TOPIC,
+  logClientErrors,
 } from '../../common/mqtt-packet-cap.js';
 
 export interface MqttIngressOptions {
@@ -202,11 +202,7 @@ export class MqttIngress {
     );
     broker.on('client', () => opts.onClientCount?.(broker.connectedClients));
     broker.on('clientDisconnect', () => opts.onClientCount?.(broker.connectedClients));
-    broker.on('clientError', (client: Client, err: Error) => {
-      // aedes refuses a wildcard or empty topic before authorizePublish: a refused publish like the others (docs/mqtt.md).
-      if (REFUSED_TOPIC.test(err.message)) log.warn({ client: client.id, err: err.message }, 'mqtt publish refused, closing connection');
-      else log.debug({ client: client.id, err: err.message }, 'mqtt client error');
-    });
+    logClientErrors(broker, log, 'mqtt');
     broker.on('connectionError', (client: Client, err: Error) => log.debug({ peer: clientPeer(client), err: err.message }, 'mqtt connection error'));
     this.broker = broker;
     const maxBytes = maxPacketBytes(opts.limits.maxBodyBytes);

@@ -4,7 +4,7 @@ import { gunzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { chainEvent, type ChainedEvent } from '../../protocols/index.js';
 import { HttpTransport } from '../../agent/push/http-transport.js';
-import { redactUrl } from '../../agent/push/redact-url.js';
+import { redactUrl } from '../../common/url-credentials.js';
 import type { StoredLine } from '../../agent/buffer/types.js';
 import { Sender } from '../../agent/push/sender.js';
 import { FakeBuffer, storedLine } from './agent-fake-buffer.js';

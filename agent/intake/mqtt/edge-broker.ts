@@ -11,7 +11,7 @@ import {
   MAX_QUEUED_MESSAGES,
   maxPacketBytes,
   noPacketIdCache,
-  REFUSED_TOPIC,
+  logClientErrors,
 } from '../../../common/mqtt-packet-cap.js';
 import type { Logger } from 'pino';
 import { isMeteorError, type Limits } from '../../../protocols/index.js';
@@ -87,22 +87,13 @@ export class EdgeBrokerIntake implements Intake {
   private readonly meter: IntakeMeter;
   /** Per device: the QoS 2 publishes being buffered now, by message id, each settling with its answer. */
   private readonly qos2Pending = new WeakMap<Client, Map<number, Promise<Error | null>>>();
-  /** Publishes waiting for buffer space: the intake is blocked while any does. */
-  private waiting = 0;
   private draining = false;
   private closed: Promise<void> | undefined;
 
   constructor(private readonly options: EdgeBrokerOptions) {
     this.logins = new DeviceLogins(options.users);
     // Refused logins and publishes, and failed appends: series at 0 from the start, so the first one is an increase.
-    const meter = createIntakeMeter(options.metrics, this.name, ['auth', 'refused', 'append']);
-    this.meter = {
-      ...meter,
-      blocked: (on) => {
-        this.waiting += on ? 1 : -1;
-        meter.blocked(this.waiting > 0);
-      },
-    };
+    this.meter = createIntakeMeter(options.metrics, this.name, ['auth', 'refused', 'append']);
   }
 
   async start(): Promise<void> {
@@ -133,11 +124,7 @@ export class EdgeBrokerIntake implements Intake {
     boundedOfflineQueues(broker, MAX_QUEUED_MESSAGES, MAX_QUEUED_BYTES, (client) =>
       log?.warn({ client, maxMessages: MAX_QUEUED_MESSAGES, maxBytes: MAX_QUEUED_BYTES }, 'edge mqtt session queue full while its device is away: dropping messages for it'),
     );
-    broker.on('clientError', (client: Client, err: Error) => {
-      // aedes refuses a wildcard or empty topic before authorizePublish: a refused publish like the others.
-      if (REFUSED_TOPIC.test(err.message)) log?.warn({ client: client.id, err: err.message }, 'edge mqtt publish refused, closing connection');
-      else log?.debug({ client: client.id, err: err.message }, 'edge mqtt client error');
-    });
+    logClientErrors(broker, log, 'edge mqtt');
     broker.on('connectionError', (_client: Client, err: Error) => log?.debug({ err: err.message }, 'edge mqtt connection error'));
     this.broker = broker;
     const handle = cappedHandle<Socket>(broker, maxPacketBytes(this.options.limits.maxBodyBytes), (client, err) =>

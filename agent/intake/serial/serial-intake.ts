@@ -88,7 +88,7 @@ export class SerialIntake implements Intake {
       limits: options.limits,
     };
     this.backoff = new Backoff({ ...(options.reopen ?? { initialMs: 500, maxMs: 30_000 }), ...(options.random ? { random: options.random } : {}) });
-    // The meter is shared by every serial port (one `intake` label); blocked follows this port's state.
+    // The meter is shared by every serial port (one `intake` label); it counts the ports waiting for space.
     const meter = createIntakeMeter(options.metrics, this.name);
     this.meter = { ...meter, blocked: (on) => this.setBlocked(on, meter) };
     // Every line of this port names it (the agent passes a logger without the path: a second binding would repeat the key).
@@ -291,12 +291,8 @@ export class SerialIntake implements Intake {
 
   private setBlocked(blocked: boolean, meter: IntakeMeter): void {
     this.blocked = blocked;
-    // One gauge for every port: 1 while any of them waits. Set by each port's own state, it showed 0 as soon
-    // as one port resumed while another still waited.
-    const ports = blockedPorts(this.options.metrics);
-    if (blocked) ports.add(this);
-    else ports.delete(this);
-    meter.blocked(ports.size > 0);
+    // The meter counts the ports waiting: its one gauge stays 1 while any of them does.
+    meter.blocked(blocked);
     if (blocked && this.closing) this.abort.abort();
     this.applyFlow();
   }
@@ -312,13 +308,3 @@ export class SerialIntake implements Intake {
   }
 }
 
-/** The serial ports of one agent (its metrics) now waiting for buffer space. */
-const blockedByMetrics = new WeakMap<object, Set<SerialIntake>>();
-const noMetrics = new Set<SerialIntake>();
-
-function blockedPorts(metrics: object | undefined): Set<SerialIntake> {
-  if (metrics === undefined) return noMetrics;
-  let ports = blockedByMetrics.get(metrics);
-  if (ports === undefined) blockedByMetrics.set(metrics, (ports = new Set()));
-  return ports;
-}
