@@ -9,7 +9,7 @@ import { GatewayErrors } from './errors.js';
 import type { GatewayMetrics } from './metrics.js';
 import type { Ingestor } from './pipeline/ingestor.js';
 import type { PipelineAlert } from './pipeline/options.js';
-import type { Storage } from './storage/types.js';
+import type { LedgerAnchor, Storage } from './storage/types.js';
 import { exposureProblem } from './auth/exposure.js';
 import { MqttUsers } from './auth/mqtt-users.js';
 import { TokenAuth } from './auth/tokens.js';
@@ -61,6 +61,9 @@ export interface GatewayAddresses {
 }
 
 // Config key of each listener, named in every error about it.
+/** How often the ledger head is logged when it moved (see logLedgerHead). */
+const LEDGER_LOG_MS = 3_600_000;
+
 const MQTT_KEYS: Record<BoundListener['name'], string> = { tcp: 'mqtt.listen', tls: 'mqtt.tls.listen', ws: 'mqtt.ws.listen' };
 
 /** One line naming the port and the config key to change, for the errors operators hit most. */
@@ -89,6 +92,8 @@ export class Gateway {
   private pulls: PullService | undefined;
   private alerts: AlertSink | undefined;
   private volume: VolumeWatch | undefined;
+  private ledgerLog: ReturnType<typeof setInterval> | undefined;
+  private ledgerLogged: string | undefined;
   private ready = false;
   private closing: Promise<void> | undefined;
 
@@ -141,11 +146,34 @@ export class Gateway {
         },
         'listening',
       );
+      this.logLedgerHead();
+      this.ledgerLog = setInterval(() => this.logLedgerHead(), LEDGER_LOG_MS).unref();
       return addresses;
     } catch (err) {
       await this.close().catch((closeErr: unknown) => logger.error({ err: closeErr }, 'close after a failed start failed'));
       throw err;
     }
+  }
+
+  /**
+   * Logs the ledger head (`n:hash`, as `meteorzx verify` prints it) when it
+   * moved since the last line: at start, hourly, at stop. Shipped off the
+   * host with the rest of the log, these lines are anchors an operator can
+   * give `verify --anchor`, to prove later that the ledger up to one of them
+   * was neither cut short nor rewritten (docs/operations.md).
+   */
+  private logLedgerHead(): void {
+    let head: LedgerAnchor | undefined;
+    try {
+      head = this.storage?.ledgerHead?.();
+    } catch {
+      return; // storage closed meanwhile
+    }
+    if (head === undefined) return;
+    const anchor = `${head.n}:${head.hash}`;
+    if (anchor === this.ledgerLogged) return;
+    this.ledgerLogged = anchor;
+    this.opts.logger.info({ ledgerHead: anchor }, 'ledger head');
   }
 
   /** The `volume-drop` alert, when `alerts.volumeDrop` is given. */
@@ -264,6 +292,9 @@ export class Gateway {
     await this.pulls?.close().catch((err: unknown) => this.opts.logger.error({ err }, 'closing pulls failed'));
     const ingress = await Promise.allSettled([this.http?.close(), this.mqtt?.close()]);
     await this.pipeline?.close();
+    clearInterval(this.ledgerLog);
+    // The last commits' head, once they are durable and before the store closes.
+    if (this.pipeline !== undefined) this.logLedgerHead();
     this.volume?.stop();
     // After the pipeline: its last commits raise their alerts; what the webhook still holds goes out now.
     await this.alerts?.close().catch((err: unknown) => this.opts.logger.error({ err }, 'closing alerts failed'));

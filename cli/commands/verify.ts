@@ -1,12 +1,14 @@
 import type { Command } from 'commander';
 import { CommonErrors } from '../../common/errors.js';
 import { SOURCE_RE } from '../../protocols/index.js';
-import type { VerifyReport } from '../../gateway/storage/types.js';
+import { ANCHOR_FORM, parseAnchor } from '../../gateway/storage/ledger.js';
+import type { LedgerAnchor, VerifyReport } from '../../gateway/storage/types.js';
 import { withTlsOptions, type TlsOptions } from './tls-options.js';
 
 interface VerifyOptions extends TlsOptions {
   dataDir?: string;
   source?: string;
+  anchor?: string;
   token?: string;
 }
 
@@ -17,6 +19,7 @@ export function register(program: Command): void {
     .argument('[gateway-url]', 'a running gateway, e.g. http://127.0.0.1:7400 (needs the admin scope)')
     .option('-d, --data-dir <dir>', "a stopped gateway's data directory, read directly")
     .option('--source <source>', 'only events and index keys of this source (the ledger is always checked whole)')
+    .option('--anchor <n:hash>', 'a "ledger head" printed by an earlier verify (kept outside the gateway): fail unless the ledger still holds that record with that hash')
     .option('--token <token>', 'bearer token with the admin scope (default: $METEORZX_TOKEN)');
   withTlsOptions(command).action(async (url: string | undefined, options: VerifyOptions) => {
     if ((url === undefined) === (options.dataDir === undefined)) {
@@ -26,7 +29,9 @@ export function register(program: Command): void {
     if (options.source !== undefined && !SOURCE_RE.test(options.source)) {
       throw CommonErrors.METEORZX_USAGE(`--source must match ${String(SOURCE_RE)}`, { userError: true });
     }
-    const report = url === undefined ? await verifyDir(options.dataDir as string, options.source) : await verifyUrl(url, options);
+    const anchor = options.anchor === undefined ? undefined : parseAnchor(options.anchor);
+    if (options.anchor !== undefined && anchor === undefined) throw CommonErrors.METEORZX_USAGE(`--anchor: expected ${ANCHOR_FORM}`, { userError: true });
+    const report = url === undefined ? await verifyDir(options.dataDir as string, options.source, anchor) : await verifyUrl(url, options);
     await judge(report);
   });
 }
@@ -34,14 +39,17 @@ export function register(program: Command): void {
 async function verifyUrl(url: string, options: VerifyOptions): Promise<VerifyReport> {
   const { baseUrl, call, answerError, tokenFrom, useTlsOptions } = await import('../gateway-client.js');
   useTlsOptions(options);
-  const query = options.source === undefined ? '' : `?source=${encodeURIComponent(options.source)}`;
+  const params = new URLSearchParams();
+  if (options.source !== undefined) params.set('source', options.source);
+  if (options.anchor !== undefined) params.set('anchor', options.anchor.trim());
+  const query = params.size === 0 ? '' : `?${params.toString()}`;
   // A whole-store check can take minutes on a large store.
   const res = await call(baseUrl(url), { method: 'POST', path: `/v1/verify${query}`, token: tokenFrom(options.token), timeoutMs: 3_600_000 });
   if (res.status !== 200) throw answerError(res, 'verify failed');
   return JSON.parse(res.body.toString('utf8')) as VerifyReport;
 }
 
-async function verifyDir(dataDir: string, source: string | undefined): Promise<VerifyReport> {
+async function verifyDir(dataDir: string, source: string | undefined, anchor: LedgerAnchor | undefined): Promise<VerifyReport> {
   const [{ existsSync }, { join }, { LevelStorage }, { GatewayErrors }, { isLevelLocked, levelMessage }] = await Promise.all([
     import('node:fs'),
     import('node:path'),
@@ -63,7 +71,11 @@ async function verifyDir(dataDir: string, source: string | undefined): Promise<V
   }
   const progress = await progressBar();
   try {
-    return await storage.verify({ ...(source === undefined ? {} : { source }), onProgress: (done) => progress.update(done) });
+    return await storage.verify({
+      ...(source === undefined ? {} : { source }),
+      ...(anchor === undefined ? {} : { anchor }),
+      onProgress: (done) => progress.update(done),
+    });
   } finally {
     progress.stop();
     await storage.close();
@@ -86,8 +98,10 @@ async function progressBar(): Promise<Progress> {
 
 async function judge(report: VerifyReport): Promise<void> {
   const summary = `${report.ledgerRecords} custody records, ${report.events} events`;
+  // The anchor to keep outside the gateway: a later `verify --anchor` proves the ledger up to it unchanged.
+  const head = report.ledgerHead === undefined ? '' : `ledger head: ${report.ledgerHead.n}:${report.ledgerHead.hash}\n`;
   if (report.ok) {
-    process.stdout.write(`verify ok: ${summary}\n`);
+    process.stdout.write(`verify ok: ${summary}\n${head}`);
     return;
   }
   for (const p of report.problems) process.stdout.write(`${p.kind} ${p.where}: ${p.detail}\n`);

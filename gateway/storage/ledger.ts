@@ -19,6 +19,17 @@ export function custodyHash(record: Omit<CustodyRecord, 'hash'> | CustodyRecord)
   return sha256(custodyJson(record, true));
 }
 
+/** The anchor form `N:HASH` (a record number and its SHA-256 hex), as `meteorzx verify` prints the ledger head. */
+export const ANCHOR_FORM = 'N:HASH (a custody record number and its 64-hex-digit hash, as verify prints "ledger head")';
+
+/** An anchor from its `N:HASH` text; undefined when it is not one. */
+export function parseAnchor(text: string): { n: number; hash: string } | undefined {
+  const m = /^([1-9][0-9]{0,15}):([0-9a-f]{64})$/.exec(text.trim().toLowerCase());
+  if (m === null) return undefined;
+  const n = Number(m[1]);
+  return Number.isSafeInteger(n) ? { n, hash: m[2] as string } : undefined;
+}
+
 const wellFormedOrAbsent = (v: string | undefined): boolean => v === undefined || isWellFormed(v);
 
 /** JSON.stringify that remembers its last answer: for values that repeat in runs. */

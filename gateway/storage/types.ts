@@ -128,6 +128,31 @@ export interface VerifyReport {
   problems: VerifyProblem[];
   /** Every problem found, also those past the cap of `problems`. */
   problemCount: number;
+  /**
+   * The last custody record the walk read: its number and hash, the anchor
+   * an operator keeps outside the gateway (`VerifyOptions.anchor`). Absent
+   * for an empty ledger, or one whose last block cannot be read.
+   */
+  ledgerHead?: LedgerAnchor;
+}
+
+/** A custody record's number and hash, kept outside the gateway to prove later that the ledger up to it is unchanged. */
+export interface LedgerAnchor {
+  n: number;
+  hash: string;
+}
+
+export interface VerifyOptions {
+  /** Only events and index keys of this source (the ledger is always checked whole). */
+  source?: string;
+  /**
+   * A record the ledger must still hold with this hash. Each record's hash
+   * covers every record before it, so a ledger cut short or rewritten at or
+   * before `n` fails — what the chain alone cannot show when its end is
+   * rewritten along with the head.
+   */
+  anchor?: LedgerAnchor;
+  onProgress?: (done: number) => void;
 }
 
 export interface SourcesFilter {
@@ -173,7 +198,9 @@ export interface Storage {
   /** The `epochs` part of `sources()` alone: what backfill scans, without reading every source's counts. */
   agentEpochs(agent?: string): Promise<EpochStatus[]>;
   /** Recomputes the ledger chain and every stored event's hash. */
-  verify(opts?: { source?: string; onProgress?: (done: number) => void }): Promise<VerifyReport>;
+  verify(opts?: VerifyOptions): Promise<VerifyReport>;
+  /** The last durable custody record's number and hash (undefined for an empty ledger); logged as an anchor to keep. */
+  ledgerHead?(): LedgerAnchor | undefined;
   /** Deletes whole days of events received before `before` (ms epoch); returns events deleted. */
   applyRetention(before: number): Promise<number>;
   /**

@@ -71,7 +71,10 @@ describe('meteorzx verify --data-dir', () => {
   it('passes on untouched data', async () => {
     const r = await runCli(['verify', '--data-dir', dataDir]);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout.trim()).toMatch(/^verify ok: \d+ custody records, 300 events$/);
+    expect(r.stdout.trim().split('\n')).toEqual([
+      expect.stringMatching(/^verify ok: \d+ custody records, 300 events$/),
+      expect.stringMatching(/^ledger head: \d+:[0-9a-f]{64}$/),
+    ]);
     const bySource = await runCli(['verify', '--data-dir', dataDir, '--source', 'vsrc']);
     expect(bySource.code, bySource.stderr).toBe(0);
   });
@@ -232,7 +235,7 @@ describe('meteorzx verify --data-dir', () => {
     }
     const r = await runCli(['verify', '--data-dir', retained]);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout.trim()).toMatch(/^verify ok: 4 custody records, 1 events$/);
+    expect(r.stdout.trim()).toMatch(/^verify ok: 4 custody records, 1 events$/m);
     // The gateway on that store: its own retention (90d, at start) deletes new-1 as well. Custody by id still lists
     // every accepted record, whichever pass deleted its event: the ledger is kept.
     const gw = await startGateway({ dir, config: { dataDir: retained } });
@@ -247,7 +250,7 @@ describe('meteorzx verify --data-dir', () => {
     }
     const again = await runCli(['verify', '--data-dir', retained]);
     expect(again.code, again.stderr).toBe(0);
-    expect(again.stdout.trim()).toMatch(/^verify ok: 5 custody records, 0 events$/);
+    expect(again.stdout.trim()).toMatch(/^verify ok: 5 custody records, 0 events$/m);
   });
 
   it('changes nothing in a store a crash left behind (no registry checkpoint written on the way out)', async () => {
@@ -280,7 +283,7 @@ describe('meteorzx verify --data-dir', () => {
     expect(JSON.parse(Buffer.from(before['m!head'] as string, 'hex').toString())).toMatchObject({ commit: 1, sourcesAt: 0 });
     const r = await runCli(['verify', '--data-dir', crashed]);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout.trim()).toMatch(/^verify ok: 2 custody records, 2 events$/);
+    expect(r.stdout.trim()).toMatch(/^verify ok: 2 custody records, 2 events$/m);
     expect(await dump()).toEqual(before);
   });
 

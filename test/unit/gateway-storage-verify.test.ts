@@ -557,3 +557,20 @@ describe('a retention write that fails', () => {
     expect((await storage.query({ source: 'host-1', limit: 10 })).events.map((e) => e.id)).toEqual(['old-1', 'after']);
   });
 });
+
+describe('verify with an anchor (a record number and hash kept outside the gateway)', () => {
+  it('reports the ledger head, and names an anchor whose custody block cannot be read', async () => {
+    await commitOf([event('a', T0)]);
+    await commitOf([event('b', T0)]);
+    await commitOf([event('c', T0)]);
+    const head = storage.ledgerHead();
+    const report = await storage.verify();
+    expect(report.ledgerHead).toEqual(head);
+    expect(report.ledgerHead?.n).toBe(3);
+    const second = (await storage.custody({ limit: 10 }))[1];
+    expect(await storage.verify({ anchor: { n: 2, hash: second?.hash as string } })).toMatchObject({ ok: true });
+    await withRaw(async (db) => db.put(custodyKey(2), Buffer.from('not deflate')));
+    const damaged = await storage.verify({ anchor: { n: 2, hash: second?.hash as string } });
+    expect(damaged.problems.map((p) => [p.where, p.detail.replace(/:.*/s, '')])).toContainEqual(['anchor 2', "the anchor's record 2 was not found (a custody block could not be read)"]);
+  });
+});

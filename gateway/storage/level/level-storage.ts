@@ -17,8 +17,10 @@ import type {
   CustodyQuery,
   EventPage,
   EventQuery,
+  LedgerAnchor,
   SourcesFilter,
   Storage,
+  VerifyOptions,
   VerifyReport,
 } from '../types.js';
 import { decodeCustodyBlock, decodeEventBlock, type EventBlock } from './block-codec.js';
@@ -491,7 +493,12 @@ export class LevelStorage implements Storage {
     return next === undefined ? { epochs, sources } : { epochs, sources, next };
   }
 
-  verify(opts: { source?: string; onProgress?: (done: number) => void } = {}): Promise<VerifyReport> {
+  ledgerHead(): LedgerAnchor | undefined {
+    const { n, hash } = this.openWriter.durableHead;
+    return hash === undefined ? undefined : { n, hash };
+  }
+
+  verify(opts: VerifyOptions = {}): Promise<VerifyReport> {
     return verifyLevel(this.openDb, opts);
   }
 

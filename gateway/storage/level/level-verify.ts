@@ -1,7 +1,7 @@
 import type { CustodyRecord } from '../../../protocols/index.js';
 import { sha256Hex as sha256 } from '../../../protocols/index.js';
 import { checkCustodyRecord, custodyHash, type LedgerHead } from '../ledger.js';
-import type { VerifyProblem, VerifyReport } from '../types.js';
+import type { LedgerAnchor, VerifyOptions, VerifyProblem, VerifyReport } from '../types.js';
 import { decodeCustodyBlock, decodeEventBlock, decodeLines } from './block-codec.js';
 import { CommitSet } from './commit-set.js';
 import { HEAD_KEY, parseCommitHex } from './keys.js';
@@ -33,10 +33,7 @@ type Snapshot = ReturnType<LevelDb['snapshot']>;
  * ways (verify-keys.ts). Streaming: the memory held is a few bits per
  * commit and fixed-size tallies, whatever the number of events.
  */
-export async function verifyLevel(
-  db: LevelDb,
-  opts: { source?: string; onProgress?: (done: number) => void },
-): Promise<VerifyReport> {
+export async function verifyLevel(db: LevelDb, opts: VerifyOptions): Promise<VerifyReport> {
   const problems: VerifyProblem[] = [];
   let found = 0;
   const report: Report = (p) => {
@@ -57,7 +54,8 @@ export async function verifyLevel(
     await checkIndexes(db, snapshot, backed, opts.source, report);
     await keys.finish(report);
     await registry.finish(report);
-    return { ok: found === 0, ledgerRecords: walk.ledgerRecords, events: walk.events, problems, problemCount: found };
+    const end = walk.head?.hash === undefined ? {} : { ledgerHead: { n: walk.head.n, hash: walk.head.hash } };
+    return { ok: found === 0, ledgerRecords: walk.ledgerRecords, events: walk.events, problems, problemCount: found, ...end };
   } finally {
     await snapshot.close();
   }
@@ -71,11 +69,12 @@ async function walkLedger(
   db: LevelDb,
   snapshot: Snapshot,
   stored: LevelHead,
-  opts: { source?: string; onProgress?: (done: number) => void },
+  opts: VerifyOptions,
   report: Report,
   { backed, custody, keys, registry }: { backed: CommitSet; custody: SnapshotCustody; keys: IndexKeyAudit; registry: RegistryAudit },
-): Promise<{ ledgerRecords: number; events: number }> {
+): Promise<{ ledgerRecords: number; events: number; head: LedgerHead | undefined }> {
   let head: LedgerHead | undefined = { n: 0, hash: undefined };
+  const anchor = new AnchorCheck(opts.anchor);
   let ledgerRecords = 0;
   let events = 0;
   const blocks = new CommitCursor(db.iterator({ gt: 'b!', lt: 'b"', snapshot }));
@@ -104,6 +103,7 @@ async function walkLedger(
         records = await decodeCustodyBlock(commit, value);
       } catch (err) {
         report({ kind: 'ledger', where: `after ${head?.n ?? '?'}`, detail: (err as Error).message });
+        anchor.unreadable();
         keys.unreadableBlock(commit);
         registry.unreadableBlock();
         head = undefined; // the next readable record starts a new reference point
@@ -118,6 +118,7 @@ async function walkLedger(
               : 'hash does not match content'
             : checkCustodyRecord(record, head);
         if (problem !== undefined) report({ kind: 'ledger', where: String(record.n), detail: problem });
+        anchor.record(record, report);
         head = { n: record.n, hash: record.hash };
       }
       registry.commit(commit, records);
@@ -152,7 +153,48 @@ async function walkLedger(
         : `ledger ends at record ${head.n} but its head says ${stored.n}`;
     report({ kind: 'ledger', where: String(head.n), detail });
   }
-  return { ledgerRecords, events };
+  anchor.finish(head, report);
+  return { ledgerRecords, events, head };
+}
+
+/**
+ * The anchor's record must be in the ledger with the anchor's hash. Its hash
+ * covers every record before it, so this proves records 1…n unchanged; the
+ * chain check alone passes a ledger whose end was cut off or rewritten
+ * together with the head.
+ */
+class AnchorCheck {
+  private seen = false;
+  private gap = false;
+
+  constructor(private readonly anchor: LedgerAnchor | undefined) {}
+
+  record(record: CustodyRecord, report: Report): void {
+    if (this.anchor === undefined || record.n !== this.anchor.n) return;
+    this.seen = true;
+    if (record.hash !== this.anchor.hash) {
+      report({
+        kind: 'ledger',
+        where: String(record.n),
+        detail: `record ${record.n} has hash ${record.hash}, not the anchor's ${this.anchor.hash}: the ledger was rewritten at or before it`,
+      });
+    }
+  }
+
+  /** A custody block that cannot be read: the anchor's record may be in it. */
+  unreadable(): void {
+    this.gap = true;
+  }
+
+  finish(head: LedgerHead | undefined, report: Report): void {
+    if (this.anchor === undefined || this.seen) return;
+    const { n } = this.anchor;
+    const detail =
+      this.gap || head === undefined || head.n >= n
+        ? `the anchor's record ${n} was not found (a custody block could not be read)`
+        : `the ledger ends at record ${head.n}, before the anchor's record ${n}: records were removed from its end (or the anchor is another gateway's)`;
+    report({ kind: 'ledger', where: `anchor ${n}`, detail });
+  }
 }
 
 interface BlockCheck {

@@ -67,6 +67,11 @@ interface Era {
  */
 export class LevelWriter {
   private durable: LevelHead;
+
+  /** The head of what is written and synced. */
+  get durableHead(): LevelHead {
+    return this.durable;
+  }
   private planned: LevelHead;
   /** Ended by every failed write, which it then names: commits called in an era that ended fail. */
   private era: Era = {};
