@@ -54,6 +54,19 @@ export async function runStages(entries: readonly PendingIngest[], s: Stages): P
   for (const entry of entries) for (const item of entry.items) if (item.arrived !== undefined) arrived.push(item.arrived);
   await s.tracker.prepare(arrived);
 
+  // The chain first, for every event in arrival order (it judges each against those before it); then repeats
+  // whose id is not stored are forks, before transforms and rules see the verdict.
+  const repeats: PipelineItem[] = [];
+  const idsBefore = new Set<string>();
+  for (const entry of entries) {
+    for (const item of entry.items) {
+      if (item.event === undefined) continue;
+      if (judgeChain(item, s) && !idsBefore.has(item.event.id)) repeats.push(item);
+      idsBefore.add(item.event.id);
+    }
+  }
+  if (repeats.length > 0) await markForks(repeats, s);
+
   // Dedup candidates, in arrival order: every event that got through the stages.
   const candidates: PipelineItem[] = [];
   const candidateIds: string[] = [];
@@ -136,8 +149,11 @@ function dropRuleAlerts(alerts: NonNullable<PipelineItem['alerts']>): PipelineIt
   return left.length > 0 ? left : undefined;
 }
 
-/** Integrity → transforms → rules for one validated item (`item.event` is set). */
-function runItemStages(item: PipelineItem, entry: PendingIngest, s: Stages): void {
+/**
+ * The integrity stage for one validated item (`item.event` is set): its verdict, and a chain-break alert
+ * when broken. True for a repeat (see IntegrityVerdict.repeat), which markForks settles.
+ */
+function judgeChain(item: PipelineItem, s: Stages): boolean {
   const event = item.event as NonNullable<PipelineItem['event']>;
   // An agent's line holds the canonical JSON its hash covers: read, not rebuilt (protocols/canonical-line.ts).
   const line = item.text === undefined ? undefined : readCanonicalLine(item.text);
@@ -148,6 +164,37 @@ function runItemStages(item: PipelineItem, entry: PendingIngest, s: Stages): voi
   if (s.transforms.size === 0) item.line = line;
   item.integrity = verdict.integrity;
   if (verdict.detail !== undefined) item.alerts = [{ kind: 'chain-break', detail: verdict.detail }];
+  return verdict.repeat === true;
+}
+
+/**
+ * A repeat of a seq the chain holds is a resend of the event stored there, with its id: dedup drops it.
+ * One whose id is not stored (nor earlier in this commit, nor in a commit in flight) is a second event at
+ * that position — an agent whose buffer went back (restored from a copy, or `durability: os` after a
+ * power cut) and reused its seqs, or an event made up to fit — and nothing else would ever flag it: its
+ * own hash is right, and no neighbour links to it. It is stored, marked broken, with a chain-break alert.
+ */
+async function markForks(repeats: readonly PipelineItem[], s: Stages): Promise<void> {
+  const stored = await s.dedup.duplicates(
+    repeats.map((item) => (item.event as NonNullable<PipelineItem['event']>).id),
+    s.pending,
+  );
+  repeats.forEach((item, i) => {
+    if (stored[i] === true) return;
+    item.integrity = 'broken';
+    const seq = (item.arrived ?? item.event)?.seq;
+    item.alerts = [
+      {
+        kind: 'chain-break',
+        detail: `seq ${seq}: the chain already holds this seq, and this event's id is not stored: a second event at that position (or a resend older than the dedup window)`,
+      },
+    ];
+  });
+}
+
+/** Transforms → rules for one validated item whose chain was judged (judgeChain). */
+function runItemStages(item: PipelineItem, entry: PendingIngest, s: Stages): void {
+  const event = item.event as NonNullable<PipelineItem['event']>;
   if (s.transforms.size > 0) {
     const changed = s.transforms.apply(event);
     const check = validateEvent(changed, s.limits);
@@ -159,7 +206,7 @@ function runItemStages(item: PipelineItem, entry: PendingIngest, s: Stages): voi
   }
   if (s.rules.size > 0) {
     // The `ingest` the event is stored with (docs/config.md: rules may use it), in the same key order.
-    const ingest = { gateway: s.gatewayName, integrity: verdict.integrity, method: entry.ctx.method, peer: entry.ctx.peer, receivedAt: entry.receivedAt };
+    const ingest = { gateway: s.gatewayName, integrity: item.integrity ?? 'unchained', method: entry.ctx.method, peer: entry.ctx.peer, receivedAt: entry.receivedAt };
     const r = s.rules.evaluate(item.event as AuditEvent, ingest);
     if (r.tags.length > 0) item.tags = r.tags;
     if (r.alerts.length > 0) item.alerts = [...(item.alerts ?? []), ...r.alerts.map((rule) => ({ kind: 'rule' as const, rule }))];

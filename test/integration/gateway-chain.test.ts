@@ -64,7 +64,7 @@ beforeAll(async () => {
   dir = await tempDir('gateway-chain');
   port = await freePort();
   gw = await startGateway(dir, port);
-  const ids = ['ag-1', 'ag-2', 'ag-3', 'ag-4'];
+  const ids = ['ag-1', 'ag-2', 'ag-3', 'ag-4', 'ag-5'];
   for (const [i, ls] of (await Promise.all(ids.map(agentLines))).entries()) lines.set(ids[i] as string, ls);
 }, 60_000);
 
@@ -121,5 +121,31 @@ describe('late batches are linked to the chain around them', () => {
     expect(await verdicts('ag-4')).toEqual({ broken: [20], verified: 28, total: 30 });
     await waitFor(() => alerts().length > 0, 'chain-break alert');
     expect(alerts()).toEqual(['seq 20: hash does not match the prev of seq 21']);
+  });
+});
+
+describe('a second event at a seq the chain already holds (a forked chain)', () => {
+  it('is stored broken with a chain-break alert, also after a restart; a resend of the genuine event stays a duplicate', async () => {
+    await post(range('ag-5', 1, 30));
+    expect(await verdicts('ag-5')).toEqual({ broken: [], verified: 30, total: 30 });
+    // The genuine seqs 10-12 again (an agent crash resend): duplicates by id, nothing flagged.
+    expect(await post(range('ag-5', 10, 12))).toMatchObject({ accepted: 0, duplicates: 3 });
+    // Another event at seq 12, hashed right and linked to the genuine 11: only its id tells it apart.
+    const fork = range('ag-5', 12, 12, { at: 12, fields: { id: 'forged-12', actor: 'mallory' } });
+    expect(await post(fork)).toMatchObject({ accepted: 1, duplicates: 0 });
+    expect(await verdicts('ag-5')).toEqual({ broken: [12], verified: 30, total: 31 });
+    const forkAlerts = (): string[] => alerts().filter((a) => a.includes('the chain already holds this seq'));
+    await waitFor(() => forkAlerts().length > 0, 'chain-break alert');
+    expect(forkAlerts()).toEqual([
+      "seq 12: the chain already holds this seq, and this event's id is not stored: a second event at that position (or a resend older than the dedup window)",
+    ]);
+    // After a restart the chain's head and the ids come from disk.
+    await gw.kill();
+    gw = await startGateway(dir, port);
+    expect(await post(range('ag-5', 5, 5, { at: 5, fields: { id: 'forged-5' } }))).toMatchObject({ accepted: 1 });
+    expect(await post(range('ag-5', 4, 6))).toMatchObject({ accepted: 0, duplicates: 3 });
+    expect((await verdicts('ag-5')).broken).toEqual([5, 12]);
+    await waitFor(() => forkAlerts().length > 0, 'chain-break alert after the restart');
+    expect(forkAlerts()).toEqual([expect.stringMatching(/^seq 5: the chain already holds this seq/)]);
   });
 });

@@ -10,6 +10,12 @@ export interface IntegrityVerdict {
   integrity: Integrity;
   /** Why the chain is broken, for the alert. */
   detail?: string;
+  /**
+   * Verified on its content, at a seq the chain already holds outside any
+   * gap: a resend of the event received there, or a second event at that
+   * position (a forked chain). The caller tells them apart by id (dedup).
+   */
+  repeat?: true;
 }
 
 /**
@@ -42,7 +48,9 @@ const key = (agent: string, epoch: string): string => `${agent}\u0000${epoch}`;
  *  - `verified`: content matches its hash and it links to every neighbour
  *    known. A seq after a gap, a late seq in the middle of one, or a repeat
  *    of one received before, is checked on its content only — it becomes the
- *    edge its neighbours are checked against when they come.
+ *    edge its neighbours are checked against when they come. A repeat is
+ *    marked (`repeat`): unless dedup finds its id stored, it is a second
+ *    event at a position the chain holds, and the pipeline marks it broken.
  * Whichever of two neighbours arrives second is the one marked: stored
  * events are never changed. The gap registry (seq-gaps.ts) keeps the same
  * gaps and edges on disk, so a restart or an eviction reads them back.
@@ -125,21 +133,26 @@ export class ChainTracker {
       this.chains.set(k, { seq: event.seq, hash: event.hash, gaps: gaps.length > 0 ? gaps : undefined });
       this.absent.delete(k);
     } else {
-      problem ??= this.checkLate(k, chain, event);
+      const late = this.checkLate(k, chain, event);
+      problem ??= late.problem;
+      if (problem === undefined && late.repeat) return REPEATED;
     }
     return problem === undefined ? VERIFIED : broken(event.seq, problem);
   }
 
-  /** A seq at or below the head: linked to the late seq before it in this commit, and to the edges of the gap it fills. */
-  private checkLate(k: string, chain: Chain, event: ChainedEvent): string | undefined {
+  /**
+   * A seq at or below the head: linked to the late seq before it in this commit, and to the edges of the gap
+   * it fills; `repeat` when it fills no gap.
+   */
+  private checkLate(k: string, chain: Chain, event: ChainedEvent): { problem: string | undefined; repeat: boolean } {
     let problem: string | undefined;
     const run = this.runs.get(k);
     if (run !== undefined && event.seq === run.seq + 1 && event.prev !== run.hash) problem = `prev does not match the hash of seq ${run.seq}`;
     this.runs.set(k, { seq: event.seq, hash: event.hash });
     const gaps = chain.gaps;
     const index = gaps === undefined ? -1 : findGap(gaps, event.seq);
-    // Not in a gap: a repeat of a seq received before (a resend, a pull); its content was checked.
-    if (gaps === undefined || index < 0) return problem;
+    // Not in a gap: a repeat of a seq received before (a resend, a pull), or a fork; its content was checked.
+    if (gaps === undefined || index < 0) return { problem, repeat: true };
     const gap = gaps[index] as EdgedGap;
     if (event.seq === gap.from && gap.lowerHash !== undefined && event.prev !== gap.lowerHash) {
       problem ??= `prev does not match the hash of seq ${gap.from - 1}`;
@@ -149,11 +162,12 @@ export class ChainTracker {
     }
     fillGap(gaps, index, event);
     this.chains.set(k, { seq: chain.seq, hash: chain.hash, gaps: gaps.length > 0 ? gaps : undefined });
-    return problem;
+    return { problem, repeat: false };
   }
 }
 
 const VERIFIED: IntegrityVerdict = Object.freeze({ integrity: 'verified' });
+const REPEATED: IntegrityVerdict = Object.freeze({ integrity: 'verified', repeat: true });
 
 function broken(seq: number, detail: string): IntegrityVerdict {
   return { integrity: 'broken', detail: `seq ${seq}: ${detail}` };
