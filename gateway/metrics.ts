@@ -45,6 +45,8 @@ export class GatewayMetrics {
   readonly pullFailed: Gauge<'url'>;
   /** Seq ranges recorded as lost because no agent could serve them any more. */
   readonly gapsLost: Counter;
+  /** Stored blocks a read (GET /v1/events, /v1/custody) could not decode and left out of its answer, by kind (event, custody). */
+  readonly damagedReads: Counter<'kind'>;
   /**
    * The hot path's counts, kept in plain fields and handed to prom-client
    * when the metrics are collected (a scrape, or `get()`): with one MQTT
@@ -141,6 +143,12 @@ export class GatewayMetrics {
     this.pullRuns = new Counter({ name: `${prefix}pull_runs_total`, help: 'Pull connector runs', labelNames: ['url', 'result'], registers });
     this.pullFailed = new Gauge({ name: `${prefix}pull_failed`, help: 'Pull connector failed after its retries (1) or not (0)', labelNames: ['url'], registers });
     this.gapsLost = new Counter({ name: `${prefix}gaps_lost_total`, help: 'Seq ranges recorded as lost (meteorzx.gap)', registers });
+    this.damagedReads = new Counter({
+      name: `${prefix}damaged_blocks_read_total`,
+      help: 'Stored blocks a query could not decode and left out of its answer (named in X-Damaged-Blocks), by kind',
+      labelNames: ['kind'],
+      registers,
+    });
   }
 
   /** Counts events that reached the pipeline (added to `received` when collected). */

@@ -258,7 +258,9 @@ export class Gateway {
       storage: this.storage as Storage,
       tokens: new TokenAuth(config.auth.tokens),
       limits,
-      ...(metrics === undefined ? {} : { metrics: metrics.registry }),
+      ...(metrics === undefined
+        ? {}
+        : { metrics: metrics.registry, onDamagedRead: (damaged) => damaged.forEach((d) => metrics.damagedReads.inc({ kind: d.kind })) }),
       // Not ready while the store cannot write either (its database reopening after a full disk, say):
       // the reopen goes on by itself, so readiness comes back without traffic.
       isReady: () => this.ready && this.storage?.writable?.() !== false,

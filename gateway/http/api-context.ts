@@ -1,6 +1,6 @@
 import type { Limits, PullRequest } from '../../protocols/index.js';
 import type { Ingestor } from '../pipeline/ingestor.js';
-import type { Storage } from '../storage/types.js';
+import type { DamagedBlock, Storage } from '../storage/types.js';
 import type { TokenAuth } from '../auth/tokens.js';
 import type { PullResult } from '../pull/connector.js';
 import type { PullsSection } from '../pull/pull-service.js';
@@ -19,6 +19,8 @@ export interface ApiContext {
   tokens: TokenAuth;
   limits: Limits;
   metrics?: MetricsSource;
+  /** Told the blocks a read left out because they do not decode (the damaged-blocks metric counts them). */
+  onDamagedRead?: (damaged: readonly DamagedBlock[]) => void;
   /** False while starting, draining, or while storage cannot write: `/readyz` answers 503 then. */
   isReady: () => boolean;
   /** Most POST /v1/events bodies being read or ingested at once; more answer 503 + Retry-After. */

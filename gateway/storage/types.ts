@@ -93,9 +93,30 @@ export interface EventQuery {
   cursor?: string;
 }
 
+/**
+ * A stored block a read could not decode (a flipped byte on disk, a bad
+ * line): what it held is left out of the answer, which names it instead, so
+ * a damaged block costs its own events or records, not the page around them.
+ */
+export interface DamagedBlock {
+  /** `event` (a block of events) or `custody` (a block of custody records). */
+  kind: 'event' | 'custody';
+  /** The commit the block belongs to: `block <commit>` in `meteorzx verify`. */
+  block: number;
+  /** Receive times (RFC 3339) of its first and last event, where the key that led to it records them. */
+  receivedFrom?: string;
+  receivedTo?: string;
+  /** Events the block holds, by its commit's custody records (accepted ones), where those can be read. */
+  events?: number;
+  /** Why it cannot be read. */
+  error: string;
+}
+
 export interface EventPage {
   events: StoredEvent[];
   nextCursor?: string;
+  /** Blocks this page would have read events from but could not decode; absent when there were none. */
+  damaged?: DamagedBlock[];
 }
 
 export interface CustodyQuery {
@@ -110,6 +131,8 @@ export interface CustodyPage {
   records: CustodyRecord[];
   /** Given only when another matching record exists after this page's last. */
   nextCursor?: string;
+  /** Custody blocks this page would have read records from but could not decode; absent when there were none. */
+  damaged?: DamagedBlock[];
 }
 
 export interface VerifyProblem {
@@ -187,7 +210,7 @@ export interface Storage {
    */
   commit(batch: CommitBatch): Promise<CommitResult>;
   query(q: EventQuery): Promise<EventPage>;
-  /** A page of custody records, oldest first: custodyPage's records alone. */
+  /** A page of custody records, oldest first: custodyPage's records alone (a damaged block is thrown, not skipped). */
   custody(q: CustodyQuery): Promise<CustodyRecord[]>;
   custodyPage(q: CustodyQuery): Promise<CustodyPage>;
   /**

@@ -1,6 +1,6 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import { NDJSON, SOURCE_RE } from '../../../protocols/index.js';
-import type { EventQuery } from '../../storage/types.js';
+import type { DamagedBlock, EventQuery } from '../../storage/types.js';
 import { GatewayErrors } from '../../errors.js';
 import type { ApiContext } from '../api-context.js';
 import { sendError } from '../reply-error.js';
@@ -17,6 +17,20 @@ function sourceParam(q: QueryString, name: string): string | undefined {
   const value = one(q, name);
   if (value !== undefined && !SOURCE_RE.test(value)) throw GatewayErrors.METEORZX_BAD_REQUEST(`${name} must match ${String(SOURCE_RE)}`);
   return value;
+}
+
+/**
+ * Names the blocks a page left out because they do not decode, in the
+ * `X-Damaged-Blocks` header (a JSON array: the body is the NDJSON of what
+ * was read), and counts and logs them. Outside ASCII is escaped, so any
+ * error text is a valid header value.
+ */
+function reportDamage(ctx: ApiContext, reply: FastifyReply, damaged: readonly DamagedBlock[] | undefined): void {
+  if (damaged === undefined || damaged.length === 0) return;
+  const json = JSON.stringify(damaged).replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  void reply.header('X-Damaged-Blocks', json);
+  ctx.onDamagedRead?.(damaged);
+  reply.log.warn({ damaged }, 'a read left out stored blocks that do not decode (meteorzx verify names them)');
 }
 
 function ndjson(rows: readonly unknown[]): string {
@@ -48,6 +62,7 @@ export function registerQuery(app: FastifyInstance, ctx: ApiContext): void {
       if (cursor !== undefined) query.cursor = cursor;
       const page = await ctx.storage.query(query);
       if (page.nextCursor !== undefined) void reply.header('X-Next-Cursor', page.nextCursor);
+      reportDamage(ctx, reply, page.damaged);
       return reply.type(NDJSON).send(ndjson(page.events));
     } catch (err) {
       return sendError(reply, err);
@@ -86,6 +101,7 @@ export function registerQuery(app: FastifyInstance, ctx: ApiContext): void {
         limit: intParam(q, 'limit', DEFAULT_PAGE, MAX_PAGE),
       });
       if (page.nextCursor !== undefined) void reply.header('X-Next-Cursor', page.nextCursor);
+      reportDamage(ctx, reply, page.damaged);
       return reply.type(NDJSON).send(ndjson(page.records));
     } catch (err) {
       return sendError(reply, err);

@@ -1,6 +1,7 @@
-import type { CustodyRecord, StoredEvent } from '../../../protocols/index.js';
+import { errorCode, type CustodyRecord, type StoredEvent } from '../../../protocols/index.js';
 import { GatewayErrors } from '../../errors.js';
-import type { CustodyPage, CustodyQuery, EventPage, EventQuery } from '../types.js';
+import type { CustodyPage, CustodyQuery, DamagedBlock, EventPage, EventQuery } from '../types.js';
+import type { EventBlock } from './block-codec.js';
 import { commitHex, DAY_MS, dayOf, decodePointer, idKey, indexPrefix, parseCommitHex, parseIndexTail } from './keys.js';
 import type { LevelContext } from './level-storage.js';
 
@@ -28,6 +29,29 @@ function decodeCursor(cursor: string): Position {
 function dayPart(ms: number): string {
   const day = dayOf(ms);
   return day.length === 8 ? day : '~';
+}
+
+/**
+ * Most damaged blocks one page names. A page that reaches it ends there, its
+ * cursor past the last one named, so the list (an answer header) stays small
+ * however much of the store is damaged.
+ */
+export const MAX_DAMAGED_PER_PAGE = 16;
+/** A cursor's index past every event of its block: where a page resumes after a damaged block it named. */
+const PAST_BLOCK = 2 ** 31;
+
+/**
+ * A block read, or the damage that stops it. Only METEORZX_STORAGE_CORRUPT
+ * (the block does not decode) is damage: any other failure — a closed
+ * store, an I/O error — still fails the whole read.
+ */
+async function readBlock<T>(read: Promise<T>): Promise<{ value: T } | { error: string }> {
+  try {
+    return { value: await read };
+  } catch (err) {
+    if (errorCode(err) !== 'METEORZX_STORAGE_CORRUPT') throw err;
+    return { error: (err as Error).message.slice(0, 200) };
+  }
 }
 
 function matches(event: StoredEvent, q: EventQuery, receivedMs: number): boolean {
@@ -60,6 +84,7 @@ export async function queryEvents(ctx: LevelContext, q: EventQuery): Promise<Eve
   const lt = q.until === undefined ? `${prefix}~` : `${prefix}${dayPart(q.until + DAY_MS)}~`;
   const maxBytes = q.maxBytes ?? Number.POSITIVE_INFINITY;
   const events: StoredEvent[] = [];
+  const damaged: DamagedBlock[] = [];
   let bytes = 0;
   let last: Position | undefined;
   let more = false;
@@ -68,7 +93,20 @@ export async function queryEvents(ctx: LevelContext, q: EventQuery): Promise<Eve
     const [min, max] = value.toString().split(',').map(Number) as [number, number];
     if (q.since !== undefined && max < q.since) continue;
     if (q.until !== undefined && min >= q.until) continue;
-    const block = await ctx.eventBlock(commit);
+    const read = await readBlock(ctx.eventBlock(commit));
+    if ('error' in read) {
+      // The page before named it, and ended on it.
+      if (after !== undefined && commit === after.commit && after.index === PAST_BLOCK) continue;
+      // Its neighbours are still served: the page names it and goes on, and a cursor from here resumes past it.
+      damaged.push({ kind: 'event', block: commit, ...receivedRange(min, max), ...(await heldEvents(ctx, commit)), error: read.error });
+      last = { day, commit, index: PAST_BLOCK };
+      if (damaged.length === MAX_DAMAGED_PER_PAGE) {
+        more = true;
+        break;
+      }
+      continue;
+    }
+    const block: EventBlock | undefined = read.value;
     if (block === undefined) continue; // removed by retention meanwhile
     for (let index = 0; index < block.events.length; index += 1) {
       if (after !== undefined && commit === after.commit && index <= after.index) continue;
@@ -85,7 +123,24 @@ export async function queryEvents(ctx: LevelContext, q: EventQuery): Promise<Eve
       last = { day, commit, index };
     }
   }
-  return more && last !== undefined ? { events, nextCursor: encodeCursor(last) } : { events };
+  return {
+    events,
+    ...(more && last !== undefined ? { nextCursor: encodeCursor(last) } : {}),
+    ...(damaged.length > 0 ? { damaged } : {}),
+  };
+}
+
+/** How many events a damaged event block held: its commit's accepted custody records, when their block reads. */
+async function heldEvents(ctx: LevelContext, commit: number): Promise<Pick<DamagedBlock, 'events'>> {
+  const read = await readBlock(ctx.custodyBlock(commit));
+  if ('error' in read || read.value === undefined) return {};
+  return { events: read.value.filter((r) => r.outcome === 'accepted').length };
+}
+
+/** An index key's receive-time range as RFC 3339, where it is one (a damaged key's is not named). */
+function receivedRange(min: number, max: number): Pick<DamagedBlock, 'receivedFrom' | 'receivedTo'> {
+  const valid = (ms: number): boolean => Number.isFinite(ms) && Math.abs(ms) <= 8.64e15;
+  return valid(min) && valid(max) ? { receivedFrom: new Date(min).toISOString(), receivedTo: new Date(max).toISOString() } : {};
 }
 
 /**
@@ -99,7 +154,12 @@ async function queryById(ctx: LevelContext, q: EventQuery, id: string): Promise<
   const value = (await ctx.db.get(idKey(id))) as Buffer | undefined;
   const pointer = value === undefined ? undefined : decodePointer(value.toString());
   if (pointer === undefined) return { events: [] };
-  const event = (await ctx.eventBlock(pointer.commit))?.events[pointer.index];
+  const read = await readBlock(ctx.eventBlock(pointer.commit));
+  if ('error' in read) {
+    const at = receivedRange(pointer.receivedMs, pointer.receivedMs);
+    return { events: [], damaged: [{ kind: 'event', block: pointer.commit, ...at, ...(await heldEvents(ctx, pointer.commit)), error: read.error }] };
+  }
+  const event = read.value?.events[pointer.index];
   if (event?.id !== id || !matches(event, q, Date.parse(event.ingest.receivedAt))) return { events: [] };
   return { events: [event] };
 }
@@ -136,7 +196,13 @@ export async function queryCustody(ctx: LevelContext, q: CustodyQuery): Promise<
   const after = q.cursor === undefined ? undefined : decodeCustodyCursor(q.cursor);
   const from = after?.commit ?? 0;
   const out: CustodyRecord[] = [];
+  const damaged: DamagedBlock[] = [];
   let last: CustodyPosition | undefined;
+  const page = (nextCursor?: CustodyPosition): CustodyPage => ({
+    records: out,
+    ...(nextCursor === undefined ? {} : { nextCursor: encodeCustodyCursor(nextCursor) }),
+    ...(damaged.length > 0 ? { damaged } : {}),
+  });
   const keep = (r: CustodyRecord): boolean =>
     (after === undefined || r.n > after.n) && (q.id === undefined || r.id === q.id) && (q.source === undefined || r.source === q.source);
 
@@ -149,15 +215,22 @@ export async function queryCustody(ctx: LevelContext, q: CustodyQuery): Promise<
     commits = allCustodyCommits(ctx, from);
   }
   for await (const commit of commits) {
-    const records = await ctx.custodyBlock(commit);
-    for (const r of records ?? []) {
+    const read = await readBlock(ctx.custodyBlock(commit));
+    if ('error' in read) {
+      // Named, and passed: records are numbered in commit order, so every one after it is past this position.
+      damaged.push({ kind: 'custody', block: commit, error: read.error });
+      last = { commit: commit + 1, n: last?.n ?? after?.n ?? 0 };
+      if (damaged.length === MAX_DAMAGED_PER_PAGE) return page(last);
+      continue;
+    }
+    for (const r of read.value ?? []) {
       if (!keep(r)) continue;
-      if (out.length === limit) return { records: out, nextCursor: encodeCustodyCursor(last as CustodyPosition) };
+      if (out.length === limit) return page(last);
       out.push(r);
       last = { commit, n: r.n };
     }
   }
-  return { records: out };
+  return page();
 }
 
 /**

@@ -444,7 +444,11 @@ export class LevelStorage implements Storage {
   }
 
   async custody(q: CustodyQuery): Promise<CustodyRecord[]> {
-    return (await queryCustody(this.context(), q)).records;
+    const page = await queryCustody(this.context(), q);
+    // Records alone cannot say what they leave out: a damaged block fails the read, as it did before pages named it.
+    const damage = page.damaged?.[0];
+    if (damage !== undefined) throw GatewayErrors.METEORZX_STORAGE_CORRUPT(damage.error);
+    return page.records;
   }
 
   custodyPage(q: CustodyQuery): Promise<CustodyPage> {

@@ -1,0 +1,112 @@
+import path from 'node:path';
+import { Level } from 'level';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ingest, ndjson, removeDir, runCli, runProcess, startGateway, tempDir, type RunningGateway } from './gateway-harness.js';
+
+/**
+ * One damaged block on disk (a byte flipped in a deflated event or custody
+ * block, written while the gateway was stopped) costs its own events only:
+ * GET /v1/events and /v1/custody answer 200 with the readable ones and name
+ * the damage in X-Damaged-Blocks, `meteorzx query` writes every readable
+ * event, warns on stderr and exits 1. Before, the whole page answered 500.
+ */
+let dir: string;
+let gw: RunningGateway;
+
+/** Flips a byte in the middle of the `which`-th key under `prefix` (`b!` event blocks, `k!` custody blocks). */
+async function damage(dataDir: string, prefix: string, which: number): Promise<string> {
+  const db = new Level<string, Buffer>(path.join(dataDir, 'store'), { keyEncoding: 'utf8', valueEncoding: 'buffer' });
+  await db.open();
+  try {
+    const keys: string[] = [];
+    for await (const key of db.keys({ gt: prefix, lt: `${prefix.slice(0, -1)}"` })) keys.push(key);
+    const key = keys[which] as string;
+    const value = (await db.get(key)) as Buffer;
+    value.writeUInt8((value[value.length >> 1] as number) ^ 0xff, value.length >> 1);
+    await db.put(key, value);
+    return key;
+  } finally {
+    await db.close();
+  }
+}
+
+const curl = async (url: string): Promise<{ status: number; headers: string; body: string }> => {
+  const r = await runProcess('curl', ['-sS', '-i', '-w', '\n%{http_code}', url]);
+  const end = r.stdout.indexOf('\r\n\r\n');
+  const rest = r.stdout.slice(end + 4);
+  const nl = rest.lastIndexOf('\n');
+  return { headers: r.stdout.slice(0, end), body: rest.slice(0, nl), status: Number(rest.slice(nl + 1)) };
+};
+const damagedHeader = (headers: string): unknown => {
+  const m = /^x-damaged-blocks: (.*)$/im.exec(headers);
+  return m === null ? undefined : JSON.parse((m[1] as string).trim());
+};
+
+beforeAll(async () => {
+  dir = await tempDir('meteorzx-damaged-');
+  const first = await startGateway({ dir });
+  // Three commits of three events: one block each.
+  for (const b of [0, 1, 2]) await ingest(first.httpUrl, [0, 1, 2].map((i) => ({ id: `e${b}-${i}`, source: 's1', type: 'door.open' })));
+  expect(await first.stop()).toBe(0);
+  expect(await damage(first.dataDir, 'b!', 1)).toMatch(/^b!/);
+  expect(await damage(first.dataDir, 'k!', 2)).toMatch(/^k!/);
+  gw = await startGateway({ dir });
+});
+
+afterAll(async () => {
+  await gw.stop();
+  await removeDir(dir);
+});
+
+describe('a gateway store with a damaged event block', () => {
+  it('GET /v1/events serves its neighbours and names it in X-Damaged-Blocks', async () => {
+    const r = await curl(`${gw.httpUrl}/v1/events`);
+    expect(r.status, r.body).toBe(200);
+    expect(ndjson(r.body).map((e) => e.id)).toEqual(['e0-0', 'e0-1', 'e0-2', 'e2-0', 'e2-1', 'e2-2']);
+    expect(damagedHeader(r.headers)).toEqual([
+      expect.objectContaining({ kind: 'event', block: 2, events: 3, error: expect.stringMatching(/^event block 2 cannot be decoded: /) as unknown }),
+    ]);
+    // Paging goes on past it: the cursor of a page that ends there resumes after it.
+    const page = await curl(`${gw.httpUrl}/v1/events?limit=3`);
+    const cursor = (/^x-next-cursor: (\S+)/im.exec(page.headers) as RegExpExecArray)[1] as string;
+    const next = await curl(`${gw.httpUrl}/v1/events?limit=3&cursor=${cursor}`);
+    expect(ndjson(next.body).map((e) => e.id)).toEqual(['e2-0', 'e2-1', 'e2-2']);
+    expect(damagedHeader(next.headers)).toBeUndefined();
+  });
+
+  it('GET /v1/events?id= of an event in it answers 200 with no event and names the block', async () => {
+    const r = await curl(`${gw.httpUrl}/v1/events?id=e1-1`);
+    expect(r.status).toBe(200);
+    expect(r.body).toBe('');
+    expect(damagedHeader(r.headers)).toMatchObject([{ kind: 'event', block: 2 }]);
+  });
+
+  it('meteorzx query writes every readable event, names the damage on stderr and exits 1', async () => {
+    for (const args of [[], ['--limit', '5']]) {
+      const q = await runCli(['query', gw.httpUrl, ...args]);
+      expect(q.code, q.stderr).toBe(1);
+      expect(ndjson(q.stdout).map((e) => e.id)).toEqual(['e0-0', 'e0-1', 'e0-2', 'e2-0', 'e2-1', 'e2-2'].slice(0, args.length > 0 ? 5 : 6));
+      const lines = q.stderr.trim().split('\n');
+      expect(lines[0]).toMatch(/^meteorzx: warning: left out damaged event block 2 \(3 event\(s\), received [^)]+\): event block 2 cannot be decoded: /);
+      expect(lines[1]).toMatch(/^meteorzx: 1 damaged block\(s\) left out \(named above\); every other event was written/);
+      expect(lines).toHaveLength(2);
+    }
+  });
+
+  it('custody pages skip a damaged custody block and name it', async () => {
+    const r = await curl(`${gw.httpUrl}/v1/custody?source=s1`);
+    expect(r.status, r.body).toBe(200);
+    expect(ndjson(r.body).map((c) => c.id)).toEqual(['e0-0', 'e0-1', 'e0-2', 'e1-0', 'e1-1', 'e1-2']);
+    expect(damagedHeader(r.headers)).toMatchObject([{ kind: 'custody', block: 3 }]);
+    const byId = await curl(`${gw.httpUrl}/v1/custody?id=e2-0`);
+    expect(byId.status).toBe(200);
+    expect(damagedHeader(byId.headers)).toMatchObject([{ kind: 'custody', block: 3 }]);
+  });
+
+  it('counts the damaged blocks it read in meteorzx_gateway_damaged_blocks_read_total', async () => {
+    const metrics = await curl(`${gw.httpUrl}/metrics`);
+    const count = (kind: string): number => Number(new RegExp(`^meteorzx_gateway_damaged_blocks_read_total\\{kind="${kind}"\\} (\\d+)$`, 'm').exec(metrics.body)?.[1]);
+    expect(count('event')).toBeGreaterThanOrEqual(4);
+    expect(count('custody')).toBe(2);
+  });
+});
