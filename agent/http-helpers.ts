@@ -86,13 +86,17 @@ export function capConnections(server: NetServer, max: number, meter: IntakeMete
 /**
  * Stops taking connections, waits for requests in progress (bounded), then drops what is left.
  * A server passed to trackConnections (common/http-connections.ts) also loses at once its connections
- * with no request in progress, those still in a TLS handshake included.
+ * with no request in progress, those still in a TLS handshake included. `answered`, when given, is
+ * waited for past the timeout before the drop: what must not lose its connection unanswered.
  */
-export async function closeServer(server: Server, timeoutMs: number): Promise<void> {
+export async function closeServer(server: Server, timeoutMs: number, answered?: () => Promise<unknown>): Promise<void> {
   if (!server.listening) return;
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   dropIdleConnections(server);
-  const timer = setTimeout(() => dropAllConnections(server), timeoutMs);
+  const timer = setTimeout(() => {
+    if (answered === undefined) dropAllConnections(server);
+    else void answered().then(() => dropAllConnections(server));
+  }, timeoutMs);
   await closed;
   clearTimeout(timer);
 }

@@ -77,6 +77,8 @@ export class HttpIntake implements Intake {
   private closed: Promise<void> | undefined;
   /** Requests whose body is still coming: a stop answers them 503 at once instead of waiting for their bodies. */
   private readonly reading = new Set<(err: unknown) => void>();
+  /** Requests whose body has arrived, each until its answer is sent: a stop answers them all, however long their commit takes. */
+  private readonly answering = new Set<Promise<void>>();
   private readonly maxConcurrent: number;
   private readonly maxPendingBytes: number;
   private readonly retryAfter: string;
@@ -133,14 +135,17 @@ export class HttpIntake implements Intake {
   }
 
   /**
-   * Stops accepting; requests already appending finish and are answered (bounded by closeTimeoutMs).
-   * A request whose body is still coming is answered 503 at once: a stalled upload held the stop for
-   * the whole grace, then lost its connection with no answer.
+   * Stops accepting; requests already appending finish and are answered, however long their commit
+   * takes: past closeTimeoutMs their connections were dropped unanswered while the buffer's close went
+   * on to commit their events, so a producer retried events that were stored, and those without an id
+   * were stored twice. The stop waits for that commit anyway. A request whose body is still coming is
+   * answered 503 at once: a stalled upload held the stop for the whole grace, then lost its connection
+   * with no answer.
    */
   close(): Promise<void> {
     this.closing = true;
     for (const abort of this.reading) abort(AgentErrors.METEORZX_INTAKE_CLOSING('the agent is shutting down'));
-    this.closed ??= closeServer(this.server, this.options.closeTimeoutMs ?? 10_000);
+    this.closed ??= closeServer(this.server, this.options.closeTimeoutMs ?? 10_000, () => Promise.all(this.answering));
     return this.closed;
   }
 
@@ -192,6 +197,9 @@ export class HttpIntake implements Intake {
         // Every check that needs no body has passed: now the client may send it.
         if (expectsContinue) res.writeContinue();
         const raw = await this.readBody(req, limit, hold);
+        const answered = new Promise<void>((resolve) => res.once('close', resolve));
+        this.answering.add(answered);
+        void answered.then(() => this.answering.delete(answered));
         const body = encoding === 'identity' ? raw : await decompress(raw, encoding, limit, hold);
         // What parsing will build counts too: 8 MiB of `{},{},…` (valid events under maxEventBytes) is ≈ 180 MB of
         // objects, so bytes alone let 8 such bodies at once take the agent past 1.9 GB.

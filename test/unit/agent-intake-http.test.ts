@@ -35,7 +35,7 @@ function post(port: number, body: Buffer | string, headers: Record<string, strin
 const intakes: HttpIntake[] = [];
 async function startIntake(
   buffer: FakeBuffer,
-  options: { limits?: Partial<Limits>; maxConcurrent?: number; maxPendingBytes?: number; logger?: pino.Logger; token?: string } = {},
+  options: { limits?: Partial<Limits>; maxConcurrent?: number; maxPendingBytes?: number; logger?: pino.Logger; token?: string; closeTimeoutMs?: number } = {},
 ) {
   const metrics = new AgentMetrics({ buffer: () => buffer.state(), push: () => 'disabled' }, { processMetrics: false });
   const intake = new HttpIntake({
@@ -47,6 +47,7 @@ async function startIntake(
     ...(options.maxPendingBytes ? { maxPendingBytes: options.maxPendingBytes } : {}),
     ...(options.logger ? { logger: options.logger } : {}),
     ...(options.token ? { token: options.token } : {}),
+    ...(options.closeTimeoutMs ? { closeTimeoutMs: options.closeTimeoutMs } : {}),
   });
   intakes.push(intake);
   await intake.start();
@@ -323,6 +324,26 @@ describe('agent HTTP intake', () => {
       'HTTP/1.1 200 OK',
     ]);
     expect(buffer.events.map((e) => e.type)).toEqual(['continued']);
+  });
+
+  it('a stop answers a request whose append outlasts the close grace, rather than dropping its connection', async () => {
+    // Before, the grace dropped the connection unanswered while the buffer's close still committed the events:
+    // the producer retried events already stored, and those without an id were stored twice (new id, new seq).
+    const buffer = new FakeBuffer();
+    let release!: () => void;
+    buffer.holdAppends = new Promise<void>((r) => (release = r));
+    const { port } = await startIntake(buffer, { closeTimeoutMs: 50 });
+    // fetch, not post(): a connection dropped unanswered fails it at once.
+    const answer = fetch(`http://127.0.0.1:${port}/v1/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"type":"slow.commit"}' })
+      .then(async (res) => ({ status: res.status, body: (await res.json()) as unknown }))
+      .catch((err: unknown) => ({ status: 0, body: String((err as Error).cause ?? err) }));
+    while (buffer.appendCalls === 0) await new Promise((r) => setTimeout(r, 2));
+    const closed = (intakes.at(-1) as HttpIntake).close();
+    await new Promise((r) => setTimeout(r, 300)); // well past the grace
+    release();
+    expect(await answer).toEqual({ status: 200, body: { accepted: 1, duplicates: 0, rejected: [] } });
+    await closed;
+    expect(buffer.events.map((e) => e.type)).toEqual(['slow.commit']);
   });
 
   it('answers a client that half-closes after its request once the append is durable, then closes', async () => {
