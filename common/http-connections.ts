@@ -17,6 +17,8 @@ interface Connections {
   requests: Map<Socket, number>;
   /** On a TLS server, the peers (address|port) whose handshake is done: the raw connections of the others are still in theirs. */
   secured?: Set<string>;
+  /** The connections that have had a request answered: idle, they are a client's kept-alive spares. */
+  served: WeakSet<Socket>;
 }
 
 const tracked = new WeakMap<Server, Connections>();
@@ -27,7 +29,7 @@ function peerKey(socket: Socket): string {
 
 /** Keeps count of each connection's requests in progress, for dropIdleConnections and dropAllConnections. */
 export function trackConnections(server: Server): void {
-  const connections: Connections = { raw: new Set(), requests: new Map() };
+  const connections: Connections = { raw: new Set(), requests: new Map(), served: new WeakSet() };
   tracked.set(server, connections);
   server.on('connection', (socket: Socket) => {
     connections.raw.add(socket);
@@ -53,6 +55,7 @@ export function trackConnections(server: Server): void {
     res.once('close', () => {
       const n = connections.requests.get(socket);
       if (n !== undefined) connections.requests.set(socket, Math.max(0, n - 1));
+      connections.served.add(socket);
     });
   };
   server.on('request', begin);
@@ -73,4 +76,31 @@ export function dropIdleConnections(server: Server): void {
 export function dropAllConnections(server: Server): void {
   server.closeAllConnections();
   for (const socket of tracked.get(server)?.raw ?? []) socket.destroy();
+}
+
+/**
+ * Keeps a connection slot free under a connection cap of `max`: once a
+ * tracked server holds `max` connections, destroys the longest-held one
+ * that has had a request answered and has none in progress (a client's
+ * kept-alive spare). Node refuses every connection past maxConnections as it
+ * arrives, and client pools (undici's, say) keep more connections than they
+ * have requests in flight, each idle for up to the keep-alive timeout a
+ * server announces: so a few hundred producers were refused new connections
+ * while most held connections sat idle. A connection that has sent no
+ * request is not a spare: a flood of those still meets the cap. Returns
+ * whether one was closed.
+ */
+export function closeSpareConnection(server: Server, max: number): boolean {
+  const connections = tracked.get(server);
+  if (connections === undefined || connections.raw.size < max) return false;
+  // The newest spare: pools hand requests to their first free connection, so the oldest are the likeliest to be reused next.
+  const held = [...connections.requests];
+  for (let i = held.length - 1; i >= 0; i -= 1) {
+    const [socket, n] = held[i] as [Socket, number];
+    if (n === 0 && connections.served.has(socket)) {
+      socket.destroy();
+      return true;
+    }
+  }
+  return false;
 }

@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createServer as createHttpsServer } from 'node:https';
 import { createGunzip, createInflate } from 'node:zlib';
 import type { Logger } from 'pino';
+import { closeSpareConnection } from '../../common/http-connections.js';
 import { answerAfterHalfClose } from '../../common/http-half-close.js';
 import type { TlsServerOptions } from '../../common/tls-server.js';
 import {
@@ -103,7 +104,10 @@ export class HttpIntake implements Intake {
     answerAfterHalfClose(this.server);
     trackConnections(this.server);
     this.meter = createIntakeMeter(options.metrics, this.name, options.token === undefined ? [] : ['auth']);
-    capConnections(this.server, options.maxConnections ?? 256, this.meter, options.logger, 'intake.http.maxConnections');
+    const maxConnections = options.maxConnections ?? 256;
+    capConnections(this.server, maxConnections, this.meter, options.logger, 'intake.http.maxConnections');
+    // At the cap, a kept-alive connection that is idle gives way, so the next producer's connection is not refused.
+    this.server.on('connection', () => closeSpareConnection(this.server, maxConnections));
     // `Expect: 100-continue` (curl sends it for bodies over 1 MiB): the headers are judged before the body is
     // invited. Node's default answers 100 at once, so a body over the limit was sent in full to a server that
     // had answered 413 and closed — the client often saw a reset instead of the 413.

@@ -40,6 +40,25 @@ async function idle(port: number): Promise<{ socket: Socket; closed: Promise<unk
   return { socket, closed };
 }
 
+/** One POST on a new connection that stays open after its answer (HTTP/1.1 keep-alive): resolves with the answer's status line. */
+async function keptAlive(port: number): Promise<{ socket: Socket; status: string; closed: Promise<unknown> }> {
+  const socket = connect(port, '127.0.0.1');
+  socket.on('error', () => undefined);
+  const closed = new Promise((resolve) => socket.once('close', resolve));
+  held.push(socket);
+  const body = '{"type":"t.kept"}';
+  socket.write(`POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+  let text = '';
+  const status = await new Promise<string>((resolve) => {
+    socket.on('data', (b: Buffer) => {
+      text += b.toString();
+      if (text.includes('\r\n\r\n{')) resolve(text.split('\r\n')[0] as string);
+    });
+    socket.once('close', () => resolve(`closed: ${text.split('\r\n')[0] ?? ''}`));
+  });
+  return { socket, status, closed };
+}
+
 describe('agent connection caps', () => {
   it('HTTP intake: a connection past maxConnections is closed and counted; once one goes, curl posts again', async () => {
     const port = Number(new URL(agent.intakeUrl).port);
@@ -51,6 +70,24 @@ describe('agent connection caps', () => {
     a.socket.destroy();
     await a.closed;
     await waitFor(async () => (await postEvents(agent.intakeUrl, [{ type: 't.after' }]).catch(() => ({ status: 0 }))).status === 200, 'a post once a slot is free');
+  });
+
+  it('HTTP intake: at the cap an idle kept-alive connection gives way to a new producer instead of the producer being refused', async () => {
+    // Client pools (undici's) keep more connections than requests in flight, idle for the keep-alive timeout the
+    // intake announces (65 s): with 200 producers retrying through them, thousands of connections were refused
+    // below the cap of 256 while most connections held sat idle.
+    const port = Number(new URL(agent.intakeUrl).port);
+    for (const s of held.splice(0)) s.destroy();
+    const refusals = () => agent.metric('meteorzx_agent_intake_dropped_total{intake="http",reason="connection-refused"}');
+    const before = await refusals();
+    const a = await keptAlive(port);
+    expect(a.status).toBe('HTTP/1.1 200 OK');
+    const b = await keptAlive(port);
+    expect(b.status).toBe('HTTP/1.1 200 OK');
+    const posted = await runProcess('curl', ['-sS', '-m', '5', '-H', 'Content-Type: application/json', '-d', '{"type":"t.new"}', agent.intakeUrl]);
+    expect({ code: posted.code, out: posted.stdout }).toEqual({ code: 0, out: '{"accepted":1,"duplicates":0,"rejected":[]}' });
+    expect(await refusals()).toBe(before);
+    // A connection that never sent a request is no spare: a flood of those still meets the cap (the test above).
   });
 
   it('edge MQTT broker: a device past maxConnections is refused and counted; once one goes, mosquitto_pub publishes', async () => {
