@@ -13,13 +13,13 @@ import { ingest, ndjson, removeDir, runCli, runProcess, startGateway, tempDir, t
 let dir: string;
 let gw: RunningGateway;
 
-/** Flips a byte in the middle of the `which`-th key under `prefix` (`b!` event blocks, `k!` custody blocks). */
+/** Flips a byte in the middle of the `which`-th key from `prefix` on (`b!` event blocks, `k!` custody blocks, `id!<id>` a dedup pointer). */
 async function damage(dataDir: string, prefix: string, which: number): Promise<string> {
   const db = new Level<string, Buffer>(path.join(dataDir, 'store'), { keyEncoding: 'utf8', valueEncoding: 'buffer' });
   await db.open();
   try {
     const keys: string[] = [];
-    for await (const key of db.keys({ gt: prefix, lt: `${prefix.slice(0, -1)}"` })) keys.push(key);
+    for await (const key of db.keys({ gte: prefix, lt: "~", limit: which + 1 })) keys.push(key);
     const key = keys[which] as string;
     const value = (await db.get(key)) as Buffer;
     value.writeUInt8((value[value.length >> 1] as number) ^ 0xff, value.length >> 1);
@@ -50,6 +50,7 @@ beforeAll(async () => {
   expect(await first.stop()).toBe(0);
   expect(await damage(first.dataDir, 'b!', 1)).toMatch(/^b!/);
   expect(await damage(first.dataDir, 'k!', 2)).toMatch(/^k!/);
+  expect(await damage(first.dataDir, 'id!e0-0', 0)).toBe('id!e0-0'); // its dedup pointer
   gw = await startGateway({ dir });
 });
 
@@ -101,6 +102,13 @@ describe('a gateway store with a damaged event block', () => {
     const byId = await curl(`${gw.httpUrl}/v1/custody?id=e2-0`);
     expect(byId.status).toBe(200);
     expect(damagedHeader(byId.headers)).toMatchObject([{ kind: 'custody', block: 3 }]);
+  });
+
+  it('a repeat of an id whose dedup pointer is damaged is a duplicate, not stored a second time', async () => {
+    expect(await ingest(gw.httpUrl, [{ id: 'e0-0', source: 's1', type: 'door.open' }])).toMatchObject({ accepted: 0, duplicates: 1 });
+    const r = await curl(`${gw.httpUrl}/v1/events?source=s1`);
+    expect(ndjson(r.body).filter((e) => e.id === 'e0-0')).toHaveLength(1);
+    expect(gw.logs.join('\n')).toMatch(/dedup: a damaged id pointer; its id is taken as stored/);
   });
 
   it('counts the damaged blocks it read in meteorzx_gateway_damaged_blocks_read_total', async () => {

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { Level } from 'level';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { StoredEvent } from '../../protocols/index.js';
-import { blockKey, custodyKey } from '../../gateway/storage/level/keys.js';
+import { blockKey, custodyKey, idKey } from '../../gateway/storage/level/keys.js';
 import { LevelStorage } from '../../gateway/storage/level/index.js';
 import { MAX_DAMAGED_PER_PAGE } from '../../gateway/storage/level/level-query.js';
 import type { EventQuery } from '../../gateway/storage/types.js';
@@ -23,8 +23,8 @@ const open = async (): Promise<void> => {
   await storage.open();
 };
 
-/** Flips a byte in the middle of each key's value, with the store closed (as damage on disk comes). */
-async function damage(keys: string[]): Promise<void> {
+/** Flips a byte in the middle of each key's value (or writes the value given), with the store closed (as damage on disk comes). */
+async function damage(keys: string[], values: Record<string, string> = {}): Promise<void> {
   await storage.close();
   const db = new Level<string, Buffer>(storage.location, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
   await db.open();
@@ -33,6 +33,7 @@ async function damage(keys: string[]): Promise<void> {
     value.writeUInt8((value[value.length >> 1] as number) ^ 0xff, value.length >> 1);
     await db.put(key, value);
   }
+  for (const [key, value] of Object.entries(values)) await db.put(key, Buffer.from(value));
   await db.close();
   await open();
 }
@@ -153,5 +154,14 @@ describe('reading a store with a damaged custody block', () => {
     expect(damaged).toEqual([2]);
     // The records-alone read cannot say what it left out: it fails.
     await expect(storage.custody({ source: 'host-1' })).rejects.toMatchObject({ code: 'METEORZX_STORAGE_CORRUPT' });
+  });
+});
+
+describe('a damaged dedup pointer', () => {
+  it('takes its id as stored, so a repeat is not stored a second time', async () => {
+    await fill(1, 3);
+    // Not a pointer at all, one whose parts half-decode (to commit 33), and one that is just out of shape.
+    await damage([], { [idKey('1-0')]: 'zz', [idKey('1-1')]: 'x,y,z', [idKey('1-2')]: '1,2,mxds2ud6,' });
+    expect([...(await storage.seen(['1-0', '1-1', '1-2', 'new'], 7 * 86_400_000))].sort()).toEqual(['1-0', '1-1', '1-2']);
   });
 });

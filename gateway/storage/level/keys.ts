@@ -96,3 +96,9 @@ export function decodePointer(text: string): IdPointer | undefined {
   if (c === undefined || i === undefined || r === undefined) return undefined;
   return { commit: Number.parseInt(c, 36), index: Number.parseInt(i, 36), receivedMs: Number.parseInt(r, 36) };
 }
+
+/** A dedup pointer exactly as the store writes one: anything else in an `id!` value is not one (damage). */
+export function pointerOf(text: string): IdPointer | undefined {
+  const p = decodePointer(text);
+  return p !== undefined && encodePointer(p) === text ? p : undefined;
+}

@@ -30,7 +30,7 @@ import { RegistryCache } from './registry-cache.js';
 import { queryCustody, queryEvents } from './level-query.js';
 import { applyRetention, IdWatch, RETENTION_PAGE_KEYS } from './level-retention.js';
 import { verifyLevel } from './level-verify.js';
-import { blockKey, custodyKey, decodePointer, epochKey, HEAD_KEY, idKey, sourceKey } from './keys.js';
+import { blockKey, custodyKey, epochKey, HEAD_KEY, idKey, pointerOf, sourceKey } from './keys.js';
 
 export interface LevelStorageOptions {
   /** The gateway's data directory; the database lives in `<dataDir>/store`. */
@@ -264,15 +264,27 @@ export class LevelStorage implements Storage {
     if (ids.length === 0) return out;
     const values = await this.openDb.getMany(ids.map(idKey));
     const oldest = this.opts.clock() - windowMs;
+    const damaged: string[] = [];
+    const head = this.openWriter.plannedHead.commit;
     values.forEach((value, i) => {
-      const pointer = value === undefined ? undefined : decodePointer(value.toString());
-      if (pointer === undefined) return;
+      if (value === undefined) return;
+      const pointer = pointerOf(value.toString());
+      if (pointer === undefined || pointer.commit > head) {
+        // Damage, but the key says the id was stored: taking the event as new stored it a second time
+        // (and a value that half-decoded wrote a `ci!` key for a commit that does not exist).
+        out.add(ids[i] as string);
+        damaged.push(idKey(ids[i] as string));
+        return;
+      }
       if (pointer.receivedMs >= oldest) out.add(ids[i] as string);
       else {
         if (this.expired.size >= MAX_EXPIRED) this.expired.clear();
         this.expired.set(ids[i] as string, pointer.commit);
       }
     });
+    if (damaged.length > 0) {
+      this.logger?.warn({ keys: damaged.slice(0, 10), count: damaged.length }, 'dedup: a damaged id pointer; its id is taken as stored (run meteorzx verify)');
+    }
     return out;
   }
 

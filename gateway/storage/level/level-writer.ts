@@ -73,6 +73,11 @@ export class LevelWriter {
     return this.durable;
   }
   private planned: LevelHead;
+
+  /** The head of what is planned: no key the store holds names a later commit. */
+  get plannedHead(): LevelHead {
+    return this.planned;
+  }
   /** Ended by every failed write, which it then names: commits called in an era that ended fail. */
   private era: Era = {};
   private planTail: Promise<unknown> = Promise.resolve();

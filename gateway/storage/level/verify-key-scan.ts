@@ -1,6 +1,6 @@
 import type { CommitSet } from './commit-set.js';
 import type { KeyTally } from './key-tally.js';
-import { decodePointer, encodePointer, idKey, parseCommitHex, type IdPointer } from './keys.js';
+import { idKey, parseCommitHex, pointerOf } from './keys.js';
 import type { LevelDb } from './level-storage.js';
 import { acceptedAt, type SnapshotCustody } from './snapshot-custody.js';
 
@@ -12,12 +12,6 @@ export interface Finding {
   source?: string | undefined;
   /** The source is that of the record of `id` in `commit`, if there is one (looked up only under --source). */
   about?: { commit: number; id: string };
-}
-
-/** A dedup pointer exactly as the store writes one: anything else in an `id!` value is not one. */
-export function pointerOf(text: string): IdPointer | undefined {
-  const p = decodePointer(text);
-  return p !== undefined && encodePointer(p) === text ? p : undefined;
 }
 
 /**

@@ -2,10 +2,10 @@ import type { CustodyRecord } from '../../../protocols/index.js';
 import type { VerifyProblem } from '../types.js';
 import { CommitSet } from './commit-set.js';
 import { KeyTally } from './key-tally.js';
-import { custodyIdKey, custodySourceKey, idKey } from './keys.js';
+import { custodyIdKey, custodySourceKey, idKey, pointerOf } from './keys.js';
 import type { LevelDb } from './level-storage.js';
 import { acceptedAt, type SnapshotCustody } from './snapshot-custody.js';
-import { KeyScan, pointerOf, type Finding, type Prefix } from './verify-key-scan.js';
+import { KeyScan, type Finding, type Prefix } from './verify-key-scan.js';
 
 type Report = (p: VerifyProblem) => void;
 
