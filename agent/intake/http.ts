@@ -320,8 +320,14 @@ export class HttpIntake implements Intake {
     const headers: Record<string, string> = {};
     const status = isMeteorError(err) ? err.status : undefined;
     if (status === 503) headers['retry-after'] = this.retryAfter;
-    // An unread body cannot be skipped on a keep-alive connection: close it after the answer.
-    if (!req.complete) headers.connection = 'close';
+    if (!req.complete) {
+      // An unread body has to be read before the connection can carry another request. A busy answer's small
+      // declared body is read and dropped (as nginx discards a body it answered early): a producer told 503
+      // keeps its connection, where a reconnect per refusal — a TLS handshake, on a TLS intake — only added
+      // to the load that caused it. Any other unread body closes the connection after the answer.
+      if (discardable(req, err)) res.once('finish', () => req.resume());
+      else headers.connection = 'close';
+    }
     if (status === undefined || status >= 500) {
       const log = this.options.logger;
       if (status === undefined) log?.error({ err }, 'intake request failed');
@@ -330,6 +336,18 @@ export class HttpIntake implements Intake {
     if (res.destroyed) return;
     sendError(res, err, headers);
   }
+}
+
+/** The largest unread body a busy answer reads and drops to keep its connection. */
+const DISCARD_BYTES = 1024 * 1024;
+
+/** Whether the unread rest of this request's body is read and dropped after the answer `err`, not the connection closed. */
+function discardable(req: IncomingMessage, err: unknown): boolean {
+  if ((err as { code?: string }).code !== 'METEORZX_INTAKE_BUSY') return false;
+  // Answered before its 100 Continue, a client may or may not send the body: the stream cannot be reused.
+  if (req.headers.expect !== undefined) return false;
+  const declared = req.headers['content-length'];
+  return req.headers['transfer-encoding'] === undefined && declared !== undefined && /^\d{1,9}$/.test(declared) && Number(declared) <= DISCARD_BYTES;
 }
 
 /** Heap one JSON object or array costs once parsed, beyond the bytes of its text (measured: ≈ 64 B for `{}`). */

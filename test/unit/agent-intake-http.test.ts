@@ -257,6 +257,58 @@ describe('agent HTTP intake', () => {
     expect((await first).status).toBe(200);
   });
 
+  it('keeps the connection of a busy answer when the body is small and declared; a large or chunked one closes it', async () => {
+    const buffer = new FakeBuffer();
+    let release!: () => void;
+    buffer.holdAppends = new Promise<void>((r) => (release = r));
+    const { port } = await startIntake(buffer, { maxConcurrent: 1 });
+    const first = post(port, JSON.stringify({ type: 'a' }));
+    while (buffer.appendCalls === 0) await new Promise((r) => setTimeout(r, 2));
+    const socket = connect(port, '127.0.0.1');
+    let text = '';
+    socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
+    /** Writes one request on the shared socket and waits for its whole answer (status, headers, body). */
+    const exchange = async (head: string, body: string): Promise<{ status: number; headers: string }> => {
+      text = '';
+      socket.write(`POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\n${head}\r\n${body}`);
+      for (;;) {
+        const m = /^HTTP\/1\.1 (\d{3})[^\r]*\r\n((?:[^\r]*\r\n)*?)\r\n/.exec(text);
+        const length = m === null ? undefined : /content-length: (\d+)/i.exec(m[2] as string);
+        if (m !== null && length !== null && length !== undefined && text.length >= m[0].length + Number(length[1])) return { status: Number(m[1]), headers: (m[2] as string).toLowerCase() };
+        if (socket.destroyed) throw new Error(`socket closed after ${JSON.stringify(text)}`);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    };
+    const small = '{"type":"b"}\n'.repeat(500);
+    const busy = await exchange(`Content-Length: ${small.length}\r\n`, small);
+    expect(busy.status).toBe(503);
+    expect(busy.headers).toContain('connection: keep-alive');
+    // Asked for a 100 Continue it was not given, the client may or may not send the body: closed.
+    const asked = await new Promise<string>((resolve) => {
+      const s2 = connect(port, '127.0.0.1');
+      let got = '';
+      s2.on('data', (c: Buffer) => (got += c.toString('latin1')));
+      s2.on('close', () => resolve(got));
+      s2.write(`POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\nExpect: 100-continue\r\nContent-Length: ${small.length}\r\n\r\n`);
+    });
+    expect(asked).toMatch(/^HTTP\/1\.1 503 [^\r]*\r\n(?:[^\r]*\r\n)*[Cc]onnection: close\r\n/);
+    release();
+    expect((await first).status).toBe(200);
+    // The same socket carries the next request: the refused body was read and dropped, not taken as a request.
+    const next = await exchange(`Content-Length: ${small.length}\r\n`, small);
+    expect(next.status).toBe(200);
+    socket.destroy();
+
+    // Too large to read for nothing, or of unknown length: the answer closes the connection, as before.
+    buffer.holdAppends = new Promise<void>((r) => (release = r));
+    const held = post(port, JSON.stringify({ type: 'c' }));
+    while (buffer.appendCalls < 3) await new Promise((r) => setTimeout(r, 2));
+    const big = await post(port, 'x'.repeat(2 * 1024 * 1024));
+    expect([big.status, big.headers.connection]).toEqual([503, 'close']);
+    release();
+    expect((await held).status).toBe(200);
+  });
+
   it('counts what parsing builds against the in-memory budget: bodies of many small objects are taken one at a time', async () => {
     const buffer = new FakeBuffer();
     let release!: () => void;
