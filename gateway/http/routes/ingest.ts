@@ -33,6 +33,10 @@ export function registerIngest(app: FastifyInstance, ctx: ApiContext): void {
     pendingBytes += bytes;
     held.set(req, (held.get(req) ?? 0) + bytes);
   };
+  const release = (req: FastifyRequest): void => {
+    pendingBytes -= held.get(req) ?? 0;
+    held.delete(req);
+  };
   const isIngest = (req: FastifyRequest): boolean => req.method === 'POST' && routeOf(req) === '/v1/events';
 
   // Refuse before reading the body: under overload the cheapest answer is the early one.
@@ -45,8 +49,7 @@ export function registerIngest(app: FastifyInstance, ctx: ApiContext): void {
     // 'close' fires once on every response, sent or aborted.
     reply.raw.once('close', () => {
       inflight -= 1;
-      pendingBytes -= held.get(req) ?? 0;
-      held.delete(req);
+      release(req);
     });
     // A declared length is held before the body is read (or invited: Expect: 100-continue); one over the
     // body limit is left to the 413 of the body's own check.
@@ -93,6 +96,10 @@ export function registerIngest(app: FastifyInstance, ctx: ApiContext): void {
     } catch (err) {
       if (!(err as { status?: number }).status) req.log.error({ err }, 'ingest failed');
       return sendError(reply, err);
+    } finally {
+      // Released here too: a client that leaves while its body is decompressed closes the response before the
+      // decompressed bytes are held, and those were otherwise counted for good.
+      release(req);
     }
   });
 }
