@@ -1,9 +1,28 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
 import { errorCode, type PushState } from '../protocols/index.js';
 import { refusedEvents } from './buffer/refused-events.js';
 import type { BufferState } from './buffer/types.js';
 
 const PUSH_STATES: readonly PushState[] = ['idle', 'sending', 'backoff', 'open', 'half-open', 'disabled'];
+
+/**
+ * The process metrics (CPU, memory, GC, event loop lag) are made once per
+ * process and shared by every AgentMetrics. prom-client's
+ * collectDefaultMetrics leaves a GC observer and an event-loop monitor
+ * running for good, each holding the registry it was given: made per
+ * AgentMetrics, every restart-reload (SIGHUP) kept the whole previous agent
+ * (its buffer, listeners, registry) reachable.
+ */
+let processMetrics: Metric[] | undefined;
+
+function sharedProcessMetrics(): Metric[] {
+  if (processMetrics === undefined) {
+    const registry = new Registry();
+    collectDefaultMetrics({ register: registry, prefix: 'meteorzx_agent_' });
+    processMetrics = registry.getMetricsAsArray().flatMap((m) => registry.getSingleMetric(m.name) ?? []);
+  }
+  return processMetrics;
+}
 
 /** Where the gauges read their values at scrape time (nothing is copied on the hot path). */
 export interface MetricsSources {
@@ -87,7 +106,7 @@ export class AgentMetrics {
         for (const s of PUSH_STATES) this.set({ state: s }, s === current ? 1 : 0);
       },
     });
-    if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'meteorzx_agent_' });
+    if (options.processMetrics ?? true) for (const metric of sharedProcessMetrics()) this.registry.registerMetric(metric);
   }
 
   /** Times one append and records it; returns what append returned. */
