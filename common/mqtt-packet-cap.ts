@@ -126,7 +126,7 @@ export const MAX_QUEUED_BYTES = 16 * 1024 * 1024;
 interface OutgoingStore {
   outgoingEnqueue(sub: { clientId: string }, packet: { payload?: unknown }): Promise<void>;
   outgoingEnqueueCombi(subs: { clientId: string }[], packet: { payload?: unknown }): Promise<void>;
-  outgoingClearMessageId(client: { id: string }, packet: object): Promise<{ payload?: unknown } | undefined>;
+  outgoingClearMessageId(client: { id: string; clean?: boolean }, packet: object): Promise<{ payload?: unknown } | undefined>;
 }
 
 const payloadBytes = (packet: { payload?: unknown } | undefined): number => {
@@ -184,6 +184,10 @@ export function boundedOfflineQueues(broker: Aedes, maxMessages: number, maxByte
     return kept.length === 0 ? Promise.resolve() : enqueueCombi(kept, packet);
   };
   store.outgoingClearMessageId = async (client, packet) => {
+    // A clean session has nothing queued here (aedes writes its QoS 1/2 messages straight to the socket), yet aedes
+    // clears on every PUBACK and PUBCOMP, and the memory store makes an empty queue for a client id it is asked about
+    // and keeps it for good: one per clean client id that ever acknowledged a message (or sent a PUBACK at all).
+    if (client.clean === true && !queued.has(client.id)) return undefined;
     const removed = await clear(client, packet);
     const queue = queued.get(client.id);
     if (removed !== undefined && removed !== null && queue !== undefined) {

@@ -9,9 +9,11 @@ import {
   heldQos2PayloadBytes,
   incomingStoreOf,
   offlineSessionBacklog,
+  outgoingQueuesAsked,
   packetIdCacheSize,
   publishOrClose,
   stalledSubscriber,
+  strayPuback,
 } from './mqtt-test-client.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS } from '../../protocols/index.js';
@@ -191,6 +193,23 @@ describe('MQTT ingress', () => {
     // (one `mosquitto_sub -c -q 1 -t 'audit/#'` left behind: a copy of every event stored after it, in memory, for good).
     expect(core.events).toHaveLength(n);
     expect(backlog).toEqual({ held: MAX_QUEUED_MESSAGES, delivered: MAX_QUEUED_MESSAGES });
+  });
+
+  it('keeps no outgoing queue for a clean session: clients with new ids that acknowledge leave nothing behind', async () => {
+    const { ingress, port } = await startBroker();
+    const asked = outgoingQueuesAsked(ingress);
+    const listener = await connect(port, { clientId: 'listener' });
+    await listener.subscribeAsync('audit/+/events', { qos: 1 });
+    const heard = new Promise((resolve) => listener.once('message', resolve));
+    const device = await connect(port);
+    await device.publishAsync('audit/dev-1/events', JSON.stringify({ id: 'h1', type: 't' }), { qos: 1 });
+    await heard;
+    // Its PUBACK went before this SUBSCRIBE, and is handled by the time the SUBACK is in.
+    await listener.subscribeAsync('audit/dev-1/status', { qos: 1 });
+    for (let i = 0; i < 20; i++) await strayPuback(port, `acker-${i}`);
+    // Before: the memory store was asked to clear a message of each of these 21 client ids, and kept an empty
+    // queue for each, for good (5,000 such clients added 5,000 queues to the gateway's heap).
+    expect([...asked]).toEqual([]);
   });
 
   it('a subscriber that stops reading holds no publisher: events are forwarded best effort', async () => {

@@ -171,3 +171,38 @@ export async function handedOnTakeover(
   await new Promise((r) => setTimeout(r, 300));
   return handed;
 }
+
+/**
+ * The client ids whose outgoing queue the broker's memory store was asked about from now on: that store makes an
+ * empty queue for an id it does not hold, and keeps it until a client of that id connects again.
+ */
+export function outgoingQueuesAsked(owner: unknown): Set<string> {
+  type Clear = (client: { id: string }, packet: object) => Promise<unknown>;
+  const memory = (owner as { broker: { persistence: { asyncPersistence: { outgoingClearMessageId: Clear } } } }).broker.persistence.asyncPersistence;
+  const asked = new Set<string>();
+  const clear = memory.outgoingClearMessageId.bind(memory);
+  memory.outgoingClearMessageId = (client, packet) => {
+    asked.add(client.id);
+    return clear(client, packet);
+  };
+  return asked;
+}
+
+/** A clean session over a raw socket that sends a PUBACK for a message it never got, then leaves. */
+export async function strayPuback(port: number, clientId: string): Promise<void> {
+  const sock: Socket = connectTcp(port, '127.0.0.1');
+  sock.on('error', () => undefined);
+  const answered = new Promise<void>((resolve) => {
+    let bytes = 0;
+    // CONNACK (4 bytes), then PINGRESP (2 bytes): the PINGREQ after the PUBACK is answered once the PUBACK was handled.
+    sock.on('data', (d: Buffer) => {
+      bytes += d.length;
+      if (bytes >= 6) resolve();
+    });
+  });
+  sock.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId, keepalive: 60 }));
+  sock.write(mqttPacket.generate({ cmd: 'puback', messageId: 1 }));
+  sock.write(mqttPacket.generate({ cmd: 'pingreq' }));
+  await answered;
+  sock.destroy();
+}
