@@ -65,6 +65,13 @@ async function query(url: string, options: QueryOptions): Promise<void> {
     if (cursor !== undefined) params.set('cursor', cursor);
     const res = await call(base, { path: `/v1/events?${params.toString()}`, token });
     if (res.status !== 200) throw answerError(res, 'query failed');
+    // An agent's pull listener also answers GET /v1/events, but with its whole buffer: it takes no filter, so
+    // `--type x` against it printed every buffered event as if it matched (its answer names the agent's epoch).
+    if (res.headers['x-meteorzx-epoch'] !== undefined) {
+      throw CommonErrors.METEORZX_USAGE(`${base.origin} is an agent's pull listener, not a gateway: it does not filter events (meteorzx pull reads it)`, {
+        userError: true,
+      });
+    }
     const text = res.body.toString('utf8');
     const lines = text.split('\n').filter((l) => l.length > 0);
     remaining -= lines.length;
