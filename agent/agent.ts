@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { tlsServerOptions } from '../common/tls-server.js';
+import { hostPort } from '../common/host-port.js';
 import { CHAIN_ALLOWANCE_BYTES, type AgentStatus, type Limits } from '../protocols/index.js';
 import type { BufferOptions } from './buffer/options.js';
 import type { AgentBuffer } from './buffer/types.js';
@@ -134,8 +135,8 @@ export class Agent {
       const addresses: AgentAddresses = { intake: this.httpIntake?.address(), pull: this.statusServer.address() };
       log.info(
         {
-          intake: addresses.intake && `${addresses.intake.host}:${addresses.intake.port}`,
-          pull: `${addresses.pull.host}:${addresses.pull.port}`,
+          intake: addresses.intake && hostPort(addresses.intake.host, addresses.intake.port),
+          pull: hostPort(addresses.pull.host, addresses.pull.port),
           intakes: [...this.intakes, ...(this.readers?.intakes() ?? [])].map((i) => i.describe()),
           push: transport?.name ?? 'none',
           epoch: state.epoch,

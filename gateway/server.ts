@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { tlsServerOptions } from '../common/tls-server.js';
+import { hostPort } from '../common/host-port.js';
 import { CHAIN_ALLOWANCE_BYTES, DEFAULT_LIMITS, type Limits } from '../protocols/index.js';
 import { eventAlert } from './alerts/alert.js';
 import { AlertSink } from './alerts/alert-sink.js';
@@ -138,9 +139,9 @@ export class Gateway {
       const addresses = { http: httpAddr, mqtt: mqttAddrs };
       logger.info(
         {
-          http: `${httpAddr.protocol}://${httpAddr.host}:${httpAddr.port}`,
+          http: `${httpAddr.protocol}://${hostPort(httpAddr.host, httpAddr.port)}`,
           httpPort: httpAddr.port,
-          mqtt: Object.fromEntries(mqttAddrs.map((l) => [l.name, `${l.host}:${l.port}`])),
+          mqtt: Object.fromEntries(mqttAddrs.map((l) => [l.name, hostPort(l.host, l.port)])),
           mqttPort: mqttAddrs.find((l) => l.name === 'tcp')?.port,
           dataDir: config.dataDir,
         },

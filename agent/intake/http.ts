@@ -4,6 +4,7 @@ import { createGunzip, createInflate } from 'node:zlib';
 import type { Logger } from 'pino';
 import { closeSpareConnection } from '../../common/http-connections.js';
 import { answerAfterHalfClose } from '../../common/http-half-close.js';
+import { hostPort } from '../../common/host-port.js';
 import type { TlsServerOptions } from '../../common/tls-server.js';
 import {
   bodyFormat,
@@ -135,7 +136,7 @@ export class HttpIntake implements Intake {
   }
 
   describe(): Record<string, unknown> {
-    return { intake: this.name, listen: this.bound === undefined ? undefined : `${this.bound.host}:${this.bound.port}` };
+    return { intake: this.name, listen: this.bound === undefined ? undefined : hostPort(this.bound.host, this.bound.port) };
   }
 
   /**

@@ -1,5 +1,6 @@
 import { dirname } from 'node:path';
 import type { Command } from 'commander';
+import { hostPort } from '../../common/host-port.js';
 import { HeldWarnings, withHeldSignals, type HeldSignals } from '../held-signals.js';
 
 interface GatewayOptions {
@@ -56,8 +57,8 @@ async function runGateway(options: GatewayOptions, held: HeldSignals): Promise<v
     // The ready line on stdout, whatever the log level; systemd hears READY=1 after it (storage open, listeners bound).
     start: async (gateway) => {
       const addrs = await gateway.start();
-      const mqtt = addrs.mqtt.map((l) => `${l.name === 'tcp' ? 'mqtt' : l.name === 'tls' ? 'mqtts' : l.secure === true ? 'wss' : 'ws'}://${l.host}:${l.port}`);
-      process.stdout.write(`meteorzx gateway ready: ${addrs.http.protocol}://${addrs.http.host}:${addrs.http.port} ${mqtt.join(' ')}\n`);
+      const mqtt = addrs.mqtt.map((l) => `${l.name === 'tcp' ? 'mqtt' : l.name === 'tls' ? 'mqtts' : l.secure === true ? 'wss' : 'ws'}://${hostPort(l.host, l.port)}`);
+      process.stdout.write(`meteorzx gateway ready: ${addrs.http.protocol}://${hostPort(addrs.http.host, addrs.http.port)} ${mqtt.join(' ')}\n`);
     },
     logger,
     held,

@@ -1,10 +1,14 @@
 import { mkdir } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, killAll, removeDir, startGateway, tempDir, waitFor } from './agent-harness.js';
 import { makePki, type TestPki } from './test-pki.js';
 
-/** The gateway's ready line names each MQTT listener by its scheme: a secure WebSocket one (mqtt.ws.tls) is wss://, not ws://. */
+/**
+ * The gateway's ready line names each listener by a URL that works: the scheme of each MQTT listener (a
+ * secure WebSocket one, mqtt.ws.tls, is wss://, not ws://), and an IPv6 address in brackets.
+ */
 
 let dir: string;
 let pki: TestPki;
@@ -32,5 +36,25 @@ describe('gateway ready line', () => {
       expect(ready.split(' ').at(-1)).toBe(scheme);
       await gateway.stop();
     }
+  }, 60_000);
+
+  it('puts an IPv6 listen address in brackets, so that each URL can be used as it is', async () => {
+    await mkdir(join(dir, 'ipv6'));
+    const gateway = await startGateway(join(dir, 'ipv6'), await freePort(), { mqtt: { listen: '[::1]:0', ws: { listen: '[::1]:0' } } });
+    const ready = await waitFor(() => gateway.stdout.find((l) => l.startsWith('meteorzx gateway ready:')), 'the ready line');
+    const [mqtt, ws] = ready.split(' ').slice(-2) as [string, string];
+    // Before: mqtt://::1:40623, which no URL parser takes (nor mosquitto_sub -L, nor curl).
+    expect(mqtt).toMatch(/^mqtt:\/\/\[::1\]:\d+$/);
+    expect(ws).toMatch(/^ws:\/\/\[::1\]:\d+$/);
+    const url = new URL(mqtt);
+    // The address it names is the listener's.
+    await new Promise<void>((resolve, reject) => {
+      const socket = connect({ host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port) }, () => {
+        socket.destroy();
+        resolve();
+      });
+      socket.once('error', reject);
+    });
+    await gateway.stop();
   }, 60_000);
 });

@@ -1,5 +1,6 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { createTlsListener, type TlsServerOptions } from '../../../common/tls-server.js';
+import { hostPort } from '../../../common/host-port.js';
 import type { Aedes, AuthenticateError, Client } from 'aedes';
 import {
   boundedOfflineQueues,
@@ -166,7 +167,7 @@ export class EdgeBrokerIntake implements Intake {
 
   describe(): Record<string, unknown> {
     const tls = this.options.tls === undefined ? {} : { tls: this.options.tls.requestCert === true ? 'mutual' : 'server' };
-    return { intake: this.name, listen: this.bound && `${this.bound.host}:${this.bound.port}`, auth: this.logins.enabled ? 'users' : 'anonymous', ...tls };
+    return { intake: this.name, listen: this.bound && hostPort(this.bound.host, this.bound.port), auth: this.logins.enabled ? 'users' : 'anonymous', ...tls };
   }
 
   /**
