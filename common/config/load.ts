@@ -90,7 +90,13 @@ function parseYaml(text: string, file: string): unknown {
     const message = (first.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '');
     throw CommonErrors.METEORZX_CONFIG_SYNTAX(`${file}${where}: not valid YAML: ${message}${more}`, { userError: true, cause: first });
   }
-  const value = doc.toJS({ maxAliasCount: 100 }) as unknown;
+  let value: unknown;
+  try {
+    value = doc.toJS({ maxAliasCount: 100 }) as unknown;
+  } catch (err) {
+    // The alias bound (billion laughs) throws here, not in doc.errors: a user's file, not a bug of ours.
+    throw CommonErrors.METEORZX_CONFIG_SYNTAX(`${file}: not valid YAML: ${(err as Error).message}`, { userError: true, cause: err });
+  }
   return value === null || value === undefined ? {} : value;
 }
 

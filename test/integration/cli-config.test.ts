@@ -179,6 +179,19 @@ describe('meteorzx config check', () => {
     }
   });
 
+  it('reports a YAML alias bomb (billion laughs) as a syntax error of that file, in config check and at start', async () => {
+    const file = join(dir, 'laughs.yaml');
+    const levels = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]'];
+    for (let i = 1; i < 10; i += 1) levels.push(`a${i}: &a${i} [${Array.from({ length: 9 }, () => `*a${i - 1}`).join(',')}]`);
+    await writeFile(file, `${levels.join('\n')}\n`);
+    for (const args of [['config', 'check', file, '--type', 'agent'], ['agent', '--config', file], ['gateway', '--config', file]]) {
+      const run = await meteorzx(args);
+      expect(run.code).toBe(1);
+      // Before: "meteorzx: Excessive alias count … (set METEORZX_DEBUG=1 for the stack trace)", no file, as for a bug of ours.
+      expect(run.stderr).toBe(`meteorzx: ${file}: not valid YAML: Excessive alias count indicates a resource exhaustion attack\n`);
+    }
+  });
+
   it('exits 1 with one line when the gateway cannot make its dataDir under /proc, where a recursive mkdir never returns', async () => {
     const file = join(dir, 'gateway-bad-dir.json');
     const dataDir = join('/proc', String(process.pid), 'meteorzx-nope', 'gw');
