@@ -47,6 +47,11 @@ async function runGateway(options: GatewayOptions, held: HeldSignals): Promise<v
   const config = await loadConfig();
   const logger = createLogger({ name: 'gateway', level: config.logLevel });
   warnings.logTo(logger);
+  // The ready line is for whoever started us. One that read it and left (`meteorzx gateway | head -1`) closed
+  // the pipe, and the line written again after a reload failed with EPIPE, an unhandled error that killed the gateway.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') logger.warn({ err }, 'cannot write the ready line to stdout');
+  });
   const { runService } = await import('../service-loop.js');
   // SIGHUP (systemctl reload): a valid new config replaces the running gateway (drained, then started
   // anew on the same store); an invalid one is logged and the gateway runs on unchanged.

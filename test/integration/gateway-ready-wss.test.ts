@@ -38,6 +38,26 @@ describe('gateway ready line', () => {
     }
   }, 60_000);
 
+  it('runs on through a reload after the reader of its stdout has gone (`meteorzx gateway | head -1`)', async () => {
+    await mkdir(join(dir, 'epipe'));
+    const port = await freePort();
+    const gateway = await startGateway(join(dir, 'epipe'), port, { logLevel: 'info' });
+    await waitFor(() => gateway.stdout.find((l) => l.startsWith('meteorzx gateway ready:')), 'the ready line');
+    // The reader closes its end: the ready line written again after the reload meets EPIPE.
+    gateway.proc.stdout?.destroy();
+    gateway.proc.kill('SIGHUP');
+    await waitFor(() => gateway.logs.filter((l) => l.includes('"msg":"listening"')).length === 2, 'listening again after the reload');
+    // Before: exit 1 at once, with Node's "Unhandled 'error' event … write EPIPE" stack trace on stderr.
+    const healthy = await waitFor(async () => {
+      if (gateway.proc.exitCode !== null) throw new Error(`gateway exited ${gateway.proc.exitCode}: ${gateway.logs.slice(-3).join('\n')}`);
+      return (await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined))?.ok;
+    }, '/healthz after the reload');
+    expect(healthy).toBe(true);
+    expect(gateway.proc.exitCode).toBeNull();
+    expect(gateway.logs.join('\n')).not.toContain('EPIPE');
+    expect(await gateway.stop()).toBe(0);
+  }, 60_000);
+
   it('puts an IPv6 listen address in brackets, so that each URL can be used as it is', async () => {
     await mkdir(join(dir, 'ipv6'));
     const gateway = await startGateway(join(dir, 'ipv6'), await freePort(), { mqtt: { listen: '[::1]:0', ws: { listen: '[::1]:0' } } });
