@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { dirname, extname } from 'node:path';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
@@ -45,7 +45,7 @@ const MAX_CONFIG_DEPTH = 64;
 export async function readConfigFile(file: string): Promise<unknown> {
   let text: string;
   try {
-    const buf = await readFile(file);
+    const buf = await readAtMost(file, MAX_CONFIG_BYTES);
     if (buf.length > MAX_CONFIG_BYTES) throw new RangeError('larger than 1 MiB');
     text = buf.toString('utf8');
   } catch (err) {
@@ -55,6 +55,27 @@ export async function readConfigFile(file: string): Promise<unknown> {
     throw CommonErrors.METEORZX_CONFIG_UNREADABLE(`cannot read config file ${file}: ${why}`, { userError: true, cause: err });
   }
   return parseConfigText(text, file);
+}
+
+/**
+ * The first `max` + 1 bytes of `file`: enough to tell it is too large. Reading it whole first, a config
+ * path naming /dev/zero (or a device, a pipe that never ends) grew the process until the OOM killer came
+ * (23 GB RSS on a 24 GB box), and a large log was read into memory whole before it was refused.
+ */
+async function readAtMost(file: string, max: number): Promise<Buffer> {
+  const handle = await open(file, 'r');
+  try {
+    const buf = Buffer.alloc(max + 1);
+    let length = 0;
+    while (length < buf.length) {
+      const { bytesRead } = await handle.read(buf, length, buf.length - length, null);
+      if (bytesRead === 0) break;
+      length += bytesRead;
+    }
+    return buf.subarray(0, length);
+  } finally {
+    await handle.close();
+  }
 }
 
 /** Parses config text; `file` picks the format by extension and names the file in errors. */

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -178,6 +178,27 @@ describe('meteorzx config check', () => {
       expect(run.stderr).toBe(`meteorzx: ${file}: nested more than 64 levels deep; not a config\n`);
     }
   });
+
+  it('refuses a config path that never ends (a device, a pipe) after 1 MiB, without reading on', async () => {
+    // A pipe fed 2 MiB and held open stands for /dev/zero, which, read whole, grew the process to 23 GB
+    // before the OOM killer took it; here, unbounded, the read would wait for an end that never comes.
+    const fifo = join(dir, 'endless.yaml');
+    await new Promise<void>((resolve, reject) => execFile('mkfifo', [fifo], (err) => (err ? reject(err) : resolve())));
+    const feeding = (async () => {
+      const writer = await open(fifo, 'w');
+      try {
+        const chunk = Buffer.alloc(64 * 1024, 'a');
+        for (let i = 0; i < 32; i += 1) await writer.write(chunk);
+        return writer;
+      } catch {
+        return writer; // EPIPE: the reader stopped, as it should
+      }
+    })();
+    const run = await runOrKill(['config', 'check', fifo, '--type', 'agent']);
+    await (await feeding).close();
+    expect(run.stderr).toBe(`meteorzx: cannot read config file ${fifo}: larger than 1 MiB\n`);
+    expect(run.code).toBe(1);
+  }, 30_000);
 
   it('reports a YAML alias bomb (billion laughs) as a syntax error of that file, in config check and at start', async () => {
     const file = join(dir, 'laughs.yaml');
