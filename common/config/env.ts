@@ -2,8 +2,9 @@ import type { ConfigIssue, ConfigPath } from './issues.js';
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
-// `$${` is an escaped literal `${`; otherwise `${...}` is a reference, checked below.
-const REFERENCE = /\$\$\{|\$\{([^}]*)\}/g;
+// `$${` is an escaped literal `${`; otherwise `${...}` is a reference, checked below, and a `${` that no `}`
+// closes is a mistake (the shell's "bad substitution"), not text.
+const REFERENCE = /\$\$\{|\$\{([^}]*)\}|(\$\{)/g;
 const INNER = /^([A-Za-z_][A-Za-z0-9_]*)(?::-([\s\S]*))?$/;
 
 /**
@@ -25,7 +26,15 @@ export function expandEnv(value: unknown, env: Env, issues: ConfigIssue[], path:
 
 function expandString(text: string, env: Env, issues: ConfigIssue[], path: ConfigPath): string {
   if (!text.includes('${')) return text;
-  return text.replace(REFERENCE, (match, inner: string | undefined) => {
+  return text.replace(REFERENCE, (match, inner: string | undefined, unclosed: string | undefined) => {
+    if (unclosed !== undefined) {
+      issues.push({
+        path,
+        message: `variable reference "\${" has no closing "}": use \${NAME} or \${NAME:-default}, and $\${ for a literal \${`,
+        code: 'METEORZX_CONFIG_INVALID',
+      });
+      return match;
+    }
     if (inner === undefined) return '${';
     const m = INNER.exec(inner);
     if (!m) {

@@ -183,6 +183,13 @@ describe('environment variables', () => {
     ]);
   });
 
+  it('rejects a reference without its closing brace, as the shell does, instead of keeping it as text', () => {
+    expect(issuesOf(() => parseAgentConfig({ id: 'edge-${ID', dataDir: '/var/lib/${A}/${B', push: { http: { url, token: '$${LITERAL' } } }, { env: { A: 'a' } }))).toEqual([
+      'id: variable reference "${" has no closing "}": use ${NAME} or ${NAME:-default}, and $${ for a literal ${',
+      'dataDir: variable reference "${" has no closing "}": use ${NAME} or ${NAME:-default}, and $${ for a literal ${',
+    ]);
+  });
+
   it('does not expand keys', () => {
     expect(issuesOf(() => parseAgentConfig({ '${KEY}': 1 }, { env: { KEY: 'id' } }))).toEqual(['"${KEY}": unknown key']);
   });
