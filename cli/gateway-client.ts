@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readPemSync } from '../common/read-at-most.js';
 import { Agent, request, setGlobalDispatcher, type Dispatcher } from 'undici';
 import { CommonErrors } from '../common/errors.js';
 import { certificateWithKey, pemCertificates } from '../common/tls-server.js';
@@ -143,7 +143,7 @@ export function readTlsFiles(options: TlsOptions): { ca?: Buffer; cert?: Buffer;
   const read = (flag: string, file: string | undefined): Buffer | undefined => {
     if (file === undefined) return undefined;
     try {
-      return readFileSync(file);
+      return readPemSync(file);
     } catch (err) {
       throw CommonErrors.METEORZX_USAGE(`${flag} ${file}: cannot read it: ${(err as Error).message}`, { userError: true, cause: err });
     }

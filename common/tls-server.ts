@@ -1,8 +1,8 @@
 import { createHash, createPrivateKey, X509Certificate } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { createSecureContext, createServer as createTlsServer, type SecureContextOptions, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import { CommonErrors } from './errors.js';
+import { PEM_TOO_LARGE, readPem } from './read-at-most.js';
 
 /** A listener's `tls` section as configured (common/config/sections.ts tlsServerFields). */
 export interface TlsServerFiles {
@@ -24,7 +24,15 @@ export const HANDSHAKE_TIMEOUT_MS = 10_000;
 
 /** The options of a TLS listener from its PEM files: with requestClientCert, clients must present a certificate `ca` signed (mutual TLS). */
 export async function tlsServerOptions(files: TlsServerFiles): Promise<TlsServerOptions> {
-  const [cert, key, ca] = await Promise.all([readFile(files.cert), readFile(files.key), files.ca === undefined ? undefined : readFile(files.ca)]);
+  const read = async (file: string): Promise<Buffer> => {
+    try {
+      return await readPem(file);
+    } catch (err) {
+      if (err instanceof RangeError) throw CommonErrors.METEORZX_CONFIG_INVALID(`${file}: ${err.message}`, { userError: true });
+      throw err;
+    }
+  };
+  const [cert, key, ca] = await Promise.all([read(files.cert), read(files.key), files.ca === undefined ? undefined : read(files.ca)]);
   return {
     cert,
     key,
@@ -69,8 +77,9 @@ export async function checkTlsFiles(sections: TlsSections, options: { now?: Date
     const read = async (key: 'cert' | 'key' | 'ca', file: string | undefined): Promise<Buffer | undefined> => {
       if (file === undefined) return undefined;
       try {
-        return await readFile(file);
+        return await readPem(file);
       } catch (err) {
+        if (err instanceof RangeError) throw fail(key, file, PEM_TOO_LARGE);
         const code = (err as NodeJS.ErrnoException).code;
         throw fail(key, file, code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'is a directory' : `cannot read it (${code ?? String(err)})`);
       }

@@ -1,13 +1,13 @@
-import { readFileSync } from 'node:fs';
+import { readPemSync } from '../../common/read-at-most.js';
 import type { AgentConfig } from '../config.js';
 import type { PushTransport } from './types.js';
 
 /** The TLS files a push section names (a private CA, a client certificate and key), read. */
 function tlsFiles(section: { ca?: string | undefined; cert?: string | undefined; key?: string | undefined }): { ca?: Buffer; cert?: Buffer; key?: Buffer } {
   return {
-    ...(section.ca === undefined ? {} : { ca: readFileSync(section.ca) }),
-    ...(section.cert === undefined ? {} : { cert: readFileSync(section.cert) }),
-    ...(section.key === undefined ? {} : { key: readFileSync(section.key) }),
+    ...(section.ca === undefined ? {} : { ca: readPemSync(section.ca) }),
+    ...(section.cert === undefined ? {} : { cert: readPemSync(section.cert) }),
+    ...(section.key === undefined ? {} : { key: readPemSync(section.key) }),
   };
 }
 

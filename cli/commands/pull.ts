@@ -65,28 +65,16 @@ async function usage(fn: () => number | undefined): Promise<number | undefined> 
  */
 async function readCa(file: string | undefined, agent: URL): Promise<string | undefined> {
   if (file === undefined) return undefined;
-  const [{ open }, { CommonErrors }, { MAX_CA_PEM_BYTES, caPemProblem }] = await Promise.all([
-    import('node:fs/promises'),
+  const [{ readAtMost }, { CommonErrors }, { MAX_CA_PEM_BYTES, caPemProblem }] = await Promise.all([
+    import('../../common/read-at-most.js'),
     import('../../common/errors.js'),
     import('../../common/tls-trust.js'),
   ]);
   if (agent.protocol !== 'https:') throw CommonErrors.METEORZX_USAGE(`--ca is for an https agent URL; ${agent.origin} is http`, { userError: true });
   let text: string;
   try {
-    const fh = await open(file, 'r');
-    try {
-      // One byte past the limit is enough to refuse it; a pipe (`--ca <(...)`) may take several reads.
-      const buf = Buffer.alloc(MAX_CA_PEM_BYTES + 1);
-      let size = 0;
-      for (;;) {
-        const { bytesRead } = await fh.read(buf, size, buf.length - size, null);
-        size += bytesRead;
-        if (bytesRead === 0 || size === buf.length) break;
-      }
-      text = buf.subarray(0, size).toString('utf8');
-    } finally {
-      await fh.close();
-    }
+    // One byte past the limit is enough to refuse it (caPemProblem names the size); a pipe (`--ca <(...)`) may take several reads.
+    text = (await readAtMost(file, MAX_CA_PEM_BYTES)).toString('utf8');
   } catch (err) {
     throw CommonErrors.METEORZX_USAGE(`--ca ${file}: cannot read it: ${(err as Error).message}`, { userError: true, cause: err });
   }

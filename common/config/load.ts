@@ -1,9 +1,9 @@
-import { open } from 'node:fs/promises';
 import { dirname, extname } from 'node:path';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { jsonDepth } from '../../protocols/limits.js';
 import { CommonErrors } from '../errors.js';
+import { readAtMost } from '../read-at-most.js';
 import { expandEnv, isPlainObject, type Env } from './env.js';
 import { ConfigInvalidError, type ConfigIssue, type ConfigPath } from './issues.js';
 import { resolveSecretFiles } from './secrets.js';
@@ -55,27 +55,6 @@ export async function readConfigFile(file: string): Promise<unknown> {
     throw CommonErrors.METEORZX_CONFIG_UNREADABLE(`cannot read config file ${file}: ${why}`, { userError: true, cause: err });
   }
   return parseConfigText(text, file);
-}
-
-/**
- * The first `max` + 1 bytes of `file`: enough to tell it is too large. Reading it whole first, a config
- * path naming /dev/zero (or a device, a pipe that never ends) grew the process until the OOM killer came
- * (23 GB RSS on a 24 GB box), and a large log was read into memory whole before it was refused.
- */
-async function readAtMost(file: string, max: number): Promise<Buffer> {
-  const handle = await open(file, 'r');
-  try {
-    const buf = Buffer.alloc(max + 1);
-    let length = 0;
-    while (length < buf.length) {
-      const { bytesRead } = await handle.read(buf, length, buf.length - length, null);
-      if (bytesRead === 0) break;
-      length += bytesRead;
-    }
-    return buf.subarray(0, length);
-  } finally {
-    await handle.close();
-  }
 }
 
 /** Parses config text; `file` picks the format by extension and names the file in errors. */

@@ -88,6 +88,9 @@ describe('meteorzx pull from an https agent with a private CA', () => {
       [['pull', agentUrl, '--ca', key], /--ca .*server\.key holds a private key; give the CA certificate only/],
       [['pull', agentUrl, '--into', gateway.httpUrl, '--ca', notPem], /--ca .*not-pem\.txt holds no PEM certificate/],
       [['pull', agentUrl, '--ca', join(dir, 'missing.pem')], /--ca .*missing\.pem: cannot read it: ENOENT/],
+      // Read whole, a device grew the CLI until the OOM killer came.
+      [['pull', agentUrl, '--ca', '/dev/zero'], /--ca \/dev\/zero is 65537 bytes; at most 65536/],
+      [['query', gateway.httpUrl.replace('http:', 'https:'), '--ca', '/dev/zero'], /--ca \/dev\/zero: cannot read it: larger than 4 MiB: not a PEM file/],
       [['pull', agent.pullUrl, '--ca', caFile], /--ca is for an https agent URL; http:\/\/127\.0\.0\.1:\d+ is http/],
     ];
     for (const [args, message] of cases) {

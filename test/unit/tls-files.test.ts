@@ -2,7 +2,8 @@ import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkTlsFiles, type TlsServerFiles } from '../../common/tls-server.js';
+import { checkTlsFiles, tlsServerOptions, type TlsServerFiles } from '../../common/tls-server.js';
+import { readPemSync } from '../../common/read-at-most.js';
 import { makePki, type TestPki } from '../integration/test-pki.js';
 
 /**
@@ -33,6 +34,17 @@ describe('checkTlsFiles', () => {
   it('takes a matching certificate, key and CA, skipping sections not configured', async () => {
     await expect(check({ ca: pki.ca, requestClientCert: true })).resolves.toMatch(/^[0-9a-f]{64}$/);
     await expect(checkTlsFiles([['pull.tls', undefined]])).resolves.toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it('reads at most 4 MiB of a PEM file: a path naming a device or a large file is refused, not read whole', async () => {
+    const big = join(dir, 'big.pem');
+    await writeFile(big, Buffer.alloc(5 * 1024 * 1024, 0x41));
+    expect(await messageOf({ cert: big })).toBe(`${at}.cert: ${big}: larger than 4 MiB: not a PEM file`);
+    // Read whole, /dev/zero grew the process until the OOM killer took it.
+    expect(await messageOf({ ca: '/dev/zero', requestClientCert: true })).toBe(`${at}.ca: /dev/zero: larger than 4 MiB: not a PEM file`);
+    await expect(tlsServerOptions({ cert: '/dev/zero', key: pki.key, requestClientCert: false })).rejects.toThrow('/dev/zero: larger than 4 MiB: not a PEM file');
+    expect(() => readPemSync('/dev/zero')).toThrow('larger than 4 MiB: not a PEM file');
+    expect(readPemSync(pki.cert).toString()).toMatch(/^-----BEGIN CERTIFICATE-----/);
   });
 
   it('names the key and the file of each problem', async () => {
