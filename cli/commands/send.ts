@@ -9,6 +9,12 @@ interface SendOptions extends TlsOptions {
 
 // Keeps each body well under the 8 MiB default maxBodyBytes, whatever the events' size.
 const MAX_BATCH_BYTES = 4 * 1024 * 1024;
+/**
+ * The longest line, and the longest JSON array, read: both are held as one string, and past V8's string
+ * limit (≈ 512 MB) `send /dev/zero` died with a RangeError and a stack trace at ≈ 620 MB of RSS; now it
+ * stops at ≈ 160 MB. No event comes near it (a gateway takes 8 MiB bodies by default).
+ */
+const MAX_TEXT_BYTES = 64 * 1024 * 1024;
 const MAX_TRIES = 30;
 
 export function register(program: Command): void {
@@ -30,9 +36,34 @@ interface Batch {
   lines: string[];
 }
 
+/** The input, refused once a line (or a JSON array's text, `whole`) passes MAX_TEXT_BYTES. */
+async function cappedInput(input: NodeJS.ReadableStream): Promise<NodeJS.ReadableStream> {
+  const [{ Transform }, { CommonErrors }] = await Promise.all([import('node:stream'), import('../../common/errors.js')]);
+  let run = 0;
+  let line = 1;
+  const capped = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      for (let at = chunk.indexOf(10); ; at = chunk.indexOf(10, at + 1)) {
+        if (at < 0) break;
+        line += 1;
+        run = -(at + 1); // bytes of this chunk before the new line's start
+      }
+      run += chunk.length;
+      if (run > MAX_TEXT_BYTES) {
+        done(CommonErrors.METEORZX_USAGE(`line ${line} of the input is longer than 64 MiB: not events this command can send`, { userError: true }));
+        return;
+      }
+      done(null, chunk);
+    },
+  });
+  input.on('error', (err: Error) => capped.destroy(err));
+  return input.pipe(capped);
+}
+
 async function* batches(input: NodeJS.ReadableStream, size: number): AsyncGenerator<Batch> {
-  const { createInterface } = await import('node:readline');
-  const lines = createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY });
+  const [{ createInterface }, { CommonErrors }] = await Promise.all([import('node:readline'), import('../../common/errors.js')]);
+  const lines = createInterface({ input: await cappedInput(input), crlfDelay: Number.POSITIVE_INFINITY });
+  let arrayBytes = 0;
   let first = true;
   let jsonText: string[] | undefined;
   let current: string[] = [];
@@ -61,6 +92,10 @@ async function* batches(input: NodeJS.ReadableStream, size: number): AsyncGenera
       if (line.trimStart().startsWith('[')) jsonText = [];
     }
     if (jsonText !== undefined) {
+      arrayBytes += line.length + 1;
+      if (arrayBytes > MAX_TEXT_BYTES) {
+        throw CommonErrors.METEORZX_USAGE('the input is a JSON array longer than 64 MiB: send it as NDJSON (one event per line), or in parts', { userError: true });
+      }
       jsonText.push(line);
       continue;
     }

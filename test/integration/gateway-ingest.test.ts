@@ -361,6 +361,18 @@ describe('gateway ingest with real peers', () => {
     const dirAsFile = await runCli(['send', gw.httpUrl, tmpdir()]);
     expect(dirAsFile.code).toBe(2);
     expect(dirAsFile.stderr.trimEnd()).toBe(`meteorzx: cannot read ${tmpdir()}: it is a directory; give a file of events, or - for stdin`);
+
+    // A line with no end (a device): was "RangeError: Invalid string length" with a stack, at ≈ 620 MB of RSS.
+    const endless = await runCli(['send', gw.httpUrl, '/dev/zero']);
+    expect({ code: endless.code, stderr: endless.stderr.trimEnd() }).toEqual({ code: 2, stderr: 'meteorzx: line 1 of the input is longer than 64 MiB: not events this command can send' });
+    // A pretty-printed JSON array is read whole: its text is bounded the same way.
+    const line = `  {"type":"big","data":{"pad":"${'x'.repeat(1000)}"}},\n`;
+    const array = Buffer.from(`[\n${line.repeat(Math.ceil((65 * 1024 * 1024) / line.length))}  {"type":"end"}\n]\n`);
+    const huge = await runCli(['send', gw.httpUrl], { input: array });
+    expect({ code: huge.code, stderr: huge.stderr.trimEnd() }).toEqual({
+      code: 2,
+      stderr: 'meteorzx: the input is a JSON array longer than 64 MiB: send it as NDJSON (one event per line), or in parts',
+    });
   });
 });
 
