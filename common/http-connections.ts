@@ -80,8 +80,8 @@ export function dropAllConnections(server: Server): void {
 
 /**
  * Keeps a connection slot free under a connection cap of `max`: once a
- * tracked server holds `max` connections, destroys the longest-held one
- * that has had a request answered and has none in progress (a client's
+ * tracked server holds `max` connections, destroys the most recently opened
+ * one that has had a request answered and has none in progress (a client's
  * kept-alive spare). Node refuses every connection past maxConnections as it
  * arrives, and client pools (undici's, say) keep more connections than they
  * have requests in flight, each idle for up to the keep-alive timeout a
