@@ -75,6 +75,11 @@ export interface SourcesResponse {
    * including `next` (all the rest on the last page), and the epochs of the agents whose ids fall in that range.
    */
   next?: string;
+  /**
+   * Registry keys (`rs!<source>`, `ra!<agent>!<epoch>`) this answer left out because they do not decode
+   * (damage on disk): the rest is listed. Absent when there were none. `meteorzx verify` names them too.
+   */
+  damaged?: string[];
 }
 
 /** One per ingestion attempt, and `retained` for a deletion by the gateway's storage retention. */

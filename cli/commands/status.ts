@@ -52,12 +52,14 @@ async function status(url: string, options: StatusOptions): Promise<void> {
     else {
       s.epochs.push(...part.epochs);
       s.sources.push(...part.sources);
+      if (part.damaged !== undefined) s.damaged = [...(s.damaged ?? []), ...part.damaged];
     }
     if (next === undefined) break;
     query = { after: next };
   }
   const isReady = ready.status === 200;
   process.stdout.write(options.json ? `${JSON.stringify({ ready: isReady, ...s }, null, 2)}\n` : formatGateway(isReady, s));
+  for (const key of s.damaged ?? []) process.stderr.write(`meteorzx: warning: registry key ${key} is damaged and left out of this report (meteorzx verify names it)\n`);
   if (!isReady) {
     // A check (a cron job, a monitoring probe) reads the exit status: printing NOT READY and exiting 0 told it all was well.
     const { CommonErrors } = await import('../../common/errors.js');
@@ -89,5 +91,6 @@ function formatGateway(ready: boolean, s: SourcesResponse): string {
     const gaps = e.gaps.length === 0 ? 'no gaps' : `gaps ${e.gaps.map((g) => (g.from === g.to ? `${g.from}` : `${g.from}-${g.to}`)).join(', ')}`;
     lines.push(`  agent ${e.agent} epoch ${e.epoch}: last seq ${e.lastSeq}, received ${e.received}, ${gaps}`);
   }
+  for (const key of s.damaged ?? []) lines.push(`  DAMAGED registry key ${key}: left out; commits of its source or epoch fail (meteorzx verify names it)`);
   return `${lines.join('\n')}\n`;
 }

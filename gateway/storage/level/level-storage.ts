@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { CustodyRecord, EpochStatus, SourceStatus, SourcesResponse } from '../../../protocols/index.js';
 import { isLevelIoError, isLevelLocked, levelMessage } from '../../../common/level-errors.js';
 import { makeDir } from '../../../common/make-dir.js';
+import { errorCode } from '../../../protocols/index.js';
 import { GatewayErrors } from '../../errors.js';
 import { edges, epochStatus, type EpochState } from '../seq-gaps.js';
 import { tallySources } from '../source-counts.js';
@@ -130,6 +131,8 @@ export class LevelStorage implements Storage {
   private readonly expired = new Map<string, number>();
   /** One per retention pass under way: told the ids of every commit written. */
   private readonly idWatches = new Set<IdWatch>();
+  /** Registry keys a listing found damaged and stepped over, each logged once (bounded). */
+  private readonly damagedRegistry = new Set<string>();
   private blocks: LRUCache<number, EventBlock>;
   private custodyBlocks: LRUCache<number, { records: CustodyRecord[]; bytes: number }>;
 
@@ -467,12 +470,35 @@ export class LevelStorage implements Storage {
     return queryCustody(this.context(), q);
   }
 
-  async agentEpochs(agent?: string): Promise<EpochStatus[]> {
+  async agentEpochs(agent?: string, damaged?: string[]): Promise<EpochStatus[]> {
     const out: EpochStatus[] = [];
     // Agent ids hold no `!` (SOURCE_RE): `ra!<agent>!` is exactly that agent's epochs.
     const range = agent === undefined ? { gt: 'ra!', lt: 'ra"' } : { gt: `ra!${agent}!`, lt: `ra!${agent}"` };
-    for await (const [key, value] of this.openDb.iterator(range)) out.push(epochStatus(registryValue<EpochState>(key, value)));
+    for await (const [key, value] of this.openDb.iterator(range)) {
+      const state = this.listed<EpochState>(key, value, damaged);
+      if (state !== undefined) out.push(epochStatus(state));
+    }
     return out;
+  }
+
+  /**
+   * A registry value for a listing (`/v1/sources`, the backfill and gap scans), or undefined for a damaged
+   * one, which is stepped over, added to `damaged` and logged once: one damaged key failed the whole list,
+   * so `meteorzx status` showed no source at all and backfill stopped for every agent. Commits of that
+   * source or epoch still fail on it (it holds their counts and chain); `meteorzx verify` names it.
+   */
+  private listed<T>(key: string, value: Buffer, damaged: string[] | undefined): T | undefined {
+    try {
+      return registryValue<T>(key, value);
+    } catch (err) {
+      if (errorCode(err) !== 'METEORZX_STORAGE_CORRUPT') throw err;
+      damaged?.push(key);
+      if (!this.damagedRegistry.has(key) && this.damagedRegistry.size < 10_000) {
+        this.damagedRegistry.add(key);
+        this.logger?.error({ key }, 'registry: a damaged key is left out of listings, and commits of its source or epoch fail (run meteorzx verify)');
+      }
+      return undefined;
+    }
   }
 
   async sources(filter: SourcesFilter = {}): Promise<SourcesResponse> {
@@ -482,16 +508,23 @@ export class LevelStorage implements Storage {
     // grow, so of two states of a source the one with more attempts is the later (a checkpoint may land meanwhile).
     const later = (stored: SourceStatus | undefined, held: SourceStatus | undefined): SourceStatus | undefined =>
       stored === undefined || (held !== undefined && attempts(held) > attempts(stored)) ? held : stored;
+    const damaged: string[] = [];
+    const withDamage = (r: SourcesResponse): SourcesResponse => (damaged.length === 0 ? r : { ...r, damaged });
     if (source !== undefined) {
       const raw = await db.get(`rs!${source}`);
-      const one = later(raw === undefined ? undefined : registryValue<SourceStatus>(sourceKey(source), raw), this.openWriter.durableSources.get(source));
-      return { epochs: await this.agentEpochs(source), sources: one === undefined ? [] : [one] };
+      const one = later(raw === undefined ? undefined : this.listed<SourceStatus>(sourceKey(source), raw, damaged), this.openWriter.durableSources.get(source));
+      return withDamage({ epochs: await this.agentEpochs(source, damaged), sources: one === undefined ? [] : [one] });
     }
     const { after, limit } = filter;
     // Source ids hold only [A-Za-z0-9._:-] (SOURCE_RE), all above `"`: `rs!<after>` and `ra!<after>"` bound the keys after it.
     const stored: SourceStatus[] = [];
     const range = after === undefined ? { gt: 'rs!', lt: 'rs"' } : { gt: `rs!${after}`, lt: 'rs"' };
-    for await (const [key, value] of db.iterator(limit === undefined ? range : { ...range, limit: limit + 1 })) stored.push(registryValue<SourceStatus>(key, value));
+    let read = 0;
+    for await (const [key, value] of db.iterator(limit === undefined ? range : { ...range, limit: limit + 1 })) {
+      read += 1;
+      const status = this.listed<SourceStatus>(key, value, damaged);
+      if (status !== undefined) stored.push(status);
+    }
     const newer = new Map([...this.openWriter.durableSources].filter(([s]) => after === undefined || s > after));
     let sources = stored.map((st) => {
       const held = newer.get(st.source);
@@ -500,13 +533,16 @@ export class LevelStorage implements Storage {
     });
     if (newer.size > 0) sources = [...sources, ...newer.values()].sort((a, b) => (a.source < b.source ? -1 : a.source > b.source ? 1 : 0));
     // Of the keys past the first `limit` read, none can be among the first `limit` of the union.
-    const more = limit !== undefined && (sources.length > limit || stored.length > limit);
+    const more = limit !== undefined && (sources.length > limit || read > limit);
     if (limit !== undefined) sources = sources.slice(0, limit);
     const next = more ? sources.at(-1)?.source : undefined;
     const epochs: EpochStatus[] = [];
     const epochRange = { gt: after === undefined ? 'ra!' : `ra!${after}"`, lt: next === undefined ? 'ra"' : `ra!${next}"` };
-    for await (const [key, value] of db.iterator(epochRange)) epochs.push(epochStatus(registryValue<EpochState>(key, value)));
-    return next === undefined ? { epochs, sources } : { epochs, sources, next };
+    for await (const [key, value] of db.iterator(epochRange)) {
+      const state = this.listed<EpochState>(key, value, damaged);
+      if (state !== undefined) epochs.push(epochStatus(state));
+    }
+    return withDamage(next === undefined ? { epochs, sources } : { epochs, sources, next });
   }
 
   ledgerHead(): LedgerAnchor | undefined {
