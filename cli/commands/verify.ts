@@ -31,17 +31,17 @@ export function register(program: Command): void {
     }
     const anchor = options.anchor === undefined ? undefined : parseAnchor(options.anchor);
     if (options.anchor !== undefined && anchor === undefined) throw CommonErrors.METEORZX_USAGE(`--anchor: expected ${ANCHOR_FORM}`, { userError: true });
-    const report = url === undefined ? await verifyDir(options.dataDir as string, options.source, anchor) : await verifyUrl(url, options);
+    const report = url === undefined ? await verifyDir(options.dataDir as string, options.source, anchor) : await verifyUrl(url, options, anchor);
     await judge(report);
   });
 }
 
-async function verifyUrl(url: string, options: VerifyOptions): Promise<VerifyReport> {
+async function verifyUrl(url: string, options: VerifyOptions, anchor: LedgerAnchor | undefined): Promise<VerifyReport> {
   const { baseUrl, call, answerError, tokenFrom, useTlsOptions } = await import('../gateway-client.js');
   useTlsOptions(options);
   const params = new URLSearchParams();
   if (options.source !== undefined) params.set('source', options.source);
-  if (options.anchor !== undefined) params.set('anchor', options.anchor.trim());
+  if (anchor !== undefined) params.set('anchor', `${anchor.n}:${anchor.hash}`);
   const query = params.size === 0 ? '' : `?${params.toString()}`;
   // A whole-store check can take minutes on a large store.
   const res = await call(baseUrl(url), { method: 'POST', path: `/v1/verify${query}`, token: tokenFrom(options.token), timeoutMs: 3_600_000 });

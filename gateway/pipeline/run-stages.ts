@@ -56,16 +56,13 @@ export async function runStages(entries: readonly PendingIngest[], s: Stages): P
 
   // The chain first, for every event in arrival order (it judges each against those before it); then repeats
   // whose id is not stored are forks, before transforms and rules see the verdict.
-  const repeats: PipelineItem[] = [];
-  const idsBefore = new Set<string>();
+  const repeats = new Set<PipelineItem>();
   for (const entry of entries) {
     for (const item of entry.items) {
-      if (item.event === undefined) continue;
-      if (judgeChain(item, s) && !idsBefore.has(item.event.id)) repeats.push(item);
-      idsBefore.add(item.event.id);
+      if (item.event !== undefined && judgeChain(item, s)) repeats.add(item);
     }
   }
-  if (repeats.length > 0) await markForks(repeats, s);
+  if (repeats.size > 0) await markForks(firstOfTheirIds(entries, repeats), s);
 
   // Dedup candidates, in arrival order: every event that got through the stages.
   const candidates: PipelineItem[] = [];
@@ -165,6 +162,21 @@ function judgeChain(item: PipelineItem, s: Stages): boolean {
   item.integrity = verdict.integrity;
   if (verdict.detail !== undefined) item.alerts = [{ kind: 'chain-break', detail: verdict.detail }];
   return verdict.repeat === true;
+}
+
+/** The repeats whose id no event before them in this commit has (a later copy is the commit's own duplicate). */
+function firstOfTheirIds(entries: readonly PendingIngest[], repeats: ReadonlySet<PipelineItem>): PipelineItem[] {
+  const seen = new Set<string>();
+  const out: PipelineItem[] = [];
+  for (const entry of entries) {
+    for (const item of entry.items) {
+      const id = item.event?.id;
+      if (id === undefined) continue;
+      if (repeats.has(item) && !seen.has(id)) out.push(item);
+      seen.add(id);
+    }
+  }
+  return out;
 }
 
 /**
