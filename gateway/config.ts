@@ -5,6 +5,7 @@ import {
   bool,
   duration,
   fieldPath,
+  itemsFieldPath,
   int,
   listen,
   logLevel,
@@ -99,7 +100,8 @@ export type TransformStep =
   | { readonly drop: readonly string[] } // remove the fields
   | { readonly set: Readonly<Record<string, z.core.util.JSONType>> }; // set fields to constant values
 
-const fieldList = () => z.array(fieldPath()).min(1);
+/** mask, hash and drop may step into arrays (`data.cards[].number`); rename and set may not. */
+const fieldList = () => z.array(itemsFieldPath()).min(1);
 const fieldMap = <V extends z.ZodType>(value: V) =>
   z.record(fieldPath(), value).refine((m) => Object.keys(m).length > 0, { error: 'must not be empty' });
 

@@ -139,6 +139,17 @@ export function fieldPath() {
   });
 }
 
+/**
+ * A dotted path whose names may end in `[]`, jq's step into every item of
+ * an array: `data.cards[].number`, `data.emails[]` (docs/config.md).
+ */
+export function itemsFieldPath() {
+  return z.string().regex(/^[A-Za-z0-9_$@-]+(\[\])*(\.[A-Za-z0-9_$@-]+(\[\])*)*$/, {
+    error: (iss) =>
+      `not a field path: ${describeValue(iss.input)} (use dotted names such as data.card; a name may end in [] for every item of an array: data.cards[].number)`,
+  });
+}
+
 /** An absolute URL whose scheme is one of `schemes` (without the colon). Output: the string as written. */
 export function url(schemes: readonly string[]) {
   const allowed = schemes.map((s) => `${s}://`).join(' or ');

@@ -114,6 +114,18 @@ describe('meteorzx config check', () => {
     expect(missing.stderr).toContain('dataDir: environment variable DATA is not set');
   });
 
+  it('refuses a drop of every item of an array (data.cards[]), in config check and at gateway start, and says what to write', async () => {
+    const file = join(dir, 'gateway-drop-items.yaml');
+    // In YAML, a path with [] is written in a block list or quoted in a flow one: [data.cards[]] is a syntax error.
+    const yaml = ['dataDir: ' + JSON.stringify(dir), 'pipeline:', '  transforms:', '    - mask: ["data.cards[].number"]', '    - drop:', '        - data.cards[]', ''];
+    await writeFile(file, yaml.join('\n'));
+    const expected = 'drop: "data.cards[]" ends in []: drop the array itself, or a field of its items (data.cards[].cvv)';
+    for (const run of [await meteorzx(['config', 'check', file, '--type', 'gateway']), await meteorzx(['gateway', '--config', file])]) {
+      expect(run.code).toBe(1);
+      expect(run.stderr).toContain(expected);
+    }
+  });
+
   it('refuses storage.type postgres, in config check and at gateway start (no silent LevelDB instead)', async () => {
     const file = join(dir, 'gateway-pg.json');
     await writeFile(file, JSON.stringify({ dataDir: dir, storage: { type: 'postgres', url: 'postgres://postgres@127.0.0.1:5432/test' } }));

@@ -1,3 +1,4 @@
+import { createHmac } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,7 +13,15 @@ let dir: string;
 let gw: RunningGateway;
 
 const pipeline = {
-  transforms: [{ rename: { 'data.user': 'data.meta.user', 'data.card': 'data.pay.card' } }, { mask: ['data.pay.card'] }, { hash: ['actor'] }],
+  transforms: [
+    { rename: { 'data.user': 'data.meta.user', 'data.card': 'data.pay.card' } },
+    { mask: ['data.pay.card'] },
+    { hash: ['actor'] },
+    // Into arrays: every item's member, every item.
+    { mask: ['data.cards[].number'] },
+    { hash: ['data.emails[]'] },
+    { drop: ['data.users[].password'] },
+  ],
   // Relative to the config file's folder, like every secret file.
   hashKeyFile: 'hash.key',
   rules: [
@@ -82,6 +91,29 @@ describe('gateway pipeline semantics, through the CLI', () => {
       ['rn-1', { meta: { v: 1, user: 'alice' }, pay: { card: '***' } }],
       ['rn-2', { user: 'bob', meta: 'legacy', pay: { card: '***' } }],
     ]);
+  });
+
+  it('masks, hashes and drops inside arrays (data.cards[].number), leaving the rest of each item and other items as they are', async () => {
+    const answer = await post([
+      {
+        id: 'ar-1',
+        source: 'app-ar',
+        type: 'pay',
+        data: {
+          cards: [{ number: '4111111111111111', brand: 'visa' }, { brand: 'mc' }, 'legacy'],
+          emails: ['a@example.com'],
+          users: [{ name: 'alice', password: 'hunter2' }, { name: 'bob' }],
+        },
+      },
+    ]);
+    expect(answer).toEqual({ accepted: 1, duplicates: 0, rejected: [] });
+    const [event] = await stored('app-ar');
+    expect(event?.data).toEqual({
+      cards: [{ number: '***', brand: 'visa' }, { brand: 'mc' }, 'legacy'],
+      // HMAC-SHA256 with the key "key" (pipeline.hashKeyFile), of each item on its own.
+      emails: [createHmac('sha256', 'key').update('a@example.com').digest('hex')],
+      users: [{ name: 'alice' }, { name: 'bob' }],
+    });
   });
 
   it('matches a rule whose condition has a // comment with a quote in it', async () => {

@@ -303,6 +303,21 @@ describe('errors', () => {
     ]);
   });
 
+  it('takes [] (every item of an array) in mask, hash and drop paths, and names it in the error of the others', () => {
+    const config = parseGatewayConfig(
+      { pipeline: { transforms: [{ mask: ['data.cards[].number'] }, { hash: ['data.emails[]', 'data.grid[][]'] }, { drop: ['data.cards[].cvv'] }] } },
+      { env: NO_ENV },
+    );
+    expect(config.pipeline.transforms).toEqual([{ mask: ['data.cards[].number'] }, { hash: ['data.emails[]', 'data.grid[][]'] }, { drop: ['data.cards[].cvv'] }]);
+    const issues = issuesOf(() =>
+      parseGatewayConfig({ pipeline: { transforms: [{ mask: ['data.cards[0]'] }, { rename: { 'data.cards[].n': 'data.n' } }] } }, { env: NO_ENV }),
+    );
+    expect(issues).toEqual([
+      'pipeline.transforms.0.mask.0: not a field path: "data.cards[0]" (use dotted names such as data.card; a name may end in [] for every item of an array: data.cards[].number)',
+      'pipeline.transforms.1.rename."data.cards[].n": not a field path: "data.cards[].n" (use dotted names such as data.card)',
+    ]);
+  });
+
   it('checks values across sections and duplicates in lists', () => {
     expect(
       issuesOf(() =>

@@ -76,6 +76,53 @@ describe('transforms stage', () => {
     }
   });
 
+  it('steps into every item of an array after a name ending in [], for mask, hash and drop', () => {
+    const event = {
+      ...base(),
+      data: {
+        cards: [{ number: '4111', cvv: '123', brand: 'visa' }, { number: '5500', brand: 'mc' }, 'legacy-text', null, [{ number: '1' }]],
+        emails: ['a@example.com', 'b@example.com'],
+        grid: [
+          ['p', 'q'],
+          ['r', 7],
+        ],
+        users: { name: 'not an array' },
+        deep: [{ owners: [{ pin: '1' }, { pin: '2' }] }],
+      },
+    } as AuditEvent;
+    const out = new Transforms([
+      { mask: ['data.cards[].number', 'data.grid[][]', 'data.users[].name', 'data.deep[].owners[].pin'] },
+      { hash: ['data.emails[]'] },
+      { drop: ['data.cards[].cvv'] },
+    ]).apply(event);
+    expect(out.data).toEqual({
+      // An item that is not an object has no member to mask; an array inside the array is not walked by one [].
+      cards: [{ number: '***', brand: 'visa' }, { number: '***', brand: 'mc' }, 'legacy-text', null, [{ number: '1' }]],
+      // Each item hashed on its own, so each stays joinable with the same address elsewhere.
+      emails: [sha256Hex('a@example.com'), sha256Hex('b@example.com')],
+      grid: [
+        ['***', '***'],
+        ['***', '***'],
+      ],
+      // [] where the value is not an array finds nothing, as a scalar in the way of a plain path does.
+      users: { name: 'not an array' },
+      deep: [{ owners: [{ pin: '***' }, { pin: '***' }] }],
+    });
+    // The item's own members only, never Object.prototype.
+    const parsed = JSON.parse('{"id":"a","source":"s","type":"t","data":{"list":[{"__proto__":{"pin":"1"}},{}]}}') as AuditEvent;
+    const masked = new Transforms([{ mask: ['data.list[].__proto__.pin', 'data.list[].toString'] }]).apply(parsed);
+    expect(JSON.stringify(masked.data)).toBe('{"list":[{"__proto__":{"pin":"***"}},{}]}');
+  });
+
+  it('refuses [] where it cannot be applied, naming the path and what to write instead', () => {
+    expect(() => new Transforms([{ rename: { 'data.cards[].n': 'data.n' } }])).toThrow(/steps into an array.*only mask, hash and drop/);
+    expect(() => new Transforms([{ set: { 'data.cards[].n': 1 } }])).toThrow(/steps into an array/);
+    expect(() => new Transforms([{ drop: ['data.cards[]'] }])).toThrow(/drop the array itself/);
+    expect(() => new Transforms([{ mask: ['data.cards[0]'] }])).toThrow(/not a dotted field path \(a name may end in \[\]/);
+    expect(() => new Transforms([{ mask: ['data.[]'] }])).toThrow(/not a dotted field path/);
+    expect(() => new Transforms([{ hash: ['tags[]'] }])).toThrow(/owns/);
+  });
+
   it('refuses fields the gateway owns and malformed paths', () => {
     expect(() => new Transforms([{ drop: ['id'] }])).toThrow(expect.objectContaining({ code: 'METEORZX_TRANSFORM_INVALID' }));
     expect(() => new Transforms([{ rename: { 'data.x': 'seq' } }])).toThrow(/seq/);

@@ -1,7 +1,7 @@
 import { createHmac } from 'node:crypto';
 import { canonicalJson, sha256Hex, type AuditEvent } from '../../../protocols/index.js';
 import { GatewayErrors } from '../../errors.js';
-import { deletePath, getPath, hasPath, setPath, splitPath } from './paths.js';
+import { deletePath, forEachPlace, getPath, hasPath, parseSegments, replaceAt, setPath, valueAt, type Segment } from './paths.js';
 
 /** One step as configured (DESIGN §5 `pipeline.transforms`): exactly one key. */
 export type TransformConfig =
@@ -22,13 +22,36 @@ export const MASK = '***';
 
 type Step = (event: Record<string, unknown>) => void;
 
-function parts(path: string, kind: string): string[] {
-  const p = splitPath(path);
-  if (p.some((s) => s === '')) throw GatewayErrors.METEORZX_TRANSFORM_INVALID(`${kind}: "${path}" is not a dotted field path`, { userError: true });
-  if (PROTECTED.has(p[0] as string)) {
+/**
+ * A path's segments: dotted names, each of which may end in `[]` (every
+ * item of the array there) where `items` allows it — mask, hash and drop;
+ * a drop's last name may not, as removing an array's items one by one is
+ * removing the array's content (drop the array, or mask it).
+ */
+function segments(path: string, kind: string, items: boolean): Segment[] {
+  const segs = parseSegments(path);
+  if (segs === undefined) {
+    const hint = items ? ' (a name may end in [] for every item of an array: data.cards[].number)' : '';
+    throw GatewayErrors.METEORZX_TRANSFORM_INVALID(`${kind}: "${path}" is not a dotted field path${hint}`, { userError: true });
+  }
+  if (PROTECTED.has((segs[0] as Segment).key)) {
     throw GatewayErrors.METEORZX_TRANSFORM_INVALID(`${kind}: "${path}" is a field the gateway owns and cannot be changed`, { userError: true });
   }
-  return p;
+  const stepsIn = segs.some((s) => s.arrays > 0);
+  if (stepsIn && !items) {
+    throw GatewayErrors.METEORZX_TRANSFORM_INVALID(`${kind}: "${path}" steps into an array ([]), which only mask, hash and drop can`, { userError: true });
+  }
+  if (kind === 'drop' && (segs[segs.length - 1] as Segment).arrays > 0) {
+    throw GatewayErrors.METEORZX_TRANSFORM_INVALID(`drop: "${path}" ends in []: drop the array itself, or a field of its items (data.cards[].cvv)`, {
+      userError: true,
+    });
+  }
+  return segs;
+}
+
+/** A path of plain names (rename, set). */
+function parts(path: string, kind: string): string[] {
+  return segments(path, kind, false).map((s) => s.key);
 }
 
 /**
@@ -44,13 +67,13 @@ function hasher(key: string | undefined): (value: unknown) => string {
 
 function compileStep(step: TransformConfig, hashKey: string | undefined): Step {
   if ('mask' in step) {
-    const paths = step.mask.map((p) => parts(p, 'mask'));
-    return (e) => paths.forEach((p) => hasPath(e, p) && setPath(e, p, MASK));
+    const paths = step.mask.map((p) => segments(p, 'mask', true));
+    return (e) => paths.forEach((p) => forEachPlace(e, p, (place) => replaceAt(place, MASK)));
   }
   if ('hash' in step) {
-    const paths = step.hash.map((p) => parts(p, 'hash'));
+    const paths = step.hash.map((p) => segments(p, 'hash', true));
     const hashValue = hasher(hashKey);
-    return (e) => paths.forEach((p) => hasPath(e, p) && setPath(e, p, hashValue(getPath(e, p))));
+    return (e) => paths.forEach((p) => forEachPlace(e, p, (place) => replaceAt(place, hashValue(valueAt(place)))));
   }
   if ('rename' in step) {
     const moves = Object.entries(step.rename).map(([from, to]) => [parts(from, 'rename'), parts(to, 'rename')] as const);
@@ -65,8 +88,9 @@ function compileStep(step: TransformConfig, hashKey: string | undefined): Step {
     };
   }
   if ('drop' in step) {
-    const paths = step.drop.map((p) => parts(p, 'drop'));
-    return (e) => paths.forEach((p) => deletePath(e, p));
+    const paths = step.drop.map((p) => segments(p, 'drop', true));
+    // The last name never ends in []: every place is an object's member.
+    return (e) => paths.forEach((p) => forEachPlace(e, p, (place) => delete (place.holder as Record<string, unknown>)[place.key]));
   }
   if ('set' in step) {
     const sets = Object.entries(step.set).map(([path, value]) => [parts(path, 'set'), value] as const);
