@@ -212,6 +212,11 @@ const pullFromSchema = z.strictObject({
 const alertsSchema = z
   .strictObject({
     webhook: url(['http', 'https']).optional(), // POSTed JSON arrays of alerts (gateway/alerts); alerts are always logged and counted
+    // For an https webhook: a private CA its certificate is signed by, and a client certificate if it asks for one.
+    webhookTls: z
+      .strictObject({ ca: text().optional(), ...clientCertFields })
+      .superRefine(certWithKey)
+      .optional(),
     volumeDrop: z
       .strictObject({
         window: duration({ min: 1000 }).prefault('5m'), // ms compared with the window before it
@@ -219,6 +224,12 @@ const alertsSchema = z
       })
       .optional(),
     gaps: bool().prefault(true), // seq-gap: alert on a hole in an agent's seqs still open after backfill.grace
+  })
+  .superRefine((alerts, ctx) => {
+    const https = alerts.webhook !== undefined && URL.canParse(alerts.webhook) && new URL(alerts.webhook).protocol === 'https:';
+    if (alerts.webhookTls !== undefined && !https) {
+      ctx.addIssue({ code: 'custom', path: ['webhookTls'], message: 'applies to an https:// alerts.webhook only' });
+    }
   })
   .prefault({});
 
@@ -274,13 +285,14 @@ export const gatewayConfigSchema = z.strictObject({
 /** The validated, frozen gateway config. */
 export type GatewayConfig = DeepReadonly<z.output<typeof gatewayConfigSchema>>;
 
-/** The gateway's TLS listener sections with their paths (common/tls-server.ts checkTlsFiles). */
+/** The gateway's TLS sections, listeners' and clients', with their paths (common/tls-server.ts checkTlsFiles). */
 export function gatewayTlsSections(config: GatewayConfig): TlsSections {
   return [
     ['http.tls', config.http.tls],
     ['mqtt.tls', config.mqtt.tls],
     ['mqtt.ws.tls', config.mqtt.ws?.tls],
     ...config.pullFrom.map((p, i) => [`pullFrom[${i}]`, p] as const),
+    ['alerts.webhookTls', config.alerts.webhookTls],
   ];
 }
 

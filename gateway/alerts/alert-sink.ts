@@ -1,11 +1,13 @@
 import type { Logger } from 'pino';
 import type { GatewayMetrics } from '../metrics.js';
 import { alertLabel, type Alert } from './alert.js';
-import { WebhookQueue, type WebhookQueueOptions } from './webhook-queue.js';
+import { WebhookQueue, type WebhookQueueOptions, type WebhookTls } from './webhook-queue.js';
 
 export interface AlertSinkOptions {
   /** `alerts.webhook`: alerts are also POSTed here, in batches (webhook-queue.ts). */
   webhook?: string | undefined;
+  /** `alerts.webhookTls`, read: the webhook's private CA and client certificate. */
+  webhookTls?: WebhookTls | undefined;
   metrics?: GatewayMetrics | undefined;
   logger: Pick<Logger, 'warn'>;
   /** Bounds and timing of the webhook queue (tests); the URL comes from `webhook`. */
@@ -45,6 +47,7 @@ export class AlertSink {
         : new WebhookQueue({
             ...options.queue,
             url: webhook,
+            tls: options.webhookTls,
             logger,
             ...(metrics === undefined ? {} : { onDropped: (reason, n) => metrics.alertsDropped.inc({ reason }, n) }),
           });

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
-import { request } from 'undici';
+import { Agent, request, type Dispatcher } from 'undici';
+import { tlsCertificateError } from '../../common/tls-trust.js';
 import { basicAuthOf, redactUrl } from '../../common/url-credentials.js';
 import type { Alert } from './alert.js';
 
@@ -22,9 +23,18 @@ export interface WebhookQueueOptions {
   timeoutMs?: number;
   /** Called with every drop; the sink counts them in /metrics. */
   onDropped?: (reason: DropReason, n: number) => void;
+  /** `alerts.webhookTls`, read: a private CA for an https receiver, and a client certificate with its key. */
+  tls?: WebhookTls | undefined;
   /** Injectable for tests; default: an undici POST of JSON, any 2xx answer is taken. */
   post?: PostBatch;
   clock?: () => number;
+}
+
+/** The PEM contents of `alerts.webhookTls`. */
+export interface WebhookTls {
+  ca?: Buffer | undefined;
+  cert?: Buffer | undefined;
+  key?: Buffer | undefined;
 }
 
 const LOG_EVERY_MS = 60_000;
@@ -48,6 +58,8 @@ export class WebhookQueue {
   private readonly flushMs: number;
   private readonly timeoutMs: number;
   private readonly post: PostBatch;
+  /** The connections of a webhook with its own TLS trust (alerts.webhookTls); the others use undici's global pool. */
+  private readonly tlsAgent: Agent | undefined;
   private readonly clock: () => number;
   private unlogged = new Map<DropReason, number>();
   private loggedAt = -Infinity;
@@ -58,7 +70,8 @@ export class WebhookQueue {
     this.maxBatch = options.maxBatch ?? 100;
     this.flushMs = options.flushMs ?? 1000;
     this.timeoutMs = options.timeoutMs ?? 10_000;
-    this.post = options.post ?? postJson;
+    this.tlsAgent = options.post === undefined && options.tls !== undefined ? new Agent({ connect: tlsConnect(options.tls) }) : undefined;
+    this.post = options.post ?? (this.tlsAgent === undefined ? postJson : jsonPoster(this.tlsAgent));
     this.clock = options.clock ?? Date.now;
   }
 
@@ -106,6 +119,7 @@ export class WebhookQueue {
     if (this.queue.length > 0) this.dropped('shutdown', this.queue.length);
     this.queue = [];
     this.logDrops(true);
+    await this.tlsAgent?.destroy();
   }
 
   private flush(): void {
@@ -116,7 +130,9 @@ export class WebhookQueue {
     this.queue = batch === this.queue ? [] : this.queue.slice(this.maxBatch);
     const sent = this.post(this.options.url, JSON.stringify(batch), this.timeoutMs)
       .catch((err: unknown) => {
-        this.lastError = err instanceof Error ? err.message : String(err);
+        const tls = tlsCertificateError(err);
+        if (tls !== undefined) this.lastError = tls.untrusted ? `${tls.text}; trust its CA with alerts.webhookTls.ca` : tls.text;
+        else this.lastError = err instanceof Error ? err.message : String(err);
         this.dropped('post-failed', batch.length);
       })
       .finally(() => {
@@ -165,10 +181,26 @@ function target(url: string): { url: string; headers: Record<string, string> } {
   return { url: parsed.toString(), headers };
 }
 
+function tlsConnect(tls: WebhookTls): { ca?: Buffer; cert?: Buffer; key?: Buffer } {
+  return {
+    ...(tls.ca === undefined ? {} : { ca: tls.ca }),
+    ...(tls.cert === undefined ? {} : { cert: tls.cert }),
+    ...(tls.key === undefined ? {} : { key: tls.key }),
+  };
+}
+
 /** POSTs a JSON body; a non-2xx answer is a failure (a receiver that refused the batch). */
-export const postJson: PostBatch = async (url, body, timeoutMs) => {
+export const postJson: PostBatch = jsonPoster();
+
+/** postJson through `dispatcher` (undici's global one when not given). */
+function jsonPoster(dispatcher?: Dispatcher): PostBatch {
+  return (url, body, timeoutMs) => postJsonWith(url, body, timeoutMs, dispatcher);
+}
+
+async function postJsonWith(url: string, body: string, timeoutMs: number, dispatcher: Dispatcher | undefined): Promise<void> {
   const to = target(url);
   const res = await request(to.url, {
+    ...(dispatcher === undefined ? {} : { dispatcher }),
     method: 'POST',
     headers: to.headers,
     body,
@@ -179,4 +211,4 @@ export const postJson: PostBatch = async (url, body, timeoutMs) => {
   });
   await res.body.dump();
   if (res.statusCode < 200 || res.statusCode > 299) throw new Error(`the webhook answered ${res.statusCode}`);
-};
+}

@@ -1,8 +1,10 @@
+import { writeFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chainEvent, newId, type AuditEvent } from '../../protocols/index.js';
 import { removeDir, tempDir, waitFor } from './agent-harness.js';
-import { ingest, startGateway, type RunningGateway } from './gateway-harness.js';
+import { ingest, runCli, startGateway, type RunningGateway } from './gateway-harness.js';
 import { webhookReceiver, type Receiver } from './pull-helpers.js';
+import { makePki, type TestPki } from './test-pki.js';
 
 /**
  * One alert sink for the whole gateway (docs/config.md, `alerts`): what
@@ -266,5 +268,81 @@ describe('seq-gap', () => {
     await ingest(off.httpUrl, [{ id: 'marker-1', type: 'test.marker', source: 'test' }]);
     await waitFor(() => alertsOf(offHook, 'rule', { rule: 'marker' }).length > 0, 'marker alert');
     expect(alertsOf(offHook, 'seq-gap')).toEqual([]);
+  });
+});
+
+describe('an https webhook whose certificate a private CA signs (alerts.webhookTls)', () => {
+  let dir: string;
+  let pki: TestPki;
+  const hooks: Receiver[] = [];
+  const gateways: RunningGateway[] = [];
+  const rules = [{ name: 'every-t', if: 'type == "t"', alert: true }];
+  const dropped = async (gw: RunningGateway): Promise<number> => {
+    const metrics = await (await fetch(`${gw.httpUrl}/metrics`)).text();
+    return Number(/meteorzx_gateway_alerts_dropped_total\{reason="post-failed"\} (\d+)/.exec(metrics)?.[1] ?? 0);
+  };
+
+  beforeAll(async () => {
+    dir = await tempDir('gateway-alerts-tls-');
+    pki = await makePki(dir);
+  });
+
+  afterAll(async () => {
+    await Promise.all(gateways.map((g) => g.stop()));
+    await Promise.all(hooks.map((h) => h.close()));
+    await removeDir(dir);
+  });
+
+  it('is trusted through webhookTls.ca; without it each POST fails on the certificate, counted and logged as such', async () => {
+    const hook = await webhookReceiver({ cert: pki.cert, key: pki.key });
+    hooks.push(hook);
+    const [trusting, plain] = await Promise.all([
+      startGateway({ dir, config: { dataDir: `${dir}/trusting`, alerts: { webhook: hook.url, webhookTls: { ca: pki.ca } }, pipeline: { rules } } }),
+      startGateway({ dir, config: { dataDir: `${dir}/plain`, alerts: { webhook: hook.url }, pipeline: { rules } } }),
+    ]);
+    gateways.push(trusting, plain);
+    expect((await ingest(trusting.httpUrl, [{ id: 'tls-trusted', source: 'tls-a', type: 't' }])).accepted).toBe(1);
+    expect((await ingest(plain.httpUrl, [{ id: 'tls-untrusted', source: 'tls-b', type: 't' }])).accepted).toBe(1);
+    await waitFor(() => hook.bodies.some((a) => a.id === 'tls-trusted'), 'the alert POSTed over https to the receiver the CA vouches for');
+    await waitFor(async () => (await dropped(plain)) === 1, 'the untrusting gateway counting its failed POST');
+    expect(await dropped(trusting)).toBe(0);
+    expect(hook.bodies.some((a) => a.id === 'tls-untrusted')).toBe(false);
+    const warning = await waitFor(() => plain.logs.find((l) => l.includes('alerts not delivered to the webhook')), 'a warning');
+    expect(warning).toContain('TLS: the certificate is not signed by a trusted CA');
+    expect(warning).toContain('trust its CA with alerts.webhookTls.ca');
+  });
+
+  it('presents webhookTls.cert and key to a receiver that asks for a client certificate', async () => {
+    const hook = await webhookReceiver({ cert: pki.cert, key: pki.key, ca: pki.ca });
+    hooks.push(hook);
+    const [withCert, without] = await Promise.all([
+      startGateway({
+        dir,
+        config: { dataDir: `${dir}/mtls`, alerts: { webhook: hook.url, webhookTls: { ca: pki.ca, cert: pki.clientCert, key: pki.clientKey } }, pipeline: { rules } },
+      }),
+      startGateway({ dir, config: { dataDir: `${dir}/mtls-none`, alerts: { webhook: hook.url, webhookTls: { ca: pki.ca } }, pipeline: { rules } } }),
+    ]);
+    gateways.push(withCert, without);
+    await ingest(withCert.httpUrl, [{ id: 'mtls-1', source: 'mtls-a', type: 't' }]);
+    await ingest(without.httpUrl, [{ id: 'mtls-2', source: 'mtls-b', type: 't' }]);
+    await waitFor(() => hook.bodies.some((a) => a.id === 'mtls-1'), 'the alert of the gateway with a client certificate');
+    await waitFor(async () => (await dropped(without)) === 1, 'the gateway without one counting its failed POST');
+    expect(hook.bodies.some((a) => a.id === 'mtls-2')).toBe(false);
+  });
+
+  it('refuses webhookTls beside an http webhook, and a CA file that holds no certificate, in config check and at start', async () => {
+    const cases: [object, string][] = [
+      [{ webhook: 'http://127.0.0.1:9/alerts', webhookTls: { ca: pki.ca } }, 'alerts.webhookTls: applies to an https:// alerts.webhook only'],
+      [{ webhook: 'https://127.0.0.1:9/alerts', webhookTls: { ca: pki.key } }, `alerts.webhookTls.ca: ${pki.key}: holds no PEM certificate`],
+      [{ webhook: 'https://127.0.0.1:9/alerts', webhookTls: { cert: pki.clientCert } }, 'alerts.webhookTls.key: give the client certificate and its key together'],
+    ];
+    for (const [i, [alerts, expected]] of cases.entries()) {
+      const file = `${dir}/bad-webhook-${i}.json`;
+      await writeFile(file, JSON.stringify({ dataDir: `${dir}/bad-${i}`, http: { listen: '127.0.0.1:0' }, mqtt: { listen: '127.0.0.1:0' }, alerts }));
+      for (const run of [await runCli(['config', 'check', file, '--type', 'gateway']), await runCli(['gateway', '--config', file])]) {
+        expect(run.code, run.stderr).toBe(1);
+        expect(run.stderr).toContain(expected);
+      }
+    }
   });
 });

@@ -1,4 +1,6 @@
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { readFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type RequestListener, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { gunzipSync } from 'node:zlib';
 
@@ -22,29 +24,47 @@ function readBody(req: IncomingMessage): Promise<Buffer> {
   });
 }
 
-function listen(server: Server): Promise<number> {
+function listen(server: Pick<Server, 'listen' | 'address'>): Promise<number> {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)));
 }
 
-function closeServer(server: Server): Promise<void> {
+function closeServer(server: Pick<Server, 'closeAllConnections' | 'close'>): Promise<void> {
   server.closeAllConnections();
   return new Promise((resolve) => server.close(() => resolve()));
 }
 
-/** An alerts webhook: records every alert of the JSON arrays POSTed to it. */
-export async function webhookReceiver(): Promise<Receiver> {
+/** PEM files of an https receiver: its certificate and key, and with `ca` the CA its clients' certificates must be signed by. */
+export interface ReceiverTls {
+  cert: string;
+  key: string;
+  ca?: string;
+}
+
+/** An alerts webhook: records every alert of the JSON arrays POSTed to it; over https with `tls`. */
+export async function webhookReceiver(tls?: ReceiverTls): Promise<Receiver> {
   const bodies: Record<string, unknown>[] = [];
   const posts: number[] = [];
-  const server = createServer((req, res) => {
+  const handle: RequestListener = (req, res) => {
     void readBody(req).then((body) => {
       const parsed = JSON.parse(body.toString('utf8')) as unknown;
       if (Array.isArray(parsed)) bodies.push(...(parsed as Record<string, unknown>[]));
       posts.push(Array.isArray(parsed) ? parsed.length : -1);
       res.writeHead(204).end();
     });
-  });
+  };
+  const server =
+    tls === undefined
+      ? createServer(handle)
+      : createHttpsServer(
+          {
+            cert: readFileSync(tls.cert),
+            key: readFileSync(tls.key),
+            ...(tls.ca === undefined ? {} : { ca: readFileSync(tls.ca), requestCert: true, rejectUnauthorized: true }),
+          },
+          handle,
+        );
   const port = await listen(server);
-  return { url: `http://127.0.0.1:${port}/alerts`, bodies, posts, close: () => closeServer(server) };
+  return { url: `${tls === undefined ? 'http' : 'https'}://127.0.0.1:${port}/alerts`, bodies, posts, close: () => closeServer(server) };
 }
 
 export interface DroppingProxy {
