@@ -108,6 +108,17 @@ describe('RFC 3164', () => {
     expect(m.time).toBe(new Date(2026, 11, 31, 23, 59, 59).toISOString());
   });
 
+  it('puts a BSD "Feb 29" in the latest leap year not ahead of now, instead of reading no time', () => {
+    // 2026 has no Feb 29: the sender wrote it in 2024.
+    expect(parseSyslog('<13>Feb 29 10:00:00 h a: x', new Date(2026, 11, 7)).time).toBe(new Date(2024, 1, 29, 10).toISOString());
+    // In a leap year, that year's, once it is at most 7 days ahead; further ahead, the leap year before.
+    expect(parseSyslog('<13>Feb 29 10:00:00 h a: x', new Date(2028, 2, 1)).time).toBe(new Date(2028, 1, 29, 10).toISOString());
+    expect(parseSyslog('<13>Feb 29 10:00:00 h a: x', new Date(2028, 1, 25)).time).toBe(new Date(2028, 1, 29, 10).toISOString());
+    expect(parseSyslog('<13>Feb 29 10:00:00 h a: x', new Date(2028, 0, 10)).time).toBe(new Date(2024, 1, 29, 10).toISOString());
+    // With a year that has no Feb 29 it is still no date.
+    expect(parseSyslog('<13>Feb 29 2026 10:00:00 h a: x', new Date(2026, 11, 7)).time).toBeUndefined();
+  });
+
   it('accepts an RFC 3339 time in place of the BSD one', () => {
     expect(parseSyslog('<13>2026-11-26T13:15:16.5Z gw sshd[7]: ok', NOW)).toMatchObject({ time: '2026-11-26T13:15:16.500Z', host: 'gw', app: 'sshd', procid: '7' });
   });

@@ -67,7 +67,14 @@ function bsdTime(m: RegExpExecArray, now: Date): string | undefined {
   const ms = m[7] === undefined ? 0 : Math.floor(Number(`0.${m[7]}`) * 1000);
   const build = (year: number) => new Date(year, month, day, h, mi, s, ms);
   let date = build(m[3] === undefined ? now.getFullYear() : Number(m[3]));
-  if (m[3] === undefined && date.getTime() > now.getTime() + 7 * 86_400_000) date = build(now.getFullYear() - 1);
+  const ahead = (d: Date) => d.getTime() > now.getTime() + 7 * 86_400_000;
+  if (m[3] === undefined && ahead(date)) date = build(now.getFullYear() - 1);
+  // "Feb 29" without a year was written in a leap year: the latest one not ahead of now (else it rolled into March).
+  if (m[3] === undefined && month === 1 && day === 29) {
+    let year = now.getFullYear();
+    while (build(year).getDate() !== 29 || ahead(build(year))) year -= 1;
+    date = build(year);
+  }
   // new Date() rolls "Feb 31" over into March: such a date was not a date.
   if (Number.isNaN(date.getTime()) || date.getDate() !== day || h > 23 || mi > 59 || s > 60) return undefined;
   return date.toISOString();
