@@ -122,6 +122,7 @@ const intakeSchema = z
         listen: listen().prefault('127.0.0.1:1883'), // an edge box's local broker for devices
         users: mqttUsersSchema, // empty: anonymous devices, allowed on loopback only
         maxConnections: int({ min: 1 }).prefault(1024), // device connections at once; more are refused and counted
+        sessionExpiry: duration({ min: 1000 }).prefault('2h'), // ms a persistent (clean=false) session outlives its device's connection
         tls: tlsServerSchema().optional(), // PEM files: the listener speaks MQTT over TLS; requestClientCert for mutual TLS
       })
       .superRefine(edgeBrokerAuth)

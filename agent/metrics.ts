@@ -55,6 +55,8 @@ export class AgentMetrics {
   readonly appendSeconds: Histogram;
   /** Appends the buffer refused, by error code. */
   readonly appendFailures: Counter<'code'>;
+  /** Persistent sessions the edge broker ended because their device stayed away longer than `intake.mqtt.sessionExpiry`. */
+  readonly mqttSessionsExpired: Counter;
 
   constructor(sources: MetricsSources, options: { processMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -74,6 +76,11 @@ export class AgentMetrics {
       name: 'meteorzx_agent_append_failures_total',
       help: 'Buffer appends refused, by error code (full, a failed write, closed while the database reopens); the intake answered 503/507',
       labelNames: ['code'],
+      registers,
+    });
+    this.mqttSessionsExpired = new Counter({
+      name: 'meteorzx_agent_mqtt_sessions_expired_total',
+      help: 'Persistent sessions of the edge MQTT broker ended (subscriptions and queued messages dropped) after their device stayed away longer than intake.mqtt.sessionExpiry',
       registers,
     });
     this.appendSeconds = new Histogram({

@@ -30,6 +30,8 @@ export class GatewayMetrics {
   readonly chainBreaks: Counter;
   /** Set by the MQTT ingress. */
   readonly mqttClients: Gauge;
+  /** Persistent MQTT sessions ended because their client stayed away longer than `mqtt.sessionExpiry`. */
+  readonly mqttSessionsExpired: Counter;
   /** Ids answered by the in-memory dedup cache without a storage read. */
   readonly dedupCacheHits: Counter;
   /** Ingestion attempts waiting for a group commit. */
@@ -117,6 +119,11 @@ export class GatewayMetrics {
     });
     this.chainBreaks = new Counter({ name: `${prefix}chain_breaks_total`, help: 'Events whose agent chain was broken on arrival', registers });
     this.mqttClients = new Gauge({ name: `${prefix}mqtt_clients`, help: 'Connected MQTT clients', registers });
+    this.mqttSessionsExpired = new Counter({
+      name: `${prefix}mqtt_sessions_expired_total`,
+      help: 'Persistent MQTT sessions ended (subscriptions and queued messages dropped) after their client stayed away longer than mqtt.sessionExpiry',
+      registers,
+    });
     this.dedupCacheHits = new Counter({ name: `${prefix}dedup_cache_hits_total`, help: 'Dedup lookups answered from memory', registers });
     const depth = (): number => this.depth;
     this.queueDepth = new Gauge({

@@ -230,7 +230,8 @@ export class Gateway {
       id: config.id,
       forwardEvents: config.pipeline.transforms.length === 0 && !config.pipeline.rules.some((rule) => rule.drop === true),
       ...(this.opts.mqttMaxWaitMs === undefined ? {} : { maxWaitMs: this.opts.mqttMaxWaitMs }),
-      ...(metrics === undefined ? {} : { onClientCount: (n: number) => metrics.mqttClients.set(n) }),
+      sessionExpiryMs: config.mqtt.sessionExpiry,
+      ...(metrics === undefined ? {} : { onClientCount: (n: number) => metrics.mqttClients.set(n), onSessionExpired: () => metrics.mqttSessionsExpired.inc() }),
     });
     try {
       return await this.mqtt.start();

@@ -115,6 +115,7 @@ export function planIntakes({ config, buffer, logger, metrics }: CreateIntakesOp
         return new EdgeBrokerIntake({
           listen: mqtt.listen,
           maxConnections: mqtt.maxConnections,
+          sessionExpiryMs: mqtt.sessionExpiry,
           ...(mqtt.tls === undefined ? {} : { tls: await tlsServerOptions(mqtt.tls) }),
           users: mqtt.users,
           limits,

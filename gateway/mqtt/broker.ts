@@ -17,6 +17,7 @@ import {
   noPacketIdCache,
   logClientErrors,
 } from '../../common/mqtt-packet-cap.js';
+import { expireSessions } from '../../common/mqtt-session-expiry.js';
 
 export interface MqttIngressOptions {
   ingestor: Ingestor;
@@ -37,6 +38,10 @@ export interface MqttIngressOptions {
    * subscription must not undo a mask.
    */
   forwardEvents?: boolean;
+  /** `mqtt.sessionExpiry`: ms a persistent session outlives its client's connection; unset, for good (aedes' own way). */
+  sessionExpiryMs?: number;
+  /** Called for each persistent session ended by `sessionExpiryMs` (the metrics counter). */
+  onSessionExpired?: () => void;
 }
 
 /**
@@ -197,6 +202,16 @@ export class MqttIngress {
     forwardEventsBestEffort(broker);
     this.forwardStored(broker);
     incomingWithoutPayload(broker);
+    if (opts.sessionExpiryMs !== undefined) {
+      expireSessions(broker, {
+        expiryMs: opts.sessionExpiryMs,
+        onExpire: (client) => {
+          log.debug({ client }, 'mqtt session expired');
+          opts.onSessionExpired?.();
+        },
+        onError: (client, err) => log.warn({ client, err: String(err) }, 'mqtt session expiry failed'),
+      });
+    }
     boundedOfflineQueues(broker, MAX_QUEUED_MESSAGES, MAX_QUEUED_BYTES, (client) =>
       log.warn({ client, maxMessages: MAX_QUEUED_MESSAGES, maxBytes: MAX_QUEUED_BYTES }, 'mqtt session queue full while its client is away: dropping messages for it'),
     );

@@ -29,7 +29,8 @@ afterEach(async () => {
 
 async function startEdge(users: DeviceLogin[] = [], buffer: FakeBuffer = new FakeBuffer()) {
   const metrics = new AgentMetrics({ buffer: () => buffer.state(), push: () => 'disabled' }, { processMetrics: false });
-  const intake = new EdgeBrokerIntake({ listen: { host: '127.0.0.1', port: 0 }, users, limits: DEFAULT_LIMITS, buffer, metrics });
+  // Session expiry on, as the config always has it (its queues replace the memory store's).
+  const intake = new EdgeBrokerIntake({ listen: { host: '127.0.0.1', port: 0 }, users, limits: DEFAULT_LIMITS, buffer, metrics, sessionExpiryMs: 7_200_000 });
   await intake.start();
   closers.push(() => intake.close());
   return { intake, buffer, metrics, port: intake.address().port };

@@ -66,7 +66,7 @@ describe('defaults', () => {
     const config = parseGatewayConfig({}, { env: NO_ENV });
     expect(config.dataDir).toBe('./data/gateway');
     expect(config.http).toEqual({ listen: { host: '127.0.0.1', port: 7400 } });
-    expect(config.mqtt).toEqual({ listen: { host: '127.0.0.1', port: 1883 } });
+    expect(config.mqtt).toEqual({ listen: { host: '127.0.0.1', port: 1883 }, sessionExpiry: 2 * 3_600_000 });
     expect(config.auth).toEqual({ tokens: [], mqtt: [] });
     expect(config.pipeline).toEqual({ dedup: { window: 7 * 86_400_000, cacheSize: 100_000 }, transforms: [], rules: [] });
     expect(config.storage).toEqual({ type: 'level', retention: 90 * 86_400_000 });
@@ -83,7 +83,7 @@ describe('defaults', () => {
     expect(agent.intake.http).toBeUndefined();
     expect(agent.intake.files).toEqual([{ path: '/a.log', format: 'json', startAt: 'beginning', type: 'log.line' }]);
     expect(agent.intake.serial).toEqual([{ path: '/dev/ttyUSB0', baudRate: 9600, delimiter: '\n', format: 'line', type: 'serial.line' }]);
-    expect(agent.intake.mqtt).toEqual({ listen: { host: '127.0.0.1', port: 1883 }, users: [], maxConnections: 1024 });
+    expect(agent.intake.mqtt).toEqual({ listen: { host: '127.0.0.1', port: 1883 }, users: [], maxConnections: 1024, sessionExpiry: 2 * 3_600_000 });
     expect(agent.push.http).toEqual({ url: 'http://gw:7400/v1/events', gzipAboveBytes: 1024, maxInFlight: 4, timeoutMs: 30_000 });
 
     const gateway = parseGatewayConfig(

@@ -39,6 +39,8 @@ async function startBroker(users: MqttUserEntry[] = []) {
     logger: pino({ level: 'silent' }),
     maxWaitMs: 2000,
     onClientCount: (n) => (clients = n),
+    // Session expiry on, as the config always has it (its queues replace the memory store's).
+    sessionExpiryMs: 7_200_000,
   });
   const bound = await ingress.start();
   closers.push(() => ingress.close());

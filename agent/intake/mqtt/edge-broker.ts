@@ -14,6 +14,7 @@ import {
   noPacketIdCache,
   logClientErrors,
 } from '../../../common/mqtt-packet-cap.js';
+import { expireSessions } from '../../../common/mqtt-session-expiry.js';
 import type { Logger } from 'pino';
 import { isMeteorError, type Limits } from '../../../protocols/index.js';
 import type { AgentBuffer } from '../../buffer/types.js';
@@ -41,6 +42,8 @@ export interface EdgeBrokerOptions {
   tls?: TlsServerOptions;
   /** Device connections at once (`intake.mqtt.maxConnections`); more are refused and counted. Default 1024. */
   maxConnections?: number;
+  /** `intake.mqtt.sessionExpiry`: ms a persistent session outlives its device's connection; unset, for good (aedes' own way). */
+  sessionExpiryMs?: number;
 }
 
 const BAD_CREDENTIALS = 4;
@@ -122,6 +125,17 @@ export class EdgeBrokerIntake implements Intake {
     incomingWithoutPayload(broker);
     forwardEventsBestEffort(broker);
     const log = this.options.logger;
+    const { sessionExpiryMs, metrics } = this.options;
+    if (sessionExpiryMs !== undefined) {
+      expireSessions(broker, {
+        expiryMs: sessionExpiryMs,
+        onExpire: (client) => {
+          log?.debug({ client }, 'edge mqtt session expired');
+          metrics?.mqttSessionsExpired.inc();
+        },
+        onError: (client, err) => log?.warn({ client, err: String(err) }, 'edge mqtt session expiry failed'),
+      });
+    }
     boundedOfflineQueues(broker, MAX_QUEUED_MESSAGES, MAX_QUEUED_BYTES, (client) =>
       log?.warn({ client, maxMessages: MAX_QUEUED_MESSAGES, maxBytes: MAX_QUEUED_BYTES }, 'edge mqtt session queue full while its device is away: dropping messages for it'),
     );
