@@ -20,7 +20,8 @@ export const CommonErrors = defineErrors({
   METEORZX_GATEWAY_UNREACHABLE: { description: 'The CLI cannot reach the URL it was given (refused, unknown host, timeout).' },
   METEORZX_VERIFY_FAILED: { description: '`meteorzx verify` found a broken ledger link or a stored event whose hash does not match.' },
   METEORZX_QUERY_INCOMPLETE: {
-    description: '`meteorzx query` wrote every event it could read, but the gateway left out stored blocks that do not decode (each is named on stderr); the exit status is 1.',
+    description:
+      '`meteorzx query` wrote every event it could read, but the gateway left out stored blocks that do not decode, or (`--id`) could not follow the id\'s damaged dedup pointer (each is named on stderr); the exit status is 1.',
   },
   METEORZX_EVENTS_REJECTED: { description: '`meteorzx send` finished, but the receiver rejected some events (each is listed with its reason).' },
   METEORZX_NOT_READY: {

@@ -3,6 +3,7 @@ import { CommonErrors } from '../../common/errors.js';
 import { withTlsOptions, type TlsOptions } from './tls-options.js';
 
 interface QueryOptions extends TlsOptions {
+  id?: string;
   source?: string;
   type?: string;
   since?: string;
@@ -20,6 +21,7 @@ export function register(program: Command): void {
     .command('query')
     .description('print stored events from a gateway, oldest first, following pages to the end')
     .argument('<gateway-url>', 'the gateway HTTP API, e.g. http://127.0.0.1:7400')
+    .option('--id <id>', 'only the event stored under this id')
     .option('--source <source>', 'only events of this source')
     .option('--type <type>', 'only events of this type')
     .option('--since <time>', 'received at or after (RFC 3339 or ms since the epoch)')
@@ -48,7 +50,7 @@ async function query(url: string, options: QueryOptions): Promise<void> {
   useTlsOptions(options);
   let remaining = parseLimit(options.limit);
   let cursor: string | undefined;
-  let damaged = 0;
+  const damaged = { blocks: 0, pointers: 0 };
   const table = options.format === 'table';
   // `meteorzx query … | head` closes the pipe early: that is the reader's choice, not an error.
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
@@ -57,7 +59,7 @@ async function query(url: string, options: QueryOptions): Promise<void> {
   if (table) process.stdout.write(`${row(['RECEIVED', 'SOURCE', 'TYPE', 'ID', 'VIA', 'INTEGRITY'])}\n`);
   do {
     const params = new URLSearchParams();
-    for (const key of ['source', 'type', 'since', 'until'] as const) {
+    for (const key of ['id', 'source', 'type', 'since', 'until'] as const) {
       const value = options[key];
       if (value !== undefined) params.set(key, value);
     }
@@ -77,15 +79,18 @@ async function query(url: string, options: QueryOptions): Promise<void> {
     remaining -= lines.length;
     await write(table ? lines.map((l) => `${tableRow(l)}\n`).join('') : text);
     const damage = damagedBlocks(res.headers['x-damaged-blocks']);
-    for (const line of damage) process.stderr.write(`meteorzx: warning: ${line}\n`);
-    damaged += damage.length;
+    for (const { line, pointer } of damage) {
+      process.stderr.write(`meteorzx: warning: ${line}\n`);
+      damaged[pointer ? 'pointers' : 'blocks'] += 1;
+    }
     const next = res.headers['x-next-cursor'];
     // A page of damaged blocks alone still moves on: its cursor is past them.
     cursor = typeof next === 'string' && next !== '' && (lines.length > 0 || damage.length > 0) ? next : undefined;
   } while (cursor !== undefined && remaining > 0);
-  if (damaged > 0) {
+  if (damaged.blocks + damaged.pointers > 0) {
+    const what = [damaged.blocks > 0 ? `${damaged.blocks} damaged block(s)` : '', damaged.pointers > 0 ? `${damaged.pointers} damaged dedup pointer(s)` : ''];
     throw CommonErrors.METEORZX_QUERY_INCOMPLETE(
-      `${damaged} damaged block(s) left out (named above); every other event was written (meteorzx verify ${url} locates the damage)`,
+      `${what.filter((w) => w !== '').join(' and ')} left out (named above); every other event was written (meteorzx verify ${url} locates the damage)`,
       { userError: true },
     );
   }
@@ -93,23 +98,26 @@ async function query(url: string, options: QueryOptions): Promise<void> {
 
 /**
  * The gateway's `X-Damaged-Blocks` header (a JSON array of the blocks a page
- * could not decode and left out, docs/http-api.md) as one line per block.
+ * could not decode and left out, and of a damaged dedup pointer that a
+ * lookup by id could not follow, docs/http-api.md) as one line each.
  */
-function damagedBlocks(header: string | string[] | undefined): string[] {
+function damagedBlocks(header: string | string[] | undefined): { line: string; pointer: boolean }[] {
   if (header === undefined) return [];
   const text = Array.isArray(header) ? header.join(',') : header;
   let list: unknown;
   try {
     list = JSON.parse(text);
   } catch {
-    return [`the gateway left out damaged blocks: ${text.slice(0, 300)}`];
+    return [{ line: `the gateway left out damaged blocks: ${text.slice(0, 300)}`, pointer: false }];
   }
-  if (!Array.isArray(list)) return [`the gateway left out damaged blocks: ${text.slice(0, 300)}`];
+  if (!Array.isArray(list)) return [{ line: `the gateway left out damaged blocks: ${text.slice(0, 300)}`, pointer: false }];
   return list.map((d: { kind?: unknown; block?: unknown; receivedFrom?: unknown; receivedTo?: unknown; events?: unknown; error?: unknown }) => {
+    // A damaged dedup pointer: the event under that id may be stored, but cannot be found by it.
+    if (d.kind === 'pointer') return { line: `the event under this id cannot be looked up: ${String(d.error)}`, pointer: true };
     const held = typeof d.events === 'number' ? [`${d.events} event(s)`] : [];
     const received = typeof d.receivedFrom === 'string' ? [`received ${d.receivedFrom}${d.receivedTo !== d.receivedFrom ? ` to ${String(d.receivedTo)}` : ''}`] : [];
     const about = [...held, ...received].join(', ');
-    return `left out damaged ${String(d.kind)} block ${String(d.block)}${about === '' ? '' : ` (${about})`}: ${String(d.error)}`;
+    return { line: `left out damaged ${String(d.kind)} block ${String(d.block)}${about === '' ? '' : ` (${about})`}: ${String(d.error)}`, pointer: false };
   });
 }
 

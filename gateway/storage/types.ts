@@ -99,10 +99,12 @@ export interface EventQuery {
  * a damaged block costs its own events or records, not the page around them.
  */
 export interface DamagedBlock {
-  /** `event` (a block of events) or `custody` (a block of custody records). */
-  kind: 'event' | 'custody';
-  /** The commit the block belongs to: `block <commit>` in `meteorzx verify`. */
-  block: number;
+  /** `event` (a block of events), `custody` (a block of custody records) or `pointer` (an id's dedup pointer, `key`). */
+  kind: 'event' | 'custody' | 'pointer';
+  /** The commit the block belongs to: `block <commit>` in `meteorzx verify`; for a pointer, the commit it names, when it names one. */
+  block?: number;
+  /** A damaged pointer's key (`id!<id>`), as `meteorzx verify` names it. */
+  key?: string;
   /** Receive times (RFC 3339) of its first and last event, where the key that led to it records them. */
   receivedFrom?: string;
   receivedTo?: string;

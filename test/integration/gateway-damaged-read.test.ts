@@ -13,17 +13,20 @@ import { ingest, ndjson, removeDir, runCli, runProcess, startGateway, tempDir, t
 let dir: string;
 let gw: RunningGateway;
 
-/** Flips a byte in the middle of the `which`-th key from `prefix` on (`b!` event blocks, `k!` custody blocks, `id!<id>` a dedup pointer). */
-async function damage(dataDir: string, prefix: string, which: number): Promise<string> {
+/**
+ * Flips a byte in the middle of the `which`-th key from `prefix` on (`b!` event blocks, `k!` custody blocks,
+ * `id!<id>` a dedup pointer), or writes `value` there instead.
+ */
+async function damage(dataDir: string, prefix: string, which: number, value?: Buffer): Promise<string> {
   const db = new Level<string, Buffer>(path.join(dataDir, 'store'), { keyEncoding: 'utf8', valueEncoding: 'buffer' });
   await db.open();
   try {
     const keys: string[] = [];
     for await (const key of db.keys({ gte: prefix, lt: "~", limit: which + 1 })) keys.push(key);
     const key = keys[which] as string;
-    const value = (await db.get(key)) as Buffer;
-    value.writeUInt8((value[value.length >> 1] as number) ^ 0xff, value.length >> 1);
-    await db.put(key, value);
+    const stored = (await db.get(key)) as Buffer;
+    stored.writeUInt8((stored[stored.length >> 1] as number) ^ 0xff, stored.length >> 1);
+    await db.put(key, value ?? stored);
     return key;
   } finally {
     await db.close();
@@ -51,6 +54,7 @@ beforeAll(async () => {
   expect(await damage(first.dataDir, 'b!', 1)).toMatch(/^b!/);
   expect(await damage(first.dataDir, 'k!', 2)).toMatch(/^k!/);
   expect(await damage(first.dataDir, 'id!e0-0', 0)).toBe('id!e0-0'); // its dedup pointer
+  expect(await damage(first.dataDir, 'id!e2-2', 0, Buffer.from('x'))).toBe('id!e2-2'); // a pointer that leads nowhere
   gw = await startGateway({ dir });
 });
 
@@ -94,6 +98,29 @@ describe('a gateway store with a damaged event block', () => {
     }
   });
 
+  it('GET /v1/events?id= and meteorzx query --id name a damaged dedup pointer, not answer as if the id were never stored', async () => {
+    const r = await curl(`${gw.httpUrl}/v1/events?id=e2-2`);
+    expect(r.status).toBe(200);
+    expect(r.body).toBe('');
+    // Before: 200, no event, and no header: the same answer as for an id never stored; only meteorzx verify found it.
+    expect(damagedHeader(r.headers)).toEqual([{ kind: 'pointer', key: 'id!e2-2', error: 'dedup pointer id!e2-2 holds "x", not a dedup pointer' }]);
+    const q = await runCli(['query', gw.httpUrl, '--id', 'e2-2']);
+    expect(q.code, q.stderr).toBe(1);
+    expect(q.stdout).toBe('');
+    const lines = q.stderr.trim().split('\n');
+    expect(lines[0]).toBe('meteorzx: warning: the event under this id cannot be looked up: dedup pointer id!e2-2 holds "x", not a dedup pointer');
+    expect(lines[1]).toMatch(/^meteorzx: 1 damaged dedup pointer\(s\) left out \(named above\); every other event was written/);
+    expect(lines).toHaveLength(2);
+    // A sound id is found by --id, so is one whose pointer's damage still leads to it (e0-0: a byte of its receive
+    // time flipped), and one never stored is no damage: all exit 0.
+    for (const id of ['e2-1', 'e0-0']) {
+      const found = await runCli(['query', gw.httpUrl, '--id', id]);
+      expect({ code: found.code, ids: ndjson(found.stdout).map((e) => e.id), stderr: found.stderr }).toEqual({ code: 0, ids: [id], stderr: '' });
+    }
+    const never = await runCli(['query', gw.httpUrl, '--id', 'never-stored']);
+    expect({ code: never.code, stdout: never.stdout, stderr: never.stderr }).toEqual({ code: 0, stdout: '', stderr: '' });
+  });
+
   it('custody pages skip a damaged custody block and name it', async () => {
     const r = await curl(`${gw.httpUrl}/v1/custody?source=s1`);
     expect(r.status, r.body).toBe(200);
@@ -116,5 +143,6 @@ describe('a gateway store with a damaged event block', () => {
     const count = (kind: string): number => Number(new RegExp(`^meteorzx_gateway_damaged_blocks_read_total\\{kind="${kind}"\\} (\\d+)$`, 'm').exec(metrics.body)?.[1]);
     expect(count('event')).toBeGreaterThanOrEqual(4);
     expect(count('custody')).toBe(2);
+    expect(count('pointer')).toBe(2);
   });
 });

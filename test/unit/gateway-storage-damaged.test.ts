@@ -4,7 +4,7 @@ import path from 'node:path';
 import { Level } from 'level';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { StoredEvent } from '../../protocols/index.js';
-import { blockKey, custodyKey, idKey } from '../../gateway/storage/level/keys.js';
+import { blockKey, custodyKey, encodePointer, idKey } from '../../gateway/storage/level/keys.js';
 import { LevelStorage } from '../../gateway/storage/level/index.js';
 import { MAX_DAMAGED_PER_PAGE } from '../../gateway/storage/level/level-query.js';
 import type { EventQuery } from '../../gateway/storage/types.js';
@@ -68,7 +68,7 @@ async function allPages(q: Omit<EventQuery, 'cursor'>): Promise<{ ids: string[];
     const page = await storage.query({ ...q, ...(cursor === undefined ? {} : { cursor }) });
     pages += 1;
     ids.push(...page.events.map((e) => e.id));
-    damaged.push(...(page.damaged ?? []).map((d) => d.block));
+    damaged.push(...(page.damaged ?? []).map((d) => d.block ?? NaN));
     cursor = page.nextCursor;
   } while (cursor !== undefined);
   return { ids, damaged, pages };
@@ -131,6 +131,35 @@ describe('reading a store with a damaged event block', () => {
     expect(page.damaged).toMatchObject([{ kind: 'event', block: 1, receivedFrom: new Date(T0 + 1000).toISOString(), events: 2 }]);
     expect((await storage.query({ limit: 10, id: '2-1' })).events.map((e) => e.id)).toEqual(['2-1']);
   });
+
+  it('an id whose dedup pointer is damaged is named, not answered as if it were never stored', async () => {
+    await fill(2, 2);
+    const at = T0 + 2000;
+    await damage([idKey('2-0')], {
+      [idKey('1-0')]: 'x', // not a pointer at all
+      [idKey('2-1')]: encodePointer({ commit: 2, index: 0, receivedMs: at }), // another event's place
+      [idKey('1-1')]: encodePointer({ commit: 2, index: 5, receivedMs: at }), // past the block's end
+      [idKey('3-0')]: encodePointer({ commit: 9, index: 0, receivedMs: at }), // a block never stored
+    });
+    // Before: each answered no event and named nothing, as for an id never stored; only meteorzx verify found them.
+    const notPointer = await storage.query({ limit: 10, id: '1-0' });
+    expect(notPointer).toEqual({ events: [], damaged: [{ kind: 'pointer', key: 'id!1-0', error: 'dedup pointer id!1-0 holds "x", not a dedup pointer' }] });
+    expect((await storage.query({ limit: 10, id: '2-1' })).damaged).toEqual([
+      { kind: 'pointer', key: 'id!2-1', block: 2, error: 'dedup pointer id!2-1 points at commit 2, index 0, which holds event "2-0"' },
+    ]);
+    expect((await storage.query({ limit: 10, id: '1-1' })).damaged).toEqual([
+      { kind: 'pointer', key: 'id!1-1', block: 2, error: 'dedup pointer id!1-1 points at commit 2, index 5, which holds 2 events' },
+    ]);
+    expect((await storage.query({ limit: 10, id: '3-0' })).damaged).toEqual([
+      { kind: 'pointer', key: 'id!3-0', block: 9, error: 'dedup pointer id!3-0 points at commit 9, which has no event block' },
+    ]);
+    // A byte flipped in the receive time still leads to the event, which is this id's: served, as before.
+    expect(await storage.query({ limit: 10, id: '2-0' })).toEqual({ events: [expect.objectContaining({ id: '2-0' })] });
+    // A damaged pointer is named whatever the other filters; an id never stored, or one whose event they leave out, is not.
+    expect(await storage.query({ limit: 10, id: '1-0', type: 'other' })).toMatchObject({ events: [], damaged: [{ key: 'id!1-0' }] });
+    expect(await storage.query({ limit: 10, id: 'never' })).toEqual({ events: [] });
+    expect(await storage.query({ limit: 10, id: '2-0', type: 'other' })).toEqual({ events: [] });
+  });
 });
 
 describe('reading a store with a damaged custody block', () => {
@@ -147,7 +176,7 @@ describe('reading a store with a damaged custody block', () => {
     do {
       const p = await storage.custodyPage({ source: 'host-1', limit: 1, ...(cursor === undefined ? {} : { cursor }) });
       ids.push(...p.records.map((r) => r.id as string));
-      damaged.push(...(p.damaged ?? []).map((d) => d.block));
+      damaged.push(...(p.damaged ?? []).map((d) => d.block ?? NaN));
       cursor = p.nextCursor;
     } while (cursor !== undefined);
     expect(ids).toEqual(['1-0', '1-1', '3-0', '3-1']);

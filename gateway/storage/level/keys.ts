@@ -97,6 +97,11 @@ export function decodePointer(text: string): IdPointer | undefined {
   return { commit: Number.parseInt(c, 36), index: Number.parseInt(i, 36), receivedMs: Number.parseInt(r, 36) };
 }
 
+/** Why an `id!` value that `pointerOf` refuses is damage (verify and the query by id say the same). */
+export function notPointer(value: string): string {
+  return `holds ${JSON.stringify(value.slice(0, 40))}, not a dedup pointer`;
+}
+
 /** A dedup pointer exactly as the store writes one: anything else in an `id!` value is not one (damage). */
 export function pointerOf(text: string): IdPointer | undefined {
   const p = decodePointer(text);

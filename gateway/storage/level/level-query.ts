@@ -2,7 +2,7 @@ import { errorCode, type CustodyRecord, type StoredEvent } from '../../../protoc
 import { GatewayErrors } from '../../errors.js';
 import type { CustodyPage, CustodyQuery, DamagedBlock, EventPage, EventQuery } from '../types.js';
 import type { EventBlock } from './block-codec.js';
-import { commitHex, DAY_MS, dayOf, decodePointer, idKey, indexPrefix, parseCommitHex, parseIndexTail } from './keys.js';
+import { commitHex, DAY_MS, dayOf, decodePointer, idKey, indexPrefix, notPointer, parseCommitHex, parseIndexTail, pointerOf } from './keys.js';
 import type { LevelContext } from './level-storage.js';
 
 interface Position {
@@ -151,16 +151,35 @@ function receivedRange(min: number, max: number): Pick<DamagedBlock, 'receivedFr
  * the other filters. Retention deletes the pointer with the event.
  */
 async function queryById(ctx: LevelContext, q: EventQuery, id: string): Promise<EventPage> {
-  const value = (await ctx.db.get(idKey(id))) as Buffer | undefined;
-  const pointer = value === undefined ? undefined : decodePointer(value.toString());
-  if (pointer === undefined) return { events: [] };
+  const key = idKey(id);
+  const value = (await ctx.db.get(key)) as Buffer | undefined;
+  if (value === undefined) return { events: [] };
+  const text = value.toString();
+  const sound = pointerOf(text);
+  // A pointer with a byte changed may still read as the right place (digits parsed up to the damage): the
+  // event found there is served when it is this id's, as before; the store's blocks are checksummed.
+  const pointer = sound ?? decodePointer(text);
+  // A damaged pointer that leads nowhere is named, as a damaged block is: an empty answer alone says the id was never stored.
+  const damaged = (error: string, block?: number): EventPage => ({ events: [], damaged: [{ kind: 'pointer', key, ...(block === undefined ? {} : { block }), error }] });
+  const unreadable = `dedup pointer ${key} ${notPointer(text)}`;
+  if (pointer === undefined || !Number.isSafeInteger(pointer.commit) || pointer.commit < 0 || !Number.isSafeInteger(pointer.index)) return damaged(unreadable);
   const read = await readBlock(ctx.eventBlock(pointer.commit));
   if ('error' in read) {
     const at = receivedRange(pointer.receivedMs, pointer.receivedMs);
     return { events: [], damaged: [{ kind: 'event', block: pointer.commit, ...at, ...(await heldEvents(ctx, pointer.commit)), error: read.error }] };
   }
-  const event = read.value?.events[pointer.index];
-  if (event?.id !== id || !matches(event, q, Date.parse(event.ingest.receivedAt))) return { events: [] };
+  if (read.value === undefined) {
+    // Retention deletes a block with its pointers: gone meanwhile, or a pointer that names a block never stored.
+    if ((await ctx.db.get(key)) === undefined) return { events: [] };
+    return damaged(sound === undefined ? unreadable : `dedup pointer ${key} points at commit ${pointer.commit}, which has no event block`, pointer.commit);
+  }
+  const event = read.value.events[pointer.index];
+  if (event?.id !== id) {
+    if (sound === undefined) return damaged(unreadable);
+    const found = event === undefined ? `which holds ${read.value.events.length} events` : `which holds event ${JSON.stringify(event.id.slice(0, 128))}`;
+    return damaged(`dedup pointer ${key} points at commit ${pointer.commit}, index ${pointer.index}, ${found}`, pointer.commit);
+  }
+  if (!matches(event, q, Date.parse(event.ingest.receivedAt))) return { events: [] };
   return { events: [event] };
 }
 

@@ -1,6 +1,6 @@
 import type { CommitSet } from './commit-set.js';
 import type { KeyTally } from './key-tally.js';
-import { idKey, parseCommitHex, pointerOf } from './keys.js';
+import { idKey, notPointer, parseCommitHex, pointerOf } from './keys.js';
 import type { LevelDb } from './level-storage.js';
 import { acceptedAt, type SnapshotCustody } from './snapshot-custody.js';
 
@@ -127,8 +127,4 @@ export class KeyScan {
     if (p === undefined || p.commit > commit) return undefined; // missing: a later accept answers for it (see `awaiting`); unreadable: named as such
     return { detail: `points at commit ${commit}, whose ledger record ${first.n} accepted this id, and no later commit accepted it again`, source: first.source };
   }
-}
-
-function notPointer(value: string): string {
-  return `holds ${JSON.stringify(value.slice(0, 40))}, not a dedup pointer`;
 }
