@@ -40,16 +40,20 @@ export interface ChainPosition {
  * is then checked on its own (its hash), and its link only when it is seq 1.
  * `unhashed`: the event's canonical JSON without `hash`, when the caller read
  * it from the event's text (readCanonicalLine): hashed as it is, instead of
- * serialising the event again (computeHash).
+ * serialising the event again (computeHash); `null`: its links only, the
+ * hash taken as given (a stored event, checked on arrival and maybe masked
+ * since, so that its content no longer matches the agent's hash).
  */
 export function checkLink(
   event: AuditEvent,
   after: ChainPosition | undefined,
-  unhashed?: string,
+  unhashed?: string | null,
 ): { reason: ChainBreakReason; detail: string } | undefined {
   if (event.hash === undefined || event.seq === undefined) return { reason: 'unchained', detail: 'no hash or seq' };
-  const expected = unhashed === undefined ? computeHash(event) : sha256Hex(unhashed);
-  if (expected !== event.hash) return { reason: 'hash-mismatch', detail: `hash does not match content (expected ${expected})` };
+  if (unhashed !== null) {
+    const expected = unhashed === undefined ? computeHash(event) : sha256Hex(unhashed);
+    if (expected !== event.hash) return { reason: 'hash-mismatch', detail: `hash does not match content (expected ${expected})` };
+  }
   if (after === undefined) {
     if (event.seq === 1 && event.prev !== undefined) return { reason: 'prev-mismatch', detail: 'seq 1 must have no prev' };
     return undefined;

@@ -96,8 +96,11 @@ export class ChainTracker {
     );
   }
 
-  /** `unhashed`: the event's canonical JSON without `hash`, when the caller read it from the text (readCanonicalLine). */
-  check(event: AuditEvent, unhashed?: string): IntegrityVerdict {
+  /**
+   * `unhashed`: the event's canonical JSON without `hash`, when the caller read it from the text
+   * (readCanonicalLine); `null`: links only, the hash taken as given (verify's replay of stored events).
+   */
+  check(event: AuditEvent, unhashed?: string | null): IntegrityVerdict {
     if (event.hash === undefined || event.seq === undefined || event.agent === undefined || event.epoch === undefined) {
       return { integrity: 'unchained' };
     }
@@ -121,7 +124,7 @@ export class ChainTracker {
   }
 
   /** A chain's first event, a seq after a gap, or a late one. */
-  private checkOutOfOrder(k: string, chain: Chain | undefined, event: ChainedEvent, unhashed: string | undefined): IntegrityVerdict {
+  private checkOutOfOrder(k: string, chain: Chain | undefined, event: ChainedEvent, unhashed: string | null | undefined): IntegrityVerdict {
     // Its content (and, at seq 1, that it has no prev) first; then its links to whatever neighbours are known.
     let problem = checkLink(event, undefined, unhashed)?.detail;
     if (chain === undefined || event.seq > chain.seq) {

@@ -9,6 +9,7 @@ import { decodeHead, type LevelHead } from './level-commit.js';
 import type { LevelDb } from './level-storage.js';
 import { unprovenRetention } from './retention-proof.js';
 import { SnapshotCustody } from './snapshot-custody.js';
+import { ChainReplay } from './verify-chains.js';
 import { IndexKeyAudit } from './verify-keys.js';
 import { RegistryAudit } from './verify-registry.js';
 
@@ -80,6 +81,7 @@ async function walkLedger(
   const blocks = new CommitCursor(db.iterator({ gt: 'b!', lt: 'b"', snapshot }));
   const markers = new CommitCursor(db.iterator({ gt: 'r!', lt: 'r"', snapshot }));
   const retention = new RetentionRecords(custody);
+  const chains = new ChainReplay(opts.source);
   const orphan = async ({ commit, value }: { commit: number; value: Buffer }): Promise<void> => {
     if (!(await mayHold(commit, value, opts.source))) return;
     const detail = commit > stored.commit ? `event block past the ledger head (commit ${stored.commit})` : 'event block with no custody block';
@@ -122,7 +124,7 @@ async function walkLedger(
         head = { n: record.n, hash: record.hash };
       }
       registry.commit(commit, records);
-      const check: BlockCheck = { commit, records, raw, source: opts.source, report };
+      const check: BlockCheck = { commit, records, raw, source: opts.source, report, chains };
       if (raw === undefined) {
         const marker = await markers.seek(commit);
         const proof = await retention.proof(marker);
@@ -204,6 +206,8 @@ interface BlockCheck {
   raw: Buffer | undefined;
   source: string | undefined;
   report: Report;
+  /** The agents' chains, replayed over each block's events in ledger order. */
+  chains: ChainReplay;
 }
 
 const wantedBy = (source: string | undefined) => (r: CustodyRecord): boolean => source === undefined || r.source === source;
@@ -237,7 +241,7 @@ async function mayHold(commit: number, raw: Buffer, source: string | undefined):
 }
 
 /** Checks one commit's event block against its accepted custody records; returns events checked. */
-async function verifyBlock({ commit, records, raw, source, report }: BlockCheck): Promise<number> {
+async function verifyBlock({ commit, records, raw, source, report, chains }: BlockCheck): Promise<number> {
   const accepted = records.filter((r) => r.outcome === 'accepted');
   if (accepted.length === 0) {
     if (await mayHold(commit, raw ?? Buffer.alloc(0), source)) {
@@ -266,6 +270,7 @@ async function verifyBlock({ commit, records, raw, source, report }: BlockCheck)
       report({ kind: 'event', where: where(r), detail: `stored event differs from its hash in ledger record ${r.n}` });
     }
   });
+  await chains.commit(lines, report);
   return checked;
 }
 
