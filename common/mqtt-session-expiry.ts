@@ -75,7 +75,12 @@ function forgetfulQueues(store: SessionStore): void {
   };
   // A copy, as the memory store gives: aedes clears entries while it reads the stream.
   store.outgoingStream = (client) => Readable.from([...(queues.get(client.id) ?? [])]);
+  // The client ids that have a queue: what a test (and a heap snapshot's reader) checks is left behind.
+  Object.defineProperty(store, QUEUED_CLIENT_IDS, { value: (): string[] => [...queues.keys()] });
 }
+
+/** The store's method listing the client ids with a queue (see forgetfulQueues). */
+export const QUEUED_CLIENT_IDS = 'queuedClientIds';
 
 export interface SessionExpiryOptions {
   /** ms a persistent session (clean=false) is kept after its client disconnected. */

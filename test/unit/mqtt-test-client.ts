@@ -1,3 +1,4 @@
+import { QUEUED_CLIENT_IDS } from '../../common/mqtt-session-expiry.js';
 import { createRequire } from 'node:module';
 import { connect as connectTcp, type Socket } from 'node:net';
 import mqtt, { type MqttClient } from 'mqtt';
@@ -172,20 +173,10 @@ export async function handedOnTakeover(
   return handed;
 }
 
-/**
- * The client ids whose outgoing queue the broker's memory store was asked about from now on: that store makes an
- * empty queue for an id it does not hold, and keeps it until a client of that id connects again.
- */
-export function outgoingQueuesAsked(owner: unknown): Set<string> {
-  type Clear = (client: { id: string }, packet: object) => Promise<unknown>;
-  const memory = (owner as { broker: { persistence: { asyncPersistence: { outgoingClearMessageId: Clear } } } }).broker.persistence.asyncPersistence;
-  const asked = new Set<string>();
-  const clear = memory.outgoingClearMessageId.bind(memory);
-  memory.outgoingClearMessageId = (client, packet) => {
-    asked.add(client.id);
-    return clear(client, packet);
-  };
-  return asked;
+/** The client ids the broker of `owner` (a gateway ingress or an edge broker) holds an outgoing queue for. */
+export function queuedClientIds(owner: unknown): string[] {
+  const persistence = (owner as { broker: { persistence: Record<string, unknown> } }).broker.persistence;
+  return (persistence[QUEUED_CLIENT_IDS] as () => string[])();
 }
 
 /** A clean session over a raw socket that sends a PUBACK for a message it never got, then leaves. */
