@@ -62,6 +62,7 @@ export class MqttTransport implements PushTransport {
   private readonly statusTopic: string;
   private readonly cmdTopic: string;
   private commandListener: ((payload: Buffer) => void) | undefined;
+  private linkUpListener: (() => void) | undefined;
   /** The command link's next reconnect attempt, when one is scheduled. */
   private relink: NodeJS.Timeout | undefined;
   private readonly relinkBackoff: Backoff;
@@ -106,6 +107,10 @@ export class MqttTransport implements PushTransport {
     // A link the sender opened before this call was wired without commands.
     if (this.client?.connected) this.listenForCommands(this.client);
     else this.keepLink();
+  }
+
+  onLinkUp(listener: () => void): void {
+    this.linkUpListener = listener;
   }
 
   /** One attempt to bring the command link up (joined with the sender's, if one is under way). */
@@ -230,6 +235,7 @@ export class MqttTransport implements PushTransport {
         if (this.commandListener !== undefined) this.listenForCommands(client);
         client.publish(this.statusTopic, this.statusPayload('online'), { qos: 1, retain: true });
         resolve(client);
+        this.linkUpListener?.();
       });
       client.on('error', (err) => {
         if (!settled) {

@@ -79,6 +79,10 @@ export class Sender {
    * ack comes: a proxy may have begun refusing everything between the two.
    */
   private latestAckedSend = 0;
+  /** The transport's link came up during a backoff or an open circuit: one batch goes at once (see linkUp). */
+  private probe = false;
+  /** The number of the send that is that probe, once launched. */
+  private probeSend: number | undefined;
   private lingerSince: number | undefined;
   private stuckAt: number | undefined;
   private current: PushState = 'idle';
@@ -109,7 +113,24 @@ export class Sender {
     this.epoch = epoch;
     await this.transport.start();
     this.unsubscribe = this.buffer.onAppend(() => this.wake.notify());
+    this.transport.onLinkUp?.(() => this.linkUp());
     this.loop = this.run();
+  }
+
+  /**
+   * The transport's link came up by itself (MQTT's command link, reconnecting on its own backoff): the
+   * gateway is back, and a backoff or an open circuit would still hold the sends back for up to
+   * push.backoff.maxMs or push.breaker.cooldownMs. Probe now instead, as a half-open circuit would:
+   * one batch. Its failure counts like any other (a longer backoff, the circuit reopened), and a link
+   * that comes up and drops again is itself retried on its backoff, so probes never come faster than that.
+   */
+  private linkUp(): void {
+    if (this.closing || this.probe) return;
+    if (this.now() >= this.backoffUntil && this.breaker.state !== 'open') return;
+    this.probe = true;
+    this.probeSend = undefined;
+    this.options.logger?.info({ breaker: this.breaker.state }, 'push link is up again; probing the gateway now, not after the backoff');
+    this.wake.notify();
   }
 
   status(): SenderStatus {
@@ -158,19 +179,21 @@ export class Sender {
     await this.ackPrefix();
     if (this.closing) return;
     const now = this.now();
-    if (now < this.backoffUntil) {
+    const probing = this.probe;
+    if (!probing && now < this.backoffUntil) {
       this.setState(this.breaker.state === 'open' ? 'open' : 'backoff');
       await this.wake.wait(this.backoffUntil - now);
       return;
     }
     const breaker = this.breaker.state;
-    if (breaker === 'open') {
+    if (!probing && breaker === 'open') {
       this.setState('open');
       await this.wake.wait(Math.max(1, this.breaker.remainingMs()));
       return;
     }
-    // Half-open: exactly one probe in flight until it succeeds.
-    const limit = breaker === 'half-open' ? 1 : this.transport.maxInFlight;
+    // Half-open, or probing a link that came up: exactly one probe in flight until it succeeds.
+    const oneProbe = breaker === 'half-open' || probing;
+    const limit = oneProbe ? 1 : this.transport.maxInFlight;
     let lingerMs: number | undefined;
     // A batch goes out at most once per step: a send that fails at once (a closed
     // transport) must wait for the next step's backoff check, not spin here.
@@ -208,7 +231,7 @@ export class Sender {
     // an acked prefix, go round at once: ackPrefix moves past it and the next batch is read. Waiting
     // here would sleep until the next append, i.e. forever once the producers have stopped.
     if (this.window[0]?.status === 'acked') return;
-    if (this.inflight > 0) this.setState(breaker === 'half-open' ? 'half-open' : 'sending');
+    if (this.inflight > 0) this.setState(oneProbe ? 'half-open' : 'sending');
     else this.setState('idle');
     await this.wake.wait(lingerMs);
   }
@@ -291,6 +314,7 @@ export class Sender {
     this.sends += 1;
     const send = this.sends;
     batch.firstSend ??= send;
+    if (this.probe) this.probeSend ??= send;
     this.inflight += 1;
     void this.transport
       .send(batch.events)
@@ -308,6 +332,13 @@ export class Sender {
 
   private onOutcome(batch: Batch, outcome: SendOutcome, send: number): void {
     this.inflight -= 1;
+    // The probe's answer ends it: an ack ends the backoff it cut short and closes the circuit (below);
+    // a failure is counted as any other (a longer backoff, the circuit reopened).
+    if (send === this.probeSend) {
+      this.probe = false;
+      this.probeSend = undefined;
+      if (outcome.kind === 'acked') this.backoffUntil = 0;
+    }
     const log = this.options.logger;
     this.options.metrics?.sends.inc({ result: outcome.kind });
     if (outcome.kind === 'acked') {

@@ -39,6 +39,11 @@ export interface PushTransport {
   epochChanged?(epoch: string): void;
   /** Transports with a command channel (MQTT) deliver `audit/<id>/cmd` payloads here; see agent/push/commands.ts. */
   onCommand?(listener: (payload: Buffer) => void): void;
+  /**
+   * Transports that bring their link up by themselves (MQTT's command link, on its own backoff) call
+   * `listener` each time it comes up: evidence that the gateway is back (Sender.linkUp).
+   */
+  onLinkUp?(listener: () => void): void;
   /** Stops sending; in-flight sends resolve (possibly as `retry`). Idempotent. */
   close(): Promise<void>;
 }

@@ -256,6 +256,82 @@ describe('push sender', () => {
     await waitFor(() => sender.status().state === 'idle', 'idle');
   });
 
+  describe('when the transport says its link came up (the MQTT command link reconnected)', () => {
+    /** A transport that can announce its link coming up, as MqttTransport does when its command link reconnects. */
+    class LinkTransport extends ScriptedTransport {
+      private listener: (() => void) | undefined;
+      onLinkUp(listener: () => void): void {
+        this.listener = listener;
+      }
+      linkUp(): void {
+        this.listener?.();
+      }
+    }
+    const settle = () => new Promise((r) => setTimeout(r, 50));
+
+    it('probes at once during a long backoff, and resumes the full window when the probe is acked', async () => {
+      const buffer = new FakeBuffer();
+      await buffer.fill(40);
+      let up = false;
+      const transport = new LinkTransport(4, () => (up ? { kind: 'acked', rejected: [] } : { kind: 'retry', error: 'ECONNREFUSED' }));
+      // One failure: a backoff of half an hour (random 0.5 × 1 h), the circuit still closed.
+      const sender = makeSender(buffer, transport, { backoff: { initialMs: 3_600_000, maxMs: 3_600_000 }, breaker: { threshold: 100, cooldownMs: 1 } });
+      await sender.start();
+      await waitFor(() => sender.status().state === 'backoff', 'backing off');
+      const failed = transport.sent.length;
+      up = true;
+      transport.linkUp();
+      // Before: nothing until the half hour had passed.
+      await waitFor(() => buffer.delivered === 40, 'delivered 40 after the link came up');
+      expect(transport.sent[failed]).toHaveLength(10); // the probe: one batch, then the rest
+    });
+
+    it('probes at once while the circuit is open for an hour', async () => {
+      const buffer = new FakeBuffer();
+      await buffer.fill(5);
+      let up = false;
+      const transport = new LinkTransport(2, () => (up ? { kind: 'acked', rejected: [] } : { kind: 'retry', error: 'ECONNREFUSED' }));
+      const sender = makeSender(buffer, transport, { breaker: { threshold: 1, cooldownMs: 3_600_000 } });
+      await sender.start();
+      await waitFor(() => sender.status().state === 'open', 'circuit open');
+      up = true;
+      transport.linkUp();
+      await waitFor(() => buffer.delivered === 5, 'delivered 5 after the link came up');
+      await waitFor(() => sender.status().state === 'idle', 'idle');
+    });
+
+    it('sends one probe per link-up when the probes fail, and backs off again after each', async () => {
+      const buffer = new FakeBuffer();
+      await buffer.fill(40);
+      const transport = new LinkTransport(4, () => ({ kind: 'retry', error: 'ECONNREFUSED' }));
+      const sender = makeSender(buffer, transport, { breaker: { threshold: 1, cooldownMs: 3_600_000 } });
+      await sender.start();
+      await waitFor(() => sender.status().state === 'open', 'circuit open');
+      await settle();
+      const atOpen = transport.sent.length;
+      for (let i = 1; i <= 3; i += 1) {
+        transport.linkUp();
+        transport.linkUp(); // a second link-up while the probe is out adds nothing
+        await waitFor(() => transport.sent.length === atOpen + i, `probe ${i}`);
+        await settle();
+        expect(transport.sent.length).toBe(atOpen + i);
+        expect(transport.sent.at(-1)).toHaveLength(10);
+        expect(sender.status().state).toBe('open');
+      }
+    });
+
+    it('leaves a sender that is not backing off alone', async () => {
+      const buffer = new FakeBuffer();
+      const transport = new LinkTransport(2);
+      const sender = makeSender(buffer, transport);
+      await sender.start();
+      transport.linkUp();
+      await buffer.fill(25);
+      await waitFor(() => buffer.delivered === 25, 'delivered 25');
+      expect(transport.sent.map((b) => b.length)).toEqual([10, 10, 5]);
+    });
+  });
+
   it('splits a permanently refused batch and skips a single refused event with a gap event', async () => {
     const buffer = new FakeBuffer();
     await buffer.fill(8);
