@@ -1,3 +1,5 @@
+// First, for its effect: a SIGTERM or SIGHUP while the rest loads is held, not fatal (cli/held-signals.ts).
+import './hold-startup.js';
 import { dirname } from 'node:path';
 import { Command } from 'commander';
 import pkg from '../package.json' with { type: 'json' };

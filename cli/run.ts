@@ -2,6 +2,7 @@ import { inspect } from 'node:util';
 import { CommanderError, type Command } from 'commander';
 import { isMeteorError } from '../protocols/errors.js';
 import { formatIssue, isConfigInvalidError } from '../common/config/issues.js';
+import { releaseStartupSignals } from './held-signals.js';
 
 export interface CliIo {
   /** Where error lines go. */
@@ -35,6 +36,9 @@ export async function runCli(program: Command, argv: readonly string[], io: CliI
     return EXIT.ok;
   } catch (err) {
     return report(err, io);
+  } finally {
+    // A service command refused before its action (a usage error) never took the start-up hold.
+    releaseStartupSignals();
   }
 }
 
