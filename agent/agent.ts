@@ -195,12 +195,21 @@ export class Agent {
    * SIGHUP: applies `next` in place when only the reading intakes differ
    * (files, syslog, serial, mqtt): unchanged ones keep running, changed ones
    * are restarted (see IntakeSet). Undefined, with nothing touched, when
-   * anything else differs: the caller then restarts the whole agent.
+   * anything else differs: the caller then restarts the whole agent. Throws
+   * when a new intake cannot start, after putting the current ones back.
    */
   async reload(next: AgentConfig): Promise<IntakeChanges | undefined> {
     const { onlyReadingIntakesDiffer } = await import('./intake/intake-set.js');
     if (this.closed !== undefined || !onlyReadingIntakesDiffer(this.config, next)) return undefined;
-    const changes = await this.applyReaders(next);
+    let changes: IntakeChanges;
+    try {
+      changes = await this.applyReaders(next);
+    } catch (err) {
+      // As nginx: a new intake that cannot start (its port taken) leaves the agent on its current config.
+      // The ones the attempt stopped or started are put back as they were; the caller logs why.
+      await this.applyReaders(this.config).catch((back: unknown) => this.deps.logger.error({ err: back }, 'reload: could not start the current intakes again'));
+      throw err;
+    }
     this.config = next;
     this.deps.logger.info({ ...changes, intakes: [...this.intakes, ...(this.readers?.intakes() ?? [])].map((i) => i.describe()) }, 'intakes reloaded');
     return changes;

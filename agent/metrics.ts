@@ -24,6 +24,21 @@ function sharedProcessMetrics(): Metric[] {
   return processMetrics;
 }
 
+/**
+ * Reloads (SIGHUP) whose new config could not start, over the life of the process: the agent then ran on
+ * with its current config, restarted with it when it had been drained (cli/service-loop.ts). Shared like
+ * the process metrics, since such a restart starts a new AgentMetrics.
+ */
+const reloadFailures = new Counter({
+  name: 'meteorzx_agent_reload_failures_total',
+  help: 'Reloads (SIGHUP) whose new config could not start (a port taken); the agent ran on with its current config',
+  registers: [],
+});
+
+export function countReloadFailure(): void {
+  reloadFailures.inc();
+}
+
 /** Where the gauges read their values at scrape time (nothing is copied on the hot path). */
 export interface MetricsSources {
   buffer: () => BufferState;
@@ -113,6 +128,7 @@ export class AgentMetrics {
         for (const s of PUSH_STATES) this.set({ state: s }, s === current ? 1 : 0);
       },
     });
+    this.registry.registerMetric(reloadFailures);
     if (options.processMetrics ?? true) for (const metric of sharedProcessMetrics()) this.registry.registerMetric(metric);
   }
 

@@ -30,8 +30,13 @@ export interface ServiceLoopOptions<C, S extends Closable> {
   create(config: C): S;
   /** Starts a service and announces it (ready line, addresses); on every (re)start. */
   start(service: S): Promise<void>;
-  /** Applies a new config to the running service without a restart when it can; false: restart it. */
+  /**
+   * Applies a new config to the running service without a restart when it can; false: restart it. Throws
+   * when the new config cannot be applied (a port taken): the service is then back on its current config.
+   */
   reloadInPlace?(service: S, next: C): Promise<boolean>;
+  /** A reload whose new config could not start (counted in the service's metrics). */
+  onReloadFailed?(err: unknown): void;
   logger: LoopLogger;
   /** sd_notify (Type=notify units); default: common/systemd-notify. */
   notify?(state: SystemdState): Promise<unknown>;
@@ -46,17 +51,22 @@ export interface ServiceLoopOptions<C, S extends Closable> {
  * acknowledged is durable anyway. SIGHUP (`systemctl reload`) reads the
  * config again: an invalid one is logged and the service runs on unchanged;
  * a valid one is applied in place when the service can, otherwise the
- * service is drained and started anew with it (same data dir). Reloads and
- * the stop are serialised, so a stop during a reload closes whichever
- * service the reload left running. A failed (re)start rejects, after
- * closing what is left: the CLI exits 1 and systemd restarts the unit.
+ * service is drained and started anew with it (same data dir). A new config
+ * that cannot start (a port taken) is logged and counted, and the service
+ * runs on with the config it had, started again with it when it was already
+ * drained — as nginx keeps its workers when a reload's new config cannot
+ * bind. Reloads and the stop are serialised, so a stop during a reload
+ * closes whichever service the reload left running. A start that fails with
+ * the config that ran before (the first start, or the return to it) rejects,
+ * after closing what is left: the CLI exits 1 and systemd restarts the unit.
  * systemd hears READY=1 once started, RELOADING=1 … READY=1 around a reload.
  */
 export async function runService<C, S extends Closable>(options: ServiceLoopOptions<C, S>): Promise<NodeJS.Signals> {
   const { logger } = options;
   const signals = options.signals ?? process;
   const notify = options.notify ?? (await defaultNotify(logger));
-  let service = options.create(options.config);
+  let current = options.config;
+  let service = options.create(current);
   let stopping = false;
   // Every lifecycle step runs after the previous one: start, each reload, the stop.
   let queue: Promise<void> = options.start(service).then(() => notify('READY=1').then(() => undefined));
@@ -71,14 +81,36 @@ export async function runService<C, S extends Closable>(options: ServiceLoopOpti
       await notify('READY=1');
       return;
     }
-    if (options.reloadInPlace !== undefined && (await options.reloadInPlace(service, next))) {
+    const failed = (err: unknown, what: string) => {
+      options.onReloadFailed?.(err);
+      logger.error({ err }, `reload: the new config could not start (${err instanceof Error ? err.message : String(err)}); ${what}`);
+    };
+    let inPlace: boolean;
+    try {
+      inPlace = options.reloadInPlace !== undefined && (await options.reloadInPlace(service, next));
+    } catch (err) {
+      failed(err, 'running on with the current one');
+      await notify('READY=1');
+      return;
+    }
+    if (inPlace) {
       logger.info({}, 'reload: applied in place');
     } else {
       logger.info({}, 'reload: restarting with the new config');
       await service.close();
       service = options.create(next);
-      await options.start(service);
+      try {
+        await options.start(service);
+      } catch (err) {
+        // start() closed what it had opened. The current config started before: start it again.
+        failed(err, 'starting again with the current one');
+        service = options.create(current);
+        await options.start(service);
+        await notify('READY=1');
+        return;
+      }
     }
+    current = next;
     await notify('READY=1');
   };
 

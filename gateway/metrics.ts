@@ -1,6 +1,29 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 /**
+ * Reloads (SIGHUP) whose new config could not start, over the life of the process, by metric prefix: the
+ * gateway then started again with its current config (cli/service-loop.ts), with a new GatewayMetrics.
+ */
+const reloadFailures = new Map<string, Counter>();
+
+function reloadFailuresCounter(prefix: string): Counter {
+  let counter = reloadFailures.get(prefix);
+  if (counter === undefined) {
+    counter = new Counter({
+      name: `${prefix}reload_failures_total`,
+      help: 'Reloads (SIGHUP) whose new config could not start (a port taken); the gateway ran on with its current config',
+      registers: [],
+    });
+    reloadFailures.set(prefix, counter);
+  }
+  return counter;
+}
+
+export function countReloadFailure(prefix = 'meteorzx_gateway_'): void {
+  reloadFailuresCounter(prefix).inc();
+}
+
+/**
  * The gateway's Prometheus metrics, on their own Registry (never the global
  * one, so two gateways in one test process do not collide). `GET /metrics`
  * serves `registry.metrics()` with `registry.contentType`.
@@ -156,6 +179,7 @@ export class GatewayMetrics {
       labelNames: ['kind'],
       registers,
     });
+    registry.registerMetric(reloadFailuresCounter(prefix));
   }
 
   /** Counts events that reached the pipeline (added to `received` when collected). */

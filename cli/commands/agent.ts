@@ -25,12 +25,13 @@ async function runAgent(options: AgentCliOptions, held: HeldSignals): Promise<vo
   // First, before the buffer and the intakes allocate: the young generation's size (agent/v8-flags.ts).
   (await import('../../agent/v8-flags.js')).applyAgentV8Flags();
   // Loaded here, not at the top: other commands must not pay for them, and the agent never loads the gateway.
-  const [{ readConfigFile }, { parseAgentConfig, agentTlsSections }, { createLogger }, { Agent }, { checkTlsFiles }] = await Promise.all([
+  const [{ readConfigFile }, { parseAgentConfig, agentTlsSections }, { createLogger }, { Agent }, { checkTlsFiles }, { countReloadFailure }] = await Promise.all([
     import('../../common/config/load.js'),
     import('../../agent/config.js'),
     import('../../common/logger.js'),
     import('../../agent/agent.js'),
     import('../../common/tls-server.js'),
+    import('../../agent/metrics.js'),
   ]);
   // The digest of the TLS files each loaded config was checked with: a reload that renews a certificate restarts.
   const tlsDigests = new WeakMap<object, string>();
@@ -74,6 +75,7 @@ async function runAgent(options: AgentCliOptions, held: HeldSignals): Promise<vo
       tlsDigest = tlsDigests.get(next);
       return !renewed && (await agent.reload(next)) !== undefined;
     },
+    onReloadFailed: countReloadFailure,
     logger,
     held,
   });

@@ -21,7 +21,7 @@ export function register(program: Command): void {
 }
 
 async function runGateway(options: GatewayOptions, held: HeldSignals): Promise<void> {
-  const [{ readConfigFile }, { parseGatewayConfig, gatewayTlsSections }, { createLogger }, { Gateway }, { createGatewayMetrics }, { checkTlsFiles }] = await Promise.all([
+  const [{ readConfigFile }, { parseGatewayConfig, gatewayTlsSections }, { createLogger }, { Gateway }, { createGatewayMetrics, countReloadFailure }, { checkTlsFiles }] = await Promise.all([
     import('../../common/config/load.js'),
     import('../../gateway/config.js'),
     import('../../common/logger.js'),
@@ -65,6 +65,7 @@ async function runGateway(options: GatewayOptions, held: HeldSignals): Promise<v
       const mqtt = addrs.mqtt.map((l) => `${l.name === 'tcp' ? 'mqtt' : l.name === 'tls' ? 'mqtts' : l.secure === true ? 'wss' : 'ws'}://${hostPort(l.host, l.port)}`);
       process.stdout.write(`meteorzx gateway ready: ${addrs.http.protocol}://${hostPort(addrs.http.host, addrs.http.port)} ${mqtt.join(' ')}\n`);
     },
+    onReloadFailed: () => countReloadFailure(),
     logger,
     held,
   });

@@ -30,6 +30,7 @@ function setup(opts: { configs?: (string | Error)[]; inPlace?: (next: string) =>
   const services: FakeService[] = [];
   const notified: string[] = [];
   const logs: string[] = [];
+  const failures: unknown[] = [];
   const configs = [...(opts.configs ?? [])];
   const log = (_obj: object, msg: string) => logs.push(msg);
   const done = runService<string, FakeService>({
@@ -49,11 +50,12 @@ function setup(opts: { configs?: (string | Error)[]; inPlace?: (next: string) =>
       s.started = true;
     },
     ...(opts.inPlace ? { reloadInPlace: async (_s: FakeService, next: string) => opts.inPlace?.(next) ?? false } : {}),
+    onReloadFailed: (err) => failures.push(err),
     logger: { info: log, warn: log, error: log },
     notify: async (state) => notified.push(state),
     signals,
   });
-  return { signals, services, notified, logs, done };
+  return { signals, services, notified, logs, failures, done };
 }
 
 describe('runService', () => {
@@ -112,12 +114,59 @@ describe('runService', () => {
     ]);
   });
 
-  it('a failed restart rejects (the CLI exits 1) after closing what is left', async () => {
-    const t = setup({ configs: ['broken'], failStart: (c) => c === 'broken' });
+  it('a restart whose new config cannot start (a port taken) starts again with the current one, logged and counted', async () => {
+    const t = setup({ configs: ['broken', 'c2'], failStart: (c) => c === 'broken' });
     await tick();
     t.signals.send('SIGHUP');
-    await expect(t.done).rejects.toThrow('cannot start broken');
-    expect(t.services[1]?.closed).toBe(1);
+    await tick();
+    // Before: the loop rejected and the CLI exited 1.
+    expect(t.services.map((s) => [s.config, s.started])).toEqual([
+      ['c0', true],
+      ['broken', false],
+      ['c0', true],
+    ]);
+    expect(t.logs).toContain('reload: the new config could not start (cannot start broken); starting again with the current one');
+    expect(t.failures.map((e) => (e as Error).message)).toEqual(['cannot start broken']);
+    expect(t.notified).toEqual(['READY=1', 'RELOADING=1', 'READY=1']);
+    // The next reload starts from the config that runs, and the stop closes the service that runs.
+    t.signals.send('SIGHUP');
+    await tick();
+    expect(t.services.at(-1)?.config).toBe('c2');
+    t.signals.send('SIGTERM');
+    expect(await t.done).toBe('SIGTERM');
+    expect(t.services.map((s) => s.closed)).toEqual([1, 0, 1, 1]);
+  });
+
+  it('an in-place reload that cannot apply its config (a port taken) leaves the service running, logged and counted', async () => {
+    const t = setup({
+      configs: ['taken', 'c2'],
+      inPlace: (next) => {
+        if (next === 'taken') throw new Error('syslog port taken');
+        return true;
+      },
+    });
+    await tick();
+    t.signals.send('SIGHUP');
+    await tick();
+    expect(t.services.map((s) => [s.config, s.closed])).toEqual([['c0', 0]]);
+    expect(t.logs).toContain('reload: the new config could not start (syslog port taken); running on with the current one');
+    expect(t.failures).toHaveLength(1);
+    expect(t.notified).toEqual(['READY=1', 'RELOADING=1', 'READY=1']);
+    t.signals.send('SIGHUP');
+    await tick();
+    expect(t.logs).toContain('reload: applied in place');
+    t.signals.send('SIGTERM');
+    expect(await t.done).toBe('SIGTERM');
+  });
+
+  it('rejects (the CLI exits 1) when the current config cannot start again either, after closing what is left', async () => {
+    let c0Starts = 0;
+    const t = setup({ configs: ['broken'], failStart: (c) => c === 'broken' || (c === 'c0' && ++c0Starts > 1) });
+    await tick();
+    t.signals.send('SIGHUP');
+    await expect(t.done).rejects.toThrow('cannot start c0');
+    expect(t.services.map((s) => s.config)).toEqual(['c0', 'broken', 'c0']);
+    expect(t.services.at(-1)?.closed).toBe(1);
   });
 
   it('a second stop signal exits at once with 128 + its number', async () => {
