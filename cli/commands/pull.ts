@@ -165,11 +165,12 @@ async function readClientCert(options: PullOptions): Promise<{ cert: Buffer; key
 }
 
 async function pullPages(base: URL, options: PullOptions, dispatcher: Dispatcher | undefined): Promise<void> {
-  const [{ call, answerError, networkWhy }, { request }, { createWriteStream }, { CommonErrors }] = await Promise.all([
+  const [{ call, answerError, networkWhy }, { request }, { createWriteStream }, { CommonErrors }, { PullHoles }] = await Promise.all([
     import('../gateway-client.js'),
     import('undici'),
     import('node:fs'),
     import('../../common/errors.js'),
+    import('../pull-holes.js'),
   ]);
   const via = dispatcher === undefined ? {} : { dispatcher };
   const token = options.token ?? (process.env.METEORZX_PULL_TOKEN || undefined);
@@ -189,6 +190,8 @@ async function pullPages(base: URL, options: PullOptions, dispatcher: Dispatcher
   const out: NodeJS.WritableStream = options.out === undefined ? process.stdout : createWriteStream(options.out, { flags: 'a' });
   // Each write's callback reports its error (a full disk, a reader gone); unheard, the event killed the CLI with a stack trace.
   out.on('error', () => undefined);
+  const warn = (line: string): void => void process.stderr.write(`meteorzx: warning: ${line}\n`);
+  const holes = new PullHoles(after, warn);
   const bar = await progressBar(until - after);
   let done = 0;
   let bytes = 0;
@@ -223,11 +226,20 @@ async function pullPages(base: URL, options: PullOptions, dispatcher: Dispatcher
           pending = text;
           continue;
         }
-        for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) lines += 1;
-        lastLine = text.slice(text.lastIndexOf('\n', nl - 1) + 1, nl);
+        // Every line's seq: one missing between two lines is a hole the agent stepped over (PullHoles).
+        for (let start = 0, end = text.indexOf('\n'); end >= 0 && end <= nl; start = end + 1, end = text.indexOf('\n', start)) {
+          lastLine = text.slice(start, end);
+          holes.line((JSON.parse(lastLine) as { seq: number }).seq);
+          lines += 1;
+        }
         pending = text.slice(nl + 1);
       }
-      if (lines === 0) break; // the agent has nothing more (retention moved, or head shrank)
+      if (lines === 0) {
+        // Every seq up to the agent's head a hole (an empty answer that says so): stepped over, not the end of what it holds.
+        const holesTo = Number(res.headers['x-meteorzx-holes-to']);
+        if (Number.isSafeInteger(holesTo) && holesTo > after) holes.holesTo(Math.min(holesTo, until));
+        break; // the agent has nothing more (retention moved, or head shrank)
+      }
       const seq = (JSON.parse(lastLine) as { seq: number }).seq;
       done += lines;
       after = seq;
@@ -242,6 +254,8 @@ async function pullPages(base: URL, options: PullOptions, dispatcher: Dispatcher
     if (out !== process.stdout) await new Promise<void>((r) => out.end(() => r()));
   }
   if (bar === undefined && options.out !== undefined && process.stderr.isTTY) process.stderr.write(`pulled ${done} events\n`);
+  const missing = holes.summary();
+  if (missing !== undefined) warn(missing);
 }
 
 /** The chunks of an answer; a failure reading it (not of the loop that takes them) becomes `fail(err)`. */
