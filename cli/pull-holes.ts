@@ -29,7 +29,10 @@ export class PullHoles {
     this.nameClosed();
   }
 
-  /** An answer with no line that says every seq up to `to` is a hole (X-Meteorzx-Holes-To). */
+  /**
+   * An answer with no line that says every seq up to `to` is a hole: X-Meteorzx-Holes-To, or an X-Last-Seq
+   * the answer ended short of (the hole was found by that very read, and the agent ends such an answer whole).
+   */
   holesTo(to: number): void {
     if (to >= this.expected) this.hole(this.expected, to);
     this.expected = Math.max(this.expected, to + 1);

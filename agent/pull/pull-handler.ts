@@ -221,7 +221,10 @@ async function stream(res: ServerResponse, buffer: AgentBuffer, after: number, l
   }
   // Its X-Last-Seq went out before the first line: an answer ending short of it (drop-oldest or retention deleted
   // what it was about to read) is cut off, so the client sees it incomplete, not complete and shorter than said.
-  if (sent < last) res.destroy();
+  // Unless what it lacks is a hole this read found (a block that no longer decodes, recorded with its gap
+  // event before the read went on): then it is complete, and the next page steps over the hole. Cut off, the
+  // page failed for every puller the first time the damage was met.
+  if (sent < last && nextHeld(sent, buffer.holeRanges()) <= last) res.destroy();
   else res.end();
 }
 

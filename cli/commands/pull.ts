@@ -235,6 +235,14 @@ async function pullPages(base: URL, options: PullOptions, dispatcher: Dispatcher
         pending = text.slice(nl + 1);
       }
       if (lines === 0) {
+        // An answer with no line whose X-Last-Seq is past `after`: the read met a hole there and ended whole (an
+        // answer short of it otherwise is cut off). Step over it, as the next page would have.
+        const lastSeq = Number(res.headers['x-last-seq']);
+        if (Number.isSafeInteger(lastSeq) && lastSeq > after) {
+          holes.holesTo(lastSeq);
+          after = lastSeq;
+          continue;
+        }
         // Every seq up to the agent's head a hole (an empty answer that says so): stepped over, not the end of what it holds.
         const holesTo = Number(res.headers['x-meteorzx-holes-to']);
         if (Number.isSafeInteger(holesTo) && holesTo > after) holes.holesTo(Math.min(holesTo, until));

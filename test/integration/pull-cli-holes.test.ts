@@ -4,7 +4,7 @@ import { ClassicLevel } from 'classic-level';
 import { afterAll, describe, expect, it } from 'vitest';
 import { blockKey } from '../../agent/buffer/keys.js';
 import { killAll, postEvents, removeDir, startAgent, tempDir, type Agent } from './agent-harness.js';
-import { runCli } from './gateway-harness.js';
+import { runCli, runProcess } from './gateway-harness.js';
 
 /**
  * A block of the agent's buffer that no longer decodes is a hole: the pull API steps over it (docs/pull.md,
@@ -46,8 +46,26 @@ const seqsOf = (text: string): number[] =>
     .filter(Boolean)
     .map((l) => (JSON.parse(l) as { seq: number }).seq);
 
+describe('the agent pull API over a block it finds damaged', () => {
+  it('answers a page that ends in the hole whole (curl), and the next page steps over it', async () => {
+    const agent = await agentWithDamagedBlock('pull-hole-page');
+    // X-Last-Seq 8 is sent before the read meets the damage at 6: the answer ends at 5.
+    const first = await runProcess('curl', ['-sS', '-i', `${agent.pullUrl}/v1/events?after=4&limit=4`]);
+    // Before: the connection was cut under the answer (curl: "transfer closed"), as when retention deletes the range.
+    expect(first.code, first.stderr).toBe(0);
+    const [head = '', body = ''] = first.stdout.split('\r\n\r\n');
+    expect(head).toMatch(/^HTTP\/1\.1 200/);
+    expect(seqsOf(body)).toEqual([5]);
+    const next = await runProcess('curl', ['-sS', '-f', `${agent.pullUrl}/v1/events?after=5&limit=4`]);
+    expect(next.code, next.stderr).toBe(0);
+    expect(seqsOf(next.stdout)).toEqual([11, 12, 13, 14]);
+    expect(await agent.stop()).toBe(0);
+  });
+});
+
 describe('meteorzx pull over a damaged block of the agent buffer', () => {
-  for (const pageSize of ['1000']) {
+  // 4: a page ends inside the hole; 5: a page is all hole (no line, its X-Last-Seq past it).
+  for (const pageSize of ['1000', '4', '5']) {
     it(`writes every readable event and names the seqs it could not get, on stderr (page size ${pageSize})`, async () => {
       const agent = await agentWithDamagedBlock(`pull-hole-cli-${pageSize}`);
       const out = join(dirs.at(-1) as string, 'pulled.ndjson');
