@@ -54,6 +54,7 @@ const fileIntakeSchema = z.strictObject({
   startAt: z.enum(['beginning', 'end']).default('beginning'), // where to start in a file never read before
   type: z.string().min(1).max(128).default('log.line'), // event type of format `line`
   maxLineBytes: size({ min: 256 }).optional(), // bytes; longer lines are cut and flagged; default: limits.maxEventBytes
+  closeInactive: duration({ min: 1 }).prefault('5m'), // ms a file read to its end stays open without growing; reopened when it changes
 });
 
 /**
@@ -115,6 +116,7 @@ const intakeSchema = z
   .strictObject({
     http: httpIntakeSchema.optional(), // POST /v1/events
     files: z.array(fileIntakeSchema).superRefine(unique((f) => f.path, 'path')).prefault([]),
+    maxOpenFiles: int({ min: 1 }).optional(), // files intake.files holds open at once; more wait their turn; default: a quarter of `ulimit -n`
     syslog: syslogIntakeSchema.optional(),
     serial: z.array(serialIntakeSchema).superRefine(unique((s) => s.path, 'path')).prefault([]),
     mqtt: z

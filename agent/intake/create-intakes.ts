@@ -39,7 +39,7 @@ export function planIntakes({ config, buffer, logger, metrics }: CreateIntakesOp
   if (intake.files.length > 0) {
     plans.push({
       key: 'files',
-      spec: intake.files,
+      spec: { files: intake.files, maxOpenFiles: intake.maxOpenFiles },
       async create() {
         const { FileIntake } = await import('./files/file-intake.js');
         return new FileIntake({
@@ -49,7 +49,10 @@ export function planIntakes({ config, buffer, logger, metrics }: CreateIntakesOp
             startAt: f.startAt,
             type: f.type,
             maxLineBytes: f.maxLineBytes ?? limits.maxEventBytes,
+            closeInactiveMs: f.closeInactive,
           })),
+          ...(intake.maxOpenFiles === undefined ? {} : { maxOpenFiles: intake.maxOpenFiles }),
+          ...(metrics === undefined ? {} : { metrics }),
           buffer,
           limits,
           logger: child('files'),

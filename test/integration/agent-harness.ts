@@ -82,8 +82,16 @@ export interface Proc {
   kill(): Promise<void>;
 }
 
-function spawnCli(args: string[], env: Record<string, string> = {}): Proc {
-  const proc = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+/** How to start the CLI: `nofile` runs it under `prlimit --nofile=N:N` (util-linux), as a host with `ulimit -n N`. */
+export interface SpawnOptions {
+  nofile?: number;
+}
+
+function spawnCli(args: string[], env: Record<string, string> = {}, options: SpawnOptions = {}): Proc {
+  const argv = [process.execPath, BIN, ...args];
+  // prlimit execs the command: the pid is the agent's.
+  if (options.nofile !== undefined) argv.unshift('prlimit', `--nofile=${options.nofile}:${options.nofile}`, '--');
+  const proc = spawn(argv[0] as string, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   children.add(proc);
   const logs: string[] = [];
   const stdout: string[] = [];
@@ -162,13 +170,13 @@ export interface Agent extends Proc {
 }
 
 /** Writes the agent config (intake and pull on port 0 unless given) and starts `meteorzx agent`. */
-export async function startAgent(dir: string, config: Record<string, unknown>, env: Record<string, string> = {}): Promise<Agent> {
+export async function startAgent(dir: string, config: Record<string, unknown>, env: Record<string, string> = {}, options: SpawnOptions = {}): Promise<Agent> {
   const file = join(dir, 'agent.json');
   await writeFile(
     file,
     JSON.stringify({ dataDir: join(dir, 'agent-data'), intake: { http: { listen: '127.0.0.1:0' } }, pull: { listen: '127.0.0.1:0' }, ...config }),
   );
-  const p = spawnCli(['agent', '--config', file], env);
+  const p = spawnCli(['agent', '--config', file], env, options);
   const line = await waitFor(
     () => {
       if (p.proc.exitCode !== null) throw new Error(`agent exited ${p.proc.exitCode}: ${p.logs.slice(-5).join('\n')}`);

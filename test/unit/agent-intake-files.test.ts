@@ -1,5 +1,5 @@
 import { appendFileSync, copyFileSync, renameSync, truncateSync, writeFileSync } from 'node:fs';
-import { appendFile, copyFile, mkdir, mkdtemp, open, rename, rm, stat, symlink, truncate, unlink, writeFile } from 'node:fs/promises';
+import { appendFile, copyFile, mkdir, mkdtemp, open, readdir, readlink, rename, rm, stat, symlink, truncate, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -657,6 +657,138 @@ describe('FileIntake: quiet paths', () => {
     const got = await lines();
     expect(got.length).toBe(22);
     expect(new Set(got).size).toBe(22);
+  });
+});
+
+/** Descriptors of this process open on `path`, or on files under it when it ends with `/` (Linux /proc). */
+async function handlesOn(path: string): Promise<number> {
+  let n = 0;
+  for (const fd of await readdir('/proc/self/fd')) {
+    const target = await readlink(`/proc/self/fd/${fd}`).catch(() => '');
+    if (path.endsWith('/') ? target.startsWith(path) : target === path) n += 1;
+  }
+  return n;
+}
+
+/** Writes lines 1..n (and `more`) to `log`, follows it with closeInactive 30 ms, and waits until the read file is closed. */
+async function readUntilClosed(log: string, n: number, over: Partial<FileIntakeOptions> = {}, more = ''): Promise<FileIntake> {
+  await writeFile(log, numbered(1, n) + more);
+  const intake = await startIntake([spec(log, { closeInactiveMs: 30 })], over);
+  await waitForLines(n);
+  await waitFor(async () => (await handlesOn(log)) === 0, 'the idle file closed');
+  return intake;
+}
+
+describe('FileIntake: closeInactive and maxOpenFiles', () => {
+  it('closes a file idle for closeInactive, and reads what is written to it afterwards once', async () => {
+    const log = join(dir, 'app.log');
+    await writeFile(log, numbered(1, 5));
+    await startIntake([spec(log, { closeInactiveMs: 50 })]);
+    await waitForLines(5);
+    // Before: the handle stayed open for as long as the agent ran.
+    await waitFor(async () => (await handlesOn(log)) === 0, 'the idle file closed');
+    await appendFile(log, numbered(6, 8));
+    expect(await waitForLines(8)).toEqual(range(1, 8));
+    await waitFor(async () => (await handlesOn(log)) === 0, 'closed again');
+    // A line without its newline yet, closed meanwhile: read whole once its newline comes.
+    await appendFile(log, 'line ');
+    await new Promise((r) => setTimeout(r, 150));
+    await appendFile(log, '9\n');
+    expect(await waitForLines(9)).toEqual(range(1, 9));
+    await new Promise((r) => setTimeout(r, 150));
+    expect(await tally(1, 9)).toEqual({ count: 9, missing: 0, repeated: 0, others: [] });
+  });
+
+  it('holds at most maxOpenFiles open: the other files wait their turn, and every line of every file is read once', async () => {
+    const logs = join(dir, 'logs');
+    await mkdir(logs);
+    const files = 12;
+    for (let i = 0; i < files; i += 1) await writeFile(join(logs, `f${i}.log`), `line ${i}\n`);
+    await startIntake([spec('logs/*.log')], { maxOpenFiles: 3 });
+    let most = 0;
+    const sample = setInterval(() => void handlesOn(`${logs}/`).then((n) => (most = Math.max(most, n))), 5);
+    try {
+      await waitForLines(files);
+      // Synchronous: the writer's own descriptor is never open while the sampler looks.
+      for (let i = 0; i < files; i += 1) appendFileSync(join(logs, `f${i}.log`), `line ${files + i}\n`);
+      await waitForLines(2 * files);
+      await new Promise((r) => setTimeout(r, 150));
+    } finally {
+      clearInterval(sample);
+    }
+    // Before: every file open at once (12).
+    expect(most).toBeLessThanOrEqual(3);
+    expect(await tally(0, 2 * files - 1)).toEqual({ count: 2 * files, missing: 0, repeated: 0, others: [] });
+  });
+
+  it('a file copytruncated while closed: the unread tail from the copy, the file again from 0', async () => {
+    const log = join(dir, 'app.log');
+    await readUntilClosed(log, 20);
+    // One synchronous step: no look comes between the write, the copy and the truncation.
+    appendFileSync(log, numbered(21, 25));
+    copyFileSync(log, `${log}.1`);
+    truncateSync(log, 0);
+    appendFileSync(log, numbered(26, 100)); // past the old offset: only the first bytes tell
+    await waitForLines(100);
+    await new Promise((r) => setTimeout(r, 150));
+    expect(await tally(1, 100)).toEqual({ count: 100, missing: 0, repeated: 0, others: [] });
+  });
+
+  it('a file truncated while closed with no copy: read from 0, the truncation logged and the bytes lost named', async () => {
+    const log = join(dir, 'app.log');
+    const logged: { msg: string; path?: string }[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => void logged.push(JSON.parse(line) as (typeof logged)[number]) });
+    await readUntilClosed(log, 20, { logger }, 'line 21 without its newline');
+    truncateSync(log, 0);
+    appendFileSync(log, 'new 1\nnew 2\n');
+    await waitFor(async () => (await lines()).includes('new 2'), 'the new lines');
+    await new Promise((r) => setTimeout(r, 150));
+    expect(await lines()).toEqual([...range(1, 20), 'new 1', 'new 2']);
+    expect(logged.filter((l) => l.msg === 'file truncated (copytruncate?): reading it from 0').map((l) => l.path)).toEqual([log]);
+    const notices = (await events()).filter((e) => e.type === 'meteorzx.intake.error').map((e) => e.data);
+    expect(notices).toMatchObject([
+      { file: log, offset: Buffer.byteLength(numbered(1, 20)), bytes: 'line 21 without its newline'.length, reason: 'the file was truncated before these bytes were read, and no rotated copy of it was found' },
+    ]);
+  });
+
+  it('a file renamed while closed (logrotate create) is read to its end by inode, the new one from 0', async () => {
+    const log = join(dir, 'app.log');
+    await readUntilClosed(log, 10);
+    appendFileSync(log, numbered(11, 12));
+    renameSync(log, `${log}.1`);
+    writeFileSync(log, numbered(13, 20));
+    const got = await waitForLines(20);
+    await new Promise((r) => setTimeout(r, 150));
+    expect(await tally(1, 20)).toEqual({ count: 20, missing: 0, repeated: 0, others: [] });
+    expect(got.slice(0, 12)).toEqual(range(1, 12));
+  });
+
+  it('a file deleted while closed is forgotten: its checkpoint and, for a glob, its path record are deleted', async () => {
+    const logs = join(dir, 'logs');
+    await mkdir(logs);
+    const log = join(logs, 'a.log');
+    await writeFile(log, numbered(1, 3));
+    await writeFile(join(logs, 'b.log'), 'line 4\n');
+    await startIntake([spec('logs/*.log', { closeInactiveMs: 30 })]);
+    await waitForLines(4);
+    await waitFor(async () => (await handlesOn(`${logs}/`)) === 0, 'the idle files closed');
+    const id = fileIdOf(await stat(log, { bigint: true }));
+    expect(parseFileRecord(await buffer.getMeta(fileKey(id)))?.offset).toBe(Buffer.byteLength(numbered(1, 3)));
+    await unlink(log);
+    await waitFor(async () => (await buffer.getMeta(fileKey(id))) === undefined && (await buffer.getMeta(pathKey(log))) === undefined, 'the records deleted');
+    expect(await buffer.getMeta(pathKey(join(logs, 'b.log')))).toBeDefined();
+    expect((await events()).filter((e) => e.type !== 'log.line')).toEqual([]);
+  });
+
+  it('resumes a closed file at its checkpoint after a restart', async () => {
+    const log = join(dir, 'app.log');
+    const first = await readUntilClosed(log, 10);
+    await stopIntake(first);
+    await appendFile(log, numbered(11, 15));
+    await startIntake([spec(log, { closeInactiveMs: 30 })]);
+    await waitForLines(15);
+    await new Promise((r) => setTimeout(r, 150));
+    expect(await tally(1, 15)).toEqual({ count: 15, missing: 0, repeated: 0, others: [] });
   });
 });
 

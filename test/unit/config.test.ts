@@ -81,7 +81,7 @@ describe('defaults', () => {
       { env: NO_ENV },
     );
     expect(agent.intake.http).toBeUndefined();
-    expect(agent.intake.files).toEqual([{ path: '/a.log', format: 'json', startAt: 'beginning', type: 'log.line' }]);
+    expect(agent.intake.files).toEqual([{ path: '/a.log', format: 'json', startAt: 'beginning', type: 'log.line', closeInactive: 300_000 }]);
     expect(agent.intake.serial).toEqual([{ path: '/dev/ttyUSB0', baudRate: 9600, delimiter: '\n', format: 'line', type: 'serial.line' }]);
     expect(agent.intake.mqtt).toEqual({ listen: { host: '127.0.0.1', port: 1883 }, users: [], maxConnections: 1024, sessionExpiry: 2 * 3_600_000 });
     expect(agent.push.http).toEqual({ url: 'http://gw:7400/v1/events', gzipAboveBytes: 1024, maxInFlight: 4, timeoutMs: 30_000 });
@@ -257,7 +257,7 @@ describe('errors', () => {
         {
           foo: 1,
           buffer: { retain: '7x', whenFull: 'panic' },
-          intake: { files: [{ path: '/a', format: 'xml' }], syslog: { listen: '127.0.0.1:5514' } },
+          intake: { files: [{ path: '/a', format: 'xml', closeInactive: 'soon' }], maxOpenFiles: 0, syslog: { listen: '127.0.0.1:5514' } },
           push: { http: { url: 'not a url', maxInFlight: 0 } },
           pull: { listen: '0.0.0.0:70000' },
         },
@@ -269,6 +269,8 @@ describe('errors', () => {
       'buffer.retain: not a duration: "7x" (use e.g. 250ms, 30s, 5m, 1h, 7d)',
       'buffer.whenFull: expected one of block, drop-oldest, reject, got "panic"',
       'intake.files.0.format: expected one of json, line, got "xml"',
+      'intake.files.0.closeInactive: not a duration: "soon" (use e.g. 250ms, 30s, 5m, 1h, 7d)',
+      'intake.maxOpenFiles: must be at least 1',
       'intake.syslog.listen: expected udp://host:port, tcp://host:port or tls://host:port, got "127.0.0.1:5514"',
       'push.http.url: not a URL: "not a url" (expected http:// or https://...)',
       'push.http.maxInFlight: must be at least 1',

@@ -5,12 +5,15 @@ import type { Logger } from 'pino';
 import { isDynamicPattern } from 'tinyglobby';
 import type { AuditEvent, Limits } from '../../../protocols/index.js';
 import type { AgentBuffer, ExtraOp } from '../../buffer/types.js';
+import type { AgentMetrics } from '../../metrics.js';
 import { AppendAbortedError, durableAppend } from '../durable-append.js';
 import { createIntakeMeter, type IntakeMeter } from '../intake-meter.js';
 import type { Intake } from '../types.js';
 import { fileIdOf, fileKey, parsePathRecord, pathKey, type FileId } from './checkpoint.js';
 import { discover, patternIndexer } from './discover.js';
 import { GoneRecords } from './gone-records.js';
+import { FileHandles } from './file-handles.js';
+import { parkedUnchanged } from './parked-file.js';
 import type { FileSpec } from './file-spec.js';
 import { linesToEvents } from './line-events.js';
 import type { Line } from './line-splitter.js';
@@ -26,6 +29,10 @@ export interface FileIntakeOptions {
   limits: Limits;
   logger?: Logger;
   meter?: IntakeMeter;
+  /** Where the handle gauges go (meteorzx_agent_files_open, _open_limit, _waiting). */
+  metrics?: AgentMetrics;
+  /** Most files held open at once (intake.maxOpenFiles); default: a quarter of the open-file limit. */
+  maxOpenFiles?: number;
   /** Where relative paths start. Default: process.cwd(). */
   cwd?: string;
   /** How often each followed path is stat'ed for growth, rotation and truncation, ms (fs.watch only hurries it). */
@@ -65,7 +72,11 @@ const IDLE_LOOK_MS = 2000;
 export class FileIntake implements Intake {
   readonly name = 'files';
   private readonly paths = new Map<string, WatchedPath>();
-  private readonly openFiles = new Map<FileId, TrackedFile>();
+  /** Open files (current and rotated ones) by identity: `handles.open`. */
+  private readonly openFiles: Map<FileId, TrackedFile>;
+  private readonly handles: FileHandles;
+  /** Paths found that wait for a handle before they are followed, with their spec and whether the first scan found them. */
+  private readonly pending = new Map<string, { index: number; firstScan: boolean; seen: { id: FileId; size: number } | undefined }>();
   private readonly notices: AuditEvent[] = [];
   private readonly watchers = new Map<string, FSWatcher>();
   private readonly abort = new AbortController();
@@ -95,17 +106,19 @@ export class FileIntake implements Intake {
     );
     this.meter = options.meter ?? createIntakeMeter(undefined, this.name);
     this.now = options.now ?? Date.now;
+    this.handles = new FileHandles({ maxOpenFiles: options.maxOpenFiles, now: this.now, logger: options.logger, metrics: options.metrics });
+    this.openFiles = this.handles.open;
     this.resume = {
       intake: this.name,
       getMeta: (key) => options.buffer.getMeta(key),
-      open: this.openFiles,
+      open: this.handles.followed,
       now: this.now,
       notice: (event) => this.notices.push(event),
       opening: (path, err) => this.opening(path, err),
     };
     this.gone = new GoneRecords({
       paths: this.paths,
-      openFiles: this.openFiles,
+      openFiles: this.handles.followed,
       resume: this.resume,
       index: this.index,
       literals: new Set(options.files.filter((f) => !isDynamicPattern(f.path)).map((f) => resolve(this.cwd, f.path))),
@@ -113,6 +126,7 @@ export class FileIntake implements Intake {
       commit: (paths, more) => this.commitMeta(paths, [], more),
       forgotten: (wp) => {
         this.failing.delete(wp.path);
+        this.handles.budget.prune((key) => key !== wp.path);
         this.unwatchDir(dirname(wp.path));
       },
       logger: options.logger,
@@ -147,8 +161,7 @@ export class FileIntake implements Intake {
       this.wakeUp?.();
       await this.loop;
       for (const w of this.watchers.values()) w.close();
-      await Promise.all([...this.openFiles.values()].map((f) => f.close()));
-      this.openFiles.clear();
+      await this.handles.close();
     })();
     return this.closed;
   }
@@ -169,6 +182,7 @@ export class FileIntake implements Intake {
           await this.scan(false);
           await this.gone.lookAll();
         }
+        await this.balance();
         for (const wp of [...this.paths.values()]) {
           const now = this.now();
           // Below the last look: the clock went back; look now rather than wait for it to catch up.
@@ -179,6 +193,7 @@ export class FileIntake implements Intake {
             for (const file of wp.files()) if (await this.pump(wp, file)) read = true;
             if (read) busy = true;
             await this.finishDrained(wp);
+            await this.handles.closeInactive(wp, now);
             this.failing.delete(wp.path);
             this.lookLater(wp, quiet && !read && wp.draining.length === 0, now);
           } catch (err) {
@@ -188,6 +203,7 @@ export class FileIntake implements Intake {
           }
         }
         if (this.notices.length > 0 || this.index.changed) await this.commitMeta([]);
+        this.handles.budget.report();
       } catch (err) {
         if (this.closing || err instanceof AppendAbortedError) break;
         this.meter.error('read');
@@ -252,32 +268,81 @@ export class FileIntake implements Intake {
       // Paths followed before the restart keep their spec only if a pattern still names them literally or matched them before.
       for (const path of [...this.index, ...legacy]) if (!found.has(path)) found.set(path, this.specIndexFor(path));
     }
-    for (const [path, index] of found) {
-      if (this.paths.has(path) || index < 0) continue;
-      const spec = this.options.files[index] as FileSpec;
-      const wp = new WatchedPath(path, spec);
-      // What changed beside the path before now is for the start's own checks (adoptUnseenRotations, markSiblingsSeen).
-      wp.checkedAt = this.now();
-      const record = parsePathRecord(await this.options.buffer.getMeta(pathKey(path)));
-      for (const id of record?.done ?? []) wp.done.add(id);
-      // Generations may have been deleted while the agent was down.
-      wp.lookForGone = wp.done.size > 0;
-      const st = await stat(path, { bigint: true }).catch(() => undefined);
-      if (record !== undefined) await reopenRotated(this.resume, wp, record, st && fileIdOf(st));
-      if (st !== undefined) wp.current = await openCurrent(this.resume, wp, record !== undefined, firstScan);
-      if (record !== undefined && firstScan) await adoptUnseenRotations(this.resume, wp, record);
-      for (const f of wp.files()) this.openFiles.set(f.id, f);
-      if (wp.idle && record === undefined) continue;
-      this.paths.set(path, wp);
-      this.watchDir(dirname(path));
-      this.index.add(path);
-      if (record === undefined) await this.commitMeta([wp], [], await this.markSeen(wp));
-      if (wp.idle) {
-        wp.lookForGone = true;
-        continue;
-      }
-      this.options.logger?.info({ path, files: wp.files().map((f) => ({ id: f.id, offset: f.offset, draining: f.draining })) }, 'following file');
+    for (const [path, index] of found) await this.follow(path, index, firstScan);
+  }
+
+  /** Follows, in their turn, paths that waited for a handle (HandleBudget). */
+  private async admitPending(): Promise<void> {
+    for (const path of this.handles.budget.next()) {
+      const waited = this.pending.get(path);
+      if (waited !== undefined) await this.follow(path, waited.index, waited.firstScan);
     }
+  }
+
+  /**
+   * Starts following `path` (found by discovery, or at start in the index), with the spec at `index`, unless
+   * it has a file to open and no handle is free: it then waits its turn (pending), and is read from where
+   * it would have been had it been opened at once (`firstScan`: startAt applies).
+   */
+  private async follow(path: string, index: number, firstScan: boolean): Promise<void> {
+    const waited = this.pending.get(path);
+    if (this.paths.has(path) || index < 0) {
+      this.pending.delete(path);
+      return;
+    }
+    if (waited !== undefined && !this.handles.budget.mayOpen(path)) return;
+    const first = waited?.firstScan ?? firstScan;
+    const record = parsePathRecord(await this.options.buffer.getMeta(pathKey(path)));
+    const st = await stat(path, { bigint: true }).catch(() => undefined);
+    const opens = st !== undefined || record?.current !== undefined || (record?.draining.length ?? 0) > 0;
+    if (waited === undefined && opens && !this.handles.budget.mayOpen(path)) {
+      this.pending.set(path, { index, firstScan: first, seen: st && { id: fileIdOf(st), size: Number(st.size) } });
+      return;
+    }
+    this.pending.delete(path);
+    const spec = this.options.files[index] as FileSpec;
+    const wp = new WatchedPath(path, spec);
+    // What changed beside the path before now is for the start's own checks (adoptUnseenRotations, markSiblingsSeen).
+    wp.checkedAt = this.now();
+    for (const id of record?.done ?? []) wp.done.add(id);
+    // Generations may have been deleted while the agent was down.
+    wp.lookForGone = wp.done.size > 0;
+    if (record !== undefined) await reopenRotated(this.resume, wp, record, st && fileIdOf(st));
+    if (st !== undefined) wp.current = await openCurrent(this.resume, wp, record !== undefined, first);
+    // `startAt: end` is the end when the file was found: lines written while it waited for a handle are read.
+    const seen = waited?.seen;
+    if (record === undefined && first && spec.startAt === 'end' && seen !== undefined && wp.current?.id === seen.id && wp.current.size >= seen.size) wp.current.seek(seen.size);
+    if (record !== undefined && first) await adoptUnseenRotations(this.resume, wp, record);
+    for (const f of wp.files()) this.openFiles.set(f.id, f);
+    if (wp.idle && record === undefined) return;
+    this.paths.set(path, wp);
+    this.watchDir(dirname(path));
+    this.index.add(path);
+    if (record === undefined) await this.commitMeta([wp], [], await this.markSeen(wp));
+    if (wp.idle) {
+      wp.lookForGone = true;
+      return;
+    }
+    this.options.logger?.info({ path, files: wp.files().map((f) => ({ id: f.id, offset: f.offset, draining: f.draining })) }, 'following file');
+  }
+
+  /**
+   * Lets the paths waiting for a handle (intake.maxOpenFiles) take their turn: files read to their end are
+   * closed to make room (FileHandles.makeRoom), then the first in line are looked at in this poll.
+   */
+  private async balance(): Promise<void> {
+    const { budget } = this.handles;
+    // In line: paths found and not followed yet, and followed ones with no open current file (parked, or new at the path).
+    budget.prune((key) => {
+      const wp = this.paths.get(key);
+      return this.pending.has(key) || (wp !== undefined && wp.current === undefined);
+    });
+    await this.handles.makeRoom(this.paths.values());
+    for (const key of budget.next()) {
+      const wp = this.paths.get(key);
+      if (wp !== undefined) wp.pollAt = 0;
+    }
+    if (this.pending.size > 0) await this.admitPending();
   }
 
   /**
@@ -306,6 +371,24 @@ export class FileIntake implements Intake {
     wp.checkedAt = this.now();
     const st = await stat(wp.path, { bigint: true }).catch(() => undefined);
     const id = st && fileIdOf(st);
+    const parked = wp.parked;
+    if (parked !== undefined) {
+      if (parkedUnchanged(parked, st)) return true;
+      // Changed while closed: opened again in its turn; until then no look has seen it (`since` stays).
+      if (!this.handles.budget.mayOpen(wp.path)) {
+        wp.checkedAt = since;
+        return true;
+      }
+      const reopened = await this.handles.reopen(this.resume, wp, parked, id);
+      if (reopened === 'retry') {
+        wp.checkedAt = since;
+        return false;
+      }
+      if (reopened === 'gone') {
+        this.options.logger?.info({ path: wp.path, id: parked.id }, 'file gone while closed: its checkpoint is deleted once the looks confirm it');
+        await this.commitMeta([wp]);
+      }
+    }
     const current = wp.current;
     if (current !== undefined && current.id !== id) {
       const known = wp.files().map((f) => f.record(f.offset));
@@ -324,9 +407,17 @@ export class FileIntake implements Intake {
       wp.lookForGone = true;
       wp.lastListing = undefined;
     }
+    if (wp.current === undefined && (id === undefined || this.handles.followed.has(id))) {
+      // Nothing to open at the path: a place in line would keep a handle from the paths behind it.
+      this.handles.budget.leave(wp.path);
+    }
     if (st === undefined || id === undefined) return wp.idle;
     if (wp.current === undefined) {
-      if (this.openFiles.has(id)) return false;
+      if (this.handles.followed.has(id)) return false;
+      if (!this.handles.budget.mayOpen(wp.path)) {
+        wp.checkedAt = since;
+        return true;
+      }
       const file = await openCurrent(this.resume, wp, true, false, since);
       if (file === undefined) return false;
       wp.current = file;

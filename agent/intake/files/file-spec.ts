@@ -10,4 +10,6 @@ export interface FileSpec {
   type: string;
   /** Longest line kept, bytes; longer lines are cut and flagged. */
   maxLineBytes: number;
+  /** ms a file read to its end stays open without growing (default 5 min); it is opened again when it changes. */
+  closeInactiveMs?: number;
 }

@@ -3,9 +3,8 @@ import type { Logger } from 'pino';
 import type { ExtraOp } from '../../buffer/types.js';
 import { fileKey, pathKey, type FileId } from './checkpoint.js';
 import type { PathIndex } from './path-index.js';
-import type { ResumeContext } from './resume.js';
+import type { FollowedIds, ResumeContext } from './resume.js';
 import { identitiesIn } from './rotation.js';
-import type { TrackedFile } from './tracked-file.js';
 import { confirmGone, exists, finishedInDir } from './two-looks.js';
 import type { WatchedPath } from './watched-path.js';
 
@@ -16,7 +15,8 @@ const GONE_LOOK_MS = 60_000;
 export interface GoneRecordsHost {
   /** The followed paths, idle ones included; a forgotten path is removed from it. */
   readonly paths: Map<string, WatchedPath>;
-  readonly openFiles: ReadonlyMap<FileId, TrackedFile>;
+  /** Identities followed, open or parked. */
+  readonly openFiles: FollowedIds;
   readonly resume: ResumeContext;
   readonly index: PathIndex;
   /** Paths the configuration names literally (absolute): kept when they are gone. */

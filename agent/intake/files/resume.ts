@@ -11,12 +11,18 @@ import { findByIdentity, findCopy, rotatedSiblings } from './rotation.js';
 import { TrackedFile } from './tracked-file.js';
 import type { WatchedPath } from './watched-path.js';
 
+/** The identities the intake follows: open, or closed while idle (parked-file.ts). */
+export interface FollowedIds {
+  has(id: FileId): boolean;
+  keys(): Iterable<FileId>;
+}
+
 /** What resuming needs from the intake. */
 export interface ResumeContext {
   intake: string;
   getMeta(key: string): Promise<string | undefined>;
-  /** Identities already open (a file is read through one handle only). */
-  open: ReadonlyMap<FileId, TrackedFile>;
+  /** Identities already followed, open or parked (a file is read through one handle only). */
+  open: FollowedIds;
   now(): number;
   /** Queues an event to go with the next commit (a loss that must not be silent). */
   notice(event: AuditEvent): void;

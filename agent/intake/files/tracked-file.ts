@@ -202,6 +202,7 @@ export class TrackedFile {
   }
 }
 
-function statKey(st: BigIntStats): string {
+/** Size, mtime and ctime (ns) of a stat: a write or a truncation changes it. */
+export function statKey(st: BigIntStats): string {
   return `${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
 }

@@ -1,5 +1,6 @@
 import { pathKey, type FileId, type PathRecord } from './checkpoint.js';
 import type { FileSpec } from './file-spec.js';
+import type { ParkedFile } from './parked-file.js';
 import type { TrackedFile } from './tracked-file.js';
 
 /**
@@ -9,6 +10,8 @@ import type { TrackedFile } from './tracked-file.js';
  */
 export class WatchedPath {
   current: TrackedFile | undefined;
+  /** The current file while it is closed (idle, or its handle given to a path that waited); never with `current`. */
+  parked: ParkedFile | undefined;
   readonly draining: TrackedFile[] = [];
   /** When the path was last looked at (ms): a file that appeared beside it since then was never seen at it. */
   checkedAt = 0;
@@ -63,13 +66,14 @@ export class WatchedPath {
   }
 
   get idle(): boolean {
-    return this.current === undefined && this.draining.length === 0;
+    return this.current === undefined && this.parked === undefined && this.draining.length === 0;
   }
 
   /** The `path!` checkpoint: written with every batch from this path, so it always matches the file records. */
   extra(now: number): { key: string; value: string } {
     const record: PathRecord = { draining: this.draining.map((f) => f.id), checkedAt: now };
-    if (this.current !== undefined) record.current = this.current.id;
+    const current = this.current?.id ?? this.parked?.id;
+    if (current !== undefined) record.current = current;
     if (this.done.size > 0) record.done = [...this.done];
     return { key: pathKey(this.path), value: JSON.stringify(record) };
   }

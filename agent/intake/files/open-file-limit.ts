@@ -1,0 +1,22 @@
+import { readFileSync } from 'node:fs';
+
+/**
+ * The default of `intake.maxOpenFiles`: a quarter of the process's open-file limit, so the files followed
+ * never take the descriptors the agent's listeners, LevelDB buffer and push connections need. On a legacy
+ * host with `ulimit -n 1024` that is 256; under systemd (soft 1024, hard 524288, which Node raises the soft
+ * limit to at start) it is large enough to be no limit at all, as Filebeat's `harvester_limit: 0`.
+ */
+export function defaultMaxOpenFiles(limit = openFileLimit()): number {
+  return Math.max(8, Math.floor(limit / 4));
+}
+
+/** The soft RLIMIT_NOFILE of this process (Linux /proc/self/limits); 1024, the usual default, where it cannot be read. */
+export function openFileLimit(read: () => string = () => readFileSync('/proc/self/limits', 'utf8')): number {
+  try {
+    const m = /^Max open files\s+(\d+|unlimited)\s/m.exec(read());
+    if (m?.[1] === undefined) return 1024;
+    return m[1] === 'unlimited' ? Number.MAX_SAFE_INTEGER : Number(m[1]);
+  } catch {
+    return 1024;
+  }
+}
