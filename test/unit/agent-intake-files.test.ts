@@ -377,6 +377,35 @@ describe('FileIntake', () => {
     expect(tallied).toEqual({ count: 160, missing: 0, repeated: 0, others: [] });
   });
 
+  it('reads both generations when the second copytruncate renames the first copy between finding it and opening it', async () => {
+    // Measured with real logrotate run twice 2 ms apart against a writer: 85 of 39,290 lines lost, no notice.
+    // The look found A's copy as app.log.1 and opened that name again, by then B's copy: read from A's
+    // offset it gave nothing, and B, taken for a copy already read, was never read.
+    const log = join(dir, 'app.log');
+    await writeFile(log, numbered(1, 100));
+    await startIntake([spec(log)]);
+    await waitForLines(100);
+    let armed = true;
+    TrackedFile.open = (path, ...rest) => {
+      if (armed && path === `${log}.1`) {
+        armed = false;
+        renameSync(`${log}.1`, `${log}.2`);
+        copyFileSync(log, `${log}.1`);
+        truncateSync(log, 0);
+        appendFileSync(log, numbered(121, 130));
+      }
+      return realOpen(path, ...rest);
+    };
+    appendFileSync(log, numbered(101, 110)); // not read before the first copytruncate
+    copyFileSync(log, `${log}.1`);
+    truncateSync(log, 0);
+    appendFileSync(log, numbered(111, 120));
+    await waitFor(async () => (await lines()).length >= 130, '130 lines', 3000).catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 150));
+    expect(armed).toBe(false);
+    expect(await tally(1, 130)).toEqual({ count: 130, missing: 0, repeated: 0, others: [] });
+  });
+
   it('a copytruncate and regrowth just before a read: every line once, and no false loss notice', async () => {
     // The read takes the new content at the old offset; read-then-check drops it. Nothing was lost: the
     // copy holds nothing unread.

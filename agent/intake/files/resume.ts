@@ -6,6 +6,8 @@ import { fileIdOf, fileKey, fingerprint, fingerprintMatches, parseFileRecord, ty
 
 // File mtimes come from a coarse kernel clock: a file written just after a commit can look a little older.
 const MTIME_SLACK_MS = 1000;
+// Looks for a copytruncate copy while the directory changes under them (openTruncatedCopy).
+const COPY_ATTEMPTS = 3;
 import { intakeErrorEvent } from '../intake-error.js';
 import { findByIdentity, findCopy, rotatedSiblings } from './rotation.js';
 import { TrackedFile } from './tracked-file.js';
@@ -161,17 +163,24 @@ export async function openTruncatedCopy(
   record: Pick<FileRecord, 'offset' | 'size' | 'fp' | 'path'>,
   exclude: ReadonlySet<FileId>,
 ): Promise<TrackedFile | undefined> {
-  // Also at offset 0: the fingerprint taken when the file was opened names its first bytes all the same.
-  const copyPath = await findCopy(wp.path, record.fp, record.offset + 1, exclude);
-  const copy = copyPath === undefined ? undefined : await TrackedFile.open(copyPath, wp.spec.maxLineBytes, ctx.now()).catch(() => undefined);
-  if (copy !== undefined && !exclude.has(copy.id)) {
-    copy.seek(record.offset);
-    copy.draining = true;
-    // A copy never grows: it is closed as soon as it is read to its end.
-    copy.complete = true;
-    return copy;
+  for (let attempt = 0; attempt < COPY_ATTEMPTS; attempt += 1) {
+    // Also at offset 0: the fingerprint taken when the file was opened names its first bytes all the same.
+    const copyPath = await findCopy(wp.path, record.fp, record.offset + 1, exclude);
+    if (copyPath === undefined) break;
+    const copy = await TrackedFile.open(copyPath, wp.spec.maxLineBytes, ctx.now()).catch(() => undefined);
+    if (copy === undefined) continue;
+    // findCopy checked the file at that name; a second copytruncate may have renamed it away (app.log.1 to
+    // app.log.2) and put its own copy there before this open. Taken for the first copy, the second one was
+    // read from the first one's offset (nothing), then passed over as read: its lines lost without a notice.
+    if (!exclude.has(copy.id) && copy.size > record.offset && (await fingerprintMatches(copy.handle, record.fp))) {
+      copy.seek(record.offset);
+      copy.draining = true;
+      // A copy never grows: it is closed as soon as it is read to its end.
+      copy.complete = true;
+      return copy;
+    }
+    await copy.close();
   }
-  await copy?.close();
   if (record.size > record.offset) {
     ctx.notice(
       intakeErrorEvent({
