@@ -1,4 +1,4 @@
-import { appendFileSync, copyFileSync, renameSync, truncateSync, writeFileSync } from 'node:fs';
+import { appendFileSync, copyFileSync, renameSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
 import { appendFile, copyFile, mkdir, mkdtemp, open, readdir, readlink, rename, rm, stat, symlink, truncate, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -400,6 +400,74 @@ describe('FileIntake', () => {
     copyFileSync(log, `${log}.1`);
     truncateSync(log, 0);
     appendFileSync(log, numbered(111, 120));
+    await waitFor(async () => (await lines()).length >= 130, '130 lines', 3000).catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 150));
+    expect(armed).toBe(false);
+    expect(await tally(1, 130)).toEqual({ count: 130, missing: 0, repeated: 0, others: [] });
+  });
+
+  /** The second copytruncate of logrotate run twice a few ms apart: the first copy to .2, B's copy to .1, then C. */
+  function secondCopytruncate(log: string): void {
+    appendFileSync(log, numbered(111, 120));
+    renameSync(`${log}.1`, `${log}.2`);
+    copyFileSync(log, `${log}.1`);
+    truncateSync(log, 0);
+    appendFileSync(log, numbered(121, 130));
+  }
+
+  /** Lines 1-100 read, then 101-110 written and copytruncated (A's copy at .1) with nothing written after. */
+  async function firstCopytruncate(log: string): Promise<void> {
+    await waitForLines(100);
+    appendFileSync(log, numbered(101, 110));
+    copyFileSync(log, `${log}.1`);
+    truncateSync(log, 0);
+  }
+
+  it('reads the second copy when the second copytruncate comes while the first is handled (before the new first bytes are taken)', async () => {
+    // Measured with real logrotate run twice 5 ms apart against a writer: 80 of 37,830 lines lost, no notice.
+    // The second copy, made after the look listed the rotated files, was checkpointed at its end as seen.
+    const log = join(dir, 'app.log');
+    await writeFile(log, numbered(1, 100));
+    await startIntake([spec(log)]);
+    const realReset = TrackedFile.prototype.resetFingerprint;
+    let armed = true;
+    TrackedFile.prototype.resetFingerprint = function (this: TrackedFile, ...a: Parameters<TrackedFile['resetFingerprint']>) {
+      if (armed && this.path === log) {
+        armed = false;
+        secondCopytruncate(log);
+      }
+      return realReset.apply(this, a);
+    };
+    try {
+      await firstCopytruncate(log);
+      await waitFor(async () => (await lines()).length >= 130, '130 lines', 3000).catch(() => undefined);
+      await new Promise((r) => setTimeout(r, 150));
+    } finally {
+      TrackedFile.prototype.resetFingerprint = realReset;
+    }
+    expect(armed).toBe(false);
+    expect(await tally(1, 130)).toEqual({ count: 130, missing: 0, repeated: 0, others: [] });
+  });
+
+  it('does not checkpoint as seen a rotated file that changed since the last look and that it has not read', async () => {
+    // The second copytruncate lands while the look reads the rotated files (here: while it opens app.log.3,
+    // an old generation written since): the copy it leaves must not be taken for a generation seen before.
+    const log = join(dir, 'app.log');
+    await writeFile(`${log}.3`, 'old generation\n');
+    await writeFile(log, numbered(1, 100));
+    await startIntake([spec(log)]);
+    await waitForLines(100);
+    const now = new Date();
+    utimesSync(`${log}.3`, now, now);
+    let armed = true;
+    TrackedFile.open = (path, ...rest) => {
+      if (armed && path === `${log}.3`) {
+        armed = false;
+        secondCopytruncate(log);
+      }
+      return realOpen(path, ...rest);
+    };
+    await firstCopytruncate(log);
     await waitFor(async () => (await lines()).length >= 130, '130 lines', 3000).catch(() => undefined);
     await new Promise((r) => setTimeout(r, 150));
     expect(armed).toBe(false);

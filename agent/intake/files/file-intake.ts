@@ -9,7 +9,7 @@ import type { AgentMetrics } from '../../metrics.js';
 import { AppendAbortedError, durableAppend } from '../durable-append.js';
 import { createIntakeMeter, type IntakeMeter } from '../intake-meter.js';
 import type { Intake } from '../types.js';
-import { fileIdOf, fileKey, parsePathRecord, pathKey, type FileId } from './checkpoint.js';
+import { fileIdOf, fileKey, parsePathRecord, pathKey, type FileId, type FileRecord } from './checkpoint.js';
 import { discover, patternIndexer } from './discover.js';
 import { GoneRecords } from './gone-records.js';
 import { FileHandles } from './file-handles.js';
@@ -397,12 +397,9 @@ export class FileIntake implements Intake {
       // A generation that appeared since the last look and that no poll saw at the path holds lines nobody
       // read: logrotate's `create`, finding the log recreated by a writer before it could create it, moves
       // that file aside as `<name>-YYYYMMDDHH.backup`.
-      for (const f of await adoptRecentSiblings(this.resume, wp, known, since)) {
-        this.openFiles.set(f.id, f);
-        this.options.logger?.warn({ path: f.path, id: f.id, from: f.offset }, 'a rotated file no poll saw at the path: reading it');
-      }
+      await this.adoptUnseen(wp, known, since);
       // Other generations present now were seen live: a restart must not take them for missed ones.
-      await this.commitMeta([wp], wp.files(), await this.markSeen(wp));
+      await this.commitMeta([wp], wp.files(), await this.markSeen(wp, since));
       // logrotate deletes the oldest generation as it rotates.
       wp.lookForGone = true;
       wp.lastListing = undefined;
@@ -452,13 +449,8 @@ export class FileIntake implements Intake {
     if (since === undefined || file.fp.len === 0) return false;
     file.emptySince = undefined;
     const known = wp.files().map((f) => f.record(f.offset));
-    const adopted = await adoptRecentSiblings(this.resume, wp, known, since);
-    if (adopted.length === 0) return false;
-    for (const f of adopted) {
-      this.openFiles.set(f.id, f);
-      this.options.logger?.warn({ path: f.path, id: f.id, from: f.offset }, 'a rotated file no poll saw at the path: reading it');
-    }
-    await this.commitMeta([wp], wp.files(), await this.markSeen(wp));
+    if ((await this.adoptUnseen(wp, known, since)) === 0) return false;
+    await this.commitMeta([wp], wp.files(), await this.markSeen(wp, since));
     wp.lookForGone = true;
     wp.lastListing = undefined;
     return true;
@@ -474,17 +466,17 @@ export class FileIntake implements Intake {
       this.openFiles.set(copy.id, copy);
       this.options.logger?.info({ path: copy.path, from: copy.offset }, 'reading the rest of the lines from the rotated copy');
     }
-    // Two copytruncates between two looks (no poll while a read waits for buffer space): the second copy
-    // holds a generation that never was at the path while we looked. It must be read before the
-    // siblings are marked seen below, or it would be checkpointed at its end unread.
-    for (const f of await adoptRecentSiblings(this.resume, wp, known, since)) {
-      this.openFiles.set(f.id, f);
-      this.options.logger?.warn({ path: f.path, id: f.id, from: f.offset }, 'a rotated file no poll saw at the path: reading it');
-    }
     file.seek(0);
     file.size = size;
     await file.resetFingerprint(this.now());
-    await this.commitMeta([wp], wp.files(), await this.markSeen(wp));
+    // Two copytruncates between two looks (no poll while a read waits for buffer space), or the second one
+    // while this one is handled (logrotate run twice a few ms apart): the second copy holds a generation
+    // that never was at the path while we looked. It is looked for after the new first bytes are taken:
+    // a copy made before it is found here, one made after is followed by a truncation the next look sees
+    // (or by first bytes where the file was empty: grewFromEmpty). Looked for before, a copy made
+    // meanwhile was checkpointed at its end below as seen, unread: 80 of 37,830 lines lost, no notice.
+    await this.adoptUnseen(wp, known, since);
+    await this.commitMeta([wp], wp.files(), await this.markSeen(wp, since));
     wp.lookForGone = true;
     wp.lastListing = undefined;
   }
@@ -566,9 +558,22 @@ export class FileIntake implements Intake {
     }
   }
 
-  /** Checkpoints the path's rotated generations not yet known (markSiblingsSeen); lists every finished one in `done`. */
-  private async markSeen(wp: WatchedPath): Promise<ExtraOp[]> {
-    const { ops, finished } = await markSiblingsSeen(this.resume, wp.path);
+  /** Reads the rotated generations of `wp` that no poll saw at the path (adoptRecentSiblings); how many. */
+  private async adoptUnseen(wp: WatchedPath, known: readonly FileRecord[], since: number): Promise<number> {
+    const adopted = await adoptRecentSiblings(this.resume, wp, known, since);
+    for (const f of adopted) {
+      this.openFiles.set(f.id, f);
+      this.options.logger?.warn({ path: f.path, id: f.id, from: f.offset }, 'a rotated file no poll saw at the path: reading it');
+    }
+    return adopted.length;
+  }
+
+  /**
+   * Checkpoints the path's rotated generations not yet known (markSiblingsSeen), but for those changed since
+   * `since` (the last look) that it has not read; lists every finished one in `done`.
+   */
+  private async markSeen(wp: WatchedPath, since?: number): Promise<ExtraOp[]> {
+    const { ops, finished } = await markSiblingsSeen(this.resume, wp.path, since);
     for (const id of finished) wp.done.add(id);
     return ops;
   }

@@ -32,6 +32,16 @@ export interface ResumeContext {
   opening?(path: string, err: (Error & { code?: string }) | undefined): void;
 }
 
+/**
+ * The mtime (ms) from which a file counts as changed since `since`. A clock now behind `since` went back
+ * after it (a fast clock corrected, often while the agent was down): a file written since then can carry
+ * an older mtime, so mtimes tell nothing, and every file counts. Generations the agent saw all have a
+ * record of their own.
+ */
+function changedAfter(ctx: ResumeContext, since: number): number {
+  return ctx.now() < since ? Number.NEGATIVE_INFINITY : since - MTIME_SLACK_MS;
+}
+
 async function fileRecord(ctx: ResumeContext, id: FileId): Promise<FileRecord | undefined> {
   return parseFileRecord(await ctx.getMeta(fileKey(id)));
 }
@@ -224,10 +234,7 @@ export async function adoptUnseenRotations(ctx: ResumeContext, wp: WatchedPath, 
 export async function adoptRecentSiblings(ctx: ResumeContext, wp: WatchedPath, known: readonly FileRecord[], since: number): Promise<TrackedFile[]> {
   const adopted: TrackedFile[] = [];
   const taken = new Set([...ctx.open.keys(), ...wp.files().map((f) => f.id)]);
-  // A clock now behind `since` went back after it (a fast clock corrected, often while the agent was
-  // down): a file written since then can carry an older mtime, so mtimes tell nothing, and every
-  // generation with no record of its own is taken. Generations the agent saw all have one.
-  const after = ctx.now() < since ? Number.NEGATIVE_INFINITY : since - MTIME_SLACK_MS;
+  const after = changedAfter(ctx, since);
   for (const sibling of await rotatedSiblings(wp.path)) {
     if (taken.has(sibling.id) || sibling.mtimeMs < after) continue;
     const file = await TrackedFile.open(sibling.path, wp.spec.maxLineBytes, ctx.now()).catch(() => undefined);
@@ -254,19 +261,27 @@ export async function adoptRecentSiblings(ctx: ResumeContext, wp: WatchedPath, k
  * with a checkpoint they are never taken for generations it missed. Returns
  * the records to write, and every sibling not open that has a record of its
  * own (written now or before): finished files, whose records are kept only
- * while they are on disk (WatchedPath.done).
+ * while they are on disk (WatchedPath.done). With `since` (at a rotation or
+ * truncation seen live: the last look, ms), a generation with no record of
+ * its own that changed since then is left alone: no look saw it at the path,
+ * and it is for adoptRecentSiblings to read, not to be checkpointed unread.
  */
-export async function markSiblingsSeen(ctx: ResumeContext, path: string): Promise<{ ops: ExtraOp[]; finished: FileId[] }> {
+export async function markSiblingsSeen(ctx: ResumeContext, path: string, since?: number): Promise<{ ops: ExtraOp[]; finished: FileId[] }> {
   const ops: ExtraOp[] = [];
   const finished: FileId[] = [];
+  const after = since === undefined ? Number.POSITIVE_INFINITY : changedAfter(ctx, since);
   for (const sibling of await rotatedSiblings(path)) {
     if (ctx.open.has(sibling.id)) continue;
     const fh = await open(sibling.path, 'r').catch(() => undefined);
     if (fh === undefined) continue;
     try {
-      finished.push(sibling.id);
       // A record of an earlier file with this (reused) inode is replaced, so it cannot hide this one later.
-      if (await checkpointed(ctx, sibling.id, fh, sibling.size)) continue;
+      if (await checkpointed(ctx, sibling.id, fh, sibling.size)) {
+        finished.push(sibling.id);
+        continue;
+      }
+      if (sibling.mtimeMs >= after) continue;
+      finished.push(sibling.id);
       const record: FileRecord = { path: sibling.path, offset: sibling.size, size: sibling.size, fp: await fingerprint(fh, sibling.size) };
       ops.push({ key: fileKey(sibling.id), value: JSON.stringify(record) });
     } finally {
