@@ -877,6 +877,34 @@ describe('FileIntake: closeInactive and maxOpenFiles', () => {
     expect((await events()).filter((e) => e.type !== 'log.line')).toEqual([]);
   });
 
+  it('names the bytes a closed file was seen to get when it is deleted before its turn to be opened again', async () => {
+    const logs = join(dir, 'logs');
+    await mkdir(logs);
+    const a = join(logs, 'a.log');
+    const b = join(logs, 'b.log');
+    await writeFile(a, numbered(1, 3));
+    await startIntake([spec('logs/*.log', { closeInactiveMs: 30 })], { maxOpenFiles: 1 });
+    await waitForLines(3);
+    await waitFor(async () => (await handlesOn(`${logs}/`)) === 0, 'a.log closed');
+    // b.log takes the only handle and never reaches its end (a read that hangs, as on a stalled NFS mount).
+    let stalled = true;
+    TrackedFile.prototype.readBatch = function (this: TrackedFile, ...args: Parameters<TrackedFile['readBatch']>) {
+      return stalled && this.path === b ? Promise.resolve({ lines: [], bytes: 0 }) : realReadBatch.apply(this, args);
+    };
+    await writeFile(b, 'line 4\n');
+    await waitFor(async () => (await handlesOn(b)) === 1, 'b.log open');
+    const more = numbered(5, 6);
+    await appendFile(a, more);
+    await new Promise((r) => setTimeout(r, 150)); // looks see a.log grown; it waits for the handle
+    await unlink(a);
+    stalled = false;
+    await waitFor(async () => (await events()).some((e) => e.type === 'meteorzx.intake.error'), 'the loss notice');
+    expect((await events()).filter((e) => e.type === 'meteorzx.intake.error').map((e) => e.data)).toMatchObject([
+      { file: a, offset: Buffer.byteLength(numbered(1, 3)), bytes: Buffer.byteLength(more) },
+    ]);
+    expect(await waitForLines(4)).toEqual([...range(1, 4)]);
+  });
+
   it('resumes a closed file at its checkpoint after a restart', async () => {
     const log = join(dir, 'app.log');
     const first = await readUntilClosed(log, 10);

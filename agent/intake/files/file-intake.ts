@@ -376,6 +376,8 @@ export class FileIntake implements Intake {
       if (parkedUnchanged(parked, st)) return true;
       // Changed while closed: opened again in its turn; until then no look has seen it (`since` stays).
       if (!this.handles.budget.mayOpen(wp.path)) {
+        // The bytes it was seen to get exist: deleted before its turn, a notice names them (finishGoneParked).
+        if (st !== undefined && id === parked.id) parked.size = Math.max(parked.size, Number(st.size));
         wp.checkedAt = since;
         return true;
       }

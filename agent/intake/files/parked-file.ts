@@ -17,7 +17,7 @@ export interface ParkedFile {
   id: FileId;
   /** Checkpoint: where reading goes on. */
   offset: number;
-  /** Bytes known to exist (TrackedFile.record): what a gone file had unread. */
+  /** Bytes known to exist (TrackedFile.record, raised by looks that saw it grow while it waited for a handle): what a gone file had unread. */
   size: number;
   fp: Fingerprint;
   emptySince: number | undefined;
