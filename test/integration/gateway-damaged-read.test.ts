@@ -129,6 +129,10 @@ describe('a gateway store with a damaged event block', () => {
     const byId = await curl(`${gw.httpUrl}/v1/custody?id=e2-0`);
     expect(byId.status).toBe(200);
     expect(damagedHeader(byId.headers)).toMatchObject([{ kind: 'custody', block: 3 }]);
+    // An id whose dedup pointer leads nowhere: its accepted record's commit is unknown, and the answer says so.
+    const byDamagedPointer = await curl(`${gw.httpUrl}/v1/custody?id=e2-2`);
+    expect(byDamagedPointer.status).toBe(200);
+    expect(damagedHeader(byDamagedPointer.headers)).toEqual([{ kind: 'pointer', key: 'id!e2-2', error: 'dedup pointer id!e2-2 holds "x", not a dedup pointer' }]);
   });
 
   it('a repeat of an id whose dedup pointer is damaged is a duplicate, not stored a second time', async () => {
@@ -143,6 +147,6 @@ describe('a gateway store with a damaged event block', () => {
     const count = (kind: string): number => Number(new RegExp(`^meteorzx_gateway_damaged_blocks_read_total\\{kind="${kind}"\\} (\\d+)$`, 'm').exec(metrics.body)?.[1]);
     expect(count('event')).toBeGreaterThanOrEqual(4);
     expect(count('custody')).toBe(2);
-    expect(count('pointer')).toBe(2);
+    expect(count('pointer')).toBe(3);
   });
 });

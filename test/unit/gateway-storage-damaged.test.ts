@@ -186,6 +186,29 @@ describe('reading a store with a damaged custody block', () => {
   });
 });
 
+describe('custody by id with a damaged dedup pointer', () => {
+  it('names the pointer, as the event query does, instead of answering as if the id had no accepted record', async () => {
+    await fill(2, 2);
+    await damage([], {
+      [idKey('1-0')]: 'x', // not a pointer at all
+      [idKey('1-1')]: encodePointer({ commit: 2, index: 0, receivedMs: T0 + 2000 }), // another commit's place
+    });
+    // Before: both answered no records and named nothing, as for an id never ingested.
+    expect(await storage.custodyPage({ id: '1-0' })).toEqual({
+      records: [],
+      damaged: [{ kind: 'pointer', key: 'id!1-0', error: 'dedup pointer id!1-0 holds "x", not a dedup pointer' }],
+    });
+    expect(await storage.custodyPage({ id: '1-1' })).toEqual({
+      records: [],
+      damaged: [{ kind: 'pointer', key: 'id!1-1', block: 2, error: 'dedup pointer id!1-1 points at commit 2, whose custody block holds no accepted record of this id' }],
+    });
+    // A sound pointer names nothing; an id never ingested neither.
+    expect(await storage.custodyPage({ id: '2-1' })).toMatchObject({ records: [{ id: '2-1', outcome: 'accepted' }] });
+    expect((await storage.custodyPage({ id: '2-1' })).damaged).toBeUndefined();
+    expect(await storage.custodyPage({ id: 'never' })).toEqual({ records: [] });
+  });
+});
+
 describe('a damaged dedup pointer', () => {
   it('takes its id as stored, so a repeat is not stored a second time', async () => {
     await fill(1, 3);

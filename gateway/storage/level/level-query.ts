@@ -226,8 +226,20 @@ export async function queryCustody(ctx: LevelContext, q: CustodyQuery): Promise<
     (after === undefined || r.n > after.n) && (q.id === undefined || r.id === q.id) && (q.source === undefined || r.source === q.source);
 
   let commits: AsyncIterable<number>;
+  /** The commit the id's dedup pointer names, whose block must hold the id's accepted record. */
+  let pointed: { key: string; commit: number } | undefined;
   if (q.id !== undefined) {
-    commits = idCommits(ctx, q.id, from);
+    const key = idKey(q.id);
+    const value = (await ctx.db.get(key)) as Buffer | undefined;
+    const text = value?.toString();
+    const sound = text === undefined ? undefined : pointerOf(text);
+    // A damaged pointer that leads nowhere is named (on the first page), as GET /v1/events?id= names it:
+    // its commit is where the id's accepted record is, and an answer without it said nothing of that.
+    if (text !== undefined && sound === undefined && after === undefined) damaged.push({ kind: 'pointer', key, error: `dedup pointer ${key} ${notPointer(text)}` });
+    const commit = (sound ?? (text === undefined ? undefined : decodePointer(text)))?.commit;
+    const usable = commit !== undefined && Number.isSafeInteger(commit) && commit >= 0 ? commit : undefined;
+    if (sound !== undefined && usable !== undefined) pointed = { key, commit: usable };
+    commits = idCommits(ctx, q.id, from, usable);
   } else if (q.source !== undefined) {
     commits = commitsOf(ctx, `cs!${q.source}!`, from);
   } else {
@@ -242,6 +254,10 @@ export async function queryCustody(ctx: LevelContext, q: CustodyQuery): Promise<
       if (damaged.length === MAX_DAMAGED_PER_PAGE) return page(last);
       continue;
     }
+    if (pointed !== undefined && commit === pointed.commit && !(read.value ?? []).some((r) => r.id === q.id && r.outcome === 'accepted')) {
+      const { key } = pointed;
+      damaged.push({ kind: 'pointer', key, block: commit, error: `dedup pointer ${key} points at commit ${commit}, whose custody block holds no accepted record of this id` });
+    }
     for (const r of read.value ?? []) {
       if (!keep(r)) continue;
       if (out.length === limit) return page(last);
@@ -254,11 +270,10 @@ export async function queryCustody(ctx: LevelContext, q: CustodyQuery): Promise<
 
 /**
  * The commits holding records of an id, in order from `from`: its `ci!` keys, read as the page needs them
- * (a device that resends one id for months has millions), and its dedup pointer's commit in its place.
+ * (a device that resends one id for months has millions), and its dedup pointer's commit (`pointed`) in its place.
  */
-async function* idCommits(ctx: LevelContext, id: string, from: number): AsyncIterable<number> {
-  const value = (await ctx.db.get(idKey(id))) as Buffer | undefined;
-  let pointer = value === undefined ? undefined : decodePointer(value.toString())?.commit;
+async function* idCommits(ctx: LevelContext, id: string, from: number, pointed: number | undefined): AsyncIterable<number> {
+  let pointer = pointed;
   if (pointer !== undefined && pointer < from) pointer = undefined;
   for await (const commit of commitsOf(ctx, `ci!${id}!`, from)) {
     if (pointer !== undefined && pointer <= commit) {
