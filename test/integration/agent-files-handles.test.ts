@@ -38,8 +38,8 @@ const run = promisify(execFile);
 const FILES = Number(process.env.METEORZX_TEST_FILES ?? 400);
 const NOFILE = 128;
 const LIMIT = NOFILE / 4;
-/** The gauge of files held open (with its space: not meteorzx_agent_files_open_limit). */
-const OPEN = 'meteorzx_agent_files_open ';
+/** The gauge of files held open. */
+const OPEN = 'meteorzx_agent_files_open';
 
 let dir: string;
 let logs: string;

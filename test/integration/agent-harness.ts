@@ -193,12 +193,23 @@ export async function startAgent(dir: string, config: Record<string, unknown>, e
       return (await (await fetch(`${pullUrl}/v1/status`)).json()) as AgentStatus;
     },
     async metric(name: string) {
-      const text = await (await fetch(`${pullUrl}/metrics`)).text();
-      let sum = 0;
-      for (const l of text.split('\n')) if (l.startsWith(name)) sum += Number(l.split(' ').at(-1));
-      return sum;
+      return sumSeries(await (await fetch(`${pullUrl}/metrics`)).text(), name);
     },
   };
+}
+
+/**
+ * The sum of the Prometheus series `name` names: a metric's every series (`meteorzx_agent_events_in_total`)
+ * or one with its labels (`…{intake="http"}`). Only that metric: matched as a prefix, the gauge
+ * `meteorzx_agent_files_open` also summed `meteorzx_agent_files_open_limit`.
+ */
+export function sumSeries(text: string, name: string): number {
+  let sum = 0;
+  for (const l of text.split('\n')) {
+    const next = l.charAt(name.length);
+    if (l.startsWith(name) && (next === ' ' || (next === '{' && !name.includes('{')))) sum += Number(l.split(' ').at(-1));
+  }
+  return sum;
 }
 
 export function parseLine(line: string): Record<string, unknown> | undefined {
