@@ -55,6 +55,19 @@ export function bodyFormat(contentType: string | undefined): BodyFormat | undefi
 }
 
 /**
+ * The 415 for a Content-Type `bodyFormat` does not take, naming the ones it
+ * does. `curl -d` sends `application/x-www-form-urlencoded` unless told
+ * otherwise, and is how most people first try an endpoint: that answer says
+ * which flag to add.
+ */
+export function unsupportedContentType(contentType: string | undefined): Error {
+  const type = (contentType ?? '').slice(0, 80);
+  const form = type.split(';')[0]?.trim().toLowerCase() === 'application/x-www-form-urlencoded';
+  const hint = form ? `; curl -d sends that type: add -H 'Content-Type: application/json'` : '';
+  return ProtocolErrors.METEORZX_UNSUPPORTED_MEDIA_TYPE(`unsupported Content-Type "${type}" (use application/json or application/x-ndjson${hint})`);
+}
+
+/**
  * Decodes a body (already decompressed) into batch items. A JSON body is one
  * event or an array of events; NDJSON is one event per line, and a bad line
  * (malformed JSON, invalid UTF-8) rejects that line alone. Throws a typed

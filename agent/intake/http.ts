@@ -12,6 +12,7 @@ import {
   formatIssues,
   isMeteorError,
   ProtocolErrors,
+  unsupportedContentType,
   validateEvent,
   type AuditEvent,
   type BodyFormat,
@@ -173,11 +174,7 @@ export class HttpIntake implements Intake {
       }
       if (this.closing) throw AgentErrors.METEORZX_INTAKE_CLOSING('the agent is shutting down');
       const format = bodyFormat(req.headers['content-type']);
-      if (format === undefined) {
-        throw ProtocolErrors.METEORZX_UNSUPPORTED_MEDIA_TYPE(
-          `content type "${req.headers['content-type'] ?? ''}" is not taken; use application/json or application/x-ndjson`,
-        );
-      }
+      if (format === undefined) throw unsupportedContentType(req.headers['content-type']);
       const encoding = (req.headers['content-encoding'] ?? '').trim().toLowerCase() || 'identity';
       if (!ENCODINGS.has(encoding)) {
         throw ProtocolErrors.METEORZX_UNSUPPORTED_MEDIA_TYPE(`content encoding "${encoding}" is not taken; use gzip or none`);

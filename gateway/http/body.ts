@@ -1,6 +1,6 @@
 import { constants, gunzip, inflate, inflateRaw, type ZlibOptions } from 'node:zlib';
 import { promisify } from 'node:util';
-import { bodyFormat, ProtocolErrors, type BodyFormat } from '../../protocols/index.js';
+import { bodyFormat, ProtocolErrors, unsupportedContentType, type BodyFormat } from '../../protocols/index.js';
 
 const gunzipAsync = promisify(gunzip);
 const inflateAsync = promisify(inflate);
@@ -58,10 +58,6 @@ async function inflateEither(raw: Buffer, opts: ZlibOptions): Promise<Buffer> {
 /** The body format for a Content-Type, or a 415 naming the ones we take. */
 export function requireFormat(contentType: string | undefined): BodyFormat {
   const format = bodyFormat(contentType);
-  if (format === undefined) {
-    throw ProtocolErrors.METEORZX_UNSUPPORTED_MEDIA_TYPE(
-      `unsupported Content-Type "${(contentType ?? '').slice(0, 80)}" (use application/json or application/x-ndjson)`,
-    );
-  }
+  if (format === undefined) throw unsupportedContentType(contentType);
   return format;
 }

@@ -68,6 +68,12 @@ describe('agent intake, bad input', () => {
     const xml = await curl(Buffer.from('<event/>'), 'application/xml');
     expect(xml.status).toBe(415);
     expect(xml.json.error).toMatch(/application\/x-ndjson/);
+    // A first try with curl -d (form-urlencoded): the answer says which flag to add.
+    const form = spawnSync('curl', ['-s', '-d', '{"type":"x"}', agent.intakeUrl], { encoding: 'utf8' });
+    expect(JSON.parse(form.stdout)).toMatchObject({
+      code: 'METEORZX_UNSUPPORTED_MEDIA_TYPE',
+      error: `unsupported Content-Type "application/x-www-form-urlencoded" (use application/json or application/x-ndjson; curl -d sends that type: add -H 'Content-Type: application/json')`,
+    });
     const broken = await curl(Buffer.from('[{"type":"a"},'), 'application/json');
     expect(broken.status).toBe(400);
     expect(broken.json.code).toBe('METEORZX_BODY_UNREADABLE');

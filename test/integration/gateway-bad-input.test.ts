@@ -123,6 +123,9 @@ describe('bad input over HTTP', () => {
     expect(xml.status).toBe(415);
     expect(xml.json).toMatchObject({ code: 'METEORZX_UNSUPPORTED_MEDIA_TYPE' });
     expect(xml.json.error).toMatch(/application\/json or application\/x-ndjson/);
+    // A first try with curl -d (form-urlencoded): the answer says which flag to add.
+    const form = await runProcess('curl', ['-s', '-d', '{"type":"t"}', `${gw.httpUrl}/v1/events`]);
+    expect(JSON.parse(form.stdout)).toMatchObject({ code: 'METEORZX_UNSUPPORTED_MEDIA_TYPE', error: expect.stringContaining("curl -d sends that type: add -H 'Content-Type: application/json'") });
 
     const tooMany = await post(JSON.stringify(Array.from({ length: 101 }, () => ({ type: 't' }))), 'application/json');
     expect(tooMany.status).toBe(413);
