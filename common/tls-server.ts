@@ -2,7 +2,7 @@ import { createHash, createPrivateKey, X509Certificate } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { createSecureContext, createServer as createTlsServer, type SecureContextOptions, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import { CommonErrors } from './errors.js';
-import { PEM_TOO_LARGE, readPem } from './read-at-most.js';
+import { PEM_TOO_LARGE, readPem, readPemSync } from './read-at-most.js';
 
 /** A listener's `tls` section as configured (common/config/sections.ts tlsServerFields). */
 export interface TlsServerFiles {
@@ -47,6 +47,25 @@ export interface TlsClientFiles {
   ca?: string | undefined;
   cert?: string | undefined;
   key?: string | undefined;
+}
+
+/** A client section's PEM files, read: what an undici Agent's or MQTT.js's `connect` takes. */
+export interface TlsClientPem {
+  ca?: Buffer;
+  cert?: Buffer;
+  key?: Buffer;
+}
+
+/**
+ * The PEM files a client section names, read (each at most MAX_PEM_BYTES): push.http, push.mqtt,
+ * pullFrom[i], alerts.webhookTls. checkTlsFiles has checked them at start.
+ */
+export function readClientTls(files: TlsClientFiles): TlsClientPem {
+  return {
+    ...(files.ca === undefined ? {} : { ca: readPemSync(files.ca) }),
+    ...(files.cert === undefined ? {} : { cert: readPemSync(files.cert) }),
+    ...(files.key === undefined ? {} : { key: readPemSync(files.key) }),
+  };
 }
 
 /**

@@ -1,11 +1,9 @@
 import type { Logger } from 'pino';
-import { tlsServerOptions } from '../common/tls-server.js';
+import { readClientTls, tlsServerOptions } from '../common/tls-server.js';
 import { hostPort } from '../common/host-port.js';
-import { readPem } from '../common/read-at-most.js';
 import { CHAIN_ALLOWANCE_BYTES, DEFAULT_LIMITS, type Limits } from '../protocols/index.js';
 import { eventAlert } from './alerts/alert.js';
 import { AlertSink } from './alerts/alert-sink.js';
-import type { WebhookTls } from './alerts/webhook-queue.js';
 import { VolumeWatch } from './alerts/volume-watch.js';
 import type { GatewayConfig } from './config.js';
 import { GatewayErrors } from './errors.js';
@@ -114,7 +112,7 @@ export class Gateway {
     // One sink for every alert of the gateway: pipeline rules and chain checks, pulls, backfill.
     const alerts = new AlertSink({
       webhook: config.alerts.webhook,
-      webhookTls: await readTlsFiles(config.alerts.webhookTls),
+      webhookTls: config.alerts.webhookTls === undefined ? undefined : readClientTls(config.alerts.webhookTls),
       metrics: this.opts.metrics,
       logger: logger.child({ component: 'alerts' }),
     });
@@ -313,14 +311,6 @@ export class Gateway {
     const failed = ingress.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
   }
-}
-
-/** A client TLS section's PEM files, read (checked at start by checkTlsFiles). */
-async function readTlsFiles(files: { ca?: string | undefined; cert?: string | undefined; key?: string | undefined } | undefined): Promise<WebhookTls | undefined> {
-  if (files === undefined) return undefined;
-  const read = (file: string | undefined): Promise<Buffer | undefined> => (file === undefined ? Promise.resolve(undefined) : readPem(file));
-  const [ca, cert, key] = await Promise.all([read(files.ca), read(files.cert), read(files.key)]);
-  return { ca, cert, key };
 }
 
 async function defaultStorage(dataDir: string, logger: Logger): Promise<Storage> {

@@ -1,4 +1,5 @@
-import { Counter, Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge } from 'prom-client';
+import { perRegistry } from '../../common/per-registry.js';
 import type { AgentMetrics } from '../metrics.js';
 
 /**
@@ -35,37 +36,29 @@ interface ExtraMetrics {
   waiting: Map<string, number>;
 }
 
-const extras = new WeakMap<Registry, ExtraMetrics>();
-
-function extraMetrics(registry: Registry): ExtraMetrics {
-  let found = extras.get(registry);
-  if (found === undefined) {
-    const registers = [registry];
-    found = {
-      dropped: new Counter({
-        name: 'meteorzx_agent_intake_dropped_total',
-        help: 'Records an intake lost before the buffer, by reason (e.g. UDP syslog while the buffer is full)',
-        labelNames: ['intake', 'reason'],
-        registers,
-      }),
-      errors: new Counter({
-        name: 'meteorzx_agent_intake_errors_total',
-        help: 'I/O errors in an intake, by kind',
-        labelNames: ['intake', 'kind'],
-        registers,
-      }),
-      blocked: new Gauge({
-        name: 'meteorzx_agent_intake_blocked',
-        help: '1 while the intake has stopped reading because the buffer is full (backpressure)',
-        labelNames: ['intake'],
-        registers,
-      }),
-      waiting: new Map(),
-    };
-    extras.set(registry, found);
-  }
-  return found;
-}
+const extraMetrics = perRegistry(
+  (registers): ExtraMetrics => ({
+    dropped: new Counter({
+      name: 'meteorzx_agent_intake_dropped_total',
+      help: 'Records an intake lost before the buffer, by reason (e.g. UDP syslog while the buffer is full)',
+      labelNames: ['intake', 'reason'],
+      registers,
+    }),
+    errors: new Counter({
+      name: 'meteorzx_agent_intake_errors_total',
+      help: 'I/O errors in an intake, by kind',
+      labelNames: ['intake', 'kind'],
+      registers,
+    }),
+    blocked: new Gauge({
+      name: 'meteorzx_agent_intake_blocked',
+      help: '1 while the intake has stopped reading because the buffer is full (backpressure)',
+      labelNames: ['intake'],
+      registers,
+    }),
+    waiting: new Map(),
+  }),
+);
 
 /**
  * A meter labelled `intake`; without metrics every call is a no-op. Its
@@ -111,7 +104,7 @@ export function createIntakeMeter(metrics: AgentMetrics | undefined, intake: str
  */
 export function releaseIntakeMeter(metrics: AgentMetrics | undefined, intake: string): void {
   if (metrics === undefined) return;
-  const extra = extras.get(metrics.registry);
+  const extra = extraMetrics.existing(metrics.registry);
   extra?.waiting.delete(intake);
   extra?.blocked.remove({ intake });
 }

@@ -1,15 +1,6 @@
-import { readPemSync } from '../../common/read-at-most.js';
+import { readClientTls } from '../../common/tls-server.js';
 import type { AgentConfig } from '../config.js';
 import type { PushTransport } from './types.js';
-
-/** The TLS files a push section names (a private CA, a client certificate and key), read. */
-function tlsFiles(section: { ca?: string | undefined; cert?: string | undefined; key?: string | undefined }): { ca?: Buffer; cert?: Buffer; key?: Buffer } {
-  return {
-    ...(section.ca === undefined ? {} : { ca: readPemSync(section.ca) }),
-    ...(section.cert === undefined ? {} : { cert: readPemSync(section.cert) }),
-    ...(section.key === undefined ? {} : { key: readPemSync(section.key) }),
-  };
-}
 
 /**
  * The push transport the config names (`push.http` or `push.mqtt`), or
@@ -26,7 +17,7 @@ export async function createTransport(config: AgentConfig, epoch: string): Promi
       gzipAboveBytes: http.gzipAboveBytes,
       timeoutMs: http.timeoutMs,
       ...(http.token === undefined ? {} : { token: http.token }),
-      ...tlsFiles(http),
+      ...readClientTls(http),
     });
   }
   if (mqtt !== undefined) {
@@ -43,7 +34,7 @@ export async function createTransport(config: AgentConfig, epoch: string): Promi
       ...(mqtt.clientId === undefined ? {} : { clientId: mqtt.clientId }),
       ...(mqtt.username === undefined ? {} : { username: mqtt.username }),
       ...(mqtt.password === undefined ? {} : { password: mqtt.password }),
-      ...tlsFiles(mqtt),
+      ...readClientTls(mqtt),
     });
   }
   return undefined;

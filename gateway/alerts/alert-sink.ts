@@ -1,13 +1,14 @@
 import type { Logger } from 'pino';
 import type { GatewayMetrics } from '../metrics.js';
 import { alertLabel, type Alert } from './alert.js';
-import { WebhookQueue, type WebhookQueueOptions, type WebhookTls } from './webhook-queue.js';
+import type { TlsClientPem } from '../../common/tls-server.js';
+import { WebhookQueue, type WebhookQueueOptions } from './webhook-queue.js';
 
 export interface AlertSinkOptions {
   /** `alerts.webhook`: alerts are also POSTed here, in batches (webhook-queue.ts). */
   webhook?: string | undefined;
   /** `alerts.webhookTls`, read: the webhook's private CA and client certificate. */
-  webhookTls?: WebhookTls | undefined;
+  webhookTls?: TlsClientPem | undefined;
   metrics?: GatewayMetrics | undefined;
   logger: Pick<Logger, 'warn'>;
   /** Bounds and timing of the webhook queue (tests); the URL comes from `webhook`. */

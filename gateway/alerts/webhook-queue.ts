@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { Agent, request, type Dispatcher } from 'undici';
+import type { TlsClientPem } from '../../common/tls-server.js';
 import { tlsCertificateError } from '../../common/tls-trust.js';
 import { basicAuthOf, redactUrl } from '../../common/url-credentials.js';
 import type { Alert } from './alert.js';
@@ -24,17 +25,10 @@ export interface WebhookQueueOptions {
   /** Called with every drop; the sink counts them in /metrics. */
   onDropped?: (reason: DropReason, n: number) => void;
   /** `alerts.webhookTls`, read: a private CA for an https receiver, and a client certificate with its key. */
-  tls?: WebhookTls | undefined;
+  tls?: TlsClientPem | undefined;
   /** Injectable for tests; default: an undici POST of JSON, any 2xx answer is taken. */
   post?: PostBatch;
   clock?: () => number;
-}
-
-/** The PEM contents of `alerts.webhookTls`. */
-export interface WebhookTls {
-  ca?: Buffer | undefined;
-  cert?: Buffer | undefined;
-  key?: Buffer | undefined;
 }
 
 const LOG_EVERY_MS = 60_000;
@@ -70,8 +64,9 @@ export class WebhookQueue {
     this.maxBatch = options.maxBatch ?? 100;
     this.flushMs = options.flushMs ?? 1000;
     this.timeoutMs = options.timeoutMs ?? 10_000;
-    this.tlsAgent = options.post === undefined && options.tls !== undefined ? new Agent({ connect: tlsConnect(options.tls) }) : undefined;
-    this.post = options.post ?? (this.tlsAgent === undefined ? postJson : jsonPoster(this.tlsAgent));
+    const tlsAgent = options.post === undefined && options.tls !== undefined ? new Agent({ connect: options.tls }) : undefined;
+    this.tlsAgent = tlsAgent;
+    this.post = options.post ?? (tlsAgent === undefined ? postJson : (url, body, timeoutMs) => postJsonWith(url, body, timeoutMs, tlsAgent));
     this.clock = options.clock ?? Date.now;
   }
 
@@ -181,22 +176,10 @@ function target(url: string): { url: string; headers: Record<string, string> } {
   return { url: parsed.toString(), headers };
 }
 
-function tlsConnect(tls: WebhookTls): { ca?: Buffer; cert?: Buffer; key?: Buffer } {
-  return {
-    ...(tls.ca === undefined ? {} : { ca: tls.ca }),
-    ...(tls.cert === undefined ? {} : { cert: tls.cert }),
-    ...(tls.key === undefined ? {} : { key: tls.key }),
-  };
-}
-
 /** POSTs a JSON body; a non-2xx answer is a failure (a receiver that refused the batch). */
-export const postJson: PostBatch = jsonPoster();
+export const postJson: PostBatch = (url, body, timeoutMs) => postJsonWith(url, body, timeoutMs, undefined);
 
-/** postJson through `dispatcher` (undici's global one when not given). */
-function jsonPoster(dispatcher?: Dispatcher): PostBatch {
-  return (url, body, timeoutMs) => postJsonWith(url, body, timeoutMs, dispatcher);
-}
-
+/** postJson through `dispatcher` (undici's global one when undefined). */
 async function postJsonWith(url: string, body: string, timeoutMs: number, dispatcher: Dispatcher | undefined): Promise<void> {
   const to = target(url);
   const res = await request(to.url, {

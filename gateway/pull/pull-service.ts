@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { RaiseAlert } from '../alerts/alert-sink.js';
 import { GapWatch } from '../alerts/gap-watch.js';
@@ -11,6 +10,7 @@ import { Backfill } from './backfill.js';
 import { PullConnector, type PullResult, type PullStatus } from './connector.js';
 import { PullStore, type LostRange } from './pull-store.js';
 import { PullScheduler, type Timers } from './scheduler.js';
+import { readClientTls } from '../../common/tls-server.js';
 
 export interface PullServiceOptions {
   config: Pick<GatewayConfig, 'dataDir' | 'pullFrom' | 'alerts' | 'backfill'>;
@@ -53,9 +53,10 @@ export class PullService {
     const { config, logger, metrics } = options;
     this.store = new PullStore(config.dataDir);
     this.gapWatch = config.alerts.gaps ? new GapWatch({ graceMs: config.backfill.grace, raise: (alert) => options.alerts.raise(alert) }) : undefined;
-    this.connectors = config.pullFrom.map((p) =>
-      this.connector(p.url, p.token, p.ca === undefined ? undefined : readFileSync(p.ca), p.retries, true, p.timeout, p.cert === undefined || p.key === undefined ? undefined : { cert: readFileSync(p.cert), key: readFileSync(p.key) }),
-    );
+    this.connectors = config.pullFrom.map((p) => {
+      const { ca, cert, key } = readClientTls(p);
+      return this.connector(p.url, p.token, ca, p.retries, true, p.timeout, cert === undefined || key === undefined ? undefined : { cert, key });
+    });
     this.scheduler = new PullScheduler(
       config.pullFrom.map((p, i) => ({ connector: this.connectors[i] as PullConnector, every: p.every })),
       options.timers,

@@ -243,13 +243,19 @@ describe('agent HTTP intake', () => {
     expect(await auth()).toBe(2);
   });
 
-  it('bounds concurrent requests: past the limit it answers 503 instead of queueing in memory', async () => {
+  /** An intake of one request at a time whose one request is in progress, its append held until `release`. */
+  async function busyIntake(): Promise<{ buffer: FakeBuffer; port: number; first: ReturnType<typeof post>; release: () => void }> {
     const buffer = new FakeBuffer();
     let release!: () => void;
     buffer.holdAppends = new Promise<void>((r) => (release = r));
     const { port } = await startIntake(buffer, { maxConcurrent: 1 });
     const first = post(port, JSON.stringify({ type: 'a' }));
     while (buffer.appendCalls === 0) await new Promise((r) => setTimeout(r, 2));
+    return { buffer, port, first, release };
+  }
+
+  it('bounds concurrent requests: past the limit it answers 503 instead of queueing in memory', async () => {
+    const { port, first, release } = await busyIntake();
     const second = await post(port, JSON.stringify({ type: 'b' }));
     expect(second.status).toBe(503);
     expect(second.body.code).toBe('METEORZX_INTAKE_BUSY');
@@ -258,12 +264,9 @@ describe('agent HTTP intake', () => {
   });
 
   it('keeps the connection of a busy answer when the body is small and declared; a large or chunked one closes it', async () => {
-    const buffer = new FakeBuffer();
-    let release!: () => void;
-    buffer.holdAppends = new Promise<void>((r) => (release = r));
-    const { port } = await startIntake(buffer, { maxConcurrent: 1 });
-    const first = post(port, JSON.stringify({ type: 'a' }));
-    while (buffer.appendCalls === 0) await new Promise((r) => setTimeout(r, 2));
+    const taken = await busyIntake();
+    const { buffer, port, first } = taken;
+    let release = taken.release;
     const socket = connect(port, '127.0.0.1');
     let text = '';
     socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
-import { Gauge, type Registry } from 'prom-client';
+import { Gauge } from 'prom-client';
+import { perRegistry } from '../../../common/per-registry.js';
 import type { AgentMetrics } from '../../metrics.js';
 
 /** Between warnings while paths keep waiting for a handle, ms. */
@@ -11,21 +12,13 @@ interface HandleGauges {
   waiting: Gauge;
 }
 
-const gauges = new WeakMap<Registry, HandleGauges>();
-
-function handleGauges(registry: Registry): HandleGauges {
-  let found = gauges.get(registry);
-  if (found === undefined) {
-    const registers = [registry];
-    found = {
-      open: new Gauge({ name: 'meteorzx_agent_files_open', help: 'Files the file intake holds open now (followed and rotated ones being read to their end)', registers }),
-      limit: new Gauge({ name: 'meteorzx_agent_files_open_limit', help: 'intake.maxOpenFiles: most followed files held open at once', registers }),
-      waiting: new Gauge({ name: 'meteorzx_agent_files_waiting', help: 'Followed paths with something to read that wait for a handle (intake.maxOpenFiles reached)', registers }),
-    };
-    gauges.set(registry, found);
-  }
-  return found;
-}
+const handleGauges = perRegistry(
+  (registers): HandleGauges => ({
+    open: new Gauge({ name: 'meteorzx_agent_files_open', help: 'Files the file intake holds open now (followed and rotated ones being read to their end)', registers }),
+    limit: new Gauge({ name: 'meteorzx_agent_files_open_limit', help: 'intake.maxOpenFiles: most followed files held open at once', registers }),
+    waiting: new Gauge({ name: 'meteorzx_agent_files_waiting', help: 'Followed paths with something to read that wait for a handle (intake.maxOpenFiles reached)', registers }),
+  }),
+);
 
 export interface HandleBudgetOptions {
   /** Most files held open at once (intake.maxOpenFiles). */

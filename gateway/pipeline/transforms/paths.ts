@@ -21,7 +21,7 @@ const SEGMENT = /^([^[\]]+)((?:\[\])*)$/;
 /** The segments of a path, or undefined when a name is empty or has a bracket other than trailing `[]`s. */
 export function parseSegments(path: string): Segment[] | undefined {
   const out: Segment[] = [];
-  for (const part of splitPath(path)) {
+  for (const part of path.split('.')) {
     const m = SEGMENT.exec(part);
     if (m === null) return undefined;
     out.push({ key: m[1] as string, arrays: (m[2] as string).length / 2 });
@@ -75,9 +75,6 @@ function isObject(value: unknown): value is Obj {
   return value !== null && typeof value === 'object' && !Array.isArray(value);
 }
 
-export function splitPath(path: string): string[] {
-  return path.split('.');
-}
 
 function own(node: Obj, key: string): unknown {
   return Object.hasOwn(node, key) ? node[key] : undefined;
