@@ -152,6 +152,33 @@ function parseItems(body: Uint8Array, ranges: readonly number[], keepText: boole
   return items;
 }
 
+/**
+ * The item of a JSON array at bytes [start, end) on its own, for a reader
+ * that takes an array's items in slices (protocols/chained-batch.ts): an
+ * item over the event limit is refused unparsed, one that does not parse is
+ * refused alone (as an NDJSON line is), not the whole body.
+ */
+export function decodeArrayItem(body: Uint8Array, start: number, end: number, index: number, limits: Limits, keepText: boolean): BatchItem {
+  const bytes = end - start;
+  if (bytes > largestItemBytes(limits)) return { index, bytes, error: overEventLimit(bytes, limits) };
+  const text = Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8', start, end);
+  try {
+    const value: unknown = JSON.parse(text);
+    return { index, value, bytes, text: keepText ? text : undefined };
+  } catch (err) {
+    return { index, bytes, error: `malformed JSON: ${(err as Error).message}` };
+  }
+}
+
+/**
+ * Where each item of a top-level JSON array starts and ends (flat pairs);
+ * undefined unless the body is a clean array of at most `maxItems` items.
+ */
+export function jsonArrayRanges(body: Uint8Array, maxItems: number): number[] | undefined {
+  const ranges = arrayItemRanges(body, maxItems);
+  return ranges === TOO_MANY ? undefined : ranges;
+}
+
 /** Bytes past which an item cannot be an event (the allowance of a chained event included): it is not parsed. */
 function largestItemBytes(limits: Limits): number {
   return limits.maxEventBytes + (limits.chainAllowanceBytes ?? 0);

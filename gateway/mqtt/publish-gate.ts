@@ -1,4 +1,5 @@
 import { decodePayload, isBridgeNotification, isMeteorError, tryParseTopic, type BatchItem, type IngestResponse, type Limits } from '../../protocols/index.js';
+import { readChainedBatch, type ChainedBatch } from '../../protocols/chained-batch.js';
 import type { IngestContext, Ingestor } from '../pipeline/ingestor.js';
 import type { MqttIdentity } from '../auth/mqtt-users.js';
 
@@ -89,7 +90,7 @@ export class PublishGate {
    * with the ingest error otherwise.
    */
   ingest(ctx: PublishContext, source: string, payload: Buffer, gone: () => boolean = () => false): Promise<IngestResponse> {
-    const items = this.decode(payload);
+    const decoded = this.decode(payload, source);
     const own = ctx.identity.source;
     const mayUseSource = own === undefined ? undefined : ctx.identity.mayUseSource;
     const ingestCtx: IngestContext = {
@@ -98,17 +99,43 @@ export class PublishGate {
       defaultSource: source,
       ...(mayUseSource === undefined ? {} : { mayUseSource }),
     };
+    if (!Array.isArray(decoded)) return this.ingestSlices(decoded, ingestCtx, gone);
+    return this.ingestItems(decoded, ingestCtx, gone);
+  }
+
+  private ingestItems(items: BatchItem[], ctx: IngestContext, gone: () => boolean): Promise<IngestResponse> {
     // The first attempt directly: the retry loop's promises are paid only under overload.
-    return this.opts.ingestor.ingest(items, ingestCtx).catch((err: unknown) => {
+    return this.opts.ingestor.ingest(items, ctx).catch((err: unknown) => {
       if (!isOverload(err)) throw err;
-      return this.retryOverloaded(items, ingestCtx, err, gone);
+      return this.retryOverloaded(items, ctx, err, gone);
     });
   }
 
-  private decode(payload: Buffer): BatchItem[] {
+  /**
+   * An agent's batch over maxBatchEvents (readChainedBatch), one slice after the other: the pipeline
+   * never sees more than maxBatchEvents from one ingest, and the PUBACK waits for the last slice. A
+   * gateway that stops half-way is sent the whole batch again, and dedup drops what it already has.
+   */
+  private async ingestSlices(batch: ChainedBatch, ctx: IngestContext, gone: () => boolean): Promise<IngestResponse> {
+    const total: IngestResponse = { accepted: 0, duplicates: 0, rejected: [] };
+    for (const slice of batch.slices) {
+      if (gone()) throw new Error('the client disconnected while its batch was being stored; it resends it after reconnecting');
+      const answer = await this.ingestItems(slice, ctx, gone);
+      total.accepted += answer.accepted;
+      total.duplicates += answer.duplicates;
+      total.rejected.push(...answer.rejected);
+    }
+    return total;
+  }
+
+  private decode(payload: Buffer, source: string): BatchItem[] | ChainedBatch {
     try {
       return decodePayload(payload, this.opts.limits, { keepText: true });
     } catch (err) {
+      if (isMeteorError(err) && err.code === 'METEORZX_BATCH_TOO_LARGE') {
+        const chained = readChainedBatch(payload, this.opts.limits, source, { keepText: true });
+        if (chained !== undefined) return chained;
+      }
       // An unreadable payload is still an ingestion attempt: it becomes one rejection record.
       const reason = err instanceof Error ? err.message : String(err);
       return [{ index: 0, bytes: payload.byteLength, error: reason }];
