@@ -4,7 +4,8 @@ import { encodeBlock, readBlockMeta, type BlockMeta } from './block-codec.js';
 import { ChainCursor, LineTooLarge } from './chain-cursor.js';
 import type { CommitWork } from './commit-queue.js';
 import { applyRepairs, type UnreadableRange } from './corrupt-read.js';
-import { droppedGaps, foldGaps, gapData, type GapLedger } from './gap-fold.js';
+import { droppedGaps, foldGaps, gapData, type GapLedger, type NamedRange } from './gap-fold.js';
+import { nextHeld, splitHeld, type HeldRanges } from './held-ranges.js';
 import type { Holes } from './holes.js';
 import { BLOCK_END, blockKey, blockSeq, extraKey, META } from './keys.js';
 import { isCorruption, type BufferDb, type StoredMeta } from './level-store.js';
@@ -31,6 +32,10 @@ export interface CommitBase {
   cache: BlockCache;
   /** Last seq of the oldest stored block. */
   oldestBlockLast: number | undefined;
+  /** Deleted ranges the push sink holds in memory (held-ranges.ts). */
+  held: HeldRanges;
+  /** The newest seq the push sink holds in memory (its window), and of which epoch; those up to it are not lost when deleted. */
+  heldUpTo: () => { epoch: string; upTo: number };
 }
 
 /** One group commit, ready to write: the batch, and what the buffer adopts once it is durable. */
@@ -51,6 +56,8 @@ export interface CommitPlan {
   recorded: UnreadableRange[];
   /** Blocks deleted to make room or by the retention sweep, and the oldest one left. */
   release: ReleasePlan | undefined;
+  /** The push sink's held ranges after this commit; the stale ones are named lost by it. */
+  held: NamedRange[];
 }
 
 // Reserved for the gap block a drop-oldest commit adds, so the bound holds with it.
@@ -139,13 +146,24 @@ export async function planCommit(base: CommitBase, work: CommitWork, now: number
   // The gateway has the newest gap event: the ranges it named need no repeating.
   let ledger: GapLedger = base.gapLedger.seq > 0 && ackTo >= base.gapLedger.seq ? { seq: 0, ranges: [] } : base.gapLedger;
   let ledgerChanged = ledger !== base.gapLedger;
+  // What the push sink holds in memory is not lost: it sends it from there (see held-ranges.ts).
+  const split = release !== undefined && release.lost.length > 0 ? splitHeld(release.lost, heldIn(base.heldUpTo(), s.epoch)) : { lost: [], held: [] };
+  for (const r of split.held) opts.logger?.warn({ ...r, epoch: s.epoch }, 'buffer: undelivered events deleted while the push sink holds them; it sends them from memory');
+  // Nothing held, nothing recorded: the usual commit does no more work here.
+  const touched = base.held.live.length > 0 || split.held.length > 0 || base.held.stale.length > 0;
+  const held = touched ? nextHeld(base.held.live, work.ackEpoch === s.epoch ? work.ackTo : 0, split.held) : base.held.live;
+  const heldChanged = touched && (base.held.stale.length > 0 || JSON.stringify(held) !== JSON.stringify(base.held.live));
+  for (const lost of split.lost) opts.logger?.warn({ ...lost, epoch: s.epoch }, 'buffer: undelivered events deleted; gap event appended');
   if (release !== undefined && release.lost.length > 0) {
-    for (const lost of release.lost) opts.logger?.warn({ ...lost, epoch: s.epoch }, 'buffer: undelivered events deleted; gap event appended');
-    const folded = foldGaps(release.lost, ledger.ranges, await droppedGaps(db, base.cache, release.deleted, delivered, opts.logger));
-    gaps.push(...folded.ranges.map(gapData), ...folded.verbatim);
-    ledger = { seq: cursor.head + folded.ranges.length, ranges: folded.ranges };
-    ledgerChanged = true;
+    const folded = foldGaps(split.lost, ledger.ranges, await droppedGaps(db, base.cache, release.deleted, delivered, opts.logger));
+    if (folded.ranges.length > 0 || folded.verbatim.length > 0) {
+      gaps.push(...folded.ranges.map(gapData), ...folded.verbatim);
+      ledger = { seq: cursor.head + folded.ranges.length, ranges: folded.ranges };
+      ledgerChanged = true;
+    }
   }
+  // Held by a push sink of an earlier life of this process, never acked: nothing holds them now.
+  gaps.push(...base.held.stale.map(gapData));
   // Damaged ranges found by reads: a hole readers step over, and a gap for the part not yet delivered.
   const repaired = applyRepairs(repairs, base.holes, { oldest: newOldest, delivered: newDelivered, epoch: s.epoch });
   newOldest = repaired.oldest;
@@ -161,6 +179,7 @@ export async function planCommit(base: CommitBase, work: CommitWork, now: number
     blocks.push({ firstSeq: gapFirst, value: encodeBlock(gapLines, now, true), lines: gapLines });
   }
   if (ledgerChanged) ops.push({ type: 'put', key: META.gaps, value: Buffer.from(JSON.stringify(ledger)) });
+  if (heldChanged) ops.push(held.length === 0 ? { type: 'del', key: META.held } : { type: 'put', key: META.held, value: Buffer.from(JSON.stringify(held)) });
   if (repaired.holesChanged) ops.push({ type: 'put', key: META.holes, value: Buffer.from(repaired.holes.toJSON()) });
   const written = blocks.reduce((n, b) => n + b.value.length, 0);
   const bufferedBytes = Math.max(0, s.bufferedBytes - freed + written);
@@ -186,7 +205,13 @@ export async function planCommit(base: CommitBase, work: CommitWork, now: number
     gapLedger: ledger,
     recorded: repaired.recorded,
     release,
+    held,
   };
+}
+
+/** A window of another epoch (the sink has not followed a replaced store yet) holds none of this one's seqs. */
+function heldIn(held: { epoch: string; upTo: number }, epoch: string): number {
+  return held.epoch === epoch ? held.upTo : 0;
 }
 
 /** The stored blocks from `oldest` on, as planRelease walks them. */

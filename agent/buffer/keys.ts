@@ -21,6 +21,8 @@ export const META = {
   holes: 'm!holes',
   /** Ranges named by the buffer's undelivered gap events (JSON, see gap-fold.ts); read apart from META_KEYS. */
   gaps: 'm!gaps',
+  /** Deleted ranges the push sink held in memory, not yet acked (JSON, see held-ranges.ts); read apart from META_KEYS. */
+  held: 'm!held',
   /** The agent id the epoch's latest events are chained under (see open-store.ts, continueUnderId); read apart from META_KEYS. */
   agent: 'm!agent',
 } as const;

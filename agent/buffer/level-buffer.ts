@@ -5,6 +5,7 @@ import { BlockCache } from './block-cache.js';
 import { planCommit } from './commit-plan.js';
 import { CommitQueue, type CommitWork } from './commit-queue.js';
 import { parseLedger, type GapLedger } from './gap-fold.js';
+import { NO_HELD, parseHeld, type HeldRanges } from './held-ranges.js';
 import { Holes } from './holes.js';
 import { blockKey, extraKey, META } from './keys.js';
 import { firstBlock, type BufferDb, type StoredMeta } from './level-store.js';
@@ -43,6 +44,9 @@ export class LevelBuffer implements AgentBuffer {
   private writeError: string | undefined;
   private holes = new Holes();
   private gapLedger: GapLedger = { seq: 0, ranges: [] };
+  private held: HeldRanges = NO_HELD;
+  /** See holdInMemory; no push sink: nothing is held. */
+  private heldUpTo: () => { epoch: string; upTo: number } = () => ({ epoch: '', upTo: 0 });
 
   constructor(options: BufferOptions) {
     this.opts = resolveBufferOptions(options);
@@ -59,7 +63,9 @@ export class LevelBuffer implements AgentBuffer {
   async open(): Promise<void> {
     if (this.db !== undefined) return;
     const opened = await openStore(this.opts, this.location);
-    await this.adopt(opened);
+    await this.adopt(opened, true);
+    // Ranges a push sink held when the process stopped: named lost by the next commit, run now.
+    if (this.held.stale.length > 0) void this.queue.sweep().catch(() => undefined);
     this.sweepTimer = setInterval(() => void this.sweep().catch(() => undefined), this.opts.sweepIntervalMs);
     this.sweepTimer.unref();
   }
@@ -70,14 +76,18 @@ export class LevelBuffer implements AgentBuffer {
    * already stored, as the new epoch's first event (see initialise), and the
    * listeners hear of it like of any append.
    */
-  private async adopt(opened: OpenedStore): Promise<void> {
+  private async adopt(opened: OpenedStore, first = false): Promise<void> {
     if (opened.lost !== undefined) this.recovered = opened.lost.message;
+    const sameEpoch = this.s.epoch === opened.meta.epoch;
     this.s = { ...opened.meta };
     // From `oldest`: a block below it (a damaged one a hole stepped over) is no longer the buffer's.
     this.oldestBlockLast = (await firstBlock(opened.db, opened.meta.oldest))?.lastSeq;
-    const [holes, ledger] = await opened.db.getMany([META.holes, META.gaps]);
+    const [holes, ledger, held] = await opened.db.getMany([META.holes, META.gaps, META.held]);
     this.holes = new Holes(holes?.toString('utf8'));
     this.gapLedger = parseLedger(ledger?.toString('utf8'));
+    // At the first open nothing holds the recorded ranges any more; a store reopened mid-run (same epoch) is still this life's.
+    const recorded = parseHeld(held?.toString('utf8'));
+    this.held = first ? { live: [], stale: recorded } : { live: sameEpoch ? recorded : [], stale: [] };
     this.db = opened.db;
     if (opened.lost !== undefined) for (const listener of this.listeners) listener(this.s.head);
   }
@@ -130,9 +140,14 @@ export class LevelBuffer implements AgentBuffer {
   async ack(seq: number, epoch = this.s.epoch): Promise<void> {
     const target = Math.min(seq, this.s.head);
     // A drop moves `delivered` past what it deleted; an ack still matters when it passes the newest gap event.
-    if (target <= this.s.delivered && (this.gapLedger.seq === 0 || target < this.gapLedger.seq)) return;
+    // So does one that passes a range the push sink held when a drop deleted it (held-ranges.ts).
+    if (target <= this.s.delivered && (this.gapLedger.seq === 0 || target < this.gapLedger.seq) && !this.held.live.some((r) => r.from <= target)) return;
     if (this.db === undefined) throw AgentErrors.METEORZX_BUFFER_CLOSED('the buffer is not open');
     await this.queue.ack(target, epoch);
+  }
+
+  holdInMemory(held: () => { epoch: string; upTo: number }): void {
+    this.heldUpTo = held;
   }
 
   /** Runs the retention sweep now (the timer runs it every sweepIntervalMs). */
@@ -297,7 +312,17 @@ export class LevelBuffer implements AgentBuffer {
   private async commitOrThrow(work: CommitWork): Promise<void> {
     const db = this.db;
     if (db === undefined) throw AgentErrors.METEORZX_BUFFER_CLOSED('the buffer is not open');
-    const base = { db, opts: this.opts, cursors: this.s, holes: this.holes, gapLedger: this.gapLedger, cache: this.cache, oldestBlockLast: this.oldestBlockLast };
+    const base = {
+      db,
+      opts: this.opts,
+      cursors: this.s,
+      holes: this.holes,
+      gapLedger: this.gapLedger,
+      cache: this.cache,
+      oldestBlockLast: this.oldestBlockLast,
+      held: this.held,
+      heldUpTo: this.heldUpTo,
+    };
     const plan = await planCommit(base, work, this.opts.clock.now());
     await db.batch(plan.ops, { sync: plan.sync }).catch((err: unknown) => {
       throw refusedWrite(err);
@@ -308,6 +333,7 @@ export class LevelBuffer implements AgentBuffer {
     this.s = plan.cursors;
     this.holes = plan.holes;
     this.gapLedger = plan.gapLedger;
+    this.held = plan.held === base.held.live && base.held.stale.length === 0 ? base.held : { live: plan.held, stale: [] };
     for (const r of plan.recorded) {
       this.recovered = `buffer blocks for seq ${r.from}-${r.to} are unreadable (${r.error}); skipped with a gap event`;
       this.opts.logger?.error({ from: r.from, to: r.to, epoch: this.s.epoch, error: r.error }, `buffer: ${this.recovered}`);

@@ -86,6 +86,14 @@ export interface AgentBuffer {
   ack(seq: number, epoch?: string): Promise<void>;
   state(): BufferState;
   /**
+   * The push sink says which undelivered events it holds in memory: seq ≤
+   * `upTo` of `epoch` (its window). A drop-oldest or retention release that deletes
+   * them names them in no gap event, since the sink sends them from memory;
+   * their ranges are recorded until an ack passes them, and named lost at
+   * the next open if none did (agent/buffer/held-ranges.ts).
+   */
+  holdInMemory?(held: () => { epoch: string; upTo: number }): void;
+  /**
    * Seq ranges of the current epoch that are recorded holes: damage found
    * in the store, each already named by a `buffer-corrupt` gap event. Reads
    * step over them; sorted and disjoint (a range may start before `oldest`).

@@ -85,6 +85,8 @@ export class Sender {
   private probeSend: number | undefined;
   private lingerSince: number | undefined;
   private stuckAt: number | undefined;
+  /** The buffer knows the window is held in memory (holdInMemory), and names none of it lost. */
+  private holds = false;
   private current: PushState = 'idle';
   private lastError: string | null = null;
   private closing = false;
@@ -113,6 +115,11 @@ export class Sender {
     this.epoch = epoch;
     await this.transport.start();
     this.unsubscribe = this.buffer.onAppend(() => this.wake.notify());
+    // The window is one run of seqs after the cursor, every one of them in memory (see reload).
+    if (this.buffer.holdInMemory !== undefined) {
+      this.buffer.holdInMemory(() => ({ epoch: this.epoch, upTo: this.window.at(-1)?.last ?? this.delivered }));
+      this.holds = true;
+    }
     this.transport.onLinkUp?.(() => this.linkUp());
     this.loop = this.run();
   }
@@ -226,7 +233,7 @@ export class Sender {
       if (held === undefined) break;
       await this.relaunch(held, launched);
     }
-    // A retry whose events were all dropped meanwhile (drop-oldest, retention) is settled without a
+    // A retry whose events are all gone meanwhile (a hole recorded over them) is settled without a
     // send, so no outcome will wake this loop, and a full window stops it reading on. When that leaves
     // an acked prefix, go round at once: ackPrefix moves past it and the next batch is read. Waiting
     // here would sleep until the next append, i.e. forever once the producers have stopped.
@@ -297,14 +304,20 @@ export class Sender {
   }
 
   /**
-   * A retry sends what the buffer holds now, not the copy read before the
-   * failure: while the gateway was away, drop-oldest or retention may have
-   * deleted some of these events and recorded them in a gap event, and
-   * sending them anyway would contradict that gap.
+   * A retry sends what the buffer holds now, and the copies in memory of
+   * what it deleted since: drop-oldest or retention deleting the window's
+   * events names them in no gap event (the window is held: holdInMemory), so
+   * they are sent from here until the gateway acks them. What the buffer
+   * no longer has and its holes name (damage found meanwhile, recorded with
+   * a buffer-corrupt gap) is not sent: that would contradict the gap.
    */
   private async reload(batch: Batch): Promise<void> {
     const events = await this.buffer.readLines(batch.first - 1, batch.last - batch.first + 1);
-    batch.events = events.filter((e) => e.seq <= batch.last);
+    // A buffer that cannot be told what the window holds names it in its gap events: send nothing of that.
+    const oldest = this.holds ? this.buffer.state().oldest : 0;
+    const holes = this.buffer.holeRanges();
+    const kept = batch.events.filter((e) => e.seq < oldest && !holes.some(([from, to]) => e.seq >= from && e.seq <= to));
+    batch.events = [...kept, ...events.filter((e) => e.seq <= batch.last && e.seq >= oldest)];
     batch.first = batch.events[0]?.seq ?? batch.last;
   }
 

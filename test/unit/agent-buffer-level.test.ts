@@ -543,3 +543,57 @@ describe('LevelBuffer: events too large once stored', () => {
     expect((await buffer.read(0, 10)).map((e) => e.type)).toEqual(['fits']);
   });
 });
+
+describe('LevelBuffer: drop-oldest deleting what the push sink holds in memory', () => {
+  const { make } = bufferFixture('meteorzx-buffer-held-');
+  const pad = () => ({ type: 'test.event', data: { pad: randomBytes(150).toString('hex') } });
+  type Gap = { from: number; to: number; reason: string };
+  const gapsIn = (events: readonly ChainedEvent[]): Gap[] => events.filter((e) => e.type === 'meteorzx.gap').map((e) => e.data as Gap);
+
+  /** Fills the buffer while a sink holds seqs 1..10 in its window; returns every event seen, gap events included. */
+  async function overflowWhileHeld(buffer: LevelBuffer): Promise<Map<number, ChainedEvent>> {
+    buffer.holdInMemory(() => ({ epoch: buffer.state().epoch, upTo: 10 }));
+    const seen = new Map<number, ChainedEvent>();
+    for (let i = 0; i < 60; i++) {
+      await buffer.append([pad(), pad()]);
+      for (const e of await buffer.read(Math.max(0, ...seen.keys()), 1000)) seen.set(e.seq, e);
+    }
+    expect(buffer.state().oldest).toBeGreaterThan(11); // seqs 1..10 were deleted
+    return seen;
+  }
+
+  it('names none of the held seqs in a gap event, and nothing more once the sink acks them', async () => {
+    const buffer = await make({ maxBytes: 3000, whenFull: 'drop-oldest' });
+    await buffer.append(Array.from({ length: 10 }, pad));
+    const seen = await overflowWhileHeld(buffer);
+    const gaps = gapsIn([...seen.values()]);
+    expect(gaps.length).toBeGreaterThan(0);
+    // Before: the first gap began at seq 1, naming the ten events the sink was sending.
+    expect(Math.min(...gaps.map((g) => g.from))).toBe(11);
+    await buffer.ack(10); // the gateway acked them
+    const { head } = buffer.state();
+    await buffer.close();
+    const again = await make({ maxBytes: 3000, whenFull: 'drop-oldest' });
+    await again.sweep(); // queued behind the commit open starts when it has ranges to name
+    const after = await again.read(head, 100);
+    expect(gapsIn(after)).toEqual([]);
+  });
+
+  it('names the held seqs lost at the next open when no ack passed them before the process stopped', async () => {
+    const buffer = await make({ maxBytes: 3000, whenFull: 'drop-oldest' });
+    await buffer.append(Array.from({ length: 10 }, pad));
+    await overflowWhileHeld(buffer);
+    const { head } = buffer.state();
+    await buffer.close();
+    const again = await make({ maxBytes: 3000, whenFull: 'drop-oldest' });
+    await again.sweep(); // queued behind the commit open starts to name them
+    const after = await again.read(head, 100);
+    expect(gapsIn(after)).toEqual([{ from: 1, to: 10, count: 10, reason: 'buffer-full-drop-oldest' }]);
+    // Named once: a second open names nothing more.
+    const head2 = again.state().head;
+    await again.close();
+    const third = await make({ maxBytes: 3000, whenFull: 'drop-oldest' });
+    await third.sweep();
+    expect(await third.read(head2, 100)).toEqual([]);
+  });
+});

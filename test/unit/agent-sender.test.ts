@@ -202,6 +202,31 @@ describe('push sender', () => {
     expect(transport.sent.map((b) => b.map((e) => e.seq))).toEqual([[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [7, 8, 9, 10]]);
   });
 
+  it('a buffer told what the window holds names none of it lost, so a retry sends the dropped events from memory', async () => {
+    class HoldingBuffer extends FakeBuffer {
+      heldUpTo: (() => { epoch: string; upTo: number }) | undefined;
+      holdInMemory(held: () => { epoch: string; upTo: number }): void {
+        this.heldUpTo = held;
+      }
+      override state() {
+        return { ...super.state(), oldest: this.droppedUpTo + 1 };
+      }
+    }
+    const buffer = new HoldingBuffer();
+    await buffer.fill(10);
+    let heldWhileDropping: number | undefined;
+    const transport = new ScriptedTransport(1, (_e, n) => {
+      if (n > 1) return { kind: 'acked', rejected: [] };
+      heldWhileDropping = buffer.heldUpTo?.().upTo;
+      buffer.droppedUpTo = 6;
+      return { kind: 'retry', error: 'down' };
+    });
+    await makeSender(buffer, transport).start();
+    await waitFor(() => buffer.delivered === 10, 'delivered 10');
+    expect(heldWhileDropping).toBe(10); // the batch in flight is in the window while drop-oldest runs
+    expect(transport.sent.map((b) => b.map((e) => e.seq))).toEqual([Array.from({ length: 10 }, (_, i) => i + 1), Array.from({ length: 10 }, (_, i) => i + 1)]);
+  });
+
   it('moves on when a retry finds its whole batch dropped meanwhile, with no new append to wake it', async () => {
     const buffer = new FakeBuffer();
     await buffer.fill(20);
