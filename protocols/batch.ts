@@ -1,6 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import { DEFAULT_LIMITS, type Limits } from './limits.js';
 import { ProtocolErrors } from './errors.js';
+import { readItemHead, type ItemHead } from './item-head.js';
 
 /**
  * One item of a decoded batch: either a parsed JSON value with the size of its
@@ -8,7 +9,7 @@ import { ProtocolErrors } from './errors.js';
  */
 export type BatchItem =
   | { index: number; value: unknown; bytes: number; error?: undefined; text?: string }
-  | { index: number; value?: undefined; bytes: number; error: string; text?: undefined };
+  | { index: number; value?: undefined; bytes: number; error: string; text?: undefined; head?: ItemHead | undefined };
 
 export interface DecodeOptions {
   /**
@@ -137,7 +138,7 @@ function parseItems(body: Uint8Array, ranges: readonly number[], keepText: boole
     const bytes = end - start;
     if (bytes > cap) {
       // Not parsed: refused for its size alone, as an NDJSON line is (decodeLine).
-      items[n / 2] = { index: n / 2, bytes, error: overEventLimit(bytes, limits) };
+      items[n / 2] = { index: n / 2, bytes, error: overEventLimit(bytes, limits), head: readItemHead(body, start, end) };
       continue;
     }
     const text = buf.toString('utf8', start, end);
@@ -160,7 +161,7 @@ function parseItems(body: Uint8Array, ranges: readonly number[], keepText: boole
  */
 export function decodeArrayItem(body: Uint8Array, start: number, end: number, index: number, limits: Limits, keepText: boolean): BatchItem {
   const bytes = end - start;
-  if (bytes > largestItemBytes(limits)) return { index, bytes, error: overEventLimit(bytes, limits) };
+  if (bytes > largestItemBytes(limits)) return { index, bytes, error: overEventLimit(bytes, limits), head: readItemHead(body, start, end) };
   const text = Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8', start, end);
   try {
     const value: unknown = JSON.parse(text);
@@ -369,8 +370,8 @@ function decodeLine(line: Uint8Array, index: number, limits: Limits, keepText: b
   const bytes = line.byteLength;
   // The allowance for a chained event's added fields, if any, before parsing: validateEvent checks the event exactly.
   if (bytes > largestItemBytes(limits)) {
-    // Not parsed at all: an oversized line costs no more than its bytes.
-    return { index, bytes, error: overEventLimit(bytes, limits) };
+    // Not parsed at all: an oversized line costs no more than its bytes (one scan reads its id and chain fields).
+    return { index, bytes, error: overEventLimit(bytes, limits), head: readItemHead(line, 0, bytes) };
   }
   const text = utf8Text(line);
   if (text === undefined) return { index, bytes, error: 'invalid UTF-8' };

@@ -23,6 +23,8 @@ import type { PipelineItem } from '../item.js';
  */
 export function validateItem(item: BatchItem, ctx: IngestContext, limits: Limits, receivedAt: string): PipelineItem {
   if (item.error !== undefined) {
+    // An event refused unparsed for its size: its id, source and chain position, read from its bytes (item-head.ts).
+    if (item.head !== undefined) return rejected(item.index, item.head, ctx, item.error, undefined, 'decode');
     // Nothing of the payload is readable, but the ingress's source is known (the MQTT topic's): keep it for custody search.
     const source = ctx.defaultSource === undefined ? {} : { source: ctx.defaultSource };
     return { index: item.index, ...source, rejected: { stage: 'decode', reason: item.error } };
@@ -50,14 +52,14 @@ export function validateItem(item: BatchItem, ctx: IngestContext, limits: Limits
 }
 
 /** A validation rejection, with what custody (id, source) and the seq registry (chain) can read of the event. */
-function rejected(index: number, value: unknown, ctx: IngestContext, reason: string, source?: string): PipelineItem {
+function rejected(index: number, value: unknown, ctx: IngestContext, reason: string, source?: string, stage: 'decode' | 'validate' = 'validate'): PipelineItem {
   const chain = readableChain(value, ctx);
   return {
     index,
     ...readableIdentity(value, ctx),
     ...(source === undefined ? {} : { source }),
     ...(chain === undefined ? {} : { chain }),
-    rejected: { stage: 'validate', reason },
+    rejected: { stage, reason },
   };
 }
 
