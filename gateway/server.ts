@@ -16,6 +16,7 @@ import { MqttUsers } from './auth/mqtt-users.js';
 import { TokenAuth } from './auth/tokens.js';
 import { HttpApi, type BoundHttp } from './http/api.js';
 import { MqttIngress } from './mqtt/broker.js';
+import { TailClaims } from './alerts/tail-claims.js';
 import { ListenFailed, type BoundListener, type MqttListenerSpecs } from './mqtt/listeners.js';
 import type { PullService } from './pull/pull-service.js';
 
@@ -89,6 +90,7 @@ export class Gateway {
   private storage: Storage | undefined;
   private pipeline: RunningPipeline | undefined;
   private mqtt: MqttIngress | undefined;
+  private readonly tails = new TailClaims();
   private http: HttpApi | undefined;
   private pulls: PullService | undefined;
   private alerts: AlertSink | undefined;
@@ -229,6 +231,7 @@ export class Gateway {
       forwardEvents: config.pipeline.transforms.length === 0 && !config.pipeline.rules.some((rule) => rule.drop === true),
       ...(this.opts.mqttMaxWaitMs === undefined ? {} : { maxWaitMs: this.opts.mqttMaxWaitMs }),
       sessionExpiryMs: config.mqtt.sessionExpiry,
+      onStatus: (agent, payload) => this.tails.record(agent, payload),
       ...(metrics === undefined ? {} : { onClientCount: (n: number) => metrics.mqttClients.set(n), onSessionExpired: () => metrics.mqttSessionsExpired.inc() }),
     });
     try {
@@ -248,7 +251,8 @@ export class Gateway {
     this.pulls = new PullService({
       config,
       ingestor: this.pipeline as RunningPipeline,
-      epochs: () => storage.agentEpochs(),
+      // What agents say they delivered past what is stored is a hole too (a bridge that lost a tail).
+      epochs: async () => this.tails.withTails(await storage.agentEpochs()),
       limits,
       command: (agent, command) => mqtt.publishCommand(agent, JSON.stringify(command)),
       online: (agent) => mqtt.agentOnline(agent),

@@ -39,6 +39,9 @@ export interface MqttTransportOptions {
 /** Longest close() waits for the "offline" status's PUBACK, and then for the disconnect, ms. */
 const CLOSE_WAIT_MS = 5_000;
 
+/** Least time between two retained statuses that only say `delivered` moved, ms: one small publish a second at most. */
+const PROGRESS_EVERY_MS = 1_000;
+
 /**
  * Pushes batches as QoS 1 JSON-array publishes on audit/<id>/events; the
  * PUBACK is the ack. Our LevelDB buffer is the queue, not MQTT.js's store:
@@ -71,6 +74,10 @@ export class MqttTransport implements PushTransport {
   private upSince = 0;
   /** Announced in the retained status; see epochChanged. */
   private epoch: string | undefined;
+  /** The delivered cursor, announced in the retained status (see progress). */
+  private delivered: number | undefined;
+  private progressTimer: NodeJS.Timeout | undefined;
+  private lastStatusAt = 0;
 
   constructor(private readonly options: MqttTransportOptions) {
     this.epoch = options.epoch;
@@ -92,6 +99,34 @@ export class MqttTransport implements PushTransport {
   epochChanged(epoch: string): void {
     this.epoch = epoch;
     if (this.client?.connected) this.client.publish(this.statusTopic, this.statusPayload('online'), { qos: 1, retain: true });
+  }
+
+  /**
+   * Says the new delivered cursor in the retained status, at most once per
+   * PROGRESS_EVERY_MS (the last value of a burst goes at its end). The PUBACK
+   * the cursor follows may come from a broker in front of the gateway (a
+   * Mosquitto bridge), which can lose what it acked; the gateway compares
+   * this `delivered` with what it stored and alerts on the missing tail
+   * (gateway/alerts/tail-claims.ts), which it otherwise saw only when a later
+   * event arrived.
+   */
+  progress(delivered: number): void {
+    if (delivered === this.delivered) return;
+    this.delivered = delivered;
+    if (this.progressTimer !== undefined || this.closed !== undefined) return;
+    const wait = this.lastStatusAt + PROGRESS_EVERY_MS - Date.now();
+    if (wait <= 0) return this.announce();
+    this.progressTimer = setTimeout(() => {
+      this.progressTimer = undefined;
+      this.announce();
+    }, wait);
+    this.progressTimer.unref();
+  }
+
+  private announce(): void {
+    if (this.closed !== undefined || !this.client?.connected) return;
+    this.lastStatusAt = Date.now();
+    this.client.publish(this.statusTopic, this.statusPayload('online'), { qos: 1, retain: true });
   }
 
   /**
@@ -177,6 +212,7 @@ export class MqttTransport implements PushTransport {
    */
   private async shutdown(): Promise<void> {
     clearTimeout(this.relink);
+    clearTimeout(this.progressTimer);
     const client = this.client ?? (await this.connecting?.catch(() => undefined));
     this.failAll('transport closed');
     if (client === undefined || !client.connected) {
@@ -193,7 +229,8 @@ export class MqttTransport implements PushTransport {
   }
 
   private statusPayload(state: 'online' | 'offline'): string {
-    return JSON.stringify({ state, id: this.options.id, ...(this.epoch ? { epoch: this.epoch } : {}), at: new Date().toISOString() });
+    const progress = this.delivered === undefined ? {} : { delivered: this.delivered };
+    return JSON.stringify({ state, id: this.options.id, ...(this.epoch ? { epoch: this.epoch } : {}), ...progress, at: new Date().toISOString() });
   }
 
   private connect(): Promise<MqttClient> {
@@ -233,6 +270,7 @@ export class MqttTransport implements PushTransport {
         // Subscribe before announcing "online": the broker handles one connection's packets in
         // order, so a gateway that sees us online knows a command now reaches us.
         if (this.commandListener !== undefined) this.listenForCommands(client);
+        this.lastStatusAt = Date.now();
         client.publish(this.statusTopic, this.statusPayload('online'), { qos: 1, retain: true });
         resolve(client);
         this.linkUpListener?.();

@@ -113,6 +113,7 @@ export class Sender {
     const { delivered, epoch } = this.buffer.state();
     this.delivered = delivered;
     this.epoch = epoch;
+    this.transport.progress?.(delivered);
     await this.transport.start();
     this.unsubscribe = this.buffer.onAppend(() => this.wake.notify());
     // The window is one run of seqs after the cursor, every one of them in memory (see reload).
@@ -474,6 +475,7 @@ export class Sender {
     this.delivered = delivered;
     this.epoch = epoch;
     this.transport.epochChanged?.(epoch);
+    this.transport.progress?.(delivered);
     return true;
   }
 
@@ -493,6 +495,7 @@ export class Sender {
     await this.buffer.ack(upTo, this.epoch);
     this.window.splice(0, n);
     this.delivered = upTo;
+    this.transport.progress?.(upTo);
   }
 
   private setState(state: PushState): void {

@@ -37,6 +37,11 @@ export interface PushTransport {
    * a transport that announces the epoch (MQTT's retained status) says the new one.
    */
   epochChanged?(epoch: string): void;
+  /**
+   * The delivered cursor moved (or is known at start): a transport that announces it (MQTT's retained
+   * status) says so, for a gateway behind a bridge to see a tail it never got (mqtt-transport.ts).
+   */
+  progress?(delivered: number): void;
   /** Transports with a command channel (MQTT) deliver `audit/<id>/cmd` payloads here; see agent/push/commands.ts. */
   onCommand?(listener: (payload: Buffer) => void): void;
   /**

@@ -1,6 +1,6 @@
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import type { Logger } from 'pino';
-import { MAX_STATUS_BYTES, type Limits } from '../../protocols/index.js';
+import { MAX_STATUS_BYTES, tryParseTopic, type Limits } from '../../protocols/index.js';
 import type { Ingestor } from '../pipeline/ingestor.js';
 import type { MqttUsers } from '../auth/mqtt-users.js';
 import { MqttListeners, type BoundListener, type MqttListenerSpecs } from './listeners.js';
@@ -42,6 +42,8 @@ export interface MqttIngressOptions {
   sessionExpiryMs?: number;
   /** Called for each persistent session ended by `sessionExpiryMs` (the metrics counter). */
   onSessionExpired?: () => void;
+  /** Called with each status an agent publishes on audit/<agent>/status (its delivered cursor: TailClaims). */
+  onStatus?: (agent: string, payload: Buffer) => void;
 }
 
 /**
@@ -166,6 +168,9 @@ export class MqttIngress {
           } else if (packet.payload.length > MAX_STATUS_BYTES) {
             this.refuse(client, packet.topic, new PublishRefused(`status payload of ${packet.payload.length} bytes is over ${MAX_STATUS_BYTES}`), done);
             return;
+          } else if (opts.onStatus !== undefined) {
+            const agent = tryParseTopic(packet.topic)?.source;
+            if (agent !== undefined) opts.onStatus(agent, packet.payload as Buffer);
           }
           done(null);
           return;
