@@ -287,7 +287,8 @@ export class Sender {
       if (left > 0) return left;
     }
     this.lingerSince = undefined;
-    const events = await this.buffer.readLines(cursor, this.options.maxEvents, this.options.maxBytes);
+    let events = await this.buffer.readLines(cursor, this.options.maxEvents, this.options.maxBytes);
+    if (this.holds && (events[0]?.seq ?? Infinity) < this.buffer.state().oldest) events = await this.pastDropped(events, cursor);
     const first = events[0];
     const last = events.at(-1);
     if (first === undefined || last === undefined) {
@@ -302,6 +303,18 @@ export class Sender {
     }
     this.stuckAt = undefined;
     return { events, first: first.seq, last: last.seq, status: 'pending', round: this.failureRound };
+  }
+
+  /**
+   * A read that raced a drop: it began before a release deleted these events and returned after, from a
+   * snapshot. They were not in the window when the release asked what it holds, so its gap event names
+   * them: sent anyway, the gateway would store events that gap says are lost. What the read returned
+   * below the buffer's oldest is left out; when that is all of it, the read is taken again from there.
+   */
+  private async pastDropped(events: StoredLine[], cursor: number): Promise<StoredLine[]> {
+    const { oldest } = this.buffer.state();
+    const left = events.filter((e) => e.seq >= oldest);
+    return left.length > 0 ? left : this.buffer.readLines(Math.max(cursor, oldest - 1), this.options.maxEvents, this.options.maxBytes);
   }
 
   /**

@@ -227,6 +227,22 @@ describe('push sender', () => {
     expect(transport.sent.map((b) => b.map((e) => e.seq))).toEqual([Array.from({ length: 10 }, (_, i) => i + 1), Array.from({ length: 10 }, (_, i) => i + 1)]);
   });
 
+  it('a read that raced a drop (returned from a snapshot taken before it) sends nothing the drop deleted', async () => {
+    // The buffer has released seqs 1..5 (its oldest is 6, its gap event names them) but this read still returned them.
+    class RacingBuffer extends FakeBuffer {
+      holdInMemory(): void {}
+      override state() {
+        return { ...super.state(), oldest: 6 };
+      }
+    }
+    const buffer = new RacingBuffer();
+    await buffer.fill(10);
+    const transport = new ScriptedTransport(1);
+    await makeSender(buffer, transport).start();
+    await waitFor(() => buffer.delivered === 10, 'delivered 10');
+    expect(transport.sent.map((b) => b.map((e) => e.seq))).toEqual([[6, 7, 8, 9, 10]]);
+  });
+
   it('moves on when a retry finds its whole batch dropped meanwhile, with no new append to wake it', async () => {
     const buffer = new FakeBuffer();
     await buffer.fill(20);
