@@ -25,6 +25,8 @@ export interface Batch {
   held?: boolean;
   /** Sends in a row that went out and got no answer (see SendOutcome's unanswered). */
   unanswered?: number;
+  /** The last refusal was for the batch's size (SendOutcome's tooLarge). */
+  tooLarge?: boolean;
 }
 
 /** Unanswered sends in a row after which a batch is halved: one is a gateway going away, a second in a row looks like this batch. */

@@ -118,7 +118,7 @@ export class HttpTransport implements PushTransport {
         return { outcome: { kind: 'acked', rejected: parseRejected(text) }, status, gzipped };
       }
       const error = `gateway answered ${status}: ${summarize(text)}`;
-      if (!isRetryable(status)) return { outcome: { kind: 'permanent', error }, status, gzipped };
+      if (!isRetryable(status)) return { outcome: status === 413 ? { kind: 'permanent', error, tooLarge: true } : { kind: 'permanent', error }, status, gzipped };
       const retryAfterMs = status === 429 || status === 503 ? parseRetryAfter(res.headers['retry-after']) : undefined;
       return { outcome: retryAfterMs === undefined ? { kind: 'retry', error } : { kind: 'retry', error, retryAfterMs }, status, gzipped };
     } catch (err) {

@@ -4,6 +4,7 @@ import type { AgentBuffer, StoredLine } from '../buffer/types.js';
 import type { AgentMetrics } from '../metrics.js';
 import { Backoff } from './backoff.js';
 import { UNANSWERED_BEFORE_HALVING, refusedGap, splitBatch, type Batch } from './batch.js';
+import { BatchCap } from './batch-cap.js';
 import { CircuitBreaker } from './circuit-breaker.js';
 import type { PushTransport, SendOutcome } from './types.js';
 import { Wakeup } from './wakeup.js';
@@ -96,6 +97,7 @@ export class Sender {
   private readonly wake = new Wakeup();
   private readonly backoff: Backoff;
   private readonly breaker: CircuitBreaker;
+  private readonly cap: BatchCap;
   private readonly now: () => number;
 
   constructor(
@@ -106,6 +108,7 @@ export class Sender {
     this.now = options.now ?? monotonicNow;
     this.backoff = new Backoff({ ...options.backoff, ...(options.random ? { random: options.random } : {}) });
     this.breaker = new CircuitBreaker({ ...options.breaker, now: this.now });
+    this.cap = new BatchCap(options.maxEvents, this.now);
   }
 
   async start(): Promise<void> {
@@ -280,15 +283,16 @@ export class Sender {
       this.lingerSince = undefined;
       return undefined;
     }
-    if (pending < this.options.maxEvents && this.options.maxWaitMs > 0) {
+    const limit = this.cap.limit;
+    if (pending < limit && this.options.maxWaitMs > 0) {
       const now = this.now();
       this.lingerSince ??= now;
       const left = this.lingerSince + this.options.maxWaitMs - now;
       if (left > 0) return left;
     }
     this.lingerSince = undefined;
-    let events = await this.buffer.readLines(cursor, this.options.maxEvents, this.options.maxBytes);
-    if (this.holds && (events[0]?.seq ?? Infinity) < this.buffer.state().oldest) events = await this.pastDropped(events, cursor);
+    let events = await this.buffer.readLines(cursor, limit, this.options.maxBytes);
+    if (this.holds && (events[0]?.seq ?? Infinity) < this.buffer.state().oldest) events = await this.pastDropped(events, cursor, limit);
     const first = events[0];
     const last = events.at(-1);
     if (first === undefined || last === undefined) {
@@ -311,10 +315,10 @@ export class Sender {
    * them: sent anyway, the gateway would store events that gap says are lost. What the read returned
    * below the buffer's oldest is left out; when that is all of it, the read is taken again from there.
    */
-  private async pastDropped(events: StoredLine[], cursor: number): Promise<StoredLine[]> {
+  private async pastDropped(events: StoredLine[], cursor: number, limit: number): Promise<StoredLine[]> {
     const { oldest } = this.buffer.state();
     const left = events.filter((e) => e.seq >= oldest);
-    return left.length > 0 ? left : this.buffer.readLines(Math.max(cursor, oldest - 1), this.options.maxEvents, this.options.maxBytes);
+    return left.length > 0 ? left : this.buffer.readLines(Math.max(cursor, oldest - 1), limit, this.options.maxBytes);
   }
 
   /**
@@ -384,6 +388,7 @@ export class Sender {
     } else if (outcome.kind === 'permanent') {
       batch.status = 'permanent';
       batch.error = outcome.error;
+      batch.tooLarge = outcome.tooLarge === true;
       this.lastError = outcome.error;
       // A gateway that has acked no send started after these events were first sent may be refusing
       // every body (a wrong URL, a proxy): pace its refusals as failures, or the halving runs unthrottled.
@@ -431,6 +436,7 @@ export class Sender {
       const batch = this.window[i] as Batch;
       if (batch.status !== 'failed' || (batch.unanswered ?? 0) < UNANSWERED_BEFORE_HALVING || batch.events.length < 2) continue;
       this.options.logger?.warn({ seqs: [batch.first, batch.last], error: batch.error }, 'this batch went unanswered again; halving it');
+      if (this.takenSince(batch)) this.capBatches(batch);
       const halves = splitBatch(batch, this.failureRound);
       for (const half of halves) {
         half.status = 'failed';
@@ -441,6 +447,13 @@ export class Sender {
     }
   }
 
+  /** New batches hold at most half of this one, refused for its size (BatchCap). */
+  private capBatches(batch: Batch): void {
+    if (this.cap.refused(batch.events.length)) {
+      this.options.logger?.warn({ events: batch.events.length, maxEvents: this.cap.limit }, 'the peer refuses batches this large; new batches are smaller for a while');
+    }
+  }
+
   /** Splits permanently refused batches; skips (with a gap event) a single refused event. */
   private async resolvePermanent(): Promise<void> {
     for (let i = 0; i < this.window.length; i += 1) {
@@ -448,6 +461,7 @@ export class Sender {
       if (batch.status !== 'permanent') continue;
       if (batch.events.length > 1) {
         this.options.logger?.warn({ seqs: [batch.first, batch.last], error: batch.error }, 'gateway refused a batch; splitting it');
+        if (batch.tooLarge === true && this.takenSince(batch)) this.capBatches(batch);
         this.window.splice(i, 1, ...splitBatch(batch, this.failureRound));
         i += 1;
         continue;

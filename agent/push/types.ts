@@ -21,8 +21,11 @@ export type SendOutcome =
        */
       unanswered?: boolean;
     }
-  /** Retrying the same bytes cannot succeed (400, 413, …): the sender splits the batch or skips the event. */
-  | { kind: 'permanent'; error: string };
+  /**
+   * Retrying the same bytes cannot succeed (400, 413, …): the sender splits the batch or skips the event.
+   * `tooLarge`: refused for its size (413): new batches are made smaller too (BatchCap).
+   */
+  | { kind: 'permanent'; error: string; tooLarge?: boolean };
 
 /** One way to push to the gateway (HTTP, MQTT). Exactly one runs per agent. */
 export interface PushTransport {

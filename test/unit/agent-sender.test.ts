@@ -243,6 +243,21 @@ describe('push sender', () => {
     expect(transport.sent.map((b) => b.map((e) => e.seq))).toEqual([[6, 7, 8, 9, 10]]);
   });
 
+  it('a peer that refuses batches for their size (413) gets smaller new batches, not every full one refused and halved again', async () => {
+    const buffer = new FakeBuffer();
+    await buffer.fill(40);
+    const transport = new ScriptedTransport(1, (events) =>
+      events.length > 3 ? { kind: 'permanent', error: 'gateway answered 413: batch has more than 3 events', tooLarge: true } : { kind: 'acked', rejected: [] },
+    );
+    await makeSender(buffer, transport).start();
+    await waitFor(() => buffer.delivered === 40, 'delivered 40');
+    const refused = transport.sent.filter((b) => b.length > 3).length;
+    // Before: each batch of 10 refused, then its half of 5 refused: 8 refusals for 40 events.
+    expect(refused).toBeLessThanOrEqual(4);
+    expect(new Set(transport.sent.filter((b) => b.length <= 3).flatMap((b) => b.map((e) => e.seq))).size).toBe(40);
+    expect(warnings.some((w) => w.maxEvents === 2)).toBe(true);
+  });
+
   it('moves on when a retry finds its whole batch dropped meanwhile, with no new append to wake it', async () => {
     const buffer = new FakeBuffer();
     await buffer.fill(20);
