@@ -21,6 +21,7 @@ import { pathRecordKeys, tieUnlistedFiles, unlistedGonePaths } from './legacy-sw
 import { adoptRecentSiblings, adoptUnseenRotations, markSiblingsSeen, openCurrent, openTruncatedCopy, reopenRotated, type ResumeContext } from './resume.js';
 import type { TrackedFile } from './tracked-file.js';
 import { INDEX_KEY, PathIndex } from './path-index.js';
+import { waitingPathRecords } from './waiting-path.js';
 import { WatchedPath } from './watched-path.js';
 
 export interface FileIntakeOptions {
@@ -76,7 +77,7 @@ export class FileIntake implements Intake {
   private readonly openFiles: Map<FileId, TrackedFile>;
   private readonly handles: FileHandles;
   /** Paths found that wait for a handle before they are followed, with their spec and whether the first scan found them. */
-  private readonly pending = new Map<string, { index: number; firstScan: boolean; seen: { id: FileId; size: number } | undefined }>();
+  private readonly pending = new Map<string, { index: number; firstScan: boolean }>();
   private readonly notices: AuditEvent[] = [];
   private readonly watchers = new Map<string, FSWatcher>();
   private readonly abort = new AbortController();
@@ -295,12 +296,18 @@ export class FileIntake implements Intake {
     const record = parsePathRecord(await this.options.buffer.getMeta(pathKey(path)));
     const st = await stat(path, { bigint: true }).catch(() => undefined);
     const opens = st !== undefined || record?.current !== undefined || (record?.draining.length ?? 0) > 0;
+    const spec = this.options.files[index] as FileSpec;
     if (waited === undefined && opens && !this.handles.budget.mayOpen(path)) {
-      this.pending.set(path, { index, firstScan: first, seen: st && { id: fileIdOf(st), size: Number(st.size) } });
+      this.pending.set(path, { index, firstScan: first });
+      // Recorded now, listed in the index: a restart before its turn resumes it where it starts now.
+      if (record === undefined && st !== undefined) {
+        const ops = await waitingPathRecords(this.resume, path, first && spec.startAt === 'end');
+        if (ops.length > 0) this.index.add(path);
+        await this.commitMeta([], [], ops);
+      }
       return;
     }
     this.pending.delete(path);
-    const spec = this.options.files[index] as FileSpec;
     const wp = new WatchedPath(path, spec);
     // What changed beside the path before now is for the start's own checks (adoptUnseenRotations, markSiblingsSeen).
     wp.checkedAt = this.now();
@@ -308,10 +315,9 @@ export class FileIntake implements Intake {
     // Generations may have been deleted while the agent was down.
     wp.lookForGone = wp.done.size > 0;
     if (record !== undefined) await reopenRotated(this.resume, wp, record, st && fileIdOf(st));
+    // A path that waited for a handle has the records written when it was found (waitingPathRecords):
+    // `startAt: end` is the end when it was found, and lines written while it waited are read.
     if (st !== undefined) wp.current = await openCurrent(this.resume, wp, record !== undefined, first);
-    // `startAt: end` is the end when the file was found: lines written while it waited for a handle are read.
-    const seen = waited?.seen;
-    if (record === undefined && first && spec.startAt === 'end' && seen !== undefined && wp.current?.id === seen.id && wp.current.size >= seen.size) wp.current.seek(seen.size);
     if (record !== undefined && first) await adoptUnseenRotations(this.resume, wp, record);
     for (const f of wp.files()) this.openFiles.set(f.id, f);
     if (wp.idle && record === undefined) return;
@@ -319,6 +325,8 @@ export class FileIntake implements Intake {
     this.watchDir(dirname(path));
     this.index.add(path);
     if (record === undefined) await this.commitMeta([wp], [], await this.markSeen(wp));
+    // What its turn found (rotated away while it waited, a generation never seen) is on record before any line.
+    else if (waited !== undefined) await this.commitMeta([wp], wp.files());
     if (wp.idle) {
       wp.lookForGone = true;
       return;
