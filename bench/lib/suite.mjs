@@ -18,6 +18,8 @@ export const SUITE = Object.freeze([
   { name: 'agent-e2e', full: ['--seconds', '8'], quick: ['--seconds', '3', '--cases', 'http-gateway,mqtt-gateway'] },
   // Settles past the file intake's idle back-off (5 s) before it measures.
   { name: 'agent-idle-files', full: ['--files', '500', '--warm-s', '10', '--measure-s', '10'], quick: ['--files', '100', '--warm-s', '6', '--measure-s', '2'] },
+  // Each run is one round; the suite's runs give the spread.
+  { name: 'agent-new-files', full: ['--files', '1000', '--rounds', '1'], quick: ['--files', '200', '--rounds', '1'] },
 ]);
 
 /** The specs to run: SUITE order, then unknown benches found in bench/, filtered by `only` (names). */

@@ -113,7 +113,7 @@ describe('GoneRecords', () => {
     const commits: { paths: string[]; ops: readonly ExtraOp[] }[] = [];
     const index = new PathIndex();
     for (const p of paths.keys()) index.add(p);
-    index.written();
+    index.written(index.version);
     const gone = new GoneRecords({
       paths,
       openFiles: new Map<string, TrackedFile>(),
@@ -123,7 +123,7 @@ describe('GoneRecords', () => {
       now: Date.now,
       commit: (written, ops) => {
         commits.push({ paths: written.map((wp) => wp.path), ops: [...ops, ...index.extra()] });
-        index.written();
+        index.written(index.version);
         return Promise.resolve();
       },
       forgotten: () => undefined,

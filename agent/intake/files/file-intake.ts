@@ -23,6 +23,8 @@ import type { TrackedFile } from './tracked-file.js';
 import { INDEX_KEY, PathIndex } from './path-index.js';
 import { waitingPathRecords } from './waiting-path.js';
 import { WatchedPath } from './watched-path.js';
+import { StagedMeta } from './staged-meta.js';
+import { AppendWindow } from './append-window.js';
 
 export interface FileIntakeOptions {
   files: readonly FileSpec[];
@@ -54,6 +56,9 @@ export interface FileIntakeOptions {
 }
 
 const READ_CHUNK = 64 * 1024;
+/** Appends of lines in flight at once (AppendWindow), and their bytes: files read in one poll share group commits. */
+const APPENDS_IN_FLIGHT = 64;
+const BYTES_IN_FLIGHT = 8 * 1024 * 1024;
 /** ms between looks at an unchanged file that read its first bytes again anyway (TrackedFile.lookedUnchanged). */
 const FULL_LOOK_MS = 5000;
 /** Defaults of `idleAfterMs` and `idleLookMs` (FileIntake.lookLater). */
@@ -85,6 +90,9 @@ export class FileIntake implements Intake {
   private readonly now: () => number;
   private readonly resume: ResumeContext;
   private readonly index = new PathIndex();
+  /** Records of one discovery, written together (staged-meta.ts); every read of the intake's records goes through it. */
+  private readonly staged: StagedMeta;
+  private readonly window = new AppendWindow(APPENDS_IN_FLIGHT, BYTES_IN_FLIGHT);
   private readonly gone: GoneRecords;
   private loop: Promise<void> | undefined;
   private closed: Promise<void> | undefined;
@@ -109,9 +117,10 @@ export class FileIntake implements Intake {
     this.now = options.now ?? Date.now;
     this.handles = new FileHandles({ maxOpenFiles: options.maxOpenFiles, now: this.now, logger: options.logger, metrics: options.metrics });
     this.openFiles = this.handles.open;
+    this.staged = new StagedMeta((key) => options.buffer.getMeta(key));
     this.resume = {
       intake: this.name,
-      getMeta: (key) => options.buffer.getMeta(key),
+      getMeta: (key) => this.staged.get(key),
       open: this.handles.followed,
       now: this.now,
       notice: (event) => this.notices.push(event),
@@ -194,7 +203,8 @@ export class FileIntake implements Intake {
             for (const file of wp.files()) if (await this.pump(wp, file)) read = true;
             if (read) busy = true;
             await this.finishDrained(wp);
-            await this.handles.closeInactive(wp, now);
+            // Closed with an append in flight, it would be parked at the checkpoint before that append, and read again.
+            if (!this.window.busy(wp)) await this.handles.closeInactive(wp, now);
             this.failing.delete(wp.path);
             this.lookLater(wp, quiet && !read && wp.draining.length === 0, now);
           } catch (err) {
@@ -203,9 +213,13 @@ export class FileIntake implements Intake {
             this.pathFailed(wp, err);
           }
         }
+        // Every checkpoint moved before anything looks at them again (balance, rotations, the gone looks).
+        await this.window.drain();
         if (this.notices.length > 0 || this.index.changed) await this.commitMeta([]);
         this.handles.budget.report();
       } catch (err) {
+        // A failed append rewound its file: read again next poll. Those still in flight settle first.
+        await this.window.drain().catch(() => undefined);
         if (this.closing || err instanceof AppendAbortedError) break;
         this.meter.error('read');
         this.options.logger?.error({ err }, 'file intake: poll failed; retrying');
@@ -269,15 +283,29 @@ export class FileIntake implements Intake {
       // Paths followed before the restart keep their spec only if a pattern still names them literally or matched them before.
       for (const path of [...this.index, ...legacy]) if (!found.has(path)) found.set(path, this.specIndexFor(path));
     }
-    for (const [path, index] of found) await this.follow(path, index, firstScan);
+    await this.together(async () => {
+      for (const [path, index] of found) await this.follow(path, index, firstScan);
+    });
+  }
+
+  /** Runs `work` with the records it writes held back, then writes them in one batch (StagedMeta). */
+  private async together(work: () => Promise<void>): Promise<void> {
+    this.staged.hold();
+    try {
+      await work();
+    } finally {
+      await this.commitMeta([], [], this.staged.release());
+    }
   }
 
   /** Follows, in their turn, paths that waited for a handle (HandleBudget). */
   private async admitPending(): Promise<void> {
-    for (const path of this.handles.budget.next()) {
-      const waited = this.pending.get(path);
-      if (waited !== undefined) await this.follow(path, waited.index, waited.firstScan);
-    }
+    await this.together(async () => {
+      for (const path of this.handles.budget.next()) {
+        const waited = this.pending.get(path);
+        if (waited !== undefined) await this.follow(path, waited.index, waited.firstScan);
+      }
+    });
   }
 
   /**
@@ -293,7 +321,7 @@ export class FileIntake implements Intake {
     }
     if (waited !== undefined && !this.handles.budget.mayOpen(path)) return;
     const first = waited?.firstScan ?? firstScan;
-    const record = parsePathRecord(await this.options.buffer.getMeta(pathKey(path)));
+    const record = parsePathRecord(await this.staged.get(pathKey(path)));
     const st = await stat(path, { bigint: true }).catch(() => undefined);
     const opens = st !== undefined || record?.current !== undefined || (record?.draining.length ?? 0) > 0;
     const spec = this.options.files[index] as FileSpec;
@@ -520,23 +548,31 @@ export class FileIntake implements Intake {
     return file.complete || this.now() - file.lastGrowth >= (this.options.rotateWaitMs ?? 5000);
   }
 
+  /**
+   * Starts the append of `lines` with the file's checkpoint (AppendWindow): it is durable, and the
+   * checkpoint moved, once the poll drains the window. Until then the file's offset is behind what was read.
+   */
   private async append(wp: WatchedPath, file: TrackedFile, lines: readonly Line[]): Promise<void> {
     // data.file is the followed path, also for lines read from its rotated copy.
     const { events, invalid } = linesToEvents(lines, { ...wp.spec, limits: this.options.limits }, { intake: this.name, file: wp.path });
     const end = (lines[lines.length - 1] as Line).end;
-    const notices = this.notices.splice(0);
-    let appended: number;
-    try {
-      appended = await this.durable([...notices, ...events], [{ key: fileKey(file.id), value: JSON.stringify(file.record(end)) }, wp.extra(this.now()), ...this.index.extra()]);
-    } catch (err) {
-      // Not durable: forget what was read so it is read again (after a restart, from the checkpoint).
-      file.rewind();
-      this.notices.unshift(...notices);
-      throw err;
-    }
-    file.offset = end;
-    this.meter.eventsIn(appended);
-    if (invalid > 0) this.meter.invalid(invalid);
+    const bytes = end - (lines[0] as Line).start;
+    await this.window.add(wp, bytes, async () => {
+      // Taken when the append starts (not when the window had room for it), so each goes with one append.
+      const notices = this.notices.splice(0);
+      let appended: number;
+      try {
+        appended = await this.durable([...notices, ...events], [{ key: fileKey(file.id), value: JSON.stringify(file.record(end)) }, wp.extra(this.now()), ...this.index.extra()]);
+      } catch (err) {
+        // Not durable: forget what was read so it is read again (after a restart, from the checkpoint).
+        file.rewind();
+        this.notices.unshift(...notices);
+        throw err;
+      }
+      file.offset = end;
+      this.meter.eventsIn(appended);
+      if (invalid > 0) this.meter.invalid(invalid);
+    });
   }
 
   /**
@@ -590,13 +626,14 @@ export class FileIntake implements Intake {
 
   /** Writes path records, file records and pending notices without lines (a rotation seen, a truncation). */
   private async commitMeta(paths: readonly WatchedPath[], files: readonly TrackedFile[] = [], more: readonly ExtraOp[] = []): Promise<void> {
+    const records = [...more, ...files.map((f) => ({ key: fileKey(f.id), value: JSON.stringify(f.record(f.offset)) })), ...paths.map((wp) => wp.extra(this.now()))];
+    if (this.staged.held) {
+      // With the notices and the index, in the batch that ends the hold.
+      this.staged.stage(records);
+      return;
+    }
     const notices = this.notices.splice(0);
-    const extra = [
-      ...more,
-      ...files.map((f) => ({ key: fileKey(f.id), value: JSON.stringify(f.record(f.offset)) })),
-      ...paths.map((wp) => wp.extra(this.now())),
-      ...this.index.extra(),
-    ];
+    const extra = [...records, ...this.index.extra()];
     if (extra.length === 0 && notices.length === 0) return;
     let appended: number;
     try {
@@ -609,7 +646,9 @@ export class FileIntake implements Intake {
   }
 
   private async durable(events: readonly AuditEvent[], extra: readonly ExtraOp[]): Promise<number> {
-    const writesIndex = extra.some((x) => x.key === INDEX_KEY);
+    // Read before the first await, with the ops just built: appends run concurrently (AppendWindow), and
+    // one that carried an older index must not mark a newer change written.
+    const writesIndex = extra.some((x) => x.key === INDEX_KEY) ? this.index.version : undefined;
     const appended = await durableAppend(events, extra, {
       buffer: this.options.buffer,
       intake: this.name,
@@ -617,7 +656,7 @@ export class FileIntake implements Intake {
       signal: this.abort.signal,
       ...(this.options.logger ? { logger: this.options.logger } : {}),
     });
-    if (writesIndex) this.index.written();
+    if (writesIndex !== undefined) this.index.written(writesIndex);
     return appended;
   }
 

@@ -8,7 +8,9 @@ export const INDEX_KEY = 'files!paths';
  */
 export class PathIndex {
   private paths = new Set<string>();
-  private dirty = false;
+  /** Bumped at each change; `written` is the one the last durable commit carried. */
+  private changes = 0;
+  private writtenAt = 0;
 
   load(raw: string | undefined): void {
     this.paths = new Set(parse(raw));
@@ -21,25 +23,33 @@ export class PathIndex {
   add(path: string): void {
     if (this.paths.has(path)) return;
     this.paths.add(path);
-    this.dirty = true;
+    this.changes += 1;
   }
 
   delete(path: string): void {
-    if (this.paths.delete(path)) this.dirty = true;
+    if (this.paths.delete(path)) this.changes += 1;
   }
 
   get changed(): boolean {
-    return this.dirty;
+    return this.changes !== this.writtenAt;
+  }
+
+  /** The state `extra()` writes now, for `written` once that commit is durable. */
+  get version(): number {
+    return this.changes;
   }
 
   /** The op to write with the next commit, when the set changed since the last one. */
   extra(): { key: string; value: string }[] {
-    return this.dirty ? [{ key: INDEX_KEY, value: JSON.stringify([...this.paths]) }] : [];
+    return this.changed ? [{ key: INDEX_KEY, value: JSON.stringify([...this.paths]) }] : [];
   }
 
-  /** Called after a commit that carried `extra()` is durable. */
-  written(): void {
-    this.dirty = false;
+  /**
+   * Called after a commit that carried `extra()` at `version` is durable. Commits run concurrently (the
+   * file loop's appends): one that carried an older state leaves a newer change to be written.
+   */
+  written(version: number): void {
+    this.writtenAt = Math.max(this.writtenAt, version);
   }
 }
 
