@@ -572,7 +572,7 @@ export class FileIntake implements Intake {
       file.offset = end;
       this.meter.eventsIn(appended);
       if (invalid > 0) this.meter.invalid(invalid);
-    });
+    }, () => file.rewind());
   }
 
   /**
