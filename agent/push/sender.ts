@@ -1,11 +1,13 @@
 import type { Logger } from 'pino';
-import type { ChainedEvent, PushState } from '../../protocols/index.js';
-import type { AgentBuffer, StoredLine } from '../buffer/types.js';
+import type { PushState } from '../../protocols/index.js';
+import type { AgentBuffer } from '../buffer/types.js';
 import type { AgentMetrics } from '../metrics.js';
 import { Backoff } from './backoff.js';
-import { UNANSWERED_BEFORE_HALVING, refusedGap, splitBatch, type Batch } from './batch.js';
+import type { Batch } from './batch.js';
 import { BatchCap } from './batch-cap.js';
+import { BatchReader } from './batch-reader.js';
 import { CircuitBreaker } from './circuit-breaker.js';
+import { halveUnanswered, idOf, resolvePermanent, type RefusalContext } from './refusals.js';
 import type { PushTransport, SendOutcome } from './types.js';
 import { Wakeup } from './wakeup.js';
 
@@ -84,10 +86,6 @@ export class Sender {
   private probe = false;
   /** The number of the send that is that probe, once launched. */
   private probeSend: number | undefined;
-  private lingerSince: number | undefined;
-  private stuckAt: number | undefined;
-  /** The buffer knows the window is held in memory (holdInMemory), and names none of it lost. */
-  private holds = false;
   private current: PushState = 'idle';
   private lastError: string | null = null;
   private closing = false;
@@ -98,6 +96,7 @@ export class Sender {
   private readonly backoff: Backoff;
   private readonly breaker: CircuitBreaker;
   private readonly cap: BatchCap;
+  private readonly reader: BatchReader;
   private readonly now: () => number;
 
   constructor(
@@ -109,6 +108,14 @@ export class Sender {
     this.backoff = new Backoff({ ...options.backoff, ...(options.random ? { random: options.random } : {}) });
     this.breaker = new CircuitBreaker({ ...options.breaker, now: this.now });
     this.cap = new BatchCap(options.maxEvents, this.now);
+    this.reader = new BatchReader(buffer, {
+      maxWaitMs: options.maxWaitMs,
+      ...(options.maxBytes === undefined ? {} : { maxBytes: options.maxBytes }),
+      cap: this.cap,
+      now: this.now,
+      stalled: (error) => (this.lastError = error),
+      ...(options.logger === undefined ? {} : { logger: options.logger }),
+    });
   }
 
   async start(): Promise<void> {
@@ -119,10 +126,10 @@ export class Sender {
     this.transport.progress?.(delivered);
     await this.transport.start();
     this.unsubscribe = this.buffer.onAppend(() => this.wake.notify());
-    // The window is one run of seqs after the cursor, every one of them in memory (see reload).
+    // The window is one run of seqs after the cursor, every one of them in memory (see BatchReader.reload).
     if (this.buffer.holdInMemory !== undefined) {
       this.buffer.holdInMemory(() => ({ epoch: this.epoch, upTo: this.window.at(-1)?.last ?? this.delivered }));
-      this.holds = true;
+      this.reader.holds = true;
     }
     this.transport.onLinkUp?.(() => this.linkUp());
     this.loop = this.run();
@@ -185,8 +192,8 @@ export class Sender {
 
   private async step(): Promise<void> {
     this.followEpoch();
-    this.halveUnanswered();
-    await this.resolvePermanent();
+    halveUnanswered(this.refusals());
+    await resolvePermanent(this.refusals());
     await this.ackPrefix();
     if (this.closing) return;
     const now = this.now();
@@ -221,7 +228,7 @@ export class Sender {
         continue;
       }
       if (this.window.length < this.transport.maxInFlight || this.heldOnly()) {
-        const next = await this.readNext();
+        const next = await this.reader.next(this.window.at(-1)?.last ?? this.delivered, this.failureRound);
         if (typeof next === 'number') {
           lingerMs = next;
           break;
@@ -247,10 +254,10 @@ export class Sender {
     await this.wake.wait(lingerMs);
   }
 
-  /** Sends a batch of the window again (what the buffer holds of it now, see reload); one with nothing left is settled. */
+  /** Sends a batch of the window again (what the buffer holds of it now, see BatchReader.reload); one with nothing left is settled. */
   private async relaunch(batch: Batch, launched: Set<Batch>): Promise<void> {
     launched.add(batch);
-    if (batch.status === 'failed') await this.reload(batch);
+    if (batch.status === 'failed') await this.reader.reload(batch);
     if (batch.events.length === 0) batch.status = 'acked';
     else this.launch(batch);
   }
@@ -275,70 +282,6 @@ export class Sender {
     return false;
   }
 
-  /** The next batch after the newest one in the window; a number = wait that long for a fuller batch. */
-  private async readNext(): Promise<Batch | number | undefined> {
-    const cursor = this.window.at(-1)?.last ?? this.delivered;
-    const pending = this.buffer.state().head - cursor;
-    if (pending <= 0) {
-      this.lingerSince = undefined;
-      return undefined;
-    }
-    const limit = this.cap.limit;
-    if (pending < limit && this.options.maxWaitMs > 0) {
-      const now = this.now();
-      this.lingerSince ??= now;
-      const left = this.lingerSince + this.options.maxWaitMs - now;
-      if (left > 0) return left;
-    }
-    this.lingerSince = undefined;
-    let events = await this.buffer.readLines(cursor, limit, this.options.maxBytes);
-    if (this.holds && (events[0]?.seq ?? Infinity) < this.buffer.state().oldest) events = await this.pastDropped(events, cursor, limit);
-    const first = events[0];
-    const last = events.at(-1);
-    if (first === undefined || last === undefined) {
-      // The buffer claims events after the cursor but yields none: an unreadable range. Say so once;
-      // nothing here can skip it safely (only the buffer knows what was lost and can record the gap).
-      this.lastError = `buffer: no readable event after seq ${cursor} though head is ${this.buffer.state().head}`;
-      if (this.stuckAt !== cursor) {
-        this.stuckAt = cursor;
-        this.options.logger?.error({ after: cursor, head: this.buffer.state().head }, 'push stalled: the buffer returns no events after the cursor');
-      }
-      return undefined;
-    }
-    this.stuckAt = undefined;
-    return { events, first: first.seq, last: last.seq, status: 'pending', round: this.failureRound };
-  }
-
-  /**
-   * A read that raced a drop: it began before a release deleted these events and returned after, from a
-   * snapshot. They were not in the window when the release asked what it holds, so its gap event names
-   * them: sent anyway, the gateway would store events that gap says are lost. What the read returned
-   * below the buffer's oldest is left out; when that is all of it, the read is taken again from there.
-   */
-  private async pastDropped(events: StoredLine[], cursor: number, limit: number): Promise<StoredLine[]> {
-    const { oldest } = this.buffer.state();
-    const left = events.filter((e) => e.seq >= oldest);
-    return left.length > 0 ? left : this.buffer.readLines(Math.max(cursor, oldest - 1), limit, this.options.maxBytes);
-  }
-
-  /**
-   * A retry sends what the buffer holds now, and the copies in memory of
-   * what it deleted since: drop-oldest or retention deleting the window's
-   * events names them in no gap event (the window is held: holdInMemory), so
-   * they are sent from here until the gateway acks them. What the buffer
-   * no longer has and its holes name (damage found meanwhile, recorded with
-   * a buffer-corrupt gap) is not sent: that would contradict the gap.
-   */
-  private async reload(batch: Batch): Promise<void> {
-    const events = await this.buffer.readLines(batch.first - 1, batch.last - batch.first + 1);
-    // A buffer that cannot be told what the window holds names it in its gap events: send nothing of that.
-    const oldest = this.holds ? this.buffer.state().oldest : 0;
-    const holes = this.buffer.holeRanges();
-    const kept = batch.events.filter((e) => e.seq < oldest && !holes.some(([from, to]) => e.seq >= from && e.seq <= to));
-    batch.events = [...kept, ...events.filter((e) => e.seq <= batch.last && e.seq >= oldest)];
-    batch.first = batch.events[0]?.seq ?? batch.last;
-  }
-
   private launch(batch: Batch): void {
     batch.status = 'inflight';
     batch.round = this.failureRound;
@@ -351,6 +294,19 @@ export class Sender {
       .send(batch.events)
       .catch((err: unknown): SendOutcome => ({ kind: 'retry', error: (err as Error).message }))
       .then((outcome) => this.onOutcome(batch, outcome, send));
+  }
+
+  /** What the handling of refused and unanswered batches works on (refusals.ts). */
+  private refusals(): RefusalContext {
+    return {
+      window: this.window,
+      round: () => this.failureRound,
+      takenSince: (batch) => this.takenSince(batch),
+      cap: this.cap,
+      buffer: this.buffer,
+      ...(this.options.logger === undefined ? {} : { logger: this.options.logger }),
+      ...(this.options.metrics === undefined ? {} : { metrics: this.options.metrics }),
+    };
   }
 
   /**
@@ -425,69 +381,6 @@ export class Sender {
   }
 
   /**
-   * Halves a failed batch the peer keeps closing the link under. A broker closes the connection on a
-   * packet over its size limit (the gateway's MQTT listener past limits.maxBodyBytes + 64 KiB, a
-   * Mosquitto with max_packet_size), and MQTT 3.1.1 can say no more: resent whole, the batch would
-   * fail the same way for ever and hold back everything after it. The halves are read again from the
-   * buffer before they go (status failed, see reload), and one more loss halves them again.
-   */
-  private halveUnanswered(): void {
-    for (let i = 0; i < this.window.length; i += 1) {
-      const batch = this.window[i] as Batch;
-      if (batch.status !== 'failed' || (batch.unanswered ?? 0) < UNANSWERED_BEFORE_HALVING || batch.events.length < 2) continue;
-      this.options.logger?.warn({ seqs: [batch.first, batch.last], error: batch.error }, 'this batch went unanswered again; halving it');
-      if (this.takenSince(batch)) this.capBatches(batch);
-      const halves = splitBatch(batch, this.failureRound);
-      for (const half of halves) {
-        half.status = 'failed';
-        half.unanswered = UNANSWERED_BEFORE_HALVING - 1;
-      }
-      this.window.splice(i, 1, ...halves);
-      i += 1;
-    }
-  }
-
-  /** New batches hold at most half of this one, refused for its size (BatchCap). */
-  private capBatches(batch: Batch): void {
-    if (this.cap.refused(batch.events.length)) {
-      this.options.logger?.warn({ events: batch.events.length, maxEvents: this.cap.limit }, 'the peer refuses batches this large; new batches are smaller for a while');
-    }
-  }
-
-  /** Splits permanently refused batches; skips (with a gap event) a single refused event. */
-  private async resolvePermanent(): Promise<void> {
-    for (let i = 0; i < this.window.length; i += 1) {
-      const batch = this.window[i] as Batch;
-      if (batch.status !== 'permanent') continue;
-      if (batch.events.length > 1) {
-        this.options.logger?.warn({ seqs: [batch.first, batch.last], error: batch.error }, 'gateway refused a batch; splitting it');
-        if (batch.tooLarge === true && this.takenSince(batch)) this.capBatches(batch);
-        this.window.splice(i, 1, ...splitBatch(batch, this.failureRound));
-        i += 1;
-        continue;
-      }
-      const item = batch.events[0] as StoredLine;
-      if (!this.takenSince(batch)) {
-        // The gateway has taken no send started after this event's first, so the refusal need not be about
-        // this event: a wrong URL or a proxy refuses every body, perhaps only since a moment ago, when the
-        // sends in flight with this one were acked. Skipping would lose every event, each followed by a gap
-        // event that is refused and skipped in turn, for ever. Resend it after the backoff instead (counted
-        // in onOutcome); it is skipped once the gateway is seen to take a later send.
-        batch.status = 'failed';
-        batch.held = true;
-        continue;
-      }
-      // Even into a full buffer: the refused event holds the delivered cursor back, so under `block` or
-      // `reject` the buffer is full until it is skipped, and a gap event refused for that left the loss silent.
-      // A gap that cannot be written now (a failed write) fails this step: the event is skipped once it is.
-      await this.buffer.append([refusedGap(item, batch.error ?? 'unknown')], undefined, { evenIfFull: true });
-      this.options.metrics?.eventsSkipped.inc();
-      this.options.logger?.error({ seq: item.seq, id: idOf(item), error: batch.error }, 'gateway permanently refused an event; skipping it');
-      batch.status = 'acked';
-    }
-  }
-
-  /**
    * A buffer that had to replace a damaged store mid-run starts a new epoch,
    * with seqs from 1 again: the window's batches and the cursor belong to the
    * old one. Forget them (sends still in flight finish unheeded) and start
@@ -530,11 +423,6 @@ export class Sender {
     this.current = state;
     this.options.logger?.debug({ state }, 'push state');
   }
-}
-
-/** A stored event's id, for a log line (parsed only on these rare paths). */
-function idOf(item: StoredLine): string | undefined {
-  return (JSON.parse(item.line) as ChainedEvent).id;
 }
 
 function monotonicNow(): number {
