@@ -59,7 +59,7 @@ export class GatewayMetrics {
   readonly dedupCacheHits: Counter;
   /** Ingestion attempts waiting for a group commit. */
   readonly queueDepth: Gauge;
-  /** Alerts raised, by rule name (a rule alert) or alert kind (chain-break, pull-failed, gap-lost, seq-gap, volume-drop). */
+  /** Alerts raised, by rule name (a rule alert) or alert kind (chain-break, pull-failed, gap-lost, seq-gap, volume-drop, registry-repaired). */
   readonly alerts: Counter<'rule'>;
   /** Alerts not delivered to `alerts.webhook` (queue-full, post-failed, shutdown); still logged and counted in `alerts`. */
   readonly alertsDropped: Counter<'reason'>;

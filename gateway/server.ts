@@ -11,6 +11,7 @@ import type { GatewayMetrics } from './metrics.js';
 import type { Ingestor } from './pipeline/ingestor.js';
 import type { PipelineAlert } from './pipeline/options.js';
 import type { LedgerAnchor, Storage } from './storage/types.js';
+import type { RegistryRepair } from './storage/level/registry-repair.js';
 import { exposureProblem } from './auth/exposure.js';
 import { MqttUsers } from './auth/mqtt-users.js';
 import { TokenAuth } from './auth/tokens.js';
@@ -122,7 +123,9 @@ export class Gateway {
     this.volume = this.volumeWatch(alerts);
     const volume = this.volume;
     try {
-      this.storage = this.opts.storage ?? (await defaultStorage(config.dataDir, logger));
+      const repaired = (r: RegistryRepair): void =>
+        alerts.raise({ kind: 'registry-repaired', detail: r.detail, key: r.key, quarantinedAs: r.quarantinedAs, at: new Date().toISOString() });
+      this.storage = this.opts.storage ?? (await defaultStorage(config.dataDir, logger, repaired));
       await this.storage.open();
       const create = this.opts.createPipeline ?? (await defaultPipelineFactory());
       this.pipeline = await create({
@@ -317,9 +320,9 @@ export class Gateway {
   }
 }
 
-async function defaultStorage(dataDir: string, logger: Logger): Promise<Storage> {
+async function defaultStorage(dataDir: string, logger: Logger, onRegistryRepair: (r: RegistryRepair) => void): Promise<Storage> {
   const { LevelStorage } = await import('./storage/level/index.js');
-  return new LevelStorage({ dataDir, logger });
+  return new LevelStorage({ dataDir, logger, onRegistryRepair });
 }
 
 async function defaultPipelineFactory(): Promise<(args: PipelineArgs) => RunningPipeline> {

@@ -91,6 +91,6 @@ function formatGateway(ready: boolean, s: SourcesResponse): string {
     const gaps = e.gaps.length === 0 ? 'no gaps' : `gaps ${e.gaps.map((g) => (g.from === g.to ? `${g.from}` : `${g.from}-${g.to}`)).join(', ')}`;
     lines.push(`  agent ${e.agent} epoch ${e.epoch}: last seq ${e.lastSeq}, received ${e.received}, ${gaps}`);
   }
-  for (const key of s.damaged ?? []) lines.push(`  DAMAGED registry key ${key}: left out; commits of its source or epoch fail (meteorzx verify names it)`);
+  for (const key of s.damaged ?? []) lines.push(`  DAMAGED registry key ${key}: left out until the next commit of its source or epoch mends it (meteorzx verify names it)`);
   return `${lines.join('\n')}\n`;
 }

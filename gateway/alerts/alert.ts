@@ -7,9 +7,10 @@ import type { PipelineAlert } from '../pipeline/options.js';
  * - `pull-failed`: a pull connector failed after all its retries;
  * - `gap-lost`: backfill recorded a seq range as lost;
  * - `seq-gap`: a hole in an agent's seqs stayed open for `backfill.grace`;
- * - `volume-drop`: a source's events in a window fell under `volumeDrop.below` of the window before.
+ * - `volume-drop`: a source's events in a window fell under `volumeDrop.below` of the window before;
+ * - `registry-repaired`: the store mended a damaged registry key (storage/level/registry-repair.ts).
  */
-export const ALERT_KINDS = ['rule', 'chain-break', 'pull-failed', 'gap-lost', 'seq-gap', 'volume-drop'] as const;
+export const ALERT_KINDS = ['rule', 'chain-break', 'pull-failed', 'gap-lost', 'seq-gap', 'volume-drop', 'registry-repaired'] as const;
 export type AlertKind = (typeof ALERT_KINDS)[number];
 
 /** One alert, exactly as it is logged and as one element of a webhook POST. */
@@ -38,6 +39,9 @@ export interface Alert {
   earlier?: number;
   previous?: number;
   current?: number;
+  /** `registry-repaired`: the damaged key, and the key its bytes are kept under. */
+  key?: string;
+  quarantinedAs?: string;
 }
 
 /** The metric label of an alert: the rule's name for a rule alert, else its kind. */

@@ -370,7 +370,7 @@ describe('errors', () => {
   it('refuses a rule named as an alert kind: its alerts would be counted and logged with that kind\'s', () => {
     // alerts_total{rule="seq-gap"} summed the rule's alerts with the gateway's own seq-gap alerts.
     expect(issuesOf(() => parseGatewayConfig({ pipeline: { rules: [{ name: 'seq-gap', if: 'seq > 1.0', alert: true }] } }, { env: NO_ENV }))).toEqual([
-      'pipeline.rules.0.name: "seq-gap" is the name of an alert kind (rule, chain-break, pull-failed, gap-lost, seq-gap, volume-drop); choose another',
+      'pipeline.rules.0.name: "seq-gap" is the name of an alert kind (rule, chain-break, pull-failed, gap-lost, seq-gap, volume-drop, registry-repaired); choose another',
     ]);
     expect(parseGatewayConfig({ pipeline: { rules: [{ name: 'seq-gap-rule', if: 'seq > 1.0', alert: true }] } }, { env: NO_ENV }).pipeline.rules).toHaveLength(1);
   });

@@ -223,13 +223,12 @@ describe('verify checks the registry against the ledger', () => {
     expect((await storage.verify({ source: 'host-2' })).problems.map((p) => p.where)).toEqual(['ra!host-2!e1']);
   });
 
-  it('a damaged registry key fails the commits that need it, naming the key; listings step over it and name it', async () => {
+  it('listings step over a damaged registry key and name it; the commits that need it mend it', async () => {
     await attempts();
     await withRaw((db) => db.batch([
       { type: 'put', key: 'rs!host-1', value: Buffer.from('{x') },
       { type: 'put', key: 'ra!host-2!e1', value: Buffer.from('null') },
     ]));
-    const corrupt = (key: string, held: string) => ({ code: 'METEORZX_STORAGE_CORRUPT', message: `registry key ${key} is damaged: it holds ${held} (run meteorzx verify)` });
     // Listings step over a damaged key and name it: one key failed the whole /v1/sources (meteorzx status showed
     // no source at all) and the backfill scan of every agent.
     const all = await storage.sources();
@@ -239,9 +238,15 @@ describe('verify checks the registry against the ledger', () => {
     expect(await storage.sources({ source: 'host-2' })).toMatchObject({ sources: [{ source: 'host-2' }], epochs: [], damaged: ['ra!host-2!e1'] });
     expect(await storage.agentEpochs('host-2')).toEqual([]);
     expect(await storage.sources({ limit: 1 })).toMatchObject({ sources: [{ source: 'host-2' }], damaged: ['rs!host-1', 'ra!host-2!e1'] });
-    await expect(commitOf([event('d', T0)])).rejects.toMatchObject(corrupt('rs!host-1', '"{x"'));
+    // The commits that need them mend them (registry-repair.ts; gateway-storage-registry-repair.test.ts).
+    await expect(commitOf([event('d', T0)])).resolves.toBeDefined();
     const seq = { events: [], custody: [], seqs: [{ agent: 'host-2', epoch: 'e1', seq: 2, source: 'host-2', at }] };
-    await expect(storage.commit(seq)).rejects.toMatchObject(corrupt('ra!host-2!e1', '"null"'));
+    await expect(storage.commit(seq)).resolves.toBeDefined();
+    // The epoch's key is written by its commit; the source's at the next registry checkpoint (here: none yet),
+    // meanwhile its mended counts come from memory.
+    const after = await storage.sources();
+    expect(after.damaged).toEqual(['rs!host-1']);
+    expect(after.sources.find((x) => x.source === 'host-1')).toMatchObject({ accepted: 3, duplicates: 1, rejected: 1 });
     // Other sources are stored as before.
     await expect(storage.commit({ events: [{ ...event('e', T0), source: 'host-3' }], custody: [{ at, outcome: 'accepted', method: 'http', peer: 'p', id: 'e', source: 'host-3' }], seqs: [] })).resolves.toBeDefined();
   });

@@ -18,6 +18,8 @@
  *   r!<commit>                      the event block was deleted by retention: the hex commit whose `retained` custody
  *                                   record proves it (retention-proof.ts); empty in stores written before that record existed
  *   m!retention-legacy              set once no empty `r!` marker is left to adopt (level-retention.ts)
+ *   q!<key>!<hash>                  the damaged value of registry key <key>, kept as it was when the store mended
+ *                                   the key (registry-repair.ts); <hash>: 16 hex digits of the value's SHA-256
  *
  * A day is the UTC date (yyyymmdd) of the latest receive time in the block:
  * retention deleting day D never removes an event received after D ends.
@@ -59,6 +61,7 @@ export const custodySourceKey = (source: string, commit: number): string => `cs!
 export const EMPTY_VALUE = Buffer.alloc(0);
 export const epochKey = (agent: string, epoch: string): string => `ra!${agent}!${epoch}`;
 export const sourceKey = (source: string): string => `rs!${source}`;
+export const quarantineKey = (key: string, hash: string): string => `q!${key}!${hash}`;
 
 /** Prefix of one event index: all blocks, one source's, or one type's. */
 export function indexPrefix(filter: { source?: string; type?: string }): string {

@@ -28,6 +28,7 @@ import { decodeCustodyBlock, decodeEventBlock, type EventBlock } from './block-c
 import { decodeHead, type LevelHead } from './level-commit.js';
 import { LevelWriter } from './level-writer.js';
 import { RegistryCache } from './registry-cache.js';
+import { RegistryRepairer, type RegistryRepair } from './registry-repair.js';
 import { queryCustody, queryEvents } from './level-query.js';
 import { applyRetention, IdWatch, RETENTION_PAGE_KEYS } from './level-retention.js';
 import { verifyLevel } from './level-verify.js';
@@ -82,6 +83,8 @@ export interface LevelStorageOptions {
   readOnly?: boolean;
   /** Where the store says that it reopened its database after a failed write (see LevelStorage.reopen). */
   logger?: Pick<Logger, 'error' | 'warn'>;
+  /** Told of each damaged registry key the store mended (registry-repair.ts); the gateway raises an alert. */
+  onRegistryRepair?: (repair: RegistryRepair) => void;
 }
 
 export type LevelDb = Level<string, Buffer>;
@@ -109,7 +112,7 @@ export interface LevelContext {
  */
 export class LevelStorage implements Storage {
   readonly location: string;
-  private readonly opts: Required<Omit<LevelStorageOptions, 'dataDir' | 'logger'>>;
+  private readonly opts: Required<Omit<LevelStorageOptions, 'dataDir' | 'logger' | 'onRegistryRepair'>>;
   private readonly logger: LevelStorageOptions['logger'];
   private db: LevelDb | undefined;
   /** Set by close(): a reopen in progress stops. */
@@ -133,6 +136,7 @@ export class LevelStorage implements Storage {
   private readonly idWatches = new Set<IdWatch>();
   /** Registry keys a listing found damaged and stepped over, each logged once (bounded). */
   private readonly damagedRegistry = new Set<string>();
+  private readonly repairer: RegistryRepairer;
   private blocks: LRUCache<number, EventBlock>;
   private custodyBlocks: LRUCache<number, { records: CustodyRecord[]; bytes: number }>;
 
@@ -159,6 +163,11 @@ export class LevelStorage implements Storage {
     // Bounded, or any producer could grow the heap by varying source, epoch or seq (one entry each, up to 1,000 gaps per epoch).
     this.epochs = new RegistryCache({ max: this.opts.registryMaxEpochs, maxWeight: this.opts.registryMaxGaps, weigh: (e) => e.gaps.length });
     this.sourceStates = new RegistryCache({ max: this.opts.registryMaxSources });
+    this.repairer = new RegistryRepairer(() => this.openDb, {
+      custodyBlock: (commit) => this.context().custodyBlock(commit),
+      logger: this.logger,
+      onRepair: options.onRegistryRepair,
+    });
   }
 
   /** What the registry holds in memory (its bounds are registryMax*): for tests and diagnostics. */
@@ -369,14 +378,19 @@ export class LevelStorage implements Storage {
     const missing = [...new Set(keys)].filter((k) => !this.epochs.has(k));
     if (missing.length === 0) return read;
     const values = await this.openDb.getMany(missing);
-    values.forEach((v, i) => {
-      if (v === undefined) return;
+    for (const [i, v] of values.entries()) {
+      if (v === undefined) continue;
       const key = missing[i] as string;
-      const state = registryValue<EpochState>(key, v);
+      const state = decodeRegistry<EpochState>(v);
+      // Damaged: kept aside, and the epoch taken as new (registry-repair.ts), not every later commit of it failed.
+      if (state === undefined) {
+        await this.repairer.epoch(key, v);
+        continue;
+      }
       read.set(key, state);
       // A plan may have set it while this read was under way: that state is newer.
       this.epochs.setIfAbsent(key, state);
-    });
+    }
     return read;
   }
 
@@ -396,10 +410,16 @@ export class LevelStorage implements Storage {
     }
     if (wanted.size === 0) return;
     const missing = [...wanted];
+    // Neither held nor in flight: every commit of these sources is durable, so the ledger up to the durable head has all of them.
+    const upTo = this.openWriter.durableHead.commit;
     const values = await this.openDb.getMany(missing.map(sourceKey));
-    values.forEach((v, i) => {
-      if (v !== undefined) this.sourceStates.setIfAbsent(missing[i] as string, registryValue<SourceStatus>(sourceKey(missing[i] as string), v));
-    });
+    for (const [i, v] of values.entries()) {
+      if (v === undefined) continue;
+      const source = missing[i] as string;
+      // Damaged: counted again from the ledger (registry-repair.ts), not every later commit of the source failed.
+      const state = decodeRegistry<SourceStatus>(v) ?? (await this.repairer.source(sourceKey(source), source, v, upTo));
+      if (state !== undefined) this.sourceStates.setIfAbsent(source, state);
+    }
   }
 
   /** Counts the custody records of commits `after` + 1 … `upTo` onto the `rs!` keys (at open, after a crash). */
@@ -418,9 +438,13 @@ export class LevelStorage implements Storage {
       });
       const unread = [...new Set(records.flatMap((r) => (r.source !== undefined && !states.has(r.source) ? [r.source] : [])))];
       const stored = new Map<string, SourceStatus>();
-      (await db.getMany(unread.map(sourceKey))).forEach((v, i) => {
-        if (v !== undefined) stored.set(unread[i] as string, registryValue<SourceStatus>(sourceKey(unread[i] as string), v));
-      });
+      for (const [i, v] of (await db.getMany(unread.map(sourceKey))).entries()) {
+        // The `rs!` keys are as of commit `after` (the checkpoint): a damaged one is counted again up to there.
+        if (v === undefined) continue;
+        const source = unread[i] as string;
+        const state = decodeRegistry<SourceStatus>(v) ?? (await this.repairer.source(sourceKey(source), source, v, after));
+        if (state !== undefined) stored.set(source, state);
+      }
       for (const [source, state] of tallySources(records, (s) => states.get(s) ?? stored.get(s))) states.set(source, state);
     }
     return states;
@@ -484,8 +508,8 @@ export class LevelStorage implements Storage {
   /**
    * A registry value for a listing (`/v1/sources`, the backfill and gap scans), or undefined for a damaged
    * one, which is stepped over, added to `damaged` and logged once: one damaged key failed the whole list,
-   * so `meteorzx status` showed no source at all and backfill stopped for every agent. Commits of that
-   * source or epoch still fail on it (it holds their counts and chain); `meteorzx verify` names it.
+   * so `meteorzx status` showed no source at all and backfill stopped for every agent. The next commit of
+   * that source or epoch mends it (registry-repair.ts); until then `meteorzx verify` names it.
    */
   private listed<T>(key: string, value: Buffer, damaged: string[] | undefined): T | undefined {
     try {
@@ -495,7 +519,7 @@ export class LevelStorage implements Storage {
       damaged?.push(key);
       if (!this.damagedRegistry.has(key) && this.damagedRegistry.size < 10_000) {
         this.damagedRegistry.add(key);
-        this.logger?.error({ key }, 'registry: a damaged key is left out of listings, and commits of its source or epoch fail (run meteorzx verify)');
+        this.logger?.error({ key }, 'registry: a damaged key is left out of listings until the next commit of its source or epoch mends it (run meteorzx verify)');
       }
       return undefined;
     }
@@ -578,16 +602,22 @@ export class LevelStorage implements Storage {
  * internal error from parsing it or reading a field of it: `meteorzx verify` names every such key.
  */
 function registryValue<T>(key: string, value: Buffer): T {
+  const parsed = decodeRegistry<T>(value);
+  if (parsed === undefined) {
+    throw GatewayErrors.METEORZX_STORAGE_CORRUPT(`registry key ${key} is damaged: it holds ${JSON.stringify(value.toString('latin1').slice(0, 40))} (run meteorzx verify)`);
+  }
+  return parsed;
+}
+
+/** A registry key's value, or undefined when it is damaged (not a JSON object). */
+function decodeRegistry<T>(value: Buffer): T | undefined {
   let parsed: unknown;
   try {
     parsed = JSON.parse(value.toString());
   } catch {
-    parsed = undefined;
+    return undefined;
   }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    throw GatewayErrors.METEORZX_STORAGE_CORRUPT(`registry key ${key} is damaged: it holds ${JSON.stringify(value.toString('latin1').slice(0, 40))} (run meteorzx verify)`);
-  }
-  return parsed as T;
+  return typeof parsed !== 'object' || parsed === null || Array.isArray(parsed) ? undefined : (parsed as T);
 }
 
 function attempts(s: SourceStatus): number {
