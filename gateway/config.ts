@@ -23,7 +23,7 @@ import { certWithKey, clientCertFields, clientCertsNeedCa, limitsSchema, mqttUse
 import type { TlsSections } from '../common/tls-server.js';
 import { ALERT_KINDS } from './alerts/alert.js';
 import { isMalformedHash } from './auth/password.js';
-import { Rules } from './pipeline/rules/rules.js';
+import { DEFAULT_RULE_COST_LIMIT, Rules } from './pipeline/rules/rules.js';
 import { Transforms } from './pipeline/transforms/transforms.js';
 
 /**
@@ -153,6 +153,7 @@ const pipelineSchema = z
     transforms: z.array(transformSchema).prefault([]),
     hashKey: secret().optional(), // the hash transform's HMAC key; or hashKeyFile (docs/config.md)
     rules: z.array(ruleSchema).superRefine(unique((r) => r.name, 'name')).prefault([]),
+    ruleCostLimit: int({ min: 1000 }).prefault(DEFAULT_RULE_COST_LIMIT), // cost units one rule may spend on one event (rules/cost-meter.ts)
   })
   // Compiling each step and rule as the pipeline will catches what the shapes above cannot
   // (a protected field, an unknown CEL variable), so `config check` fails where start would.

@@ -13,6 +13,8 @@ export interface PipelineConfig {
     /** When set, `hash` steps take an HMAC-SHA256 with this key instead of a plain SHA-256. */
     readonly hashKey?: string;
     readonly rules: readonly RuleConfig[];
+    /** Cost units one rule may spend on one event (rules/cost-meter.ts); default DEFAULT_RULE_COST_LIMIT. */
+    readonly ruleCostLimit?: number;
   };
   readonly commit: { readonly maxEvents: number; readonly maxWaitMs: number };
   /** When given, retention runs hourly and once at start. */

@@ -40,7 +40,7 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
   const clock = opts.clock ?? Date.now;
   const limits = opts.limits ?? DEFAULT_LIMITS;
   const transforms = new Transforms(config.pipeline.transforms, config.pipeline.hashKey);
-  const rules = new Rules(config.pipeline.rules);
+  const rules = new Rules(config.pipeline.rules, { costLimit: config.pipeline.ruleCostLimit });
   const tracker = new ChainTracker((agent, epoch) => storage.chainHead(agent, epoch), opts.maxChains);
   const dedup = new Dedup(storage, {
     windowMs: config.pipeline.dedup.window,

@@ -68,7 +68,7 @@ describe('defaults', () => {
     expect(config.http).toEqual({ listen: { host: '127.0.0.1', port: 7400 } });
     expect(config.mqtt).toEqual({ listen: { host: '127.0.0.1', port: 1883 }, sessionExpiry: 2 * 3_600_000 });
     expect(config.auth).toEqual({ tokens: [], mqtt: [] });
-    expect(config.pipeline).toEqual({ dedup: { window: 7 * 86_400_000, cacheSize: 100_000 }, transforms: [], rules: [] });
+    expect(config.pipeline).toEqual({ dedup: { window: 7 * 86_400_000, cacheSize: 100_000 }, transforms: [], rules: [], ruleCostLimit: 100_000 });
     expect(config.storage).toEqual({ type: 'level', retention: 90 * 86_400_000 });
     expect(config.alerts).toEqual({ gaps: true });
     expect(config.limits).toEqual({ ...DEFAULT_LIMITS });

@@ -3,6 +3,14 @@ import { Environment } from '@marcbachmann/cel-js';
 import type { AuditEvent, IngestInfo } from '../../../protocols/index.js';
 import { GatewayErrors } from '../../errors.js';
 import { MATCHES_FUNCTION, rewriteTypeIdentifier, TYPE_VARIABLE } from './cel-source.js';
+import { CostMeter, costExceededMessage } from './cost-meter.js';
+
+/**
+ * Cost units one rule may spend on one event (pipeline.ruleCostLimit; cost-meter.ts). A loop costs the list's
+ * length plus 3–5 per element it visits (its body's nodes), so the default lets a rule visit ≈20,000 elements, or
+ * every pair of a list of ≈150; a rule that spends all of it takes ≈10–20 ms on a 2-core box.
+ */
+export const DEFAULT_RULE_COST_LIMIT = 100_000;
 
 /** A rule as configured (DESIGN §5 `pipeline.rules`). */
 export interface RuleConfig {
@@ -70,9 +78,11 @@ function environment(): Environment {
  */
 export class Rules {
   private readonly rules: CompiledRule[];
+  private readonly meter: CostMeter;
 
-  constructor(configs: readonly RuleConfig[]) {
+  constructor(configs: readonly RuleConfig[], { costLimit = DEFAULT_RULE_COST_LIMIT }: { costLimit?: number | undefined } = {}) {
     const env = environment();
+    this.meter = new CostMeter(env, costLimit);
     this.rules = configs.map((config) => {
       let program: Program & { check(): { valid: boolean; error?: Error } };
       try {
@@ -100,11 +110,21 @@ export class Rules {
     if (this.rules.length === 0) return verdict;
     const context = celContext(event, ingest, verdict.tags); // later rules see earlier rules' tags
     for (const { config, program } of this.rules) {
+      // Bounded: a rule looping over an event's lists must not stall every other event (cost-meter.ts).
       let matched: unknown;
+      let failed: unknown;
+      this.meter.start();
       try {
         matched = program(context);
       } catch (err) {
-        verdict.errors.push({ rule: config.name, message: firstLine(err) });
+        failed = err ?? new Error('unknown error');
+      }
+      if (this.meter.end()) {
+        verdict.errors.push({ rule: config.name, message: costExceededMessage(this.meter.limit) });
+        continue;
+      }
+      if (failed !== undefined) {
+        verdict.errors.push({ rule: config.name, message: firstLine(failed) });
         continue;
       }
       if (matched !== true) continue;
