@@ -5,6 +5,7 @@ import { CHAIN_ALLOWANCE_BYTES, type AgentStatus, type Limits } from '../protoco
 import type { BufferOptions } from './buffer/options.js';
 import type { AgentBuffer } from './buffer/types.js';
 import type { AgentConfig } from './config.js';
+import { AgentErrors } from './errors.js';
 import type { ListenAddress } from './http-helpers.js';
 import { HttpIntake } from './intake/http.js';
 import type { IntakeChanges, IntakeSet } from './intake/intake-set.js';
@@ -196,7 +197,10 @@ export class Agent {
    * (files, syslog, serial, mqtt): unchanged ones keep running, changed ones
    * are restarted (see IntakeSet). Undefined, with nothing touched, when
    * anything else differs: the caller then restarts the whole agent. Throws
-   * when a new intake cannot start, after putting the current ones back.
+   * when a new intake cannot start, after putting the current ones back; and
+   * METEORZX_RELOAD_UNRECOVERABLE when they cannot be put back either (their
+   * port taken meanwhile): the agent then runs with those intakes down, which
+   * the caller must not let pass unseen (the CLI exits 1, for Restart=).
    */
   async reload(next: AgentConfig): Promise<IntakeChanges | undefined> {
     const { onlyReadingIntakesDiffer } = await import('./intake/intake-set.js');
@@ -207,7 +211,14 @@ export class Agent {
     } catch (err) {
       // As nginx: a new intake that cannot start (its port taken) leaves the agent on its current config.
       // The ones the attempt stopped or started are put back as they were; the caller logs why.
-      await this.applyReaders(this.config).catch((back: unknown) => this.deps.logger.error({ err: back }, 'reload: could not start the current intakes again'));
+      try {
+        await this.applyReaders(this.config);
+      } catch (back) {
+        throw AgentErrors.METEORZX_RELOAD_UNRECOVERABLE(
+          `${(err as Error).message}; and the current intakes cannot start again: ${(back as Error).message}`,
+          { cause: back },
+        );
+      }
       throw err;
     }
     this.config = next;

@@ -51,6 +51,10 @@ export const AgentErrors = defineErrors({
   METEORZX_INTERNAL: { description: 'An unexpected error answered a request; the agent log has the details.', status: 500 },
   METEORZX_PORT_IN_USE: { description: 'A listener cannot bind its port because another process holds it; the message names the config key.' },
   METEORZX_LISTEN_FAILED: { description: 'A listener cannot bind its address (permission, unknown host); the message names the config key.' },
+  METEORZX_RELOAD_UNRECOVERABLE: {
+    description:
+      'A reload applied in place could not start its new intakes, nor the current ones again (a port taken meanwhile): the agent exits 1, so that its supervisor (systemd Restart=on-failure) restarts it, rather than run on with those intakes down.',
+  },
   METEORZX_INSECURE_BIND: {
     description:
       'The pull listener binds a non-loopback address with no pull.token (set a token, bind 127.0.0.1, or pass --insecure), or the edge MQTT broker (intake.mqtt.listen) does with no intake.mqtt.users.',

@@ -35,6 +35,12 @@ export interface ServiceLoopOptions<C, S extends Closable> {
    * when the new config cannot be applied (a port taken): the service is then back on its current config.
    */
   reloadInPlace?(service: S, next: C): Promise<boolean>;
+  /**
+   * For an error reloadInPlace threw: true when the service could not be put back on its current config
+   * either (part of it is down). The loop then fails — the CLI exits 1 for its supervisor — as when a
+   * restart cannot start the current config again; running on with an intake down would go unseen.
+   */
+  unrecoverable?(err: unknown): boolean;
   /** A reload whose new config could not start (counted in the service's metrics). */
   onReloadFailed?(err: unknown): void;
   logger: LoopLogger;
@@ -58,7 +64,8 @@ export interface ServiceLoopOptions<C, S extends Closable> {
  * bind. Reloads and the stop are serialised, so a stop during a reload
  * closes whichever service the reload left running. A start that fails with
  * the config that ran before (the first start, or the return to it) rejects,
- * after closing what is left: the CLI exits 1 and systemd restarts the unit.
+ * after closing what is left: the CLI exits 1 and systemd restarts the unit;
+ * so does an in-place reload that cannot put the current config back (`unrecoverable`).
  * systemd hears READY=1 once started, RELOADING=1 … READY=1 around a reload.
  */
 export async function runService<C, S extends Closable>(options: ServiceLoopOptions<C, S>): Promise<NodeJS.Signals> {
@@ -89,6 +96,10 @@ export async function runService<C, S extends Closable>(options: ServiceLoopOpti
     try {
       inPlace = options.reloadInPlace !== undefined && (await options.reloadInPlace(service, next));
     } catch (err) {
+      if (options.unrecoverable?.(err) === true) {
+        failed(err, 'nor could the current one start again: exiting, for the supervisor to restart the service');
+        throw err;
+      }
       failed(err, 'running on with the current one');
       await notify('READY=1');
       return;

@@ -1,6 +1,7 @@
 import { dirname } from 'node:path';
 import type { Command } from 'commander';
 import { CommonErrors } from '../../common/errors.js';
+import { errorCode } from '../../protocols/errors.js';
 import { HeldWarnings, withHeldSignals, type HeldSignals } from '../held-signals.js';
 
 interface AgentCliOptions {
@@ -75,6 +76,8 @@ async function runAgent(options: AgentCliOptions, held: HeldSignals): Promise<vo
       tlsDigest = tlsDigests.get(next);
       return !renewed && (await agent.reload(next)) !== undefined;
     },
+    // Its intakes could not be put back: exit 1 for Restart=on-failure rather than run on with them down.
+    unrecoverable: (err) => errorCode(err) === 'METEORZX_RELOAD_UNRECOVERABLE',
     onReloadFailed: countReloadFailure,
     logger,
     held,

@@ -25,7 +25,9 @@ class FakeService {
 
 const tick = () => new Promise((r) => setTimeout(r, 5));
 
-function setup(opts: { configs?: (string | Error)[]; inPlace?: (next: string) => boolean; failStart?: (config: string) => boolean } = {}) {
+function setup(
+  opts: { configs?: (string | Error)[]; inPlace?: (next: string) => boolean; failStart?: (config: string) => boolean; unrecoverable?: (err: unknown) => boolean } = {},
+) {
   const signals = new FakeSignals();
   const services: FakeService[] = [];
   const notified: string[] = [];
@@ -50,6 +52,7 @@ function setup(opts: { configs?: (string | Error)[]; inPlace?: (next: string) =>
       s.started = true;
     },
     ...(opts.inPlace ? { reloadInPlace: async (_s: FakeService, next: string) => opts.inPlace?.(next) ?? false } : {}),
+    ...(opts.unrecoverable ? { unrecoverable: opts.unrecoverable } : {}),
     onReloadFailed: (err) => failures.push(err),
     logger: { info: log, warn: log, error: log },
     notify: async (state) => notified.push(state),
@@ -157,6 +160,23 @@ describe('runService', () => {
     expect(t.logs).toContain('reload: applied in place');
     t.signals.send('SIGTERM');
     expect(await t.done).toBe('SIGTERM');
+  });
+
+  it('rejects (the CLI exits 1) when an in-place reload could not put the current config back, after closing the service', async () => {
+    const t = setup({
+      configs: ['taken'],
+      inPlace: () => {
+        throw Object.assign(new Error('syslog port taken; and the current intakes cannot start again: port in use'), { code: 'GONE' });
+      },
+      unrecoverable: (err) => (err as { code?: string }).code === 'GONE',
+    });
+    await tick();
+    t.signals.send('SIGHUP');
+    await expect(t.done).rejects.toThrow('the current intakes cannot start again');
+    expect(t.logs.at(-1)).toMatch(/^reload: the new config could not start \(syslog port taken; .*\); nor could the current one start again: exiting/);
+    expect(t.failures).toHaveLength(1);
+    expect(t.services.map((s) => [s.config, s.closed])).toEqual([['c0', 1]]);
+    expect(t.notified).toEqual(['READY=1', 'RELOADING=1']);
   });
 
   it('rejects (the CLI exits 1) when the current config cannot start again either, after closing what is left', async () => {
