@@ -124,6 +124,7 @@ export class Agent {
           metrics: this.metrics,
           logger: log.child({ component: 'intake', intake: 'http' }),
           maxConnections: config.intake.http.maxConnections,
+          headersTimeoutMs: config.intake.http.headersTimeout,
           ...(config.intake.http.token === undefined ? {} : { token: config.intake.http.token }),
           ...(config.intake.http.tls === undefined ? {} : { tls: await tlsServerOptions(config.intake.http.tls) }),
           insecure: deps.insecure ?? false,

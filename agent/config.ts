@@ -46,6 +46,7 @@ const httpIntakeSchema = z.strictObject({
   token: secret().optional(), // bearer token producers must send; required to bind a non-loopback address; or tokenFile
   tls: tlsServerSchema().optional(), // PEM files: serve HTTPS; requestClientCert for mutual TLS
   maxConnections: int({ min: 1 }).prefault(256), // TCP connections at once; more are refused and counted
+  headersTimeout: duration({ min: 1000, max: 60_000 }).prefault('10s'), // ms a connection may take to send its request headers (408, closed)
 });
 
 const fileIntakeSchema = z.strictObject({

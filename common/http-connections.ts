@@ -80,17 +80,23 @@ export function dropAllConnections(server: Server): void {
 
 /**
  * Keeps a connection slot free under a connection cap of `max`: once a
- * tracked server holds `max` connections, destroys the most recently opened
- * one that has had a request answered and has none in progress (a client's
- * kept-alive spare). Node refuses every connection past maxConnections as it
- * arrives, and client pools (undici's, say) keep more connections than they
- * have requests in flight, each idle for up to the keep-alive timeout a
- * server announces: so a few hundred producers were refused new connections
- * while most held connections sat idle. A connection that has sent no
- * request is not a spare: a flood of those still meets the cap. Returns
- * whether one was closed.
+ * tracked server holds `max` connections, destroys one connection that is
+ * doing nothing, so that the next one is not refused. First the most
+ * recently opened one that has had a request answered and has none in
+ * progress (a client's kept-alive spare): Node refuses every connection past
+ * maxConnections as it arrives, and client pools (undici's, say) keep more
+ * connections than they have requests in flight, each idle for up to the
+ * keep-alive timeout a server announces, so a few hundred producers were
+ * refused new connections while most held connections sat idle. Failing
+ * that, the connection that has waited longest without sending a request
+ * (nothing, or headers not finished, or a TLS handshake not finished): a
+ * flood of connections that never send one held every slot until the
+ * headers timeout, and opened again, for good — every real client refused.
+ * A real client sends its request as soon as it is connected, so it is the
+ * newest of the waiting ones, the last to give way; `newcomer` (the
+ * connection that just arrived) never does. Returns whether one was closed.
  */
-export function closeSpareConnection(server: Server, max: number): boolean {
+export function closeSpareConnection(server: Server, max: number, newcomer?: Socket): boolean {
   const connections = tracked.get(server);
   if (connections === undefined || connections.raw.size < max) return false;
   // The newest spare: pools hand requests to their first free connection, so the oldest are the likeliest to be reused next.
@@ -102,5 +108,17 @@ export function closeSpareConnection(server: Server, max: number): boolean {
       return true;
     }
   }
-  return false;
+  const waiting = oldestWaiting(connections, newcomer);
+  waiting?.destroy();
+  return waiting !== undefined;
+}
+
+/** The oldest connection that has not sent a request yet: a TLS handshake not done first, then HTTP ones in the order they opened. */
+function oldestWaiting(connections: Connections, newcomer: Socket | undefined): Socket | undefined {
+  const secured = connections.secured;
+  if (secured !== undefined) {
+    for (const socket of connections.raw) if (socket !== newcomer && !secured.has(peerKey(socket))) return socket;
+  }
+  for (const [socket, n] of connections.requests) if (socket !== newcomer && n === 0 && !connections.served.has(socket)) return socket;
+  return undefined;
 }

@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
+import type { Socket } from 'node:net';
 import { createGunzip, createInflate } from 'node:zlib';
 import type { Logger } from 'pino';
 import { closeSpareConnection } from '../../common/http-connections.js';
@@ -51,12 +52,20 @@ export interface HttpIntakeOptions {
   tls?: TlsServerOptions;
   /** TCP connections at once (`intake.http.maxConnections`); more are refused and counted. Default 256. */
   maxConnections?: number;
+  /** Most time a connection may take to send a request's headers, from its opening or the first byte of the request, ms (`intake.http.headersTimeout`). */
+  headersTimeoutMs?: number;
 }
+
+/** Default of `intake.http.headersTimeout`, ms: a producer sends its headers at once; a connection that sends none is a flood's. */
+export const HEADERS_TIMEOUT_MS = 10_000;
 
 const ENCODINGS: ReadonlySet<string> = new Set(['identity', 'gzip', 'x-gzip', 'deflate']);
 
 /** How long an idle keep-alive connection to the intake is kept, ms (the `Keep-Alive: timeout=` it announces). */
 export const KEEP_ALIVE_TIMEOUT_MS = 65_000;
+
+/** Most time a client may take to send a whole request, headers and body, ms. */
+const REQUEST_TIMEOUT_MS = 60_000;
 
 /**
  * `POST /v1/events` on the agent (DESIGN §5): the same body formats, limits
@@ -98,7 +107,11 @@ export class HttpIntake implements Intake {
     // common pools' 60 s): closed first by us at Node's 5 s, a producer's next request raced the FIN and
     // failed with a reset (Fluent Bit then retries the chunk, and drops it past Retry_Limit). The connection
     // cap bounds what idle ones cost, and a stop drops them at once (trackConnections).
-    const timeouts = { requestTimeout: 60_000, headersTimeout: 30_000, keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS };
+    // Node checks both timeouts every connectionsCheckingInterval (30 s by default): a connection that never sent a
+    // request held its slot for up to 60 s at the 30 s headersTimeout. Checking every second costs one pass over
+    // the connections (≤ maxConnections).
+    const headersTimeout = Math.min(options.headersTimeoutMs ?? HEADERS_TIMEOUT_MS, REQUEST_TIMEOUT_MS);
+    const timeouts = { requestTimeout: REQUEST_TIMEOUT_MS, headersTimeout, keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS, connectionsCheckingInterval: 1000 };
     const handler = (req: IncomingMessage, res: ServerResponse): void => {
       void this.handle(req, res, false);
     };
@@ -108,8 +121,9 @@ export class HttpIntake implements Intake {
     this.meter = createIntakeMeter(options.metrics, this.name, options.token === undefined ? [] : ['auth']);
     const maxConnections = options.maxConnections ?? 256;
     capConnections(this.server, maxConnections, this.meter, options.logger, 'intake.http.maxConnections');
-    // At the cap, a kept-alive connection that is idle gives way, so the next producer's connection is not refused.
-    this.server.on('connection', () => closeSpareConnection(this.server, maxConnections));
+    // At the cap, a connection doing nothing (a kept-alive spare, else the one waiting longest for its request)
+    // gives way, so the next producer's connection is not refused.
+    this.server.on('connection', (socket: Socket) => closeSpareConnection(this.server, maxConnections, socket));
     // `Expect: 100-continue` (curl sends it for bodies over 1 MiB): the headers are judged before the body is
     // invited. Node's default answers 100 at once, so a body over the limit was sent in full to a server that
     // had answered 413 and closed — the client often saw a reset instead of the 413.

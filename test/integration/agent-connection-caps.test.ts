@@ -40,6 +40,14 @@ async function idle(port: number): Promise<{ socket: Socket; closed: Promise<unk
   return { socket, closed };
 }
 
+/** A POST whose headers are sent and whose body never comes: a request in progress, not an idle connection. */
+async function uploading(port: number): Promise<{ socket: Socket; closed: Promise<unknown> }> {
+  const { socket, closed } = await idle(port);
+  socket.write('POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{');
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  return { socket, closed };
+}
+
 /** One POST on a new connection that stays open after its answer (HTTP/1.1 keep-alive): resolves with the answer's status line. */
 async function keptAlive(port: number): Promise<{ socket: Socket; status: string; closed: Promise<unknown> }> {
   const socket = connect(port, '127.0.0.1');
@@ -60,16 +68,29 @@ async function keptAlive(port: number): Promise<{ socket: Socket; status: string
 }
 
 describe('agent connection caps', () => {
-  it('HTTP intake: a connection past maxConnections is closed and counted; once one goes, curl posts again', async () => {
+  it('HTTP intake: a connection past maxConnections is closed and counted when none can give way; once one goes, curl posts again', async () => {
+    // Two uploads in progress (headers sent, body not): neither is idle, so the cap refuses the third connection.
     const port = Number(new URL(agent.intakeUrl).port);
-    const a = await idle(port);
-    await idle(port);
+    const a = await uploading(port);
+    await uploading(port);
     const refused = await runProcess('curl', ['-sS', '-m', '5', '-H', 'Content-Type: application/json', '-d', '{"type":"t"}', agent.intakeUrl]);
     expect(refused.code).not.toBe(0);
     await waitFor(async () => (await agent.metric('meteorzx_agent_intake_dropped_total{intake="http",reason="connection-refused"}')) >= 1, 'the refusal counted');
     a.socket.destroy();
     await a.closed;
     await waitFor(async () => (await postEvents(agent.intakeUrl, [{ type: 't.after' }]).catch(() => ({ status: 0 }))).status === 200, 'a post once a slot is free');
+  });
+
+  it('HTTP intake: at the cap the connection waiting longest without a request gives way, so idle ones never hold every slot', async () => {
+    const port = Number(new URL(agent.intakeUrl).port);
+    for (const s of held.splice(0)) s.destroy();
+    const first = await idle(port);
+    const second = await idle(port);
+    // The second reached the cap: the first, waiting longer, gave way.
+    await first.closed;
+    const posted = await runProcess('curl', ['-sS', '-m', '5', '-H', 'Content-Type: application/json', '-d', '{"type":"t.past.idle"}', agent.intakeUrl]);
+    expect({ code: posted.code, out: posted.stdout }).toEqual({ code: 0, out: '{"accepted":1,"duplicates":0,"rejected":[]}' });
+    await second.closed;
   });
 
   it('HTTP intake: at the cap an idle kept-alive connection gives way to a new producer instead of the producer being refused', async () => {
@@ -87,7 +108,7 @@ describe('agent connection caps', () => {
     const posted = await runProcess('curl', ['-sS', '-m', '5', '-H', 'Content-Type: application/json', '-d', '{"type":"t.new"}', agent.intakeUrl]);
     expect({ code: posted.code, out: posted.stdout }).toEqual({ code: 0, out: '{"accepted":1,"duplicates":0,"rejected":[]}' });
     expect(await refusals()).toBe(before);
-    // A connection that never sent a request is no spare: a flood of those still meets the cap (the test above).
+    // A connection that never sent a request gives way too, when there is no spare (the test above).
   });
 
   it('edge MQTT broker: a device past maxConnections is refused and counted; once one goes, mosquitto_pub publishes', async () => {
