@@ -40,6 +40,8 @@ const httpSchema = z
   .strictObject({
     listen: listen().prefault('127.0.0.1:7400'), // ingest, query, /metrics, /healthz
     tls: tlsServerSchema().optional(),
+    maxConnections: int({ min: 1 }).optional(), // TCP connections at once; default: a quarter of the open-file limit, at most 4096
+    headersTimeout: duration({ min: 1000, max: 60_000 }).prefault('10s'), // ms a connection may take to send its request headers (408, closed)
   })
   .prefault({});
 

@@ -72,6 +72,8 @@ export class GatewayMetrics {
   readonly gapsLost: Counter;
   /** Stored blocks a read (GET /v1/events, /v1/custody) could not decode and left out of its answer, by kind (event, custody). */
   readonly damagedReads: Counter<'kind'>;
+  /** HTTP connections refused at http.maxConnections (none could give way: every one had a request in progress). */
+  readonly httpConnectionsRefused: Counter;
   /**
    * The hot path's counts, kept in plain fields and handed to prom-client
    * when the metrics are collected (a scrape, or `get()`): with one MQTT
@@ -177,6 +179,11 @@ export class GatewayMetrics {
       name: `${prefix}damaged_blocks_read_total`,
       help: 'Stored blocks a query could not decode and left out of its answer (named in X-Damaged-Blocks), by kind',
       labelNames: ['kind'],
+      registers,
+    });
+    this.httpConnectionsRefused = new Counter({
+      name: `${prefix}http_connections_refused_total`,
+      help: 'HTTP connections refused at http.maxConnections (every connection held had a request in progress)',
       registers,
     });
     registry.registerMetric(reloadFailuresCounter(prefix));

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { readClientTls, tlsServerOptions } from '../common/tls-server.js';
 import { hostPort } from '../common/host-port.js';
+import { openFileLimit } from '../common/open-file-limit.js';
 import { CHAIN_ALLOWANCE_BYTES, DEFAULT_LIMITS, type Limits } from '../protocols/index.js';
 import { eventAlert } from './alerts/alert.js';
 import { AlertSink } from './alerts/alert-sink.js';
@@ -282,6 +283,9 @@ export class Gateway {
       ...(this.opts.maxPendingIngestBytes === undefined ? {} : { maxPendingIngestBytes: this.opts.maxPendingIngestBytes }),
       ...(this.pulls === undefined ? {} : { pulls: this.pulls }),
       logger: logger.child({ component: 'http' }),
+      headersTimeoutMs: config.http.headersTimeout,
+      maxConnections: config.http.maxConnections ?? defaultMaxHttpConnections(),
+      ...(metrics === undefined ? {} : { onConnectionRefused: () => metrics.httpConnectionsRefused.inc() }),
       ...(config.http.tls ? { tls: await tlsServerOptions(config.http.tls) } : {}),
     });
     const { host, port } = config.http.listen;
@@ -318,6 +322,15 @@ export class Gateway {
     const failed = ingress.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
   }
+}
+
+/**
+ * Default of `http.maxConnections`: a quarter of the open-file limit, so idle connections never take the
+ * descriptors MQTT clients and LevelDB need (256 under `ulimit -n 1024`), and at most 4096 (systemd's
+ * LimitNOFILE=65536 leaves the rest to MQTT devices).
+ */
+function defaultMaxHttpConnections(): number {
+  return Math.max(16, Math.min(4096, Math.floor(openFileLimit() / 4)));
 }
 
 async function defaultStorage(dataDir: string, logger: Logger, onRegistryRepair: (r: RegistryRepair) => void): Promise<Storage> {

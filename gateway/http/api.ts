@@ -1,7 +1,7 @@
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
-import { dropAllConnections, dropIdleConnections, trackConnections } from '../../common/http-connections.js';
+import { closeSpareConnection, dropAllConnections, dropIdleConnections, trackConnections } from '../../common/http-connections.js';
 import type { IncomingMessage } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { SecureContextOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import { answerAfterHalfClose } from '../../common/http-half-close.js';
@@ -24,7 +24,16 @@ export interface HttpApiOptions extends ApiContext {
   requestTimeoutMs?: number;
   /** Longest close() waits for requests in progress before dropping their connections (ms); default CLOSE_TIMEOUT_MS. */
   closeTimeoutMs?: number;
+  /** Most time a connection may take to send a request's headers (ms, `http.headersTimeout`); default HEADERS_TIMEOUT_MS. */
+  headersTimeoutMs?: number;
+  /** TCP connections at once (`http.maxConnections`); see capHttpConnections. Default: no cap (tests). */
+  maxConnections?: number;
+  /** Told of each connection refused at the cap (meteorzx_gateway_http_connections_refused_total). */
+  onConnectionRefused?: () => void;
 }
+
+/** Default of `http.headersTimeout`, ms: a client sends its headers at once; a connection that sends none is a flood's. */
+export const HEADERS_TIMEOUT_MS = 10_000;
 
 /**
  * How long a client may take to send a whole request (ms). fastify turns
@@ -57,7 +66,11 @@ export interface BoundHttp {
  */
 export function buildHttpApi(opts: HttpApiOptions): FastifyInstance {
   const requestTimeout = opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
-  const serverTimes = { connectionsCheckingInterval: Math.min(30_000, requestTimeout), headersTimeout: Math.min(60_000, requestTimeout) };
+  // Node checks both timeouts every connectionsCheckingInterval: at its 30 s default (and a 60 s headersTimeout) a
+  // connection that never sent a request held its descriptor for up to 90 s. Checking every second is one pass over
+  // the connections (≤ http.maxConnections).
+  const headersTimeout = Math.min(opts.headersTimeoutMs ?? HEADERS_TIMEOUT_MS, requestTimeout);
+  const serverTimes = { connectionsCheckingInterval: Math.min(1000, requestTimeout), headersTimeout };
   const app = Fastify({
     loggerInstance: opts.logger,
     // One log line per request would cost more than the request at ingest rates.
@@ -71,6 +84,7 @@ export function buildHttpApi(opts: HttpApiOptions): FastifyInstance {
     ...(opts.tls === undefined ? { http: serverTimes } : { https: { ...opts.tls, ...serverTimes } }),
   }) as unknown as FastifyInstance;
   trackConnections(app.server);
+  if (opts.maxConnections !== undefined) capHttpConnections(app.server, opts.maxConnections, opts.logger, opts.onConnectionRefused);
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: opts.limits.maxBodyBytes }, (_req, body, done) => done(null, body));
   app.setErrorHandler((err, req, reply) => {
@@ -125,6 +139,32 @@ function registerExpectContinue(app: FastifyInstance, maxBodyBytes: number): voi
   app.addHook('onSend', async (req, reply, payload) => {
     if (waiting.has(req.raw)) void reply.header('connection', 'close');
     return payload;
+  });
+}
+
+/**
+ * Caps the API's connections (`http.maxConnections`): without a cap, a flood
+ * of connections that send nothing took every descriptor of the process —
+ * 1,100 of them under `ulimit -n 1024` and HTTP ingest, /readyz and every
+ * MQTT client were refused, LevelDB's table files next. At the cap a
+ * connection doing nothing gives way to the newcomer (an idle kept-alive
+ * spare, else the one waiting longest for its request:
+ * common/http-connections.ts); only when all have requests in progress is
+ * the newcomer refused, counted and logged (at most every 10 s).
+ */
+function capHttpConnections(server: FastifyInstance['server'], max: number, logger: Logger, refused?: () => void): void {
+  server.maxConnections = max;
+  server.on('connection', (socket: Socket) => closeSpareConnection(server, max, socket));
+  let count = 0;
+  let loggedAt = Number.NEGATIVE_INFINITY;
+  server.on('drop', () => {
+    refused?.();
+    count += 1;
+    const now = performance.now();
+    if (now - loggedAt < 10_000) return;
+    loggedAt = now;
+    logger.warn({ limit: max, refused: count }, 'connections past http.maxConnections refused (see meteorzx_gateway_http_connections_refused_total)');
+    count = 0;
   });
 }
 

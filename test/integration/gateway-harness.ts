@@ -54,6 +54,8 @@ export interface StartOptions {
   config?: Record<string, unknown>;
   args?: string[];
   env?: Record<string, string>;
+  /** Runs it under `prlimit --nofile=N:N` (util-linux), as on a host with `ulimit -n N`. */
+  nofile?: number;
 }
 
 function exited(proc: ChildProcess): Promise<number | null> {
@@ -66,7 +68,10 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
   const config = { dataDir, http: { listen: '127.0.0.1:0' }, mqtt: { listen: '127.0.0.1:0' }, logLevel: 'info', ...opts.config };
   const configFile = path.join(opts.dir, `gateway-${Date.now()}-${Math.random().toString(36).slice(2)}.json`);
   await writeFile(configFile, JSON.stringify(config, null, 2));
-  const proc = spawn(process.execPath, [BIN, 'gateway', '--config', configFile, ...(opts.args ?? [])], {
+  const argv = [process.execPath, BIN, 'gateway', '--config', configFile, ...(opts.args ?? [])];
+  // prlimit execs the command: the pid is the gateway's.
+  if (opts.nofile !== undefined) argv.unshift('prlimit', `--nofile=${opts.nofile}:${opts.nofile}`, '--');
+  const proc = spawn(argv[0] as string, argv.slice(1), {
     cwd: opts.dir,
     env: { ...process.env, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -65,7 +65,7 @@ describe('defaults', () => {
   it('fills every gateway default', () => {
     const config = parseGatewayConfig({}, { env: NO_ENV });
     expect(config.dataDir).toBe('./data/gateway');
-    expect(config.http).toEqual({ listen: { host: '127.0.0.1', port: 7400 } });
+    expect(config.http).toEqual({ listen: { host: '127.0.0.1', port: 7400 }, headersTimeout: 10_000 });
     expect(config.mqtt).toEqual({ listen: { host: '127.0.0.1', port: 1883 }, sessionExpiry: 2 * 3_600_000 });
     expect(config.auth).toEqual({ tokens: [], mqtt: [] });
     expect(config.pipeline).toEqual({ dedup: { window: 7 * 86_400_000, cacheSize: 100_000 }, transforms: [], rules: [], ruleCostLimit: 100_000 });
