@@ -83,6 +83,7 @@ export class Agent {
         metrics: this.metrics,
         buffer: this.buffer,
         maxPullEvents: config.limits.maxBatchEvents * 10,
+        maxConnections: config.pull.maxConnections,
         logger: log,
       });
       await this.statusServer.start();

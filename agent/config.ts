@@ -191,6 +191,7 @@ const pullSchema = z
     listen: listen().prefault('127.0.0.1:7402'), // GET /v1/events, /v1/status, /metrics
     token: secret().optional(), // required to bind a non-loopback address; or tokenFile
     tls: tlsServerSchema().optional(), // PEM files: serve HTTPS (docs/pull.md); requestClientCert for mutual TLS
+    maxConnections: int({ min: 1 }).prefault(64), // TCP connections at once; idle ones give way to a newcomer, else it is refused
   })
   .prefault({});
 

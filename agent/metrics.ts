@@ -72,6 +72,8 @@ export class AgentMetrics {
   readonly appendFailures: Counter<'code'>;
   /** Persistent sessions the edge broker ended because their device stayed away longer than `intake.mqtt.sessionExpiry`. */
   readonly mqttSessionsExpired: Counter;
+  /** Connections to the pull listener refused at `pull.maxConnections` (each one held had a request in progress). */
+  readonly pullConnectionsRefused: Counter;
 
   constructor(sources: MetricsSources, options: { processMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -91,6 +93,11 @@ export class AgentMetrics {
       name: 'meteorzx_agent_append_failures_total',
       help: 'Buffer appends refused, by error code (full, a failed write, closed while the database reopens); the intake answered 503/507',
       labelNames: ['code'],
+      registers,
+    });
+    this.pullConnectionsRefused = new Counter({
+      name: 'meteorzx_agent_pull_connections_refused_total',
+      help: 'Connections to the pull listener refused at pull.maxConnections (every connection held had a request in progress)',
       registers,
     });
     this.mqttSessionsExpired = new Counter({

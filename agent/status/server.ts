@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { Logger } from 'pino';
+import { capHttpConnections } from '../../common/http-connection-cap.js';
 import type { TlsServerOptions } from '../../common/tls-server.js';
 import type { AgentStatus } from '../../protocols/index.js';
 import type { AgentBuffer } from '../buffer/types.js';
@@ -27,6 +28,8 @@ export interface StatusServerOptions {
   maxPullBytesHeld?: number;
   /** A connection whose client neither sends nor reads for this long is closed, ms. Default 30 s. */
   idleTimeoutMs?: number;
+  /** TCP connections at once (`pull.maxConnections`); see capHttpConnections. Default 64. */
+  maxConnections?: number;
   logger?: Logger;
 }
 
@@ -49,13 +52,22 @@ export class StatusServer {
         sendError(res, err);
       });
     };
-    const timeouts = { requestTimeout: 30_000, headersTimeout: 10_000 };
+    // Checked every second, not Node's 30 s: a connection that sent no headers held its slot up to 30 s.
+    const timeouts = { requestTimeout: 30_000, headersTimeout: 10_000, connectionsCheckingInterval: 1000 };
     this.server = options.tls === undefined ? createServer(timeouts, handler) : createHttpsServer({ ...timeouts, ...options.tls }, handler);
     // requestTimeout bounds reading the request, not sending the answer: a client that stops reading a
     // pull answer would hold its bytes (and its share of the pull budget) for as long as it stays connected.
     // With no 'timeout' listener, node:http destroys a socket idle this long.
     this.server.setTimeout(options.idleTimeoutMs ?? 30_000);
     trackConnections(this.server);
+    // Without a cap, 1,100 connections that send nothing took every descriptor under `ulimit -n 1024`: the HTTP
+    // intake answered nothing (reset), the buffer's files next. Pull clients are few (a gateway, ops, a scraper).
+    capHttpConnections(this.server, options.maxConnections ?? 64, {
+      configKey: 'pull.maxConnections',
+      metric: 'meteorzx_agent_pull_connections_refused_total',
+      logger: options.logger,
+      refused: () => options.metrics.pullConnectionsRefused.inc(),
+    });
   }
 
   async start(): Promise<void> {

@@ -1,7 +1,8 @@
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
-import { closeSpareConnection, dropAllConnections, dropIdleConnections, trackConnections } from '../../common/http-connections.js';
+import { capHttpConnections } from '../../common/http-connection-cap.js';
+import { dropAllConnections, dropIdleConnections, trackConnections } from '../../common/http-connections.js';
 import type { IncomingMessage } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import type { SecureContextOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import { answerAfterHalfClose } from '../../common/http-half-close.js';
@@ -84,7 +85,16 @@ export function buildHttpApi(opts: HttpApiOptions): FastifyInstance {
     ...(opts.tls === undefined ? { http: serverTimes } : { https: { ...opts.tls, ...serverTimes } }),
   }) as unknown as FastifyInstance;
   trackConnections(app.server);
-  if (opts.maxConnections !== undefined) capHttpConnections(app.server, opts.maxConnections, opts.logger, opts.onConnectionRefused);
+  if (opts.maxConnections !== undefined) {
+    // Without a cap, connections that send nothing took every descriptor: under `ulimit -n 1024`, 1,100 of them
+    // and HTTP ingest, /readyz and every MQTT client were refused (common/http-connection-cap.ts).
+    capHttpConnections(app.server, opts.maxConnections, {
+      configKey: 'http.maxConnections',
+      metric: 'meteorzx_gateway_http_connections_refused_total',
+      logger: opts.logger,
+      refused: opts.onConnectionRefused,
+    });
+  }
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: opts.limits.maxBodyBytes }, (_req, body, done) => done(null, body));
   app.setErrorHandler((err, req, reply) => {
@@ -139,32 +149,6 @@ function registerExpectContinue(app: FastifyInstance, maxBodyBytes: number): voi
   app.addHook('onSend', async (req, reply, payload) => {
     if (waiting.has(req.raw)) void reply.header('connection', 'close');
     return payload;
-  });
-}
-
-/**
- * Caps the API's connections (`http.maxConnections`): without a cap, a flood
- * of connections that send nothing took every descriptor of the process —
- * 1,100 of them under `ulimit -n 1024` and HTTP ingest, /readyz and every
- * MQTT client were refused, LevelDB's table files next. At the cap a
- * connection doing nothing gives way to the newcomer (an idle kept-alive
- * spare, else the one waiting longest for its request:
- * common/http-connections.ts); only when all have requests in progress is
- * the newcomer refused, counted and logged (at most every 10 s).
- */
-function capHttpConnections(server: FastifyInstance['server'], max: number, logger: Logger, refused?: () => void): void {
-  server.maxConnections = max;
-  server.on('connection', (socket: Socket) => closeSpareConnection(server, max, socket));
-  let count = 0;
-  let loggedAt = Number.NEGATIVE_INFINITY;
-  server.on('drop', () => {
-    refused?.();
-    count += 1;
-    const now = performance.now();
-    if (now - loggedAt < 10_000) return;
-    loggedAt = now;
-    logger.warn({ limit: max, refused: count }, 'connections past http.maxConnections refused (see meteorzx_gateway_http_connections_refused_total)');
-    count = 0;
   });
 }
 
