@@ -51,6 +51,7 @@ const mqttSchema = z
     tls: z.strictObject({ listen: listen().prefault('127.0.0.1:8883'), ...tlsServerFields }).superRefine(clientCertsNeedCa).optional(),
     ws: z.strictObject({ listen: listen().prefault('127.0.0.1:8083'), tls: tlsServerSchema().optional() }).optional(), // MQTT over WebSocket; with tls, wss
     sessionExpiry: duration({ min: 1000 }).prefault('2h'), // ms a persistent (clean=false) session outlives its client's connection
+    maxConnections: int({ min: 1 }).optional(), // connections at once over every MQTT listener; default: half of the open-file limit
   })
   .prefault({});
 

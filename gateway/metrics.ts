@@ -74,6 +74,8 @@ export class GatewayMetrics {
   readonly damagedReads: Counter<'kind'>;
   /** HTTP connections refused at http.maxConnections (none could give way: every one had a request in progress). */
   readonly httpConnectionsRefused: Counter;
+  /** MQTT connections refused at mqtt.maxConnections (none could give way: every one was a connected client). */
+  readonly mqttConnectionsRefused: Counter;
   /**
    * The hot path's counts, kept in plain fields and handed to prom-client
    * when the metrics are collected (a scrape, or `get()`): with one MQTT
@@ -184,6 +186,11 @@ export class GatewayMetrics {
     this.httpConnectionsRefused = new Counter({
       name: `${prefix}http_connections_refused_total`,
       help: 'HTTP connections refused at http.maxConnections (every connection held had a request in progress)',
+      registers,
+    });
+    this.mqttConnectionsRefused = new Counter({
+      name: `${prefix}mqtt_connections_refused_total`,
+      help: 'MQTT connections refused at mqtt.maxConnections (every connection held was a connected client)',
       registers,
     });
     registry.registerMetric(reloadFailuresCounter(prefix));

@@ -236,7 +236,14 @@ export class Gateway {
       ...(this.opts.mqttMaxWaitMs === undefined ? {} : { maxWaitMs: this.opts.mqttMaxWaitMs }),
       sessionExpiryMs: config.mqtt.sessionExpiry,
       onStatus: (agent, payload) => this.tails.record(agent, payload),
-      ...(metrics === undefined ? {} : { onClientCount: (n: number) => metrics.mqttClients.set(n), onSessionExpired: () => metrics.mqttSessionsExpired.inc() }),
+      maxConnections: config.mqtt.maxConnections ?? defaultMaxMqttConnections(),
+      ...(metrics === undefined
+        ? {}
+        : {
+            onClientCount: (n: number) => metrics.mqttClients.set(n),
+            onSessionExpired: () => metrics.mqttSessionsExpired.inc(),
+            onConnectionRefused: () => metrics.mqttConnectionsRefused.inc(),
+          }),
     });
     try {
       return await this.mqtt.start();
@@ -331,6 +338,11 @@ export class Gateway {
  */
 function defaultMaxHttpConnections(): number {
   return Math.max(16, Math.min(4096, Math.floor(openFileLimit() / 4)));
+}
+
+/** Default of `mqtt.maxConnections`: half of the open-file limit (512 under `ulimit -n 1024`; 32,768 under systemd's 65536). */
+function defaultMaxMqttConnections(): number {
+  return Math.max(16, Math.floor(openFileLimit() / 2));
 }
 
 async function defaultStorage(dataDir: string, logger: Logger, onRegistryRepair: (r: RegistryRepair) => void): Promise<Storage> {

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { MAX_STATUS_BYTES, tryParseTopic, type Limits } from '../../protocols/index.js';
 import type { Ingestor } from '../pipeline/ingestor.js';
 import type { MqttUsers } from '../auth/mqtt-users.js';
+import { MqttConnectionCap } from './connection-cap.js';
 import { MqttListeners, type BoundListener, type MqttListenerSpecs } from './listeners.js';
 import { PublishGate, PublishRefused, type PublishContext, type PublishRoute } from './publish-gate.js';
 import { clientPeer } from './peer.js';
@@ -44,6 +45,10 @@ export interface MqttIngressOptions {
   onSessionExpired?: () => void;
   /** Called with each status an agent publishes on audit/<agent>/status (its delivered cursor: TailClaims). */
   onStatus?: (agent: string, payload: Buffer) => void;
+  /** Connections at once over every listener (`mqtt.maxConnections`; connection-cap.ts). Default: no bound (tests). */
+  maxConnections?: number;
+  /** Called for each connection refused at `maxConnections` (the metrics counter). */
+  onConnectionRefused?: () => void;
 }
 
 /**
@@ -230,7 +235,11 @@ export class MqttIngress {
       log.warn({ client: client.id, peer: clientPeer(client), err: err.message }, 'mqtt packet too large'),
     );
     // A WebSocket message holds a packet, a part of one or a few small ones: the largest packet is its bound too.
-    this.listeners = new MqttListeners(opts.listeners, handle, maxBytes);
+    const cap =
+      opts.maxConnections === undefined ? undefined : new MqttConnectionCap({ max: opts.maxConnections, onRefused: opts.onConnectionRefused, logger: log });
+    // A client whose CONNECT was accepted no longer gives way to a newcomer at the cap.
+    if (cap !== undefined) broker.on('client', (client: Client) => cap.connected(client.conn));
+    this.listeners = new MqttListeners(opts.listeners, handle, maxBytes, cap);
     try {
       return await this.listeners.start();
     } catch (err) {

@@ -5,6 +5,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import { createTlsListener } from '../../common/tls-server.js';
+import type { MqttConnectionCap } from './connection-cap.js';
 
 export interface HostPort {
   host: string;
@@ -63,9 +64,12 @@ export class MqttListeners {
     private readonly specs: MqttListenerSpecs,
     handle: ConnectionHandler,
     private readonly maxMessageBytes?: number,
+    /** Bounds the connections over every listener (connection-cap.ts). */
+    private readonly cap?: MqttConnectionCap,
   ) {
     this.handle = (stream, req) => {
       this.track(stream);
+      this.cap?.handled(stream, req?.socket ?? (stream as Socket));
       handle(stream, req);
     };
   }
@@ -105,6 +109,9 @@ export class MqttListeners {
     return new Promise((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException) => reject(new ListenFailed(name, at.host, at.port, err.code, err));
       server.once('error', onError);
+      const cap = this.cap;
+      // Every accepted TCP connection, before any TLS handshake or WebSocket upgrade.
+      if (cap !== undefined) server.on('connection', (raw: Socket) => cap.admit(raw));
       server.listen(at.port, at.host, () => {
         server.off('error', onError);
         this.servers.push({ name, server, ...(wss === undefined ? {} : { wss }) });
