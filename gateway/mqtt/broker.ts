@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { MAX_STATUS_BYTES, tryParseTopic, type Limits } from '../../protocols/index.js';
 import type { Ingestor } from '../pipeline/ingestor.js';
 import type { MqttUsers } from '../auth/mqtt-users.js';
-import { MqttConnectionCap } from './connection-cap.js';
+import { MqttConnectionCap } from '../../common/mqtt-connection-cap.js';
 import { MqttListeners, type BoundListener, type MqttListenerSpecs } from './listeners.js';
 import { PublishGate, PublishRefused, type PublishContext, type PublishRoute } from './publish-gate.js';
 import { clientPeer } from './peer.js';
@@ -236,7 +236,13 @@ export class MqttIngress {
     );
     // A WebSocket message holds a packet, a part of one or a few small ones: the largest packet is its bound too.
     const cap =
-      opts.maxConnections === undefined ? undefined : new MqttConnectionCap({ max: opts.maxConnections, onRefused: opts.onConnectionRefused, logger: log });
+      opts.maxConnections === undefined ? undefined : new MqttConnectionCap({
+            max: opts.maxConnections,
+            configKey: 'mqtt.maxConnections',
+            metric: 'meteorzx_gateway_mqtt_connections_refused_total',
+            onRefused: opts.onConnectionRefused,
+            logger: log,
+          });
     // A client whose CONNECT was accepted no longer gives way to a newcomer at the cap.
     if (cap !== undefined) broker.on('client', (client: Client) => cap.connected(client.conn));
     this.listeners = new MqttListeners(opts.listeners, handle, maxBytes, cap);

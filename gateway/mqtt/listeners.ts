@@ -5,7 +5,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import { createTlsListener } from '../../common/tls-server.js';
-import type { MqttConnectionCap } from './connection-cap.js';
+import type { MqttConnectionCap } from '../../common/mqtt-connection-cap.js';
 
 export interface HostPort {
   host: string;

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, killAll, postEvents, removeDir, startAgent, tempDir, waitFor, type Agent } from './agent-harness.js';
@@ -29,6 +30,8 @@ afterAll(async () => {
   await killAll();
   await removeDir(dir);
 });
+
+const pub = () => runProcess('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(mqttPort), '-q', '1', '-t', 'audit/dev-1/events', '-m', '{"type":"t.mqtt"}']);
 
 /** A TCP connection that sends nothing; resolves once connected, with a promise of its close. */
 async function idle(port: number): Promise<{ socket: Socket; closed: Promise<unknown> }> {
@@ -111,13 +114,31 @@ describe('agent connection caps', () => {
     // A connection that never sent a request gives way too, when there is no spare (the test above).
   });
 
-  it('edge MQTT broker: a device past maxConnections is refused and counted; once one goes, mosquitto_pub publishes', async () => {
-    const a = await idle(mqttPort);
-    const pub = () => runProcess('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(mqttPort), '-q', '1', '-t', 'audit/dev-1/events', '-m', '{"type":"t.mqtt"}']);
-    expect((await pub()).code).not.toBe(0);
-    await waitFor(async () => (await agent.metric('meteorzx_agent_intake_dropped_total{intake="mqtt",reason="connection-refused"}')) >= 1, 'the refusal counted');
-    a.socket.destroy();
-    await a.closed;
+  it('edge MQTT broker: a device past maxConnections is refused and counted when the one held is a client; once it goes, mosquitto_pub publishes', async () => {
+    // A connected device (mosquitto_sub) holds the one slot: it does not give way.
+    const sub = spawn('stdbuf', ['-oL', 'mosquitto_sub', '-d', '-h', '127.0.0.1', '-p', String(mqttPort), '-i', 'dev-2', '-t', 'audit/dev-2/cmd']);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        let out = '';
+        sub.stdout.on('data', (b: Buffer) => {
+          out += b.toString();
+          if (out.includes('CONNACK')) resolve();
+        });
+        sub.once('exit', (code) => reject(new Error(`mosquitto_sub exited ${code}: ${out}`)));
+      });
+      expect((await pub()).code).not.toBe(0);
+      await waitFor(async () => (await agent.metric('meteorzx_agent_intake_dropped_total{intake="mqtt",reason="connection-refused"}')) >= 1, 'the refusal counted');
+    } finally {
+      sub.kill();
+    }
     await waitFor(async () => (await pub()).code === 0, 'a publish once the slot is free');
   });
+
+  it('edge MQTT broker: a connection that never sent CONNECT gives way to a device at the bound', async () => {
+    // Before, it held the slot until aedes' 30 s connect timeout, and a flood of those kept every device out.
+    const a = await idle(mqttPort);
+    expect((await pub()).code).toBe(0);
+    await a.closed;
+  });
+
 });

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { MqttConnectionCap } from '../../gateway/mqtt/connection-cap.js';
+import { MqttConnectionCap } from '../../common/mqtt-connection-cap.js';
 
 /** mqtt.maxConnections (connection-cap.ts), with fake sockets: who gives way, who is refused. */
 
@@ -20,7 +20,7 @@ const socket = (): FakeSocket & Socket => new FakeSocket() as FakeSocket & Socke
 
 describe('MqttConnectionCap', () => {
   it('past the bound, the connection waiting longest without an accepted CONNECT gives way to the newcomer', () => {
-    const cap = new MqttConnectionCap({ max: 3 });
+    const cap = new MqttConnectionCap({ max: 3, configKey: 'mqtt.maxConnections', metric: 'm' });
     const [a, b, c, d] = [socket(), socket(), socket(), socket()];
     for (const s of [a, b, c]) {
       cap.admit(s);
@@ -34,7 +34,7 @@ describe('MqttConnectionCap', () => {
   it('refuses the newcomer, counted, when every connection is a client', () => {
     let refused = 0;
     const warnings: unknown[] = [];
-    const cap = new MqttConnectionCap({ max: 2, onRefused: () => (refused += 1), logger: { warn: (o) => warnings.push(o) } });
+    const cap = new MqttConnectionCap({ max: 2, configKey: 'mqtt.maxConnections', metric: 'm', onRefused: () => (refused += 1), logger: { warn: (o) => warnings.push(o) } });
     const [a, b, c] = [socket(), socket(), socket()];
     for (const s of [a, b]) {
       cap.admit(s);

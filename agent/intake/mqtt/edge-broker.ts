@@ -15,11 +15,12 @@ import {
   logClientErrors,
 } from '../../../common/mqtt-packet-cap.js';
 import { expireSessions } from '../../../common/mqtt-session-expiry.js';
+import { MqttConnectionCap } from '../../../common/mqtt-connection-cap.js';
 import type { Logger } from 'pino';
 import { isMeteorError, type Limits } from '../../../protocols/index.js';
 import type { AgentBuffer } from '../../buffer/types.js';
 import { AgentErrors } from '../../errors.js';
-import { capConnections, isLoopback, listen as listenOn, type ListenAddress } from '../../http-helpers.js';
+import { isLoopback, listen as listenOn, type ListenAddress } from '../../http-helpers.js';
 import type { AgentMetrics } from '../../metrics.js';
 import type { Intake } from '../types.js';
 import { AppendAbortedError, durableAppend } from '../durable-append.js';
@@ -149,14 +150,25 @@ export class EdgeBrokerIntake implements Intake {
       this.sockets.add(socket);
       socket.once('close', () => this.sockets.delete(socket));
     };
+    // A connection that never sends CONNECT gives way to a newcomer at the bound: with Node's maxConnections,
+    // a flood of those kept every device out until aedes' 30 s connect timeout, for good while it reopened them.
+    const cap = new MqttConnectionCap({
+      max: this.options.maxConnections ?? 1024,
+      configKey: 'intake.mqtt.maxConnections',
+      metric: 'meteorzx_agent_intake_dropped_total',
+      onRefused: () => this.meter.dropped('connection-refused'),
+      logger: this.options.logger,
+    });
+    broker.on('client', (client: Client) => cap.connected(client.conn));
     const onConnection = (socket: Socket): void => {
       track(socket);
+      cap.handled(socket, socket);
       handle(socket);
     };
     // A TLS listener hands over a connection once its handshake is done (and, with requestClientCert, verified);
     // one still in its handshake is tracked too, so that a stop does not wait for it.
     const server = this.options.tls === undefined ? createServer(onConnection) : createTlsListener(this.options.tls, onConnection, track);
-    capConnections(server, this.options.maxConnections ?? 1024, this.meter, this.options.logger, 'intake.mqtt.maxConnections');
+    server.on('connection', (raw: Socket) => cap.admit(raw));
     try {
       this.bound = await listenOn(server, listen, 'intake.mqtt.listen');
       this.server = server;

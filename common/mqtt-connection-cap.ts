@@ -1,19 +1,24 @@
 import type { Socket } from 'node:net';
 
 export interface MqttConnectionCapOptions {
-  /** Connections at once over every MQTT listener (`mqtt.maxConnections`). */
+  /** Connections at once over every listener of the broker (`mqtt.maxConnections`, `intake.mqtt.maxConnections`). */
   max: number;
-  /** Told of each connection refused (meteorzx_gateway_mqtt_connections_refused_total). */
+  /** The config key of the bound and the metric counting refusals, named in the log line. */
+  configKey: string;
+  metric: string;
+  /** Told of each connection refused. */
   onRefused?: (() => void) | undefined;
   logger?: { warn(obj: object, msg: string): void } | undefined;
 }
 
 /**
- * Bounds the gateway's MQTT connections (`mqtt.maxConnections`). Without a
- * bound, connections that never send CONNECT took every descriptor until
- * aedes' 30 s connect timeout: under `ulimit -n 1024`, 1,100 of them, and
- * HTTP ingest was refused too (LevelDB's files next), for good while the
- * flood reopened them. Past the bound, the connection that has waited
+ * Bounds an aedes broker's connections: the gateway's (`mqtt.maxConnections`)
+ * and the agent's edge broker (`intake.mqtt.maxConnections`). Without a
+ * bound, connections that never send CONNECT took every descriptor of the
+ * gateway until aedes' 30 s connect timeout: under `ulimit -n 1024`, 1,100 of
+ * them, and HTTP ingest was refused too (LevelDB's files next), for good
+ * while the flood reopened them; with a bound that refuses newcomers (the
+ * edge broker's), such a flood kept every device out. Past the bound, the connection that has waited
  * longest without a CONNECT the broker accepted gives way to the newcomer —
  * a device sends its CONNECT as soon as it is connected, so it is the last
  * to give way; only when every connection is a client is the newcomer
@@ -71,7 +76,7 @@ export class MqttConnectionCap {
     const now = performance.now();
     if (now - this.loggedAt < 10_000) return;
     this.loggedAt = now;
-    this.opts.logger?.warn({ limit: this.opts.max, refused: this.refused }, 'connections past mqtt.maxConnections refused (see meteorzx_gateway_mqtt_connections_refused_total)');
+    this.opts.logger?.warn({ limit: this.opts.max, refused: this.refused }, `connections past ${this.opts.configKey} refused (see ${this.opts.metric})`);
     this.refused = 0;
   }
 }
