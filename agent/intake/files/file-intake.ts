@@ -1,4 +1,4 @@
-import { watch, type FSWatcher } from 'node:fs';
+import { watch, type BigIntStats, type FSWatcher } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
@@ -8,6 +8,7 @@ import type { AgentBuffer, ExtraOp } from '../../buffer/types.js';
 import type { AgentMetrics } from '../../metrics.js';
 import { AppendAbortedError, durableAppend } from '../durable-append.js';
 import { createIntakeMeter, type IntakeMeter } from '../intake-meter.js';
+import { intakeErrorEvent } from '../intake-error.js';
 import type { Intake } from '../types.js';
 import { fileIdOf, fileKey, parsePathRecord, pathKey, type FileId, type FileRecord } from './checkpoint.js';
 import { discover, patternIndexer } from './discover.js';
@@ -407,6 +408,9 @@ export class FileIntake implements Intake {
     wp.checkedAt = this.now();
     const st = await stat(wp.path, { bigint: true }).catch(() => undefined);
     const id = st && fileIdOf(st);
+    // What a path that waited for a handle missed changed since it started waiting (a look that found no
+    // file at the path meanwhile, between logrotate's rename and create, moved `since` past it).
+    const unseenSince = Math.min(since, wp.waitedSince ?? since);
     const parked = wp.parked;
     if (parked !== undefined) {
       if (parkedUnchanged(parked, st)) return true;
@@ -414,10 +418,12 @@ export class FileIntake implements Intake {
       if (!this.handles.budget.mayOpen(wp.path)) {
         // The bytes it was seen to get exist: deleted before its turn, a notice names them (finishGoneParked).
         if (st !== undefined && id === parked.id) parked.size = Math.max(parked.size, Number(st.size));
-        wp.checkedAt = since;
+        this.waiting(wp, since, st);
         return true;
       }
+      const known = [...wp.files().map((f) => f.record(f.offset)), { path: wp.path, offset: parked.offset, size: parked.size, fp: parked.fp }];
       const reopened = await this.handles.reopen(this.resume, wp, parked, id);
+      if (reopened !== 'retry') await this.waitOver(wp, known, id);
       if (reopened === 'retry') {
         wp.checkedAt = since;
         return false;
@@ -435,9 +441,9 @@ export class FileIntake implements Intake {
       // A generation that appeared since the last look and that no poll saw at the path holds lines nobody
       // read: logrotate's `create`, finding the log recreated by a writer before it could create it, moves
       // that file aside as `<name>-YYYYMMDDHH.backup`.
-      await this.adoptUnseen(wp, known, since);
+      await this.adoptUnseen(wp, known, unseenSince);
       // Other generations present now were seen live: a restart must not take them for missed ones.
-      await this.commitMeta([wp], wp.files(), await this.markSeen(wp, since));
+      await this.commitMeta([wp], wp.files(), await this.markSeen(wp, unseenSince));
       // logrotate deletes the oldest generation as it rotates.
       wp.lookForGone = true;
       wp.lastListing = undefined;
@@ -445,14 +451,16 @@ export class FileIntake implements Intake {
     if (wp.current === undefined && (id === undefined || this.handles.followed.has(id))) {
       // Nothing to open at the path: a place in line would keep a handle from the paths behind it.
       this.handles.budget.leave(wp.path);
+      await this.waitOver(wp, wp.files().map((f) => f.record(f.offset)), id);
     }
     if (st === undefined || id === undefined) return wp.idle;
     if (wp.current === undefined) {
       if (this.handles.followed.has(id)) return false;
       if (!this.handles.budget.mayOpen(wp.path)) {
-        wp.checkedAt = since;
+        this.waiting(wp, since, st);
         return true;
       }
+      await this.waitOver(wp, wp.files().map((f) => f.record(f.offset)), id);
       const file = await openCurrent(this.resume, wp, true, false, since);
       if (file === undefined) return false;
       wp.current = file;
@@ -474,6 +482,47 @@ export class FileIntake implements Intake {
     if (size > file.size) file.size = size;
     const adopted = await this.grewFromEmpty(wp, file);
     return quiet && !adopted;
+  }
+
+  /**
+   * A look told the path to wait for a handle: no look has seen it since `since` (checkedAt stays), and
+   * the file at the path now (`st`) is one it has not read.
+   */
+  private waiting(wp: WatchedPath, since: number, st: BigIntStats | undefined): void {
+    wp.checkedAt = since;
+    wp.waitedSince ??= since;
+    if (st === undefined) return;
+    const id = fileIdOf(st);
+    if (wp.parked?.id !== id) wp.seenWaiting.set(id, Math.max(wp.seenWaiting.get(id) ?? 0, Number(st.size)));
+  }
+
+  /**
+   * A path that waited for a handle has its turn (or nothing at the path to wait for any more). Rotated
+   * again while it waited, the files that were at the path meanwhile are generations now (`app.log.1`, …)
+   * that no look opened: they are read from 0 (or from where a `known` file they are a copy of stopped),
+   * as generations no poll saw (adoptRecentSiblings). Before, the turn opened only the file at the path
+   * then, and the next rotation checkpointed those generations at their end as seen, unread. A file seen
+   * at the path while it waited that is neither at the path now (`atPath`), followed nor on record was
+   * deleted (or compressed, or moved away) before its turn: a notice names the bytes the looks saw in it.
+   */
+  private async waitOver(wp: WatchedPath, known: readonly FileRecord[], atPath: FileId | undefined): Promise<void> {
+    const since = wp.waitedSince;
+    if (since === undefined) return;
+    wp.waitedSince = undefined;
+    await this.adoptUnseen(wp, known, since);
+    for (const [id, size] of wp.seenWaiting) {
+      if (size === 0 || id === atPath || this.handles.followed.has(id) || (await this.staged.get(fileKey(id))) !== undefined) continue;
+      this.notices.push(
+        intakeErrorEvent({
+          intake: this.name,
+          file: wp.path,
+          offset: 0,
+          bytes: size,
+          reason: 'a file at the path was rotated away and deleted (or compressed, or moved out of its directory) while the path waited for a handle (intake.maxOpenFiles), before it was read',
+        }),
+      );
+    }
+    wp.seenWaiting.clear();
   }
 
   /**

@@ -37,6 +37,13 @@ export class WatchedPath {
   pollAt = 0;
   /** Clock ms since which every look found nothing to do; undefined while something happens. */
   quietSince: number | undefined;
+  /**
+   * While the path waits for a handle (intake.maxOpenFiles) with no file open at it: the last look before
+   * it started waiting (ms). Rotated meanwhile, the files it missed are the generations changed since then.
+   */
+  waitedSince: number | undefined;
+  /** The files looks saw at the path while it waited, with the most bytes seen in each: named if gone at its turn. */
+  readonly seenWaiting = new Map<FileId, number>();
 
   constructor(
     readonly path: string,

@@ -1,0 +1,112 @@
+import { appendFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DEFAULT_LIMITS } from '../../protocols/index.js';
+import { LevelBuffer } from '../../agent/buffer/index.js';
+import { FileIntake } from '../../agent/intake/files/file-intake.js';
+import type { FileSpec } from '../../agent/intake/files/file-spec.js';
+import { TrackedFile } from '../../agent/intake/files/tracked-file.js';
+
+/**
+ * A followed path whose file was rotated while no handle was free for the new file at the path
+ * (intake.maxOpenFiles): the path waits its turn with no file open. Rotated again before its turn, the file
+ * that was at the path while it waited became `app.log.1`, and the turn opened only the newest file at the
+ * path. Before, that generation was never read, and the next rotation checkpointed it at its end as seen:
+ * its lines stayed on disk unread, with no notice (20 files, maxOpenFiles 4, logrotate `create` every
+ * 2.5 s: 600 of the 2,000 lines on disk never read).
+ */
+
+let dir: string;
+let logs: string;
+let buffer: LevelBuffer;
+const intakes: FileIntake[] = [];
+const realReadBatch = TrackedFile.prototype.readBatch;
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'meteorzx-files-rotwait-'));
+  logs = join(dir, 'logs');
+  await mkdir(logs);
+  buffer = new LevelBuffer({ dataDir: join(dir, 'data'), id: 'host-1', durability: 'os', commitIntervalMs: 1 });
+  await buffer.open();
+});
+
+afterEach(async () => {
+  TrackedFile.prototype.readBatch = realReadBatch;
+  for (const i of intakes.splice(0)) await i.close();
+  await buffer.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+function spec(): FileSpec {
+  return { path: 'logs/*.log', format: 'line', startAt: 'beginning', type: 'log.line', maxLineBytes: 64 * 1024 };
+}
+
+async function events(): Promise<{ type: string; data?: Record<string, unknown> }[]> {
+  return (await buffer.read(0, 1_000_000)) as { type: string; data?: Record<string, unknown> }[];
+}
+
+async function lines(): Promise<string[]> {
+  return (await events()).filter((e) => e.type === 'log.line').map((e) => String(e.data?.line));
+}
+
+async function waitFor(probe: () => Promise<boolean> | boolean, what: string, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await probe())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Reads of files under logs/ find nothing until released: the rotated file keeps the only handle, so the new one waits. */
+function stallReads(): () => void {
+  let stalled = true;
+  TrackedFile.prototype.readBatch = function (this: TrackedFile, ...args: Parameters<TrackedFile['readBatch']>) {
+    return stalled && this.path.startsWith(`${logs}/`) ? Promise.resolve({ lines: [], bytes: 0 }) : realReadBatch.apply(this, args);
+  };
+  return () => {
+    stalled = false;
+  };
+}
+
+/** logrotate `create`, rotate 3: app.log.2 → .3, .1 → .2, the log → .1, a new log with `first`. */
+function rotate(log: string, first: string): void {
+  for (let g = 2; g >= 1; g -= 1) {
+    try {
+      renameSync(`${log}.${g}`, `${log}.${g + 1}`);
+    } catch {
+      // not there yet
+    }
+  }
+  renameSync(log, `${log}.1`);
+  writeFileSync(log, first);
+}
+
+describe('FileIntake: a path rotated again while it waits for a handle', () => {
+  it('reads the file that was at the path while it waited, now a rotated generation', async () => {
+    const log = join(logs, 'app.log');
+    await writeFile(log, 'a 1\n');
+    const logged: { msg: string; path?: string }[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => void logged.push(JSON.parse(line) as (typeof logged)[number]) });
+    const intake = new FileIntake({ files: [spec()], buffer, limits: DEFAULT_LIMITS, logger, maxOpenFiles: 1, pollMs: 10, discoverMs: 20, rotateWaitMs: 100, cwd: dir });
+    intakes.push(intake);
+    await intake.start();
+    await waitFor(async () => (await lines()).includes('a 1'), 'the first line');
+    const release = stallReads();
+    appendFileSync(log, 'a 2\n');
+    // The rotated file keeps the only handle (its reads stalled): the new file at the path waits.
+    rotate(log, 'x 1\n');
+    await waitFor(() => logged.some((l) => l.msg === 'file rotated: reading it to its end' && l.path === log), 'the rotation seen');
+    appendFileSync(log, 'x 2\n');
+    // Before its turn: the file that waited at the path is app.log.1 now.
+    rotate(log, 'y 1\n');
+    release();
+    const want = ['a 1', 'a 2', 'x 1', 'x 2', 'y 1'];
+    // Before: 'x 1' and 'x 2' (app.log.1) were never read.
+    await waitFor(async () => (await lines()).length >= want.length, 'every line on disk', 5000).catch(() => undefined);
+    expect((await lines()).sort()).toEqual(want);
+    expect((await events()).filter((e) => e.type !== 'log.line')).toEqual([]);
+  });
+});
