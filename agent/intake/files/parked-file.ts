@@ -1,9 +1,9 @@
 import type { BigIntStats } from 'node:fs';
-import { dirname } from 'node:path';
+import { basename, dirname } from 'node:path';
 import { intakeErrorEvent } from '../intake-error.js';
 import { fileIdOf, type FileId, type Fingerprint } from './checkpoint.js';
 import { openTruncatedCopy, type ResumeContext } from './resume.js';
-import { findByIdentity } from './rotation.js';
+import { findByIdentity, isGenerationName } from './rotation.js';
 import { statKey, TrackedFile } from './tracked-file.js';
 import type { WatchedPath } from './watched-path.js';
 
@@ -45,7 +45,8 @@ export function parkedUnchanged(parked: ParkedFile, st: BigIntStats | undefined)
  * Opens a parked file again where it stopped: at the path when it is still there (a truncation is then
  * found by the look that follows, as for a file that stayed open), else by inode beside the path (renamed
  * while closed: logrotate `create`), to be read to its end. Undefined when it is in neither place (deleted
- * or moved away while closed); 'retry' when the path changed between the look and the open.
+ * or moved away while closed), or when what has its inode beside the path is another file; 'retry' when
+ * the path changed between the look and the open.
  */
 export async function reopenParked(ctx: ResumeContext, wp: WatchedPath, parked: ParkedFile, atPath: boolean): Promise<TrackedFile | 'retry' | undefined> {
   const where = atPath ? wp.path : await findByIdentity([dirname(wp.path)], parked.id);
@@ -66,6 +67,13 @@ export async function reopenParked(ctx: ResumeContext, wp: WatchedPath, parked: 
   file.fp = parked.fp;
   file.emptySince = parked.emptySince;
   if (!atPath && !(await file.unchanged((await file.stat()).size))) {
+    // Other bytes under a name that is no generation of the path: not the closed file, but one that got its
+    // inode after it was deleted (ext4 reuses one at once). Taken for it, that file was read from 0 as this
+    // path's rotated file, with a "truncated" notice for bytes that were not lost. The closed file is gone.
+    if (!isGenerationName(basename(where), basename(wp.path))) {
+      await file.close();
+      return undefined;
+    }
     // Truncated, then renamed, while closed: its old lines are in the copy copytruncate made (as at a restart, reopenRotated).
     const copy = await openTruncatedCopy(ctx, wp, file.record(file.offset), new Set([...ctx.open.keys(), ...wp.files().map((f) => f.id), file.id]));
     if (copy !== undefined) wp.draining.push(copy);
