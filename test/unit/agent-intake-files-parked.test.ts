@@ -78,3 +78,28 @@ describe('FileIntake: a closed file whose inode another file has now', () => {
     expect((await buffer.read(0, 1_000_000)).filter((e) => e.type !== 'log.line')).toEqual([]);
   });
 });
+
+describe('FileIntake: at a restart, a listed file whose inode another file has now', () => {
+  it('is not read as the path rotated file: the listed file is gone', async () => {
+    const log = join(dir, 'app.log');
+    await writeFile(log, 'line 1\nline 2\n');
+    const first = new FileIntake({ files: [spec(log)], buffer, limits: DEFAULT_LIMITS, pollMs: 10, discoverMs: 20, rotateWaitMs: 100, cwd: dir });
+    intakes.push(first);
+    await first.start();
+    await waitFor(async () => (await lines()).length >= 2, 'the first lines');
+    await first.close();
+    intakes.splice(intakes.indexOf(first), 1);
+    // While the agent is down: the listed file's inode holds another file's bytes, at another name.
+    renameSync(log, join(dir, 'other.data'));
+    writeFileSync(join(dir, 'other.data'), 'other 1\nother 2\nother 3\n');
+    writeFileSync(log, 'line 3\n');
+    const second = new FileIntake({ files: [spec(log)], buffer, limits: DEFAULT_LIMITS, pollMs: 10, discoverMs: 20, rotateWaitMs: 100, cwd: dir });
+    intakes.push(second);
+    await second.start();
+    await waitFor(async () => (await lines()).includes('line 3'), 'the new file at the path');
+    await new Promise((r) => setTimeout(r, 200));
+    // Before: ['line 1', 'line 2', 'other 1', 'other 2', 'other 3', 'line 3'].
+    expect(await lines()).toEqual(['line 1', 'line 2', 'line 3']);
+    expect((await buffer.read(0, 1_000_000)).filter((e) => e.type !== 'log.line')).toEqual([]);
+  });
+});

@@ -1,4 +1,4 @@
-import { dirname } from 'node:path';
+import { basename, dirname } from 'node:path';
 import type { AuditEvent } from '../../../protocols/index.js';
 import type { ExtraOp } from '../../buffer/types.js';
 import { open, type FileHandle } from 'node:fs/promises';
@@ -9,7 +9,7 @@ const MTIME_SLACK_MS = 1000;
 // Looks for a copytruncate copy while the directory changes under them (openTruncatedCopy).
 const COPY_ATTEMPTS = 3;
 import { intakeErrorEvent } from '../intake-error.js';
-import { findByIdentity, findCopy, rotatedSiblings } from './rotation.js';
+import { findByIdentity, findCopy, isGenerationName, rotatedSiblings } from './rotation.js';
 import { TrackedFile } from './tracked-file.js';
 import type { WatchedPath } from './watched-path.js';
 
@@ -114,14 +114,20 @@ export async function openCurrent(ctx: ResumeContext, wp: WatchedPath, hadPath: 
 /**
  * Reopens the rotated-away identities a path record lists (renamed to
  * app.log.1 while the agent was down, or still being drained when it
- * stopped), found by inode next to the path, each at its checkpoint.
+ * stopped), found by inode next to the path under one of its generation
+ * names, each at its checkpoint.
  */
 export async function reopenRotated(ctx: ResumeContext, wp: WatchedPath, record: PathRecord, currentId: FileId | undefined): Promise<void> {
   const ids = [...(record.current === undefined ? [] : [record.current]), ...record.draining];
   for (const id of new Set(ids)) {
     if (id === currentId || ctx.open.has(id) || wp.draining.some((f) => f.id === id)) continue;
     const saved = await fileRecord(ctx, id);
-    const found = await findByIdentity(saved === undefined ? [dirname(wp.path)] : [dirname(wp.path), dirname(saved.path)], id);
+    let found = await findByIdentity(saved === undefined ? [dirname(wp.path)] : [dirname(wp.path), dirname(saved.path)], id);
+    // Under a name that is no generation of the path, the inode is another file's: the listed file was
+    // deleted while the agent was down and the filesystem gave its inode to a file created since (ext4
+    // does so at once). Taken for it, that file was read from 0 (unchecked when the listed file had no
+    // checkpoint, else as "truncated then renamed") as this path's rotated file. The listed file is gone.
+    if (found !== undefined && !isGenerationName(basename(found), basename(wp.path))) found = undefined;
     const file = found === undefined ? undefined : await TrackedFile.open(found, wp.spec.maxLineBytes, ctx.now()).catch(() => undefined);
     if (file !== undefined && file.id === id && saved === undefined) {
       // Listed but never checkpointed: nothing of it was ever appended (every batch writes the checkpoint).
