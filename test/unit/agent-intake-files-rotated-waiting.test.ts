@@ -109,4 +109,26 @@ describe('FileIntake: a path rotated again while it waits for a handle', () => {
     expect((await lines()).sort()).toEqual(want);
     expect((await events()).filter((e) => e.type !== 'log.line')).toEqual([]);
   });
+
+  it('reads the generations a path found while the agent ran got while it waited for its first turn', async () => {
+    const a = join(logs, 'a.log');
+    const b = join(logs, 'b.log');
+    await writeFile(a, 'a 1\n');
+    const intake = new FileIntake({ files: [spec()], buffer, limits: DEFAULT_LIMITS, maxOpenFiles: 1, pollMs: 10, discoverMs: 20, rotateWaitMs: 100, cwd: dir });
+    intakes.push(intake);
+    await intake.start();
+    await waitFor(async () => (await lines()).includes('a 1'), 'the first line');
+    const release = stallReads();
+    // a.log keeps the only handle (a line it cannot read); b.log, found now, waits for its first turn.
+    appendFileSync(a, 'a 2\n');
+    await writeFile(b, 'b 1\n');
+    await waitFor(async () => (await buffer.getMeta(`path!${b}`)) !== undefined, 'b.log found, waiting');
+    rotate(b, 'x 1\n');
+    rotate(b, 'y 1\n');
+    release();
+    const want = ['a 1', 'a 2', 'b 1', 'x 1', 'y 1'];
+    // Before: 'x 1' (b.log.1, the file at the path between the two rotations) was never read.
+    await waitFor(async () => (await lines()).length >= want.length, 'every line on disk', 5000).catch(() => undefined);
+    expect((await lines()).sort()).toEqual(want);
+  });
 });

@@ -347,7 +347,10 @@ export class FileIntake implements Intake {
     // A path that waited for a handle has the records written when it was found (waitingPathRecords):
     // `startAt: end` is the end when it was found, and lines written while it waited are read.
     if (st !== undefined) wp.current = await openCurrent(this.resume, wp, record !== undefined, first);
-    if (record !== undefined && first) await adoptUnseenRotations(this.resume, wp, record);
+    // Generations no look saw: those made while the agent was down (first scan), or while the path waited
+    // for its first turn (its record was written when it was found). Before, a path found while the agent
+    // ran that was rotated twice while it waited had its middle generation never read, then marked seen.
+    if (record !== undefined && (first || waited !== undefined)) await adoptUnseenRotations(this.resume, wp, record);
     for (const f of wp.files()) this.openFiles.set(f.id, f);
     if (wp.idle && record === undefined) return;
     this.paths.set(path, wp);
