@@ -56,6 +56,7 @@ const fileIntakeSchema = z.strictObject({
   type: z.string().min(1).max(128).default('log.line'), // event type of format `line`
   maxLineBytes: size({ min: 256 }).optional(), // bytes; longer lines are cut and flagged; default: limits.maxEventBytes
   closeInactive: duration({ min: 1 }).prefault('5m'), // ms a file read to its end stays open without growing; reopened when it changes
+  rotateWait: duration({ min: 1 }).prefault('5s'), // ms a rotated file read to its end is kept open without growing (a writer may still write to it)
 });
 
 /**

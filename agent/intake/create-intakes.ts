@@ -50,6 +50,7 @@ export function planIntakes({ config, buffer, logger, metrics }: CreateIntakesOp
             type: f.type,
             maxLineBytes: f.maxLineBytes ?? limits.maxEventBytes,
             closeInactiveMs: f.closeInactive,
+            rotateWaitMs: f.rotateWait,
           })),
           ...(intake.maxOpenFiles === undefined ? {} : { maxOpenFiles: intake.maxOpenFiles }),
           ...(metrics === undefined ? {} : { metrics }),

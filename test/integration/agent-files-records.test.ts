@@ -118,18 +118,25 @@ describe('file intake checkpoints under rotation', () => {
     const conf = join(dir, 'logrotate.conf');
     await writeFile(conf, `${log} {\n  rotate ${KEPT}\n  create\n  missingok\n  nocompress\n}\n`);
     await writeFile(log, '');
-    const agent: Agent = await startAgent(dir, { id: 'files-records', intake: { http: { listen: '127.0.0.1:0' }, files: [{ path: log, format: 'line' }] } });
+    // rotateWait 200 ms: each generation is closed that long after it stops growing, not after the default 5 s.
+    const files = [{ path: log, format: 'line', rotateWait: '200ms' }];
+    const agent: Agent = await startAgent(dir, { id: 'files-records', intake: { http: { listen: '127.0.0.1:0' }, files } });
     const closed = () => agent.logs.map(parseLine).filter((l) => l?.msg === 'rotated file read to its end: closed').length;
 
     let lines = 0;
+    const waits: number[] = [];
     for (let g = 0; g < GENERATIONS; g += 1) {
       await appendFile(log, `generation ${g} line a\ngeneration ${g} line b\n`);
       lines += 2;
       await waitFor(async () => (await agent.status()).head >= lines, `${lines} lines read`);
+      const rotated = Date.now();
       await run('logrotate', ['-f', '-s', join(dir, 'logrotate.state'), conf]);
       // Each generation is read to its end and closed before the next rotation: it is finished while still on disk.
       await waitFor(() => closed() >= g + 1, `generation ${g} closed`);
+      waits.push(Date.now() - rotated);
     }
+    // The configured wait, not the default: with 5 s every generation would take at least 5 s to close.
+    expect(Math.min(...waits)).toBeLessThan(4000);
     // One more look at the directory after the last deletion (records of gone files are deleted when two looks agree).
     await waitFor(
       () => agent.logs.map(parseLine).filter((l) => l?.msg === 'finished files gone: checkpoints deleted').reduce((n, l) => n + (l?.files as unknown[]).length, 0) >= GENERATIONS - KEPT,

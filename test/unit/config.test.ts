@@ -81,7 +81,7 @@ describe('defaults', () => {
       { env: NO_ENV },
     );
     expect(agent.intake.http).toBeUndefined();
-    expect(agent.intake.files).toEqual([{ path: '/a.log', format: 'json', startAt: 'beginning', type: 'log.line', closeInactive: 300_000 }]);
+    expect(agent.intake.files).toEqual([{ path: '/a.log', format: 'json', startAt: 'beginning', type: 'log.line', closeInactive: 300_000, rotateWait: 5000 }]);
     expect(agent.intake.serial).toEqual([{ path: '/dev/ttyUSB0', baudRate: 9600, delimiter: '\n', format: 'line', type: 'serial.line' }]);
     expect(agent.intake.mqtt).toEqual({ listen: { host: '127.0.0.1', port: 1883 }, users: [], maxConnections: 1024, sessionExpiry: 2 * 3_600_000 });
     expect(agent.push.http).toEqual({ url: 'http://gw:7400/v1/events', gzipAboveBytes: 1024, maxInFlight: 4, timeoutMs: 30_000 });

@@ -47,7 +47,7 @@ export interface FileIntakeOptions {
   idleAfterMs?: number;
   /** …(default 2 s), and at once when its directory's watch reports a change under its name. */
   idleLookMs?: number;
-  /** How long a rotated-away file is still read after it stopped growing, ms (a writer may not have reopened yet). */
+  /** How long a rotated-away file is still read after it stopped growing, ms (a writer may not have reopened yet); over every entry's `rotateWaitMs` (tests). */
   rotateWaitMs?: number;
   /** Most lines per append (one group commit, one checkpoint). */
   maxBatchLines?: number;
@@ -588,7 +588,7 @@ export class FileIntake implements Intake {
       file.rewind();
       return true;
     }
-    if (file.draining && bytes === 0 && this.drained(file)) {
+    if (file.draining && bytes === 0 && this.drained(wp, file)) {
       const last = file.flushPartial();
       if (last !== undefined) lines.push(last);
     }
@@ -596,8 +596,8 @@ export class FileIntake implements Intake {
     return bytes > 0;
   }
 
-  private drained(file: TrackedFile): boolean {
-    return file.complete || this.now() - file.lastGrowth >= (this.options.rotateWaitMs ?? 5000);
+  private drained(wp: WatchedPath, file: TrackedFile): boolean {
+    return file.complete || this.now() - file.lastGrowth >= (this.options.rotateWaitMs ?? wp.spec.rotateWaitMs ?? 5000);
   }
 
   /**
@@ -633,7 +633,7 @@ export class FileIntake implements Intake {
    * (listed in the path's `done`) until the looks (GoneRecords) find it gone, or forget the path.
    */
   private async finishDrained(wp: WatchedPath): Promise<void> {
-    const done = wp.draining.filter((f) => f.atEof && f.readPos === f.offset && !f.hasPartial && this.drained(f));
+    const done = wp.draining.filter((f) => f.atEof && f.readPos === f.offset && !f.hasPartial && this.drained(wp, f));
     if (done.length === 0) return;
     const unlinked = new Set<TrackedFile>();
     for (const f of done) {

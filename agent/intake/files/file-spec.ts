@@ -12,4 +12,6 @@ export interface FileSpec {
   maxLineBytes: number;
   /** ms a file read to its end stays open without growing (default 5 min); it is opened again when it changes. */
   closeInactiveMs?: number;
+  /** ms a rotated file read to its end is kept open without growing before it is closed (default 5 s; Fluent Bit's `Rotate_Wait`). */
+  rotateWaitMs?: number;
 }
