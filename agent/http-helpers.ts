@@ -2,9 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Server, ServerResponse } from 'node:http';
 import type { AddressInfo, Server as NetServer } from 'node:net';
 import { dropAllConnections, dropIdleConnections } from '../common/http-connections.js';
-import type { Logger } from 'pino';
 import { isMeteorError, type ErrorResponse } from '../protocols/index.js';
-import type { IntakeMeter } from './intake/intake-meter.js';
 import { AgentErrors } from './errors.js';
 
 export { isLoopback } from '../common/loopback.js';
@@ -61,26 +59,6 @@ export function bearerMatches(header: string | undefined, token: string): boolea
   const given = createHash('sha256').update(m?.[1]?.trim() ?? '').digest();
   const expected = createHash('sha256').update(token).digest();
   return m !== null && timingSafeEqual(given, expected);
-}
-
-/**
- * Caps a listener's connections at `max`: Node closes the ones past it as they arrive. Each is counted
- * in meteorzx_agent_intake_dropped_total{reason="connection-refused"} and logged at most once per 10 s,
- * so that a flood of idle connections (each an fd and some memory, TLS ones ~60 KB) has a bound.
- */
-export function capConnections(server: NetServer, max: number, meter: IntakeMeter, logger: Logger | undefined, configKey: string): void {
-  server.maxConnections = max;
-  let refused = 0;
-  let loggedAt = Number.NEGATIVE_INFINITY;
-  server.on('drop', () => {
-    meter.dropped('connection-refused');
-    refused += 1;
-    const now = performance.now();
-    if (now - loggedAt < 10_000) return;
-    loggedAt = now;
-    logger?.warn({ limit: max, refused }, `connections past ${configKey} refused (see meteorzx_agent_intake_dropped_total)`);
-    refused = 0;
-  });
 }
 
 /**

@@ -1,9 +1,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { Socket } from 'node:net';
 import { createGunzip, createInflate } from 'node:zlib';
 import type { Logger } from 'pino';
-import { closeSpareConnection } from '../../common/http-connections.js';
+import { capHttpConnections } from '../../common/http-connection-cap.js';
 import { answerAfterHalfClose } from '../../common/http-half-close.js';
 import { hostPort } from '../../common/host-port.js';
 import type { TlsServerOptions } from '../../common/tls-server.js';
@@ -23,7 +22,7 @@ import {
 } from '../../protocols/index.js';
 import type { AgentBuffer } from '../buffer/types.js';
 import { AgentErrors } from '../errors.js';
-import { bearerMatches, capConnections, closeServer, isLoopback, listen, sendError, sendJson, trackConnections, type ListenAddress } from '../http-helpers.js';
+import { bearerMatches, closeServer, isLoopback, listen, sendError, sendJson, trackConnections, type ListenAddress } from '../http-helpers.js';
 import { createIntakeMeter, type IntakeMeter } from './intake-meter.js';
 import type { AgentMetrics } from '../metrics.js';
 import type { Intake } from './types.js';
@@ -120,10 +119,15 @@ export class HttpIntake implements Intake {
     trackConnections(this.server);
     this.meter = createIntakeMeter(options.metrics, this.name, options.token === undefined ? [] : ['auth']);
     const maxConnections = options.maxConnections ?? 256;
-    capConnections(this.server, maxConnections, this.meter, options.logger, 'intake.http.maxConnections');
     // At the cap, a connection doing nothing (a kept-alive spare, else the one waiting longest for its request)
     // gives way, so the next producer's connection is not refused.
-    this.server.on('connection', (socket: Socket) => closeSpareConnection(this.server, maxConnections, socket));
+    const meter = this.meter;
+    capHttpConnections(this.server, maxConnections, {
+      configKey: 'intake.http.maxConnections',
+      metric: 'meteorzx_agent_intake_dropped_total',
+      logger: options.logger,
+      refused: () => meter.dropped('connection-refused'),
+    });
     // `Expect: 100-continue` (curl sends it for bodies over 1 MiB): the headers are judged before the body is
     // invited. Node's default answers 100 at once, so a body over the limit was sent in full to a server that
     // had answered 413 and closed — the client often saw a reset instead of the 413.

@@ -45,7 +45,7 @@ export interface MqttIngressOptions {
   onSessionExpired?: () => void;
   /** Called with each status an agent publishes on audit/<agent>/status (its delivered cursor: TailClaims). */
   onStatus?: (agent: string, payload: Buffer) => void;
-  /** Connections at once over every listener (`mqtt.maxConnections`; connection-cap.ts). Default: no bound (tests). */
+  /** Connections at once over every listener (`mqtt.maxConnections`; common/mqtt-connection-cap.ts). Default: no bound (tests). */
   maxConnections?: number;
   /** Called for each connection refused at `maxConnections` (the metrics counter). */
   onConnectionRefused?: () => void;

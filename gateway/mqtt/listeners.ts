@@ -64,7 +64,7 @@ export class MqttListeners {
     private readonly specs: MqttListenerSpecs,
     handle: ConnectionHandler,
     private readonly maxMessageBytes?: number,
-    /** Bounds the connections over every listener (connection-cap.ts). */
+    /** Bounds the connections over every listener (common/mqtt-connection-cap.ts). */
     private readonly cap?: MqttConnectionCap,
   ) {
     this.handle = (stream, req) => {

@@ -1,9 +1,10 @@
 import { mkdir } from 'node:fs/promises';
-import { connect, type Socket } from 'node:net';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { killAll, removeDir, startAgent, tempDir, waitFor, type Agent } from './agent-harness.js';
 import { runProcess } from './gateway-harness.js';
+import { IdleFlood } from './idle-flood.js';
 
 /**
  * A flood of TCP connections that never send a request (slowloris style)
@@ -19,19 +20,7 @@ import { runProcess } from './gateway-harness.js';
 let dir: string;
 let agent: Agent;
 let port: number;
-const flood = new Set<Socket>();
-let floodOn = true;
-
-/** Opens a connection that sends nothing; reopened whenever the agent closes it, while the flood is on. */
-function idle(): void {
-  const socket = connect(port, '127.0.0.1');
-  flood.add(socket);
-  socket.on('error', () => undefined);
-  socket.on('close', () => {
-    flood.delete(socket);
-    if (floodOn) setTimeout(idle, 5);
-  });
-}
+const flood = new IdleFlood();
 
 beforeAll(async () => {
   dir = await tempDir('agent-idle-flood');
@@ -41,8 +30,7 @@ beforeAll(async () => {
 }, 30_000);
 
 afterAll(async () => {
-  floodOn = false;
-  for (const s of flood) s.destroy();
+  flood.stop();
   await killAll();
   await removeDir(dir);
 });
@@ -52,20 +40,19 @@ const post = () =>
 
 describe('idle connections flooding the HTTP intake', () => {
   it('do not keep a real client out: curl gets its 200 while the flood holds the cap and reopens', async () => {
-    for (let i = 0; i < 32; i += 1) idle();
-    await waitFor(() => flood.size >= 32 || undefined, 'the flood connected');
+    flood.open(port, 32);
+    await waitFor(() => flood.sockets.size >= 32 || undefined, 'the flood connected');
     for (let i = 0; i < 5; i += 1) {
       const r = await post();
       expect(r.stdout, r.stderr).toMatch(/"accepted":1.*\n200$/s);
     }
     expect((await agent.status()).head).toBe(5);
     // The flood still holds its connections (reopened as they gave way): the slots were not simply free.
-    expect(flood.size).toBeGreaterThanOrEqual(30);
+    expect(flood.sockets.size).toBeGreaterThanOrEqual(30);
   });
 
   it('a connection that sends no headers is answered 408 and closed after intake.http.headersTimeout', async () => {
-    floodOn = false;
-    for (const s of flood) s.destroy();
+    flood.stop();
     const socket = connect(port, '127.0.0.1');
     let answer = '';
     socket.on('data', (d: Buffer) => (answer += d.toString()));

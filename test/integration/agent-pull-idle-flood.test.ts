@@ -1,7 +1,7 @@
-import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { killAll, removeDir, startAgent, tempDir, type Agent } from './agent-harness.js';
 import { runProcess } from './gateway-harness.js';
+import { IdleFlood } from './idle-flood.js';
 
 /**
  * Connections that never send a request, against the agent's pull listener
@@ -14,18 +14,7 @@ import { runProcess } from './gateway-harness.js';
  */
 let dir: string;
 let agent: Agent;
-const flood = new Set<Socket>();
-let floodOn = true;
-
-function idle(port: number): void {
-  const socket = connect(port, '127.0.0.1');
-  flood.add(socket);
-  socket.on('error', () => undefined);
-  socket.on('close', () => {
-    flood.delete(socket);
-    if (floodOn) setTimeout(() => idle(port), 5);
-  });
-}
+const flood = new IdleFlood();
 
 beforeAll(async () => {
   dir = await tempDir('agent-pull-idle-flood');
@@ -33,8 +22,7 @@ beforeAll(async () => {
 }, 30_000);
 
 afterAll(async () => {
-  floodOn = false;
-  for (const s of flood) s.destroy();
+  flood.stop();
   await killAll();
   await removeDir(dir);
 });
@@ -42,7 +30,7 @@ afterAll(async () => {
 describe('idle connections flooding the pull listener', () => {
   it('leave the HTTP intake and the pull listener itself answering (under ulimit -n 1024)', async () => {
     const port = Number(new URL(agent.pullUrl).port);
-    for (let i = 0; i < 1100; i += 1) idle(port);
+    flood.open(port, 1100);
     await new Promise((resolve) => setTimeout(resolve, 1500));
     const posted = await runProcess('curl', ['-sS', '-m', '5', '-w', '\n%{http_code}', '-H', 'content-type: application/json', '-d', '{"type":"door.open"}', agent.intakeUrl]);
     expect(posted.stdout, posted.stderr).toMatch(/"accepted":1.*\n200$/s);

@@ -1,6 +1,7 @@
-import { connect, type Socket } from 'node:net';
+import { connect } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { removeDir, runProcess, startGateway, tempDir, type RunningGateway } from './gateway-harness.js';
+import { IdleFlood } from './idle-flood.js';
 
 /**
  * Connections that never send a request, against the gateway's HTTP API.
@@ -14,24 +15,11 @@ import { removeDir, runProcess, startGateway, tempDir, type RunningGateway } fro
  * (default 10 s, checked every second) answers a silent one 408.
  */
 let dir: string;
-const flood = new Set<Socket>();
-let floodOn = false;
+const flood = new IdleFlood();
 let gw: RunningGateway | undefined;
 
-/** Opens a connection that sends nothing; reopened whenever it is closed, while the flood is on. */
-function idle(port: number): void {
-  const socket = connect(port, '127.0.0.1');
-  flood.add(socket);
-  socket.on('error', () => undefined);
-  socket.on('close', () => {
-    flood.delete(socket);
-    if (floodOn) setTimeout(() => idle(port), 5);
-  });
-}
-
 async function floodWith(port: number, n: number): Promise<void> {
-  floodOn = true;
-  for (let i = 0; i < n; i += 1) idle(port);
+  flood.open(port, n);
   // Connected (or refused and reopened) at least once each.
   await new Promise((resolve) => setTimeout(resolve, 1500));
 }
@@ -41,8 +29,7 @@ beforeAll(async () => {
 });
 
 afterEach(async () => {
-  floodOn = false;
-  for (const s of flood) s.destroy();
+  flood.stop();
   await gw?.stop();
   gw = undefined;
 });
@@ -74,8 +61,7 @@ describe('idle connections flooding the gateway HTTP API', () => {
       const r = await post(gw.httpUrl);
       expect(r.stdout, r.stderr).toMatch(/"rejected":\[\]\}\n200$/);
     }
-    floodOn = false;
-    for (const s of flood) s.destroy();
+    flood.stop();
     const socket = connect(port, '127.0.0.1');
     let answer = '';
     socket.on('data', (d: Buffer) => (answer += d.toString()));

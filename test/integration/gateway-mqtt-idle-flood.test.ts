@@ -1,6 +1,6 @@
-import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { removeDir, runProcess, startGateway, tempDir, type RunningGateway } from './gateway-harness.js';
+import { IdleFlood } from './idle-flood.js';
 
 /**
  * Connections that never send CONNECT, against the gateway's MQTT listener.
@@ -13,18 +13,7 @@ import { removeDir, runProcess, startGateway, tempDir, type RunningGateway } fro
  */
 let dir: string;
 let gw: RunningGateway;
-const flood = new Set<Socket>();
-let floodOn = true;
-
-function idle(port: number): void {
-  const socket = connect(port, '127.0.0.1');
-  flood.add(socket);
-  socket.on('error', () => undefined);
-  socket.on('close', () => {
-    flood.delete(socket);
-    if (floodOn) setTimeout(() => idle(port), 5);
-  });
-}
+const flood = new IdleFlood();
 
 beforeAll(async () => {
   dir = await tempDir('meteorzx-mqtt-idle-flood-');
@@ -32,15 +21,14 @@ beforeAll(async () => {
 }, 30_000);
 
 afterAll(async () => {
-  floodOn = false;
-  for (const s of flood) s.destroy();
+  flood.stop();
   await gw.stop();
   await removeDir(dir);
 });
 
 describe('idle connections flooding the MQTT listener (ulimit -n 1024)', () => {
   it('leave HTTP ingest answering, and a device still connects and publishes', async () => {
-    for (let i = 0; i < 1100; i += 1) idle(gw.mqttPort);
+    flood.open(gw.mqttPort, 1100);
     await new Promise((resolve) => setTimeout(resolve, 1500));
     const r = await runProcess('curl', ['-sS', '-m', '5', '-w', '\n%{http_code}', '-H', 'content-type: application/json', '-d', '{"type":"door.open","source":"s1"}', `${gw.httpUrl}/v1/events`]);
     expect(r.stdout, r.stderr).toMatch(/"accepted":1.*\n200$/s);

@@ -1,14 +1,9 @@
 import { appendFileSync, renameSync, writeFileSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import pino from 'pino';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DEFAULT_LIMITS } from '../../protocols/index.js';
-import { LevelBuffer } from '../../agent/buffer/index.js';
-import { FileIntake } from '../../agent/intake/files/file-intake.js';
-import type { FileSpec } from '../../agent/intake/files/file-spec.js';
-import { TrackedFile } from '../../agent/intake/files/tracked-file.js';
+import { describe, expect, it } from 'vitest';
+import { buffer, events, lines, logs, spec, stallReads, startIntake, useFileIntakeHarness, waitFor } from './file-intake-harness.js';
 
 /**
  * A followed path whose file was rotated while no handle was free for the new file at the path
@@ -19,57 +14,7 @@ import { TrackedFile } from '../../agent/intake/files/tracked-file.js';
  * 2.5 s: 600 of the 2,000 lines on disk never read).
  */
 
-let dir: string;
-let logs: string;
-let buffer: LevelBuffer;
-const intakes: FileIntake[] = [];
-const realReadBatch = TrackedFile.prototype.readBatch;
-
-beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'meteorzx-files-rotwait-'));
-  logs = join(dir, 'logs');
-  await mkdir(logs);
-  buffer = new LevelBuffer({ dataDir: join(dir, 'data'), id: 'host-1', durability: 'os', commitIntervalMs: 1 });
-  await buffer.open();
-});
-
-afterEach(async () => {
-  TrackedFile.prototype.readBatch = realReadBatch;
-  for (const i of intakes.splice(0)) await i.close();
-  await buffer.close();
-  await rm(dir, { recursive: true, force: true });
-});
-
-function spec(): FileSpec {
-  return { path: 'logs/*.log', format: 'line', startAt: 'beginning', type: 'log.line', maxLineBytes: 64 * 1024 };
-}
-
-async function events(): Promise<{ type: string; data?: Record<string, unknown> }[]> {
-  return (await buffer.read(0, 1_000_000)) as { type: string; data?: Record<string, unknown> }[];
-}
-
-async function lines(): Promise<string[]> {
-  return (await events()).filter((e) => e.type === 'log.line').map((e) => String(e.data?.line));
-}
-
-async function waitFor(probe: () => Promise<boolean> | boolean, what: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await probe())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
-/** Reads of files under logs/ find nothing until released: the rotated file keeps the only handle, so the new one waits. */
-function stallReads(): () => void {
-  let stalled = true;
-  TrackedFile.prototype.readBatch = function (this: TrackedFile, ...args: Parameters<TrackedFile['readBatch']>) {
-    return stalled && this.path.startsWith(`${logs}/`) ? Promise.resolve({ lines: [], bytes: 0 }) : realReadBatch.apply(this, args);
-  };
-  return () => {
-    stalled = false;
-  };
-}
+useFileIntakeHarness('meteorzx-files-rotwait-');
 
 /** logrotate `create`, rotate 3: app.log.2 → .3, .1 → .2, the log → .1, a new log with `first`. */
 function rotate(log: string, first: string): void {
@@ -90,9 +35,7 @@ describe('FileIntake: a path rotated again while it waits for a handle', () => {
     await writeFile(log, 'a 1\n');
     const logged: { msg: string; path?: string }[] = [];
     const logger = pino({ level: 'info' }, { write: (line: string) => void logged.push(JSON.parse(line) as (typeof logged)[number]) });
-    const intake = new FileIntake({ files: [spec()], buffer, limits: DEFAULT_LIMITS, logger, maxOpenFiles: 1, pollMs: 10, discoverMs: 20, rotateWaitMs: 100, cwd: dir });
-    intakes.push(intake);
-    await intake.start();
+    await startIntake([spec()], { logger, maxOpenFiles: 1 });
     await waitFor(async () => (await lines()).includes('a 1'), 'the first line');
     const release = stallReads();
     appendFileSync(log, 'a 2\n');
@@ -114,9 +57,7 @@ describe('FileIntake: a path rotated again while it waits for a handle', () => {
     const a = join(logs, 'a.log');
     const b = join(logs, 'b.log');
     await writeFile(a, 'a 1\n');
-    const intake = new FileIntake({ files: [spec()], buffer, limits: DEFAULT_LIMITS, maxOpenFiles: 1, pollMs: 10, discoverMs: 20, rotateWaitMs: 100, cwd: dir });
-    intakes.push(intake);
-    await intake.start();
+    await startIntake([spec()], { maxOpenFiles: 1 });
     await waitFor(async () => (await lines()).includes('a 1'), 'the first line');
     const release = stallReads();
     // a.log keeps the only handle (a line it cannot read); b.log, found now, waits for its first turn.

@@ -1,13 +1,10 @@
 import { appendFileSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readlink, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, readlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DEFAULT_LIMITS } from '../../protocols/index.js';
-import { LevelBuffer } from '../../agent/buffer/index.js';
-import { FileIntake, type FileIntakeOptions } from '../../agent/intake/files/file-intake.js';
+import { describe, expect, it } from 'vitest';
+import type { FileIntake } from '../../agent/intake/files/file-intake.js';
 import type { FileSpec } from '../../agent/intake/files/file-spec.js';
-import { TrackedFile } from '../../agent/intake/files/tracked-file.js';
+import { lines, logs, spec, stallReads, startIntake, stopIntake, unstallReads, useFileIntakeHarness, waitFor } from './file-intake-harness.js';
 
 /**
  * Paths waiting for a handle (intake.maxOpenFiles) when the agent stops or is killed. Before, such a path
@@ -15,70 +12,12 @@ import { TrackedFile } from '../../agent/intake/files/tracked-file.js';
  * to it since it was first found (and every line of a file that appeared while the agent ran).
  */
 
-let dir: string;
-let logs: string;
-let buffer: LevelBuffer;
-const intakes: FileIntake[] = [];
-const realReadBatch = TrackedFile.prototype.readBatch;
-
-beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'meteorzx-files-waiting-'));
-  logs = join(dir, 'logs');
-  await mkdir(logs);
-  buffer = new LevelBuffer({ dataDir: join(dir, 'data'), id: 'host-1', durability: 'os', commitIntervalMs: 1 });
-  await buffer.open();
-});
-
-afterEach(async () => {
-  TrackedFile.prototype.readBatch = realReadBatch;
-  for (const i of intakes.splice(0)) await i.close();
-  await buffer.close();
-  await rm(dir, { recursive: true, force: true });
-});
-
-function spec(over: Partial<FileSpec> = {}): FileSpec {
-  return { path: 'logs/*.log', format: 'line', startAt: 'beginning', type: 'log.line', maxLineBytes: 64 * 1024, ...over };
-}
-
-async function startIntake(files: FileSpec[], over: Partial<FileIntakeOptions> = {}): Promise<FileIntake> {
-  const intake = new FileIntake({ files, buffer, limits: DEFAULT_LIMITS, pollMs: 10, discoverMs: 20, rotateWaitMs: 100, cwd: dir, ...over });
-  intakes.push(intake);
-  await intake.start();
-  return intake;
-}
-
-async function stopIntake(intake: FileIntake): Promise<void> {
-  await intake.close();
-  intakes.splice(intakes.indexOf(intake), 1);
-}
-
-async function lines(): Promise<string[]> {
-  return (await buffer.read(0, 1_000_000)).filter((e) => e.type === 'log.line').map((e) => String(e.data?.line));
-}
-
-async function waitFor(probe: () => Promise<boolean> | boolean, what: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await probe())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+useFileIntakeHarness('meteorzx-files-waiting-');
 
 async function handlesOn(prefix: string): Promise<number> {
   let n = 0;
   for (const fd of await readdir('/proc/self/fd')) if ((await readlink(`/proc/self/fd/${fd}`).catch(() => '')).startsWith(prefix)) n += 1;
   return n;
-}
-
-/** Reads of files under logs/ find nothing until released: the file holding the only handle never reaches its end, so the others wait. */
-function stallReads(): () => void {
-  let stalled = true;
-  TrackedFile.prototype.readBatch = function (this: TrackedFile, ...args: Parameters<TrackedFile['readBatch']>) {
-    return stalled && this.path.startsWith(`${logs}/`) ? Promise.resolve({ lines: [], bytes: 0 }) : realReadBatch.apply(this, args);
-  };
-  return () => {
-    stalled = false;
-  };
 }
 
 /** Starts with maxOpenFiles 1 and reads stalled; waits until one file is open and the other paths wait. */
@@ -94,7 +33,7 @@ async function startWaiting(startAt: FileSpec['startAt']): Promise<FileIntake> {
 /** Stops `first` (as a restart, or SIGKILL, would stop it: the waiting path never had its turn), starts again with handles for all. */
 async function restartAndRead(first: FileIntake, startAt: FileSpec['startAt'], want: number): Promise<string[]> {
   await stopIntake(first);
-  TrackedFile.prototype.readBatch = realReadBatch;
+  unstallReads();
   await startIntake([spec({ startAt })], { maxOpenFiles: 10 });
   await waitFor(async () => (await lines()).length >= want, `${want} lines`);
   await new Promise((r) => setTimeout(r, 150));
