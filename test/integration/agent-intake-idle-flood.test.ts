@@ -1,10 +1,9 @@
 import { mkdir } from 'node:fs/promises';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { killAll, removeDir, startAgent, tempDir, waitFor, type Agent } from './agent-harness.js';
 import { runProcess } from './gateway-harness.js';
-import { IdleFlood } from './idle-flood.js';
+import { IdleFlood, silentAnswer } from './idle-flood.js';
 
 /**
  * A flood of TCP connections that never send a request (slowloris style)
@@ -53,10 +52,6 @@ describe('idle connections flooding the HTTP intake', () => {
 
   it('a connection that sends no headers is answered 408 and closed after intake.http.headersTimeout', async () => {
     flood.stop();
-    const socket = connect(port, '127.0.0.1');
-    let answer = '';
-    socket.on('data', (d: Buffer) => (answer += d.toString()));
-    await new Promise<void>((resolve) => socket.once('close', () => resolve()));
-    expect(answer).toMatch(/^HTTP\/1\.1 408 Request Timeout/);
+    expect(await silentAnswer(port)).toMatch(/^HTTP\/1\.1 408 Request Timeout/);
   }, 30_000);
 });

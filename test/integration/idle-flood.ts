@@ -32,3 +32,21 @@ export class IdleFlood {
     });
   }
 }
+
+/**
+ * What a server answers a connection that sends nothing, read until it closes. A connection opened just
+ * after a flood stopped may be refused at the cap unanswered (the server has not yet seen the flood's
+ * connections close): such an empty answer is tried again, until `deadlineMs`.
+ */
+export async function silentAnswer(port: number, deadlineMs = 20_000): Promise<string> {
+  const deadline = Date.now() + deadlineMs;
+  for (;;) {
+    const socket = connect(port, '127.0.0.1');
+    let answer = '';
+    socket.on('data', (d: Buffer) => (answer += d.toString()));
+    socket.on('error', () => undefined);
+    await new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    if (answer !== '' || Date.now() > deadline) return answer;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
